@@ -1,0 +1,423 @@
+"""A small, real HTTP/1.1 server for tests, running inside the test's trio loop.
+
+It listens on 127.0.0.1 with an OS-chosen port and impersonates both healthy
+and hostile sites (see ``TestServer`` for the routes).  Built on trio + h11 and
+supports keep-alive, so pooled httpx connections are served correctly.
+
+A misbehaving client can never crash the server: every connection's errors
+are caught (and recorded in ``TestServer.errors``); ``trio.Cancelled`` is never
+swallowed.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import enum
+import gzip
+import json
+import socket
+import ssl
+import struct
+import urllib.parse
+from functools import partial
+
+import h11
+import trio
+
+HOST = "127.0.0.1"
+CHUNK = 64 * 1024
+MAX_RECV = 64 * 1024
+
+GARBAGE = b"\x00\xffNOT HTTP AT ALL\r\n\r\n"
+BAD_HEADER = b"HTTP/1.1 200 OK\r\nContent-Length: nope\r\n\r\n"
+GZIP_PLAIN = b"compressed hello"
+
+
+class _After(enum.Enum):
+    """What the connection loop does once a handler has returned."""
+
+    KEEP = "keep"  # response complete; keep-alive if h11 allows it
+    CLOSE = "close"  # close the connection cleanly
+    ABORTED = "aborted"  # the socket is already gone (RST); do nothing more
+
+
+class _Request:
+    def __init__(self, method: str, target: str, path: str, headers: dict[str, str], body: bytes):
+        self.method = method
+        self.target = target
+        self.path = path
+        self.headers = headers
+        self.body = body
+
+
+class TestServer:
+    """HTTP(S) test server. Create it with ``start_test_server``.
+
+    Routes (GET unless said; HEAD gets the same headers without a body):
+
+    - ``/ok`` -> 200 ``hello world`` (text/plain)
+    - ``/status/<code>`` -> ``<code>`` with body ``status <code>``
+    - ``/slow/<ms>`` -> sleeps ms milliseconds, then 200 ``slow``
+    - ``/hang`` -> reads the request, never answers
+    - ``/reset`` -> aborts the TCP connection with RST, no answer
+    - ``/close`` -> closes the connection cleanly, no response bytes
+    - ``/big/<n>`` -> 200 with n bytes of ``x`` (Content-Length n)
+    - ``/endless`` -> 200 chunked, 64 KiB chunks forever
+    - ``/drip`` -> 200, Content-Length 1000, then one byte every 0.2 s
+    - ``/redirect/<n>`` -> 302 to ``/redirect/<n-1>``; ``/redirect/0`` -> 200 ``landed``
+    - ``/loop`` -> 302 to ``/loop``
+    - ``/garbage`` -> non-HTTP bytes, then close
+    - ``/badheader`` -> status line with ``Content-Length: nope``, then close
+    - ``/gzip`` -> 200 gzip-encoded ``compressed hello``
+    - ``/echo`` -> 200 JSON ``{"method", "path", "headers"}``
+    - ``/body/<key>`` -> 200 ``bodies[key]``, 404 if missing
+    - ``/gate`` -> waits for ``gate.set()``, then 200 ``gate``
+    - ``POST /hook`` -> 500 while ``hook_failures > 0`` (decrementing), else
+      200 and the body is appended to ``received``
+    - anything else -> 404 ``not found``
+    """
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(self, ssl_context: ssl.SSLContext | None = None) -> None:
+        self.host: str = HOST
+        self.port: int = 0
+        self.scheme: str = "https" if ssl_context is not None else "http"
+        self.ssl_context = ssl_context
+        self.hits: collections.Counter[str] = collections.Counter()
+        self.requests: list[dict] = []
+        self.bodies: dict[str, bytes] = {}
+        self.gate: trio.Event = trio.Event()
+        self.in_flight: int = 0
+        self.max_in_flight: int = 0
+        self.connections: int = 0
+        self.hook_failures: int = 0
+        self.received: list[bytes] = []
+        self.errors: list[Exception] = []  # per-connection errors (diagnostics)
+        self._changed = trio.Event()
+
+    # ------------------------------------------------------------------ API
+
+    def url(self, path: str = "/") -> str:
+        if not path.startswith("/"):
+            path = "/" + path
+        return f"{self.scheme}://{self.host}:{self.port}{path}"
+
+    async def wait_in_flight(self, n: int) -> None:
+        """Return once ``in_flight >= n``."""
+        await self._wait_until(lambda: self.in_flight >= n)
+
+    async def wait_received(self, n: int) -> None:
+        """Return once ``len(received) >= n``."""
+        await self._wait_until(lambda: len(self.received) >= n)
+
+    # ------------------------------------------------------------ internals
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
+
+    async def _wait_until(self, predicate) -> None:
+        # No checkpoint between the check and grabbing the current event, so
+        # no notification can be missed.
+        while not predicate():
+            await self._changed.wait()
+
+    async def _handle_connection(self, raw: trio.SocketStream) -> None:
+        self.connections += 1
+        stream: trio.abc.Stream = raw
+        aborted = False
+        try:
+            if self.ssl_context is not None:
+                stream = trio.SSLStream(
+                    raw, self.ssl_context, server_side=True, https_compatible=True
+                )
+                await stream.do_handshake()
+            conn = h11.Connection(h11.SERVER)
+            while True:
+                try:
+                    request = await _read_request(conn, stream)
+                except h11.RemoteProtocolError as exc:
+                    self.errors.append(exc)
+                    await _send_error(conn, stream, exc.error_status_hint)
+                    break
+                if request is None:  # client closed the connection
+                    break
+                self.hits[request.path] += 1
+                self.requests.append(
+                    {
+                        "method": request.method,
+                        "path": request.path,
+                        "headers": dict(request.headers),
+                        "body": request.body,
+                    }
+                )
+                self.in_flight += 1
+                self.max_in_flight = max(self.max_in_flight, self.in_flight)
+                self._notify()
+                try:
+                    after = await self._dispatch(conn, stream, raw, request)
+                finally:
+                    self.in_flight -= 1
+                    self._notify()
+                if after is _After.ABORTED:
+                    aborted = True
+                    break
+                if after is _After.CLOSE:
+                    break
+                if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
+                    conn.start_next_cycle()
+                else:
+                    break
+        except Exception as exc:  # trio.Cancelled is a BaseException: not caught
+            self.errors.append(exc)
+        finally:
+            if not aborted:
+                with contextlib.suppress(Exception):
+                    await trio.aclose_forcefully(stream)
+
+    async def _dispatch(
+        self,
+        conn: h11.Connection,
+        stream: trio.abc.Stream,
+        raw: trio.SocketStream,
+        req: _Request,
+    ) -> _After:
+        parts = req.path.strip("/").split("/")
+        head, arg = parts[0], "/".join(parts[1:])
+        respond = partial(_respond, conn, stream, req.method)
+
+        if req.path == "/ok":
+            await respond(200, b"hello world")
+        elif head == "status" and _int(arg) is not None and 200 <= _int(arg) <= 599:
+            await respond(_int(arg), f"status {_int(arg)}".encode())
+        elif head == "slow" and _int(arg) is not None and _int(arg) >= 0:
+            await trio.sleep(_int(arg) / 1000)
+            await respond(200, b"slow")
+        elif req.path == "/hang":
+            await trio.sleep_forever()
+        elif req.path == "/reset":
+            raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            await raw.aclose()  # linger (1, 0): close sends RST
+            return _After.ABORTED
+        elif req.path == "/close":
+            return _After.CLOSE
+        elif head == "big" and _int(arg) is not None and _int(arg) >= 0:
+            await self._big(conn, stream, req.method, _int(arg))
+        elif req.path == "/endless":
+            await _send(
+                conn,
+                stream,
+                h11.Response(
+                    status_code=200,
+                    headers=[
+                        ("Content-Type", "application/octet-stream"),
+                        ("Transfer-Encoding", "chunked"),
+                    ],
+                ),
+            )
+            if req.method != "HEAD":
+                chunk = b"x" * CHUNK
+                while True:
+                    await _send(conn, stream, h11.Data(data=chunk))
+            await _send(conn, stream, h11.EndOfMessage())
+        elif req.path == "/drip":
+            await _send(
+                conn,
+                stream,
+                h11.Response(
+                    status_code=200,
+                    headers=[
+                        ("Content-Type", "text/plain"),
+                        ("Content-Length", "1000"),
+                    ],
+                ),
+            )
+            if req.method != "HEAD":
+                for _ in range(1000):
+                    await _send(conn, stream, h11.Data(data=b"x"))
+                    await trio.sleep(0.2)
+            await _send(conn, stream, h11.EndOfMessage())
+        elif head == "redirect" and _int(arg) is not None and _int(arg) >= 0:
+            n = _int(arg)
+            if n == 0:
+                await respond(200, b"landed")
+            else:
+                await respond(302, b"redirect", [("Location", f"/redirect/{n - 1}")])
+        elif req.path == "/loop":
+            await respond(302, b"loop", [("Location", "/loop")])
+        elif req.path == "/garbage":
+            await stream.send_all(GARBAGE)
+            return _After.CLOSE
+        elif req.path == "/badheader":
+            await stream.send_all(BAD_HEADER)
+            return _After.CLOSE
+        elif req.path == "/gzip":
+            await respond(200, gzip.compress(GZIP_PLAIN), [("Content-Encoding", "gzip")])
+        elif req.path == "/echo":
+            payload = {"method": req.method, "path": req.path, "headers": req.headers}
+            await respond(200, json.dumps(payload).encode(), content_type="application/json")
+        elif head == "body" and arg:
+            if arg in self.bodies:
+                await respond(200, self.bodies[arg], content_type="application/octet-stream")
+            else:
+                await respond(404, b"not found")
+        elif req.path == "/gate":
+            await self.gate.wait()
+            await respond(200, b"gate")
+        elif req.path == "/hook":
+            if req.method != "POST":
+                await respond(405, b"method not allowed", [("Allow", "POST")])
+            elif self.hook_failures > 0:
+                self.hook_failures -= 1
+                await respond(500, b"hook failure")
+            else:
+                self.received.append(req.body)
+                self._notify()
+                await respond(200, b"ok")
+        else:
+            await respond(404, b"not found")
+        return _After.KEEP
+
+    async def _big(
+        self, conn: h11.Connection, stream: trio.abc.Stream, method: str, n: int
+    ) -> None:
+        await _send(
+            conn,
+            stream,
+            h11.Response(
+                status_code=200,
+                headers=[
+                    ("Content-Type", "application/octet-stream"),
+                    ("Content-Length", str(n)),
+                ],
+            ),
+        )
+        if method != "HEAD":
+            chunk = b"x" * CHUNK
+            remaining = n
+            while remaining > 0:
+                piece = chunk if remaining >= CHUNK else chunk[:remaining]
+                await _send(conn, stream, h11.Data(data=piece))
+                remaining -= len(piece)
+        await _send(conn, stream, h11.EndOfMessage())
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _int(text: str) -> int | None:
+    if not (text.isascii() and text.isdigit()):
+        return None
+    return int(text)
+
+
+async def _send(conn: h11.Connection, stream: trio.abc.Stream, event) -> None:
+    data = conn.send(event)
+    if data:
+        await stream.send_all(data)
+
+
+async def _next_event(conn: h11.Connection, stream: trio.abc.Stream):
+    while True:
+        event = conn.next_event()
+        if event is h11.NEED_DATA:
+            conn.receive_data(await stream.receive_some(MAX_RECV))  # b"" means EOF
+            continue
+        return event
+
+
+async def _read_request(conn: h11.Connection, stream: trio.abc.Stream) -> _Request | None:
+    """Read one whole request (with body); None if the client closed."""
+    event = await _next_event(conn, stream)
+    if isinstance(event, h11.ConnectionClosed) or event is h11.PAUSED:
+        return None
+    assert isinstance(event, h11.Request), event
+    target = event.target.decode("latin-1")
+    split = urllib.parse.urlsplit(target)
+    path = split.path or "/"
+    headers: dict[str, str] = {}
+    for name, value in event.headers:
+        key = name.decode("latin-1").lower()
+        val = value.decode("latin-1")
+        headers[key] = f"{headers[key]}, {val}" if key in headers else val
+    body = bytearray()
+    while True:
+        part = await _next_event(conn, stream)
+        if isinstance(part, h11.Data):
+            body += part.data
+        elif isinstance(part, h11.EndOfMessage):
+            break
+        else:  # ConnectionClosed mid-body
+            return None
+    return _Request(event.method.decode("latin-1"), target, path, headers, bytes(body))
+
+
+async def _respond(
+    conn: h11.Connection,
+    stream: trio.abc.Stream,
+    method: str,
+    status: int,
+    body: bytes,
+    extra_headers: list[tuple[str, str]] | None = None,
+    content_type: str = "text/plain",
+) -> None:
+    headers = list(extra_headers or [])
+    no_body = status in (204, 304) or 100 <= status < 200
+    if not no_body:
+        headers = [("Content-Type", content_type), ("Content-Length", str(len(body))), *headers]
+    await _send(conn, stream, h11.Response(status_code=status, headers=headers))
+    if body and not no_body and method != "HEAD":
+        await _send(conn, stream, h11.Data(data=body))
+    await _send(conn, stream, h11.EndOfMessage())
+
+
+async def _send_error(conn: h11.Connection, stream: trio.abc.Stream, status: int) -> None:
+    """Best-effort error response to an unparseable request."""
+    if conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
+        return
+    body = f"bad request ({status})".encode()
+    try:
+        await _send(
+            conn,
+            stream,
+            h11.Response(
+                status_code=status,
+                headers=[
+                    ("Content-Type", "text/plain"),
+                    ("Content-Length", str(len(body))),
+                    ("Connection", "close"),
+                ],
+            ),
+        )
+        await _send(conn, stream, h11.Data(data=body))
+        await _send(conn, stream, h11.EndOfMessage())
+    except (h11.LocalProtocolError, trio.BrokenResourceError, trio.ClosedResourceError):
+        pass
+
+
+# ------------------------------------------------------------- public API
+
+
+async def start_test_server(
+    nursery: trio.Nursery, *, ssl_context: ssl.SSLContext | None = None
+) -> TestServer:
+    """Start a TestServer in ``nursery`` on 127.0.0.1 (OS-chosen port).
+
+    HTTPS when ``ssl_context`` (a server-side context) is given.  The server
+    runs until the nursery is cancelled.
+    """
+    server = TestServer(ssl_context)
+    listeners = await nursery.start(
+        partial(trio.serve_tcp, server._handle_connection, 0, host=HOST)
+    )
+    server.port = listeners[0].socket.getsockname()[1]
+    return server
+
+
+def closed_port() -> int:
+    """A port on 127.0.0.1 with nothing listening on it."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]

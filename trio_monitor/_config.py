@@ -1,0 +1,478 @@
+"""The config file: attrs classes as written in TOML, their validation, and the resolved targets.
+
+Loading goes file -> tomllib -> cattrs (structure, strict scalar types, unknown keys
+forbidden) -> semantic checks (unique names, ${ENV} values) -> `Config` with a tuple
+of fully resolved `Target`s. Every problem becomes one line
+`FILE: key.path: message`; all of them are collected before ConfigError is raised,
+so a user fixes a file in one pass.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal, NewType, get_args, get_origin
+
+import attrs
+import cattrs
+import httpx
+from attrs import field, frozen
+from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
+
+from ._errors import ConfigError
+
+Duration = NewType("Duration", float)  # seconds; written "500ms", "10s", "5m", "1h30m"
+ByteSize = NewType("ByteSize", int)  # bytes; written 1048576 or "512KiB", "1MB"
+Url = NewType("Url", str)  # absolute http(s) URL
+Positive = NewType("Positive", int)  # 1 or more
+Count = NewType("Count", int)  # 0 or more
+Grace = NewType("Grace", float)  # a duration that may be "0s"
+Argv = NewType("Argv", tuple)  # ["cmd", "arg"] or "cmd arg" (split like a shell, never run by one)
+Event = Literal["down", "up", "slow", "content_changed"]
+TooLargePolicy = Literal["truncate", "fail"]
+
+EVENTS: tuple[Event, ...] = ("down", "up", "slow", "content_changed")
+USER_AGENT = "trio-monitor/0.1 (+https://github.com/trio-monitor/trio-monitor)"
+
+
+class _Invalid(ValueError):
+    """A value problem whose message is already user-facing."""
+
+
+# --- scalar types ----------------------------------------------------------------
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(text: object, *, allow_zero: bool = False) -> float:
+    """'1h30m' -> 5400.0. Strings only: a bare number would be ambiguous."""
+    if not isinstance(text, str) or not text.strip():
+        raise _Invalid(f'expected a duration string like "500ms", "10s", "5m", got {text!r}')
+    s = text.strip().replace(" ", "")
+    pos, total = 0, 0.0
+    for match in _DURATION_PART.finditer(s):
+        if match.start() != pos:
+            break
+        total += float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+        pos = match.end()
+    if pos != len(s) or pos == 0:
+        raise _Invalid(f'invalid duration {text!r} (use e.g. "500ms", "10s", "5m", "1h30m")')
+    if total <= 0 and not allow_zero:
+        raise _Invalid(f"duration must be greater than 0, got {text!r}")
+    return total
+
+
+def format_duration(seconds: float) -> str:
+    """The shortest exact string parse_duration reads back."""
+    ms = round(seconds * 1000)
+    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)):
+        if ms % size == 0 and ms:
+            return f"{ms // size}{unit}"
+    return f"{ms}ms"
+
+
+_SIZE = re.compile(r"(\d+)\s*(B|KB|KiB|MB|MiB|GB|GiB)?", re.IGNORECASE)
+_SIZE_UNITS = {
+    "b": 1,
+    "kb": 1000,
+    "kib": 1024,
+    "mb": 10**6,
+    "mib": 2**20,
+    "gb": 10**9,
+    "gib": 2**30,
+}
+
+
+def parse_size(value: object) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and (match := _SIZE.fullmatch(value.strip())):
+        return int(match.group(1)) * _SIZE_UNITS[(match.group(2) or "b").lower()]
+    raise _Invalid(f'expected a size in bytes like 1048576 or "1MiB", got {value!r}')
+
+
+def parse_url(value: object) -> str:
+    if not isinstance(value, str):
+        raise _Invalid(f"expected a URL string, got {value!r}")
+    try:
+        url = httpx.URL(value)
+    except httpx.InvalidURL as exc:
+        raise _Invalid(f"invalid URL {value!r}: {exc}") from None
+    if url.scheme not in ("http", "https") or not url.host:
+        raise _Invalid(f"invalid URL {value!r}: expected http:// or https:// with a host")
+    return value
+
+
+def _integer(minimum: int):
+    def structure(value: object, _type: object) -> int:
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise _Invalid(f"expected an integer, got {value!r}")
+        if value < minimum:
+            raise _Invalid(f"must be {minimum} or more, got {value}")
+        return value
+
+    return structure
+
+
+def parse_argv(value: object) -> tuple[str, ...]:
+    if isinstance(value, str):
+        argv = shlex.split(value)
+    elif isinstance(value, list) and all(isinstance(a, str) for a in value):
+        argv = value
+    else:
+        raise _Invalid(f'expected a command like ["notify", "--urgent"], got {value!r}')
+    if not argv:
+        raise _Invalid("command must not be empty")
+    return tuple(argv)
+
+
+def _literal(value: object, type_: object) -> object:
+    allowed = get_args(type_)
+    if value not in allowed:
+        choices = ", ".join(f'"{a}"' for a in allowed)
+        raise _Invalid(f"must be one of {choices}, got {value!r}")
+    return value
+
+
+def _strict(kind: type, name: str):
+    def structure(value: object, _type: object) -> object:
+        # bool is an int subclass, and cattrs would happily turn "no" into True
+        if isinstance(value, bool) and kind is not bool:
+            raise _Invalid(f"expected {name}, got {value!r}")
+        if kind is float and isinstance(value, int):
+            return float(value)
+        if not isinstance(value, kind):
+            raise _Invalid(f"expected {name}, got {value!r}")
+        return value
+
+    return structure
+
+
+# --- the file's shape ------------------------------------------------------------
+
+
+@frozen
+class MonitorSection:
+    """[monitor]: process-wide settings and the defaults every target inherits."""
+
+    interval: Duration = Duration(30.0)
+    timeout: Duration = Duration(10.0)
+    concurrency: Positive = Positive(200)
+    per_host: Positive = Positive(4)
+    retries: Count = Count(1)
+    method: str = "GET"
+    headers: dict[str, str] = field(factory=dict)
+    expect_status: tuple[int | str, ...] = ("200-399",)
+    follow_redirects: bool = True
+    max_redirects: Count = Count(10)
+    max_body: ByteSize = ByteSize(1 << 20)
+    on_too_large: TooLargePolicy = "truncate"
+    verify_tls: bool = True
+    slow: Duration | None = None
+    user_agent: str = USER_AGENT
+    grace: Grace = Grace(5.0)
+    output: str = "-"
+
+
+@frozen
+class WebhookConfig:
+    """[[alerts.webhook]]: POST each alert's JSON to `url`."""
+
+    url: Url
+    headers: dict[str, str] = field(factory=dict)
+    timeout: Duration = Duration(5.0)
+    retries: Count = Count(3)
+    events: tuple[Event, ...] = EVENTS
+
+
+@frozen
+class ExecConfig:
+    """[[alerts.exec]]: run `command` (argv list, no shell) with the alert JSON on stdin."""
+
+    command: Argv
+    timeout: Duration = Duration(10.0)
+    events: tuple[Event, ...] = EVENTS
+
+
+@frozen
+class AlertsSection:
+    failure_threshold: Positive = Positive(3)
+    success_threshold: Positive = Positive(1)
+    webhook: tuple[WebhookConfig, ...] = ()
+    exec: tuple[ExecConfig, ...] = ()
+
+
+@frozen
+class TargetSection:
+    """[[targets]]: one endpoint; every unset key inherits from [monitor]."""
+
+    url: Url
+    name: str | None = None
+    interval: Duration | None = None
+    timeout: Duration | None = None
+    retries: Count | None = None
+    method: str | None = None
+    headers: dict[str, str] | None = None
+    expect_status: tuple[int | str, ...] | None = None
+    follow_redirects: bool | None = None
+    max_redirects: Count | None = None
+    contains: str | None = None
+    slow: Duration | None = None
+    max_body: ByteSize | None = None
+    on_too_large: TooLargePolicy | None = None
+    verify_tls: bool | None = None
+    content_alert: bool = False
+
+
+@frozen
+class ConfigFile:
+    monitor: MonitorSection = MonitorSection()
+    alerts: AlertsSection = AlertsSection()
+    targets: tuple[TargetSection, ...] = ()
+
+
+# --- what the engine runs --------------------------------------------------------
+
+
+@frozen
+class Target:
+    """One target with every setting resolved; equal Targets probe identically."""
+
+    name: str
+    url: str
+    method: str
+    headers: tuple[tuple[str, str], ...]
+    interval: float
+    timeout: float
+    retries: int
+    expect_status: frozenset[int]
+    follow_redirects: bool
+    max_redirects: int
+    contains: str | None
+    slow: float | None
+    max_body: int
+    on_too_large: TooLargePolicy
+    verify_tls: bool
+    content_alert: bool
+
+    @property
+    def host(self) -> str:
+        return httpx.URL(self.url).host
+
+
+@frozen
+class Config:
+    monitor: MonitorSection
+    alerts: AlertsSection
+    targets: tuple[Target, ...]
+    path: str = "<memory>"
+
+
+# --- converter -------------------------------------------------------------------
+
+converter = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
+converter.register_structure_hook(Duration, lambda v, _: Duration(parse_duration(v)))
+converter.register_structure_hook(ByteSize, lambda v, _: ByteSize(parse_size(v)))
+converter.register_structure_hook(Url, lambda v, _: Url(parse_url(v)))
+converter.register_structure_hook(Grace, lambda v, _: Grace(parse_duration(v, allow_zero=True)))
+converter.register_structure_hook(Positive, _integer(1))
+converter.register_structure_hook(Count, _integer(0))
+converter.register_structure_hook(Argv, lambda v, _: parse_argv(v))
+converter.register_structure_hook_func(lambda t: get_origin(t) is Literal, _literal)
+converter.register_unstructure_hook(Duration, format_duration)
+converter.register_structure_hook(int | str, lambda v, _: _status_item(v))
+for _kind, _name in (
+    (int, "an integer"),
+    (float, "a number"),
+    (str, "a string"),
+    (bool, "true or false"),
+):
+    converter.register_structure_hook(_kind, _strict(_kind, _name))
+
+
+_UNKNOWN = "\0unknown\0"  # marks a ForbiddenExtraKeysError for _structure_problems
+
+
+def _status_item(value: object) -> int | str:
+    if isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)):
+        return value
+    raise _Invalid(f'expected a status like 200, "2xx" or "200-299", got {value!r}')
+
+
+def _format_exception(exc: BaseException, type_: object) -> str:
+    if isinstance(exc, _Invalid):
+        return str(exc)
+    if isinstance(exc, ForbiddenExtraKeysError):
+        return _UNKNOWN + "\0".join(sorted(exc.extra_fields))
+    if isinstance(exc, KeyError):
+        return "required key missing"
+    return cattrs.v.format_exception(exc, type_)
+
+
+def _key_path(cattrs_path: str) -> str:
+    path = re.sub(r"\['([^']*)'\]", r".\1", cattrs_path.removeprefix("$"))
+    return path.lstrip(".") or "(top level)"
+
+
+def _structure_problems(exc: BaseException) -> list[str]:
+    lines = []
+    for line in cattrs.transform_error(exc, "$", _format_exception):
+        message, _, path = line.rpartition(" @ ")
+        if message.startswith(_UNKNOWN):
+            for key in message.removeprefix(_UNKNOWN).split("\0"):
+                lines.append(f"{_key_path(f'{path}.{key}')}: unknown key")
+        else:
+            lines.append(f"{_key_path(path)}: {message}")
+    return lines
+
+
+# --- resolution ------------------------------------------------------------------
+
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def expand_env(value: str, env: Mapping[str, str]) -> str:
+    """Replace ${NAME} with the environment variable; raise _Invalid if one is unset."""
+    missing = [n for n in _ENV.findall(value) if n not in env]
+    if missing:
+        raise _Invalid(f"environment variable {missing[0]} is not set")
+    return _ENV.sub(lambda m: env[m.group(1)], value)
+
+
+def parse_status_spec(items: tuple[int | str, ...]) -> frozenset[int]:
+    """200, "2xx", "200-299" -> the set of accepted status codes."""
+    codes: set[int] = set()
+    for item in items:
+        if isinstance(item, int):
+            lo = hi = item
+        elif m := re.fullmatch(r"([1-5])xx", item.strip(), re.IGNORECASE):
+            lo, hi = int(m.group(1)) * 100, int(m.group(1)) * 100 + 99
+        elif m := re.fullmatch(r"(\d{3})\s*-\s*(\d{3})", item.strip()):
+            lo, hi = int(m.group(1)), int(m.group(2))
+        else:
+            raise _Invalid(f'invalid status {item!r} (use 200, "2xx" or "200-299")')
+        if not 100 <= lo <= hi <= 599:
+            raise _Invalid(f"invalid status range {item!r} (codes are 100-599)")
+        codes.update(range(lo, hi + 1))
+    if not codes:
+        raise _Invalid("expect_status must list at least one status")
+    return frozenset(codes)
+
+
+def _expand(table: dict[str, str] | None, where: str, env, problems: list[str]) -> dict[str, str]:
+    """Header names lower-cased, ${ENV} expanded in values; problems collected."""
+    out = {}
+    for key, value in (table or {}).items():
+        try:
+            out[key.lower()] = expand_env(value, env)
+        except _Invalid as exc:
+            problems.append(f"{where}.{key}: {exc}")
+    return out
+
+
+def _resolve(
+    file: ConfigFile, env: Mapping[str, str]
+) -> tuple[AlertsSection, tuple[Target, ...], list[str]]:
+    m = file.monitor
+    problems: list[str] = []
+    try:
+        default_status = parse_status_spec(m.expect_status)
+    except _Invalid as exc:
+        problems.append(f"monitor.expect_status: {exc}")
+        default_status = frozenset(range(200, 400))
+    base_headers = {"user-agent": m.user_agent} | _expand(
+        m.headers, "monitor.headers", env, problems
+    )
+    alerts = attrs.evolve(
+        file.alerts,
+        webhook=tuple(
+            attrs.evolve(
+                hook, headers=_expand(hook.headers, f"alerts.webhook[{i}].headers", env, problems)
+            )
+            for i, hook in enumerate(file.alerts.webhook)
+        ),
+    )
+
+    targets: list[Target] = []
+    first_seen: dict[str, int] = {}
+    for i, t in enumerate(file.targets):
+        where = f"targets[{i}]"
+        name = t.url if t.name is None else t.name.strip()
+        if not name:
+            problems.append(f"{where}.name: must not be empty")
+        elif name in first_seen:
+            problems.append(
+                f"{where}.name: duplicate target name {name!r} (first used by targets[{first_seen[name]}])"
+            )
+        first_seen.setdefault(name, i)
+        status = default_status
+        if t.expect_status is not None:
+            try:
+                status = parse_status_spec(t.expect_status)
+            except _Invalid as exc:
+                problems.append(f"{where}.expect_status: {exc}")
+
+        def pick(own, default):
+            return default if own is None else own
+
+        targets.append(
+            Target(
+                name=name,
+                url=t.url,
+                method=pick(t.method, m.method).upper(),
+                headers=tuple(
+                    (base_headers | _expand(t.headers, f"{where}.headers", env, problems)).items()
+                ),
+                interval=pick(t.interval, m.interval),
+                timeout=pick(t.timeout, m.timeout),
+                retries=pick(t.retries, m.retries),
+                expect_status=status,
+                follow_redirects=pick(t.follow_redirects, m.follow_redirects),
+                max_redirects=pick(t.max_redirects, m.max_redirects),
+                contains=t.contains,
+                slow=pick(t.slow, m.slow),
+                max_body=pick(t.max_body, m.max_body),
+                on_too_large=pick(t.on_too_large, m.on_too_large),
+                verify_tls=pick(t.verify_tls, m.verify_tls),
+                content_alert=t.content_alert,
+            )
+        )
+    return alerts, tuple(targets), problems
+
+
+def parse_config(
+    data: dict, *, env: Mapping[str, str] | None = None, path: str = "<memory>"
+) -> Config:
+    """Structure and validate an already-parsed TOML document."""
+    env = os.environ if env is None else env
+    try:
+        file = converter.structure(data, ConfigFile)
+    except (ClassValidationError, IterableValidationError) as exc:
+        raise ConfigError([f"{path}: {line}" for line in _structure_problems(exc)]) from None
+    alerts, targets, problems = _resolve(file, env)
+    if problems:
+        raise ConfigError([f"{path}: {line}" for line in problems])
+    return Config(monitor=file.monitor, alerts=alerts, targets=targets, path=path)
+
+
+def load_config(path: str | os.PathLike[str], *, env: Mapping[str, str] | None = None) -> Config:
+    """Read, parse and validate a config file; raise ConfigError with every problem."""
+    name = os.fspath(path)
+    try:
+        text = Path(name).read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise ConfigError([f"{name}: file not found"]) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"{name}: not UTF-8 text ({exc.reason} at byte {exc.start})"]) from None
+    except OSError as exc:
+        raise ConfigError([f"{name}: cannot read: {exc.strerror or exc}"]) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{name}: TOML syntax error: {exc}"]) from None
+    return parse_config(data, env=env, path=name)

@@ -1,0 +1,90 @@
+"""The one shared httpx client, routed to small per-origin connection pools.
+
+A single httpcore pool shared by hundreds of origins does O(requests x connections)
+bookkeeping on every event; a dict lookup per request to a pool of at most
+`per_host` connections keeps each pool tiny. All pools share two SSL contexts
+(verifying and not), built once: building one loads the CA bundle (~20 ms).
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from http.cookiejar import CookieJar, DefaultCookiePolicy
+
+import httpx
+
+# Request extension that carries a target's verify_tls through redirects to the router.
+VERIFY_TLS = "trio_monitor.verify_tls"
+
+OriginKey = tuple[bytes, bytes, int | None, bool]
+
+
+def origin_key(url: httpx.URL, verify_tls: bool) -> OriginKey:
+    return (url.raw_scheme, url.raw_host, url.port, verify_tls)
+
+
+class OriginRouter(httpx.AsyncBaseTransport):
+    """Sends each request through the pool of its origin, creating pools on first use."""
+
+    def __init__(self, per_host: int) -> None:
+        self._per_host = per_host
+        self._pools: dict[OriginKey, httpx.AsyncHTTPTransport] = {}
+        self._contexts: dict[bool, ssl.SSLContext] = {}
+
+    def _context(self, verify: bool) -> ssl.SSLContext:
+        if verify not in self._contexts:
+            self._contexts[verify] = httpx.create_ssl_context(verify=verify)
+        return self._contexts[verify]
+
+    def _pool(self, key: OriginKey) -> httpx.AsyncHTTPTransport:
+        pool = self._pools.get(key)
+        if pool is None:
+            limits = httpx.Limits(
+                max_connections=self._per_host, max_keepalive_connections=self._per_host
+            )
+            # retries=0: the probe decides about retrying, inside its own deadline
+            pool = httpx.AsyncHTTPTransport(verify=self._context(key[3]), limits=limits, retries=0)
+            self._pools[key] = pool
+        return pool
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        key = origin_key(request.url, request.extensions.get(VERIFY_TLS, True))
+        return await self._pool(key).handle_async_request(request)
+
+    @property
+    def origins(self) -> frozenset[OriginKey]:
+        return frozenset(self._pools)
+
+    async def retain(self, keep: Iterable[OriginKey], per_host: int) -> None:
+        """After a reload: close the pools no target uses any more (all, if per_host changed)."""
+        keep = set(keep) if per_host == self._per_host else set()
+        self._per_host = per_host
+        for key in [k for k in self._pools if k not in keep]:
+            await self._pools.pop(key).aclose()
+
+    async def aclose(self) -> None:
+        pools, self._pools = list(self._pools.values()), {}
+        for pool in pools:
+            await pool.aclose()
+
+
+def _no_cookies() -> CookieJar:
+    # A monitor must not carry one target's session cookies into the next probe.
+    return CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
+
+
+@asynccontextmanager
+async def open_http_client(per_host: int) -> AsyncIterator[tuple[httpx.AsyncClient, OriginRouter]]:
+    """The process's client. Open it outside the nursery whose probes use it."""
+    router = OriginRouter(per_host)
+    client = httpx.AsyncClient(
+        transport=router,
+        timeout=None,
+        follow_redirects=False,
+        cookies=_no_cookies(),
+        trust_env=False,
+    )
+    async with client:
+        yield client, router

@@ -1,0 +1,199 @@
+"""One run of the monitor: the task tree, signals, reload and graceful shutdown.
+
+Task tree (outermost first); each level outlives the one inside it:
+
+    hard-stop cancel scope          a second SIGINT/SIGTERM cancels everything
+    └── watchers nursery            signal handling, reloads
+        └── http client             opened outside the nurseries that use it
+            └── services nursery    JSON-lines writer, one task per notifier
+                └── scheduler       one nursery per round, one task per probe
+
+Shutdown order: stop() cancels the scheduler's loop (no new probes) and gives
+in-flight probes `grace` seconds; then every channel is closed, so the writer
+and notifiers drain what is queued and end; then the client closes; then the
+signal watcher is cancelled. Nothing is left running when run_monitor returns.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import BinaryIO
+
+import httpx
+import trio
+
+from ._alerts import Notifiers
+from ._config import Config, load_config
+from ._errors import ConfigError
+from ._http import OriginRouter, open_http_client, origin_key
+from ._models import AlertEvent, Record
+from ._scheduler import ProbeFn, Scheduler
+from ._sinks import Fanout, serve_jsonl
+from ._state import StateStore
+
+log = logging.getLogger("trio_monitor")
+
+OUTPUT_QUEUE = 10_000  # lines buffered for a slow reader before lines are dropped (counted)
+MIN_DRAIN = 5.0  # seconds notifiers get at least to deliver queued alerts on shutdown
+
+EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
+
+
+class Monitor:
+    """Handle on a running monitor: stop(), abort() and reload() are safe from any task."""
+
+    def __init__(self, config: Config, config_path: str | None) -> None:
+        self.config = config
+        self._config_path = config_path
+        self._hard = trio.CancelScope()
+        self._reload_lock = trio.Lock()
+        self.stopping = False
+        self.aborted = False
+        self._scheduler: Scheduler | None = None
+        self._state: StateStore | None = None
+        self._notifiers: Notifiers | None = None
+        self._router: OriginRouter | None = None
+
+    def stop(self) -> None:
+        if not self.stopping:
+            log.info("stopping: finishing probes in flight (up to %gs)", self.config.monitor.grace)
+        self.stopping = True
+        if self._scheduler is not None:
+            self._scheduler.stop()
+
+    def abort(self) -> None:
+        log.warning("stopping now")
+        self.aborted = True
+        self._hard.cancel()
+
+    async def reload(self) -> bool:
+        """Load the config file again; a bad one keeps the running config. -> applied?"""
+        async with self._reload_lock:
+            if self._config_path is None or self._scheduler is None:
+                log.warning("reload: nothing to reload from")
+                return False
+            try:
+                new = await trio.to_thread.run_sync(load_config, self._config_path)
+            except ConfigError as exc:
+                for line in exc.problems:
+                    log.error("reload failed, keeping the running config: %s", line)
+                return False
+            old = self.config
+            old_targets = {t.name: t for t in old.targets}
+            unchanged = [t.name for t in new.targets if old_targets.get(t.name) == t]
+            self._state.retain(unchanged)
+            self._state.configure(new.alerts)
+            self._scheduler.reconfigure(new)
+            self._notifiers.configure(new.alerts)
+            await self._router.retain(
+                {origin_key(httpx.URL(t.url), t.verify_tls) for t in new.targets},
+                new.monitor.per_host,
+            )
+            if new.monitor.output != old.monitor.output:
+                log.warning("reload: a new `output` takes effect on restart")
+            self.config = new
+            log.info(
+                "reloaded %s: %d targets, %d unchanged",
+                self._config_path,
+                len(new.targets),
+                len(unchanged),
+            )
+            return True
+
+    async def _serve(self, out: BinaryIO, once: bool, probe_fn: ProbeFn | None, task_status) -> int:
+        config = self.config
+        async with open_http_client(config.monitor.per_host) as (client, router):
+            self._router = router
+            async with trio.open_nursery() as services:
+                fanout = Fanout()
+                await services.start(
+                    serve_jsonl, fanout.add("output", OUTPUT_QUEUE), out, self.stop
+                )
+                notifiers = self._notifiers = Notifiers(services, client)
+                notifiers.configure(config.alerts)
+                self._state = StateStore(config.alerts)
+
+                def emit(record: Record) -> None:
+                    fanout.publish(record)
+                    if isinstance(record, AlertEvent):
+                        notifiers.publish(record)
+
+                extra = {} if probe_fn is None else {"probe_fn": probe_fn}
+                scheduler = self._scheduler = Scheduler(
+                    config, client, self._state, emit, dropped=lambda: fanout.dropped, **extra
+                )
+                if self.stopping:
+                    scheduler.stop()
+                log.info("monitoring %d targets from %s", len(config.targets), config.path)
+                task_status.started(self)
+                try:
+                    summary = await scheduler.run(once=once)
+                finally:
+                    # Closing is synchronous, so it also happens on a hard stop.
+                    fanout.close()
+                    notifiers.close()
+                    drain = max(self.config.monitor.grace, MIN_DRAIN)
+                    services.cancel_scope.deadline = trio.current_time() + drain
+        if once and (summary is None or summary.failed or summary.targets < len(config.targets)):
+            return EXIT_FAILED
+        return EXIT_OK
+
+
+async def _watch_signals(monitor: Monitor, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
+        async with trio.open_nursery() as reloads:
+            task_status.started()
+            async for signum in signals:
+                if signum == signal.SIGHUP:
+                    reloads.start_soon(monitor.reload)
+                elif monitor.stopping:
+                    monitor.abort()
+                else:
+                    monitor.stop()
+
+
+@contextlib.contextmanager
+def _open_output(config: Config):
+    if config.monitor.output == "-":
+        yield sys.stdout.buffer
+        return
+    path = Path(config.path).parent / config.monitor.output
+    try:
+        file = path.open("ab")
+    except OSError as exc:
+        raise ConfigError(
+            [f"{config.path}: monitor.output: cannot open {path}: {exc.strerror or exc}"]
+        ) from None
+    with file:
+        yield file
+
+
+async def run_monitor(
+    config: Config,
+    *,
+    once: bool = False,
+    out: BinaryIO | None = None,
+    config_path: str | None = None,
+    handle_signals: bool = True,
+    probe_fn: ProbeFn | None = None,
+    task_status: trio.TaskStatus[Monitor] = trio.TASK_STATUS_IGNORED,
+) -> int:
+    """Run until stopped (or one round with once). -> exit code: 0 ok, 1 failures (once), 130 aborted.
+
+    `out` overrides the config's output. With handle_signals, SIGINT/SIGTERM stop
+    gracefully (a second one aborts) and SIGHUP reloads from config_path.
+    """
+    monitor = Monitor(config, config_path)
+    with contextlib.ExitStack() as stack:
+        stream = out if out is not None else stack.enter_context(_open_output(config))
+        with monitor._hard:
+            async with trio.open_nursery() as watchers:
+                if handle_signals:
+                    await watchers.start(_watch_signals, monitor)
+                code = await monitor._serve(stream, once, probe_fn, task_status)
+                watchers.cancel_scope.cancel()
+    return EXIT_INTERRUPTED if monitor.aborted else code

@@ -1,0 +1,115 @@
+"""The records trio-monitor emits, and their one JSON form.
+
+Every JSON line starts with `"schema": SCHEMA, "type": ...`. Fields are only ever
+added within a schema version; renaming or removing one bumps SCHEMA.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import ClassVar
+
+import cattrs
+from attrs import frozen
+from cattrs.gen import make_dict_unstructure_fn, override
+
+from ._errors import ErrorKind
+
+SCHEMA = 1
+
+
+def rfc3339(ts: float) -> str:
+    """Unix seconds -> '2026-11-27T21:56:58.123Z'."""
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@frozen
+class ProbeResult:
+    """The outcome of one probe of one target. Failures are data: `error` says why."""
+
+    type: ClassVar[str] = "probe"
+
+    ts: float  # wall-clock time the probe started (unix seconds)
+    target: str
+    url: str
+    ok: bool
+    status: int | None  # final HTTP status, after redirects
+    latency_ms: float | None  # request start to body read, last attempt; None if no response
+    error: ErrorKind | None
+    attempts: int
+    round: int
+    error_detail: str | None = None
+    ttfb_ms: float | None = None  # request start to response headers
+    bytes: int = 0  # body bytes read (after decoding), at most max_body
+    truncated: bool = False  # the body was longer than max_body; the rest was not read
+    content_hash: str | None = None  # "sha256:<hex>" of the bytes read
+    content_changed: bool = False  # content_hash differs from the target's previous one
+    slow: bool = False  # ok, but latency_ms above the target's `slow`
+    final_url: str | None = None  # where redirects led, if anywhere else
+    remote_addr: str | None = None  # "ip:port" of the server that answered
+
+
+@frozen
+class RoundSummary:
+    type: ClassVar[str] = "round"
+
+    ts: float  # when the round started
+    round: int
+    targets: int  # probes started in this round
+    ok: int
+    failed: int
+    duration_ms: float
+    skipped: int = 0  # due targets not probed because their previous probe still ran
+    concurrency: int = 0  # the probe limit in force
+    dropped: int = 0  # lines a full output channel had to drop since start
+
+
+@frozen
+class AlertEvent:
+    type: ClassVar[str] = "alert"
+
+    ts: float
+    target: str
+    url: str
+    event: str  # "down" | "up" | "slow" | "content_changed"
+    reason: str | None = None  # the error kind that took it down, or "slow"
+    detail: str | None = None
+    since: float | None = None  # when the outage (or slowness) began
+    downtime_s: float | None = None  # for "up": how long it was down
+    failures: int | None = None  # consecutive failed probes when "down" fired
+    latency_ms: float | None = None  # for "slow"
+    slow_ms: float | None = None  # the threshold, for "slow"
+    content_hash: str | None = None  # for "content_changed": the new hash
+    previous_hash: str | None = None
+
+
+Record = ProbeResult | RoundSummary | AlertEvent
+
+_converter = cattrs.Converter()
+
+
+def _time_or_none(ts: float | None) -> str | None:
+    return None if ts is None else rfc3339(ts)
+
+
+for _cls, _times in (
+    (ProbeResult, ("ts",)),
+    (RoundSummary, ("ts",)),
+    (AlertEvent, ("ts", "since")),
+):
+    _converter.register_unstructure_hook(
+        _cls,
+        make_dict_unstructure_fn(
+            _cls, _converter, **{name: override(unstruct_hook=_time_or_none) for name in _times}
+        ),
+    )
+
+
+def to_dict(record: Record) -> dict:
+    return {"schema": SCHEMA, "type": record.type, **_converter.unstructure(record)}
+
+
+def to_line(record: Record) -> str:
+    """One JSON object, no newline; keys in a stable order."""
+    return json.dumps(to_dict(record), ensure_ascii=False, separators=(",", ":"))

@@ -1,0 +1,229 @@
+"""One probe of one target: deadline, retries with backoff, streamed and capped body.
+
+`probe()` never raises for anything the target or the network does: every outcome,
+our own deadline included, comes back as a ProbeResult. Only trio.Cancelled (the
+monitor shutting down) propagates, as it must.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import time
+
+import httpx
+import trio
+from attrs import frozen
+
+from ._config import Target
+from ._errors import RETRYABLE, ErrorKind, ProbeFailure, classify
+from ._http import VERIFY_TLS
+from ._models import ProbeResult
+
+BACKOFF_BASE = 0.1  # seconds before the first retry; doubles each time
+BACKOFF_CAP = 5.0
+CLOSE_TIMEOUT = 1.0  # closing a response is local work; never let it hang shutdown
+
+_REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+
+
+@frozen
+class Plan:
+    """Everything about a target's request that can be built once, not once per probe."""
+
+    target: Target
+    url: httpx.URL
+    headers: httpx.Headers
+    extensions: dict
+    needle: bytes | None
+
+
+def prepare(target: Target) -> Plan:
+    headers = httpx.Headers({"accept": "*/*", "accept-encoding": "gzip, deflate"})
+    headers.update(dict(target.headers))
+    return Plan(
+        target=target,
+        url=httpx.URL(target.url),
+        headers=headers,
+        extensions={VERIFY_TLS: target.verify_tls},
+        needle=target.contains.encode() if target.contains else None,
+    )
+
+
+def backoff_delay(retry: int, rng: random.Random) -> float:
+    """Exponential backoff with jitter: retry 0 -> 50-100 ms, 1 -> 100-200 ms, ..."""
+    ceiling = min(BACKOFF_CAP, BACKOFF_BASE * 2**retry)
+    return ceiling * rng.uniform(0.5, 1.0)
+
+
+@frozen
+class _Response:
+    status: int
+    latency_ms: float
+    ttfb_ms: float
+    bytes: int
+    truncated: bool
+    content_hash: str
+    final_url: str | None
+    remote_addr: str | None
+    failure: ProbeFailure | None  # set when a response came but is not acceptable
+
+
+def _remote_addr(response: httpx.Response) -> str | None:
+    # Ask while the connection is surely open: after the body it may be closed already.
+    stream = response.extensions.get("network_stream")
+    try:
+        addr = stream.get_extra_info("server_addr") if stream is not None else None
+    except OSError:
+        return None
+    if isinstance(addr, tuple) and len(addr) >= 2:
+        host = addr[0]
+        return f"[{host}]:{addr[1]}" if ":" in host else f"{host}:{addr[1]}"
+    return None
+
+
+async def _close(response: httpx.Response) -> None:
+    # Runs in `finally`, possibly after our deadline cancelled us: shield it, but bound it.
+    with trio.move_on_after(CLOSE_TIMEOUT) as scope:
+        scope.shield = True
+        await response.aclose()
+
+
+def _next_request(plan: Plan, response: httpx.Response, method: str) -> httpx.Request:
+    url = response.url.join(response.headers["location"])
+    # as browsers do: 303 always, and 301/302 after a POST, turn into a GET without body
+    if response.status_code == 303 or (response.status_code in (301, 302) and method == "POST"):
+        method = "GET"
+    return httpx.Request(method, url, headers=plan.headers, extensions=plan.extensions)
+
+
+async def _read_body(plan: Plan, response: httpx.Response) -> tuple[int, bool, str, bool]:
+    """Stream the body, hashing as it comes; stop at max_body. -> (bytes, truncated, hash, found)."""
+    limit = plan.target.max_body
+    digest = hashlib.sha256()
+    needle = plan.needle
+    found = needle is None
+    tail = b""
+    total = 0
+    truncated = False
+    async for chunk in response.aiter_bytes():
+        if total + len(chunk) > limit:
+            chunk = chunk[: limit - total]
+            truncated = True
+        total += len(chunk)
+        digest.update(chunk)
+        if not found:
+            window = tail + chunk
+            found = needle in window
+            tail = window[-(len(needle) - 1) :] if len(needle) > 1 else b""
+        if truncated:
+            break
+    return total, truncated, "sha256:" + digest.hexdigest(), found
+
+
+async def _attempt(client: httpx.AsyncClient, plan: Plan) -> _Response:
+    target = plan.target
+    started = trio.current_time()
+    method = target.method
+    request = httpx.Request(method, plan.url, headers=plan.headers, extensions=plan.extensions)
+    redirects = 0
+    while True:
+        response = await client.send(request, stream=True)
+        try:
+            if (
+                target.follow_redirects
+                and response.status_code in _REDIRECT_STATUSES
+                and "location" in response.headers
+            ):
+                redirects += 1
+                if redirects > target.max_redirects:
+                    raise ProbeFailure(
+                        ErrorKind.REDIRECTS, f"more than {target.max_redirects} redirects"
+                    )
+                request = _next_request(plan, response, method)
+                method = request.method
+                continue
+            ttfb = trio.current_time() - started
+            remote_addr = _remote_addr(response)
+            size, truncated, content_hash, found = await _read_body(plan, response)
+            latency = trio.current_time() - started
+            failure = None
+            if truncated and target.on_too_large == "fail":
+                failure = ProbeFailure(
+                    ErrorKind.TOO_LARGE, f"body larger than max_body ({target.max_body} bytes)"
+                )
+            elif response.status_code not in target.expect_status:
+                failure = ProbeFailure(ErrorKind.STATUS, f"HTTP {response.status_code}")
+            elif not found:
+                failure = ProbeFailure(
+                    ErrorKind.CONTENT, f"body does not contain {target.contains!r}"
+                )
+            return _Response(
+                status=response.status_code,
+                latency_ms=round(latency * 1000, 3),
+                ttfb_ms=round(ttfb * 1000, 3),
+                bytes=size,
+                truncated=truncated,
+                content_hash=content_hash,
+                final_url=str(response.url) if redirects else None,
+                remote_addr=remote_addr,
+                failure=failure,
+            )
+        finally:
+            await _close(response)
+
+
+async def probe(
+    client: httpx.AsyncClient,
+    plan: Plan,
+    round_no: int,
+    *,
+    rng: random.Random | None = None,
+) -> ProbeResult:
+    """Probe once, retries included, within the target's timeout. Never raises but Cancelled."""
+    target = plan.target
+    rng = rng or random.Random()
+    ts = time.time()
+    attempts = 0
+    response: _Response | None = None
+    failure: ProbeFailure | None = None
+    with trio.move_on_after(target.timeout) as deadline:
+        for retry in range(target.retries + 1):
+            attempts += 1
+            try:
+                response = await _attempt(client, plan)
+                failure = response.failure
+                break
+            except Exception as exc:  # every failure is data; Cancelled is no Exception
+                failure = classify(exc)
+            if failure.kind not in RETRYABLE or retry == target.retries:
+                break
+            delay = backoff_delay(retry, rng)
+            if trio.current_time() + delay >= deadline.deadline:
+                break  # the retry could not finish in time: report the real error, not a timeout
+            await trio.sleep(delay)
+    if deadline.cancelled_caught:
+        response = None
+        failure = ProbeFailure(
+            ErrorKind.TIMEOUT, f"no complete response within {target.timeout:g}s"
+        )
+    ok = failure is None
+    return ProbeResult(
+        ts=ts,
+        target=target.name,
+        url=target.url,
+        ok=ok,
+        status=response.status if response else None,
+        latency_ms=response.latency_ms if response else None,
+        error=None if ok else failure.kind,
+        error_detail=None if ok else failure.detail,
+        attempts=attempts,
+        round=round_no,
+        ttfb_ms=response.ttfb_ms if response else None,
+        bytes=response.bytes if response else 0,
+        truncated=response.truncated if response else False,
+        content_hash=response.content_hash if response else None,
+        slow=bool(ok and target.slow and response.latency_ms > target.slow * 1000),
+        final_url=response.final_url if response else None,
+        remote_addr=response.remote_addr if response else None,
+    )

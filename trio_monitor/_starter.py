@@ -1,0 +1,133 @@
+"""`trio-monitor init`: a commented starter config, optionally from a list of URLs.
+
+The TOML itself is written by tomli-w (so it is always valid and round-trips);
+comments, which tomli-w cannot write, are added beside the keys it wrote.
+"""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+import tomli_w
+
+from ._config import _Invalid, parse_url
+from ._errors import ConfigError
+
+HEADER = """\
+# trio-monitor configuration. Reference: README.md ("Configuration").
+# Durations: "500ms", "10s", "5m", "1h". Header values may use ${ENV_VAR}.
+# Check it with:  trio-monitor validate -c {path}
+# Run it with:    trio-monitor run -c {path}
+"""
+
+ALERT_EXAMPLES = """
+# Send alerts somewhere (each section may appear several times):
+# [[alerts.webhook]]
+# url = "https://hooks.example.com/trio-monitor"
+# headers = { Authorization = "Bearer ${HOOK_TOKEN}" }
+# events = ["down", "up"]
+#
+# [[alerts.exec]]
+# command = ["/usr/local/bin/page-me", "--urgent"]   # gets the alert JSON on stdin
+"""
+
+COMMENTS = {
+    ("monitor", "interval"): "how often each target is probed (per-target `interval` overrides)",
+    ("monitor", "timeout"): "deadline for a whole probe, retries included",
+    ("monitor", "concurrency"): "probes in flight at once, across all targets",
+    ("monitor", "per_host"): "probes in flight at once to one host",
+    ("monitor", "retries"): "extra attempts after a dns/connect/protocol error, within timeout",
+    ("monitor", "grace"): "on SIGINT/SIGTERM, how long probes in flight may finish",
+    ("monitor", "output"): '"-" is stdout; or a file path (relative to this file), appended to',
+    ("alerts", "failure_threshold"): "consecutive failed probes before a target is DOWN",
+    ("alerts", "success_threshold"): "consecutive good probes before it is UP again",
+}
+
+EXAMPLE_TARGETS = [
+    {"name": "example", "url": "https://example.com/"},
+    {
+        "name": "example-org",
+        "url": "https://example.org/",
+        "interval": "1m",
+        "contains": "Example Domain",
+        "slow": "2s",
+    },
+]
+
+
+def urls_from_text(text: str, source: str) -> list[str]:
+    """One URL a line; blank lines and `#` comments skipped. Bad lines -> ConfigError."""
+    urls, problems = [], []
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.split(" #", 1)[0].strip()  # " #" starts a comment; "#" in a URL does not
+        if not line or line.startswith("#"):
+            continue
+        if "://" not in line:
+            line = "https://" + line
+        try:
+            urls.append(parse_url(line))
+        except _Invalid as exc:
+            problems.append(f"{source}: line {number}: {exc}")
+    if problems:
+        raise ConfigError(problems)
+    if not urls:
+        raise ConfigError([f"{source}: no URLs found"])
+    return urls
+
+
+def _name_for(url: str) -> str:
+    parsed = httpx.URL(url)
+    path = parsed.path.rstrip("/")
+    name = parsed.host + (f":{parsed.port}" if parsed.port else "") + path
+    return re.sub(r"\s+", "-", name) or url
+
+
+def targets_for(urls: list[str]) -> list[dict]:
+    targets, seen = [], set()
+    for url in urls:
+        base = name = _name_for(url)
+        n = 1
+        while name in seen:
+            n += 1
+            name = f"{base}-{n}"
+        seen.add(name)
+        targets.append({"name": name, "url": url})
+    return targets
+
+
+def _annotate(toml: str) -> str:
+    out, section = [], None
+    for line in toml.splitlines():
+        if line.startswith("["):
+            section = line.strip("[]")
+            if out and out[-1] != "":
+                out.append("")
+        elif " = " in line and (comment := COMMENTS.get((section, line.split(" = ", 1)[0]))):
+            line = f"{line:<24} # {comment}"
+        out.append(line)
+    return "\n".join(out) + "\n"
+
+
+def starter_config(path: str, urls: list[str] | None = None) -> str:
+    settings = {
+        "monitor": {
+            "interval": "30s",
+            "timeout": "10s",
+            "concurrency": 200,
+            "per_host": 4,
+            "retries": 1,
+            "grace": "5s",
+            "output": "-",
+        },
+        "alerts": {"failure_threshold": 3, "success_threshold": 1},
+    }
+    targets = {"targets": targets_for(urls) if urls else EXAMPLE_TARGETS}
+    return (
+        HEADER.replace("{path}", path)
+        + "\n"
+        + _annotate(tomli_w.dumps(settings))
+        + ALERT_EXAMPLES
+        + "\n"
+        + _annotate(tomli_w.dumps(targets))
+    )

@@ -1,0 +1,127 @@
+"""Per-target state (UNKNOWN -> UP/DOWN) and the alert decisions.
+
+`StateStore` is the seam where target state lives: in memory here, shareable
+(e.g. Redis) later. `observe` is synchronous and O(1) per result, so it runs
+inline in the probe task and the order of a target's results is the order of
+its alerts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import attrs
+
+from ._config import AlertsSection, Target
+from ._models import AlertEvent, ProbeResult
+
+UNKNOWN, UP, DOWN = "UNKNOWN", "UP", "DOWN"
+
+
+@attrs.define
+class TargetState:
+    state: str = UNKNOWN
+    since: float | None = None  # wall time the current state began
+    failures: int = 0  # consecutive failed probes
+    successes: int = 0  # consecutive ok probes
+    streak_start: float | None = None  # wall time of the first failure of the current streak
+    streak_clock: float | None = None  # the same, on trio's clock, for downtime
+    slow_streak: int = 0
+    fast_streak: int = 0
+    slow_alerted: bool = False
+    content_hash: str | None = None  # of the last ok probe
+    last: ProbeResult | None = None
+
+
+class StateStore:
+    def __init__(self, alerts: AlertsSection) -> None:
+        self._states: dict[str, TargetState] = {}
+        self.configure(alerts)
+
+    def configure(self, alerts: AlertsSection) -> None:
+        self.failure_threshold = alerts.failure_threshold
+        self.success_threshold = alerts.success_threshold
+
+    def get(self, name: str) -> TargetState | None:
+        return self._states.get(name)
+
+    def retain(self, names: Iterable[str]) -> None:
+        """Keep the state of these targets only (the ones a reload left unchanged)."""
+        keep = set(names)
+        for name in [n for n in self._states if n not in keep]:
+            del self._states[name]
+
+    def observe(
+        self, target: Target, result: ProbeResult, now: float
+    ) -> tuple[ProbeResult, list[AlertEvent]]:
+        """Fold one result into the target's state. -> (result with content_changed, alerts)."""
+        st = self._states.get(target.name)
+        if st is None:
+            st = self._states[target.name] = TargetState()
+        alerts: list[AlertEvent] = []
+
+        def alert(event: str, **fields) -> None:
+            alerts.append(
+                AlertEvent(ts=result.ts, target=target.name, url=target.url, event=event, **fields)
+            )
+
+        if result.ok:
+            st.successes += 1
+            if st.state != UP and st.successes >= self.success_threshold:
+                if st.state == DOWN:
+                    alert(
+                        "up",
+                        since=st.streak_start,
+                        downtime_s=round(now - st.streak_clock, 3),
+                        detail=f"HTTP {result.status} in {result.latency_ms:g} ms",
+                    )
+                st.state, st.since = UP, result.ts
+            if st.successes >= self.success_threshold:
+                st.failures, st.streak_start, st.streak_clock = 0, None, None
+            if st.content_hash is not None and result.content_hash != st.content_hash:
+                result = attrs.evolve(result, content_changed=True)
+                if target.content_alert:
+                    alert(
+                        "content_changed",
+                        content_hash=result.content_hash,
+                        previous_hash=st.content_hash,
+                    )
+            st.content_hash = result.content_hash
+            self._observe_speed(st, target, result, alert)
+        else:
+            st.successes = 0
+            st.failures += 1
+            if st.failures == 1 or st.streak_start is None:
+                st.streak_start, st.streak_clock = result.ts, now
+            if st.state != DOWN and st.failures >= self.failure_threshold:
+                st.state, st.since = DOWN, st.streak_start
+                alert(
+                    "down",
+                    reason=str(result.error),
+                    detail=result.error_detail,
+                    since=st.streak_start,
+                    failures=st.failures,
+                )
+        st.last = result
+        return result, alerts
+
+    def _observe_speed(self, st: TargetState, target: Target, result: ProbeResult, alert) -> None:
+        # Slowness is debounced like outages: failure_threshold slow probes in a row
+        # raise one `slow` alert; success_threshold fast ones re-arm it.
+        if result.slow:
+            st.slow_streak += 1
+            st.fast_streak = 0
+            if not st.slow_alerted and st.slow_streak >= self.failure_threshold:
+                st.slow_alerted = True
+                alert(
+                    "slow",
+                    reason="slow",
+                    latency_ms=result.latency_ms,
+                    slow_ms=target.slow * 1000,
+                    detail=f"{st.slow_streak} probes slower than {target.slow * 1000:g} ms",
+                )
+        else:
+            st.fast_streak += 1
+            st.slow_streak = 0
+            if st.fast_streak >= self.success_threshold:
+                st.slow_alerted = False
