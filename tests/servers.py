@@ -112,6 +112,10 @@ class TestServer:
         """Return once ``len(received) >= n``."""
         await self._wait_until(lambda: len(self.received) >= n)
 
+    async def wait_hits(self, path: str, n: int) -> None:
+        """Return once ``hits[path] >= n``."""
+        await self._wait_until(lambda: self.hits[path] >= n)
+
     # ------------------------------------------------------------ internals
 
     def _notify(self) -> None:

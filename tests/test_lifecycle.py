@@ -1,0 +1,236 @@
+"""run_monitor in-process against the loopback server: shutdown, flushing, reload, no leaks."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+
+import tomli_w
+import trio
+from servers import closed_port
+
+from trio_monitor import load_config, parse_config, run_monitor
+from trio_monitor._lifecycle import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
+
+
+class LineSink:
+    """A binary `out` for run_monitor that wakes the test when lines arrive.
+
+    The monitor writes from a worker thread; from_thread hands each write back to trio.
+    """
+
+    def __init__(self, fail_with: type[Exception] | None = None, block: bool = False):
+        self.data = b""
+        self.fail_with = fail_with
+        self.unblock = threading.Event() if block else None
+        self._changed = trio.Event()
+
+    def write(self, chunk: bytes) -> int:
+        if self.fail_with:
+            raise self.fail_with()
+        if self.unblock is not None:
+            self.unblock.wait()
+        self.data += chunk
+        trio.from_thread.run_sync(self._changed.set)
+        return len(chunk)
+
+    def flush(self) -> None:
+        pass
+
+    @property
+    def records(self) -> list[dict]:
+        return [json.loads(line) for line in self.data.decode().splitlines()]
+
+    def of_type(self, kind: str) -> list[dict]:
+        return [r for r in self.records if r["type"] == kind]
+
+    async def wait_for(self, predicate) -> None:
+        with trio.fail_after(10):
+            while not predicate(self):
+                self._changed = trio.Event()
+                await self._changed.wait()
+
+
+def write_config(path, targets, **monitor):
+    doc = {"monitor": {"interval": "100ms", "timeout": "2s", **monitor}, "targets": targets}
+    path.write_text(tomli_w.dumps(doc))
+    return str(path)
+
+
+def all_tasks() -> set[trio.lowlevel.Task]:
+    """Every task in this run, except the test server's per-connection handlers."""
+    found, stack = set(), [trio.lowlevel.current_root_task()]
+    while stack:
+        task = stack.pop()
+        if not task.name.endswith("serve_listeners._run_handler"):
+            found.add(task)
+        for nursery in task.child_nurseries:
+            stack.extend(nursery.child_tasks)
+    return found
+
+
+async def test_once_exit_codes(server):
+    ok = parse_config({"targets": [{"name": "ok", "url": server.url("/ok")}]})
+    out = LineSink()
+    assert await run_monitor(ok, once=True, out=out, handle_signals=False) == EXIT_OK
+    assert [r["type"] for r in out.records] == ["probe", "round"]
+
+    bad = parse_config(
+        {
+            "monitor": {"retries": 0},
+            "targets": [
+                {"name": "ok", "url": server.url("/ok")},
+                {"name": "down", "url": f"http://127.0.0.1:{closed_port()}/"},
+            ],
+        }
+    )
+    out = LineSink()
+    assert await run_monitor(bad, once=True, out=out, handle_signals=False) == EXIT_FAILED
+    (round_line,) = out.of_type("round")
+    assert (round_line["targets"], round_line["ok"], round_line["failed"]) == (2, 1, 1)
+
+
+async def test_stop_leaves_no_task_and_loses_no_line(server, tmp_path):
+    targets = [{"name": f"t{i}", "url": server.url(f"/slow/{i * 5}")} for i in range(20)]
+    config = load_config(write_config(tmp_path / "m.toml", targets))
+    before = all_tasks()
+    out = LineSink()
+    async with trio.open_nursery() as nursery:
+        monitor = await nursery.start(
+            lambda task_status: run_monitor(
+                config, out=out, handle_signals=False, task_status=task_status
+            )
+        )
+        await out.wait_for(lambda o: len(o.of_type("round")) >= 2)
+        monitor.stop()
+    assert all_tasks() == before
+    # every probe that ran was written, and every line is whole
+    assert out.data.endswith(b"\n")
+    probes = out.of_type("probe")
+    rounds = out.of_type("round")
+    assert sum(r["ok"] + r["failed"] for r in rounds) == len(probes)
+    assert server.hits["/slow/0"] >= 2
+
+
+async def test_stop_cancels_hanging_probes_after_grace(server):
+    config = parse_config(
+        {"monitor": {"grace": "300ms", "timeout": "1h"}, "targets": [{"url": server.url("/hang")}]}
+    )
+    out = LineSink()
+    async with trio.open_nursery() as nursery:
+        monitor = await nursery.start(
+            lambda task_status: run_monitor(
+                config, out=out, handle_signals=False, task_status=task_status
+            )
+        )
+        await server.wait_in_flight(1)
+        stopped = trio.current_time()
+        monitor.stop()
+    assert 0.3 <= trio.current_time() - stopped < 5
+    assert out.of_type("probe") == []  # cancelled, so no result to report
+
+
+async def test_abort_exits_130(server):
+    config = parse_config({"monitor": {"timeout": "1h"}, "targets": [{"url": server.url("/hang")}]})
+    codes = []
+
+    async def run(task_status):
+        codes.append(
+            await run_monitor(config, out=LineSink(), handle_signals=False, task_status=task_status)
+        )
+
+    async with trio.open_nursery() as nursery:
+        monitor = await nursery.start(run)
+        await server.wait_in_flight(1)
+        monitor.stop()
+        monitor.abort()
+    assert codes == [EXIT_INTERRUPTED]
+
+
+async def test_closed_output_stops_the_monitor(server, caplog):
+    config = parse_config(
+        {"monitor": {"interval": "100ms"}, "targets": [{"url": server.url("/ok")}]}
+    )
+    caplog.set_level(logging.INFO, "trio_monitor")
+    code = await run_monitor(config, out=LineSink(fail_with=BrokenPipeError), handle_signals=False)
+    assert code == EXIT_OK
+    assert "output closed" in caplog.text
+
+
+async def test_stuck_output_never_slows_probing(server, caplog, monkeypatch):
+    monkeypatch.setattr("trio_monitor._lifecycle.OUTPUT_QUEUE", 4)
+    config = parse_config(
+        {"monitor": {"interval": "50ms"}, "targets": [{"url": server.url("/ok")}]}
+    )
+    out = LineSink(block=True)
+    async with trio.open_nursery() as nursery:
+        monitor = await nursery.start(
+            lambda task_status: run_monitor(
+                config, out=out, handle_signals=False, task_status=task_status
+            )
+        )
+        with trio.fail_after(10):  # rounds go on while nothing can be written
+            await server.wait_hits("/ok", 20)
+        out.unblock.set()
+        # later round lines tell how many lines were dropped meanwhile
+        await out.wait_for(lambda o: any(r["dropped"] > 0 for r in o.of_type("round")))
+        monitor.stop()
+    assert "not keeping up" in caplog.text
+
+
+async def test_reload_keeps_state_of_unchanged_targets(server, tmp_path, caplog):
+    path = tmp_path / "m.toml"
+    broken = {"name": "broken", "url": server.url("/status/500")}
+    write_config(path, [broken], interval="1h")
+    config = load_config(path)
+    out = LineSink()
+    async with trio.open_nursery() as nursery:
+        monitor = await nursery.start(
+            lambda task_status: run_monitor(
+                config,
+                out=out,
+                config_path=str(path),
+                handle_signals=False,
+                task_status=task_status,
+            )
+        )
+        await out.wait_for(lambda o: len(o.of_type("probe")) == 1)
+        # add a target; "broken" is unchanged, so its failure count (1) survives
+        extra = {"name": "extra", "url": server.url("/ok")}
+        write_config(path, [broken, extra], interval="1h")
+        assert await monitor.reload()
+        await out.wait_for(lambda o: any(p["target"] == "extra" for p in o.of_type("probe")))
+        assert monitor._state.get("broken").failures == 1
+        # a broken file is refused and the running config stays
+        path.write_text("[monitor]\ninterval = 'soon'\n")
+        assert not await monitor.reload()
+        assert [t.name for t in monitor.config.targets] == ["broken", "extra"]
+        monitor.stop()
+    assert "reload failed, keeping the running config" in caplog.text
+    assert "monitor.interval" in caplog.text
+
+
+async def test_alert_lines_reach_output(server):
+    config = parse_config(
+        {
+            "monitor": {"interval": "50ms", "retries": 0},
+            "alerts": {"failure_threshold": 2},
+            "targets": [{"name": "flaky", "url": server.url("/body/page")}],
+        }
+    )
+    out = LineSink()
+    async with trio.open_nursery() as nursery:
+        monitor = await nursery.start(
+            lambda task_status: run_monitor(
+                config, out=out, handle_signals=False, task_status=task_status
+            )
+        )
+        await out.wait_for(lambda o: [a["event"] for a in o.of_type("alert")] == ["down"])
+        server.bodies["page"] = b"back"
+        await out.wait_for(lambda o: len(o.of_type("alert")) == 2)
+        monitor.stop()
+    down, up = out.of_type("alert")
+    assert (down["event"], down["reason"], down["failures"]) == ("down", "status", 2)
+    assert up["event"] == "up"
+    assert up["downtime_s"] > 0

@@ -1,0 +1,245 @@
+"""Scheduling logic on trio's autojump clock, with a fake probe: no network, no real time."""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+
+import pytest
+import trio
+import trio.testing
+
+from trio_monitor import ErrorKind, ProbeResult, RoundSummary, parse_config
+from trio_monitor._scheduler import Scheduler
+from trio_monitor._state import StateStore
+
+
+def make_config(targets, **monitor):
+    return parse_config({"monitor": monitor, "targets": targets})
+
+
+def result_for(plan, round_no, ok=True):
+    t = plan.target
+    return ProbeResult(
+        ts=time.time(),
+        target=t.name,
+        url=t.url,
+        ok=ok,
+        status=200 if ok else None,
+        latency_ms=1.0 if ok else None,
+        error=None if ok else ErrorKind.CONNECT,
+        attempts=1,
+        round=round_no,
+    )
+
+
+class FakeProber:
+    """Records when each target's probe started; each takes `durations[name]` seconds."""
+
+    def __init__(self, durations=None, fail=()):
+        self.durations = durations or {}
+        self.fail = set(fail)
+        self.starts = defaultdict(list)
+        self.active = defaultdict(int)
+        self.max_active_per_target = defaultdict(int)
+        self.active_total = 0
+        self.max_total = 0
+        self.t0 = trio.current_time()
+
+    async def __call__(self, client, plan, round_no):
+        name = plan.target.name
+        self.starts[name].append(round(trio.current_time() - self.t0, 6))
+        self.active[name] += 1
+        self.active_total += 1
+        self.max_active_per_target[name] = max(self.max_active_per_target[name], self.active[name])
+        self.max_total = max(self.max_total, self.active_total)
+        try:
+            await trio.sleep(self.durations.get(name, 0.01))
+        finally:
+            self.active[name] -= 1
+            self.active_total -= 1
+        if name in self.fail:
+            raise ValueError("boom")
+        return result_for(plan, round_no)
+
+
+def scheduler_for(config, prober, records):
+    return Scheduler(config, None, StateStore(config.alerts), records.append, probe_fn=prober)
+
+
+async def run_for(scheduler, seconds):
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(scheduler.run)
+        await trio.sleep(seconds)
+        scheduler.stop()
+
+
+def rounds(records):
+    return [r for r in records if isinstance(r, RoundSummary)]
+
+
+async def test_fixed_schedule_without_drift(autojump_clock):
+    config = make_config(
+        [
+            {"name": "fast", "url": "http://127.0.0.1:1/", "interval": "1s"},
+            {"name": "slowcadence", "url": "http://127.0.0.1:2/", "interval": "3s"},
+        ]
+    )
+    prober = FakeProber({"fast": 0.3, "slowcadence": 0.7})
+    records = []
+    await run_for(scheduler_for(config, prober, records), 9.5)
+    # due times are anchor + n * interval: probe durations never push them later
+    assert prober.starts["fast"] == [float(n) for n in range(10)]
+    assert prober.starts["slowcadence"] == [0.0, 3.0, 6.0, 9.0]
+    # targets due at the same instant share a round
+    sizes = [r.targets for r in rounds(records)]
+    assert sizes == [2, 1, 1, 2, 1, 1, 2, 1, 1, 2]
+    assert [r.round for r in rounds(records)] == list(range(1, 11))
+
+
+async def test_overrunning_target_is_skipped_not_stacked(autojump_clock):
+    config = make_config([{"name": "laggard", "url": "http://127.0.0.1:1/", "interval": "1s"}])
+    prober = FakeProber({"laggard": 2.5})
+    records = []
+    await run_for(scheduler_for(config, prober, records), 6.5)
+    assert prober.max_active_per_target["laggard"] == 1
+    assert prober.starts["laggard"] == [0.0, 3.0, 6.0]
+    assert sum(r.skipped for r in rounds(records)) == 4  # due at 1, 2, 4, 5
+
+
+async def test_slow_target_does_not_delay_others(autojump_clock):
+    config = make_config(
+        [
+            {"name": "quick", "url": "http://127.0.0.1:1/", "interval": "1s"},
+            {"name": "stuck", "url": "http://127.0.0.1:2/", "interval": "1s"},
+        ]
+    )
+    prober = FakeProber({"stuck": 100.0})
+    records = []
+    await run_for(scheduler_for(config, prober, records), 5.5)
+    assert prober.starts["quick"] == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
+    # rounds without the stuck target finished on their own
+    assert [r.ok for r in rounds(records)][:5] == [1, 1, 1, 1, 1]
+
+
+async def test_global_concurrency_limit(autojump_clock):
+    targets = [{"name": f"t{i}", "url": f"http://127.0.0.{i + 1}:80/"} for i in range(10)]
+    config = make_config(targets, concurrency=3)
+    prober = FakeProber({f"t{i}": 1.0 for i in range(10)})
+    records = []
+    scheduler = scheduler_for(config, prober, records)
+    await scheduler.run(once=True)
+    assert prober.max_total == 3
+    assert rounds(records)[0].ok == 10
+    assert rounds(records)[0].concurrency == 3
+
+
+async def test_per_host_limit(autojump_clock):
+    same = [{"name": f"same{i}", "url": f"http://127.0.0.1:{8000 + i}/"} for i in range(6)]
+    other = [{"name": "other", "url": "http://127.0.0.2/"}]
+    config = make_config(same + other, per_host=2)
+    prober = FakeProber({t["name"]: 1.0 for t in same + other})
+    records = []
+    await scheduler_for(config, prober, records).run(once=True)
+    starts = sorted(prober.starts[f"same{i}"][0] for i in range(6))
+    assert starts == [0.0, 0.0, 1.0, 1.0, 2.0, 2.0]  # two at a time to 127.0.0.1
+    assert prober.starts["other"] == [0.0]  # another host is not held up
+
+
+async def test_raising_probe_is_contained(autojump_clock):
+    config = make_config(
+        [
+            {"name": "buggy", "url": "http://127.0.0.1:1/", "interval": "1s"},
+            {"name": "fine", "url": "http://127.0.0.1:2/", "interval": "1s"},
+        ]
+    )
+    prober = FakeProber(fail={"buggy"})
+    records = []
+    await run_for(scheduler_for(config, prober, records), 2.5)
+    probes = [r for r in records if isinstance(r, ProbeResult)]
+    buggy = [r for r in probes if r.target == "buggy"]
+    assert [r.error for r in buggy] == [ErrorKind.INTERNAL] * 3
+    assert "boom" in buggy[0].error_detail
+    assert all(r.ok for r in probes if r.target == "fine")
+    assert len(rounds(records)) == 3
+
+
+async def test_reconfigure_adds_removes_and_keeps_cadence(autojump_clock):
+    keep = {"name": "keep", "url": "http://127.0.0.1:1/", "interval": "2s"}
+    gone = {"name": "gone", "url": "http://127.0.0.1:2/", "interval": "1s"}
+    new = {"name": "new", "url": "http://127.0.0.1:3/", "interval": "1s"}
+    prober = FakeProber()
+    records = []
+    scheduler = scheduler_for(make_config([keep, gone]), prober, records)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(scheduler.run)
+        await trio.sleep(2.5)
+        scheduler.reconfigure(make_config([keep, new]))
+        await trio.sleep(3.2)
+        scheduler.stop()
+    assert prober.starts["keep"] == [0.0, 2.0, 4.0]  # unchanged: same cadence
+    assert prober.starts["gone"] == [0.0, 1.0, 2.0]
+    assert prober.starts["new"] == [2.5, 3.5, 4.5, 5.5]  # due at once, then every second
+    assert [t.name for t in scheduler.targets] == ["keep", "new"]
+
+
+async def test_stop_gives_grace_then_cancels(autojump_clock):
+    config = make_config([{"name": "hang", "url": "http://127.0.0.1:1/"}], grace="2s")
+    prober = FakeProber({"hang": 1000.0})
+    records = []
+    scheduler = scheduler_for(config, prober, records)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(scheduler.run)
+        await trio.sleep(1.0)
+        stopped_at = trio.current_time()
+        scheduler.stop()
+    assert trio.current_time() - stopped_at == pytest.approx(2.0)
+    assert prober.active_total == 0
+
+
+async def test_stop_waits_for_probes_that_finish_within_grace(autojump_clock):
+    config = make_config([{"name": "t", "url": "http://127.0.0.1:1/"}], grace="5s")
+    prober = FakeProber({"t": 3.0})
+    records = []
+    scheduler = scheduler_for(config, prober, records)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(scheduler.run)
+        await trio.sleep(1.0)
+        scheduler.stop()
+    assert trio.current_time() - prober.t0 == pytest.approx(3.0)
+    assert [r.ok for r in records if isinstance(r, ProbeResult)] == [True]
+    assert rounds(records)[0].ok == 1
+
+
+async def test_once_runs_every_target_once(autojump_clock):
+    config = make_config(
+        [
+            {"name": "a", "url": "http://127.0.0.1:1/", "interval": "1s"},
+            {"name": "b", "url": "http://127.0.0.1:2/", "interval": "1h"},
+        ]
+    )
+    prober = FakeProber({"a": 0.5, "b": 2.0})
+    records = []
+    summary = await scheduler_for(config, prober, records).run(once=True)
+    assert summary.targets == 2
+    assert summary.ok == 2
+    assert summary.failed == 0
+    assert summary.duration_ms == pytest.approx(2000.0)
+    assert dict(prober.starts) == {"a": [0.0], "b": [0.0]}
+
+
+async def test_late_loop_skips_missed_due_times(autojump_clock):
+    # If the whole process stalls past several due times, the target resumes on its
+    # grid (anchor + n * interval), not with a burst of catch-up probes.
+    config = make_config([{"name": "t", "url": "http://127.0.0.1:1/", "interval": "1s"}])
+    prober = FakeProber()
+    records = []
+    scheduler = scheduler_for(config, prober, records)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(scheduler.run)
+        await trio.sleep(0.5)
+        autojump_clock.jump(3.2)  # as if the loop was blocked for 3.2 s
+        await trio.sleep(2.0)
+        scheduler.stop()
+    # one late probe for the missed due time at 1 s, none for 2 and 3, then back on the grid
+    assert prober.starts["t"] == [0.0, 3.7, 4.0, 5.0]

@@ -1,0 +1,146 @@
+"""The per-target state machine and its alert decisions."""
+
+from __future__ import annotations
+
+import pytest
+
+from trio_monitor import ErrorKind, ProbeResult, parse_config
+from trio_monitor._state import DOWN, UNKNOWN, UP, StateStore
+
+
+def setup(failure_threshold=3, success_threshold=1, **target):
+    config = parse_config(
+        {
+            "alerts": {
+                "failure_threshold": failure_threshold,
+                "success_threshold": success_threshold,
+            },
+            "targets": [{"name": "t", "url": "http://127.0.0.1/", **target}],
+        }
+    )
+    return StateStore(config.alerts), config.targets[0]
+
+
+class Feed:
+    """Feeds results one per second (trio-clock and wall time alike) and collects alerts."""
+
+    def __init__(self, store, target):
+        self.store, self.target, self.now, self.alerts = store, target, 0.0, []
+
+    def __call__(self, ok=True, *, latency=10.0, content="a", error=ErrorKind.CONNECT):
+        self.now += 1.0
+        result = ProbeResult(
+            ts=1_000_000 + self.now,
+            target=self.target.name,
+            url=self.target.url,
+            ok=ok,
+            status=200 if ok else None,
+            latency_ms=latency if ok else None,
+            error=None if ok else error,
+            error_detail=None if ok else "refused",
+            attempts=1,
+            round=int(self.now),
+            content_hash=f"sha256:{content}" if ok else None,
+            slow=bool(ok and self.target.slow and latency > self.target.slow * 1000),
+        )
+        result, alerts = self.store.observe(self.target, result, self.now)
+        self.alerts += alerts
+        return result
+
+    def events(self):
+        return [a.event for a in self.alerts]
+
+    @property
+    def state(self):
+        return self.store.get(self.target.name).state
+
+
+def test_one_blip_does_not_alert():
+    feed = Feed(*setup())
+    feed(), feed(ok=False), feed(ok=False), feed()
+    assert feed.events() == []
+    assert feed.state == UP
+
+
+def test_down_fires_once_per_outage_and_up_reports_downtime():
+    feed = Feed(*setup(failure_threshold=3))
+    feed()
+    for _ in range(6):
+        feed(ok=False, error=ErrorKind.TIMEOUT)
+    assert feed.events() == ["down"]
+    down = feed.alerts[0]
+    assert down.reason == "timeout"
+    assert down.failures == 3
+    assert down.since == 1_000_000 + 2.0  # the first failure of the streak, not the third
+    assert feed.state == DOWN
+    feed()
+    assert feed.events() == ["down", "up"]
+    assert feed.alerts[1].downtime_s == pytest.approx(6.0)  # first failure (t=2) to recovery (t=8)
+    assert feed.alerts[1].since == down.since
+    assert feed.state == UP
+
+
+def test_success_threshold_debounces_recovery():
+    feed = Feed(*setup(failure_threshold=1, success_threshold=3))
+    feed(ok=False)
+    feed(), feed(), feed(ok=False), feed(), feed()
+    assert feed.events() == ["down"]
+    feed()
+    assert feed.events() == ["down", "up"]
+
+
+def test_unknown_to_down_alerts_but_unknown_to_up_does_not():
+    feed = Feed(*setup(failure_threshold=2))
+    assert feed.store.get("t") is None
+    feed()
+    assert feed.state == UP
+    assert feed.events() == []
+    store, target = setup(failure_threshold=2)
+    feed = Feed(store, target)
+    feed(ok=False)
+    assert feed.state == UNKNOWN
+    feed(ok=False)
+    assert feed.state == DOWN
+    assert feed.events() == ["down"]
+
+
+def test_content_change_flags_result_and_alerts_only_when_asked():
+    feed = Feed(*setup())
+    assert feed(content="a").content_changed is False  # nothing to compare with yet
+    assert feed(content="a").content_changed is False
+    assert feed(content="b").content_changed is True
+    assert feed(ok=False).content_changed is False  # failures carry no content
+    assert feed(content="b").content_changed is False  # compared with the last ok probe
+    assert feed.events() == []
+
+    feed = Feed(*setup(content_alert=True))
+    feed(content="a"), feed(content="b")
+    assert feed.events() == ["content_changed"]
+    assert feed.alerts[0].previous_hash == "sha256:a"
+    assert feed.alerts[0].content_hash == "sha256:b"
+
+
+def test_slow_is_debounced_and_rearms():
+    feed = Feed(*setup(failure_threshold=2, success_threshold=2, slow="100ms"))
+    feed(latency=150), feed(latency=50), feed(latency=150)
+    assert feed.events() == []
+    feed(latency=200), feed(latency=300)
+    assert feed.events() == ["slow"]
+    assert feed.alerts[0].slow_ms == 100.0
+    feed(latency=50), feed(latency=150), feed(latency=150)
+    assert feed.events() == ["slow"]  # one fast probe is not enough to re-arm
+    feed(latency=50), feed(latency=50), feed(latency=150), feed(latency=150)
+    assert feed.events() == ["slow", "slow"]
+
+
+def test_retain_and_configure():
+    store, target = setup(failure_threshold=5)
+    feed = Feed(store, target)
+    feed(ok=False), feed(ok=False)
+    store.retain(["t"])
+    assert store.get("t").failures == 2
+    store.configure(parse_config({"alerts": {"failure_threshold": 3}}).alerts)
+    feed(ok=False)
+    assert feed.events() == ["down"]
+    store.retain([])
+    assert store.get("t") is None
