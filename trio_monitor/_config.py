@@ -21,7 +21,9 @@ import attrs
 import cattrs
 import httpx
 from attrs import field, frozen
+from cattrs.cols import homogenous_tuple_structure_factory
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
+from cattrs.gen import make_dict_structure_fn
 
 from ._errors import ConfigError
 
@@ -30,7 +32,7 @@ ByteSize = NewType("ByteSize", int)  # bytes; written 1048576 or "512KiB", "1MB"
 Url = NewType("Url", str)  # absolute http(s) URL
 Positive = NewType("Positive", int)  # 1 or more
 Count = NewType("Count", int)  # 0 or more
-Grace = NewType("Grace", float)  # a duration that may be "0s"
+Delay = NewType("Delay", float)  # a duration that may be "0s"
 Argv = NewType("Argv", tuple)  # ["cmd", "arg"] or "cmd arg" (split like a shell, never run by one)
 Event = Literal["down", "up", "slow", "content_changed"]
 TooLargePolicy = Literal["truncate", "fail"]
@@ -90,6 +92,8 @@ _SIZE_UNITS = {
 
 def parse_size(value: object) -> int:
     if isinstance(value, int) and not isinstance(value, bool):
+        if value < 0:
+            raise _Invalid(f"size must be 0 or more, got {value}")
         return value
     if isinstance(value, str) and (match := _SIZE.fullmatch(value.strip())):
         return int(match.group(1)) * _SIZE_UNITS[(match.group(2) or "b").lower()]
@@ -105,6 +109,10 @@ def parse_url(value: object) -> str:
         raise _Invalid(f"invalid URL {value!r}: {exc}") from None
     if url.scheme not in ("http", "https") or not url.host:
         raise _Invalid(f"invalid URL {value!r}: expected http:// or https:// with a host")
+    if b"%" in url.raw_host:  # httpx percent-encodes what no host name may contain (spaces)
+        raise _Invalid(f"invalid URL {value!r}: invalid host name")
+    if url.port is not None and not 0 < url.port < 65536:
+        raise _Invalid(f"invalid URL {value!r}: port must be 1-65535")
     return value
 
 
@@ -153,6 +161,24 @@ def _strict(kind: type, name: str):
     return structure
 
 
+def _shaped(kind: type | tuple[type, ...], name: str, make):
+    """cattrs' own hook, but a value of the wrong shape is one clear problem: a string
+    is no array of characters, and `[targets]` (a table) is no `[[targets]]` (an array)."""
+
+    def factory(type_: object, conv: cattrs.Converter):
+        inner = make(type_, conv)
+
+        def structure(value: object, t: object) -> object:
+            if not isinstance(value, kind):
+                got = "a table" if isinstance(value, Mapping) else repr(value)
+                raise _Invalid(f"expected {name}, got {got}")
+            return inner(value, t)
+
+        return structure
+
+    return factory
+
+
 # --- the file's shape ------------------------------------------------------------
 
 
@@ -163,7 +189,10 @@ class MonitorSection:
     interval: Duration = Duration(30.0)
     timeout: Duration = Duration(10.0)
     concurrency: Positive = Positive(200)
+    adaptive: bool = False  # steer concurrency between adaptive_min and concurrency
+    adaptive_min: Positive = Positive(10)
     per_host: Positive = Positive(4)
+    stagger: Delay = Delay(15.0)  # first probes spread over this long (at most the interval)
     retries: Count = Count(1)
     method: str = "GET"
     headers: dict[str, str] = field(factory=dict)
@@ -175,7 +204,7 @@ class MonitorSection:
     verify_tls: bool = True
     slow: Duration | None = None
     user_agent: str = USER_AGENT
-    grace: Grace = Grace(5.0)
+    grace: Delay = Delay(5.0)
     output: str = "-"
 
 
@@ -279,11 +308,18 @@ converter = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
 converter.register_structure_hook(Duration, lambda v, _: Duration(parse_duration(v)))
 converter.register_structure_hook(ByteSize, lambda v, _: ByteSize(parse_size(v)))
 converter.register_structure_hook(Url, lambda v, _: Url(parse_url(v)))
-converter.register_structure_hook(Grace, lambda v, _: Grace(parse_duration(v, allow_zero=True)))
+converter.register_structure_hook(Delay, lambda v, _: Delay(parse_duration(v, allow_zero=True)))
 converter.register_structure_hook(Positive, _integer(1))
 converter.register_structure_hook(Count, _integer(0))
 converter.register_structure_hook(Argv, lambda v, _: parse_argv(v))
 converter.register_structure_hook_func(lambda t: get_origin(t) is Literal, _literal)
+converter.register_structure_hook_factory(
+    attrs.has, _shaped(Mapping, "a table", make_dict_structure_fn)
+)
+converter.register_structure_hook_factory(
+    lambda t: get_origin(t) is tuple,
+    _shaped((list, tuple), "an array", homogenous_tuple_structure_factory),
+)
 converter.register_unstructure_hook(Duration, format_duration)
 converter.register_structure_hook(int | str, lambda v, _: _status_item(v))
 for _kind, _name in (

@@ -128,7 +128,14 @@ class Monitor:
                 )
                 if self.stopping:
                     scheduler.stop()
-                log.info("monitoring %d targets from %s", len(config.targets), config.path)
+                spread = (
+                    ""
+                    if once or not config.monitor.stagger
+                    else (f" (first probes spread over up to {config.monitor.stagger:g}s)")
+                )
+                log.info(
+                    "monitoring %d targets from %s%s", len(config.targets), config.path, spread
+                )
                 task_status.started(self)
                 try:
                     summary = await scheduler.run(once=once)

@@ -14,11 +14,13 @@ import heapq
 import logging
 import math
 import time
+import zlib
 from collections.abc import Awaitable, Callable
 
 import httpx
 import trio
 
+from ._adaptive import LAG_PERIOD, AdaptiveLimit
 from ._config import Config, Target
 from ._errors import ErrorKind
 from ._models import ProbeResult, Record, RoundSummary
@@ -28,6 +30,17 @@ from ._state import StateStore
 log = logging.getLogger("trio_monitor")
 
 SAME_ROUND = 0.001  # due times this close (seconds) share a round
+
+
+def stagger_offset(target: Target, stagger: float) -> float:
+    """Where a target's probes fall in its interval: fixed per name, spread evenly over
+    the first `stagger` seconds (at most the interval), so rounds do not all fire at once.
+
+    crc32, not hash(): Python salts hash() per process, and a target should keep its
+    place across restarts (and across machines, later).
+    """
+    return zlib.crc32(target.name.encode()) / 2**32 * min(stagger, target.interval)
+
 
 ProbeFn = Callable[[httpx.AsyncClient, Plan, int], Awaitable[ProbeResult]]
 
@@ -68,6 +81,8 @@ class Scheduler:
         self._emit = emit
         self._probe_fn = probe_fn
         self.limiter = trio.CapacityLimiter(config.monitor.concurrency)
+        self._adaptive: AdaptiveLimit | None = None
+        self._stagger = config.monitor.stagger
         self._per_host = config.monitor.per_host
         self._host_limiters: dict[str, trio.CapacityLimiter] = {}
         self._slots: dict[str, _Slot] = {}
@@ -87,8 +102,16 @@ class Scheduler:
 
     def _apply(self, config: Config, now: float) -> None:
         monitor = config.monitor
-        self.limiter.total_tokens = monitor.concurrency
+        low = min(monitor.adaptive_min, monitor.concurrency)
+        if not monitor.adaptive:
+            self._adaptive = None
+            self.limiter.total_tokens = monitor.concurrency
+        elif self._adaptive is None:
+            self._adaptive = AdaptiveLimit(self.limiter, low, monitor.concurrency)
+        else:
+            self._adaptive.set_bounds(low, monitor.concurrency)
         self._grace = monitor.grace
+        self._stagger = monitor.stagger
         if monitor.per_host != self._per_host:
             self._per_host = monitor.per_host
             for limiter in self._host_limiters.values():
@@ -99,7 +122,7 @@ class Scheduler:
             if old is not None and old.plan.target == target:
                 slots[target.name] = old  # unchanged: keeps its cadence
             else:
-                slot = _Slot(prepare(target), now)
+                slot = _Slot(prepare(target), now + stagger_offset(target, self._stagger))
                 slots[target.name] = slot
                 self._push(slot)
         self._slots = slots
@@ -139,7 +162,9 @@ class Scheduler:
                     self._in_flight.update(p.target.name for p in plans)
                     rounds.start_soon(self._run_round, self._next_round(), plans, 0, summary)
                 else:
-                    await self._loop(rounds, summary)
+                    async with trio.open_nursery() as loop:
+                        loop.start_soon(self._sample_lag)
+                        await self._loop(rounds, summary)
         return summary[-1] if summary else None
 
     def _next_round(self) -> int:
@@ -177,6 +202,14 @@ class Scheduler:
                 slot.advance(now)
                 self._push(slot)
             rounds.start_soon(self._run_round, self._next_round(), plans, skipped, summary)
+
+    async def _sample_lag(self) -> None:
+        # How late a short sleep wakes up tells whether the event loop keeps up.
+        while True:
+            asked = trio.current_time() + LAG_PERIOD
+            await trio.sleep_until(asked)
+            if self._adaptive is not None:
+                self._adaptive.note_lag(trio.current_time() - asked)
 
     def stop(self) -> None:
         """Start no more probes; in-flight ones get `grace` seconds, then are cancelled."""
@@ -219,6 +252,7 @@ class Scheduler:
 
     async def _probe_one(self, plan: Plan, round_no: int, outcomes: list[int]) -> None:
         target = plan.target
+        adaptive = self._adaptive
         try:
             # The deadline starts inside probe(), after both limits: time spent queued
             # behind other probes is ours, not the target's, and must not look like a timeout.
@@ -235,6 +269,8 @@ class Scheduler:
         if slot is not None and slot.plan is plan:  # else a reload removed or changed it meanwhile
             result, alerts = self._state.observe(target, result, trio.current_time())
         outcomes[0 if result.ok else 1] += 1
+        if adaptive is not None:
+            adaptive.note_result(result)
         self._emit(result)
         for alert in alerts:
             self._emit(alert)

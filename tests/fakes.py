@@ -1,0 +1,77 @@
+"""A fake prober and scheduler helpers for logic tests on trio's autojump clock."""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+
+import trio
+
+from trio_monitor import ErrorKind, ProbeResult, RoundSummary, parse_config
+from trio_monitor._scheduler import Scheduler
+from trio_monitor._state import StateStore
+
+
+def make_config(targets, **monitor):
+    """Unstaggered unless asked: most tests here reason about exact start times."""
+    return parse_config({"monitor": {"stagger": "0s", **monitor}, "targets": targets})
+
+
+def result_for(plan, round_no, ok=True):
+    t = plan.target
+    return ProbeResult(
+        ts=time.time(),
+        target=t.name,
+        url=t.url,
+        ok=ok,
+        status=200 if ok else None,
+        latency_ms=1.0 if ok else None,
+        error=None if ok else ErrorKind.CONNECT,
+        attempts=1,
+        round=round_no,
+    )
+
+
+class FakeProber:
+    """Records when each target's probe started; each takes `durations[name]` seconds."""
+
+    def __init__(self, durations=None, fail=()):
+        self.durations = durations or {}
+        self.fail = set(fail)
+        self.starts = defaultdict(list)
+        self.active = defaultdict(int)
+        self.max_active_per_target = defaultdict(int)
+        self.active_total = 0
+        self.max_total = 0
+        self.t0 = trio.current_time()
+
+    async def __call__(self, client, plan, round_no):
+        name = plan.target.name
+        self.starts[name].append(round(trio.current_time() - self.t0, 6))
+        self.active[name] += 1
+        self.active_total += 1
+        self.max_active_per_target[name] = max(self.max_active_per_target[name], self.active[name])
+        self.max_total = max(self.max_total, self.active_total)
+        try:
+            await trio.sleep(self.durations.get(name, 0.01))
+        finally:
+            self.active[name] -= 1
+            self.active_total -= 1
+        if name in self.fail:
+            raise ValueError("boom")
+        return result_for(plan, round_no)
+
+
+def scheduler_for(config, prober, records):
+    return Scheduler(config, None, StateStore(config.alerts), records.append, probe_fn=prober)
+
+
+async def run_for(scheduler, seconds):
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(scheduler.run)
+        await trio.sleep(seconds)
+        scheduler.stop()
+
+
+def rounds(records):
+    return [r for r in records if isinstance(r, RoundSummary)]
