@@ -14,6 +14,7 @@ httpcore's errors to its own.
 from __future__ import annotations
 
 import enum
+import os
 import socket
 import ssl
 
@@ -83,6 +84,33 @@ def _detail(exc: BaseException) -> str:
     return text if len(text) <= 200 else text[:197] + "..."
 
 
+# httpcore and h11 report a connection the server closed before the response was complete
+# as a RemoteProtocolError, though nothing malformed was received: that is a "connect" error.
+_CLOSED = ("server disconnected", "peer closed connection")
+
+
+def _os_reason(exc: BaseException) -> str | None:
+    """The innermost OS-level reason ("Connection refused") in an exception, its group
+    members and causes: wrappers repeat it with less precise words around it."""
+    for inner in (*getattr(exc, "exceptions", ()), exc.__cause__ or exc.__context__):
+        if inner is not None and (reason := _os_reason(inner)):
+            return reason
+    if not isinstance(exc, OSError):
+        return None
+    if exc.errno and exc.errno > 0 and not isinstance(exc, socket.gaierror):
+        return os.strerror(exc.errno)  # trio words strerror as "Error connecting to ...: why"
+    return exc.strerror or None
+
+
+def _with_reason(detail: str, chain: list[BaseException]) -> str:
+    # trio says "all attempts to connect to HOST:PORT failed"; the why is in its cause
+    for cause in chain:
+        reason = _os_reason(cause)
+        if reason and reason.lower() not in detail.lower():
+            return f"{detail} ({reason})"
+    return detail
+
+
 def classify(exc: Exception) -> ProbeFailure:
     """Map an exception raised while probing to the most specific ProbeFailure."""
     if isinstance(exc, ProbeFailure):
@@ -98,8 +126,10 @@ def classify(exc: Exception) -> ProbeFailure:
         return ProbeFailure(ErrorKind.REDIRECTS, _detail(exc))
     if isinstance(exc, httpx.TimeoutException):
         return ProbeFailure(ErrorKind.TIMEOUT, _detail(exc))
+    if isinstance(exc, httpx.RemoteProtocolError) and str(exc).lower().startswith(_CLOSED):
+        return ProbeFailure(ErrorKind.CONNECT, _detail(exc))
     if isinstance(exc, httpx.ProtocolError | httpx.DecodingError | httpx.UnsupportedProtocol):
         return ProbeFailure(ErrorKind.PROTOCOL, _detail(exc))
     if isinstance(exc, httpx.TransportError | OSError):
-        return ProbeFailure(ErrorKind.CONNECT, _detail(exc))
+        return ProbeFailure(ErrorKind.CONNECT, _with_reason(_detail(exc), chain))
     return ProbeFailure(ErrorKind.INTERNAL, f"{type(exc).__name__}: {_detail(exc)}")

@@ -89,16 +89,48 @@ async def _close(response: httpx.Response) -> None:
         await response.aclose()
 
 
+def _redirect_headers(plan: Plan, url: httpx.URL) -> httpx.Headers:
+    """The target's headers, less its credentials when a redirect leaves its origin.
+
+    As httpx does: Authorization (and Cookie) go to the target's origin only, or to its
+    https upgrade; Host, if configured, is left for httpx to derive from the new URL.
+    """
+    target = plan.url
+    if (url.scheme, url.host, url.port) == (target.scheme, target.host, target.port):
+        return plan.headers
+    headers = plan.headers.copy()
+    headers.pop("host", None)
+    upgrade = (  # http://host -> https://host on default ports (httpx.URL.port is None then)
+        url.host == target.host
+        and (target.scheme, url.scheme) == ("http", "https")
+        and target.port is None
+        and url.port is None
+    )
+    if not upgrade:
+        headers.pop("authorization", None)
+        headers.pop("cookie", None)
+    return headers
+
+
 def _next_request(plan: Plan, response: httpx.Response, method: str) -> httpx.Request:
     url = response.url.join(response.headers["location"])
     # as browsers do: 303 always, and 301/302 after a POST, turn into a GET without body
     if response.status_code == 303 or (response.status_code in (301, 302) and method == "POST"):
         method = "GET"
-    return httpx.Request(method, url, headers=plan.headers, extensions=plan.extensions)
+    headers = _redirect_headers(plan, url)
+    return httpx.Request(method, url, headers=headers, extensions=plan.extensions)
 
 
 async def _read_body(plan: Plan, response: httpx.Response) -> tuple[int, bool, str, bool]:
-    """Stream the body, hashing as it comes; stop at max_body. -> (bytes, truncated, hash, found)."""
+    """Stream the body, hashing as it comes; stop at max_body. -> (bytes, truncated, hash, found).
+
+    Past max_body the response is closed, which drops the connection, and the loop runs on
+    (ignoring what httpx had buffered already) until the read on the closed connection
+    fails. That ends every one of the nested async generators behind `aiter_bytes()`.
+    Breaking out of the loop would leave them suspended, for the garbage collector to
+    finalize with a ResourceWarning from trio for each; `aclosing()` would close only
+    the outermost one.
+    """
     limit = plan.target.max_body
     digest = hashlib.sha256()
     needle = plan.needle
@@ -106,18 +138,23 @@ async def _read_body(plan: Plan, response: httpx.Response) -> tuple[int, bool, s
     tail = b""
     total = 0
     truncated = False
-    async for chunk in response.aiter_bytes():
-        if total + len(chunk) > limit:
-            chunk = chunk[: limit - total]
-            truncated = True
-        total += len(chunk)
-        digest.update(chunk)
-        if not found:
-            window = tail + chunk
-            found = needle in window
-            tail = window[-(len(needle) - 1) :] if len(needle) > 1 else b""
-        if truncated:
-            break
+    try:
+        async for chunk in response.aiter_bytes():
+            if truncated:
+                continue
+            if total + len(chunk) > limit:
+                chunk = chunk[: limit - total]
+                truncated = True
+                await _close(response)
+            total += len(chunk)
+            digest.update(chunk)
+            if not found:
+                window = tail + chunk
+                found = needle in window
+                tail = window[-(len(needle) - 1) :] if len(needle) > 1 else b""
+    except httpx.TransportError:
+        if not truncated:
+            raise
     return total, truncated, "sha256:" + digest.hexdigest(), found
 
 

@@ -1,0 +1,629 @@
+"""probe(): one probe of one target, retries and deadline included.
+
+Most tests run against the real loopback server of tests/servers.py. Where exact timing or
+exact chunking matters, the client is an httpx.MockTransport (no network at all) and the
+clock trio's autojump clock. Nothing here resolves a real name or leaves 127.0.0.1.
+
+Every test here fails on a ResourceWarning, or on an exception left unraised in a finalizer:
+capped body reading must close what it opens (see _probe._read_body).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import random
+import socket
+from functools import partial
+
+import httpx
+import pytest
+import trio
+from servers import CHUNK, GZIP_PLAIN, closed_port
+
+from trio_monitor._config import USER_AGENT, parse_config
+from trio_monitor._errors import ErrorKind
+from trio_monitor._http import open_http_client
+from trio_monitor._models import ProbeResult
+from trio_monitor._probe import BACKOFF_BASE, BACKOFF_CAP, backoff_delay, prepare, probe
+
+pytestmark = pytest.mark.filterwarnings(
+    "error::ResourceWarning", "error::pytest.PytestUnraisableExceptionWarning"
+)
+
+MOCK_URL = "http://127.0.0.1/"  # only ever seen by MockTransport handlers
+SEED = 20240611
+HOSTILE_ROUTES = (
+    "/ok",
+    "/status/500",
+    "/status/599",
+    "/slow/10",
+    "/hang",
+    "/reset",
+    "/close",
+    "/big/200000",
+    "/endless",
+    "/drip",
+    "/redirect/2",
+    "/loop",
+    "/garbage",
+    "/badheader",
+    "/gzip",
+    "/echo",
+    "/body/missing",
+    "/gate",
+    "/hook",
+    "/no/such/route",
+)
+
+
+# --- helpers ---------------------------------------------------------------------
+
+
+def make_plan(url: str, *, env: dict | None = None, monitor: dict | None = None, **target):
+    """The Plan of one target `{"url": url, **target}`, resolved by parse_config."""
+    data = {"monitor": monitor or {}, "targets": [{"url": url, **target}]}
+    return prepare(parse_config(data, env=env or {}).targets[0])
+
+
+async def run(client: httpx.AsyncClient, url: str, **target) -> ProbeResult:
+    return await probe(client, make_plan(url, **target), 1)
+
+
+def sha256(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def assert_failed(result: ProbeResult, kind: ErrorKind, *fragments: str) -> None:
+    """`result` failed with `kind`, and its error_detail mentions every fragment."""
+    assert (result.ok, result.error) == (False, kind), result
+    for fragment in fragments:
+        assert fragment.lower() in result.error_detail.lower(), result.error_detail
+
+
+def mock_client(handler) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.MockTransport(handler))
+
+
+class Chunks(httpx.AsyncByteStream):
+    """A response body delivered in exactly these chunks."""
+
+    def __init__(self, chunks: list[bytes]) -> None:
+        self._chunks = chunks
+
+    async def __aiter__(self):
+        for chunk in self._chunks:
+            yield chunk
+
+
+def connect_error(calls: list[float], request: httpx.Request) -> httpx.Response:
+    """MockTransport handler: note the time and refuse, as a closed port does."""
+    calls.append(trio.current_time())
+    raise httpx.ConnectError("connection refused", request=request)
+
+
+async def serve_raw(nursery: trio.Nursery, reply: bytes) -> str:
+    """A loopback server that reads a request head, sends `reply` verbatim and closes."""
+
+    async def handle(stream: trio.SocketStream) -> None:
+        async with stream:
+            received = b""
+            while b"\r\n\r\n" not in received:
+                data = await stream.receive_some(65536)
+                if not data:
+                    return
+                received += data
+            await stream.send_all(reply)
+
+    listeners = await nursery.start(partial(trio.serve_tcp, handle, 0, host="127.0.0.1"))
+    return f"http://127.0.0.1:{listeners[0].socket.getsockname()[1]}/"
+
+
+@pytest.fixture
+async def client():
+    async with open_http_client(per_host=8) as (client, _router):
+        yield client
+
+
+class NoDNS(trio.abc.HostnameResolver):
+    """Fails every name lookup, as for an unknown name, and records the names asked for."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    async def getaddrinfo(self, host, port, family=0, type=0, proto=0, flags=0):
+        self.names.append(host.decode() if isinstance(host, bytes) else host)
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    async def getnameinfo(self, sockaddr, flags):
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+
+@pytest.fixture
+async def no_dns():
+    """Installs NoDNS for this test's trio run (numeric hosts never reach a resolver)."""
+    resolver = NoDNS()
+    previous = trio.socket.set_custom_hostname_resolver(resolver)
+    yield resolver
+    trio.socket.set_custom_hostname_resolver(previous)
+
+
+# --- success ---------------------------------------------------------------------
+
+
+async def test_ok(server, client):
+    result = await probe(client, make_plan(server.url("/ok"), name="home"), 7)
+
+    assert (result.ok, result.error, result.error_detail) == (True, None, None)
+    assert (result.target, result.url, result.round) == ("home", server.url("/ok"), 7)
+    assert result.status == 200
+    assert result.attempts == 1
+    assert 0 < result.ttfb_ms <= result.latency_ms
+    assert result.bytes == len(b"hello world")
+    assert result.content_hash == sha256(b"hello world")
+    assert result.remote_addr == f"127.0.0.1:{server.port}"
+    assert (result.truncated, result.final_url, result.slow) == (False, None, False)
+    assert server.hits["/ok"] == 1
+
+
+@pytest.mark.parametrize(
+    ("path", "slow", "expected"),
+    [("/slow/50", "10ms", True), ("/ok", "10s", False), ("/status/500", "1ms", False)],
+)
+async def test_slow_flag(server, client, path, slow, expected):
+    result = await run(client, server.url(path), slow=slow)
+    assert result.slow is expected
+    assert result.latency_ms is not None
+
+
+async def test_gzip_body_is_decoded(server, client):
+    result = await run(client, server.url("/gzip"), contains="compressed hello")
+
+    assert result.ok, result
+    assert result.bytes == len(GZIP_PLAIN)
+    assert result.content_hash == sha256(GZIP_PLAIN)
+    assert "gzip" in server.requests[-1]["headers"]["accept-encoding"]
+
+
+async def test_configured_headers_are_sent(server, client):
+    plan = make_plan(
+        server.url("/echo"),
+        env={"TOKEN": "s3cret"},
+        monitor={"headers": {"X-Team": "ops"}},
+        headers={"Authorization": "Bearer ${TOKEN}", "X-Custom": "yes"},
+    )
+    result = await probe(client, plan, 1)
+
+    assert result.ok, result
+    sent = server.requests[-1]["headers"]
+    assert sent["authorization"] == "Bearer s3cret"
+    assert sent["x-custom"] == "yes"
+    assert sent["x-team"] == "ops"
+    assert sent["user-agent"] == USER_AGENT
+
+
+@pytest.mark.parametrize(
+    ("monitor", "headers", "expected"),
+    [
+        ({}, {}, USER_AGENT),
+        ({"user_agent": "probe-test/1"}, {}, "probe-test/1"),
+        ({"user_agent": "probe-test/1"}, {"User-Agent": "mine/2"}, "mine/2"),
+    ],
+)
+async def test_user_agent(server, client, monitor, headers, expected):
+    await probe(client, make_plan(server.url("/echo"), monitor=monitor, headers=headers), 1)
+    assert server.requests[-1]["headers"]["user-agent"] == expected
+
+
+async def test_head(server, client):
+    result = await run(client, server.url("/ok"), method="HEAD")
+
+    assert (result.ok, result.status, result.bytes) == (True, 200, 0)
+    assert result.content_hash == sha256(b"")
+    assert server.requests[-1]["method"] == "HEAD"
+
+
+async def test_post(server, client):
+    result = await run(client, server.url("/hook"), method="POST")
+
+    assert (result.ok, result.status) == (True, 200)
+    request = server.requests[-1]
+    assert (request["method"], request["body"]) == ("POST", b"")
+    assert request["headers"]["content-length"] == "0"
+    assert server.received == [b""]
+
+
+# --- redirects -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("hops", "max_redirects"), [(3, 3), (0, 0), (3, 10)])
+async def test_redirects_are_followed(server, client, hops, max_redirects):
+    result = await run(client, server.url(f"/redirect/{hops}"), max_redirects=max_redirects)
+
+    assert (result.ok, result.status) == (True, 200)
+    assert result.bytes == len(b"landed")
+    assert result.final_url == (server.url("/redirect/0") if hops else None)
+    assert sum(server.hits.values()) == hops + 1
+
+
+@pytest.mark.parametrize(("path", "max_redirects"), [("/redirect/4", 3), ("/redirect/1", 0)])
+async def test_too_many_redirects(server, client, path, max_redirects):
+    result = await run(client, server.url(path), max_redirects=max_redirects)
+
+    assert_failed(result, ErrorKind.REDIRECTS, f"more than {max_redirects} redirects")
+    assert result.attempts == 1
+    assert sum(server.hits.values()) == max_redirects + 1
+
+
+async def test_redirect_loop(server, client):
+    result = await run(client, server.url("/loop"), max_redirects=5)
+
+    assert_failed(result, ErrorKind.REDIRECTS, "more than 5 redirects")
+    assert server.hits["/loop"] == 6
+
+
+@pytest.mark.parametrize(("expect_status", "ok"), [(["2xx"], False), ([302], True), (None, True)])
+async def test_redirect_not_followed(server, client, expect_status, ok):
+    settings = {"expect_status": expect_status} if expect_status else {}  # default: 200-399
+    result = await run(client, server.url("/redirect/3"), follow_redirects=False, **settings)
+
+    assert (result.ok, result.status, result.final_url) == (ok, 302, None)
+    if not ok:
+        assert_failed(result, ErrorKind.STATUS, "HTTP 302")
+    assert server.hits == {"/redirect/3": 1}
+
+
+async def test_post_redirected_by_302_becomes_get(server, client):
+    result = await run(client, server.url("/redirect/1"), method="POST")
+
+    assert result.ok, result
+    assert [r["method"] for r in server.requests] == ["POST", "GET"]
+
+
+@pytest.mark.parametrize(
+    ("location", "kept"),
+    [
+        ("/next", True),  # same origin
+        ("https://127.0.0.1/next", True),  # https upgrade of the same host
+        ("http://127.0.0.1:8080/next", False),  # another port is another origin
+        ("https://127.0.0.1:8443/next", False),
+    ],
+)
+async def test_credentials_stay_with_the_target_origin(location, kept):
+    sent: dict[str, httpx.Headers] = {}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent[str(request.url)] = request.headers
+        if request.url.path == "/start":
+            return httpx.Response(302, headers={"location": location})
+        return httpx.Response(200, text="landed")
+
+    plan = make_plan(
+        MOCK_URL + "start", headers={"Authorization": "Bearer t", "Cookie": "s=1", "X-Other": "o"}
+    )
+    async with mock_client(handler) as client:
+        result = await probe(client, plan, 1)
+
+    assert result.ok, result
+    final = sent[result.final_url]
+    assert final["x-other"] == "o"
+    assert ("authorization" in final, "cookie" in final) == (kept, kept)
+    assert final["host"] == httpx.URL(result.final_url).netloc.decode()
+
+
+async def test_invalid_redirect_location_is_a_protocol_error():  # httpx checks it
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(302, headers={"location": "http://[::1"})
+
+    async with mock_client(handler) as client:
+        result = await run(client, MOCK_URL, retries=0)
+
+    assert_failed(result, ErrorKind.PROTOCOL, "invalid url in location header")
+
+
+# --- body size -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/endless", f"/big/{3 * CHUNK + 1}"])
+async def test_large_body_is_truncated_by_default(server, client, path):
+    max_body = 1 << 20 if path == "/endless" else 100_000
+    settings = {} if path == "/endless" else {"max_body": max_body}
+    result = await run(client, server.url(path), **settings)
+
+    assert (result.ok, result.status, result.truncated) == (True, 200, True)
+    assert result.bytes == max_body
+    assert result.content_hash == sha256(b"x" * max_body)
+
+
+async def test_large_body_over_tls_is_truncated(tls_server, client):
+    result = await run(client, tls_server.url("/endless"), verify_tls=False, max_body="100KiB")
+
+    assert (result.ok, result.truncated, result.bytes) == (True, True, 100 * 1024)
+
+
+async def test_body_of_exactly_max_body_is_not_truncated(server, client):
+    result = await run(client, server.url("/big/100000"), max_body=100_000, on_too_large="fail")
+
+    assert (result.ok, result.truncated, result.bytes) == (True, False, 100_000)
+
+
+async def test_too_large_fails(server, client):
+    result = await run(client, server.url("/big/100001"), max_body=100_000, on_too_large="fail")
+
+    assert_failed(result, ErrorKind.TOO_LARGE, "max_body (100000 bytes)")
+    assert (result.status, result.truncated, result.bytes) == (200, True, 100_000)
+    assert result.attempts == 1
+
+
+async def test_truncated_connection_is_not_reused(server, client):
+    first = await run(client, server.url("/endless"), max_body="64KiB")
+    second = await run(client, server.url("/ok"))
+
+    assert (first.truncated, second.ok) == (True, True)
+    assert server.connections == 2  # the rest of /endless was never read: not reusable
+
+
+# --- content ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("contains", "ok"), [("world", True), ("goodbye", False)])
+async def test_contains(server, client, contains, ok):
+    result = await run(client, server.url("/ok"), contains=contains)
+
+    assert (result.ok, result.status, result.bytes) == (ok, 200, 11)
+    if not ok:
+        assert_failed(result, ErrorKind.CONTENT, "body does not contain 'goodbye'")
+        assert result.attempts == 1
+
+
+@pytest.mark.parametrize(("needle", "ok"), [("NEEDLE", True), ("NEEDLES", False)])
+async def test_contains_across_the_64k_read_boundary(server, client, needle, ok):
+    server.bodies["straddle"] = b"a" * (CHUNK - 3) + b"NEEDLE" + b"b" * CHUNK
+    result = await run(client, server.url("/body/straddle"), contains=needle)
+
+    assert result.ok is ok
+    assert result.bytes == len(server.bodies["straddle"])
+    if not ok:
+        assert_failed(result, ErrorKind.CONTENT, needle)
+
+
+@pytest.mark.parametrize("chunk_size", [1, 2, 3, 5, 6, 7, 100])
+@pytest.mark.parametrize(("needle", "ok"), [("needle", True), ("needled", False)])
+async def test_contains_in_any_chunking(chunk_size, needle, ok):
+    body = b"<p>needl needle</p>"
+    chunks = [body[i : i + chunk_size] for i in range(0, len(body), chunk_size)]
+
+    async with mock_client(lambda request: httpx.Response(200, stream=Chunks(chunks))) as client:
+        result = await run(client, MOCK_URL, contains=needle)
+
+    assert (result.ok, result.bytes, result.content_hash) == (ok, len(body), sha256(body))
+
+
+async def test_contains_is_only_searched_within_max_body(server, client):
+    server.bodies["late"] = b"a" * 1000 + b"NEEDLE"
+    result = await run(client, server.url("/body/late"), contains="NEEDLE", max_body=1003)
+
+    assert_failed(result, ErrorKind.CONTENT, "NEEDLE")
+    assert (result.truncated, result.bytes) == (True, 1003)
+
+
+# --- failures --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "expect_status", "ok"),
+    [
+        ("/status/500", None, False),
+        ("/status/500", ["2xx"], False),
+        ("/status/204", ["2xx"], True),
+        ("/status/404", [404], True),
+        ("/ok", [404], False),
+        ("/status/503", ["500-599"], True),
+    ],
+)
+async def test_expect_status(server, client, path, expect_status, ok):
+    settings = {"expect_status": expect_status} if expect_status else {}
+    result = await run(client, server.url(path), retries=2, **settings)
+
+    status = 200 if path == "/ok" else int(path.rsplit("/", 1)[1])
+    assert (result.ok, result.status) == (ok, status)
+    if not ok:
+        assert_failed(result, ErrorKind.STATUS, f"HTTP {status}")
+    assert result.attempts == 1  # a status is an answer: never retried
+    assert server.hits[path] == 1
+
+
+@pytest.mark.parametrize("path", ["/hang", "/drip"])
+async def test_timeout(server, client, path):
+    result = await run(client, server.url(path), timeout="300ms", retries=3)
+
+    assert_failed(result, ErrorKind.TIMEOUT, "within 0.3s")
+    assert (result.status, result.latency_ms, result.bytes) == (None, None, 0)
+    assert result.attempts == 1
+    assert server.hits[path] == 1
+
+
+async def test_connection_refused(client):
+    port = closed_port()
+    result = await run(client, f"http://127.0.0.1:{port}/", retries=0)
+
+    assert_failed(result, ErrorKind.CONNECT, f"127.0.0.1:{port}")
+    assert result.error_detail.endswith("(Connection refused)")  # the OS reason, unwrapped
+    assert (result.status, result.attempts) == (None, 1)
+
+
+@pytest.mark.parametrize(("path", "detail"), [("/reset", "reset"), ("/close", "disconnected")])
+@pytest.mark.parametrize("retries", [0, 2])
+async def test_connection_dropped_is_retried(server, client, path, detail, retries):
+    result = await run(client, server.url(path), retries=retries)
+
+    assert_failed(result, ErrorKind.CONNECT, detail)
+    assert result.attempts == retries + 1
+    assert server.hits[path] == retries + 1
+
+
+async def test_refused_connection_is_retried(client):
+    result = await run(client, f"http://127.0.0.1:{closed_port()}/", retries=2)
+
+    assert_failed(result, ErrorKind.CONNECT)
+    assert result.attempts == 3
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n" + b"x" * 10,
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
+    ],
+    ids=["content-length", "chunked"],
+)
+async def test_connection_closed_mid_body(nursery, client, reply):
+    url = await serve_raw(nursery, reply)
+    result = await run(client, url, retries=0)
+
+    assert_failed(result, ErrorKind.CONNECT, "peer closed connection")
+
+
+@pytest.mark.parametrize(
+    ("path", "detail"), [("/garbage", "illegal status line"), ("/badheader", "content-length")]
+)
+async def test_protocol_error_is_retried(server, client, path, detail):
+    result = await run(client, server.url(path), retries=1)
+
+    assert_failed(result, ErrorKind.PROTOCOL, detail)
+    assert result.attempts == 2
+    assert server.hits[path] == 2
+
+
+async def test_tls_verification(tls_server, client):
+    url = tls_server.url("/ok")
+    # one client, one origin: verifying and not are separate pools, nothing leaks between
+    untrusted = await run(client, url, retries=0)
+    unverified = await run(client, url, verify_tls=False)
+    untrusted_again = await run(client, url, retries=0)
+
+    for result in (untrusted, untrusted_again):
+        assert_failed(result, ErrorKind.TLS, "certificate verify failed")
+    assert (unverified.ok, unverified.status, unverified.bytes) == (True, 200, 11)
+    assert unverified.remote_addr == f"127.0.0.1:{tls_server.port}"
+
+
+async def test_dns_failure(no_dns, client):
+    result = await run(client, "http://nowhere.invalid/", retries=1)
+
+    assert_failed(result, ErrorKind.DNS, "Name or service not known")
+    assert result.attempts == 2
+    assert no_dns.names == ["nowhere.invalid"] * 2
+
+
+# --- retries and the deadline, in virtual time -----------------------------------
+
+
+def test_backoff_delay_is_capped_exponential_with_jitter():
+    rng = random.Random(SEED)
+    for retry in range(12):
+        ceiling = min(BACKOFF_CAP, BACKOFF_BASE * 2**retry)
+        delays = [backoff_delay(retry, rng) for _ in range(200)]
+        assert all(ceiling / 2 <= d <= ceiling for d in delays)
+        assert max(delays) - min(delays) > ceiling / 4  # jittered, not constant
+
+
+async def test_retries_back_off(autojump_clock):
+    calls: list[float] = []
+    async with mock_client(partial(connect_error, calls)) as client:
+        plan = make_plan(MOCK_URL, retries=5, timeout="1m")
+        result = await probe(client, plan, 1, rng=random.Random(SEED))
+
+    assert_failed(result, ErrorKind.CONNECT, "refused")
+    assert result.attempts == len(calls) == 6
+    gaps = [b - a for a, b in itertools.pairwise(calls)]
+    rng = random.Random(SEED)
+    assert gaps == pytest.approx([backoff_delay(retry, rng) for retry in range(5)])
+    for retry, gap in enumerate(gaps):
+        assert BACKOFF_BASE * 2**retry / 2 <= gap <= BACKOFF_BASE * 2**retry
+
+
+@pytest.mark.parametrize("seed", range(5))
+async def test_no_retry_starts_that_could_not_finish_in_time(autojump_clock, seed):
+    timeout = 0.5
+    calls: list[float] = []
+    start = trio.current_time()
+    async with mock_client(partial(connect_error, calls)) as client:
+        plan = make_plan(MOCK_URL, retries=10, timeout="500ms")
+        result = await probe(client, plan, 1, rng=random.Random(seed))
+    end = trio.current_time()
+
+    # the real error, reported as soon as no retry fits: not a timeout at the deadline
+    assert_failed(result, ErrorKind.CONNECT, "refused")
+    assert end == pytest.approx(calls[-1])
+    assert end - start < timeout
+    # each retry started after its backoff; the one after the last would end too late
+    rng, expected = random.Random(seed), [start]
+    for retry in itertools.count():
+        delay = backoff_delay(retry, rng)
+        if expected[-1] + delay >= start + timeout:
+            break
+        expected.append(expected[-1] + delay)
+    assert calls == pytest.approx(expected)
+    assert 1 < result.attempts == len(calls) < 11
+
+
+@pytest.mark.parametrize("fail_first", [False, True])
+async def test_deadline_covers_the_whole_probe(autojump_clock, fail_first):
+    calls: list[float] = []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        if fail_first and not calls:
+            connect_error(calls, request)
+        calls.append(trio.current_time())
+        await trio.sleep(3600)
+        return httpx.Response(200)
+
+    start = trio.current_time()
+    async with mock_client(handler) as client:
+        result = await run(client, MOCK_URL, retries=3, timeout="2s")
+
+    assert trio.current_time() - start == pytest.approx(2.0)
+    assert_failed(result, ErrorKind.TIMEOUT, "within 2s")
+    assert result.attempts == len(calls) == (2 if fail_first else 1)
+    assert result.status is None
+
+
+# --- robustness ------------------------------------------------------------------
+
+
+async def test_hostile_routes_never_raise(server):
+    results: dict[tuple[str, str], ProbeResult] = {}
+
+    async def one(client: httpx.AsyncClient, path: str, method: str) -> None:
+        plan = make_plan(server.url(path), method=method, timeout="300ms", max_body="100KiB")
+        results[path, method] = await probe(client, plan, 1)
+
+    # per_host: all at once, so that the hanging routes cannot starve the others of a connection
+    async with open_http_client(per_host=100) as (client, _router):
+        async with trio.open_nursery() as nursery:
+            for path, method in itertools.product(HOSTILE_ROUTES, ("GET", "HEAD", "POST")):
+                nursery.start_soon(one, client, path, method)
+        after = await run(client, server.url("/ok"))
+
+    assert len(results) == 3 * len(HOSTILE_ROUTES)
+    for key, result in results.items():
+        assert isinstance(result, ProbeResult), key
+        assert result.ok == (result.error is None), (key, result)
+        assert result.error != ErrorKind.INTERNAL, (key, result)
+        assert result.ok or result.error_detail, (key, result)
+    assert after.ok  # the server and the client's pools survived it all
+
+
+async def test_cancellation_propagates(server, client):
+    results: list[ProbeResult] = []
+
+    async def run_forever() -> None:
+        results.append(await run(client, server.url("/hang"), timeout="1h"))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(run_forever)
+        await server.wait_in_flight(1)
+        nursery.cancel_scope.cancel()
+
+    assert results == []  # Cancelled went through probe(): it returned nothing
