@@ -122,12 +122,16 @@ def starter_config(path: str, urls: list[str] | None = None) -> str:
         },
         "alerts": {"failure_threshold": 3, "success_threshold": 1},
     }
-    targets = {"targets": targets_for(urls) if urls else EXAMPLE_TARGETS}
+    # One [[targets]] table each: dumping {"targets": [...]} lets tomli-w choose an inline
+    # array for short tables, which after [alerts] would become `alerts.targets`.
+    targets = "".join(
+        "[[targets]]\n" + tomli_w.dumps(t) for t in (targets_for(urls) if urls else EXAMPLE_TARGETS)
+    )
     return (
         HEADER.replace("{path}", path)
         + "\n"
         + _annotate(tomli_w.dumps(settings))
         + ALERT_EXAMPLES
         + "\n"
-        + _annotate(tomli_w.dumps(targets))
+        + _annotate(targets)
     )

@@ -1,0 +1,606 @@
+"""The config file: scalar syntaxes, resolution into Targets, and one-line error messages."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from trio_monitor import ConfigError, Target, load_config, parse_config
+from trio_monitor._config import (
+    USER_AGENT,
+    _Invalid,
+    format_duration,
+    parse_duration,
+    parse_size,
+    parse_status_spec,
+)
+
+URL = "http://127.0.0.1:8080/"
+SHIPPED = Path(__file__).resolve().parents[1] / "monitor.toml"
+
+
+def problems(data: dict, *, env: dict[str, str] | None = None) -> list[str]:
+    """The problem lines parse_config reports for `data` (as file "m.toml")."""
+    with pytest.raises(ConfigError) as info:
+        parse_config(data, env={} if env is None else env, path="m.toml")
+    lines = info.value.problems
+    assert all("\n" not in line for line in lines), lines
+    assert str(info.value) == "\n".join(lines)
+    return lines
+
+
+def load_problems(path: Path) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        load_config(path, env={})
+    return info.value.problems
+
+
+def only_target(data: dict, env: dict[str, str] | None = None) -> Target:
+    config = parse_config(data, env={} if env is None else env, path="m.toml")
+    (target,) = config.targets
+    return target
+
+
+# --- durations and sizes ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("500ms", 0.5),
+        ("10s", 10.0),
+        ("5m", 300.0),
+        ("1h", 3600.0),
+        ("1h30m", 5400.0),
+        ("1m30s500ms", 90.5),
+        ("1.5s", 1.5),
+        ("2d", 172800.0),
+        (" 1h 30m ", 5400.0),
+    ],
+)
+def test_duration(text, seconds):
+    assert parse_duration(text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize(
+    "bad", ["", "   ", "10", "s", "10x", "10 sec", "ms500", "-5s", "1.s", "5m-", "1h30", "1,5s"]
+)
+def test_bad_duration_string(bad):
+    with pytest.raises(_Invalid, match="duration"):
+        parse_duration(bad)
+
+
+@pytest.mark.parametrize("bad", [5, 1.5, None, True, ["10s"]])
+def test_duration_must_be_a_string(bad):
+    with pytest.raises(_Invalid, match=r'expected a duration string like "500ms"'):
+        parse_duration(bad)
+
+
+def test_zero_duration_only_where_allowed():
+    with pytest.raises(_Invalid, match="greater than 0"):
+        parse_duration("0s")
+    assert parse_duration("0s", allow_zero=True) == 0.0
+    assert parse_config({"monitor": {"grace": "0s"}}).monitor.grace == 0.0
+    assert problems({"monitor": {"interval": "0ms"}}) == [
+        "m.toml: monitor.interval: duration must be greater than 0, got '0ms'"
+    ]
+
+
+@pytest.mark.parametrize("seconds", [0.25, 1.0, 90.0, 5400.0, 86400.0, 93784.5])
+def test_format_duration_round_trips(seconds):
+    assert parse_duration(format_duration(seconds)) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize(
+    ("value", "size"),
+    [
+        (0, 0),
+        (1048576, 1048576),
+        ("100", 100),
+        ("100B", 100),
+        ("512KiB", 512 * 1024),
+        ("10 KB", 10_000),
+        ("1MB", 10**6),
+        ("1mib", 2**20),
+        ("2GiB", 2 * 2**30),
+        ("1GB", 10**9),
+    ],
+)
+def test_size(value, size):
+    assert parse_size(value) == size
+
+
+@pytest.mark.parametrize("bad", ["1.5MB", "lots", "1 TB", "", "-1", -1, 1.5, True, None])
+def test_bad_size(bad):
+    with pytest.raises(_Invalid):
+        parse_size(bad)
+
+
+def test_size_errors_in_config():
+    assert problems({"targets": [{"url": URL, "max_body": -5}]}) == [
+        "m.toml: targets[0].max_body: size must be 0 or more, got -5"
+    ]
+    assert problems({"monitor": {"max_body": "1.5MB"}}) == [
+        "m.toml: monitor.max_body: expected a size in bytes like 1048576 or \"1MiB\", got '1.5MB'"
+    ]
+
+
+# --- resolution: defaults and overrides ------------------------------------------
+
+
+def test_built_in_defaults():
+    assert only_target({"targets": [{"url": URL}]}) == Target(
+        name=URL,
+        url=URL,
+        method="GET",
+        headers=(("user-agent", USER_AGENT),),
+        interval=30.0,
+        timeout=10.0,
+        retries=1,
+        expect_status=frozenset(range(200, 400)),
+        follow_redirects=True,
+        max_redirects=10,
+        contains=None,
+        slow=None,
+        max_body=1 << 20,
+        on_too_large="truncate",
+        verify_tls=True,
+        content_alert=False,
+    )
+
+
+def test_empty_config_is_valid():
+    config = parse_config({}, env={}, path="m.toml")
+    assert config.targets == ()
+    assert config.path == "m.toml"
+    assert config.alerts.failure_threshold == 3
+
+
+MONITOR = {
+    "interval": "1m",
+    "timeout": "3s",
+    "retries": 2,
+    "method": "head",
+    "headers": {"X-Team": "ops", "Accept-Language": "en"},
+    "user_agent": "probe/1",
+    "expect_status": ["2xx"],
+    "follow_redirects": False,
+    "max_redirects": 3,
+    "max_body": "1KiB",
+    "on_too_large": "fail",
+    "verify_tls": False,
+    "slow": "800ms",
+}
+
+
+def test_targets_inherit_the_monitor_section():
+    target = only_target({"monitor": MONITOR, "targets": [{"url": URL, "name": "a"}]})
+    assert target == Target(
+        name="a",
+        url=URL,
+        method="HEAD",
+        headers=(("user-agent", "probe/1"), ("x-team", "ops"), ("accept-language", "en")),
+        interval=60.0,
+        timeout=3.0,
+        retries=2,
+        expect_status=frozenset(range(200, 300)),
+        follow_redirects=False,
+        max_redirects=3,
+        contains=None,
+        slow=0.8,
+        max_body=1024,
+        on_too_large="fail",
+        verify_tls=False,
+        content_alert=False,
+    )
+
+
+def test_per_target_overrides():
+    own = {
+        "url": URL,
+        "name": "  b  ",
+        "interval": "5s",
+        "timeout": "1s",
+        "retries": 0,
+        "method": "post",
+        "headers": {"X-Team": "web", "Authorization": "Bearer t"},
+        "expect_status": [204],
+        "follow_redirects": True,
+        "max_redirects": 0,
+        "contains": "healthy",
+        "slow": "2s",
+        "max_body": 10,
+        "on_too_large": "truncate",
+        "verify_tls": True,
+        "content_alert": True,
+    }
+    target = only_target({"monitor": MONITOR, "targets": [own]})
+    assert target == Target(
+        name="b",
+        url=URL,
+        method="POST",
+        headers=(
+            ("user-agent", "probe/1"),
+            ("x-team", "web"),
+            ("accept-language", "en"),
+            ("authorization", "Bearer t"),
+        ),
+        interval=5.0,
+        timeout=1.0,
+        retries=0,
+        expect_status=frozenset({204}),
+        follow_redirects=True,
+        max_redirects=0,
+        contains="healthy",
+        slow=2.0,
+        max_body=10,
+        on_too_large="truncate",
+        verify_tls=True,
+        content_alert=True,
+    )
+
+
+def test_a_user_agent_header_beats_user_agent():
+    target = only_target(
+        {
+            "monitor": {"user_agent": "a/1"},
+            "targets": [{"url": URL, "headers": {"User-Agent": "b/2"}}],
+        }
+    )
+    assert dict(target.headers) == {"user-agent": "b/2"}
+
+
+def test_name_defaults_to_the_url():
+    config = parse_config(
+        {"targets": [{"url": URL}, {"url": URL + "x", "name": "x"}]}, env={}, path="m.toml"
+    )
+    assert [t.name for t in config.targets] == [URL, "x"]
+    assert config.targets[0].host == "127.0.0.1"
+
+
+def test_empty_name():
+    assert problems({"targets": [{"url": URL, "name": "  "}]}) == [
+        "m.toml: targets[0].name: must not be empty"
+    ]
+
+
+# --- expect_status ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("spec", "codes"),
+    [
+        ([200], {200}),
+        (["2xx"], set(range(200, 300))),
+        (["5XX"], set(range(500, 600))),
+        (["200-299"], set(range(200, 300))),
+        (["401 - 403"], {401, 402, 403}),
+        ([200, "3xx", "404-405"], {200, 404, 405} | set(range(300, 400))),
+        ([204, 204], {204}),
+    ],
+)
+def test_expect_status(spec, codes):
+    assert parse_status_spec(tuple(spec)) == frozenset(codes)
+    assert only_target({"targets": [{"url": URL, "expect_status": spec}]}).expect_status == codes
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        (["6xx"], 'invalid status \'6xx\' (use 200, "2xx" or "200-299")'),
+        (["2xxx"], 'invalid status \'2xxx\' (use 200, "2xx" or "200-299")'),
+        (["ok"], 'invalid status \'ok\' (use 200, "2xx" or "200-299")'),
+        (["299-200"], "invalid status range '299-200' (codes are 100-599)"),
+        ([99], "invalid status range 99 (codes are 100-599)"),
+        ([600], "invalid status range 600 (codes are 100-599)"),
+        ([], "expect_status must list at least one status"),
+    ],
+)
+def test_bad_expect_status(spec, message):
+    assert problems({"targets": [{"url": URL, "expect_status": spec}]}) == [
+        f"m.toml: targets[0].expect_status: {message}"
+    ]
+    assert problems({"monitor": {"expect_status": spec}}) == [
+        f"m.toml: monitor.expect_status: {message}"
+    ]
+
+
+def test_expect_status_wrong_types():
+    assert problems(
+        {
+            "targets": [
+                {"url": URL, "expect_status": 200},
+                {"url": URL + "1", "expect_status": "2xx"},
+                {"url": URL + "2", "expect_status": [True]},
+            ]
+        }
+    ) == [
+        "m.toml: targets[0].expect_status: expected an array, got 200",
+        "m.toml: targets[1].expect_status: expected an array, got '2xx'",
+        'm.toml: targets[2].expect_status[0]: expected a status like 200, "2xx" or "200-299", got True',
+    ]
+
+
+# --- ${ENV} in header values -----------------------------------------------------
+
+
+ENV_CONFIG = {
+    "monitor": {"headers": {"X-Env": "${STAGE}"}},
+    "alerts": {
+        "webhook": [{"url": URL + "hook", "headers": {"Authorization": "Bearer ${HOOK_TOKEN}"}}]
+    },
+    "targets": [{"url": URL, "headers": {"Authorization": "Basic ${USER}:${PASSWORD}"}}],
+}
+
+
+def test_env_expansion_in_header_values():
+    env = {"STAGE": "prod", "HOOK_TOKEN": "h00k", "USER": "me", "PASSWORD": "pw"}
+    config = parse_config(ENV_CONFIG, env=env, path="m.toml")
+    assert dict(config.targets[0].headers) == {
+        "user-agent": USER_AGENT,
+        "x-env": "prod",
+        "authorization": "Basic me:pw",
+    }
+    assert config.alerts.webhook[0].headers == {"authorization": "Bearer h00k"}
+
+
+def test_env_defaults_to_the_process_environment(monkeypatch):
+    monkeypatch.setenv("TRIO_MONITOR_TEST_TOKEN", "from-os")
+    config = parse_config(
+        {"targets": [{"url": URL, "headers": {"T": "${TRIO_MONITOR_TEST_TOKEN}"}}]}
+    )
+    assert dict(config.targets[0].headers)["t"] == "from-os"
+
+
+def test_unset_env_variables_are_reported_everywhere():
+    assert problems(ENV_CONFIG, env={"USER": "me"}) == [
+        "m.toml: monitor.headers.X-Env: environment variable STAGE is not set",
+        "m.toml: alerts.webhook[0].headers.Authorization: environment variable HOOK_TOKEN is not set",
+        "m.toml: targets[0].headers.Authorization: environment variable PASSWORD is not set",
+    ]
+
+
+def test_env_is_not_expanded_outside_header_values():
+    target = only_target({"targets": [{"url": URL, "name": "${NAME}", "contains": "${X}"}]})
+    assert (target.name, target.contains) == ("${NAME}", "${X}")
+
+
+# --- names, alerts ---------------------------------------------------------------
+
+
+def test_duplicate_names_name_both_indexes():
+    assert problems(
+        {
+            "targets": [
+                {"url": URL, "name": "api"},
+                {"url": URL + "a"},
+                {"url": URL + "b", "name": " api "},
+                {"url": URL + "a"},
+            ]
+        }
+    ) == [
+        "m.toml: targets[2].name: duplicate target name 'api' (first used by targets[0])",
+        f"m.toml: targets[3].name: duplicate target name '{URL}a' (first used by targets[1])",
+    ]
+
+
+def test_exec_command_as_list_or_string():
+    config = parse_config(
+        {
+            "alerts": {
+                "exec": [
+                    {"command": ["/usr/bin/notify", "--urgent", "two words"]},
+                    {"command": "/usr/bin/notify --urgent 'two words'"},
+                ]
+            }
+        },
+        env={},
+    )
+    first, second = config.alerts.exec
+    assert first.command == second.command == ("/usr/bin/notify", "--urgent", "two words")
+    assert first.events == ("down", "up", "slow", "content_changed")
+
+
+def test_bad_exec_commands():
+    assert problems(
+        {"alerts": {"exec": [{"command": ""}, {"command": []}, {"command": [1]}, {"command": 5}]}}
+    ) == [
+        "m.toml: alerts.exec[0].command: command must not be empty",
+        "m.toml: alerts.exec[1].command: command must not be empty",
+        'm.toml: alerts.exec[2].command: expected a command like ["notify", "--urgent"], got [1]',
+        'm.toml: alerts.exec[3].command: expected a command like ["notify", "--urgent"], got 5',
+    ]
+
+
+def test_bad_webhook():
+    assert problems(
+        {"alerts": {"webhook": [{"url": "ftp://127.0.0.1/", "events": ["down", "sideways"]}]}}
+    ) == [
+        "m.toml: alerts.webhook[0].url: invalid URL 'ftp://127.0.0.1/': expected http:// or https:// with a host",
+        'm.toml: alerts.webhook[0].events[1]: must be one of "down", "up", "slow", "content_changed", got \'sideways\'',
+    ]
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("127.0.0.1:8080", "expected http:// or https:// with a host"),
+        ("http://", "expected http:// or https:// with a host"),
+        ("http://local host/", "invalid host name"),
+        ("http://127.0.0.1:70000/", "port must be 1-65535"),
+    ],
+)
+def test_bad_url(url, message):
+    (line,) = problems({"targets": [{"url": url}]})
+    assert line == f"m.toml: targets[0].url: invalid URL {url!r}: {message}"
+
+
+def test_missing_url():
+    assert problems({"targets": [{"name": "a"}]}) == [
+        "m.toml: targets[0].url: required key missing"
+    ]
+
+
+# --- wrong types -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("monitor", "message"),
+    [
+        ({"concurrency": "10"}, "monitor.concurrency: expected an integer, got '10'"),
+        ({"retries": 1.5}, "monitor.retries: expected an integer, got 1.5"),
+        ({"retries": True}, "monitor.retries: expected an integer, got True"),
+        ({"concurrency": 0}, "monitor.concurrency: must be 1 or more, got 0"),
+        ({"retries": -1}, "monitor.retries: must be 0 or more, got -1"),
+        ({"verify_tls": "yes"}, "monitor.verify_tls: expected true or false, got 'yes'"),
+        ({"follow_redirects": 1}, "monitor.follow_redirects: expected true or false, got 1"),
+        (
+            {"interval": 5},
+            'monitor.interval: expected a duration string like "500ms", "10s", "5m", got 5',
+        ),
+        ({"method": 5}, "monitor.method: expected a string, got 5"),
+        ({"headers": "x"}, "monitor.headers: expected a mapping"),
+        ({"headers": {"X": 1}}, "monitor.headers.X: expected a string, got 1"),
+        (
+            {"on_too_large": "drop"},
+            'monitor.on_too_large: must be one of "truncate", "fail", got \'drop\'',
+        ),
+    ],
+)
+def test_wrong_types(monitor, message):
+    assert problems({"monitor": monitor}) == [f"m.toml: {message}"]
+
+
+def test_wrong_shapes():
+    assert problems({"monitor": "fast", "alerts": 3, "targets": "all"}) == [
+        "m.toml: monitor: expected a table, got 'fast'",
+        "m.toml: alerts: expected a table, got 3",
+        "m.toml: targets: expected an array, got 'all'",
+    ]
+    # `[targets]` where `[[targets]]` was meant
+    assert problems({"targets": {"url": URL}}) == [
+        "m.toml: targets: expected an array, got a table"
+    ]
+    assert problems({"targets": [URL]}) == [f"m.toml: targets[0]: expected a table, got '{URL}'"]
+
+
+def test_unknown_keys():
+    assert problems(
+        {
+            "monitor": {"bogus": 1, "intervall": "1s"},
+            "alerts": {"webhook": [{"url": URL, "secret": "x"}]},
+            "targets": [{"url": URL, "tiemout": "1s"}],
+            "extra": {},
+        }
+    ) == [
+        "m.toml: monitor.bogus: unknown key",
+        "m.toml: monitor.intervall: unknown key",
+        "m.toml: alerts.webhook[0].secret: unknown key",
+        "m.toml: targets[0].tiemout: unknown key",
+        "m.toml: extra: unknown key",
+    ]
+
+
+# --- files -----------------------------------------------------------------------
+
+
+def test_load_config(tmp_path):
+    path = tmp_path / "m.toml"
+    path.write_text(
+        f'[monitor]\ninterval = "10s"\n\n[[targets]]\nurl = "{URL}"\n', encoding="utf-8"
+    )
+    config = load_config(path, env={})
+    assert config.path == str(path)
+    assert config.targets[0].interval == 10.0
+
+
+def test_file_errors_name_the_file_and_key_path(tmp_path):
+    path = tmp_path / "m.toml"
+    path.write_text(
+        f"""
+[monitor]
+bogus = 1
+interval = 5
+verify_tls = "yes"
+
+[[targets]]
+url = "{URL}"
+
+[[targets]]
+url = "{URL}b"
+timeout = "soon"
+retries = "2"
+""",
+        encoding="utf-8",
+    )
+    assert load_problems(path) == [
+        f'{path}: monitor.interval: expected a duration string like "500ms", "10s", "5m", got 5',
+        f"{path}: monitor.verify_tls: expected true or false, got 'yes'",
+        f"{path}: monitor.bogus: unknown key",
+        f'{path}: targets[1].timeout: invalid duration \'soon\' (use e.g. "500ms", "10s", "5m", "1h30m")',
+        f"{path}: targets[1].retries: expected an integer, got '2'",
+    ]
+
+
+def test_several_semantic_problems_together(tmp_path):
+    path = tmp_path / "m.toml"
+    path.write_text(
+        f"""
+[monitor]
+expect_status = ["9xx"]
+headers = {{ X = "${{NOPE}}" }}
+
+[[targets]]
+name = "a"
+url = "{URL}"
+
+[[targets]]
+name = "a"
+url = "{URL}"
+expect_status = ["200-100"]
+""",
+        encoding="utf-8",
+    )
+    assert load_problems(path) == [
+        f'{path}: monitor.expect_status: invalid status \'9xx\' (use 200, "2xx" or "200-299")',
+        f"{path}: monitor.headers.X: environment variable NOPE is not set",
+        f"{path}: targets[1].name: duplicate target name 'a' (first used by targets[0])",
+        f"{path}: targets[1].expect_status: invalid status range '200-100' (codes are 100-599)",
+    ]
+
+
+def test_toml_syntax_error(tmp_path):
+    path = tmp_path / "m.toml"
+    path.write_text('[monitor]\ninterval = "10s\n', encoding="utf-8")
+    (line,) = load_problems(path)
+    assert line.startswith(f"{path}: TOML syntax error: ")
+    assert "line 2" in line
+    assert "\n" not in line
+
+
+def test_missing_file(tmp_path):
+    assert load_problems(tmp_path / "nope.toml") == [f"{tmp_path / 'nope.toml'}: file not found"]
+
+
+def test_non_utf8_file(tmp_path):
+    path = tmp_path / "m.toml"
+    data = b'[monitor]\noutput = "caf\xe9"\n'
+    path.write_bytes(data)
+    at = data.index(b"\xe9")
+    assert load_problems(path) == [
+        f"{path}: not UTF-8 text (invalid continuation byte at byte {at})"
+    ]
+
+
+def test_unreadable_path(tmp_path):
+    (line,) = load_problems(tmp_path)
+    assert line.startswith(f"{tmp_path}: cannot read: ")
+
+
+def test_the_shipped_config_validates():
+    if not SHIPPED.exists():
+        pytest.skip(f"{SHIPPED} does not exist yet (it is written separately)")
+    config = load_config(SHIPPED, env=os.environ)
+    assert config.targets
