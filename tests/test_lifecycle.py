@@ -117,7 +117,10 @@ async def test_stop_leaves_no_task_and_loses_no_line(server, tmp_path):
 
 async def test_stop_cancels_hanging_probes_after_grace(server):
     config = parse_config(
-        {"monitor": {"grace": "300ms", "timeout": "1h"}, "targets": [{"url": server.url("/hang")}]}
+        {
+            "monitor": {"grace": "300ms", "timeout": "1h", "stagger": "0s"},
+            "targets": [{"url": server.url("/hang")}],
+        }
     )
     out = LineSink()
     async with trio.open_nursery() as nursery:
@@ -134,7 +137,9 @@ async def test_stop_cancels_hanging_probes_after_grace(server):
 
 
 async def test_abort_exits_130(server):
-    config = parse_config({"monitor": {"timeout": "1h"}, "targets": [{"url": server.url("/hang")}]})
+    config = parse_config(
+        {"monitor": {"timeout": "1h", "stagger": "0s"}, "targets": [{"url": server.url("/hang")}]}
+    )
     codes = []
 
     async def run(task_status):
