@@ -68,15 +68,16 @@ async def test_global_concurrency_limit(autojump_clock):
 
 
 async def test_per_host_limit(autojump_clock):
-    same = [{"name": f"same{i}", "url": f"http://127.0.0.1:{8000 + i}/"} for i in range(6)]
-    other = [{"name": "other", "url": "http://127.0.0.2/"}]
+    same = [{"name": f"same{i}", "url": f"http://127.0.0.1:8000/{i}"} for i in range(6)]
+    # another port is another origin, with its own limit (as it has its own pool)
+    other = [{"name": "other", "url": "http://127.0.0.1:8001/"}]
     config = make_config(same + other, per_host=2)
     prober = FakeProber({t["name"]: 1.0 for t in same + other})
     records = []
     await scheduler_for(config, prober, records).run(once=True)
     starts = sorted(prober.starts[f"same{i}"][0] for i in range(6))
-    assert starts == [0.0, 0.0, 1.0, 1.0, 2.0, 2.0]  # two at a time to 127.0.0.1
-    assert prober.starts["other"] == [0.0]  # another host is not held up
+    assert starts == [0.0, 0.0, 1.0, 1.0, 2.0, 2.0]  # two at a time to 127.0.0.1:8000
+    assert prober.starts["other"] == [0.0]  # another origin is not held up
 
 
 async def test_raising_probe_is_contained(autojump_clock):

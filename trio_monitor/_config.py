@@ -289,10 +289,6 @@ class Target:
     verify_tls: bool
     content_alert: bool
 
-    @property
-    def host(self) -> str:
-        return httpx.URL(self.url).host
-
 
 @frozen
 class Config:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import ssl
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
-from http.cookiejar import CookieJar, DefaultCookiePolicy
 
 import httpx
 
@@ -70,21 +69,30 @@ class OriginRouter(httpx.AsyncBaseTransport):
             await pool.aclose()
 
 
-def _no_cookies() -> CookieJar:
-    # A monitor must not carry one target's session cookies into the next probe.
-    return CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
+class _NoCookies(httpx.Cookies):
+    def extract_cookies(self, response: httpx.Response) -> None:
+        pass  # Set-Cookie is ignored: parsing it only to drop it costs more than a probe's logic
+
+
+class _Client(httpx.AsyncClient):
+    """A client that never stores cookies: a monitor must not carry one target's
+    session into the next probe."""
+
+    _jar = _NoCookies()
+
+    @property
+    def cookies(self) -> httpx.Cookies:
+        return self._jar
+
+    @cookies.setter
+    def cookies(self, value: object) -> None:
+        pass
 
 
 @asynccontextmanager
 async def open_http_client(per_host: int) -> AsyncIterator[tuple[httpx.AsyncClient, OriginRouter]]:
     """The process's client. Open it outside the nursery whose probes use it."""
     router = OriginRouter(per_host)
-    client = httpx.AsyncClient(
-        transport=router,
-        timeout=None,
-        follow_redirects=False,
-        cookies=_no_cookies(),
-        trust_env=False,
-    )
+    client = _Client(transport=router, timeout=None, follow_redirects=False, trust_env=False)
     async with client:
         yield client, router

@@ -25,6 +25,7 @@ BACKOFF_CAP = 5.0
 CLOSE_TIMEOUT = 1.0  # closing a response is local work; never let it hang shutdown
 
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+_RNG = random.Random()  # jitter only; seeding one per probe costs more than the probe's logic
 
 
 @frozen
@@ -33,6 +34,7 @@ class Plan:
 
     target: Target
     url: httpx.URL
+    host: str  # "scheme://host:port": the per_host limit counts per origin, like the pools
     headers: httpx.Headers
     extensions: dict
     needle: bytes | None
@@ -41,9 +43,11 @@ class Plan:
 def prepare(target: Target) -> Plan:
     headers = httpx.Headers({"accept": "*/*", "accept-encoding": "gzip, deflate"})
     headers.update(dict(target.headers))
+    url = httpx.URL(target.url)
     return Plan(
         target=target,
-        url=httpx.URL(target.url),
+        url=url,
+        host=f"{url.scheme}://{url.host}:{url.port or (443 if url.scheme == 'https' else 80)}",
         headers=headers,
         extensions={VERIFY_TLS: target.verify_tls},
         needle=target.contains.encode() if target.contains else None,
@@ -219,7 +223,7 @@ async def probe(
 ) -> ProbeResult:
     """Probe once, retries included, within the target's timeout. Never raises but Cancelled."""
     target = plan.target
-    rng = rng or random.Random()
+    rng = rng or _RNG
     ts = time.time()
     attempts = 0
     response: _Response | None = None

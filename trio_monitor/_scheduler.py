@@ -126,7 +126,7 @@ class Scheduler:
                 slots[target.name] = slot
                 self._push(slot)
         self._slots = slots
-        hosts = {slot.plan.target.host for slot in slots.values()}
+        hosts = {slot.plan.host for slot in slots.values()}
         for host in [h for h, lim in self._host_limiters.items() if h not in hosts]:
             if self._host_limiters[host].borrowed_tokens == 0:
                 del self._host_limiters[host]
@@ -256,7 +256,7 @@ class Scheduler:
         try:
             # The deadline starts inside probe(), after both limits: time spent queued
             # behind other probes is ours, not the target's, and must not look like a timeout.
-            async with self._host_limiter(target.host), self.limiter:
+            async with self._host_limiter(plan.host), self.limiter:
                 try:
                     result = await self._probe_fn(self._client, plan, round_no)
                 except Exception as exc:  # a bug must cost one result, not the monitor
