@@ -259,9 +259,21 @@ class TargetSection:
 
 
 @frozen
+class StorageSection:
+    """[storage]: the embedded history store (SQLite)."""
+
+    enabled: bool = True
+    # default: $STATE_DIRECTORY/trio-monitor.db under systemd, else <config name>.db beside it
+    path: str | None = None
+    raw_retention: Duration = Duration(7 * 86400.0)  # raw probe rows
+    rollup_retention: Duration = Duration(365 * 86400.0)  # hourly rollups, incidents, changes
+
+
+@frozen
 class ConfigFile:
     monitor: MonitorSection = MonitorSection()
     alerts: AlertsSection = AlertsSection()
+    storage: StorageSection = StorageSection()
     targets: tuple[TargetSection, ...] = ()
 
 
@@ -296,6 +308,8 @@ class Config:
     alerts: AlertsSection
     targets: tuple[Target, ...]
     path: str = "<memory>"
+    storage: StorageSection = StorageSection()
+    store_path: str | None = None  # resolved; None: no history kept
 
 
 # --- converter -------------------------------------------------------------------
@@ -477,6 +491,20 @@ def _resolve(
     return alerts, tuple(targets), problems
 
 
+def _store_path(storage: StorageSection, config_path: str, env: Mapping[str, str]) -> str | None:
+    """Where history goes. A config that is not a file ("<memory>") keeps none by default."""
+    if not storage.enabled:
+        return None
+    base = Path(config_path).parent if config_path != "<memory>" else Path.cwd()
+    if storage.path is not None:
+        return str(base / storage.path)
+    if env.get("STATE_DIRECTORY"):  # set by systemd's StateDirectory=
+        return str(Path(env["STATE_DIRECTORY"].split(":")[0]) / "trio-monitor.db")
+    if config_path == "<memory>":
+        return None
+    return str(Path(config_path).with_suffix(".db"))
+
+
 def parse_config(
     data: dict, *, env: Mapping[str, str] | None = None, path: str = "<memory>"
 ) -> Config:
@@ -489,7 +517,14 @@ def parse_config(
     alerts, targets, problems = _resolve(file, env)
     if problems:
         raise ConfigError([f"{path}: {line}" for line in problems])
-    return Config(monitor=file.monitor, alerts=alerts, targets=targets, path=path)
+    return Config(
+        monitor=file.monitor,
+        alerts=alerts,
+        targets=targets,
+        path=path,
+        storage=file.storage,
+        store_path=_store_path(file.storage, path, env),
+    )
 
 
 def load_config(path: str | os.PathLike[str], *, env: Mapping[str, str] | None = None) -> Config:
