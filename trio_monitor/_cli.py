@@ -19,6 +19,8 @@ from . import __version__
 from ._config import load_config
 from ._errors import ConfigError, MonitorError, UsageError
 from ._lifecycle import EXIT_INTERRUPTED, run_monitor
+from ._report import add_arguments as add_report_arguments
+from ._report import report_command
 from ._starter import starter_config, urls_from_text
 
 log = logging.getLogger("trio_monitor")
@@ -57,6 +59,11 @@ def _parser() -> argparse.ArgumentParser:
     init.add_argument("-o", "--output", default=DEFAULT_CONFIG, help="where to write ('-': stdout)")
     init.add_argument("--from", dest="from_file", help="a file of URLs, one a line ('-': stdin)")
     init.add_argument("-f", "--force", action="store_true", help="overwrite an existing file")
+
+    report = commands.add_parser(
+        "report", help="availability, latency and incidents from history or JSON lines"
+    )
+    add_report_arguments(report)
     return parser
 
 
@@ -120,7 +127,7 @@ def _init(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": _run, "validate": _validate, "init": _init}
+COMMANDS = {"run": _run, "validate": _validate, "init": _init, "report": report_command}
 
 
 def main(argv: list[str] | None = None) -> int:
