@@ -1,7 +1,7 @@
 """probe(): one probe of one target, retries and deadline included.
 
 Most tests run against the real loopback server of tests/servers.py. Where exact timing or
-exact chunking matters, the client is an httpx.MockTransport (no network at all) and the
+exact chunking matters, the transport is an httpx.MockTransport (no network at all) and the
 clock trio's autojump clock. Nothing here resolves a real name or leaves 127.0.0.1.
 
 Every test here fails on a ResourceWarning, or on an exception left unraised in a finalizer:
@@ -66,8 +66,8 @@ def make_plan(url: str, *, env: dict | None = None, monitor: dict | None = None,
     return prepare(parse_config(data, env=env or {}).targets[0])
 
 
-async def run(client: httpx.AsyncClient, url: str, **target) -> ProbeResult:
-    return await probe(client, make_plan(url, **target), 1)
+async def run(transport: httpx.AsyncBaseTransport, url: str, **target) -> ProbeResult:
+    return await probe(transport, make_plan(url, **target), 1)
 
 
 def sha256(data: bytes) -> str:
@@ -81,8 +81,8 @@ def assert_failed(result: ProbeResult, kind: ErrorKind, *fragments: str) -> None
         assert fragment.lower() in result.error_detail.lower(), result.error_detail
 
 
-def mock_client(handler) -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=httpx.MockTransport(handler))
+def mock_transport(handler) -> httpx.MockTransport:
+    return httpx.MockTransport(handler)
 
 
 class Chunks(httpx.AsyncByteStream):
@@ -120,9 +120,9 @@ async def serve_raw(nursery: trio.Nursery, reply: bytes) -> str:
 
 
 @pytest.fixture
-async def client():
-    async with open_http_client(per_host=8) as (client, _router):
-        yield client
+async def transport():
+    async with open_http_client(per_host=8) as (_client, router):
+        yield router
 
 
 class NoDNS(trio.abc.HostnameResolver):
@@ -151,8 +151,8 @@ async def no_dns():
 # --- success ---------------------------------------------------------------------
 
 
-async def test_ok(server, client):
-    result = await probe(client, make_plan(server.url("/ok"), name="home"), 7)
+async def test_ok(server, transport):
+    result = await probe(transport, make_plan(server.url("/ok"), name="home"), 7)
 
     assert (result.ok, result.error, result.error_detail) == (True, None, None)
     assert (result.target, result.url, result.round) == ("home", server.url("/ok"), 7)
@@ -170,14 +170,14 @@ async def test_ok(server, client):
     ("path", "slow", "expected"),
     [("/slow/50", "10ms", True), ("/ok", "10s", False), ("/status/500", "1ms", False)],
 )
-async def test_slow_flag(server, client, path, slow, expected):
-    result = await run(client, server.url(path), slow=slow)
+async def test_slow_flag(server, transport, path, slow, expected):
+    result = await run(transport, server.url(path), slow=slow)
     assert result.slow is expected
     assert result.latency_ms is not None
 
 
-async def test_gzip_body_is_decoded(server, client):
-    result = await run(client, server.url("/gzip"), contains="compressed hello")
+async def test_gzip_body_is_decoded(server, transport):
+    result = await run(transport, server.url("/gzip"), contains="compressed hello")
 
     assert result.ok, result
     assert result.bytes == len(GZIP_PLAIN)
@@ -185,14 +185,14 @@ async def test_gzip_body_is_decoded(server, client):
     assert "gzip" in server.requests[-1]["headers"]["accept-encoding"]
 
 
-async def test_configured_headers_are_sent(server, client):
+async def test_configured_headers_are_sent(server, transport):
     plan = make_plan(
         server.url("/echo"),
         env={"TOKEN": "s3cret"},
         monitor={"headers": {"X-Team": "ops"}},
         headers={"Authorization": "Bearer ${TOKEN}", "X-Custom": "yes"},
     )
-    result = await probe(client, plan, 1)
+    result = await probe(transport, plan, 1)
 
     assert result.ok, result
     sent = server.requests[-1]["headers"]
@@ -210,21 +210,21 @@ async def test_configured_headers_are_sent(server, client):
         ({"user_agent": "probe-test/1"}, {"User-Agent": "mine/2"}, "mine/2"),
     ],
 )
-async def test_user_agent(server, client, monitor, headers, expected):
-    await probe(client, make_plan(server.url("/echo"), monitor=monitor, headers=headers), 1)
+async def test_user_agent(server, transport, monitor, headers, expected):
+    await probe(transport, make_plan(server.url("/echo"), monitor=monitor, headers=headers), 1)
     assert server.requests[-1]["headers"]["user-agent"] == expected
 
 
-async def test_head(server, client):
-    result = await run(client, server.url("/ok"), method="HEAD")
+async def test_head(server, transport):
+    result = await run(transport, server.url("/ok"), method="HEAD")
 
     assert (result.ok, result.status, result.bytes) == (True, 200, 0)
     assert result.content_hash == sha256(b"")
     assert server.requests[-1]["method"] == "HEAD"
 
 
-async def test_post(server, client):
-    result = await run(client, server.url("/hook"), method="POST")
+async def test_post(server, transport):
+    result = await run(transport, server.url("/hook"), method="POST")
 
     assert (result.ok, result.status) == (True, 200)
     request = server.requests[-1]
@@ -237,8 +237,8 @@ async def test_post(server, client):
 
 
 @pytest.mark.parametrize(("hops", "max_redirects"), [(3, 3), (0, 0), (3, 10)])
-async def test_redirects_are_followed(server, client, hops, max_redirects):
-    result = await run(client, server.url(f"/redirect/{hops}"), max_redirects=max_redirects)
+async def test_redirects_are_followed(server, transport, hops, max_redirects):
+    result = await run(transport, server.url(f"/redirect/{hops}"), max_redirects=max_redirects)
 
     assert (result.ok, result.status) == (True, 200)
     assert result.bytes == len(b"landed")
@@ -247,25 +247,25 @@ async def test_redirects_are_followed(server, client, hops, max_redirects):
 
 
 @pytest.mark.parametrize(("path", "max_redirects"), [("/redirect/4", 3), ("/redirect/1", 0)])
-async def test_too_many_redirects(server, client, path, max_redirects):
-    result = await run(client, server.url(path), max_redirects=max_redirects)
+async def test_too_many_redirects(server, transport, path, max_redirects):
+    result = await run(transport, server.url(path), max_redirects=max_redirects)
 
     assert_failed(result, ErrorKind.REDIRECTS, f"more than {max_redirects} redirects")
     assert result.attempts == 1
     assert sum(server.hits.values()) == max_redirects + 1
 
 
-async def test_redirect_loop(server, client):
-    result = await run(client, server.url("/loop"), max_redirects=5)
+async def test_redirect_loop(server, transport):
+    result = await run(transport, server.url("/loop"), max_redirects=5)
 
     assert_failed(result, ErrorKind.REDIRECTS, "more than 5 redirects")
     assert server.hits["/loop"] == 6
 
 
 @pytest.mark.parametrize(("expect_status", "ok"), [(["2xx"], False), ([302], True), (None, True)])
-async def test_redirect_not_followed(server, client, expect_status, ok):
+async def test_redirect_not_followed(server, transport, expect_status, ok):
     settings = {"expect_status": expect_status} if expect_status else {}  # default: 200-399
-    result = await run(client, server.url("/redirect/3"), follow_redirects=False, **settings)
+    result = await run(transport, server.url("/redirect/3"), follow_redirects=False, **settings)
 
     assert (result.ok, result.status, result.final_url) == (ok, 302, None)
     if not ok:
@@ -273,8 +273,8 @@ async def test_redirect_not_followed(server, client, expect_status, ok):
     assert server.hits == {"/redirect/3": 1}
 
 
-async def test_post_redirected_by_302_becomes_get(server, client):
-    result = await run(client, server.url("/redirect/1"), method="POST")
+async def test_post_redirected_by_302_becomes_get(server, transport):
+    result = await run(transport, server.url("/redirect/1"), method="POST")
 
     assert result.ok, result
     assert [r["method"] for r in server.requests] == ["POST", "GET"]
@@ -301,8 +301,8 @@ async def test_credentials_stay_with_the_target_origin(location, kept):
     plan = make_plan(
         MOCK_URL + "start", headers={"Authorization": "Bearer t", "Cookie": "s=1", "X-Other": "o"}
     )
-    async with mock_client(handler) as client:
-        result = await probe(client, plan, 1)
+    async with mock_transport(handler) as transport:
+        result = await probe(transport, plan, 1)
 
     assert result.ok, result
     final = sent[result.final_url]
@@ -315,8 +315,8 @@ async def test_invalid_redirect_location_is_a_protocol_error():  # httpx checks 
     def handler(request: httpx.Request) -> httpx.Response:
         return httpx.Response(302, headers={"location": "http://[::1"})
 
-    async with mock_client(handler) as client:
-        result = await run(client, MOCK_URL, retries=0)
+    async with mock_transport(handler) as transport:
+        result = await run(transport, MOCK_URL, retries=0)
 
     assert_failed(result, ErrorKind.PROTOCOL, "invalid url in location header")
 
@@ -325,39 +325,39 @@ async def test_invalid_redirect_location_is_a_protocol_error():  # httpx checks 
 
 
 @pytest.mark.parametrize("path", ["/endless", f"/big/{3 * CHUNK + 1}"])
-async def test_large_body_is_truncated_by_default(server, client, path):
+async def test_large_body_is_truncated_by_default(server, transport, path):
     max_body = 1 << 20 if path == "/endless" else 100_000
     settings = {} if path == "/endless" else {"max_body": max_body}
-    result = await run(client, server.url(path), **settings)
+    result = await run(transport, server.url(path), **settings)
 
     assert (result.ok, result.status, result.truncated) == (True, 200, True)
     assert result.bytes == max_body
     assert result.content_hash == sha256(b"x" * max_body)
 
 
-async def test_large_body_over_tls_is_truncated(tls_server, client):
-    result = await run(client, tls_server.url("/endless"), verify_tls=False, max_body="100KiB")
+async def test_large_body_over_tls_is_truncated(tls_server, transport):
+    result = await run(transport, tls_server.url("/endless"), verify_tls=False, max_body="100KiB")
 
     assert (result.ok, result.truncated, result.bytes) == (True, True, 100 * 1024)
 
 
-async def test_body_of_exactly_max_body_is_not_truncated(server, client):
-    result = await run(client, server.url("/big/100000"), max_body=100_000, on_too_large="fail")
+async def test_body_of_exactly_max_body_is_not_truncated(server, transport):
+    result = await run(transport, server.url("/big/100000"), max_body=100_000, on_too_large="fail")
 
     assert (result.ok, result.truncated, result.bytes) == (True, False, 100_000)
 
 
-async def test_too_large_fails(server, client):
-    result = await run(client, server.url("/big/100001"), max_body=100_000, on_too_large="fail")
+async def test_too_large_fails(server, transport):
+    result = await run(transport, server.url("/big/100001"), max_body=100_000, on_too_large="fail")
 
     assert_failed(result, ErrorKind.TOO_LARGE, "max_body (100000 bytes)")
     assert (result.status, result.truncated, result.bytes) == (200, True, 100_000)
     assert result.attempts == 1
 
 
-async def test_truncated_connection_is_not_reused(server, client):
-    first = await run(client, server.url("/endless"), max_body="64KiB")
-    second = await run(client, server.url("/ok"))
+async def test_truncated_connection_is_not_reused(server, transport):
+    first = await run(transport, server.url("/endless"), max_body="64KiB")
+    second = await run(transport, server.url("/ok"))
 
     assert (first.truncated, second.ok) == (True, True)
     assert server.connections == 2  # the rest of /endless was never read: not reusable
@@ -367,8 +367,8 @@ async def test_truncated_connection_is_not_reused(server, client):
 
 
 @pytest.mark.parametrize(("contains", "ok"), [("world", True), ("goodbye", False)])
-async def test_contains(server, client, contains, ok):
-    result = await run(client, server.url("/ok"), contains=contains)
+async def test_contains(server, transport, contains, ok):
+    result = await run(transport, server.url("/ok"), contains=contains)
 
     assert (result.ok, result.status, result.bytes) == (ok, 200, 11)
     if not ok:
@@ -377,9 +377,9 @@ async def test_contains(server, client, contains, ok):
 
 
 @pytest.mark.parametrize(("needle", "ok"), [("NEEDLE", True), ("NEEDLES", False)])
-async def test_contains_across_the_64k_read_boundary(server, client, needle, ok):
+async def test_contains_across_the_64k_read_boundary(server, transport, needle, ok):
     server.bodies["straddle"] = b"a" * (CHUNK - 3) + b"NEEDLE" + b"b" * CHUNK
-    result = await run(client, server.url("/body/straddle"), contains=needle)
+    result = await run(transport, server.url("/body/straddle"), contains=needle)
 
     assert result.ok is ok
     assert result.bytes == len(server.bodies["straddle"])
@@ -393,15 +393,15 @@ async def test_contains_in_any_chunking(chunk_size, needle, ok):
     body = b"<p>needl needle</p>"
     chunks = [body[i : i + chunk_size] for i in range(0, len(body), chunk_size)]
 
-    async with mock_client(lambda request: httpx.Response(200, stream=Chunks(chunks))) as client:
-        result = await run(client, MOCK_URL, contains=needle)
+    async with mock_transport(lambda request: httpx.Response(200, stream=Chunks(chunks))) as transport:
+        result = await run(transport, MOCK_URL, contains=needle)
 
     assert (result.ok, result.bytes, result.content_hash) == (ok, len(body), sha256(body))
 
 
-async def test_contains_is_only_searched_within_max_body(server, client):
+async def test_contains_is_only_searched_within_max_body(server, transport):
     server.bodies["late"] = b"a" * 1000 + b"NEEDLE"
-    result = await run(client, server.url("/body/late"), contains="NEEDLE", max_body=1003)
+    result = await run(transport, server.url("/body/late"), contains="NEEDLE", max_body=1003)
 
     assert_failed(result, ErrorKind.CONTENT, "NEEDLE")
     assert (result.truncated, result.bytes) == (True, 1003)
@@ -421,9 +421,9 @@ async def test_contains_is_only_searched_within_max_body(server, client):
         ("/status/503", ["500-599"], True),
     ],
 )
-async def test_expect_status(server, client, path, expect_status, ok):
+async def test_expect_status(server, transport, path, expect_status, ok):
     settings = {"expect_status": expect_status} if expect_status else {}
-    result = await run(client, server.url(path), retries=2, **settings)
+    result = await run(transport, server.url(path), retries=2, **settings)
 
     status = 200 if path == "/ok" else int(path.rsplit("/", 1)[1])
     assert (result.ok, result.status) == (ok, status)
@@ -434,8 +434,8 @@ async def test_expect_status(server, client, path, expect_status, ok):
 
 
 @pytest.mark.parametrize("path", ["/hang", "/drip"])
-async def test_timeout(server, client, path):
-    result = await run(client, server.url(path), timeout="300ms", retries=3)
+async def test_timeout(server, transport, path):
+    result = await run(transport, server.url(path), timeout="300ms", retries=3)
 
     assert_failed(result, ErrorKind.TIMEOUT, "within 0.3s")
     assert (result.status, result.latency_ms, result.bytes) == (None, None, 0)
@@ -443,9 +443,9 @@ async def test_timeout(server, client, path):
     assert server.hits[path] == 1
 
 
-async def test_connection_refused(client):
+async def test_connection_refused(transport):
     port = closed_port()
-    result = await run(client, f"http://127.0.0.1:{port}/", retries=0)
+    result = await run(transport, f"http://127.0.0.1:{port}/", retries=0)
 
     assert_failed(result, ErrorKind.CONNECT, f"127.0.0.1:{port}")
     assert result.error_detail.endswith("(Connection refused)")  # the OS reason, unwrapped
@@ -454,16 +454,16 @@ async def test_connection_refused(client):
 
 @pytest.mark.parametrize(("path", "detail"), [("/reset", "reset"), ("/close", "disconnected")])
 @pytest.mark.parametrize("retries", [0, 2])
-async def test_connection_dropped_is_retried(server, client, path, detail, retries):
-    result = await run(client, server.url(path), retries=retries)
+async def test_connection_dropped_is_retried(server, transport, path, detail, retries):
+    result = await run(transport, server.url(path), retries=retries)
 
     assert_failed(result, ErrorKind.CONNECT, detail)
     assert result.attempts == retries + 1
     assert server.hits[path] == retries + 1
 
 
-async def test_refused_connection_is_retried(client):
-    result = await run(client, f"http://127.0.0.1:{closed_port()}/", retries=2)
+async def test_refused_connection_is_retried(transport):
+    result = await run(transport, f"http://127.0.0.1:{closed_port()}/", retries=2)
 
     assert_failed(result, ErrorKind.CONNECT)
     assert result.attempts == 3
@@ -477,9 +477,9 @@ async def test_refused_connection_is_retried(client):
     ],
     ids=["content-length", "chunked"],
 )
-async def test_connection_closed_mid_body(nursery, client, reply):
+async def test_connection_closed_mid_body(nursery, transport, reply):
     url = await serve_raw(nursery, reply)
-    result = await run(client, url, retries=0)
+    result = await run(transport, url, retries=0)
 
     assert_failed(result, ErrorKind.CONNECT, "peer closed connection")
 
@@ -487,20 +487,20 @@ async def test_connection_closed_mid_body(nursery, client, reply):
 @pytest.mark.parametrize(
     ("path", "detail"), [("/garbage", "illegal status line"), ("/badheader", "content-length")]
 )
-async def test_protocol_error_is_retried(server, client, path, detail):
-    result = await run(client, server.url(path), retries=1)
+async def test_protocol_error_is_retried(server, transport, path, detail):
+    result = await run(transport, server.url(path), retries=1)
 
     assert_failed(result, ErrorKind.PROTOCOL, detail)
     assert result.attempts == 2
     assert server.hits[path] == 2
 
 
-async def test_tls_verification(tls_server, client):
+async def test_tls_verification(tls_server, transport):
     url = tls_server.url("/ok")
-    # one client, one origin: verifying and not are separate pools, nothing leaks between
-    untrusted = await run(client, url, retries=0)
-    unverified = await run(client, url, verify_tls=False)
-    untrusted_again = await run(client, url, retries=0)
+    # one transport, one origin: verifying and not are separate pools, nothing leaks between
+    untrusted = await run(transport, url, retries=0)
+    unverified = await run(transport, url, verify_tls=False)
+    untrusted_again = await run(transport, url, retries=0)
 
     for result in (untrusted, untrusted_again):
         assert_failed(result, ErrorKind.TLS, "certificate verify failed")
@@ -508,8 +508,8 @@ async def test_tls_verification(tls_server, client):
     assert unverified.remote_addr == f"127.0.0.1:{tls_server.port}"
 
 
-async def test_dns_failure(no_dns, client):
-    result = await run(client, "http://nowhere.invalid/", retries=1)
+async def test_dns_failure(no_dns, transport):
+    result = await run(transport, "http://nowhere.invalid/", retries=1)
 
     assert_failed(result, ErrorKind.DNS, "Name or service not known")
     assert result.attempts == 2
@@ -530,9 +530,9 @@ def test_backoff_delay_is_capped_exponential_with_jitter():
 
 async def test_retries_back_off(autojump_clock):
     calls: list[float] = []
-    async with mock_client(partial(connect_error, calls)) as client:
+    async with mock_transport(partial(connect_error, calls)) as transport:
         plan = make_plan(MOCK_URL, retries=5, timeout="1m")
-        result = await probe(client, plan, 1, rng=random.Random(SEED))
+        result = await probe(transport, plan, 1, rng=random.Random(SEED))
 
     assert_failed(result, ErrorKind.CONNECT, "refused")
     assert result.attempts == len(calls) == 6
@@ -548,9 +548,9 @@ async def test_no_retry_starts_that_could_not_finish_in_time(autojump_clock, see
     timeout = 0.5
     calls: list[float] = []
     start = trio.current_time()
-    async with mock_client(partial(connect_error, calls)) as client:
+    async with mock_transport(partial(connect_error, calls)) as transport:
         plan = make_plan(MOCK_URL, retries=10, timeout="500ms")
-        result = await probe(client, plan, 1, rng=random.Random(seed))
+        result = await probe(transport, plan, 1, rng=random.Random(seed))
     end = trio.current_time()
 
     # the real error, reported as soon as no retry fits: not a timeout at the deadline
@@ -580,8 +580,8 @@ async def test_deadline_covers_the_whole_probe(autojump_clock, fail_first):
         return httpx.Response(200)
 
     start = trio.current_time()
-    async with mock_client(handler) as client:
-        result = await run(client, MOCK_URL, retries=3, timeout="2s")
+    async with mock_transport(handler) as transport:
+        result = await run(transport, MOCK_URL, retries=3, timeout="2s")
 
     assert trio.current_time() - start == pytest.approx(2.0)
     assert_failed(result, ErrorKind.TIMEOUT, "within 2s")
@@ -595,16 +595,16 @@ async def test_deadline_covers_the_whole_probe(autojump_clock, fail_first):
 async def test_hostile_routes_never_raise(server):
     results: dict[tuple[str, str], ProbeResult] = {}
 
-    async def one(client: httpx.AsyncClient, path: str, method: str) -> None:
+    async def one(transport: httpx.AsyncBaseTransport, path: str, method: str) -> None:
         plan = make_plan(server.url(path), method=method, timeout="300ms", max_body="100KiB")
-        results[path, method] = await probe(client, plan, 1)
+        results[path, method] = await probe(transport, plan, 1)
 
     # per_host: all at once, so that the hanging routes cannot starve the others of a connection
-    async with open_http_client(per_host=100) as (client, _router):
+    async with open_http_client(per_host=100) as (_client, transport):
         async with trio.open_nursery() as nursery:
             for path, method in itertools.product(HOSTILE_ROUTES, ("GET", "HEAD", "POST")):
-                nursery.start_soon(one, client, path, method)
-        after = await run(client, server.url("/ok"))
+                nursery.start_soon(one, transport, path, method)
+        after = await run(transport, server.url("/ok"))
 
     assert len(results) == 3 * len(HOSTILE_ROUTES)
     for key, result in results.items():
@@ -612,14 +612,14 @@ async def test_hostile_routes_never_raise(server):
         assert result.ok == (result.error is None), (key, result)
         assert result.error != ErrorKind.INTERNAL, (key, result)
         assert result.ok or result.error_detail, (key, result)
-    assert after.ok  # the server and the client's pools survived it all
+    assert after.ok  # the server and the transport's pools survived it all
 
 
-async def test_cancellation_propagates(server, client):
+async def test_cancellation_propagates(server, transport):
     results: list[ProbeResult] = []
 
     async def run_forever() -> None:
-        results.append(await run(client, server.url("/hang"), timeout="1h"))
+        results.append(await run(transport, server.url("/hang"), timeout="1h"))
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(run_forever)

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import itertools
+from functools import partial
 
+import httpx
 import pytest
 import trio
 from fakes import FakeProber, make_config, rounds, run_for, scheduler_for
 
 from trio_monitor import ErrorKind, ProbeResult
+from trio_monitor._scheduler import Scheduler
+from trio_monitor._state import StateStore
 
 
 async def test_fixed_schedule_without_drift(autojump_clock):
@@ -216,3 +220,39 @@ async def test_stagger_window_is_capped(autojump_clock):
     firsts = [s[0] for s in prober.starts.values()]
     assert len(firsts) == 20
     assert max(firsts) < 5.0
+
+
+async def test_event_loop_stall_does_not_count_against_timeouts(autojump_clock):
+    # A target that answers in 12 s with a 10 s timeout, while the process stalls for 5 s
+    # (as a saturated CPU does): the stall is ours, so the deadline moves by it.
+    async def answer_in_12s(request):
+        await trio.sleep(12)
+        return httpx.Response(200, text="late but fine")
+
+    config = make_config([{"name": "t", "url": "http://127.0.0.1:1/", "timeout": "10s"}])
+    records = []
+    scheduler = Scheduler(
+        config, httpx.MockTransport(answer_in_12s), StateStore(config.alerts), records.append
+    )
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(partial(scheduler.run, once=True))
+        await trio.sleep(1)
+        autojump_clock.jump(5)  # no task runs meanwhile: a stall of the whole loop
+    (result,) = [r for r in records if isinstance(r, ProbeResult)]
+    assert result.ok, result.error_detail
+
+
+async def test_without_a_stall_the_timeout_holds(autojump_clock):
+    async def answer_in_12s(request):
+        await trio.sleep(12)
+        return httpx.Response(200)
+
+    config = make_config([{"name": "t", "url": "http://127.0.0.1:1/", "timeout": "10s"}])
+    records = []
+    scheduler = Scheduler(
+        config, httpx.MockTransport(answer_in_12s), StateStore(config.alerts), records.append
+    )
+    await scheduler.run(once=True)
+    (result,) = [r for r in records if isinstance(r, ProbeResult)]
+    assert result.error == ErrorKind.TIMEOUT
+    assert trio.current_time() == pytest.approx(10.0, abs=0.2)

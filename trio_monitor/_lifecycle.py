@@ -122,9 +122,13 @@ class Monitor:
                     if isinstance(record, AlertEvent):
                         notifiers.publish(record)
 
-                extra = {} if probe_fn is None else {"probe_fn": probe_fn}
                 scheduler = self._scheduler = Scheduler(
-                    config, client, self._state, emit, dropped=lambda: fanout.dropped, **extra
+                    config,
+                    router,
+                    self._state,
+                    emit,
+                    probe_fn=probe_fn,
+                    dropped=lambda: fanout.dropped,
                 )
                 if self.stopping:
                     scheduler.stop()

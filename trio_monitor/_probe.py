@@ -117,7 +117,11 @@ def _redirect_headers(plan: Plan, url: httpx.URL) -> httpx.Headers:
 
 
 def _next_request(plan: Plan, response: httpx.Response, method: str) -> httpx.Request:
-    url = response.url.join(response.headers["location"])
+    location = response.headers["location"]
+    try:
+        url = response.url.join(location)
+    except httpx.InvalidURL as exc:
+        raise ProbeFailure(ErrorKind.PROTOCOL, f"invalid URL in Location header: {exc}") from None
     # as browsers do: 303 always, and 301/302 after a POST, turn into a GET without body
     if response.status_code == 303 or (response.status_code in (301, 302) and method == "POST"):
         method = "GET"
@@ -162,14 +166,17 @@ async def _read_body(plan: Plan, response: httpx.Response) -> tuple[int, bool, s
     return total, truncated, "sha256:" + digest.hexdigest(), found
 
 
-async def _attempt(client: httpx.AsyncClient, plan: Plan) -> _Response:
+async def _attempt(transport: httpx.AsyncBaseTransport, plan: Plan) -> _Response:
     target = plan.target
     started = trio.current_time()
     method = target.method
     request = httpx.Request(method, plan.url, headers=plan.headers, extensions=plan.extensions)
     redirects = 0
     while True:
-        response = await client.send(request, stream=True)
+        # Straight to the transport: the client's per-request auth, cookie and event-hook
+        # machinery is nothing a probe wants, and costs more than the probe's own logic.
+        response = await transport.handle_async_request(request)
+        response.request = request
         try:
             if (
                 target.follow_redirects
@@ -215,13 +222,18 @@ async def _attempt(client: httpx.AsyncClient, plan: Plan) -> _Response:
 
 
 async def probe(
-    client: httpx.AsyncClient,
+    transport: httpx.AsyncBaseTransport,
     plan: Plan,
     round_no: int,
     *,
     rng: random.Random | None = None,
+    deadlines: set[trio.CancelScope] | None = None,
 ) -> ProbeResult:
-    """Probe once, retries included, within the target's timeout. Never raises but Cancelled."""
+    """Probe once, retries included, within the target's timeout. Never raises but Cancelled.
+
+    `deadlines`, if given, holds the probe's deadline scope while it runs, so that the
+    scheduler can push it back by time the event loop was stalled (see Scheduler).
+    """
     target = plan.target
     rng = rng or _RNG
     ts = time.time()
@@ -229,20 +241,26 @@ async def probe(
     response: _Response | None = None
     failure: ProbeFailure | None = None
     with trio.move_on_after(target.timeout) as deadline:
-        for retry in range(target.retries + 1):
-            attempts += 1
-            try:
-                response = await _attempt(client, plan)
-                failure = response.failure
-                break
-            except Exception as exc:  # every failure is data; Cancelled is no Exception
-                failure = classify(exc)
-            if failure.kind not in RETRYABLE or retry == target.retries:
-                break
-            delay = backoff_delay(retry, rng)
-            if trio.current_time() + delay >= deadline.deadline:
-                break  # the retry could not finish in time: report the real error, not a timeout
-            await trio.sleep(delay)
+        if deadlines is not None:
+            deadlines.add(deadline)
+        try:
+            for retry in range(target.retries + 1):
+                attempts += 1
+                try:
+                    response = await _attempt(transport, plan)
+                    failure = response.failure
+                    break
+                except Exception as exc:  # every failure is data; Cancelled is no Exception
+                    failure = classify(exc)
+                if failure.kind not in RETRYABLE or retry == target.retries:
+                    break
+                delay = backoff_delay(retry, rng)
+                if trio.current_time() + delay >= deadline.deadline:
+                    break  # it could not finish in time: report the real error, not a timeout
+                await trio.sleep(delay)
+        finally:
+            if deadlines is not None:
+                deadlines.discard(deadline)
     if deadline.cancelled_caught:
         response = None
         failure = ProbeFailure(

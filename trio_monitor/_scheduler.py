@@ -10,6 +10,7 @@ it is due again, that probe is skipped (counted), never stacked.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import logging
 import math
@@ -30,6 +31,7 @@ from ._state import StateStore
 log = logging.getLogger("trio_monitor")
 
 SAME_ROUND = 0.001  # due times this close (seconds) share a round
+LAG_FORGIVEN = 0.005  # loop stalls longer than this extend the deadlines in flight
 
 
 def stagger_offset(target: Target, stagger: float) -> float:
@@ -69,17 +71,19 @@ class Scheduler:
     def __init__(
         self,
         config: Config,
-        client: httpx.AsyncClient,
+        transport: httpx.AsyncBaseTransport,
         state: StateStore,
         emit: Callable[[Record], None],
         *,
-        probe_fn: ProbeFn = probe,
+        probe_fn: ProbeFn | None = None,
         dropped: Callable[[], int] = lambda: 0,
     ) -> None:
-        self._client = client
+        self._transport = transport
         self._state = state
         self._emit = emit
-        self._probe_fn = probe_fn
+        # deadline scopes of the probes in flight, pushed back by event-loop stalls
+        self._deadlines: set[trio.CancelScope] = set()
+        self._probe_fn = probe_fn or functools.partial(probe, deadlines=self._deadlines)
         self.limiter = trio.CapacityLimiter(config.monitor.concurrency)
         self._adaptive: AdaptiveLimit | None = None
         self._stagger = config.monitor.stagger
@@ -160,12 +164,18 @@ class Scheduler:
                 if once:
                     plans = [slot.plan for slot in self._slots.values()]
                     self._in_flight.update(p.target.name for p in plans)
-                    rounds.start_soon(self._run_round, self._next_round(), plans, 0, summary)
+                    rounds.start_soon(self._run_once, plans, summary)
                 else:
                     async with trio.open_nursery() as loop:
                         loop.start_soon(self._sample_lag)
                         await self._loop(rounds, summary)
         return summary[-1] if summary else None
+
+    async def _run_once(self, plans: list[Plan], summary: list[RoundSummary]) -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._sample_lag)
+            await self._run_round(self._next_round(), plans, 0, summary)
+            nursery.cancel_scope.cancel()
 
     def _next_round(self) -> int:
         self._round += 1
@@ -204,12 +214,22 @@ class Scheduler:
             rounds.start_soon(self._run_round, self._next_round(), plans, skipped, summary)
 
     async def _sample_lag(self) -> None:
-        # How late a short sleep wakes up tells whether the event loop keeps up.
+        """How late a short sleep wakes up tells whether the event loop keeps up.
+
+        Time the loop was stalled is ours, not the targets': with thousands of probes
+        in flight on a saturated CPU, each step of every probe waits for all the others,
+        and deadlines would pass on answers that sat unread in socket buffers. So every
+        deadline in flight is pushed back by the stall, and a timeout means the target.
+        """
         while True:
             asked = trio.current_time() + LAG_PERIOD
             await trio.sleep_until(asked)
+            lag = trio.current_time() - asked
+            if lag > LAG_FORGIVEN:
+                for scope in self._deadlines:
+                    scope.deadline += lag
             if self._adaptive is not None:
-                self._adaptive.note_lag(trio.current_time() - asked)
+                self._adaptive.note_lag(lag)
 
     def stop(self) -> None:
         """Start no more probes; in-flight ones get `grace` seconds, then are cancelled."""
@@ -258,7 +278,7 @@ class Scheduler:
             # behind other probes is ours, not the target's, and must not look like a timeout.
             async with self._host_limiter(plan.host), self.limiter:
                 try:
-                    result = await self._probe_fn(self._client, plan, round_no)
+                    result = await self._probe_fn(self._transport, plan, round_no)
                 except Exception as exc:  # a bug must cost one result, not the monitor
                     log.exception("internal error probing %s", target.name)
                     result = _internal_error(plan, round_no, exc)
