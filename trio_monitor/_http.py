@@ -12,12 +12,16 @@ import ssl
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 
+import httpcore
 import httpx
+
+from ._network import TrioBackend
 
 # Request extension that carries a target's verify_tls through redirects to the router.
 VERIFY_TLS = "trio_monitor.verify_tls"
 
 OriginKey = tuple[bytes, bytes, int | None, bool]
+_BACKEND = TrioBackend()
 
 
 def origin_key(url: httpx.URL, verify_tls: bool) -> OriginKey:
@@ -44,7 +48,18 @@ class OriginRouter(httpx.AsyncBaseTransport):
                 max_connections=self._per_host, max_keepalive_connections=self._per_host
             )
             # retries=0: the probe decides about retrying, inside its own deadline
-            pool = httpx.AsyncHTTPTransport(verify=self._context(key[3]), limits=limits, retries=0)
+            context = self._context(key[3])
+            pool = httpx.AsyncHTTPTransport(verify=context, limits=limits, retries=0)
+            # httpx takes no network backend; swap in a pool with ours (see _network).
+            # tests/test_http.py checks this still holds for the httpx in use.
+            pool._pool = httpcore.AsyncConnectionPool(
+                ssl_context=context,
+                max_connections=self._per_host,
+                max_keepalive_connections=self._per_host,
+                keepalive_expiry=limits.keepalive_expiry,
+                retries=0,
+                network_backend=_BACKEND,
+            )
             self._pools[key] = pool
         return pool
 
