@@ -12,6 +12,7 @@ given (none are, today) are still honoured.
 from __future__ import annotations
 
 import contextlib
+import functools
 import ipaddress
 import socket
 import ssl
@@ -103,6 +104,7 @@ class TrioStream(httpcore.AsyncNetworkStream):
         return None
 
 
+@functools.lru_cache(maxsize=4096)
 def _ip_family(host: str) -> int | None:
     try:
         return socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET

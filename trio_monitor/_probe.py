@@ -34,6 +34,7 @@ class Plan:
 
     target: Target
     url: httpx.URL
+    request: httpx.Request  # the first hop's request, reused by every probe (GET has no body)
     host: str  # "scheme://host:port": the per_host limit counts per origin, like the pools
     headers: httpx.Headers
     extensions: dict
@@ -44,12 +45,14 @@ def prepare(target: Target) -> Plan:
     headers = httpx.Headers({"accept": "*/*", "accept-encoding": "gzip, deflate"})
     headers.update(dict(target.headers))
     url = httpx.URL(target.url)
+    extensions = {VERIFY_TLS: target.verify_tls}
     return Plan(
         target=target,
         url=url,
+        request=httpx.Request(target.method, url, headers=headers, extensions=extensions),
         host=f"{url.scheme}://{url.host}:{url.port or (443 if url.scheme == 'https' else 80)}",
         headers=headers,
-        extensions={VERIFY_TLS: target.verify_tls},
+        extensions=extensions,
         needle=target.contains.encode() if target.contains else None,
     )
 
@@ -170,7 +173,7 @@ async def _attempt(transport: httpx.AsyncBaseTransport, plan: Plan) -> _Response
     target = plan.target
     started = trio.current_time()
     method = target.method
-    request = httpx.Request(method, plan.url, headers=plan.headers, extensions=plan.extensions)
+    request = plan.request
     redirects = 0
     while True:
         # Straight to the transport: the client's per-request auth, cookie and event-hook
