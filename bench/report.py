@@ -450,6 +450,8 @@ def _method_lines() -> list[str]:
         " not queueing for a slot.",
         "- `--once` never staggers (README): each run's round starts every probe at once,"
         " limited by `concurrency`.",
+        "- one-round scenarios run trio-monitor with `[storage] enabled = false` (the aiohttp"
+        " prober keeps no history either); the steady state keeps history, as by default.",
         "- trio-monitor's `per_host` and aiohttp's `limit_per_host` (both per origin) are set"
         " to the concurrency, so per-origin limiting never holds a probe back.",
         "- other processes' CPU: the machine's busy CPU time (/proc/stat) during the run"

@@ -136,8 +136,16 @@ def running_farm(children: Children, targets: int, workdir: Path) -> Iterator[Fa
 
 
 def prepare(
-    scenario: Scenario, farm: Farm, args: argparse.Namespace, path: Path, interval: str
+    scenario: Scenario,
+    farm: Farm,
+    args: argparse.Namespace,
+    path: Path,
+    interval: str,
+    *,
+    history: bool = False,
 ) -> Prepared:
+    """One-round scenarios keep no history (the aiohttp prober keeps none either); the
+    steady state keeps it, as trio-monitor does by default."""
     concurrency = scenario.limit(args.max_concurrency)
     failures = MIXED if scenario.mixed else HEALTHY
     targets = generate(scenario.targets, farm.ports, farm.closed, failures, args.seed)
@@ -149,7 +157,7 @@ def prepare(
         "retries": 0,
     }
     toml, targets_json = path.with_suffix(".toml"), path.with_suffix(".json")
-    write_toml(toml, targets, monitor)
+    write_toml(toml, targets, monitor, history)
     write_json(targets_json, targets)
     setup = Setup(
         label=scenario.label,
@@ -347,7 +355,7 @@ def run_steady(children: Children, args: argparse.Namespace, workdir: Path) -> S
     scenario = Scenario(args.steady_targets)
     duration = args.steady_minutes * 60 - STOP_EARLY
     with running_farm(children, scenario.targets, workdir) as farm:
-        prepared = prepare(scenario, farm, args, workdir / "steady", STEADY_INTERVAL)
+        prepared = prepare(scenario, farm, args, workdir / "steady", STEADY_INTERVAL, history=True)
         out, err = workdir / "steady.out", workdir / "steady.err"
         argv = [trio_monitor_script(), "run", "-c", str(prepared.toml)]
         farm_before, busy_before = cpu_seconds(farm.pid), busy_seconds()

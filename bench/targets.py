@@ -63,9 +63,14 @@ def generate(
     return targets
 
 
-def write_toml(path: Path, targets: list[Target], monitor: dict) -> None:
-    """trio-monitor's config: `monitor` is the [monitor] table, one [[targets]] per target."""
-    doc = {"monitor": monitor, "targets": [{"name": t.name, "url": t.url} for t in targets]}
+def write_toml(path: Path, targets: list[Target], monitor: dict, history: bool) -> None:
+    """trio-monitor's config: `monitor` is the [monitor] table, one [[targets]] per target;
+    the history store beside it when `history`."""
+    doc = {
+        "monitor": monitor,
+        "storage": {"enabled": history},
+        "targets": [{"name": t.name, "url": t.url} for t in targets],
+    }
     path.write_bytes(tomli_w.dumps(doc).encode())
 
 

@@ -64,6 +64,7 @@ ROUND_KEYS = {
     "skipped",
     "concurrency",
     "dropped",
+    "unstored",
 }
 TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 USAGE_LINE = re.compile(r"trio-monitor: .+ \(see: trio-monitor( \w+)? --help\)")

@@ -88,6 +88,13 @@ def _run(args: argparse.Namespace) -> int:
         code = trio.run(
             lambda: run_monitor(config, once=args.once, out=out, config_path=args.config)
         )
+    except* MonitorError as group:
+        # An expected error from inside the task tree arrives wrapped in exception groups:
+        # it is still one line for the user, not a traceback.
+        first: BaseException = group
+        while isinstance(first, BaseExceptionGroup):
+            first = first.exceptions[0]
+        raise first from None
     finally:
         if out is not None:
             out.close()

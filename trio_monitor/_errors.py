@@ -3,6 +3,7 @@
     MonitorError
     ├── ConfigError      bad or missing config; carries one line per problem (exit 2)
     ├── UsageError       bad command line or refused action (exit 2)
+    ├── StoreError       the history file is not ours, too new, or missing (exit 2)
     └── ProbeFailure     why one probe attempt failed; never leaves the probe:
                          it is turned into a ProbeResult with `error` = its kind
 
@@ -39,6 +40,12 @@ class ConfigError(MonitorError):
 
 class UsageError(MonitorError):
     """The command line asks for something that cannot be done."""
+
+    exit_code = 2
+
+
+class StoreError(MonitorError):
+    """The history file cannot be used (not a database, too new, missing). One line."""
 
     exit_code = 2
 

@@ -18,8 +18,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import signal
+import sqlite3
 import sys
+import time
 from pathlib import Path
 from typing import BinaryIO
 
@@ -29,18 +32,49 @@ import trio
 from ._alerts import Notifiers
 from ._config import Config, load_config
 from ._errors import ConfigError
+from ._history import Incident
 from ._http import OriginRouter, open_http_client, origin_key
-from ._models import AlertEvent, Record
+from ._models import AlertEvent, ProbeResult, Record
 from ._scheduler import ProbeFn, Scheduler
-from ._sinks import Fanout, serve_jsonl
+from ._sinks import Fanout, Outlet, serve_jsonl
 from ._state import StateStore
+from ._store import HistoryReader, StoreStats, open_store, serve_store
 
 log = logging.getLogger("trio_monitor")
 
 OUTPUT_QUEUE = 10_000  # lines buffered for a slow reader before lines are dropped (counted)
+HISTORY_QUEUE = 10_000  # results waiting for the store's writer before some are dropped
 MIN_DRAIN = 5.0  # seconds notifiers get at least to deliver queued alerts on shutdown
 
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
+
+
+def _kept_in_history(record: Record) -> bool:
+    return isinstance(record, ProbeResult) or (
+        isinstance(record, AlertEvent) and record.event in ("down", "up")
+    )
+
+
+def _open_outages(path: str) -> list[Incident]:
+    open_store(path).close()
+    with HistoryReader(path) as reader:
+        return [i for i in reader.incidents(0.0, math.inf) if i.end is None]
+
+
+async def _open_history(config: Config) -> list[Incident]:
+    """Open (create, migrate) the store before any task starts. -> its open outages.
+
+    A file that is not ours or too new stops start-up here (StoreError, one line). One
+    that cannot be written now (permissions, full disk) does not: probing goes on and
+    the writer retries, counting what it cannot keep.
+    """
+    if config.store_path is None:
+        return []
+    try:
+        return await trio.to_thread.run_sync(_open_outages, config.store_path)
+    except (OSError, sqlite3.Error) as exc:
+        log.warning("history %s cannot be opened now (%s); probing goes on", config.store_path, exc)
+        return []
 
 
 class Monitor:
@@ -57,6 +91,7 @@ class Monitor:
         self._state: StateStore | None = None
         self._notifiers: Notifiers | None = None
         self._router: OriginRouter | None = None
+        self.store_stats: StoreStats | None = None
 
     def stop(self) -> None:
         if not self.stopping:
@@ -104,18 +139,46 @@ class Monitor:
             )
             return True
 
-    async def _serve(self, out: BinaryIO, once: bool, probe_fn: ProbeFn | None, task_status) -> int:
+    async def _start_history(
+        self, services: trio.Nursery, history: Outlet, config: Config, outages: list[Incident]
+    ) -> None:
+        """Resume the outages still open in history, then start the store's writer."""
+        names = {t.name for t in config.targets}
+        now, wall_now = trio.current_time(), time.time()
+        for incident in outages:
+            if incident.target in names:
+                self._state.restore_down(incident.target, incident.start, now, wall_now)
+        self.store_stats = StoreStats()
+        await services.start(
+            serve_store, history.receive, config.store_path, config.storage, self.store_stats
+        )
+
+    async def _serve(
+        self,
+        out: BinaryIO,
+        once: bool,
+        probe_fn: ProbeFn | None,
+        outages: list[Incident],
+        task_status,
+    ) -> int:
         config = self.config
         async with open_http_client(config.monitor.per_host) as (client, router):
             self._router = router
             async with trio.open_nursery() as services:
                 fanout = Fanout()
-                await services.start(
-                    serve_jsonl, fanout.add("output", OUTPUT_QUEUE), out, self.stop
-                )
+                output = fanout.add("output", OUTPUT_QUEUE)
+                await services.start(serve_jsonl, output.receive, out, self.stop)
                 notifiers = self._notifiers = Notifiers(services, client)
                 notifiers.configure(config.alerts)
                 self._state = StateStore(config.alerts)
+                history = None
+                if config.store_path is not None:
+                    history = fanout.add("history", HISTORY_QUEUE, _kept_in_history)
+                    await self._start_history(services, history, config, outages)
+
+                def counters() -> dict[str, int]:
+                    lost = 0 if history is None else history.dropped + self.store_stats.unstored
+                    return {"dropped": output.dropped, "unstored": lost}
 
                 def emit(record: Record) -> None:
                     fanout.publish(record)
@@ -128,7 +191,7 @@ class Monitor:
                     self._state,
                     emit,
                     probe_fn=probe_fn,
-                    dropped=lambda: fanout.dropped,
+                    counters=counters,
                 )
                 if self.stopping:
                     scheduler.stop()
@@ -199,12 +262,13 @@ async def run_monitor(
     gracefully (a second one aborts) and SIGHUP reloads from config_path.
     """
     monitor = Monitor(config, config_path)
+    outages = await _open_history(config)
     with contextlib.ExitStack() as stack:
         stream = out if out is not None else stack.enter_context(_open_output(config))
         with monitor._hard:
             async with trio.open_nursery() as watchers:
                 if handle_signals:
                     await watchers.start(_watch_signals, monitor)
-                code = await monitor._serve(stream, once, probe_fn, task_status)
+                code = await monitor._serve(stream, once, probe_fn, outages, task_status)
                 watchers.cancel_scope.cancel()
     return EXIT_INTERRUPTED if monitor.aborted else code

@@ -63,6 +63,7 @@ class RoundSummary:
     skipped: int = 0  # due targets not probed because their previous probe still ran
     concurrency: int = 0  # the probe limit in force
     dropped: int = 0  # lines a full output channel had to drop since start
+    unstored: int = 0  # results the history store could not keep since start
 
 
 @frozen

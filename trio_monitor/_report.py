@@ -44,9 +44,10 @@ from typing import IO, Protocol
 from attrs import define, field, frozen
 
 from ._config import format_duration, load_config, parse_duration
-from ._errors import MonitorError, UsageError
+from ._errors import UsageError
 from ._history import ERROR_BOUND, ContentChange, Histogram, HourRollup, Incident, Sample
 from ._models import rfc3339
+from ._store import HistoryReader
 
 __all__ = [
     "ERROR_BOUND",
@@ -580,19 +581,11 @@ def _alert_line(a: Aggregator, rec: dict, open_since: dict[str, tuple[float, str
 
 @contextmanager
 def open_history(path: str) -> Iterator[HistorySource]:
-    """The store's HistoryReader (imported here: the report works without `_store`)."""
+    """The store's reader; its own one-line StoreErrors (not ours, too new) pass through."""
     if not Path(path).exists():
         raise UsageError(f"no history at {path} yet (`trio-monitor run` stores it)")
     try:
-        from ._store import HistoryReader  # lazily: optional until the store lands
-    except ImportError:
-        raise UsageError("this build has no history store; use --jsonl FILE") from None
-    try:
         reader = HistoryReader(path)
-    except UsageError:
-        raise
-    except MonitorError as exc:  # the store's own one-line errors (not ours, too new...)
-        raise UsageError(str(exc)) from None
     except (OSError, sqlite3.Error) as exc:
         raise UsageError(f"cannot open history {path}: {exc}") from None
     try:

@@ -76,7 +76,7 @@ class Scheduler:
         emit: Callable[[Record], None],
         *,
         probe_fn: ProbeFn | None = None,
-        dropped: Callable[[], int] = lambda: 0,
+        counters: Callable[[], dict[str, int]] = dict,
     ) -> None:
         self._transport = transport
         self._state = state
@@ -99,7 +99,7 @@ class Scheduler:
         self._starting: trio.CancelScope | None = None
         self._rounds: trio.Nursery | None = None
         self._stopping = False
-        self._dropped = dropped
+        self._counters = counters  # losses since start, for the round line
         self._apply(config, trio.current_time())
 
     # --- configuration -----------------------------------------------------------
@@ -258,7 +258,7 @@ class Scheduler:
             duration_ms=round((trio.current_time() - started) * 1000, 3),
             skipped=skipped,
             concurrency=int(self.limiter.total_tokens),
-            dropped=self._dropped(),
+            **self._counters(),
         )
         summary.append(record)
         del summary[:-1]

@@ -35,10 +35,11 @@ class Fanout:
 
     def add(
         self, name: str, capacity: int, accepts: Callable[[Record], bool] = lambda _: True
-    ) -> trio.MemoryReceiveChannel[Record]:
+    ) -> Outlet:
+        """A consumer's outlet: it reads `outlet.receive`; `outlet.dropped` counts its losses."""
         outlet = Outlet(name, capacity, accepts)
         self._outlets.append(outlet)
-        return outlet.receive
+        return outlet
 
     def publish(self, record: Record) -> None:
         for outlet in self._outlets:
@@ -56,10 +57,6 @@ class Fanout:
                     )
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 pass  # that consumer has finished (its output was closed) or we are closing
-
-    @property
-    def dropped(self) -> int:
-        return sum(o.dropped for o in self._outlets)
 
     def close(self) -> None:
         """No more records: each consumer drains what it has, then ends."""

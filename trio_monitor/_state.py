@@ -45,6 +45,20 @@ class StateStore:
     def get(self, name: str) -> TargetState | None:
         return self._states.get(name)
 
+    def restore_down(self, target: str, since: float, now: float, wall_now: float) -> None:
+        """Resume an outage that began before this process (an open incident in history).
+
+        The target starts DOWN, so a restart neither pages again while it stays down nor
+        loses the outage: its recovery fires `up` with the downtime since `since`.
+        """
+        self._states[target] = TargetState(
+            state=DOWN,
+            since=since,
+            failures=self.failure_threshold,
+            streak_start=since,
+            streak_clock=now - (wall_now - since),
+        )
+
     def retain(self, names: Iterable[str]) -> None:
         """Keep the state of these targets only (the ones a reload left unchanged)."""
         keep = set(names)

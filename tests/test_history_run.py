@@ -1,0 +1,132 @@
+"""The history store inside a running monitor: written by default, outages resumed across
+restarts, bad files refused, unwritable files survived, and reports over what was kept."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import tomli_w
+import trio
+from servers import closed_port
+from test_lifecycle import LineSink
+
+from trio_monitor import load_config, run_monitor
+from trio_monitor._store import HistoryReader
+
+CLI = [sys.executable, "-m", "trio_monitor"]
+
+
+def write_config(path: Path, targets: list[dict], **sections) -> Path:
+    doc = {
+        "monitor": {"interval": "100ms", "timeout": "2s", "stagger": "0s", "retries": 0},
+        **sections,
+        "targets": targets,
+    }
+    path.write_text(tomli_w.dumps(doc))
+    return path
+
+
+def history(path: Path) -> HistoryReader:
+    return HistoryReader(str(path))
+
+
+async def run_once(config_path: Path) -> tuple[int, LineSink]:
+    out = LineSink()
+    code = await run_monitor(load_config(config_path), once=True, out=out, handle_signals=False)
+    return code, out
+
+
+async def test_results_are_kept_beside_the_config_by_default(server, tmp_path):
+    config = write_config(tmp_path / "m.toml", [{"name": "web", "url": server.url("/ok")}])
+    code, _ = await run_once(config)
+    assert code == 0
+    with history(tmp_path / "m.db") as reader:
+        (sample,) = reader.samples("web", 0, 2e9)
+    assert sample.ok
+    assert sample.status == 200
+
+
+async def test_disabled_storage_writes_nothing(server, tmp_path):
+    config = write_config(
+        tmp_path / "m.toml", [{"url": server.url("/ok")}], storage={"enabled": False}
+    )
+    await run_once(config)
+    assert not (tmp_path / "m.db").exists()
+
+
+async def test_an_outage_survives_a_restart(server, tmp_path):
+    """Down before the restart: no second page while still down, and the recovery reports
+    the whole outage, from its first failure before the restart."""
+    server.bodies.pop("page", None)  # /body/page answers 404 until it is set
+    target = {"name": "site", "url": server.url("/body/page")}
+    config = write_config(tmp_path / "m.toml", [target], alerts={"failure_threshold": 1})
+
+    _, first = await run_once(config)
+    assert [a["event"] for a in first.of_type("alert")] == ["down"]
+    down_since = first.of_type("alert")[0]["since"]
+
+    _, second = await run_once(config)  # still down: already paged, so no alert
+    assert second.of_type("alert") == []
+
+    server.bodies["page"] = b"back"
+    _, third = await run_once(config)
+    (up,) = third.of_type("alert")
+    assert up["event"] == "up"
+    assert up["since"] == down_since
+    with history(tmp_path / "m.db") as reader:
+        (incident,) = reader.incidents(0, 2e9)
+    assert incident.end is not None
+    assert up["downtime_s"] >= incident.end - incident.start - 0.01
+
+
+async def test_unwritable_history_never_stops_probing(server, tmp_path, caplog):
+    (tmp_path / "not-a-dir").write_text("a file where a directory should be")
+    config = write_config(
+        tmp_path / "m.toml",
+        [{"url": server.url("/ok")}],
+        storage={"path": "not-a-dir/history.db"},
+    )
+    code, out = await run_once(config)
+    assert code == 0
+    assert [p["ok"] for p in out.of_type("probe")] == [True]
+    assert "probing goes on" in caplog.text
+
+
+def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*CLI, *args], cwd=cwd, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def test_a_foreign_file_stops_start_up_with_one_line(tmp_path):
+    (tmp_path / "m.db").write_bytes(b"this is no database\n" * 100)
+    write_config(tmp_path / "m.toml", [{"url": f"http://127.0.0.1:{closed_port()}/"}])
+    done = run_cli("run", "--once", "-c", "m.toml", cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stdout == ""
+    (line,) = done.stderr.strip().splitlines()[-1:]
+    assert "not a trio-monitor history database" in line
+    assert "Traceback" not in done.stderr
+
+
+async def test_report_over_what_a_run_kept(server, tmp_path):
+    config = write_config(
+        tmp_path / "m.toml",
+        [
+            {"name": "up", "url": server.url("/ok")},
+            {"name": "down", "url": server.url("/status/500")},
+        ],
+    )
+    for _ in range(3):
+        await run_once(config)
+    done = await trio.to_thread.run_sync(
+        lambda: run_cli("report", "-c", "m.toml", "--format", "json", cwd=tmp_path)
+    )
+    assert done.returncode == 0, done.stderr
+    report = {t["target"]: t for t in json.loads(done.stdout)["targets"]}
+    assert (report["up"]["checks"], report["up"]["availability_pct"]) == (3, 100.0)
+    assert (report["down"]["checks"], report["down"]["ok"]) == (3, 0)
+    assert report["up"]["latency_ms"]["p50"] is not None
