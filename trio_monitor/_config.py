@@ -33,6 +33,7 @@ Url = NewType("Url", str)  # absolute http(s) URL
 Positive = NewType("Positive", int)  # 1 or more
 Count = NewType("Count", int)  # 0 or more
 Delay = NewType("Delay", float)  # a duration that may be "0s"
+Listen = NewType("Listen", tuple)  # (host, port) from "127.0.0.1:9180" or "[::1]:9180"
 Argv = NewType("Argv", tuple)  # ["cmd", "arg"] or "cmd arg" (split like a shell, never run by one)
 Event = Literal["down", "up", "slow", "content_changed"]
 TooLargePolicy = Literal["truncate", "fail"]
@@ -125,6 +126,15 @@ def _integer(minimum: int):
         return value
 
     return structure
+
+
+def parse_listen(value: object) -> tuple[str, int]:
+    if isinstance(value, str):
+        host, sep, port = value.rpartition(":")
+        host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+        if sep and host and port.isdigit() and 0 < int(port) < 65536:
+            return host, int(port)
+    raise _Invalid(f'expected "host:port" like "127.0.0.1:9180" or "[::1]:9180", got {value!r}')
 
 
 def parse_argv(value: object) -> tuple[str, ...]:
@@ -270,10 +280,20 @@ class StorageSection:
 
 
 @frozen
+class ServerSection:
+    """[server]: the embedded HTTP server (status page, API, metrics, health)."""
+
+    listen: Listen = Listen(("127.0.0.1", 9180))  # written "127.0.0.1:9180", "[::1]:9180"
+    token: str | None = None  # with ${ENV}: every path but /healthz needs a Bearer token
+    public_status_page: bool = False  # with a token: "/" and badges stay public
+
+
+@frozen
 class ConfigFile:
     monitor: MonitorSection = MonitorSection()
     alerts: AlertsSection = AlertsSection()
     storage: StorageSection = StorageSection()
+    server: ServerSection | None = None  # no [server] section: no server
     targets: tuple[TargetSection, ...] = ()
 
 
@@ -310,6 +330,7 @@ class Config:
     path: str = "<memory>"
     storage: StorageSection = StorageSection()
     store_path: str | None = None  # resolved; None: no history kept
+    server: ServerSection | None = None  # token resolved from ${ENV}
 
 
 # --- converter -------------------------------------------------------------------
@@ -322,6 +343,7 @@ converter.register_structure_hook(Delay, lambda v, _: Delay(parse_duration(v, al
 converter.register_structure_hook(Positive, _integer(1))
 converter.register_structure_hook(Count, _integer(0))
 converter.register_structure_hook(Argv, lambda v, _: parse_argv(v))
+converter.register_structure_hook(Listen, lambda v, _: Listen(parse_listen(v)))
 converter.register_structure_hook_func(lambda t: get_origin(t) is Literal, _literal)
 converter.register_structure_hook_factory(
     attrs.has, _shaped(Mapping, "a table", make_dict_structure_fn)
@@ -515,6 +537,12 @@ def parse_config(
     except (ClassValidationError, IterableValidationError) as exc:
         raise ConfigError([f"{path}: {line}" for line in _structure_problems(exc)]) from None
     alerts, targets, problems = _resolve(file, env)
+    server = file.server
+    if server is not None and server.token is not None:
+        try:
+            server = attrs.evolve(server, token=expand_env(server.token, env))
+        except _Invalid as exc:
+            problems.append(f"server.token: {exc}")
     if problems:
         raise ConfigError([f"{path}: {line}" for line in problems])
     return Config(
@@ -524,6 +552,7 @@ def parse_config(
         path=path,
         storage=file.storage,
         store_path=_store_path(file.storage, path, env),
+        server=server,
     )
 
 
