@@ -39,6 +39,7 @@ from ._scheduler import ProbeFn, Scheduler
 from ._sinks import Fanout, Outlet, serve_jsonl
 from ._state import StateStore
 from ._store import HistoryReader, StoreStats, open_store, serve_store
+from ._view import MonitorView, RecentStats
 
 log = logging.getLogger("trio_monitor")
 
@@ -92,6 +93,8 @@ class Monitor:
         self._notifiers: Notifiers | None = None
         self._router: OriginRouter | None = None
         self.store_stats: StoreStats | None = None
+        self.recent = RecentStats()
+        self.view = MonitorView(self, self.recent, time.time)
 
     def stop(self) -> None:
         if not self.stopping:
@@ -121,6 +124,7 @@ class Monitor:
             old_targets = {t.name: t for t in old.targets}
             unchanged = [t.name for t in new.targets if old_targets.get(t.name) == t]
             self._state.retain(unchanged)
+            self.recent.retain(set(unchanged))
             self._state.configure(new.alerts)
             self._scheduler.reconfigure(new)
             self._notifiers.configure(new.alerts)
@@ -182,7 +186,9 @@ class Monitor:
 
                 def emit(record: Record) -> None:
                     fanout.publish(record)
-                    if isinstance(record, AlertEvent):
+                    if isinstance(record, ProbeResult):
+                        self.recent.observe(record)
+                    elif isinstance(record, AlertEvent):
                         notifiers.publish(record)
 
                 scheduler = self._scheduler = Scheduler(

@@ -32,6 +32,7 @@ log = logging.getLogger("trio_monitor")
 
 SAME_ROUND = 0.001  # due times this close (seconds) share a round
 LAG_FORGIVEN = 0.005  # loop stalls longer than this extend the deadlines in flight
+LAG_MEMORY = 60.0  # seconds the worst stall is remembered, for health checks
 
 
 def stagger_offset(target: Target, stagger: float) -> float:
@@ -100,6 +101,11 @@ class Scheduler:
         self._rounds: trio.Nursery | None = None
         self._stopping = False
         self._counters = counters  # losses since start, for the round line
+        # for health checks: when the loop began, when the last round began, and the
+        # worst event-loop stall of the last minute (seconds, when it was measured)
+        self.started_at = trio.current_time()
+        self.last_round_at: float | None = None
+        self.worst_lag = (0.0, self.started_at)
         self._apply(config, trio.current_time())
 
     # --- configuration -----------------------------------------------------------
@@ -211,6 +217,7 @@ class Scheduler:
                     plans.append(slot.plan)
                 slot.advance(now)
                 self._push(slot)
+            self.last_round_at = now
             rounds.start_soon(self._run_round, self._next_round(), plans, skipped, summary)
 
     async def _sample_lag(self) -> None:
@@ -224,7 +231,10 @@ class Scheduler:
         while True:
             asked = trio.current_time() + LAG_PERIOD
             await trio.sleep_until(asked)
-            lag = trio.current_time() - asked
+            now = trio.current_time()
+            lag = now - asked
+            if lag >= self.worst_lag[0] or now - self.worst_lag[1] > LAG_MEMORY:
+                self.worst_lag = (lag, now)
             if lag > LAG_FORGIVEN:
                 for scope in self._deadlines:
                     scope.deadline += lag

@@ -1,0 +1,128 @@
+"""The read-only view the HTTP server uses: 24-hour stats per target and health."""
+
+from __future__ import annotations
+
+import attrs
+import pytest
+import trio
+from fakes import FakeProber, make_config, result_for
+
+from trio_monitor import prepare, run_monitor
+from trio_monitor._history import ERROR_BOUND
+from trio_monitor._view import RecentStats
+
+PLAN = prepare(make_config([{"name": "t", "url": "http://127.0.0.1/"}]).targets[0])
+HOUR = 3600.0
+T0 = 1_800_000_000.0 - 1_800_000_000.0 % HOUR  # an hour boundary
+
+
+def result(ts: float, ok: bool = True, latency: float = 100.0):
+    return attrs.evolve(result_for(PLAN, 1, ok=ok), ts=ts, latency_ms=latency if ok else None)
+
+
+def test_availability_and_p95_over_the_last_24_hours():
+    stats = RecentStats()
+    for i in range(100):  # one hour: 90 ok at 1..90 ms, 10 failed
+        stats.observe(result(T0 + i, ok=i < 90, latency=float(i + 1)))
+    checks, availability, p95 = stats.summary("t", T0 + 100)
+    assert (checks, availability) == (100, 90.0)
+    assert abs(p95 - 86.0) <= 86.0 * ERROR_BOUND  # the 95th of 90 ok latencies 1..90 ms
+
+
+def test_old_hours_fall_out_of_the_window():
+    stats = RecentStats()
+    stats.observe(result(T0, ok=False))
+    for h in range(1, 30):
+        stats.observe(result(T0 + h * HOUR))
+    checks, availability, _ = stats.summary("t", T0 + 29 * HOUR)
+    assert (checks, availability) == (24, 100.0)  # the failure 29 hours ago is gone
+    assert stats.summary("t", T0 + 100 * HOUR) == (0, None, None)
+
+
+def test_finished_hours_are_kept_compact_and_still_count():
+    stats = RecentStats()
+    for i in range(50):
+        stats.observe(result(T0 + i, latency=10.0))
+    stats.observe(result(T0 + HOUR, latency=1000.0))
+    slots = stats._targets["t"]
+    assert isinstance(slots[0].hist, bytes)
+    checks, _, p95 = stats.summary("t", T0 + HOUR)
+    assert checks == 51
+    assert p95 == pytest.approx(10.0, rel=ERROR_BOUND)
+
+
+def test_a_late_result_for_a_closed_hour_is_ignored_not_misfiled():
+    stats = RecentStats()
+    stats.observe(result(T0 + HOUR))
+    stats.observe(result(T0 + 10, ok=False))
+    assert stats.summary("t", T0 + HOUR) == (1, 100.0, pytest.approx(100.0, rel=ERROR_BOUND))
+
+
+def test_retain_forgets_removed_targets():
+    stats = RecentStats()
+    stats.observe(result(T0))
+    stats.retain(set())
+    assert stats.summary("t", T0) == (0, None, None)
+
+
+async def test_health_follows_the_schedule(autojump_clock):
+    config = make_config(
+        [{"name": "t", "url": "http://127.0.0.1:1/", "interval": "10s"}], stagger="5s"
+    )
+    prober = FakeProber({"t": 0.1})
+    async with trio.open_nursery() as nursery:
+        monitor = await nursery.start(
+            lambda task_status: run_monitor(
+                config,
+                out=_Null(),
+                handle_signals=False,
+                probe_fn=prober,
+                task_status=task_status,
+            )
+        )
+        assert monitor.view.health().ok  # before the first round: within the stagger
+        await trio.sleep(30)
+        health = monitor.view.health()
+        assert health.ok
+        assert health.max_age_s == 20.0
+        assert health.last_round_age_s < 10.0
+        # the scheduler's loop gets stuck (as if blocked): rounds stop, health fails
+        monitor._scheduler._starting.cancel()
+        await trio.sleep(25)
+        health = monitor.view.health()
+        assert not health.ok
+        assert "no round for" in health.reason
+        monitor.stop()
+
+
+async def test_health_reports_a_stalled_loop(autojump_clock):
+    config = make_config([{"name": "t", "url": "http://127.0.0.1:1/", "interval": "1s"}])
+    async with trio.open_nursery() as nursery:
+        monitor = await nursery.start(
+            lambda task_status: run_monitor(
+                config,
+                out=_Null(),
+                handle_signals=False,
+                probe_fn=FakeProber(),
+                task_status=task_status,
+            )
+        )
+        await trio.sleep(1.5)
+        autojump_clock.jump(7)  # nothing ran for 7 s
+        await trio.sleep(0.15)  # the lag sampler wakes and measures it
+        health = monitor.view.health()
+        assert not health.ok
+        assert "stalled" in health.reason or "no round" in health.reason
+        monitor.stop()
+
+
+def test_targets_without_results_have_no_stats():
+    assert RecentStats().summary("nobody", T0) == (0, None, None)
+
+
+class _Null:
+    def write(self, data: bytes) -> int:
+        return len(data)
+
+    def flush(self) -> None:
+        pass

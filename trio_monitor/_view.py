@@ -1,0 +1,158 @@
+"""What the HTTP server (and the watchdog) may read of a running monitor.
+
+Nothing here blocks or awaits: the view reads the monitor's in-memory state. The last
+24 hours per target are kept as hourly slots (checks, ok, latency histogram), the
+finished hours frozen as compact blobs: about 2 KB per target, whatever the interval.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import trio
+from attrs import frozen
+
+from ._history import Histogram
+from ._models import ProbeResult
+
+if TYPE_CHECKING:
+    from ._lifecycle import Monitor
+
+HOURS = 24
+STALL_LIMIT = 5.0  # seconds of event-loop lag that make the monitor unhealthy
+
+
+class _Hour:
+    __slots__ = ("checks", "hist", "hour", "ok")
+
+    def __init__(self, hour: int) -> None:
+        self.hour, self.checks, self.ok = hour, 0, 0
+        self.hist: Histogram | bytes = Histogram.empty()  # bytes once the hour is over
+
+    def histogram(self) -> Histogram:
+        return self.hist if isinstance(self.hist, Histogram) else Histogram.from_blob(self.hist)
+
+
+class RecentStats:
+    """Per target: the last 24 hourly slots of results. O(1) per result."""
+
+    def __init__(self) -> None:
+        self._targets: dict[str, deque[_Hour]] = {}
+
+    def observe(self, result: ProbeResult) -> None:
+        hour = int(result.ts // 3600)
+        slots = self._targets.get(result.target)
+        if slots is None:
+            slots = self._targets[result.target] = deque(maxlen=HOURS)
+        if not slots or slots[-1].hour < hour:
+            if slots:
+                last = slots[-1]
+                last.hist = last.histogram().to_blob()  # finished: keep it compact
+            slots.append(_Hour(hour))
+        slot = slots[-1]
+        if slot.hour != hour:
+            return  # a late result for an hour already closed: not worth reopening it
+        slot.checks += 1
+        if result.ok:
+            slot.ok += 1
+            if result.latency_ms is not None:
+                slot.hist.add(result.latency_ms)
+
+    def summary(self, name: str, now: float) -> tuple[int, float | None, float | None]:
+        """-> (checks, availability %, p95 ms) over the 24 hours before `now`."""
+        first = int(now // 3600) - HOURS + 1
+        checks = ok = 0
+        merged = Histogram.empty()
+        for slot in self._targets.get(name, ()):
+            if slot.hour >= first:
+                checks += slot.checks
+                ok += slot.ok
+                merged.merge(slot.histogram())
+        availability = round(100.0 * ok / checks, 3) if checks else None
+        return checks, availability, merged.percentile(95)
+
+    def retain(self, names: set[str]) -> None:
+        for name in [n for n in self._targets if n not in names]:
+            del self._targets[name]
+
+
+@frozen
+class TargetStatus:
+    name: str
+    url: str
+    state: str  # "UP" | "DOWN" | "UNKNOWN"
+    since: float | None  # unix seconds the state began
+    last: ProbeResult | None
+    interval_s: float
+    checks_24h: int
+    availability_24h_pct: float | None
+    p95_24h_ms: float | None
+
+
+@frozen
+class Health:
+    ok: bool
+    reason: str
+    last_round_age_s: float | None
+    max_age_s: float
+
+
+class MonitorView:
+    """Read-only, non-blocking access to a running monitor's state."""
+
+    def __init__(self, monitor: Monitor, recent: RecentStats, wall: Callable[[], float]) -> None:
+        self._monitor = monitor
+        self._recent = recent
+        self._wall = wall
+
+    @property
+    def store_path(self) -> str | None:
+        return self._monitor.config.store_path
+
+    def _status(self, target, now: float) -> TargetStatus:
+        state = self._monitor._state.get(target.name) if self._monitor._state else None
+        checks, availability, p95 = self._recent.summary(target.name, now)
+        return TargetStatus(
+            name=target.name,
+            url=target.url,
+            state=state.state if state else "UNKNOWN",
+            since=state.since if state else None,
+            last=state.last if state else None,
+            interval_s=target.interval,
+            checks_24h=checks,
+            availability_24h_pct=availability,
+            p95_24h_ms=p95,
+        )
+
+    def targets(self) -> list[TargetStatus]:
+        now = self._wall()
+        return [self._status(t, now) for t in self._monitor.config.targets]
+
+    def target(self, name: str) -> TargetStatus | None:
+        for t in self._monitor.config.targets:
+            if t.name == name:
+                return self._status(t, self._wall())
+        return None
+
+    def health(self) -> Health:
+        """Healthy while rounds run on schedule: the last one began less than twice the
+        shortest interval ago (plus the stagger window before the first), and the event
+        loop is not stalled."""
+        scheduler = self._monitor._scheduler
+        config = self._monitor.config
+        if scheduler is None:
+            return Health(False, "starting", None, 0.0)
+        if not config.targets:
+            return Health(True, "ok (no targets)", None, 0.0)
+        max_age = 2 * min(t.interval for t in config.targets)
+        last = scheduler.last_round_at
+        reference = last if last is not None else scheduler.started_at + config.monitor.stagger
+        age = max(0.0, trio.current_time() - reference)
+        if age > max_age:
+            return Health(False, f"no round for {age:.0f} s (limit {max_age:g} s)", age, max_age)
+        lag, when = scheduler.worst_lag
+        if lag > STALL_LIMIT and trio.current_time() - when <= max_age:
+            return Health(False, f"event loop stalled for {lag:.1f} s", age, max_age)
+        return Health(True, "ok", age if last is not None else None, max_age)
