@@ -19,6 +19,7 @@ from . import __version__
 from ._config import load_config
 from ._errors import ConfigError, MonitorError, UsageError
 from ._lifecycle import EXIT_INTERRUPTED, run_monitor
+from ._notify import Notifier
 from ._report import add_arguments as add_report_arguments
 from ._report import report_command
 from ._starter import starter_config, urls_from_text
@@ -84,9 +85,13 @@ def _run(args: argparse.Namespace) -> int:
             raise UsageError(f"cannot open {args.output}: {exc.strerror or exc}") from None
     else:
         out = None
+    # Read (and unset: alert commands must not inherit them) systemd's variables.
+    notifier = Notifier(unset_environment=True)
     try:
         code = trio.run(
-            lambda: run_monitor(config, once=args.once, out=out, config_path=args.config)
+            lambda: run_monitor(
+                config, once=args.once, out=out, config_path=args.config, notifier=notifier
+            )
         )
     except* MonitorError as group:
         # An expected error from inside the task tree arrives wrapped in exception groups:

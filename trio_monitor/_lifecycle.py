@@ -35,6 +35,7 @@ from ._errors import ConfigError
 from ._history import Incident
 from ._http import OriginRouter, open_http_client, origin_key
 from ._models import AlertEvent, ProbeResult, Record
+from ._notify import Notifier, serve_watchdog
 from ._scheduler import ProbeFn, Scheduler
 from ._sinks import Fanout, Outlet, serve_jsonl
 from ._state import StateStore
@@ -81,8 +82,11 @@ async def _open_history(config: Config) -> list[Incident]:
 class Monitor:
     """Handle on a running monitor: stop(), abort() and reload() are safe from any task."""
 
-    def __init__(self, config: Config, config_path: str | None) -> None:
+    def __init__(
+        self, config: Config, config_path: str | None, notifier: Notifier | None = None
+    ) -> None:
         self.config = config
+        self.notifier = notifier if notifier is not None else Notifier({})  # {}: a no-op
         self._config_path = config_path
         self._hard = trio.CancelScope()
         self._reload_lock = trio.Lock()
@@ -99,6 +103,7 @@ class Monitor:
     def stop(self) -> None:
         if not self.stopping:
             log.info("stopping: finishing probes in flight (up to %gs)", self.config.monitor.grace)
+            self.notifier.stopping(status="stopping: finishing probes in flight")
         self.stopping = True
         if self._scheduler is not None:
             self._scheduler.stop()
@@ -108,40 +113,62 @@ class Monitor:
         self.aborted = True
         self._hard.cancel()
 
+    def status_line(self) -> str:
+        return f"monitoring {len(self.config.targets)} targets"
+
+    def watchdog_healthy(self) -> bool:
+        """For serve_watchdog: rounds on schedule, loop not stalled (or stopping: systemd
+        no longer enforces the watchdog then, and the scheduler has stopped on purpose)."""
+        return self.stopping or self.view.health().ok
+
     async def reload(self) -> bool:
         """Load the config file again; a bad one keeps the running config. -> applied?"""
         async with self._reload_lock:
-            if self._config_path is None or self._scheduler is None:
-                log.warning("reload: nothing to reload from")
-                return False
+            self.notifier.reloading(status="reloading")
+            applied = False
             try:
-                new = await trio.to_thread.run_sync(load_config, self._config_path)
-            except ConfigError as exc:
-                for line in exc.problems:
-                    log.error("reload failed, keeping the running config: %s", line)
-                return False
-            old = self.config
-            old_targets = {t.name: t for t in old.targets}
-            unchanged = [t.name for t in new.targets if old_targets.get(t.name) == t]
-            self._state.retain(unchanged)
-            self.recent.retain(set(unchanged))
-            self._state.configure(new.alerts)
-            self._scheduler.reconfigure(new)
-            self._notifiers.configure(new.alerts)
-            await self._router.retain(
-                {origin_key(httpx.URL(t.url), t.verify_tls) for t in new.targets},
-                new.monitor.per_host,
-            )
-            if new.monitor.output != old.monitor.output:
-                log.warning("reload: a new `output` takes effect on restart")
-            self.config = new
-            log.info(
-                "reloaded %s: %d targets, %d unchanged",
-                self._config_path,
-                len(new.targets),
-                len(unchanged),
-            )
-            return True
+                applied = await self._reload()
+                return applied
+            finally:
+                if not self.stopping:  # READY=1 ends the reload, whatever its outcome
+                    self.notifier.ready(
+                        status=self.status_line()
+                        if applied
+                        else f"{self.status_line()} (reload failed: config kept)"
+                    )
+
+    async def _reload(self) -> bool:
+        if self._config_path is None or self._scheduler is None:
+            log.warning("reload: nothing to reload from")
+            return False
+        try:
+            new = await trio.to_thread.run_sync(load_config, self._config_path)
+        except ConfigError as exc:
+            for line in exc.problems:
+                log.error("reload failed, keeping the running config: %s", line)
+            return False
+        old = self.config
+        old_targets = {t.name: t for t in old.targets}
+        unchanged = [t.name for t in new.targets if old_targets.get(t.name) == t]
+        self._state.retain(unchanged)
+        self.recent.retain(set(unchanged))
+        self._state.configure(new.alerts)
+        self._scheduler.reconfigure(new)
+        self._notifiers.configure(new.alerts)
+        await self._router.retain(
+            {origin_key(httpx.URL(t.url), t.verify_tls) for t in new.targets},
+            new.monitor.per_host,
+        )
+        if new.monitor.output != old.monitor.output:
+            log.warning("reload: a new `output` takes effect on restart")
+        self.config = new
+        log.info(
+            "reloaded %s: %d targets, %d unchanged",
+            self._config_path,
+            len(new.targets),
+            len(unchanged),
+        )
+        return True
 
     async def _start_history(
         self, services: trio.Nursery, history: Outlet, config: Config, outages: list[Incident]
@@ -210,6 +237,8 @@ class Monitor:
                     "monitoring %d targets from %s%s", len(config.targets), config.path, spread
                 )
                 task_status.started(self)
+                if not once:
+                    self.notifier.ready(status=self.status_line())
                 try:
                     summary = await scheduler.run(once=once)
                 finally:
@@ -260,6 +289,7 @@ async def run_monitor(
     config_path: str | None = None,
     handle_signals: bool = True,
     probe_fn: ProbeFn | None = None,
+    notifier: Notifier | None = None,
     task_status: trio.TaskStatus[Monitor] = trio.TASK_STATUS_IGNORED,
 ) -> int:
     """Run until stopped (or one round with once). -> exit code: 0 ok, 1 failures (once), 130 aborted.
@@ -267,7 +297,7 @@ async def run_monitor(
     `out` overrides the config's output. With handle_signals, SIGINT/SIGTERM stop
     gracefully (a second one aborts) and SIGHUP reloads from config_path.
     """
-    monitor = Monitor(config, config_path)
+    monitor = Monitor(config, config_path, notifier)
     outages = await _open_history(config)
     with contextlib.ExitStack() as stack:
         stream = out if out is not None else stack.enter_context(_open_output(config))
@@ -275,6 +305,8 @@ async def run_monitor(
             async with trio.open_nursery() as watchers:
                 if handle_signals:
                     await watchers.start(_watch_signals, monitor)
+                if not once:
+                    watchers.start_soon(serve_watchdog, monitor.notifier, monitor.watchdog_healthy)
                 code = await monitor._serve(stream, once, probe_fn, outages, task_status)
                 watchers.cancel_scope.cancel()
     return EXIT_INTERRUPTED if monitor.aborted else code
