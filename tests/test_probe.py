@@ -393,7 +393,9 @@ async def test_contains_in_any_chunking(chunk_size, needle, ok):
     body = b"<p>needl needle</p>"
     chunks = [body[i : i + chunk_size] for i in range(0, len(body), chunk_size)]
 
-    async with mock_transport(lambda request: httpx.Response(200, stream=Chunks(chunks))) as transport:
+    async with mock_transport(
+        lambda request: httpx.Response(200, stream=Chunks(chunks))
+    ) as transport:
         result = await run(transport, MOCK_URL, contains=needle)
 
     assert (result.ok, result.bytes, result.content_hash) == (ok, len(body), sha256(body))
