@@ -16,7 +16,7 @@ from pathlib import Path
 import trio
 
 from . import __version__
-from ._config import load_config
+from ._config import load_config, parse_duration
 from ._errors import ConfigError, MonitorError, UsageError
 from ._lifecycle import EXIT_INTERRUPTED, run_monitor
 from ._notify import Notifier
@@ -65,6 +65,14 @@ def _parser() -> argparse.ArgumentParser:
         "report", help="availability, latency and incidents from history or JSON lines"
     )
     add_report_arguments(report)
+
+    health = commands.add_parser(
+        "health", help="exit 0 if the running monitor's [server] says it is healthy"
+    )
+    with_config(health)
+    health.add_argument(
+        "--timeout", default="5s", help="how long to wait for an answer (default 5s)"
+    )
     return parser
 
 
@@ -139,7 +147,33 @@ def _init(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": _run, "validate": _validate, "init": _init, "report": report_command}
+def _health(args: argparse.Namespace) -> int:
+    """GET /healthz of the server the config describes: for container HEALTHCHECKs.
+    0 healthy; 1 unhealthy or no answer (one line on stderr says why); 2 no [server]."""
+    from ._server import check_health  # the server's modules load only for this command
+
+    config = load_config(args.config)
+    try:
+        timeout = parse_duration(args.timeout)
+    except ValueError as exc:
+        raise UsageError(f"--timeout: {exc}") from None
+    if config.server is None:
+        raise UsageError(f"{args.config}: no [server] section: there is no server to ask")
+    healthy, message = check_health(config.server, timeout=timeout)
+    if healthy:
+        print(message)
+        return 0
+    print(f"trio-monitor: {message}", file=sys.stderr)
+    return 1
+
+
+COMMANDS = {
+    "run": _run,
+    "validate": _validate,
+    "init": _init,
+    "report": report_command,
+    "health": _health,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -132,7 +132,7 @@ def parse_listen(value: object) -> tuple[str, int]:
     if isinstance(value, str):
         host, sep, port = value.rpartition(":")
         host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-        if sep and host and port.isdigit() and 0 < int(port) < 65536:
+        if sep and host and port.isdigit() and int(port) < 65536:  # 0: any free port
             return host, int(port)
     raise _Invalid(f'expected "host:port" like "127.0.0.1:9180" or "[::1]:9180", got {value!r}')
 
@@ -543,6 +543,9 @@ def parse_config(
             server = attrs.evolve(server, token=expand_env(server.token, env))
         except _Invalid as exc:
             problems.append(f"server.token: {exc}")
+        else:
+            if not server.token.strip():
+                problems.append("server.token: must not be empty (remove it for no token)")
     if problems:
         raise ConfigError([f"{path}: {line}" for line in problems])
     return Config(

@@ -4,6 +4,7 @@
     ├── ConfigError      bad or missing config; carries one line per problem (exit 2)
     ├── UsageError       bad command line or refused action (exit 2)
     ├── StoreError       the history file is not ours, too new, or missing (exit 2)
+    ├── ServerError      the HTTP server cannot listen, e.g. its port is in use (exit 2)
     └── ProbeFailure     why one probe attempt failed; never leaves the probe:
                          it is turned into a ProbeResult with `error` = its kind
 
@@ -46,6 +47,12 @@ class UsageError(MonitorError):
 
 class StoreError(MonitorError):
     """The history file cannot be used (not a database, too new, missing). One line."""
+
+    exit_code = 2
+
+
+class ServerError(MonitorError):
+    """The HTTP server cannot run (e.g. its port is in use). One line."""
 
     exit_code = 2
 

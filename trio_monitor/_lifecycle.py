@@ -34,9 +34,11 @@ from ._config import Config, load_config
 from ._errors import ConfigError
 from ._history import Incident
 from ._http import OriginRouter, open_http_client, origin_key
+from ._metrics import Metrics
 from ._models import AlertEvent, ProbeResult, Record
 from ._notify import Notifier, serve_watchdog
 from ._scheduler import ProbeFn, Scheduler
+from ._server import build_app, serve_http
 from ._sinks import Fanout, Outlet, serve_jsonl
 from ._state import StateStore
 from ._store import HistoryReader, StoreStats, open_store, serve_store
@@ -98,6 +100,8 @@ class Monitor:
         self._router: OriginRouter | None = None
         self.store_stats: StoreStats | None = None
         self.recent = RecentStats()
+        self.metrics = Metrics()
+        self.listening: tuple[str, int] | None = None  # the HTTP server's address
         self.view = MonitorView(self, self.recent, time.time)
 
     def stop(self) -> None:
@@ -152,6 +156,7 @@ class Monitor:
         unchanged = [t.name for t in new.targets if old_targets.get(t.name) == t]
         self._state.retain(unchanged)
         self.recent.retain(set(unchanged))
+        self.metrics.retain({t.name for t in new.targets})
         self._state.configure(new.alerts)
         self._scheduler.reconfigure(new)
         self._notifiers.configure(new.alerts)
@@ -159,8 +164,13 @@ class Monitor:
             {origin_key(httpx.URL(t.url), t.verify_tls) for t in new.targets},
             new.monitor.per_host,
         )
-        if new.monitor.output != old.monitor.output:
-            log.warning("reload: a new `output` takes effect on restart")
+        for what, before, after in (
+            ("output", old.monitor.output, new.monitor.output),
+            ("[server]", old.server, new.server),
+            ("[storage]", (old.store_path, old.storage), (new.store_path, new.storage)),
+        ):
+            if before != after:
+                log.warning("reload: a new %s takes effect on restart", what)
         self.config = new
         log.info(
             "reloaded %s: %d targets, %d unchanged",
@@ -183,6 +193,19 @@ class Monitor:
         await services.start(
             serve_store, history.receive, config.store_path, config.storage, self.store_stats
         )
+
+    async def _start_server(
+        self, services: trio.Nursery, scope: trio.CancelScope, config: Config
+    ) -> None:
+        """The status page, API and metrics, until `scope` is cancelled (at shutdown)."""
+        app = build_app(self.view, config.server, self.metrics)
+
+        async def run(task_status=trio.TASK_STATUS_IGNORED) -> None:
+            with scope:
+                await serve_http(app, config.server, task_status=task_status)
+
+        self.listening = await services.start(run)
+        log.info("serving the status page, API and metrics on http://%s:%d/", *self.listening)
 
     async def _serve(
         self,
@@ -213,6 +236,7 @@ class Monitor:
 
                 def emit(record: Record) -> None:
                     fanout.publish(record)
+                    self.metrics.observe(record)
                     if isinstance(record, ProbeResult):
                         self.recent.observe(record)
                     elif isinstance(record, AlertEvent):
@@ -228,6 +252,11 @@ class Monitor:
                 )
                 if self.stopping:
                     scheduler.stop()
+                self.metrics.retain(t.name for t in config.targets)
+                self.metrics.set_concurrency(int(scheduler.limiter.total_tokens))
+                server_scope = trio.CancelScope()
+                if config.server is not None and not once:
+                    await self._start_server(services, server_scope, config)
                 spread = (
                     ""
                     if once or not config.monitor.stagger
@@ -243,6 +272,7 @@ class Monitor:
                     summary = await scheduler.run(once=once)
                 finally:
                     # Closing is synchronous, so it also happens on a hard stop.
+                    server_scope.cancel()  # it shuts down gracefully, within its own bound
                     fanout.close()
                     notifiers.close()
                     drain = max(self.config.monitor.grace, MIN_DRAIN)

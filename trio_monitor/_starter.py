@@ -42,6 +42,7 @@ COMMENTS = {
     ("monitor", "output"): '"-" is stdout; or a file path (relative to this file), appended to',
     ("alerts", "failure_threshold"): "consecutive failed probes before a target is DOWN",
     ("alerts", "success_threshold"): "consecutive good probes before it is UP again",
+    ("server", "listen"): "status page, /api/v1, /metrics, /healthz (remove [server]: none)",
 }
 
 EXAMPLE_TARGETS = [
@@ -104,7 +105,7 @@ def _annotate(toml: str) -> str:
             if out and out[-1] != "":
                 out.append("")
         elif " = " in line and (comment := COMMENTS.get((section, line.split(" = ", 1)[0]))):
-            line = f"{line:<24} # {comment}"
+            line = f"{line:<23}  # {comment}"
         out.append(line)
     return "\n".join(out) + "\n"
 
@@ -121,6 +122,7 @@ def starter_config(path: str, urls: list[str] | None = None) -> str:
             "output": "-",
         },
         "alerts": {"failure_threshold": 3, "success_threshold": 1},
+        "server": {"listen": "127.0.0.1:9180"},
     }
     # One [[targets]] table each: dumping {"targets": [...]} lets tomli-w choose an inline
     # array for short tables, which after [alerts] would become `alerts.targets`.

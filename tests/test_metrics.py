@@ -1,0 +1,155 @@
+"""Prometheus metrics: what each record does to them, read back through
+prometheus_client's own parser of the text format the server serves."""
+
+from __future__ import annotations
+
+import math
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from trio_monitor import ErrorKind
+from trio_monitor._metrics import CONTENT_TYPE, Metrics
+from trio_monitor._models import AlertEvent, ProbeResult, RoundSummary
+
+T0 = 1_800_000_000.0
+
+
+def probe(target="api", ok=True, *, status=200, latency=12.5, error=None, size=512):
+    return ProbeResult(
+        ts=T0,
+        target=target,
+        url=f"http://{target}.test/",
+        ok=ok,
+        status=status,
+        latency_ms=latency,
+        error=error,
+        attempts=1,
+        round=1,
+        bytes=size,
+    )
+
+
+def round_line(**fields):
+    base = {"ts": T0, "round": 1, "targets": 2, "ok": 2, "failed": 0, "duration_ms": 250.0}
+    return RoundSummary(**(base | fields))
+
+
+def samples(metrics: Metrics) -> dict[tuple[str, frozenset], float]:
+    """{(sample name, labels): value} of everything exported, as a scraper reads it."""
+    text = metrics.render().decode()
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def value(metrics: Metrics, name: str, **labels: str) -> float | None:
+    return samples(metrics).get((name, frozenset(labels.items())))
+
+
+def test_probe_results_set_the_per_target_gauges():
+    m = Metrics()
+    m.observe(probe("api", status=204, latency=12.5, size=512))
+    m.observe(probe("web", ok=False, status=503, latency=80.0, error=ErrorKind.STATUS, size=30))
+    assert value(m, "probe_success", target="api") == 1
+    assert value(m, "probe_duration_seconds", target="api") == 0.0125
+    assert value(m, "probe_http_status_code", target="api") == 204
+    assert value(m, "probe_content_length_bytes", target="api") == 512
+    assert value(m, "probe_success", target="web") == 0
+    assert value(m, "probe_http_status_code", target="web") == 503
+    assert value(m, "probe_duration_seconds", target="web") == 0.08
+    assert value(m, "probe_content_length_bytes", target="web") == 30
+
+
+def test_a_probe_without_a_response_has_status_0_and_no_duration():
+    m = Metrics()
+    m.observe(probe("api"))
+    m.observe(probe("api", ok=False, status=None, latency=None, error=ErrorKind.CONNECT, size=0))
+    assert value(m, "probe_success", target="api") == 0
+    assert value(m, "probe_http_status_code", target="api") == 0
+    assert math.isnan(value(m, "probe_duration_seconds", target="api"))
+    assert value(m, "probe_content_length_bytes", target="api") == 0
+
+
+def test_probes_are_counted_by_result_every_result_exported_from_the_start():
+    m = Metrics()
+    for kind in ("ok", *map(str, ErrorKind)):
+        assert value(m, "trio_monitor_probes_total", result=kind) == 0
+    m.observe(probe())
+    m.observe(probe())
+    m.observe(probe(ok=False, status=None, latency=None, error=ErrorKind.TIMEOUT))
+    assert value(m, "trio_monitor_probes_total", result="ok") == 2
+    assert value(m, "trio_monitor_probes_total", result="timeout") == 1
+    assert value(m, "trio_monitor_probes_total", result="dns") == 0
+
+
+def test_alerts_are_counted_by_event():
+    m = Metrics()
+    assert value(m, "trio_monitor_alerts_total", event="down") == 0
+    for event in ("down", "up", "down", "content_changed"):
+        m.observe(AlertEvent(ts=T0, target="api", url="http://api.test/", event=event))
+    assert value(m, "trio_monitor_alerts_total", event="down") == 2
+    assert value(m, "trio_monitor_alerts_total", event="up") == 1
+    assert value(m, "trio_monitor_alerts_total", event="slow") == 0
+    assert value(m, "trio_monitor_alerts_total", event="content_changed") == 1
+
+
+def test_round_lines_set_the_process_metrics():
+    m = Metrics()
+    m.set_concurrency(200)
+    assert value(m, "trio_monitor_concurrency_limit") == 200
+    m.observe(round_line(round=1, duration_ms=250.0, concurrency=150, skipped=2))
+    m.observe(round_line(round=2, duration_ms=1500.0, concurrency=180, skipped=1))
+    assert value(m, "trio_monitor_round_duration_seconds") == 1.5
+    assert value(m, "trio_monitor_concurrency_limit") == 180
+    assert value(m, "trio_monitor_rounds_total") == 2
+    assert value(m, "trio_monitor_skipped_probes_total") == 3
+
+
+def test_dropped_and_unstored_follow_the_highest_total_even_out_of_order():
+    """Round lines carry totals since start; overlapping rounds report out of order."""
+    m = Metrics()
+    assert value(m, "trio_monitor_dropped_lines_total") == 0
+    m.observe(round_line(round=1, dropped=5, unstored=1))
+    m.observe(round_line(round=3, dropped=12, unstored=4))
+    m.observe(round_line(round=2, dropped=9, unstored=2))  # a slow round's late line
+    assert value(m, "trio_monitor_dropped_lines_total") == 12
+    assert value(m, "trio_monitor_unstored_results_total") == 4
+
+
+def test_retain_counts_targets_and_forgets_removed_ones():
+    m = Metrics()
+    for name in ("api", "web", "old"):
+        m.observe(probe(name))
+    m.retain(["api", "web", "new"])
+    assert value(m, "trio_monitor_targets") == 3
+    assert value(m, "probe_success", target="old") is None
+    assert value(m, "probe_success", target="api") == 1
+    m.forget(["web", "never-seen"])
+    exported = {labels for (name, labels) in samples(m) if name.startswith("probe_")}
+    assert exported == {frozenset({("target", "api")})}
+    m.observe(probe("web"))  # a target that comes back gets its series again
+    assert value(m, "probe_success", target="web") == 1
+
+
+def test_label_values_are_escaped():
+    m = Metrics()
+    name = 'a "quoted" \\ name\nwith a newline'
+    m.observe(probe(name))
+    assert value(m, "probe_success", target=name) == 1
+
+
+def test_render_is_the_classic_text_format():
+    m = Metrics()
+    m.observe(probe())
+    text = m.render().decode()
+    assert "# TYPE probe_success gauge" in text
+    assert "# TYPE trio_monitor_probes_total counter" in text
+    assert CONTENT_TYPE == "text/plain; version=0.0.4; charset=utf-8"
+
+
+def test_each_metrics_has_its_own_registry():
+    a, b = Metrics(), Metrics()  # the global registry would refuse the second
+    a.observe(probe("api"))
+    assert value(b, "probe_success", target="api") is None

@@ -1,0 +1,1036 @@
+"""The status page and the SVG badges (trio_monitor/_page.py).
+
+Badges: well-formed XML, escaped text, the right colours. The page: self-contained (no
+URL to another origin anywhere), its CSP hashes match, and - in real headless Chromium
+(Debian's /usr/bin/chromium driven by Debian's /usr/bin/chromedriver through selenium;
+nothing is downloaded) - it renders a fake API served on 127.0.0.1: states, texts, the
+hostile name as text, uptime-bar colours checked on screenshot pixels, no horizontal
+scrolling at 375 px, the token and error banners, and bounded (lazy) history requests.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import struct
+import threading
+import time
+import xml.etree.ElementTree as ET
+import zlib
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import pytest
+
+from trio_monitor._page import (
+    BADGE_COLORS,
+    BADGE_MAX_CHARS,
+    COLOR_BAD,
+    COLOR_LINE,
+    COLOR_NODATA,
+    COLOR_OK,
+    COLOR_WARN,
+    badge_svg,
+    status_badge,
+    status_page_csp,
+    status_page_html,
+    uptime_badge,
+)
+
+SVG = "{http://www.w3.org/2000/svg}"
+HOSTILE = "<img src=x onerror=alert(1)>"
+
+# --- badges --------------------------------------------------------------------------
+
+
+def _parse_badge(svg: str) -> tuple[ET.Element, list[str], list[str]]:
+    """-> (root, the visible texts, the rect fills)."""
+    root = ET.fromstring(svg)
+    assert root.tag == f"{SVG}svg"
+    texts = [t.text or "" for t in root.iter(f"{SVG}text") if t.get("aria-hidden") is None]
+    fills = [r.get("fill") or "" for r in root.iter(f"{SVG}rect")]
+    return root, texts, fills
+
+
+def test_badge_svg_is_valid_svg_with_two_parts():
+    svg = badge_svg("build", "passing", "green")
+    root, texts, _fills = _parse_badge(svg)
+    assert texts == ["build", "passing"]
+    assert root.get("height") == "20"
+    assert root.get("aria-label") == "build: passing"
+    assert root.find(f"{SVG}title").text == "build: passing"
+    # clip rect, label part, message part, gloss
+    width = int(root.get("width"))
+    g = root.find(f"{SVG}g")
+    label_rect, message_rect, _ = g.findall(f"{SVG}rect")
+    assert label_rect.get("fill") == "#555"
+    assert message_rect.get("fill") == BADGE_COLORS["green"]
+    assert int(label_rect.get("width")) + int(message_rect.get("width")) == width
+    assert int(message_rect.get("x")) == int(label_rect.get("width"))
+    assert svg.count("<text") == 4  # each text with its shadow
+
+
+def test_badge_width_grows_with_the_text():
+    short = int(ET.fromstring(badge_svg("a", "b", "red")).get("width"))
+    longer = int(ET.fromstring(badge_svg("a much longer label", "b", "red")).get("width"))
+    wide = int(ET.fromstring(badge_svg("a", "MMMMMMMMMM", "red")).get("width"))
+    narrow = int(ET.fromstring(badge_svg("a", "iiiiiiiiii", "red")).get("width"))
+    assert short < longer
+    assert narrow < wide
+    # each text is squeezed into its part: textLength is the part width minus padding
+    root = ET.fromstring(badge_svg("uptime", "99.95%", "green"))
+    rects = root.find(f"{SVG}g").findall(f"{SVG}rect")
+    lengths = [int(t.get("textLength")) for t in root.iter(f"{SVG}text")]
+    assert lengths == [int(rects[0].get("width")) - 10] * 2 + [int(rects[1].get("width")) - 10] * 2
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        "<script>alert(1)</script>",
+        '"/><svg onload=alert(1)>',
+        "a & b ' \" < >",
+        "]]><!-- --><!DOCTYPE x [<!ENTITY e 'x'>]>&e;",
+        "ctrl\x00\x01\x08\x0b\x1b\x7f chars \ud800 and \ufffe",
+        "tab\tand\nnew\r\nlines",
+    ],
+)
+def test_badge_escapes_hostile_text(hostile):
+    svg = badge_svg(hostile, hostile, "red")
+    root, texts, _ = _parse_badge(svg)  # well-formed XML whatever the text
+    svg.encode("utf-8")  # no lone surrogates left
+    for bad in ("<script", "<svg onload", "<!--", "<!DOCTYPE", "<!ENTITY"):
+        assert bad not in svg.split(">", 1)[1]  # nothing but our own markup
+    assert all(ord(ch) >= 0x20 for ch in svg)  # no control characters, even escaped
+    expected = " ".join(hostile.split())
+    expected = re.sub(
+        "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff\ufffe\uffff]", "\ufffd", expected
+    )
+    assert texts == [expected, expected]
+    assert root.get("aria-label") == f"{expected}: {expected}"
+    plain = ET.fromstring(badge_svg("a", "b", "red"))
+    # the same elements as any badge: nothing injected
+    assert [e.tag for e in root.iter()] == [e.tag for e in plain.iter()]
+
+
+def test_badge_cuts_long_text():
+    _, texts, _ = _parse_badge(badge_svg("x" * 500, "y" * 500, "grey"))
+    assert texts == ["x" * (BADGE_MAX_CHARS - 1) + "\u2026", "y" * (BADGE_MAX_CHARS - 1) + "\u2026"]
+
+
+def test_badge_ids_differ_between_badges():
+    ids = set()
+    for svg in (status_badge("up"), status_badge("down"), uptime_badge(99.0)):
+        root = ET.fromstring(svg)
+        ids |= {e.get("id") for e in root.iter() if e.get("id")}
+    assert len(ids) == 6
+
+
+@pytest.mark.parametrize(
+    ("color", "fill"),
+    [
+        ("green", "#4c1"),
+        ("red", "#e05d44"),
+        ("grey", "#9f9f9f"),
+        ("gray", "#9f9f9f"),
+        ("amber", "#dfb317"),
+        ("Amber", "#dfb317"),
+        ("yellowgreen", "#a4a61d"),
+        ("#ABCDEF", "#abcdef"),
+        ("#0f0", "#0f0"),
+    ],
+)
+def test_badge_colours(color, fill):
+    _, _, fills = _parse_badge(badge_svg("l", "m", color))
+    assert fills[2] == fill
+
+
+@pytest.mark.parametrize(
+    "color", ["", "purple-ish", "#12345", "#ggg", 'red" onload="x', "url(#x)", "#1234567"]
+)
+def test_badge_refuses_unknown_colours(color):
+    with pytest.raises(ValueError, match="badge colour"):
+        badge_svg("l", "m", color)
+
+
+@pytest.mark.parametrize(
+    ("state", "message", "color"),
+    [
+        ("up", "up", "green"),
+        ("UP", "up", "green"),
+        ("down", "down", "red"),
+        ("DOWN", "down", "red"),
+        ("unknown", "unknown", "grey"),
+        ("UNKNOWN", "unknown", "grey"),
+        ("<b>weird</b>", "unknown", "grey"),
+    ],
+)
+def test_status_badge(state, message, color):
+    _, texts, fills = _parse_badge(status_badge(state))
+    assert texts == ["status", message]
+    assert fills[2] == BADGE_COLORS[color]
+    _, texts, _ = _parse_badge(status_badge(state, label="api <prod>"))
+    assert texts == ["api <prod>", message]
+
+
+@pytest.mark.parametrize(
+    ("pct", "message", "color"),
+    [
+        (100.0, "100%", "green"),
+        (100, "100%", "green"),
+        (99.999, "99.99%", "green"),  # cut, never rounded up to 100%
+        (99.95, "99.95%", "green"),
+        (99.9, "99.9%", "green"),
+        (99.89, "99.89%", "yellowgreen"),
+        (99.0, "99%", "yellowgreen"),
+        (98.999, "98.99%", "amber"),
+        (95.0, "95%", "amber"),
+        (94.99, "94.99%", "red"),
+        (12.3456, "12.34%", "red"),
+        (0.0, "0%", "red"),
+        (-3.0, "0%", "red"),
+        (250.0, "100%", "green"),
+        (None, "n/a", "grey"),
+        (float("nan"), "n/a", "grey"),
+        (float("inf"), "n/a", "grey"),
+    ],
+)
+def test_uptime_badge(pct, message, color):
+    _, texts, fills = _parse_badge(uptime_badge(pct))
+    assert texts == ["uptime", message]
+    assert fills[2] == BADGE_COLORS[color]
+
+
+# --- the page as text ----------------------------------------------------------------
+
+
+def _script_and_style(page: str) -> tuple[str, str]:
+    (script,) = re.findall(r"<script>(.*?)</script>", page, re.S)
+    (style,) = re.findall(r"<style>(.*?)</style>", page, re.S)
+    return script, style
+
+
+def test_page_has_no_external_urls():
+    page = status_page_html()
+    assert page.startswith("<!DOCTYPE html>")
+    # every URL-valued attribute: only data: URLs (the empty favicon)
+    attrs = re.findall(
+        r"\b(src|href|action|formaction|poster|srcset|xlink:href|background)\s*=\s*"
+        r"(\"[^\"]*\"|'[^']*'|[^\s>]+)",
+        page,
+        re.I,
+    )
+    assert attrs == [("href", '"data:,"')]
+    # no absolute or protocol-relative URLs anywhere, but the SVG namespace name
+    assert re.findall(r"[a-z][a-z0-9+.-]*://[^\s\"'`)]*", page, re.I) == [
+        "http://www.w3.org/2000/svg"
+    ]
+    assert not re.search(r"""["'(=]\s*//[^/\s]""", page)  # "//host/..."
+    assert "@import" not in page
+    assert not re.search(r"url\(\s*(?!#)", page)  # no CSS url() but fragment refs
+    assert "<link" not in page.replace('<link rel="icon" href="data:,">', "")
+    assert page.count("<script") == 1  # the inline one, no src
+    script, _ = _script_and_style(page)
+    # the only requests: same-origin fetches of the API, relative to the page
+    assert script.count("fetch(") == 1
+    assert "fetch(new URL(path, location.href)" in script
+    paths = re.findall(r"\bapi\(\s*\"([^\"]*)\"", script)
+    assert paths, "no API calls found"
+    assert all(p.startswith("api/v1/") for p in paths), paths
+    for banned in ("XMLHttpRequest", "WebSocket", "EventSource", "sendBeacon", "import("):
+        assert banned not in script
+
+
+def test_page_never_builds_html_from_strings():
+    page = status_page_html()
+    script, _ = _script_and_style(page)
+    for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(",
+                 "new Function", "srcdoc", "setTimeout(\"", "javascript:"):  # fmt: skip
+        assert sink not in script, sink
+    assert "textContent" in script
+
+
+def test_page_csp_allows_exactly_its_own_script_and_style():
+    import base64
+    import hashlib
+
+    page = status_page_html()
+    script, style = _script_and_style(page)
+
+    def sha(text: str) -> str:
+        return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
+
+    (meta,) = re.findall(r'<meta http-equiv="Content-Security-Policy" content="([^"]*)">', page)
+    directives = dict(d.strip().split(" ", 1) for d in meta.split(";"))
+    assert directives == {
+        "default-src": "'none'",
+        "script-src": sha(script),
+        "style-src": sha(style),
+        "connect-src": "'self'",
+        "img-src": "data:",
+        "base-uri": "'none'",
+        "form-action": "'none'",
+    }
+    header = status_page_csp()
+    assert header.startswith(meta)
+    assert header.endswith("; frame-ancestors 'none'")
+    # the CSP meta comes before anything it governs
+    assert page.index("Content-Security-Policy") < page.index("<style>") < page.index("<script>")
+
+
+def test_page_title_is_escaped_and_refresh_is_checked():
+    page = status_page_html(title="<script>alert(1)</script> & co")
+    assert "<script>alert(1)" not in page
+    assert page.count("&lt;script&gt;alert(1)&lt;/script&gt; &amp; co") == 2  # title and h1
+    assert 'data-refresh="30"' in status_page_html()
+    assert 'data-refresh="10"' in status_page_html(refresh_s=10)
+    with pytest.raises(ValueError, match="refresh_s"):
+        status_page_html(refresh_s=1)
+
+
+def test_page_is_responsive_markup():
+    page = status_page_html()
+    assert '<meta name="viewport" content="width=device-width, initial-scale=1">' in page
+    assert "@media (max-width:760px)" in page
+
+
+# --- a tiny PNG reader (8-bit RGB/RGBA, what Chromium writes) ---------------------------
+
+
+def read_png(data: bytes) -> tuple[int, int, int, list[bytes]]:
+    """-> (width, height, bytes per pixel, rows of raw pixel bytes)."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+    pos, idat = 8, []
+    width = height = bpp = 0
+    while pos < len(data):
+        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
+        chunk = data[pos + 8 : pos + 8 + length]
+        pos += 12 + length
+        if kind == b"IHDR":
+            width, height, depth, color, _, _, interlace = struct.unpack(">IIBBBBB", chunk)
+            assert (depth, interlace) == (8, 0), "only 8-bit, non-interlaced PNGs"
+            assert color in (2, 6), f"colour type {color}: only RGB and RGBA"
+            bpp = 3 if color == 2 else 4
+        elif kind == b"IDAT":
+            idat.append(chunk)
+        elif kind == b"IEND":
+            break
+    raw = zlib.decompress(b"".join(idat))
+    stride = width * bpp
+    prev = bytearray(stride)
+    rows: list[bytes] = []
+    for y in range(height):
+        start = y * (stride + 1)
+        kind, line = raw[start], bytearray(raw[start + 1 : start + 1 + stride])
+        if kind == 1:  # Sub
+            for i in range(bpp, stride):
+                line[i] = (line[i] + line[i - bpp]) & 255
+        elif kind == 2:  # Up
+            line = bytearray((a + b) & 255 for a, b in zip(line, prev, strict=True))
+        elif kind == 3:  # Average
+            for i in range(stride):
+                left = line[i - bpp] if i >= bpp else 0
+                line[i] = (line[i] + ((left + prev[i]) >> 1)) & 255
+        elif kind == 4:  # Paeth
+            for i in range(stride):
+                a = line[i - bpp] if i >= bpp else 0
+                b = prev[i]
+                c = prev[i - bpp] if i >= bpp else 0
+                p = a + b - c
+                pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+                line[i] = (line[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 255
+        rows.append(bytes(line))
+        prev = line
+    return width, height, bpp, rows
+
+
+def test_read_png_roundtrip():
+    """The reader itself, on a PNG written here with every filter type."""
+    width, height, bpp = 5, 5, 3
+    pixels = [
+        bytes((x * 40, y * 50, (x + y) * 20) * 1) for y in range(height) for x in range(width)
+    ]
+    rows = [b"".join(pixels[y * width : (y + 1) * width]) for y in range(height)]
+    raw = b"".join(bytes([0]) + r for r in rows)  # filter 0 for all: the simple case
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        )
+
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw))
+    png += chunk(b"IEND", b"")
+    assert read_png(png) == (width, height, bpp, rows)
+
+
+# --- a fake API on 127.0.0.1 -----------------------------------------------------------
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class FakeApi:
+    """What the real server's API answers, from hand-made data; records every request."""
+
+    def __init__(self, now: float, targets: list[dict], history: dict, incidents: list[dict]):
+        self.now = now
+        self.page = status_page_html().encode()
+        self.targets = targets
+        self.history = history  # (name, "24h"|"7d") -> samples
+        self.incidents = incidents
+        self.token: str | None = None
+        self.mode = "ok"  # "ok" | "drop" (close without answering) | "500"
+        self.requests: list[tuple[str, str | None]] = []
+        self.lock = threading.Lock()
+
+    def seen(self, prefix: str = "/api/") -> list[tuple[str, str | None]]:
+        with self.lock:
+            return [r for r in self.requests if r[0].startswith(prefix)]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def log_message(self, format, *args):  # quiet
+        pass
+
+    def _send(self, status: int, ctype: str, body: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _json(self, status: int, obj: object) -> None:
+        self._send(status, "application/json", json.dumps(obj).encode())
+
+    def do_GET(self):
+        api = self.server.api
+        url = urlsplit(self.path)
+        auth = self.headers.get("Authorization")
+        with api.lock:
+            api.requests.append((self.path, auth))
+        if url.path == "/":
+            return self._send(200, "text/html; charset=utf-8", api.page)
+        if not url.path.startswith("/api/v1/"):
+            return self._json(404, {"error": "not found"})
+        if api.mode == "drop":
+            self.close_connection = True
+            return None
+        if api.mode == "500":
+            return self._json(500, {"error": "database is locked"})
+        if api.token is not None and auth != f"Bearer {api.token}":
+            return self._json(401, {"error": "missing or wrong bearer token"})
+        query = parse_qs(url.query)
+        if url.path == "/api/v1/targets":
+            return self._json(200, api.targets)
+        if url.path == "/api/v1/incidents":
+            since = api.now - 7 * 86400
+            return self._json(
+                200, {"since": _iso(since), "until": _iso(api.now), "incidents": api.incidents}
+            )
+        m = re.fullmatch(r"/api/v1/targets/(.+)/history", url.path)
+        if m:
+            name, span = unquote(m.group(1)), query.get("since", ["24h"])[0]
+            if not any(t["name"] == name for t in api.targets) or span not in ("24h", "7d"):
+                return self._json(404, {"error": "no such target"})
+            since = api.now - (86400 if span == "24h" else 7 * 86400)
+            samples = api.history.get((name, span), [])
+            return self._json(
+                200,
+                {
+                    "target": name,
+                    "since": _iso(since),
+                    "until": _iso(api.now),
+                    "samples": samples,
+                    "truncated": False,
+                },
+            )
+        return self._json(404, {"error": "not found"})
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    api: FakeApi
+
+
+@contextlib.contextmanager
+def serve(api: FakeApi) -> Iterator[str]:
+    server = _Server(("127.0.0.1", 0), _Handler)
+    server.api = api
+    thread = threading.Thread(target=server.serve_forever, name="fake-api", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+
+
+def _sample(ts: float, ok: bool, latency: float | None = 40.0) -> dict:
+    return {
+        "ts": _iso(ts),
+        "ok": ok,
+        "status": 200 if ok else None,
+        "latency_ms": latency if ok else None,
+        "error": None if ok else "connect",
+    }
+
+
+def _seg_class(n: int, failed: int) -> str:
+    """The page's rule: grey no data, green all ok, red more than half failed, else amber."""
+    if not n:
+        return "none"
+    if not failed:
+        return "ok"
+    return "bad" if failed * 2 > n else "warn"
+
+
+# db's 24 h: per hour (6 checks an hour), how many of the 6 failed; None: no data
+DB_HOURS = [None] * 4 + [0] * 12 + [1, 2] + [0, 0] + [4] + [0] + [6, 6]
+# db's 7 d: per 6-hour segment (6 checks each), failures
+DB_7D = [None] * 3 + [0] * 14 + [1, 3, 0, 0, 5, 0, 0, 0, 2, 0] + [6]
+
+
+def _fake_api(now: float) -> FakeApi:
+    day, week = now - 86400, now - 7 * 86400
+    history: dict[tuple[str, str], list[dict]] = {}
+
+    def hours(name: str, failures: list[int | None], start: float, seg_s: float) -> list[dict]:
+        out = []
+        for i, failed in enumerate(failures):
+            if failed is None:
+                continue
+            for k in range(6):  # 6 checks per segment, in the middle of sixths
+                ts = start + i * seg_s + (k + 0.5) * seg_s / 6
+                latency = 40.0 + 10 * (i % 5) + (200 if i == 10 else 0)
+                out.append(_sample(ts, k >= failed, latency))
+        return out
+
+    history["db", "24h"] = hours("db", DB_HOURS, day, 3600)
+    history["db", "7d"] = hours("db", DB_7D, week, 6 * 3600)
+    history["api", "24h"] = hours("api", [0] * 24, day, 3600)
+    history["api", "7d"] = hours("api", [0] * 28, week, 6 * 3600)
+    history[HOSTILE, "24h"] = hours(HOSTILE, [0] * 20 + [1, 0, 1, 0], day, 3600)
+    history[HOSTILE, "7d"] = hours(HOSTILE, [0] * 26 + [1, 1], week, 6 * 3600)
+    # new-service: no history at all
+    last_ok = {
+        "ts": _iso(now - 12),
+        "ok": True,
+        "status": 200,
+        "latency_ms": 42.5,
+        "error": None,
+        "error_detail": None,
+    }
+    targets = [
+        {
+            "name": "api",
+            "url": "https://api.example/health",
+            "state": "UP",
+            "since": _iso(now - 3 * 86400),
+            "last": last_ok,
+            "interval_s": 30,
+            "checks_24h": 2880,
+            "availability_24h_pct": 100.0,
+            "p95_24h_ms": 61.25,
+        },
+        {
+            "name": "db",
+            "url": "http://db.example:5432/",
+            "state": "DOWN",
+            "since": _iso(now - 2 * 3600 - 300),
+            "last": {
+                "ts": _iso(now - 5),
+                "ok": False,
+                "status": None,
+                "latency_ms": None,
+                "error": "connect",
+                "error_detail": "all attempts to connect to db.example:5432 failed",
+            },
+            "interval_s": 60,
+            "checks_24h": 1440,
+            "availability_24h_pct": 91.5,
+            "p95_24h_ms": 88.0,
+        },
+        {
+            "name": "new-service",
+            "url": "https://new.example/",
+            "state": "UNKNOWN",
+            "since": None,
+            "last": None,
+            "interval_s": 30,
+            "checks_24h": 0,
+            "availability_24h_pct": None,
+            "p95_24h_ms": None,
+        },
+        {
+            "name": HOSTILE,
+            "url": 'https://evil.example/"><script>alert(2)</script>',
+            "state": "UP",
+            "since": _iso(now - 86400),
+            "last": {
+                "ts": _iso(now - 20),
+                "ok": False,
+                "status": 500,
+                "latency_ms": 12.0,
+                "error": "status",
+                "error_detail": "<b>bold</b> & <script>alert(3)</script>",
+            },
+            "interval_s": 30,
+            "checks_24h": 2880,
+            "availability_24h_pct": 99.93,
+            "p95_24h_ms": 30.0,
+        },
+    ]
+    incidents = [
+        {
+            "target": "db",
+            "start": _iso(now - 2 * 3600 - 300),
+            "end": None,
+            "duration_s": 7500.0,
+            "error": "connect",
+        },
+        {
+            "target": HOSTILE,
+            "start": _iso(now - 86400 + 600),
+            "end": _iso(now - 86400 + 1200),
+            "duration_s": 600.0,
+            "error": "status",
+        },
+    ]
+    return FakeApi(now, targets, history, incidents)
+
+
+# --- headless Chromium through selenium ------------------------------------------------
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+WAIT_S = 30
+
+needs_chromium = pytest.mark.skipif(
+    not (Path(CHROMIUM).is_file() and Path(CHROMEDRIVER).is_file()),
+    reason="Debian's chromium and chromium-driver are not installed "
+    "(apt-get install chromium chromium-driver; .ci/run installs them)",
+)
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:  # pragma: no cover - a broken test environment
+        pytest.fail("selenium is not installed: pip install -e '.[test]'")
+    home = tmp_path_factory.mktemp("chromium-home")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--no-default-browser-check",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-default-apps",
+        "--disable-extensions",
+        "--hide-scrollbars",
+        "--force-device-scale-factor=1",
+        "--window-size=1280,1000",
+        f"--user-data-dir={home / 'profile'}",
+    ):
+        options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    env = {**os.environ, "HOME": str(home), "SE_OFFLINE": "true"}
+    service = Service(
+        executable_path=CHROMEDRIVER, env=env, log_output=str(home / "chromedriver.log")
+    )
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SE_OFFLINE", "true")  # Selenium Manager: never download anything
+        driver = webdriver.Chrome(service=service, options=options)
+    try:
+        driver.set_page_load_timeout(WAIT_S)
+        driver.set_script_timeout(WAIT_S)
+        driver.execute_cdp_cmd("Emulation.setEmulatedMedia", {
+            "features": [{"name": "prefers-color-scheme", "value": "light"}]
+        })  # fmt: skip
+        yield driver
+    finally:
+        driver.quit()
+
+
+def _viewport(driver, width: int, height: int, *, mobile: bool) -> None:
+    driver.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride",
+        {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": mobile},
+    )
+
+
+def _wait(driver, what: str, script: str, *args):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, WAIT_S, poll_frequency=0.05).until(
+        lambda d: d.execute_script(script, *args), message=f"timed out waiting for {what}"
+    )
+
+
+# every card on screen has both uptime bars drawn, and no history fetch is running
+SETTLED = """
+const b = document.body;
+if (!(Number(b.dataset.generation) >= (arguments[0] || 1)) || b.dataset.historyIdle !== "1")
+  return false;
+const cards = [...document.querySelectorAll("#targets .card")];
+if (cards.length < (arguments[1] || 1)) return false;
+const onScreen = cards.filter((c) => {
+  const r = c.getBoundingClientRect();
+  return r.bottom > 0 && r.top < innerHeight;
+});
+return onScreen.length > 0 &&
+  onScreen.every((c) => c.querySelectorAll(".bar[data-loaded]").length === 2);
+"""
+
+CARDS = """
+return [...document.querySelectorAll("#targets .card")].map((c) => ({
+  name: c.dataset.name,
+  cls: c.className,
+  pill: c.querySelector(".pill").textContent,
+  title: c.querySelector(".name").textContent,
+  url: c.querySelector(".url").textContent,
+  since: c.querySelector(".since").textContent,
+  last: c.querySelector(".last").textContent,
+  stats: c.querySelector(".stats").textContent,
+  err: c.querySelector(".err").hidden ? null : c.querySelector(".err").textContent,
+  bars: [...c.querySelectorAll(".bar")].map((b) =>
+    [...b.children].map((s) => s.className.replace("seg ", ""))),
+  vals: [...c.querySelectorAll(".val")].map((v) => v.textContent),
+  spark: c.querySelectorAll(".spark path").length,
+}));
+"""
+
+# the centres of one card's bar segments, in viewport pixels
+SEGMENT_CENTRES = """
+const card = [...document.querySelectorAll("#targets .card")]
+  .find((c) => c.dataset.name === arguments[0]);
+const bar = card.querySelector('.bar[data-range="' + arguments[1] + '"]');
+bar.scrollIntoView({block: "center"});
+return [...bar.children].map((s) => {
+  const r = s.getBoundingClientRect();
+  return [Math.floor(r.left + r.width / 2), Math.floor(r.top + r.height / 2),
+          r.width, r.height];
+});
+"""
+
+
+def _rgb(color: str) -> tuple[int, int, int]:
+    return int(color[1:3], 16), int(color[3:5], 16), int(color[5:7], 16)
+
+
+SEG_RGB = {
+    "ok": _rgb(COLOR_OK),
+    "warn": _rgb(COLOR_WARN),
+    "bad": _rgb(COLOR_BAD),
+    "none": _rgb(COLOR_NODATA),
+}
+
+
+def _pixel(shot: tuple[int, int, int, list[bytes]], x: int, y: int) -> tuple[int, int, int]:
+    width, height, bpp, rows = shot
+    assert 0 <= x < width, (x, width)
+    assert 0 <= y < height, (y, height)
+    return tuple(rows[y][x * bpp : x * bpp + 3])
+
+
+def _screenshot(driver, path: Path) -> tuple[int, int, int, list[bytes]]:
+    png = driver.get_screenshot_as_png()
+    path.write_bytes(png)
+    return read_png(png)
+
+
+def _check_bar_pixels(driver, path: Path, name: str, span: str, expected: list[str]) -> None:
+    """Scroll the bar into view, screenshot, and read each segment's colour there."""
+    centres = driver.execute_script(SEGMENT_CENTRES, name, span)
+    assert len(centres) == len(expected)
+    assert all(w >= 2 and h >= 10 for _, _, w, h in centres), centres
+    shot = _screenshot(driver, path)
+    got = [_pixel(shot, x, y) for x, y, _, _ in centres]
+    names = [next((k for k, v in SEG_RGB.items() if v == px), str(px)) for px in got]
+    assert names == expected, f"{name} {span}: screenshot colours {names}, want {expected}"
+
+
+def _no_horizontal_scroll(driver, width: int) -> None:
+    """No horizontal scrolling, and (on a phone) no layout wider than the screen."""
+    sizes = driver.execute_script(
+        "return [document.documentElement.scrollWidth, window.innerWidth,"
+        " document.body.scrollWidth];"
+    )
+    scroll_width, inner, body_width = sizes
+    assert inner == width, f"layout viewport {inner} px wide on a {width} px screen: {sizes}"
+    assert scroll_width <= inner, f"horizontal scroll: {sizes}"
+    assert body_width <= inner, sizes
+
+
+def _severe_logs(driver, allow: tuple[str, ...] = ()) -> list[str]:
+    return [
+        e["message"]
+        for e in driver.get_log("browser")
+        if e["level"] == "SEVERE" and not any(a in e["message"] for a in allow)
+    ]
+
+
+@needs_chromium
+def test_status_page_in_headless_chromium(browser, tmp_path):
+    now = time.time()
+    api = _fake_api(now)
+    expected_db_24h = [_seg_class(0 if f is None else 6, f or 0) for f in DB_HOURS]
+    expected_db_7d = [_seg_class(0 if f is None else 6, f or 0) for f in DB_7D]
+    assert {"none", "ok", "warn", "bad"} <= set(expected_db_24h)  # the data covers all four
+
+    with serve(api) as base:
+        _viewport(browser, 1280, 1000, mobile=False)
+        browser.get_log("browser")  # drop what earlier pages logged
+        browser.get(base + "/")
+        _wait(browser, "the rendered target rows", SETTLED, 1, 4)
+        cards = browser.execute_script(CARDS)
+
+        # --- rows, states and texts
+        assert [c["name"] for c in cards] == ["db", "new-service", HOSTILE, "api"]
+        by = {c["name"]: c for c in cards}
+        assert by["db"]["pill"] == "\u2715 DOWN"
+        assert "st-down" in by["db"]["cls"]
+        assert by["db"]["since"].startswith("down since ")
+        assert by["db"]["since"].endswith("(2 h 5 min)")
+        assert (
+            by["db"]["err"] == "\u2715 connect: all attempts to connect to db.example:5432 failed"
+        )
+        assert "failed" in by["db"]["last"]
+        assert (
+            by["db"]["stats"] == "24 h: 91.5% of 1,440 checks \u00b7 p95 88 ms \u00b7 every 1 min"
+        )
+        assert by["new-service"]["pill"] == "? UNKNOWN"
+        assert by["new-service"]["since"] == "no decision yet"
+        assert by["new-service"]["last"] == "no checks yet"
+        assert by["new-service"]["err"] is None
+        assert by["new-service"]["stats"] == "24 h: no checks \u00b7 every 30 s"
+        assert by["new-service"]["bars"] == [["none"] * 24, ["none"] * 28]
+        assert by["new-service"]["vals"] == ["n/a", "n/a", "no data"]
+        assert by["api"]["pill"] == "\u2713 UP"
+        assert re.fullmatch(r"last check \d\d:\d\d:\d\d \u00b7 HTTP 200 \u00b7 43 ms \u00b7 ok",
+                            by["api"]["last"])  # fmt: skip
+        assert by["api"]["err"] is None
+        assert by["api"]["bars"] == [["ok"] * 24, ["ok"] * 28]
+        assert by["api"]["vals"][:2] == ["100%", "100%"]
+        assert by["api"]["spark"] == 1  # the line; no failure ticks
+        assert by["db"]["spark"] == 2  # the line and the failure ticks
+        assert by["db"]["bars"] == [expected_db_24h, expected_db_7d]
+
+        # --- hostile text shows as text, nothing was injected
+        h = by[HOSTILE]
+        assert h["title"] == HOSTILE
+        assert h["url"] == 'https://evil.example/"><script>alert(2)</script>'
+        assert h["err"] == "\u2715 status: <b>bold</b> & <script>alert(3)</script>"
+        injected = browser.execute_script(
+            "return document.querySelectorAll('#targets img, #targets script, #targets b,"
+            " #incidents img, #incidents script, #incidents b').length"
+        )
+        assert injected == 0
+
+        # --- summary header, updated time, incidents
+        assert browser.execute_script(
+            "return ['n-up','n-down','n-unknown'].map((i) => document.getElementById(i)"
+            ".textContent)"
+        ) == ["\u2713 2 up", "\u2715 1 down", "? 1 unknown"]
+        assert browser.title == "(1 down) trio-monitor status"
+        updated = browser.execute_script("return document.getElementById('updated').textContent")
+        assert re.fullmatch(r"updated \d\d:\d\d:\d\d", updated), updated
+        assert browser.execute_script("return document.getElementById('banner').hidden")
+        open_incidents = browser.execute_script(
+            "return [...document.querySelectorAll('#open-incidents li')].map((l) => l.textContent)"
+        )
+        assert len(open_incidents) == 1
+        assert re.fullmatch(
+            r"db down since \d{4}-\d\d-\d\d \d\d:\d\d \(for 2 h 5 min\) \u00b7 connect",
+            open_incidents[0],
+        ), open_incidents
+        resolved = browser.execute_script(
+            "return [...document.querySelectorAll('#resolved-incidents li')]"
+            ".map((l) => l.firstChild.textContent)"
+        )
+        assert resolved == [HOSTILE]
+
+        # --- the screenshot: the bars' colours are really painted
+        desktop = tmp_path / "status-desktop-1280.png"
+        browser.execute_script("window.scrollTo(0, 0)")
+        shot = _screenshot(browser, desktop)
+        assert shot[:2] == (1280, 1000)
+        present = {k: 0 for k in SEG_RGB}
+        _, _, bpp, rows = shot
+        for row in rows:
+            for x in range(0, len(row), bpp):
+                name = next((k for k, v in SEG_RGB.items() if v == tuple(row[x : x + 3])), None)
+                if name:
+                    present[name] += 1
+        assert all(n > 200 for n in present.values()), present
+        # the latency sparkline (anti-aliased: near the line colour)
+        line = _rgb(COLOR_LINE)
+        blue = sum(
+            1
+            for row in rows
+            for x in range(0, len(row), bpp)
+            if all(abs(row[x + c] - line[c]) <= 40 for c in range(3))
+        )
+        assert blue > 300, "no latency sparkline drawn"
+        _check_bar_pixels(browser, tmp_path / "db-24h-desktop.png", "db", "24h", expected_db_24h)
+        _check_bar_pixels(browser, tmp_path / "db-7d-desktop.png", "db", "7d", expected_db_7d)
+        _no_horizontal_scroll(browser, 1280)
+
+        # --- a phone: 375 x 812
+        _viewport(browser, 375, 812, mobile=True)
+        browser.get(base + "/")
+        _wait(browser, "the rendered rows at 375 px", SETTLED, 1, 4)
+        _no_horizontal_scroll(browser, 375)
+        shot = _screenshot(browser, tmp_path / "status-phone-375.png")
+        assert shot[:2] == (375, 812)
+        _check_bar_pixels(browser, tmp_path / "db-24h-phone.png", "db", "24h", expected_db_24h)
+        _check_bar_pixels(browser, tmp_path / "db-7d-phone.png", "db", "7d", expected_db_7d)
+        # and the whole page, for people to look at
+        height = browser.execute_script("return document.documentElement.scrollHeight")
+        _viewport(browser, 375, min(height, 4000), mobile=True)
+        _wait(browser, "every card's bars", SETTLED, 1, 4)
+        _no_horizontal_scroll(browser, 375)
+        _screenshot(browser, tmp_path / "status-phone-375-full.png")
+
+        # --- only same-origin requests, no console errors (a CSP violation is one)
+        resources = browser.execute_script(
+            "return performance.getEntriesByType('resource').map((e) => e.name)"
+        )
+        assert resources
+        assert all(r.startswith(base + "/api/v1/") for r in resources), resources
+        assert _severe_logs(browser) == []
+        assert all(auth is None for _, auth in api.seen())  # no token, no header
+
+    print(f"screenshots in {tmp_path}")
+
+
+@needs_chromium
+def test_status_page_token_and_error_banners(browser, tmp_path):
+    api = _fake_api(time.time())
+    api.token = "s3cr/t+=x"
+    banner = "return document.getElementById('banner').hidden ? null : document.getElementById('banner-msg').textContent"
+
+    def click_refresh() -> None:
+        gen = browser.execute_script("return Number(document.body.dataset.generation)")
+        browser.execute_script("document.getElementById('refresh').click()")
+        _wait(
+            browser,
+            "a refresh",
+            "return Number(document.body.dataset.generation) > arguments[0]",
+            gen,
+        )
+
+    with serve(api) as base:
+        _viewport(browser, 1280, 1000, mobile=False)
+        # no token: the page loads (it is public), the API says 401
+        browser.get(base + "/")
+        _wait(browser, "the token banner", "return document.body.dataset.error === 'auth'")
+        msg = browser.execute_script(banner)
+        assert "This status page needs a token" in msg
+        assert "#token=YOUR_TOKEN" in msg
+        assert "HTTP 401: missing or wrong bearer token" in msg
+        assert browser.execute_script("return document.querySelectorAll('.card').length") == 0
+        assert browser.execute_script(
+            "return [document.getElementById('summary').hidden,"
+            " document.getElementById('incidents').hidden,"
+            " document.getElementById('updated').textContent]"
+        ) == [True, True, "not loaded"]
+        _screenshot(browser, tmp_path / "status-needs-token.png")
+        assert api.seen()
+        assert all(auth is None for _, auth in api.seen())
+
+        # #token=... (URL-encoded): sent as a Bearer header; a fragment change re-fetches
+        before = len(api.seen())
+        browser.get(base + "/#token=s3cr%2Ft%2B%3Dx")
+        _wait(browser, "rows with the token", SETTLED, 1, 4)
+        assert browser.execute_script(banner) is None
+        after = api.seen()[before:]
+        assert after
+        assert {auth for _, auth in after} == {"Bearer s3cr/t+=x"}
+        assert any("/history?since=24h" in path for path, _ in after)
+
+        # a wrong token: "refused", not "needs a token"
+        browser.execute_script("location.hash = '#token=nope'")
+        _wait(browser, "the refused banner", "return document.body.dataset.error === 'auth'")
+        assert "The token was refused (HTTP 401" in browser.execute_script(banner)
+        browser.execute_script("location.hash = '#token=s3cr%2Ft%2B%3Dx'")
+        _wait(browser, "the banner to go", "return document.body.dataset.status === 'ok'")
+        _wait(browser, "the histories with the token", SETTLED, 1, 4)
+
+        # the monitor goes away: a network error banner, the last data stays on screen
+        api.mode = "drop"
+        click_refresh()
+        msg = browser.execute_script(banner)
+        assert msg is not None
+        assert msg.startswith("Cannot reach the monitor (network error).")
+        assert re.search(r"showing data from \d\d:\d\d:\d\d\.$", msg), msg
+        assert browser.execute_script("return document.querySelectorAll('.card').length") == 4
+        _screenshot(browser, tmp_path / "status-network-error.png")
+
+        # the API fails: its status and error text, as text
+        api.mode = "500"
+        click_refresh()
+        assert "The monitor's API failed (HTTP 500: database is locked)" in browser.execute_script(
+            banner
+        )
+        # and recovers
+        api.mode = "ok"
+        click_refresh()
+        assert browser.execute_script(banner) is None
+        assert browser.execute_script("return document.body.dataset.status") == "ok"
+        # only the expected failures were logged (failed fetches log as errors)
+        assert (
+            _severe_logs(browser, allow=("401", "500", "ERR_EMPTY_RESPONSE", "Failed to fetch"))
+            == []
+        )
+
+
+@needs_chromium
+def test_history_requests_are_bounded_and_lazy(browser):
+    now = time.time()
+    api = _fake_api(now)
+    template = api.targets[0]
+    api.targets = [{**template, "name": f"t{i:03d}"} for i in range(300)]
+    samples = api.history["api", "24h"]
+    api.history = {(t["name"], "24h"): samples for t in api.targets}
+    with serve(api) as base:
+        _viewport(browser, 1280, 1000, mobile=False)
+        browser.get(base + "/")
+        _wait(browser, "the first screen of rows", SETTLED, 1, 300)
+        first = {unquote(p.split("/")[4]) for p, _ in api.seen("/api/v1/targets/")}
+        assert 2 <= len(first) <= 24, sorted(first)  # only cards on (or near) the screen
+        assert "t000" in first
+        assert "t150" not in first
+        assert "t299" not in first
+        assert len(api.seen("/api/v1/targets/")) == 2 * len(first)  # 24 h and 7 d, once each
+        # scrolling to the end fetches the cards that come into view, and only those
+        browser.execute_script("window.scrollTo(0, document.documentElement.scrollHeight)")
+        _wait(browser, "the last rows' bars", SETTLED, 1, 300)
+        names = {unquote(p.split("/")[4]) for p, _ in api.seen("/api/v1/targets/")}
+        assert "t299" in names
+        assert "t150" not in names
+        assert len(names) <= 2 * 24
+        # the list and the incidents: one request each, whatever the number of targets
+        refreshes = browser.execute_script("return Number(document.body.dataset.generation)")
+        assert len([p for p, _ in api.seen() if p == "/api/v1/targets"]) == refreshes
+        assert len(api.seen("/api/v1/incidents")) == refreshes

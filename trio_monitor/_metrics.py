@@ -1,0 +1,197 @@
+"""Prometheus metrics of a running monitor, served as `GET /metrics` in the text format.
+
+`Metrics.observe(record)` is called inline for every record the monitor emits (probe
+results, round summaries, alerts): synchronous and O(1), it only sets gauges and bumps
+counters in a registry of our own (never prometheus_client's global one). `render()`
+produces the exposition text; it takes time in proportion to the number of targets, so
+the server calls it in a worker thread (prometheus_client guards its values with locks).
+
+Per target (label `target`), from its latest probe, named like the Blackbox exporter's:
+
+    probe_success                  1 ok, 0 failed
+    probe_duration_seconds         latency of the last attempt; NaN without a response
+    probe_http_status_code         final status; 0 without a response
+    probe_content_length_bytes     body bytes read (after decoding, at most max_body)
+
+Process-wide:
+
+    trio_monitor_round_duration_seconds    the last finished round
+    trio_monitor_concurrency_limit         the probe limit in force
+    trio_monitor_targets                   targets configured (see `retain`)
+    trio_monitor_rounds_total              rounds finished
+    trio_monitor_skipped_probes_total      due probes skipped: the previous one still ran
+    trio_monitor_probes_total{result}      "ok" or the error kind
+    trio_monitor_alerts_total{event}       down, up, slow, content_changed
+    trio_monitor_dropped_lines_total       output lines a full queue had to drop
+    trio_monitor_unstored_results_total    results the history store could not keep
+
+TLS certificate expiry is not measured by the probe, so there is no metric for it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+
+from ._config import EVENTS
+from ._errors import ErrorKind
+from ._models import AlertEvent, ProbeResult, Record, RoundSummary
+
+__all__ = ["CONTENT_TYPE", "Metrics"]
+
+# The classic text format, which every Prometheus version reads (what generate_latest
+# writes for our plain metric names is the same in its "1.0.0" variant).
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class Metrics:
+    """The monitor's Prometheus metrics, in a registry of their own."""
+
+    def __init__(self) -> None:
+        self.registry = registry = CollectorRegistry(auto_describe=True)
+        label = ("target",)
+        self._success = Gauge(
+            "probe_success",
+            "1 if the target's last probe succeeded, else 0",
+            label,
+            registry=registry,
+        )
+        self._duration = Gauge(
+            "probe_duration_seconds",
+            "Latency of the target's last probe (request start to body read; NaN without a response)",
+            label,
+            registry=registry,
+        )
+        self._status = Gauge(
+            "probe_http_status_code",
+            "Final HTTP status of the target's last probe (0 without a response)",
+            label,
+            registry=registry,
+        )
+        self._bytes = Gauge(
+            "probe_content_length_bytes",
+            "Body bytes read by the target's last probe (decoded, at most max_body)",
+            label,
+            registry=registry,
+        )
+        self._round_duration = Gauge(
+            "trio_monitor_round_duration_seconds",
+            "Duration of the last finished round",
+            registry=registry,
+        )
+        self._concurrency = Gauge(
+            "trio_monitor_concurrency_limit", "Probes allowed in flight at once", registry=registry
+        )
+        self._targets = Gauge("trio_monitor_targets", "Targets configured", registry=registry)
+        self._rounds = Counter("trio_monitor_rounds", "Rounds finished", registry=registry)
+        self._skipped = Counter(
+            "trio_monitor_skipped_probes",
+            "Due probes not started because the target's previous probe was still running",
+            registry=registry,
+        )
+        self._probes = Counter(
+            "trio_monitor_probes",
+            'Probes finished, by result: "ok" or the error kind',
+            ("result",),
+            registry=registry,
+        )
+        self._alerts = Counter(
+            "trio_monitor_alerts", "Alerts fired, by event", ("event",), registry=registry
+        )
+        self._dropped = Counter(
+            "trio_monitor_dropped_lines",
+            "JSON lines a full output queue had to drop",
+            registry=registry,
+        )
+        self._unstored = Counter(
+            "trio_monitor_unstored_results",
+            "Results the history store could not keep",
+            registry=registry,
+        )
+        # Every result and event is exported from the start (at 0), so rate() and
+        # increase() see the first one.
+        self._probe_children = {
+            result: self._probes.labels(result) for result in ("ok", *map(str, ErrorKind))
+        }
+        self._alert_children = {event: self._alerts.labels(event) for event in EVENTS}
+        self._per_target: dict[str, tuple[Gauge, Gauge, Gauge, Gauge]] = {}
+        # Round lines carry totals since start, and rounds overlap, so their lines can
+        # arrive out of order: the counters follow the highest total seen.
+        self._dropped_seen = 0
+        self._unstored_seen = 0
+
+    # --- recording (sync, O(1)) ---------------------------------------------------
+
+    def observe(self, record: Record) -> None:
+        if isinstance(record, ProbeResult):
+            self._probe(record)
+        elif isinstance(record, RoundSummary):
+            self._round(record)
+        elif isinstance(record, AlertEvent):
+            child = self._alert_children.get(record.event)
+            if child is None:
+                child = self._alert_children[record.event] = self._alerts.labels(record.event)
+            child.inc()
+
+    def _probe(self, r: ProbeResult) -> None:
+        children = self._per_target.get(r.target)
+        if children is None:
+            children = self._per_target[r.target] = (
+                self._success.labels(r.target),
+                self._duration.labels(r.target),
+                self._status.labels(r.target),
+                self._bytes.labels(r.target),
+            )
+        success, duration, status, size = children
+        success.set(1 if r.ok else 0)
+        duration.set(math.nan if r.latency_ms is None else r.latency_ms / 1000)
+        status.set(r.status or 0)
+        size.set(r.bytes)
+        result = "ok" if r.ok else str(r.error or "failed")
+        child = self._probe_children.get(result)
+        if child is None:
+            child = self._probe_children[result] = self._probes.labels(result)
+        child.inc()
+
+    def _round(self, s: RoundSummary) -> None:
+        self._round_duration.set(s.duration_ms / 1000)
+        if s.concurrency:
+            self._concurrency.set(s.concurrency)
+        self._rounds.inc()
+        if s.skipped:
+            self._skipped.inc(s.skipped)
+        if s.dropped > self._dropped_seen:
+            self._dropped.inc(s.dropped - self._dropped_seen)
+            self._dropped_seen = s.dropped
+        if s.unstored > self._unstored_seen:
+            self._unstored.inc(s.unstored - self._unstored_seen)
+            self._unstored_seen = s.unstored
+
+    # --- configuration --------------------------------------------------------------
+
+    def set_concurrency(self, limit: int) -> None:
+        """The probe limit in force, before the first round reports it."""
+        self._concurrency.set(limit)
+
+    def retain(self, names: Iterable[str]) -> None:
+        """The configured targets (at start and after each reload): sets
+        `trio_monitor_targets` and drops the series of every other target."""
+        keep = set(names)
+        self._targets.set(len(keep))
+        self.forget([name for name in self._per_target if name not in keep])
+
+    def forget(self, names: Iterable[str]) -> None:
+        """Drop the per-target series of targets a reload removed."""
+        for name in names:
+            if self._per_target.pop(name, None) is None:
+                continue
+            for gauge in (self._success, self._duration, self._status, self._bytes):
+                gauge.remove(name)
+
+    # --- exposition -----------------------------------------------------------------
+
+    def render(self) -> bytes:
+        """The Prometheus text format (CONTENT_TYPE). Any thread."""
+        return generate_latest(self.registry)
