@@ -382,7 +382,9 @@ def render(
     setup_command: str,
     results: list[ScenarioResult],
     steady: SteadyResult | None,
+    appendix: str = "",
 ) -> str:
+    """The report; `appendix` (markdown sections generated elsewhere) goes at its end."""
     lines = [
         "# Benchmarks",
         "",
@@ -422,6 +424,8 @@ def render(
     lines += ["## Steady state", ""]
     lines += steady_lines(steady) if steady else ["Not run (`--steady-minutes 0`).", ""]
     lines += ["", "## Profile notes", "", "_To be filled in by the lead._", ""]
+    if appendix.strip():
+        lines += [appendix.strip(), ""]
     return "\n".join(lines)
 
 

@@ -1,7 +1,8 @@
 """Benchmark trio-monitor against a hand-written asyncio + aiohttp prober.
 
 From the project root, one command sets up and runs the whole suite and writes
-docs/benchmarks.md (about 10 minutes; `--quick` about 2):
+docs/benchmarks.md (about 10 minutes; `--quick` about 2), ending with
+docs/benchmarks-store.md if present (the history store's size, from bench/store_size.py):
 
     python3 -m venv .venv && .venv/bin/pip install -q -e '.[bench]' && .venv/bin/python bench/run.py
 
@@ -38,6 +39,7 @@ from targets import EXPECTED_ERROR, HEALTHY, MIXED, Target, generate, write_json
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
+STORE_REPORT = ROOT / "docs" / "benchmarks-store.md"  # bench/store_size.py's; appended
 SETUP_COMMAND = (
     "python3 -m venv .venv && .venv/bin/pip install -q -e '.[bench]'"
     " && .venv/bin/python bench/run.py"
@@ -476,7 +478,8 @@ def main(argv: list[str] | None = None) -> int:
             steady = run_steady(children, args, workdir) if args.steady_minutes else None
     finally:
         children.end_all()
-    args.report.write_text(render(command_line(argv), SETUP_COMMAND, results, steady))
+    appendix = STORE_REPORT.read_text() if STORE_REPORT.exists() else ""
+    args.report.write_text(render(command_line(argv), SETUP_COMMAND, results, steady, appendix))
     log(f"wrote {args.report}")
     return 0
 

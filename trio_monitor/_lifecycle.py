@@ -205,7 +205,6 @@ class Monitor:
                 await serve_http(app, config.server, task_status=task_status)
 
         self.listening = await services.start(run)
-        log.info("serving the status page, API and metrics on http://%s:%d/", *self.listening)
 
     async def _serve(
         self,
