@@ -15,16 +15,15 @@ import os
 import random
 import re
 import shutil
-import struct
 import subprocess
 import sys
-import zlib
 from contextlib import contextmanager
 from pathlib import Path
 
 import attrs
 import pytest
 import tomli_w
+from pngs import read_png
 
 from trio_monitor import _report
 from trio_monitor._cli import main
@@ -1007,53 +1006,6 @@ def _chromium() -> str | None:
     )
 
 
-def read_png(path: Path) -> tuple[int, int, list[bytearray], int]:
-    """A tiny PNG reader: 8-bit RGB or RGBA, not interlaced -> (width, height, rows, bpp)."""
-    data = path.read_bytes()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
-    pos, idat = 8, []
-    width = height = bpp = 0
-    while pos < len(data):
-        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
-        chunk = data[pos + 8 : pos + 8 + length]
-        pos += 12 + length
-        if kind == b"IHDR":
-            width, height, depth, color, _, _, interlace = struct.unpack(">IIBBBBB", chunk)
-            assert (depth, interlace) == (8, 0), "only 8-bit, non-interlaced PNGs"
-            assert color in (2, 6), f"colour type {color}: only RGB and RGBA"
-            bpp = 3 if color == 2 else 4
-        elif kind == b"IDAT":
-            idat.append(chunk)
-        elif kind == b"IEND":
-            break
-    raw = zlib.decompress(b"".join(idat))
-    stride = width * bpp
-    prev = bytearray(stride)
-    rows = []
-    for y in range(height):
-        start = y * (stride + 1)
-        kind, line = raw[start], bytearray(raw[start + 1 : start + 1 + stride])
-        if kind == 1:  # Sub
-            for i in range(bpp, stride):
-                line[i] = (line[i] + line[i - bpp]) & 255
-        elif kind == 2:  # Up
-            line = bytearray((a + b) & 255 for a, b in zip(line, prev, strict=True))
-        elif kind == 3:  # Average
-            for i in range(stride):
-                left = line[i - bpp] if i >= bpp else 0
-                line[i] = (line[i] + ((left + prev[i]) >> 1)) & 255
-        elif kind == 4:  # Paeth
-            for i in range(stride):
-                a = line[i - bpp] if i >= bpp else 0
-                b, c = prev[i], (prev[i - bpp] if i >= bpp else 0)
-                p = a + b - c
-                pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
-                line[i] = (line[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 255
-        rows.append(line)
-        prev = line
-    return width, height, rows, bpp
-
-
 def _rgb(color: str) -> tuple[int, int, int]:
     return int(color[1:3], 16), int(color[3:5], 16), int(color[5:7], 16)
 
@@ -1131,7 +1083,7 @@ def test_html_report_in_headless_chromium(tmp_path):
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env, check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert shot.is_file(), proc.stderr[-2000:]
-    width, height, rows, bpp = read_png(shot)
+    width, height, bpp, rows = read_png(shot.read_bytes())
     assert (width, height) == (1200, 900)
 
     # uptime bars: rows whose bar-coloured runs are exactly the slots' classes, in order
