@@ -423,7 +423,6 @@ def render(
         lines += scenario_lines(res)
     lines += ["## Steady state", ""]
     lines += steady_lines(steady) if steady else ["Not run (`--steady-minutes 0`).", ""]
-    lines += ["", "## Profile notes", "", "_To be filled in by the lead._", ""]
     if appendix.strip():
         lines += [appendix.strip(), ""]
     return "\n".join(lines)

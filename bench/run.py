@@ -2,7 +2,8 @@
 
 From the project root, one command sets up and runs the whole suite and writes
 docs/benchmarks.md (about 10 minutes; `--quick` about 2), ending with
-docs/benchmarks-store.md if present (the history store's size, from bench/store_size.py):
+docs/benchmarks-profile.md (profiling notes) and docs/benchmarks-store.md (the history
+store's size, from bench/store_size.py) when present:
 
     python3 -m venv .venv && .venv/bin/pip install -q -e '.[bench]' && .venv/bin/python bench/run.py
 
@@ -39,7 +40,11 @@ from targets import EXPECTED_ERROR, HEALTHY, MIXED, Target, generate, write_json
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
-STORE_REPORT = ROOT / "docs" / "benchmarks-store.md"  # bench/store_size.py's; appended
+# Hand-written and generated-elsewhere sections, appended in this order.
+APPENDICES = (
+    ROOT / "docs" / "benchmarks-profile.md",  # what profiling found (written by hand)
+    ROOT / "docs" / "benchmarks-store.md",  # bench/store_size.py's
+)
 SETUP_COMMAND = (
     "python3 -m venv .venv && .venv/bin/pip install -q -e '.[bench]'"
     " && .venv/bin/python bench/run.py"
@@ -478,7 +483,7 @@ def main(argv: list[str] | None = None) -> int:
             steady = run_steady(children, args, workdir) if args.steady_minutes else None
     finally:
         children.end_all()
-    appendix = STORE_REPORT.read_text() if STORE_REPORT.exists() else ""
+    appendix = "\n".join(p.read_text() for p in APPENDICES if p.exists())
     args.report.write_text(render(command_line(argv), SETUP_COMMAND, results, steady, appendix))
     log(f"wrote {args.report}")
     return 0
