@@ -24,7 +24,7 @@ import sqlite3
 import sys
 import time
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import httpx
 import trio
@@ -34,15 +34,16 @@ from ._config import Config, load_config
 from ._errors import ConfigError
 from ._history import Incident
 from ._http import OriginRouter, open_http_client, origin_key
-from ._metrics import Metrics
 from ._models import AlertEvent, ProbeResult, Record
 from ._notify import Notifier, serve_watchdog
 from ._scheduler import ProbeFn, Scheduler
-from ._server import build_app, serve_http
 from ._sinks import Fanout, Outlet, serve_jsonl
 from ._state import StateStore
 from ._store import HistoryReader, StoreStats, open_store, serve_store
 from ._view import MonitorView, RecentStats
+
+if TYPE_CHECKING:
+    from ._metrics import Metrics
 
 log = logging.getLogger("trio_monitor")
 
@@ -100,7 +101,8 @@ class Monitor:
         self._router: OriginRouter | None = None
         self.store_stats: StoreStats | None = None
         self.recent = RecentStats()
-        self.metrics = Metrics()
+        # Prometheus metrics, kept only when a server can expose them (see _serve)
+        self.metrics: Metrics | None = None
         self.listening: tuple[str, int] | None = None  # the HTTP server's address
         self.view = MonitorView(self, self.recent, time.time)
 
@@ -156,7 +158,8 @@ class Monitor:
         unchanged = [t.name for t in new.targets if old_targets.get(t.name) == t]
         self._state.retain(unchanged)
         self.recent.retain(set(unchanged))
-        self.metrics.retain({t.name for t in new.targets})
+        if self.metrics is not None:
+            self.metrics.retain({t.name for t in new.targets})
         self._state.configure(new.alerts)
         self._scheduler.reconfigure(new)
         self._notifiers.configure(new.alerts)
@@ -198,6 +201,9 @@ class Monitor:
         self, services: trio.Nursery, scope: trio.CancelScope, config: Config
     ) -> None:
         """The status page, API and metrics, until `scope` is cancelled (at shutdown)."""
+        # Imported here: starlette and hypercorn cost start-up time a serverless run never needs.
+        from ._server import build_app, serve_http
+
         app = build_app(self.view, config.server, self.metrics)
 
         async def run(task_status=trio.TASK_STATUS_IGNORED) -> None:
@@ -235,7 +241,8 @@ class Monitor:
 
                 def emit(record: Record) -> None:
                     fanout.publish(record)
-                    self.metrics.observe(record)
+                    if self.metrics is not None:
+                        self.metrics.observe(record)
                     if isinstance(record, ProbeResult):
                         self.recent.observe(record)
                     elif isinstance(record, AlertEvent):
@@ -251,8 +258,12 @@ class Monitor:
                 )
                 if self.stopping:
                     scheduler.stop()
-                self.metrics.retain(t.name for t in config.targets)
-                self.metrics.set_concurrency(int(scheduler.limiter.total_tokens))
+                if config.server is not None and not once:
+                    from ._metrics import Metrics  # prometheus_client: only when served
+
+                    self.metrics = Metrics()
+                    self.metrics.retain(t.name for t in config.targets)
+                    self.metrics.set_concurrency(int(scheduler.limiter.total_tokens))
                 server_scope = trio.CancelScope()
                 if config.server is not None and not once:
                     await self._start_server(services, server_scope, config)
