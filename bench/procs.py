@@ -7,13 +7,16 @@ through /proc.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import resource
 import select
 import signal
 import subprocess
+import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -129,3 +132,14 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+@contextlib.contextmanager
+def workdir_for(path: Path | None, prefix: str) -> Iterator[Path]:
+    """`path` (created), or a temporary folder removed afterwards."""
+    if path is not None:
+        path.mkdir(parents=True, exist_ok=True)
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        yield Path(tmp)

@@ -27,14 +27,22 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from procs import Children, Usage, busy_seconds, cpu_seconds, raise_nofile_limit, read_line, rss_mb
+from procs import (
+    Children,
+    Usage,
+    busy_seconds,
+    cpu_seconds,
+    raise_nofile_limit,
+    read_line,
+    rss_mb,
+    workdir_for,
+)
 from report import Run, Sample, ScenarioResult, Setup, SteadyResult, percentile, render
 from targets import EXPECTED_ERROR, HEALTHY, MIXED, Target, generate, write_json, write_toml
 
@@ -453,16 +461,6 @@ def command_line(argv: list[str]) -> str:
     return shlex.join([python or sys.executable, "bench/run.py", *argv])
 
 
-@contextlib.contextmanager
-def workdir_for(path: Path | None) -> Iterator[Path]:
-    if path is not None:
-        path.mkdir(parents=True, exist_ok=True)
-        yield path
-        return
-    with tempfile.TemporaryDirectory(prefix="trio-monitor-bench-") as tmp:
-        yield Path(tmp)
-
-
 def _stop(signum: int, frame: object) -> None:
     raise KeyboardInterrupt  # so the finally blocks end every child
 
@@ -478,7 +476,7 @@ def main(argv: list[str] | None = None) -> int:
     log(f"RLIMIT_NOFILE soft limit: {raise_nofile_limit()}")
     children = Children()
     try:
-        with workdir_for(args.workdir) as workdir:
+        with workdir_for(args.workdir, "trio-monitor-bench-") as workdir:
             results = [run_scenario(children, sc, args, workdir) for sc in args.scenarios]
             steady = run_steady(children, args, workdir) if args.steady_minutes else None
     finally:

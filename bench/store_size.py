@@ -44,15 +44,15 @@ import os
 import random
 import sqlite3
 import sys
-import tempfile
 import time
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import trio
+from procs import workdir_for
 from report import machine_lines
 
 from trio_monitor import ErrorKind
@@ -688,16 +688,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-@contextlib.contextmanager
-def workdir_for(path: Path | None) -> Iterator[Path]:
-    if path is not None:
-        path.mkdir(parents=True, exist_ok=True)
-        yield path
-        return
-    with tempfile.TemporaryDirectory(prefix="trio-monitor-store-") as tmp:
-        yield Path(tmp)
-
-
 def command_line(argv: list[str]) -> str:
     python = os.path.relpath(sys.executable) if sys.executable.startswith(os.getcwd()) else None
     return " ".join([python or sys.executable, "bench/store_size.py", *argv])
@@ -707,7 +697,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
     with (
-        workdir_for(args.workdir) as workdir,
+        workdir_for(args.workdir, "trio-monitor-store-") as workdir,
         concurrent.futures.ProcessPoolExecutor(max(1, args.jobs)) as pool,
     ):
         # the biggest first, so two jobs finish about together
