@@ -73,8 +73,10 @@ async def test_webhook_timeout_is_logged(server, client, caplog):
         webhook=[{"url": server.url("/hang"), "retries": 1, "timeout": "100ms"}]
     ).webhook
     assert not await send_webhook(client, hook, alert(), random.Random(1))
-    assert server.hits["/hang"] == 2
-    assert "no answer within 0.1s" in caplog.text
+    # both attempts timed out (on a loaded machine one may end before the server even
+    # reads the request, so count the attempts in the log, not at the server)
+    assert caplog.text.count("no answer within 0.1s") == 2
+    assert server.hits["/hang"] <= 2
 
 
 def python_command(code: str) -> list[str]:

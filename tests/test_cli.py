@@ -538,7 +538,7 @@ async def test_stop_cancels_a_hanging_probe_after_the_grace(tmp_path, server):
         monitor.send(signal.SIGTERM)
         assert await monitor.wait_exit() == 0
         waited = trio.current_time() - sent
-    assert 1.0 <= waited < 4.0  # the grace, not the probe's 30s timeout
+    assert 1.0 <= waited < 10.0  # the grace (plus start-up noise), not the 30 s timeout
     # cancelled, so no result; the only rounds are the ones that skipped it while it hung
     assert monitor.out.tail == b""
     assert [(r["type"], r["targets"]) for r in monitor.records()] == [("round", 0)] * len(
