@@ -946,7 +946,7 @@ async def test_shutdown_closes_idle_and_half_sent_connections_without_waiting():
             async with served.client() as pooled:
                 assert (await pooled.get("/healthz")).status_code == 200
                 elapsed = await served.stop()
-            assert elapsed < 1.0
+            assert elapsed < grace / 2  # at once, not after the grace (slack for a loaded CI)
             assert await closed_by_peer(keep_alive)
             assert await closed_by_peer(half_sent)
             await keep_alive.aclose()
@@ -1016,7 +1016,7 @@ async def test_shutdown_is_bounded_whatever_requests_in_progress_do(monkeypatch)
                 elapsed = await served.stop()
     finally:
         release.set()  # the abandoned worker thread ends too
-    assert grace <= elapsed < grace + 1.5
+    assert grace <= elapsed < grace + 3.0
     assert len(errors) == 1  # the connection was closed without an answer
 
 
@@ -1043,7 +1043,7 @@ async def test_shutdown_is_bounded_when_a_client_stops_reading(logs):
                 while await stalled.receive_some(1 << 20):  # what was sent, then the end
                     pass
             await stalled.aclose()
-    assert grace <= elapsed < grace + 1.5
+    assert grace <= elapsed < grace + 3.0
     warnings = [r.getMessage() for r in logs if r.levelno == logging.WARNING]
     assert warnings == ["HTTP server: closed 1 connection(s) whose client stopped reading"]
 
