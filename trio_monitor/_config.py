@@ -14,6 +14,7 @@ import re
 import shlex
 import tomllib
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal, NewType, get_args, get_origin
 
@@ -68,6 +69,22 @@ def parse_duration(text: object, *, allow_zero: bool = False) -> float:
     if total <= 0 and not allow_zero:
         raise _Invalid(f"duration must be greater than 0, got {text!r}")
     return total
+
+
+def parse_when(text: str, now: float) -> float:
+    """A duration back from `now` ("24h", "7d", "1h30m") or an RFC 3339 time -> unix
+    seconds; a time without an offset is UTC. ValueError if it is neither."""
+    try:
+        return now - parse_duration(text, allow_zero=True)
+    except ValueError:
+        pass
+    when = datetime.fromisoformat(text.strip())
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    try:
+        return when.timestamp()
+    except OverflowError as exc:
+        raise ValueError(str(exc)) from None
 
 
 def format_duration(seconds: float) -> str:

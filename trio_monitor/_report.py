@@ -43,7 +43,7 @@ from typing import IO, Protocol
 
 from attrs import define, field, frozen
 
-from ._config import format_duration, load_config, parse_duration
+from ._config import format_duration, load_config, parse_when
 from ._errors import UsageError
 from ._history import ERROR_BOUND, ContentChange, Histogram, HourRollup, Incident, Sample
 from ._models import rfc3339
@@ -101,19 +101,12 @@ def parse_time(text: str, now: float, *, option: str = "--since") -> float:
 
     A time without an offset is taken as UTC; a bare date is its midnight UTC."""
     try:
-        return now - parse_duration(text, allow_zero=True)
-    except ValueError:
-        pass
-    try:
-        when = datetime.fromisoformat(text.strip())
+        return parse_when(text, now)
     except ValueError:
         raise UsageError(
             f"invalid {option} {text!r} (use a duration back from now like 24h, 7d, 30d, "
             "or an RFC 3339 time like 2026-11-27T00:00:00Z)"
         ) from None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return when.timestamp()
 
 
 def resolve_range(since: str | None, until: str | None, now: float) -> tuple[float, float]:

@@ -33,7 +33,6 @@ import sqlite3
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
 from decimal import ROUND_DOWN, Decimal
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
@@ -46,7 +45,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from ._config import ServerSection, parse_duration
+from ._config import ServerSection, parse_when
 from ._errors import ErrorKind, ServerError, StoreError
 from ._history import Incident, Sample
 from ._models import rfc3339, to_dict
@@ -128,19 +127,13 @@ def _time(ts: float | None) -> str | None:
 def _parse_time(value: str, now: float, name: str) -> float:
     """A duration back from now ("24h", "7d") or an RFC 3339 time -> unix seconds."""
     try:
-        ts = now - parse_duration(value, allow_zero=True)
+        ts = parse_when(value, now)
     except ValueError:
-        try:
-            when = datetime.fromisoformat(value.strip())
-            if when.tzinfo is None:
-                when = when.replace(tzinfo=UTC)
-            ts = when.timestamp()
-        except (ValueError, OverflowError):
-            raise _ApiError(
-                400,
-                f"invalid {name} {value!r}: use a duration back from now like 24h or 7d, "
-                "or an RFC 3339 time like 2026-11-27T00:00:00Z",
-            ) from None
+        raise _ApiError(
+            400,
+            f"invalid {name} {value!r}: use a duration back from now like 24h or 7d, "
+            "or an RFC 3339 time like 2026-11-27T00:00:00Z",
+        ) from None
     if not _MIN_TS <= ts <= _MAX_TS:
         raise _ApiError(400, f"invalid {name} {value!r}: out of range")
     return ts
@@ -232,11 +225,10 @@ def _default_page() -> str:
     return status_page_html()
 
 
-def _default_csp() -> str | None:
-    from . import _page
+def _default_csp() -> str:
+    from ._page import status_page_csp
 
-    csp = getattr(_page, "status_page_csp", None)
-    return None if csp is None else csp()
+    return status_page_csp()
 
 
 def _default_badge(label: str, message: str, color: str) -> str:
