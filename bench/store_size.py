@@ -57,7 +57,7 @@ from report import machine_lines
 
 from trio_monitor import ErrorKind
 from trio_monitor._config import StorageSection
-from trio_monitor._store import (
+from trio_monitor.store.db import (
     BUSY_TIMEOUT,
     ROLLUP_LAG,
     StoreMaintenance,

@@ -8,8 +8,8 @@ from collections import defaultdict
 import trio
 
 from trio_monitor import ErrorKind, ProbeResult, RoundSummary, parse_config
-from trio_monitor._scheduler import Scheduler
-from trio_monitor._state import StateStore
+from trio_monitor.engine.schedule import Scheduler
+from trio_monitor.engine.state import StateStore
 
 
 def make_config(targets, **monitor):

@@ -7,7 +7,7 @@ import trio
 from fakes import FakeProber, make_config, result_for, rounds, scheduler_for
 
 from trio_monitor import ErrorKind, ProbeResult, prepare
-from trio_monitor._adaptive import MIN_WINDOW, AdaptiveLimit
+from trio_monitor.engine.adaptive import MIN_WINDOW, AdaptiveLimit
 
 PLAN = prepare(make_config([{"name": "t", "url": "http://127.0.0.1/"}]).targets[0])
 

@@ -11,13 +11,13 @@ import pytest
 import trio
 
 from trio_monitor import AlertEvent, parse_config
-from trio_monitor._alerts import Notifiers, run_exec, send_webhook
-from trio_monitor._http import open_http_client
+from trio_monitor.alerts.base import Notifiers, run_exec, send_webhook
+from trio_monitor.probes.http.transport import open_http_client
 
 
 @pytest.fixture(autouse=True)
 def fast_backoff(monkeypatch):
-    monkeypatch.setattr("trio_monitor._alerts.WEBHOOK_BACKOFF", 0.001)
+    monkeypatch.setattr("trio_monitor.alerts.base.WEBHOOK_BACKOFF", 0.001)
 
 
 @pytest.fixture
@@ -135,7 +135,7 @@ async def test_notifiers_route_by_event_and_reconfigure(server, client, tmp_path
 
 
 async def test_slow_notifier_never_blocks_publish(server, client, caplog, monkeypatch):
-    monkeypatch.setattr("trio_monitor._alerts.QUEUE", 2)
+    monkeypatch.setattr("trio_monitor.alerts.base.QUEUE", 2)
     caplog.set_level(logging.ERROR, "trio_monitor")
     stuck = {"url": server.url("/hang"), "retries": 0, "timeout": "1h"}
     async with trio.open_nursery() as nursery:

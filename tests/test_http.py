@@ -5,8 +5,8 @@ from __future__ import annotations
 import httpcore
 import httpx
 
-from trio_monitor._http import open_http_client, origin_key
-from trio_monitor._network import TrioBackend
+from trio_monitor.probes.http.network import TrioBackend
+from trio_monitor.probes.http.transport import open_http_client, origin_key
 
 
 async def test_pools_are_per_origin_on_our_backend(server):

@@ -26,11 +26,11 @@ from fakes import make_config, result_for
 
 from trio_monitor import ErrorKind
 from trio_monitor._config import StorageSection
-from trio_monitor._models import AlertEvent, ProbeResult, RoundSummary, to_line
-from trio_monitor._scheduler import Scheduler
-from trio_monitor._sinks import Fanout
-from trio_monitor._state import StateStore
-from trio_monitor._store import StoreStats, StoreWriter
+from trio_monitor._records import AlertEvent, ProbeResult, RoundSummary, to_line
+from trio_monitor.engine.dispatch import Fanout
+from trio_monitor.engine.schedule import Scheduler
+from trio_monitor.engine.state import StateStore
+from trio_monitor.store.db import StoreStats, StoreWriter
 
 TARGETS = 20
 WARMUP = 200  # rounds (one a second)

@@ -8,8 +8,8 @@ import math
 from prometheus_client.parser import text_string_to_metric_families
 
 from trio_monitor import ErrorKind
-from trio_monitor._metrics import CONTENT_TYPE, Metrics
-from trio_monitor._models import AlertEvent, ProbeResult, RoundSummary
+from trio_monitor._records import AlertEvent, ProbeResult, RoundSummary
+from trio_monitor.server.metrics import CONTENT_TYPE, Metrics
 
 T0 = 1_800_000_000.0
 

@@ -17,7 +17,7 @@ import trio
 from fakes import result_for
 
 from trio_monitor import load_config, run_monitor
-from trio_monitor._notify import (
+from trio_monitor._systemd import (
     STATUS_MAX,
     Notifier,
     monotonic_usec,

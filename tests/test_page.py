@@ -29,7 +29,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import pytest
 from pngs import read_png
 
-from trio_monitor._page import (
+from trio_monitor.server.page import (
     BADGE_COLORS,
     BADGE_MAX_CHARS,
     COLOR_BAD,

@@ -23,9 +23,9 @@ from servers import CHUNK, GZIP_PLAIN, closed_port
 
 from trio_monitor._config import USER_AGENT, parse_config
 from trio_monitor._errors import ErrorKind
-from trio_monitor._http import open_http_client
-from trio_monitor._models import ProbeResult
-from trio_monitor._probe import BACKOFF_BASE, BACKOFF_CAP, backoff_delay, prepare, probe
+from trio_monitor._records import ProbeResult
+from trio_monitor.probes.http.probe import BACKOFF_BASE, BACKOFF_CAP, backoff_delay, prepare, probe
+from trio_monitor.probes.http.transport import open_http_client
 
 pytestmark = pytest.mark.filterwarnings(
     "error::ResourceWarning", "error::pytest.PytestUnraisableExceptionWarning"

@@ -25,21 +25,11 @@ import pytest
 import tomli_w
 from pngs import read_png
 
-from trio_monitor import _report
-from trio_monitor._cli import main
 from trio_monitor._errors import UsageError
-from trio_monitor._history import (
-    ERROR_BOUND,
-    FLOOR_MS,
-    ContentChange,
-    Histogram,
-    HourRollup,
-    Incident,
-    Sample,
-    rollup,
-)
-from trio_monitor._models import AlertEvent, ProbeResult, RoundSummary, rfc3339, to_line
-from trio_monitor._report import (
+from trio_monitor._records import AlertEvent, ProbeResult, RoundSummary, rfc3339, to_line
+from trio_monitor.cli.main import main
+from trio_monitor.report import build as _report
+from trio_monitor.report.build import (
     COLOR_BAD,
     COLOR_LINE,
     COLOR_NODATA,
@@ -54,6 +44,16 @@ from trio_monitor._report import (
     render_html,
     render_json,
     render_text,
+)
+from trio_monitor.store.records import (
+    ERROR_BOUND,
+    FLOOR_MS,
+    ContentChange,
+    Histogram,
+    HourRollup,
+    Incident,
+    Sample,
+    rollup,
 )
 
 T0 = 1_780_000_000.0 - 1_780_000_000 % 3600  # an hour boundary (2026-05-28T20:00:00Z)

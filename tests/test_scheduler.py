@@ -11,8 +11,8 @@ import trio
 from fakes import FakeProber, make_config, rounds, run_for, scheduler_for
 
 from trio_monitor import ErrorKind, ProbeResult
-from trio_monitor._scheduler import Scheduler
-from trio_monitor._state import StateStore
+from trio_monitor.engine.schedule import Scheduler
+from trio_monitor.engine.state import StateStore
 
 
 async def test_fixed_schedule_without_drift(autojump_clock):

@@ -37,11 +37,10 @@ import trio.testing
 from prometheus_client.parser import text_string_to_metric_families
 
 from trio_monitor import ErrorKind
-from trio_monitor import _server as server_module
 from trio_monitor._config import ServerSection, StorageSection
-from trio_monitor._metrics import Metrics
-from trio_monitor._models import AlertEvent, ProbeResult, RoundSummary, rfc3339, to_dict
-from trio_monitor._server import (
+from trio_monitor._records import AlertEvent, ProbeResult, RoundSummary, rfc3339, to_dict
+from trio_monitor.server import app as server_module
+from trio_monitor.server.app import (
     MAX_ROWS,
     RECENT,
     ServerError,
@@ -49,8 +48,9 @@ from trio_monitor._server import (
     openapi_document,
     serve_http,
 )
-from trio_monitor._store import StoreStats, StoreWriter
-from trio_monitor._view import Health, TargetStatus
+from trio_monitor.server.metrics import Metrics
+from trio_monitor.server.view import Health, TargetStatus
+from trio_monitor.store.db import StoreStats, StoreWriter
 
 WAIT = 10.0  # seconds any wait may take before the test fails instead of hanging
 TOKEN = "s3cret-t0ken"
@@ -736,7 +736,7 @@ async def test_metrics_endpoint_serves_what_was_observed():
 
 
 async def test_the_real_page_module_when_there_is_one():
-    page = pytest.importorskip("trio_monitor._page")
+    page = pytest.importorskip("trio_monitor.server.page")
     assert callable(page.status_page_html)
     assert callable(page.badge_svg)
     view = FakeView(target_status("api"))

@@ -7,8 +7,9 @@ import tomllib
 
 import pytest
 
-from trio_monitor import ConfigError, _cli, load_config, parse_config
-from trio_monitor._starter import COMMENTS, starter_config, targets_for, urls_from_text
+from trio_monitor import ConfigError, load_config, parse_config
+from trio_monitor.cli import main as _cli
+from trio_monitor.cli.init import COMMENTS, starter_config, targets_for, urls_from_text
 
 
 @pytest.fixture

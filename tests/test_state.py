@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from trio_monitor import ErrorKind, ProbeResult, parse_config
-from trio_monitor._state import DOWN, UNKNOWN, UP, StateStore
+from trio_monitor.engine.state import DOWN, UNKNOWN, UP, StateStore
 
 
 def setup(failure_threshold=3, success_threshold=1, **target):

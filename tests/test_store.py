@@ -29,9 +29,8 @@ import trio
 
 from trio_monitor import ErrorKind
 from trio_monitor._config import StorageSection
-from trio_monitor._history import Sample, rollup
-from trio_monitor._models import AlertEvent, ProbeResult, RoundSummary
-from trio_monitor._store import (
+from trio_monitor._records import AlertEvent, ProbeResult, RoundSummary
+from trio_monitor.store.db import (
     APPLICATION_ID,
     MIGRATIONS,
     ROLLED_THROUGH,
@@ -46,6 +45,7 @@ from trio_monitor._store import (
     serve_store,
     serve_store_maintenance,
 )
+from trio_monitor.store.records import Sample, rollup
 
 T0 = 1_800_000_000.0  # a whole hour (and day) in unix seconds
 DAY = 86400.0
@@ -231,7 +231,7 @@ def test_reading_a_missing_file_says_run_the_monitor_first(tmp_path):
 
 
 async def test_queued_records_are_written_in_few_transactions(tmp_path, monkeypatch):
-    import trio_monitor._store as store_module
+    import trio_monitor.store.db as store_module
 
     batches = []
     real = store_module._write_batch

@@ -8,8 +8,8 @@ import trio
 from fakes import FakeProber, make_config, result_for
 
 from trio_monitor import prepare, run_monitor
-from trio_monitor._history import ERROR_BOUND
-from trio_monitor._view import RecentStats
+from trio_monitor.server.view import RecentStats
+from trio_monitor.store.records import ERROR_BOUND
 
 PLAN = prepare(make_config([{"name": "t", "url": "http://127.0.0.1/"}]).targets[0])
 HOUR = 3600.0

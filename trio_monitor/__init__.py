@@ -6,8 +6,8 @@ The public API; everything else lives in private modules, one concern each.
 from ._config import Config, Target, load_config, parse_config
 from ._errors import ConfigError, ErrorKind, MonitorError, ProbeFailure, UsageError
 from ._lifecycle import Monitor, run_monitor
-from ._models import SCHEMA, AlertEvent, ProbeResult, RoundSummary
-from ._probe import prepare, probe
+from ._records import SCHEMA, AlertEvent, ProbeResult, RoundSummary
+from .probes.http.probe import prepare, probe
 
 __version__ = "0.1.0"
 

@@ -29,21 +29,21 @@ from typing import TYPE_CHECKING, BinaryIO
 import httpx
 import trio
 
-from ._alerts import Notifiers
 from ._config import Config, load_config
 from ._errors import ConfigError
-from ._history import Incident
-from ._http import OriginRouter, open_http_client, origin_key
-from ._models import AlertEvent, ProbeResult, Record
-from ._notify import Notifier, serve_watchdog
-from ._scheduler import ProbeFn, Scheduler
-from ._sinks import Fanout, Outlet, serve_jsonl
-from ._state import StateStore
-from ._store import HistoryReader, StoreStats, open_store, serve_store
-from ._view import MonitorView, RecentStats
+from ._records import AlertEvent, ProbeResult, Record
+from ._systemd import Notifier, serve_watchdog
+from .alerts.base import Notifiers
+from .engine.dispatch import Fanout, Outlet, serve_jsonl
+from .engine.schedule import ProbeFn, Scheduler
+from .engine.state import StateStore
+from .probes.http.transport import OriginRouter, open_http_client, origin_key
+from .server.view import MonitorView, RecentStats
+from .store.db import HistoryReader, StoreStats, open_store, serve_store
+from .store.records import Incident
 
 if TYPE_CHECKING:
-    from ._metrics import Metrics
+    from .server.metrics import Metrics
 
 log = logging.getLogger("trio_monitor")
 
@@ -202,7 +202,7 @@ class Monitor:
     ) -> None:
         """The status page, API and metrics, until `scope` is cancelled (at shutdown)."""
         # Imported here: starlette and hypercorn cost start-up time a serverless run never needs.
-        from ._server import build_app, serve_http
+        from .server.app import build_app, serve_http
 
         app = build_app(self.view, config.server, self.metrics)
 
@@ -259,7 +259,7 @@ class Monitor:
                 if self.stopping:
                     scheduler.stop()
                 if config.server is not None and not once:
-                    from ._metrics import Metrics  # prometheus_client: only when served
+                    from .server.metrics import Metrics  # prometheus_client: only when served
 
                     self.metrics = Metrics()
                     self.metrics.retain(t.name for t in config.targets)

@@ -12,8 +12,8 @@ from collections.abc import Iterable
 
 import attrs
 
-from ._config import AlertsSection, Target
-from ._models import AlertEvent, ProbeResult
+from .._config import AlertsSection, Target
+from .._records import AlertEvent, ProbeResult
 
 UNKNOWN, UP, DOWN = "UNKNOWN", "UP", "DOWN"
 

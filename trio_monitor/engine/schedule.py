@@ -21,12 +21,12 @@ from collections.abc import Awaitable, Callable
 import httpx
 import trio
 
-from ._adaptive import LAG_PERIOD, AdaptiveLimit
-from ._config import Config, Target
-from ._errors import ErrorKind
-from ._models import ProbeResult, Record, RoundSummary
-from ._probe import Plan, prepare, probe
-from ._state import StateStore
+from .._config import Config, Target
+from .._errors import ErrorKind
+from .._records import ProbeResult, Record, RoundSummary
+from ..probes.http.probe import Plan, prepare, probe
+from .adaptive import LAG_PERIOD, AdaptiveLimit
+from .state import StateStore
 
 log = logging.getLogger("trio_monitor")
 

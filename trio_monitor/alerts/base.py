@@ -13,8 +13,8 @@ import random
 import httpx
 import trio
 
-from ._config import AlertsSection, ExecConfig, WebhookConfig
-from ._models import AlertEvent, to_line
+from .._config import AlertsSection, ExecConfig, WebhookConfig
+from .._records import AlertEvent, to_line
 
 log = logging.getLogger("trio_monitor")
 

@@ -15,7 +15,7 @@ from contextlib import asynccontextmanager
 import httpcore
 import httpx
 
-from ._network import TrioBackend
+from .network import TrioBackend
 
 # Request extension that carries a target's verify_tls through redirects to the router.
 VERIFY_TLS = "trio_monitor.verify_tls"

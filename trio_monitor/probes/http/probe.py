@@ -15,10 +15,10 @@ import httpx
 import trio
 from attrs import frozen
 
-from ._config import Target
-from ._errors import RETRYABLE, ErrorKind, ProbeFailure, classify
-from ._http import VERIFY_TLS
-from ._models import ProbeResult
+from ..._config import Target
+from ..._errors import RETRYABLE, ErrorKind, ProbeFailure, classify
+from ..._records import ProbeResult
+from .transport import VERIFY_TLS
 
 BACKOFF_BASE = 0.1  # seconds before the first retry; doubles each time
 BACKOFF_CAP = 5.0

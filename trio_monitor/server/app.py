@@ -45,17 +45,17 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from ._config import ServerSection, parse_when
-from ._errors import ErrorKind, ServerError, StoreError
-from ._history import Incident, Sample
-from ._models import rfc3339, to_dict
-from ._store import HistoryReader
+from .._config import ServerSection, parse_when
+from .._errors import ErrorKind, ServerError, StoreError
+from .._records import rfc3339, to_dict
+from ..store.db import HistoryReader
+from ..store.records import Incident, Sample
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-    from ._metrics import Metrics
-    from ._view import MonitorView, TargetStatus
+    from .metrics import Metrics
+    from .view import MonitorView, TargetStatus
 
 log = logging.getLogger("trio_monitor")
 _hypercorn_log = logging.getLogger("trio_monitor.http")  # hypercorn's own messages
@@ -220,19 +220,19 @@ def _uptime_badge(pct: float | None) -> tuple[str, str]:
 
 
 def _default_page() -> str:
-    from ._page import status_page_html  # import when first asked for
+    from .page import status_page_html  # import when first asked for
 
     return status_page_html()
 
 
 def _default_csp() -> str:
-    from ._page import status_page_csp
+    from .page import status_page_csp
 
     return status_page_csp()
 
 
 def _default_badge(label: str, message: str, color: str) -> str:
-    from ._page import badge_svg
+    from .page import badge_svg
 
     return badge_svg(label, message, color)
 
@@ -326,7 +326,7 @@ class _Api:
         return _JSON(body, 200 if h.ok else 503)
 
     async def metrics_text(self, request: Request) -> Response:
-        from ._metrics import CONTENT_TYPE
+        from .metrics import CONTENT_TYPE
 
         body = await trio.to_thread.run_sync(self.metrics.render, abandon_on_cancel=True)
         return Response(body, headers={"content-type": CONTENT_TYPE, "cache-control": "no-store"})

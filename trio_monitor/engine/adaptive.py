@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import trio
 
-from ._errors import ErrorKind
-from ._models import ProbeResult
+from .._errors import ErrorKind
+from .._records import ProbeResult
 
 # Outcomes that suggest *we* are overloading the network or ourselves.
 PRESSURE = frozenset({ErrorKind.TIMEOUT, ErrorKind.CONNECT})

@@ -43,11 +43,11 @@ from typing import IO, Protocol
 
 from attrs import define, field, frozen
 
-from ._config import format_duration, load_config, parse_when
-from ._errors import UsageError
-from ._history import ERROR_BOUND, ContentChange, Histogram, HourRollup, Incident, Sample
-from ._models import rfc3339
-from ._store import HistoryReader
+from .._config import format_duration, load_config, parse_when
+from .._errors import UsageError
+from .._records import rfc3339
+from ..store.db import HistoryReader
+from ..store.records import ERROR_BOUND, ContentChange, Histogram, HourRollup, Incident, Sample
 
 __all__ = [
     "ERROR_BOUND",

@@ -11,8 +11,8 @@ import re
 import httpx
 import tomli_w
 
-from ._config import _Invalid, parse_url
-from ._errors import ConfigError
+from .._config import _Invalid, parse_url
+from .._errors import ConfigError
 
 HEADER = """\
 # trio-monitor configuration. Reference: README.md ("Configuration").

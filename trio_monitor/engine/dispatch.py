@@ -14,7 +14,7 @@ from typing import BinaryIO
 
 import trio
 
-from ._models import Record, to_line
+from .._records import Record, to_line
 
 log = logging.getLogger("trio_monitor")
 

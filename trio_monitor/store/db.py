@@ -45,10 +45,10 @@ from typing import Any
 import trio
 from attrs import define
 
-from ._config import StorageSection
-from ._errors import StoreError
-from ._history import ContentChange, Histogram, HourRollup, Incident, Sample, rollup
-from ._models import AlertEvent, ProbeResult, Record
+from .._config import StorageSection
+from .._errors import StoreError
+from .._records import AlertEvent, ProbeResult, Record
+from .records import ContentChange, Histogram, HourRollup, Incident, Sample, rollup
 
 log = logging.getLogger("trio_monitor")
 

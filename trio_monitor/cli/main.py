@@ -15,14 +15,14 @@ from pathlib import Path
 
 import trio
 
-from . import __version__
-from ._config import load_config, parse_duration
-from ._errors import ConfigError, MonitorError, UsageError
-from ._lifecycle import EXIT_INTERRUPTED, run_monitor
-from ._notify import Notifier
-from ._report import add_arguments as add_report_arguments
-from ._report import report_command
-from ._starter import starter_config, urls_from_text
+from .. import __version__
+from .._config import load_config, parse_duration
+from .._errors import ConfigError, MonitorError, UsageError
+from .._lifecycle import EXIT_INTERRUPTED, run_monitor
+from .._systemd import Notifier
+from ..report.build import add_arguments as add_report_arguments
+from ..report.build import report_command
+from .init import starter_config, urls_from_text
 
 log = logging.getLogger("trio_monitor")
 
@@ -150,7 +150,7 @@ def _init(args: argparse.Namespace) -> int:
 def _health(args: argparse.Namespace) -> int:
     """GET /healthz of the server the config describes: for container HEALTHCHECKs.
     0 healthy; 1 unhealthy or no answer (one line on stderr says why); 2 no [server]."""
-    from ._server import check_health  # the server's modules load only for this command
+    from ..server.app import check_health  # the server's modules load only for this command
 
     config = load_config(args.config)
     try:

@@ -35,9 +35,9 @@ from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 
-from ._config import EVENTS
-from ._errors import ErrorKind
-from ._models import AlertEvent, ProbeResult, Record, RoundSummary
+from .._config import EVENTS
+from .._errors import ErrorKind
+from .._records import AlertEvent, ProbeResult, Record, RoundSummary
 
 __all__ = ["CONTENT_TYPE", "Metrics"]
 

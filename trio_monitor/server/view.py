@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING
 import trio
 from attrs import frozen
 
-from ._history import Histogram
-from ._models import ProbeResult
+from .._records import ProbeResult
+from ..store.records import Histogram
 
 if TYPE_CHECKING:
-    from ._lifecycle import Monitor
+    from .._lifecycle import Monitor
 
 HOURS = 24
 STALL_LIMIT = 5.0  # seconds of event-loop lag that make the monitor unhealthy
