@@ -51,6 +51,7 @@ PROBE_KEYS = {
     "slow",
     "final_url",
     "remote_addr",
+    "kind",
 }
 ROUND_KEYS = {
     "schema",

@@ -48,6 +48,7 @@ class ProbeResult:
     slow: bool = False  # ok, but latency_ms above the target's `slow`
     final_url: str | None = None  # where redirects led, if anywhere else
     remote_addr: str | None = None  # "ip:port" of the server that answered
+    kind: str = "http"  # the probe kind (probes/): what the kind-specific fields mean
 
 
 @frozen
