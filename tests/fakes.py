@@ -8,8 +8,10 @@ from collections import defaultdict
 import trio
 
 from trio_monitor import ErrorKind, ProbeResult, RoundSummary, parse_config
+from trio_monitor.engine.dispatch import Dispatcher
 from trio_monitor.engine.schedule import Scheduler
 from trio_monitor.engine.state import StateStore
+from trio_monitor.probes.http import prepare
 
 
 def make_config(targets, **monitor):
@@ -33,7 +35,8 @@ def result_for(plan, round_no, ok=True):
 
 
 class FakeProber:
-    """Records when each target's probe started; each takes `durations[name]` seconds."""
+    """A prober for http targets that sends nothing: records when each target's probe
+    started; each takes `durations[name]` seconds."""
 
     def __init__(self, durations=None, fail=()):
         self.durations = durations or {}
@@ -45,7 +48,13 @@ class FakeProber:
         self.max_total = 0
         self.t0 = trio.current_time()
 
-    async def __call__(self, client, plan, round_no):
+    def prepare(self, target):
+        return prepare(target)  # the real plan: the same per-origin limit keys
+
+    async def reconfigure(self, old, new):
+        pass
+
+    async def probe(self, plan, round_no, deadlines):
         name = plan.target.name
         self.starts[name].append(round(trio.current_time() - self.t0, 6))
         self.active[name] += 1
@@ -62,8 +71,15 @@ class FakeProber:
         return result_for(plan, round_no)
 
 
+def dispatcher_for(config, records):
+    """A dispatcher with the real state machine that hands every record to `records`."""
+    dispatcher = Dispatcher(StateStore(config.alerts))
+    dispatcher.add_observer(records.append)
+    return dispatcher
+
+
 def scheduler_for(config, prober, records):
-    return Scheduler(config, None, StateStore(config.alerts), records.append, probe_fn=prober)
+    return Scheduler(config, {"http": prober}, dispatcher_for(config, records))
 
 
 async def run_for(scheduler, seconds):

@@ -80,7 +80,7 @@ async def test_scheduler_grows_then_backs_off(autojump_clock):
     records = []
     scheduler = scheduler_for(config, prober, records)
 
-    async def failing(client, plan, round_no):
+    async def failing(plan, round_no, deadlines):
         await trio.sleep(0.5)
         return attrs.evolve(result_for(plan, round_no, ok=False), error=ErrorKind.TIMEOUT)
 
@@ -88,7 +88,7 @@ async def test_scheduler_grows_then_backs_off(autojump_clock):
         nursery.start_soon(scheduler.run)
         await trio.sleep(35)
         grown = scheduler.limiter.total_tokens
-        scheduler._probe_fn = failing
+        prober.probe = failing
         await trio.sleep(20)
         scheduler.stop()
     limits = [r.concurrency for r in rounds(records)]

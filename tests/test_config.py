@@ -15,6 +15,7 @@ from trio_monitor._config import (
     parse_size,
     parse_status_spec,
 )
+from trio_monitor.probes.http import HttpSpec
 
 URL = "http://127.0.0.1:8080/"
 SHIPPED = Path(__file__).resolve().parents[1] / "monitor.toml"
@@ -133,20 +134,23 @@ def test_built_in_defaults():
     assert only_target({"targets": [{"url": URL}]}) == Target(
         name=URL,
         url=URL,
-        method="GET",
-        headers=(("user-agent", USER_AGENT),),
         interval=30.0,
         timeout=10.0,
         retries=1,
-        expect_status=frozenset(range(200, 400)),
-        follow_redirects=True,
-        max_redirects=10,
-        contains=None,
         slow=None,
-        max_body=1 << 20,
-        on_too_large="truncate",
-        verify_tls=True,
         content_alert=False,
+        kind="http",
+        spec=HttpSpec(
+            method="GET",
+            headers=(("user-agent", USER_AGENT),),
+            expect_status=frozenset(range(200, 400)),
+            follow_redirects=True,
+            max_redirects=10,
+            contains=None,
+            max_body=1 << 20,
+            on_too_large="truncate",
+            verify_tls=True,
+        ),
     )
 
 
@@ -179,20 +183,23 @@ def test_targets_inherit_the_monitor_section():
     assert target == Target(
         name="a",
         url=URL,
-        method="HEAD",
-        headers=(("user-agent", "probe/1"), ("x-team", "ops"), ("accept-language", "en")),
         interval=60.0,
         timeout=3.0,
         retries=2,
-        expect_status=frozenset(range(200, 300)),
-        follow_redirects=False,
-        max_redirects=3,
-        contains=None,
         slow=0.8,
-        max_body=1024,
-        on_too_large="fail",
-        verify_tls=False,
         content_alert=False,
+        kind="http",
+        spec=HttpSpec(
+            method="HEAD",
+            headers=(("user-agent", "probe/1"), ("x-team", "ops"), ("accept-language", "en")),
+            expect_status=frozenset(range(200, 300)),
+            follow_redirects=False,
+            max_redirects=3,
+            contains=None,
+            max_body=1024,
+            on_too_large="fail",
+            verify_tls=False,
+        ),
     )
 
 
@@ -219,25 +226,28 @@ def test_per_target_overrides():
     assert target == Target(
         name="b",
         url=URL,
-        method="POST",
-        headers=(
-            ("user-agent", "probe/1"),
-            ("x-team", "web"),
-            ("accept-language", "en"),
-            ("authorization", "Bearer t"),
-        ),
         interval=5.0,
         timeout=1.0,
         retries=0,
-        expect_status=frozenset({204}),
-        follow_redirects=True,
-        max_redirects=0,
-        contains="healthy",
         slow=2.0,
-        max_body=10,
-        on_too_large="truncate",
-        verify_tls=True,
         content_alert=True,
+        kind="http",
+        spec=HttpSpec(
+            method="POST",
+            headers=(
+                ("user-agent", "probe/1"),
+                ("x-team", "web"),
+                ("accept-language", "en"),
+                ("authorization", "Bearer t"),
+            ),
+            expect_status=frozenset({204}),
+            follow_redirects=True,
+            max_redirects=0,
+            contains="healthy",
+            max_body=10,
+            on_too_large="truncate",
+            verify_tls=True,
+        ),
     )
 
 
@@ -248,7 +258,7 @@ def test_a_user_agent_header_beats_user_agent():
             "targets": [{"url": URL, "headers": {"User-Agent": "b/2"}}],
         }
     )
-    assert dict(target.headers) == {"user-agent": "b/2"}
+    assert dict(target.spec.headers) == {"user-agent": "b/2"}
 
 
 def test_name_defaults_to_the_url():
@@ -281,7 +291,9 @@ def test_empty_name():
 )
 def test_expect_status(spec, codes):
     assert parse_status_spec(tuple(spec)) == frozenset(codes)
-    assert only_target({"targets": [{"url": URL, "expect_status": spec}]}).expect_status == codes
+    assert (
+        only_target({"targets": [{"url": URL, "expect_status": spec}]}).spec.expect_status == codes
+    )
 
 
 @pytest.mark.parametrize(
@@ -336,12 +348,12 @@ ENV_CONFIG = {
 def test_env_expansion_in_header_values():
     env = {"STAGE": "prod", "HOOK_TOKEN": "h00k", "USER": "me", "PASSWORD": "pw"}
     config = parse_config(ENV_CONFIG, env=env, path="m.toml")
-    assert dict(config.targets[0].headers) == {
+    assert dict(config.targets[0].spec.headers) == {
         "user-agent": USER_AGENT,
         "x-env": "prod",
         "authorization": "Basic me:pw",
     }
-    assert config.alerts.webhook[0].headers == {"authorization": "Bearer h00k"}
+    assert config.alerts.channels("webhook")[0].headers == {"authorization": "Bearer h00k"}
 
 
 def test_env_defaults_to_the_process_environment(monkeypatch):
@@ -349,7 +361,7 @@ def test_env_defaults_to_the_process_environment(monkeypatch):
     config = parse_config(
         {"targets": [{"url": URL, "headers": {"T": "${TRIO_MONITOR_TEST_TOKEN}"}}]}
     )
-    assert dict(config.targets[0].headers)["t"] == "from-os"
+    assert dict(config.targets[0].spec.headers)["t"] == "from-os"
 
 
 def test_unset_env_variables_are_reported_everywhere():
@@ -362,7 +374,7 @@ def test_unset_env_variables_are_reported_everywhere():
 
 def test_env_is_not_expanded_outside_header_values():
     target = only_target({"targets": [{"url": URL, "name": "${NAME}", "contains": "${X}"}]})
-    assert (target.name, target.contains) == ("${NAME}", "${X}")
+    assert (target.name, target.spec.contains) == ("${NAME}", "${X}")
 
 
 # --- names, alerts ---------------------------------------------------------------
@@ -396,7 +408,7 @@ def test_exec_command_as_list_or_string():
         },
         env={},
     )
-    first, second = config.alerts.exec
+    first, second = config.alerts.channels("exec")
     assert first.command == second.command == ("/usr/bin/notify", "--urgent", "two words")
     assert first.events == ("down", "up", "slow", "content_changed")
 

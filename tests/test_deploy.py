@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from trio_monitor.engine.schedule import LAG_MEMORY
+from trio_monitor.engine.rounds import LAG_MEMORY
 
 ROOT = Path(__file__).parent.parent
 UNIT = ROOT / "deploy" / "trio-monitor.service"

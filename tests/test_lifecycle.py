@@ -208,7 +208,7 @@ async def test_reload_keeps_state_of_unchanged_targets(server, tmp_path, caplog)
         write_config(path, [broken, extra], interval="1h")
         assert await monitor.reload()
         await out.wait_for(lambda o: any(p["target"] == "extra" for p in o.of_type("probe")))
-        assert monitor._state.get("broken").failures == 1
+        assert monitor.state.get("broken").failures == 1
         # a broken file is refused and the running config stays
         path.write_text("[monitor]\ninterval = 'soon'\n")
         assert not await monitor.reload()

@@ -1,6 +1,6 @@
 """Memory stays flat: what a long run keeps is O(targets), never O(results).
 
-Thousands of rounds go through the real Scheduler, StateStore and Fanout (and the JSON
+Thousands of rounds go through the real Scheduler, StateStore and Dispatcher (and the JSON
 line of every record) on trio's autojump clock, with a fake prober whose results vary
 (failures that take targets down and up, slow streaks, body changes), and what is alive
 after a warm-up is compared with what is alive at the end: objects the garbage collector
@@ -22,12 +22,12 @@ from typing import NamedTuple
 
 import attrs
 import trio
-from fakes import make_config, result_for
+from fakes import FakeProber, make_config, result_for
 
 from trio_monitor import ErrorKind
 from trio_monitor._config import StorageSection
 from trio_monitor._records import AlertEvent, ProbeResult, RoundSummary, to_line
-from trio_monitor.engine.dispatch import Fanout
+from trio_monitor.engine.dispatch import Dispatcher
 from trio_monitor.engine.schedule import Scheduler
 from trio_monitor.engine.state import StateStore
 from trio_monitor.store.db import StoreStats, StoreWriter
@@ -71,7 +71,7 @@ def assert_flat(grown: Footprint, after: str) -> None:
     assert grown.rss < MAX_NEW_RSS, f"{grown.rss:,} resident bytes more after {after}"
 
 
-class VaryingProber:
+class VaryingProber(FakeProber):
     """Results that vary by target and round, with O(1) state of its own: outages (six
     failed rounds in a row, so `down` then `up`), lone failures, latencies crossing the
     `slow` threshold in streaks, and bodies that change every 20 rounds for a third of
@@ -80,7 +80,7 @@ class VaryingProber:
     def __init__(self) -> None:
         self.probes = 0
 
-    async def __call__(self, client, plan, round_no):
+    async def probe(self, plan, round_no, deadlines):
         await trio.sleep(0.05)
         self.probes += 1
         target = plan.target
@@ -119,11 +119,11 @@ async def test_memory_stays_flat_over_thousands_of_rounds(autojump_clock):
         for i in range(TARGETS)
     ]
     config = make_config(targets, interval="1s", concurrency=20)
-    fanout = Fanout()
-    output = fanout.add("output", 1000)
-    alerts = fanout.add("alerts", 1000, lambda r: isinstance(r, AlertEvent))
+    dispatcher = Dispatcher(StateStore(config.alerts))
+    output = dispatcher.add_outlet("output", 1000)
+    alerts = dispatcher.add_outlet("alerts", 1000, lambda r: isinstance(r, AlertEvent))
     prober = VaryingProber()
-    scheduler = Scheduler(config, None, StateStore(config.alerts), fanout.publish, probe_fn=prober)
+    scheduler = Scheduler(config, {"http": prober}, dispatcher)
     seen, alerted = Counter(), Counter()
     start = trio.current_time()
     async with trio.open_nursery() as nursery:
@@ -137,7 +137,7 @@ async def test_memory_stays_flat_over_thousands_of_rounds(autojump_clock):
         await trio.sleep_until(start + ROUNDS + 0.5)
         grown = growth(mark)
         scheduler.stop()
-        fanout.close()
+        dispatcher.close()
 
     assert prober.probes == TARGETS * (ROUNDS + 1)
     assert seen[ProbeResult.type] == prober.probes

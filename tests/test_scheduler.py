@@ -8,11 +8,11 @@ from functools import partial
 import httpx
 import pytest
 import trio
-from fakes import FakeProber, make_config, rounds, run_for, scheduler_for
+from fakes import FakeProber, dispatcher_for, make_config, rounds, run_for, scheduler_for
 
 from trio_monitor import ErrorKind, ProbeResult
 from trio_monitor.engine.schedule import Scheduler
-from trio_monitor.engine.state import StateStore
+from trio_monitor.probes.http import HttpProber
 
 
 async def test_fixed_schedule_without_drift(autojump_clock):
@@ -108,11 +108,12 @@ async def test_reconfigure_adds_removes_and_keeps_cadence(autojump_clock):
     new = {"name": "new", "url": "http://127.0.0.1:3/", "interval": "1s"}
     prober = FakeProber()
     records = []
-    scheduler = scheduler_for(make_config([keep, gone]), prober, records)
+    old = make_config([keep, gone])
+    scheduler = scheduler_for(old, prober, records)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(scheduler.run)
         await trio.sleep(2.5)
-        scheduler.reconfigure(make_config([keep, new]))
+        await scheduler.reconfigure(old, make_config([keep, new]))
         await trio.sleep(3.2)
         scheduler.stop()
     assert prober.starts["keep"] == [0.0, 2.0, 4.0]  # unchanged: same cadence
@@ -232,7 +233,9 @@ async def test_event_loop_stall_does_not_count_against_timeouts(autojump_clock):
     config = make_config([{"name": "t", "url": "http://127.0.0.1:1/", "timeout": "10s"}])
     records = []
     scheduler = Scheduler(
-        config, httpx.MockTransport(answer_in_12s), StateStore(config.alerts), records.append
+        config,
+        {"http": HttpProber(httpx.MockTransport(answer_in_12s))},
+        dispatcher_for(config, records),
     )
     async with trio.open_nursery() as nursery:
         nursery.start_soon(partial(scheduler.run, once=True))
@@ -250,7 +253,9 @@ async def test_without_a_stall_the_timeout_holds(autojump_clock):
     config = make_config([{"name": "t", "url": "http://127.0.0.1:1/", "timeout": "10s"}])
     records = []
     scheduler = Scheduler(
-        config, httpx.MockTransport(answer_in_12s), StateStore(config.alerts), records.append
+        config,
+        {"http": HttpProber(httpx.MockTransport(answer_in_12s))},
+        dispatcher_for(config, records),
     )
     await scheduler.run(once=True)
     (result,) = [r for r in records if isinstance(r, ProbeResult)]

@@ -39,6 +39,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from trio_monitor import ErrorKind
 from trio_monitor._config import ServerSection, StorageSection
 from trio_monitor._records import AlertEvent, ProbeResult, RoundSummary, rfc3339, to_dict
+from trio_monitor.engine.view import Health, TargetStatus
 from trio_monitor.server import app as server_module
 from trio_monitor.server.app import (
     MAX_ROWS,
@@ -49,7 +50,6 @@ from trio_monitor.server.app import (
     serve_http,
 )
 from trio_monitor.server.metrics import Metrics
-from trio_monitor.server.view import Health, TargetStatus
 from trio_monitor.store.db import StoreStats, StoreWriter
 
 WAIT = 10.0  # seconds any wait may take before the test fails instead of hanging

@@ -37,7 +37,7 @@ def test_init_writes_a_valid_commented_config(init, tmp_path):
     assert tomllib.loads(text)["monitor"]["interval"] == "30s"
     config = load_config(path, env={})
     assert [t.name for t in config.targets] == ["example", "example-org"]
-    assert config.targets[1].contains == "Example Domain"
+    assert config.targets[1].spec.contains == "Example Domain"
     # comments: the header, one beside each key that has one, the commented-out alerts
     assert text.startswith("# trio-monitor configuration.")
     assert f"trio-monitor validate -c {path}\n" in text

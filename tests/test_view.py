@@ -8,7 +8,7 @@ import trio
 from fakes import FakeProber, make_config, result_for
 
 from trio_monitor import prepare, run_monitor
-from trio_monitor.server.view import RecentStats
+from trio_monitor.engine.view import RecentStats
 from trio_monitor.store.records import ERROR_BOUND
 
 PLAN = prepare(make_config([{"name": "t", "url": "http://127.0.0.1/"}]).targets[0])
@@ -76,7 +76,7 @@ async def test_health_follows_the_schedule(autojump_clock):
                 config,
                 out=_Null(),
                 handle_signals=False,
-                probe_fn=prober,
+                probers={"http": prober},
                 task_status=task_status,
             )
         )
@@ -87,7 +87,7 @@ async def test_health_follows_the_schedule(autojump_clock):
         assert health.max_age_s == 20.0
         assert health.last_round_age_s < 10.0
         # the scheduler's loop gets stuck (as if blocked): rounds stop, health fails
-        monitor._scheduler._starting.cancel()
+        monitor.scheduler._starting.cancel()
         await trio.sleep(25)
         health = monitor.view.health()
         assert not health.ok
@@ -103,7 +103,7 @@ async def test_health_reports_a_stalled_loop(autojump_clock):
                 config,
                 out=_Null(),
                 handle_signals=False,
-                probe_fn=FakeProber(),
+                probers={"http": FakeProber()},
                 task_status=task_status,
             )
         )

@@ -1,15 +1,17 @@
 """trio-monitor: endpoint and website monitor on trio and httpx.
 
-The public API; everything else lives in private modules, one concern each.
+The public API; everything else lives in private modules and subpackages, one concern
+each (docs/architecture.md). Importing the package registers the built-in probe kinds
+and alert channels.
 """
 
 from ._config import Config, Target, load_config, parse_config
 from ._errors import ConfigError, ErrorKind, MonitorError, ProbeFailure, UsageError
 from ._lifecycle import Monitor, run_monitor
 from ._records import SCHEMA, AlertEvent, ProbeResult, RoundSummary
-from .probes.http.probe import prepare, probe
-
-__version__ = "0.1.0"
+from ._version import __version__
+from .alerts import exec as _exec, webhook as _webhook  # noqa: F401  (they register)
+from .probes.http import prepare, probe
 
 __all__ = [
     "SCHEMA",
@@ -24,6 +26,7 @@ __all__ = [
     "RoundSummary",
     "Target",
     "UsageError",
+    "__version__",
     "load_config",
     "parse_config",
     "prepare",

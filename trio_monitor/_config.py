@@ -13,24 +13,33 @@ import os
 import re
 import shlex
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal, NewType, get_args, get_origin
+from typing import Any, Literal, NewType, get_args, get_origin
 
 import attrs
 import cattrs
 import httpx
 from attrs import field, frozen
 from cattrs.cols import homogenous_tuple_structure_factory
-from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
+from cattrs.errors import (
+    AttributeValidationNote,
+    ClassValidationError,
+    ForbiddenExtraKeysError,
+    IterableValidationError,
+)
 from cattrs.gen import make_dict_structure_fn
 
 from ._errors import ConfigError
+from ._version import __version__
+from .alerts import base as alert_kinds
+from .probes import base as probe_kinds
 
 Duration = NewType("Duration", float)  # seconds; written "500ms", "10s", "5m", "1h30m"
 ByteSize = NewType("ByteSize", int)  # bytes; written 1048576 or "512KiB", "1MB"
 Url = NewType("Url", str)  # absolute http(s) URL
+TargetUrl = NewType("TargetUrl", str)  # absolute URL of a registered kind's scheme
 Positive = NewType("Positive", int)  # 1 or more
 Count = NewType("Count", int)  # 0 or more
 Delay = NewType("Delay", float)  # a duration that may be "0s"
@@ -40,7 +49,7 @@ Event = Literal["down", "up", "slow", "content_changed"]
 TooLargePolicy = Literal["truncate", "fail"]
 
 EVENTS: tuple[Event, ...] = ("down", "up", "slow", "content_changed")
-USER_AGENT = "trio-monitor/0.1 (+https://github.com/trio-monitor/trio-monitor)"
+USER_AGENT = f"trio-monitor/{__version__} (+https://github.com/trio-monitor/trio-monitor)"
 
 
 class _Invalid(ValueError):
@@ -118,15 +127,17 @@ def parse_size(value: object) -> int:
     raise _Invalid(f'expected a size in bytes like 1048576 or "1MiB", got {value!r}')
 
 
-def parse_url(value: object) -> str:
+def parse_url(value: object, schemes: Iterable[str] = ("http", "https")) -> str:
     if not isinstance(value, str):
         raise _Invalid(f"expected a URL string, got {value!r}")
     try:
         url = httpx.URL(value)
     except httpx.InvalidURL as exc:
         raise _Invalid(f"invalid URL {value!r}: {exc}") from None
-    if url.scheme not in ("http", "https") or not url.host:
-        raise _Invalid(f"invalid URL {value!r}: expected http:// or https:// with a host")
+    known = sorted(schemes)
+    if url.scheme not in known or not url.host:
+        expected = " or ".join(f"{s}://" for s in known)
+        raise _Invalid(f"invalid URL {value!r}: expected {expected} with a host")
     if b"%" in url.raw_host:  # httpx percent-encodes what no host name may contain (spaces)
         raise _Invalid(f"invalid URL {value!r}: invalid host name")
     if url.port is not None and not 0 < url.port < 65536:
@@ -236,52 +247,39 @@ class MonitorSection:
 
 
 @frozen
-class WebhookConfig:
-    """[[alerts.webhook]]: POST each alert's JSON to `url`."""
-
-    url: Url
-    headers: dict[str, str] = field(factory=dict)
-    timeout: Duration = Duration(5.0)
-    retries: Count = Count(3)
-    events: tuple[Event, ...] = EVENTS
-
-
-@frozen
-class ExecConfig:
-    """[[alerts.exec]]: run `command` (argv list, no shell) with the alert JSON on stdin."""
-
-    command: Argv
-    timeout: Duration = Duration(10.0)
-    events: tuple[Event, ...] = EVENTS
+class _AlertSettings:
+    failure_threshold: Positive = Positive(3)
+    success_threshold: Positive = Positive(1)
 
 
 @frozen
 class AlertsSection:
+    """[alerts]: thresholds, and one `[[alerts.KEY]]` table per notifier (alerts/)."""
+
     failure_threshold: Positive = Positive(3)
     success_threshold: Positive = Positive(1)
-    webhook: tuple[WebhookConfig, ...] = ()
-    exec: tuple[ExecConfig, ...] = ()
+    # per channel key ("webhook", "exec", ...): its tables, in file order
+    notifiers: Mapping[str, tuple[Any, ...]] = field(factory=dict)
+
+    def channels(self, key: str) -> tuple[Any, ...]:
+        return tuple(self.notifiers.get(key, ()))
 
 
 @frozen
 class TargetSection:
-    """[[targets]]: one endpoint; every unset key inherits from [monitor]."""
+    """[[targets]]: one endpoint; every unset key inherits from [monitor].
 
-    url: Url
+    The keys every kind has. A probe kind subclasses it with its own keys (probes/):
+    the `kind` key, or else the URL's scheme, picks the subclass a table is read as.
+    """
+
+    url: TargetUrl
     name: str | None = None
+    kind: str | None = None  # default: chosen by the URL's scheme
     interval: Duration | None = None
     timeout: Duration | None = None
     retries: Count | None = None
-    method: str | None = None
-    headers: dict[str, str] | None = None
-    expect_status: tuple[int | str, ...] | None = None
-    follow_redirects: bool | None = None
-    max_redirects: Count | None = None
-    contains: str | None = None
     slow: Duration | None = None
-    max_body: ByteSize | None = None
-    on_too_large: TooLargePolicy | None = None
-    verify_tls: bool | None = None
     content_alert: bool = False
 
 
@@ -323,20 +321,13 @@ class Target:
 
     name: str
     url: str
-    method: str
-    headers: tuple[tuple[str, str], ...]
+    kind: str
     interval: float
     timeout: float
     retries: int
-    expect_status: frozenset[int]
-    follow_redirects: bool
-    max_redirects: int
-    contains: str | None
     slow: float | None
-    max_body: int
-    on_too_large: TooLargePolicy
-    verify_tls: bool
     content_alert: bool
+    spec: Any  # the kind's own resolved settings (e.g. probes.http.HttpSpec)
 
 
 @frozen
@@ -356,6 +347,10 @@ converter = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
 converter.register_structure_hook(Duration, lambda v, _: Duration(parse_duration(v)))
 converter.register_structure_hook(ByteSize, lambda v, _: ByteSize(parse_size(v)))
 converter.register_structure_hook(Url, lambda v, _: Url(parse_url(v)))
+converter.register_structure_hook(
+    TargetUrl,
+    lambda v, _: TargetUrl(parse_url(v, {s for k in probe_kinds.kinds() for s in k.schemes})),
+)
 converter.register_structure_hook(Delay, lambda v, _: Delay(parse_duration(v, allow_zero=True)))
 converter.register_structure_hook(Positive, _integer(1))
 converter.register_structure_hook(Count, _integer(0))
@@ -381,6 +376,84 @@ for _kind, _name in (
 
 
 _UNKNOWN = "\0unknown\0"  # marks a ForbiddenExtraKeysError for _structure_problems
+DEFAULT_KIND = "http"  # for a table whose URL is too broken to name a kind
+
+
+def _key_problem(key: str, message: str) -> ClassValidationError:
+    """A problem with one key of a table, reported at that key's path."""
+    problem = _Invalid(message)
+    problem.__notes__ = [AttributeValidationNote(f"Structuring @ attribute {key}", key, str)]
+    return ClassValidationError(message, [problem], TargetSection)
+
+
+def _kind_of(table: Mapping[str, object]) -> probe_kinds.ProbeKind:
+    """The tag of a [[targets]] table: its `kind`, else its URL's scheme."""
+    kind = table.get("kind")
+    if kind is not None:
+        try:
+            return probe_kinds.get(kind) if isinstance(kind, str) else probe_kinds.get("")
+        except KeyError:
+            known = ", ".join(f'"{k.name}"' for k in probe_kinds.kinds())
+            raise _key_problem("kind", f"must be one of {known}, got {kind!r}") from None
+    url = table.get("url")
+    scheme = url.partition("://")[0].lower() if isinstance(url, str) else ""
+    return probe_kinds.for_scheme(scheme) or probe_kinds.get(DEFAULT_KIND)
+
+
+def _structure_target(value: object, _type: object) -> TargetSection:
+    if not isinstance(value, Mapping):
+        raise _Invalid(f"expected a table, got {value!r}")
+    kind = _kind_of(value)
+    section = converter.structure(value, kind.section)
+    if section.url.partition("://")[0].lower() not in kind.schemes:
+        schemes = " or ".join(f"{s}://" for s in sorted(kind.schemes))
+        raise _key_problem("url", f"kind {kind.name!r} takes {schemes} URLs, got {section.url!r}")
+    return section
+
+
+converter.register_structure_hook_func(lambda t: t is TargetSection, _structure_target)
+
+
+def _at_key(exc: Exception, key: str) -> Exception:
+    exc.__notes__ = [
+        *getattr(exc, "__notes__", ()),
+        AttributeValidationNote(f"Structuring @ attribute {key}", key, object),
+    ]
+    return exc
+
+
+def _structure_alerts(value: object, _type: object) -> AlertsSection:
+    """The thresholds, then each `[[alerts.KEY]]` array as its channel's tables."""
+    if not isinstance(value, Mapping):
+        raise _Invalid(f"expected a table, got {value!r}")
+    settings = {k: v for k, v in value.items() if k in attrs.fields_dict(_AlertSettings)}
+    problems: list[Exception] = []
+    try:
+        base = converter.structure(settings, _AlertSettings)
+    except ClassValidationError as exc:
+        problems.extend(exc.exceptions)
+        base = _AlertSettings()
+    notifiers: dict[str, tuple[Any, ...]] = {}
+    unknown = set()
+    for key, tables in value.items():
+        if key in settings:
+            continue
+        kind = alert_kinds.find(key)
+        if kind is None:
+            unknown.add(key)
+            continue
+        try:
+            notifiers[key] = converter.structure(tables, tuple[kind.section, ...])  # type: ignore[name-defined]
+        except Exception as exc:
+            problems.append(_at_key(exc, key))
+    if unknown:
+        problems.append(ForbiddenExtraKeysError("", AlertsSection, unknown))
+    if problems:
+        raise ClassValidationError("while structuring AlertsSection", problems, AlertsSection)
+    return AlertsSection(base.failure_threshold, base.success_threshold, notifiers)
+
+
+converter.register_structure_hook_func(lambda t: t is AlertsSection, _structure_alerts)
 
 
 def _status_item(value: object) -> int | str:
@@ -449,7 +522,9 @@ def parse_status_spec(items: tuple[int | str, ...]) -> frozenset[int]:
     return frozenset(codes)
 
 
-def _expand(table: dict[str, str] | None, where: str, env, problems: list[str]) -> dict[str, str]:
+def expand_headers(
+    table: Mapping[str, str] | None, where: str, env: Mapping[str, str], problems: list[str]
+) -> dict[str, str]:
     """Header names lower-cased, ${ENV} expanded in values; problems collected."""
     out = {}
     for key, value in (table or {}).items():
@@ -460,27 +535,26 @@ def _expand(table: dict[str, str] | None, where: str, env, problems: list[str]) 
     return out
 
 
+def inherit(own: Any, default: Any) -> Any:
+    return default if own is None else own
+
+
 def _resolve(
     file: ConfigFile, env: Mapping[str, str]
 ) -> tuple[AlertsSection, tuple[Target, ...], list[str]]:
     m = file.monitor
     problems: list[str] = []
-    try:
-        default_status = parse_status_spec(m.expect_status)
-    except _Invalid as exc:
-        problems.append(f"monitor.expect_status: {exc}")
-        default_status = frozenset(range(200, 400))
-    base_headers = {"user-agent": m.user_agent} | _expand(
-        m.headers, "monitor.headers", env, problems
-    )
+    # each kind reads its [monitor] defaults once: their problems are reported once
+    resolvers = {kind.name: kind.resolver(m, env, problems) for kind in probe_kinds.kinds()}
     alerts = attrs.evolve(
         file.alerts,
-        webhook=tuple(
-            attrs.evolve(
-                hook, headers=_expand(hook.headers, f"alerts.webhook[{i}].headers", env, problems)
+        notifiers={
+            key: tuple(
+                alert_kinds.find(key).resolve(table, f"alerts.{key}[{i}]", env, problems)  # type: ignore[union-attr]
+                for i, table in enumerate(tables)
             )
-            for i, hook in enumerate(file.alerts.webhook)
-        ),
+            for key, tables in file.alerts.notifiers.items()
+        },
     )
 
     targets: list[Target] = []
@@ -495,36 +569,18 @@ def _resolve(
                 f"{where}.name: duplicate target name {name!r} (first used by targets[{first_seen[name]}])"
             )
         first_seen.setdefault(name, i)
-        status = default_status
-        if t.expect_status is not None:
-            try:
-                status = parse_status_spec(t.expect_status)
-            except _Invalid as exc:
-                problems.append(f"{where}.expect_status: {exc}")
-
-        def pick(own, default):
-            return default if own is None else own
-
+        kind = _kind_of({"kind": t.kind, "url": t.url})
         targets.append(
             Target(
                 name=name,
                 url=t.url,
-                method=pick(t.method, m.method).upper(),
-                headers=tuple(
-                    (base_headers | _expand(t.headers, f"{where}.headers", env, problems)).items()
-                ),
-                interval=pick(t.interval, m.interval),
-                timeout=pick(t.timeout, m.timeout),
-                retries=pick(t.retries, m.retries),
-                expect_status=status,
-                follow_redirects=pick(t.follow_redirects, m.follow_redirects),
-                max_redirects=pick(t.max_redirects, m.max_redirects),
-                contains=t.contains,
-                slow=pick(t.slow, m.slow),
-                max_body=pick(t.max_body, m.max_body),
-                on_too_large=pick(t.on_too_large, m.on_too_large),
-                verify_tls=pick(t.verify_tls, m.verify_tls),
+                kind=kind.name,
+                interval=inherit(t.interval, m.interval),
+                timeout=inherit(t.timeout, m.timeout),
+                retries=inherit(t.retries, m.retries),
+                slow=inherit(t.slow, m.slow),
                 content_alert=t.content_alert,
+                spec=resolvers[kind.name](t, where, problems),
             )
         )
     return alerts, tuple(targets), problems
@@ -574,6 +630,12 @@ def parse_config(
         store_path=_store_path(file.storage, path, env),
         server=server,
     )
+
+
+def unchanged_targets(old: Config, new: Config) -> set[str]:
+    """Names of the targets a reload leaves exactly as they were."""
+    before = {t.name: t for t in old.targets}
+    return {t.name for t in new.targets if before.get(t.name) == t}
 
 
 def load_config(path: str | os.PathLike[str], *, env: Mapping[str, str] | None = None) -> Config:

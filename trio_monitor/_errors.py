@@ -8,19 +8,14 @@
     └── ProbeFailure     why one probe attempt failed; never leaves the probe:
                          it is turned into a ProbeResult with `error` = its kind
 
-Third-party exceptions (httpx, httpcore, ssl, socket) are mapped to the most
-specific `ErrorKind` at the boundary, in `classify`, the way httpx maps
+Each probe kind maps the third-party exceptions it meets to the most specific
+`ErrorKind` at its boundary (for HTTP: probes/http/errors.py), the way httpx maps
 httpcore's errors to its own.
 """
 
 from __future__ import annotations
 
 import enum
-import os
-import socket
-import ssl
-
-import httpx
 
 
 class MonitorError(Exception):
@@ -83,67 +78,3 @@ class ProbeFailure(MonitorError):
         super().__init__(f"{kind}: {detail}")
         self.kind = kind
         self.detail = detail
-
-
-def _chain(exc: BaseException):
-    seen: set[int] = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        yield exc
-        exc = exc.__cause__ or exc.__context__
-
-
-def _detail(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text if len(text) <= 200 else text[:197] + "..."
-
-
-# httpcore and h11 report a connection the server closed before the response was complete
-# as a RemoteProtocolError, though nothing malformed was received: that is a "connect" error.
-_CLOSED = ("server disconnected", "peer closed connection")
-
-
-def _os_reason(exc: BaseException) -> str | None:
-    """The innermost OS-level reason ("Connection refused") in an exception, its group
-    members and causes: wrappers repeat it with less precise words around it."""
-    for inner in (*getattr(exc, "exceptions", ()), exc.__cause__ or exc.__context__):
-        if inner is not None and (reason := _os_reason(inner)):
-            return reason
-    if not isinstance(exc, OSError):
-        return None
-    if exc.errno and exc.errno > 0 and not isinstance(exc, socket.gaierror):
-        return os.strerror(exc.errno)  # trio words strerror as "Error connecting to ...: why"
-    return exc.strerror or None
-
-
-def _with_reason(detail: str, chain: list[BaseException]) -> str:
-    # trio says "all attempts to connect to HOST:PORT failed"; the why is in its cause
-    for cause in chain:
-        reason = _os_reason(cause)
-        if reason and reason.lower() not in detail.lower():
-            return f"{detail} ({reason})"
-    return detail
-
-
-def classify(exc: Exception) -> ProbeFailure:
-    """Map an exception raised while probing to the most specific ProbeFailure."""
-    if isinstance(exc, ProbeFailure):
-        return exc
-    chain = list(_chain(exc))
-    for cause in chain:
-        if isinstance(cause, socket.gaierror):
-            return ProbeFailure(ErrorKind.DNS, _detail(cause))
-    for cause in chain:
-        if isinstance(cause, ssl.SSLError | ssl.CertificateError):
-            return ProbeFailure(ErrorKind.TLS, _detail(cause))
-    if isinstance(exc, httpx.TooManyRedirects):
-        return ProbeFailure(ErrorKind.REDIRECTS, _detail(exc))
-    if isinstance(exc, httpx.TimeoutException):
-        return ProbeFailure(ErrorKind.TIMEOUT, _detail(exc))
-    if isinstance(exc, httpx.RemoteProtocolError) and str(exc).lower().startswith(_CLOSED):
-        return ProbeFailure(ErrorKind.CONNECT, _detail(exc))
-    if isinstance(exc, httpx.ProtocolError | httpx.DecodingError | httpx.UnsupportedProtocol):
-        return ProbeFailure(ErrorKind.PROTOCOL, _detail(exc))
-    if isinstance(exc, httpx.TransportError | OSError):
-        return ProbeFailure(ErrorKind.CONNECT, _with_reason(_detail(exc), chain))
-    return ProbeFailure(ErrorKind.INTERNAL, f"{type(exc).__name__}: {_detail(exc)}")

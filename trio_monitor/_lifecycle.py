@@ -1,17 +1,20 @@
-"""One run of the monitor: the task tree, signals, reload and graceful shutdown.
+"""One run of the monitor: the components, the task tree, signals, reload and shutdown.
 
 Task tree (outermost first); each level outlives the one inside it:
 
     hard-stop cancel scope          a second SIGINT/SIGTERM cancels everything
-    └── watchers nursery            signal handling, reloads
-        └── http client             opened outside the nurseries that use it
-            └── services nursery    JSON-lines writer, one task per notifier
+    └── probers                     one per kind in use (HTTP: the per-origin pools),
+        │                           opened outside the nurseries that use them
+        └── watchers nursery        signal handling, reloads, systemd watchdog
+            └── services nursery    JSON-lines writer, history writer, one task per
+                │                   notifier, the HTTP server
                 └── scheduler       one nursery per round, one task per probe
 
 Shutdown order: stop() cancels the scheduler's loop (no new probes) and gives
-in-flight probes `grace` seconds; then every channel is closed, so the writer
-and notifiers drain what is queued and end; then the client closes; then the
-signal watcher is cancelled. Nothing is left running when run_monitor returns.
+in-flight probes `grace` seconds; then the dispatcher closes every outlet, so the
+writers and notifiers drain what is queued and end (bounded); then the signal
+watcher is cancelled; then the probers close. Nothing is left running when
+run_monitor returns.
 """
 
 from __future__ import annotations
@@ -23,8 +26,9 @@ import signal
 import sqlite3
 import sys
 import time
+from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 import httpx
 import trio
@@ -32,13 +36,15 @@ import trio
 from ._config import Config, load_config
 from ._errors import ConfigError
 from ._records import AlertEvent, ProbeResult, Record
-from ._systemd import Notifier, serve_watchdog
+from ._systemd import SystemdNotifier, serve_watchdog
 from .alerts.base import Notifiers
-from .engine.dispatch import Fanout, Outlet, serve_jsonl
-from .engine.schedule import ProbeFn, Scheduler
+from .engine.dispatch import Dispatcher, Outlet
+from .engine.schedule import Scheduler
 from .engine.state import StateStore
-from .probes.http.transport import OriginRouter, open_http_client, origin_key
-from .server.view import MonitorView, RecentStats
+from .engine.view import MonitorView, RecentStats
+from .probes import base as probe_kinds
+from .probes.base import Prober
+from .sinks.jsonl import serve_jsonl
 from .store.db import HistoryReader, StoreStats, open_store, serve_store
 from .store.records import Incident
 
@@ -52,6 +58,12 @@ HISTORY_QUEUE = 10_000  # results waiting for the store's writer before some are
 MIN_DRAIN = 5.0  # seconds notifiers get at least to deliver queued alerts on shutdown
 
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
+
+
+class Reconfigurable(Protocol):
+    async def reconfigure(self, old: Config, new: Config) -> None:
+        """Apply an already validated config; the old one is there to compare with."""
+        ...
 
 
 def _kept_in_history(record: Record) -> bool:
@@ -82,37 +94,94 @@ async def _open_history(config: Config) -> list[Incident]:
         return []
 
 
+@contextlib.asynccontextmanager
+async def open_probers(
+    config: Config, overrides: Mapping[str, Prober] | None = None
+) -> AsyncIterator[dict[str, Prober]]:
+    """A prober for every registered kind (each opened only when first used would save
+    little: a prober costs nothing until it probes). `overrides` replace kinds (tests)."""
+    async with contextlib.AsyncExitStack() as stack:
+        probers = dict(overrides or {})
+        for kind in probe_kinds.kinds():
+            if kind.name not in probers:
+                probers[kind.name] = await stack.enter_async_context(kind.open(config))
+        yield probers
+
+
+class _History:
+    """The history store's outlet and its writer's own losses."""
+
+    def __init__(self, dispatcher: Dispatcher) -> None:
+        self.stats = StoreStats()
+        self.outlet = dispatcher.add_outlet(
+            "history", HISTORY_QUEUE, _kept_in_history, lambda: self.stats.unstored
+        )
+
+
 class Monitor:
-    """Handle on a running monitor: stop(), abort() and reload() are safe from any task."""
+    """A running monitor's components. stop(), abort() and reload() are safe from any task."""
 
     def __init__(
-        self, config: Config, config_path: str | None, notifier: Notifier | None = None
+        self,
+        config: Config,
+        config_path: str | None,
+        systemd: SystemdNotifier,
+        probers: Mapping[str, Prober],
+        *,
+        once: bool,
     ) -> None:
         self.config = config
-        self.notifier = notifier if notifier is not None else Notifier({})  # {}: a no-op
+        self.systemd = systemd
         self._config_path = config_path
+        self._once = once
         self._hard = trio.CancelScope()
         self._reload_lock = trio.Lock()
         self.stopping = False
         self.aborted = False
-        self._scheduler: Scheduler | None = None
-        self._state: StateStore | None = None
-        self._notifiers: Notifiers | None = None
-        self._router: OriginRouter | None = None
-        self.store_stats: StoreStats | None = None
+        self.state = StateStore(config.alerts)
+        self.dispatcher = Dispatcher(self.state)
+        self.output: Outlet = self.dispatcher.add_outlet("output", OUTPUT_QUEUE)
+        self.history = _History(self.dispatcher) if config.store_path is not None else None
         self.recent = RecentStats()
-        # Prometheus metrics, kept only when a server can expose them (see _serve)
-        self.metrics: Metrics | None = None
-        self.listening: tuple[str, int] | None = None  # the HTTP server's address
-        self.view = MonitorView(self, self.recent, time.time)
+        self.dispatcher.add_observer(self.recent.observe)
+        self.scheduler = Scheduler(config, probers, self.dispatcher, counters=self._counters)
+        self.view = MonitorView(
+            lambda: self.config, self.state, self.scheduler, self.recent, time.time
+        )
+        self._probers = probers
+        self.listening: tuple[str, int] | None = None  # the HTTP server's address, once up
+        # what a reload reconfigures, in this order; complete once _serving is set
+        self._reconfigurables: list[Reconfigurable] = []
+        self._serving = trio.Event()
+        self.ready = False  # serving, and systemd told so: the watchdog may ping from now on
+
+    def _counters(self) -> dict[str, Any]:
+        """Losses since start, for the round line."""
+        drops = self.dispatcher.drops()
+        return {
+            "dropped": drops["output"],
+            "unstored": drops.get("history", 0),
+            "drops": drops,
+        }
+
+    def _components(self, notifiers: Notifiers, metrics: Metrics | None) -> list[Reconfigurable]:
+        components: list[Reconfigurable] = [
+            self.state,
+            self.recent,
+            self.scheduler,
+            notifiers,
+            *self._probers.values(),
+        ]
+        if metrics is not None:
+            components.append(metrics)
+        return components
 
     def stop(self) -> None:
         if not self.stopping:
             log.info("stopping: finishing probes in flight (up to %gs)", self.config.monitor.grace)
-            self.notifier.stopping(status="stopping: finishing probes in flight")
+            self.systemd.stopping(status="stopping: finishing probes in flight")
         self.stopping = True
-        if self._scheduler is not None:
-            self._scheduler.stop()
+        self.scheduler.stop()
 
     def abort(self) -> None:
         log.warning("stopping now")
@@ -125,28 +194,29 @@ class Monitor:
     def watchdog_healthy(self) -> bool:
         """For serve_watchdog: rounds on schedule, loop not stalled (or stopping: systemd
         no longer enforces the watchdog then, and the scheduler has stopped on purpose)."""
-        return self.stopping or self.view.health().ok
+        return self.stopping or (self.ready and self.view.health().ok)
 
     async def reload(self) -> bool:
         """Load the config file again; a bad one keeps the running config. -> applied?"""
         async with self._reload_lock:
-            self.notifier.reloading(status="reloading")
+            self.systemd.reloading(status="reloading")
             applied = False
             try:
                 applied = await self._reload()
                 return applied
             finally:
                 if not self.stopping:  # READY=1 ends the reload, whatever its outcome
-                    self.notifier.ready(
+                    self.systemd.ready(
                         status=self.status_line()
                         if applied
                         else f"{self.status_line()} (reload failed: config kept)"
                     )
 
     async def _reload(self) -> bool:
-        if self._config_path is None or self._scheduler is None:
+        if self._config_path is None:
             log.warning("reload: nothing to reload from")
             return False
+        await self._serving.wait()  # a SIGHUP during start-up applies once all runs
         try:
             new = await trio.to_thread.run_sync(load_config, self._config_path)
         except ConfigError as exc:
@@ -154,19 +224,8 @@ class Monitor:
                 log.error("reload failed, keeping the running config: %s", line)
             return False
         old = self.config
-        old_targets = {t.name: t for t in old.targets}
-        unchanged = [t.name for t in new.targets if old_targets.get(t.name) == t]
-        self._state.retain(unchanged)
-        self.recent.retain(set(unchanged))
-        if self.metrics is not None:
-            self.metrics.retain({t.name for t in new.targets})
-        self._state.configure(new.alerts)
-        self._scheduler.reconfigure(new)
-        self._notifiers.configure(new.alerts)
-        await self._router.retain(
-            {origin_key(httpx.URL(t.url), t.verify_tls) for t in new.targets},
-            new.monitor.per_host,
-        )
+        for component in self._reconfigurables:
+            await component.reconfigure(old, new)
         for what, before, after in (
             ("output", old.monitor.output, new.monitor.output),
             ("[server]", old.server, new.server),
@@ -175,121 +234,96 @@ class Monitor:
             if before != after:
                 log.warning("reload: a new %s takes effect on restart", what)
         self.config = new
+        unchanged = sum(1 for t in new.targets if t in set(old.targets))
         log.info(
-            "reloaded %s: %d targets, %d unchanged",
-            self._config_path,
-            len(new.targets),
-            len(unchanged),
+            "reloaded %s: %d targets, %d unchanged", self._config_path, len(new.targets), unchanged
         )
         return True
 
-    async def _start_history(
-        self, services: trio.Nursery, history: Outlet, config: Config, outages: list[Incident]
-    ) -> None:
-        """Resume the outages still open in history, then start the store's writer."""
-        names = {t.name for t in config.targets}
-        now, wall_now = trio.current_time(), time.time()
-        for incident in outages:
-            if incident.target in names:
-                self._state.restore_down(incident.target, incident.start, now, wall_now)
-        self.store_stats = StoreStats()
-        await services.start(
-            serve_store, history.receive, config.store_path, config.storage, self.store_stats
-        )
-
     async def _start_server(
-        self, services: trio.Nursery, scope: trio.CancelScope, config: Config
+        self, services: trio.Nursery, scope: trio.CancelScope, metrics: Metrics
     ) -> None:
         """The status page, API and metrics, until `scope` is cancelled (at shutdown)."""
+        assert self.config.server is not None
         # Imported here: starlette and hypercorn cost start-up time a serverless run never needs.
         from .server.app import build_app, serve_http
 
-        app = build_app(self.view, config.server, self.metrics)
+        app = build_app(self.view, self.config.server, metrics)
+        server = self.config.server
 
-        async def run(task_status=trio.TASK_STATUS_IGNORED) -> None:
+        async def run(task_status: trio.TaskStatus[tuple[str, int]]) -> None:
             with scope:
-                await serve_http(app, config.server, task_status=task_status)
+                await serve_http(app, server, task_status=task_status)
 
         self.listening = await services.start(run)
 
+    def _start_metrics(self) -> Metrics:
+        from .server.metrics import Metrics  # prometheus_client: only when served
+
+        metrics = Metrics()
+        metrics.retain(t.name for t in self.config.targets)
+        metrics.set_concurrency(int(self.scheduler.limiter.total_tokens))
+        self.dispatcher.add_observer(metrics.observe)
+        return metrics
+
     async def _serve(
-        self,
-        out: BinaryIO,
-        once: bool,
-        probe_fn: ProbeFn | None,
-        outages: list[Incident],
-        task_status,
+        self, out: BinaryIO, outages: list[Incident], task_status: trio.TaskStatus[Monitor]
     ) -> int:
         config = self.config
-        async with open_http_client(config.monitor.per_host) as (client, router):
-            self._router = router
-            async with trio.open_nursery() as services:
-                fanout = Fanout()
-                output = fanout.add("output", OUTPUT_QUEUE)
-                await services.start(serve_jsonl, output.receive, out, self.stop)
-                notifiers = self._notifiers = Notifiers(services, client)
-                notifiers.configure(config.alerts)
-                self._state = StateStore(config.alerts)
-                history = None
-                if config.store_path is not None:
-                    history = fanout.add("history", HISTORY_QUEUE, _kept_in_history)
-                    await self._start_history(services, history, config, outages)
-
-                def counters() -> dict[str, int]:
-                    lost = 0 if history is None else history.dropped + self.store_stats.unstored
-                    return {"dropped": output.dropped, "unstored": lost}
-
-                def emit(record: Record) -> None:
-                    fanout.publish(record)
-                    if self.metrics is not None:
-                        self.metrics.observe(record)
-                    if isinstance(record, ProbeResult):
-                        self.recent.observe(record)
-                    elif isinstance(record, AlertEvent):
-                        notifiers.publish(record)
-
-                scheduler = self._scheduler = Scheduler(
-                    config,
-                    router,
-                    self._state,
-                    emit,
-                    probe_fn=probe_fn,
-                    counters=counters,
+        served = config.server is not None and not self._once
+        # the notifiers' client (the probers have their own transports)
+        client = httpx.AsyncClient(timeout=None, trust_env=False)
+        async with client, trio.open_nursery() as services:
+            await services.start(serve_jsonl, self.output.receive, out, self.stop)
+            notifiers = Notifiers(self.dispatcher, services, client)
+            notifiers.configure(config.alerts)
+            if self.history is not None:
+                assert config.store_path is not None
+                self._resume(outages)
+                await services.start(
+                    serve_store,
+                    self.history.outlet.receive,
+                    config.store_path,
+                    config.storage,
+                    self.history.stats,
                 )
-                if self.stopping:
-                    scheduler.stop()
-                if config.server is not None and not once:
-                    from .server.metrics import Metrics  # prometheus_client: only when served
-
-                    self.metrics = Metrics()
-                    self.metrics.retain(t.name for t in config.targets)
-                    self.metrics.set_concurrency(int(scheduler.limiter.total_tokens))
-                server_scope = trio.CancelScope()
-                if config.server is not None and not once:
-                    await self._start_server(services, server_scope, config)
-                spread = (
-                    ""
-                    if once or not config.monitor.stagger
-                    else (f" (first probes spread over up to {config.monitor.stagger:g}s)")
-                )
-                log.info(
-                    "monitoring %d targets from %s%s", len(config.targets), config.path, spread
-                )
-                task_status.started(self)
-                if not once:
-                    self.notifier.ready(status=self.status_line())
-                try:
-                    summary = await scheduler.run(once=once)
-                finally:
-                    # Closing is synchronous, so it also happens on a hard stop.
-                    server_scope.cancel()  # it shuts down gracefully, within its own bound
-                    fanout.close()
-                    notifiers.close()
-                    drain = max(self.config.monitor.grace, MIN_DRAIN)
-                    services.cancel_scope.deadline = trio.current_time() + drain
-        if once and (summary is None or summary.failed or summary.targets < len(config.targets)):
+            metrics = self._start_metrics() if served else None
+            self._reconfigurables = self._components(notifiers, metrics)
+            self._serving.set()
+            server_scope = trio.CancelScope()
+            if metrics is not None:
+                await self._start_server(services, server_scope, metrics)
+            spread = (
+                ""
+                if self._once or not config.monitor.stagger
+                else f" (first probes spread over up to {config.monitor.stagger:g}s)"
+            )
+            log.info("monitoring %d targets from %s%s", len(config.targets), config.path, spread)
+            task_status.started(self)
+            if not self._once:
+                self.ready = True
+                self.systemd.ready(status=self.status_line())
+            try:
+                summary = await self.scheduler.run(once=self._once)
+            finally:
+                # Closing is synchronous, so it also happens on a hard stop.
+                server_scope.cancel()  # it shuts down gracefully, within its own bound
+                self.dispatcher.close()
+                drain = max(self.config.monitor.grace, MIN_DRAIN)
+                services.cancel_scope.deadline = trio.current_time() + drain
+        if self._once and (
+            summary is None or summary.failed or summary.targets < len(config.targets)
+        ):
             return EXIT_FAILED
         return EXIT_OK
+
+    def _resume(self, outages: list[Incident]) -> None:
+        """Outages still open in history go on: those targets start DOWN."""
+        names = {t.name for t in self.config.targets}
+        now, wall_now = trio.current_time(), time.time()
+        for incident in outages:
+            if incident.target in names:
+                self.state.restore_down(incident.target, incident.start, now, wall_now)
 
 
 async def _watch_signals(monitor: Monitor, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
@@ -306,7 +340,7 @@ async def _watch_signals(monitor: Monitor, *, task_status=trio.TASK_STATUS_IGNOR
 
 
 @contextlib.contextmanager
-def _open_output(config: Config):
+def _open_output(config: Config) -> Iterator[BinaryIO]:
     if config.monitor.output == "-":
         yield sys.stdout.buffer
         return
@@ -328,25 +362,28 @@ async def run_monitor(
     out: BinaryIO | None = None,
     config_path: str | None = None,
     handle_signals: bool = True,
-    probe_fn: ProbeFn | None = None,
-    notifier: Notifier | None = None,
+    probers: Mapping[str, Prober] | None = None,
+    systemd: SystemdNotifier | None = None,
     task_status: trio.TaskStatus[Monitor] = trio.TASK_STATUS_IGNORED,
 ) -> int:
     """Run until stopped (or one round with once). -> exit code: 0 ok, 1 failures (once), 130 aborted.
 
     `out` overrides the config's output. With handle_signals, SIGINT/SIGTERM stop
-    gracefully (a second one aborts) and SIGHUP reloads from config_path.
+    gracefully (a second one aborts) and SIGHUP reloads from config_path. `probers`
+    replace the registered probers of their kinds (tests).
     """
-    monitor = Monitor(config, config_path, notifier)
+    systemd = systemd if systemd is not None else SystemdNotifier({})  # {}: a no-op
     outages = await _open_history(config)
     with contextlib.ExitStack() as stack:
         stream = out if out is not None else stack.enter_context(_open_output(config))
-        with monitor._hard:
-            async with trio.open_nursery() as watchers:
-                if handle_signals:
-                    await watchers.start(_watch_signals, monitor)
-                if not once:
-                    watchers.start_soon(serve_watchdog, monitor.notifier, monitor.watchdog_healthy)
-                code = await monitor._serve(stream, once, probe_fn, outages, task_status)
-                watchers.cancel_scope.cancel()
+        async with open_probers(config, probers) as running:
+            monitor = Monitor(config, config_path, systemd, running, once=once)
+            with monitor._hard:
+                async with trio.open_nursery() as watchers:
+                    if handle_signals:
+                        await watchers.start(_watch_signals, monitor)
+                    if not once:
+                        watchers.start_soon(serve_watchdog, systemd, monitor.watchdog_healthy)
+                    code = await monitor._serve(stream, outages, task_status)
+                    watchers.cancel_scope.cancel()
     return EXIT_INTERRUPTED if monitor.aborted else code

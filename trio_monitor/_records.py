@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import ClassVar
 
 import cattrs
-from attrs import frozen
+from attrs import field, frozen
 from cattrs.gen import make_dict_unstructure_fn, override
 
 from ._errors import ErrorKind
@@ -65,6 +65,9 @@ class RoundSummary:
     concurrency: int = 0  # the probe limit in force
     dropped: int = 0  # lines a full output channel had to drop since start
     unstored: int = 0  # results the history store could not keep since start
+    # per consumer ("output", "history", "webhook[0]", ...): records it had to drop
+    # (or, for history, could not store) since start
+    drops: dict[str, int] = field(factory=dict)
 
 
 @frozen

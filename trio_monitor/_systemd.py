@@ -74,7 +74,7 @@ def _one_line(text: str) -> str:
     return " ".join(text.split("\n"))[:STATUS_MAX]
 
 
-class Notifier:
+class SystemdNotifier:
     """Tells systemd what the monitor is doing. Every method is synchronous, cheap, safe
     from any task, and a no-op when systemd did not ask for notifications.
 
@@ -158,7 +158,7 @@ class Notifier:
 
 
 async def serve_watchdog(
-    notifier: Notifier,
+    notifier: SystemdNotifier,
     healthy: Callable[[], bool],
     *,
     status: Callable[[], str] | None = None,

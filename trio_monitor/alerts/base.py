@@ -1,136 +1,149 @@
-"""Alert notifiers: webhooks and commands, each a task fed by its own bounded channel.
+"""The notifier seam: what an alert channel is, the registry, and the running set.
 
-A notifier that is slow, down or broken delays only its own queue: probing and
-the other notifiers go on. Its failures are logged, never raised.
+A channel is one module that registers a `NotifierKind`: its key under [alerts] (each
+`[[alerts.KEY]]` table configures one notifier), the attrs class of that table (with
+an `events` field), how ${ENV} and the like resolve in it, and how to make the
+`Notifier` that delivers one alert with its own timeout and retries.
+
+Every configured notifier is an outlet of the dispatcher (engine/dispatch.py): a
+bounded channel and a task of its own, so one that is slow, down or broken delays
+only its own queue, and what it has to drop is counted like any other consumer's.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import random
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 import trio
+from attrs import define, frozen
 
-from .._config import AlertsSection, ExecConfig, WebhookConfig
-from .._records import AlertEvent, to_line
+from .._records import AlertEvent, Record
+
+if TYPE_CHECKING:
+    from .._config import AlertsSection, Config
+    from ..engine.dispatch import Dispatcher, Outlet
 
 log = logging.getLogger("trio_monitor")
 
-QUEUE = 1000  # alerts waiting per notifier before new ones are dropped (and logged)
-WEBHOOK_BACKOFF = 1.0  # seconds before the first webhook retry; doubles each time
-
-Notifier = WebhookConfig | ExecConfig
+QUEUE = 1000  # alerts waiting per notifier before new ones are dropped (and counted)
 
 
-def _describe(notifier: Notifier) -> str:
-    if isinstance(notifier, WebhookConfig):
-        return f"webhook {httpx.URL(notifier.url).copy_with(query=None)}"
-    return f"exec {notifier.command[0]}"
+class Notifier(Protocol):
+    def describe(self) -> str:
+        """For logs: what it is and where it sends, without secrets."""
+        ...
+
+    async def deliver(self, alert: AlertEvent) -> bool:
+        """Deliver one alert, retries and timeout included. -> delivered? Never raises
+        for what the receiver does; says itself (in the log) why it failed."""
+        ...
 
 
-async def send_webhook(
-    client: httpx.AsyncClient, hook: WebhookConfig, event: AlertEvent, rng: random.Random
-) -> bool:
-    """POST the alert JSON; retry on network errors, 429 and 5xx. -> delivered?"""
-    body = to_line(event).encode()
-    headers = {"content-type": "application/json", **hook.headers}
-    for attempt in range(hook.retries + 1):
-        if attempt:
-            await trio.sleep(WEBHOOK_BACKOFF * 2 ** (attempt - 1) * rng.uniform(0.5, 1.0))
-        problem = f"no answer within {hook.timeout:g}s"
-        with trio.move_on_after(hook.timeout):
-            try:
-                response = await client.post(hook.url, content=body, headers=headers)
-            except httpx.HTTPError as exc:
-                problem = f"{type(exc).__name__}: {exc}"
-            else:
-                if response.is_success:
-                    return True
-                problem = f"HTTP {response.status_code}"
-                if response.status_code != 429 and response.status_code < 500:
-                    break  # the receiver refuses this request; repeating it will not help
-        log.warning("%s: attempt %d failed: %s", _describe(hook), attempt + 1, problem)
-    log.error("%s: giving up on %s alert for %s", _describe(hook), event.event, event.target)
-    return False
+@frozen
+class NotifierKind:
+    key: str  # [[alerts.KEY]]
+    section: type  # the table's attrs class; it has `events`
+    create: Callable[[Any, httpx.AsyncClient], Notifier]
+    # (table, key path, environment, problems) -> the table with ${ENV} and such resolved
+    resolve: Callable[[Any, str, Mapping[str, str], list[str]], Any] = lambda t, *_: t
 
 
-async def run_exec(notifier: ExecConfig, event: AlertEvent) -> bool:
-    """Run the command with the alert JSON on stdin. -> exited 0 in time?"""
-    env = dict(os.environ)
-    env.update(TRIO_MONITOR_EVENT=event.event, TRIO_MONITOR_TARGET=event.target)
-    with trio.move_on_after(notifier.timeout):
-        try:
-            done = await trio.run_process(
-                list(notifier.command),
-                stdin=(to_line(event) + "\n").encode(),
-                capture_stdout=True,  # our stdout is JSON lines: the command must not write there
-                capture_stderr=True,
-                check=False,
-                env=env,
-            )
-        except OSError as exc:
-            log.error("%s: cannot run: %s", _describe(notifier), exc)
-            return False
-        if done.returncode == 0:
-            return True
-        err = done.stderr.decode(errors="replace").strip().splitlines()
-        log.error(
-            "%s: exited %d%s",
-            _describe(notifier),
-            done.returncode,
-            f": {err[-1][:200]}" if err else "",
-        )
-        return False
-    log.error("%s: killed after %gs", _describe(notifier), notifier.timeout)
-    return False
+_KINDS: dict[str, NotifierKind] = {}
+
+
+def register(kind: NotifierKind) -> None:
+    _KINDS[kind.key] = kind
+
+
+def unregister(key: str) -> None:
+    _KINDS.pop(key, None)
+
+
+def kinds() -> Iterator[NotifierKind]:
+    return iter(_KINDS.values())
+
+
+def find(key: str) -> NotifierKind | None:
+    return _KINDS.get(key)
+
+
+@define
+class Delivery:
+    """What one notifier did, for tests, logs and metrics."""
+
+    delivered: int = 0
+    failed: int = 0
+
+
+class _Running:
+    __slots__ = ("config", "delivery", "outlet")
+
+    def __init__(self, config: object, outlet: Outlet, delivery: Delivery) -> None:
+        self.config = config
+        self.outlet = outlet
+        self.delivery = delivery
+
+
+def _wants(events: tuple[str, ...]) -> Callable[[Record], bool]:
+    def accepts(record: Record) -> bool:
+        return isinstance(record, AlertEvent) and record.event in events
+
+    return accepts
 
 
 class Notifiers:
-    """One task and one channel per configured notifier; reconfigurable on reload."""
+    """One outlet and one task per configured notifier; reconfigurable on reload."""
 
-    def __init__(self, nursery: trio.Nursery, client: httpx.AsyncClient) -> None:
+    def __init__(
+        self, dispatcher: Dispatcher, nursery: trio.Nursery, client: httpx.AsyncClient
+    ) -> None:
+        self._dispatcher = dispatcher
         self._nursery = nursery
         self._client = client
-        self._rng = random.Random()
-        # a list, not a dict: configs hold header tables, so they compare but do not hash
-        self._queues: list[tuple[Notifier, trio.MemorySendChannel[AlertEvent]]] = []
+        self._running: dict[str, list[_Running]] = {}
 
     def configure(self, alerts: AlertsSection) -> None:
         """Start tasks for new notifiers; let removed ones finish their queue and end."""
-        wanted = [*alerts.webhook, *alerts.exec]
-        kept = []
-        for notifier, queue in self._queues:
-            if notifier in wanted:
-                kept.append((notifier, queue))
-            else:
-                queue.close()
-        known = [n for n, _ in kept]
-        for notifier in wanted:
-            if notifier not in known:
-                send, receive = trio.open_memory_channel[AlertEvent](QUEUE)
-                kept.append((notifier, send))
-                self._nursery.start_soon(self._serve, notifier, receive)
-        self._queues = kept
-
-    def publish(self, event: AlertEvent) -> None:
-        for notifier, queue in self._queues:
-            if event.event in notifier.events:
-                try:
-                    queue.send_nowait(event)
-                except trio.WouldBlock:
-                    log.error("%s: queue full, dropped %s alert", _describe(notifier), event.event)
-
-    def close(self) -> None:
-        for _, queue in self._queues:
-            queue.close()
-        self._queues = []
-
-    async def _serve(self, notifier: Notifier, receive: trio.MemoryReceiveChannel[AlertEvent]):
-        async with receive:
-            async for event in receive:
-                if isinstance(notifier, WebhookConfig):
-                    await send_webhook(self._client, notifier, event, self._rng)
+        old, running = self._running, {}
+        for key, configs in alerts.notifiers.items():
+            # a list, not a dict: configs hold header tables, so they compare but do not hash
+            available = list(old.get(key, ()))
+            kept: list[_Running] = []
+            for i, config in enumerate(configs):
+                same = next((r for r in available if r.config == config), None)
+                if same is not None:
+                    available.remove(same)
+                    kept.append(same)
                 else:
-                    await run_exec(notifier, event)
+                    kept.append(self._start(key, i, config))
+            running[key] = kept
+        staying = {id(r) for rs in running.values() for r in rs}
+        for r in (r for rs in old.values() for r in rs if id(r) not in staying):
+            self._dispatcher.remove_outlet(r.outlet)
+        self._running = running
+
+    def _start(self, key: str, index: int, config: Any) -> _Running:
+        notifier = _KINDS[key].create(config, self._client)
+        outlet = self._dispatcher.add_outlet(f"{key}[{index}]", QUEUE, _wants(config.events))
+        running = _Running(config, outlet, Delivery())
+        self._nursery.start_soon(_serve, notifier, outlet, running.delivery)
+        return running
+
+    async def reconfigure(self, old: Config, new: Config) -> None:
+        self.configure(new.alerts)
+
+    def deliveries(self) -> dict[str, Delivery]:
+        return {r.outlet.name: r.delivery for rs in self._running.values() for r in rs}
+
+
+async def _serve(notifier: Notifier, outlet: Outlet, delivery: Delivery) -> None:
+    async with outlet.receive:
+        async for alert in outlet.receive:
+            assert isinstance(alert, AlertEvent)  # the outlet accepts alerts only
+            if await notifier.deliver(alert):
+                delivery.delivered += 1
+            else:
+                delivery.failed += 1

@@ -6,13 +6,17 @@ comments, which tomli-w cannot write, are added beside the keys it wrote.
 
 from __future__ import annotations
 
+import argparse
 import re
+import sys
+from pathlib import Path
 
 import httpx
 import tomli_w
 
 from .._config import _Invalid, parse_url
-from .._errors import ConfigError
+from .._errors import ConfigError, UsageError
+from .common import DEFAULT_CONFIG
 
 HEADER = """\
 # trio-monitor configuration. Reference: README.md ("Configuration").
@@ -137,3 +141,36 @@ def starter_config(path: str, urls: list[str] | None = None) -> str:
         + "\n"
         + _annotate(targets)
     )
+
+
+def add_arguments(cmd: argparse.ArgumentParser) -> None:
+    cmd.add_argument("-o", "--output", default=DEFAULT_CONFIG, help="where to write ('-': stdout)")
+    cmd.add_argument("--from", dest="from_file", help="a file of URLs, one a line ('-': stdin)")
+    cmd.add_argument("-f", "--force", action="store_true", help="overwrite an existing file")
+
+
+def command(args: argparse.Namespace) -> int:
+    urls = None
+    if args.from_file == "-":
+        urls = urls_from_text(sys.stdin.read(), "<stdin>")
+    elif args.from_file:
+        try:
+            text = Path(args.from_file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"cannot read {args.from_file}: {exc}") from None
+        urls = urls_from_text(text, args.from_file)
+    shown = DEFAULT_CONFIG if args.output == "-" else args.output
+    text = starter_config(shown, urls)
+    if args.output == "-":
+        sys.stdout.write(text)
+        return 0
+    try:
+        with open(args.output, "w" if args.force else "x", encoding="utf-8") as file:
+            file.write(text)
+    except FileExistsError:
+        raise UsageError(f"{args.output} exists; use --force to overwrite it") from None
+    except OSError as exc:
+        raise UsageError(f"cannot write {args.output}: {exc.strerror or exc}") from None
+    targets = len(urls) if urls else "example"
+    print(f"wrote {args.output} ({targets} targets); next: trio-monitor run -c {args.output}")
+    return 0

@@ -1,103 +1,118 @@
-"""The fan-out of records to consumers, and the JSON-lines writer.
+"""The one dispatch point: every record the engine makes reaches its consumers here.
 
-Each consumer has its own bounded memory channel. `publish` never waits: when a
-consumer's channel is full the record is dropped for that consumer alone and
-counted (reported in round lines and on stderr), so a stuck pipe or a slow
-webhook never slows probing.
+    probe result ──▶ StateStore.observe ──▶ the result, then its alerts, in order
+                                                 │
+        observers: inline, synchronous, O(1)  ◀──┤  (recent stats, metrics)
+        outlets: a bounded channel and a task  ◀─┘  (JSON lines, history,
+                 each, fed without waiting            one per notifier)
+
+`publish` never waits: when an outlet's channel is full the record is dropped for that
+consumer alone and counted, the same way for every consumer; `drops()` reports the
+counts (they reach the round lines and the metrics), so a stuck pipe, a slow disk or
+a slow webhook never slows probing.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import BinaryIO
 
 import trio
 
-from .._records import Record, to_line
+from .._config import Target
+from .._records import AlertEvent, ProbeResult, Record
+from .state import StateStore
 
 log = logging.getLogger("trio_monitor")
 
-BATCH = 512  # lines handed to one writer-thread call at most
+
+def _everything(_: Record) -> bool:
+    return True
 
 
 class Outlet:
-    def __init__(self, name: str, capacity: int, accepts: Callable[[Record], bool]) -> None:
+    """A consumer's bounded channel: it reads `receive`; `dropped` counts its losses."""
+
+    def __init__(
+        self,
+        name: str,
+        capacity: int,
+        accepts: Callable[[Record], bool],
+        lost: Callable[[], int] = int,
+    ) -> None:
         self.name = name
         self.accepts = accepts
         self.send, self.receive = trio.open_memory_channel[Record](capacity)
         self.dropped = 0
+        self._lost = lost  # what the consumer itself lost after taking it (e.g. a full disk)
+
+    @property
+    def lost(self) -> int:
+        """Records this consumer did not handle: dropped here, or lost by it later."""
+        return self.dropped + self._lost()
+
+    def offer(self, record: Record) -> None:
+        try:
+            self.send.send_nowait(record)
+        except trio.WouldBlock:
+            self.dropped += 1
+            if self.dropped == 1 or self.dropped % 1000 == 0:
+                log.warning(
+                    "%s is not keeping up: %d records dropped so far", self.name, self.dropped
+                )
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass  # that consumer has finished (its output was closed) or we are closing
 
 
-class Fanout:
-    def __init__(self) -> None:
+class Dispatcher:
+    def __init__(self, state: StateStore) -> None:
+        self._state = state
         self._outlets: list[Outlet] = []
+        self._observers: list[Callable[[Record], None]] = []
 
-    def add(
-        self, name: str, capacity: int, accepts: Callable[[Record], bool] = lambda _: True
+    def add_outlet(
+        self,
+        name: str,
+        capacity: int,
+        accepts: Callable[[Record], bool] = _everything,
+        lost: Callable[[], int] = int,
     ) -> Outlet:
-        """A consumer's outlet: it reads `outlet.receive`; `outlet.dropped` counts its losses."""
-        outlet = Outlet(name, capacity, accepts)
+        outlet = Outlet(name, capacity, accepts, lost)
         self._outlets.append(outlet)
         return outlet
 
+    def remove_outlet(self, outlet: Outlet) -> None:
+        """No more records for it: its consumer drains what it has, then ends."""
+        self._outlets.remove(outlet)
+        outlet.send.close()
+
+    def add_observer(self, observe: Callable[[Record], None]) -> None:
+        """Called inline with every record: must be synchronous and cheap."""
+        self._observers.append(observe)
+
+    def probed(self, target: Target, result: ProbeResult, now: float, *, current: bool) -> None:
+        """A probe's result: through the target's state (unless a reload replaced or
+        removed the target while it ran: `current` False), then out with its alerts."""
+        alerts: list[AlertEvent] = []
+        if current:
+            result, alerts = self._state.observe(target, result, now)
+        self.publish(result)
+        for alert in alerts:
+            self.publish(alert)
+
     def publish(self, record: Record) -> None:
+        for observe in self._observers:
+            observe(record)
         for outlet in self._outlets:
-            if not outlet.accepts(record):
-                continue
-            try:
-                outlet.send.send_nowait(record)
-            except trio.WouldBlock:
-                outlet.dropped += 1
-                if outlet.dropped == 1 or outlet.dropped % 1000 == 0:
-                    log.warning(
-                        "%s is not keeping up: %d records dropped so far",
-                        outlet.name,
-                        outlet.dropped,
-                    )
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                pass  # that consumer has finished (its output was closed) or we are closing
+            if outlet.accepts(record):
+                outlet.offer(record)
+
+    def drops(self) -> dict[str, int]:
+        """Per consumer: records it did not handle since start."""
+        return {outlet.name: outlet.lost for outlet in self._outlets}
 
     def close(self) -> None:
-        """No more records: each consumer drains what it has, then ends."""
+        """No more records: each consumer drains what it has, then ends. Synchronous, so
+        it also happens on a hard stop."""
         for outlet in self._outlets:
             outlet.send.close()
-
-
-def _write_lines(out: BinaryIO, lines: list[str]) -> None:
-    for line in lines:
-        out.write(line.encode() + b"\n")
-        out.flush()  # one line at a time reaches the pipe whole and at once
-
-
-async def serve_jsonl(
-    receive: trio.MemoryReceiveChannel[Record],
-    out: BinaryIO,
-    on_closed: Callable[[], None],
-    *,
-    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
-) -> None:
-    """Write every record as one JSON line until the channel closes and is drained.
-
-    Writes happen in a worker thread: a full pipe blocks that thread, never the loop.
-    If the reader goes away (EPIPE), `on_closed` asks the monitor to stop.
-    """
-    async with receive:
-        task_status.started()
-        async for record in receive:
-            lines = [to_line(record)]
-            while len(lines) < BATCH:
-                try:
-                    lines.append(to_line(receive.receive_nowait()))
-                except (trio.WouldBlock, trio.EndOfChannel):
-                    break
-            try:
-                await trio.to_thread.run_sync(_write_lines, out, lines, abandon_on_cancel=True)
-            except (BrokenPipeError, ValueError):  # ValueError: the file was closed under us
-                log.warning("output closed by its reader; stopping")
-                on_closed()
-                return
-            except OSError as exc:
-                log.error("cannot write output: %s; stopping", exc)
-                on_closed()
-                return

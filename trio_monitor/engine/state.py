@@ -12,8 +12,9 @@ from collections.abc import Iterable
 
 import attrs
 
-from .._config import AlertsSection, Target
+from .._config import AlertsSection, Config, Target, unchanged_targets
 from .._records import AlertEvent, ProbeResult
+from ..probes import base as probe_kinds
 
 UNKNOWN, UP, DOWN = "UNKNOWN", "UP", "DOWN"
 
@@ -59,6 +60,10 @@ class StateStore:
             streak_clock=now - (wall_now - since),
         )
 
+    async def reconfigure(self, old: Config, new: Config) -> None:
+        self.retain(unchanged_targets(old, new))
+        self.configure(new.alerts)
+
     def retain(self, names: Iterable[str]) -> None:
         """Keep the state of these targets only (the ones a reload left unchanged)."""
         keep = set(names)
@@ -87,7 +92,7 @@ class StateStore:
                         "up",
                         since=st.streak_start,
                         downtime_s=round(now - st.streak_clock, 3),
-                        detail=f"HTTP {result.status} in {result.latency_ms:g} ms",
+                        detail=probe_kinds.describe(result),
                     )
                 st.state, st.since = UP, result.ts
             if st.successes >= self.success_threshold:

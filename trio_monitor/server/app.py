@@ -54,8 +54,8 @@ from ..store.records import Incident, Sample
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+    from ..engine.view import MonitorView, TargetStatus
     from .metrics import Metrics
-    from .view import MonitorView, TargetStatus
 
 log = logging.getLogger("trio_monitor")
 _hypercorn_log = logging.getLogger("trio_monitor.http")  # hypercorn's own messages

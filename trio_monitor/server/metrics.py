@@ -24,6 +24,9 @@ Process-wide:
     trio_monitor_alerts_total{event}       down, up, slow, content_changed
     trio_monitor_dropped_lines_total       output lines a full queue had to drop
     trio_monitor_unstored_results_total    results the history store could not keep
+    trio_monitor_consumer_dropped_total{consumer}
+                                           per consumer (output, history, webhook[0],
+                                           exec[0], ...): records it did not handle
 
 TLS certificate expiry is not measured by the probe, so there is no metric for it.
 """
@@ -35,7 +38,7 @@ from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 
-from .._config import EVENTS
+from .._config import EVENTS, Config
 from .._errors import ErrorKind
 from .._records import AlertEvent, ProbeResult, Record, RoundSummary
 
@@ -110,13 +113,21 @@ class Metrics:
             "Results the history store could not keep",
             registry=registry,
         )
+        self._consumer_dropped = Counter(
+            "trio_monitor_consumer_dropped",
+            "Records a consumer (output, history, a notifier) had to drop or could not keep",
+            ("consumer",),
+            registry=registry,
+        )
+        self._consumer_seen: dict[str, int] = {}
         # Every result and event is exported from the start (at 0), so rate() and
         # increase() see the first one.
         self._probe_children = {
             result: self._probes.labels(result) for result in ("ok", *map(str, ErrorKind))
         }
         self._alert_children = {event: self._alerts.labels(event) for event in EVENTS}
-        self._per_target: dict[str, tuple[Gauge, Gauge, Gauge, Gauge]] = {}
+        self._common = (self._success, self._duration, self._bytes)  # every kind's
+        self._per_target: dict[str, tuple[Gauge, ...]] = {}
         # Round lines carry totals since start, and rounds overlap, so their lines can
         # arrive out of order: the counters follow the highest total seen.
         self._dropped_seen = 0
@@ -138,17 +149,15 @@ class Metrics:
     def _probe(self, r: ProbeResult) -> None:
         children = self._per_target.get(r.target)
         if children is None:
-            children = self._per_target[r.target] = (
-                self._success.labels(r.target),
-                self._duration.labels(r.target),
-                self._status.labels(r.target),
-                self._bytes.labels(r.target),
-            )
-        success, duration, status, size = children
+            # the HTTP status only for targets of a kind that has one
+            gauges = self._common if r.kind != "http" else (*self._common, self._status)
+            children = self._per_target[r.target] = tuple(g.labels(r.target) for g in gauges)
+        success, duration, size, *status = children
         success.set(1 if r.ok else 0)
         duration.set(math.nan if r.latency_ms is None else r.latency_ms / 1000)
-        status.set(r.status or 0)
         size.set(r.bytes)
+        for gauge in status:
+            gauge.set(r.status or 0)
         result = "ok" if r.ok else str(r.error or "failed")
         child = self._probe_children.get(result)
         if child is None:
@@ -168,6 +177,14 @@ class Metrics:
         if s.unstored > self._unstored_seen:
             self._unstored.inc(s.unstored - self._unstored_seen)
             self._unstored_seen = s.unstored
+        for consumer, total in s.drops.items():
+            seen = self._consumer_seen.get(consumer)
+            if seen is None:  # exported from the first round on, at 0 if nothing was lost
+                seen = self._consumer_seen[consumer] = 0
+                self._consumer_dropped.labels(consumer)
+            if total > seen:
+                self._consumer_dropped.labels(consumer).inc(total - seen)
+                self._consumer_seen[consumer] = total
 
     # --- configuration --------------------------------------------------------------
 
@@ -182,12 +199,18 @@ class Metrics:
         self._targets.set(len(keep))
         self.forget([name for name in self._per_target if name not in keep])
 
+    async def reconfigure(self, old: Config, new: Config) -> None:
+        kinds = {t.name: t.kind for t in old.targets}
+        self.forget([t.name for t in new.targets if kinds.get(t.name, t.kind) != t.kind])
+        self.retain(t.name for t in new.targets)
+
     def forget(self, names: Iterable[str]) -> None:
         """Drop the per-target series of targets a reload removed."""
         for name in names:
-            if self._per_target.pop(name, None) is None:
+            children = self._per_target.pop(name, None)
+            if children is None:
                 continue
-            for gauge in (self._success, self._duration, self._status, self._bytes):
+            for gauge in (*self._common, self._status)[: len(children)]:
                 gauge.remove(name)
 
     # --- exposition -----------------------------------------------------------------

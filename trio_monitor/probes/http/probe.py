@@ -16,8 +16,10 @@ import trio
 from attrs import frozen
 
 from ..._config import Target
-from ..._errors import RETRYABLE, ErrorKind, ProbeFailure, classify
+from ..._errors import RETRYABLE, ErrorKind, ProbeFailure
 from ..._records import ProbeResult
+from .config import HttpSpec
+from .errors import classify
 from .transport import VERIFY_TLS
 
 BACKOFF_BASE = 0.1  # seconds before the first retry; doubles each time
@@ -29,31 +31,34 @@ _RNG = random.Random()  # jitter only; seeding one per probe costs more than the
 
 
 @frozen
-class Plan:
+class HttpPlan:
     """Everything about a target's request that can be built once, not once per probe."""
 
     target: Target
+    spec: HttpSpec
     url: httpx.URL
     request: httpx.Request  # the first hop's request, reused by every probe (GET has no body)
-    host: str  # "scheme://host:port": the per_host limit counts per origin, like the pools
+    limit_key: str  # "scheme://host:port": per_host counts per origin, like the pools
     headers: httpx.Headers
-    extensions: dict
+    extensions: dict[str, object]
     needle: bytes | None
 
 
-def prepare(target: Target) -> Plan:
+def prepare(target: Target) -> HttpPlan:
+    spec: HttpSpec = target.spec
     headers = httpx.Headers({"accept": "*/*", "accept-encoding": "gzip, deflate"})
-    headers.update(dict(target.headers))
+    headers.update(dict(spec.headers))
     url = httpx.URL(target.url)
-    extensions = {VERIFY_TLS: target.verify_tls}
-    return Plan(
+    extensions: dict[str, object] = {VERIFY_TLS: spec.verify_tls}
+    return HttpPlan(
         target=target,
+        spec=spec,
         url=url,
-        request=httpx.Request(target.method, url, headers=headers, extensions=extensions),
-        host=f"{url.scheme}://{url.host}:{url.port or (443 if url.scheme == 'https' else 80)}",
+        request=httpx.Request(spec.method, url, headers=headers, extensions=extensions),
+        limit_key=f"{url.scheme}://{url.host}:{url.port or (443 if url.scheme == 'https' else 80)}",
         headers=headers,
         extensions=extensions,
-        needle=target.contains.encode() if target.contains else None,
+        needle=spec.contains.encode() if spec.contains else None,
     )
 
 
@@ -96,7 +101,7 @@ async def _close(response: httpx.Response) -> None:
         await response.aclose()
 
 
-def _redirect_headers(plan: Plan, url: httpx.URL) -> httpx.Headers:
+def _redirect_headers(plan: HttpPlan, url: httpx.URL) -> httpx.Headers:
     """The target's headers, less its credentials when a redirect leaves its origin.
 
     As httpx does: Authorization (and Cookie) go to the target's origin only, or to its
@@ -119,7 +124,7 @@ def _redirect_headers(plan: Plan, url: httpx.URL) -> httpx.Headers:
     return headers
 
 
-def _next_request(plan: Plan, response: httpx.Response, method: str) -> httpx.Request:
+def _next_request(plan: HttpPlan, response: httpx.Response, method: str) -> httpx.Request:
     location = response.headers["location"]
     try:
         url = response.url.join(location)
@@ -132,7 +137,7 @@ def _next_request(plan: Plan, response: httpx.Response, method: str) -> httpx.Re
     return httpx.Request(method, url, headers=headers, extensions=plan.extensions)
 
 
-async def _read_body(plan: Plan, response: httpx.Response) -> tuple[int, bool, str, bool]:
+async def _read_body(plan: HttpPlan, response: httpx.Response) -> tuple[int, bool, str, bool]:
     """Stream the body, hashing as it comes; stop at max_body. -> (bytes, truncated, hash, found).
 
     Past max_body the response is closed, which drops the connection, and the loop runs on
@@ -142,7 +147,7 @@ async def _read_body(plan: Plan, response: httpx.Response) -> tuple[int, bool, s
     finalize with a ResourceWarning from trio for each; `aclosing()` would close only
     the outermost one.
     """
-    limit = plan.target.max_body
+    limit = plan.spec.max_body
     digest = hashlib.sha256()
     needle = plan.needle
     found = needle is None
@@ -169,10 +174,10 @@ async def _read_body(plan: Plan, response: httpx.Response) -> tuple[int, bool, s
     return total, truncated, "sha256:" + digest.hexdigest(), found
 
 
-async def _attempt(transport: httpx.AsyncBaseTransport, plan: Plan) -> _Response:
-    target = plan.target
+async def _attempt(transport: httpx.AsyncBaseTransport, plan: HttpPlan) -> _Response:
+    spec = plan.spec
     started = trio.current_time()
-    method = target.method
+    method = spec.method
     request = plan.request
     redirects = 0
     while True:
@@ -182,14 +187,14 @@ async def _attempt(transport: httpx.AsyncBaseTransport, plan: Plan) -> _Response
         response.request = request
         try:
             if (
-                target.follow_redirects
+                spec.follow_redirects
                 and response.status_code in _REDIRECT_STATUSES
                 and "location" in response.headers
             ):
                 redirects += 1
-                if redirects > target.max_redirects:
+                if redirects > spec.max_redirects:
                     raise ProbeFailure(
-                        ErrorKind.REDIRECTS, f"more than {target.max_redirects} redirects"
+                        ErrorKind.REDIRECTS, f"more than {spec.max_redirects} redirects"
                     )
                 request = _next_request(plan, response, method)
                 method = request.method
@@ -199,15 +204,15 @@ async def _attempt(transport: httpx.AsyncBaseTransport, plan: Plan) -> _Response
             size, truncated, content_hash, found = await _read_body(plan, response)
             latency = trio.current_time() - started
             failure = None
-            if truncated and target.on_too_large == "fail":
+            if truncated and spec.on_too_large == "fail":
                 failure = ProbeFailure(
-                    ErrorKind.TOO_LARGE, f"body larger than max_body ({target.max_body} bytes)"
+                    ErrorKind.TOO_LARGE, f"body larger than max_body ({spec.max_body} bytes)"
                 )
-            elif response.status_code not in target.expect_status:
+            elif response.status_code not in spec.expect_status:
                 failure = ProbeFailure(ErrorKind.STATUS, f"HTTP {response.status_code}")
             elif not found:
                 failure = ProbeFailure(
-                    ErrorKind.CONTENT, f"body does not contain {target.contains!r}"
+                    ErrorKind.CONTENT, f"body does not contain {spec.contains!r}"
                 )
             return _Response(
                 status=response.status_code,
@@ -226,7 +231,7 @@ async def _attempt(transport: httpx.AsyncBaseTransport, plan: Plan) -> _Response
 
 async def probe(
     transport: httpx.AsyncBaseTransport,
-    plan: Plan,
+    plan: HttpPlan,
     round_no: int,
     *,
     rng: random.Random | None = None,

@@ -1,5 +1,7 @@
 """What the HTTP server (and the watchdog) may read of a running monitor.
 
+MonitorView depends on narrow protocols (States, Schedule), not on the monitor.
+
 Nothing here blocks or awaits: the view reads the monitor's in-memory state. The last
 24 hours per target are kept as hourly slots (checks, ok, latency histogram), the
 finished hours frozen as compact blobs: about 2 KB per target, whatever the interval.
@@ -9,16 +11,15 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import trio
 from attrs import frozen
 
-from .._records import ProbeResult
+from .._config import Config, Target, unchanged_targets
+from .._records import ProbeResult, Record
 from ..store.records import Histogram
-
-if TYPE_CHECKING:
-    from .._lifecycle import Monitor
+from .state import TargetState
 
 HOURS = 24
 STALL_LIMIT = 5.0  # seconds of event-loop lag that make the monitor unhealthy
@@ -41,7 +42,11 @@ class RecentStats:
     def __init__(self) -> None:
         self._targets: dict[str, deque[_Hour]] = {}
 
-    def observe(self, result: ProbeResult) -> None:
+    def observe(self, record: Record) -> None:
+        if isinstance(record, ProbeResult):
+            self._add(record)
+
+    def _add(self, result: ProbeResult) -> None:
         hour = int(result.ts // 3600)
         slots = self._targets.get(result.target)
         if slots is None:
@@ -77,6 +82,9 @@ class RecentStats:
         for name in [n for n in self._targets if n not in names]:
             del self._targets[name]
 
+    async def reconfigure(self, old: Config, new: Config) -> None:
+        self.retain(unchanged_targets(old, new))
+
 
 @frozen
 class TargetStatus:
@@ -89,6 +97,7 @@ class TargetStatus:
     checks_24h: int
     availability_24h_pct: float | None
     p95_24h_ms: float | None
+    kind: str = "http"
 
 
 @frozen
@@ -99,20 +108,46 @@ class Health:
     max_age_s: float
 
 
+class States(Protocol):
+    def get(self, name: str) -> TargetState | None: ...
+
+
+class Schedule(Protocol):
+    """When rounds began, and the worst event-loop stall of the last minute."""
+
+    @property
+    def started_at(self) -> float: ...
+
+    @property
+    def last_round_at(self) -> float | None: ...
+
+    @property
+    def worst_lag(self) -> tuple[float, float]: ...
+
+
 class MonitorView:
     """Read-only, non-blocking access to a running monitor's state."""
 
-    def __init__(self, monitor: Monitor, recent: RecentStats, wall: Callable[[], float]) -> None:
-        self._monitor = monitor
+    def __init__(
+        self,
+        config: Callable[[], Config],
+        states: States,
+        schedule: Schedule,
+        recent: RecentStats,
+        wall: Callable[[], float],
+    ) -> None:
+        self._config = config
+        self._states = states
+        self._schedule = schedule
         self._recent = recent
         self._wall = wall
 
     @property
     def store_path(self) -> str | None:
-        return self._monitor.config.store_path
+        return self._config().store_path
 
-    def _status(self, target, now: float) -> TargetStatus:
-        state = self._monitor._state.get(target.name) if self._monitor._state else None
+    def _status(self, target: Target, now: float) -> TargetStatus:
+        state = self._states.get(target.name)
         checks, availability, p95 = self._recent.summary(target.name, now)
         return TargetStatus(
             name=target.name,
@@ -124,14 +159,15 @@ class MonitorView:
             checks_24h=checks,
             availability_24h_pct=availability,
             p95_24h_ms=p95,
+            kind=target.kind,
         )
 
     def targets(self) -> list[TargetStatus]:
         now = self._wall()
-        return [self._status(t, now) for t in self._monitor.config.targets]
+        return [self._status(t, now) for t in self._config().targets]
 
     def target(self, name: str) -> TargetStatus | None:
-        for t in self._monitor.config.targets:
+        for t in self._config().targets:
             if t.name == name:
                 return self._status(t, self._wall())
         return None
@@ -140,19 +176,17 @@ class MonitorView:
         """Healthy while rounds run on schedule: the last one began less than twice the
         shortest interval ago (plus the stagger window before the first), and the event
         loop is not stalled."""
-        scheduler = self._monitor._scheduler
-        config = self._monitor.config
-        if scheduler is None:
-            return Health(False, "starting", None, 0.0)
+        schedule = self._schedule
+        config = self._config()
         if not config.targets:
             return Health(True, "ok (no targets)", None, 0.0)
         max_age = 2 * min(t.interval for t in config.targets)
-        last = scheduler.last_round_at
-        reference = last if last is not None else scheduler.started_at + config.monitor.stagger
+        last = schedule.last_round_at
+        reference = last if last is not None else schedule.started_at + config.monitor.stagger
         age = max(0.0, trio.current_time() - reference)
         if age > max_age:
             return Health(False, f"no round for {age:.0f} s (limit {max_age:g} s)", age, max_age)
-        lag, when = scheduler.worst_lag
+        lag, when = schedule.worst_lag
         if lag > STALL_LIMIT and trio.current_time() - when <= max_age:
             return Health(False, f"event loop stalled for {lag:.1f} s", age, max_age)
         return Health(True, "ok", age if last is not None else None, max_age)

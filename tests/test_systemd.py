@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 import tomli_w
 import trio
-from fakes import result_for
+from fakes import FakeProber
 
 from trio_monitor import load_config, run_monitor
 from trio_monitor._systemd import (
     STATUS_MAX,
-    Notifier,
+    SystemdNotifier,
     monotonic_usec,
     serve_watchdog,
     watchdog_interval,
@@ -66,7 +66,7 @@ def abstract_systemd(monkeypatch: pytest.MonkeyPatch) -> Iterator[socket.socket]
 
 
 def test_each_message_is_one_exact_datagram(systemd):
-    notifier = Notifier()
+    notifier = SystemdNotifier()
     assert notifier.enabled
     assert notifier.ready()
     assert notifier.stopping()
@@ -81,7 +81,7 @@ def test_each_message_is_one_exact_datagram(systemd):
 
 
 def test_status_rides_in_the_same_datagram(systemd):
-    notifier = Notifier()
+    notifier = SystemdNotifier()
     notifier.ready(status="monitoring 3 targets")
     notifier.stopping(status="stopping")
     notifier.watchdog(status="3 targets, 1 down")
@@ -93,7 +93,7 @@ def test_status_rides_in_the_same_datagram(systemd):
 
 
 def test_reloading_carries_clock_monotonic_usec(systemd):
-    notifier = Notifier()
+    notifier = SystemdNotifier()
     before = monotonic_usec()
     assert notifier.reloading(status="reloading")
     after = monotonic_usec()
@@ -108,7 +108,7 @@ def test_reloading_carries_clock_monotonic_usec(systemd):
 
 
 def test_status_is_one_line_and_bounded(systemd):
-    notifier = Notifier()
+    notifier = SystemdNotifier()
     notifier.status("reload failed:\nline 2")
     notifier.status("x" * (STATUS_MAX + 100))
     first, second = _received(systemd)
@@ -117,7 +117,7 @@ def test_status_is_one_line_and_bounded(systemd):
 
 
 def test_abstract_socket(abstract_systemd):
-    notifier = Notifier()
+    notifier = SystemdNotifier()
     assert notifier.ready()
     assert notifier.watchdog()
     assert _received(abstract_systemd) == [b"READY=1", b"WATCHDOG=1"]
@@ -129,7 +129,7 @@ def test_abstract_socket(abstract_systemd):
 def test_without_notify_socket_everything_is_a_no_op(monkeypatch, tmp_path):
     monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
     monkeypatch.setenv("WATCHDOG_USEC", "10000000")
-    notifier = Notifier()
+    notifier = SystemdNotifier()
     assert not notifier.enabled
     assert notifier.watchdog_interval() is None  # no socket to ping
     for send in (notifier.ready, notifier.reloading, notifier.stopping, notifier.watchdog):
@@ -139,14 +139,14 @@ def test_without_notify_socket_everything_is_a_no_op(monkeypatch, tmp_path):
 
 def test_unsupported_socket_kinds_are_ignored_with_a_warning(caplog):
     with caplog.at_level(logging.WARNING, logger="trio_monitor"):
-        notifier = Notifier({"NOTIFY_SOCKET": "vsock:2:1234"})
+        notifier = SystemdNotifier({"NOTIFY_SOCKET": "vsock:2:1234"})
     assert not notifier.enabled
     assert notifier.ready() is False
     assert "NOTIFY_SOCKET" in caplog.text
 
 
 def test_a_failing_send_never_raises_and_warns_once(tmp_path, caplog):
-    notifier = Notifier({"NOTIFY_SOCKET": str(tmp_path / "gone")})
+    notifier = SystemdNotifier({"NOTIFY_SOCKET": str(tmp_path / "gone")})
     with caplog.at_level(logging.DEBUG, logger="trio_monitor"):
         assert notifier.ready() is False
         assert notifier.watchdog() is False
@@ -160,7 +160,7 @@ def test_a_failing_send_never_raises_and_warns_once(tmp_path, caplog):
 async def test_a_full_socket_drops_instead_of_blocking(systemd):
     """systemd not reading (hung, or flooded): sends fail fast, the loop never waits."""
     systemd.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
-    notifier = Notifier()
+    notifier = SystemdNotifier()
 
     def flood() -> list[bool]:
         return [notifier.status("x" * 200) for _ in range(5000)]
@@ -174,7 +174,7 @@ async def test_a_full_socket_drops_instead_of_blocking(systemd):
 
 def test_unset_environment_keeps_children_out(systemd):
     env = {"NOTIFY_SOCKET": os.environ["NOTIFY_SOCKET"], "WATCHDOG_USEC": "5000000", "PATH": "/x"}
-    notifier = Notifier(env, unset_environment=True)
+    notifier = SystemdNotifier(env, unset_environment=True)
     assert env == {"PATH": "/x"}
     assert notifier.watchdog_interval() == 5.0
     assert notifier.ready()
@@ -228,7 +228,7 @@ async def test_watchdog_pings_at_half_the_timeout_only_while_healthy(
     t0 = trio.current_time()
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_collect, systemd, pings)
-        await nursery.start(serve_watchdog, Notifier(), lambda: healthy)
+        await nursery.start(serve_watchdog, SystemdNotifier(), lambda: healthy)
         await trio.sleep_until(t0 + 12)
         healthy = False  # e.g. the scheduler has started no round for too long
         with caplog.at_level(logging.WARNING, logger="trio_monitor"):
@@ -263,7 +263,7 @@ async def test_watchdog_never_pings_an_unhealthy_monitor(
 
     with caplog.at_level(logging.WARNING, logger="trio_monitor"):
         async with trio.open_nursery() as nursery:
-            await nursery.start(serve_watchdog, Notifier(), healthy)
+            await nursery.start(serve_watchdog, SystemdNotifier(), healthy)
             await trio.sleep(10.5)
             nursery.cancel_scope.cancel()
     assert checks == 11  # at 0, 1, ..., 10 s
@@ -280,7 +280,7 @@ async def test_a_failing_health_check_counts_as_unhealthy(
         raise RuntimeError("bug")
 
     async with trio.open_nursery() as nursery:
-        await nursery.start(serve_watchdog, Notifier(), healthy)
+        await nursery.start(serve_watchdog, SystemdNotifier(), healthy)
         await trio.sleep(3)
         nursery.cancel_scope.cancel()
     assert _received(systemd) == []
@@ -293,7 +293,7 @@ async def test_watchdog_sends_the_status_with_each_ping(systemd, monkeypatch, au
     async with trio.open_nursery() as nursery:
         await nursery.start(
             functools.partial(serve_watchdog, status=lambda: f"round {next(rounds)}"),
-            Notifier(),
+            SystemdNotifier(),
             lambda: True,
         )
         await trio.sleep(1.5)
@@ -312,7 +312,7 @@ async def test_without_a_watchdog_serve_watchdog_returns_at_once(systemd, monkey
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     async with trio.open_nursery() as nursery:
-        await nursery.start(serve_watchdog, Notifier(), lambda: True)
+        await nursery.start(serve_watchdog, SystemdNotifier(), lambda: True)
     assert _received(systemd) == []
 
 
@@ -320,7 +320,7 @@ async def test_without_notify_socket_serve_watchdog_returns_at_once(monkeypatch)
     monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
     monkeypatch.setenv("WATCHDOG_USEC", "2000000")
     with trio.fail_after(1):
-        await serve_watchdog(Notifier(), lambda: True)
+        await serve_watchdog(SystemdNotifier(), lambda: True)
 
 
 # --- the monitor, wired ----------------------------------------------------------------
@@ -338,10 +338,9 @@ async def test_a_running_monitor_tells_systemd_what_it_does(systemd, tmp_path):
         )
     )
     config = load_config(str(path))
-    notifier = Notifier({"NOTIFY_SOCKET": os.environ["NOTIFY_SOCKET"], "WATCHDOG_USEC": "2000000"})
-
-    async def probe_fn(client, plan, round_no):
-        return result_for(plan, round_no)
+    notifier = SystemdNotifier(
+        {"NOTIFY_SOCKET": os.environ["NOTIFY_SOCKET"], "WATCHDOG_USEC": "2000000"}
+    )
 
     def assignments(datagram: bytes) -> list[str]:
         """Its names, but STATUS (its text is free)."""
@@ -356,8 +355,8 @@ async def test_a_running_monitor_tells_systemd_what_it_does(systemd, tmp_path):
                 out=io.BytesIO(),
                 config_path=str(path),
                 handle_signals=False,
-                probe_fn=probe_fn,
-                notifier=notifier,
+                probers={"http": FakeProber()},
+                systemd=notifier,
             )
         )
         [ready] = _received(systemd)

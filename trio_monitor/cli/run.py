@@ -1,0 +1,50 @@
+"""`trio-monitor run`: probe the targets until stopped (or one round with --once)."""
+
+from __future__ import annotations
+
+import argparse
+
+import trio
+
+from .._config import load_config
+from .._errors import MonitorError, UsageError
+from .._lifecycle import run_monitor
+from .._systemd import SystemdNotifier
+from .common import with_config
+
+
+def add_arguments(cmd: argparse.ArgumentParser) -> None:
+    with_config(cmd)
+    cmd.add_argument("--once", action="store_true", help="one round of every target, then exit")
+    cmd.add_argument("-o", "--output", help="write JSON lines to this file instead (appends)")
+    cmd.add_argument("-q", "--quiet", action="store_true", help="log only warnings and errors")
+
+
+def command(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    if args.output:
+        try:
+            out = open(args.output, "ab")  # noqa: SIM115 - closed below, after trio.run
+        except OSError as exc:
+            raise UsageError(f"cannot open {args.output}: {exc.strerror or exc}") from None
+    else:
+        out = None
+    # Read (and unset: alert commands must not inherit them) systemd's variables.
+    systemd = SystemdNotifier(unset_environment=True)
+    try:
+        code = trio.run(
+            lambda: run_monitor(
+                config, once=args.once, out=out, config_path=args.config, systemd=systemd
+            )
+        )
+    except* MonitorError as group:
+        # An expected error from inside the task tree arrives wrapped in exception groups:
+        # it is still one line for the user, not a traceback.
+        first: BaseException = group
+        while isinstance(first, BaseExceptionGroup):
+            first = first.exceptions[0]
+        raise first from None
+    finally:
+        if out is not None:
+            out.close()
+    return code

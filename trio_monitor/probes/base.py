@@ -1,0 +1,108 @@
+"""The probe seam: what a probe kind is, and the registry that finds one.
+
+A kind is one module that registers a `ProbeKind`: the URL schemes it answers, the
+config keys of its targets (an attrs subclass of `TargetSection`: the tag of the
+targets' tagged union), how those keys resolve into its frozen spec, and how to open
+its `Prober` for a run. Nothing outside the kind's module knows its keys or its
+protocol: the scheduler asks a prober for a plan once per target and probes the plan;
+every consumer reads the `ProbeResult` it returns.
+
+    register(ProbeKind(name="echo", schemes=frozenset({"echo"}), section=...,
+                       resolver=..., open=...))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractAsyncContextManager
+from typing import TYPE_CHECKING, Any, Protocol
+
+import trio
+from attrs import frozen
+
+if TYPE_CHECKING:
+    from .._config import Config, MonitorSection, Target, TargetSection
+    from .._records import ProbeResult
+
+
+class Plan(Protocol):
+    """What a prober builds once per target, so that a probe does no setup work."""
+
+    @property
+    def target(self) -> Target: ...
+
+    @property
+    def limit_key(self) -> str:
+        """What `per_host` counts: probes with the same key share one limit."""
+        ...
+
+
+class Prober(Protocol):
+    """Probes the targets of one kind during one run of the monitor."""
+
+    def prepare(self, target: Target) -> Plan: ...
+
+    async def probe(
+        self, plan: Plan, round_no: int, deadlines: set[trio.CancelScope]
+    ) -> ProbeResult:
+        """Probe once within the target's timeout; never raise but Cancelled.
+
+        The probe puts its deadline scope in `deadlines` while it runs, so that the
+        scheduler can push it back by time the event loop was stalled.
+        """
+        ...
+
+    async def reconfigure(self, old: Config, new: Config) -> None:
+        """A reload was applied: release what no target of `new` uses any more."""
+        ...
+
+
+# Resolves one [[targets]] table of the kind (already structured as its section class)
+# into its spec; `where` is the key path for problems ("targets[3]").
+Resolve = Callable[[Any, str, list[str]], object]
+
+
+@frozen
+class ProbeKind:
+    name: str  # the `kind` key and the results' `kind` field
+    schemes: frozenset[str]  # URL schemes that choose this kind when `kind` is not set
+    section: type[TargetSection]  # the keys its targets may have (a subclass)
+    # once per config: the [monitor] defaults (and ${ENV}) -> a Resolve for its targets;
+    # problems with the defaults themselves are appended to the list
+    resolver: Callable[[MonitorSection, Mapping[str, str], list[str]], Resolve]
+    open: Callable[[Config], AbstractAsyncContextManager[Prober]]
+    # one short line for an ok result ("HTTP 200 in 3.2 ms"), e.g. in `up` alerts
+    describe: Callable[[ProbeResult], str] = lambda r: f"ok in {r.latency_ms:g} ms"
+
+
+_KINDS: dict[str, ProbeKind] = {}
+
+
+def register(kind: ProbeKind) -> None:
+    """Make a kind available to configs parsed from now on."""
+    taken = {s for k in _KINDS.values() if k.name != kind.name for s in k.schemes}
+    if kind.schemes & taken:
+        raise ValueError(f"scheme {sorted(kind.schemes & taken)[0]!r} already has a kind")
+    _KINDS[kind.name] = kind
+
+
+def unregister(name: str) -> None:
+    _KINDS.pop(name, None)
+
+
+def kinds() -> Iterator[ProbeKind]:
+    return iter(_KINDS.values())
+
+
+def get(name: str) -> ProbeKind:
+    """KeyError for a kind nobody registered."""
+    return _KINDS[name]
+
+
+def for_scheme(scheme: str) -> ProbeKind | None:
+    return next((k for k in _KINDS.values() if scheme in k.schemes), None)
+
+
+def describe(result: ProbeResult) -> str:
+    kind = _KINDS.get(result.kind)
+    return kind.describe(result) if kind is not None else f"ok in {result.latency_ms} ms"

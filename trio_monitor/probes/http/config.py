@@ -1,0 +1,86 @@
+"""The keys of HTTP(S) targets, and their resolution into an `HttpSpec`.
+
+Unset keys inherit from [monitor], where the same names set the defaults.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from attrs import frozen
+
+from ..._config import (
+    ByteSize,
+    Count,
+    MonitorSection,
+    TargetSection,
+    TooLargePolicy,
+    _Invalid,
+    expand_headers,
+    inherit,
+    parse_status_spec,
+)
+from ..base import Resolve
+
+
+@frozen
+class HttpTargetSection(TargetSection):
+    """[[targets]] with an http:// or https:// URL."""
+
+    method: str | None = None
+    headers: dict[str, str] | None = None
+    expect_status: tuple[int | str, ...] | None = None
+    follow_redirects: bool | None = None
+    max_redirects: Count | None = None
+    contains: str | None = None
+    max_body: ByteSize | None = None
+    on_too_large: TooLargePolicy | None = None
+    verify_tls: bool | None = None
+
+
+@frozen
+class HttpSpec:
+    """An HTTP target's request and checks, every default applied."""
+
+    method: str
+    headers: tuple[tuple[str, str], ...]
+    expect_status: frozenset[int]
+    follow_redirects: bool
+    max_redirects: int
+    contains: str | None
+    max_body: int
+    on_too_large: TooLargePolicy
+    verify_tls: bool
+
+
+def http_resolver(m: MonitorSection, env: Mapping[str, str], problems: list[str]) -> Resolve:
+    try:
+        default_status = parse_status_spec(m.expect_status)
+    except _Invalid as exc:
+        problems.append(f"monitor.expect_status: {exc}")
+        default_status = frozenset(range(200, 400))
+    base_headers = {"user-agent": m.user_agent} | expand_headers(
+        m.headers, "monitor.headers", env, problems
+    )
+
+    def resolve(t: HttpTargetSection, where: str, problems: list[str]) -> HttpSpec:
+        status = default_status
+        if t.expect_status is not None:
+            try:
+                status = parse_status_spec(t.expect_status)
+            except _Invalid as exc:
+                problems.append(f"{where}.expect_status: {exc}")
+        headers = base_headers | expand_headers(t.headers, f"{where}.headers", env, problems)
+        return HttpSpec(
+            method=inherit(t.method, m.method).upper(),
+            headers=tuple(headers.items()),
+            expect_status=status,
+            follow_redirects=inherit(t.follow_redirects, m.follow_redirects),
+            max_redirects=inherit(t.max_redirects, m.max_redirects),
+            contains=t.contains,
+            max_body=inherit(t.max_body, m.max_body),
+            on_too_large=inherit(t.on_too_large, m.on_too_large),
+            verify_tls=inherit(t.verify_tls, m.verify_tls),
+        )
+
+    return resolve

@@ -1,0 +1,1 @@
+"""Consumers that write records out: JSON lines (jsonl.py)."""
