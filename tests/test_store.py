@@ -29,23 +29,13 @@ import trio
 
 from trio_monitor import ErrorKind
 from trio_monitor._config import StorageSection
+from trio_monitor._errors import StoreError
 from trio_monitor._records import AlertEvent, ProbeResult, RoundSummary
-from trio_monitor.store.db import (
-    APPLICATION_ID,
-    MIGRATIONS,
-    ROLLED_THROUGH,
-    SCHEMA_VERSION,
-    HistoryReader,
-    StoreError,
-    StoreMaintenance,
-    StoreStats,
-    StoreWriter,
-    migrate,
-    open_store,
-    serve_store,
-    serve_store_maintenance,
-)
+from trio_monitor.store import HistoryReader, StoreStats, StoreWriter, open_store, serve_store
+from trio_monitor.store._sql import ROLLED_THROUGH
+from trio_monitor.store.maintenance import StoreMaintenance, serve_store_maintenance
 from trio_monitor.store.records import Sample, rollup
+from trio_monitor.store.schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION, migrate
 
 T0 = 1_800_000_000.0  # a whole hour (and day) in unix seconds
 DAY = 86400.0
@@ -231,7 +221,7 @@ def test_reading_a_missing_file_says_run_the_monitor_first(tmp_path):
 
 
 async def test_queued_records_are_written_in_few_transactions(tmp_path, monkeypatch):
-    import trio_monitor.store.db as store_module
+    import trio_monitor.store.writer as store_module
 
     batches = []
     real = store_module._write_batch

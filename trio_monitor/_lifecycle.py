@@ -39,7 +39,7 @@ from .engine.schedule import ProbeFn, Scheduler
 from .engine.state import StateStore
 from .probes.http.transport import OriginRouter, open_http_client, origin_key
 from .server.view import MonitorView, RecentStats
-from .store.db import HistoryReader, StoreStats, open_store, serve_store
+from .store import HistoryReader, StoreStats, open_store, serve_store
 from .store.records import Incident
 
 if TYPE_CHECKING:

@@ -46,7 +46,7 @@ from attrs import define, field, frozen
 from .._config import format_duration, load_config, parse_when
 from .._errors import UsageError
 from .._records import rfc3339
-from ..store.db import HistoryReader
+from ..store import HistoryReader
 from ..store.records import ERROR_BOUND, ContentChange, Histogram, HourRollup, Incident, Sample
 
 __all__ = [
