@@ -27,24 +27,20 @@ from pngs import read_png
 
 from trio_monitor._errors import UsageError
 from trio_monitor._records import AlertEvent, ProbeResult, RoundSummary, rfc3339, to_line
+from trio_monitor.cli import report as report_cli
 from trio_monitor.cli.main import main
-from trio_monitor.report import build as _report
-from trio_monitor.report.build import (
-    COLOR_BAD,
-    COLOR_LINE,
-    COLOR_NODATA,
-    COLOR_OK,
-    COLOR_WARN,
+from trio_monitor.cli.report import make_report, parse_time
+from trio_monitor.report import (
     Aggregator,
     build_report,
     feed_jsonl,
     feed_store,
-    human_duration,
-    parse_time,
     render_html,
     render_json,
     render_text,
 )
+from trio_monitor.report.format import fmt_pct, human_duration
+from trio_monitor.report.html import COLOR_BAD, COLOR_LINE, COLOR_NODATA, COLOR_OK, COLOR_WARN
 from trio_monitor.store.records import (
     ERROR_BOUND,
     FLOOR_MS,
@@ -446,7 +442,7 @@ def _inject(monkeypatch, reader: FakeReader, seen: list[str]) -> None:
         finally:
             reader.close()
 
-    monkeypatch.setattr(_report, "open_history", fake_open)
+    monkeypatch.setattr(report_cli, "open_history", fake_open)
 
 
 def test_report_command_reads_the_configured_store(tmp_path, monkeypatch, capsys):
@@ -726,7 +722,7 @@ def test_default_range_is_the_last_24_hours(monkeypatch):
     stdin = argparse.Namespace(buffer=_bytes_io(lines))
     notes: list[str] = []
     monkeypatch.setattr(sys, "stdin", stdin)
-    report = _report.make_report(args, now, warn=notes.append)
+    report = make_report(args, now, warn=notes.append)
     assert (report.since, report.until) == (now - 86400, now)
     assert report.targets[0].checks == 2  # minutes 360 and 1740; 1800 is `now`: out
     assert len(notes) == 1
@@ -756,9 +752,9 @@ def test_human_duration_and_percent():
         "1d02h",
         "-",
     ]
-    assert _report._pct(99.9999) == "99.99"  # never rounded up to a perfect 100
-    assert _report._pct(100.0) == "100.00"
-    assert _report._pct(None) == "-"
+    assert fmt_pct(99.9999) == "99.99"  # never rounded up to a perfect 100
+    assert fmt_pct(100.0) == "100.00"
+    assert fmt_pct(None) == "-"
 
 
 # --- formats ---------------------------------------------------------------------------

@@ -20,9 +20,9 @@ from .._config import load_config, parse_duration
 from .._errors import ConfigError, MonitorError, UsageError
 from .._lifecycle import EXIT_INTERRUPTED, run_monitor
 from .._systemd import Notifier
-from ..report.build import add_arguments as add_report_arguments
-from ..report.build import report_command
 from .init import starter_config, urls_from_text
+from .report import add_arguments as add_report_arguments
+from .report import report_command
 
 log = logging.getLogger("trio_monitor")
 
