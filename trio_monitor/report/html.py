@@ -4,46 +4,30 @@ colours and availability levels are the shared palette's (`_palette`)."""
 
 from __future__ import annotations
 
+import functools
 import html
 import json
 import math
 from datetime import UTC, datetime
+from importlib import resources
 
 from .._config import format_duration
+from .._palette import COLORS, OK_FROM, WARN_FROM, level
 from .._records import rfc3339
 from ..store.records import ERROR_BOUND
 from .aggregate import DEFAULT_SLOWEST, SLOTS, Report, SlotView, TargetReport
 from .format import fmt_ms, fmt_pct, human_duration
 
-COLOR_OK = "#2da44e"  # slot availability >= 99.9%
-COLOR_WARN = "#d4a72c"  # >= 95%
-COLOR_BAD = "#cf222e"  # below
-COLOR_NODATA = "#d0d7de"
-COLOR_LINE = "#0969da"  # the latency line
 SLOT_PX = 10  # uptime bar: one SLOT_PX-wide column per slot, a 1 px gap between
 
-_CSS = """
-*{box-sizing:border-box}
-body{margin:0;padding:20px 28px;font:13px/1.4 system-ui,-apple-system,"Segoe UI",Roboto,
-"DejaVu Sans",sans-serif;color:#1f2328;background:#f6f8fa}
-h1{font-size:20px;margin:0 0 2px}h2{font-size:15px;margin:18px 0 8px}
-.muted{color:#656d76}.mono{font-family:ui-monospace,"DejaVu Sans Mono",monospace}
-.cards{display:flex;gap:10px;margin:12px 0 4px;flex-wrap:wrap}
-.card{background:#fff;border:1px solid #d8dee4;border-radius:6px;padding:8px 14px;min-width:120px}
-.card b{display:block;font-size:18px}
-table{border-collapse:collapse;background:#fff;border:1px solid #d8dee4;width:100%}
-th,td{padding:4px 10px;border-bottom:1px solid #eaeef2;text-align:right;white-space:nowrap}
-th{background:#f6f8fa;font-weight:600}
-td.name,th.name{text-align:left;max-width:320px;overflow:hidden;text-overflow:ellipsis}
-.good{color:#1a7f37}.bad{color:#a40e26;font-weight:600}.warn{color:#9a6700}
-.target{display:grid;grid-template-columns:500px 1fr;gap:16px;background:#fff;
-border:1px solid #d8dee4;border-radius:6px;padding:10px 14px;margin-bottom:10px}
-.target h3{margin:0;font-size:14px;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
-.url{font-size:12px;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
-.stats{margin:6px 0}.axis{font-size:11px;fill:#656d76}
-.legend span{display:inline-block;width:10px;height:10px;border-radius:2px;margin:0 4px 0 10px}
-.badge{background:#cf222e;color:#fff;border-radius:10px;padding:0 7px;font-size:11px}
-"""
+# Text colour of an availability figure, by palette level (darker than the fills, to read).
+_TEXT_CLASS = {"ok": "good", "warn": "warn", "bad": "bad", "nodata": "muted"}
+
+
+@functools.cache
+def _css() -> str:
+    """The stylesheet shipped next to this module, read once."""
+    return resources.files("trio_monitor.report").joinpath("static/report.css").read_text("utf-8")
 
 
 def _e(text: object) -> str:
@@ -56,11 +40,7 @@ def _short_time(ts: float) -> str:
 
 def _slot_color(slot: SlotView) -> str:
     a = slot.availability
-    if a is None:
-        return COLOR_NODATA
-    if a >= 0.999:
-        return COLOR_OK
-    return COLOR_WARN if a >= 0.95 else COLOR_BAD
+    return COLORS[level(None if a is None else 100 * a)]
 
 
 def _uptime_svg(t: TargetReport, report: Report) -> str:
@@ -141,10 +121,10 @@ def _latency_svg(t: TargetReport, report: Report) -> str:
     for pts in runs:
         if len(pts) == 1:
             cx, cy = pts[0].split(",")
-            parts.append(f'<circle cx="{cx}" cy="{cy}" r="2.5" fill="{COLOR_LINE}"/>')
+            parts.append(f'<circle cx="{cx}" cy="{cy}" r="2.5" fill="{COLORS["line"]}"/>')
         else:
             parts.append(
-                f'<polyline class="latency" fill="none" stroke="{COLOR_LINE}" stroke-width="2" '
+                f'<polyline class="latency" fill="none" stroke="{COLORS["line"]}" stroke-width="2" '
                 f'stroke-linejoin="round" points="{" ".join(pts)}"/>'
             )
     if not runs:
@@ -160,9 +140,7 @@ def _latency_svg(t: TargetReport, report: Report) -> str:
 
 
 def _avail_class(pct: float | None) -> str:
-    if pct is None:
-        return "muted"
-    return "good" if pct >= 99.9 else "warn" if pct >= 95 else "bad"
+    return _TEXT_CLASS[level(pct)]
 
 
 def render_html(report: Report, slowest: int = DEFAULT_SLOWEST) -> str:
@@ -179,7 +157,7 @@ def render_html(report: Report, slowest: int = DEFAULT_SLOWEST) -> str:
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>trio-monitor report {_e(rfc3339(report.since))} .. "
         f"{_e(rfc3339(report.until))}</title>",
-        f"<style>{_CSS}</style></head><body>",
+        f"<style>\n{_css()}</style></head><body>",
         "<h1>trio-monitor report</h1>",
         f'<div class="muted">{_e(rfc3339(report.since))} .. {_e(rfc3339(report.until))} '
         f"({_e(span)}, {len(report.targets[0].slots) if report.targets else SLOTS} slots of "
@@ -213,10 +191,10 @@ def render_html(report: Report, slowest: int = DEFAULT_SLOWEST) -> str:
     o.append("</table>")
     o.append(
         '<h2>Over time <span class="legend muted">'
-        f'<span style="background:{COLOR_OK}"></span>&ge; 99.9%'
-        f'<span style="background:{COLOR_WARN}"></span>&ge; 95%'
-        f'<span style="background:{COLOR_BAD}"></span>&lt; 95%'
-        f'<span style="background:{COLOR_NODATA}"></span>no data</span></h2>'
+        f'<span style="background:{COLORS["ok"]}"></span>&ge; {OK_FROM:g}%'
+        f'<span style="background:{COLORS["warn"]}"></span>&ge; {WARN_FROM:g}%'
+        f'<span style="background:{COLORS["bad"]}"></span>&lt; {WARN_FROM:g}%'
+        f'<span style="background:{COLORS["nodata"]}"></span>no data</span></h2>'
     )
     for t in report.targets:
         url = f'<div class="url muted mono">{_e(t.url)}</div>' if t.url else ""
