@@ -498,7 +498,7 @@ def _probe(target: str, minute: float, ok: bool = True, ms: float | None = 20.0,
         target=target,
         url=f"https://{target}.example/",
         ok=ok,
-        status=200 if ok else None,
+        status=200 if ok and extra.get("kind", "http") == "http" else None,
         latency_ms=ms if ok else None,
         error=None if ok else "connect",
         attempts=1,
@@ -706,6 +706,26 @@ def test_jsonl_malformed_records_after_the_first_are_skipped():
     assert (source["probes"], source["bad"]) == (5, 7)
     assert build_report(a).targets[0].checks == 2
     assert notes == ["x: skipped 7 unparseable lines (first on line 2)"]
+
+
+def test_jsonl_probe_lines_of_any_kind_are_samples():
+    # a kind without an HTTP status (tcp, dns, ...) writes "status": null
+    lines = [
+        to_line(_probe("api", 1)),
+        to_line(_probe("db", 2, ms=3.5, kind="tcp")),
+        to_line(_probe("dns", 3, ok=False, kind="dns")),
+        to_line(_probe("dns", 4, ms=1.25, kind="dns")),
+    ]
+    assert '"status":null' in lines[1]
+    assert '"kind":"tcp"' in lines[1]
+    a = Aggregator(T0, T0 + 3600)
+    notes: list[str] = []
+    source = feed_jsonl(a, _bytes_io("\n".join(lines)), "x", warn=notes.append)
+    assert (source["probes"], source["bad"], source["other_types"]) == (4, 0, 0)
+    assert notes == []
+    api, db, dns = build_report(a).targets
+    assert (api.checks, db.checks, dns.checks) == (1, 1, 2)
+    assert (db.ok, db.min_ms, dns.ok, dns.failures) == (1, 3.5, 1, 1)
 
 
 def _bytes_io(data: str | bytes):
