@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from typing import Any
 
 from attrs import define, field, frozen
 
@@ -217,7 +218,7 @@ class Report:
     until: float
     slot_seconds: float
     targets: tuple[TargetReport, ...]
-    source: dict  # where the data came from, and what was skipped
+    source: dict[str, Any]  # where the data came from, and what was skipped
 
     @property
     def checks(self) -> int:
@@ -292,7 +293,7 @@ def _target_report(agg: _TargetAgg, a: Aggregator) -> TargetReport:
     )
 
 
-def build_report(a: Aggregator, source: dict | None = None) -> Report:
+def build_report(a: Aggregator, source: dict[str, Any] | None = None) -> Report:
     return Report(
         since=a.since,
         until=a.until,

@@ -4,6 +4,7 @@ added within REPORT_SCHEMA, never renamed or removed."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from .._records import rfc3339
 from ..store.records import ERROR_BOUND
@@ -16,7 +17,7 @@ def _r(value: float | None, digits: int = 3) -> float | None:
     return None if value is None else round(value, digits)
 
 
-def report_dict(report: Report, slowest: int = DEFAULT_SLOWEST) -> dict:
+def report_dict(report: Report, slowest: int = DEFAULT_SLOWEST) -> dict[str, Any]:
     """The JSON report. Its shape is a contract: fields are added, never renamed."""
     targets = []
     for t in report.targets:

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Protocol
+from typing import IO, Any, Protocol
 
 from .._errors import UsageError
 from .._records import rfc3339
@@ -53,8 +53,11 @@ class HistorySource(Protocol):
 
 
 def feed_store(
-    a: Aggregator, reader: HistorySource, known: Iterable[str] = (), urls: dict | None = None
-) -> dict:
+    a: Aggregator,
+    reader: HistorySource,
+    known: Iterable[str] = (),
+    urls: dict[str, str] | None = None,
+) -> dict[str, Any]:
     """Feed every wanted target's rollups and samples, then incidents and changes.
 
     `known`: more target names to list even without history (the config's). The reader
@@ -116,7 +119,9 @@ def _lines(stream: IO[bytes]) -> Iterator[bytes | None]:
             yield raw
 
 
-def feed_jsonl(a: Aggregator, stream: IO[bytes], name: str, *, warn: Warn = warn_stderr) -> dict:
+def feed_jsonl(
+    a: Aggregator, stream: IO[bytes], name: str, *, warn: Warn = warn_stderr
+) -> dict[str, Any]:
     """One pass over the monitor's JSON lines. Returns counts for the report's `source`."""
     counts = {"lines": 0, "probes": 0, "alerts": 0, "rounds": 0, "other_types": 0, "bad": 0}
     first_bad: int | None = None
@@ -175,7 +180,7 @@ def feed_jsonl(a: Aggregator, stream: IO[bytes], name: str, *, warn: Warn = warn
     return {"kind": "jsonl", "path": name, **counts, "outside_range": a.outside}
 
 
-def _probe_line(a: Aggregator, rec: dict) -> None:
+def _probe_line(a: Aggregator, rec: dict[str, Any]) -> None:
     target = rec["target"]
     if not isinstance(target, str):
         raise TypeError("target is not a string")
@@ -197,7 +202,9 @@ def _probe_line(a: Aggregator, rec: dict) -> None:
         a.add_change(ContentChange(target, ts, None, _opt_str(rec.get("content_hash"))))
 
 
-def _alert_line(a: Aggregator, rec: dict, open_since: dict[str, tuple[float, str]]) -> None:
+def _alert_line(
+    a: Aggregator, rec: dict[str, Any], open_since: dict[str, tuple[float, str]]
+) -> None:
     target, event = rec["target"], rec["event"]
     if not isinstance(target, str):
         raise TypeError("target is not a string")

@@ -8,7 +8,7 @@ import logging
 import math
 import sqlite3
 from collections.abc import Callable
-from typing import Any
+from typing import TypeVar, TypeVarTuple
 
 import trio
 
@@ -19,6 +19,9 @@ log = logging.getLogger("trio_monitor")
 
 LOG_EVERY = 60.0  # seconds between two logged store errors at least
 CLOSE_TIMEOUT = 5.0  # seconds closing a connection may take on the way out
+
+T = TypeVar("T")
+Ts = TypeVarTuple("Ts")
 
 
 def one_line(exc: BaseException) -> str:
@@ -84,7 +87,7 @@ class Db:
         self.path, self.busy_timeout, self.connect = path, busy_timeout, connect
         self.conn: sqlite3.Connection | None = None
 
-    async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
+    async def run(self, fn: Callable[[sqlite3.Connection, *Ts], T], *args: *Ts) -> T:
         """fn(conn, *args) in a worker thread, opening the connection first if needed."""
         try:
             if self.conn is None:

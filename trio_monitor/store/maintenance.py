@@ -19,7 +19,7 @@ from typing import Any
 import trio
 
 from .._config import StorageSection
-from ._db import Db, ErrorLog, environmental, one_line, reason
+from ._db import Db, ErrorLog, T, Ts, environmental, one_line, reason
 from ._sql import (
     HOUR,
     RAW_FLOOR,
@@ -163,7 +163,7 @@ class StoreMaintenance:
         self._db = Db(store_path, busy_timeout, connect)
         self._errors = ErrorLog(f"history maintenance {store_path}")
 
-    async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
+    async def _run(self, fn: Callable[[sqlite3.Connection, *Ts], T], *args: *Ts) -> T:
         self.batches += 1
         return await self._db.run(fn, *args)
 

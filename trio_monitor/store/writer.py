@@ -14,6 +14,7 @@ import math
 import sqlite3
 from collections import deque
 from collections.abc import Callable, Iterable
+from typing import Literal
 
 import trio
 from attrs import define
@@ -43,7 +44,20 @@ class StoreStats:
 #   ("s", target, ts, ok, status, latency_ms, error, change)  change: (previous, new) | None
 #   ("d", target, start, error)                                  a "down" alert
 #   ("u", target, end)                                           an "up" alert
-Op = tuple
+# (status is None for probe kinds without one, and for no answer at all)
+SampleOp = tuple[
+    Literal["s"],
+    str,
+    float,
+    int,
+    int | None,
+    float | None,
+    str | None,
+    tuple[str | None, str | None] | None,
+]
+DownOp = tuple[Literal["d"], str, float, str]
+UpOp = tuple[Literal["u"], str, float]
+Op = SampleOp | DownOp | UpOp
 
 
 def _write_batch(
@@ -65,8 +79,7 @@ def _write_batch(
         return tid
 
     def write(op: Op, tid: int) -> None:
-        kind = op[0]
-        if kind == "s":
+        if op[0] == "s":
             conn.execute(
                 "INSERT OR REPLACE INTO samples VALUES (?, ?, ?, ?, ?, ?)", (tid, *op[2:7])
             )
@@ -74,7 +87,7 @@ def _write_batch(
                 conn.execute(
                     "INSERT OR REPLACE INTO changes VALUES (?, ?, ?, ?)", (tid, op[2], *op[7])
                 )
-        elif kind == "d":
+        elif op[0] == "d":
             open_ = conn.execute(
                 'SELECT 1 FROM incidents WHERE target_id = ? AND "end" IS NULL LIMIT 1', (tid,)
             ).fetchone()
