@@ -2,7 +2,7 @@
 HistoryReader; the monitor's JSON lines through the real console script), every format,
 error paths, and the HTML page rendered by real headless Chromium.
 
-Percentiles come from the log-bucket histogram of `_history`: for latencies of at least
+Percentiles come from the log-bucket histogram of `store.records`: for latencies of at least
 FLOOR_MS (0.1 ms) their relative error is at most ERROR_BOUND = sqrt(1.1) - 1 (4.88%).
 """
 
