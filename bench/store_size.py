@@ -57,15 +57,11 @@ from report import machine_lines
 
 from trio_monitor import ErrorKind
 from trio_monitor._config import StorageSection
-from trio_monitor.store.db import (
-    BUSY_TIMEOUT,
-    ROLLUP_LAG,
-    StoreMaintenance,
-    StoreStats,
-    _Db,
-    _write_batch,
-    open_store,
-)
+from trio_monitor.store import StoreStats, open_store
+from trio_monitor.store._db import Db as _Db
+from trio_monitor.store.maintenance import ROLLUP_LAG, StoreMaintenance
+from trio_monitor.store.schema import BUSY_TIMEOUT
+from trio_monitor.store.writer import _write_batch
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_RUNS = ("1000x9", "10000x1")

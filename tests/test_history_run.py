@@ -14,7 +14,7 @@ from servers import closed_port
 from test_lifecycle import LineSink
 
 from trio_monitor import load_config, run_monitor
-from trio_monitor.store.db import HistoryReader
+from trio_monitor.store import HistoryReader
 
 CLI = [sys.executable, "-m", "trio_monitor"]
 

@@ -30,7 +30,7 @@ from trio_monitor._records import AlertEvent, ProbeResult, RoundSummary, to_line
 from trio_monitor.engine.dispatch import Dispatcher
 from trio_monitor.engine.schedule import Scheduler
 from trio_monitor.engine.state import StateStore
-from trio_monitor.store.db import StoreStats, StoreWriter
+from trio_monitor.store import StoreStats, StoreWriter
 
 TARGETS = 20
 WARMUP = 200  # rounds (one a second)

@@ -2,7 +2,7 @@
 HistoryReader; the monitor's JSON lines through the real console script), every format,
 error paths, and the HTML page rendered by real headless Chromium.
 
-Percentiles come from the log-bucket histogram of `_history`: for latencies of at least
+Percentiles come from the log-bucket histogram of `store.records`: for latencies of at least
 FLOOR_MS (0.1 ms) their relative error is at most ERROR_BOUND = sqrt(1.1) - 1 (4.88%).
 """
 
@@ -17,7 +17,9 @@ import re
 import shutil
 import subprocess
 import sys
+import zipfile
 from contextlib import contextmanager
+from importlib import resources
 from pathlib import Path
 
 import attrs
@@ -26,25 +28,21 @@ import tomli_w
 from pngs import read_png
 
 from trio_monitor._errors import UsageError
+from trio_monitor._palette import COLORS, OK_FROM, WARN_FROM
 from trio_monitor._records import AlertEvent, ProbeResult, RoundSummary, rfc3339, to_line
+from trio_monitor.cli import report as report_cli
 from trio_monitor.cli.main import main
-from trio_monitor.report import build as _report
-from trio_monitor.report.build import (
-    COLOR_BAD,
-    COLOR_LINE,
-    COLOR_NODATA,
-    COLOR_OK,
-    COLOR_WARN,
+from trio_monitor.cli.report import make_report, parse_time
+from trio_monitor.report import (
     Aggregator,
     build_report,
     feed_jsonl,
     feed_store,
-    human_duration,
-    parse_time,
     render_html,
     render_json,
     render_text,
 )
+from trio_monitor.report.format import fmt_pct, human_duration
 from trio_monitor.store.records import (
     ERROR_BOUND,
     FLOOR_MS,
@@ -59,6 +57,7 @@ from trio_monitor.store.records import (
 T0 = 1_780_000_000.0 - 1_780_000_000 % 3600  # an hour boundary (2026-05-28T20:00:00Z)
 TIMEOUT = 30.0  # seconds any console-script run may take
 EXE = Path(sys.executable).with_name("trio-monitor")
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_error_bound_is_what_the_docs_say():
@@ -446,7 +445,7 @@ def _inject(monkeypatch, reader: FakeReader, seen: list[str]) -> None:
         finally:
             reader.close()
 
-    monkeypatch.setattr(_report, "open_history", fake_open)
+    monkeypatch.setattr(report_cli, "open_history", fake_open)
 
 
 def test_report_command_reads_the_configured_store(tmp_path, monkeypatch, capsys):
@@ -499,7 +498,7 @@ def _probe(target: str, minute: float, ok: bool = True, ms: float | None = 20.0,
         target=target,
         url=f"https://{target}.example/",
         ok=ok,
-        status=200 if ok else None,
+        status=200 if ok and extra.get("kind", "http") == "http" else None,
         latency_ms=ms if ok else None,
         error=None if ok else "connect",
         attempts=1,
@@ -709,6 +708,26 @@ def test_jsonl_malformed_records_after_the_first_are_skipped():
     assert notes == ["x: skipped 7 unparseable lines (first on line 2)"]
 
 
+def test_jsonl_probe_lines_of_any_kind_are_samples():
+    # a kind without an HTTP status (tcp, dns, ...) writes "status": null
+    lines = [
+        to_line(_probe("api", 1)),
+        to_line(_probe("db", 2, ms=3.5, kind="tcp")),
+        to_line(_probe("dns", 3, ok=False, kind="dns")),
+        to_line(_probe("dns", 4, ms=1.25, kind="dns")),
+    ]
+    assert '"status":null' in lines[1]
+    assert '"kind":"tcp"' in lines[1]
+    a = Aggregator(T0, T0 + 3600)
+    notes: list[str] = []
+    source = feed_jsonl(a, _bytes_io("\n".join(lines)), "x", warn=notes.append)
+    assert (source["probes"], source["bad"], source["other_types"]) == (4, 0, 0)
+    assert notes == []
+    api, db, dns = build_report(a).targets
+    assert (api.checks, db.checks, dns.checks) == (1, 1, 2)
+    assert (db.ok, db.min_ms, dns.ok, dns.failures) == (1, 3.5, 1, 1)
+
+
 def _bytes_io(data: str | bytes):
     import io
 
@@ -726,7 +745,7 @@ def test_default_range_is_the_last_24_hours(monkeypatch):
     stdin = argparse.Namespace(buffer=_bytes_io(lines))
     notes: list[str] = []
     monkeypatch.setattr(sys, "stdin", stdin)
-    report = _report.make_report(args, now, warn=notes.append)
+    report = make_report(args, now, warn=notes.append)
     assert (report.since, report.until) == (now - 86400, now)
     assert report.targets[0].checks == 2  # minutes 360 and 1740; 1800 is `now`: out
     assert len(notes) == 1
@@ -756,9 +775,9 @@ def test_human_duration_and_percent():
         "1d02h",
         "-",
     ]
-    assert _report._pct(99.9999) == "99.99"  # never rounded up to a perfect 100
-    assert _report._pct(100.0) == "100.00"
-    assert _report._pct(None) == "-"
+    assert fmt_pct(99.9999) == "99.99"  # never rounded up to a perfect 100
+    assert fmt_pct(100.0) == "100.00"
+    assert fmt_pct(None) == "-"
 
 
 # --- formats ---------------------------------------------------------------------------
@@ -909,14 +928,68 @@ def test_html_is_self_contained_and_escapes_everything():
     api_fills = re.findall(r'<rect [^>]*fill="(#[0-9a-f]{6})"', bars[0])
     # 10 failures in minutes 100-109: slot 10 (minutes 100-109) is all failed
     assert len(api_fills) == 48
-    assert api_fills[10] == COLOR_BAD
-    assert api_fills.count(COLOR_BAD) == 1
-    assert api_fills.count(COLOR_OK) == 47
+    assert api_fills[10] == COLORS["bad"]
+    assert api_fills.count(COLORS["bad"]) == 1
+    assert api_fills.count(COLORS["ok"]) == 47
     idle_fills = re.findall(r'<rect [^>]*fill="(#[0-9a-f]{6})"', bars[1])
-    assert idle_fills == [COLOR_NODATA] * 48
+    assert idle_fills == [COLORS["nodata"]] * 48
     assert "no latency data" in page  # idle's chart
     # api's line breaks at slot 10, where no probe was ok; web's is one line
     assert page.count("<polyline") == 3
+
+
+def test_html_colours_and_figures_use_the_palette_thresholds():
+    # slots of 1000 checks at the palette's edges: 99.9% ok, 95% warn, 94.9% bad, no data
+    a = Aggregator(T0, T0 + 4 * 60, slots=4)
+    for slot, failures in enumerate((1, 50, 51)):
+        for i in range(1000):
+            ts = T0 + slot * 60 + i * 0.05
+            a.add_sample(_fail("api", ts) if i < failures else _ok("api", ts))
+    page = render_html(build_report(a))
+    bar = re.search(r'<svg class="uptime".*?</svg>', page, re.S)
+    assert bar is not None
+    fills = re.findall(r'<rect [^>]*fill="(#[0-9a-f]{6})"', bar.group())
+    assert fills == [COLORS["ok"], COLORS["warn"], COLORS["bad"], COLORS["nodata"]]
+    # 2898 of 3000 ok: 96.6%, a "warn" figure in the summary card and the table
+    assert '<b class="warn">96.600%</b>' in page
+    assert '<td class="warn">96.60%</td>' in page
+    legend = f"&ge; {OK_FROM:g}%", f"&ge; {WARN_FROM:g}%", f"&lt; {WARN_FROM:g}%"
+    assert all(edge in page for edge in legend)
+    assert "&ge; 99.9%" in page  # the scale the README states
+
+
+def test_html_inlines_the_packaged_stylesheet():
+    css = resources.files("trio_monitor.report").joinpath("static/report.css").read_text("utf-8")
+    assert "</style" not in css.lower()  # it is inlined in a <style> element
+    page = render_html(build_report(Aggregator(T0, T0 + 3600)))
+    assert f"<style>\n{css}</style>" in page
+    assert "<link" not in page
+
+
+def test_wheel_ships_the_report_stylesheet(tmp_path):
+    # a copy of the project, so the build leaves nothing behind in the checkout
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, src / name)
+    shutil.copytree(
+        ROOT / "trio_monitor",
+        src / "trio_monitor",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
+    out = tmp_path / "dist"
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", str(src), "--no-deps", "-q", "-w", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    (wheel,) = out.glob("trio_monitor-*.whl")
+    with zipfile.ZipFile(wheel) as zf:
+        shipped = zf.read("trio_monitor/report/static/report.css").decode("utf-8")
+    assert shipped == (ROOT / "trio_monitor/report/static/report.css").read_text("utf-8")
 
 
 def test_output_file_and_text_default(tmp_path):
@@ -1011,10 +1084,10 @@ def _rgb(color: str) -> tuple[int, int, int]:
 
 
 BAR_COLORS = {
-    "ok": _rgb(COLOR_OK),
-    "warn": _rgb(COLOR_WARN),
-    "bad": _rgb(COLOR_BAD),
-    "none": _rgb(COLOR_NODATA),
+    "ok": _rgb(COLORS["ok"]),
+    "warn": _rgb(COLORS["warn"]),
+    "bad": _rgb(COLORS["bad"]),
+    "none": _rgb(COLORS["nodata"]),
 }
 
 
@@ -1095,7 +1168,7 @@ def test_html_report_in_headless_chromium(tmp_path):
     assert max(beta_rows) < min(alpha_rows)  # targets in name order: "<" sorts before "a"
 
     # latency lines: pixels of the line colour (anti-aliased), one cluster per chart
-    line = _rgb(COLOR_LINE)
+    line = _rgb(COLORS["line"])
     blue = [
         (x, y)
         for y, row in enumerate(rows)

@@ -136,14 +136,16 @@ async def test_state_alerts_and_channels_take_a_new_kind(line_kind_registered, m
             }
         )
         out = io.BytesIO()
-        monitor = await nursery.start(
-            lambda task_status: run_monitor(
-                config, out=out, handle_signals=False, task_status=task_status
+        async with trio.open_nursery() as running:
+            monitor = await running.start(
+                lambda task_status: run_monitor(
+                    config, out=out, handle_signals=False, task_status=task_status
+                )
             )
-        )
-        down, up = await memory_notifier.wait_delivered("pager", 2)
-        await memory_notifier.wait_delivered("ups", 1)
-        monitor.stop()
+            down, up = await memory_notifier.wait_delivered("pager", 2)
+            await memory_notifier.wait_delivered("ups", 1)
+            monitor.stop()
+        nursery.cancel_scope.cancel()  # the line server
     assert (down.event, down.reason, down.failures) == ("down", "content", 2)
     assert up.event == "up"
     assert up.detail.startswith("line ok in ")

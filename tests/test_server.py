@@ -50,7 +50,7 @@ from trio_monitor.server.app import (
     serve_http,
 )
 from trio_monitor.server.metrics import Metrics
-from trio_monitor.store.db import StoreStats, StoreWriter
+from trio_monitor.store import StoreStats, StoreWriter
 
 WAIT = 10.0  # seconds any wait may take before the test fails instead of hanging
 TOKEN = "s3cret-t0ken"

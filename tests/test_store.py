@@ -24,28 +24,19 @@ from contextlib import closing
 from functools import partial
 from pathlib import Path
 
+import attrs
 import pytest
 import trio
 
 from trio_monitor import ErrorKind
 from trio_monitor._config import StorageSection
+from trio_monitor._errors import StoreError
 from trio_monitor._records import AlertEvent, ProbeResult, RoundSummary
-from trio_monitor.store.db import (
-    APPLICATION_ID,
-    MIGRATIONS,
-    ROLLED_THROUGH,
-    SCHEMA_VERSION,
-    HistoryReader,
-    StoreError,
-    StoreMaintenance,
-    StoreStats,
-    StoreWriter,
-    migrate,
-    open_store,
-    serve_store,
-    serve_store_maintenance,
-)
+from trio_monitor.store import HistoryReader, StoreStats, StoreWriter, open_store, serve_store
+from trio_monitor.store._sql import ROLLED_THROUGH
+from trio_monitor.store.maintenance import StoreMaintenance, serve_store_maintenance
 from trio_monitor.store.records import Sample, rollup
+from trio_monitor.store.schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION, migrate
 
 T0 = 1_800_000_000.0  # a whole hour (and day) in unix seconds
 DAY = 86400.0
@@ -231,7 +222,7 @@ def test_reading_a_missing_file_says_run_the_monitor_first(tmp_path):
 
 
 async def test_queued_records_are_written_in_few_transactions(tmp_path, monkeypatch):
-    import trio_monitor.store.db as store_module
+    import trio_monitor.store.writer as store_module
 
     batches = []
     real = store_module._write_batch
@@ -273,6 +264,32 @@ async def test_probe_results_become_samples(tmp_path):
         assert list(reader.samples("nobody", 0, math.inf)) == []
         assert reader.recent("nobody", 3) == []
         assert reader.unstored() == 0
+
+
+async def test_probe_results_of_any_kind_are_stored_with_a_null_status(tmp_path):
+    # kinds without an HTTP status (tcp, dns, ...) have status None; nothing else differs
+    path = str(tmp_path / "history.db")
+    records = [
+        attrs.evolve(probe("db", T0 + 1, latency=2.5), kind="tcp", status=None),
+        attrs.evolve(probe("db", T0 + 2, ok=False), kind="tcp"),
+        attrs.evolve(probe("ns", T0 + 3, latency=0.75), kind="dns", status=None),
+    ]
+    stats, _ = await store(path, records)
+    assert (stats.stored, stats.unstored) == (3, 0)
+    with HistoryReader(path) as reader:
+        assert list(reader.samples("db", T0, T0 + 10)) == [
+            Sample("db", T0 + 1, True, 2.5, None, None),
+            Sample("db", T0 + 2, False, None, "timeout", None),
+        ]
+        assert reader.recent("ns", 5) == [Sample("ns", T0 + 3, True, 0.75, None, None)]
+    # rolled up and pruned like any other
+    maintenance = StoreMaintenance(path, STORAGE, StoreStats(), now=lambda: T0 + 8 * DAY)
+    assert await maintenance.run_once()
+    await maintenance.aclose()
+    with HistoryReader(path) as reader:
+        assert list(reader.samples("db", 0, math.inf)) == []
+        (hour,) = reader.rollups("db", 0, math.inf)
+        assert (hour.checks, hour.failures, hour.latency_min) == (2, 1, 2.5)
 
 
 async def test_down_and_up_alerts_open_and_close_incidents(tmp_path):

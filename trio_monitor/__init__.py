@@ -10,7 +10,8 @@ from ._errors import ConfigError, ErrorKind, MonitorError, ProbeFailure, UsageEr
 from ._lifecycle import Monitor, run_monitor
 from ._records import SCHEMA, AlertEvent, ProbeResult, RoundSummary
 from ._version import __version__
-from .alerts import exec as _exec, webhook as _webhook  # noqa: F401  (they register)
+from .alerts import exec as _exec  # noqa: F401  (registers the channel)
+from .alerts import webhook as _webhook  # noqa: F401  (registers the channel)
 from .probes.http import prepare, probe
 
 __all__ = [

@@ -45,7 +45,7 @@ from .engine.view import MonitorView, RecentStats
 from .probes import base as probe_kinds
 from .probes.base import Prober
 from .sinks.jsonl import serve_jsonl
-from .store.db import HistoryReader, StoreStats, open_store, serve_store
+from .store import HistoryReader, StoreStats, open_store, serve_store
 from .store.records import Incident
 
 if TYPE_CHECKING:

@@ -17,9 +17,7 @@ from types import ModuleType
 from .._errors import ConfigError, MonitorError, UsageError
 from .._lifecycle import EXIT_INTERRUPTED
 from .._version import __version__
-from ..report.build import add_arguments as add_report_arguments
-from ..report.build import report_command
-from . import health, init, run, validate
+from . import health, init, report, run, validate
 
 log = logging.getLogger("trio_monitor")
 
@@ -40,11 +38,7 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Comman
     "run": ("probe the targets until stopped", *_module(run)),
     "validate": ("check the config without probing", *_module(validate)),
     "init": ("write a commented starter config", *_module(init)),
-    "report": (
-        "availability, latency and incidents from history or JSON lines",
-        add_report_arguments,
-        report_command,
-    ),
+    "report": ("availability, latency and incidents from history or JSON lines", *_module(report)),
     "health": ("exit 0 if the running monitor's [server] says it is healthy", *_module(health)),
 }
 

@@ -48,7 +48,7 @@ from starlette.routing import Route
 from .._config import ServerSection, parse_when
 from .._errors import ErrorKind, ServerError, StoreError
 from .._records import rfc3339, to_dict
-from ..store.db import HistoryReader
+from ..store import HistoryReader
 from ..store.records import Incident, Sample
 
 if TYPE_CHECKING:

@@ -1,0 +1,303 @@
+"""From events to a `Report`: the `Aggregator` keeps per target only counters, a latency
+`Histogram` and a fixed number of time slots (O(targets x slots) memory whatever the
+range, never a raw row); `build_report` turns it into the frozen views the renderers
+print. The rules it applies are in the package docstring."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+from attrs import define, field, frozen
+
+from ..store.records import ContentChange, Histogram, HourRollup, Incident, Sample
+
+SLOTS = 48  # time slots over [since, until) for the charts
+DEFAULT_SLOWEST = 5  # targets listed by p95
+HOUR = 3600
+
+
+@define
+class _TargetAgg:
+    """Everything kept for one target: counters, a histogram, SLOTS x 4 numbers."""
+
+    name: str
+    slots: int
+    url: str | None = None
+    checks: int = 0
+    ok: int = 0
+    latency_sum: float = 0.0  # over ok probes with a latency
+    latency_n: int = 0
+    latency_min: float | None = None
+    latency_max: float | None = None
+    histogram: Histogram = field(factory=Histogram.empty)
+    incidents: list[Incident] = field(factory=list)
+    changes: int = 0
+    # per slot; floats because an hourly rollup is spread over the slots it overlaps
+    slot_checks: list[float] = field(init=False)
+    slot_failures: list[float] = field(init=False)
+    slot_latency_sum: list[float] = field(init=False)
+    slot_latency_n: list[float] = field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self.slot_checks = [0.0] * self.slots
+        self.slot_failures = [0.0] * self.slots
+        self.slot_latency_sum = [0.0] * self.slots
+        self.slot_latency_n = [0.0] * self.slots
+
+    def extremes(self, low: float | None, high: float | None) -> None:
+        if low is not None:
+            self.latency_min = low if self.latency_min is None else min(self.latency_min, low)
+        if high is not None:
+            self.latency_max = high if self.latency_max is None else max(self.latency_max, high)
+
+
+class Aggregator:
+    """Folds samples, rollups, incidents and content changes of [since, until) into
+    per-target counters and SLOTS time slots. `only`: the targets wanted (None: all)."""
+
+    def __init__(
+        self,
+        since: float,
+        until: float,
+        *,
+        slots: int = SLOTS,
+        only: Iterable[str] | None = None,
+    ) -> None:
+        if not since < until:
+            raise ValueError("since must be before until")
+        self.since = since
+        self.until = until
+        self.slots = slots
+        self.width = (until - since) / slots
+        self.only = None if only is None else frozenset(only)
+        self.targets: dict[str, _TargetAgg] = {}
+        self.seen: set[str] = set()  # every target name a source mentioned, wanted or not
+        self.outside = 0  # samples seen outside the range (JSON lines notes them)
+        self.first_ts: float | None = None  # of every sample seen, in range or not
+        self.last_ts: float | None = None
+
+    def wants(self, target: str) -> bool:
+        return self.only is None or target in self.only
+
+    def target(self, name: str, url: str | None = None) -> _TargetAgg:
+        """The target's state, created on first sight (so it is listed without data)."""
+        agg = self.targets.get(name)
+        if agg is None:
+            agg = self.targets[name] = _TargetAgg(name, self.slots)
+        if url is not None:
+            agg.url = url
+        return agg
+
+    def _slot(self, ts: float) -> int:
+        return max(0, min(self.slots - 1, int((ts - self.since) / self.width)))
+
+    def add_sample(self, s: Sample) -> None:
+        if not self.wants(s.target):
+            return
+        agg = self.target(s.target)
+        self.first_ts = s.ts if self.first_ts is None else min(self.first_ts, s.ts)
+        self.last_ts = s.ts if self.last_ts is None else max(self.last_ts, s.ts)
+        if not self.since <= s.ts < self.until:
+            self.outside += 1
+            return
+        i = self._slot(s.ts)
+        agg.checks += 1
+        agg.slot_checks[i] += 1
+        if not s.ok:
+            agg.slot_failures[i] += 1
+            return
+        agg.ok += 1
+        if s.latency_ms is not None:
+            agg.latency_sum += s.latency_ms
+            agg.latency_n += 1
+            agg.extremes(s.latency_ms, s.latency_ms)
+            agg.histogram.add(s.latency_ms)
+            agg.slot_latency_sum[i] += s.latency_ms
+            agg.slot_latency_n[i] += 1
+
+    def add_rollup(self, r: HourRollup) -> None:
+        """A whole hour counts if its middle is in the range (so an edge is off by at most
+        half an hour); its counts are spread over the slots its in-range part overlaps."""
+        if not self.wants(r.target) or not self.since <= r.hour + HOUR / 2 < self.until:
+            return
+        agg = self.target(r.target)
+        latency_n = r.histogram.total
+        agg.checks += r.checks
+        agg.ok += r.checks - r.failures
+        agg.latency_sum += r.latency_sum
+        agg.latency_n += latency_n
+        agg.extremes(r.latency_min, r.latency_max)
+        agg.histogram.merge(r.histogram)
+        lo, hi = max(r.hour, self.since), min(r.hour + HOUR, self.until)
+        first = self._slot(lo)
+        last = max(first, min(self.slots - 1, math.ceil((hi - self.since) / self.width) - 1))
+        for i in range(first, last + 1):
+            s_lo = self.since + i * self.width
+            part = (min(hi, s_lo + self.width) - max(lo, s_lo)) / (hi - lo)
+            if part <= 0:
+                continue
+            agg.slot_checks[i] += r.checks * part
+            agg.slot_failures[i] += r.failures * part
+            agg.slot_latency_sum[i] += r.latency_sum * part
+            agg.slot_latency_n[i] += latency_n * part
+
+    def add_incident(self, inc: Incident) -> None:
+        if not self.wants(inc.target):
+            return
+        if inc.start < self.until and (inc.end is None or inc.end > self.since):
+            self.target(inc.target).incidents.append(inc)
+
+    def add_change(self, change: ContentChange) -> None:
+        if self.wants(change.target) and self.since <= change.ts < self.until:
+            self.target(change.target).changes += 1
+
+
+# --- the report --------------------------------------------------------------------
+
+
+@frozen
+class IncidentView:
+    target: str
+    start: float
+    end: float | None  # None: still open (ongoing)
+    error: str
+    duration_s: float  # whole incident; an open one up to `until`
+    in_range_s: float  # the part inside [since, until)
+
+    @property
+    def ongoing(self) -> bool:
+        return self.end is None
+
+
+@frozen
+class SlotView:
+    start: float
+    checks: float
+    failures: float
+    mean_latency_ms: float | None
+
+    @property
+    def availability(self) -> float | None:
+        return None if self.checks <= 0 else 1 - self.failures / self.checks
+
+
+@frozen
+class TargetReport:
+    target: str
+    url: str | None
+    checks: int
+    ok: int
+    availability_pct: float | None  # None when no checks
+    p50: float | None
+    p95: float | None
+    p99: float | None
+    mean_ms: float | None
+    min_ms: float | None
+    max_ms: float | None
+    incidents: tuple[IncidentView, ...]
+    downtime_s: float
+    longest_outage_s: float | None
+    mttr_s: float | None  # None without closed incidents
+    content_changes: int
+    slots: tuple[SlotView, ...]
+
+    @property
+    def failures(self) -> int:
+        return self.checks - self.ok
+
+    @property
+    def ongoing(self) -> int:
+        return sum(i.ongoing for i in self.incidents)
+
+
+@frozen
+class Report:
+    since: float
+    until: float
+    slot_seconds: float
+    targets: tuple[TargetReport, ...]
+    source: dict[str, Any]  # where the data came from, and what was skipped
+
+    @property
+    def checks(self) -> int:
+        return sum(t.checks for t in self.targets)
+
+    @property
+    def ok(self) -> int:
+        return sum(t.ok for t in self.targets)
+
+    @property
+    def availability_pct(self) -> float | None:
+        return None if not self.checks else 100 * self.ok / self.checks
+
+    @property
+    def incidents(self) -> list[IncidentView]:
+        return sorted((i for t in self.targets for i in t.incidents), key=lambda i: i.start)
+
+    def slowest(self, n: int) -> list[TargetReport]:
+        """The n targets with the highest p95 (targets without latencies are left out)."""
+        timed = [t for t in self.targets if t.p95 is not None]
+        return sorted(timed, key=lambda t: (-(t.p95 or 0.0), t.target))[:n]
+
+
+def _union_length(spans: list[tuple[float, float]]) -> float:
+    total, end = 0.0, -math.inf
+    for lo, hi in sorted(spans):
+        lo = max(lo, end)
+        if hi > lo:
+            total += hi - lo
+            end = hi
+    return total
+
+
+def _target_report(agg: _TargetAgg, a: Aggregator) -> TargetReport:
+    views = []
+    for inc in sorted(agg.incidents, key=lambda i: i.start):
+        lo = max(inc.start, a.since)
+        hi = min(a.until if inc.end is None else inc.end, a.until)
+        duration = max(0.0, inc.duration(a.until))
+        views.append(IncidentView(agg.name, inc.start, inc.end, inc.error, duration, hi - lo))
+    closed = [v.duration_s for v in views if not v.ongoing]
+    slots = tuple(
+        SlotView(
+            a.since + i * a.width,
+            agg.slot_checks[i],
+            agg.slot_failures[i],
+            agg.slot_latency_sum[i] / agg.slot_latency_n[i] if agg.slot_latency_n[i] else None,
+        )
+        for i in range(a.slots)
+    )
+    h = agg.histogram
+    return TargetReport(
+        target=agg.name,
+        url=agg.url,
+        checks=agg.checks,
+        ok=agg.ok,
+        availability_pct=100 * agg.ok / agg.checks if agg.checks else None,
+        p50=h.percentile(50),
+        p95=h.percentile(95),
+        p99=h.percentile(99),
+        mean_ms=agg.latency_sum / agg.latency_n if agg.latency_n else None,
+        min_ms=agg.latency_min,
+        max_ms=agg.latency_max,
+        incidents=tuple(views),
+        downtime_s=_union_length(
+            [(max(v.start, a.since), max(v.start, a.since) + v.in_range_s) for v in views]
+        ),
+        longest_outage_s=max((v.duration_s for v in views), default=None),
+        mttr_s=sum(closed) / len(closed) if closed else None,
+        content_changes=agg.changes,
+        slots=slots,
+    )
+
+
+def build_report(a: Aggregator, source: dict[str, Any] | None = None) -> Report:
+    return Report(
+        since=a.since,
+        until=a.until,
+        slot_seconds=a.width,
+        targets=tuple(_target_report(a.targets[name], a) for name in sorted(a.targets)),
+        source=source or {},
+    )

@@ -1,0 +1,41 @@
+"""How every renderer writes numbers and durations, so text and HTML agree."""
+
+from __future__ import annotations
+
+
+def human_duration(seconds: float | None) -> str:
+    """12 -> '12s', 130 -> '2m10s', 7260 -> '2h01m', 93600 -> '1d02h'."""
+    if seconds is None:
+        return "-"
+    s = round(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
+
+
+def fmt_ms(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if value < 10:
+        return f"{value:.2f}"
+    if value < 10000:
+        return f"{value:.1f}"
+    return f"{value:.0f}"
+
+
+def fmt_pct(value: float | None, digits: int = 2) -> str:
+    """Never rounds a not-quite-perfect availability up to 100."""
+    if value is None:
+        return "-"
+    text = f"{value:.{digits}f}"
+    if value < 100 and float(text) >= 100:
+        text = f"{100 - 10**-digits:.{digits}f}"
+    return text
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"

@@ -1,0 +1,89 @@
+"""The JSON report (`--format json`). Its shape is a public contract: fields are only
+added within REPORT_SCHEMA, never renamed or removed."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .._records import rfc3339
+from ..store.records import ERROR_BOUND
+from .aggregate import DEFAULT_SLOWEST, Report
+
+REPORT_SCHEMA = 1  # the JSON report's own version: fields are only added within it
+
+
+def _r(value: float | None, digits: int = 3) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def report_dict(report: Report, slowest: int = DEFAULT_SLOWEST) -> dict[str, Any]:
+    """The JSON report. Its shape is a contract: fields are added, never renamed."""
+    targets = []
+    for t in report.targets:
+        targets.append(
+            {
+                "target": t.target,
+                "url": t.url,
+                "checks": t.checks,
+                "ok": t.ok,
+                "failures": t.failures,
+                "availability_pct": _r(t.availability_pct, 4),
+                "latency_ms": {
+                    "p50": t.p50,
+                    "p95": t.p95,
+                    "p99": t.p99,
+                    "mean": _r(t.mean_ms),
+                    "min": _r(t.min_ms),
+                    "max": _r(t.max_ms),
+                    "error_bound": round(ERROR_BOUND, 4),
+                },
+                "incidents": [
+                    {
+                        "start": rfc3339(i.start),
+                        "end": None if i.end is None else rfc3339(i.end),
+                        "duration_s": _r(i.duration_s),
+                        "in_range_s": _r(i.in_range_s),
+                        "error": i.error,
+                        "ongoing": i.ongoing,
+                    }
+                    for i in t.incidents
+                ],
+                "downtime_s": _r(t.downtime_s),
+                "longest_outage_s": _r(t.longest_outage_s),
+                "mttr_s": _r(t.mttr_s),
+                "content_changes": t.content_changes,
+                "slots": {
+                    "checks": [_r(s.checks, 2) for s in t.slots],
+                    "failures": [_r(s.failures, 2) for s in t.slots],
+                    "mean_latency_ms": [_r(s.mean_latency_ms) for s in t.slots],
+                },
+            }
+        )
+    incidents = report.incidents
+    return {
+        "report_schema": REPORT_SCHEMA,
+        "since": rfc3339(report.since),
+        "until": rfc3339(report.until),
+        "slot_seconds": _r(report.slot_seconds),
+        "source": report.source,
+        "summary": {
+            "targets": len(report.targets),
+            "checks": report.checks,
+            "ok": report.ok,
+            "availability_pct": _r(report.availability_pct, 4),
+            "incidents": len(incidents),
+            "ongoing": sum(i.ongoing for i in incidents),
+            "downtime_s": _r(sum(t.downtime_s for t in report.targets)),
+            "content_changes": sum(t.content_changes for t in report.targets),
+        },
+        "slowest": [
+            {"target": t.target, "p50": t.p50, "p95": t.p95, "p99": t.p99}
+            for t in report.slowest(slowest)
+        ],
+        "targets": targets,
+    }
+
+
+def render_json(report: Report, slowest: int = DEFAULT_SLOWEST) -> str:
+    return json.dumps(report_dict(report, slowest), ensure_ascii=False, indent=2) + "\n"

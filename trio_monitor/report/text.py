@@ -1,0 +1,72 @@
+"""The plain-text report (`--format text`, the default): a table that fits 80 columns."""
+
+from __future__ import annotations
+
+from .._config import format_duration
+from .._records import rfc3339
+from ..store.records import ERROR_BOUND
+from .aggregate import DEFAULT_SLOWEST, Report
+from .format import fmt_ms, fmt_pct, human_duration, plural
+
+
+def _fit(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "\u2026"
+
+
+# (header, width) of the numeric columns; the name column gets what is left of 80
+_COLUMNS = (
+    ("CHECKS", 7),
+    ("AVAIL%", 7),
+    ("P50ms", 7),
+    ("P95ms", 7),
+    ("P99ms", 7),
+    ("INC", 4),
+    ("DOWN", 7),
+)
+
+
+def render_text(report: Report, slowest: int = DEFAULT_SLOWEST, width: int = 80) -> str:
+    fixed = sum(w + 1 for _, w in _COLUMNS)
+    name_w = max(6, min(width - fixed, max((len(t.target) for t in report.targets), default=6)))
+    span = format_duration(report.until - report.since)
+    out = [
+        f"trio-monitor report: {rfc3339(report.since)} .. {rfc3339(report.until)} ({span})",
+        "",
+        "TARGET".ljust(name_w) + "".join(" " + h.rjust(w) for h, w in _COLUMNS),
+    ]
+    for t in report.targets:
+        cells = (
+            str(t.checks),
+            fmt_pct(t.availability_pct),
+            fmt_ms(t.p50),
+            fmt_ms(t.p95),
+            fmt_ms(t.p99),
+            f"{len(t.incidents)}{'!' if t.ongoing else ''}",
+            human_duration(t.downtime_s) if t.incidents else "-",
+        )
+        row = _fit(t.target, name_w).ljust(name_w)
+        out.append(
+            row + "".join(" " + c.rjust(w) for c, (_, w) in zip(cells, _COLUMNS, strict=True))
+        )
+    if not report.targets:
+        out.append("(no targets)")
+    incidents = report.incidents
+    ongoing = [i for i in incidents if i.ongoing]
+    out += [
+        "",
+        f"{plural(len(report.targets), 'target')}, {plural(report.checks, 'check')}, "
+        f"availability {fmt_pct(report.availability_pct, 3)}"
+        f"{'' if report.availability_pct is None else '%'}",
+        f"{plural(len(incidents), 'incident')} ({len(ongoing)} ongoing), "
+        f"downtime {human_duration(sum(t.downtime_s for t in report.targets))}",
+    ]
+    for i in ongoing:
+        name = _fit(i.target, max(10, width - 58))
+        out.append(f"ongoing: {name} down since {rfc3339(i.start)} ({i.error or '?'})")
+    top = report.slowest(slowest)
+    if top:
+        out += ["", f"slowest by p95 (+/-{ERROR_BOUND:.1%}):"]
+        for n, t in enumerate(top, 1):
+            label = _fit(t.target, width - 40).ljust(min(width - 40, name_w))
+            out.append(f"{n:>3}. {label}  p95 {fmt_ms(t.p95):>7} ms  p99 {fmt_ms(t.p99):>7} ms")
+    return "\n".join(out) + "\n"

@@ -1,0 +1,160 @@
+"""`HistoryReader`: read-only access to a history file, for reports and the API."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+from .._errors import StoreError
+from ._sql import (
+    ROLLUP_COLUMNS,
+    SAMPLE_COLUMNS,
+    UNSTORED,
+    first_sample,
+    get_meta,
+    hour_of,
+    rollup_from_row,
+    sample_from_row,
+)
+from .records import ContentChange, HourRollup, Incident, Sample
+from .schema import BUSY_TIMEOUT, SCHEMA_VERSION, file_version
+
+
+class HistoryReader:
+    """Read-only access to a history file, for reports and the API. Blocking: call its
+    methods in a worker thread, one call at a time (any thread). Ranges are
+    [since, until) in unix seconds; a rollup's time is the start of its hour."""
+
+    def __init__(self, path: str, *, busy_timeout: float = BUSY_TIMEOUT) -> None:
+        self.path = path
+        if not os.path.exists(path):
+            raise StoreError(f"no history yet at {path}: run the monitor first")
+        uri = Path(path).absolute().as_uri() + "?mode=ro"
+        try:
+            conn = sqlite3.connect(
+                uri, uri=True, timeout=busy_timeout, isolation_level=None, check_same_thread=False
+            )
+        except sqlite3.Error as exc:
+            raise StoreError(f"{path}: cannot open: {exc}") from None
+        try:
+            version = file_version(conn, path)
+        except sqlite3.Error as exc:
+            conn.close()
+            raise StoreError(f"{path}: cannot read: {exc}") from None
+        except BaseException:
+            conn.close()
+            raise
+        if version < SCHEMA_VERSION:
+            conn.close()
+            if version == 0:
+                raise StoreError(f"no history yet at {path}: run the monitor first")
+            raise StoreError(
+                f"{path}: history database version {version} is older than this "
+                f"trio-monitor's ({SCHEMA_VERSION}): run the monitor once to upgrade it"
+            )
+        self._conn = conn
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> HistoryReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[HistoryReader]:
+        """Every read inside sees the same state of the file (one read transaction),
+        so samples and rollups combine exactly even while maintenance prunes."""
+        self._conn.execute("BEGIN")
+        try:
+            yield self
+        finally:
+            self._conn.execute("COMMIT")
+
+    def _id(self, target: str) -> int | None:
+        row = self._conn.execute("SELECT id FROM targets WHERE name = ?", (target,)).fetchone()
+        return None if row is None else row[0]
+
+    def targets(self) -> list[str]:
+        return [name for (name,) in self._conn.execute("SELECT name FROM targets ORDER BY name")]
+
+    def samples(self, target: str, since: float, until: float) -> Iterator[Sample]:
+        """Raw probes in [since, until), oldest first."""
+        tid = self._id(target)
+        if tid is None:
+            return iter(())
+        rows = self._conn.execute(
+            f"SELECT {SAMPLE_COLUMNS} FROM samples"
+            " WHERE target_id = ? AND ts >= ? AND ts < ? ORDER BY ts",
+            (tid, since, until),
+        )
+        return (sample_from_row(target, row) for row in rows)
+
+    def raw_floor(self, target: str) -> float | None:
+        """The hour of the target's oldest raw sample (None: none kept)."""
+        tid = self._id(target)
+        first = None if tid is None else first_sample(self._conn, tid)
+        return None if first is None else hour_of(first)
+
+    def rollups(self, target: str, since: float, until: float) -> Iterator[HourRollup]:
+        """Hourly rollups of the hours in [since, until) whose raw samples are gone
+        (before the target's raw floor), oldest first: combine with `samples`."""
+        tid = self._id(target)
+        if tid is None:
+            return iter(())
+        floor = self.raw_floor(target)
+        end = until if floor is None else min(until, floor)
+        rows = self._conn.execute(
+            f"SELECT {ROLLUP_COLUMNS} FROM rollups"
+            " WHERE target_id = ? AND hour >= ? AND hour < ? ORDER BY hour",
+            (tid, since, end),
+        )
+        return (rollup_from_row(target, row) for row in rows)
+
+    def incidents(self, since: float, until: float, target: str | None = None) -> list[Incident]:
+        """Incidents overlapping [since, until), open ones included, by start."""
+        sql = (
+            'SELECT t.name, i.start, i."end", i.error FROM incidents i'
+            " JOIN targets t ON t.id = i.target_id"
+            ' WHERE i.start < ? AND (i."end" IS NULL OR i."end" > ?)'
+        )
+        args: tuple = (until, since)
+        if target is not None:
+            sql += " AND t.name = ?"
+            args += (target,)
+        rows = self._conn.execute(sql + " ORDER BY i.start, i.id", args)
+        return [Incident(name, start, end, error) for name, start, end, error in rows]
+
+    def changes(self, since: float, until: float, target: str | None = None) -> list[ContentChange]:
+        """Content changes in [since, until), oldest first."""
+        sql = (
+            "SELECT t.name, c.ts, c.previous_hash, c.content_hash FROM changes c"
+            " JOIN targets t ON t.id = c.target_id WHERE c.ts >= ? AND c.ts < ?"
+        )
+        args: tuple = (since, until)
+        if target is not None:
+            sql += " AND t.name = ?"
+            args += (target,)
+        rows = self._conn.execute(sql + " ORDER BY c.ts, t.name", args)
+        return [ContentChange(*row) for row in rows]
+
+    def recent(self, target: str, n: int) -> list[Sample]:
+        """The target's last `n` raw samples, oldest first."""
+        tid = self._id(target)
+        if tid is None:
+            return []
+        rows = self._conn.execute(
+            f"SELECT {SAMPLE_COLUMNS} FROM samples WHERE target_id = ? ORDER BY ts DESC LIMIT ?",
+            (tid, n),
+        ).fetchall()
+        return [sample_from_row(target, row) for row in reversed(rows)]
+
+    def unstored(self) -> int:
+        """Records the monitor could not store, all runs together."""
+        value = get_meta(self._conn, UNSTORED)
+        return 0 if value is None else int(value)

@@ -1,0 +1,302 @@
+"""The writer: every record a `Fanout` channel hands it, committed in batches.
+
+`serve_store_writer` commits whatever is queued (up to BATCH records) in one
+transaction, in a worker thread, so probing never waits for the disk. When the file
+cannot be written (read-only, disk full, locked by another process beyond the busy
+timeout) it keeps consuming, holds a bounded backlog (oldest dropped first, counted in
+`StoreStats.unstored`), logs at most once a minute and retries with a backoff. It never
+raises into the monitor.
+"""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import Literal
+
+import trio
+from attrs import define
+
+from .._config import StorageSection
+from .._records import AlertEvent, ProbeResult, Record
+from ._db import Db, ErrorLog, environmental, log, one_line, reason
+from ._sql import UNSTORED, transaction
+from .schema import BUSY_TIMEOUT, Connect
+
+BATCH = 1000  # records taken from the channel for one transaction at most
+BACKLOG = 50_000  # records held while the file cannot be written; beyond: oldest dropped
+RETRY_MIN, RETRY_MAX = 1.0, 30.0  # backoff between write attempts after a failure
+
+
+@define
+class StoreStats:
+    """The writer's counters, for logs, round lines and (later) a health endpoint."""
+
+    stored: int = 0  # records written (probe results, incident opens/closes)
+    unstored: int = 0  # records that could not be stored (this run)
+    last_error: str | None = None  # the last write or maintenance error, one line
+    pending: int = 0  # records waiting in the backlog for the file to be writable
+
+
+# Backlog entries, one per record, as compact tuples:
+#   ("s", target, ts, ok, status, latency_ms, error, change)  change: (previous, new) | None
+#   ("d", target, start, error)                                  a "down" alert
+#   ("u", target, end)                                           an "up" alert
+# (status is None for probe kinds without one, and for no answer at all)
+SampleOp = tuple[
+    Literal["s"],
+    str,
+    float,
+    int,
+    int | None,
+    float | None,
+    str | None,
+    tuple[str | None, str | None] | None,
+]
+DownOp = tuple[Literal["d"], str, float, str]
+UpOp = tuple[Literal["u"], str, float]
+Op = SampleOp | DownOp | UpOp
+
+
+def _write_batch(
+    conn: sqlite3.Connection, ops: Iterable[Op], known: dict[str, int], unstored: int
+) -> tuple[dict[str, int], int, int, str]:
+    """Write `ops` and add `unstored` to the persisted count, in one transaction.
+    -> (new target ids, records stored, records skipped, why the first was). A record SQLite cannot hold
+    is skipped (rolled back to its savepoint, and counted as unstored), never allowed
+    to block the others; any error of the file rolls everything back."""
+    new: dict[str, int] = {}
+
+    def target_id(name: str) -> int:
+        tid = known.get(name) or new.get(name)
+        if tid is None:
+            conn.execute("INSERT OR IGNORE INTO targets (name) VALUES (?)", (name,))
+            tid = new[name] = conn.execute(
+                "SELECT id FROM targets WHERE name = ?", (name,)
+            ).fetchone()[0]
+        return tid
+
+    def write(op: Op, tid: int) -> None:
+        if op[0] == "s":
+            conn.execute(
+                "INSERT OR REPLACE INTO samples VALUES (?, ?, ?, ?, ?, ?)", (tid, *op[2:7])
+            )
+            if op[7] is not None:
+                conn.execute(
+                    "INSERT OR REPLACE INTO changes VALUES (?, ?, ?, ?)", (tid, op[2], *op[7])
+                )
+        elif op[0] == "d":
+            open_ = conn.execute(
+                'SELECT 1 FROM incidents WHERE target_id = ? AND "end" IS NULL LIMIT 1', (tid,)
+            ).fetchone()
+            if open_ is None:
+                conn.execute(
+                    "INSERT INTO incidents (target_id, start, error) VALUES (?, ?, ?)",
+                    (tid, op[2], op[3]),
+                )
+        else:
+            conn.execute(
+                'UPDATE incidents SET "end" = ? WHERE target_id = ? AND "end" IS NULL',
+                (op[2], tid),
+            )
+
+    stored = skipped = 0
+    why = ""  # why the first skipped record was skipped
+    with transaction(conn):
+        for op in ops:
+            tid = target_id(op[1])  # outside the savepoint: a skipped record keeps its target
+            conn.execute("SAVEPOINT record")
+            try:
+                write(op, tid)
+            except Exception as exc:
+                if environmental(exc):
+                    raise
+                conn.execute("ROLLBACK TO record")
+                skipped += 1
+                why = why or f"{one_line(exc)}: {op!r}"
+            else:
+                stored += 1
+            conn.execute("RELEASE record")
+        if unstored + skipped:
+            conn.execute(
+                "INSERT INTO meta VALUES (?, ?)"
+                " ON CONFLICT (key) DO UPDATE SET value = value + excluded.value",
+                (UNSTORED, unstored + skipped),
+            )
+    return new, stored, skipped, why
+
+
+class StoreWriter:
+    """The writer's state: O(targets) dicts and the bounded backlog. Driven by
+    `serve` (or, in tests, by `add` and `flush`)."""
+
+    def __init__(
+        self,
+        store_path: str,
+        storage: StorageSection,
+        stats: StoreStats,
+        *,
+        batch: int = BATCH,
+        backlog: int = BACKLOG,
+        busy_timeout: float = BUSY_TIMEOUT,
+        retry_min: float = RETRY_MIN,
+        retry_max: float = RETRY_MAX,
+        connect: Connect = sqlite3.connect,
+        on_flush: Callable[[bool], None] | None = None,
+    ) -> None:
+        self.path, self.storage, self.stats = store_path, storage, stats
+        self.batch, self.capacity = batch, backlog
+        self.retry_min, self.retry_max = retry_min, retry_max
+        self.on_flush = on_flush
+        self._db = Db(store_path, busy_timeout, connect)
+        self._ids: dict[str, int] = {}  # target name -> targets.id, once committed
+        self._hashes: dict[str, str | None] = {}  # target name -> its last ok content hash
+        self._backlog: deque[Op] = deque()
+        self._persisted = 0  # of stats.unstored, already added to meta
+        self._retry_delay = retry_min
+        self._retry_at = -math.inf
+        self._errors = ErrorLog(f"history store {store_path}")
+        self._skips = ErrorLog(f"history store {store_path}: cannot store a record")
+
+    def add(self, record: Record) -> None:
+        """Queue the rows for one record (O(1), no I/O)."""
+        if isinstance(record, ProbeResult):
+            change = None
+            if record.ok:
+                if record.content_changed:
+                    change = (self._hashes.get(record.target), record.content_hash)
+                self._hashes[record.target] = record.content_hash
+            op: Op = (
+                "s",
+                record.target,
+                record.ts,
+                int(record.ok),
+                record.status,
+                record.latency_ms,
+                None if record.error is None else str(record.error),
+                change,
+            )
+        elif isinstance(record, AlertEvent) and record.event == "down":
+            start = record.ts if record.since is None else record.since
+            op = ("d", record.target, start, record.reason or "unknown")
+        elif isinstance(record, AlertEvent) and record.event == "up":
+            op = ("u", record.target, record.ts)
+        else:
+            return
+        self._backlog.append(op)
+        self._trim()
+
+    def _trim(self) -> None:
+        while len(self._backlog) > self.capacity:
+            self._backlog.popleft()
+            self.stats.unstored += 1
+        self.stats.pending = len(self._backlog)
+
+    def _lose_backlog(self, why: str) -> None:
+        if self._backlog:
+            n = len(self._backlog)
+            self._backlog.clear()
+            self.stats.unstored += n
+            self.stats.pending = 0
+            log.error("history: %d records could not be stored (%s)", n, why)
+
+    @property
+    def due(self) -> bool:
+        """Is there something to write, and is no backoff in force?"""
+        dirty = self._backlog or self._persisted != self.stats.unstored
+        return bool(dirty) and trio.current_time() >= self._retry_at
+
+    async def flush(self) -> bool:
+        """Write the whole backlog in one transaction. -> True when it is stored.
+        On failure the backlog stays (bounded), the error is logged (throttled) and
+        a backoff starts. Never raises, except trio.Cancelled."""
+        ops, self._backlog = self._backlog, deque()
+        unstored = self.stats.unstored - self._persisted
+        try:
+            new, stored, skipped, why = await self._db.run(_write_batch, ops, self._ids, unstored)
+        except trio.Cancelled:
+            ops.extend(self._backlog)
+            self._backlog = ops
+            raise
+        except Exception as exc:
+            ops.extend(self._backlog)
+            self._backlog = ops
+            self._trim()
+            self.stats.last_error = one_line(exc)
+            self._retry_at = trio.current_time() + self._retry_delay
+            self._retry_delay = min(self._retry_delay * 2, self.retry_max)
+            self._errors.error(
+                f"cannot write, keeping up to {self.capacity} records to retry "
+                f"({self.stats.unstored} lost so far): {reason(exc, self.path)}",
+                None if environmental(exc) else exc,
+            )
+            await self._db.close()
+            self._ids.clear()  # the file opened next time may be another one
+            ok = False
+        else:
+            self._ids.update(new)
+            self._persisted += unstored + skipped
+            self.stats.stored += stored
+            self.stats.unstored += skipped
+            self.stats.pending = len(self._backlog)
+            self._retry_delay, self._retry_at = self.retry_min, -math.inf
+            self._errors.recovered(
+                f"writing again ({self.stats.unstored} records could not be stored)"
+            )
+            if skipped:
+                self._skips.error(f"{skipped} records skipped, e.g. {why}")
+            ok = True
+        if self.on_flush is not None:
+            self.on_flush(ok)
+        return ok
+
+    async def serve(
+        self,
+        receive: trio.MemoryReceiveChannel[Record],
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        try:
+            async with receive:
+                task_status.started()
+                closed = False
+                while not closed:
+                    # wait for records; with a backlog held back, only until its retry time
+                    with trio.move_on_at(self._retry_at if self._backlog else math.inf):
+                        try:
+                            self.add(await receive.receive())
+                            for _ in range(self.batch - 1):
+                                self.add(receive.receive_nowait())
+                        except trio.WouldBlock:
+                            pass
+                        except trio.EndOfChannel:
+                            closed = True
+                    if self.due and not closed:
+                        await self.flush()
+                # the channel is closed: one last attempt, whatever the backoff
+                if (self._backlog or self._persisted != self.stats.unstored) and not (
+                    await self.flush()
+                ):
+                    self._lose_backlog(f"at shutdown: {self.stats.last_error}")
+        finally:
+            self._lose_backlog("stopped before they could be written")
+            await self._db.close()
+
+
+async def serve_store_writer(
+    receive: trio.MemoryReceiveChannel[Record],
+    store_path: str,
+    storage: StorageSection,
+    stats: StoreStats,
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Store every record from `receive` until the channel is closed and drained.
+
+    Probe results become samples (and content changes); "down"/"up" alerts open and
+    close incidents. Never raises because of the file: failures are logged and
+    counted in `stats`. Give it a deadline on shutdown (the final write is bounded
+    by it)."""
+    await StoreWriter(store_path, storage, stats).serve(receive, task_status=task_status)
