@@ -38,16 +38,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from trio_monitor import ErrorKind
 from trio_monitor._config import ServerSection, StorageSection
+from trio_monitor._errors import ServerError
 from trio_monitor._records import AlertEvent, ProbeResult, RoundSummary, rfc3339, to_dict
 from trio_monitor.server import app as server_module
-from trio_monitor.server.app import (
-    MAX_ROWS,
-    RECENT,
-    ServerError,
-    build_app,
-    openapi_document,
-    serve_http,
-)
+from trio_monitor.server import auth, build_app, health, openapi_document, serve_http
+from trio_monitor.server.contract import MAX_ROWS, RECENT
 from trio_monitor.server.metrics import Metrics
 from trio_monitor.server.view import Health, TargetStatus
 from trio_monitor.store.db import StoreStats, StoreWriter
@@ -800,13 +795,13 @@ async def test_a_public_status_page_keeps_the_api_private():
 
 async def test_token_is_compared_in_constant_time(monkeypatch):
     calls = []
-    real = server_module.hmac.compare_digest
+    real = auth.hmac.compare_digest
 
     def spy(a, b):
         calls.append((a, b))
         return real(a, b)
 
-    monkeypatch.setattr(server_module.hmac, "compare_digest", spy)
+    monkeypatch.setattr(auth.hmac, "compare_digest", spy)
     async with serving(FakeView(), token=TOKEN) as served, served.client("nope") as client:
         assert (await client.get("/api/v1/targets")).status_code == 401
     assert (b"nope", TOKEN.encode()) in calls
@@ -1187,7 +1182,7 @@ async def test_health_check_of_a_server_that_is_not_ours():
             )
             port = listener.socket.getsockname()[1]
             section = ServerSection(listen=("127.0.0.1", port))
-            result = await trio.to_thread.run_sync(server_module.check_health, section)
+            result = await trio.to_thread.run_sync(health.check_health, section)
             nursery.cancel_scope.cancel()
     assert result == (False, f"http://127.0.0.1:{port}/healthz: unexpected HTTP status 404")
 
@@ -1201,7 +1196,7 @@ def test_health_check_asks_loopback_for_a_wildcard_listen(monkeypatch):
 
     monkeypatch.setattr(httpx.Client, "get", get)
     for host, url in (("0.0.0.0", "127.0.0.1"), ("::", "[::1]"), ("::1", "[::1]")):
-        server_module.check_health(ServerSection(listen=(host, 9180)))
+        health.check_health(ServerSection(listen=(host, 9180)))
         assert asked.pop() == f"http://{url}:9180/healthz"
 
 

@@ -202,7 +202,7 @@ class Monitor:
     ) -> None:
         """The status page, API and metrics, until `scope` is cancelled (at shutdown)."""
         # Imported here: starlette and hypercorn cost start-up time a serverless run never needs.
-        from .server.app import build_app, serve_http
+        from .server import build_app, serve_http
 
         app = build_app(self.view, config.server, self.metrics)
 

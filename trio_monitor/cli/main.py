@@ -150,7 +150,7 @@ def _init(args: argparse.Namespace) -> int:
 def _health(args: argparse.Namespace) -> int:
     """GET /healthz of the server the config describes: for container HEALTHCHECKs.
     0 healthy; 1 unhealthy or no answer (one line on stderr says why); 2 no [server]."""
-    from ..server.app import check_health  # the server's modules load only for this command
+    from ..server import check_health  # the server's modules load only for this command
 
     config = load_config(args.config)
     try:
