@@ -63,6 +63,7 @@ def target_status(
     *,
     availability: float | None = 99.5,
     with_probe: bool = True,
+    kind: str = "http",
 ) -> TargetStatus:
     now = time.time()
     ok = state != "DOWN"
@@ -71,7 +72,7 @@ def target_status(
         target=name,
         url="http://api.test/health",
         ok=ok,
-        status=200 if ok else None,
+        status=200 if ok and kind == "http" else None,
         latency_ms=12.5 if ok else None,
         error=None if ok else ErrorKind.CONNECT,
         attempts=1 if ok else 2,
@@ -81,6 +82,7 @@ def target_status(
         bytes=662 if ok else 0,
         content_hash="sha256:95e9" if ok else None,
         remote_addr="127.0.0.1:8080" if ok else None,
+        kind=kind,
     )
     return TargetStatus(
         name=name,
@@ -92,6 +94,7 @@ def target_status(
         checks_24h=0 if availability is None else 2880,
         availability_24h_pct=availability,
         p95_24h_ms=None if availability is None else 41.7,
+        kind=kind,
     )
 
 
@@ -353,6 +356,7 @@ def target_json(s: TargetStatus) -> dict:
     return {
         "name": s.name,
         "url": s.url,
+        "kind": s.kind,
         "state": s.state,
         "since": None if s.since is None else rfc3339(s.since),
         "last": None if s.last is None else to_dict(s.last),
@@ -381,6 +385,21 @@ async def test_targets_lists_every_target_with_its_state_and_last_probe():
     assert down["last"]["status"] is None
     assert body[2]["since"] is None
     assert body[2]["last"] is None
+
+
+async def test_targets_of_other_kinds_say_their_kind_and_have_no_http_status():
+    statuses = [target_status("api"), target_status("tcp-db", kind="tcp")]
+    async with serving(FakeView(*statuses)) as served, served.client() as client:
+        listed = (await client.get("/api/v1/targets")).json()
+        detail = (await client.get("/api/v1/targets/tcp-db")).json()
+    assert [(t["name"], t["kind"], t["last"]["kind"]) for t in listed] == [
+        ("api", "http", "http"),
+        ("tcp-db", "tcp", "tcp"),
+    ]
+    assert listed[0]["last"]["status"] == 200
+    assert listed[1]["last"]["status"] is None
+    assert detail["kind"] == "tcp"
+    assert listed == [target_json(s) for s in statuses]
 
 
 async def test_one_target_has_its_last_probes_from_history(history):

@@ -141,6 +141,7 @@ def _target_json(t: TargetStatus) -> dict[str, Any]:
     return {
         "name": t.name,
         "url": t.url,
+        "kind": t.kind,
         "state": t.state,
         "since": _time(t.since),
         "last": None if t.last is None else to_dict(t.last),

@@ -47,6 +47,7 @@ _NULLABLE_TIME = _nullable("string", format="date-time", description="RFC 3339, 
 _TARGET_PROPERTIES: Schema = {
     "name": {"type": "string"},
     "url": {"type": "string"},
+    "kind": {"type": "string", "description": 'how the target is probed: "http", ...'},
     "state": {"enum": ["UP", "DOWN", "UNKNOWN"]},
     "since": {**_NULLABLE_TIME, "description": "when the state began"},
     "last": {"anyOf": [_ref("Probe"), {"type": "null"}], "description": "the latest probe"},
@@ -88,6 +89,11 @@ _SCHEMAS: Schema = {
             "slow": {"type": "boolean"},
             "final_url": _nullable("string"),
             "remote_addr": _nullable("string"),
+            "kind": {
+                "type": "string",
+                "description": 'the probe kind ("http", ...); `status` is null for kinds '
+                "other than http",
+            },
         },
         "One probe, as in the monitor's JSON lines.",
     ),

@@ -89,6 +89,7 @@ class TargetStatus:
     checks_24h: int
     availability_24h_pct: float | None
     p95_24h_ms: float | None
+    kind: str = "http"
 
 
 @frozen
