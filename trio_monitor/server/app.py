@@ -31,8 +31,7 @@ import sqlite3
 import time
 from collections import deque
 from collections.abc import Callable
-from decimal import ROUND_DOWN, Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import unquote
 
 import trio
@@ -48,8 +47,10 @@ from .._records import rfc3339, to_dict
 from ..store.db import HistoryReader
 from ..store.records import Incident, Sample
 from .auth import BearerAuth
-from .contract import API, DEFAULT_SINCE, JSON, MAX_ROWS, RECENT, error_response
+from .badges import status_badge, uptime_badge
+from .contract import API, DEFAULT_SINCE, JSON, MAX_ROWS, RECENT, JSONObject, error_response
 from .openapi import openapi_document
+from .page import status_page_csp, status_page_html
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -63,7 +64,7 @@ HISTORY_READERS = 4  # worker threads reading history at once
 _MIN_TS, _MAX_TS = -62135596800.0, 253402300799.0  # years 1 to 9999: what RFC 3339 can say
 
 PageFn = Callable[[], str]
-BadgeFn = Callable[[str, str, str], str]
+T = TypeVar("T")  # what a history read returns
 
 
 # --- errors --------------------------------------------------------------------------
@@ -137,7 +138,7 @@ def _limit(request: Request) -> int:
 # --- JSON shapes (described in openapi_document) ---------------------------------------
 
 
-def _target_json(t: TargetStatus) -> dict[str, Any]:
+def _target_json(t: TargetStatus) -> JSONObject:
     return {
         "name": t.name,
         "url": t.url,
@@ -152,7 +153,7 @@ def _target_json(t: TargetStatus) -> dict[str, Any]:
     }
 
 
-def _sample_json(s: Sample) -> dict[str, Any]:
+def _sample_json(s: Sample) -> JSONObject:
     return {
         "ts": rfc3339(s.ts),
         "ok": s.ok,
@@ -162,7 +163,7 @@ def _sample_json(s: Sample) -> dict[str, Any]:
     }
 
 
-def _incident_json(i: Incident, now: float) -> dict[str, Any]:
+def _incident_json(i: Incident, now: float) -> JSONObject:
     return {
         "target": i.target,
         "start": rfc3339(i.start),
@@ -172,50 +173,10 @@ def _incident_json(i: Incident, now: float) -> dict[str, Any]:
     }
 
 
-# --- badges --------------------------------------------------------------------------
-
-_STATE_BADGE = {
-    "UP": ("up", "#4c1"),
-    "DOWN": ("down", "#e05d44"),
-    "UNKNOWN": ("unknown", "#9f9f9f"),
-}
-
-
-_UPTIME_COLORS = ((99.9, "#4c1"), (99.0, "#97ca00"), (95.0, "#dfb317"), (90.0, "#fe7d37"))
-
-
-def _uptime_badge(pct: float | None) -> tuple[str, str]:
-    if pct is None:
-        return "n/a", "#9f9f9f"
-    # cut, never rounded up, to two decimals: 99.999 shows "99.99%", never "100%"
-    cut = Decimal(repr(min(100.0, max(0.0, pct)))).quantize(Decimal("0.01"), ROUND_DOWN)
-    shown = f"{cut.normalize():f}%"
-    color = next((c for floor, c in _UPTIME_COLORS if pct >= floor), "#e05d44")
-    return shown, color
-
-
-def _default_page() -> str:
-    from .page import status_page_html  # import when first asked for
-
-    return status_page_html()
-
-
-def _default_csp() -> str:
-    from .page import status_page_csp
-
-    return status_page_csp()
-
-
-def _default_badge(label: str, message: str, color: str) -> str:
-    from .page import badge_svg
-
-    return badge_svg(label, message, color)
-
-
 # --- the app -------------------------------------------------------------------------
 
 
-def _read(path: str, fn: Callable[[HistoryReader], Any]) -> Any:
+def _read(path: str, fn: Callable[[HistoryReader], T]) -> T:
     with HistoryReader(path) as reader:
         return fn(reader)
 
@@ -227,16 +188,16 @@ class _Api:
         server: ServerSection,
         metrics: Metrics,
         page: PageFn | None,
-        badge: BadgeFn | None,
     ) -> None:
         self.view, self.server, self.metrics = view, server, metrics
-        self.page, self.badge = page or _default_page, badge or _default_badge
-        self.csp = _default_csp if page is None else None
+        # the real page comes with its CSP; a page given instead (tests) with none
+        self.page = page or status_page_html
+        self.csp = status_page_csp if page is None else None
         self.openapi = openapi_document(server)
         self._page: tuple[str, dict[str, str]] | None = None
         self._readers = trio.CapacityLimiter(HISTORY_READERS)
 
-    async def history(self, fn: Callable[[HistoryReader], Any]) -> Any:
+    async def history(self, fn: Callable[[HistoryReader], T]) -> T:
         """Run fn(reader) in a worker thread. A cancelled request abandons the thread,
         which finishes and closes its own reader: nothing blocks shutdown."""
         path = self.view.store_path
@@ -361,11 +322,11 @@ class _Api:
         name, leaf = self._resolve(request, f"{API}/badges/", ("status.svg", "uptime.svg"))
         status = self.status(name)
         if leaf == "status.svg":
-            message, color = _STATE_BADGE.get(status.state, ("unknown", "#9f9f9f"))
+            svg = status_badge(status.state, label=name)
         else:
-            message, color = _uptime_badge(status.availability_24h_pct)
+            svg = uptime_badge(status.availability_24h_pct, label=name)
         return Response(
-            self.badge(name, message, color),
+            svg,
             headers={
                 "content-type": "image/svg+xml; charset=utf-8",
                 "cache-control": "no-cache, max-age=0",
@@ -383,10 +344,9 @@ def build_app(
     metrics: Metrics,
     *,
     page: PageFn | None = None,
-    badge: BadgeFn | None = None,
 ) -> ASGIApp:
-    """The ASGI app. `page` and `badge` default to trio_monitor._page's functions."""
-    api = _Api(view, server, metrics, page, badge)
+    """The ASGI app. `page` (the HTML for "/") defaults to page.status_page_html."""
+    api = _Api(view, server, metrics, page)
     routes = [
         Route("/", api.index),
         Route("/healthz", api.healthz),
