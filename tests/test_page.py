@@ -1,7 +1,7 @@
-"""The status page and the SVG badges (trio_monitor/_page.py).
+"""The status page (trio_monitor/server/page.py and static/).
 
-Badges: well-formed XML, escaped text, the right colours. The page: self-contained (no
-URL to another origin anywhere), its CSP hashes match, and - in real headless Chromium
+The page: self-contained (no URL to another origin anywhere), its CSP hashes match, the
+palette's scale is in it (and nowhere in its files), and - in real headless Chromium
 (Debian's /usr/bin/chromium driven by Debian's /usr/bin/chromedriver through selenium;
 nothing is downloaded) - it renders a fake API served on 127.0.0.1: states, texts, the
 hostile name as text, uptime-bar colours checked on screenshot pixels, no horizontal
@@ -18,195 +18,21 @@ import shutil
 import struct
 import threading
 import time
-import xml.etree.ElementTree as ET
 import zlib
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib.resources import files
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
 from pngs import read_png
 
-from trio_monitor.server.page import (
-    BADGE_COLORS,
-    BADGE_MAX_CHARS,
-    COLOR_BAD,
-    COLOR_LINE,
-    COLOR_NODATA,
-    COLOR_OK,
-    COLOR_WARN,
-    badge_svg,
-    status_badge,
-    status_page_csp,
-    status_page_html,
-    uptime_badge,
-)
+from trio_monitor._palette import COLORS, OK_FROM, WARN_FROM, level
+from trio_monitor.server.page import status_page_csp, status_page_html
 
-SVG = "{http://www.w3.org/2000/svg}"
 HOSTILE = "<img src=x onerror=alert(1)>"
-
-# --- badges --------------------------------------------------------------------------
-
-
-def _parse_badge(svg: str) -> tuple[ET.Element, list[str], list[str]]:
-    """-> (root, the visible texts, the rect fills)."""
-    root = ET.fromstring(svg)
-    assert root.tag == f"{SVG}svg"
-    texts = [t.text or "" for t in root.iter(f"{SVG}text") if t.get("aria-hidden") is None]
-    fills = [r.get("fill") or "" for r in root.iter(f"{SVG}rect")]
-    return root, texts, fills
-
-
-def test_badge_svg_is_valid_svg_with_two_parts():
-    svg = badge_svg("build", "passing", "green")
-    root, texts, _fills = _parse_badge(svg)
-    assert texts == ["build", "passing"]
-    assert root.get("height") == "20"
-    assert root.get("aria-label") == "build: passing"
-    assert root.find(f"{SVG}title").text == "build: passing"
-    # clip rect, label part, message part, gloss
-    width = int(root.get("width"))
-    g = root.find(f"{SVG}g")
-    label_rect, message_rect, _ = g.findall(f"{SVG}rect")
-    assert label_rect.get("fill") == "#555"
-    assert message_rect.get("fill") == BADGE_COLORS["green"]
-    assert int(label_rect.get("width")) + int(message_rect.get("width")) == width
-    assert int(message_rect.get("x")) == int(label_rect.get("width"))
-    assert svg.count("<text") == 4  # each text with its shadow
-
-
-def test_badge_width_grows_with_the_text():
-    short = int(ET.fromstring(badge_svg("a", "b", "red")).get("width"))
-    longer = int(ET.fromstring(badge_svg("a much longer label", "b", "red")).get("width"))
-    wide = int(ET.fromstring(badge_svg("a", "MMMMMMMMMM", "red")).get("width"))
-    narrow = int(ET.fromstring(badge_svg("a", "iiiiiiiiii", "red")).get("width"))
-    assert short < longer
-    assert narrow < wide
-    # each text is squeezed into its part: textLength is the part width minus padding
-    root = ET.fromstring(badge_svg("uptime", "99.95%", "green"))
-    rects = root.find(f"{SVG}g").findall(f"{SVG}rect")
-    lengths = [int(t.get("textLength")) for t in root.iter(f"{SVG}text")]
-    assert lengths == [int(rects[0].get("width")) - 10] * 2 + [int(rects[1].get("width")) - 10] * 2
-
-
-@pytest.mark.parametrize(
-    "hostile",
-    [
-        "<script>alert(1)</script>",
-        '"/><svg onload=alert(1)>',
-        "a & b ' \" < >",
-        "]]><!-- --><!DOCTYPE x [<!ENTITY e 'x'>]>&e;",
-        "ctrl\x00\x01\x08\x0b\x1b\x7f chars \ud800 and \ufffe",
-        "tab\tand\nnew\r\nlines",
-    ],
-)
-def test_badge_escapes_hostile_text(hostile):
-    svg = badge_svg(hostile, hostile, "red")
-    root, texts, _ = _parse_badge(svg)  # well-formed XML whatever the text
-    svg.encode("utf-8")  # no lone surrogates left
-    for bad in ("<script", "<svg onload", "<!--", "<!DOCTYPE", "<!ENTITY"):
-        assert bad not in svg.split(">", 1)[1]  # nothing but our own markup
-    assert all(ord(ch) >= 0x20 for ch in svg)  # no control characters, even escaped
-    expected = " ".join(hostile.split())
-    expected = re.sub(
-        "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff\ufffe\uffff]", "\ufffd", expected
-    )
-    assert texts == [expected, expected]
-    assert root.get("aria-label") == f"{expected}: {expected}"
-    plain = ET.fromstring(badge_svg("a", "b", "red"))
-    # the same elements as any badge: nothing injected
-    assert [e.tag for e in root.iter()] == [e.tag for e in plain.iter()]
-
-
-def test_badge_cuts_long_text():
-    _, texts, _ = _parse_badge(badge_svg("x" * 500, "y" * 500, "grey"))
-    assert texts == ["x" * (BADGE_MAX_CHARS - 1) + "\u2026", "y" * (BADGE_MAX_CHARS - 1) + "\u2026"]
-
-
-def test_badge_ids_differ_between_badges():
-    ids = set()
-    for svg in (status_badge("up"), status_badge("down"), uptime_badge(99.0)):
-        root = ET.fromstring(svg)
-        ids |= {e.get("id") for e in root.iter() if e.get("id")}
-    assert len(ids) == 6
-
-
-@pytest.mark.parametrize(
-    ("color", "fill"),
-    [
-        ("green", "#4c1"),
-        ("red", "#e05d44"),
-        ("grey", "#9f9f9f"),
-        ("gray", "#9f9f9f"),
-        ("amber", "#dfb317"),
-        ("Amber", "#dfb317"),
-        ("yellowgreen", "#a4a61d"),
-        ("#ABCDEF", "#abcdef"),
-        ("#0f0", "#0f0"),
-    ],
-)
-def test_badge_colours(color, fill):
-    _, _, fills = _parse_badge(badge_svg("l", "m", color))
-    assert fills[2] == fill
-
-
-@pytest.mark.parametrize(
-    "color", ["", "purple-ish", "#12345", "#ggg", 'red" onload="x', "url(#x)", "#1234567"]
-)
-def test_badge_refuses_unknown_colours(color):
-    with pytest.raises(ValueError, match="badge colour"):
-        badge_svg("l", "m", color)
-
-
-@pytest.mark.parametrize(
-    ("state", "message", "color"),
-    [
-        ("up", "up", "green"),
-        ("UP", "up", "green"),
-        ("down", "down", "red"),
-        ("DOWN", "down", "red"),
-        ("unknown", "unknown", "grey"),
-        ("UNKNOWN", "unknown", "grey"),
-        ("<b>weird</b>", "unknown", "grey"),
-    ],
-)
-def test_status_badge(state, message, color):
-    _, texts, fills = _parse_badge(status_badge(state))
-    assert texts == ["status", message]
-    assert fills[2] == BADGE_COLORS[color]
-    _, texts, _ = _parse_badge(status_badge(state, label="api <prod>"))
-    assert texts == ["api <prod>", message]
-
-
-@pytest.mark.parametrize(
-    ("pct", "message", "color"),
-    [
-        (100.0, "100%", "green"),
-        (100, "100%", "green"),
-        (99.999, "99.99%", "green"),  # cut, never rounded up to 100%
-        (99.95, "99.95%", "green"),
-        (99.9, "99.9%", "green"),
-        (99.89, "99.89%", "yellowgreen"),
-        (99.0, "99%", "yellowgreen"),
-        (98.999, "98.99%", "amber"),
-        (95.0, "95%", "amber"),
-        (94.99, "94.99%", "red"),
-        (12.3456, "12.34%", "red"),
-        (0.0, "0%", "red"),
-        (-3.0, "0%", "red"),
-        (250.0, "100%", "green"),
-        (None, "n/a", "grey"),
-        (float("nan"), "n/a", "grey"),
-        (float("inf"), "n/a", "grey"),
-    ],
-)
-def test_uptime_badge(pct, message, color):
-    _, texts, fills = _parse_badge(uptime_badge(pct))
-    assert texts == ["uptime", message]
-    assert fills[2] == BADGE_COLORS[color]
-
 
 # --- the page as text ----------------------------------------------------------------
 
@@ -283,6 +109,29 @@ def test_page_csp_allows_exactly_its_own_script_and_style():
     assert header.endswith("; frame-ancestors 'none'")
     # the CSP meta comes before anything it governs
     assert page.index("Content-Security-Policy") < page.index("<style>") < page.index("<script>")
+
+
+def test_page_takes_its_scale_and_colours_from_the_palette():
+    page = status_page_html()
+    _, style = _script_and_style(page)
+    assert f'data-ok-from="{OK_FROM:g}" data-warn-from="{WARN_FROM:g}"' in page
+    for name, color in COLORS.items():
+        assert f"--palette-{name}:{color}" in style
+    # ... and the page's own files keep no copy of either
+    static = files("trio_monitor.server") / "static"
+    script, css = (static / "status.js").read_text(), (static / "status.css").read_text()
+    for color in COLORS.values():
+        assert color.lower() not in script.lower(), color
+    for threshold in (OK_FROM, WARN_FROM):  # as a number, not inside "p95"
+        assert not re.search(rf"(?<![\w.]){threshold:g}(?![\w.])", script), threshold
+    assert "body.dataset.okFrom" in script
+    # every uptime colour in the style: bar segments, legend swatches, sparkline strokes
+    rules = re.findall(r"\.(seg|sw)\.(?!pending)(\w+)\{background:([^}]*)\}", css)
+    assert {(kind, lv) for kind, lv, _ in rules} == {
+        (kind, lv) for kind in ("seg", "sw") for lv in ("ok", "warn", "bad", "nodata")
+    }
+    assert all(value == f"var(--palette-{lv})" for _, lv, value in rules), rules
+    assert ".spark .line{stroke:var(--palette-line)}" in css
 
 
 def test_page_title_is_escaped_and_refresh_is_checked():
@@ -439,18 +288,17 @@ def _sample(ts: float, ok: bool, latency: float | None = 40.0) -> dict:
     }
 
 
+CHECKS = 40  # per bar segment: enough for one or two failures to stay above WARN_FROM
+
+
 def _seg_class(n: int, failed: int) -> str:
-    """The page's rule: grey no data, green all ok, red more than half failed, else amber."""
-    if not n:
-        return "none"
-    if not failed:
-        return "ok"
-    return "bad" if failed * 2 > n else "warn"
+    """The page's rule: the segment's availability on the palette's scale."""
+    return level(100 * (n - failed) / n if n else None)
 
 
-# db's 24 h: per hour (6 checks an hour), how many of the 6 failed; None: no data
+# db's 24 h: per hour (CHECKS an hour), how many of them failed; None: no data
 DB_HOURS = [None] * 4 + [0] * 12 + [1, 2] + [0, 0] + [4] + [0] + [6, 6]
-# db's 7 d: per 6-hour segment (6 checks each), failures
+# db's 7 d: per 6-hour segment (CHECKS each), failures
 DB_7D = [None] * 3 + [0] * 14 + [1, 3, 0, 0, 5, 0, 0, 0, 2, 0] + [6]
 
 
@@ -463,8 +311,8 @@ def _fake_api(now: float) -> FakeApi:
         for i, failed in enumerate(failures):
             if failed is None:
                 continue
-            for k in range(6):  # 6 checks per segment, in the middle of sixths
-                ts = start + i * seg_s + (k + 0.5) * seg_s / 6
+            for k in range(CHECKS):  # evenly spread in the segment
+                ts = start + i * seg_s + (k + 0.5) * seg_s / CHECKS
                 latency = 40.0 + 10 * (i % 5) + (200 if i == 10 else 0)
                 out.append(_sample(ts, k >= failed, latency))
         return out
@@ -483,11 +331,13 @@ def _fake_api(now: float) -> FakeApi:
         "latency_ms": 42.5,
         "error": None,
         "error_detail": None,
+        "kind": "http",
     }
     targets = [
         {
             "name": "api",
             "url": "https://api.example/health",
+            "kind": "http",
             "state": "UP",
             "since": _iso(now - 3 * 86400),
             "last": last_ok,
@@ -498,7 +348,8 @@ def _fake_api(now: float) -> FakeApi:
         },
         {
             "name": "db",
-            "url": "http://db.example:5432/",
+            "url": "tcp://db.example:5432",
+            "kind": "tcp",
             "state": "DOWN",
             "since": _iso(now - 2 * 3600 - 300),
             "last": {
@@ -508,6 +359,7 @@ def _fake_api(now: float) -> FakeApi:
                 "latency_ms": None,
                 "error": "connect",
                 "error_detail": "all attempts to connect to db.example:5432 failed",
+                "kind": "tcp",
             },
             "interval_s": 60,
             "checks_24h": 1440,
@@ -690,10 +542,10 @@ def _rgb(color: str) -> tuple[int, int, int]:
 
 
 SEG_RGB = {
-    "ok": _rgb(COLOR_OK),
-    "warn": _rgb(COLOR_WARN),
-    "bad": _rgb(COLOR_BAD),
-    "none": _rgb(COLOR_NODATA),
+    "ok": _rgb(COLORS["ok"]),
+    "warn": _rgb(COLORS["warn"]),
+    "bad": _rgb(COLORS["bad"]),
+    "nodata": _rgb(COLORS["nodata"]),
 }
 
 
@@ -745,9 +597,9 @@ def _severe_logs(driver, allow: tuple[str, ...] = ()) -> list[str]:
 def test_status_page_in_headless_chromium(browser, tmp_path):
     now = time.time()
     api = _fake_api(now)
-    expected_db_24h = [_seg_class(0 if f is None else 6, f or 0) for f in DB_HOURS]
-    expected_db_7d = [_seg_class(0 if f is None else 6, f or 0) for f in DB_7D]
-    assert {"none", "ok", "warn", "bad"} <= set(expected_db_24h)  # the data covers all four
+    expected_db_24h = [_seg_class(0 if f is None else CHECKS, f or 0) for f in DB_HOURS]
+    expected_db_7d = [_seg_class(0 if f is None else CHECKS, f or 0) for f in DB_7D]
+    assert {"nodata", "ok", "warn", "bad"} <= set(expected_db_24h)  # the data covers all four
 
     with serve(api) as base:
         _viewport(browser, 1280, 1000, mobile=False)
@@ -766,7 +618,8 @@ def test_status_page_in_headless_chromium(browser, tmp_path):
         assert (
             by["db"]["err"] == "\u2715 connect: all attempts to connect to db.example:5432 failed"
         )
-        assert "failed" in by["db"]["last"]
+        # a tcp probe has no HTTP status: its kind says what failed
+        assert re.fullmatch(r"last check \d\d:\d\d:\d\d \u00b7 tcp failed", by["db"]["last"])
         assert (
             by["db"]["stats"] == "24 h: 91.5% of 1,440 checks \u00b7 p95 88 ms \u00b7 every 1 min"
         )
@@ -775,7 +628,7 @@ def test_status_page_in_headless_chromium(browser, tmp_path):
         assert by["new-service"]["last"] == "no checks yet"
         assert by["new-service"]["err"] is None
         assert by["new-service"]["stats"] == "24 h: no checks \u00b7 every 30 s"
-        assert by["new-service"]["bars"] == [["none"] * 24, ["none"] * 28]
+        assert by["new-service"]["bars"] == [["nodata"] * 24, ["nodata"] * 28]
         assert by["new-service"]["vals"] == ["n/a", "n/a", "no data"]
         assert by["api"]["pill"] == "\u2713 UP"
         assert re.fullmatch(r"last check \d\d:\d\d:\d\d \u00b7 HTTP 200 \u00b7 43 ms \u00b7 ok",
@@ -792,6 +645,9 @@ def test_status_page_in_headless_chromium(browser, tmp_path):
         assert h["title"] == HOSTILE
         assert h["url"] == 'https://evil.example/"><script>alert(2)</script>'
         assert h["err"] == "\u2715 status: <b>bold</b> & <script>alert(3)</script>"
+        assert re.fullmatch(
+            r"last check \d\d:\d\d:\d\d \u00b7 HTTP 500 \u00b7 12 ms \u00b7 failed", h["last"]
+        )
         injected = browser.execute_script(
             "return document.querySelectorAll('#targets img, #targets script, #targets b,"
             " #incidents img, #incidents script, #incidents b').length"
@@ -835,7 +691,7 @@ def test_status_page_in_headless_chromium(browser, tmp_path):
                     present[name] += 1
         assert all(n > 200 for n in present.values()), present
         # the latency sparkline (anti-aliased: near the line colour)
-        line = _rgb(COLOR_LINE)
+        line = _rgb(COLORS["line"])
         blue = sum(
             1
             for row in rows

@@ -13,7 +13,6 @@ SQLite store written by the real writer. `trio-monitor health` runs as a subproc
 from __future__ import annotations
 
 import contextlib
-import html
 import logging
 import math
 import re
@@ -21,6 +20,7 @@ import socket
 import sys
 import threading
 import time
+import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from contextlib import asynccontextmanager, contextmanager
 from functools import partial
@@ -38,23 +38,23 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from trio_monitor import ErrorKind
 from trio_monitor._config import ServerSection, StorageSection
+from trio_monitor._errors import ServerError
+from trio_monitor._palette import COLORS
 from trio_monitor._records import AlertEvent, ProbeResult, RoundSummary, rfc3339, to_dict
 from trio_monitor.engine.view import Health, TargetStatus
 from trio_monitor.server import app as server_module
-from trio_monitor.server.app import (
-    MAX_ROWS,
-    RECENT,
-    ServerError,
-    build_app,
-    openapi_document,
-    serve_http,
-)
+from trio_monitor.server import auth, build_app, health, openapi_document, serve_http
+from trio_monitor.server.badges import NODATA_FILL
+from trio_monitor.server.contract import MAX_ROWS, RECENT
 from trio_monitor.server.metrics import Metrics
+from trio_monitor.server.page import status_page_csp, status_page_html
 from trio_monitor.store import StoreStats, StoreWriter
 
 WAIT = 10.0  # seconds any wait may take before the test fails instead of hanging
 TOKEN = "s3cret-t0ken"
 HOUR = 3600.0
+SVG = "{http://www.w3.org/2000/svg}"
+OK, WARN, BAD = (COLORS[level] for level in ("ok", "warn", "bad"))
 HEALTHY = Health(True, "ok", 2.5, 60.0)
 UNHEALTHY = Health(False, "no round for 95 s (limit 60 s)", 95.0, 60.0)
 
@@ -68,6 +68,7 @@ def target_status(
     *,
     availability: float | None = 99.5,
     with_probe: bool = True,
+    kind: str = "http",
 ) -> TargetStatus:
     now = time.time()
     ok = state != "DOWN"
@@ -76,7 +77,7 @@ def target_status(
         target=name,
         url="http://api.test/health",
         ok=ok,
-        status=200 if ok else None,
+        status=200 if ok and kind == "http" else None,
         latency_ms=12.5 if ok else None,
         error=None if ok else ErrorKind.CONNECT,
         attempts=1 if ok else 2,
@@ -86,6 +87,7 @@ def target_status(
         bytes=662 if ok else 0,
         content_hash="sha256:95e9" if ok else None,
         remote_addr="127.0.0.1:8080" if ok else None,
+        kind=kind,
     )
     return TargetStatus(
         name=name,
@@ -97,6 +99,7 @@ def target_status(
         checks_24h=0 if availability is None else 2880,
         availability_24h_pct=availability,
         p95_24h_ms=None if availability is None else 41.7,
+        kind=kind,
     )
 
 
@@ -125,14 +128,12 @@ def fake_page() -> str:
     return "<!doctype html><title>status</title><p>the page</p>"
 
 
-def fake_badge(label: str, message: str, color: str) -> str:
-    attrs = " ".join(f'data-{k}="{html.escape(v)}"' for k, v in (("l", label), ("m", message)))
-    return f'<svg xmlns="http://www.w3.org/2000/svg" {attrs} data-c="{color}"/>'
-
-
 def badge_of(svg: str) -> tuple[str, str, str]:
-    found = dict(re.findall(r'data-(\w)="([^"]*)"', svg))
-    return html.unescape(found["l"]), html.unescape(found["m"]), found["c"]
+    """A served badge's (label, message, message colour)."""
+    root = ET.fromstring(svg)
+    label, message = [t.text or "" for t in root.iter(f"{SVG}text") if t.get("aria-hidden") is None]
+    _, _, fill, _ = [r.get("fill") or "" for r in root.iter(f"{SVG}rect")]
+    return label, message, fill
 
 
 # --- history ---------------------------------------------------------------------------
@@ -336,7 +337,7 @@ async def serving(
     **app_options: Any,
 ):
     section = ServerSection(listen=("127.0.0.1", 0), token=token, public_status_page=public)
-    options = {"page": fake_page, "badge": fake_badge} | app_options
+    options = {"page": fake_page} | app_options
     app = build_app(view, section, metrics or Metrics(), **options)
     served = Served(section, app)
     with trio.fail_after(WAIT):
@@ -358,6 +359,7 @@ def target_json(s: TargetStatus) -> dict:
     return {
         "name": s.name,
         "url": s.url,
+        "kind": s.kind,
         "state": s.state,
         "since": None if s.since is None else rfc3339(s.since),
         "last": None if s.last is None else to_dict(s.last),
@@ -386,6 +388,21 @@ async def test_targets_lists_every_target_with_its_state_and_last_probe():
     assert down["last"]["status"] is None
     assert body[2]["since"] is None
     assert body[2]["last"] is None
+
+
+async def test_targets_of_other_kinds_say_their_kind_and_have_no_http_status():
+    statuses = [target_status("api"), target_status("tcp-db", kind="tcp")]
+    async with serving(FakeView(*statuses)) as served, served.client() as client:
+        listed = (await client.get("/api/v1/targets")).json()
+        detail = (await client.get("/api/v1/targets/tcp-db")).json()
+    assert [(t["name"], t["kind"], t["last"]["kind"]) for t in listed] == [
+        ("api", "http", "http"),
+        ("tcp-db", "tcp", "tcp"),
+    ]
+    assert listed[0]["last"]["status"] == 200
+    assert listed[1]["last"]["status"] is None
+    assert detail["kind"] == "tcp"
+    assert listed == [target_json(s) for s in statuses]
 
 
 async def test_one_target_has_its_last_probes_from_history(history):
@@ -579,7 +596,7 @@ async def test_target_names_with_slashes_and_odd_characters():
         loose = await plain.get(f"{served.url}/api/v1/targets/" + quote(name, safe="/:"))
     assert detail.status_code == 200
     assert detail.json()["name"] == name
-    assert badge_of(badge.text) == (name, "up", "#4c1")
+    assert badge_of(badge.text) == (name, "up", OK)
     assert history.status_code == 404  # the target was found; history is off
     assert history.json()["error"].startswith("history is disabled")
     assert loose.status_code == 200
@@ -635,14 +652,18 @@ async def test_status_page():
 @pytest.mark.parametrize(
     ("state", "availability", "status_badge", "uptime_badge"),
     [
-        ("UP", 100.0, ("up", "#4c1"), ("100%", "#4c1")),
-        ("UP", 99.95, ("up", "#4c1"), ("99.95%", "#4c1")),
-        ("UP", 99.999, ("up", "#4c1"), ("99.99%", "#4c1")),  # never rounded up to 100%
-        ("DOWN", 99.5, ("down", "#e05d44"), ("99.5%", "#97ca00")),
-        ("DOWN", 96.0, ("down", "#e05d44"), ("96%", "#dfb317")),
-        ("UP", 91.25, ("up", "#4c1"), ("91.25%", "#fe7d37")),
-        ("DOWN", 12.5, ("down", "#e05d44"), ("12.5%", "#e05d44")),
-        ("UNKNOWN", None, ("unknown", "#9f9f9f"), ("n/a", "#9f9f9f")),
+        ("UP", 100.0, ("up", OK), ("100%", OK)),
+        ("UP", 99.95, ("up", OK), ("99.95%", OK)),
+        ("UP", 99.999, ("up", OK), ("99.99%", OK)),  # never rounded up to 100%
+        ("UP", 99.9, ("up", OK), ("99.9%", OK)),  # the palette's OK_FROM
+        ("DOWN", 99.89, ("down", BAD), ("99.89%", WARN)),
+        ("DOWN", 99.5, ("down", BAD), ("99.5%", WARN)),
+        ("DOWN", 96.0, ("down", BAD), ("96%", WARN)),
+        ("DOWN", 95.0, ("down", BAD), ("95%", WARN)),  # the palette's WARN_FROM
+        ("UP", 94.99, ("up", OK), ("94.99%", BAD)),
+        ("UP", 91.25, ("up", OK), ("91.25%", BAD)),  # once orange; below 95: bad
+        ("DOWN", 12.5, ("down", BAD), ("12.5%", BAD)),
+        ("UNKNOWN", None, ("unknown", NODATA_FILL), ("n/a", NODATA_FILL)),
     ],
 )
 async def test_badges(state, availability, status_badge, uptime_badge):
@@ -735,19 +756,15 @@ async def test_metrics_endpoint_serves_what_was_observed():
     assert values[("trio_monitor_unstored_results_total", ())] == 0
 
 
-async def test_the_real_page_module_when_there_is_one():
-    page = pytest.importorskip("trio_monitor.server.page")
-    assert callable(page.status_page_html)
-    assert callable(page.badge_svg)
+async def test_the_real_page_with_its_csp():
     view = FakeView(target_status("api"))
-    async with serving(view, page=None, badge=None) as served, served.client() as client:
+    async with serving(view, page=None) as served, served.client() as client:
         index = await client.get("/")
-        badge = await client.get("/api/v1/badges/api/status.svg")
     assert index.status_code == 200
+    assert index.text == status_page_html()
     assert "api/v1/targets" in index.text
+    assert index.headers["content-security-policy"] == status_page_csp()
     assert "script-src 'sha256-" in index.headers["content-security-policy"]
-    assert badge.status_code == 200
-    assert "<svg" in badge.text
 
 
 # --- auth --------------------------------------------------------------------------------
@@ -800,13 +817,13 @@ async def test_a_public_status_page_keeps_the_api_private():
 
 async def test_token_is_compared_in_constant_time(monkeypatch):
     calls = []
-    real = server_module.hmac.compare_digest
+    real = auth.hmac.compare_digest
 
     def spy(a, b):
         calls.append((a, b))
         return real(a, b)
 
-    monkeypatch.setattr(server_module.hmac, "compare_digest", spy)
+    monkeypatch.setattr(auth.hmac, "compare_digest", spy)
     async with serving(FakeView(), token=TOKEN) as served, served.client("nope") as client:
         assert (await client.get("/api/v1/targets")).status_code == 401
     assert (b"nope", TOKEN.encode()) in calls
@@ -1187,7 +1204,7 @@ async def test_health_check_of_a_server_that_is_not_ours():
             )
             port = listener.socket.getsockname()[1]
             section = ServerSection(listen=("127.0.0.1", port))
-            result = await trio.to_thread.run_sync(server_module.check_health, section)
+            result = await trio.to_thread.run_sync(health.check_health, section)
             nursery.cancel_scope.cancel()
     assert result == (False, f"http://127.0.0.1:{port}/healthz: unexpected HTTP status 404")
 
@@ -1201,7 +1218,7 @@ def test_health_check_asks_loopback_for_a_wildcard_listen(monkeypatch):
 
     monkeypatch.setattr(httpx.Client, "get", get)
     for host, url in (("0.0.0.0", "127.0.0.1"), ("::", "[::1]"), ("::1", "[::1]")):
-        server_module.check_health(ServerSection(listen=(host, 9180)))
+        health.check_health(ServerSection(listen=(host, 9180)))
         assert asked.pop() == f"http://{url}:9180/healthz"
 
 
@@ -1213,7 +1230,7 @@ def serving_in_thread(view: FakeView, *, token: str | None = None) -> Iterator[s
     """The server in a trio run of its own, in a thread: schemathesis' requests are
     synchronous, so they cannot share the test's event loop. -> its base URL."""
     section = ServerSection(listen=("127.0.0.1", 0), token=token)
-    app = build_app(view, section, Metrics(), page=fake_page, badge=fake_badge)
+    app = build_app(view, section, Metrics(), page=fake_page)
     started = threading.Event()
     state: dict[str, Any] = {}
 

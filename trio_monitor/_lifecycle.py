@@ -246,7 +246,7 @@ class Monitor:
         """The status page, API and metrics, until `scope` is cancelled (at shutdown)."""
         assert self.config.server is not None
         # Imported here: starlette and hypercorn cost start-up time a serverless run never needs.
-        from .server.app import build_app, serve_http
+        from .server import build_app, serve_http
 
         app = build_app(self.view, self.config.server, metrics)
         server = self.config.server

@@ -18,7 +18,7 @@ def add_arguments(cmd: argparse.ArgumentParser) -> None:
 def command(args: argparse.Namespace) -> int:
     """GET /healthz of the server the config describes: for container HEALTHCHECKs.
     0 healthy; 1 unhealthy or no answer (one line on stderr says why); 2 no [server]."""
-    from ..server.app import check_health  # the server's modules load only for this command
+    from ..server.health import check_health  # the server's modules load only for this command
 
     config = load_config(args.config)
     try:

@@ -1,0 +1,327 @@
+"""The OpenAPI 3.1 document served at /api/v1/openapi.json, written by hand.
+
+Why by hand: the handlers build their JSON from attrs records into plain dicts, and the
+routes under /api/v1/targets/ and /api/v1/badges/ are catch-all paths resolved in
+app.py (a target name may contain "/"), so no handler declares the types or path
+templates a generator could read. The libraries that generate documents (FastAPI,
+spectree, litestar) want pydantic/msgspec models and their own routing; apispec and
+Starlette's SchemaGenerator only collect hand-written YAML from docstrings, which is
+this document moved into strings. So it is kept here, whole, and
+tests/test_openapi.py checks it against the app: every route and method appears in
+it and every path it documents is served.
+
+Schemas are strict about required fields (all of them) and lenient about added ones:
+fields are only ever added within /api/v1.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .._errors import ErrorKind
+from .contract import API, DEFAULT_SINCE, MAX_ROWS, RECENT
+
+if TYPE_CHECKING:
+    from .._config import ServerSection
+
+# A JSON Schema or OpenAPI object: nested, heterogeneous dicts, JSON all the way down.
+Schema = dict[str, Any]
+
+
+def _nullable(kind: str, **extra: Any) -> Schema:
+    return {"type": [kind, "null"], **extra}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _object(properties: Schema, description: str = "") -> Schema:
+    schema = {"type": "object", "required": list(properties), "properties": properties}
+    return {"description": description, **schema} if description else schema
+
+
+_TIME = {"type": "string", "format": "date-time", "description": "RFC 3339, UTC"}
+_NULLABLE_TIME = _nullable("string", format="date-time", description="RFC 3339, UTC")
+
+_TARGET_PROPERTIES: Schema = {
+    "name": {"type": "string"},
+    "url": {"type": "string"},
+    "kind": {"type": "string", "description": 'how the target is probed: "http", ...'},
+    "state": {"enum": ["UP", "DOWN", "UNKNOWN"]},
+    "since": {**_NULLABLE_TIME, "description": "when the state began"},
+    "last": {"anyOf": [_ref("Probe"), {"type": "null"}], "description": "the latest probe"},
+    "interval_s": {"type": "number"},
+    "checks_24h": {"type": "integer", "minimum": 0},
+    "availability_24h_pct": _nullable("number", minimum=0, maximum=100),
+    "p95_24h_ms": _nullable("number", minimum=0),
+}
+
+_SCHEMAS: Schema = {
+    "Error": _object({"error": {"type": "string"}}, "What went wrong, in words."),
+    "Health": _object(
+        {
+            "status": {"enum": ["ok", "unhealthy"]},
+            "reason": {"type": "string"},
+            "last_round_age_s": _nullable("number"),
+            "max_age_s": {"type": "number"},
+        }
+    ),
+    "Probe": _object(
+        {
+            "schema": {"const": 1},
+            "type": {"const": "probe"},
+            "ts": _TIME,
+            "target": {"type": "string"},
+            "url": {"type": "string"},
+            "ok": {"type": "boolean"},
+            "status": _nullable("integer"),
+            "latency_ms": _nullable("number"),
+            "error": {"enum": [*map(str, ErrorKind), None]},
+            "attempts": {"type": "integer", "minimum": 1},
+            "round": {"type": "integer"},
+            "error_detail": _nullable("string"),
+            "ttfb_ms": _nullable("number"),
+            "bytes": {"type": "integer", "minimum": 0},
+            "truncated": {"type": "boolean"},
+            "content_hash": _nullable("string"),
+            "content_changed": {"type": "boolean"},
+            "slow": {"type": "boolean"},
+            "final_url": _nullable("string"),
+            "remote_addr": _nullable("string"),
+            "kind": {
+                "type": "string",
+                "description": 'the probe kind ("http", ...); `status` is null for kinds '
+                "other than http",
+            },
+        },
+        "One probe, as in the monitor's JSON lines.",
+    ),
+    "Target": _object(_TARGET_PROPERTIES),
+    "TargetList": {"type": "array", "items": _ref("Target")},
+    "TargetDetail": _object(
+        {
+            **_TARGET_PROPERTIES,
+            "recent": {
+                "anyOf": [{"type": "array", "items": _ref("Sample")}, {"type": "null"}],
+                "description": f"the last {RECENT} probes, oldest first; null when history "
+                "is disabled or unavailable",
+            },
+        }
+    ),
+    "Sample": _object(
+        {
+            "ts": _TIME,
+            "ok": {"type": "boolean"},
+            "status": _nullable("integer"),
+            "latency_ms": _nullable("number"),
+            "error": _nullable("string"),
+        },
+        "One probe, as history keeps it.",
+    ),
+    "History": _object(
+        {
+            "target": {"type": "string"},
+            "since": _TIME,
+            "until": _TIME,
+            "samples": {"type": "array", "items": _ref("Sample")},
+            "truncated": {
+                "type": "boolean",
+                "description": "older samples in the range were left out (only the newest "
+                "`limit` are here): ask again with until = the first sample's ts",
+            },
+        }
+    ),
+    "Incident": _object(
+        {
+            "target": {"type": "string"},
+            "start": _TIME,
+            "end": {**_NULLABLE_TIME, "description": "null while the outage goes on"},
+            "duration_s": {"type": "number", "minimum": 0},
+            "error": {"type": "string", "description": "the error kind that took it down"},
+        }
+    ),
+    "IncidentList": _object(
+        {
+            "since": _TIME,
+            "until": _TIME,
+            "incidents": {"type": "array", "items": _ref("Incident")},
+            "truncated": {
+                "type": "boolean",
+                "description": "incidents that started earlier were left out",
+            },
+        }
+    ),
+}
+
+
+def _json_content(schema: Schema) -> Schema:
+    return {"application/json": {"schema": schema}}
+
+
+def _error_response(description: str) -> Schema:
+    return {"description": description, "content": _json_content(_ref("Error"))}
+
+
+_UNAUTHORIZED = {
+    **_error_response("with [server] token set: no or a wrong bearer token"),
+    "headers": {"WWW-Authenticate": {"schema": {"type": "string"}}},
+}
+_DEFAULT = _error_response("any other error (405 method not allowed, 500 internal error)")
+_NAME = {
+    "name": "name",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string"},
+    "description": "the target's name, percent-encoded (a '/' in it as %2F)",
+}
+_RANGE = [
+    {
+        "name": key,
+        "in": "query",
+        "required": False,
+        "schema": {"type": "string"},
+        "description": f"a duration back from now (24h, 7d) or an RFC 3339 time; default {default}",
+    }
+    for key, default in (("since", DEFAULT_SINCE), ("until", "now"))
+]
+_LIMIT = {
+    "name": "limit",
+    "in": "query",
+    "required": False,
+    "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ROWS},
+    "description": f"rows at most (default and maximum {MAX_ROWS}): the newest, `truncated` "
+    "when there were more",
+}
+_BAD_INPUT = _error_response("malformed since, until or limit, or since not before until")
+_NO_HISTORY = _error_response("unknown target, or history is disabled")
+_UNAVAILABLE = _error_response("the history file cannot be read now")
+
+
+def _get(summary: str, responses: Schema, **extra: Any) -> Schema:
+    return {"get": {"summary": summary, **extra, "responses": {**responses, "default": _DEFAULT}}}
+
+
+def openapi_document(server: ServerSection) -> Schema:
+    """The OpenAPI 3.1 description of the server as configured (auth included)."""
+    secured = {"401": _UNAUTHORIZED} if server.token is not None else {}
+    public = {} if server.public_status_page else secured
+    svg = {
+        "description": "an SVG badge",
+        "content": {"image/svg+xml": {"schema": {"type": "string"}}},
+    }
+    paths = {
+        "/": _get(
+            "Status page",
+            {
+                "200": {
+                    "description": "a self-contained HTML page that calls /api/v1/targets",
+                    "content": {"text/html": {"schema": {"type": "string"}}},
+                },
+                **public,
+            },
+        ),
+        "/healthz": _get(
+            "Health check (never needs a token)",
+            {
+                "200": {"description": "healthy", "content": _json_content(_ref("Health"))},
+                "503": {"description": "unhealthy", "content": _json_content(_ref("Health"))},
+            },
+            security=[],
+        ),
+        "/metrics": _get(
+            "Prometheus metrics",
+            {
+                "200": {
+                    "description": "the Prometheus text format",
+                    "content": {"text/plain": {"schema": {"type": "string"}}},
+                },
+                **secured,
+            },
+        ),
+        f"{API}/targets": _get(
+            "Every target's state",
+            {"200": {"description": "ok", "content": _json_content(_ref("TargetList"))}, **secured},
+        ),
+        f"{API}/targets/{{name}}": _get(
+            "One target, with its recent probes",
+            {
+                "200": {"description": "ok", "content": _json_content(_ref("TargetDetail"))},
+                "404": _error_response("unknown target"),
+                **secured,
+            },
+            parameters=[_NAME],
+        ),
+        f"{API}/targets/{{name}}/history": _get(
+            "A target's probes in [since, until), oldest first (the newest `limit`)",
+            {
+                "200": {"description": "ok", "content": _json_content(_ref("History"))},
+                "400": _BAD_INPUT,
+                "404": _NO_HISTORY,
+                "503": _UNAVAILABLE,
+                **secured,
+            },
+            parameters=[_NAME, *_RANGE, _LIMIT],
+        ),
+        f"{API}/incidents": _get(
+            "Outages overlapping [since, until), by start",
+            {
+                "200": {"description": "ok", "content": _json_content(_ref("IncidentList"))},
+                "400": _BAD_INPUT,
+                "404": _error_response("history is disabled"),
+                "503": _UNAVAILABLE,
+                **secured,
+            },
+            parameters=[
+                *_RANGE,
+                _LIMIT,
+                {
+                    "name": "target",
+                    "in": "query",
+                    "required": False,
+                    "schema": {"type": "string"},
+                    "description": "only this target's incidents",
+                },
+            ],
+        ),
+        f"{API}/badges/{{name}}/status.svg": _get(
+            'Badge: "up", "down" or "unknown"',
+            {"200": svg, "404": _error_response("unknown target"), **public},
+            parameters=[_NAME],
+        ),
+        f"{API}/badges/{{name}}/uptime.svg": _get(
+            "Badge: availability over the last 24 hours",
+            {"200": svg, "404": _error_response("unknown target"), **public},
+            parameters=[_NAME],
+        ),
+        f"{API}/openapi.json": _get(
+            "This document",
+            {
+                "200": {
+                    "description": "OpenAPI 3.1",
+                    "content": _json_content({"type": "object"}),
+                },
+                **secured,
+            },
+        ),
+    }
+    if server.public_status_page:
+        for path in ("/", f"{API}/badges/{{name}}/status.svg", f"{API}/badges/{{name}}/uptime.svg"):
+            paths[path]["get"]["security"] = []
+    document: Schema = {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "trio-monitor",
+            "version": "1",
+            "description": "The HTTP API of a running trio-monitor. Errors are "
+            '{"error": "..."}; fields are only ever added within /api/v1.',
+        },
+        "paths": paths,
+        "components": {"schemas": _SCHEMAS},
+    }
+    if server.token is not None:
+        document["components"]["securitySchemes"] = {
+            "bearerAuth": {"type": "http", "scheme": "bearer"}
+        }
+        document["security"] = [{"bearerAuth": []}]
+    return document

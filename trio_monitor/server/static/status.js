@@ -1,0 +1,596 @@
+// The status page's script (see trio_monitor/server/page.py): renders the JSON API.
+"use strict";
+(function () {
+  const body = document.body;
+  const REFRESH_S = Math.max(5, Number(body.dataset.refresh) || 30);
+  // The availability scale is the server's (trio_monitor/_palette.py), rendered into
+  // this page: the script keeps no copy of it (nor of its colours: see the CSS).
+  const OK_FROM = Number(body.dataset.okFrom), WARN_FROM = Number(body.dataset.warnFrom);
+  const TTL_MS = { "24h": 60e3, "7d": 600e3 };
+  const SEGMENTS = { "24h": 24, "7d": 28 };
+  const SPAN_MS = { "24h": 864e5, "7d": 6048e5 };
+  const MAX_INFLIGHT = 3;
+  const MAX_HISTORY_CARDS = 24;
+  const TIMEOUT_MS = 20000;
+  const SPARK_BUCKETS = 144;
+  const SVG_NS = "http://www.w3.org/2000/svg";
+  const STATES = {
+    UP: { cls: "up", mark: "\u2713", word: "UP" },
+    DOWN: { cls: "down", mark: "\u2715", word: "DOWN" },
+    UNKNOWN: { cls: "unknown", mark: "?", word: "UNKNOWN" },
+  };
+  const ORDER = { DOWN: 0, UNKNOWN: 1, UP: 2 };
+
+  const $ = (id) => document.getElementById(id);
+  const list = $("targets"), banner = $("banner"), bannerMsg = $("banner-msg");
+  const updated = $("updated"), filterBox = $("filter"), shown = $("shown");
+  const openList = $("open-incidents"), resolvedList = $("resolved-incidents");
+  const resolvedBox = $("resolved"), resolvedCount = $("resolved-count");
+  const incNote = $("incidents-note"), summaryLine = $("summary-line");
+  const baseTitle = document.title;
+
+  const cards = new Map();
+  const cardOf = new WeakMap();
+  const visible = new Set();
+  let inflight = 0, lastOk = 0, generation = 0, timer = 0, running = false;
+  let missedWhileHidden = false, again = false, skew = 0;
+
+  const now = () => Date.now() + skew;
+
+  function el(tag, cls, text) {
+    const e = document.createElement(tag);
+    if (cls) e.className = cls;
+    if (text !== undefined && text !== null) e.textContent = String(text);
+    return e;
+  }
+  function svgEl(tag, attrs) {
+    const e = document.createElementNS(SVG_NS, tag);
+    for (const k of Object.keys(attrs)) e.setAttribute(k, String(attrs[k]));
+    return e;
+  }
+  const isNum = (x) => typeof x === "number" && isFinite(x);
+  const str = (x) => (typeof x === "string" ? x : "");
+  const pad = (n) => String(n).padStart(2, "0");
+  function hhmmss(ms) {
+    const d = new Date(ms);
+    return pad(d.getHours()) + ":" + pad(d.getMinutes()) + ":" + pad(d.getSeconds());
+  }
+  function dateTime(ms) {
+    const d = new Date(ms);
+    return d.getFullYear() + "-" + pad(d.getMonth() + 1) + "-" + pad(d.getDate()) +
+      " " + pad(d.getHours()) + ":" + pad(d.getMinutes());
+  }
+  function shortTime(ms) {
+    const d = new Date(ms);
+    return pad(d.getMonth() + 1) + "-" + pad(d.getDate()) + " " + pad(d.getHours()) + ":" +
+      pad(d.getMinutes());
+  }
+  function duration(ms) {
+    const s = Math.max(0, Math.round(ms / 1000));
+    if (s < 60) return s + " s";
+    const m = Math.floor(s / 60);
+    if (m < 60) return m + " min";
+    const h = Math.floor(m / 60);
+    if (h < 48) return h + " h" + (m % 60 ? " " + (m % 60) + " min" : "");
+    const d = Math.floor(h / 24);
+    return d + " d" + (h % 24 ? " " + (h % 24) + " h" : "");
+  }
+  function ms(x) {
+    if (!isNum(x)) return "\u2013";
+    if (x >= 1000) return (x / 1000).toFixed(2) + " s";
+    return (x < 10 ? x.toFixed(1) : String(Math.round(x))) + " ms";
+  }
+  function pct(p) {
+    if (!isNum(p)) return "n/a";
+    const t = Math.floor(Math.min(100, Math.max(0, p)) * 100 + 1e-6) / 100;
+    return String(t) + "%";
+  }
+  function parseTime(s) {
+    const t = typeof s === "string" ? Date.parse(s) : NaN;
+    return isFinite(t) ? t : null;
+  }
+  const thousands = (n) => String(n).replace(/\B(?=(\d{3})+(?!\d))/g, ",");
+
+  // --- the API ----------------------------------------------------------------------
+  function token() {
+    const m = /(?:^#|&)token=([^&]*)/.exec(location.hash);
+    if (!m) return "";
+    try { return decodeURIComponent(m[1]); } catch (e) { return m[1]; }
+  }
+  class ApiError extends Error {
+    constructor(kind, status, detail) {
+      super(detail || kind);
+      this.kind = kind;
+      this.status = status;
+      this.detail = detail || "";
+    }
+  }
+  async function api(path) {
+    const headers = new Headers({ Accept: "application/json" });
+    const t = token();
+    if (t) {
+      try { headers.set("Authorization", "Bearer " + t); }
+      catch (e) { throw new ApiError("badtoken", 0, ""); }
+    }
+    const ctl = new AbortController();
+    const timeout = setTimeout(() => ctl.abort(), TIMEOUT_MS);
+    try {
+      let resp;
+      try {
+        resp = await fetch(new URL(path, location.href), {
+          headers, cache: "no-store", credentials: "same-origin", signal: ctl.signal,
+        });
+      } catch (e) {
+        throw new ApiError("network", 0, ctl.signal.aborted
+          ? "no answer within " + TIMEOUT_MS / 1000 + " s" : "network error");
+      }
+      const date = Date.parse(resp.headers.get("Date") || "");
+      if (isFinite(date)) {
+        const s = date - Date.now();
+        skew = Math.abs(s) > 5000 ? s : 0;
+      }
+      if (!resp.ok) {
+        let detail = "";
+        try {
+          const j = await resp.json();
+          if (j && typeof j.error === "string") detail = j.error;
+        } catch (e) { /* not JSON: the status says enough */ }
+        const auth = resp.status === 401 || resp.status === 403;
+        const err = new ApiError(auth ? "auth" : "http", resp.status, detail);
+        err.token = t;
+        throw err;
+      }
+      try { return await resp.json(); }
+      catch (e) {
+        if (ctl.signal.aborted) throw new ApiError("network", 0, "the answer was cut off");
+        throw new ApiError("http", resp.status, "the answer is not JSON");
+      }
+    } finally {
+      clearTimeout(timeout);
+    }
+  }
+  function describe(e) {
+    if (!(e instanceof ApiError)) return "Unexpected error: " + String((e && e.message) || e);
+    const detail = e.detail ? ": " + e.detail.slice(0, 300) : "";
+    switch (e.kind) {
+      case "auth":
+        return token()
+          ? "The token was refused (HTTP " + e.status + detail + "). Check the #token=\u2026 " +
+            "part of this page's address."
+          : "This status page needs a token: open it as this address followed by " +
+            "#token=YOUR_TOKEN (HTTP " + e.status + detail + ").";
+      case "badtoken":
+        return "The #token=\u2026 in this page's address is not a valid token.";
+      case "network":
+        return "Cannot reach the monitor (" + e.detail + ").";
+      default:
+        return "The monitor's API failed (" + (e.status ? "HTTP " + e.status : "bad answer") +
+          detail + ").";
+    }
+  }
+  function showError(e) {
+    if (!lastOk) updated.textContent = "not loaded";
+    bannerMsg.textContent = describe(e) + " Retrying every " + REFRESH_S + " s" +
+      (lastOk ? "; showing data from " + hhmmss(lastOk) + "." : ".");
+    banner.hidden = false;
+    body.dataset.status = "error";
+    body.dataset.error = e instanceof ApiError ? e.kind : "error";
+  }
+  function clearError() {
+    banner.hidden = true;
+    bannerMsg.textContent = "";
+    body.dataset.status = "ok";
+    delete body.dataset.error;
+  }
+
+  // --- target cards -----------------------------------------------------------------
+  function makeBar(kind) {
+    const bar = el("div", "bar");
+    bar.setAttribute("role", "img");
+    bar.setAttribute("aria-label", (kind === "24h" ? "24 hour" : "7 day") +
+      " uptime: not loaded yet");
+    bar.dataset.range = kind;
+    for (let i = 0; i < SEGMENTS[kind]; i++) bar.appendChild(el("div", "seg pending"));
+    return bar;
+  }
+  function makeRow(label, graphic) {
+    const row = el("div", "row");
+    const val = el("span", "val muted", "");
+    row.append(el("span", "lbl", label), graphic, val);
+    return { row, val };
+  }
+  function makeCard(name) {
+    const c = { name, state: "UNKNOWN", at: { "24h": 0, "7d": 0 }, busy: false, notes: {} };
+    c.el = el("article", "card");
+    c.el.dataset.name = name;
+    const info = el("div", "info");
+    const head = el("div", "head");
+    c.pill = el("span", "pill unknown");
+    c.nameEl = el("h2", "name", name);
+    head.append(c.pill, c.nameEl);
+    c.urlEl = el("div", "url");
+    const facts = el("ul", "facts");
+    c.sinceEl = el("li", "since");
+    c.lastEl = el("li", "last");
+    c.statsEl = el("li", "stats muted");
+    facts.append(c.sinceEl, c.lastEl, c.statsEl);
+    c.errEl = el("p", "err");
+    c.errEl.hidden = true;
+    info.append(head, c.urlEl, facts, c.errEl);
+    const charts = el("div", "charts");
+    c.bars = { "24h": makeBar("24h"), "7d": makeBar("7d") };
+    const r24 = makeRow("24 h", c.bars["24h"]);
+    const r7 = makeRow("7 d", c.bars["7d"]);
+    c.spark = svgEl("svg", {
+      class: "spark", viewBox: "0 0 288 36", preserveAspectRatio: "none", role: "img",
+      "aria-label": "latency over 24 hours: not loaded yet",
+    });
+    const rs = makeRow("ms", c.spark);
+    c.vals = { "24h": r24.val, "7d": r7.val, spark: rs.val };
+    c.noteEl = el("p", "note");
+    c.noteEl.hidden = true;
+    charts.append(r24.row, r7.row, rs.row, c.noteEl);
+    c.el.append(info, charts);
+    cardOf.set(c.el, c);
+    if (observer) observer.observe(c.el);
+    return c;
+  }
+  function updateCard(c, t) {
+    c.state = Object.prototype.hasOwnProperty.call(STATES, t.state) ? t.state : "UNKNOWN";
+    const st = STATES[c.state];
+    c.el.className = "card st-" + st.cls;
+    c.pill.className = "pill " + st.cls;
+    c.pill.textContent = st.mark + " " + st.word;
+    c.urlEl.textContent = str(t.url);
+    c.url = str(t.url);
+    const since = parseTime(t.since);
+    if (since !== null) {
+      c.sinceEl.textContent = (c.state === "UNKNOWN" ? "unknown since " : st.word.toLowerCase() +
+        " since ") + dateTime(since) + " (" + duration(now() - since) + ")";
+      c.sinceEl.title = t.since;
+    } else {
+      c.sinceEl.textContent = c.state === "UNKNOWN" ? "no decision yet" : "";
+    }
+    const last = t.last && typeof t.last === "object" ? t.last : null;
+    if (last) {
+      const parts = ["last check " + (parseTime(last.ts) !== null ? hhmmss(parseTime(last.ts))
+        : "?")];
+      // an HTTP status when there is one; otherwise the kind says what was checked
+      const outcome = last.ok ? "ok" : "failed";
+      const kind = str(last.kind) || str(t.kind) || "http";
+      if (isNum(last.status)) parts.push("HTTP " + last.status);
+      if (isNum(last.latency_ms)) parts.push(ms(last.latency_ms));
+      parts.push(isNum(last.status) ? outcome : kind + " " + outcome);
+      c.lastEl.textContent = parts.join(" \u00b7 ");
+      const err = str(last.error), detail = str(last.error_detail);
+      if (!last.ok && (err || detail)) {
+        c.errEl.textContent = "\u2715 " + (err || "error") + (detail ? ": " + detail : "");
+        c.errEl.hidden = false;
+      } else {
+        c.errEl.hidden = true;
+        c.errEl.textContent = "";
+      }
+    } else {
+      c.lastEl.textContent = "no checks yet";
+      c.errEl.hidden = true;
+      c.errEl.textContent = "";
+    }
+    const stats = [];
+    if (isNum(t.availability_24h_pct)) {
+      stats.push("24 h: " + pct(t.availability_24h_pct) +
+        (isNum(t.checks_24h) ? " of " + thousands(t.checks_24h) + " checks" : ""));
+    } else {
+      stats.push("24 h: no checks");
+    }
+    if (isNum(t.p95_24h_ms)) stats.push("p95 " + ms(t.p95_24h_ms));
+    if (isNum(t.interval_s)) stats.push("every " + duration(t.interval_s * 1000));
+    c.statsEl.textContent = stats.join(" \u00b7 ");
+    c.avail24 = isNum(t.availability_24h_pct) ? t.availability_24h_pct : null;
+    c.p95 = isNum(t.p95_24h_ms) ? t.p95_24h_ms : null;
+    if (c.avail24 !== null) c.vals["24h"].textContent = pct(c.avail24);
+  }
+
+  // --- history: uptime bars and the sparkline -----------------------------------------
+  function segments(samples, since, until, n) {
+    const segs = [];
+    for (let i = 0; i < n; i++) segs.push({ n: 0, failed: 0 });
+    const width = (until - since) / n;
+    for (const s of samples) {
+      const t = parseTime(s && s.ts);
+      if (t === null || t < since || t > until) continue;
+      const seg = segs[Math.min(n - 1, Math.floor((t - since) / width))];
+      seg.n++;
+      if (!s.ok) seg.failed++;
+    }
+    return segs;
+  }
+  function level(p) {
+    if (!isNum(p)) return "nodata";
+    return p >= OK_FROM ? "ok" : p >= WARN_FROM ? "warn" : "bad";
+  }
+  const segClass = (s) => (s.n ? level((100 * (s.n - s.failed)) / s.n) : "nodata");
+  function drawBar(c, kind, data) {
+    const n = SEGMENTS[kind];
+    let until = parseTime(data.until);
+    if (until === null) until = now();
+    let since = parseTime(data.since);
+    if (since === null || since >= until) since = until - SPAN_MS[kind];
+    const samples = Array.isArray(data.samples) ? data.samples : [];
+    const segs = segments(samples, since, until, n);
+    const width = (until - since) / n;
+    const bar = c.bars[kind];
+    let total = 0, failed = 0;
+    segs.forEach((s, i) => {
+      total += s.n;
+      failed += s.failed;
+      const seg = bar.children[i];
+      seg.className = "seg " + segClass(s);
+      const what = s.n ? s.n + " checks, " + s.failed + " failed" : "no data";
+      seg.title = shortTime(since + i * width) + "\u2013" + shortTime(since + (i + 1) * width) +
+        ": " + what;
+    });
+    const label = (kind === "24h" ? "24 hour" : "7 day") + " uptime: ";
+    const p = total ? (100 * (total - failed)) / total : null;
+    bar.setAttribute("aria-label", label + (total ? pct(p) + " of " + total + " checks ok"
+      : "no data") + (data.truncated ? " (partial)" : ""));
+    bar.dataset.loaded = "1";
+    if (kind === "7d" || c.avail24 === null) {
+      c.vals[kind].textContent = (data.truncated && total ? "\u2248" : "") + pct(p);
+    }
+    if (kind === "24h") drawSpark(c, samples, since, until);
+    setNote(c, kind, data.truncated ? (kind === "24h" ? "24 h" : "7 d") +
+      " history is partial (the server truncated it)" : "");
+  }
+  function drawSpark(c, samples, since, until) {
+    const W = 288, H = 36, B = SPARK_BUCKETS;
+    const sum = new Array(B).fill(0), cnt = new Array(B).fill(0), fail = new Array(B).fill(0);
+    const width = (until - since) / B;
+    let peak = 0;
+    for (const s of samples) {
+      const t = parseTime(s && s.ts);
+      if (t === null || t < since || t > until) continue;
+      const i = Math.min(B - 1, Math.floor((t - since) / width));
+      if (!s.ok) fail[i]++;
+      else if (isNum(s.latency_ms)) { sum[i] += s.latency_ms; cnt[i]++; }
+    }
+    const mean = sum.map((v, i) => (cnt[i] ? v / cnt[i] : null));
+    for (const v of mean) if (v !== null && v > peak) peak = v;
+    while (c.spark.firstChild) c.spark.removeChild(c.spark.firstChild);
+    const xs = (i) => ((i + 0.5) * W) / B;
+    let d = "", ticks = "", prev = false;
+    mean.forEach((v, i) => {
+      if (fail[i]) ticks += "M" + xs(i).toFixed(1) + " " + H + "v-6";
+      if (v === null) { prev = false; return; }
+      const y = H - 3 - (peak > 0 ? (v / peak) * (H - 8) : 0);
+      d += (prev ? "L" : "M") + xs(i).toFixed(1) + " " + y.toFixed(1);
+      if (!prev && (i === B - 1 || mean[i + 1] === null)) d += "h0.01";
+      prev = true;
+    });
+    c.spark.appendChild(svgEl("line", { x1: 0, x2: W, y1: H - 0.5, y2: H - 0.5,
+      stroke: "currentColor", "stroke-opacity": 0.2, "vector-effect": "non-scaling-stroke" }));
+    if (d) {
+      c.spark.appendChild(svgEl("path", { class: "line", d, fill: "none",
+        "stroke-width": 1.6, "stroke-linejoin": "round", "stroke-linecap": "round",
+        "vector-effect": "non-scaling-stroke" }));
+    }
+    if (ticks) {
+      c.spark.appendChild(svgEl("path", { class: "fails", d: ticks, "stroke-width": 2,
+        "vector-effect": "non-scaling-stroke" }));
+    }
+    c.vals.spark.textContent = d ? "max " + ms(peak) : "no data";
+    c.spark.setAttribute("aria-label", d ? "latency over 24 hours, peak " + ms(peak) +
+      (c.p95 !== null ? ", p95 " + ms(c.p95) : "") : "no latency data in 24 hours");
+  }
+  function setNote(c, key, text) {
+    if (text) c.notes[key] = text; else delete c.notes[key];
+    const all = Object.values(c.notes);
+    c.noteEl.textContent = all.join("; ");
+    c.noteEl.hidden = all.length === 0;
+  }
+
+  const observer = "IntersectionObserver" in window
+    ? new IntersectionObserver((entries) => {
+      for (const e of entries) {
+        const c = cardOf.get(e.target);
+        if (!c) continue;
+        if (e.isIntersecting) visible.add(c); else visible.delete(c);
+      }
+      pump();
+    }, { rootMargin: "300px 0px" })
+    : null;
+
+  function wanted() {
+    const out = [];
+    for (const node of list.children) {
+      const c = cardOf.get(node);
+      if (!c || node.hidden || (observer && !visible.has(c))) continue;
+      out.push(c);
+      if (out.length >= MAX_HISTORY_CARDS) break;
+    }
+    return out;
+  }
+  function pump() {
+    // nothing while the tab is hidden or the last refresh failed (the banner says why)
+    if (document.hidden || body.dataset.status === "error") {
+      body.dataset.historyIdle = inflight === 0 ? "1" : "0";
+      return;
+    }
+    const t = Date.now();
+    for (const kind of ["24h", "7d"]) {
+      for (const c of wanted()) {
+        if (inflight >= MAX_INFLIGHT) break;
+        if (c.busy || t - c.at[kind] < TTL_MS[kind]) continue;
+        fetchHistory(c, kind);
+      }
+    }
+    body.dataset.historyIdle = inflight === 0 ? "1" : "0";
+  }
+  async function fetchHistory(c, kind) {
+    c.busy = true;
+    inflight++;
+    c.at[kind] = Date.now();
+    try {
+      const data = await api("api/v1/targets/" + encodeURIComponent(c.name) +
+        "/history?since=" + kind);
+      if (cards.get(c.name) === c && data && typeof data === "object") drawBar(c, kind, data);
+      setNote(c, kind + "-error", "");
+    } catch (e) {
+      c.at[kind] = Date.now() - TTL_MS[kind] + REFRESH_S * 1000; // retry in one refresh
+      // (an answer to a token the address no longer has is old news)
+      if (e instanceof ApiError && e.kind === "auth" && e.token === token()) showError(e);
+      setNote(c, kind + "-error", (kind === "24h" ? "24 h" : "7 d") + " history unavailable: " +
+        (e instanceof ApiError ? (e.status ? "HTTP " + e.status : e.detail) : String(e)));
+    } finally {
+      c.busy = false;
+      inflight--;
+      pump();
+    }
+  }
+
+  // --- the list, the summary and the incidents -----------------------------------------
+  function renderTargets(data) {
+    if (!Array.isArray(data)) throw new ApiError("http", 0, "the target list is not a list");
+    const seen = new Set();
+    const counts = { UP: 0, DOWN: 0, UNKNOWN: 0 };
+    for (const t of data) {
+      if (!t || typeof t.name !== "string" || seen.has(t.name)) continue;
+      seen.add(t.name);
+      let c = cards.get(t.name);
+      if (!c) {
+        c = makeCard(t.name);
+        cards.set(t.name, c);
+      }
+      updateCard(c, t);
+      counts[c.state]++;
+    }
+    for (const [name, c] of cards) {
+      if (seen.has(name)) continue;
+      if (observer) observer.unobserve(c.el);
+      visible.delete(c);
+      c.el.remove();
+      cards.delete(name);
+    }
+    const order = [...cards.values()].sort((a, b) =>
+      ORDER[a.state] - ORDER[b.state] || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    const current = [...list.children];
+    if (order.length !== current.length || order.some((c, i) => c.el !== current[i])) {
+      const empty = $("empty");
+      if (empty) empty.remove();
+      for (const c of order) list.appendChild(c.el);
+    }
+    if (!order.length && !$("empty")) {
+      const p = el("p", "panel muted", "No targets configured.");
+      p.id = "empty";
+      list.appendChild(p);
+    }
+    $("summary").hidden = false;
+    $("n-up").textContent = "\u2713 " + counts.UP + " up";
+    $("n-down").textContent = "\u2715 " + counts.DOWN + " down";
+    $("n-unknown").textContent = "? " + counts.UNKNOWN + " unknown";
+    const total = order.length;
+    summaryLine.textContent = !total ? "" : counts.DOWN
+      ? counts.DOWN + " of " + total + " targets down"
+      : counts.UNKNOWN ? "no target down; " + counts.UNKNOWN + " not checked yet"
+      : "all " + total + " targets up";
+    document.title = (counts.DOWN ? "(" + counts.DOWN + " down) " : "") + baseTitle;
+    applyFilter();
+  }
+  function applyFilter() {
+    const q = filterBox.value.trim().toLowerCase();
+    let n = 0;
+    for (const c of cards.values()) {
+      const hide = q !== "" && !c.name.toLowerCase().includes(q) &&
+        !(c.url || "").toLowerCase().includes(q);
+      c.el.hidden = hide;
+      if (!hide) n++;
+    }
+    shown.textContent = q ? "showing " + n + " of " + cards.size : "";
+    pump();
+  }
+  function incidentItem(i, open) {
+    const li = el("li");
+    const start = parseTime(i.start), end = parseTime(i.end);
+    li.append(el("strong", "", str(i.target)));
+    let text;
+    if (open) {
+      text = " down since " + (start !== null ? dateTime(start) + " (for " +
+        duration(now() - start) + ")" : "?");
+    } else {
+      text = ": " + (start !== null ? dateTime(start) : "?") + " \u2013 " +
+        (end !== null ? dateTime(end) : "?") +
+        (isNum(i.duration_s) ? " (" + duration(i.duration_s * 1000) + ")" : "");
+    }
+    if (str(i.error)) text += " \u00b7 " + str(i.error);
+    li.append(document.createTextNode(text));
+    return li;
+  }
+  function renderIncidents(data) {
+    const all = data && Array.isArray(data.incidents) ? data.incidents.filter(
+      (i) => i && typeof i === "object") : [];
+    const open = all.filter((i) => i.end === null || i.end === undefined)
+      .sort((a, b) => (parseTime(b.start) || 0) - (parseTime(a.start) || 0));
+    const done = all.filter((i) => !(i.end === null || i.end === undefined))
+      .sort((a, b) => (parseTime(b.end) || 0) - (parseTime(a.end) || 0));
+    openList.replaceChildren(...open.slice(0, 100).map((i) => incidentItem(i, true)));
+    if (!open.length) openList.replaceChildren(el("li", "muted", "No open incidents."));
+    if (open.length > 100) openList.append(el("li", "muted", "\u2026 and " +
+      (open.length - 100) + " more"));
+    resolvedList.replaceChildren(...done.slice(0, 20).map((i) => incidentItem(i, false)));
+    resolvedCount.textContent = String(done.length);
+    resolvedBox.hidden = done.length === 0;
+    incNote.hidden = true;
+    $("incidents").hidden = false;
+  }
+
+  // --- refreshing -----------------------------------------------------------------------
+  async function refresh() {
+    if (running) { again = true; return; }
+    running = true;
+    again = false;
+    clearTimeout(timer);
+    body.dataset.refreshing = "1";
+    try {
+      const [targets, incidents] = await Promise.allSettled([
+        api("api/v1/targets"), api("api/v1/incidents?since=7d"),
+      ]);
+      if (targets.status === "rejected") throw targets.reason;
+      renderTargets(targets.value);
+      if (incidents.status === "fulfilled") {
+        renderIncidents(incidents.value);
+      } else {
+        const e = incidents.reason;
+        if (e instanceof ApiError && (e.kind === "auth" || e.kind === "badtoken")) throw e;
+        incNote.textContent = "Incidents unavailable: " + describe(e);
+        incNote.hidden = false;
+        $("incidents").hidden = false;
+      }
+      lastOk = Date.now();
+      updated.textContent = "updated " + hhmmss(lastOk);
+      clearError();
+    } catch (e) {
+      showError(e);
+    } finally {
+      running = false;
+      generation++;
+      body.dataset.generation = String(generation);
+      delete body.dataset.refreshing;
+      timer = setTimeout(tick, again ? 0 : REFRESH_S * 1000);
+      pump();
+    }
+  }
+  function tick() {
+    if (document.hidden) { missedWhileHidden = true; return; }
+    refresh();
+  }
+  document.addEventListener("visibilitychange", () => {
+    if (!document.hidden && missedWhileHidden) { missedWhileHidden = false; refresh(); }
+    else if (!document.hidden) pump();
+  });
+  window.addEventListener("hashchange", () => {
+    for (const c of cards.values()) { c.at["24h"] = 0; c.at["7d"] = 0; }
+    refresh();
+  });
+  $("refresh").addEventListener("click", () => refresh());
+  filterBox.addEventListener("input", applyFilter);
+  refresh();
+})();
