@@ -10,7 +10,7 @@ import trio
 from trio_monitor import ErrorKind, ProbeResult, RoundSummary, parse_config
 from trio_monitor.engine.dispatch import Dispatcher
 from trio_monitor.engine.schedule import Scheduler
-from trio_monitor.engine.state import StateStore
+from trio_monitor.engine.state import MemoryStateStore
 from trio_monitor.probes.http import prepare
 
 
@@ -73,7 +73,7 @@ class FakeProber:
 
 def dispatcher_for(config, records):
     """A dispatcher with the real state machine that hands every record to `records`."""
-    dispatcher = Dispatcher(StateStore(config.alerts))
+    dispatcher = Dispatcher(MemoryStateStore(config.alerts))
     dispatcher.add_observer(records.append)
     return dispatcher
 

@@ -15,7 +15,7 @@ from trio_monitor.alerts.base import Notifiers
 from trio_monitor.alerts.exec import Exec
 from trio_monitor.alerts.webhook import Webhook
 from trio_monitor.engine.dispatch import Dispatcher
-from trio_monitor.engine.state import StateStore
+from trio_monitor.engine.state import MemoryStateStore
 
 
 @pytest.fixture(autouse=True)
@@ -119,7 +119,7 @@ async def test_exec_failures_are_logged_not_raised(command, message, caplog):
 
 
 def dispatcher() -> Dispatcher:
-    return Dispatcher(StateStore(alerts_config()))
+    return Dispatcher(MemoryStateStore(alerts_config()))
 
 
 async def test_notifiers_route_by_event_and_reconfigure(server, client, tmp_path):

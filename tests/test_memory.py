@@ -1,6 +1,6 @@
 """Memory stays flat: what a long run keeps is O(targets), never O(results).
 
-Thousands of rounds go through the real Scheduler, StateStore and Dispatcher (and the JSON
+Thousands of rounds go through the real Scheduler, MemoryStateStore and Dispatcher (and the JSON
 line of every record) on trio's autojump clock, with a fake prober whose results vary
 (failures that take targets down and up, slow streaks, body changes), and what is alive
 after a warm-up is compared with what is alive at the end: objects the garbage collector
@@ -29,7 +29,7 @@ from trio_monitor._config import StorageSection
 from trio_monitor._records import AlertEvent, ProbeResult, RoundSummary, to_line
 from trio_monitor.engine.dispatch import Dispatcher
 from trio_monitor.engine.schedule import Scheduler
-from trio_monitor.engine.state import StateStore
+from trio_monitor.engine.state import MemoryStateStore
 from trio_monitor.store import StoreStats, StoreWriter
 
 TARGETS = 20
@@ -119,7 +119,7 @@ async def test_memory_stays_flat_over_thousands_of_rounds(autojump_clock):
         for i in range(TARGETS)
     ]
     config = make_config(targets, interval="1s", concurrency=20)
-    dispatcher = Dispatcher(StateStore(config.alerts))
+    dispatcher = Dispatcher(MemoryStateStore(config.alerts))
     output = dispatcher.add_outlet("output", 1000)
     alerts = dispatcher.add_outlet("alerts", 1000, lambda r: isinstance(r, AlertEvent))
     prober = VaryingProber()

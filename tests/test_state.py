@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from trio_monitor import ErrorKind, ProbeResult, parse_config
-from trio_monitor.engine.state import DOWN, UNKNOWN, UP, StateStore
+from trio_monitor.engine.state import DOWN, UNKNOWN, UP, MemoryStateStore
 
 
 def setup(failure_threshold=3, success_threshold=1, **target):
@@ -18,7 +18,7 @@ def setup(failure_threshold=3, success_threshold=1, **target):
             "targets": [{"name": "t", "url": "http://127.0.0.1/", **target}],
         }
     )
-    return StateStore(config.alerts), config.targets[0]
+    return MemoryStateStore(config.alerts), config.targets[0]
 
 
 class Feed:

@@ -443,7 +443,9 @@ def _structure_alerts(value: object, _type: object) -> AlertsSection:
             unknown.add(key)
             continue
         try:
-            notifiers[key] = converter.structure(tables, tuple[kind.section, ...])  # type: ignore[name-defined]
+            # a type built at run time, from the registry: mypy cannot follow it
+            array = tuple[kind.section, ...]  # type: ignore[name-defined]
+            notifiers[key] = converter.structure(tables, array)
         except Exception as exc:
             problems.append(_at_key(exc, key))
     if unknown:
@@ -469,7 +471,7 @@ def _format_exception(exc: BaseException, type_: object) -> str:
         return _UNKNOWN + "\0".join(sorted(exc.extra_fields))
     if isinstance(exc, KeyError):
         return "required key missing"
-    return cattrs.v.format_exception(exc, type_)
+    return cattrs.v.format_exception(exc, type_ if isinstance(type_, type) else None)
 
 
 def _key_path(cattrs_path: str) -> str:
@@ -550,7 +552,7 @@ def _resolve(
         file.alerts,
         notifiers={
             key: tuple(
-                alert_kinds.find(key).resolve(table, f"alerts.{key}[{i}]", env, problems)  # type: ignore[union-attr]
+                alert_kinds.get(key).resolve(table, f"alerts.{key}[{i}]", env, problems)
                 for i, table in enumerate(tables)
             )
             for key, tables in file.alerts.notifiers.items()
@@ -613,11 +615,12 @@ def parse_config(
     server = file.server
     if server is not None and server.token is not None:
         try:
-            server = attrs.evolve(server, token=expand_env(server.token, env))
+            token = expand_env(server.token, env)
         except _Invalid as exc:
             problems.append(f"server.token: {exc}")
         else:
-            if not server.token.strip():
+            server = attrs.evolve(server, token=token)
+            if not token.strip():
                 problems.append("server.token: must not be empty (remove it for no token)")
     if problems:
         raise ConfigError([f"{path}: {line}" for line in problems])

@@ -40,7 +40,7 @@ from ._systemd import SystemdNotifier, serve_watchdog
 from .alerts.base import Notifiers
 from .engine.dispatch import Dispatcher, Outlet
 from .engine.schedule import Scheduler
-from .engine.state import StateStore
+from .engine.state import MemoryStateStore
 from .engine.view import MonitorView, RecentStats
 from .probes import base as probe_kinds
 from .probes.base import Prober
@@ -96,8 +96,8 @@ async def _open_history(config: Config) -> list[Incident]:
 
 @contextlib.asynccontextmanager
 async def open_probers(
-    config: Config, overrides: Mapping[str, Prober] | None = None
-) -> AsyncIterator[dict[str, Prober]]:
+    config: Config, overrides: Mapping[str, Prober[Any]] | None = None
+) -> AsyncIterator[dict[str, Prober[Any]]]:
     """A prober for every registered kind (each opened only when first used would save
     little: a prober costs nothing until it probes). `overrides` replace kinds (tests)."""
     async with contextlib.AsyncExitStack() as stack:
@@ -126,7 +126,7 @@ class Monitor:
         config: Config,
         config_path: str | None,
         systemd: SystemdNotifier,
-        probers: Mapping[str, Prober],
+        probers: Mapping[str, Prober[Any]],
         *,
         once: bool,
     ) -> None:
@@ -138,7 +138,7 @@ class Monitor:
         self._reload_lock = trio.Lock()
         self.stopping = False
         self.aborted = False
-        self.state = StateStore(config.alerts)
+        self.state = MemoryStateStore(config.alerts)
         self.dispatcher = Dispatcher(self.state)
         self.output: Outlet = self.dispatcher.add_outlet("output", OUTPUT_QUEUE)
         self.history = _History(self.dispatcher) if config.store_path is not None else None
@@ -362,7 +362,7 @@ async def run_monitor(
     out: BinaryIO | None = None,
     config_path: str | None = None,
     handle_signals: bool = True,
-    probers: Mapping[str, Prober] | None = None,
+    probers: Mapping[str, Prober[Any]] | None = None,
     systemd: SystemdNotifier | None = None,
     task_status: trio.TaskStatus[Monitor] = trio.TASK_STATUS_IGNORED,
 ) -> int:

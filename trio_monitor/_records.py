@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import cattrs
 from attrs import field, frozen
@@ -103,11 +103,9 @@ for _cls, _times in (
     (RoundSummary, ("ts",)),
     (AlertEvent, ("ts", "since")),
 ):
+    _overrides: dict[str, Any] = {name: override(unstruct_hook=_time_or_none) for name in _times}
     _converter.register_unstructure_hook(
-        _cls,
-        make_dict_unstructure_fn(
-            _cls, _converter, **{name: override(unstruct_hook=_time_or_none) for name in _times}
-        ),
+        _cls, make_dict_unstructure_fn(_cls, _converter, **_overrides)
     )
 
 

@@ -70,6 +70,11 @@ def find(key: str) -> NotifierKind | None:
     return _KINDS.get(key)
 
 
+def get(key: str) -> NotifierKind:
+    """KeyError for a channel nobody registered."""
+    return _KINDS[key]
+
+
 @define
 class Delivery:
     """What one notifier did, for tests, logs and metrics."""

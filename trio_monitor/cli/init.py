@@ -102,7 +102,8 @@ def targets_for(urls: list[str]) -> list[dict]:
 
 
 def _annotate(toml: str) -> str:
-    out, section = [], None
+    out: list[str] = []
+    section = ""
     for line in toml.splitlines():
         if line.startswith("["):
             section = line.strip("[]")

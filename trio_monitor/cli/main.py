@@ -13,6 +13,7 @@ import os
 import sys
 from collections.abc import Callable
 from types import ModuleType
+from typing import NoReturn
 
 from .._errors import ConfigError, MonitorError, UsageError
 from .._lifecycle import EXIT_INTERRUPTED
@@ -25,7 +26,7 @@ Command = Callable[[argparse.Namespace], int]
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # type: ignore[override]  # one line, our exit code
+    def error(self, message: str) -> NoReturn:  # one line, our exit code, no usage dump
         raise UsageError(f"{message} (see: {self.prog} --help)")
 
 

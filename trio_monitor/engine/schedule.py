@@ -50,7 +50,7 @@ class _Slot:
 
     __slots__ = ("anchor", "n", "plan", "prober")
 
-    def __init__(self, plan: Plan, prober: Prober, anchor: float) -> None:
+    def __init__(self, plan: Plan, prober: Prober[Any], anchor: float) -> None:
         self.plan = plan
         self.prober = prober
         self.anchor = anchor
@@ -70,7 +70,7 @@ class Scheduler:
     def __init__(
         self,
         config: Config,
-        probers: Mapping[str, Prober],
+        probers: Mapping[str, Prober[Any]],
         dispatcher: Dispatcher,
         *,
         counters: Callable[[], dict[str, Any]] = dict,

@@ -1,14 +1,15 @@
 """Per-target state (UNKNOWN -> UP/DOWN) and the alert decisions.
 
-`StateStore` is the seam where target state lives: in memory here, shareable
-(e.g. Redis) later. `observe` is synchronous and O(1) per result, so it runs
-inline in the probe task and the order of a target's results is the order of
-its alerts.
+`StateStore` is the seam where target state lives: `MemoryStateStore` keeps it in
+this process; a cluster keeps it in Redis behind the same protocol. `observe` is
+synchronous and O(1) per result, so it runs inline in the probe task and the order of
+a target's results is the order of its alerts.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Protocol
 
 import attrs
 
@@ -34,7 +35,23 @@ class TargetState:
     last: ProbeResult | None = None
 
 
-class StateStore:
+class StateStore(Protocol):
+    def get(self, name: str) -> TargetState | None: ...
+
+    def observe(
+        self, target: Target, result: ProbeResult, now: float
+    ) -> tuple[ProbeResult, list[AlertEvent]]:
+        """Fold one result into the target's state. -> (result with content_changed, alerts)."""
+        ...
+
+    def restore_down(self, target: str, since: float, now: float, wall_now: float) -> None:
+        """Resume an outage that began before this process (an open incident in history)."""
+        ...
+
+    async def reconfigure(self, old: Config, new: Config) -> None: ...
+
+
+class MemoryStateStore:
     def __init__(self, alerts: AlertsSection) -> None:
         self._states: dict[str, TargetState] = {}
         self.configure(alerts)
@@ -91,7 +108,9 @@ class StateStore:
                     alert(
                         "up",
                         since=st.streak_start,
-                        downtime_s=round(now - st.streak_clock, 3),
+                        downtime_s=None
+                        if st.streak_clock is None
+                        else round(now - st.streak_clock, 3),
                         detail=probe_kinds.describe(result),
                     )
                 st.state, st.since = UP, result.ts
@@ -132,12 +151,13 @@ class StateStore:
             st.fast_streak = 0
             if not st.slow_alerted and st.slow_streak >= self.failure_threshold:
                 st.slow_alerted = True
+                slow_ms = (target.slow or 0.0) * 1000  # a result is only slow if `slow` is set
                 alert(
                     "slow",
                     reason="slow",
                     latency_ms=result.latency_ms,
-                    slow_ms=target.slow * 1000,
-                    detail=f"{st.slow_streak} probes slower than {target.slow * 1000:g} ms",
+                    slow_ms=slow_ms,
+                    detail=f"{st.slow_streak} probes slower than {slow_ms:g} ms",
                 )
         else:
             st.fast_streak += 1

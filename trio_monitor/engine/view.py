@@ -63,7 +63,7 @@ class RecentStats:
         if result.ok:
             slot.ok += 1
             if result.latency_ms is not None:
-                slot.hist.add(result.latency_ms)
+                slot.histogram().add(result.latency_ms)  # the current hour: not a blob yet
 
     def summary(self, name: str, now: float) -> tuple[int, float | None, float | None]:
         """-> (checks, availability %, p95 ms) over the 24 hours before `now`."""

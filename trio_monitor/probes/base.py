@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractAsyncContextManager
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import trio
 from attrs import frozen
@@ -37,14 +37,15 @@ class Plan(Protocol):
         ...
 
 
-class Prober(Protocol):
-    """Probes the targets of one kind during one run of the monitor."""
+P = TypeVar("P", bound=Plan)
 
-    def prepare(self, target: Target) -> Plan: ...
 
-    async def probe(
-        self, plan: Plan, round_no: int, deadlines: set[trio.CancelScope]
-    ) -> ProbeResult:
+class Prober(Protocol[P]):
+    """Probes the targets of one kind during one run of the monitor; `P` is its plan."""
+
+    def prepare(self, target: Target) -> P: ...
+
+    async def probe(self, plan: P, round_no: int, deadlines: set[trio.CancelScope]) -> ProbeResult:
         """Probe once within the target's timeout; never raise but Cancelled.
 
         The probe puts its deadline scope in `deadlines` while it runs, so that the
@@ -70,7 +71,7 @@ class ProbeKind:
     # once per config: the [monitor] defaults (and ${ENV}) -> a Resolve for its targets;
     # problems with the defaults themselves are appended to the list
     resolver: Callable[[MonitorSection, Mapping[str, str], list[str]], Resolve]
-    open: Callable[[Config], AbstractAsyncContextManager[Prober]]
+    open: Callable[[Config], AbstractAsyncContextManager[Prober[Any]]]
     # one short line for an ok result ("HTTP 200 in 3.2 ms"), e.g. in `up` alerts
     describe: Callable[[ProbeResult], str] = lambda r: f"ok in {r.latency_ms:g} ms"
 

@@ -125,7 +125,7 @@ class Metrics:
         self._probe_children = {
             result: self._probes.labels(result) for result in ("ok", *map(str, ErrorKind))
         }
-        self._alert_children = {event: self._alerts.labels(event) for event in EVENTS}
+        self._alert_children: dict[str, Counter] = {e: self._alerts.labels(e) for e in EVENTS}
         self._common = (self._success, self._duration, self._bytes)  # every kind's
         self._per_target: dict[str, tuple[Gauge, ...]] = {}
         # Round lines carry totals since start, and rounds overlap, so their lines can

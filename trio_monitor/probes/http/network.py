@@ -44,9 +44,9 @@ class TrioStream(httpcore.AsyncNetworkStream):
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         try:
             if timeout is None:
-                return await self._stream.receive_some(max_bytes)
+                return bytes(await self._stream.receive_some(max_bytes))
             with _deadline(timeout, httpcore.ReadTimeout):
-                return await self._stream.receive_some(max_bytes)
+                return bytes(await self._stream.receive_some(max_bytes))
         except _BROKEN as exc:
             raise httpcore.ReadError(exc) from exc
 

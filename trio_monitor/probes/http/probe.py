@@ -164,7 +164,7 @@ async def _read_body(plan: HttpPlan, response: httpx.Response) -> tuple[int, boo
                 await _close(response)
             total += len(chunk)
             digest.update(chunk)
-            if not found:
+            if needle is not None and not found:
                 window = tail + chunk
                 found = needle in window
                 tail = window[-(len(needle) - 1) :] if len(needle) > 1 else b""
@@ -274,23 +274,27 @@ async def probe(
         failure = ProbeFailure(
             ErrorKind.TIMEOUT, f"no complete response within {target.timeout:g}s"
         )
-    ok = failure is None
     return ProbeResult(
         ts=ts,
         target=target.name,
         url=target.url,
-        ok=ok,
+        ok=failure is None,
         status=response.status if response else None,
         latency_ms=response.latency_ms if response else None,
-        error=None if ok else failure.kind,
-        error_detail=None if ok else failure.detail,
+        error=failure.kind if failure else None,
+        error_detail=failure.detail if failure else None,
         attempts=attempts,
         round=round_no,
         ttfb_ms=response.ttfb_ms if response else None,
         bytes=response.bytes if response else 0,
         truncated=response.truncated if response else False,
         content_hash=response.content_hash if response else None,
-        slow=bool(ok and target.slow and response.latency_ms > target.slow * 1000),
+        slow=bool(
+            failure is None
+            and response
+            and target.slow
+            and response.latency_ms > target.slow * 1000
+        ),
         final_url=response.final_url if response else None,
         remote_addr=response.remote_addr if response else None,
     )
