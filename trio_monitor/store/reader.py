@@ -123,11 +123,7 @@ class HistoryReader:
             " JOIN targets t ON t.id = i.target_id"
             ' WHERE i.start < ? AND (i."end" IS NULL OR i."end" > ?)'
         )
-        args: tuple = (until, since)
-        if target is not None:
-            sql += " AND t.name = ?"
-            args += (target,)
-        rows = self._conn.execute(sql + " ORDER BY i.start, i.id", args)
+        rows = self._select(sql, (until, since), target, "i.start, i.id")
         return [Incident(name, start, end, error) for name, start, end, error in rows]
 
     def changes(self, since: float, until: float, target: str | None = None) -> list[ContentChange]:
@@ -136,12 +132,17 @@ class HistoryReader:
             "SELECT t.name, c.ts, c.previous_hash, c.content_hash FROM changes c"
             " JOIN targets t ON t.id = c.target_id WHERE c.ts >= ? AND c.ts < ?"
         )
-        args: tuple = (since, until)
+        rows = self._select(sql, (since, until), target, "c.ts, t.name")
+        return [ContentChange(*row) for row in rows]
+
+    def _select(
+        self, sql: str, args: tuple[object, ...], target: str | None, order: str
+    ) -> sqlite3.Cursor:
+        """`sql` (joined with targets as `t`), for one target if given, in `order`."""
         if target is not None:
             sql += " AND t.name = ?"
             args += (target,)
-        rows = self._conn.execute(sql + " ORDER BY c.ts, t.name", args)
-        return [ContentChange(*row) for row in rows]
+        return self._conn.execute(f"{sql} ORDER BY {order}", args)
 
     def recent(self, target: str, n: int) -> list[Sample]:
         """The target's last `n` raw samples, oldest first."""
