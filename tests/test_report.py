@@ -22,7 +22,7 @@ from pathlib import Path
 
 import attrs
 import pytest
-import tomli_w
+from factories import config_doc, write_config
 from pngs import read_png
 
 from trio_monitor._errors import UsageError
@@ -425,16 +425,12 @@ def test_feed_store_asks_for_the_range_and_passes_incidents_and_changes():
 
 
 def _config(tmp_path: Path, *, storage: dict | None = None) -> Path:
-    data = {
-        "storage": storage if storage is not None else {"path": "history.db"},
-        "targets": [
-            {"name": "api", "url": "http://127.0.0.1:9/health"},
-            {"name": "web", "url": "http://127.0.0.1:9/"},
-        ],
-    }
-    path = tmp_path / "monitor.toml"
-    path.write_text(tomli_w.dumps(data), encoding="utf-8")
-    return path
+    data = config_doc(
+        {"name": "api", "url": "http://127.0.0.1:9/health"},
+        {"name": "web", "url": "http://127.0.0.1:9/"},
+        storage=storage if storage is not None else {"path": "history.db"},
+    )
+    return write_config(tmp_path, data, name="monitor.toml")
 
 
 def _inject(monkeypatch, reader: FakeReader, seen: list[str]) -> None:
