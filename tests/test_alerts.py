@@ -9,8 +9,9 @@ import sys
 
 import pytest
 import trio
+from factories import alert_event
 
-from trio_monitor import AlertEvent, parse_config
+from trio_monitor import parse_config
 from trio_monitor.alerts.base import Notifiers, run_exec, send_webhook
 from trio_monitor.probes.http.transport import open_http_client
 
@@ -27,9 +28,7 @@ async def client():
 
 
 def alert(event="down", target="api"):
-    return AlertEvent(
-        ts=1_800_000_000.0, target=target, url="http://127.0.0.1/", event=event, reason="connect"
-    )
+    return alert_event(event, target, url="http://127.0.0.1/", reason="connect")
 
 
 def alerts_config(**alerts):

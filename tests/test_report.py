@@ -22,11 +22,11 @@ from pathlib import Path
 
 import attrs
 import pytest
-from factories import config_doc, write_config
+from factories import alert_event, config_doc, probe_result, round_summary, write_config
 from pngs import read_png
 
 from trio_monitor._errors import UsageError
-from trio_monitor._records import AlertEvent, ProbeResult, RoundSummary, rfc3339, to_line
+from trio_monitor._records import AlertEvent, rfc3339, to_line
 from trio_monitor.cli.main import main
 from trio_monitor.report import build as _report
 from trio_monitor.report.build import (
@@ -490,26 +490,24 @@ def test_report_command_history_disabled(tmp_path, capsys):
 
 
 def _probe(target: str, minute: float, ok: bool = True, ms: float | None = 20.0, **extra):
-    return ProbeResult(
+    return probe_result(
+        target,
         ts=T0 + minute * 60,
-        target=target,
         url=f"https://{target}.example/",
         ok=ok,
-        status=200 if ok else None,
         latency_ms=ms if ok else None,
         error=None if ok else "connect",
-        attempts=1,
         round=int(minute),
         **extra,
     )
 
 
 def _alert(target: str, minute: float, event: str, since_minute: float) -> AlertEvent:
-    return AlertEvent(
+    return alert_event(
+        event,
+        target,
         ts=T0 + minute * 60,
-        target=target,
         url=f"https://{target}.example/",
-        event=event,
         reason="connect" if event == "down" else None,
         since=T0 + since_minute * 60,
         downtime_s=(minute - since_minute) * 60 if event == "up" else None,
@@ -538,7 +536,10 @@ def _made_up_log() -> Log:
             lines.append(to_line(_probe(target, minute, not down, ms, content_changed=changed)))
             if inside and not down:
                 latencies[target].append(ms)
-        lines.append(to_line(RoundSummary(T0 + minute * 60, minute, 2, 1, 1, 12.0)))
+        summary = round_summary(
+            ts=T0 + minute * 60, round=minute, targets=2, ok=1, failed=1, duration_ms=12.0
+        )
+        lines.append(to_line(summary))
         if minute == 32:
             lines.append(to_line(_alert("api", 32, "down", 30)))
         if minute == 45:

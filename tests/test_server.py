@@ -34,11 +34,12 @@ import trio
 import trio.lowlevel
 import trio.socket
 import trio.testing
+from factories import alert_event, probe_result, round_summary
 from prometheus_client.parser import text_string_to_metric_families
 
 from trio_monitor import ErrorKind
 from trio_monitor._config import ServerSection, StorageSection
-from trio_monitor._records import AlertEvent, ProbeResult, RoundSummary, rfc3339, to_dict
+from trio_monitor._records import ProbeResult, rfc3339, to_dict
 from trio_monitor.server import app as server_module
 from trio_monitor.server.app import (
     MAX_ROWS,
@@ -71,14 +72,11 @@ def target_status(
 ) -> TargetStatus:
     now = time.time()
     ok = state != "DOWN"
-    last = ProbeResult(
+    last = probe_result(
+        name,
         ts=now - 1,
-        target=name,
         url="http://api.test/health",
         ok=ok,
-        status=200 if ok else None,
-        latency_ms=12.5 if ok else None,
-        error=None if ok else ErrorKind.CONNECT,
         attempts=1 if ok else 2,
         round=7,
         error_detail=None if ok else "connection refused",
@@ -139,16 +137,13 @@ def badge_of(svg: str) -> tuple[str, str, str]:
 
 
 def probe_at(ts: float, target: str = "api", ok: bool = True) -> ProbeResult:
-    return ProbeResult(
+    return probe_result(
+        target,
         ts=ts,
-        target=target,
-        url=f"http://{target}.test/",
         ok=ok,
         status=200 if ok else 503,
         latency_ms=10.0 + ts % 7 if ok else 80.0,
         error=None if ok else ErrorKind.STATUS,
-        attempts=1,
-        round=1,
     )
 
 
@@ -176,8 +171,7 @@ def history_records(now: float) -> list:
         ("web", "up", now - 47 * HOUR, None, None),
     ]
     for target, event, ts, since, reason in outages:
-        url = f"http://{target}.test/"
-        records.append(AlertEvent(ts, target, url, event, reason=reason, since=since))
+        records.append(alert_event(event, target, ts=ts, reason=reason, since=since))
     return records
 
 
@@ -685,20 +679,10 @@ async def test_metrics_endpoint_serves_what_was_observed():
     metrics.retain(["api", "db"])
     metrics.observe(probe_at(time.time(), "api"))
     metrics.observe(
-        ProbeResult(
-            ts=time.time(),
-            target="db",
-            url="http://db.test/",
-            ok=False,
-            status=None,
-            latency_ms=None,
-            error=ErrorKind.TIMEOUT,
-            attempts=2,
-            round=3,
-        )
+        probe_result("db", ts=time.time(), ok=False, error=ErrorKind.TIMEOUT, attempts=2, round=3)
     )
     metrics.observe(
-        RoundSummary(
+        round_summary(
             ts=time.time(),
             round=3,
             targets=2,
@@ -710,7 +694,7 @@ async def test_metrics_endpoint_serves_what_was_observed():
             unstored=0,
         )
     )
-    metrics.observe(AlertEvent(ts=time.time(), target="db", url="http://db.test/", event="down"))
+    metrics.observe(alert_event("down", "db", ts=time.time()))
     async with serving(FakeView(), metrics=metrics) as served, served.client() as client:
         response = await client.get("/metrics")
     assert response.status_code == 200

@@ -26,10 +26,10 @@ from pathlib import Path
 
 import pytest
 import trio
+from factories import alert_event, probe_result, round_summary
 
 from trio_monitor import ErrorKind
 from trio_monitor._config import StorageSection
-from trio_monitor._records import AlertEvent, ProbeResult, RoundSummary
 from trio_monitor.store.db import (
     APPLICATION_ID,
     MIGRATIONS,
@@ -53,23 +53,20 @@ STORAGE = StorageSection(raw_retention=7 * DAY, rollup_retention=9 * DAY)
 
 
 def probe(target="api", ts=T0, ok=True, *, latency=12.5, status=None, content=None, changed=False):
-    return ProbeResult(
+    return probe_result(
+        target,
         ts=ts,
-        target=target,
-        url=f"http://{target}.test/",
         ok=ok,
         status=status if status is not None else (200 if ok else None),
         latency_ms=latency if ok else None,
         error=None if ok else ErrorKind.TIMEOUT,
-        attempts=1,
-        round=1,
         content_hash=None if content is None else f"sha256:{content}",
         content_changed=changed,
     )
 
 
 def alert(event, target="api", ts=T0, **fields):
-    return AlertEvent(ts=ts, target=target, url=f"http://{target}.test/", event=event, **fields)
+    return alert_event(event, target, ts=ts, **fields)
 
 
 async def store(path, records, *, storage=STORAGE, **options):
@@ -254,7 +251,7 @@ async def test_probe_results_become_samples(tmp_path):
     records = [
         probe("api", T0 + 1, latency=3.25),
         probe("api", T0 + 2, ok=False),
-        RoundSummary(ts=T0, round=1, targets=2, ok=1, failed=1, duration_ms=3.0),  # ignored
+        round_summary(ts=T0, round=1, targets=2, ok=1, failed=1, duration_ms=3.0),  # ignored
         alert("slow", "api", T0 + 3),  # ignored
         probe("web", T0 + 3, status=204, latency=40.0),
         probe("api", T0 + 4, status=503, ok=False),
