@@ -11,10 +11,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import random
 import re
-import shutil
 import subprocess
 import sys
 from contextlib import contextmanager
@@ -22,6 +20,7 @@ from pathlib import Path
 
 import attrs
 import pytest
+from chromium import set_viewport
 from factories import alert_event, config_doc, probe_result, round_summary, write_config
 from pngs import read_png
 
@@ -997,12 +996,6 @@ def test_empty_jsonl_is_an_empty_report(tmp_path):
 # --- the HTML page in real headless Chromium ---------------------------------------------
 
 
-def _chromium() -> str | None:
-    return shutil.which("chromium") or (
-        "/usr/bin/chromium" if Path("/usr/bin/chromium").is_file() else None
-    )
-
-
 def _rgb(color: str) -> tuple[int, int, int]:
     return int(color[1:3], 16), int(color[3:5], 16), int(color[5:7], 16)
 
@@ -1051,35 +1044,15 @@ def _chromium_report():
     return build_report(a, {"kind": "test"}), expected_alpha
 
 
-@pytest.mark.skipif(
-    _chromium() is None,
-    reason="Debian's chromium is not installed (apt-get install chromium; .ci/run installs it)",
-)
-def test_html_report_in_headless_chromium(tmp_path):
+@pytest.mark.browser
+def test_html_report_in_headless_chromium(browser, tmp_path):
     report, expected_alpha = _chromium_report()
     page = tmp_path / "report.html"
     page.write_text(render_html(report), encoding="utf-8")
     shot = tmp_path / "report.png"
-    cmd = [
-        _chromium() or "chromium",
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--hide-scrollbars",
-        f"--user-data-dir={tmp_path / 'profile'}",
-        "--window-size=1200,900",
-        f"--screenshot={shot}",
-        page.as_uri(),
-    ]
-    env = {**os.environ, "HOME": str(tmp_path)}
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env, check=False)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert shot.is_file(), proc.stderr[-2000:]
+    set_viewport(browser, 1200, 900)
+    browser.get(page.as_uri())
+    shot.write_bytes(browser.get_screenshot_as_png())
     width, height, bpp, rows = read_png(shot.read_bytes())
     assert (width, height) == (1200, 900)
 
