@@ -82,6 +82,7 @@ def python_command(code: str) -> list[str]:
     return [sys.executable, "-c", code]
 
 
+@pytest.mark.subprocess
 async def test_exec_gets_alert_on_stdin_and_env(tmp_path):
     out = tmp_path / "got.json"
     code = (
@@ -96,6 +97,7 @@ async def test_exec_gets_alert_on_stdin_and_env(tmp_path):
     assert json.loads(data)["event"] == "up"
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize(
     ("command", "message"),
     [
@@ -110,6 +112,7 @@ async def test_exec_failures_are_logged_not_raised(command, message, caplog):
     assert message in caplog.text
 
 
+@pytest.mark.subprocess
 async def test_notifiers_route_by_event_and_reconfigure(server, client, tmp_path):
     log_file = tmp_path / "events"
     append = python_command(f"import sys; open({str(log_file)!r}, 'a').write(sys.stdin.read())")

@@ -26,6 +26,8 @@ from servers import TestServer, closed_port
 
 from trio_monitor import load_config
 
+pytestmark = pytest.mark.subprocess  # every test here runs the console script
+
 WAIT = 15.0  # seconds any single wait may take before the test fails instead of hanging
 
 PROBE_FIELDS = ("ts", "target", "url", "ok", "status", "latency_ms", "error", "attempts")

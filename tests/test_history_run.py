@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import trio
 from factories import config_doc, write_config
 from servers import closed_port
@@ -94,6 +95,7 @@ def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.subprocess
 def test_a_foreign_file_stops_start_up_with_one_line(tmp_path):
     (tmp_path / "m.db").write_bytes(b"this is no database\n" * 100)
     write_config(tmp_path, run_config([{"url": f"http://127.0.0.1:{closed_port()}/"}]))
@@ -105,6 +107,7 @@ def test_a_foreign_file_stops_start_up_with_one_line(tmp_path):
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.subprocess
 async def test_report_over_what_a_run_kept(server, tmp_path):
     config = write_config(
         tmp_path,

@@ -615,6 +615,7 @@ def _check_log_report(data: dict, log: Log) -> None:
     assert [s["target"] for s in data["slowest"]] == ["web", "api"]
 
 
+@pytest.mark.subprocess
 def test_jsonl_file_end_to_end(tmp_path):
     log = _made_up_log()
     (tmp_path / "monitor.jsonl").write_text(log.text, encoding="utf-8")
@@ -640,6 +641,7 @@ def test_jsonl_file_end_to_end(tmp_path):
     assert len(notes) == 3
 
 
+@pytest.mark.subprocess
 def test_jsonl_from_stdin_end_to_end(tmp_path):
     log = _made_up_log()
     proc = _cli("--jsonl", "-", *WINDOW, "--format", "json", cwd=tmp_path, stdin=log.text.encode())
@@ -915,6 +917,7 @@ def test_html_is_self_contained_and_escapes_everything():
     assert page.count("<polyline") == 3
 
 
+@pytest.mark.subprocess
 def test_output_file_and_text_default(tmp_path):
     log = _made_up_log()
     (tmp_path / "log.jsonl").write_text(log.text, encoding="utf-8")
@@ -940,6 +943,7 @@ def _one_error(proc: subprocess.CompletedProcess[str], *parts: str) -> None:
         assert part in lines[0], lines[0]
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize(
     ("content", "why"),
     [
@@ -955,6 +959,7 @@ def test_not_json_lines_is_one_line_error(tmp_path, content, why):
     _one_error(_cli("--jsonl", "x.log", cwd=tmp_path), "x.log: ", why)
 
 
+@pytest.mark.subprocess
 def test_cli_error_paths(tmp_path):
     clean = "".join(to_line(_probe(t, m)) + "\n" for m in range(10) for t in ("api", "web"))
     (tmp_path / "m.jsonl").write_text(clean, encoding="utf-8")
@@ -985,6 +990,7 @@ def test_cli_error_paths(tmp_path):
     )
 
 
+@pytest.mark.subprocess
 def test_empty_jsonl_is_an_empty_report(tmp_path):
     (tmp_path / "empty.jsonl").write_bytes(b"")
     proc = _cli("--jsonl", "empty.jsonl", cwd=tmp_path)

@@ -1109,6 +1109,7 @@ async def health_command(tmp_path, server_toml: str | None, *options: str):
     return proc.returncode, stdout, stderr
 
 
+@pytest.mark.subprocess
 async def test_health_command_against_a_running_server(tmp_path):
     view = FakeView(target_status("api"))
     async with serving(view, token=TOKEN) as served:
@@ -1120,6 +1121,7 @@ async def test_health_command_against_a_running_server(tmp_path):
     assert unhealthy == (1, "", "trio-monitor: unhealthy: no round for 95 s (limit 60 s)\n")
 
 
+@pytest.mark.subprocess
 async def test_health_command_with_nothing_listening(tmp_path):
     [listener] = await trio.open_tcp_listeners(0, host="127.0.0.1")
     port = listener.socket.getsockname()[1]
@@ -1133,6 +1135,7 @@ async def test_health_command_with_nothing_listening(tmp_path):
     )
 
 
+@pytest.mark.subprocess
 async def test_health_command_against_a_server_that_never_answers(tmp_path):
     async def hang(stream):
         await trio.sleep_forever()
@@ -1151,6 +1154,7 @@ async def test_health_command_against_a_server_that_never_answers(tmp_path):
     )
 
 
+@pytest.mark.subprocess
 async def test_health_command_without_a_server_section(tmp_path):
     code, stdout, stderr = await health_command(tmp_path, None)
     assert code == 2
@@ -1231,6 +1235,7 @@ def serving_in_thread(view: FakeView, *, token: str | None = None) -> Iterator[s
     assert "error" not in state, state.get("error")
 
 
+@pytest.mark.fuzz
 def test_schemathesis_fuzzes_every_operation_against_the_served_document(
     tmp_path, monkeypatch, request
 ):

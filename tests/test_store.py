@@ -498,6 +498,7 @@ async def release(proc):
     assert await proc.wait() == 0
 
 
+@pytest.mark.subprocess
 async def test_database_locked_by_another_process(tmp_path):
     path = str(tmp_path / "history.db")
     await store(path, [probe(ts=T0)])
@@ -517,6 +518,7 @@ async def test_database_locked_by_another_process(tmp_path):
     assert count(path, "samples") == 11
 
 
+@pytest.mark.subprocess
 async def test_shutdown_deadline_bounds_the_last_write(tmp_path, autojump_clock):
     """A write stuck behind another process's lock must not hold shutdown past its
     caller's deadline: the writer gives up, counts the records, and returns."""
