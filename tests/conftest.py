@@ -1,13 +1,16 @@
-"""Shared fixtures: in-loop HTTP(S) test servers (see tests/servers.py)."""
+"""Shared fixtures: in-loop HTTP(S) test servers (see tests/servers.py) and one headless
+Chromium per session (see tests/chromium.py)."""
 
 from __future__ import annotations
 
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
 import trio
 import trustme
+from chromium import missing, start_chromium
 from servers import TestServer, start_test_server
 
 
@@ -33,3 +36,25 @@ async def tls_server(ca: trustme.CA) -> AsyncIterator[TestServer]:
     async with trio.open_nursery() as nursery:
         yield await start_test_server(nursery, ssl_context=ctx)
         nursery.cancel_scope.cancel()
+
+
+@pytest.fixture(scope="session")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One headless Chromium (a selenium driver) for the whole session; tests that use it
+    are skipped, with the reason, where chromium or chromedriver is missing."""
+    reason = missing()
+    if reason:
+        pytest.skip(reason)
+    with start_chromium(tmp_path_factory.mktemp("chromium-home")) as driver:
+        yield driver
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that asks for the `browser` fixture is a `browser` test, marked or not, so
+    `-m "not browser"` never starts Chromium."""
+    for item in items:
+        if "browser" in getattr(item, "fixturenames", ()) and not item.get_closest_marker(
+            "browser"
+        ):
+            item.add_marker(pytest.mark.browser)

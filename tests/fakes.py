@@ -6,8 +6,9 @@ import time
 from collections import defaultdict
 
 import trio
+from factories import probe_result
 
-from trio_monitor import ErrorKind, ProbeResult, RoundSummary, parse_config
+from trio_monitor import RoundSummary, parse_config
 from trio_monitor.engine.dispatch import Dispatcher
 from trio_monitor.engine.schedule import Scheduler
 from trio_monitor.engine.state import MemoryStateStore
@@ -21,16 +22,9 @@ def make_config(targets, **monitor):
 
 def result_for(plan, round_no, ok=True):
     t = plan.target
-    return ProbeResult(
-        ts=time.time(),
-        target=t.name,
-        url=t.url,
-        ok=ok,
-        status=200 if ok else None,
-        latency_ms=1.0 if ok else None,
-        error=None if ok else ErrorKind.CONNECT,
-        attempts=1,
-        round=round_no,
+    latency_ms = 1.0 if ok else None
+    return probe_result(
+        t.name, ts=time.time(), url=t.url, ok=ok, latency_ms=latency_ms, round=round_no
     )
 
 

@@ -9,8 +9,9 @@ import sys
 import httpx
 import pytest
 import trio
+from factories import alert_event
 
-from trio_monitor import AlertEvent, parse_config
+from trio_monitor import parse_config
 from trio_monitor.alerts.base import Notifiers
 from trio_monitor.alerts.exec import Exec
 from trio_monitor.alerts.webhook import Webhook
@@ -30,9 +31,7 @@ async def client():
 
 
 def alert(event="down", target="api"):
-    return AlertEvent(
-        ts=1_800_000_000.0, target=target, url="http://127.0.0.1/", event=event, reason="connect"
-    )
+    return alert_event(event, target, url="http://127.0.0.1/", reason="connect")
 
 
 def alerts_config(**alerts):
@@ -90,6 +89,7 @@ def python_command(code: str) -> list[str]:
     return [sys.executable, "-c", code]
 
 
+@pytest.mark.subprocess
 async def test_exec_gets_alert_on_stdin_and_env(tmp_path):
     out = tmp_path / "got.json"
     code = (
@@ -104,6 +104,7 @@ async def test_exec_gets_alert_on_stdin_and_env(tmp_path):
     assert json.loads(data)["event"] == "up"
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize(
     ("command", "message"),
     [
@@ -122,6 +123,7 @@ def dispatcher() -> Dispatcher:
     return Dispatcher(MemoryStateStore(alerts_config()))
 
 
+@pytest.mark.subprocess
 async def test_notifiers_route_by_event_and_reconfigure(server, client, tmp_path):
     log_file = tmp_path / "events"
     append = python_command(f"import sys; open({str(log_file)!r}, 'a').write(sys.stdin.read())")

@@ -20,11 +20,13 @@ from pathlib import Path
 
 import attrs
 import pytest
-import tomli_w
 import trio
+from factories import config_doc, write_config
 from servers import TestServer, closed_port
 
 from trio_monitor import load_config
+
+pytestmark = pytest.mark.subprocess  # every test here runs the console script
 
 WAIT = 15.0  # seconds any single wait may take before the test fails instead of hanging
 
@@ -88,13 +90,10 @@ EXE = _find_executable()
 # --- helpers ---------------------------------------------------------------------
 
 
-def write_config(path: Path, *targets: dict, alerts: dict | None = None, **monitor) -> Path:
+def cli_config(*targets: dict, alerts: dict | None = None, **monitor) -> dict:
     """A config with these [[targets]], [alerts] and [monitor] keys; loopback URLs only."""
-    data: dict = {"monitor": {"interval": "200ms", "timeout": "5s", "retries": 0, **monitor}}
-    data["alerts"] = alerts or {}
-    data["targets"] = list(targets)
-    path.write_text(tomli_w.dumps(data), encoding="utf-8")
-    return path
+    monitor = {"interval": "200ms", "timeout": "5s", "retries": 0, **monitor}
+    return config_doc(*targets, monitor=monitor, alerts=alerts or {})
 
 
 def parse_lines(lines: list[str]) -> list[dict]:
@@ -296,7 +295,7 @@ def is_round(r: dict) -> bool:
 
 
 async def test_validate_ok(tmp_path, server):
-    write_config(tmp_path / "m.toml", ok_target(server), ok_target(server, "b"))
+    write_config(tmp_path, cli_config(ok_target(server), ok_target(server, "b")))
     done = await run_cli("validate", "-c", "m.toml", cwd=tmp_path)
     assert done == Done(0, "m.toml: ok, 2 targets\n", "")
 
@@ -356,7 +355,7 @@ async def test_usage_error(tmp_path, args):
 
 
 async def test_unwritable_output_file(tmp_path, server):
-    write_config(tmp_path / "m.toml", ok_target(server))
+    write_config(tmp_path, cli_config(ok_target(server)))
     done = await run_cli(
         "run", "--once", "-c", "m.toml", "-o", "no/such/dir/out.jsonl", cwd=tmp_path
     )
@@ -427,7 +426,7 @@ async def test_init_from_stdin_with_bad_lines(tmp_path):
 
 async def test_once_all_ok(tmp_path, server):
     config = write_config(
-        tmp_path / "m.toml", ok_target(server), ok_target(server, "moved", "/redirect/2")
+        tmp_path, cli_config(ok_target(server), ok_target(server, "moved", "/redirect/2"))
     )
     done = await run_cli("run", "--once", "-c", str(config), cwd=tmp_path)
     assert done.code == 0
@@ -451,11 +450,13 @@ async def test_once_all_ok(tmp_path, server):
 
 async def test_once_exits_1_when_a_target_fails(tmp_path, server):
     write_config(
-        tmp_path / "m.toml",
-        ok_target(server),
-        {"name": "closed", "url": f"http://127.0.0.1:{closed_port()}/"},
-        ok_target(server, "teapot", "/status/418"),
-        alerts={"failure_threshold": 1},
+        tmp_path,
+        cli_config(
+            ok_target(server),
+            {"name": "closed", "url": f"http://127.0.0.1:{closed_port()}/"},
+            ok_target(server, "teapot", "/status/418"),
+            alerts={"failure_threshold": 1},
+        ),
     )
     done = await run_cli("run", "--once", "-c", "m.toml", cwd=tmp_path)
     assert done.code == 1
@@ -477,7 +478,7 @@ async def test_once_exits_1_when_a_target_fails(tmp_path, server):
 
 async def test_json_line_contract(tmp_path, server):
     """Renaming or removing a key breaks consumers: that needs a new schema version."""
-    write_config(tmp_path / "m.toml", ok_target(server))
+    write_config(tmp_path, cli_config(ok_target(server)))
     done = await run_cli("run", "--once", "-c", "m.toml", cwd=tmp_path)
     assert done.code == 0
     probe_line, round_line = done.lines
@@ -493,7 +494,7 @@ async def test_json_line_contract(tmp_path, server):
 
 
 async def test_once_output_file(tmp_path, server):
-    write_config(tmp_path / "m.toml", ok_target(server))
+    write_config(tmp_path, cli_config(ok_target(server)))
     for _ in range(2):  # -o appends
         done = await run_cli("run", "--once", "-c", "m.toml", "-o", "out.jsonl", cwd=tmp_path)
         assert (done.code, done.stdout) == (0, "")
@@ -504,7 +505,7 @@ async def test_once_output_file(tmp_path, server):
 
 async def test_once_output_from_the_config_is_relative_to_it(tmp_path, server):
     (tmp_path / "conf").mkdir()
-    write_config(tmp_path / "conf" / "m.toml", ok_target(server), output="out.jsonl")
+    write_config(tmp_path / "conf", cli_config(ok_target(server), output="out.jsonl"))
     done = await run_cli("run", "--once", "-c", "conf/m.toml", cwd=tmp_path)
     assert (done.code, done.stdout) == (0, "")
     lines = (tmp_path / "conf" / "out.jsonl").read_text(encoding="utf-8").splitlines()
@@ -516,7 +517,7 @@ async def test_once_output_from_the_config_is_relative_to_it(tmp_path, server):
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 async def test_stop_signal_exits_cleanly(tmp_path, server, signum):
-    config = write_config(tmp_path / "m.toml", ok_target(server))
+    config = write_config(tmp_path, cli_config(ok_target(server)))
     async with start_monitor(config) as monitor:
         await monitor.wait_record(is_round)
         monitor.send(signum)
@@ -531,7 +532,7 @@ async def test_stop_signal_exits_cleanly(tmp_path, server, signum):
 
 async def test_stop_cancels_a_hanging_probe_after_the_grace(tmp_path, server):
     config = write_config(
-        tmp_path / "m.toml", ok_target(server, "hang", "/hang"), timeout="30s", grace="1s"
+        tmp_path, cli_config(ok_target(server, "hang", "/hang"), timeout="30s", grace="1s")
     )
     async with start_monitor(config) as monitor:
         with trio.fail_after(WAIT):
@@ -551,7 +552,7 @@ async def test_stop_cancels_a_hanging_probe_after_the_grace(tmp_path, server):
 
 async def test_second_signal_stops_at_once(tmp_path, server):
     config = write_config(
-        tmp_path / "m.toml", ok_target(server, "hang", "/hang"), timeout="30s", grace="30s"
+        tmp_path, cli_config(ok_target(server, "hang", "/hang"), timeout="30s", grace="30s")
     )
     async with start_monitor(config) as monitor:
         with trio.fail_after(WAIT):
@@ -564,10 +565,12 @@ async def test_second_signal_stops_at_once(tmp_path, server):
 
 
 async def test_reload_adds_a_target(tmp_path, server):
-    config = write_config(tmp_path / "m.toml", ok_target(server))
+    config = write_config(tmp_path, cli_config(ok_target(server)))
     async with start_monitor(config) as monitor:
         await monitor.wait_record(is_probe("ok"))
-        write_config(config, ok_target(server), ok_target(server, "new", "/status/204"))
+        write_config(
+            tmp_path, cli_config(ok_target(server), ok_target(server, "new", "/status/204"))
+        )
         monitor.send(signal.SIGHUP)
         await monitor.wait_log(f"reloaded {config}: 2 targets, 1 unchanged")
         index, record = await monitor.wait_record(is_probe("new"))
@@ -587,7 +590,7 @@ async def test_reload_adds_a_target(tmp_path, server):
     ids=["syntax", "invalid"],
 )
 async def test_reload_with_a_broken_config_keeps_running(tmp_path, server, broken, problem):
-    config = write_config(tmp_path / "m.toml", ok_target(server))
+    config = write_config(tmp_path, cli_config(ok_target(server)))
     async with start_monitor(config) as monitor:
         await monitor.wait_record(is_round)
         config.write_text(broken, encoding="utf-8")
@@ -607,7 +610,7 @@ async def test_reload_with_a_broken_config_keeps_running(tmp_path, server, broke
 
 
 async def test_reader_going_away_stops_the_monitor(tmp_path, server):
-    config = write_config(tmp_path / "m.toml", ok_target(server))
+    config = write_config(tmp_path, cli_config(ok_target(server)))
     async with start_monitor(config) as monitor:
         await monitor.wait_line(monitor.out, lambda line: True)
         await monitor.close_stdout()

@@ -69,6 +69,7 @@ def test_unit_is_notify_with_a_health_gated_watchdog():
     assert timespan(service["TimeoutStartSec"]) >= 60  # history migrations before READY=1
 
 
+@pytest.mark.subprocess
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
 def test_systemd_accepts_the_unit(tmp_path):
     # systemd-analyze checks that ExecStart exists: point it at a real executable.
@@ -86,6 +87,7 @@ def test_systemd_accepts_the_unit(tmp_path):
     assert problems == []
 
 
+@pytest.mark.subprocess
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
 def test_systemd_rates_the_unit_well_hardened(tmp_path):
     path = tmp_path / "trio-monitor.service"

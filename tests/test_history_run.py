@@ -8,8 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import tomli_w
+import pytest
 import trio
+from factories import config_doc, write_config
 from servers import closed_port
 from test_lifecycle import LineSink
 
@@ -19,14 +20,9 @@ from trio_monitor.store import HistoryReader
 CLI = [sys.executable, "-m", "trio_monitor"]
 
 
-def write_config(path: Path, targets: list[dict], **sections) -> Path:
-    doc = {
-        "monitor": {"interval": "100ms", "timeout": "2s", "stagger": "0s", "retries": 0},
-        **sections,
-        "targets": targets,
-    }
-    path.write_text(tomli_w.dumps(doc))
-    return path
+def run_config(targets: list[dict], **sections) -> dict:
+    monitor = {"interval": "100ms", "timeout": "2s", "stagger": "0s", "retries": 0}
+    return config_doc(*targets, monitor=monitor, **sections)
 
 
 def history(path: Path) -> HistoryReader:
@@ -40,7 +36,7 @@ async def run_once(config_path: Path) -> tuple[int, LineSink]:
 
 
 async def test_results_are_kept_beside_the_config_by_default(server, tmp_path):
-    config = write_config(tmp_path / "m.toml", [{"name": "web", "url": server.url("/ok")}])
+    config = write_config(tmp_path, run_config([{"name": "web", "url": server.url("/ok")}]))
     code, _ = await run_once(config)
     assert code == 0
     with history(tmp_path / "m.db") as reader:
@@ -51,7 +47,7 @@ async def test_results_are_kept_beside_the_config_by_default(server, tmp_path):
 
 async def test_disabled_storage_writes_nothing(server, tmp_path):
     config = write_config(
-        tmp_path / "m.toml", [{"url": server.url("/ok")}], storage={"enabled": False}
+        tmp_path, run_config([{"url": server.url("/ok")}], storage={"enabled": False})
     )
     await run_once(config)
     assert not (tmp_path / "m.db").exists()
@@ -62,7 +58,7 @@ async def test_an_outage_survives_a_restart(server, tmp_path):
     the whole outage, from its first failure before the restart."""
     server.bodies.pop("page", None)  # /body/page answers 404 until it is set
     target = {"name": "site", "url": server.url("/body/page")}
-    config = write_config(tmp_path / "m.toml", [target], alerts={"failure_threshold": 1})
+    config = write_config(tmp_path, run_config([target], alerts={"failure_threshold": 1}))
 
     _, first = await run_once(config)
     assert [a["event"] for a in first.of_type("alert")] == ["down"]
@@ -85,9 +81,7 @@ async def test_an_outage_survives_a_restart(server, tmp_path):
 async def test_unwritable_history_never_stops_probing(server, tmp_path, caplog):
     (tmp_path / "not-a-dir").write_text("a file where a directory should be")
     config = write_config(
-        tmp_path / "m.toml",
-        [{"url": server.url("/ok")}],
-        storage={"path": "not-a-dir/history.db"},
+        tmp_path, run_config([{"url": server.url("/ok")}], storage={"path": "not-a-dir/history.db"})
     )
     code, out = await run_once(config)
     assert code == 0
@@ -101,9 +95,10 @@ def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.subprocess
 def test_a_foreign_file_stops_start_up_with_one_line(tmp_path):
     (tmp_path / "m.db").write_bytes(b"this is no database\n" * 100)
-    write_config(tmp_path / "m.toml", [{"url": f"http://127.0.0.1:{closed_port()}/"}])
+    write_config(tmp_path, run_config([{"url": f"http://127.0.0.1:{closed_port()}/"}]))
     done = run_cli("run", "--once", "-c", "m.toml", cwd=tmp_path)
     assert done.returncode == 2
     assert done.stdout == ""
@@ -112,13 +107,16 @@ def test_a_foreign_file_stops_start_up_with_one_line(tmp_path):
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.subprocess
 async def test_report_over_what_a_run_kept(server, tmp_path):
     config = write_config(
-        tmp_path / "m.toml",
-        [
-            {"name": "up", "url": server.url("/ok")},
-            {"name": "down", "url": server.url("/status/500")},
-        ],
+        tmp_path,
+        run_config(
+            [
+                {"name": "up", "url": server.url("/ok")},
+                {"name": "down", "url": server.url("/status/500")},
+            ]
+        ),
     )
     for _ in range(3):
         await run_once(config)

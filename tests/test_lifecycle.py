@@ -6,8 +6,8 @@ import json
 import logging
 import threading
 
-import tomli_w
 import trio
+from factories import config_doc, write_config
 from servers import closed_port
 
 from trio_monitor import load_config, parse_config, run_monitor
@@ -52,13 +52,10 @@ class LineSink:
                 await self._changed.wait()
 
 
-def write_config(path, targets, **monitor):
-    doc = {
-        "monitor": {"interval": "100ms", "timeout": "2s", "stagger": "0s", **monitor},
-        "targets": targets,
-    }
-    path.write_text(tomli_w.dumps(doc))
-    return str(path)
+def run_config(targets, **monitor):
+    return config_doc(
+        *targets, monitor={"interval": "100ms", "timeout": "2s", "stagger": "0s", **monitor}
+    )
 
 
 def all_tasks() -> set[trio.lowlevel.Task]:
@@ -96,7 +93,7 @@ async def test_once_exit_codes(server):
 
 async def test_stop_leaves_no_task_and_loses_no_line(server, tmp_path):
     targets = [{"name": f"t{i}", "url": server.url(f"/slow/{i * 5}")} for i in range(20)]
-    config = load_config(write_config(tmp_path / "m.toml", targets))
+    config = load_config(write_config(tmp_path, run_config(targets)))
     before = all_tasks()
     out = LineSink()
     async with trio.open_nursery() as nursery:
@@ -189,7 +186,7 @@ async def test_stuck_output_never_slows_probing(server, caplog, monkeypatch):
 async def test_reload_keeps_state_of_unchanged_targets(server, tmp_path, caplog):
     path = tmp_path / "m.toml"
     broken = {"name": "broken", "url": server.url("/status/500")}
-    write_config(path, [broken], interval="1h")
+    write_config(tmp_path, run_config([broken], interval="1h"))
     config = load_config(path)
     out = LineSink()
     async with trio.open_nursery() as nursery:
@@ -205,7 +202,7 @@ async def test_reload_keeps_state_of_unchanged_targets(server, tmp_path, caplog)
         await out.wait_for(lambda o: len(o.of_type("probe")) == 1)
         # add a target; "broken" is unchanged, so its failure count (1) survives
         extra = {"name": "extra", "url": server.url("/ok")}
-        write_config(path, [broken, extra], interval="1h")
+        write_config(tmp_path, run_config([broken, extra], interval="1h"))
         assert await monitor.reload()
         await out.wait_for(lambda o: any(p["target"] == "extra" for p in o.of_type("probe")))
         assert monitor.state.get("broken").failures == 1

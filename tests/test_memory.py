@@ -22,6 +22,7 @@ from typing import NamedTuple
 
 import attrs
 import trio
+from factories import alert_event, probe_result
 from fakes import FakeProber, make_config, result_for
 
 from trio_monitor import ErrorKind
@@ -160,23 +161,20 @@ def records(first: int, last: int):
         i = n % STORE_TARGETS
         name, ts = f"api-{i}", 1_800_000_000.0 + n
         ok = n % 50 != 0
-        yield ProbeResult(
+        yield probe_result(
+            name,
             ts=ts,
-            target=name,
-            url=f"http://{name}.test/",
             ok=ok,
-            status=200 if ok else None,
             latency_ms=10.0 + n % 90 if ok else None,
             error=None if ok else ErrorKind.TIMEOUT,
-            attempts=1,
             round=n,
             content_hash=f"sha256:{n // 10:064x}" if ok else None,
             content_changed=ok and n % 10 == 0,
         )
         if n % 1000 == 0:
-            yield AlertEvent(ts=ts, target=name, url="", event="down", reason="timeout", since=ts)
+            yield alert_event("down", name, ts=ts, url="", reason="timeout", since=ts)
         elif n % 1000 == 500:
-            yield AlertEvent(ts=ts, target=name, url="", event="up", since=ts - 500)
+            yield alert_event("up", name, ts=ts, url="", since=ts - 500)
 
 
 async def test_history_writer_state_is_proportional_to_targets(tmp_path):

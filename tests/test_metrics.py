@@ -5,33 +5,22 @@ from __future__ import annotations
 
 import math
 
+from factories import alert_event, probe_result, round_summary
 from prometheus_client.parser import text_string_to_metric_families
 
 from trio_monitor import ErrorKind
-from trio_monitor._records import AlertEvent, ProbeResult, RoundSummary
 from trio_monitor.server.metrics import CONTENT_TYPE, Metrics
 
 T0 = 1_800_000_000.0
 
 
 def probe(target="api", ok=True, *, status=200, latency=12.5, error=None, size=512):
-    return ProbeResult(
-        ts=T0,
-        target=target,
-        url=f"http://{target}.test/",
-        ok=ok,
-        status=status,
-        latency_ms=latency,
-        error=error,
-        attempts=1,
-        round=1,
-        bytes=size,
-    )
+    return probe_result(target, ok=ok, status=status, latency_ms=latency, error=error, bytes=size)
 
 
 def round_line(**fields):
     base = {"ts": T0, "round": 1, "targets": 2, "ok": 2, "failed": 0, "duration_ms": 250.0}
-    return RoundSummary(**(base | fields))
+    return round_summary(**(base | fields))
 
 
 def samples(metrics: Metrics) -> dict[tuple[str, frozenset], float]:
@@ -88,7 +77,7 @@ def test_alerts_are_counted_by_event():
     m = Metrics()
     assert value(m, "trio_monitor_alerts_total", event="down") == 0
     for event in ("down", "up", "down", "content_changed"):
-        m.observe(AlertEvent(ts=T0, target="api", url="http://api.test/", event=event))
+        m.observe(alert_event(event, "api", ts=T0))
     assert value(m, "trio_monitor_alerts_total", event="down") == 2
     assert value(m, "trio_monitor_alerts_total", event="up") == 1
     assert value(m, "trio_monitor_alerts_total", event="slow") == 0

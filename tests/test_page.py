@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
-import shutil
 import struct
 import threading
 import time
@@ -27,6 +25,8 @@ from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
+from chromium import WAIT_S
+from chromium import set_viewport as _viewport
 from pngs import read_png
 
 from trio_monitor._palette import COLORS, OK_FROM, WARN_FROM, level
@@ -417,70 +417,6 @@ def _fake_api(now: float) -> FakeApi:
 
 # --- headless Chromium through selenium ------------------------------------------------
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
-WAIT_S = 30
-
-needs_chromium = pytest.mark.skipif(
-    not (Path(CHROMIUM).is_file() and Path(CHROMEDRIVER).is_file()),
-    reason="Debian's chromium and chromium-driver are not installed "
-    "(apt-get install chromium chromium-driver; .ci/run installs them)",
-)
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory):
-    try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.service import Service
-    except ImportError:  # pragma: no cover - a broken test environment
-        pytest.fail("selenium is not installed: pip install -e '.[test]'")
-    home = tmp_path_factory.mktemp("chromium-home")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for arg in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--no-default-browser-check",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-default-apps",
-        "--disable-extensions",
-        "--hide-scrollbars",
-        "--force-device-scale-factor=1",
-        "--window-size=1280,1000",
-        f"--user-data-dir={home / 'profile'}",
-    ):
-        options.add_argument(arg)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    env = {**os.environ, "HOME": str(home), "SE_OFFLINE": "true"}
-    service = Service(
-        executable_path=CHROMEDRIVER, env=env, log_output=str(home / "chromedriver.log")
-    )
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SE_OFFLINE", "true")  # Selenium Manager: never download anything
-        driver = webdriver.Chrome(service=service, options=options)
-    try:
-        driver.set_page_load_timeout(WAIT_S)
-        driver.set_script_timeout(WAIT_S)
-        driver.execute_cdp_cmd("Emulation.setEmulatedMedia", {
-            "features": [{"name": "prefers-color-scheme", "value": "light"}]
-        })  # fmt: skip
-        yield driver
-    finally:
-        driver.quit()
-
-
-def _viewport(driver, width: int, height: int, *, mobile: bool) -> None:
-    driver.execute_cdp_cmd(
-        "Emulation.setDeviceMetricsOverride",
-        {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": mobile},
-    )
-
 
 def _wait(driver, what: str, script: str, *args):
     from selenium.webdriver.support.ui import WebDriverWait
@@ -593,7 +529,7 @@ def _severe_logs(driver, allow: tuple[str, ...] = ()) -> list[str]:
     ]
 
 
-@needs_chromium
+@pytest.mark.browser
 def test_status_page_in_headless_chromium(browser, tmp_path):
     now = time.time()
     api = _fake_api(now)
@@ -731,7 +667,7 @@ def test_status_page_in_headless_chromium(browser, tmp_path):
     print(f"screenshots in {tmp_path}")
 
 
-@needs_chromium
+@pytest.mark.browser
 def test_status_page_token_and_error_banners(browser, tmp_path):
     api = _fake_api(time.time())
     api.token = "s3cr/t+=x"
@@ -812,7 +748,7 @@ def test_status_page_token_and_error_banners(browser, tmp_path):
         )
 
 
-@needs_chromium
+@pytest.mark.browser
 def test_history_requests_are_bounded_and_lazy(browser):
     now = time.time()
     api = _fake_api(now)

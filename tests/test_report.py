@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import random
 import re
 import shutil
@@ -24,12 +23,13 @@ from pathlib import Path
 
 import attrs
 import pytest
-import tomli_w
+from chromium import set_viewport
+from factories import alert_event, config_doc, probe_result, round_summary, write_config
 from pngs import read_png
 
 from trio_monitor._errors import UsageError
 from trio_monitor._palette import COLORS, OK_FROM, WARN_FROM
-from trio_monitor._records import AlertEvent, ProbeResult, RoundSummary, rfc3339, to_line
+from trio_monitor._records import AlertEvent, rfc3339, to_line
 from trio_monitor.cli import report as report_cli
 from trio_monitor.cli.main import main
 from trio_monitor.cli.report import make_report, parse_time
@@ -424,16 +424,12 @@ def test_feed_store_asks_for_the_range_and_passes_incidents_and_changes():
 
 
 def _config(tmp_path: Path, *, storage: dict | None = None) -> Path:
-    data = {
-        "storage": storage if storage is not None else {"path": "history.db"},
-        "targets": [
-            {"name": "api", "url": "http://127.0.0.1:9/health"},
-            {"name": "web", "url": "http://127.0.0.1:9/"},
-        ],
-    }
-    path = tmp_path / "monitor.toml"
-    path.write_text(tomli_w.dumps(data), encoding="utf-8")
-    return path
+    data = config_doc(
+        {"name": "api", "url": "http://127.0.0.1:9/health"},
+        {"name": "web", "url": "http://127.0.0.1:9/"},
+        storage=storage if storage is not None else {"path": "history.db"},
+    )
+    return write_config(tmp_path, data, name="monitor.toml")
 
 
 def _inject(monkeypatch, reader: FakeReader, seen: list[str]) -> None:
@@ -493,26 +489,25 @@ def test_report_command_history_disabled(tmp_path, capsys):
 
 
 def _probe(target: str, minute: float, ok: bool = True, ms: float | None = 20.0, **extra):
-    return ProbeResult(
+    return probe_result(
+        target,
         ts=T0 + minute * 60,
-        target=target,
         url=f"https://{target}.example/",
         ok=ok,
         status=200 if ok and extra.get("kind", "http") == "http" else None,
         latency_ms=ms if ok else None,
         error=None if ok else "connect",
-        attempts=1,
         round=int(minute),
         **extra,
     )
 
 
 def _alert(target: str, minute: float, event: str, since_minute: float) -> AlertEvent:
-    return AlertEvent(
+    return alert_event(
+        event,
+        target,
         ts=T0 + minute * 60,
-        target=target,
         url=f"https://{target}.example/",
-        event=event,
         reason="connect" if event == "down" else None,
         since=T0 + since_minute * 60,
         downtime_s=(minute - since_minute) * 60 if event == "up" else None,
@@ -541,7 +536,10 @@ def _made_up_log() -> Log:
             lines.append(to_line(_probe(target, minute, not down, ms, content_changed=changed)))
             if inside and not down:
                 latencies[target].append(ms)
-        lines.append(to_line(RoundSummary(T0 + minute * 60, minute, 2, 1, 1, 12.0)))
+        summary = round_summary(
+            ts=T0 + minute * 60, round=minute, targets=2, ok=1, failed=1, duration_ms=12.0
+        )
+        lines.append(to_line(summary))
         if minute == 32:
             lines.append(to_line(_alert("api", 32, "down", 30)))
         if minute == 45:
@@ -618,6 +616,7 @@ def _check_log_report(data: dict, log: Log) -> None:
     assert [s["target"] for s in data["slowest"]] == ["web", "api"]
 
 
+@pytest.mark.subprocess
 def test_jsonl_file_end_to_end(tmp_path):
     log = _made_up_log()
     (tmp_path / "monitor.jsonl").write_text(log.text, encoding="utf-8")
@@ -643,6 +642,7 @@ def test_jsonl_file_end_to_end(tmp_path):
     assert len(notes) == 3
 
 
+@pytest.mark.subprocess
 def test_jsonl_from_stdin_end_to_end(tmp_path):
     log = _made_up_log()
     proc = _cli("--jsonl", "-", *WINDOW, "--format", "json", cwd=tmp_path, stdin=log.text.encode())
@@ -992,6 +992,7 @@ def test_wheel_ships_the_report_stylesheet(tmp_path):
     assert shipped == (ROOT / "trio_monitor/report/static/report.css").read_text("utf-8")
 
 
+@pytest.mark.subprocess
 def test_output_file_and_text_default(tmp_path):
     log = _made_up_log()
     (tmp_path / "log.jsonl").write_text(log.text, encoding="utf-8")
@@ -1017,6 +1018,7 @@ def _one_error(proc: subprocess.CompletedProcess[str], *parts: str) -> None:
         assert part in lines[0], lines[0]
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize(
     ("content", "why"),
     [
@@ -1032,6 +1034,7 @@ def test_not_json_lines_is_one_line_error(tmp_path, content, why):
     _one_error(_cli("--jsonl", "x.log", cwd=tmp_path), "x.log: ", why)
 
 
+@pytest.mark.subprocess
 def test_cli_error_paths(tmp_path):
     clean = "".join(to_line(_probe(t, m)) + "\n" for m in range(10) for t in ("api", "web"))
     (tmp_path / "m.jsonl").write_text(clean, encoding="utf-8")
@@ -1062,6 +1065,7 @@ def test_cli_error_paths(tmp_path):
     )
 
 
+@pytest.mark.subprocess
 def test_empty_jsonl_is_an_empty_report(tmp_path):
     (tmp_path / "empty.jsonl").write_bytes(b"")
     proc = _cli("--jsonl", "empty.jsonl", cwd=tmp_path)
@@ -1071,12 +1075,6 @@ def test_empty_jsonl_is_an_empty_report(tmp_path):
 
 
 # --- the HTML page in real headless Chromium ---------------------------------------------
-
-
-def _chromium() -> str | None:
-    return shutil.which("chromium") or (
-        "/usr/bin/chromium" if Path("/usr/bin/chromium").is_file() else None
-    )
 
 
 def _rgb(color: str) -> tuple[int, int, int]:
@@ -1127,35 +1125,15 @@ def _chromium_report():
     return build_report(a, {"kind": "test"}), expected_alpha
 
 
-@pytest.mark.skipif(
-    _chromium() is None,
-    reason="Debian's chromium is not installed (apt-get install chromium; .ci/run installs it)",
-)
-def test_html_report_in_headless_chromium(tmp_path):
+@pytest.mark.browser
+def test_html_report_in_headless_chromium(browser, tmp_path):
     report, expected_alpha = _chromium_report()
     page = tmp_path / "report.html"
     page.write_text(render_html(report), encoding="utf-8")
     shot = tmp_path / "report.png"
-    cmd = [
-        _chromium() or "chromium",
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--hide-scrollbars",
-        f"--user-data-dir={tmp_path / 'profile'}",
-        "--window-size=1200,900",
-        f"--screenshot={shot}",
-        page.as_uri(),
-    ]
-    env = {**os.environ, "HOME": str(tmp_path)}
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env, check=False)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert shot.is_file(), proc.stderr[-2000:]
+    set_viewport(browser, 1200, 900)
+    browser.get(page.as_uri())
+    shot.write_bytes(browser.get_screenshot_as_png())
     width, height, bpp, rows = read_png(shot.read_bytes())
     assert (width, height) == (1200, 900)
 

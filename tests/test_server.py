@@ -34,13 +34,14 @@ import trio
 import trio.lowlevel
 import trio.socket
 import trio.testing
+from factories import alert_event, probe_result, round_summary
 from prometheus_client.parser import text_string_to_metric_families
 
 from trio_monitor import ErrorKind
 from trio_monitor._config import ServerSection, StorageSection
 from trio_monitor._errors import ServerError
 from trio_monitor._palette import COLORS
-from trio_monitor._records import AlertEvent, ProbeResult, RoundSummary, rfc3339, to_dict
+from trio_monitor._records import ProbeResult, rfc3339, to_dict
 from trio_monitor.engine.view import Health, TargetStatus
 from trio_monitor.server import app as server_module
 from trio_monitor.server import auth, build_app, health, openapi_document, serve_http
@@ -72,14 +73,12 @@ def target_status(
 ) -> TargetStatus:
     now = time.time()
     ok = state != "DOWN"
-    last = ProbeResult(
+    last = probe_result(
+        name,
         ts=now - 1,
-        target=name,
         url="http://api.test/health",
         ok=ok,
         status=200 if ok and kind == "http" else None,
-        latency_ms=12.5 if ok else None,
-        error=None if ok else ErrorKind.CONNECT,
         attempts=1 if ok else 2,
         round=7,
         error_detail=None if ok else "connection refused",
@@ -140,16 +139,13 @@ def badge_of(svg: str) -> tuple[str, str, str]:
 
 
 def probe_at(ts: float, target: str = "api", ok: bool = True) -> ProbeResult:
-    return ProbeResult(
+    return probe_result(
+        target,
         ts=ts,
-        target=target,
-        url=f"http://{target}.test/",
         ok=ok,
         status=200 if ok else 503,
         latency_ms=10.0 + ts % 7 if ok else 80.0,
         error=None if ok else ErrorKind.STATUS,
-        attempts=1,
-        round=1,
     )
 
 
@@ -177,8 +173,7 @@ def history_records(now: float) -> list:
         ("web", "up", now - 47 * HOUR, None, None),
     ]
     for target, event, ts, since, reason in outages:
-        url = f"http://{target}.test/"
-        records.append(AlertEvent(ts, target, url, event, reason=reason, since=since))
+        records.append(alert_event(event, target, ts=ts, reason=reason, since=since))
     return records
 
 
@@ -706,20 +701,10 @@ async def test_metrics_endpoint_serves_what_was_observed():
     metrics.retain(["api", "db"])
     metrics.observe(probe_at(time.time(), "api"))
     metrics.observe(
-        ProbeResult(
-            ts=time.time(),
-            target="db",
-            url="http://db.test/",
-            ok=False,
-            status=None,
-            latency_ms=None,
-            error=ErrorKind.TIMEOUT,
-            attempts=2,
-            round=3,
-        )
+        probe_result("db", ts=time.time(), ok=False, error=ErrorKind.TIMEOUT, attempts=2, round=3)
     )
     metrics.observe(
-        RoundSummary(
+        round_summary(
             ts=time.time(),
             round=3,
             targets=2,
@@ -731,7 +716,7 @@ async def test_metrics_endpoint_serves_what_was_observed():
             unstored=0,
         )
     )
-    metrics.observe(AlertEvent(ts=time.time(), target="db", url="http://db.test/", event="down"))
+    metrics.observe(alert_event("down", "db", ts=time.time()))
     async with serving(FakeView(), metrics=metrics) as served, served.client() as client:
         response = await client.get("/metrics")
     assert response.status_code == 200
@@ -1142,6 +1127,7 @@ async def health_command(tmp_path, server_toml: str | None, *options: str):
     return proc.returncode, stdout, stderr
 
 
+@pytest.mark.subprocess
 async def test_health_command_against_a_running_server(tmp_path):
     view = FakeView(target_status("api"))
     async with serving(view, token=TOKEN) as served:
@@ -1153,6 +1139,7 @@ async def test_health_command_against_a_running_server(tmp_path):
     assert unhealthy == (1, "", "trio-monitor: unhealthy: no round for 95 s (limit 60 s)\n")
 
 
+@pytest.mark.subprocess
 async def test_health_command_with_nothing_listening(tmp_path):
     [listener] = await trio.open_tcp_listeners(0, host="127.0.0.1")
     port = listener.socket.getsockname()[1]
@@ -1166,6 +1153,7 @@ async def test_health_command_with_nothing_listening(tmp_path):
     )
 
 
+@pytest.mark.subprocess
 async def test_health_command_against_a_server_that_never_answers(tmp_path):
     async def hang(stream):
         await trio.sleep_forever()
@@ -1184,6 +1172,7 @@ async def test_health_command_against_a_server_that_never_answers(tmp_path):
     )
 
 
+@pytest.mark.subprocess
 async def test_health_command_without_a_server_section(tmp_path):
     code, stdout, stderr = await health_command(tmp_path, None)
     assert code == 2
@@ -1264,6 +1253,7 @@ def serving_in_thread(view: FakeView, *, token: str | None = None) -> Iterator[s
     assert "error" not in state, state.get("error")
 
 
+@pytest.mark.fuzz
 def test_schemathesis_fuzzes_every_operation_against_the_served_document(
     tmp_path, monkeypatch, request
 ):

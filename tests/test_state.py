@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from factories import probe_result
 
-from trio_monitor import ErrorKind, ProbeResult, parse_config
+from trio_monitor import ErrorKind, parse_config
 from trio_monitor.engine.state import DOWN, UNKNOWN, UP, MemoryStateStore
 
 
@@ -29,16 +30,14 @@ class Feed:
 
     def __call__(self, ok=True, *, latency=10.0, content="a", error=ErrorKind.CONNECT):
         self.now += 1.0
-        result = ProbeResult(
+        result = probe_result(
+            self.target.name,
             ts=1_000_000 + self.now,
-            target=self.target.name,
             url=self.target.url,
             ok=ok,
-            status=200 if ok else None,
             latency_ms=latency if ok else None,
             error=None if ok else error,
             error_detail=None if ok else "refused",
-            attempts=1,
             round=int(self.now),
             content_hash=f"sha256:{content}" if ok else None,
             slow=bool(ok and self.target.slow and latency > self.target.slow * 1000),

@@ -27,11 +27,11 @@ from pathlib import Path
 import attrs
 import pytest
 import trio
+from factories import alert_event, probe_result, round_summary
 
 from trio_monitor import ErrorKind
 from trio_monitor._config import StorageSection
 from trio_monitor._errors import StoreError
-from trio_monitor._records import AlertEvent, ProbeResult, RoundSummary
 from trio_monitor.store import HistoryReader, StoreStats, StoreWriter, open_store, serve_store
 from trio_monitor.store._sql import ROLLED_THROUGH
 from trio_monitor.store.maintenance import StoreMaintenance, serve_store_maintenance
@@ -44,23 +44,20 @@ STORAGE = StorageSection(raw_retention=7 * DAY, rollup_retention=9 * DAY)
 
 
 def probe(target="api", ts=T0, ok=True, *, latency=12.5, status=None, content=None, changed=False):
-    return ProbeResult(
+    return probe_result(
+        target,
         ts=ts,
-        target=target,
-        url=f"http://{target}.test/",
         ok=ok,
         status=status if status is not None else (200 if ok else None),
         latency_ms=latency if ok else None,
         error=None if ok else ErrorKind.TIMEOUT,
-        attempts=1,
-        round=1,
         content_hash=None if content is None else f"sha256:{content}",
         content_changed=changed,
     )
 
 
 def alert(event, target="api", ts=T0, **fields):
-    return AlertEvent(ts=ts, target=target, url=f"http://{target}.test/", event=event, **fields)
+    return alert_event(event, target, ts=ts, **fields)
 
 
 async def store(path, records, *, storage=STORAGE, **options):
@@ -245,7 +242,7 @@ async def test_probe_results_become_samples(tmp_path):
     records = [
         probe("api", T0 + 1, latency=3.25),
         probe("api", T0 + 2, ok=False),
-        RoundSummary(ts=T0, round=1, targets=2, ok=1, failed=1, duration_ms=3.0),  # ignored
+        round_summary(ts=T0, round=1, targets=2, ok=1, failed=1, duration_ms=3.0),  # ignored
         alert("slow", "api", T0 + 3),  # ignored
         probe("web", T0 + 3, status=204, latency=40.0),
         probe("api", T0 + 4, status=503, ok=False),
@@ -518,6 +515,7 @@ async def release(proc):
     assert await proc.wait() == 0
 
 
+@pytest.mark.subprocess
 async def test_database_locked_by_another_process(tmp_path):
     path = str(tmp_path / "history.db")
     await store(path, [probe(ts=T0)])
@@ -537,6 +535,7 @@ async def test_database_locked_by_another_process(tmp_path):
     assert count(path, "samples") == 11
 
 
+@pytest.mark.subprocess
 async def test_shutdown_deadline_bounds_the_last_write(tmp_path, autojump_clock):
     """A write stuck behind another process's lock must not hold shutdown past its
     caller's deadline: the writer gives up, counts the records, and returns."""

@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import tomli_w
 import trio
+from factories import config_doc, write_config
 from fakes import FakeProber
 
 from trio_monitor import load_config, run_monitor
@@ -327,15 +327,14 @@ async def test_without_notify_socket_serve_watchdog_returns_at_once(monkeypatch)
 
 
 async def test_a_running_monitor_tells_systemd_what_it_does(systemd, tmp_path):
-    path = tmp_path / "monitor.toml"
-    path.write_text(
-        tomli_w.dumps(
-            {
-                "monitor": {"interval": "1s", "stagger": "0s"},
-                "storage": {"enabled": False},
-                "targets": [{"name": "a", "url": "http://127.0.0.1:9/"}],
-            }
-        )
+    path = write_config(
+        tmp_path,
+        config_doc(
+            {"name": "a", "url": "http://127.0.0.1:9/"},
+            monitor={"interval": "1s", "stagger": "0s"},
+            storage={"enabled": False},
+        ),
+        name="monitor.toml",
     )
     config = load_config(str(path))
     notifier = SystemdNotifier(

@@ -1,0 +1,119 @@
+"""Records and configs for tests: sensible defaults, keyword overrides.
+
+Every record field a test does not name gets a default here, so a new field on
+ProbeResult, AlertEvent or RoundSummary changes this file and no test.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from trio_monitor import Config, ErrorKind, Target, parse_config
+from trio_monitor._records import AlertEvent, ProbeResult, RoundSummary
+
+T0 = 1_800_000_000.0  # 2027-01-15T08:00:00Z: a whole hour (and day) in unix seconds
+
+_BY_OK: Any = object()  # "default: depends on ok"
+
+
+def probe_result(
+    target: str = "api",
+    *,
+    ts: float = T0,
+    ok: bool = True,
+    url: str | None = None,
+    status: int | None = _BY_OK,
+    latency_ms: float | None = _BY_OK,
+    error: ErrorKind | str | None = _BY_OK,
+    attempts: int = 1,
+    round: int = 1,
+    **fields: Any,
+) -> ProbeResult:
+    """One probe of `target` at `http://<target>.test/`: a 200 in 12.5 ms when ok, a
+    refused connection (no status, no latency) when not. Any other field by keyword."""
+    return ProbeResult(
+        ts=ts,
+        target=target,
+        url=f"http://{target}.test/" if url is None else url,
+        ok=ok,
+        status=(200 if ok else None) if status is _BY_OK else status,
+        latency_ms=(12.5 if ok else None) if latency_ms is _BY_OK else latency_ms,
+        error=(None if ok else ErrorKind.CONNECT) if error is _BY_OK else error,
+        attempts=attempts,
+        round=round,
+        **fields,
+    )
+
+
+def alert_event(
+    event: str = "down",
+    target: str = "api",
+    *,
+    ts: float = T0,
+    url: str | None = None,
+    **fields: Any,
+) -> AlertEvent:
+    """An alert of `event` for `target` at `http://<target>.test/`; the rest by keyword."""
+    return AlertEvent(
+        ts=ts,
+        target=target,
+        url=f"http://{target}.test/" if url is None else url,
+        event=event,
+        **fields,
+    )
+
+
+def round_summary(
+    *,
+    ts: float = T0,
+    round: int = 1,
+    targets: int = 1,
+    ok: int = 1,
+    failed: int = 0,
+    duration_ms: float = 10.0,
+    **fields: Any,
+) -> RoundSummary:
+    """A round of one target that was ok; the rest by keyword."""
+    return RoundSummary(
+        ts=ts,
+        round=round,
+        targets=targets,
+        ok=ok,
+        failed=failed,
+        duration_ms=duration_ms,
+        **fields,
+    )
+
+
+def config_doc(*targets: Mapping[str, Any], **sections: Mapping[str, Any]) -> dict[str, Any]:
+    """A config document: `sections` (monitor=, alerts=, storage=, server=...) and these
+    [[targets]], in that order."""
+    return {**{name: dict(table) for name, table in sections.items()}, "targets": list(targets)}
+
+
+def make_config(
+    data: Mapping[str, Any] | str, *, env: Mapping[str, str] | None = None, path: str = "<memory>"
+) -> Config:
+    """parse_config of a document or of TOML text; the environment is empty unless given."""
+    doc = tomllib.loads(data) if isinstance(data, str) else dict(data)
+    return parse_config(doc, env={} if env is None else env, path=path)
+
+
+def make_target(url: str = "http://127.0.0.1/", *, name: str = "t", **fields: Any) -> Target:
+    """The one Target of a config with `{"name": name, "url": url, **fields}`."""
+    return make_config(config_doc({"name": name, "url": url, **fields})).targets[0]
+
+
+def write_config(directory: Path, config: Mapping[str, Any] | str, name: str = "m.toml") -> Path:
+    """Write a config document (as TOML) or TOML text to `directory / name`, creating the
+    directory if need be; return the file's path."""
+    path = Path(directory) / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = config if isinstance(config, str) else tomli_w.dumps(dict(config))
+    path.write_text(text, encoding="utf-8")
+    return path
