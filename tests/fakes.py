@@ -5,10 +5,11 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 
+import factories
 import trio
-from factories import probe_result
+from factories import config_doc, probe_result
 
-from trio_monitor import RoundSummary, parse_config
+from trio_monitor import RoundSummary
 from trio_monitor.engine.dispatch import Dispatcher
 from trio_monitor.engine.schedule import Scheduler
 from trio_monitor.engine.state import MemoryStateStore
@@ -17,7 +18,7 @@ from trio_monitor.probes.http import prepare
 
 def make_config(targets, **monitor):
     """Unstaggered unless asked: most tests here reason about exact start times."""
-    return parse_config({"monitor": {"stagger": "0s", **monitor}, "targets": targets})
+    return factories.make_config(config_doc(*targets, monitor={"stagger": "0s", **monitor}))
 
 
 def result_for(plan, round_no, ok=True):
