@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 import httpx
 import trio
 
-from ._config import Config, load_config
+from ._config import Config, load_config, unchanged_targets
 from ._errors import ConfigError
 from ._records import AlertEvent, ProbeResult, Record
 from ._systemd import SystemdNotifier, serve_watchdog
@@ -234,9 +234,11 @@ class Monitor:
             if before != after:
                 log.warning("reload: a new %s takes effect on restart", what)
         self.config = new
-        unchanged = sum(1 for t in new.targets if t in set(old.targets))
         log.info(
-            "reloaded %s: %d targets, %d unchanged", self._config_path, len(new.targets), unchanged
+            "reloaded %s: %d targets, %d unchanged",
+            self._config_path,
+            len(new.targets),
+            len(unchanged_targets(old, new)),
         )
         return True
 
