@@ -379,22 +379,28 @@ _UNKNOWN = "\0unknown\0"  # marks a ForbiddenExtraKeysError for _structure_probl
 DEFAULT_KIND = "http"  # for a table whose URL is too broken to name a kind
 
 
+def _at_key(exc: Exception, key: str) -> Exception:
+    """`exc` as a problem of one key of the table being structured (its path ends there)."""
+    exc.__notes__ = [
+        *getattr(exc, "__notes__", ()),
+        AttributeValidationNote(f"Structuring @ attribute {key}", key, object),
+    ]
+    return exc
+
+
 def _key_problem(key: str, message: str) -> ClassValidationError:
-    """A problem with one key of a table, reported at that key's path."""
-    problem = _Invalid(message)
-    problem.__notes__ = [AttributeValidationNote(f"Structuring @ attribute {key}", key, str)]
-    return ClassValidationError(message, [problem], TargetSection)
+    return ClassValidationError(message, [_at_key(_Invalid(message), key)], TargetSection)
 
 
 def _kind_of(table: Mapping[str, object]) -> probe_kinds.ProbeKind:
     """The tag of a [[targets]] table: its `kind`, else its URL's scheme."""
     kind = table.get("kind")
     if kind is not None:
-        try:
-            return probe_kinds.get(kind) if isinstance(kind, str) else probe_kinds.get("")
-        except KeyError:
+        found = probe_kinds.find(kind) if isinstance(kind, str) else None
+        if found is None:
             known = ", ".join(f'"{k.name}"' for k in probe_kinds.kinds())
-            raise _key_problem("kind", f"must be one of {known}, got {kind!r}") from None
+            raise _key_problem("kind", f"must be one of {known}, got {kind!r}")
+        return found
     url = table.get("url")
     scheme = url.partition("://")[0].lower() if isinstance(url, str) else ""
     return probe_kinds.for_scheme(scheme) or probe_kinds.get(DEFAULT_KIND)
@@ -412,14 +418,6 @@ def _structure_target(value: object, _type: object) -> TargetSection:
 
 
 converter.register_structure_hook_func(lambda t: t is TargetSection, _structure_target)
-
-
-def _at_key(exc: Exception, key: str) -> Exception:
-    exc.__notes__ = [
-        *getattr(exc, "__notes__", ()),
-        AttributeValidationNote(f"Structuring @ attribute {key}", key, object),
-    ]
-    return exc
 
 
 def _structure_alerts(value: object, _type: object) -> AlertsSection:

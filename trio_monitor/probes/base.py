@@ -95,6 +95,10 @@ def kinds() -> Iterator[ProbeKind]:
     return iter(_KINDS.values())
 
 
+def find(name: str) -> ProbeKind | None:
+    return _KINDS.get(name)
+
+
 def get(name: str) -> ProbeKind:
     """KeyError for a kind nobody registered."""
     return _KINDS[name]
