@@ -168,6 +168,7 @@ async def test_slow_notifier_never_blocks_publish(server, client, monkeypatch):
     assert notifiers.deliveries()["webhook[0]"].delivered == 0
 
 
+@pytest.mark.subprocess
 async def test_failed_deliveries_are_counted(client):
     dispatch = dispatcher()
     async with trio.open_nursery() as nursery:

@@ -9,10 +9,13 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 STATIC = ROOT / "trio_monitor" / "server" / "static"
 
 
+@pytest.mark.subprocess
 def test_the_wheel_holds_the_static_files(tmp_path):
     # built from a copy, so the build leaves nothing in the checkout
     source = tmp_path / "source"

@@ -966,6 +966,7 @@ def test_html_inlines_the_packaged_stylesheet():
     assert "<link" not in page
 
 
+@pytest.mark.subprocess
 def test_wheel_ships_the_report_stylesheet(tmp_path):
     # a copy of the project, so the build leaves nothing behind in the checkout
     src = tmp_path / "src"
