@@ -4,6 +4,7 @@ and the running set of notifiers fed by the dispatcher."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 import httpx
@@ -177,3 +178,40 @@ async def test_failed_deliveries_are_counted(client):
         dispatch.publish(alert("up"))
         dispatch.close()
     assert notifiers.deliveries()["exec[0]"].failed == 2
+
+
+def _rss_high_water_kib() -> int:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+@pytest.mark.subprocess
+async def test_exec_output_is_discarded_and_memory_stays_bounded(caplog):
+    endless = python_command(
+        "import sys\nwhile True: sys.stdout.write('x' * 65536); sys.stderr.write('e' * 65536)"
+    )
+    (notifier,) = alerts_config(exec=[{"command": endless, "timeout": "1500ms"}]).channels("exec")
+    before = _rss_high_water_kib()
+    assert not await Exec(notifier).deliver(alert())
+    # the command wrote hundreds of MiB in that time; kept in memory, the high-water
+    # mark would have grown by as much
+    assert _rss_high_water_kib() - before < 64 * 1024
+    assert "killed after 1.5s (process group)" in caplog.text
+
+
+@pytest.mark.subprocess
+async def test_exec_timeout_kills_the_whole_process_group(tmp_path, caplog):
+    pid_file = tmp_path / "sleep.pid"
+    command = ["sh", "-c", f"sleep 1000 & echo $! > {pid_file}; wait"]
+    (notifier,) = alerts_config(exec=[{"command": command, "timeout": "500ms"}]).channels("exec")
+    assert not await Exec(notifier).deliver(alert())
+    try:
+        grandchild = os.pidfd_open(int(pid_file.read_text()))
+    except ProcessLookupError:
+        pass  # already gone and reaped
+    else:
+        with trio.fail_after(5):  # a pidfd turns readable once its process has ended
+            await trio.lowlevel.wait_readable(grandchild)
+        os.close(grandchild)
+    assert "killed after 0.5s (process group)" in caplog.text
