@@ -68,7 +68,7 @@ class Reconfigurable(Protocol):
 
 def _kept_in_history(record: Record) -> bool:
     return isinstance(record, ProbeResult) or (
-        isinstance(record, AlertEvent) and record.event in ("down", "up")
+        isinstance(record, AlertEvent) and record.event in ("down", "up", "flap_end")
     )
 
 

@@ -77,7 +77,7 @@ class AlertEvent:
     ts: float
     target: str
     url: str
-    event: str  # "down" | "up" | "slow" | "content_changed"
+    event: str  # "down" | "up" | "slow" | "content_changed" | "flapping" | "flap_end"
     reason: str | None = None  # the error kind that took it down, or "slow"
     detail: str | None = None
     since: float | None = None  # when the outage (or slowness) began
@@ -87,6 +87,8 @@ class AlertEvent:
     slow_ms: float | None = None  # the threshold, for "slow"
     content_hash: str | None = None  # for "content_changed": the new hash
     previous_hash: str | None = None
+    changes: int | None = None  # for "flapping" and "flap_end": UP/DOWN changes counted
+    state: str | None = None  # for "flapping" and "flap_end": "UP" or "DOWN" at that point
 
 
 Record = ProbeResult | RoundSummary | AlertEvent
