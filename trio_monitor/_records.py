@@ -6,6 +6,7 @@ added within a schema version; renaming or removing one bumps SCHEMA.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -68,6 +69,8 @@ class RoundSummary:
     # per consumer ("output", "history", "webhook[0]", ...): records it had to drop
     # (or, for history, could not store) since start
     drops: dict[str, int] = field(factory=dict)
+    # per notifier ("webhook[0]", ...): alerts it gave up on after its retries, since start
+    given_up: dict[str, int] = field(factory=dict)
 
 
 @frozen
@@ -89,6 +92,13 @@ class AlertEvent:
     previous_hash: str | None = None
     changes: int | None = None  # for "flapping" and "flap_end": UP/DOWN changes counted
     state: str | None = None  # for "flapping" and "flap_end": "UP" or "DOWN" at that point
+
+    @property
+    def key(self) -> str:
+        """The alert's idempotency key: the same for every attempt to deliver it, in
+        this process or after a restart (target, event and time make an alert one)."""
+        text = f"{self.target}\n{self.event}\n{self.ts!r}"
+        return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
 Record = ProbeResult | RoundSummary | AlertEvent

@@ -70,7 +70,11 @@ class Exec:
     async def deliver(self, alert: AlertEvent) -> bool:
         """Run the command with the alert JSON on stdin. -> exited 0 in time?"""
         env = dict(os.environ)
-        env.update(TRIO_MONITOR_EVENT=alert.event, TRIO_MONITOR_TARGET=alert.target)
+        env.update(
+            TRIO_MONITOR_EVENT=alert.event,
+            TRIO_MONITOR_TARGET=alert.target,
+            TRIO_MONITOR_IDEMPOTENCY_KEY=alert.key,
+        )
         try:
             process = await trio.lowlevel.open_process(
                 list(self.config.command),
@@ -81,8 +85,7 @@ class Exec:
                 start_new_session=True,  # its own process group: killed as a whole
             )
         except OSError as exc:
-            log.error("%s: cannot run: %s", self.describe(), exc)
-            return False
+            return self._give_up(alert, f"cannot run: {exc}")
         assert process.stdin is not None
         assert process.stdout is not None
         assert process.stderr is not None
@@ -106,16 +109,17 @@ class Exec:
                 with trio.move_on_after(AFTER_EXIT, shield=True):
                     await process.wait()
         if killed:
-            log.error("%s: killed after %gs (process group)", self.describe(), self.config.timeout)
-            return False
+            return self._give_up(alert, f"killed after {self.config.timeout:g}s (process group)")
         if process.returncode == 0:
             return True
         err = stderr.decode(errors="replace").strip().splitlines()
+        return self._give_up(
+            alert, f"exited {process.returncode}" + (f": {err[-1][:200]}" if err else "")
+        )
+
+    def _give_up(self, alert: AlertEvent, why: str) -> bool:
         log.error(
-            "%s: exited %d%s",
-            self.describe(),
-            process.returncode,
-            f": {err[-1][:200]}" if err else "",
+            "%s: giving up on %s alert for %s: %s", self.describe(), alert.event, alert.target, why
         )
         return False
 
