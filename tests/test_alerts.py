@@ -4,6 +4,7 @@ and the running set of notifiers fed by the dispatcher."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 import httpx
@@ -53,6 +54,10 @@ async def test_webhook_posts_alert_json(server, client):
     request = server.requests[-1]
     assert request["headers"]["content-type"] == "application/json"
     assert request["headers"]["x-token"] == "s3cret"
+    # the same key for every attempt, here or after a restart: receivers drop repeats
+    assert request["headers"]["idempotency-key"] == alert().key
+    assert len(alert().key) == 32
+    assert alert().key != alert(event="up").key
 
 
 async def test_webhook_retries_server_errors(server, client, caplog):
@@ -71,7 +76,7 @@ async def test_webhook_gives_up_and_does_not_retry_client_errors(server, client,
     )
     assert not await Webhook(hook, client).deliver(alert())
     assert server.hits["/status/404"] == 1
-    assert "giving up on down alert for api" in caplog.text
+    assert "giving up on down alert for api: HTTP 404" in caplog.text
 
 
 async def test_webhook_timeout_is_logged(server, client, caplog):
@@ -81,7 +86,8 @@ async def test_webhook_timeout_is_logged(server, client, caplog):
     assert not await Webhook(hook, client).deliver(alert())
     # both attempts timed out (on a loaded machine one may end before the server even
     # reads the request, so count the attempts in the log, not at the server)
-    assert caplog.text.count("no answer within 0.1s") == 2
+    assert caplog.text.count("failed: no answer within 0.1s") == 2
+    assert "giving up on down alert for api: no answer within 0.1s" in caplog.text
     assert server.hits["/hang"] <= 2
 
 
@@ -94,13 +100,15 @@ async def test_exec_gets_alert_on_stdin_and_env(tmp_path):
     out = tmp_path / "got.json"
     code = (
         "import os, sys, pathlib; data = sys.stdin.read(); "
-        f"pathlib.Path({str(out)!r}).write_text(os.environ['TRIO_MONITOR_EVENT'] + ' ' "
+        f"pathlib.Path({str(out)!r}).write_text(os.environ['TRIO_MONITOR_IDEMPOTENCY_KEY'] + ' ' "
+        "+ os.environ['TRIO_MONITOR_EVENT'] + ' ' "
         "+ os.environ['TRIO_MONITOR_TARGET'] + ' ' + data); print('noise on stdout')"
     )
     (notifier,) = alerts_config(exec=[{"command": python_command(code)}]).channels("exec")
     assert await Exec(notifier).deliver(alert(event="up", target="web"))
-    event, target, data = out.read_text().split(" ", 2)
+    key, event, target, data = out.read_text().split(" ", 3)
     assert (event, target) == ("up", "web")
+    assert key == alert(event="up", target="web").key
     assert json.loads(data)["event"] == "up"
 
 
@@ -108,7 +116,10 @@ async def test_exec_gets_alert_on_stdin_and_env(tmp_path):
 @pytest.mark.parametrize(
     ("command", "message"),
     [
-        (python_command("import sys; sys.stderr.write('pager down'); sys.exit(3)"), "exited 3"),
+        (
+            python_command("import sys; sys.stderr.write('pager down'); sys.exit(3)"),
+            "giving up on down alert for api: exited 3: pager down",
+        ),
         (["/nonexistent/page-me"], "cannot run"),
         (python_command("import time; time.sleep(60)"), "killed after 0.2s"),
     ],
@@ -142,6 +153,7 @@ async def test_notifiers_route_by_event_and_reconfigure(server, client, tmp_path
         dispatch.publish(alert("down", target="second"))
         dispatch.close()
     assert (hook.delivered, notifiers.deliveries()["exec[0]"].delivered) == (1, 3)
+    assert notifiers.given_up == {}
     assert [json.loads(b)["event"] for b in server.received] == ["down"]
     lines = [json.loads(line) for line in log_file.read_text().splitlines()]
     assert [(x["event"], x["target"]) for x in lines] == [
@@ -178,3 +190,42 @@ async def test_failed_deliveries_are_counted(client):
         dispatch.publish(alert("up"))
         dispatch.close()
     assert notifiers.deliveries()["exec[0]"].failed == 2
+    assert notifiers.deliveries()["exec[0]"].given_up == 2
+    assert notifiers.given_up == {"exec[0]": 2}  # what the round line reports
+
+
+def _rss_high_water_kib() -> int:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+@pytest.mark.subprocess
+async def test_exec_output_is_discarded_and_memory_stays_bounded(caplog):
+    endless = python_command(
+        "import sys\nwhile True: sys.stdout.write('x' * 65536); sys.stderr.write('e' * 65536)"
+    )
+    (notifier,) = alerts_config(exec=[{"command": endless, "timeout": "1500ms"}]).channels("exec")
+    before = _rss_high_water_kib()
+    assert not await Exec(notifier).deliver(alert())
+    # the command wrote hundreds of MiB in that time; kept in memory, the high-water
+    # mark would have grown by as much
+    assert _rss_high_water_kib() - before < 64 * 1024
+    assert "killed after 1.5s (process group)" in caplog.text
+
+
+@pytest.mark.subprocess
+async def test_exec_timeout_kills_the_whole_process_group(tmp_path, caplog):
+    pid_file = tmp_path / "sleep.pid"
+    command = ["sh", "-c", f"sleep 1000 & echo $! > {pid_file}; wait"]
+    (notifier,) = alerts_config(exec=[{"command": command, "timeout": "500ms"}]).channels("exec")
+    assert not await Exec(notifier).deliver(alert())
+    try:
+        grandchild = os.pidfd_open(int(pid_file.read_text()))
+    except ProcessLookupError:
+        pass  # already gone and reaped
+    else:
+        with trio.fail_after(5):  # a pidfd turns readable once its process has ended
+            await trio.lowlevel.wait_readable(grandchild)
+        os.close(grandchild)
+    assert "killed after 0.5s (process group)" in caplog.text

@@ -69,6 +69,7 @@ ROUND_KEYS = {
     "dropped",
     "unstored",
     "drops",
+    "given_up",
 }
 TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 USAGE_LINE = re.compile(r"trio-monitor: .+ \(see: trio-monitor( \w+)? --help\)")

@@ -410,7 +410,7 @@ def test_exec_command_as_list_or_string():
     )
     first, second = config.alerts.channels("exec")
     assert first.command == second.command == ("/usr/bin/notify", "--urgent", "two words")
-    assert first.events == ("down", "up", "slow", "content_changed")
+    assert first.events == ("down", "up", "slow", "content_changed", "flapping", "flap_end")
 
 
 def test_bad_exec_commands():
@@ -429,7 +429,7 @@ def test_bad_webhook():
         {"alerts": {"webhook": [{"url": "ftp://127.0.0.1/", "events": ["down", "sideways"]}]}}
     ) == [
         "m.toml: alerts.webhook[0].url: invalid URL 'ftp://127.0.0.1/': expected http:// or https:// with a host",
-        'm.toml: alerts.webhook[0].events[1]: must be one of "down", "up", "slow", "content_changed", got \'sideways\'',
+        'm.toml: alerts.webhook[0].events[1]: must be one of "down", "up", "slow", "content_changed", "flapping", "flap_end", got \'sideways\'',
     ]
 
 

@@ -120,7 +120,9 @@ async def test_memory_stays_flat_over_thousands_of_rounds(autojump_clock):
         for i in range(TARGETS)
     ]
     config = make_config(targets, interval="1s", concurrency=20)
-    dispatcher = Dispatcher(MemoryStateStore(config.alerts))
+    # an outage every 150 rounds is no flapping: every one of them alerts down and up
+    alerts_config = attrs.evolve(config.alerts, flap_window=200.0)
+    dispatcher = Dispatcher(MemoryStateStore(alerts_config))
     output = dispatcher.add_outlet("output", 1000)
     alerts = dispatcher.add_outlet("alerts", 1000, lambda r: isinstance(r, AlertEvent))
     prober = VaryingProber()

@@ -142,3 +142,12 @@ def test_each_metrics_has_its_own_registry():
     a, b = Metrics(), Metrics()  # the global registry would refuse the second
     a.observe(probe("api"))
     assert value(b, "probe_success", target="api") is None
+
+
+def test_alerts_given_up_are_counted_per_notifier_from_round_lines():
+    m = Metrics()
+    m.observe(round_line(given_up={"webhook[0]": 2}))
+    m.observe(round_line(round=3, given_up={"webhook[0]": 5, "exec[0]": 1}))
+    m.observe(round_line(round=2, given_up={"webhook[0]": 3}))  # overlapping rounds: late line
+    assert value(m, "trio_monitor_alerts_given_up_total", notifier="webhook[0]") == 5
+    assert value(m, "trio_monitor_alerts_given_up_total", notifier="exec[0]") == 1

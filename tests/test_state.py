@@ -143,3 +143,51 @@ def test_retain_and_configure():
     assert feed.events() == ["down"]
     store.retain([])
     assert store.get("t") is None
+
+
+def flapping_setup(threshold=5, window="60s"):
+    config = parse_config(
+        {
+            "alerts": {
+                "failure_threshold": 1,
+                "success_threshold": 1,
+                "flap_threshold": threshold,
+                "flap_window": window,
+            },
+            "targets": [{"name": "t", "url": "http://127.0.0.1/"}],
+        }
+    )
+    return Feed(MemoryStateStore(config.alerts), config.targets[0])
+
+
+def test_flapping_is_alerted_once_and_holds_transitions_until_settled():
+    feed = flapping_setup(threshold=5, window="60s")
+    for i in range(30):  # 200/500 alternating: 29 changes of state in 30 s
+        feed(ok=i % 2 == 0)
+    assert feed.events() == ["down", "up", "down", "up", "flapping"]
+    flapping = feed.alerts[-1]
+    assert (flapping.changes, flapping.state) == (5, DOWN)
+    assert feed.store.get("t").flapping
+    assert feed.state == DOWN  # the state still follows the probes; only alerts are held
+    for _ in range(59):
+        feed(ok=False)
+    assert feed.events()[-1] == "flapping"  # not settled yet: 59 s in one state
+    feed(ok=False)
+    assert feed.events()[-1] == "flap_end"
+    settled = feed.alerts[-1]
+    assert (settled.state, settled.changes) == (DOWN, 29)
+    assert settled.since == 1_000_000 + 30.0  # when the settled state began
+    assert not feed.store.get("t").flapping
+    feed()
+    assert feed.events()[-2:] == ["flap_end", "up"]  # and alerts work as before
+
+
+def test_changes_outside_the_window_do_not_count_and_zero_turns_it_off():
+    feed = flapping_setup(threshold=3, window="5s")
+    for _ in range(4):  # down and up again every 6 s: never 3 changes within 5 s
+        feed(ok=False), feed(), feed(), feed(), feed(), feed()
+    assert feed.events() == ["down", "up"] * 4
+    feed = flapping_setup(threshold=0)
+    for i in range(30):
+        feed(ok=i % 2 == 0)
+    assert len(feed.alerts) == 29

@@ -790,3 +790,22 @@ async def test_bytes_per_target_per_day(tmp_path):
         conn.execute("VACUUM")
     per_target_day = len(contents(path)) / targets
     assert per_target_day < 48 * 1024, f"{per_target_day:.0f} bytes per target per day"
+
+
+async def test_a_flapping_target_that_settles_opens_or_closes_its_incident(tmp_path):
+    path = tmp_path / "history.db"
+    await store(
+        path,
+        [
+            # up when it started flapping, settled down: the held "down" never came
+            alert("flap_end", "api", T0 + 100, since=T0 + 40, state="DOWN", changes=7),
+            # down when it started flapping, settled up: its outage ended at `since`
+            alert("down", "web", T0 + 10, since=T0 + 10, reason="dns"),
+            alert("flap_end", "web", T0 + 100, since=T0 + 40, state="UP", changes=6),
+        ],
+    )
+    with HistoryReader(str(path)) as reader:
+        assert [(i.target, i.start, i.end, i.error) for i in reader.incidents(0, math.inf)] == [
+            ("web", T0 + 10, T0 + 40, "dns"),
+            ("api", T0 + 40, None, "flapping"),
+        ]

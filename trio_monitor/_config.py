@@ -45,10 +45,10 @@ Count = NewType("Count", int)  # 0 or more
 Delay = NewType("Delay", float)  # a duration that may be "0s"
 Listen = NewType("Listen", tuple)  # (host, port) from "127.0.0.1:9180" or "[::1]:9180"
 Argv = NewType("Argv", tuple)  # ["cmd", "arg"] or "cmd arg" (split like a shell, never run by one)
-Event = Literal["down", "up", "slow", "content_changed"]
+Event = Literal["down", "up", "slow", "content_changed", "flapping", "flap_end"]
 TooLargePolicy = Literal["truncate", "fail"]
 
-EVENTS: tuple[Event, ...] = ("down", "up", "slow", "content_changed")
+EVENTS: tuple[Event, ...] = ("down", "up", "slow", "content_changed", "flapping", "flap_end")
 USER_AGENT = f"trio-monitor/{__version__} (+https://github.com/trio-monitor/trio-monitor)"
 
 
@@ -250,6 +250,8 @@ class MonitorSection:
 class _AlertSettings:
     failure_threshold: Positive = Positive(3)
     success_threshold: Positive = Positive(1)
+    flap_threshold: Count = Count(5)
+    flap_window: Duration = Duration(600.0)
 
 
 @frozen
@@ -258,6 +260,9 @@ class AlertsSection:
 
     failure_threshold: Positive = Positive(3)
     success_threshold: Positive = Positive(1)
+    # this many UP/DOWN changes within flap_window: flapping (0: never)
+    flap_threshold: Count = Count(5)
+    flap_window: Duration = Duration(600.0)
     # per channel key ("webhook", "exec", ...): its tables, in file order
     notifiers: Mapping[str, tuple[Any, ...]] = field(factory=dict)
 
@@ -450,7 +455,7 @@ def _structure_alerts(value: object, _type: object) -> AlertsSection:
         problems.append(ForbiddenExtraKeysError("", AlertsSection, unknown))
     if problems:
         raise ClassValidationError("while structuring AlertsSection", problems, AlertsSection)
-    return AlertsSection(base.failure_threshold, base.success_threshold, notifiers)
+    return AlertsSection(**attrs.asdict(base, recurse=False), notifiers=notifiers)
 
 
 converter.register_structure_hook_func(lambda t: t is AlertsSection, _structure_alerts)

@@ -19,6 +19,7 @@ run_monitor returns.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import math
@@ -68,7 +69,7 @@ class Reconfigurable(Protocol):
 
 def _kept_in_history(record: Record) -> bool:
     return isinstance(record, ProbeResult) or (
-        isinstance(record, AlertEvent) and record.event in ("down", "up")
+        isinstance(record, AlertEvent) and record.event in ("down", "up", "flap_end")
     )
 
 
@@ -143,6 +144,7 @@ class Monitor:
         self.output: Outlet = self.dispatcher.add_outlet("output", OUTPUT_QUEUE)
         self.history = _History(self.dispatcher) if config.store_path is not None else None
         self.recent = RecentStats()
+        self.given_up: collections.Counter[str] = collections.Counter()  # alerts, per notifier
         self.dispatcher.add_observer(self.recent.observe)
         self.scheduler = Scheduler(config, probers, self.dispatcher, counters=self._counters)
         self.view = MonitorView(
@@ -162,6 +164,7 @@ class Monitor:
             "dropped": drops["output"],
             "unstored": drops.get("history", 0),
             "drops": drops,
+            "given_up": dict(self.given_up),
         }
 
     def _components(self, notifiers: Notifiers, metrics: Metrics | None) -> list[Reconfigurable]:
@@ -277,7 +280,7 @@ class Monitor:
         client = httpx.AsyncClient(timeout=None, trust_env=False)
         async with client, trio.open_nursery() as services:
             await services.start(serve_jsonl, self.output.receive, out, self.stop)
-            notifiers = Notifiers(self.dispatcher, services, client)
+            notifiers = Notifiers(self.dispatcher, services, client, self.given_up)
             notifiers.configure(config.alerts)
             if self.history is not None:
                 assert config.store_path is not None

@@ -6,6 +6,7 @@ added within a schema version; renaming or removing one bumps SCHEMA.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -68,6 +69,8 @@ class RoundSummary:
     # per consumer ("output", "history", "webhook[0]", ...): records it had to drop
     # (or, for history, could not store) since start
     drops: dict[str, int] = field(factory=dict)
+    # per notifier ("webhook[0]", ...): alerts it gave up on after its retries, since start
+    given_up: dict[str, int] = field(factory=dict)
 
 
 @frozen
@@ -77,7 +80,7 @@ class AlertEvent:
     ts: float
     target: str
     url: str
-    event: str  # "down" | "up" | "slow" | "content_changed"
+    event: str  # "down" | "up" | "slow" | "content_changed" | "flapping" | "flap_end"
     reason: str | None = None  # the error kind that took it down, or "slow"
     detail: str | None = None
     since: float | None = None  # when the outage (or slowness) began
@@ -87,6 +90,15 @@ class AlertEvent:
     slow_ms: float | None = None  # the threshold, for "slow"
     content_hash: str | None = None  # for "content_changed": the new hash
     previous_hash: str | None = None
+    changes: int | None = None  # for "flapping" and "flap_end": UP/DOWN changes counted
+    state: str | None = None  # for "flapping" and "flap_end": "UP" or "DOWN" at that point
+
+    @property
+    def key(self) -> str:
+        """The alert's idempotency key: the same for every attempt to deliver it, in
+        this process or after a restart (target, event and time make an alert one)."""
+        text = f"{self.target}\n{self.event}\n{self.ts!r}"
+        return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
 Record = ProbeResult | RoundSummary | AlertEvent

@@ -13,6 +13,7 @@ only its own queue, and what it has to drop is counted like any other consumer's
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -80,7 +81,11 @@ class Delivery:
     """What one notifier did, for tests, logs and metrics."""
 
     delivered: int = 0
-    failed: int = 0
+    given_up: int = 0  # after the notifier's own retries (it logged why)
+
+    @property
+    def failed(self) -> int:
+        return self.given_up
 
 
 class _Running:
@@ -103,9 +108,15 @@ class Notifiers:
     """One outlet and one task per configured notifier; reconfigurable on reload."""
 
     def __init__(
-        self, dispatcher: Dispatcher, nursery: trio.Nursery, client: httpx.AsyncClient
+        self,
+        dispatcher: Dispatcher,
+        nursery: trio.Nursery,
+        client: httpx.AsyncClient,
+        given_up: Counter[str] | None = None,
     ) -> None:
         self._dispatcher = dispatcher
+        # per notifier name, since start (survives reloads): for the round line and metrics
+        self.given_up: Counter[str] = Counter() if given_up is None else given_up
         self._nursery = nursery
         self._client = client
         self._running: dict[str, list[_Running]] = {}
@@ -134,7 +145,7 @@ class Notifiers:
         notifier = _KINDS[key].create(config, self._client)
         outlet = self._dispatcher.add_outlet(f"{key}[{index}]", QUEUE, _wants(config.events))
         running = _Running(config, outlet, Delivery())
-        self._nursery.start_soon(_serve, notifier, outlet, running.delivery)
+        self._nursery.start_soon(_serve, notifier, outlet, running.delivery, self.given_up)
         return running
 
     async def reconfigure(self, old: Config, new: Config) -> None:
@@ -144,11 +155,14 @@ class Notifiers:
         return {r.outlet.name: r.delivery for rs in self._running.values() for r in rs}
 
 
-async def _serve(notifier: Notifier, outlet: Outlet, delivery: Delivery) -> None:
+async def _serve(
+    notifier: Notifier, outlet: Outlet, delivery: Delivery, given_up: Counter[str]
+) -> None:
     async with outlet.receive:
         async for alert in outlet.receive:
             assert isinstance(alert, AlertEvent)  # the outlet accepts alerts only
             if await notifier.deliver(alert):
                 delivery.delivered += 1
             else:
-                delivery.failed += 1
+                delivery.given_up += 1
+                given_up[outlet.name] += 1

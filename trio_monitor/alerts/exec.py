@@ -1,9 +1,19 @@
-"""[[alerts.exec]]: run a command (argv, no shell) with the alert JSON on stdin."""
+"""[[alerts.exec]]: run a command (argv, no shell) with the alert JSON on stdin.
+
+The command runs in a session (and process group) of its own. Its stdout is read and
+thrown away (our stdout is JSON lines: it must not write there) and only the last
+TAIL bytes of its stderr are kept for the log, so memory stays bounded whatever it
+writes. On timeout (or when we are cancelled) the whole process group is killed, so a
+`sh -c "..."` leaves none of its children behind.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
+import subprocess
 
 import httpx
 import trio
@@ -15,6 +25,10 @@ from .base import NotifierKind, register
 
 log = logging.getLogger("trio_monitor")
 
+TAIL = 4096  # bytes of the command's stderr kept for the log
+READ = 65536  # bytes read from a pipe at a time
+AFTER_EXIT = 1.0  # seconds to finish reading stderr once the command has exited
+
 
 @frozen
 class ExecConfig:
@@ -23,6 +37,27 @@ class ExecConfig:
     command: Argv
     timeout: Duration = Duration(10.0)
     events: tuple[Event, ...] = EVENTS
+
+
+async def _feed(stream: trio.abc.SendStream, data: bytes) -> None:
+    async with stream:
+        # a command that does not read its stdin may exit (and close it) first
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            await stream.send_all(data)
+
+
+async def _discard(stream: trio.abc.ReceiveStream, tail: bytearray | None = None) -> None:
+    """Read `stream` to its end, keeping at most its last TAIL bytes in `tail`."""
+    async with stream:
+        while chunk := await stream.receive_some(READ):
+            if tail is not None:
+                tail += chunk
+                del tail[:-TAIL]
+
+
+def _kill_group(pgid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
 
 
 class Exec:
@@ -35,31 +70,57 @@ class Exec:
     async def deliver(self, alert: AlertEvent) -> bool:
         """Run the command with the alert JSON on stdin. -> exited 0 in time?"""
         env = dict(os.environ)
-        env.update(TRIO_MONITOR_EVENT=alert.event, TRIO_MONITOR_TARGET=alert.target)
-        with trio.move_on_after(self.config.timeout):
-            try:
-                done = await trio.run_process(
-                    list(self.config.command),
-                    stdin=(to_line(alert) + "\n").encode(),
-                    capture_stdout=True,  # our stdout is JSON lines: the command must not write there
-                    capture_stderr=True,
-                    check=False,
-                    env=env,
-                )
-            except OSError as exc:
-                log.error("%s: cannot run: %s", self.describe(), exc)
-                return False
-            if done.returncode == 0:
-                return True
-            err = done.stderr.decode(errors="replace").strip().splitlines()
-            log.error(
-                "%s: exited %d%s",
-                self.describe(),
-                done.returncode,
-                f": {err[-1][:200]}" if err else "",
+        env.update(
+            TRIO_MONITOR_EVENT=alert.event,
+            TRIO_MONITOR_TARGET=alert.target,
+            TRIO_MONITOR_IDEMPOTENCY_KEY=alert.key,
+        )
+        try:
+            process = await trio.lowlevel.open_process(
+                list(self.config.command),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=env,
+                start_new_session=True,  # its own process group: killed as a whole
             )
-            return False
-        log.error("%s: killed after %gs", self.describe(), self.config.timeout)
+        except OSError as exc:
+            return self._give_up(alert, f"cannot run: {exc}")
+        assert process.stdin is not None
+        assert process.stdout is not None
+        assert process.stderr is not None
+        stderr = bytearray()
+        killed = False
+        try:
+            with trio.move_on_after(self.config.timeout):
+                async with trio.open_nursery() as pipes:
+                    pipes.start_soon(_feed, process.stdin, (to_line(alert) + "\n").encode())
+                    pipes.start_soon(_discard, process.stdout)
+                    pipes.start_soon(_discard, process.stderr, stderr)
+                    await process.wait()
+                    # a child it left running may hold the pipes open: read on briefly
+                    pipes.cancel_scope.deadline = min(
+                        pipes.cancel_scope.deadline, trio.current_time() + AFTER_EXIT
+                    )
+        finally:
+            if process.returncode is None:  # timed out, or we are being cancelled
+                killed = True
+                _kill_group(process.pid)
+                with trio.move_on_after(AFTER_EXIT, shield=True):
+                    await process.wait()
+        if killed:
+            return self._give_up(alert, f"killed after {self.config.timeout:g}s (process group)")
+        if process.returncode == 0:
+            return True
+        err = stderr.decode(errors="replace").strip().splitlines()
+        return self._give_up(
+            alert, f"exited {process.returncode}" + (f": {err[-1][:200]}" if err else "")
+        )
+
+    def _give_up(self, alert: AlertEvent, why: str) -> bool:
+        log.error(
+            "%s: giving up on %s alert for %s: %s", self.describe(), alert.event, alert.target, why
+        )
         return False
 
 

@@ -44,7 +44,8 @@ class Webhook:
         """POST the alert JSON; retry on network errors, 429 and 5xx. -> delivered?"""
         hook = self.config
         body = to_line(alert).encode()
-        headers = {"content-type": "application/json", **hook.headers}
+        # receivers drop repeats by the key: delivery is at least once
+        headers = {"content-type": "application/json", "idempotency-key": alert.key, **hook.headers}
         for attempt in range(hook.retries + 1):
             if attempt:
                 await trio.sleep(BACKOFF * 2 ** (attempt - 1) * self._rng.uniform(0.5, 1.0))
@@ -61,7 +62,13 @@ class Webhook:
                     if response.status_code != 429 and response.status_code < 500:
                         break  # the receiver refuses this request; repeating it will not help
             log.warning("%s: attempt %d failed: %s", self.describe(), attempt + 1, problem)
-        log.error("%s: giving up on %s alert for %s", self.describe(), alert.event, alert.target)
+        log.error(
+            "%s: giving up on %s alert for %s: %s",
+            self.describe(),
+            alert.event,
+            alert.target,
+            problem,
+        )
         return False
 
 

@@ -4,10 +4,17 @@
 this process; a cluster keeps it in Redis behind the same protocol. `observe` is
 synchronous and O(1) per result, so it runs inline in the probe task and the order of
 a target's results is the order of its alerts.
+
+Flapping: the `flap_threshold`-th UP/DOWN change within `flap_window` (trio's clock)
+marks a target flapping. That change raises one `flapping` alert instead of its
+`down`/`up`; later changes are held (the state still follows the probes, no alert).
+Once the target has kept one state for `flap_window`, one `flap_end` alert says which
+(`state`, `since`), and alerts work as before.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable
 from typing import Protocol
 
@@ -33,6 +40,10 @@ class TargetState:
     slow_alerted: bool = False
     content_hash: str | None = None  # of the last ok probe
     last: ProbeResult | None = None
+    # trio-clock times of the recent UP/DOWN changes (while flapping: the last one)
+    changes: deque[float] = attrs.field(factory=deque)
+    flapping: bool = False
+    flap_changes: int = 0  # UP/DOWN changes since flapping began
 
 
 class StateStore(Protocol):
@@ -59,6 +70,8 @@ class MemoryStateStore:
     def configure(self, alerts: AlertsSection) -> None:
         self.failure_threshold = alerts.failure_threshold
         self.success_threshold = alerts.success_threshold
+        self.flap_threshold = alerts.flap_threshold
+        self.flap_window = alerts.flap_window
 
     def get(self, name: str) -> TargetState | None:
         return self._states.get(name)
@@ -104,7 +117,7 @@ class MemoryStateStore:
         if result.ok:
             st.successes += 1
             if st.state != UP and st.successes >= self.success_threshold:
-                if st.state == DOWN:
+                if st.state == DOWN and self._announce(st, UP, now, alert):
                     alert(
                         "up",
                         since=st.streak_start,
@@ -132,16 +145,51 @@ class MemoryStateStore:
             if st.failures == 1 or st.streak_start is None:
                 st.streak_start, st.streak_clock = result.ts, now
             if st.state != DOWN and st.failures >= self.failure_threshold:
+                if self._announce(st, DOWN, now, alert):
+                    alert(
+                        "down",
+                        reason=str(result.error),
+                        detail=result.error_detail,
+                        since=st.streak_start,
+                        failures=st.failures,
+                    )
                 st.state, st.since = DOWN, st.streak_start
-                alert(
-                    "down",
-                    reason=str(result.error),
-                    detail=result.error_detail,
-                    since=st.streak_start,
-                    failures=st.failures,
-                )
+        if self._settled(st, now):
+            st.flapping = False
+            alert("flap_end", state=st.state, since=st.since, changes=st.flap_changes)
         st.last = result
         return result, alerts
+
+    def _announce(self, st: TargetState, new: str, now: float, alert) -> bool:
+        """Count a change of state to `new` (UNKNOWN -> UP is none). -> alert it as usual?
+        No while flapping, and not for the change that starts the flapping: that one
+        raises `flapping`."""
+        if not self.flap_threshold:
+            return True
+        st.changes.append(now)
+        if st.flapping:
+            st.flap_changes += 1
+            st.changes.popleft()  # only the last change matters now: when it settles
+            return False
+        while st.changes[0] <= now - self.flap_window:
+            st.changes.popleft()
+        if len(st.changes) < self.flap_threshold:
+            return True
+        st.flapping, st.flap_changes = True, len(st.changes)
+        last = st.changes.pop()
+        st.changes.clear()
+        st.changes.append(last)
+        alert(
+            "flapping",
+            state=new,
+            changes=st.flap_changes,
+            detail=f"{st.flap_changes} state changes within {self.flap_window:g}s",
+        )
+        return False
+
+    def _settled(self, st: TargetState, now: float) -> bool:
+        """Flapping, and no change of state for flap_window (or detection turned off)."""
+        return st.flapping and (not self.flap_threshold or now - st.changes[-1] >= self.flap_window)
 
     def _observe_speed(self, st: TargetState, target: Target, result: ProbeResult, alert) -> None:
         # Slowness is debounced like outages: failure_threshold slow probes in a row

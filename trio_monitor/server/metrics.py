@@ -27,6 +27,8 @@ Process-wide:
     trio_monitor_consumer_dropped_total{consumer}
                                            per consumer (output, history, webhook[0],
                                            exec[0], ...): records it did not handle
+    trio_monitor_alerts_given_up_total{notifier}
+                                           alerts a notifier gave up on after its retries
 
 TLS certificate expiry is not measured by the probe, so there is no metric for it.
 """
@@ -120,6 +122,13 @@ class Metrics:
             registry=registry,
         )
         self._consumer_seen: dict[str, int] = {}
+        self._given_up = Counter(
+            "trio_monitor_alerts_given_up",
+            "Alerts a notifier gave up on after its retries",
+            ("notifier",),
+            registry=registry,
+        )
+        self._given_up_seen: dict[str, int] = {}
         # Every result and event is exported from the start (at 0), so rate() and
         # increase() see the first one.
         self._probe_children = {
@@ -177,6 +186,11 @@ class Metrics:
         if s.unstored > self._unstored_seen:
             self._unstored.inc(s.unstored - self._unstored_seen)
             self._unstored_seen = s.unstored
+        for notifier, total in s.given_up.items():
+            before = self._given_up_seen.get(notifier, 0)
+            if total > before:
+                self._given_up.labels(notifier).inc(total - before)
+                self._given_up_seen[notifier] = total
         for consumer, total in s.drops.items():
             seen = self._consumer_seen.get(consumer)
             if seen is None:  # exported from the first round on, at 0 if nothing was lost

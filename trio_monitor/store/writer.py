@@ -14,7 +14,7 @@ import math
 import sqlite3
 from collections import deque
 from collections.abc import Callable, Iterable
-from typing import Literal
+from typing import Literal, TypeGuard
 
 import trio
 from attrs import define
@@ -128,6 +128,13 @@ def _write_batch(
     return new, stored, skipped, why
 
 
+def _opens_incident(record: Record) -> TypeGuard[AlertEvent]:
+    """A "down", or a flapping target that settled DOWN (its held "down" never came)."""
+    return isinstance(record, AlertEvent) and (
+        record.event == "down" or (record.event == "flap_end" and record.state == "DOWN")
+    )
+
+
 class StoreWriter:
     """The writer's state: O(targets) dicts and the bounded backlog. Driven by
     `serve` (or, in tests, by `add` and `flush`)."""
@@ -178,11 +185,14 @@ class StoreWriter:
                 None if record.error is None else str(record.error),
                 change,
             )
-        elif isinstance(record, AlertEvent) and record.event == "down":
+        elif _opens_incident(record):
             start = record.ts if record.since is None else record.since
-            op = ("d", record.target, start, record.reason or "unknown")
+            op = ("d", record.target, start, record.reason or "flapping")
         elif isinstance(record, AlertEvent) and record.event == "up":
             op = ("u", record.target, record.ts)
+        elif isinstance(record, AlertEvent) and record.event == "flap_end":
+            # settled UP: the outage (if one was open) ended when that state began
+            op = ("u", record.target, record.ts if record.since is None else record.since)
         else:
             return
         self._backlog.append(op)
