@@ -377,6 +377,46 @@ def test_env_is_not_expanded_outside_header_values():
     assert (target.name, target.spec.contains) == ("${NAME}", "${X}")
 
 
+def test_headers_http_cannot_carry_are_refused_one_line_each():
+    data = {
+        "monitor": {"headers": {"X-Team": "équipe €"}, "user_agent": "bot\u2603"},
+        "alerts": {"webhook": [{"url": URL, "headers": {"X-Bad": "a\rb"}}]},
+        "targets": [
+            {"url": URL, "headers": {"X-Token": "${TOKEN}", "Clé": "v", "X-Nul": "a\0"}},
+            {"url": URL, "name": "get", "method": "GÉT"},
+        ],
+    }
+    assert problems(data, env={"TOKEN": "line\nbreak"}) == [
+        "m.toml: monitor.user_agent: header value cannot carry '☃' (U+2603): use printable"
+        " characters up to U+00FF (sent as Latin-1), no control characters; percent-encode the rest",
+        "m.toml: monitor.headers.X-Team: header value cannot carry '€' (U+20AC): use printable"
+        " characters up to U+00FF (sent as Latin-1), no control characters; percent-encode the rest",
+        "m.toml: alerts.webhook[0].headers.X-Bad: header value cannot carry '\\r' (U+000D): use"
+        " printable characters up to U+00FF (sent as Latin-1), no control characters;"
+        " percent-encode the rest",
+        "m.toml: targets[0].headers.X-Token: header value cannot carry '\\n' (U+000A): use"
+        " printable characters up to U+00FF (sent as Latin-1), no control characters;"
+        " percent-encode the rest",
+        "m.toml: targets[0].headers.Clé: invalid header name 'Clé': use letters, digits and"
+        " !#$%&'*+-.^_`|~ only",
+        "m.toml: targets[0].headers.X-Nul: header value cannot carry '\\x00' (U+0000): use"
+        " printable characters up to U+00FF (sent as Latin-1), no control characters;"
+        " percent-encode the rest",
+        "m.toml: targets[1].method: invalid method 'GÉT': use letters, digits and"
+        " !#$%&'*+-.^_`|~ only",
+    ]
+
+
+def test_latin1_header_values_and_tabs_are_valid():
+    target = only_target(
+        {
+            "monitor": {"user_agent": "sonde/1 (é)"},
+            "targets": [{"url": URL, "headers": {"X-A": "a\tb ÿ"}}],
+        }
+    )
+    assert dict(target.spec.headers) == {"user-agent": "sonde/1 (é)", "x-a": "a\tb ÿ"}
+
+
 # --- names, alerts ---------------------------------------------------------------
 
 

@@ -8,6 +8,7 @@ import threading
 
 import trio
 from factories import config_doc, write_config
+from fakes import FakeProber
 from servers import closed_port
 
 from trio_monitor import load_config, parse_config, run_monitor
@@ -213,6 +214,50 @@ async def test_reload_keeps_state_of_unchanged_targets(server, tmp_path, caplog)
         monitor.stop()
     assert "reload failed, keeping the running config" in caplog.text
     assert "monitor.interval" in caplog.text
+
+
+class PickyProber(FakeProber):
+    """Cannot prepare a target named "unpreparable": what no validation foresaw."""
+
+    def prepare(self, target):
+        if target.name == "unpreparable":
+            raise UnicodeEncodeError("ascii", "é", 0, 1, "ordinal not in range(128)")
+        return super().prepare(target)
+
+
+async def test_a_reload_that_fails_to_apply_keeps_the_running_config(tmp_path, caplog):
+    path = tmp_path / "m.toml"
+    ok = {"name": "ok", "url": "http://127.0.0.1:1/"}
+    write_config(tmp_path, run_config([ok], interval="1h"))
+    config = load_config(path)
+    out = LineSink()
+    async with trio.open_nursery() as nursery:
+        monitor = await nursery.start(
+            lambda task_status: run_monitor(
+                config,
+                out=out,
+                config_path=str(path),
+                handle_signals=False,
+                probers={"http": PickyProber()},
+                task_status=task_status,
+            )
+        )
+        await out.wait_for(lambda o: len(o.of_type("probe")) == 1)
+        before = monitor.scheduler._slots["ok"]
+        bad = {"name": "unpreparable", "url": "http://127.0.0.1:2/"}
+        write_config(tmp_path, run_config([ok, bad], interval="2h", concurrency=7))
+        assert not await monitor.reload()
+        # nothing changed: the config, the schedule (same slot), the limits
+        assert monitor.config is config
+        assert [t.name for t in monitor.scheduler.targets] == ["ok"]
+        assert monitor.scheduler._slots["ok"] is before
+        assert monitor.scheduler.limiter.total_tokens == config.monitor.concurrency
+        monitor.stop()
+    (line,) = [r.getMessage() for r in caplog.records if "reload failed" in r.getMessage()]
+    assert line == (
+        f"reload failed, keeping the running config: {path}: UnicodeEncodeError: 'ascii'"
+        " codec can't encode character '\\xe9' in position 0: ordinal not in range(128)"
+    )
 
 
 async def test_alert_lines_reach_output(server):

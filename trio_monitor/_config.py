@@ -524,14 +524,42 @@ def parse_status_spec(items: tuple[int | str, ...]) -> frozenset[int]:
     return frozenset(codes)
 
 
+# RFC 9110 5.1: a field name is a token; 5.5: a value is visible ASCII, spaces and tabs,
+# and obs-text (0x80-0xFF), which we send as Latin-1 bytes. Anything else (a control
+# character, CR/LF, a character above U+00FF) no HTTP/1.1 request can carry.
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_FIELD_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
+HEADER_ENCODING = "latin-1"  # how header values go on the wire (see _FIELD_VALUE)
+
+
+def check_token(value: str, what: str) -> str:
+    """A method or header name: an RFC 9110 token, else _Invalid."""
+    if not _TOKEN.fullmatch(value):
+        raise _Invalid(f"invalid {what} {value!r}: use letters, digits and !#$%&'*+-.^_`|~ only")
+    return value
+
+
+def check_header_value(value: str) -> str:
+    bad = next((c for c in value if not _FIELD_VALUE.fullmatch(c)), None)
+    if bad is not None:
+        raise _Invalid(
+            f"header value cannot carry {bad!r} (U+{ord(bad):04X}): use printable characters"
+            " up to U+00FF (sent as Latin-1), no control characters; percent-encode the rest"
+        )
+    return value
+
+
 def expand_headers(
     table: Mapping[str, str] | None, where: str, env: Mapping[str, str], problems: list[str]
 ) -> dict[str, str]:
-    """Header names lower-cased, ${ENV} expanded in values; problems collected."""
+    """Header names lower-cased, ${ENV} expanded in values, both checked against what
+    HTTP can carry; problems collected."""
     out = {}
     for key, value in (table or {}).items():
         try:
-            out[key.lower()] = expand_env(value, env)
+            out[check_token(key, "header name").lower()] = check_header_value(
+                expand_env(value, env)
+            )
         except _Invalid as exc:
             problems.append(f"{where}.{key}: {exc}")
     return out

@@ -224,6 +224,18 @@ class Monitor:
                 log.error("reload failed, keeping the running config: %s", line)
             return False
         old = self.config
+        try:
+            # Everything that can still fail is built before any component changes (the
+            # probers' plans); applying then only swaps what was built: all or nothing.
+            self.scheduler.stage(new, trio.current_time())
+        except Exception as exc:
+            log.error(
+                "reload failed, keeping the running config: %s: %s: %s",
+                self._config_path,
+                type(exc).__name__,
+                " ".join(str(exc).split()),  # one line, whatever the exception says
+            )
+            return False
         for component in self._reconfigurables:
             await component.reconfigure(old, new)
         for what, before, after in (

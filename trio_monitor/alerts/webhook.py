@@ -11,7 +11,7 @@ import httpx
 import trio
 from attrs import field, frozen
 
-from .._config import EVENTS, Count, Duration, Event, Url, expand_headers
+from .._config import EVENTS, HEADER_ENCODING, Count, Duration, Event, Url, expand_headers
 from .._records import AlertEvent, to_line
 from .base import NotifierKind, register
 
@@ -44,7 +44,9 @@ class Webhook:
         """POST the alert JSON; retry on network errors, 429 and 5xx. -> delivered?"""
         hook = self.config
         body = to_line(alert).encode()
-        headers = {"content-type": "application/json", **hook.headers}
+        headers = httpx.Headers(
+            {"content-type": "application/json", **hook.headers}, encoding=HEADER_ENCODING
+        )
         for attempt in range(hook.retries + 1):
             if attempt:
                 await trio.sleep(BACKOFF * 2 ** (attempt - 1) * self._rng.uniform(0.5, 1.0))
