@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import threading
 
 import trio
@@ -13,6 +14,7 @@ from servers import closed_port
 
 from trio_monitor import load_config, parse_config, run_monitor
 from trio_monitor._lifecycle import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
+from trio_monitor.store import HistoryReader
 
 
 class LineSink:
@@ -214,6 +216,50 @@ async def test_reload_keeps_state_of_unchanged_targets(server, tmp_path, caplog)
         monitor.stop()
     assert "reload failed, keeping the running config" in caplog.text
     assert "monitor.interval" in caplog.text
+
+
+async def test_editing_a_down_target_keeps_its_outage(server, tmp_path):
+    """Its timeout changes: no second `down`; its URL changes to a healthy one: one `up`,
+    and the one incident in history is closed."""
+    path = tmp_path / "m.toml"
+    alerts = {"failure_threshold": 2}
+    target = {"name": "t", "url": server.url("/status/500"), "content_alert": True}
+
+    def write(**fields):
+        doc = run_config([target | fields], timeout="5s")
+        write_config(tmp_path, doc | {"alerts": alerts, "storage": {"path": "h.db"}})
+
+    write()
+    out = LineSink()
+    async with trio.open_nursery() as nursery:
+        monitor = await nursery.start(
+            lambda task_status: run_monitor(
+                load_config(path),
+                out=out,
+                config_path=str(path),
+                handle_signals=False,
+                task_status=task_status,
+            )
+        )
+        await out.wait_for(lambda o: len(o.of_type("alert")) == 1)
+        write(timeout="6s")
+        assert await monitor.reload()
+        probes = len(out.of_type("probe"))
+        await out.wait_for(lambda o: len(o.of_type("probe")) >= probes + 3)
+        assert monitor.state.get("t").state == "DOWN"
+        write(timeout="6s", url=server.url("/ok"))
+        assert await monitor.reload()
+        await out.wait_for(lambda o: len(o.of_type("alert")) == 2)
+        probes = len(out.of_type("probe"))
+        await out.wait_for(lambda o: len(o.of_type("probe")) >= probes + 2)
+        monitor.stop()
+    assert [(a["event"], a["url"]) for a in out.of_type("alert")] == [
+        ("down", server.url("/status/500")),
+        ("up", server.url("/ok")),  # and no `content_changed` for the new URL's body
+    ]
+    with HistoryReader(str(tmp_path / "h.db")) as reader:
+        (incident,) = reader.incidents(0.0, math.inf)
+    assert incident.end is not None
 
 
 class PickyProber(FakeProber):

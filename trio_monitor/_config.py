@@ -663,12 +663,6 @@ def parse_config(
     )
 
 
-def unchanged_targets(old: Config, new: Config) -> set[str]:
-    """Names of the targets a reload leaves exactly as they were."""
-    before = {t.name: t for t in old.targets}
-    return {t.name for t in new.targets if before.get(t.name) == t}
-
-
 def load_config(path: str | os.PathLike[str], *, env: Mapping[str, str] | None = None) -> Config:
     """Read, parse and validate a config file; raise ConfigError with every problem."""
     name = os.fspath(path)
