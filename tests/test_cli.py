@@ -601,8 +601,9 @@ async def test_reload_adds_a_target(tmp_path, server):
             '[[targets]]\nurl = "http://127.0.0.1:1/"\nheaders = { X-Team = "☃" }\n',
             "targets[0].headers.X-Team: header value cannot carry '☃' (U+2603)",
         ),
+        ("", "it would remove 1 of 1 targets; if that is meant, set [monitor] allow_shrink = true"),
     ],
-    ids=["syntax", "invalid", "header"],
+    ids=["syntax", "invalid", "header", "empty"],
 )
 async def test_reload_with_a_broken_config_keeps_running(tmp_path, server, broken, problem):
     config = write_config(tmp_path, cli_config(ok_target(server)))

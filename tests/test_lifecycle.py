@@ -7,6 +7,7 @@ import logging
 import math
 import threading
 
+import tomli_w
 import trio
 from factories import config_doc, write_config
 from fakes import FakeProber
@@ -260,6 +261,49 @@ async def test_editing_a_down_target_keeps_its_outage(server, tmp_path):
     with HistoryReader(str(tmp_path / "h.db")) as reader:
         (incident,) = reader.incidents(0.0, math.inf)
     assert incident.end is not None
+
+
+async def test_a_reload_that_removes_most_targets_needs_allow_shrink(tmp_path, caplog):
+    path = tmp_path / "m.toml"
+    four = [{"name": n, "url": f"http://127.0.0.1:{i + 1}/"} for i, n in enumerate("abcd")]
+
+    def write(targets, **monitor):
+        write_config(tmp_path, run_config(targets, interval="1h", **monitor))
+
+    write(four)
+    async with trio.open_nursery() as nursery:
+        monitor = await nursery.start(
+            lambda task_status: run_monitor(
+                load_config(path),
+                out=LineSink(),
+                config_path=str(path),
+                handle_signals=False,
+                probers={"http": FakeProber()},
+                task_status=task_status,
+            )
+        )
+
+        # an empty file (an editor or `cp` caught half-way), then a file cut short
+        for text in ("", tomli_w.dumps(run_config(four[:1]))):
+            path.write_text(text)
+            caplog.clear()
+            assert not await monitor.reload()
+            assert [t.name for t in monitor.config.targets] == ["a", "b", "c", "d"]
+            removed = 4 if not text else 3
+            assert [r.getMessage() for r in caplog.records] == [
+                f"reload failed, keeping the running config: {path}: it would remove"
+                f" {removed} of 4 targets; if that is meant, set [monitor] allow_shrink = true"
+            ]
+        # half of them may go, with a warning
+        caplog.clear()
+        write(four[:2])
+        assert await monitor.reload()
+        assert "reload removes 2 targets: c, d" in caplog.text
+        # all of them, when the file says so
+        write([], allow_shrink=True)
+        assert await monitor.reload()
+        assert monitor.config.targets == ()
+        monitor.stop()
 
 
 class PickyProber(FakeProber):

@@ -244,6 +244,9 @@ class MonitorSection:
     user_agent: str = USER_AGENT
     grace: Delay = Delay(5.0)
     output: str = "-"
+    # a reload may remove more than half of the running targets (else it is refused:
+    # a file read while an editor or `cp` was writing it must not stop the monitoring)
+    allow_shrink: bool = False
 
 
 @frozen

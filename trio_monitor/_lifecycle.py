@@ -108,6 +108,22 @@ async def open_probers(
         yield probers
 
 
+def _removed(old: Config, new: Config) -> list[str]:
+    kept = {t.name for t in new.targets}
+    return [t.name for t in old.targets if t.name not in kept]
+
+
+def _drastic(removed: int, running: int) -> bool:
+    """More than half of the running targets go (all of them, for one or two): more
+    likely a file caught half-written (empty, cut short) than an edit."""
+    return 2 * removed > running
+
+
+def _names(names: list[str], shown: int = 10) -> str:
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
+
+
 class _History:
     """The history store's outlet and its writer's own losses."""
 
@@ -224,6 +240,18 @@ class Monitor:
                 log.error("reload failed, keeping the running config: %s", line)
             return False
         old = self.config
+        removed = _removed(old, new)
+        if _drastic(len(removed), len(old.targets)) and not new.monitor.allow_shrink:
+            log.error(
+                "reload failed, keeping the running config: %s: it would remove %d of %d"
+                " targets; if that is meant, set [monitor] allow_shrink = true",
+                self._config_path,
+                len(removed),
+                len(old.targets),
+            )
+            return False
+        if removed:
+            log.warning("reload removes %d targets: %s", len(removed), _names(removed))
         try:
             # Everything that can still fail is built before any component changes (the
             # probers' plans); applying then only swaps what was built: all or nothing.
