@@ -169,7 +169,7 @@ async def test_closed_output_stops_the_monitor(server, caplog):
 async def test_stuck_output_never_slows_probing(server, caplog, monkeypatch):
     monkeypatch.setattr("trio_monitor._lifecycle.OUTPUT_QUEUE", 4)
     config = parse_config(
-        {"monitor": {"interval": "50ms"}, "targets": [{"url": server.url("/ok")}]}
+        {"monitor": {"interval": "100ms"}, "targets": [{"url": server.url("/ok")}]}
     )
     out = LineSink(block=True)
     async with trio.open_nursery() as nursery:
@@ -353,7 +353,7 @@ async def test_a_reload_that_fails_to_apply_keeps_the_running_config(tmp_path, c
 async def test_alert_lines_reach_output(server):
     config = parse_config(
         {
-            "monitor": {"interval": "50ms", "retries": 0},
+            "monitor": {"interval": "100ms", "retries": 0},
             "alerts": {"failure_threshold": 2},
             "targets": [{"name": "flaky", "url": server.url("/body/page")}],
         }

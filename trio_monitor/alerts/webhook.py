@@ -11,7 +11,7 @@ import httpx
 import trio
 from attrs import field, frozen
 
-from .._config import EVENTS, HEADER_ENCODING, Count, Duration, Event, Url, expand_headers
+from .._config import EVENTS, HEADER_ENCODING, Duration, Event, Retries, Url, expand_headers
 from .._records import AlertEvent, to_line
 from .base import NotifierKind, register
 
@@ -27,7 +27,7 @@ class WebhookConfig:
     url: Url
     headers: dict[str, str] = field(factory=dict)
     timeout: Duration = Duration(5.0)
-    retries: Count = Count(3)
+    retries: Retries = Retries(3)
     events: tuple[Event, ...] = EVENTS
 
 
