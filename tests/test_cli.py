@@ -325,6 +325,17 @@ verify_tls = "yes"
     ]
 
 
+async def test_validate_refuses_what_http_cannot_carry(tmp_path, server):
+    target = ok_target(server) | {"headers": {"X-Team": "€"}}
+    write_config(tmp_path, cli_config(target, user_agent="bot\n"))
+    done = await run_cli("validate", "-c", "m.toml", cwd=tmp_path)
+    assert (done.code, done.stdout) == (2, "")
+    assert [line.partition(" cannot carry ")[0] for line in done.stderr.splitlines()] == [
+        "m.toml: monitor.user_agent: header value",
+        "m.toml: targets[0].headers.X-Team: header value",
+    ]
+
+
 async def test_validate_missing_file(tmp_path):
     done = await run_cli("validate", "-c", "nope.toml", cwd=tmp_path)
     assert done == Done(2, "", "nope.toml: file not found\n")
@@ -587,8 +598,13 @@ async def test_reload_adds_a_target(tmp_path, server):
     [
         ("[monitor\n", "TOML syntax error: "),
         ('[[targets]]\nurl = "http://127.0.0.1:1/"\ntimeout = "soon"\n', "targets[0].timeout: "),
+        (
+            '[[targets]]\nurl = "http://127.0.0.1:1/"\nheaders = { X-Team = "☃" }\n',
+            "targets[0].headers.X-Team: header value cannot carry '☃' (U+2603)",
+        ),
+        ("", "it would remove 1 of 1 targets; if that is meant, set [monitor] allow_shrink = true"),
     ],
-    ids=["syntax", "invalid"],
+    ids=["syntax", "invalid", "header", "empty"],
 )
 async def test_reload_with_a_broken_config_keeps_running(tmp_path, server, broken, problem):
     config = write_config(tmp_path, cli_config(ok_target(server)))

@@ -377,6 +377,46 @@ def test_env_is_not_expanded_outside_header_values():
     assert (target.name, target.spec.contains) == ("${NAME}", "${X}")
 
 
+def test_headers_http_cannot_carry_are_refused_one_line_each():
+    data = {
+        "monitor": {"headers": {"X-Team": "équipe €"}, "user_agent": "bot\u2603"},
+        "alerts": {"webhook": [{"url": URL, "headers": {"X-Bad": "a\rb"}}]},
+        "targets": [
+            {"url": URL, "headers": {"X-Token": "${TOKEN}", "Clé": "v", "X-Nul": "a\0"}},
+            {"url": URL, "name": "get", "method": "GÉT"},
+        ],
+    }
+    assert problems(data, env={"TOKEN": "line\nbreak"}) == [
+        "m.toml: monitor.user_agent: header value cannot carry '☃' (U+2603): use printable"
+        " characters up to U+00FF (sent as Latin-1), no control characters; percent-encode the rest",
+        "m.toml: monitor.headers.X-Team: header value cannot carry '€' (U+20AC): use printable"
+        " characters up to U+00FF (sent as Latin-1), no control characters; percent-encode the rest",
+        "m.toml: alerts.webhook[0].headers.X-Bad: header value cannot carry '\\r' (U+000D): use"
+        " printable characters up to U+00FF (sent as Latin-1), no control characters;"
+        " percent-encode the rest",
+        "m.toml: targets[0].headers.X-Token: header value cannot carry '\\n' (U+000A): use"
+        " printable characters up to U+00FF (sent as Latin-1), no control characters;"
+        " percent-encode the rest",
+        "m.toml: targets[0].headers.Clé: invalid header name 'Clé': use letters, digits and"
+        " !#$%&'*+-.^_`|~ only",
+        "m.toml: targets[0].headers.X-Nul: header value cannot carry '\\x00' (U+0000): use"
+        " printable characters up to U+00FF (sent as Latin-1), no control characters;"
+        " percent-encode the rest",
+        "m.toml: targets[1].method: invalid method 'GÉT': use letters, digits and"
+        " !#$%&'*+-.^_`|~ only",
+    ]
+
+
+def test_latin1_header_values_and_tabs_are_valid():
+    target = only_target(
+        {
+            "monitor": {"user_agent": "sonde/1 (é)"},
+            "targets": [{"url": URL, "headers": {"X-A": "a\tb ÿ"}}],
+        }
+    )
+    assert dict(target.spec.headers) == {"user-agent": "sonde/1 (é)", "x-a": "a\tb ÿ"}
+
+
 # --- names, alerts ---------------------------------------------------------------
 
 
@@ -424,6 +464,13 @@ def test_bad_exec_commands():
     ]
 
 
+def test_an_exec_command_a_shell_could_not_split():
+    assert problems({"alerts": {"exec": [{"command": "notify 'unterminated"}]}}) == [
+        'm.toml: alerts.exec[0].command: cannot split "notify \'unterminated" like a shell:'
+        " no closing quotation",
+    ]
+
+
 def test_bad_webhook():
     assert problems(
         {"alerts": {"webhook": [{"url": "ftp://127.0.0.1/", "events": ["down", "sideways"]}]}}
@@ -451,6 +498,131 @@ def test_missing_url():
     assert problems({"targets": [{"name": "a"}]}) == [
         "m.toml: targets[0].url: required key missing"
     ]
+
+
+# --- ranges ----------------------------------------------------------------------
+
+HOOK = {"url": URL + "hook"}
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (
+            {"monitor": {"interval": "99ms"}},
+            "monitor.interval: must be from 100ms to 7d, got '99ms'",
+        ),
+        ({"monitor": {"interval": "8d"}}, "monitor.interval: must be from 100ms to 7d, got '8d'"),
+        (
+            {"monitor": {"interval": "9" * 400 + "d"}},  # a float overflows to infinity
+            f"monitor.interval: must be from 100ms to 7d, got '{'9' * 400}d'",
+        ),
+        (
+            {"targets": [{"url": URL, "interval": "0.0000001s"}]},
+            "targets[0].interval: must be from 100ms to 7d, got '0.0000001s'",
+        ),
+        ({"monitor": {"timeout": "0.5ms"}}, "monitor.timeout: must be from 1ms to 1h, got '0.5ms'"),
+        ({"monitor": {"timeout": "2h"}}, "monitor.timeout: must be from 1ms to 1h, got '2h'"),
+        ({"monitor": {"slow": "61m"}}, "monitor.slow: must be from 1ms to 1h, got '61m'"),
+        ({"monitor": {"grace": "2d"}}, "monitor.grace: must be from 0ms to 1d, got '2d'"),
+        ({"monitor": {"stagger": "25h"}}, "monitor.stagger: must be from 0ms to 1d, got '25h'"),
+        (
+            {"monitor": {"concurrency": 100_001}},
+            "monitor.concurrency: must be 100000 or less, got 100001",
+        ),
+        (
+            {"monitor": {"per_host": 10**9}},
+            "monitor.per_host: must be 100000 or less, got 1000000000",
+        ),
+        ({"monitor": {"retries": 11}}, "monitor.retries: must be 10 or less, got 11"),
+        (
+            {"monitor": {"max_redirects": 101}},
+            "monitor.max_redirects: must be 100 or less, got 101",
+        ),
+        (
+            {"monitor": {"max_body": "2GiB"}},
+            "monitor.max_body: size must be at most 1GiB, got '2GiB'",
+        ),
+        (
+            {"alerts": {"failure_threshold": 10**6}},
+            "alerts.failure_threshold: must be 100000 or less, got 1000000",
+        ),
+        (
+            {"alerts": {"webhook": [HOOK | {"timeout": "2h"}]}},
+            "alerts.webhook[0].timeout: must be from 1ms to 1h, got '2h'",
+        ),
+        (
+            {"alerts": {"webhook": [HOOK | {"retries": 50}]}},
+            "alerts.webhook[0].retries: must be 10 or less, got 50",
+        ),
+        (
+            {"alerts": {"exec": [{"command": "x", "timeout": "0ms"}]}},
+            "alerts.exec[0].timeout: duration must be greater than 0, got '0ms'",
+        ),
+        (
+            {"storage": {"raw_retention": "30m"}},
+            "storage.raw_retention: must be from 1h to 36500d, got '30m'",
+        ),
+        (
+            {"storage": {"rollup_retention": "36501d"}},
+            "storage.rollup_retention: must be from 1h to 36500d, got '36501d'",
+        ),
+    ],
+)
+def test_ranges(data, message):
+    assert problems(data) == [f"m.toml: {message}"]
+
+
+def test_the_ends_of_each_range_are_valid():
+    config = parse_config(
+        {
+            "monitor": {
+                "interval": "100ms",
+                "timeout": "1ms",
+                "slow": "1h",
+                "grace": "1d",
+                "stagger": "0s",
+                "concurrency": 100_000,
+                "retries": 10,
+                "max_redirects": 100,
+                "max_body": "1GiB",
+            },
+            "storage": {"raw_retention": "1h", "rollup_retention": "36500d"},
+            "targets": [{"url": URL, "interval": "7d", "timeout": "1h"}],
+        },
+        env={},
+    )
+    assert (config.targets[0].interval, config.monitor.max_body) == (7 * 86400.0, 1 << 30)
+
+
+def test_keys_that_must_agree_names_and_paths_one_line_each():
+    data = {
+        "monitor": {"adaptive": True, "concurrency": 5, "adaptive_min": 10},
+        "storage": {"path": " "},
+        "targets": [
+            {"url": URL, "name": "a\nb"},
+            {"url": URL, "name": "esc\x1b[31m"},
+            {"url": URL, "name": "nul\x00"},
+            {
+                "url": URL,
+                "name": "c",
+                "headers": {"Content-Length": "5", "Transfer-Encoding": "chunked"},
+            },
+        ],
+    }
+    assert problems(data) == [
+        "m.toml: targets[0].name: must not contain control characters, got 'a\\nb'",
+        "m.toml: targets[1].name: must not contain control characters, got 'esc\\x1b[31m'",
+        "m.toml: targets[2].name: must not contain control characters, got 'nul\\x00'",
+        "m.toml: targets[3].headers.Content-Length: Content-Length is set by the request itself;"
+        " remove it",
+        "m.toml: targets[3].headers.Transfer-Encoding: Transfer-Encoding is set by the request"
+        " itself; remove it",
+        "m.toml: monitor.adaptive_min: must be at most concurrency (5) with adaptive = true, got 10",
+        "m.toml: storage.path: must not be empty (remove it for the default)",
+    ]
+    # without adaptive, adaptive_min is not used: a small concurrency stays valid
+    assert parse_config({"monitor": {"concurrency": 5}}, env={}).monitor.concurrency == 5
 
 
 # --- wrong types -----------------------------------------------------------------

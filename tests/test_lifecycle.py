@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import threading
 
+import tomli_w
 import trio
 from factories import config_doc, write_config
+from fakes import FakeProber
 from servers import closed_port
 
 from trio_monitor import load_config, parse_config, run_monitor
 from trio_monitor._lifecycle import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
+from trio_monitor.store import HistoryReader
 
 
 class LineSink:
@@ -165,7 +169,7 @@ async def test_closed_output_stops_the_monitor(server, caplog):
 async def test_stuck_output_never_slows_probing(server, caplog, monkeypatch):
     monkeypatch.setattr("trio_monitor._lifecycle.OUTPUT_QUEUE", 4)
     config = parse_config(
-        {"monitor": {"interval": "50ms"}, "targets": [{"url": server.url("/ok")}]}
+        {"monitor": {"interval": "100ms"}, "targets": [{"url": server.url("/ok")}]}
     )
     out = LineSink(block=True)
     async with trio.open_nursery() as nursery:
@@ -215,10 +219,141 @@ async def test_reload_keeps_state_of_unchanged_targets(server, tmp_path, caplog)
     assert "monitor.interval" in caplog.text
 
 
+async def test_editing_a_down_target_keeps_its_outage(server, tmp_path):
+    """Its timeout changes: no second `down`; its URL changes to a healthy one: one `up`,
+    and the one incident in history is closed."""
+    path = tmp_path / "m.toml"
+    alerts = {"failure_threshold": 2}
+    target = {"name": "t", "url": server.url("/status/500"), "content_alert": True}
+
+    def write(**fields):
+        doc = run_config([target | fields], timeout="5s")
+        write_config(tmp_path, doc | {"alerts": alerts, "storage": {"path": "h.db"}})
+
+    write()
+    out = LineSink()
+    async with trio.open_nursery() as nursery:
+        monitor = await nursery.start(
+            lambda task_status: run_monitor(
+                load_config(path),
+                out=out,
+                config_path=str(path),
+                handle_signals=False,
+                task_status=task_status,
+            )
+        )
+        await out.wait_for(lambda o: len(o.of_type("alert")) == 1)
+        write(timeout="6s")
+        assert await monitor.reload()
+        probes = len(out.of_type("probe"))
+        await out.wait_for(lambda o: len(o.of_type("probe")) >= probes + 3)
+        assert monitor.state.get("t").state == "DOWN"
+        write(timeout="6s", url=server.url("/ok"))
+        assert await monitor.reload()
+        await out.wait_for(lambda o: len(o.of_type("alert")) == 2)
+        probes = len(out.of_type("probe"))
+        await out.wait_for(lambda o: len(o.of_type("probe")) >= probes + 2)
+        monitor.stop()
+    assert [(a["event"], a["url"]) for a in out.of_type("alert")] == [
+        ("down", server.url("/status/500")),
+        ("up", server.url("/ok")),  # and no `content_changed` for the new URL's body
+    ]
+    with HistoryReader(str(tmp_path / "h.db")) as reader:
+        (incident,) = reader.incidents(0.0, math.inf)
+    assert incident.end is not None
+
+
+async def test_a_reload_that_removes_most_targets_needs_allow_shrink(tmp_path, caplog):
+    path = tmp_path / "m.toml"
+    four = [{"name": n, "url": f"http://127.0.0.1:{i + 1}/"} for i, n in enumerate("abcd")]
+
+    def write(targets, **monitor):
+        write_config(tmp_path, run_config(targets, interval="1h", **monitor))
+
+    write(four)
+    async with trio.open_nursery() as nursery:
+        monitor = await nursery.start(
+            lambda task_status: run_monitor(
+                load_config(path),
+                out=LineSink(),
+                config_path=str(path),
+                handle_signals=False,
+                probers={"http": FakeProber()},
+                task_status=task_status,
+            )
+        )
+
+        # an empty file (an editor or `cp` caught half-way), then a file cut short
+        for text in ("", tomli_w.dumps(run_config(four[:1]))):
+            path.write_text(text)
+            caplog.clear()
+            assert not await monitor.reload()
+            assert [t.name for t in monitor.config.targets] == ["a", "b", "c", "d"]
+            removed = 4 if not text else 3
+            assert [r.getMessage() for r in caplog.records] == [
+                f"reload failed, keeping the running config: {path}: it would remove"
+                f" {removed} of 4 targets; if that is meant, set [monitor] allow_shrink = true"
+            ]
+        # half of them may go, with a warning
+        caplog.clear()
+        write(four[:2])
+        assert await monitor.reload()
+        assert "reload removes 2 targets: c, d" in caplog.text
+        # all of them, when the file says so
+        write([], allow_shrink=True)
+        assert await monitor.reload()
+        assert monitor.config.targets == ()
+        monitor.stop()
+
+
+class PickyProber(FakeProber):
+    """Cannot prepare a target named "unpreparable": what no validation foresaw."""
+
+    def prepare(self, target):
+        if target.name == "unpreparable":
+            raise UnicodeEncodeError("ascii", "é", 0, 1, "ordinal not in range(128)")
+        return super().prepare(target)
+
+
+async def test_a_reload_that_fails_to_apply_keeps_the_running_config(tmp_path, caplog):
+    path = tmp_path / "m.toml"
+    ok = {"name": "ok", "url": "http://127.0.0.1:1/"}
+    write_config(tmp_path, run_config([ok], interval="1h"))
+    config = load_config(path)
+    out = LineSink()
+    async with trio.open_nursery() as nursery:
+        monitor = await nursery.start(
+            lambda task_status: run_monitor(
+                config,
+                out=out,
+                config_path=str(path),
+                handle_signals=False,
+                probers={"http": PickyProber()},
+                task_status=task_status,
+            )
+        )
+        await out.wait_for(lambda o: len(o.of_type("probe")) == 1)
+        before = monitor.scheduler._slots["ok"]
+        bad = {"name": "unpreparable", "url": "http://127.0.0.1:2/"}
+        write_config(tmp_path, run_config([ok, bad], interval="2h", concurrency=7))
+        assert not await monitor.reload()
+        # nothing changed: the config, the schedule (same slot), the limits
+        assert monitor.config is config
+        assert [t.name for t in monitor.scheduler.targets] == ["ok"]
+        assert monitor.scheduler._slots["ok"] is before
+        assert monitor.scheduler.limiter.total_tokens == config.monitor.concurrency
+        monitor.stop()
+    (line,) = [r.getMessage() for r in caplog.records if "reload failed" in r.getMessage()]
+    assert line == (
+        f"reload failed, keeping the running config: {path}: UnicodeEncodeError: 'ascii'"
+        " codec can't encode character '\\xe9' in position 0: ordinal not in range(128)"
+    )
+
+
 async def test_alert_lines_reach_output(server):
     config = parse_config(
         {
-            "monitor": {"interval": "50ms", "retries": 0},
+            "monitor": {"interval": "100ms", "retries": 0},
             "alerts": {"failure_threshold": 2},
             "targets": [{"name": "flaky", "url": server.url("/body/page")}],
         }

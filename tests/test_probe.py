@@ -215,6 +215,20 @@ async def test_user_agent(server, transport, monitor, headers, expected):
     assert server.requests[-1]["headers"]["user-agent"] == expected
 
 
+async def test_latin1_header_values_are_sent_as_latin1(server, transport):
+    plan = make_plan(
+        server.url("/echo"),
+        env={"WHO": "Zoë"},
+        monitor={"user_agent": "sonde-é/1", "headers": {"X-Team": "équipe"}},
+        headers={"X-Who": "${WHO}"},
+    )
+    result = await probe(transport, plan, 1)
+
+    assert result.ok, result
+    sent = server.requests[-1]["headers"]  # the test server decodes bytes as Latin-1
+    assert (sent["x-team"], sent["x-who"], sent["user-agent"]) == ("équipe", "Zoë", "sonde-é/1")
+
+
 async def test_head(server, transport):
     result = await run(transport, server.url("/ok"), method="HEAD")
 

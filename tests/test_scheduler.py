@@ -10,8 +10,10 @@ import pytest
 import trio
 from fakes import FakeProber, dispatcher_for, make_config, rounds, run_for, scheduler_for
 
-from trio_monitor import ErrorKind, ProbeResult
+from trio_monitor import AlertEvent, ErrorKind, ProbeResult
+from trio_monitor.engine.dispatch import Dispatcher
 from trio_monitor.engine.schedule import Scheduler
+from trio_monitor.engine.state import MemoryStateStore
 from trio_monitor.probes.http import HttpProber
 
 
@@ -100,6 +102,51 @@ async def test_raising_probe_is_contained(autojump_clock):
     assert "boom" in buggy[0].error_detail
     assert all(r.ok for r in probes if r.target == "fine")
     assert len(rounds(records)) == 3
+
+
+async def test_a_changed_target_keeps_its_state_and_its_outage(autojump_clock):
+    """A target is its name: new settings keep its DOWN state; a probe that started with
+    the old settings is reported but moves no state; the new settings' probes decide."""
+    target = {"name": "t", "url": "http://127.0.0.1:1/", "interval": "1s", "timeout": "5s"}
+    configs = [make_config([target])]
+    prober = FakeProber({"t": 0.5}, fail={"t"})
+    records = []
+    store = MemoryStateStore(configs[0].alerts)
+    dispatcher = Dispatcher(store)
+    dispatcher.add_observer(records.append)
+    scheduler = Scheduler(configs[0], {"http": prober}, dispatcher)
+
+    async def change(**fields):
+        old, new = configs[-1], make_config([target | fields])
+        configs.append(new)
+        await store.reconfigure(old, new)
+        await scheduler.reconfigure(old, new)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(scheduler.run)
+        await trio.sleep(3.2)  # down at 2.5 (three failures); the probe of 3.0 in flight
+        await change(timeout="6s")
+        await trio.sleep(3.1)  # more failures with the new timeout: no second `down`
+        prober.fail.clear()  # the probe of 6.2 (old settings) will end ok at 6.7
+        await change(timeout="6s", url="http://127.0.0.1:2/")
+        await trio.sleep(2.9)  # up from the probe of 7.3, with the new URL
+        scheduler.stop()
+
+    alerts = [r for r in records if isinstance(r, AlertEvent)]
+    assert [(a.event, a.url) for a in alerts] == [
+        ("down", "http://127.0.0.1:1/"),
+        ("up", "http://127.0.0.1:2/"),  # from a probe with the new URL, not the old one
+    ]
+    assert alerts[1].since == alerts[0].since  # the same outage, its start kept
+    assert store.get("t").state == "UP"
+    # every probe is reported, the old settings' last one (ok, at 6.7) included
+    oks = [(r.url, r.ok) for r in records if isinstance(r, ProbeResult)]
+    assert oks[-3:] == [
+        ("http://127.0.0.1:1/", True),
+        ("http://127.0.0.1:2/", True),
+        ("http://127.0.0.1:2/", True),
+    ]
+    assert prober.starts["t"] == [0.0, 1.0, 2.0, 3.0, 4.2, 5.2, 6.2, 7.3, 8.3]
 
 
 async def test_reconfigure_adds_removes_and_keeps_cadence(autojump_clock):

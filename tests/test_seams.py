@@ -127,7 +127,7 @@ async def test_state_alerts_and_channels_take_a_new_kind(line_kind_registered, m
         lines = await LineServer(b"BUSY\n", b"BUSY\n", b"READY\n").start(nursery)
         config = parse_config(
             {
-                "monitor": {"interval": "50ms", "stagger": "0s"},
+                "monitor": {"interval": "100ms", "stagger": "0s"},
                 "alerts": {
                     "failure_threshold": 2,
                     "memory": [{"name": "pager"}, {"name": "ups", "events": ["up"]}],

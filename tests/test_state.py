@@ -191,3 +191,34 @@ def test_changes_outside_the_window_do_not_count_and_zero_turns_it_off():
     for i in range(30):
         feed(ok=i % 2 == 0)
     assert len(feed.alerts) == 29
+
+
+async def test_a_reload_keeps_state_by_name_and_the_content_baseline_per_request():
+    def config(**target):
+        return parse_config(
+            {
+                "targets": [
+                    {"name": "t", "url": "http://127.0.0.1/", "content_alert": True, **target}
+                ]
+            }
+        )
+
+    first = config()
+    store = MemoryStateStore(first.alerts)
+    feed = Feed(store, first.targets[0])
+    feed(content="a")
+    # other timings: the same request, so a new body is a content change
+    timed = config(timeout="3s")
+    await store.reconfigure(first, timed)
+    feed.target = timed.targets[0]
+    feed(content="b")
+    assert feed.events() == ["content_changed"]
+    # another URL: the state stays (UP since the first probe), the baseline starts anew
+    moved = config(timeout="3s", url="http://127.0.0.1/other")
+    await store.reconfigure(timed, moved)
+    feed.target = moved.targets[0]
+    assert (store.get("t").state, store.get("t").since) == (UP, 1_000_001.0)
+    feed(content="c")
+    assert feed.events() == ["content_changed"]
+    feed(content="d")
+    assert feed.events() == ["content_changed", "content_changed"]

@@ -126,3 +126,16 @@ class _Null:
 
     def flush(self) -> None:
         pass
+
+
+async def test_a_target_keeps_its_24_hours_when_its_url_changes():
+    def config(*targets):
+        return make_config([{"name": n, "url": u} for n, u in targets])
+
+    old = config(("t", "http://127.0.0.1:1/"), ("gone", "http://127.0.0.1:2/"))
+    stats = RecentStats()
+    stats.observe(result(T0))
+    stats.observe(attrs.evolve(result(T0), target="gone"))
+    await stats.reconfigure(old, config(("t", "http://127.0.0.1:3/")))
+    assert stats.summary("t", T0)[0] == 1
+    assert stats.summary("gone", T0) == (0, None, None)

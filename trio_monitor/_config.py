@@ -13,6 +13,7 @@ import os
 import re
 import shlex
 import tomllib
+import unicodedata
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,13 +37,18 @@ from ._version import __version__
 from .alerts import base as alert_kinds
 from .probes import base as probe_kinds
 
-Duration = NewType("Duration", float)  # seconds; written "500ms", "10s", "5m", "1h30m"
-ByteSize = NewType("ByteSize", int)  # bytes; written 1048576 or "512KiB", "1MB"
+# Every duration and number has a range (README "Ranges"): a value outside it is one
+# problem line, never a busy loop, a NaN deadline or a monitor that cannot stop.
+Duration = NewType("Duration", float)  # seconds, 1ms-1h; written "500ms", "10s", "5m", "1h30m"
+Interval = NewType("Interval", float)  # a probe interval, 100ms-7d
+Retention = NewType("Retention", float)  # how long history is kept, 1h-100 years
+ByteSize = NewType("ByteSize", int)  # bytes, up to 1GiB; written 1048576 or "512KiB", "1MB"
 Url = NewType("Url", str)  # absolute http(s) URL
 TargetUrl = NewType("TargetUrl", str)  # absolute URL of a registered kind's scheme
-Positive = NewType("Positive", int)  # 1 or more
-Count = NewType("Count", int)  # 0 or more
-Delay = NewType("Delay", float)  # a duration that may be "0s"
+Positive = NewType("Positive", int)  # 1 to 100000
+Count = NewType("Count", int)  # 0 to 100
+Retries = NewType("Retries", int)  # 0 to 10
+Delay = NewType("Delay", float)  # a duration that may be "0s", up to 1d
 Listen = NewType("Listen", tuple)  # (host, port) from "127.0.0.1:9180" or "[::1]:9180"
 Argv = NewType("Argv", tuple)  # ["cmd", "arg"] or "cmd arg" (split like a shell, never run by one)
 Event = Literal["down", "up", "slow", "content_changed", "flapping", "flap_end"]
@@ -60,6 +66,8 @@ class _Invalid(ValueError):
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+MAX_DURATION = 36500 * 86400.0  # 100 years: anything longer is a typo (or infinity)
+MAX_SIZE = 1 << 30  # 1GiB
 
 
 def parse_duration(text: object, *, allow_zero: bool = False) -> float:
@@ -78,6 +86,19 @@ def parse_duration(text: object, *, allow_zero: bool = False) -> float:
     if total <= 0 and not allow_zero:
         raise _Invalid(f"duration must be greater than 0, got {text!r}")
     return total
+
+
+def _duration_in(low: float, high: float):
+    """A hook for durations from `low` to `high` seconds (0: "0s" is allowed)."""
+
+    def structure(value: object, _type: object) -> float:
+        seconds = parse_duration(value, allow_zero=low == 0)
+        if not low <= seconds <= high:
+            span = f"from {format_duration(low)} to {format_duration(high)}"
+            raise _Invalid(f"must be {span}, got {value!r}")
+        return seconds
+
+    return structure
 
 
 def parse_when(text: str, now: float) -> float:
@@ -127,6 +148,13 @@ def parse_size(value: object) -> int:
     raise _Invalid(f'expected a size in bytes like 1048576 or "1MiB", got {value!r}')
 
 
+def _byte_size(value: object, _type: object) -> int:
+    size = parse_size(value)
+    if size > MAX_SIZE:
+        raise _Invalid(f"size must be at most 1GiB, got {value!r}")
+    return size
+
+
 def parse_url(value: object, schemes: Iterable[str] = ("http", "https")) -> str:
     if not isinstance(value, str):
         raise _Invalid(f"expected a URL string, got {value!r}")
@@ -145,12 +173,14 @@ def parse_url(value: object, schemes: Iterable[str] = ("http", "https")) -> str:
     return value
 
 
-def _integer(minimum: int):
+def _integer(minimum: int, maximum: int):
     def structure(value: object, _type: object) -> int:
         if not isinstance(value, int) or isinstance(value, bool):
             raise _Invalid(f"expected an integer, got {value!r}")
         if value < minimum:
             raise _Invalid(f"must be {minimum} or more, got {value}")
+        if value > maximum:
+            raise _Invalid(f"must be {maximum} or less, got {value}")
         return value
 
     return structure
@@ -167,7 +197,10 @@ def parse_listen(value: object) -> tuple[str, int]:
 
 def parse_argv(value: object) -> tuple[str, ...]:
     if isinstance(value, str):
-        argv = shlex.split(value)
+        try:
+            argv = shlex.split(value)
+        except ValueError as exc:  # an unterminated quote or a trailing backslash
+            raise _Invalid(f"cannot split {value!r} like a shell: {str(exc).lower()}") from None
     elif isinstance(value, list) and all(isinstance(a, str) for a in value):
         argv = value
     else:
@@ -224,14 +257,14 @@ def _shaped(kind: type | tuple[type, ...], name: str, make):
 class MonitorSection:
     """[monitor]: process-wide settings and the defaults every target inherits."""
 
-    interval: Duration = Duration(30.0)
+    interval: Interval = Interval(30.0)
     timeout: Duration = Duration(10.0)
     concurrency: Positive = Positive(200)
     adaptive: bool = False  # steer concurrency between adaptive_min and concurrency
     adaptive_min: Positive = Positive(10)
     per_host: Positive = Positive(4)
     stagger: Delay = Delay(15.0)  # first probes spread over this long (at most the interval)
-    retries: Count = Count(1)
+    retries: Retries = Retries(1)
     method: str = "GET"
     headers: dict[str, str] = field(factory=dict)
     expect_status: tuple[int | str, ...] = ("200-399",)
@@ -244,6 +277,9 @@ class MonitorSection:
     user_agent: str = USER_AGENT
     grace: Delay = Delay(5.0)
     output: str = "-"
+    # a reload may remove more than half of the running targets (else it is refused:
+    # a file read while an editor or `cp` was writing it must not stop the monitoring)
+    allow_shrink: bool = False
 
 
 @frozen
@@ -281,9 +317,9 @@ class TargetSection:
     url: TargetUrl
     name: str | None = None
     kind: str | None = None  # default: chosen by the URL's scheme
-    interval: Duration | None = None
+    interval: Interval | None = None
     timeout: Duration | None = None
-    retries: Count | None = None
+    retries: Retries | None = None
     slow: Duration | None = None
     content_alert: bool = False
 
@@ -295,8 +331,8 @@ class StorageSection:
     enabled: bool = True
     # default: $STATE_DIRECTORY/trio-monitor.db under systemd, else <config name>.db beside it
     path: str | None = None
-    raw_retention: Duration = Duration(7 * 86400.0)  # raw probe rows
-    rollup_retention: Duration = Duration(365 * 86400.0)  # hourly rollups, incidents, changes
+    raw_retention: Retention = Retention(7 * 86400.0)  # raw probe rows
+    rollup_retention: Retention = Retention(365 * 86400.0)  # hourly rollups, incidents, changes
 
 
 @frozen
@@ -349,16 +385,19 @@ class Config:
 # --- converter -------------------------------------------------------------------
 
 converter = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
-converter.register_structure_hook(Duration, lambda v, _: Duration(parse_duration(v)))
-converter.register_structure_hook(ByteSize, lambda v, _: ByteSize(parse_size(v)))
+converter.register_structure_hook(Duration, _duration_in(0.001, 3600.0))
+converter.register_structure_hook(Interval, _duration_in(0.1, 7 * 86400.0))
+converter.register_structure_hook(Retention, _duration_in(3600.0, MAX_DURATION))
+converter.register_structure_hook(ByteSize, _byte_size)
 converter.register_structure_hook(Url, lambda v, _: Url(parse_url(v)))
 converter.register_structure_hook(
     TargetUrl,
     lambda v, _: TargetUrl(parse_url(v, {s for k in probe_kinds.kinds() for s in k.schemes})),
 )
-converter.register_structure_hook(Delay, lambda v, _: Delay(parse_duration(v, allow_zero=True)))
-converter.register_structure_hook(Positive, _integer(1))
-converter.register_structure_hook(Count, _integer(0))
+converter.register_structure_hook(Delay, _duration_in(0.0, 86400.0))
+converter.register_structure_hook(Positive, _integer(1, 100_000))
+converter.register_structure_hook(Count, _integer(0, 100))
+converter.register_structure_hook(Retries, _integer(0, 10))
 converter.register_structure_hook(Argv, lambda v, _: parse_argv(v))
 converter.register_structure_hook(Listen, lambda v, _: Listen(parse_listen(v)))
 converter.register_structure_hook_func(lambda t: get_origin(t) is Literal, _literal)
@@ -369,7 +408,8 @@ converter.register_structure_hook_factory(
     lambda t: get_origin(t) is tuple,
     _shaped((list, tuple), "an array", homogenous_tuple_structure_factory),
 )
-converter.register_unstructure_hook(Duration, format_duration)
+for _duration in (Duration, Interval, Retention, Delay):
+    converter.register_unstructure_hook(_duration, format_duration)
 converter.register_structure_hook(int | str, lambda v, _: _status_item(v))
 for _kind, _name in (
     (int, "an integer"),
@@ -527,14 +567,45 @@ def parse_status_spec(items: tuple[int | str, ...]) -> frozenset[int]:
     return frozenset(codes)
 
 
+# RFC 9110 5.1: a field name is a token; 5.5: a value is visible ASCII, spaces and tabs,
+# and obs-text (0x80-0xFF), which we send as Latin-1 bytes. Anything else (a control
+# character, CR/LF, a character above U+00FF) no HTTP/1.1 request can carry.
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_FIELD_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
+HEADER_ENCODING = "latin-1"  # how header values go on the wire (see _FIELD_VALUE)
+# what the request itself sets from its body: a configured value would contradict it
+MANAGED_HEADERS = frozenset({"content-length", "transfer-encoding"})
+
+
+def check_token(value: str, what: str) -> str:
+    """A method or header name: an RFC 9110 token, else _Invalid."""
+    if not _TOKEN.fullmatch(value):
+        raise _Invalid(f"invalid {what} {value!r}: use letters, digits and !#$%&'*+-.^_`|~ only")
+    return value
+
+
+def check_header_value(value: str) -> str:
+    bad = next((c for c in value if not _FIELD_VALUE.fullmatch(c)), None)
+    if bad is not None:
+        raise _Invalid(
+            f"header value cannot carry {bad!r} (U+{ord(bad):04X}): use printable characters"
+            " up to U+00FF (sent as Latin-1), no control characters; percent-encode the rest"
+        )
+    return value
+
+
 def expand_headers(
     table: Mapping[str, str] | None, where: str, env: Mapping[str, str], problems: list[str]
 ) -> dict[str, str]:
-    """Header names lower-cased, ${ENV} expanded in values; problems collected."""
+    """Header names lower-cased, ${ENV} expanded in values, both checked against what
+    HTTP can carry; problems collected."""
     out = {}
     for key, value in (table or {}).items():
         try:
-            out[key.lower()] = expand_env(value, env)
+            name = check_token(key, "header name").lower()
+            if name in MANAGED_HEADERS:
+                raise _Invalid(f"{key} is set by the request itself; remove it")
+            out[name] = check_header_value(expand_env(value, env))
         except _Invalid as exc:
             problems.append(f"{where}.{key}: {exc}")
     return out
@@ -569,6 +640,9 @@ def _resolve(
         name = t.url if t.name is None else t.name.strip()
         if not name:
             problems.append(f"{where}.name: must not be empty")
+        elif _has_control_character(name):
+            # a newline, NUL or ESC would break log lines, terminals and API paths
+            problems.append(f"{where}.name: must not contain control characters, got {name!r}")
         elif name in first_seen:
             problems.append(
                 f"{where}.name: duplicate target name {name!r} (first used by targets[{first_seen[name]}])"
@@ -589,6 +663,26 @@ def _resolve(
             )
         )
     return alerts, tuple(targets), problems
+
+
+def _has_control_character(text: str) -> bool:
+    return any(unicodedata.category(c) == "Cc" for c in text)
+
+
+def _monitor_problems(m: MonitorSection) -> list[str]:
+    """What no single key's range can tell: keys that must agree."""
+    if m.adaptive and m.adaptive_min > m.concurrency:
+        return [
+            f"monitor.adaptive_min: must be at most concurrency ({m.concurrency})"
+            f" with adaptive = true, got {m.adaptive_min}"
+        ]
+    return []
+
+
+def _storage_problems(storage: StorageSection) -> list[str]:
+    if storage.path is not None and not storage.path.strip():
+        return ["storage.path: must not be empty (remove it for the default)"]
+    return []
 
 
 def _store_path(storage: StorageSection, config_path: str, env: Mapping[str, str]) -> str | None:
@@ -615,6 +709,7 @@ def parse_config(
     except (ClassValidationError, IterableValidationError) as exc:
         raise ConfigError([f"{path}: {line}" for line in _structure_problems(exc)]) from None
     alerts, targets, problems = _resolve(file, env)
+    problems += _monitor_problems(file.monitor) + _storage_problems(file.storage)
     server = file.server
     if server is not None and server.token is not None:
         try:
@@ -636,12 +731,6 @@ def parse_config(
         store_path=_store_path(file.storage, path, env),
         server=server,
     )
-
-
-def unchanged_targets(old: Config, new: Config) -> set[str]:
-    """Names of the targets a reload leaves exactly as they were."""
-    before = {t.name: t for t in old.targets}
-    return {t.name for t in new.targets if before.get(t.name) == t}
 
 
 def load_config(path: str | os.PathLike[str], *, env: Mapping[str, str] | None = None) -> Config:

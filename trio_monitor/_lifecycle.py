@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 import httpx
 import trio
 
-from ._config import Config, load_config, unchanged_targets
+from ._config import Config, load_config
 from ._errors import ConfigError
 from ._records import AlertEvent, ProbeResult, Record
 from ._systemd import SystemdNotifier, serve_watchdog
@@ -107,6 +107,22 @@ async def open_probers(
             if kind.name not in probers:
                 probers[kind.name] = await stack.enter_async_context(kind.open(config))
         yield probers
+
+
+def _removed(old: Config, new: Config) -> list[str]:
+    kept = {t.name for t in new.targets}
+    return [t.name for t in old.targets if t.name not in kept]
+
+
+def _drastic(removed: int, running: int) -> bool:
+    """More than half of the running targets go (all of them, for one or two): more
+    likely a file caught half-written (empty, cut short) than an edit."""
+    return 2 * removed > running
+
+
+def _names(names: list[str], shown: int = 10) -> str:
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
 
 
 class _History:
@@ -227,6 +243,30 @@ class Monitor:
                 log.error("reload failed, keeping the running config: %s", line)
             return False
         old = self.config
+        removed = _removed(old, new)
+        if _drastic(len(removed), len(old.targets)) and not new.monitor.allow_shrink:
+            log.error(
+                "reload failed, keeping the running config: %s: it would remove %d of %d"
+                " targets; if that is meant, set [monitor] allow_shrink = true",
+                self._config_path,
+                len(removed),
+                len(old.targets),
+            )
+            return False
+        if removed:
+            log.warning("reload removes %d targets: %s", len(removed), _names(removed))
+        try:
+            # Everything that can still fail is built before any component changes (the
+            # probers' plans); applying then only swaps what was built: all or nothing.
+            self.scheduler.stage(new, trio.current_time())
+        except Exception as exc:
+            log.error(
+                "reload failed, keeping the running config: %s: %s: %s",
+                self._config_path,
+                type(exc).__name__,
+                " ".join(str(exc).split()),  # one line, whatever the exception says
+            )
+            return False
         for component in self._reconfigurables:
             await component.reconfigure(old, new)
         for what, before, after in (
@@ -237,11 +277,12 @@ class Monitor:
             if before != after:
                 log.warning("reload: a new %s takes effect on restart", what)
         self.config = new
+        running = set(old.targets)
         log.info(
             "reloaded %s: %d targets, %d unchanged",
             self._config_path,
             len(new.targets),
-            len(unchanged_targets(old, new)),
+            sum(t in running for t in new.targets),
         )
         return True
 

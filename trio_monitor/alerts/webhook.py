@@ -11,7 +11,7 @@ import httpx
 import trio
 from attrs import field, frozen
 
-from .._config import EVENTS, Count, Duration, Event, Url, expand_headers
+from .._config import EVENTS, HEADER_ENCODING, Duration, Event, Retries, Url, expand_headers
 from .._records import AlertEvent, to_line
 from .base import NotifierKind, register
 
@@ -27,7 +27,7 @@ class WebhookConfig:
     url: Url
     headers: dict[str, str] = field(factory=dict)
     timeout: Duration = Duration(5.0)
-    retries: Count = Count(3)
+    retries: Retries = Retries(3)
     events: tuple[Event, ...] = EVENTS
 
 
@@ -45,7 +45,10 @@ class Webhook:
         hook = self.config
         body = to_line(alert).encode()
         # receivers drop repeats by the key: delivery is at least once
-        headers = {"content-type": "application/json", "idempotency-key": alert.key, **hook.headers}
+        headers = httpx.Headers(
+            {"content-type": "application/json", "idempotency-key": alert.key, **hook.headers},
+            encoding=HEADER_ENCODING,
+        )
         for attempt in range(hook.retries + 1):
             if attempt:
                 await trio.sleep(BACKOFF * 2 ** (attempt - 1) * self._rng.uniform(0.5, 1.0))

@@ -97,9 +97,10 @@ class Scheduler:
 
     # --- configuration -----------------------------------------------------------
 
-    def _apply(self, config: Config, now: float) -> None:
-        self._grace = config.monitor.grace
-        self._stagger = config.monitor.stagger
+    def stage(self, config: Config, now: float) -> dict[str, _Slot]:
+        """The slots `config` needs, every new or changed target's plan prepared, without
+        changing anything: what can still fail in applying a config fails here."""
+        stagger = config.monitor.stagger
         slots: dict[str, _Slot] = {}
         for target in config.targets:
             old = self._slots.get(target.name)
@@ -107,10 +108,17 @@ class Scheduler:
                 slots[target.name] = old  # unchanged: keeps its cadence
             else:
                 prober = self._probers[target.kind]
-                slot = _Slot(
-                    prober.prepare(target), prober, now + stagger_offset(target, self._stagger)
+                slots[target.name] = _Slot(
+                    prober.prepare(target), prober, now + stagger_offset(target, stagger)
                 )
-                slots[target.name] = slot
+        return slots
+
+    def _apply(self, config: Config, now: float) -> None:
+        slots = self.stage(config, now)
+        self._grace = config.monitor.grace
+        self._stagger = config.monitor.stagger
+        for name, slot in slots.items():
+            if self._slots.get(name) is not slot:
                 self._push(slot)
         self._slots = slots
         self.limits.apply(config.monitor, (slot.plan.limit_key for slot in slots.values()))

@@ -20,7 +20,7 @@ from typing import Protocol
 
 import attrs
 
-from .._config import AlertsSection, Config, Target, unchanged_targets
+from .._config import AlertsSection, Config, Target
 from .._records import AlertEvent, ProbeResult
 from ..probes import base as probe_kinds
 
@@ -62,6 +62,10 @@ class StateStore(Protocol):
     async def reconfigure(self, old: Config, new: Config) -> None: ...
 
 
+def _requests_differ(old: Target | None, new: Target) -> bool:
+    return old is None or (old.url, old.kind, old.spec) != (new.url, new.kind, new.spec)
+
+
 class MemoryStateStore:
     def __init__(self, alerts: AlertsSection) -> None:
         self._states: dict[str, TargetState] = {}
@@ -91,11 +95,20 @@ class MemoryStateStore:
         )
 
     async def reconfigure(self, old: Config, new: Config) -> None:
-        self.retain(unchanged_targets(old, new))
+        """A target is its name: one still configured keeps its state (UP/DOWN, counts,
+        its outage's start) whatever settings changed, so the next probe with the new
+        settings decides transitions as usual: no second `down`, one `up` on recovery.
+        Only the content baseline goes when what is requested changed."""
+        self.retain(t.name for t in new.targets)
+        before = {t.name: t for t in old.targets}
+        for target in new.targets:
+            st = self._states.get(target.name)
+            if st is not None and _requests_differ(before.get(target.name), target):
+                st.content_hash = None  # another resource's body is no `content_changed`
         self.configure(new.alerts)
 
     def retain(self, names: Iterable[str]) -> None:
-        """Keep the state of these targets only (the ones a reload left unchanged)."""
+        """Keep the state of these targets only (the ones still configured)."""
         keep = set(names)
         for name in [n for n in self._states if n not in keep]:
             del self._states[name]

@@ -16,7 +16,7 @@ from typing import Protocol
 import trio
 from attrs import frozen
 
-from .._config import Config, Target, unchanged_targets
+from .._config import Config, Target
 from .._records import ProbeResult, Record
 from ..store.records import Histogram
 from .state import TargetState
@@ -83,7 +83,9 @@ class RecentStats:
             del self._targets[name]
 
     async def reconfigure(self, old: Config, new: Config) -> None:
-        self.retain(unchanged_targets(old, new))
+        # by name: a target whose settings (even its URL) changed is the same target,
+        # and its 24 hours go on; only removed targets are forgotten
+        self.retain({t.name for t in new.targets})
 
 
 @frozen

@@ -5,7 +5,7 @@ Unset keys inherit from [monitor], where the same names set the defaults.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from attrs import frozen
 
@@ -16,6 +16,8 @@ from ..._config import (
     TargetSection,
     TooLargePolicy,
     _Invalid,
+    check_header_value,
+    check_token,
     expand_headers,
     inherit,
     parse_status_spec,
@@ -53,15 +55,29 @@ class HttpSpec:
     verify_tls: bool
 
 
+def _method(value: str) -> str:
+    return check_token(value, "method").upper()
+
+
+def _checked(value: str, check: Callable[[str], str], where: str, problems: list[str]) -> str:
+    """`check(value)`, or the value as it is with its problem collected."""
+    try:
+        return check(value)
+    except _Invalid as exc:
+        problems.append(f"{where}: {exc}")
+        return value
+
+
 def http_resolver(m: MonitorSection, env: Mapping[str, str], problems: list[str]) -> Resolve:
     try:
         default_status = parse_status_spec(m.expect_status)
     except _Invalid as exc:
         problems.append(f"monitor.expect_status: {exc}")
         default_status = frozenset(range(200, 400))
-    base_headers = {"user-agent": m.user_agent} | expand_headers(
-        m.headers, "monitor.headers", env, problems
-    )
+    base_headers = {
+        "user-agent": _checked(m.user_agent, check_header_value, "monitor.user_agent", problems)
+    } | expand_headers(m.headers, "monitor.headers", env, problems)
+    default_method = _checked(m.method, _method, "monitor.method", problems)
 
     def resolve(t: HttpTargetSection, where: str, problems: list[str]) -> HttpSpec:
         status = default_status
@@ -72,7 +88,9 @@ def http_resolver(m: MonitorSection, env: Mapping[str, str], problems: list[str]
                 problems.append(f"{where}.expect_status: {exc}")
         headers = base_headers | expand_headers(t.headers, f"{where}.headers", env, problems)
         return HttpSpec(
-            method=inherit(t.method, m.method).upper(),
+            method=default_method
+            if t.method is None
+            else _checked(t.method, _method, f"{where}.method", problems),
             headers=tuple(headers.items()),
             expect_status=status,
             follow_redirects=inherit(t.follow_redirects, m.follow_redirects),

@@ -15,7 +15,7 @@ import httpx
 import trio
 from attrs import frozen
 
-from ..._config import Target
+from ..._config import HEADER_ENCODING, Target
 from ..._errors import RETRYABLE, ErrorKind, ProbeFailure
 from ..._records import ProbeResult
 from .config import HttpSpec
@@ -46,8 +46,10 @@ class HttpPlan:
 
 def prepare(target: Target) -> HttpPlan:
     spec: HttpSpec = target.spec
-    headers = httpx.Headers({"accept": "*/*", "accept-encoding": "gzip, deflate"})
-    headers.update(dict(spec.headers))
+    headers = httpx.Headers(
+        {"accept": "*/*", "accept-encoding": "gzip, deflate"} | dict(spec.headers),
+        encoding=HEADER_ENCODING,  # config checked every value fits (httpx would use ASCII)
+    )
     url = httpx.URL(target.url)
     extensions: dict[str, object] = {VERIFY_TLS: spec.verify_tls}
     return HttpPlan(
