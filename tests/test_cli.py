@@ -69,6 +69,8 @@ ROUND_KEYS = {
     "dropped",
     "unstored",
     "drops",
+    "lag_p50_ms",
+    "lag_max_ms",
 }
 TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 USAGE_LINE = re.compile(r"trio-monitor: .+ \(see: trio-monitor( \w+)? --help\)")

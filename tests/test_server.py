@@ -58,6 +58,7 @@ SVG = "{http://www.w3.org/2000/svg}"
 OK, WARN, BAD = (COLORS[level] for level in ("ok", "warn", "bad"))
 HEALTHY = Health(True, "ok", 2.5, 60.0)
 UNHEALTHY = Health(False, "no round for 95 s (limit 60 s)", 95.0, 60.0)
+LATE = Health(False, "probes start 6.0 s late", 1.0, 20.0, 6.00049, 9.0)
 
 
 # --- the fake monitor ------------------------------------------------------------------
@@ -680,19 +681,27 @@ async def test_healthz():
         healthy = await client.get("/healthz")
         view.healthy = UNHEALTHY
         unhealthy = await client.get("/healthz")
+        view.healthy = LATE
+        late = await client.get("/healthz")
     assert healthy.status_code == 200
     assert healthy.json() == {
         "status": "ok",
         "reason": "ok",
         "last_round_age_s": 2.5,
         "max_age_s": 60.0,
+        "start_lag_p50_s": None,
+        "start_lag_max_s": None,
     }
+    assert late.json()["start_lag_p50_s"] == 6.0
+    assert late.json()["start_lag_max_s"] == 9.0
     assert unhealthy.status_code == 503
     assert unhealthy.json() == {
         "status": "unhealthy",
         "reason": "no round for 95 s (limit 60 s)",
         "last_round_age_s": 95.0,
         "max_age_s": 60.0,
+        "start_lag_p50_s": None,
+        "start_lag_max_s": None,
     }
 
 

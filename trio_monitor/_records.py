@@ -68,6 +68,10 @@ class RoundSummary:
     # per consumer ("output", "history", "webhook[0]", ...): records it had to drop
     # (or, for history, could not store) since start
     drops: dict[str, int] = field(factory=dict)
+    # how late this round's probes started (due time until they held both limits);
+    # None when none started
+    lag_p50_ms: float | None = None
+    lag_max_ms: float | None = None
 
 
 @frozen

@@ -99,6 +99,10 @@ def _time(ts: float | None) -> str | None:
     return None if ts is None else rfc3339(ts)
 
 
+def _seconds(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
 def _parse_time(value: str, now: float, name: str) -> float:
     """A duration back from now ("24h", "7d") or an RFC 3339 time -> unix seconds."""
     try:
@@ -254,10 +258,10 @@ class _Api:
         body = {
             "status": "ok" if h.ok else "unhealthy",
             "reason": h.reason,
-            "last_round_age_s": None
-            if h.last_round_age_s is None
-            else round(h.last_round_age_s, 3),
+            "last_round_age_s": _seconds(h.last_round_age_s),
             "max_age_s": h.max_age_s,
+            "start_lag_p50_s": _seconds(h.start_lag_p50_s),
+            "start_lag_max_s": _seconds(h.start_lag_max_s),
         }
         return JSON(body, 200 if h.ok else 503)
 

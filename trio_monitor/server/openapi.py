@@ -65,6 +65,8 @@ _SCHEMAS: Schema = {
             "reason": {"type": "string"},
             "last_round_age_s": _nullable("number"),
             "max_age_s": {"type": "number"},
+            "start_lag_p50_s": _nullable("number", minimum=0),
+            "start_lag_max_s": _nullable("number", minimum=0),
         }
     ),
     "Probe": _object(
