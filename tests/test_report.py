@@ -29,7 +29,7 @@ from pngs import read_png
 
 from trio_monitor._errors import UsageError
 from trio_monitor._palette import COLORS, OK_FROM, WARN_FROM
-from trio_monitor._records import AlertEvent, rfc3339, to_line
+from trio_monitor._records import AlertEvent, TargetRemoved, rfc3339, to_line
 from trio_monitor.cli import report as report_cli
 from trio_monitor.cli.main import main
 from trio_monitor.cli.report import make_report, parse_time
@@ -586,6 +586,7 @@ def _check_log_report(data: dict, log: Log) -> None:
             "in_range_s": 900.0,
             "error": "connect",
             "ongoing": False,
+            "end_reason": "up",
         }
     ]
     assert (api["downtime_s"], api["longest_outage_s"], api["mttr_s"]) == (900, 900, 900)
@@ -631,6 +632,7 @@ def test_jsonl_file_end_to_end(tmp_path):
         "probes": 280,
         "alerts": 3,
         "rounds": 140,
+        "removed": 0,
         "other_types": 1,
         "bad": 1,
         "outside_range": 40,
@@ -687,6 +689,31 @@ def test_jsonl_repeated_down_keeps_the_first_start():
     feed_jsonl(a, _bytes_io("\n".join(lines)), "x", warn=lambda _: None)
     (t,) = build_report(a).targets
     assert [(i.start, i.end) for i in t.incidents] == [(T0 + 60, T0 + 720)]
+
+
+def test_a_removed_target_is_not_down_after_its_removal():
+    """A `removed` line ends the open outage: the report says "removed", not "ongoing",
+    and the time after it is not downtime, in every format."""
+    lines = [
+        to_line(_probe("api", 1, ok=False)),
+        to_line(_alert("api", 3, "down", 1)),
+        to_line(TargetRemoved(T0 + 600, "api", "https://api.example/", T0 + 60)),
+    ]
+    a = Aggregator(T0, T0 + 3600)
+    source = feed_jsonl(a, _bytes_io("\n".join(lines)), "x", warn=lambda _: None)
+    assert source["removed"] == 1
+    report = build_report(a)
+    (t,) = report.targets
+    (incident,) = t.incidents
+    assert (incident.end, incident.end_reason, incident.ongoing) == (T0 + 600, "removed", False)
+    assert t.downtime_s == 540.0
+    (data,) = json.loads(render_json(report))["targets"][0]["incidents"]
+    assert (data["ongoing"], data["end_reason"]) == (False, "removed")
+    text = render_text(report)
+    assert "(0 ongoing)" in text
+    assert f"removed: api down since {rfc3339(T0 + 60)}" in text
+    assert '<span class="badge">removed</span>' in render_html(report)
+    assert '<span class="badge">ongoing</span>' not in render_html(report)
 
 
 def test_jsonl_malformed_records_after_the_first_are_skipped():

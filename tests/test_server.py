@@ -41,7 +41,7 @@ from trio_monitor import ErrorKind
 from trio_monitor._config import ServerSection, StorageSection
 from trio_monitor._errors import ServerError
 from trio_monitor._palette import COLORS
-from trio_monitor._records import ProbeResult, rfc3339, to_dict
+from trio_monitor._records import ProbeResult, TargetRemoved, rfc3339, to_dict
 from trio_monitor.engine.view import Health, TargetStatus
 from trio_monitor.server import app as server_module
 from trio_monitor.server import auth, build_app, health, openapi_document, serve_http
@@ -553,6 +553,7 @@ async def test_incidents_overlapping_the_range(history):
         "end": rfc3339(now - 4 * HOUR),
         "duration_s": 3600.0,
         "error": "status",
+        "end_reason": "up",
     }
     assert ongoing["target"] == "api"
     assert ongoing["end"] is None
@@ -561,6 +562,23 @@ async def test_incidents_overlapping_the_range(history):
     assert [i["target"] for i in week["incidents"]] == ["web", "api", "api"]
     assert web["incidents"] == [week["incidents"][0]]
     assert web["incidents"][0]["error"] == "timeout"
+
+
+async def test_a_removed_targets_incident_has_ended(tmp_path):
+    path, now = str(tmp_path / "history.db"), time.time()
+    await write_history(
+        path,
+        [
+            alert_event("down", "old", ts=now - 3000, reason="dns", since=now - 3000),
+            TargetRemoved(now - 1000, "old", "http://old.test/", now - 3000),
+        ],
+    )
+    view = FakeView(target_status("api"), store_path=path)
+    async with serving(view) as served, served.client() as client:
+        (incident,) = (await client.get("/api/v1/incidents")).json()["incidents"]
+    assert incident["end"] == rfc3339(now - 1000)
+    assert incident["end_reason"] == "removed"
+    assert incident["duration_s"] == 2000.0  # not growing after the removal
 
 
 async def test_unknown_target_is_404():

@@ -93,7 +93,22 @@ class AlertEvent:
     previous_hash: str | None = None
 
 
-Record = ProbeResult | RoundSummary | AlertEvent
+@frozen
+class TargetRemoved:
+    """A target is no longer monitored: a reload removed it, or it had an open outage
+    in history but is not configured at start-up. Its open incident (if any) ends at
+    `ts` with the end reason "removed": after that nothing observes it, so nothing
+    after counts as downtime. Not an alert: notifiers never see it."""
+
+    type: ClassVar[str] = "removed"
+
+    ts: float  # when monitoring it ended: the reload, or (at start-up) its last stored probe
+    target: str
+    url: str | None = None  # None when found at start-up (only history knows the name)
+    since: float | None = None  # start of the outage this ends; None when it was not down
+
+
+Record = ProbeResult | RoundSummary | AlertEvent | TargetRemoved
 
 _converter = cattrs.Converter()
 
@@ -106,6 +121,7 @@ for _cls, _times in (
     (ProbeResult, ("ts",)),
     (RoundSummary, ("ts",)),
     (AlertEvent, ("ts", "since")),
+    (TargetRemoved, ("ts", "since")),
 ):
     _overrides: dict[str, Any] = {name: override(unstruct_hook=_time_or_none) for name in _times}
     _converter.register_unstructure_hook(

@@ -165,6 +165,11 @@ class IncidentView:
     error: str
     duration_s: float  # whole incident; an open one up to `until`
     in_range_s: float  # the part inside [since, until)
+    end_reason: str | None = None  # "up", "removed" (no longer monitored); None: open
+
+    @property
+    def removed(self) -> bool:
+        return self.end_reason == "removed"
 
     @property
     def ongoing(self) -> bool:
@@ -258,7 +263,9 @@ def _target_report(agg: _TargetAgg, a: Aggregator) -> TargetReport:
         lo = max(inc.start, a.since)
         hi = min(a.until if inc.end is None else inc.end, a.until)
         duration = max(0.0, inc.duration(a.until))
-        views.append(IncidentView(agg.name, inc.start, inc.end, inc.error, duration, hi - lo))
+        views.append(
+            IncidentView(agg.name, inc.start, inc.end, inc.error, duration, hi - lo, inc.end_reason)
+        )
     closed = [v.duration_s for v in views if not v.ongoing]
     slots = tuple(
         SlotView(

@@ -214,6 +214,8 @@ def render_html(report: Report, slowest: int = DEFAULT_SLOWEST) -> str:
         )
         for i in reversed(incidents):
             end = '<span class="badge">ongoing</span>' if i.ongoing else _e(rfc3339(i.end or 0))
+            if i.removed:
+                end += ' <span class="badge">removed</span>'
             o.append(
                 f'<tr><td class="name">{_e(i.target)}</td><td class="name mono">'
                 f'{_e(rfc3339(i.start))}</td><td class="name mono">{end}</td>'

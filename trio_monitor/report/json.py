@@ -46,6 +46,7 @@ def report_dict(report: Report, slowest: int = DEFAULT_SLOWEST) -> dict[str, Any
                         "in_range_s": _r(i.in_range_s),
                         "error": i.error,
                         "ongoing": i.ongoing,
+                        "end_reason": i.end_reason,
                     }
                     for i in t.incidents
                 ],

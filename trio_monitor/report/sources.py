@@ -5,7 +5,8 @@ JSON lines: probe lines are samples, whatever their probe `kind` (a kind without
 HTTP status has a null one); content_changed ones also count as a content change.
 Alert `down` opens an incident at its `since`, the next `up` of the target closes it
 at the up's `ts`; a `down` while one is open changes nothing (the monitor restarted
-while the target was down). Round, slow and content_changed alert lines are not
+while the target was down); a `removed` line ends the target's open one at its `ts`
+(end reason "removed"). Round, slow and content_changed alert lines are not
 needed. Unparseable lines and lines of unknown types are skipped and counted, with a
 note on stderr; a first line that is not a trio-monitor record is an error.
 """
@@ -123,7 +124,15 @@ def feed_jsonl(
     a: Aggregator, stream: IO[bytes], name: str, *, warn: Warn = warn_stderr
 ) -> dict[str, Any]:
     """One pass over the monitor's JSON lines. Returns counts for the report's `source`."""
-    counts = {"lines": 0, "probes": 0, "alerts": 0, "rounds": 0, "other_types": 0, "bad": 0}
+    counts = {
+        "lines": 0,
+        "probes": 0,
+        "alerts": 0,
+        "rounds": 0,
+        "removed": 0,
+        "other_types": 0,
+        "bad": 0,
+    }
     first_bad: int | None = None
     open_since: dict[str, tuple[float, str]] = {}  # target -> (start, error kind)
     seen_record = False
@@ -158,6 +167,9 @@ def feed_jsonl(
                 _alert_line(a, rec, open_since)
             elif kind == "round":
                 counts["rounds"] += 1
+            elif kind == "removed":
+                counts["removed"] += 1
+                _removed_line(a, rec, open_since)
             else:
                 counts["other_types"] += 1
         except (KeyError, TypeError, ValueError):
@@ -222,7 +234,20 @@ def _alert_line(
         if start is None:  # the down came before this file began
             downtime = _number(rec.get("downtime_s"))
             start = since if since is not None else ts - (downtime or 0.0)
-        a.add_incident(Incident(target, start, ts, error or "unknown"))
+        a.add_incident(Incident(target, start, ts, error or "unknown", "up"))
+
+
+def _removed_line(
+    a: Aggregator, rec: dict[str, Any], open_since: dict[str, tuple[float, str]]
+) -> None:
+    target = rec["target"]
+    if not isinstance(target, str):
+        raise TypeError("target is not a string")
+    ts = _parse_ts(rec["ts"])
+    a.seen.add(target)
+    if a.wants(target) and target in open_since:
+        start, error = open_since.pop(target)
+        a.add_incident(Incident(target, start, max(start, ts), error or "unknown", "removed"))
 
 
 @contextmanager

@@ -63,6 +63,13 @@ def render_text(report: Report, slowest: int = DEFAULT_SLOWEST, width: int = 80)
     for i in ongoing:
         name = _fit(i.target, max(10, width - 58))
         out.append(f"ongoing: {name} down since {rfc3339(i.start)} ({i.error or '?'})")
+    for i in incidents:
+        if i.removed:
+            name = _fit(i.target, max(10, width - 90))
+            out.append(
+                f"removed: {name} down since {rfc3339(i.start)} ({i.error or '?'}), "
+                f"not monitored after {rfc3339(i.end or i.start)}"
+            )
     top = report.slowest(slowest)
     if top:
         out += ["", f"slowest by p95 (+/-{ERROR_BOUND:.1%}):"]

@@ -174,6 +174,7 @@ def _incident_json(i: Incident, now: float) -> JSONObject:
         "end": _time(i.end),
         "duration_s": round(max(0.0, i.duration(now)), 3),
         "error": i.error,
+        "end_reason": i.end_reason,
     }
 
 

@@ -141,6 +141,11 @@ _SCHEMAS: Schema = {
             "end": {**_NULLABLE_TIME, "description": "null while the outage goes on"},
             "duration_s": {"type": "number", "minimum": 0},
             "error": {"type": "string", "description": "the error kind that took it down"},
+            "end_reason": {
+                "enum": ["up", "removed", None],
+                "description": "why it ended: the target recovered (up) or is no longer"
+                " monitored (removed); null while open",
+            },
         }
     ),
     "IncidentList": _object(

@@ -115,6 +115,9 @@ class Incident:
     start: float
     end: float | None  # None while still open
     error: str  # the error kind that took the target down
+    end_reason: str | None = None  # "up" (recovered), "removed" (no longer monitored)
+    # while open: the target's last probe (None: not known, taken as observed till now)
+    last_seen: float | None = None
 
     def duration(self, until: float) -> float:
         return (until if self.end is None else self.end) - self.start

@@ -521,6 +521,7 @@
         (isNum(i.duration_s) ? " (" + duration(i.duration_s * 1000) + ")" : "");
     }
     if (str(i.error)) text += " \u00b7 " + str(i.error);
+    if (i.end_reason === "removed") text += " \u00b7 removed (no longer monitored)";
     li.append(document.createTextNode(text));
     return li;
   }
