@@ -554,6 +554,8 @@ async def test_incidents_overlapping_the_range(history):
         "duration_s": 3600.0,
         "error": "status",
         "end_reason": "up",
+        "last_seen": None,
+        "unobserved": False,
     }
     assert ongoing["target"] == "api"
     assert ongoing["end"] is None
@@ -579,6 +581,29 @@ async def test_a_removed_targets_incident_has_ended(tmp_path):
     assert incident["end"] == rfc3339(now - 1000)
     assert incident["end_reason"] == "removed"
     assert incident["duration_s"] == 2000.0  # not growing after the removal
+
+
+async def test_an_open_incident_of_an_unprobed_target_stops_at_its_last_probe(tmp_path):
+    """ "api" is monitored: its outage runs until now. "old" is not probed any more (an
+    older monitor kept it open): no data since its last probe, and no growing."""
+    path, now = str(tmp_path / "history.db"), time.time()
+    await write_history(
+        path,
+        [
+            alert_event("down", "api", ts=now - 600, reason="dns", since=now - 600),
+            probe_at(now - 600, ok=False),
+            alert_event("down", "old", ts=now - 5400, reason="dns", since=now - 5400),
+            probe_result("old", ts=now - 5000, ok=False, error=ErrorKind.DNS),
+        ],
+    )
+    view = FakeView(target_status("api"), store_path=path)
+    async with serving(view) as served, served.client() as client:
+        old, api = (await client.get("/api/v1/incidents")).json()["incidents"]
+    assert (old["target"], old["end"], old["unobserved"]) == ("old", None, True)
+    assert old["last_seen"] == rfc3339(now - 5000)
+    assert old["duration_s"] == 400.0
+    assert (api["target"], api["unobserved"]) == ("api", False)
+    assert 600 <= api["duration_s"] < 600 + WAIT
 
 
 async def test_unknown_target_is_404():

@@ -167,14 +167,20 @@ def _sample_json(s: Sample) -> JSONObject:
     }
 
 
-def _incident_json(i: Incident, now: float) -> JSONObject:
+def _incident_json(i: Incident, now: float, monitored: bool) -> JSONObject:
+    """An open incident of a target this monitor probes runs until now; one of a
+    target it does not probe (any more) stopped at its last probe: no data since."""
+    unobserved = not monitored and i.unobserved(now)
+    end = i.observed_end(now) if unobserved else (now if i.end is None else i.end)
     return {
         "target": i.target,
         "start": rfc3339(i.start),
         "end": _time(i.end),
-        "duration_s": round(max(0.0, i.duration(now)), 3),
+        "duration_s": round(max(0.0, end - i.start), 3),
         "error": i.error,
         "end_reason": i.end_reason,
+        "last_seen": _time(i.last_seen),
+        "unobserved": unobserved,
     }
 
 
@@ -314,11 +320,13 @@ class _Api:
         target = request.query_params.get("target")
         rows = await self.history(lambda reader: reader.incidents(since, until, target))
         now = time.time()
+        shown = rows[-limit:]
+        monitored = {t.name for t in self.view.targets()} if shown else set()
         return JSON(
             {
                 "since": rfc3339(since),
                 "until": rfc3339(until),
-                "incidents": [_incident_json(i, now) for i in rows[-limit:]],
+                "incidents": [_incident_json(i, now, i.target in monitored) for i in shown],
                 "truncated": len(rows) > limit,
             }
         )

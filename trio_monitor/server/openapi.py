@@ -146,6 +146,15 @@ _SCHEMAS: Schema = {
                 "description": "why it ended: the target recovered (up) or is no longer"
                 " monitored (removed); null while open",
             },
+            "last_seen": {
+                **_NULLABLE_TIME,
+                "description": "open ones: the target's last stored probe",
+            },
+            "unobserved": {
+                "type": "boolean",
+                "description": "open, but its target is not probed any more: no data since"
+                " last_seen, and duration_s stops there",
+            },
         }
     ),
     "IncidentList": _object(

@@ -512,7 +512,12 @@
     const start = parseTime(i.start), end = parseTime(i.end);
     li.append(el("strong", "", str(i.target)));
     let text;
-    if (open) {
+    const lastSeen = parseTime(i.last_seen);
+    if (open && i.unobserved === true) {
+      // not probed any more: the outage stopped growing at its last probe
+      text = " down since " + (start !== null ? dateTime(start) : "?") +
+        " \u00b7 no data since " + (lastSeen !== null ? dateTime(lastSeen) : "?");
+    } else if (open) {
       text = " down since " + (start !== null ? dateTime(start) + " (for " +
         duration(now() - start) + ")" : "?");
     } else {
