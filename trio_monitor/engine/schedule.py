@@ -94,6 +94,7 @@ class Scheduler:
         # for health checks: when the loop began and when the last round began
         self.started_at = trio.current_time()
         self.last_round_at: float | None = None
+        self._loop_began = self.started_at  # set again when the loop begins
         self._apply(config, trio.current_time())
 
     # --- configuration -----------------------------------------------------------
@@ -173,6 +174,7 @@ class Scheduler:
         return self._round
 
     async def _loop(self, rounds: trio.Nursery, summary: list[RoundSummary]) -> None:
+        self._loop_began = trio.current_time()
         while True:
             while self._heap and not self._live(self._heap[0][2]):
                 heapq.heappop(self._heap)
@@ -203,7 +205,10 @@ class Scheduler:
                 slot.advance(now)
                 self._push(slot)
             self.last_round_at = now
-            rounds.start_soon(self._run_round, self._next_round(), slots, skipped, summary, due)
+            # due times before the loop began (start-up) are not lag: the schedule's own
+            # start is what made them late, not a backlog
+            start = max(due, self._loop_began)
+            rounds.start_soon(self._run_round, self._next_round(), slots, skipped, summary, start)
 
     def stop(self) -> None:
         """Start no more probes; in-flight ones get `grace` seconds, then are cancelled."""
