@@ -70,6 +70,8 @@ ROUND_KEYS = {
     "unstored",
     "drops",
     "given_up",
+    "lag_p50_ms",
+    "lag_max_ms",
 }
 TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 USAGE_LINE = re.compile(r"trio-monitor: .+ \(see: trio-monitor( \w+)? --help\)")

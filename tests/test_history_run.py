@@ -128,3 +128,72 @@ async def test_report_over_what_a_run_kept(server, tmp_path):
     assert (report["up"]["checks"], report["up"]["availability_pct"]) == (3, 100.0)
     assert (report["down"]["checks"], report["down"]["ok"]) == (3, 0)
     assert report["up"]["latency_ms"]["p50"] is not None
+
+
+async def test_a_target_removed_by_a_reload_ends_its_outage(server, tmp_path):
+    """Removed while DOWN: its incident ends at the reload with reason `removed`, one
+    `removed` line says so (no alert), and adding it back later starts afresh."""
+    down = {"name": "gone", "url": server.url("/status/500")}
+    fine = {"name": "fine", "url": server.url("/ok")}
+    alerts = {"failure_threshold": 1}
+    path = write_config(tmp_path, run_config([down, fine], alerts=alerts))
+    out = LineSink()
+    async with trio.open_nursery() as nursery:
+        monitor = await nursery.start(
+            lambda task_status: run_monitor(
+                load_config(path),
+                out=out,
+                config_path=str(path),
+                handle_signals=False,
+                task_status=task_status,
+            )
+        )
+        await out.wait_for(lambda o: any(a["event"] == "down" for a in o.of_type("alert")))
+        write_config(tmp_path, run_config([fine], alerts=alerts))
+        assert await monitor.reload()
+        await out.wait_for(lambda o: o.of_type("removed"))
+        monitor.stop()
+    (removed,) = out.of_type("removed")
+    (down_alert,) = out.of_type("alert")
+    assert removed["target"] == "gone"
+    assert removed["url"] == down["url"]
+    assert removed["since"] == down_alert["since"]
+    with history(tmp_path / "m.db") as reader:
+        (incident,) = reader.incidents(0, 2e9)
+        last_probe = reader.recent("gone", 1)[0].ts
+    assert incident.end_reason == "removed"
+    assert incident.end is not None
+    assert last_probe <= incident.end < last_probe + 1.0  # the reload, not "ongoing"
+
+    # added back: a new outage of its own, not the old one resumed
+    write_config(tmp_path, run_config([down, fine], alerts=alerts))
+    _, again = await run_once(path)
+    assert [a["event"] for a in again.of_type("alert")] == ["down"]
+    with history(tmp_path / "m.db") as reader:
+        old, new = reader.incidents(0, 2e9)
+    assert (old.end_reason, new.end, new.end_reason) == ("removed", None, None)
+    assert new.start > old.end
+
+
+async def test_an_outage_of_a_target_removed_while_stopped_ends_at_its_last_probe(server, tmp_path):
+    """Removed from the file while the monitor was stopped: at start-up its open incident
+    ends at its last stored probe (nothing watched it after), reason `removed`."""
+    down = {"name": "gone", "url": server.url("/status/500")}
+    fine = {"name": "fine", "url": server.url("/ok")}
+    alerts = {"failure_threshold": 1}
+    path = write_config(tmp_path, run_config([down, fine], alerts=alerts))
+    await run_once(path)
+    with history(tmp_path / "m.db") as reader:
+        last_probe = reader.recent("gone", 1)[0].ts
+        (incident,) = reader.incidents(0, 2e9)
+    assert incident.last_seen == last_probe  # open: what the target was last seen at
+
+    write_config(tmp_path, run_config([fine], alerts=alerts))
+    _, out = await run_once(path)
+    (removed,) = out.of_type("removed")
+    assert removed["target"] == "gone"
+    assert removed["url"] is None
+    assert out.of_type("alert") == []  # no notifier hears of it
+    with history(tmp_path / "m.db") as reader:
+        (incident,) = reader.incidents(0, 2e9)
+    assert (incident.end, incident.end_reason) == (last_probe, "removed")

@@ -96,6 +96,15 @@ def test_round_lines_set_the_process_metrics():
     assert value(m, "trio_monitor_skipped_probes_total") == 3
 
 
+def test_round_lines_set_the_schedule_lag():
+    m = Metrics()
+    m.observe(round_line(round=1, lag_p50_ms=4400.0, lag_max_ms=9000.0))
+    assert value(m, "trio_monitor_schedule_lag_seconds", quantile="0.5") == 4.4
+    assert value(m, "trio_monitor_schedule_lag_seconds", quantile="1") == 9.0
+    m.observe(round_line(round=2, targets=0, skipped=2))  # no probe started: kept
+    assert value(m, "trio_monitor_schedule_lag_seconds", quantile="1") == 9.0
+
+
 def test_dropped_and_unstored_follow_the_highest_total_even_out_of_order():
     """Round lines carry totals since start; overlapping rounds report out of order."""
     m = Metrics()

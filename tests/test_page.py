@@ -411,6 +411,24 @@ def _fake_api(now: float) -> FakeApi:
             "duration_s": 600.0,
             "error": "status",
         },
+        {  # open, but its target is not probed any more
+            "target": "gone",
+            "start": _iso(now - 3 * 3600),
+            "end": None,
+            "duration_s": 600.0,
+            "error": "dns",
+            "end_reason": None,
+            "last_seen": _iso(now - 3 * 3600 + 540),
+            "unobserved": True,
+        },
+        {
+            "target": "old",
+            "start": _iso(now - 5 * 3600),
+            "end": _iso(now - 4 * 3600),
+            "duration_s": 3600.0,
+            "error": "dns",
+            "end_reason": "removed",
+        },
     ]
     return FakeApi(now, targets, history, incidents)
 
@@ -602,16 +620,25 @@ def test_status_page_in_headless_chromium(browser, tmp_path):
         open_incidents = browser.execute_script(
             "return [...document.querySelectorAll('#open-incidents li')].map((l) => l.textContent)"
         )
-        assert len(open_incidents) == 1
+        assert len(open_incidents) == 2
         assert re.fullmatch(
             r"db down since \d{4}-\d\d-\d\d \d\d:\d\d \(for 2 h 5 min\) \u00b7 connect",
             open_incidents[0],
+        ), open_incidents
+        assert re.fullmatch(  # not growing: no "for ..." since nobody probes it
+            r"gone down since \d{4}-\d\d-\d\d \d\d:\d\d \u00b7 no data since "
+            r"\d{4}-\d\d-\d\d \d\d:\d\d \u00b7 dns",
+            open_incidents[1],
         ), open_incidents
         resolved = browser.execute_script(
             "return [...document.querySelectorAll('#resolved-incidents li')]"
             ".map((l) => l.firstChild.textContent)"
         )
-        assert resolved == [HOSTILE]
+        assert resolved == ["old", HOSTILE]
+        removed = browser.execute_script(
+            "return document.querySelector('#resolved-incidents li').textContent"
+        )
+        assert removed.endswith("\u00b7 dns \u00b7 removed (no longer monitored)"), removed
 
         # --- the screenshot: the bars' colours are really painted
         desktop = tmp_path / "status-desktop-1280.png"

@@ -23,13 +23,15 @@ from pathlib import Path
 
 import attrs
 import pytest
+import trio
 from chromium import set_viewport
 from factories import alert_event, config_doc, probe_result, round_summary, write_config
 from pngs import read_png
 
+from trio_monitor._config import StorageSection
 from trio_monitor._errors import UsageError
 from trio_monitor._palette import COLORS, OK_FROM, WARN_FROM
-from trio_monitor._records import AlertEvent, rfc3339, to_line
+from trio_monitor._records import AlertEvent, TargetRemoved, rfc3339, to_line
 from trio_monitor.cli import report as report_cli
 from trio_monitor.cli.main import main
 from trio_monitor.cli.report import make_report, parse_time
@@ -43,6 +45,7 @@ from trio_monitor.report import (
     render_text,
 )
 from trio_monitor.report.format import fmt_pct, human_duration
+from trio_monitor.store import StoreStats, StoreWriter
 from trio_monitor.store.records import (
     ERROR_BOUND,
     FLOOR_MS,
@@ -477,6 +480,66 @@ def test_report_command_reads_the_configured_store(tmp_path, monkeypatch, capsys
     ]
 
 
+async def test_time_nobody_probed_is_no_data_not_downtime(tmp_path, capsys):
+    """The monitor stopped at minute 40 while "api" was down; the report runs over three
+    hours: its outage counts up to the last probe plus one interval, the rest is a gap
+    ("no data"), not downtime, and the incident says so instead of "ongoing"."""
+    records: list = []
+    for minute in range(41):
+        down = minute >= 30
+        records.append(_probe("api", minute, ok=not down))
+        records.append(_probe("web", minute))
+        if minute == 31:
+            records.append(_alert("api", 31, "down", 30))
+    send, receive = trio.open_memory_channel(math.inf)
+    for record in records:
+        send.send_nowait(record)
+    send.close()
+    await StoreWriter(str(tmp_path / "history.db"), StorageSection(), StoreStats()).serve(receive)
+    cfg = write_config(
+        tmp_path,
+        config_doc(
+            {"name": "api", "url": "https://api.example/"},
+            {"name": "web", "url": "https://web.example/"},
+            monitor={"interval": "60s"},
+            storage={"path": "history.db"},
+        ),
+        name="monitor.toml",
+    )
+    window = ["--since", rfc3339(T0), "--until", rfc3339(T0 + 3 * 3600)]
+    assert main(["report", "-c", str(cfg), *window, "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    api = data["targets"][0]
+    (incident,) = api["incidents"]
+    assert incident["end"] is None
+    assert (incident["ongoing"], incident["unobserved"]) == (False, True)
+    assert incident["last_seen"] == rfc3339(T0 + 40 * 60)
+    assert incident["duration_s"] == 11 * 60  # minute 30 to the last probe + 1 interval
+    assert api["downtime_s"] == 11 * 60  # not the 2.5 hours since
+    assert api["availability_pct"] == pytest.approx(100 * 30 / 41, abs=1e-3)
+    assert (data["summary"]["ongoing"], data["summary"]["unobserved"]) == (0, 1)
+    slots = api["slots"]["checks"]
+    assert slots[-1] == 0  # the last slot: nobody probed, no data
+    assert main(["report", "-c", str(cfg), *window]) == 0
+    text = capsys.readouterr().out
+    assert "(0 ongoing, 1 without data)" in text
+    assert f"no data: api down since {rfc3339(T0 + 30 * 60)}" in text
+    assert main(["report", "-c", str(cfg), *window, "--format", "html"]) == 0
+    assert f"no data since {rfc3339(T0 + 40 * 60)}" in capsys.readouterr().out
+
+
+def test_jsonl_open_outage_stops_at_the_last_probe_line():
+    lines = [to_line(_probe("api", m, ok=m < 5)) for m in range(10)]
+    lines.insert(7, to_line(_alert("api", 6, "down", 5)))
+    a = Aggregator(T0, T0 + 3600)
+    feed_jsonl(a, _bytes_io("\n".join(lines)), "x", warn=lambda _: None)
+    (t,) = build_report(a).targets
+    (incident,) = t.incidents
+    assert incident.unobserved
+    assert incident.last_seen == T0 + 9 * 60
+    assert t.downtime_s == 5 * 60  # minute 5 to 9, plus one interval (the lines' cadence)
+
+
 def test_report_command_history_disabled(tmp_path, capsys):
     cfg = _config(tmp_path, storage={"enabled": False})
     assert main(["report", "-c", str(cfg)]) == 2
@@ -586,6 +649,9 @@ def _check_log_report(data: dict, log: Log) -> None:
             "in_range_s": 900.0,
             "error": "connect",
             "ongoing": False,
+            "end_reason": "up",
+            "last_seen": None,
+            "unobserved": False,
         }
     ]
     assert (api["downtime_s"], api["longest_outage_s"], api["mttr_s"]) == (900, 900, 900)
@@ -610,6 +676,7 @@ def _check_log_report(data: dict, log: Log) -> None:
         "availability_pct": round(100 * 213 / 240, 4),
         "incidents": 2,
         "ongoing": 1,
+        "unobserved": 0,
         "downtime_s": 900 + 720,
         "content_changes": 2,
     }
@@ -631,6 +698,7 @@ def test_jsonl_file_end_to_end(tmp_path):
         "probes": 280,
         "alerts": 3,
         "rounds": 140,
+        "removed": 0,
         "other_types": 1,
         "bad": 1,
         "outside_range": 40,
@@ -687,6 +755,31 @@ def test_jsonl_repeated_down_keeps_the_first_start():
     feed_jsonl(a, _bytes_io("\n".join(lines)), "x", warn=lambda _: None)
     (t,) = build_report(a).targets
     assert [(i.start, i.end) for i in t.incidents] == [(T0 + 60, T0 + 720)]
+
+
+def test_a_removed_target_is_not_down_after_its_removal():
+    """A `removed` line ends the open outage: the report says "removed", not "ongoing",
+    and the time after it is not downtime, in every format."""
+    lines = [
+        to_line(_probe("api", 1, ok=False)),
+        to_line(_alert("api", 3, "down", 1)),
+        to_line(TargetRemoved(T0 + 600, "api", "https://api.example/", T0 + 60)),
+    ]
+    a = Aggregator(T0, T0 + 3600)
+    source = feed_jsonl(a, _bytes_io("\n".join(lines)), "x", warn=lambda _: None)
+    assert source["removed"] == 1
+    report = build_report(a)
+    (t,) = report.targets
+    (incident,) = t.incidents
+    assert (incident.end, incident.end_reason, incident.ongoing) == (T0 + 600, "removed", False)
+    assert t.downtime_s == 540.0
+    (data,) = json.loads(render_json(report))["targets"][0]["incidents"]
+    assert (data["ongoing"], data["end_reason"]) == (False, "removed")
+    text = render_text(report)
+    assert "(0 ongoing)" in text
+    assert f"removed: api down since {rfc3339(T0 + 60)}" in text
+    assert '<span class="badge">removed</span>' in render_html(report)
+    assert '<span class="badge">ongoing</span>' not in render_html(report)
 
 
 def test_jsonl_malformed_records_after_the_first_are_skipped():

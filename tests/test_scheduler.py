@@ -73,6 +73,44 @@ async def test_global_concurrency_limit(autojump_clock):
     assert rounds(records)[0].concurrency == 3
 
 
+async def test_round_lines_report_how_late_probes_start(autojump_clock):
+    # 10 targets due together, each probe 2 s, one at a time: a backlog that every
+    # probe survives (all ok, nothing skipped), but the n-th probe starts 2(n-1) s late
+    targets = [{"name": f"t{i}", "url": f"http://127.0.0.{i + 1}:80/"} for i in range(10)]
+    config = make_config(
+        [{**t, "interval": "60s", "timeout": "5s"} for t in targets], concurrency=1
+    )
+    prober = FakeProber({f"t{i}": 2.0 for i in range(10)})
+    records = []
+    await run_for(scheduler_for(config, prober, records), 21.0)
+    first = rounds(records)[0]
+    assert (first.ok, first.skipped) == (10, 0)
+    assert first.lag_max_ms == 18_000.0  # the last of ten started 9 x 2 s late
+    assert first.lag_p50_ms == 8_000.0  # the median (5th of 10) 4 x 2 s late
+
+
+async def test_on_time_probes_have_no_start_lag(autojump_clock):
+    config = make_config([{"name": "t", "url": "http://127.0.0.1:1/", "interval": "1s"}])
+    records = []
+    scheduler = scheduler_for(config, FakeProber(), records)
+    await run_for(scheduler, 3.5)
+    assert {(r.lag_p50_ms, r.lag_max_ms) for r in rounds(records)} == {(0.0, 0.0)}
+    p50, worst = scheduler.recent_start_lag()
+    assert p50 < 0.001
+    assert worst == 0.0
+
+
+async def test_a_slow_start_up_is_not_start_lag(autojump_clock):
+    # the scheduler is built, then start-up (opening the store, the HTTP server) takes
+    # a while before its loop runs: the first round is late, but no backlog made it so
+    config = make_config([{"name": "t", "url": "http://127.0.0.1:1/", "interval": "1s"}])
+    records = []
+    scheduler = scheduler_for(config, FakeProber(), records)
+    await trio.sleep(0.8)
+    await run_for(scheduler, 0.5)
+    assert rounds(records)[0].lag_max_ms == 0.0
+
+
 async def test_per_host_limit(autojump_clock):
     same = [{"name": f"same{i}", "url": f"http://127.0.0.1:8000/{i}"} for i in range(6)]
     # another port is another origin, with its own limit (as it has its own pool)

@@ -41,7 +41,7 @@ from trio_monitor import ErrorKind
 from trio_monitor._config import ServerSection, StorageSection
 from trio_monitor._errors import ServerError
 from trio_monitor._palette import COLORS
-from trio_monitor._records import ProbeResult, rfc3339, to_dict
+from trio_monitor._records import ProbeResult, TargetRemoved, rfc3339, to_dict
 from trio_monitor.engine.view import Health, TargetStatus
 from trio_monitor.server import app as server_module
 from trio_monitor.server import auth, build_app, health, openapi_document, serve_http
@@ -58,6 +58,7 @@ SVG = "{http://www.w3.org/2000/svg}"
 OK, WARN, BAD = (COLORS[level] for level in ("ok", "warn", "bad"))
 HEALTHY = Health(True, "ok", 2.5, 60.0)
 UNHEALTHY = Health(False, "no round for 95 s (limit 60 s)", 95.0, 60.0)
+LATE = Health(False, "probes start 6.0 s late", 1.0, 20.0, 6.00049, 9.0)
 
 
 # --- the fake monitor ------------------------------------------------------------------
@@ -552,6 +553,9 @@ async def test_incidents_overlapping_the_range(history):
         "end": rfc3339(now - 4 * HOUR),
         "duration_s": 3600.0,
         "error": "status",
+        "end_reason": "up",
+        "last_seen": None,
+        "unobserved": False,
     }
     assert ongoing["target"] == "api"
     assert ongoing["end"] is None
@@ -560,6 +564,46 @@ async def test_incidents_overlapping_the_range(history):
     assert [i["target"] for i in week["incidents"]] == ["web", "api", "api"]
     assert web["incidents"] == [week["incidents"][0]]
     assert web["incidents"][0]["error"] == "timeout"
+
+
+async def test_a_removed_targets_incident_has_ended(tmp_path):
+    path, now = str(tmp_path / "history.db"), time.time()
+    await write_history(
+        path,
+        [
+            alert_event("down", "old", ts=now - 3000, reason="dns", since=now - 3000),
+            TargetRemoved(now - 1000, "old", "http://old.test/", now - 3000),
+        ],
+    )
+    view = FakeView(target_status("api"), store_path=path)
+    async with serving(view) as served, served.client() as client:
+        (incident,) = (await client.get("/api/v1/incidents")).json()["incidents"]
+    assert incident["end"] == rfc3339(now - 1000)
+    assert incident["end_reason"] == "removed"
+    assert incident["duration_s"] == 2000.0  # not growing after the removal
+
+
+async def test_an_open_incident_of_an_unprobed_target_stops_at_its_last_probe(tmp_path):
+    """ "api" is monitored: its outage runs until now. "old" is not probed any more (an
+    older monitor kept it open): no data since its last probe, and no growing."""
+    path, now = str(tmp_path / "history.db"), time.time()
+    await write_history(
+        path,
+        [
+            alert_event("down", "api", ts=now - 600, reason="dns", since=now - 600),
+            probe_at(now - 600, ok=False),
+            alert_event("down", "old", ts=now - 5400, reason="dns", since=now - 5400),
+            probe_result("old", ts=now - 5000, ok=False, error=ErrorKind.DNS),
+        ],
+    )
+    view = FakeView(target_status("api"), store_path=path)
+    async with serving(view) as served, served.client() as client:
+        old, api = (await client.get("/api/v1/incidents")).json()["incidents"]
+    assert (old["target"], old["end"], old["unobserved"]) == ("old", None, True)
+    assert old["last_seen"] == rfc3339(now - 5000)
+    assert old["duration_s"] == 400.0
+    assert (api["target"], api["unobserved"]) == ("api", False)
+    assert 600 <= api["duration_s"] < 600 + WAIT
 
 
 async def test_unknown_target_is_404():
@@ -680,19 +724,27 @@ async def test_healthz():
         healthy = await client.get("/healthz")
         view.healthy = UNHEALTHY
         unhealthy = await client.get("/healthz")
+        view.healthy = LATE
+        late = await client.get("/healthz")
     assert healthy.status_code == 200
     assert healthy.json() == {
         "status": "ok",
         "reason": "ok",
         "last_round_age_s": 2.5,
         "max_age_s": 60.0,
+        "start_lag_p50_s": None,
+        "start_lag_max_s": None,
     }
+    assert late.json()["start_lag_p50_s"] == 6.0
+    assert late.json()["start_lag_max_s"] == 9.0
     assert unhealthy.status_code == 503
     assert unhealthy.json() == {
         "status": "unhealthy",
         "reason": "no round for 95 s (limit 60 s)",
         "last_round_age_s": 95.0,
         "max_age_s": 60.0,
+        "start_lag_p50_s": None,
+        "start_lag_max_s": None,
     }
 
 

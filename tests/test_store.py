@@ -29,7 +29,7 @@ import pytest
 import trio
 from factories import alert_event, probe_result, round_summary
 
-from trio_monitor import ErrorKind
+from trio_monitor import ErrorKind, TargetRemoved
 from trio_monitor._config import StorageSection
 from trio_monitor._errors import StoreError
 from trio_monitor.store import HistoryReader, StoreStats, StoreWriter, open_store, serve_store
@@ -138,6 +138,20 @@ def test_fresh_file_has_the_schema_in_wal_mode(tmp_path):
         assert conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
     finally:
         conn.close()
+
+
+def test_incidents_closed_before_end_reasons_existed_ended_by_recovery(tmp_path):
+    path = str(tmp_path / "v1.db")
+    conn = sqlite3.connect(path, isolation_level=None)
+    migrate(conn, target=1)
+    conn.execute("INSERT INTO targets (name) VALUES ('api')")
+    conn.execute("INSERT INTO incidents (target_id, start, \"end\", error) VALUES (1, 1, 2, 'dns')")
+    conn.execute("INSERT INTO incidents (target_id, start, error) VALUES (1, 3, 'dns')")
+    conn.close()
+    open_store(path).close()
+    with HistoryReader(path) as reader:
+        closed, still_open = reader.incidents(0, math.inf)
+    assert (closed.end_reason, still_open.end_reason) == ("up", None)
 
 
 @pytest.mark.parametrize("version", range(SCHEMA_VERSION))
@@ -287,6 +301,28 @@ async def test_probe_results_of_any_kind_are_stored_with_a_null_status(tmp_path)
         assert list(reader.samples("db", 0, math.inf)) == []
         (hour,) = reader.rollups("db", 0, math.inf)
         assert (hour.checks, hour.failures, hour.latency_min) == (2, 1, 2.5)
+
+
+async def test_a_removed_target_ends_its_open_incident(tmp_path):
+    path = tmp_path / "history.db"
+    await store(
+        path,
+        [
+            alert("down", "api", T0 + 30, since=T0 + 10, reason="connect"),
+            probe("api", T0 + 40, ok=False),
+            alert("down", "web", T0 + 30, since=T0 + 10, reason="dns"),
+            probe("web", T0 + 50, ok=False),
+            TargetRemoved(T0 + 60, "api", "http://api.test/", T0 + 10),
+            TargetRemoved(T0 + 60, "db"),  # nothing open: nothing to end
+        ],
+    )
+    with HistoryReader(str(path)) as reader:
+        api, web = reader.incidents(0, math.inf)
+    assert (api.end, api.end_reason, api.last_seen) == (T0 + 60, "removed", None)
+    assert (web.end, web.end_reason, web.last_seen) == (None, None, T0 + 50)
+    await store(path, [alert("up", "web", T0 + 70)])
+    with HistoryReader(str(path)) as reader:
+        assert reader.incidents(0, math.inf, target="web")[0].end_reason == "up"
 
 
 async def test_down_and_up_alerts_open_and_close_incidents(tmp_path):

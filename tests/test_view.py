@@ -116,6 +116,59 @@ async def test_health_reports_a_stalled_loop(autojump_clock):
         monitor.stop()
 
 
+async def test_health_sees_probes_starting_late_behind_a_backlog(autojump_clock):
+    # 12 targets due every 10 s, 1.5 s each, concurrency 1: 18 s of work per 10 s.
+    # Rounds start on time and every probe succeeds; only the start lag tells.
+    targets = [
+        {"name": f"t{i}", "url": f"http://127.0.0.{i + 1}:80/", "interval": "10s"}
+        for i in range(12)
+    ]
+    config = make_config(targets, concurrency=1)
+    prober = FakeProber({f"t{i}": 1.5 for i in range(12)})
+    async with trio.open_nursery() as nursery:
+        monitor = await nursery.start(
+            lambda task_status: run_monitor(
+                config,
+                out=_Null(),
+                handle_signals=False,
+                probers={"http": prober},
+                task_status=task_status,
+            )
+        )
+        await trio.sleep(60)
+        health = monitor.view.health()
+        assert not health.ok
+        assert "late" in health.reason
+        assert "concurrency" in health.reason
+        assert health.start_lag_p50_s > 5.0  # half the interval
+        assert health.start_lag_max_s >= health.start_lag_p50_s
+        monitor.stop()
+
+
+async def test_health_is_ok_while_probes_start_on_time(autojump_clock):
+    targets = [
+        {"name": f"t{i}", "url": f"http://127.0.0.{i + 1}:80/", "interval": "10s"}
+        for i in range(12)
+    ]
+    config = make_config(targets, concurrency=1)
+    prober = FakeProber({f"t{i}": 0.5 for i in range(12)})  # 6 s of work per 10 s
+    async with trio.open_nursery() as nursery:
+        monitor = await nursery.start(
+            lambda task_status: run_monitor(
+                config,
+                out=_Null(),
+                handle_signals=False,
+                probers={"http": prober},
+                task_status=task_status,
+            )
+        )
+        await trio.sleep(60)
+        health = monitor.view.health()
+        assert health.ok, health.reason
+        assert health.start_lag_max_s == pytest.approx(5.5)  # the last of 12 in a round
+        monitor.stop()
+
+
 def test_targets_without_results_have_no_stats():
     assert RecentStats().summary("nobody", T0) == (0, None, None)
 

@@ -8,7 +8,7 @@ and alert channels.
 from ._config import Config, Target, load_config, parse_config
 from ._errors import ConfigError, ErrorKind, MonitorError, ProbeFailure, UsageError
 from ._lifecycle import Monitor, run_monitor
-from ._records import SCHEMA, AlertEvent, ProbeResult, RoundSummary
+from ._records import SCHEMA, AlertEvent, ProbeResult, RoundSummary, TargetRemoved
 from ._version import __version__
 from .alerts import exec as _exec  # noqa: F401  (registers the channel)
 from .alerts import webhook as _webhook  # noqa: F401  (registers the channel)
@@ -26,6 +26,7 @@ __all__ = [
     "ProbeResult",
     "RoundSummary",
     "Target",
+    "TargetRemoved",
     "UsageError",
     "__version__",
     "load_config",

@@ -36,12 +36,12 @@ import trio
 
 from ._config import Config, load_config
 from ._errors import ConfigError
-from ._records import AlertEvent, ProbeResult, Record
+from ._records import AlertEvent, ProbeResult, Record, TargetRemoved
 from ._systemd import SystemdNotifier, serve_watchdog
 from .alerts.base import Notifiers
 from .engine.dispatch import Dispatcher, Outlet
 from .engine.schedule import Scheduler
-from .engine.state import MemoryStateStore
+from .engine.state import DOWN, MemoryStateStore
 from .engine.view import MonitorView, RecentStats
 from .probes import base as probe_kinds
 from .probes.base import Prober
@@ -68,7 +68,7 @@ class Reconfigurable(Protocol):
 
 
 def _kept_in_history(record: Record) -> bool:
-    return isinstance(record, ProbeResult) or (
+    return isinstance(record, ProbeResult | TargetRemoved) or (
         isinstance(record, AlertEvent) and record.event in ("down", "up", "flap_end")
     )
 
@@ -267,8 +267,11 @@ class Monitor:
                 " ".join(str(exc).split()),  # one line, whatever the exception says
             )
             return False
+        removals = self._removals(old, new)
         for component in self._reconfigurables:
             await component.reconfigure(old, new)
+        for record in removals:
+            self.dispatcher.publish(record)
         for what, before, after in (
             ("output", old.monitor.output, new.monitor.output),
             ("[server]", old.server, new.server),
@@ -363,13 +366,30 @@ class Monitor:
             return EXIT_FAILED
         return EXIT_OK
 
+    def _removals(self, old: Config, new: Config) -> list[TargetRemoved]:
+        """One record per target the reload removes: its open incident ends now."""
+        kept = {t.name for t in new.targets}
+        wall_now = time.time()
+        records = []
+        for target in old.targets:
+            if target.name not in kept:
+                state = self.state.get(target.name)
+                since = state.since if state is not None and state.state == DOWN else None
+                records.append(TargetRemoved(wall_now, target.name, target.url, since))
+        return records
+
     def _resume(self, outages: list[Incident]) -> None:
-        """Outages still open in history go on: those targets start DOWN."""
+        """Outages still open in history go on: those targets start DOWN. Those of
+        targets no longer configured end, at their last stored probe: nothing watched
+        them after it (`removed`, through the history outlet)."""
         names = {t.name for t in self.config.targets}
         now, wall_now = trio.current_time(), time.time()
         for incident in outages:
             if incident.target in names:
                 self.state.restore_down(incident.target, incident.start, now, wall_now)
+            else:
+                end = incident.start if incident.last_seen is None else incident.last_seen
+                self.dispatcher.publish(TargetRemoved(end, incident.target, since=incident.start))
 
 
 async def _watch_signals(monitor: Monitor, *, task_status=trio.TASK_STATUS_IGNORED) -> None:

@@ -71,6 +71,10 @@ class RoundSummary:
     drops: dict[str, int] = field(factory=dict)
     # per notifier ("webhook[0]", ...): alerts it gave up on after its retries, since start
     given_up: dict[str, int] = field(factory=dict)
+    # how late this round's probes started (due time until they held both limits);
+    # None when none started
+    lag_p50_ms: float | None = None
+    lag_max_ms: float | None = None
 
 
 @frozen
@@ -101,7 +105,22 @@ class AlertEvent:
         return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-Record = ProbeResult | RoundSummary | AlertEvent
+@frozen
+class TargetRemoved:
+    """A target is no longer monitored: a reload removed it, or it had an open outage
+    in history but is not configured at start-up. Its open incident (if any) ends at
+    `ts` with the end reason "removed": after that nothing observes it, so nothing
+    after counts as downtime. Not an alert: notifiers never see it."""
+
+    type: ClassVar[str] = "removed"
+
+    ts: float  # when monitoring it ended: the reload, or (at start-up) its last stored probe
+    target: str
+    url: str | None = None  # None when found at start-up (only history knows the name)
+    since: float | None = None  # start of the outage this ends; None when it was not down
+
+
+Record = ProbeResult | RoundSummary | AlertEvent | TargetRemoved
 
 _converter = cattrs.Converter()
 
@@ -114,6 +133,7 @@ for _cls, _times in (
     (ProbeResult, ("ts",)),
     (RoundSummary, ("ts",)),
     (AlertEvent, ("ts", "since")),
+    (TargetRemoved, ("ts", "since")),
 ):
     _overrides: dict[str, Any] = {name: override(unstruct_hook=_time_or_none) for name in _times}
     _converter.register_unstructure_hook(

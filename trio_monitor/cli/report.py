@@ -106,6 +106,7 @@ def make_report(args: argparse.Namespace, now: float, *, warn: Warn = warn_stder
     if config.store_path is None:
         raise UsageError(f"history is disabled in {config_path}")
     urls = {t.name: t.url for t in config.targets}
+    agg.intervals.update({t.name: t.interval for t in config.targets})
     try:
         with open_history(config.store_path) as reader:
             _check_targets(args.target, {*reader.targets(), *urls}, config_path)

@@ -8,6 +8,8 @@ probes is ours, not the target's, and must not look like a timeout.
 
 from __future__ import annotations
 
+import math
+from collections import deque
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 
@@ -15,10 +17,12 @@ import trio
 
 from .._config import MonitorSection
 from .._records import ProbeResult
+from ..store.records import Histogram
 from .adaptive import LAG_PERIOD, AdaptiveLimit
 
 LAG_FORGIVEN = 0.005  # loop stalls longer than this extend the deadlines in flight
 LAG_MEMORY = 60.0  # seconds the worst stall is remembered, for health checks
+START_LAG_PERIOD = 10.0  # the start-lag window moves in steps of this many seconds
 
 
 class Limits:
@@ -89,3 +93,41 @@ class LagWatch:
                     scope.deadline += lag
             if self._limits.adaptive is not None:
                 self._limits.adaptive.note_lag(lag)
+
+
+class StartLag:
+    """How late probes start: the time from a probe's due time until it holds both
+    limits. Behind a backlog (more due probes than `concurrency` serves) this grows
+    while every probe still succeeds, so it is what tells a monitor that cannot keep
+    its schedule. Kept over the last LAG_MEMORY seconds, in START_LAG_PERIOD steps,
+    as latency histograms: O(1) memory whatever the number of probes."""
+
+    def __init__(self) -> None:
+        # (period number, histogram of lags in ms, the worst lag in s), oldest first
+        self._periods: deque[tuple[int, Histogram, list[float]]] = deque()
+
+    def note(self, lag: float, now: float) -> None:
+        period = math.floor(now / START_LAG_PERIOD)
+        if not self._periods or self._periods[-1][0] < period:
+            self._periods.append((period, Histogram.empty(), [0.0]))
+            self._forget(now)
+        _, histogram, worst = self._periods[-1]
+        histogram.add(max(0.0, lag) * 1000)
+        worst[0] = max(worst[0], lag)
+
+    def _forget(self, now: float) -> None:
+        first = math.floor((now - LAG_MEMORY) / START_LAG_PERIOD)
+        while self._periods and self._periods[0][0] < first:
+            self._periods.popleft()
+
+    def recent(self, now: float) -> tuple[float, float] | None:
+        """-> (median, worst) start lag in seconds of the probes started in about the
+        last LAG_MEMORY seconds; None when none started."""
+        self._forget(now)
+        merged = Histogram.empty()
+        for _, histogram, _ in self._periods:
+            merged.merge(histogram)
+        p50 = merged.percentile(50)
+        if p50 is None:
+            return None
+        return p50 / 1000, max(worst[0] for _, _, worst in self._periods)

@@ -28,7 +28,7 @@ from .._errors import ErrorKind
 from .._records import ProbeResult, RoundSummary
 from ..probes.base import Plan, Prober
 from .dispatch import Dispatcher
-from .rounds import LagWatch, Limits
+from .rounds import LagWatch, Limits, StartLag
 
 log = logging.getLogger("trio_monitor")
 
@@ -79,6 +79,7 @@ class Scheduler:
         self._dispatcher = dispatcher
         self.limits = Limits(config.monitor)
         self.lag = LagWatch(self.limits)
+        self.start_lag = StartLag()
         self._stagger = config.monitor.stagger
         self._slots: dict[str, _Slot] = {}
         self._heap: list[tuple[float, int, _Slot]] = []
@@ -93,6 +94,7 @@ class Scheduler:
         # for health checks: when the loop began and when the last round began
         self.started_at = trio.current_time()
         self.last_round_at: float | None = None
+        self._loop_began = self.started_at  # set again when the loop begins
         self._apply(config, trio.current_time())
 
     # --- configuration -----------------------------------------------------------
@@ -140,6 +142,10 @@ class Scheduler:
     def worst_lag(self) -> tuple[float, float]:
         return self.lag.worst
 
+    def recent_start_lag(self) -> tuple[float, float] | None:
+        """(median, worst) seconds probes started behind schedule in the last minute."""
+        return self.start_lag.recent(trio.current_time())
+
     # --- the loop ----------------------------------------------------------------
 
     def _push(self, slot: _Slot) -> None:
@@ -168,7 +174,7 @@ class Scheduler:
     async def _run_once(self, slots: list[_Slot], summary: list[RoundSummary]) -> None:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self.lag.run)
-            await self._run_round(self._next_round(), slots, 0, summary)
+            await self._run_round(self._next_round(), slots, 0, summary, trio.current_time())
             nursery.cancel_scope.cancel()
 
     def _next_round(self) -> int:
@@ -176,6 +182,7 @@ class Scheduler:
         return self._round
 
     async def _loop(self, rounds: trio.Nursery, summary: list[RoundSummary]) -> None:
+        self._loop_began = trio.current_time()
         while True:
             while self._heap and not self._live(self._heap[0][2]):
                 heapq.heappop(self._heap)
@@ -206,7 +213,10 @@ class Scheduler:
                 slot.advance(now)
                 self._push(slot)
             self.last_round_at = now
-            rounds.start_soon(self._run_round, self._next_round(), slots, skipped, summary)
+            # due times before the loop began (start-up) are not lag: the schedule's own
+            # start is what made them late, not a backlog
+            start = max(due, self._loop_began)
+            rounds.start_soon(self._run_round, self._next_round(), slots, skipped, summary, start)
 
     def stop(self) -> None:
         """Start no more probes; in-flight ones get `grace` seconds, then are cancelled."""
@@ -217,13 +227,20 @@ class Scheduler:
     # --- one round ---------------------------------------------------------------
 
     async def _run_round(
-        self, round_no: int, slots: list[_Slot], skipped: int, summary: list[RoundSummary]
+        self,
+        round_no: int,
+        slots: list[_Slot],
+        skipped: int,
+        summary: list[RoundSummary],
+        due: float,
     ) -> None:
         ts, started = time.time(), trio.current_time()
         outcomes = [0, 0]  # ok, failed
+        lags: list[float] = []  # seconds each probe started after `due`
         async with trio.open_nursery() as nursery:
             for slot in slots:
-                nursery.start_soon(self._probe_one, slot, round_no, outcomes)
+                nursery.start_soon(self._probe_one, slot, round_no, outcomes, due, lags)
+        lags.sort()
         record = RoundSummary(
             ts=ts,
             round=round_no,
@@ -233,18 +250,25 @@ class Scheduler:
             duration_ms=round((trio.current_time() - started) * 1000, 3),
             skipped=skipped,
             concurrency=int(self.limits.limiter.total_tokens),
+            lag_p50_ms=_ms(lags[(len(lags) - 1) // 2]) if lags else None,
+            lag_max_ms=_ms(lags[-1]) if lags else None,
             **self._counters(),
         )
         summary.append(record)
         del summary[:-1]
         self._dispatcher.publish(record)
 
-    async def _probe_one(self, slot: _Slot, round_no: int, outcomes: list[int]) -> None:
+    async def _probe_one(
+        self, slot: _Slot, round_no: int, outcomes: list[int], due: float, lags: list[float]
+    ) -> None:
         plan = slot.plan
         target = plan.target
         try:
             # The deadline starts inside probe(), after both limits (see rounds.py).
             async with self.limits.hold(plan.limit_key):
+                now = trio.current_time()
+                lags.append(max(0.0, now - due))
+                self.start_lag.note(now - due, now)
                 try:
                     result = await slot.prober.probe(plan, round_no, self.lag.deadlines)
                 except Exception as exc:  # a bug must cost one result, not the monitor
@@ -257,6 +281,10 @@ class Scheduler:
         # a reload may have removed or changed the target meanwhile: then the result
         # is still reported, but no longer moves the state of what is configured now
         self._dispatcher.probed(target, result, trio.current_time(), current=self._live(slot))
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 3)
 
 
 def _internal_error(target: Target, round_no: int, exc: Exception) -> ProbeResult:

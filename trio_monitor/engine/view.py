@@ -23,6 +23,9 @@ from .state import TargetState
 
 HOURS = 24
 STALL_LIMIT = 5.0  # seconds of event-loop lag that make the monitor unhealthy
+# probes starting later than this share of the shortest interval (their median over
+# the last minute) make the monitor unhealthy: it cannot keep its schedule
+START_LAG_SHARE = 0.5
 
 
 class _Hour:
@@ -108,6 +111,8 @@ class Health:
     reason: str
     last_round_age_s: float | None
     max_age_s: float
+    start_lag_p50_s: float | None = None  # over the last minute; None: no probe started
+    start_lag_max_s: float | None = None
 
 
 class States(Protocol):
@@ -115,7 +120,8 @@ class States(Protocol):
 
 
 class Schedule(Protocol):
-    """When rounds began, and the worst event-loop stall of the last minute."""
+    """When rounds began, the worst event-loop stall of the last minute, and how late
+    probes started in the last minute."""
 
     @property
     def started_at(self) -> float: ...
@@ -125,6 +131,8 @@ class Schedule(Protocol):
 
     @property
     def worst_lag(self) -> tuple[float, float]: ...
+
+    def recent_start_lag(self) -> tuple[float, float] | None: ...
 
 
 class MonitorView:
@@ -176,19 +184,37 @@ class MonitorView:
 
     def health(self) -> Health:
         """Healthy while rounds run on schedule: the last one began less than twice the
-        shortest interval ago (plus the stagger window before the first), and the event
-        loop is not stalled."""
+        shortest interval ago (plus the stagger window before the first), the event
+        loop is not stalled, and probes start on time: the median start lag of the
+        last minute is at most START_LAG_SHARE of the shortest interval."""
         schedule = self._schedule
         config = self._config()
         if not config.targets:
             return Health(True, "ok (no targets)", None, 0.0)
-        max_age = 2 * min(t.interval for t in config.targets)
+        shortest = min(t.interval for t in config.targets)
+        max_age = 2 * shortest
         last = schedule.last_round_at
         reference = last if last is not None else schedule.started_at + config.monitor.stagger
         age = max(0.0, trio.current_time() - reference)
+        start_lag = schedule.recent_start_lag()
+        p50, worst = start_lag if start_lag is not None else (None, None)
+
+        def health(ok: bool, reason: str, shown_age: float | None) -> Health:
+            return Health(ok, reason, shown_age, max_age, p50, worst)
+
         if age > max_age:
-            return Health(False, f"no round for {age:.0f} s (limit {max_age:g} s)", age, max_age)
+            return health(False, f"no round for {age:.0f} s (limit {max_age:g} s)", age)
+        shown_age = age if last is not None else None
         lag, when = schedule.worst_lag
         if lag > STALL_LIMIT and trio.current_time() - when <= max_age:
-            return Health(False, f"event loop stalled for {lag:.1f} s", age, max_age)
-        return Health(True, "ok", age if last is not None else None, max_age)
+            return health(False, f"event loop stalled for {lag:.1f} s", shown_age)
+        lag_limit = START_LAG_SHARE * shortest
+        if p50 is not None and p50 > lag_limit:
+            return health(
+                False,
+                f"probes start {p50:.1f} s late (median of the last minute, worst "
+                f"{worst or 0.0:.1f} s; limit {lag_limit:g} s, half the shortest interval): "
+                "more probes are due than concurrency serves",
+                shown_age,
+            )
+        return health(True, "ok", shown_age)

@@ -18,6 +18,9 @@ Rules (the README's "Reports" section says the same):
   covered by incidents (overlaps merged). An incident's `duration_s`, the longest outage
   and the MTTR use whole incidents (an open one up to `until`): an outage that began
   before the range still took that long. MTTR is the mean duration of closed incidents.
+* Unobserved time is no downtime: an open incident ends, for these sums, at its
+  target's last probe plus one interval (`Incident.observed_end`); with no probe for
+  over two intervals before `until` it is `unobserved` ("no data since"), not ongoing.
 """
 
 from .aggregate import (

@@ -6,7 +6,7 @@ print. The rules it applies are in the package docstring."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from attrs import define, field, frozen
@@ -64,6 +64,7 @@ class Aggregator:
         *,
         slots: int = SLOTS,
         only: Iterable[str] | None = None,
+        intervals: Mapping[str, float] | None = None,
     ) -> None:
         if not since < until:
             raise ValueError("since must be before until")
@@ -72,6 +73,9 @@ class Aggregator:
         self.slots = slots
         self.width = (until - since) / slots
         self.only = None if only is None else frozenset(only)
+        # probe interval per target (the config's, or what the data shows): an open
+        # incident counts as downtime up to its last probe plus one interval
+        self.intervals: dict[str, float] = dict(intervals or {})
         self.targets: dict[str, _TargetAgg] = {}
         self.seen: set[str] = set()  # every target name a source mentioned, wanted or not
         self.outside = 0  # samples seen outside the range (JSON lines notes them)
@@ -161,14 +165,28 @@ class Aggregator:
 class IncidentView:
     target: str
     start: float
-    end: float | None  # None: still open (ongoing)
+    end: float | None  # None: still open
     error: str
-    duration_s: float  # whole incident; an open one up to `until`
+    duration_s: float  # whole incident; an open one up to `until` or its last probe
     in_range_s: float  # the part inside [since, until)
+    end_reason: str | None = None  # "up", "removed" (no longer monitored); None: open
+    # open only: the target's last probe; with `unobserved`, nothing probed it after
+    # (no data since), and its downtime stopped one interval after that probe
+    last_seen: float | None = None
+    unobserved: bool = False
+
+    @property
+    def open(self) -> bool:
+        return self.end is None
 
     @property
     def ongoing(self) -> bool:
-        return self.end is None
+        """Open and still watched: an unobserved one is "no data", not ongoing."""
+        return self.end is None and not self.unobserved
+
+    @property
+    def removed(self) -> bool:
+        return self.end_reason == "removed"
 
 
 @frozen
@@ -210,6 +228,10 @@ class TargetReport:
     @property
     def ongoing(self) -> int:
         return sum(i.ongoing for i in self.incidents)
+
+    @property
+    def unobserved(self) -> int:
+        return sum(i.unobserved for i in self.incidents)
 
 
 @frozen
@@ -254,12 +276,25 @@ def _union_length(spans: list[tuple[float, float]]) -> float:
 
 def _target_report(agg: _TargetAgg, a: Aggregator) -> TargetReport:
     views = []
+    interval = a.intervals.get(agg.name, 0.0)
     for inc in sorted(agg.incidents, key=lambda i: i.start):
+        end = inc.observed_end(a.until, interval)
         lo = max(inc.start, a.since)
-        hi = min(a.until if inc.end is None else inc.end, a.until)
-        duration = max(0.0, inc.duration(a.until))
-        views.append(IncidentView(agg.name, inc.start, inc.end, inc.error, duration, hi - lo))
-    closed = [v.duration_s for v in views if not v.ongoing]
+        hi = min(end, a.until)
+        views.append(
+            IncidentView(
+                agg.name,
+                inc.start,
+                inc.end,
+                inc.error,
+                max(0.0, end - inc.start),
+                max(0.0, hi - lo),
+                inc.end_reason,
+                inc.last_seen if inc.end is None else None,
+                inc.unobserved(a.until, interval),
+            )
+        )
+    closed = [v.duration_s for v in views if not v.open]
     slots = tuple(
         SlotView(
             a.since + i * a.width,

@@ -147,6 +147,7 @@ def render_html(report: Report, slowest: int = DEFAULT_SLOWEST) -> str:
     """One self-contained page: inline CSS and SVG, no scripts, nothing fetched."""
     incidents = report.incidents
     ongoing = sum(i.ongoing for i in incidents)
+    unobserved = sum(i.unobserved for i in incidents)
     downtime = sum(t.downtime_s for t in report.targets)
     span = format_duration(report.until - report.since)
     o = [
@@ -169,6 +170,7 @@ def render_html(report: Report, slowest: int = DEFAULT_SLOWEST) -> str:
         f"{fmt_pct(report.availability_pct, 3)}%</b></div>",
         f'<div class="card">incidents<b>{len(incidents)}'
         + (f' <span class="badge">{ongoing} ongoing</span>' if ongoing else "")
+        + (f' <span class="badge">{unobserved} no data</span>' if unobserved else "")
         + "</b></div>",
         f'<div class="card">downtime<b>{_e(human_duration(downtime))}</b></div>',
         "</div>",
@@ -185,6 +187,7 @@ def render_html(report: Report, slowest: int = DEFAULT_SLOWEST) -> str:
             f"<td>{fmt_ms(t.p50)}</td><td>{fmt_ms(t.p95)}</td><td>{fmt_ms(t.p99)}</td>"
             f"<td>{len(t.incidents)}"
             + (' <span class="badge">ongoing</span>' if t.ongoing else "")
+            + (' <span class="badge">no data</span>' if t.unobserved else "")
             + f"</td><td>{human_duration(t.downtime_s) if t.incidents else '-'}</td>"
             f"<td>{human_duration(t.mttr_s)}</td><td>{t.content_changes}</td></tr>"
         )
@@ -213,7 +216,14 @@ def render_html(report: Report, slowest: int = DEFAULT_SLOWEST) -> str:
             '<th class="name">end</th><th>duration</th><th class="name">error</th></tr>'
         )
         for i in reversed(incidents):
-            end = '<span class="badge">ongoing</span>' if i.ongoing else _e(rfc3339(i.end or 0))
+            if i.ongoing:
+                end = '<span class="badge">ongoing</span>'
+            elif i.unobserved:
+                end = f'<span class="badge">no data since {_e(rfc3339(i.last_seen or i.start))}</span>'
+            else:
+                end = _e(rfc3339(i.end or 0))
+            if i.removed:
+                end += ' <span class="badge">removed</span>'
             o.append(
                 f'<tr><td class="name">{_e(i.target)}</td><td class="name mono">'
                 f'{_e(rfc3339(i.start))}</td><td class="name mono">{end}</td>'

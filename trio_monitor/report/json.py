@@ -46,6 +46,9 @@ def report_dict(report: Report, slowest: int = DEFAULT_SLOWEST) -> dict[str, Any
                         "in_range_s": _r(i.in_range_s),
                         "error": i.error,
                         "ongoing": i.ongoing,
+                        "end_reason": i.end_reason,
+                        "last_seen": None if i.last_seen is None else rfc3339(i.last_seen),
+                        "unobserved": i.unobserved,
                     }
                     for i in t.incidents
                 ],
@@ -74,6 +77,7 @@ def report_dict(report: Report, slowest: int = DEFAULT_SLOWEST) -> dict[str, Any
             "availability_pct": _r(report.availability_pct, 4),
             "incidents": len(incidents),
             "ongoing": sum(i.ongoing for i in incidents),
+            "unobserved": sum(i.unobserved for i in incidents),
             "downtime_s": _r(sum(t.downtime_s for t in report.targets)),
             "content_changes": sum(t.content_changes for t in report.targets),
         },

@@ -5,14 +5,18 @@ JSON lines: probe lines are samples, whatever their probe `kind` (a kind without
 HTTP status has a null one); content_changed ones also count as a content change.
 Alert `down` opens an incident at its `since`, the next `up` of the target closes it
 at the up's `ts`; a `down` while one is open changes nothing (the monitor restarted
-while the target was down). Round, slow and content_changed alert lines are not
-needed. Unparseable lines and lines of unknown types are skipped and counted, with a
+while the target was down); a `removed` line ends the target's open one at its `ts`
+(end reason "removed"); one still open at the end of the file was last seen at the
+target's last probe line, and the shortest gap between its probe lines is taken as its
+interval (unobserved time is no downtime). Round, slow and content_changed alert lines
+are not needed. Unparseable lines and lines of unknown types are skipped and counted, with a
 note on stderr; a first line that is not a trio-monitor record is an error.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 import sys
 from collections.abc import Callable, Iterable, Iterator
@@ -123,9 +127,18 @@ def feed_jsonl(
     a: Aggregator, stream: IO[bytes], name: str, *, warn: Warn = warn_stderr
 ) -> dict[str, Any]:
     """One pass over the monitor's JSON lines. Returns counts for the report's `source`."""
-    counts = {"lines": 0, "probes": 0, "alerts": 0, "rounds": 0, "other_types": 0, "bad": 0}
+    counts = {
+        "lines": 0,
+        "probes": 0,
+        "alerts": 0,
+        "rounds": 0,
+        "removed": 0,
+        "other_types": 0,
+        "bad": 0,
+    }
     first_bad: int | None = None
     open_since: dict[str, tuple[float, str]] = {}  # target -> (start, error kind)
+    probed: dict[str, tuple[float, float]] = {}  # target -> (last probe, shortest gap)
     seen_record = False
     for lineno, raw in enumerate(_lines(stream), 1):
         if raw is not None and not raw.strip():
@@ -152,19 +165,26 @@ def feed_jsonl(
         try:
             if kind == "probe":
                 counts["probes"] += 1
-                _probe_line(a, rec)
+                _probe_line(a, rec, probed)
             elif kind == "alert":
                 counts["alerts"] += 1
                 _alert_line(a, rec, open_since)
             elif kind == "round":
                 counts["rounds"] += 1
+            elif kind == "removed":
+                counts["removed"] += 1
+                _removed_line(a, rec, open_since)
             else:
                 counts["other_types"] += 1
         except (KeyError, TypeError, ValueError):
             counts["bad"] += 1
             first_bad = first_bad or lineno
+    for target, (_, gap) in probed.items():
+        if gap < math.inf and target not in a.intervals:
+            a.intervals[target] = gap  # the file has no config: its cadence
     for target, (start, error) in open_since.items():
-        a.add_incident(Incident(target, start, None, error))
+        last_seen = probed.get(target, (start, None))[0]
+        a.add_incident(Incident(target, start, None, error, last_seen=max(start, last_seen)))
     if counts["bad"]:
         warn(
             f"{name}: skipped {plural(counts['bad'], 'unparseable line')} (first on line {first_bad})"
@@ -180,7 +200,7 @@ def feed_jsonl(
     return {"kind": "jsonl", "path": name, **counts, "outside_range": a.outside}
 
 
-def _probe_line(a: Aggregator, rec: dict[str, Any]) -> None:
+def _probe_line(a: Aggregator, rec: dict[str, Any], probed: dict[str, tuple[float, float]]) -> None:
     target = rec["target"]
     if not isinstance(target, str):
         raise TypeError("target is not a string")
@@ -194,6 +214,9 @@ def _probe_line(a: Aggregator, rec: dict[str, Any]) -> None:
     status = rec.get("status")
     if not a.wants(target):
         return
+    last, gap = probed.get(target, (None, math.inf))
+    if last is None or ts > last:
+        probed[target] = (ts, gap if last is None else min(gap, ts - last))
     a.target(target, _opt_str(rec.get("url")))
     a.add_sample(
         Sample(target, ts, ok, latency, error, status if isinstance(status, int) else None)
@@ -222,7 +245,20 @@ def _alert_line(
         if start is None:  # the down came before this file began
             downtime = _number(rec.get("downtime_s"))
             start = since if since is not None else ts - (downtime or 0.0)
-        a.add_incident(Incident(target, start, ts, error or "unknown"))
+        a.add_incident(Incident(target, start, ts, error or "unknown", "up"))
+
+
+def _removed_line(
+    a: Aggregator, rec: dict[str, Any], open_since: dict[str, tuple[float, str]]
+) -> None:
+    target = rec["target"]
+    if not isinstance(target, str):
+        raise TypeError("target is not a string")
+    ts = _parse_ts(rec["ts"])
+    a.seen.add(target)
+    if a.wants(target) and target in open_since:
+        start, error = open_since.pop(target)
+        a.add_incident(Incident(target, start, max(start, ts), error or "unknown", "removed"))
 
 
 @contextmanager

@@ -5,7 +5,7 @@ from __future__ import annotations
 from .._config import format_duration
 from .._records import rfc3339
 from ..store.records import ERROR_BOUND
-from .aggregate import DEFAULT_SLOWEST, Report
+from .aggregate import DEFAULT_SLOWEST, IncidentView, Report
 from .format import fmt_ms, fmt_pct, human_duration, plural
 
 
@@ -25,6 +25,11 @@ _COLUMNS = (
 )
 
 
+def _without_data(incidents: list[IncidentView]) -> str:
+    n = sum(i.unobserved for i in incidents)
+    return f", {n} without data" if n else ""
+
+
 def render_text(report: Report, slowest: int = DEFAULT_SLOWEST, width: int = 80) -> str:
     fixed = sum(w + 1 for _, w in _COLUMNS)
     name_w = max(6, min(width - fixed, max((len(t.target) for t in report.targets), default=6)))
@@ -41,7 +46,7 @@ def render_text(report: Report, slowest: int = DEFAULT_SLOWEST, width: int = 80)
             fmt_ms(t.p50),
             fmt_ms(t.p95),
             fmt_ms(t.p99),
-            f"{len(t.incidents)}{'!' if t.ongoing else ''}",
+            f"{len(t.incidents)}{'!' if t.ongoing else '?' if t.unobserved else ''}",
             human_duration(t.downtime_s) if t.incidents else "-",
         )
         row = _fit(t.target, name_w).ljust(name_w)
@@ -57,12 +62,26 @@ def render_text(report: Report, slowest: int = DEFAULT_SLOWEST, width: int = 80)
         f"{plural(len(report.targets), 'target')}, {plural(report.checks, 'check')}, "
         f"availability {fmt_pct(report.availability_pct, 3)}"
         f"{'' if report.availability_pct is None else '%'}",
-        f"{plural(len(incidents), 'incident')} ({len(ongoing)} ongoing), "
+        f"{plural(len(incidents), 'incident')} ({len(ongoing)} ongoing"
+        f"{_without_data(incidents)}), "
         f"downtime {human_duration(sum(t.downtime_s for t in report.targets))}",
     ]
     for i in ongoing:
         name = _fit(i.target, max(10, width - 58))
         out.append(f"ongoing: {name} down since {rfc3339(i.start)} ({i.error or '?'})")
+    for i in incidents:
+        if i.unobserved:
+            name = _fit(i.target, max(10, width - 90))
+            out.append(
+                f"no data: {name} down since {rfc3339(i.start)} ({i.error or '?'}), "
+                f"no probe after {rfc3339(i.last_seen or i.start)}"
+            )
+        elif i.removed:
+            name = _fit(i.target, max(10, width - 90))
+            out.append(
+                f"removed: {name} down since {rfc3339(i.start)} ({i.error or '?'}), "
+                f"not monitored after {rfc3339(i.end or i.start)}"
+            )
     top = report.slowest(slowest)
     if top:
         out += ["", f"slowest by p95 (+/-{ERROR_BOUND:.1%}):"]

@@ -99,6 +99,10 @@ def _time(ts: float | None) -> str | None:
     return None if ts is None else rfc3339(ts)
 
 
+def _seconds(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
 def _parse_time(value: str, now: float, name: str) -> float:
     """A duration back from now ("24h", "7d") or an RFC 3339 time -> unix seconds."""
     try:
@@ -163,13 +167,20 @@ def _sample_json(s: Sample) -> JSONObject:
     }
 
 
-def _incident_json(i: Incident, now: float) -> JSONObject:
+def _incident_json(i: Incident, now: float, monitored: bool) -> JSONObject:
+    """An open incident of a target this monitor probes runs until now; one of a
+    target it does not probe (any more) stopped at its last probe: no data since."""
+    unobserved = not monitored and i.unobserved(now)
+    end = i.observed_end(now) if unobserved else (now if i.end is None else i.end)
     return {
         "target": i.target,
         "start": rfc3339(i.start),
         "end": _time(i.end),
-        "duration_s": round(max(0.0, i.duration(now)), 3),
+        "duration_s": round(max(0.0, end - i.start), 3),
         "error": i.error,
+        "end_reason": i.end_reason,
+        "last_seen": _time(i.last_seen),
+        "unobserved": unobserved,
     }
 
 
@@ -254,10 +265,10 @@ class _Api:
         body = {
             "status": "ok" if h.ok else "unhealthy",
             "reason": h.reason,
-            "last_round_age_s": None
-            if h.last_round_age_s is None
-            else round(h.last_round_age_s, 3),
+            "last_round_age_s": _seconds(h.last_round_age_s),
             "max_age_s": h.max_age_s,
+            "start_lag_p50_s": _seconds(h.start_lag_p50_s),
+            "start_lag_max_s": _seconds(h.start_lag_max_s),
         }
         return JSON(body, 200 if h.ok else 503)
 
@@ -309,11 +320,13 @@ class _Api:
         target = request.query_params.get("target")
         rows = await self.history(lambda reader: reader.incidents(since, until, target))
         now = time.time()
+        shown = rows[-limit:]
+        monitored = {t.name for t in self.view.targets()} if shown else set()
         return JSON(
             {
                 "since": rfc3339(since),
                 "until": rfc3339(until),
-                "incidents": [_incident_json(i, now) for i in rows[-limit:]],
+                "incidents": [_incident_json(i, now, i.target in monitored) for i in shown],
                 "truncated": len(rows) > limit,
             }
         )

@@ -16,6 +16,10 @@ Per target (label `target`), from its latest probe, named like the Blackbox expo
 Process-wide:
 
     trio_monitor_round_duration_seconds    the last finished round
+    trio_monitor_schedule_lag_seconds{quantile}
+                                           how late the last round's probes started
+                                           (due time until they held both limits):
+                                           "0.5" the median, "1" the worst
     trio_monitor_concurrency_limit         the probe limit in force
     trio_monitor_targets                   targets configured (see `retain`)
     trio_monitor_rounds_total              rounds finished
@@ -84,6 +88,12 @@ class Metrics:
         self._round_duration = Gauge(
             "trio_monitor_round_duration_seconds",
             "Duration of the last finished round",
+            registry=registry,
+        )
+        self._schedule_lag = Gauge(
+            "trio_monitor_schedule_lag_seconds",
+            "How late the last round's probes started after their due time (quantile 0.5, 1)",
+            ("quantile",),
             registry=registry,
         )
         self._concurrency = Gauge(
@@ -175,6 +185,9 @@ class Metrics:
 
     def _round(self, s: RoundSummary) -> None:
         self._round_duration.set(s.duration_ms / 1000)
+        if s.lag_p50_ms is not None and s.lag_max_ms is not None:
+            self._schedule_lag.labels("0.5").set(s.lag_p50_ms / 1000)
+            self._schedule_lag.labels("1").set(s.lag_max_ms / 1000)
         if s.concurrency:
             self._concurrency.set(s.concurrency)
         self._rounds.inc()

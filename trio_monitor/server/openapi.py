@@ -65,6 +65,8 @@ _SCHEMAS: Schema = {
             "reason": {"type": "string"},
             "last_round_age_s": _nullable("number"),
             "max_age_s": {"type": "number"},
+            "start_lag_p50_s": _nullable("number", minimum=0),
+            "start_lag_max_s": _nullable("number", minimum=0),
         }
     ),
     "Probe": _object(
@@ -139,6 +141,20 @@ _SCHEMAS: Schema = {
             "end": {**_NULLABLE_TIME, "description": "null while the outage goes on"},
             "duration_s": {"type": "number", "minimum": 0},
             "error": {"type": "string", "description": "the error kind that took it down"},
+            "end_reason": {
+                "enum": ["up", "removed", None],
+                "description": "why it ended: the target recovered (up) or is no longer"
+                " monitored (removed); null while open",
+            },
+            "last_seen": {
+                **_NULLABLE_TIME,
+                "description": "open ones: the target's last stored probe",
+            },
+            "unobserved": {
+                "type": "boolean",
+                "description": "open, but its target is not probed any more: no data since"
+                " last_seen, and duration_s stops there",
+            },
         }
     ),
     "IncidentList": _object(

@@ -117,14 +117,17 @@ class HistoryReader:
         return (rollup_from_row(target, row) for row in rows)
 
     def incidents(self, since: float, until: float, target: str | None = None) -> list[Incident]:
-        """Incidents overlapping [since, until), open ones included, by start."""
+        """Incidents overlapping [since, until), open ones included, by start. An open
+        one has `last_seen`: its target's last stored probe (or its start, without one)."""
         sql = (
-            'SELECT t.name, i.start, i."end", i.error FROM incidents i'
-            " JOIN targets t ON t.id = i.target_id"
+            'SELECT t.name, i.start, i."end", i.error, i.end_reason,'
+            ' CASE WHEN i."end" IS NULL THEN max(i.start, coalesce('
+            "(SELECT max(s.ts) FROM samples s WHERE s.target_id = i.target_id), i.start))"
+            " END FROM incidents i JOIN targets t ON t.id = i.target_id"
             ' WHERE i.start < ? AND (i."end" IS NULL OR i."end" > ?)'
         )
         rows = self._select(sql, (until, since), target, "i.start, i.id")
-        return [Incident(name, start, end, error) for name, start, end, error in rows]
+        return [Incident(*row) for row in rows]
 
     def changes(self, since: float, until: float, target: str | None = None) -> list[ContentChange]:
         """Content changes in [since, until), oldest first."""

@@ -115,9 +115,31 @@ class Incident:
     start: float
     end: float | None  # None while still open
     error: str  # the error kind that took the target down
+    end_reason: str | None = None  # "up" (recovered), "removed" (no longer monitored)
+    # while open: the target's last probe (None: not known, taken as observed till now)
+    last_seen: float | None = None
 
     def duration(self, until: float) -> float:
         return (until if self.end is None else self.end) - self.start
+
+    def observed_end(self, until: float, interval: float = 0.0) -> float:
+        """Where its downtime ends: its end; while open, `until`, or its target's last
+        probe plus one `interval` when that came earlier: after it nothing watched the
+        target (the monitor stopped, or no longer probes it), a gap, not downtime."""
+        if self.end is not None:
+            return self.end
+        if self.last_seen is None:
+            return until
+        return max(self.start, min(until, self.last_seen + interval))
+
+    def unobserved(self, until: float, interval: float = 0.0) -> bool:
+        """Open, but no probe of its target for over two intervals before `until`
+        (one late or in-flight probe is not yet a gap)."""
+        return (
+            self.end is None
+            and self.last_seen is not None
+            and until > self.last_seen + 2 * interval
+        )
 
 
 @frozen

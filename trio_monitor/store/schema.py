@@ -43,6 +43,12 @@ MIGRATIONS: list[tuple[str, ...]] = [
             PRIMARY KEY (target_id, ts)) WITHOUT ROWID""",
         "CREATE TABLE meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID",
     ),
+    (
+        # why an incident ended: "up" (the target recovered) or "removed" (no longer
+        # monitored); NULL while it is open
+        "ALTER TABLE incidents ADD COLUMN end_reason TEXT",
+        """UPDATE incidents SET end_reason = 'up' WHERE "end" IS NOT NULL""",
+    ),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -20,7 +20,7 @@ import trio
 from attrs import define
 
 from .._config import StorageSection
-from .._records import AlertEvent, ProbeResult, Record
+from .._records import AlertEvent, ProbeResult, Record, TargetRemoved
 from ._db import Db, ErrorLog, environmental, log, one_line, reason
 from ._sql import UNSTORED, transaction
 from .schema import BUSY_TIMEOUT, Connect
@@ -44,6 +44,7 @@ class StoreStats:
 #   ("s", target, ts, ok, status, latency_ms, error, change)  change: (previous, new) | None
 #   ("d", target, start, error)                                  a "down" alert
 #   ("u", target, end)                                           an "up" alert
+#   ("r", target, end)                                           a removed target
 # (status is None for probe kinds without one, and for no answer at all)
 SampleOp = tuple[
     Literal["s"],
@@ -56,8 +57,10 @@ SampleOp = tuple[
     tuple[str | None, str | None] | None,
 ]
 DownOp = tuple[Literal["d"], str, float, str]
-UpOp = tuple[Literal["u"], str, float]
-Op = SampleOp | DownOp | UpOp
+EndOp = tuple[Literal["u", "r"], str, float]
+Op = SampleOp | DownOp | EndOp
+
+END_REASONS = {"u": "up", "r": "removed"}  # incidents.end_reason, by the op that ends one
 
 
 def _write_batch(
@@ -97,9 +100,12 @@ def _write_batch(
                     (tid, op[2], op[3]),
                 )
         else:
+            # max(): an incident never ends before it began (a removal found at
+            # start-up ends at the last probe, which may precede a restored start)
             conn.execute(
-                'UPDATE incidents SET "end" = ? WHERE target_id = ? AND "end" IS NULL',
-                (op[2], tid),
+                'UPDATE incidents SET "end" = max(start, ?), end_reason = ?'
+                ' WHERE target_id = ? AND "end" IS NULL',
+                (op[2], END_REASONS[op[0]], tid),
             )
 
     stored = skipped = 0
@@ -193,6 +199,8 @@ class StoreWriter:
         elif isinstance(record, AlertEvent) and record.event == "flap_end":
             # settled UP: the outage (if one was open) ended when that state began
             op = ("u", record.target, record.ts if record.since is None else record.since)
+        elif isinstance(record, TargetRemoved):
+            op = ("r", record.target, record.ts)
         else:
             return
         self._backlog.append(op)
@@ -306,7 +314,7 @@ async def serve_store_writer(
     """Store every record from `receive` until the channel is closed and drained.
 
     Probe results become samples (and content changes); "down"/"up" alerts open and
-    close incidents. Never raises because of the file: failures are logged and
+    close incidents; a removed target's open incident ends with reason "removed". Never raises because of the file: failures are logged and
     counted in `stats`. Give it a deadline on shutdown (the final write is bounded
     by it)."""
     await StoreWriter(store_path, storage, stats).serve(receive, task_status=task_status)

@@ -512,7 +512,12 @@
     const start = parseTime(i.start), end = parseTime(i.end);
     li.append(el("strong", "", str(i.target)));
     let text;
-    if (open) {
+    const lastSeen = parseTime(i.last_seen);
+    if (open && i.unobserved === true) {
+      // not probed any more: the outage stopped growing at its last probe
+      text = " down since " + (start !== null ? dateTime(start) : "?") +
+        " \u00b7 no data since " + (lastSeen !== null ? dateTime(lastSeen) : "?");
+    } else if (open) {
       text = " down since " + (start !== null ? dateTime(start) + " (for " +
         duration(now() - start) + ")" : "?");
     } else {
@@ -521,6 +526,7 @@
         (isNum(i.duration_s) ? " (" + duration(i.duration_s * 1000) + ")" : "");
     }
     if (str(i.error)) text += " \u00b7 " + str(i.error);
+    if (i.end_reason === "removed") text += " \u00b7 removed (no longer monitored)";
     li.append(document.createTextNode(text));
     return li;
   }
