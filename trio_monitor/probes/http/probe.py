@@ -20,6 +20,7 @@ from ..._errors import RETRYABLE, ErrorKind, ProbeFailure
 from ..._records import ProbeResult
 from .config import HttpSpec
 from .errors import classify
+from .network import CURRENT_EXCHANGE, Exchange
 from .transport import VERIFY_TLS
 
 BACKOFF_BASE = 0.1  # seconds before the first retry; doubles each time
@@ -174,7 +175,9 @@ async def _read_body(plan: HttpPlan, response: httpx.Response) -> tuple[int, boo
     return total, truncated, "sha256:" + digest.hexdigest(), found
 
 
-async def _attempt(transport: httpx.AsyncBaseTransport, plan: HttpPlan) -> _Response:
+async def _attempt(
+    transport: httpx.AsyncBaseTransport, plan: HttpPlan, exchange: Exchange
+) -> _Response:
     spec = plan.spec
     started = trio.current_time()
     method = spec.method
@@ -183,6 +186,7 @@ async def _attempt(transport: httpx.AsyncBaseTransport, plan: HttpPlan) -> _Resp
     while True:
         # Straight to the transport: the client's per-request auth, cookie and event-hook
         # machinery is nothing a probe wants, and costs more than the probe's own logic.
+        exchange.reset()
         response = await transport.handle_async_request(request)
         response.request = request
         try:
@@ -248,6 +252,8 @@ async def probe(
     attempts = 0
     response: _Response | None = None
     failure: ProbeFailure | None = None
+    exchange = Exchange()  # what the connection received: see errors.classify
+    exchange_token = CURRENT_EXCHANGE.set(exchange)
     with trio.move_on_after(target.timeout) as deadline:
         if deadlines is not None:
             deadlines.add(deadline)
@@ -255,11 +261,11 @@ async def probe(
             for retry in range(target.retries + 1):
                 attempts += 1
                 try:
-                    response = await _attempt(transport, plan)
+                    response = await _attempt(transport, plan, exchange)
                     failure = response.failure
                     break
                 except Exception as exc:  # every failure is data; Cancelled is no Exception
-                    failure = classify(exc)
+                    failure = classify(exc, exchange)
                 if failure.kind not in RETRYABLE or retry == target.retries:
                     break
                 delay = backoff_delay(retry, rng)
@@ -269,6 +275,7 @@ async def probe(
         finally:
             if deadlines is not None:
                 deadlines.discard(deadline)
+            CURRENT_EXCHANGE.reset(exchange_token)
     if deadline.cancelled_caught:
         response = None
         failure = ProbeFailure(
