@@ -294,7 +294,15 @@ async def test_post_redirected_by_302_becomes_get(server, transport):
         ("https://127.0.0.1:8443/next", False),
     ],
 )
-async def test_credentials_stay_with_the_target_origin(location, kept):
+@pytest.mark.parametrize(
+    ("url", "headers"),
+    [
+        (MOCK_URL + "start", {"Authorization": "Bearer t"}),
+        (MOCK_URL.replace("//", "//user:pass@") + "start", {}),  # sent as Basic auth
+    ],
+    ids=["header", "userinfo"],
+)
+async def test_credentials_stay_with_the_target_origin(location, kept, url, headers):
     sent: dict[str, httpx.Headers] = {}
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -303,17 +311,39 @@ async def test_credentials_stay_with_the_target_origin(location, kept):
             return httpx.Response(302, headers={"location": location})
         return httpx.Response(200, text="landed")
 
-    plan = make_plan(
-        MOCK_URL + "start", headers={"Authorization": "Bearer t", "Cookie": "s=1", "X-Other": "o"}
-    )
+    plan = make_plan(url, headers={**headers, "Cookie": "s=1", "X-Other": "o"})
     async with mock_transport(handler) as transport:
         result = await probe(transport, plan, 1)
 
     assert result.ok, result
+    assert "authorization" in sent[MOCK_URL + "start"]
     final = sent[result.final_url]
     assert final["x-other"] == "o"
     assert ("authorization" in final, "cookie" in final) == (kept, kept)
     assert final["host"] == httpx.URL(result.final_url).netloc.decode()
+
+
+async def test_url_credentials_are_sent_as_basic_auth(server, transport):
+    path = "/basic/alice/p@ss"
+    url = server.url(path).replace("//", "//alice:p%40ss@")
+    result = await run(transport, url)
+    refused = await run(transport, server.url(path), retries=0)
+
+    assert result.ok, result
+    assert result.url == result.target == url.replace("p%40ss", "***")
+    assert (refused.ok, refused.status) == (False, 401)
+
+
+async def test_a_final_url_is_shown_redacted():
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/start":
+            return httpx.Response(302, headers={"location": "http://u:secret@127.0.0.1/next"})
+        return httpx.Response(200, text="landed")
+
+    async with mock_transport(handler) as transport:
+        result = await run(transport, MOCK_URL + "start")
+
+    assert result.final_url == "http://u:***@127.0.0.1/next"
 
 
 async def test_invalid_redirect_location_is_a_protocol_error():  # httpx checks it

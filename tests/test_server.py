@@ -254,7 +254,7 @@ class SpecChecker:
         method = "get" if request.method == "HEAD" else request.method.lower()
         operation = None if template is None else self.spec["paths"][template].get(method)
         if operation is None:  # unknown path or method: only the generic JSON errors
-            assert status in (401, 404, 405), (request.method, raw_path, status)
+            assert status in (401, 404, 405, 421), (request.method, raw_path, status)
             documented = {
                 "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
             }
@@ -327,11 +327,17 @@ async def serving(
     *,
     token: str | None = None,
     public: bool = False,
+    allowed_hosts: tuple[str, ...] = (),
     metrics: Metrics | None = None,
     grace: float = 2.0,
     **app_options: Any,
 ):
-    section = ServerSection(listen=("127.0.0.1", 0), token=token, public_status_page=public)
+    section = ServerSection(
+        listen=("127.0.0.1", 0),
+        token=token,
+        public_status_page=public,
+        allowed_hosts=allowed_hosts,
+    )
     options = {"page": fake_page} | app_options
     app = build_app(view, section, metrics or Metrics(), **options)
     served = Served(section, app)
@@ -800,6 +806,35 @@ async def test_a_public_status_page_keeps_the_api_private():
         assert "401" in spec["paths"]["/api/v1/targets"]["get"]["responses"]
 
 
+SERVED_HOSTS = ["127.0.0.1", "127.0.0.1:9", "LOCALHOST:9180", "[::1]:9180", "10.1.2.3", "ok.test"]
+FOREIGN_HOSTS = ["evil.example", "evil.example:9180", "localhost.evil.example", "127.0.0.1.nip.io"]
+
+
+async def test_without_a_token_only_hosts_that_name_the_server_are_answered():
+    # a DNS-rebinding page reaches 127.0.0.1 under its own name, and sends that as Host
+    view = FakeView(target_status("api"))
+    async with serving(view, allowed_hosts=("ok.test",)) as served, served.client() as client:
+        for host in SERVED_HOSTS:
+            for url in [*PRIVATE, *PAGE]:
+                response = await client.get(url, headers={"host": host})
+                assert response.status_code == 200, (host, url)
+        for host in FOREIGN_HOSTS:
+            for url in [*PRIVATE, *PAGE, "/nothing/here"]:
+                response = await client.get(url, headers={"host": host})
+                assert response.status_code == 421, (host, url)
+                (line,) = response.json()["error"].splitlines()
+                assert "allowed_hosts" in line
+            assert (await client.get("/healthz", headers={"host": host})).status_code == 200
+
+
+async def test_with_a_token_any_host_is_answered():
+    view = FakeView(target_status("api"))
+    async with serving(view, token=TOKEN) as served, served.client(TOKEN) as client:
+        for url in [*PRIVATE, *PAGE]:
+            response = await client.get(url, headers={"host": "evil.example"})
+            assert response.status_code == 200, url
+
+
 async def test_token_is_compared_in_constant_time(monkeypatch):
     calls = []
     real = auth.hmac.compare_digest
@@ -1037,7 +1072,7 @@ async def test_shutdown_is_bounded_when_a_client_stops_reading(logs):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
             await sock.connect(("127.0.0.1", served.port))
             stalled = trio.SocketStream(sock)
-            await stalled.send_all(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n")
+            await stalled.send_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
             assert (await stalled.receive_some(100)).startswith(b"HTTP/1.1 200")
             await trio.testing.wait_all_tasks_blocked()  # the server is stuck writing
             elapsed = await served.stop()

@@ -46,7 +46,7 @@ from .._errors import StoreError
 from .._records import rfc3339, to_dict
 from ..store import HistoryReader
 from ..store.records import Incident, Sample
-from .auth import BearerAuth
+from .auth import guard
 from .badges import status_badge, uptime_badge
 from .contract import API, DEFAULT_SINCE, JSON, MAX_ROWS, RECENT, JSONObject, error_response
 from .openapi import openapi_document
@@ -361,7 +361,7 @@ def build_app(
         routes=routes,
         exception_handlers={HTTPException: _http_error, Exception: _internal_error},
     )
-    return _Guard(BearerAuth(app, server))
+    return _Guard(guard(app, server))
 
 
 class _Guard:

@@ -167,6 +167,9 @@ _UNAUTHORIZED = {
     **_error_response("with [server] token set: no or a wrong bearer token"),
     "headers": {"WWW-Authenticate": {"schema": {"type": "string"}}},
 }
+_MISDIRECTED = _error_response(
+    "without [server] token: the Host header names no address or name this server answers for"
+)
 _DEFAULT = _error_response("any other error (405 method not allowed, 500 internal error)")
 _NAME = {
     "name": "name",
@@ -204,8 +207,8 @@ def _get(summary: str, responses: Schema, **extra: Any) -> Schema:
 
 def openapi_document(server: ServerSection) -> Schema:
     """The OpenAPI 3.1 description of the server as configured (auth included)."""
-    secured = {"401": _UNAUTHORIZED} if server.token is not None else {}
-    public = {} if server.public_status_page else secured
+    secured = {"401": _UNAUTHORIZED} if server.token is not None else {"421": _MISDIRECTED}
+    public = secured if server.token is None or not server.public_status_page else {}
     svg = {
         "description": "an SVG badge",
         "content": {"image/svg+xml": {"schema": {"type": "string"}}},

@@ -18,6 +18,7 @@ from attrs import frozen
 from ..._config import Target
 from ..._errors import RETRYABLE, ErrorKind, ProbeFailure
 from ..._records import ProbeResult
+from ..._secrets import redact_url
 from .config import HttpSpec
 from .errors import classify
 from .network import CURRENT_EXCHANGE, Exchange
@@ -49,7 +50,7 @@ def prepare(target: Target) -> HttpPlan:
     spec: HttpSpec = target.spec
     headers = httpx.Headers({"accept": "*/*", "accept-encoding": "gzip, deflate"})
     headers.update(dict(spec.headers))
-    url = httpx.URL(target.url)
+    url = httpx.URL(spec.url)
     extensions: dict[str, object] = {VERIFY_TLS: spec.verify_tls}
     return HttpPlan(
         target=target,
@@ -225,7 +226,7 @@ async def _attempt(
                 bytes=size,
                 truncated=truncated,
                 content_hash=content_hash,
-                final_url=str(response.url) if redirects else None,
+                final_url=redact_url(str(response.url)) if redirects else None,
                 remote_addr=remote_addr,
                 failure=failure,
             )
