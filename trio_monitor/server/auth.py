@@ -3,7 +3,8 @@ check, as ASGI middleware in front of routing, so that even a 404 gives nothing 
 
 /healthz never needs the token (container health checks have none); with
 `public_status_page`, "/" and the badges are public too, while the API the page calls
-still needs it.
+still needs it. A browser logged in at /login (login.py) sends a session cookie
+instead of the token; a browser that is not, asking for "/", is sent to /login.
 
 Without a token, the server answers only requests whose Host names it: an IP address,
 "localhost", the listen host, or one of `allowed_hosts`. A page that rebinds its own
@@ -19,7 +20,10 @@ import hmac
 import ipaddress
 from typing import TYPE_CHECKING
 
+from starlette.responses import RedirectResponse
+
 from .contract import API, error_response
+from .login import Sessions, session_cookie
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Receive, Scope, Send
@@ -27,19 +31,34 @@ if TYPE_CHECKING:
     from .._config import ServerSection
 
 
+_ALWAYS_PUBLIC = frozenset({"/healthz", "/login", "/logout"})
+
+
+def _wants_html(scope: Scope) -> bool:
+    """A browser navigating (it asks for HTML), not a script or an API client."""
+    accept = next((v for k, v in scope["headers"] if k == b"accept"), b"")
+    return scope["method"] in ("GET", "HEAD") and b"text/html" in accept
+
+
 class BearerAuth:
-    """Lets a request through to `app` only with `Authorization: Bearer <token>`, or
-    when its path is public; otherwise answers a JSON 401 with a challenge."""
+    """Lets a request through to `app` only with `Authorization: Bearer <token>`, a
+    valid session cookie, or when its path is public; otherwise sends a browser asking
+    for "/" to the login form, and answers anything else a JSON 401 with a challenge."""
 
     def __init__(self, app: ASGIApp, token: str, public_page: bool) -> None:
         self.app = app
         self.token = token.encode()
         self.public_page = public_page
+        self.sessions = Sessions(token)
 
     def _public(self, path: str) -> bool:
-        if path == "/healthz":
+        if path in _ALWAYS_PUBLIC:
             return True
         return self.public_page and (path == "/" or path.startswith(f"{API}/badges/"))
+
+    def _logged_in(self, scope: Scope) -> bool:
+        cookie = session_cookie(scope["headers"])
+        return cookie is not None and self.sessions.valid(cookie)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or self._public(scope["path"]):
@@ -54,6 +73,12 @@ class BearerAuth:
                 break
         if given and hmac.compare_digest(given, self.token):  # an empty token opens nothing
             await self.app(scope, receive, send)
+            return
+        if given is None and self._logged_in(scope):
+            await self.app(scope, receive, send)
+            return
+        if given is None and scope["path"] == "/" and _wants_html(scope):
+            await RedirectResponse("login", 303)(scope, receive, send)
             return
         if given is None:
             message = "authentication required: send 'Authorization: Bearer <token>'"
