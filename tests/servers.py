@@ -11,6 +11,7 @@ swallowed.
 
 from __future__ import annotations
 
+import base64
 import collections
 import contextlib
 import enum
@@ -71,6 +72,8 @@ class TestServer:
     - ``/badheader`` -> status line with ``Content-Length: nope``, then close
     - ``/gzip`` -> 200 gzip-encoded ``compressed hello``
     - ``/echo`` -> 200 JSON ``{"method", "path", "headers"}``
+    - ``/basic/<user>/<password>`` -> 200 ``welcome <user>`` with that user's Basic
+      ``Authorization``, else 401 with a ``WWW-Authenticate: Basic`` challenge
     - ``/body/<key>`` -> 200 ``bodies[key]``, 404 if missing
     - ``/gate`` -> waits for ``gate.set()``, then 200 ``gate``
     - ``POST /hook`` -> 500 while ``hook_failures > 0`` (decrementing), else
@@ -262,6 +265,13 @@ class TestServer:
         elif req.path == "/echo":
             payload = {"method": req.method, "path": req.path, "headers": req.headers}
             await respond(200, json.dumps(payload).encode(), content_type="application/json")
+        elif head == "basic" and len(parts) == 3:
+            user, password = (urllib.parse.unquote(part) for part in parts[1:])
+            expected = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+            if req.headers.get("authorization") == expected:
+                await respond(200, f"welcome {user}".encode())
+            else:
+                await respond(401, b"who are you?", [("WWW-Authenticate", 'Basic realm="test"')])
         elif head == "body" and arg:
             if arg in self.bodies:
                 await respond(200, self.bodies[arg], content_type="application/octet-stream")

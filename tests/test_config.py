@@ -141,6 +141,7 @@ def test_built_in_defaults():
         content_alert=False,
         kind="http",
         spec=HttpSpec(
+            url=URL,
             method="GET",
             headers=(("user-agent", USER_AGENT),),
             expect_status=frozenset(range(200, 400)),
@@ -190,6 +191,7 @@ def test_targets_inherit_the_monitor_section():
         content_alert=False,
         kind="http",
         spec=HttpSpec(
+            url=URL,
             method="HEAD",
             headers=(("user-agent", "probe/1"), ("x-team", "ops"), ("accept-language", "en")),
             expect_status=frozenset(range(200, 300)),
@@ -233,6 +235,7 @@ def test_per_target_overrides():
         content_alert=True,
         kind="http",
         spec=HttpSpec(
+            url=URL,
             method="POST",
             headers=(
                 ("user-agent", "probe/1"),
@@ -492,6 +495,41 @@ def test_bad_webhook():
 def test_bad_url(url, message):
     (line,) = problems({"targets": [{"url": url}]})
     assert line == f"m.toml: targets[0].url: invalid URL {url!r}: {message}"
+
+
+def test_url_credentials_are_sent_as_basic_auth_and_shown_redacted():
+    target = only_target({"targets": [{"url": "http://alice:p%40ss@127.0.0.1:8080/x?y=1"}]})
+
+    shown = "http://alice:***@127.0.0.1:8080/x?y=1"
+    assert (target.name, target.url) == (shown, shown)
+    assert target.spec.url == "http://127.0.0.1:8080/x?y=1"  # where requests go
+    assert dict(target.spec.headers)["authorization"] == "Basic YWxpY2U6cEBzcw=="  # alice:p@ss
+
+
+def test_a_configured_authorization_header_beats_url_credentials():  # as in curl
+    target = only_target(
+        {"targets": [{"url": "http://a:b@127.0.0.1/", "headers": {"Authorization": "Bearer t"}}]}
+    )
+    assert dict(target.spec.headers)["authorization"] == "Bearer t"
+
+
+def test_a_bad_url_is_shown_redacted():
+    (line,) = problems({"targets": [{"url": "http://alice:s3cret@127.0.0.1:70000/"}]})
+    assert line == (
+        "m.toml: targets[0].url: invalid URL 'http://alice:***@127.0.0.1:70000/': "
+        "port must be 1-65535"
+    )
+
+
+def test_allowed_hosts_are_host_names_or_addresses():
+    section = {"allowed_hosts": ["Status.Example.com", "[::1]", "10.0.0.5", "mon_1"]}
+    config = parse_config({"server": section}, env={})
+    assert config.server.allowed_hosts == ("status.example.com", "::1", "10.0.0.5", "mon_1")
+    assert problems({"server": {"allowed_hosts": ["http://x/", "x:9180", ""]}}) == [
+        f"m.toml: server.allowed_hosts[{i}]: expected a host name or address (no scheme, "
+        f"no port), got {value!r}"
+        for i, value in enumerate(["http://x/", "x:9180", ""])
+    ]
 
 
 def test_missing_url():

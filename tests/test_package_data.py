@@ -38,5 +38,5 @@ def test_the_wheel_holds_the_static_files(tmp_path):
             if name.startswith("trio_monitor/server/static/")
         }
     expected = {path.name: path.read_bytes() for path in STATIC.iterdir()}
-    assert set(expected) == {"status.html", "status.css", "status.js"}
+    assert set(expected) == {"status.html", "status.css", "status.js", "login.html", "login.css"}
     assert shipped == expected

@@ -10,10 +10,12 @@ capped body reading must close what it opens (see _probe._read_body).
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import itertools
 import random
 import socket
+from collections.abc import Callable
 from functools import partial
 
 import httpx
@@ -102,8 +104,11 @@ def connect_error(calls: list[float], request: httpx.Request) -> httpx.Response:
     raise httpx.ConnectError("connection refused", request=request)
 
 
-async def serve_raw(nursery: trio.Nursery, reply: bytes) -> str:
-    """A loopback server that reads a request head, sends `reply` verbatim and closes."""
+async def serve_raw(nursery: trio.Nursery, reply: bytes | Callable[[], bytes]) -> str:
+    """A loopback server that reads a request head, sends `reply` verbatim and closes.
+
+    A callable `reply` is called for each connection's reply.
+    """
 
     async def handle(stream: trio.SocketStream) -> None:
         async with stream:
@@ -113,7 +118,7 @@ async def serve_raw(nursery: trio.Nursery, reply: bytes) -> str:
                 if not data:
                     return
                 received += data
-            await stream.send_all(reply)
+            await stream.send_all(reply() if callable(reply) else reply)
 
     listeners = await nursery.start(partial(trio.serve_tcp, handle, 0, host="127.0.0.1"))
     return f"http://127.0.0.1:{listeners[0].socket.getsockname()[1]}/"
@@ -303,7 +308,15 @@ async def test_post_redirected_by_302_becomes_get(server, transport):
         ("https://127.0.0.1:8443/next", False),
     ],
 )
-async def test_credentials_stay_with_the_target_origin(location, kept):
+@pytest.mark.parametrize(
+    ("url", "headers"),
+    [
+        (MOCK_URL + "start", {"Authorization": "Bearer t"}),
+        (MOCK_URL.replace("//", "//user:pass@") + "start", {}),  # sent as Basic auth
+    ],
+    ids=["header", "userinfo"],
+)
+async def test_credentials_stay_with_the_target_origin(location, kept, url, headers):
     sent: dict[str, httpx.Headers] = {}
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -312,17 +325,39 @@ async def test_credentials_stay_with_the_target_origin(location, kept):
             return httpx.Response(302, headers={"location": location})
         return httpx.Response(200, text="landed")
 
-    plan = make_plan(
-        MOCK_URL + "start", headers={"Authorization": "Bearer t", "Cookie": "s=1", "X-Other": "o"}
-    )
+    plan = make_plan(url, headers={**headers, "Cookie": "s=1", "X-Other": "o"})
     async with mock_transport(handler) as transport:
         result = await probe(transport, plan, 1)
 
     assert result.ok, result
+    assert "authorization" in sent[MOCK_URL + "start"]
     final = sent[result.final_url]
     assert final["x-other"] == "o"
     assert ("authorization" in final, "cookie" in final) == (kept, kept)
     assert final["host"] == httpx.URL(result.final_url).netloc.decode()
+
+
+async def test_url_credentials_are_sent_as_basic_auth(server, transport):
+    path = "/basic/alice/p@ss"
+    url = server.url(path).replace("//", "//alice:p%40ss@")
+    result = await run(transport, url)
+    refused = await run(transport, server.url(path), retries=0)
+
+    assert result.ok, result
+    assert result.url == result.target == url.replace("p%40ss", "***")
+    assert (refused.ok, refused.status) == (False, 401)
+
+
+async def test_a_final_url_is_shown_redacted():
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/start":
+            return httpx.Response(302, headers={"location": "http://u:secret@127.0.0.1/next"})
+        return httpx.Response(200, text="landed")
+
+    async with mock_transport(handler) as transport:
+        result = await run(transport, MOCK_URL + "start")
+
+    assert result.final_url == "http://u:***@127.0.0.1/next"
 
 
 async def test_invalid_redirect_location_is_a_protocol_error():  # httpx checks it
@@ -498,6 +533,43 @@ async def test_connection_closed_mid_body(nursery, transport, reply):
     result = await run(transport, url, retries=0)
 
     assert_failed(result, ErrorKind.CONNECT, "peer closed connection")
+
+
+async def test_random_bytes_are_always_a_protocol_error(nursery, transport):
+    # Bytes that never form a response head used to be "connect" (httpcore says "server
+    # disconnected" for them too) unless h11 happened to reject them first: by luck.
+    rngs = iter(random.Random(seed) for seed in range(200))
+    sizes: list[int] = []
+
+    def reply() -> bytes:
+        rng = next(rngs)
+        sizes.append(rng.randint(1, 4096))
+        return rng.randbytes(sizes[-1])
+
+    url = await serve_raw(nursery, reply)
+    kinds = collections.Counter()
+    for _ in range(200):
+        result = await run(transport, url, retries=0)
+        kinds[result.error] += 1
+    assert kinds == {ErrorKind.PROTOCOL: 200}
+    assert len(sizes) == 200
+
+
+@pytest.mark.parametrize(
+    ("reply", "kind", "detail"),
+    [
+        (b"", ErrorKind.CONNECT, "disconnected"),  # closed before any byte
+        (b"HTTP/1.1 200 OK\r\nContent-Le", ErrorKind.CONNECT, "disconnected"),  # head cut short
+        (b"HTT", ErrorKind.CONNECT, "disconnected"),
+        (b"hello", ErrorKind.PROTOCOL, "not an HTTP response: received 5 bytes"),
+        (b"\x00", ErrorKind.PROTOCOL, ""),  # h11 rejects this one itself
+    ],
+)
+async def test_closed_before_a_response_head(nursery, transport, reply, kind, detail):
+    url = await serve_raw(nursery, reply)
+    result = await run(transport, url, retries=0)
+
+    assert_failed(result, kind, detail)
 
 
 @pytest.mark.parametrize(

@@ -44,7 +44,7 @@ from trio_monitor._palette import COLORS
 from trio_monitor._records import ProbeResult, TargetRemoved, rfc3339, to_dict
 from trio_monitor.engine.view import Health, TargetStatus
 from trio_monitor.server import app as server_module
-from trio_monitor.server import auth, build_app, health, openapi_document, serve_http
+from trio_monitor.server import auth, build_app, health, login, openapi_document, serve_http
 from trio_monitor.server.badges import NODATA_FILL
 from trio_monitor.server.contract import MAX_ROWS, RECENT
 from trio_monitor.server.metrics import Metrics
@@ -255,7 +255,7 @@ class SpecChecker:
         method = "get" if request.method == "HEAD" else request.method.lower()
         operation = None if template is None else self.spec["paths"][template].get(method)
         if operation is None:  # unknown path or method: only the generic JSON errors
-            assert status in (401, 404, 405), (request.method, raw_path, status)
+            assert status in (401, 404, 405, 421), (request.method, raw_path, status)
             documented = {
                 "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
             }
@@ -266,9 +266,14 @@ class SpecChecker:
             assert status in (405, 500), f"undocumented {status} for {request.method} {template}"
             documented = operation["responses"]["default"]
             self.seen.add((template, "default"))
+        if "content" not in documented:  # a redirect: nothing but its headers
+            assert response.content == b"", (request.method, raw_path, status)
+            for header in documented.get("headers", {}):
+                assert header.lower() in response.headers, (raw_path, status, header)
+            return
         content = documented["content"]
         assert media in content, f"{request.method} {raw_path} {status}: {media} not documented"
-        if status == 401:
+        if status == 401 and media == "application/json":  # the API's, not the login form's
             assert response.headers["www-authenticate"].startswith("Bearer")
         if request.method == "HEAD":
             return
@@ -328,11 +333,17 @@ async def serving(
     *,
     token: str | None = None,
     public: bool = False,
+    allowed_hosts: tuple[str, ...] = (),
     metrics: Metrics | None = None,
     grace: float = 2.0,
     **app_options: Any,
 ):
-    section = ServerSection(listen=("127.0.0.1", 0), token=token, public_status_page=public)
+    section = ServerSection(
+        listen=("127.0.0.1", 0),
+        token=token,
+        public_status_page=public,
+        allowed_hosts=allowed_hosts,
+    )
     options = {"page": fake_page} | app_options
     app = build_app(view, section, metrics or Metrics(), **options)
     served = Served(section, app)
@@ -852,6 +863,35 @@ async def test_a_public_status_page_keeps_the_api_private():
         assert "401" in spec["paths"]["/api/v1/targets"]["get"]["responses"]
 
 
+SERVED_HOSTS = ["127.0.0.1", "127.0.0.1:9", "LOCALHOST:9180", "[::1]:9180", "10.1.2.3", "ok.test"]
+FOREIGN_HOSTS = ["evil.example", "evil.example:9180", "localhost.evil.example", "127.0.0.1.nip.io"]
+
+
+async def test_without_a_token_only_hosts_that_name_the_server_are_answered():
+    # a DNS-rebinding page reaches 127.0.0.1 under its own name, and sends that as Host
+    view = FakeView(target_status("api"))
+    async with serving(view, allowed_hosts=("ok.test",)) as served, served.client() as client:
+        for host in SERVED_HOSTS:
+            for url in [*PRIVATE, *PAGE]:
+                response = await client.get(url, headers={"host": host})
+                assert response.status_code == 200, (host, url)
+        for host in FOREIGN_HOSTS:
+            for url in [*PRIVATE, *PAGE, "/nothing/here"]:
+                response = await client.get(url, headers={"host": host})
+                assert response.status_code == 421, (host, url)
+                (line,) = response.json()["error"].splitlines()
+                assert "allowed_hosts" in line
+            assert (await client.get("/healthz", headers={"host": host})).status_code == 200
+
+
+async def test_with_a_token_any_host_is_answered():
+    view = FakeView(target_status("api"))
+    async with serving(view, token=TOKEN) as served, served.client(TOKEN) as client:
+        for url in [*PRIVATE, *PAGE]:
+            response = await client.get(url, headers={"host": "evil.example"})
+            assert response.status_code == 200, url
+
+
 async def test_token_is_compared_in_constant_time(monkeypatch):
     calls = []
     real = auth.hmac.compare_digest
@@ -864,6 +904,164 @@ async def test_token_is_compared_in_constant_time(monkeypatch):
     async with serving(FakeView(), token=TOKEN) as served, served.client("nope") as client:
         assert (await client.get("/api/v1/targets")).status_code == 401
     assert (b"nope", TOKEN.encode()) in calls
+
+
+# --- login ------------------------------------------------------------------------------
+
+BROWSER = {"accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
+
+
+def session_of(response: httpx.Response) -> str:
+    """The session cookie a login answer sets, checked for its attributes."""
+    header = response.headers["set-cookie"]
+    name_value, *attributes = [part.strip() for part in header.split(";")]
+    name, _, value = name_value.partition("=")
+    assert name == login.COOKIE
+    assert {a.lower() for a in attributes} == {
+        "httponly",
+        "max-age=43200",
+        "path=/",
+        "samesite=strict",
+    }, header  # no Secure: plain http on loopback
+    return value
+
+
+async def log_in(client: httpx.AsyncClient, token: str = TOKEN, **headers: str):
+    return await client.post("/login", data={"token": token}, headers=headers)
+
+
+async def tour_login(served: Served, anonymous: httpx.AsyncClient) -> None:
+    """Every documented answer of the login paths (for test_openapi_tour)."""
+    assert (await anonymous.get("/", headers=BROWSER)).status_code == 303
+    assert (await anonymous.get("/login")).status_code == 200
+    assert (await log_in(anonymous, "wrong")).status_code == 401
+    assert (await log_in(anonymous, origin="http://evil.example")).status_code == 403
+    too_big = await anonymous.post("/login", content=b"token=" + b"x" * 5000)
+    assert too_big.status_code == 413
+    assert (await log_in(anonymous)).status_code == 303
+    assert (await anonymous.post("/logout", headers={"origin": "null"})).status_code == 403
+    assert (await anonymous.post("/logout")).status_code == 303
+
+
+async def test_a_browser_logs_in_with_the_token_and_gets_a_session():
+    view = FakeView(target_status("api"))
+    async with serving(view, token=TOKEN) as served, served.client() as browser:
+        to_login = await browser.get("/", headers=BROWSER)
+        assert (to_login.status_code, to_login.headers["location"]) == (303, "login")
+        form = await browser.get("/login")
+        assert form.status_code == 200
+        assert '<form method="post" action="login">' in form.text
+        assert 'name="token"' in form.text
+        assert "form-action 'self'" in form.headers["content-security-policy"]
+        assert "script-src" not in form.headers["content-security-policy"]  # no script
+
+        refused = await log_in(browser, "not-the-token", origin=served.url)
+        assert refused.status_code == 401
+        assert "That token is not right." in refused.text
+        assert "set-cookie" not in refused.headers
+
+        accepted = await log_in(browser, origin=served.url)
+        assert (accepted.status_code, accepted.headers["location"]) == (303, "./")
+        session = session_of(accepted)
+        cookies = {"cookie": f"{login.COOKIE}={session}"}
+        for url in [*PRIVATE, *PAGE]:
+            assert (await browser.get(url, headers=cookies)).status_code == 200, url
+        assert "the page" in (await browser.get("/", headers={**BROWSER, **cookies})).text
+
+        out = await browser.post("/logout", headers={**cookies, "origin": served.url})
+        assert (out.status_code, out.headers["location"]) == (303, "login")
+        assert f'{login.COOKIE}=""' in out.headers["set-cookie"]
+        assert "max-age=0" in out.headers["set-cookie"].lower()
+
+
+async def test_sessions_end_when_they_expire_or_the_token_changes():
+    long_ago = login.Sessions(TOKEN, clock=lambda: time.time() - 13 * HOUR).issue()
+    other_token = login.Sessions("another-token").issue()
+    valid = login.Sessions(TOKEN).issue()
+    expires, _, mac = valid.partition(".")
+    forged = [f"{int(expires) + 3600}.{mac}", f"{expires}.{mac[:-1]}", f"{expires}.", "x", ""]
+    async with serving(FakeView(), token=TOKEN) as served, served.client() as client:
+        for value in (long_ago, other_token, *forged):
+            cookies = {"cookie": f"{login.COOKIE}={value}"}
+            assert (await client.get("/api/v1/targets", headers=cookies)).status_code == 401
+        cookies = {"cookie": f"other=1; {login.COOKIE}={valid}"}
+        assert (await client.get("/api/v1/targets", headers=cookies)).status_code == 200
+
+
+async def test_login_from_another_site_is_refused():
+    async with serving(FakeView(), token=TOKEN) as served, served.client() as client:
+        for origin in ["http://evil.example", "null", f"http://127.0.0.1:{served.port + 1}"]:
+            response = await log_in(client, origin=origin)
+            assert response.status_code == 403, origin
+            assert "set-cookie" not in response.headers
+        assert (await log_in(client)).status_code == 303  # no Origin: not a browser's post
+
+
+async def test_the_token_is_compared_in_constant_time_at_login(monkeypatch):
+    calls = []
+    real = login.hmac.compare_digest
+    monkeypatch.setattr(
+        login.hmac, "compare_digest", lambda a, b: calls.append((a, b)) or real(a, b)
+    )
+    async with serving(FakeView(), token=TOKEN) as served, served.client() as client:
+        assert (await log_in(client, "nope")).status_code == 401
+    assert (b"nope", TOKEN.encode()) in calls
+
+
+async def test_behind_https_the_session_cookie_is_secure():
+    async with serving(FakeView(), token=TOKEN) as served, served.client() as client:
+        origin = f"https://127.0.0.1:{served.port}"
+        response = await log_in(client, origin=origin, host=f"127.0.0.1:{served.port}")
+        assert response.status_code == 303
+        assert "secure" in response.headers["set-cookie"].lower()
+
+
+async def test_without_a_token_there_is_no_login():
+    async with serving(FakeView()) as served, served.client() as client:
+        assert (await client.get("/login")).status_code == 404
+        assert (await log_in(client)).status_code == 404
+
+
+@pytest.mark.browser
+def test_a_browser_logs_in_and_sees_the_targets(browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    def until(what: str, condition) -> Any:
+        return WebDriverWait(browser, WAIT, poll_frequency=0.05).until(condition, message=what)
+
+    view = FakeView(target_status("api"), target_status("db", "DOWN"))
+    with serving_in_thread(view, token=TOKEN, page=None) as base:
+        try:
+            browser.get(base + "/")
+            until("the login form", lambda d: d.current_url == base + "/login")
+            assert "form-action" in browser.execute_script(
+                "return document.querySelector('meta[http-equiv]').content"
+            )
+            browser.find_element(By.ID, "token").send_keys("wrong")
+            browser.find_element(By.ID, "login").click()
+            until("the refusal", lambda d: d.find_element(By.ID, "problem").is_displayed())
+            browser.find_element(By.ID, "token").send_keys(TOKEN)
+            browser.find_element(By.ID, "login").click()
+            until("the status page", lambda d: d.current_url == base + "/")
+            names = until(
+                "the target cards",
+                lambda d: d.execute_script(
+                    "const c = document.querySelectorAll('#targets .card');"
+                    "return c.length === 2 && [...c].map((e) => e.dataset.name).sort();"
+                ),
+            )
+            assert names == ["api", "db"]
+            assert browser.execute_script("return document.getElementById('banner').hidden")
+            (cookie,) = browser.get_cookies()
+            assert (cookie["name"], cookie["httpOnly"], cookie["sameSite"]) == (
+                login.COOKIE,
+                True,
+                "Strict",
+            )
+            assert browser.execute_script("return document.cookie") == ""  # HttpOnly
+        finally:
+            browser.delete_all_cookies()
 
 
 # --- OpenAPI -----------------------------------------------------------------------------
@@ -883,13 +1081,16 @@ def test_openapi_document_is_well_formed():
         refs = set(re.findall(r'"#/components/schemas/(\w+)"', str(spec).replace("'", '"')))
         assert refs <= set(spec["components"]["schemas"])
         for path, item in spec["paths"].items():
-            assert set(item) == {"get"}, path
-            operation = item["get"]
-            assert "default" in operation["responses"]
-            for param in re.findall(r"\{(\w+)\}", path):
-                assert any(
-                    p["name"] == param and p["in"] == "path" for p in operation["parameters"]
-                )
+            # read-only: logging in and out are the only posts, and only with a token
+            posts = {"/login": {"get", "post"}, "/logout": {"post"}}
+            assert set(item) == posts.get(path, {"get"}), path
+            assert path not in ("/login", "/logout") or section.token is not None
+            for operation in item.values():
+                assert "default" in operation["responses"]
+                for param in re.findall(r"\{(\w+)\}", path):
+                    assert any(
+                        p["name"] == param and p["in"] == "path" for p in operation["parameters"]
+                    )
         assert ("security" in spec) == (section.token is not None)
 
 
@@ -935,8 +1136,9 @@ async def test_openapi_tour(history, tmp_path):
         view.healthy = UNHEALTHY
         assert (await client.get("/healthz")).status_code == 503
         for url in served.checker.spec["paths"]:
-            if "{" not in url:
+            if "{" not in url and url not in ("/login", "/logout"):
                 assert (await client.post(url)).status_code == 405
+        await tour_login(served, anonymous)
         view.broken = True
         assert (await client.get("/api/v1/targets")).status_code == 500
         assert (await client.get("/no/such/path")).status_code == 404
@@ -944,7 +1146,8 @@ async def test_openapi_tour(history, tmp_path):
     documented = {
         (template, status)
         for template, item in spec["paths"].items()
-        for status in item["get"]["responses"]
+        for operation in item.values()
+        for status in operation["responses"]
         if status != "default"
     }
     assert documented - served.checker.seen == set()
@@ -1089,7 +1292,7 @@ async def test_shutdown_is_bounded_when_a_client_stops_reading(logs):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
             await sock.connect(("127.0.0.1", served.port))
             stalled = trio.SocketStream(sock)
-            await stalled.send_all(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n")
+            await stalled.send_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
             assert (await stalled.receive_some(100)).startswith(b"HTTP/1.1 200")
             await trio.testing.wait_all_tasks_blocked()  # the server is stuck writing
             elapsed = await served.stop()
@@ -1267,11 +1470,14 @@ def test_health_check_asks_loopback_for_a_wildcard_listen(monkeypatch):
 
 
 @contextmanager
-def serving_in_thread(view: FakeView, *, token: str | None = None) -> Iterator[str]:
-    """The server in a trio run of its own, in a thread: schemathesis' requests are
-    synchronous, so they cannot share the test's event loop. -> its base URL."""
+def serving_in_thread(
+    view: FakeView, *, token: str | None = None, page: Any = fake_page
+) -> Iterator[str]:
+    """The server in a trio run of its own, in a thread: schemathesis' and selenium's
+    requests are synchronous, so they cannot share the test's event loop. -> its base URL.
+    `page=None`: the real status page."""
     section = ServerSection(listen=("127.0.0.1", 0), token=token)
-    app = build_app(view, section, Metrics(), page=fake_page)
+    app = build_app(view, section, Metrics(), page=page)
     started = threading.Event()
     state: dict[str, Any] = {}
 
@@ -1340,6 +1546,17 @@ def test_schemathesis_fuzzes_every_operation_against_the_served_document(
             "checks": {
                 "positive_data_acceptance": {"expected-statuses": ["2xx", "400", "404", "503"]}
             },
+            # a schema-valid token is still a wrong one: the form comes back with a 401
+            "operations": [
+                {
+                    "include-name": "POST /login",
+                    "checks": {"positive_data_acceptance": {"expected-statuses": ["303", "401"]}},
+                },
+                {
+                    "include-name": "POST /logout",
+                    "checks": {"positive_data_acceptance": {"expected-statuses": ["303"]}},
+                },
+            ],
         }
     )
     failures = []

@@ -9,6 +9,7 @@ so a user fixes a file in one pass.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import shlex
@@ -33,6 +34,7 @@ from cattrs.errors import (
 from cattrs.gen import make_dict_structure_fn
 
 from ._errors import ConfigError
+from ._secrets import redact_url
 from ._version import __version__
 from .alerts import base as alert_kinds
 from .probes import base as probe_kinds
@@ -51,6 +53,7 @@ Retries = NewType("Retries", int)  # 0 to 10
 Delay = NewType("Delay", float)  # a duration that may be "0s", up to 1d
 Listen = NewType("Listen", tuple)  # (host, port) from "127.0.0.1:9180" or "[::1]:9180"
 Argv = NewType("Argv", tuple)  # ["cmd", "arg"] or "cmd arg" (split like a shell, never run by one)
+HostName = NewType("HostName", str)  # "status.example.com", "10.0.0.5", "::1": no scheme, no port
 Event = Literal["down", "up", "slow", "content_changed", "flapping", "flap_end"]
 TooLargePolicy = Literal["truncate", "fail"]
 
@@ -158,18 +161,19 @@ def _byte_size(value: object, _type: object) -> int:
 def parse_url(value: object, schemes: Iterable[str] = ("http", "https")) -> str:
     if not isinstance(value, str):
         raise _Invalid(f"expected a URL string, got {value!r}")
+    shown = redact_url(value)
     try:
         url = httpx.URL(value)
     except httpx.InvalidURL as exc:
-        raise _Invalid(f"invalid URL {value!r}: {exc}") from None
+        raise _Invalid(f"invalid URL {shown!r}: {redact_url(str(exc))}") from None
     known = sorted(schemes)
     if url.scheme not in known or not url.host:
         expected = " or ".join(f"{s}://" for s in known)
-        raise _Invalid(f"invalid URL {value!r}: expected {expected} with a host")
+        raise _Invalid(f"invalid URL {shown!r}: expected {expected} with a host")
     if b"%" in url.raw_host:  # httpx percent-encodes what no host name may contain (spaces)
-        raise _Invalid(f"invalid URL {value!r}: invalid host name")
+        raise _Invalid(f"invalid URL {shown!r}: invalid host name")
     if url.port is not None and not 0 < url.port < 65536:
-        raise _Invalid(f"invalid URL {value!r}: port must be 1-65535")
+        raise _Invalid(f"invalid URL {shown!r}: port must be 1-65535")
     return value
 
 
@@ -193,6 +197,24 @@ def parse_listen(value: object) -> tuple[str, int]:
         if sep and host and port.isdigit() and int(port) < 65536:  # 0: any free port
             return host, int(port)
     raise _Invalid(f'expected "host:port" like "127.0.0.1:9180" or "[::1]:9180", got {value!r}')
+
+
+def parse_host_name(value: object) -> str:
+    """A host name or address as a Host header names it, lower-cased; "[::1]" -> "::1"."""
+    if isinstance(value, str):
+        host = value.strip().lower()
+        host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+        try:
+            ip = ipaddress.ip_address(host)
+        except ValueError:
+            if host and _HOST_NAME.fullmatch(host):
+                return host
+        else:
+            return str(ip)
+    raise _Invalid(f"expected a host name or address (no scheme, no port), got {value!r}")
+
+
+_HOST_NAME = re.compile(r"[a-z0-9_]([a-z0-9_.-]*[a-z0-9_])?")
 
 
 def parse_argv(value: object) -> tuple[str, ...]:
@@ -342,6 +364,8 @@ class ServerSection:
     listen: Listen = Listen(("127.0.0.1", 9180))  # written "127.0.0.1:9180", "[::1]:9180"
     token: str | None = None  # with ${ENV}: every path but /healthz needs a Bearer token
     public_status_page: bool = False  # with a token: "/" and badges stay public
+    # without a token: Host names answered besides IP addresses, localhost and the listen host
+    allowed_hosts: tuple[HostName, ...] = ()
 
 
 @frozen
@@ -361,7 +385,7 @@ class Target:
     """One target with every setting resolved; equal Targets probe identically."""
 
     name: str
-    url: str
+    url: str  # as shown: userinfo redacted (_secrets.py)
     kind: str
     interval: float
     timeout: float
@@ -400,6 +424,7 @@ converter.register_structure_hook(Count, _integer(0, 100))
 converter.register_structure_hook(Retries, _integer(0, 10))
 converter.register_structure_hook(Argv, lambda v, _: parse_argv(v))
 converter.register_structure_hook(Listen, lambda v, _: Listen(parse_listen(v)))
+converter.register_structure_hook(HostName, lambda v, _: HostName(parse_host_name(v)))
 converter.register_structure_hook_func(lambda t: get_origin(t) is Literal, _literal)
 converter.register_structure_hook_factory(
     attrs.has, _shaped(Mapping, "a table", make_dict_structure_fn)
@@ -458,7 +483,8 @@ def _structure_target(value: object, _type: object) -> TargetSection:
     section = converter.structure(value, kind.section)
     if section.url.partition("://")[0].lower() not in kind.schemes:
         schemes = " or ".join(f"{s}://" for s in sorted(kind.schemes))
-        raise _key_problem("url", f"kind {kind.name!r} takes {schemes} URLs, got {section.url!r}")
+        got = redact_url(section.url)
+        raise _key_problem("url", f"kind {kind.name!r} takes {schemes} URLs, got {got!r}")
     return section
 
 
@@ -637,7 +663,8 @@ def _resolve(
     first_seen: dict[str, int] = {}
     for i, t in enumerate(file.targets):
         where = f"targets[{i}]"
-        name = t.url if t.name is None else t.name.strip()
+        url = redact_url(t.url)  # what is shown; the kind's spec keeps what it sends
+        name = url if t.name is None else t.name.strip()
         if not name:
             problems.append(f"{where}.name: must not be empty")
         elif _has_control_character(name):
@@ -652,7 +679,7 @@ def _resolve(
         targets.append(
             Target(
                 name=name,
-                url=t.url,
+                url=url,
                 kind=kind.name,
                 interval=inherit(t.interval, m.interval),
                 timeout=inherit(t.timeout, m.timeout),

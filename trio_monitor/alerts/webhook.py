@@ -13,6 +13,7 @@ from attrs import field, frozen
 
 from .._config import EVENTS, HEADER_ENCODING, Duration, Event, Retries, Url, expand_headers
 from .._records import AlertEvent, to_line
+from .._secrets import redact_url
 from .base import NotifierKind, register
 
 log = logging.getLogger("trio_monitor")
@@ -38,7 +39,7 @@ class Webhook:
         self._rng = random.Random()
 
     def describe(self) -> str:
-        return f"webhook {httpx.URL(self.config.url).copy_with(query=None)}"
+        return f"webhook {redact_url(str(httpx.URL(self.config.url).copy_with(query=None)))}"
 
     async def deliver(self, alert: AlertEvent) -> bool:
         """POST the alert JSON; retry on network errors, 429 and 5xx. -> delivered?"""

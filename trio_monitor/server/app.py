@@ -2,7 +2,8 @@
 health check and badges, as one Starlette app (`build_app`).
 
 The app is served by serve.py (hypercorn's trio worker, in the monitor's own trio run);
-auth.py checks the bearer token in front of it and openapi.py describes it. Handlers
+auth.py checks the token (or a session, or without a token the Host) in front of it
+and openapi.py describes it. Handlers
 only read: the running monitor through `MonitorView`
 (in memory, non-blocking) and history through a `HistoryReader` opened per request in a
 worker thread, so a slow disk never stalls the event loop (or probing).
@@ -17,6 +18,7 @@ worker thread, so a slow disk never stalls the event loop (or probing).
     GET /api/v1/badges/{name}/status.svg        "up" / "down" / "unknown"
     GET /api/v1/badges/{name}/uptime.svg        24 h availability
     GET /api/v1/openapi.json                    OpenAPI 3.1 description of all of these
+    GET, POST /login; POST /logout              with a token: the browser login (login.py)
 
 A target name may contain "/" (names default to the URL): percent-encode it as %2F.
 Every error is JSON `{"error": "..."}` (never a traceback). With `[server] token`, every
@@ -46,9 +48,10 @@ from .._errors import StoreError
 from .._records import rfc3339, to_dict
 from ..store import HistoryReader
 from ..store.records import Incident, Sample
-from .auth import BearerAuth
+from .auth import guard
 from .badges import status_badge, uptime_badge
 from .contract import API, DEFAULT_SINCE, JSON, MAX_ROWS, RECENT, JSONObject, error_response
+from .login import login_routes
 from .openapi import openapi_document
 from .page import status_page_csp, status_page_html
 
@@ -370,11 +373,13 @@ def build_app(
         Route(API + "/badges/{rest:path}", api.badges),
         Route(f"{API}/openapi.json", api.openapi_json),
     ]
+    if server.token is not None:
+        routes += login_routes(server.token)
     app = Starlette(
         routes=routes,
         exception_handlers={HTTPException: _http_error, Exception: _internal_error},
     )
-    return _Guard(BearerAuth(app, server))
+    return _Guard(guard(app, server))
 
 
 class _Guard:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._errors import ErrorKind
 from .contract import API, DEFAULT_SINCE, MAX_ROWS, RECENT
+from .login import COOKIE
 
 if TYPE_CHECKING:
     from .._config import ServerSection
@@ -183,6 +184,9 @@ _UNAUTHORIZED = {
     **_error_response("with [server] token set: no or a wrong bearer token"),
     "headers": {"WWW-Authenticate": {"schema": {"type": "string"}}},
 }
+_MISDIRECTED = _error_response(
+    "without [server] token: the Host header names no address or name this server answers for"
+)
 _DEFAULT = _error_response("any other error (405 method not allowed, 500 internal error)")
 _NAME = {
     "name": "name",
@@ -214,14 +218,79 @@ _NO_HISTORY = _error_response("unknown target, or history is disabled")
 _UNAVAILABLE = _error_response("the history file cannot be read now")
 
 
+_TO_LOGIN = {
+    "description": "a browser (Accept: text/html) without a session: to the login form",
+    "headers": {"Location": {"schema": {"type": "string"}}},
+}
+_HTML = {"text/html": {"schema": {"type": "string"}}}
+_SESSION = {
+    "Set-Cookie": {
+        "schema": {"type": "string"},
+        "description": "the session cookie: HttpOnly, SameSite=Strict, Path=/",
+    },
+    "Location": {"schema": {"type": "string"}},
+}
+_FOREIGN = _error_response("the Origin is another site's")
+
+
+def _login_paths() -> Schema:
+    """The browser login (server/login.py): there only with a token."""
+    return {
+        "/login": {
+            "get": {
+                "summary": "Login form",
+                "security": [],
+                "responses": {
+                    "200": {"description": "the form (HTML)", "content": _HTML},
+                    "default": _DEFAULT,
+                },
+            },
+            "post": {
+                "summary": "Log in: the token for a session cookie",
+                "security": [],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/x-www-form-urlencoded": {
+                            "schema": {
+                                "type": "object",
+                                "properties": {"token": {"type": "string"}},
+                                "required": ["token"],
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "303": {"description": "logged in: to the status page", "headers": _SESSION},
+                    "401": {"description": "a wrong token: the form again", "content": _HTML},
+                    "403": _FOREIGN,
+                    "413": _error_response("the form is too large"),
+                    "default": _DEFAULT,
+                },
+            },
+        },
+        "/logout": {
+            "post": {
+                "summary": "Log out: clear the session cookie",
+                "security": [],
+                "responses": {
+                    "303": {"description": "logged out: to the login form", "headers": _SESSION},
+                    "403": _FOREIGN,
+                    "default": _DEFAULT,
+                },
+            }
+        },
+    }
+
+
 def _get(summary: str, responses: Schema, **extra: Any) -> Schema:
     return {"get": {"summary": summary, **extra, "responses": {**responses, "default": _DEFAULT}}}
 
 
 def openapi_document(server: ServerSection) -> Schema:
     """The OpenAPI 3.1 description of the server as configured (auth included)."""
-    secured = {"401": _UNAUTHORIZED} if server.token is not None else {}
-    public = {} if server.public_status_page else secured
+    secured = {"401": _UNAUTHORIZED} if server.token is not None else {"421": _MISDIRECTED}
+    public = secured if server.token is None or not server.public_status_page else {}
     svg = {
         "description": "an SVG badge",
         "content": {"image/svg+xml": {"schema": {"type": "string"}}},
@@ -235,6 +304,7 @@ def openapi_document(server: ServerSection) -> Schema:
                     "content": {"text/html": {"schema": {"type": "string"}}},
                 },
                 **public,
+                **({"303": _TO_LOGIN} if "401" in public else {}),
             },
         ),
         "/healthz": _get(
@@ -321,6 +391,8 @@ def openapi_document(server: ServerSection) -> Schema:
             },
         ),
     }
+    if server.token is not None:
+        paths |= _login_paths()
     if server.public_status_page:
         for path in ("/", f"{API}/badges/{{name}}/status.svg", f"{API}/badges/{{name}}/uptime.svg"):
             paths[path]["get"]["security"] = []
@@ -337,7 +409,8 @@ def openapi_document(server: ServerSection) -> Schema:
     }
     if server.token is not None:
         document["components"]["securitySchemes"] = {
-            "bearerAuth": {"type": "http", "scheme": "bearer"}
+            "bearerAuth": {"type": "http", "scheme": "bearer"},
+            "sessionCookie": {"type": "apiKey", "in": "cookie", "name": COOKIE},
         }
-        document["security"] = [{"bearerAuth": []}]
+        document["security"] = [{"bearerAuth": []}, {"sessionCookie": []}]
     return document

@@ -1,6 +1,7 @@
 """The live status page (`GET /`): one self-contained HTML document, built once from
 the package's static files (static/status.html, status.css, status.js) and the
-palette (trio_monitor/_palette.py).
+palette (trio_monitor/_palette.py). Also the login page (`GET /login`, static/login.html
+and login.css: a form and no script), with its own CSP the same way.
 
 The CSS and JavaScript are inlined, so the page fetches nothing but the same-origin
 JSON API it renders (`api/v1/targets`, `api/v1/targets/{name}/history`,
@@ -37,7 +38,7 @@ from string import Template
 
 from .. import _palette
 
-__all__ = ["status_page_csp", "status_page_html"]
+__all__ = ["login_page_csp", "login_page_html", "status_page_csp", "status_page_html"]
 
 
 @functools.cache
@@ -100,4 +101,40 @@ def status_page_html(*, title: str = "trio-monitor status", refresh_s: int = 30)
         warn_from=f"{_palette.WARN_FROM:g}",
         style=_style(),
         script=_script(),
+    )
+
+
+@functools.cache
+def _login_style() -> str:
+    style = _static("login.css")
+    assert "</style" not in style.lower()
+    return style
+
+
+def _login_csp(*, header: bool) -> str:
+    # no script at all; the form may post to this origin only
+    policy = (
+        "default-src 'none'; "
+        f"style-src {_sha256(_login_style())}; "
+        "img-src data:; "
+        "base-uri 'none'; "
+        "form-action 'self'"
+    )
+    return policy + "; frame-ancestors 'none'" if header else policy
+
+
+def login_page_csp() -> str:
+    """The login page's Content-Security-Policy, for the server to send as a header."""
+    return _login_csp(header=True)
+
+
+def login_page_html(*, problem: str = "", hours: int, title: str = "trio-monitor status") -> str:
+    """The login form; `problem` (plain text) is shown above its button."""
+    return Template(_static("login.html")).substitute(
+        csp=_login_csp(header=False),
+        title=html.escape(title, quote=True),
+        style=_login_style(),
+        problem=html.escape(problem),
+        problem_hidden="" if problem else " hidden",
+        hours=int(hours),
     )

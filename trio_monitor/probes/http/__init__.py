@@ -46,7 +46,7 @@ class HttpProber:
         """Close the pools no target uses any more (all of them if per_host changed)."""
         await self._router.retain(
             {
-                origin_key(httpx.URL(t.url), t.spec.verify_tls)
+                origin_key(httpx.URL(t.spec.url), t.spec.verify_tls)
                 for t in new.targets
                 if t.kind == KIND.name
             },

@@ -5,8 +5,10 @@ Unset keys inherit from [monitor], where the same names set the defaults.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable, Mapping
 
+import httpx
 from attrs import frozen
 
 from ..._config import (
@@ -42,8 +44,13 @@ class HttpTargetSection(TargetSection):
 
 @frozen
 class HttpSpec:
-    """An HTTP target's request and checks, every default applied."""
+    """An HTTP target's request and checks, every default applied.
 
+    `url` is where requests go, without userinfo: the URL's credentials are in
+    `headers`, as `Authorization: Basic` (Target.url is the redacted one, for showing).
+    """
+
+    url: str
     method: str
     headers: tuple[tuple[str, str], ...]
     expect_status: frozenset[int]
@@ -68,6 +75,13 @@ def _checked(value: str, check: Callable[[str], str], where: str, problems: list
         return value
 
 
+def _basic_auth(url: httpx.URL) -> str:
+    """The Authorization value for a URL's userinfo, as curl sends it (percent-decoded;
+    a user without a password has an empty one)."""
+    credentials = f"{url.username}:{url.password}".encode()
+    return "Basic " + base64.b64encode(credentials).decode("ascii")
+
+
 def http_resolver(m: MonitorSection, env: Mapping[str, str], problems: list[str]) -> Resolve:
     try:
         default_status = parse_status_spec(m.expect_status)
@@ -87,7 +101,11 @@ def http_resolver(m: MonitorSection, env: Mapping[str, str], problems: list[str]
             except _Invalid as exc:
                 problems.append(f"{where}.expect_status: {exc}")
         headers = base_headers | expand_headers(t.headers, f"{where}.headers", env, problems)
+        url = httpx.URL(t.url)
+        if url.userinfo and "authorization" not in headers:  # a configured one wins, as in curl
+            headers["authorization"] = _basic_auth(url)
         return HttpSpec(
+            url=str(url.copy_with(userinfo=b"")),
             method=default_method
             if t.method is None
             else _checked(t.method, _method, f"{where}.method", problems),

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import httpx
 
 from ..._errors import ErrorKind, ProbeFailure
+from .network import Exchange
 
 
 def _chain(exc: BaseException | None) -> Iterator[BaseException]:
@@ -26,8 +27,11 @@ def _detail(exc: BaseException) -> str:
 
 
 # httpcore and h11 report a connection the server closed before the response was complete
-# as a RemoteProtocolError, though nothing malformed was received: that is a "connect" error.
-_CLOSED = ("server disconnected", "peer closed connection")
+# as a RemoteProtocolError, though nothing malformed was received: that is a "connect"
+# error. "Server disconnected" (no complete response head) is said also when bytes came
+# that are no HTTP response at all: what was received decides (see `classify`).
+_NO_HEAD = "server disconnected"
+_MID_BODY = "peer closed connection"
 
 
 def _os_reason(exc: BaseException) -> str | None:
@@ -52,8 +56,33 @@ def _with_reason(detail: str, chain: list[BaseException]) -> str:
     return detail
 
 
-def classify(exc: Exception) -> ProbeFailure:
-    """Map an exception raised while probing to the most specific ProbeFailure."""
+def _closed(exc: Exception, exchange: Exchange | None) -> ProbeFailure | None:
+    """The failure for a connection closed before a complete response, if `exc` is one.
+
+    Closed before any byte, or inside something that starts like an HTTP response:
+    "connect". Closed after bytes that are not HTTP: "protocol", however many came.
+    """
+    if not isinstance(exc, httpx.RemoteProtocolError):
+        return None
+    text = str(exc).lower()
+    if text.startswith(_MID_BODY):
+        return ProbeFailure(ErrorKind.CONNECT, _detail(exc))
+    if not text.startswith(_NO_HEAD):
+        return None
+    if exchange is None or not exchange.is_not_http():
+        return ProbeFailure(ErrorKind.CONNECT, _detail(exc))
+    return ProbeFailure(
+        ErrorKind.PROTOCOL,
+        f"not an HTTP response: received {exchange.received} bytes starting "
+        f"{exchange.head!r}, then the server closed the connection",
+    )
+
+
+def classify(exc: Exception, exchange: Exchange | None = None) -> ProbeFailure:
+    """Map an exception raised while probing to the most specific ProbeFailure.
+
+    `exchange`: what the failed request's connection received, when known.
+    """
     if isinstance(exc, ProbeFailure):
         return exc
     chain = list(_chain(exc))
@@ -67,8 +96,8 @@ def classify(exc: Exception) -> ProbeFailure:
         return ProbeFailure(ErrorKind.REDIRECTS, _detail(exc))
     if isinstance(exc, httpx.TimeoutException):
         return ProbeFailure(ErrorKind.TIMEOUT, _detail(exc))
-    if isinstance(exc, httpx.RemoteProtocolError) and str(exc).lower().startswith(_CLOSED):
-        return ProbeFailure(ErrorKind.CONNECT, _detail(exc))
+    if (closed := _closed(exc, exchange)) is not None:
+        return closed
     if isinstance(exc, httpx.ProtocolError | httpx.DecodingError | httpx.UnsupportedProtocol):
         return ProbeFailure(ErrorKind.PROTOCOL, _detail(exc))
     if isinstance(exc, httpx.TransportError | OSError):

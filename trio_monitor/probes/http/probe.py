@@ -18,8 +18,10 @@ from attrs import frozen
 from ..._config import HEADER_ENCODING, Target
 from ..._errors import RETRYABLE, ErrorKind, ProbeFailure
 from ..._records import ProbeResult
+from ..._secrets import redact_url
 from .config import HttpSpec
 from .errors import classify
+from .network import CURRENT_EXCHANGE, Exchange
 from .transport import VERIFY_TLS
 
 BACKOFF_BASE = 0.1  # seconds before the first retry; doubles each time
@@ -50,7 +52,7 @@ def prepare(target: Target) -> HttpPlan:
         {"accept": "*/*", "accept-encoding": "gzip, deflate"} | dict(spec.headers),
         encoding=HEADER_ENCODING,  # config checked every value fits (httpx would use ASCII)
     )
-    url = httpx.URL(target.url)
+    url = httpx.URL(spec.url)
     extensions: dict[str, object] = {VERIFY_TLS: spec.verify_tls}
     return HttpPlan(
         target=target,
@@ -176,7 +178,9 @@ async def _read_body(plan: HttpPlan, response: httpx.Response) -> tuple[int, boo
     return total, truncated, "sha256:" + digest.hexdigest(), found
 
 
-async def _attempt(transport: httpx.AsyncBaseTransport, plan: HttpPlan) -> _Response:
+async def _attempt(
+    transport: httpx.AsyncBaseTransport, plan: HttpPlan, exchange: Exchange
+) -> _Response:
     spec = plan.spec
     started = trio.current_time()
     method = spec.method
@@ -185,6 +189,7 @@ async def _attempt(transport: httpx.AsyncBaseTransport, plan: HttpPlan) -> _Resp
     while True:
         # Straight to the transport: the client's per-request auth, cookie and event-hook
         # machinery is nothing a probe wants, and costs more than the probe's own logic.
+        exchange.reset()
         response = await transport.handle_async_request(request)
         response.request = request
         try:
@@ -223,7 +228,7 @@ async def _attempt(transport: httpx.AsyncBaseTransport, plan: HttpPlan) -> _Resp
                 bytes=size,
                 truncated=truncated,
                 content_hash=content_hash,
-                final_url=str(response.url) if redirects else None,
+                final_url=redact_url(str(response.url)) if redirects else None,
                 remote_addr=remote_addr,
                 failure=failure,
             )
@@ -250,6 +255,8 @@ async def probe(
     attempts = 0
     response: _Response | None = None
     failure: ProbeFailure | None = None
+    exchange = Exchange()  # what the connection received: see errors.classify
+    exchange_token = CURRENT_EXCHANGE.set(exchange)
     with trio.move_on_after(target.timeout) as deadline:
         if deadlines is not None:
             deadlines.add(deadline)
@@ -257,11 +264,11 @@ async def probe(
             for retry in range(target.retries + 1):
                 attempts += 1
                 try:
-                    response = await _attempt(transport, plan)
+                    response = await _attempt(transport, plan, exchange)
                     failure = response.failure
                     break
                 except Exception as exc:  # every failure is data; Cancelled is no Exception
-                    failure = classify(exc)
+                    failure = classify(exc, exchange)
                 if failure.kind not in RETRYABLE or retry == target.retries:
                     break
                 delay = backoff_delay(retry, rng)
@@ -271,6 +278,7 @@ async def probe(
         finally:
             if deadlines is not None:
                 deadlines.discard(deadline)
+            CURRENT_EXCHANGE.reset(exchange_token)
     if deadline.cancelled_caught:
         response = None
         failure = ProbeFailure(

@@ -157,8 +157,8 @@
         return token()
           ? "The token was refused (HTTP " + e.status + detail + "). Check the #token=\u2026 " +
             "part of this page's address."
-          : "This status page needs a token: open it as this address followed by " +
-            "#token=YOUR_TOKEN (HTTP " + e.status + detail + ").";
+          : "This status page needs a token: log in at ./login, or open it " +
+            "as this address followed by #token=YOUR_TOKEN (HTTP " + e.status + detail + ").";
       case "badtoken":
         return "The #token=\u2026 in this page's address is not a valid token.";
       case "network":
