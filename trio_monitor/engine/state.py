@@ -14,7 +14,6 @@ Once the target has kept one state for `flap_window`, one `flap_end` alert says 
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Iterable
 from typing import Protocol
 
@@ -40,8 +39,9 @@ class TargetState:
     slow_alerted: bool = False
     content_hash: str | None = None  # of the last ok probe
     last: ProbeResult | None = None
-    # trio-clock times of the recent UP/DOWN changes (while flapping: the last one)
-    changes: deque[float] = attrs.field(factory=deque)
+    # trio-clock times of the recent UP/DOWN changes (while flapping: the last one); at
+    # most flap_threshold of them: a list (an empty deque is ~600 B, per target)
+    changes: list[float] = attrs.field(factory=list)
     flapping: bool = False
     flap_changes: int = 0  # UP/DOWN changes since flapping began
 
@@ -182,16 +182,14 @@ class MemoryStateStore:
         st.changes.append(now)
         if st.flapping:
             st.flap_changes += 1
-            st.changes.popleft()  # only the last change matters now: when it settles
+            del st.changes[0]  # only the last change matters now: when it settles
             return False
         while st.changes[0] <= now - self.flap_window:
-            st.changes.popleft()
+            del st.changes[0]
         if len(st.changes) < self.flap_threshold:
             return True
         st.flapping, st.flap_changes = True, len(st.changes)
-        last = st.changes.pop()
-        st.changes.clear()
-        st.changes.append(last)
+        del st.changes[:-1]
         alert(
             "flapping",
             state=new,

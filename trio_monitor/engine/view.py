@@ -9,7 +9,6 @@ finished hours frozen as compact blobs: about 2 KB per target, whatever the inte
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable
 from typing import Protocol
 
@@ -43,7 +42,7 @@ class RecentStats:
     """Per target: the last 24 hourly slots of results. O(1) per result."""
 
     def __init__(self) -> None:
-        self._targets: dict[str, deque[_Hour]] = {}
+        self._targets: dict[str, list[_Hour]] = {}  # oldest first, at most HOURS
 
     def observe(self, record: Record) -> None:
         if isinstance(record, ProbeResult):
@@ -53,12 +52,13 @@ class RecentStats:
         hour = int(result.ts // 3600)
         slots = self._targets.get(result.target)
         if slots is None:
-            slots = self._targets[result.target] = deque(maxlen=HOURS)
+            slots = self._targets[result.target] = []  # an empty deque is ~600 B
         if not slots or slots[-1].hour < hour:
             if slots:
                 last = slots[-1]
                 last.hist = last.histogram().to_blob()  # finished: keep it compact
             slots.append(_Hour(hour))
+            del slots[:-HOURS]
         slot = slots[-1]
         if slot.hour != hour:
             return  # a late result for an hour already closed: not worth reopening it

@@ -5,6 +5,9 @@ results, round summaries, alerts): synchronous and O(1), it only sets gauges and
 counters in a registry of our own (never prometheus_client's global one). `render()`
 produces the exposition text; it takes time in proportion to the number of targets, so
 the server calls it in a worker thread (prometheus_client guards its values with locks).
+The per-target series are not prometheus_client children (four gauges with a lock each,
+~2.5 KB a target): each target's latest result is kept, and the series are built from a
+copy of that map when scraped.
 
 Per target (label `target`), from its latest probe, named like the Blackbox exporter's:
 
@@ -40,9 +43,11 @@ TLS certificate expiry is not measured by the probe, so there is no metric for i
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from .._config import EVENTS, Config
 from .._errors import ErrorKind
@@ -60,31 +65,8 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = registry = CollectorRegistry(auto_describe=True)
-        label = ("target",)
-        self._success = Gauge(
-            "probe_success",
-            "1 if the target's last probe succeeded, else 0",
-            label,
-            registry=registry,
-        )
-        self._duration = Gauge(
-            "probe_duration_seconds",
-            "Latency of the target's last probe (request start to body read; NaN without a response)",
-            label,
-            registry=registry,
-        )
-        self._status = Gauge(
-            "probe_http_status_code",
-            "Final HTTP status of the target's last probe (0 without a response)",
-            label,
-            registry=registry,
-        )
-        self._bytes = Gauge(
-            "probe_content_length_bytes",
-            "Body bytes read by the target's last probe (decoded, at most max_body)",
-            label,
-            registry=registry,
-        )
+        self._targets_series = _TargetSeries()
+        registry.register(self._targets_series)
         self._round_duration = Gauge(
             "trio_monitor_round_duration_seconds",
             "Duration of the last finished round",
@@ -145,8 +127,6 @@ class Metrics:
             result: self._probes.labels(result) for result in ("ok", *map(str, ErrorKind))
         }
         self._alert_children: dict[str, Counter] = {e: self._alerts.labels(e) for e in EVENTS}
-        self._common = (self._success, self._duration, self._bytes)  # every kind's
-        self._per_target: dict[str, tuple[Gauge, ...]] = {}
         # Round lines carry totals since start, and rounds overlap, so their lines can
         # arrive out of order: the counters follow the highest total seen.
         self._dropped_seen = 0
@@ -166,17 +146,7 @@ class Metrics:
             child.inc()
 
     def _probe(self, r: ProbeResult) -> None:
-        children = self._per_target.get(r.target)
-        if children is None:
-            # the HTTP status only for targets of a kind that has one
-            gauges = self._common if r.kind != "http" else (*self._common, self._status)
-            children = self._per_target[r.target] = tuple(g.labels(r.target) for g in gauges)
-        success, duration, size, *status = children
-        success.set(1 if r.ok else 0)
-        duration.set(math.nan if r.latency_ms is None else r.latency_ms / 1000)
-        size.set(r.bytes)
-        for gauge in status:
-            gauge.set(r.status or 0)
+        self._targets_series.latest[r.target] = r
         result = "ok" if r.ok else str(r.error or "failed")
         child = self._probe_children.get(result)
         if child is None:
@@ -224,7 +194,7 @@ class Metrics:
         `trio_monitor_targets` and drops the series of every other target."""
         keep = set(names)
         self._targets.set(len(keep))
-        self.forget([name for name in self._per_target if name not in keep])
+        self.forget([name for name in self._targets_series.latest if name not in keep])
 
     async def reconfigure(self, old: Config, new: Config) -> None:
         kinds = {t.name: t.kind for t in old.targets}
@@ -234,14 +204,47 @@ class Metrics:
     def forget(self, names: Iterable[str]) -> None:
         """Drop the per-target series of targets a reload removed."""
         for name in names:
-            children = self._per_target.pop(name, None)
-            if children is None:
-                continue
-            for gauge in (*self._common, self._status)[: len(children)]:
-                gauge.remove(name)
+            self._targets_series.latest.pop(name, None)
 
     # --- exposition -----------------------------------------------------------------
 
     def render(self) -> bytes:
         """The Prometheus text format (CONTENT_TYPE). Any thread."""
         return generate_latest(self.registry)
+
+
+class _TargetSeries(Collector):
+    """The per-target series, from each target's latest result (the monitor's state keeps
+    the same record, so this costs a dict entry a target)."""
+
+    def __init__(self) -> None:
+        self.latest: dict[str, ProbeResult] = {}
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        latest = self.latest.copy()  # render() runs in a worker thread; copy() holds the GIL
+        label = ["target"]
+        success = GaugeMetricFamily(
+            "probe_success", "1 if the target's last probe succeeded, else 0", labels=label
+        )
+        duration = GaugeMetricFamily(
+            "probe_duration_seconds",
+            "Latency of the target's last probe (request start to body read; NaN without a response)",
+            labels=label,
+        )
+        status = GaugeMetricFamily(
+            "probe_http_status_code",
+            "Final HTTP status of the target's last probe (0 without a response)",
+            labels=label,
+        )
+        size = GaugeMetricFamily(
+            "probe_content_length_bytes",
+            "Body bytes read by the target's last probe (decoded, at most max_body)",
+            labels=label,
+        )
+        for name, r in latest.items():
+            success.add_metric([name], 1 if r.ok else 0)
+            duration.add_metric([name], math.nan if r.latency_ms is None else r.latency_ms / 1000)
+            size.add_metric([name], r.bytes)
+            if r.kind == "http":  # the HTTP status only for targets of a kind that has one
+                status.add_metric([name], r.status or 0)
+        yield from (success, duration, status, size)

@@ -7,6 +7,7 @@ monitor shutting down) propagates, as it must.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import random
 import time
@@ -34,31 +35,67 @@ _RNG = random.Random()  # jitter only; seeding one per probe costs more than the
 
 @frozen
 class HttpPlan:
-    """Everything about a target's request that can be built once, not once per probe."""
+    """Everything about a target's request that can be built once, not once per probe.
+
+    One is kept per target for the whole run, so what targets have in common is shared:
+    the configured headers (one `httpx.Headers` per distinct set, never changed: a
+    redirect copies it), the extensions and the empty body."""
 
     target: Target
     spec: HttpSpec
-    url: httpx.URL
-    request: httpx.Request  # the first hop's request, reused by every probe (GET has no body)
+    request: httpx.Request  # the first hop's request, reused by every probe (no body)
     limit_key: str  # "scheme://host:port": per_host counts per origin, like the pools
     headers: httpx.Headers
     extensions: dict[str, object]
     needle: bytes | None
 
+    @property
+    def url(self) -> httpx.URL:
+        return self.request.url
+
+
+_NO_BODY = httpx.ByteStream(b"")  # stateless: every first hop can send this one
+_EXTENSIONS: dict[bool, dict[str, object]] = {v: {VERIFY_TLS: v} for v in (True, False)}
+_BODYLESS_NEEDS_LENGTH = frozenset({"POST", "PUT", "PATCH"})  # as httpx sends them
+
+
+@functools.lru_cache(maxsize=256)
+def _shared_headers(configured: tuple[tuple[str, str], ...]) -> httpx.Headers:
+    return httpx.Headers(
+        {"accept": "*/*", "accept-encoding": "gzip, deflate"} | dict(configured),
+        encoding=HEADER_ENCODING,  # config checked every value fits (httpx would use ASCII)
+    )
+
+
+def _first_hop(method: str, url: httpx.URL, headers: httpx.Headers) -> httpx.Request:
+    """The request `httpx.Request(method, url, headers=headers)` builds (its automatic
+    `Host` first, and `Content-Length: 0` for a bodiless POST, PUT or PATCH), but
+    holding the header entries of `headers` and the empty body shared, not a copy of
+    each per target."""
+    auto = []
+    if "host" not in headers:
+        auto.append((b"Host", url.netloc))
+    if method in _BODYLESS_NEEDS_LENGTH and not headers.keys() & {
+        "content-length",
+        "transfer-encoding",
+    }:
+        auto.append((b"Content-Length", b"0"))
+    first = httpx.Headers(auto, encoding=HEADER_ENCODING)
+    first.update(headers)  # appends the shared entries (no key of `auto` is in them)
+    return httpx.Request(method, url, headers=first, stream=_NO_BODY)
+
 
 def prepare(target: Target) -> HttpPlan:
     spec: HttpSpec = target.spec
-    headers = httpx.Headers(
-        {"accept": "*/*", "accept-encoding": "gzip, deflate"} | dict(spec.headers),
-        encoding=HEADER_ENCODING,  # config checked every value fits (httpx would use ASCII)
-    )
+    headers = _shared_headers(spec.headers)
     url = httpx.URL(spec.url)
-    extensions: dict[str, object] = {VERIFY_TLS: spec.verify_tls}
+    extensions = _EXTENSIONS[spec.verify_tls]
+    request = _first_hop(spec.method, url, headers)
+    request.extensions = extensions  # shared: nothing writes to a request's extensions
     return HttpPlan(
         target=target,
         spec=spec,
-        url=url,
-        request=httpx.Request(spec.method, url, headers=headers, extensions=extensions),
+        request=request,
         limit_key=f"{url.scheme}://{url.host}:{url.port or (443 if url.scheme == 'https' else 80)}",
         headers=headers,
         extensions=extensions,
