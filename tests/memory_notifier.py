@@ -1,5 +1,6 @@
 """An alert channel that exists only in the tests: `[[alerts.memory]]` keeps each alert
-in a list (`DELIVERED[name]`), or refuses it when `fail = true`. One module plus one
+in a list (`DELIVERED[name]`), or refuses it when `fail = true`, or never finishes
+delivering when `hang = true` (`DELIVERING[name]` is set once it began). One module plus one
 registration (`register(KIND)`), as a new channel in trio_monitor/alerts/ would be."""
 
 from __future__ import annotations
@@ -13,12 +14,14 @@ from trio_monitor._config import EVENTS, Event
 from trio_monitor.alerts.base import NotifierKind
 
 DELIVERED: defaultdict[str, list] = defaultdict(list)
+DELIVERING: dict[str, trio.Event] = {}
 
 
 @frozen
 class MemoryConfig:
     name: str
     fail: bool = False
+    hang: bool = False
     events: tuple[Event, ...] = EVENTS
 
 
@@ -32,6 +35,9 @@ class Memory:
     async def deliver(self, alert) -> bool:
         if self.config.fail:
             return False
+        if self.config.hang:
+            DELIVERING.setdefault(self.config.name, trio.Event()).set()
+            await trio.sleep_forever()
         _delivered(self.config.name, alert)
         return True
 

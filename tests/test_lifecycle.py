@@ -7,6 +7,8 @@ import logging
 import math
 import threading
 
+import memory_notifier
+import pytest
 import tomli_w
 import trio
 from factories import config_doc, write_config
@@ -14,7 +16,8 @@ from fakes import FakeProber
 from servers import closed_port
 
 from trio_monitor import load_config, parse_config, run_monitor
-from trio_monitor._lifecycle import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
+from trio_monitor._lifecycle import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, MIN_DRAIN
+from trio_monitor.alerts import base as alert_kinds
 from trio_monitor.store import HistoryReader
 
 
@@ -135,6 +138,43 @@ async def test_stop_cancels_hanging_probes_after_grace(server):
         monitor.stop()
     assert 0.3 <= trio.current_time() - stopped < 5
     assert out.of_type("probe") == []  # cancelled, so no result to report
+
+
+async def test_a_stop_ends_within_max_grace_min_drain_counted_from_the_stop(autojump_clock):
+    """Rounds that use all of the grace, then a notifier that never finishes: the stop
+    still ends max(grace, MIN_DRAIN) after it began (the grace is part of the drain's
+    time), not grace + MIN_DRAIN."""
+    alert_kinds.register(memory_notifier.KIND)
+    memory_notifier.DELIVERING.clear()
+    try:
+        config = parse_config(
+            {
+                "monitor": {"grace": "2s", "timeout": "1h", "stagger": "0s", "interval": "1h"},
+                "alerts": {"failure_threshold": 1, "memory": [{"name": "stuck", "hang": True}]},
+                "targets": [
+                    {"name": "bad", "url": "http://127.0.0.1:1/"},
+                    {"name": "hang", "url": "http://127.0.0.1:2/"},
+                ],
+            }
+        )
+        prober = FakeProber(durations={"hang": 3600}, fail={"bad"})
+        async with trio.open_nursery() as nursery:
+            monitor = await nursery.start(
+                lambda task_status: run_monitor(
+                    config,
+                    out=LineSink(),
+                    handle_signals=False,
+                    probers={"http": prober},
+                    task_status=task_status,
+                )
+            )
+            delivering = memory_notifier.DELIVERING.setdefault("stuck", trio.Event())
+            await delivering.wait()  # the `down` alert of "bad"; "hang" is still probing
+            stopped = trio.current_time()
+            monitor.stop()
+        assert trio.current_time() - stopped == pytest.approx(MIN_DRAIN)
+    finally:
+        alert_kinds.unregister(memory_notifier.KIND.key)
 
 
 async def test_abort_exits_130(server):

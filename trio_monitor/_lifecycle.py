@@ -57,6 +57,9 @@ log = logging.getLogger("trio_monitor")
 OUTPUT_QUEUE = 10_000  # lines buffered for a slow reader before lines are dropped (counted)
 HISTORY_QUEUE = 10_000  # results waiting for the store's writer before some are dropped
 MIN_DRAIN = 5.0  # seconds notifiers get at least to deliver queued alerts on shutdown
+# ... counted from the stop, rounds included, so a stop ends within max(grace, MIN_DRAIN)
+# plus this: what rounds that used all of the grace left in the queues gets this long
+FINAL_DRAIN = 1.0
 
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
 
@@ -154,6 +157,7 @@ class Monitor:
         self._hard = trio.CancelScope()
         self._reload_lock = trio.Lock()
         self.stopping = False
+        self._stopped_at: float | None = None  # trio clock, at the first stop()
         self.aborted = False
         self.state = MemoryStateStore(config.alerts)
         self.dispatcher = Dispatcher(self.state)
@@ -199,8 +203,17 @@ class Monitor:
         if not self.stopping:
             log.info("stopping: finishing probes in flight (up to %gs)", self.config.monitor.grace)
             self.systemd.stopping(status="stopping: finishing probes in flight")
+            self._stopped_at = trio.current_time()
         self.stopping = True
         self.scheduler.stop()
+
+    def _drain_deadline(self) -> float:
+        """When writers and notifiers must have drained their queues: max(grace,
+        MIN_DRAIN) after the stop (the rounds' grace is part of it), and FINAL_DRAIN
+        after the rounds at least. A --once run has no stop: from its round's end."""
+        now = trio.current_time()
+        began = now if self._stopped_at is None else self._stopped_at
+        return max(began + max(self.config.monitor.grace, MIN_DRAIN), now + FINAL_DRAIN)
 
     def abort(self) -> None:
         log.warning("stopping now")
@@ -358,8 +371,7 @@ class Monitor:
                 # Closing is synchronous, so it also happens on a hard stop.
                 server_scope.cancel()  # it shuts down gracefully, within its own bound
                 self.dispatcher.close()
-                drain = max(self.config.monitor.grace, MIN_DRAIN)
-                services.cancel_scope.deadline = trio.current_time() + drain
+                services.cancel_scope.deadline = self._drain_deadline()
         if self._once and (
             summary is None or summary.failed or summary.targets < len(config.targets)
         ):
