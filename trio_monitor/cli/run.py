@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 
 import trio
 
@@ -47,4 +48,7 @@ def command(args: argparse.Namespace) -> int:
     finally:
         if out is not None:
             out.close()
+        # The process ends now: its last garbage collections need not walk every object
+        # of a big fleet (at 50,000 targets, seconds between SIGTERM and exit).
+        gc.freeze()
     return code
