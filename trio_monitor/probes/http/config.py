@@ -105,7 +105,7 @@ def http_resolver(m: MonitorSection, env: Mapping[str, str], problems: list[str]
         if url.userinfo and "authorization" not in headers:  # a configured one wins, as in curl
             headers["authorization"] = _basic_auth(url)
         return HttpSpec(
-            url=str(url.copy_with(userinfo=b"")),
+            url=str(url.copy_with(userinfo=b"") if url.userinfo else url),  # parsing is costly
             method=default_method
             if t.method is None
             else _checked(t.method, _method, f"{where}.method", problems),
