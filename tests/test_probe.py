@@ -715,3 +715,32 @@ async def test_cancellation_propagates(server, transport):
         nursery.cancel_scope.cancel()
 
     assert results == []  # Cancelled went through probe(): it returned nothing
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {},
+        {"method": "POST"},
+        {"method": "PUT"},
+        {"headers": {"Host": "example.test", "X-Token": "é"}},
+        {"url": "http://user:pw@127.0.0.1:8080/a?b=c"},
+    ],
+)
+def test_a_plans_first_request_is_the_one_httpx_builds(extra):
+    """The plan shares header entries and the empty body between targets; what it
+    sends is still exactly what httpx.Request builds for the same method, URL, headers."""
+    extra = {"url": "http://127.0.0.1:8080/x", **extra}
+    plan = make_plan(extra.pop("url"), **extra)
+    expected = httpx.Request(plan.spec.method, plan.spec.url, headers=plan.headers)
+    assert plan.request.method == expected.method
+    assert plan.request.url == expected.url
+    assert plan.request.headers.raw == expected.headers.raw
+    assert b"".join(plan.request.stream) == b""  # type: ignore[arg-type]
+
+
+def test_targets_with_the_same_headers_share_them():
+    doc = {"targets": [{"url": f"http://127.0.0.1:{port}/"} for port in (8080, 8081)]}
+    first, second = (prepare(t) for t in parse_config(doc, env={}).targets)
+    assert first.headers is second.headers
+    assert first.request.headers.raw[1:] == second.request.headers.raw[1:]  # after Host

@@ -67,31 +67,29 @@ def _shared_headers(configured: tuple[tuple[str, str], ...]) -> httpx.Headers:
     )
 
 
-def _first_hop(method: str, url: httpx.URL, headers: httpx.Headers) -> httpx.Request:
+def _first_hop(method: str, url: str, headers: httpx.Headers) -> httpx.Request:
     """The request `httpx.Request(method, url, headers=headers)` builds (its automatic
     `Host` first, and `Content-Length: 0` for a bodiless POST, PUT or PATCH), but
     holding the header entries of `headers` and the empty body shared, not a copy of
-    each per target."""
+    each per target, and with the URL parsed once."""
+    request = httpx.Request(method, url, stream=_NO_BODY)
     auto = []
     if "host" not in headers:
-        auto.append((b"Host", url.netloc))
-    if method in _BODYLESS_NEEDS_LENGTH and not headers.keys() & {
-        "content-length",
-        "transfer-encoding",
-    }:
+        auto.append((b"Host", request.url.netloc))
+    if method in _BODYLESS_NEEDS_LENGTH:  # the config refuses Content-Length in `headers`
         auto.append((b"Content-Length", b"0"))
-    first = httpx.Headers(auto, encoding=HEADER_ENCODING)
-    first.update(headers)  # appends the shared entries (no key of `auto` is in them)
-    return httpx.Request(method, url, headers=first, stream=_NO_BODY)
+    request.headers = httpx.Headers(auto, encoding=HEADER_ENCODING)
+    request.headers.update(headers)  # appends the shared entries (no key of `auto` is in them)
+    return request
 
 
 def prepare(target: Target) -> HttpPlan:
     spec: HttpSpec = target.spec
     headers = _shared_headers(spec.headers)
-    url = httpx.URL(spec.url)
     extensions = _EXTENSIONS[spec.verify_tls]
-    request = _first_hop(spec.method, url, headers)
+    request = _first_hop(spec.method, spec.url, headers)
     request.extensions = extensions  # shared: nothing writes to a request's extensions
+    url = request.url
     return HttpPlan(
         target=target,
         spec=spec,
