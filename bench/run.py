@@ -52,6 +52,7 @@ ROOT = BENCH.parent
 APPENDICES = (
     ROOT / "docs" / "benchmarks-profile.md",  # what profiling found (written by hand)
     ROOT / "docs" / "benchmarks-store.md",  # bench/store_size.py's
+    ROOT / "docs" / "benchmarks-fleet.md",  # bench/fleet.py's figures (written by hand)
 )
 SETUP_COMMAND = (
     "python3 -m venv .venv && .venv/bin/pip install -q -e '.[bench]'"
