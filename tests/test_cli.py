@@ -8,6 +8,7 @@ line (never sleep) before it sends a signal or checks what came after.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import signal
@@ -510,6 +511,38 @@ async def test_once_output_from_the_config_is_relative_to_it(tmp_path, server):
     assert (done.code, done.stdout) == (0, "")
     lines = (tmp_path / "conf" / "out.jsonl").read_text(encoding="utf-8").splitlines()
     assert [r["type"] for r in parse_lines(lines)] == ["probe", "round"]
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+@pytest.mark.parametrize("where", [("-o", "/dev/full"), ()], ids=["-o", "output"])
+async def test_a_full_output_does_not_stop_monitoring(tmp_path, server, where):
+    extra = {} if where else {"output": "/dev/full"}
+    config = write_config(tmp_path, cli_config(ok_target(server), interval="50ms", **extra))
+    async with start_monitor(config, *where) as monitor:
+        await monitor.wait_log("cannot write output /dev/full: No space left on device")
+        seen = server.hits["/ok"]
+        await server.wait_hits("/ok", seen + 5)  # probing goes on
+        assert monitor.process.returncode is None
+        monitor.send(signal.SIGTERM)
+        assert await monitor.wait_exit() == 0
+    assert sum("cannot write output" in line for line in monitor.err.lines) == 1  # not per line
+
+
+async def test_run_with_stdout_closed_is_one_line(tmp_path, server):
+    write_config(tmp_path, cli_config(ok_target(server)))
+    with trio.fail_after(WAIT):
+        proc = await trio.run_process(
+            [EXE, "run", "--once", "-c", "m.toml"],
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            capture_stderr=True,
+            check=False,
+            preexec_fn=lambda: os.close(1),  # the child starts with stdout closed
+        )
+    assert (proc.returncode, proc.stderr.decode()) == (
+        2,
+        "trio-monitor: stdout is closed: give an output file (-o FILE or monitor.output)\n",
+    )
 
 
 # --- signals -----------------------------------------------------------------------

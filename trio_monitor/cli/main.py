@@ -82,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def console_main() -> None:
     code = main()
+    if sys.stdout is None:  # started with stdout closed: nothing to flush
+        sys.exit(code)
     try:
         sys.stdout.flush()
     except BrokenPipeError:
