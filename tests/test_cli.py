@@ -642,6 +642,52 @@ async def test_reload_with_a_broken_config_keeps_running(tmp_path, server, broke
     assert {r["target"] for r in monitor.records() if r["type"] == "probe"} == {"ok"}
 
 
+async def _wait_for_file(path: Path) -> None:
+    """Until the monitor has written a line to `path`."""
+    file = trio.Path(path)
+    with trio.fail_after(WAIT):
+        # polled: nothing else tells when a line reached the file
+        while not (await file.exists() and (await file.stat()).st_size):  # noqa: ASYNC110
+            await trio.sleep(0.01)
+
+
+@pytest.mark.parametrize(
+    ("where", "broken"),
+    [(("-o", "out.jsonl"), None), ((), "[monitor\n")],
+    ids=["-o", "output-and-a-bad-config"],
+)
+async def test_sighup_reopens_the_output_after_rotation(tmp_path, server, where, broken):
+    extra = {} if where else {"output": "out.jsonl"}
+    config = write_config(tmp_path, cli_config(ok_target(server), interval="50ms", **extra))
+    out, rotated = tmp_path / "out.jsonl", tmp_path / "out.jsonl.1"
+    async with start_monitor(config, *where) as monitor:
+        await _wait_for_file(out)
+        out.rename(rotated)  # logrotate: mv, then the postrotate SIGHUP
+        if broken is not None:
+            config.write_text(broken)  # the reload fails; the output is reopened all the same
+        monitor.send(signal.SIGHUP)
+        await monitor.wait_log(
+            f"reopened output {out}" if not where else "reopened output out.jsonl"
+        )
+        seen = server.hits["/ok"]
+        await server.wait_hits("/ok", seen + 3)
+        monitor.send(signal.SIGTERM)
+        assert await monitor.wait_exit() == 0
+    before = parse_lines(rotated.read_text(encoding="utf-8").splitlines())
+    after = parse_lines(out.read_text(encoding="utf-8").splitlines())  # whole lines only
+    assert before
+    assert after
+    records = before + after
+    rounds = sorted(r["round"] for r in records if is_round(r))
+    assert rounds == list(range(1, len(rounds) + 1))  # none lost, none twice
+    probes = [r["round"] for r in records if r["type"] == "probe"]
+    assert probes == [
+        r["round"]
+        for r in sorted(records, key=lambda r: r["round"])
+        if is_round(r) and r["targets"]
+    ]
+
+
 async def test_reader_going_away_stops_the_monitor(tmp_path, server):
     config = write_config(tmp_path, cli_config(ok_target(server)))
     async with start_monitor(config) as monitor:

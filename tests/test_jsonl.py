@@ -155,3 +155,38 @@ def test_a_file_output_appends_and_closes_without_error(tmp_path):
     out.write_lines(["new"])
     out.close()
     assert path.read_bytes() == b"old\nnew\n"
+
+
+def test_reopen_writes_the_next_lines_to_a_new_file_at_the_path(tmp_path, caplog):
+    caplog.set_level(logging.INFO, "trio_monitor")
+    path, rotated = tmp_path / "out.jsonl", tmp_path / "out.jsonl.1"
+    out = Output.file(path)
+    out.write_lines(["1"])
+    path.rename(rotated)
+    out.write_lines(["2"])  # until asked, into the file it has open
+    out.reopen()
+    out.write_lines(["3", "4"])
+    out.close()
+    assert (rotated.read_bytes(), path.read_bytes()) == (b"1\n2\n", b"3\n4\n")
+    assert f"reopened output {path}" in caplog.text
+
+
+def test_a_file_that_cannot_be_reopened_keeps_the_old_one(tmp_path, caplog):
+    path = tmp_path / "logs" / "out.jsonl"
+    path.parent.mkdir()
+    out = Output.file(path)
+    rotated = path.rename(tmp_path / "out.jsonl.1")
+    path.parent.rmdir()
+    out.reopen()
+    out.write_lines(["1"])
+    out.close()
+    assert rotated.read_bytes() == b"1\n"
+    assert f"cannot reopen output {path}: No such file or directory" in caplog.text
+
+
+def test_a_stream_is_never_reopened():
+    file = FlakyFile()
+    out = Output(file, "stdout")
+    out.reopen()
+    trio.run(trio.to_thread.run_sync, out.write_lines, ["1"])
+    assert file.data == b"1\n"

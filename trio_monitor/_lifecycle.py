@@ -200,7 +200,9 @@ class Monitor:
         return self.stopping or (self.ready and self.view.health().ok)
 
     async def reload(self) -> bool:
-        """Load the config file again; a bad one keeps the running config. -> applied?"""
+        """Reopen the output file (log rotation), then load the config file again; a bad
+        one keeps the running config. -> applied?"""
+        self.out.reopen()  # logrotate's postrotate convention, whatever the config says
         async with self._reload_lock:
             self.systemd.reloading(status="reloading")
             applied = False

@@ -32,20 +32,25 @@ class Output:
 
     Lines are written whole and in order, from one worker thread at a time, without
     Python's buffering (nothing is left to fail when it is closed). `lost` counts the
-    lines a write error kept out.
+    lines a write error kept out. A file is reopened by its path on `reopen` (SIGHUP,
+    after log rotation moved or deleted it); stdout and callers' streams never are.
     """
 
-    def __init__(self, stream: BinaryIO, name: str, *, owned: bool = False) -> None:
+    def __init__(
+        self, stream: BinaryIO, name: str, *, path: Path | None = None, owned: bool = False
+    ) -> None:
         self.name = name
         self.lost = 0
         self._stream = stream
+        self._path = path
         self._owned = owned
         self._torn = False  # a failed write stopped mid-line: the next line starts afresh
+        self._reopen = False  # asked to reopen: the writer's thread does it before writing
 
     @classmethod
     def file(cls, path: Path) -> Output:
         """Append to the file at `path` (created if missing). OSError if it cannot be opened."""
-        return cls(path.open("ab", buffering=0), str(path), owned=True)
+        return cls(_append(path), str(path), path=path, owned=True)
 
     @classmethod
     def stdout(cls) -> Output:
@@ -54,8 +59,33 @@ class Output:
         stream = open(sys.stdout.fileno(), "wb", buffering=0, closefd=False)  # noqa: SIM115
         return cls(stream, "stdout", owned=True)
 
+    def reopen(self) -> None:
+        """Write the next lines to a file opened anew at the path (if it is a file).
+
+        Done by the writer's thread before its next write, so no write is ever split
+        between the two files and none waits for this one."""
+        self._reopen = self._path is not None
+
+    def _reopen_now(self) -> None:
+        assert self._path is not None
+        self._reopen = False
+        try:
+            stream = _append(self._path)
+        except OSError as exc:
+            log.error(
+                "cannot reopen output %s: %s; still writing to the file open before",
+                self.name,
+                exc.strerror or exc,
+            )
+            return
+        self._stream.close()
+        self._stream, self._torn = stream, False
+        log.info("reopened output %s", self.name)
+
     def write_lines(self, lines: list[str]) -> None:
         """Write each line; at the first that fails, count it and the rest lost and raise."""
+        if self._reopen:
+            self._reopen_now()
         for done, line in enumerate(lines):
             try:
                 self._write(line.encode() + b"\n")
@@ -79,6 +109,10 @@ class Output:
     def close(self) -> None:
         if self._owned:
             self._stream.close()
+
+
+def _append(path: Path) -> BinaryIO:
+    return path.open("ab", buffering=0)
 
 
 def _closing(receive: trio.MemoryReceiveChannel[Record]) -> bool:
