@@ -45,6 +45,7 @@ from .probes import base as probe_kinds
 from .probes.base import Prober
 from .sinks.jsonl import Output, serve_jsonl
 from .store import HistoryReader, StoreStats, open_store, serve_store
+from .store.lock import hold_history_lock
 from .store.records import Incident
 
 if TYPE_CHECKING:
@@ -377,8 +378,10 @@ async def run_monitor(
     replace the registered probers of their kinds (tests).
     """
     systemd = systemd if systemd is not None else SystemdNotifier({})  # {}: a no-op
-    outages = await _open_history(config)
     with contextlib.ExitStack() as stack:
+        if config.store_path is not None:  # held until we exit: one monitor per history
+            stack.enter_context(hold_history_lock(config.store_path))
+        outages = await _open_history(config)
         output = (
             _callers_output(out)
             if out is not None
