@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import math
@@ -24,15 +25,21 @@ class LineSink:
     The monitor writes from a worker thread; from_thread hands each write back to trio.
     """
 
-    def __init__(self, fail_with: type[Exception] | None = None, block: bool = False):
+    def __init__(
+        self, fail_with: type[Exception] | None = None, block: bool = False, full_for: int = 0
+    ):
         self.data = b""
         self.fail_with = fail_with
+        self.full_for = full_for  # the first writes fail as on a full disk
         self.unblock = threading.Event() if block else None
         self._changed = trio.Event()
 
     def write(self, chunk: bytes) -> int:
         if self.fail_with:
             raise self.fail_with()
+        if self.full_for:
+            self.full_for -= 1
+            raise OSError(errno.ENOSPC, "No space left on device")
         if self.unblock is not None:
             self.unblock.wait()
         self.data += chunk
@@ -164,6 +171,27 @@ async def test_closed_output_stops_the_monitor(server, caplog):
     code = await run_monitor(config, out=LineSink(fail_with=BrokenPipeError), handle_signals=False)
     assert code == EXIT_OK
     assert "output closed" in caplog.text
+
+
+async def test_a_full_disk_loses_lines_but_not_the_monitor(server, caplog, monkeypatch):
+    monkeypatch.setattr("trio_monitor.sinks.jsonl.RETRY_FIRST", 0.05)
+    config = parse_config(
+        {"monitor": {"interval": "100ms"}, "targets": [{"url": server.url("/ok")}]}
+    )
+    out = LineSink(full_for=3)
+    async with trio.open_nursery() as nursery:
+        monitor = await nursery.start(
+            lambda task_status: run_monitor(
+                config, out=out, handle_signals=False, task_status=task_status
+            )
+        )
+        # writing resumes, and the round lines count what the full disk lost
+        await out.wait_for(lambda o: any(r["dropped"] > 0 for r in o.of_type("round")))
+        assert not monitor.stopping
+        monitor.stop()
+    lost = max(r["dropped"] for r in out.of_type("round"))
+    assert lost >= 3
+    assert "cannot write output output: No space left on device" in caplog.text
 
 
 async def test_stuck_output_never_slows_probing(server, caplog, monkeypatch):

@@ -25,9 +25,8 @@ import logging
 import math
 import signal
 import sqlite3
-import sys
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
@@ -45,8 +44,9 @@ from .engine.state import DOWN, MemoryStateStore
 from .engine.view import MonitorView, RecentStats
 from .probes import base as probe_kinds
 from .probes.base import Prober
-from .sinks.jsonl import serve_jsonl
+from .sinks.jsonl import Output, serve_jsonl
 from .store import HistoryReader, StoreStats, open_store, serve_store
+from .store.lock import hold_history_lock
 from .store.records import Incident
 
 if TYPE_CHECKING:
@@ -144,10 +144,12 @@ class Monitor:
         config_path: str | None,
         systemd: SystemdNotifier,
         probers: Mapping[str, Prober[Any]],
+        out: Output,
         *,
         once: bool,
     ) -> None:
         self.config = config
+        self.out = out
         self.systemd = systemd
         self._config_path = config_path
         self._once = once
@@ -157,7 +159,9 @@ class Monitor:
         self.aborted = False
         self.state = MemoryStateStore(config.alerts)
         self.dispatcher = Dispatcher(self.state)
-        self.output: Outlet = self.dispatcher.add_outlet("output", OUTPUT_QUEUE)
+        self.output: Outlet = self.dispatcher.add_outlet(
+            "output", OUTPUT_QUEUE, lost=lambda: self.out.lost
+        )
         self.history = _History(self.dispatcher) if config.store_path is not None else None
         self.recent = RecentStats()
         self.given_up: collections.Counter[str] = collections.Counter()  # alerts, per notifier
@@ -216,7 +220,9 @@ class Monitor:
         return self.stopping or (self.ready and self.view.health().ok)
 
     async def reload(self) -> bool:
-        """Load the config file again; a bad one keeps the running config. -> applied?"""
+        """Reopen the output file (log rotation), then load the config file again; a bad
+        one keeps the running config. -> applied?"""
+        self.out.reopen()  # logrotate's postrotate convention, whatever the config says
         async with self._reload_lock:
             self.systemd.reloading(status="reloading")
             applied = False
@@ -315,15 +321,13 @@ class Monitor:
         self.dispatcher.add_observer(metrics.observe)
         return metrics
 
-    async def _serve(
-        self, out: BinaryIO, outages: list[Incident], task_status: trio.TaskStatus[Monitor]
-    ) -> int:
+    async def _serve(self, outages: list[Incident], task_status: trio.TaskStatus[Monitor]) -> int:
         config = self.config
         served = config.server is not None and not self._once
         # the notifiers' client (the probers have their own transports)
         client = httpx.AsyncClient(timeout=None, trust_env=False)
         async with client, trio.open_nursery() as services:
-            await services.start(serve_jsonl, self.output.receive, out, self.stop)
+            await services.start(serve_jsonl, self.output.receive, self.out, self.stop)
             notifiers = Notifiers(self.dispatcher, services, client, self.given_up)
             notifiers.configure(config.alerts)
             if self.history is not None:
@@ -405,27 +409,27 @@ async def _watch_signals(monitor: Monitor, *, task_status=trio.TASK_STATUS_IGNOR
                     monitor.stop()
 
 
-@contextlib.contextmanager
-def _open_output(config: Config) -> Iterator[BinaryIO]:
+def _open_output(config: Config) -> Output:
     if config.monitor.output == "-":
-        yield sys.stdout.buffer
-        return
+        return Output.stdout()
     path = Path(config.path).parent / config.monitor.output
     try:
-        file = path.open("ab")
+        return Output.file(path)
     except OSError as exc:
         raise ConfigError(
             [f"{config.path}: monitor.output: cannot open {path}: {exc.strerror or exc}"]
         ) from None
-    with file:
-        yield file
+
+
+def _callers_output(out: BinaryIO | Output) -> Output:
+    return out if isinstance(out, Output) else Output(out, "output")
 
 
 async def run_monitor(
     config: Config,
     *,
     once: bool = False,
-    out: BinaryIO | None = None,
+    out: BinaryIO | Output | None = None,
     config_path: str | None = None,
     handle_signals: bool = True,
     probers: Mapping[str, Prober[Any]] | None = None,
@@ -434,22 +438,29 @@ async def run_monitor(
 ) -> int:
     """Run until stopped (or one round with once). -> exit code: 0 ok, 1 failures (once), 130 aborted.
 
-    `out` overrides the config's output. With handle_signals, SIGINT/SIGTERM stop
+    `out` overrides the config's output: an `Output` or a binary stream, the caller's
+    to close. With handle_signals, SIGINT/SIGTERM stop
     gracefully (a second one aborts) and SIGHUP reloads from config_path. `probers`
     replace the registered probers of their kinds (tests).
     """
     systemd = systemd if systemd is not None else SystemdNotifier({})  # {}: a no-op
-    outages = await _open_history(config)
     with contextlib.ExitStack() as stack:
-        stream = out if out is not None else stack.enter_context(_open_output(config))
+        if config.store_path is not None:  # held until we exit: one monitor per history
+            stack.enter_context(hold_history_lock(config.store_path))
+        outages = await _open_history(config)
+        output = (
+            _callers_output(out)
+            if out is not None
+            else stack.enter_context(contextlib.closing(_open_output(config)))
+        )
         async with open_probers(config, probers) as running:
-            monitor = Monitor(config, config_path, systemd, running, once=once)
+            monitor = Monitor(config, config_path, systemd, running, output, once=once)
             with monitor._hard:
                 async with trio.open_nursery() as watchers:
                     if handle_signals:
                         await watchers.start(_watch_signals, monitor)
                     if not once:
                         watchers.start_soon(serve_watchdog, systemd, monitor.watchdog_healthy)
-                    code = await monitor._serve(stream, outages, task_status)
+                    code = await monitor._serve(outages, task_status)
                     watchers.cancel_scope.cancel()
     return EXIT_INTERRUPTED if monitor.aborted else code
