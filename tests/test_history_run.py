@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import trio
 from factories import config_doc, write_config
+from fakes import running
 from servers import closed_port
 from test_cli import run_cli as cli
 from test_cli import start_monitor
@@ -145,15 +146,7 @@ async def test_a_target_removed_by_a_reload_ends_its_outage(server, tmp_path):
     path = write_config(tmp_path, run_config([down, fine], alerts=alerts))
     out = LineSink()
     async with trio.open_nursery() as nursery:
-        monitor = await nursery.start(
-            lambda task_status: run_monitor(
-                load_config(path),
-                out=out,
-                config_path=str(path),
-                handle_signals=False,
-                task_status=task_status,
-            )
-        )
+        monitor = await running(nursery, load_config(path), out=out, config_path=str(path))
         await out.wait_for(lambda o: any(a["event"] == "down" for a in o.of_type("alert")))
         write_config(tmp_path, run_config([fine], alerts=alerts))
         assert await monitor.reload()
@@ -211,11 +204,7 @@ async def test_a_second_monitor_on_one_history_is_refused(server, tmp_path):
     config = write_config(tmp_path, run_config([{"name": "web", "url": server.url("/ok")}]))
     out = LineSink()
     async with trio.open_nursery() as nursery:
-        first = await nursery.start(
-            lambda task_status: run_monitor(
-                load_config(config), out=out, handle_signals=False, task_status=task_status
-            )
-        )
+        first = await running(nursery, load_config(config), out=out)
         await out.wait_for(lambda o: o.of_type("round"))
         with pytest.raises(StoreError) as refused:
             await run_once(config)
