@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
@@ -22,6 +22,7 @@ import trio
 from attrs import define, frozen
 
 from .._records import AlertEvent, Record
+from .._registry import Registry
 
 if TYPE_CHECKING:
     from .._config import AlertsSection, Config
@@ -52,28 +53,9 @@ class NotifierKind:
     resolve: Callable[[Any, str, Mapping[str, str], list[str]], Any] = lambda t, *_: t
 
 
-_KINDS: dict[str, NotifierKind] = {}
-
-
-def register(kind: NotifierKind) -> None:
-    _KINDS[kind.key] = kind
-
-
-def unregister(key: str) -> None:
-    _KINDS.pop(key, None)
-
-
-def kinds() -> Iterator[NotifierKind]:
-    return iter(_KINDS.values())
-
-
-def find(key: str) -> NotifierKind | None:
-    return _KINDS.get(key)
-
-
-def get(key: str) -> NotifierKind:
-    """KeyError for a channel nobody registered."""
-    return _KINDS[key]
+_KINDS: Registry[NotifierKind] = Registry(lambda kind: kind.key)
+register, unregister, kinds = _KINDS.register, _KINDS.unregister, _KINDS.__iter__
+find, get = _KINDS.find, _KINDS.get
 
 
 @define
@@ -142,7 +124,7 @@ class Notifiers:
         self._running = running
 
     def _start(self, key: str, index: int, config: Any) -> _Running:
-        notifier = _KINDS[key].create(config, self._client)
+        notifier = _KINDS.get(key).create(config, self._client)
         outlet = self._dispatcher.add_outlet(f"{key}[{index}]", QUEUE, _wants(config.events))
         running = _Running(config, outlet, Delivery())
         self._nursery.start_soon(_serve, notifier, outlet, running.delivery, self.given_up)
