@@ -108,7 +108,10 @@ async def test_undelivered_alerts_of_a_removed_notifier_are_given_up_in_one_line
         monitor = await start(nursery, path, LineSink())
         await server.wait_hits("/hang", 1)
         monitor.stop()
-    assert "alert outbox: 1 alerts not delivered yet: will retry after restart" in caplog.text
+    assert (
+        "alert outbox: 1 alerts not delivered yet: will retry after restart: down site"
+        in caplog.text
+    )
     ((key, notifier, status, _),) = outbox(tmp_path / "m.db")
     assert status == "pending"
 

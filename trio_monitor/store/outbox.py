@@ -92,8 +92,13 @@ def _pending(conn: sqlite3.Connection) -> list[Row]:
     ).fetchall()
 
 
-def _count_pending(conn: sqlite3.Connection) -> int:
-    return conn.execute(f"SELECT count(*) FROM outbox WHERE status = '{PENDING}'").fetchone()[0]
+def _count_pending(conn: sqlite3.Connection) -> tuple[int, list[str]]:
+    """-> (pending rows, the alert JSON of the first SHOWN of them)."""
+    count = conn.execute(f"SELECT count(*) FROM outbox WHERE status = '{PENDING}'").fetchone()[0]
+    first = conn.execute(
+        f"SELECT alert FROM outbox WHERE status = '{PENDING}' ORDER BY created LIMIT {SHOWN}"
+    ).fetchall()
+    return count, [text for (text,) in first]
 
 
 def _wanted(alert: AlertEvent, route: Route) -> bool:
@@ -236,7 +241,7 @@ class Outbox:
         await self._flush_marks()
         try:
             async with self._lock:
-                pending = await self._db.run(_count_pending)
+                pending, first = await self._db.run(_count_pending)
         except Exception as exc:
             log.error(
                 "alert outbox %s: cannot count undelivered alerts: %s",
@@ -246,7 +251,9 @@ class Outbox:
         else:
             if pending:
                 log.warning(
-                    "alert outbox: %d alerts not delivered yet: will retry after restart", pending
+                    "alert outbox: %d alerts not delivered yet: will retry after restart: %s",
+                    pending,
+                    _named(map(alert_from_json, first), pending),
                 )
         await self._db.close()
 
