@@ -6,13 +6,15 @@ Task tree (outermost first); each level outlives the one inside it:
     └── probers                     one per kind in use (HTTP: the per-origin pools),
         │                           opened outside the nurseries that use them
         └── watchers nursery        signal handling, reloads, systemd watchdog
-            └── services nursery    JSON-lines writer, history writer, one task per
-                │                   notifier, the HTTP server
+            └── services nursery    JSON-lines writer, history writer, alert outbox,
+                │                   one task per notifier, the HTTP server
                 └── scheduler       one nursery per round, one task per probe
 
 Shutdown order: stop() cancels the scheduler's loop (no new probes) and gives
 in-flight probes `grace` seconds; then the dispatcher closes every outlet, so the
-writers and notifiers drain what is queued and end (bounded); then the signal
+writers drain what is queued and end (bounded), and the alert outbox commits what it
+has, hands it on and closes the notifiers' queues: they drain (bounded by the same
+deadline), and what is still undelivered stays pending for the next start; then the signal
 watcher is cancelled; then the probers close. Nothing is left running when
 run_monitor returns.
 """
@@ -47,6 +49,7 @@ from .probes.base import Prober
 from .sinks.jsonl import Output, serve_jsonl
 from .store import HistoryReader, StoreStats, open_store, serve_store
 from .store.lock import hold_history_lock
+from .store.outbox import serve_outbox
 from .store.records import Incident
 
 if TYPE_CHECKING:
@@ -56,6 +59,7 @@ log = logging.getLogger("trio_monitor")
 
 OUTPUT_QUEUE = 10_000  # lines buffered for a slow reader before lines are dropped (counted)
 HISTORY_QUEUE = 10_000  # results waiting for the store's writer before some are dropped
+OUTBOX_QUEUE = 10_000  # alerts waiting for the outbox's commit before some are dropped
 MIN_DRAIN = 5.0  # seconds notifiers get at least to deliver queued alerts on shutdown
 
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
@@ -71,6 +75,10 @@ def _kept_in_history(record: Record) -> bool:
     return isinstance(record, ProbeResult | TargetRemoved) or (
         isinstance(record, AlertEvent) and record.event in ("down", "up", "flap_end")
     )
+
+
+def _is_alert(record: Record) -> bool:
+    return isinstance(record, AlertEvent)
 
 
 def _open_outages(path: str) -> list[Incident]:
@@ -126,13 +134,15 @@ def _names(names: list[str], shown: int = 10) -> str:
 
 
 class _History:
-    """The history store's outlet and its writer's own losses."""
+    """The history store's outlets (the writer's, with its own losses; the alert
+    outbox's)."""
 
     def __init__(self, dispatcher: Dispatcher) -> None:
         self.stats = StoreStats()
         self.outlet = dispatcher.add_outlet(
             "history", HISTORY_QUEUE, _kept_in_history, lambda: self.stats.unstored
         )
+        self.outbox = dispatcher.add_outlet("outbox", OUTBOX_QUEUE, _is_alert)
 
 
 class Monitor:
@@ -328,7 +338,9 @@ class Monitor:
         client = httpx.AsyncClient(timeout=None, trust_env=False)
         async with client, trio.open_nursery() as services:
             await services.start(serve_jsonl, self.output.receive, self.out, self.stop)
-            notifiers = Notifiers(self.dispatcher, services, client, self.given_up)
+            notifiers = Notifiers(
+                self.dispatcher, services, client, self.given_up, outbox=self.history is not None
+            )
             notifiers.configure(config.alerts)
             if self.history is not None:
                 assert config.store_path is not None
@@ -339,6 +351,15 @@ class Monitor:
                     config.store_path,
                     config.storage,
                     self.history.stats,
+                )
+                # after configure: undelivered alerts of the last run go to the notifiers
+                await services.start(
+                    serve_outbox, self.history.outbox.receive, config.store_path, notifiers
+                )
+            elif any(config.alerts.notifiers.values()):
+                log.warning(
+                    "alerts are not durable: history is disabled ([storage] enabled = false),"
+                    " so alerts still queued when the monitor stops are lost"
                 )
             metrics = self._start_metrics() if served else None
             self._reconfigurables = self._components(notifiers, metrics)
