@@ -25,6 +25,7 @@ wall time and peak RSS (os.wait4's ru_maxrss).
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import signal
 import socket
@@ -167,6 +168,10 @@ def footprint(count: int, workdir: Path) -> tuple[float, float]:
     from trio_monitor._config import load_config
     from trio_monitor._lifecycle import Monitor, open_probers
     from trio_monitor._systemd import SystemdNotifier
+    from trio_monitor.sinks.jsonl import Output
+
+    def _null_output() -> Output:
+        return Output(open(os.devnull, "wb"), "devnull", owned=True)
 
     path = workdir / "footprint.toml"
     path.write_bytes(tomli_w.dumps(fleet_doc(count, [9], workdir, "60s")).encode())
@@ -177,7 +182,9 @@ def footprint(count: int, workdir: Path) -> tuple[float, float]:
 
     async def build() -> tuple[object, int]:
         async with open_probers(config) as probers:
-            monitor = Monitor(config, None, SystemdNotifier({}), probers, once=False)
+            monitor = Monitor(
+                config, None, SystemdNotifier({}), probers, _null_output(), once=False
+            )
             return monitor, tracemalloc.get_traced_memory()[0]
 
     _monitor, built = trio.run(build)

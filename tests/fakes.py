@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from collections import defaultdict
 
@@ -9,7 +10,7 @@ import factories
 import trio
 from factories import config_doc, probe_result
 
-from trio_monitor import RoundSummary
+from trio_monitor import RoundSummary, run_monitor
 from trio_monitor.engine.dispatch import Dispatcher
 from trio_monitor.engine.schedule import Scheduler
 from trio_monitor.engine.state import MemoryStateStore
@@ -86,3 +87,10 @@ async def run_for(scheduler, seconds):
 
 def rounds(records):
     return [r for r in records if isinstance(r, RoundSummary)]
+
+
+async def running(nursery, config, **options):
+    """run_monitor started in `nursery` with signals left alone: -> its Monitor, running."""
+    return await nursery.start(
+        functools.partial(run_monitor, config, handle_signals=False, **options)
+    )

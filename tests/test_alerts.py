@@ -13,7 +13,7 @@ import trio
 from factories import alert_event
 
 from trio_monitor import parse_config
-from trio_monitor.alerts.base import Notifiers
+from trio_monitor.alerts.base import Notifiers, Report
 from trio_monitor.alerts.exec import Exec
 from trio_monitor.alerts.webhook import Webhook
 from trio_monitor.engine.dispatch import Dispatcher
@@ -229,3 +229,23 @@ async def test_exec_timeout_kills_the_whole_process_group(tmp_path, caplog):
             await trio.lowlevel.wait_readable(grandchild)
         os.close(grandchild)
     assert "killed after 0.5s (process group)" in caplog.text
+
+
+async def test_with_an_outbox_it_feeds_the_queues_and_hears_back(server, client):
+    hook = {"url": server.url("/hook")}
+    dispatch = dispatcher()
+    async with trio.open_nursery() as nursery:
+        notifiers = Notifiers(dispatch, nursery, client, outbox=True)
+        notifiers.configure(alerts_config(webhook=[hook]))
+        dispatch.publish(alert("down"))  # not for the notifiers: the outbox feeds them
+        (route,) = notifiers.routes()
+        route.queue.offer(alert("up"))
+        dispatch.close()  # their queues are the outbox's to close
+        report = await notifiers.reports.receive()
+        notifiers.close()
+        # a reload while shutting down starts nothing
+        notifiers.configure(alerts_config(webhook=[hook, {"url": server.url("/other")}]))
+        assert len(notifiers.routes()) == 1
+    assert report == Report(route.notifier, alert("up").key, delivered=True)
+    assert [json.loads(b)["event"] for b in server.received] == ["up"]
+    assert set(dispatch.drops()) == {"webhook[0]"}  # counted like every consumer's

@@ -8,6 +8,7 @@ line (never sleep) before it sends a signal or checks what came after.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import signal
@@ -526,6 +527,38 @@ async def test_once_output_from_the_config_is_relative_to_it(tmp_path, server):
     assert [r["type"] for r in parse_lines(lines)] == ["probe", "round"]
 
 
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+@pytest.mark.parametrize("where", [("-o", "/dev/full"), ()], ids=["-o", "output"])
+async def test_a_full_output_does_not_stop_monitoring(tmp_path, server, where):
+    extra = {} if where else {"output": "/dev/full"}
+    config = write_config(tmp_path, cli_config(ok_target(server), interval="100ms", **extra))
+    async with start_monitor(config, *where) as monitor:
+        await monitor.wait_log("cannot write output /dev/full: No space left on device")
+        seen = server.hits["/ok"]
+        await server.wait_hits("/ok", seen + 5)  # probing goes on
+        assert monitor.process.returncode is None
+        monitor.send(signal.SIGTERM)
+        assert await monitor.wait_exit() == 0
+    assert sum("cannot write output" in line for line in monitor.err.lines) == 1  # not per line
+
+
+async def test_run_with_stdout_closed_is_one_line(tmp_path, server):
+    write_config(tmp_path, cli_config(ok_target(server)))
+    with trio.fail_after(WAIT):
+        proc = await trio.run_process(
+            [EXE, "run", "--once", "-c", "m.toml"],
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            capture_stderr=True,
+            check=False,
+            preexec_fn=lambda: os.close(1),  # the child starts with stdout closed
+        )
+    assert (proc.returncode, proc.stderr.decode()) == (
+        2,
+        "trio-monitor: stdout is closed: give an output file (-o FILE or monitor.output)\n",
+    )
+
+
 # --- signals -----------------------------------------------------------------------
 
 
@@ -626,6 +659,52 @@ async def test_reload_with_a_broken_config_keeps_running(tmp_path, server, broke
         monitor.send(signal.SIGTERM)
         assert await monitor.wait_exit() == 0
     assert {r["target"] for r in monitor.records() if r["type"] == "probe"} == {"ok"}
+
+
+async def _wait_for_file(path: Path) -> None:
+    """Until the monitor has written a line to `path`."""
+    file = trio.Path(path)
+    with trio.fail_after(WAIT):
+        # polled: nothing else tells when a line reached the file
+        while not (await file.exists() and (await file.stat()).st_size):  # noqa: ASYNC110
+            await trio.sleep(0.01)
+
+
+@pytest.mark.parametrize(
+    ("where", "broken"),
+    [(("-o", "out.jsonl"), None), ((), "[monitor\n")],
+    ids=["-o", "output-and-a-bad-config"],
+)
+async def test_sighup_reopens_the_output_after_rotation(tmp_path, server, where, broken):
+    extra = {} if where else {"output": "out.jsonl"}
+    config = write_config(tmp_path, cli_config(ok_target(server), interval="100ms", **extra))
+    out, rotated = tmp_path / "out.jsonl", tmp_path / "out.jsonl.1"
+    async with start_monitor(config, *where) as monitor:
+        await _wait_for_file(out)
+        out.rename(rotated)  # logrotate: mv, then the postrotate SIGHUP
+        if broken is not None:
+            config.write_text(broken)  # the reload fails; the output is reopened all the same
+        monitor.send(signal.SIGHUP)
+        await monitor.wait_log(
+            f"reopened output {out}" if not where else "reopened output out.jsonl"
+        )
+        seen = server.hits["/ok"]
+        await server.wait_hits("/ok", seen + 3)
+        monitor.send(signal.SIGTERM)
+        assert await monitor.wait_exit() == 0
+    before = parse_lines(rotated.read_text(encoding="utf-8").splitlines())
+    after = parse_lines(out.read_text(encoding="utf-8").splitlines())  # whole lines only
+    assert before
+    assert after
+    records = before + after
+    rounds = sorted(r["round"] for r in records if is_round(r))
+    assert rounds == list(range(1, len(rounds) + 1))  # none lost, none twice
+    probes = [r["round"] for r in records if r["type"] == "probe"]
+    assert probes == [
+        r["round"]
+        for r in sorted(records, key=lambda r: r["round"])
+        if is_round(r) and r["targets"]
+    ]
 
 
 async def test_reader_going_away_stops_the_monitor(tmp_path, server):

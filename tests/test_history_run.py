@@ -4,6 +4,9 @@ restarts, bad files refused, unwritable files survived, and reports over what wa
 from __future__ import annotations
 
 import json
+import os
+import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -11,10 +14,14 @@ from pathlib import Path
 import pytest
 import trio
 from factories import config_doc, write_config
+from fakes import running
 from servers import closed_port
+from test_cli import run_cli as cli
+from test_cli import start_monitor
 from test_lifecycle import LineSink
 
 from trio_monitor import load_config, run_monitor
+from trio_monitor._errors import StoreError
 from trio_monitor.store import HistoryReader
 
 CLI = [sys.executable, "-m", "trio_monitor"]
@@ -139,15 +146,7 @@ async def test_a_target_removed_by_a_reload_ends_its_outage(server, tmp_path):
     path = write_config(tmp_path, run_config([down, fine], alerts=alerts))
     out = LineSink()
     async with trio.open_nursery() as nursery:
-        monitor = await nursery.start(
-            lambda task_status: run_monitor(
-                load_config(path),
-                out=out,
-                config_path=str(path),
-                handle_signals=False,
-                task_status=task_status,
-            )
-        )
+        monitor = await running(nursery, load_config(path), out=out, config_path=str(path))
         await out.wait_for(lambda o: any(a["event"] == "down" for a in o.of_type("alert")))
         write_config(tmp_path, run_config([fine], alerts=alerts))
         assert await monitor.reload()
@@ -197,3 +196,43 @@ async def test_an_outage_of_a_target_removed_while_stopped_ends_at_its_last_prob
     with history(tmp_path / "m.db") as reader:
         (incident,) = reader.incidents(0, 2e9)
     assert (incident.end, incident.end_reason) == (last_probe, "removed")
+
+
+async def test_a_second_monitor_on_one_history_is_refused(server, tmp_path):
+    """One history file, one monitor: the second would store every sample and page every
+    outage twice. Readers still read while the first runs; after it, the file is free."""
+    config = write_config(tmp_path, run_config([{"name": "web", "url": server.url("/ok")}]))
+    out = LineSink()
+    async with trio.open_nursery() as nursery:
+        first = await running(nursery, load_config(config), out=out)
+        await out.wait_for(lambda o: o.of_type("round"))
+        with pytest.raises(StoreError) as refused:
+            await run_once(config)
+        assert str(refused.value) == (
+            f"{tmp_path / 'm.db'}: in use by another monitor (pid {os.getpid()} on "
+            f"{socket.gethostname()}, lock {tmp_path / 'm.db.lock'}); "
+            "one history file takes one monitor"
+        )
+        with history(tmp_path / "m.db") as reader:  # readers take no lock
+            assert set(reader.targets()) <= {"web"}  # (what the writer has committed yet)
+        first.stop()
+    code, _ = await run_once(config)  # released when the first ended
+    assert code == 0
+
+
+@pytest.mark.subprocess
+async def test_a_second_monitor_process_exits_2_naming_the_first(server, tmp_path):
+    config = write_config(tmp_path, run_config([{"name": "web", "url": server.url("/ok")}]))
+    async with start_monitor(config) as first:
+        await first.wait_record(lambda r: r["type"] == "round")
+        second = await cli("run", "--once", "-c", "m.toml", cwd=tmp_path)
+        assert (second.code, second.stdout) == (2, "")
+        (line,) = second.stderr.splitlines()
+        assert line.startswith("trio-monitor: m.db: in use by another monitor")
+        assert f"(pid {first.process.pid} on " in line
+        report = await cli("report", "-c", "m.toml", "--format", "json", cwd=tmp_path)
+        assert report.code == 0, report.stderr
+        first.send(signal.SIGTERM)
+        assert await first.wait_exit() == 0
+    again = await cli("run", "--once", "-c", "m.toml", cwd=tmp_path)
+    assert again.code == 0, again.stderr

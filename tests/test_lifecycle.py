@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import math
@@ -12,7 +13,7 @@ import pytest
 import tomli_w
 import trio
 from factories import config_doc, write_config
-from fakes import FakeProber
+from fakes import FakeProber, running
 from servers import closed_port
 
 from trio_monitor import load_config, parse_config, run_monitor
@@ -27,15 +28,21 @@ class LineSink:
     The monitor writes from a worker thread; from_thread hands each write back to trio.
     """
 
-    def __init__(self, fail_with: type[Exception] | None = None, block: bool = False):
+    def __init__(
+        self, fail_with: type[Exception] | None = None, block: bool = False, full_for: int = 0
+    ):
         self.data = b""
         self.fail_with = fail_with
+        self.full_for = full_for  # the first writes fail as on a full disk
         self.unblock = threading.Event() if block else None
         self._changed = trio.Event()
 
     def write(self, chunk: bytes) -> int:
         if self.fail_with:
             raise self.fail_with()
+        if self.full_for:
+            self.full_for -= 1
+            raise OSError(errno.ENOSPC, "No space left on device")
         if self.unblock is not None:
             self.unblock.wait()
         self.data += chunk
@@ -104,11 +111,7 @@ async def test_stop_leaves_no_task_and_loses_no_line(server, tmp_path):
     before = all_tasks()
     out = LineSink()
     async with trio.open_nursery() as nursery:
-        monitor = await nursery.start(
-            lambda task_status: run_monitor(
-                config, out=out, handle_signals=False, task_status=task_status
-            )
-        )
+        monitor = await running(nursery, config, out=out)
         await out.wait_for(lambda o: len(o.of_type("round")) >= 2)
         monitor.stop()
     assert all_tasks() == before
@@ -128,11 +131,7 @@ async def test_stop_cancels_hanging_probes_after_grace(server):
     )
     out = LineSink()
     async with trio.open_nursery() as nursery:
-        monitor = await nursery.start(
-            lambda task_status: run_monitor(
-                config, out=out, handle_signals=False, task_status=task_status
-            )
-        )
+        monitor = await running(nursery, config, out=out)
         await server.wait_in_flight(1)
         stopped = trio.current_time()
         monitor.stop()
@@ -206,6 +205,23 @@ async def test_closed_output_stops_the_monitor(server, caplog):
     assert "output closed" in caplog.text
 
 
+async def test_a_full_disk_loses_lines_but_not_the_monitor(server, caplog, monkeypatch):
+    monkeypatch.setattr("trio_monitor.sinks.jsonl.RETRY_FIRST", 0.05)
+    config = parse_config(
+        {"monitor": {"interval": "100ms"}, "targets": [{"url": server.url("/ok")}]}
+    )
+    out = LineSink(full_for=3)
+    async with trio.open_nursery() as nursery:
+        monitor = await running(nursery, config, out=out)
+        # writing resumes, and the round lines count what the full disk lost
+        await out.wait_for(lambda o: any(r["dropped"] > 0 for r in o.of_type("round")))
+        assert not monitor.stopping
+        monitor.stop()
+    lost = max(r["dropped"] for r in out.of_type("round"))
+    assert lost >= 3
+    assert "cannot write output output: No space left on device" in caplog.text
+
+
 async def test_stuck_output_never_slows_probing(server, caplog, monkeypatch):
     monkeypatch.setattr("trio_monitor._lifecycle.OUTPUT_QUEUE", 4)
     config = parse_config(
@@ -213,11 +229,7 @@ async def test_stuck_output_never_slows_probing(server, caplog, monkeypatch):
     )
     out = LineSink(block=True)
     async with trio.open_nursery() as nursery:
-        monitor = await nursery.start(
-            lambda task_status: run_monitor(
-                config, out=out, handle_signals=False, task_status=task_status
-            )
-        )
+        monitor = await running(nursery, config, out=out)
         with trio.fail_after(10):  # rounds go on while nothing can be written
             await server.wait_hits("/ok", 20)
         out.unblock.set()
@@ -234,15 +246,7 @@ async def test_reload_keeps_state_of_unchanged_targets(server, tmp_path, caplog)
     config = load_config(path)
     out = LineSink()
     async with trio.open_nursery() as nursery:
-        monitor = await nursery.start(
-            lambda task_status: run_monitor(
-                config,
-                out=out,
-                config_path=str(path),
-                handle_signals=False,
-                task_status=task_status,
-            )
-        )
+        monitor = await running(nursery, config, out=out, config_path=str(path))
         await out.wait_for(lambda o: len(o.of_type("probe")) == 1)
         # add a target; "broken" is unchanged, so its failure count (1) survives
         extra = {"name": "extra", "url": server.url("/ok")}
@@ -273,15 +277,7 @@ async def test_editing_a_down_target_keeps_its_outage(server, tmp_path):
     write()
     out = LineSink()
     async with trio.open_nursery() as nursery:
-        monitor = await nursery.start(
-            lambda task_status: run_monitor(
-                load_config(path),
-                out=out,
-                config_path=str(path),
-                handle_signals=False,
-                task_status=task_status,
-            )
-        )
+        monitor = await running(nursery, load_config(path), out=out, config_path=str(path))
         await out.wait_for(lambda o: len(o.of_type("alert")) == 1)
         write(timeout="6s")
         assert await monitor.reload()
@@ -312,15 +308,12 @@ async def test_a_reload_that_removes_most_targets_needs_allow_shrink(tmp_path, c
 
     write(four)
     async with trio.open_nursery() as nursery:
-        monitor = await nursery.start(
-            lambda task_status: run_monitor(
-                load_config(path),
-                out=LineSink(),
-                config_path=str(path),
-                handle_signals=False,
-                probers={"http": FakeProber()},
-                task_status=task_status,
-            )
+        monitor = await running(
+            nursery,
+            load_config(path),
+            out=LineSink(),
+            config_path=str(path),
+            probers={"http": FakeProber()},
         )
 
         # an empty file (an editor or `cp` caught half-way), then a file cut short
@@ -362,15 +355,8 @@ async def test_a_reload_that_fails_to_apply_keeps_the_running_config(tmp_path, c
     config = load_config(path)
     out = LineSink()
     async with trio.open_nursery() as nursery:
-        monitor = await nursery.start(
-            lambda task_status: run_monitor(
-                config,
-                out=out,
-                config_path=str(path),
-                handle_signals=False,
-                probers={"http": PickyProber()},
-                task_status=task_status,
-            )
+        monitor = await running(
+            nursery, config, out=out, config_path=str(path), probers={"http": PickyProber()}
         )
         await out.wait_for(lambda o: len(o.of_type("probe")) == 1)
         before = monitor.scheduler._slots["ok"]
@@ -400,11 +386,7 @@ async def test_alert_lines_reach_output(server):
     )
     out = LineSink()
     async with trio.open_nursery() as nursery:
-        monitor = await nursery.start(
-            lambda task_status: run_monitor(
-                config, out=out, handle_signals=False, task_status=task_status
-            )
-        )
+        monitor = await running(nursery, config, out=out)
         await out.wait_for(lambda o: [a["event"] for a in o.of_type("alert")] == ["down"])
         server.bodies["page"] = b"back"
         await out.wait_for(lambda o: len(o.of_type("alert")) == 2)

@@ -14,6 +14,7 @@ fakes.FakeProber records every probe's start time, so it is not used here.)
 from __future__ import annotations
 
 import gc
+import io
 import os
 import sys
 import tracemalloc
@@ -35,6 +36,7 @@ from trio_monitor.engine.dispatch import Dispatcher
 from trio_monitor.engine.schedule import Scheduler
 from trio_monitor.engine.state import MemoryStateStore
 from trio_monitor.server.metrics import Metrics
+from trio_monitor.sinks.jsonl import Output
 from trio_monitor.store import StoreStats, StoreWriter
 
 TARGETS = 20
@@ -229,6 +231,10 @@ FLEET = 2_000
 MAX_BYTES_PER_TARGET = 4_000
 
 
+def _null_output() -> Output:
+    return Output(io.BytesIO(), "memory")
+
+
 async def test_a_target_costs_a_few_kilobytes(tmp_path):
     targets = [
         {"name": f"t{i:05d}", "url": f"http://127.0.0.1:{1 + i % 20}/p?t={i}"} for i in range(FLEET)
@@ -239,7 +245,9 @@ async def test_a_target_costs_a_few_kilobytes(tmp_path):
         base = tracemalloc.get_traced_memory()[0]
         config = load_config(str(path))
         async with open_probers(config) as probers:
-            monitor = Monitor(config, None, SystemdNotifier({}), probers, once=False)
+            monitor = Monitor(
+                config, None, SystemdNotifier({}), probers, _null_output(), once=False
+            )
             metrics = Metrics()
             now = trio.current_time()
             for i, target in enumerate(config.targets):

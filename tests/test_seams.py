@@ -13,6 +13,7 @@ import line_kind
 import memory_notifier
 import pytest
 import trio
+from fakes import running
 
 from trio_monitor import ConfigError, parse_config, run_monitor
 from trio_monitor.alerts import base as alert_kinds
@@ -136,12 +137,8 @@ async def test_state_alerts_and_channels_take_a_new_kind(line_kind_registered, m
             }
         )
         out = io.BytesIO()
-        async with trio.open_nursery() as running:
-            monitor = await running.start(
-                lambda task_status: run_monitor(
-                    config, out=out, handle_signals=False, task_status=task_status
-                )
-            )
+        async with trio.open_nursery() as monitoring:
+            monitor = await running(monitoring, config, out=out)
             down, up = await memory_notifier.wait_delivered("pager", 2)
             await memory_notifier.wait_delivered("ups", 1)
             monitor.stop()

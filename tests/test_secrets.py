@@ -10,9 +10,10 @@ import httpx
 import pytest
 import trio
 from factories import config_doc, write_config
+from fakes import running
 from test_lifecycle import LineSink
 
-from trio_monitor import load_config, run_monitor
+from trio_monitor import load_config
 from trio_monitor._secrets import redact_url
 from trio_monitor.alerts.webhook import Webhook, WebhookConfig
 
@@ -62,11 +63,7 @@ async def test_url_passwords_are_used_but_never_shown(server, tmp_path, caplog):
     shown_guarded = f"http://alice:***@127.0.0.1:{port}/basic/alice/{SECRET}"
     out = LineSink()
     async with trio.open_nursery() as nursery:
-        monitor = await nursery.start(
-            lambda task_status: run_monitor(
-                load_config(config_path), out=out, handle_signals=False, task_status=task_status
-            )
-        )
+        monitor = await running(nursery, load_config(config_path), out=out)
         await out.wait_for(lambda o: len(o.of_type("round")) >= 2)
         await server.wait_received(1)  # the "down" alert of the failing target
         host, listen_port = monitor.listening

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import httpx
 import trio
+from fakes import running
 from prometheus_client.parser import text_string_to_metric_families
 from test_lifecycle import LineSink, all_tasks
 
-from trio_monitor import parse_config, run_monitor
+from trio_monitor import parse_config
 
 
 def config_for(server, **server_section):
@@ -28,11 +29,7 @@ async def test_status_page_api_metrics_and_health_of_a_running_monitor(server):
     before = all_tasks()
     out = LineSink()
     async with trio.open_nursery() as nursery:
-        monitor = await nursery.start(
-            lambda task_status: run_monitor(
-                config_for(server), out=out, handle_signals=False, task_status=task_status
-            )
-        )
+        monitor = await running(nursery, config_for(server), out=out)
         await out.wait_for(lambda o: sum(p["target"] == "web" for p in o.of_type("probe")) >= 3)
         host, port = monitor.listening
         async with httpx.AsyncClient(base_url=f"http://{host}:{port}") as client:
@@ -63,14 +60,7 @@ async def test_status_page_api_metrics_and_health_of_a_running_monitor(server):
 async def test_token_guards_everything_but_health(server):
     out = LineSink()
     async with trio.open_nursery() as nursery:
-        monitor = await nursery.start(
-            lambda task_status: run_monitor(
-                config_for(server, token="s3cret"),
-                out=out,
-                handle_signals=False,
-                task_status=task_status,
-            )
-        )
+        monitor = await running(nursery, config_for(server, token="s3cret"), out=out)
         host, port = monitor.listening
         async with httpx.AsyncClient(base_url=f"http://{host}:{port}") as client:
             assert (await client.get("/api/v1/targets")).status_code == 401

@@ -129,9 +129,17 @@ def test_fresh_file_has_the_schema_in_wal_mode(tmp_path):
         assert version == SCHEMA_VERSION == len(MIGRATIONS)
         assert app == APPLICATION_ID
         names = {name for kind, name, _, _ in tables if kind == "table"}
-        assert names == {"targets", "samples", "rollups", "incidents", "changes", "meta"}
+        assert names == {
+            "targets",
+            "samples",
+            "rollups",
+            "incidents",
+            "changes",
+            "meta",
+            "outbox",
+        }
         sql = {name: text for _, name, _, text in tables}
-        for compact in ("samples", "rollups", "changes", "meta"):
+        for compact in ("samples", "rollups", "changes", "meta", "outbox"):
             assert "WITHOUT ROWID" in sql[compact]
         assert "incidents_target_start" in sql
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"

@@ -5,9 +5,9 @@ from __future__ import annotations
 import attrs
 import pytest
 import trio
-from fakes import FakeProber, make_config, result_for
+from fakes import FakeProber, make_config, result_for, running
 
-from trio_monitor import prepare, run_monitor
+from trio_monitor import prepare
 from trio_monitor.engine.view import RecentStats
 from trio_monitor.store.records import ERROR_BOUND
 
@@ -71,15 +71,7 @@ async def test_health_follows_the_schedule(autojump_clock):
     )
     prober = FakeProber({"t": 0.1})
     async with trio.open_nursery() as nursery:
-        monitor = await nursery.start(
-            lambda task_status: run_monitor(
-                config,
-                out=_Null(),
-                handle_signals=False,
-                probers={"http": prober},
-                task_status=task_status,
-            )
-        )
+        monitor = await running(nursery, config, out=_Null(), probers={"http": prober})
         assert monitor.view.health().ok  # before the first round: within the stagger
         await trio.sleep(30)
         health = monitor.view.health()
@@ -98,15 +90,7 @@ async def test_health_follows_the_schedule(autojump_clock):
 async def test_health_reports_a_stalled_loop(autojump_clock):
     config = make_config([{"name": "t", "url": "http://127.0.0.1:1/", "interval": "1s"}])
     async with trio.open_nursery() as nursery:
-        monitor = await nursery.start(
-            lambda task_status: run_monitor(
-                config,
-                out=_Null(),
-                handle_signals=False,
-                probers={"http": FakeProber()},
-                task_status=task_status,
-            )
-        )
+        monitor = await running(nursery, config, out=_Null(), probers={"http": FakeProber()})
         await trio.sleep(1.5)
         autojump_clock.jump(7)  # nothing ran for 7 s
         await trio.sleep(0.15)  # the lag sampler wakes and measures it
@@ -126,15 +110,7 @@ async def test_health_sees_probes_starting_late_behind_a_backlog(autojump_clock)
     config = make_config(targets, concurrency=1)
     prober = FakeProber({f"t{i}": 1.5 for i in range(12)})
     async with trio.open_nursery() as nursery:
-        monitor = await nursery.start(
-            lambda task_status: run_monitor(
-                config,
-                out=_Null(),
-                handle_signals=False,
-                probers={"http": prober},
-                task_status=task_status,
-            )
-        )
+        monitor = await running(nursery, config, out=_Null(), probers={"http": prober})
         await trio.sleep(60)
         health = monitor.view.health()
         assert not health.ok
@@ -153,15 +129,7 @@ async def test_health_is_ok_while_probes_start_on_time(autojump_clock):
     config = make_config(targets, concurrency=1)
     prober = FakeProber({f"t{i}": 0.5 for i in range(12)})  # 6 s of work per 10 s
     async with trio.open_nursery() as nursery:
-        monitor = await nursery.start(
-            lambda task_status: run_monitor(
-                config,
-                out=_Null(),
-                handle_signals=False,
-                probers={"http": prober},
-                task_status=task_status,
-            )
-        )
+        monitor = await running(nursery, config, out=_Null(), probers={"http": prober})
         await trio.sleep(60)
         health = monitor.view.health()
         assert health.ok, health.reason

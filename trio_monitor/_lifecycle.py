@@ -6,13 +6,15 @@ Task tree (outermost first); each level outlives the one inside it:
     └── probers                     one per kind in use (HTTP: the per-origin pools),
         │                           opened outside the nurseries that use them
         └── watchers nursery        signal handling, reloads, systemd watchdog
-            └── services nursery    JSON-lines writer, history writer, one task per
-                │                   notifier, the HTTP server
+            └── services nursery    JSON-lines writer, history writer, alert outbox,
+                │                   one task per notifier, the HTTP server
                 └── scheduler       one nursery per round, one task per probe
 
 Shutdown order: stop() cancels the scheduler's loop (no new probes) and gives
 in-flight probes `grace` seconds; then the dispatcher closes every outlet, so the
-writers and notifiers drain what is queued and end (bounded); then the signal
+writers drain what is queued and end (bounded), and the alert outbox commits what it
+has, hands it on and closes the notifiers' queues: they drain (bounded by the same
+deadline), and what is still undelivered stays pending for the next start; then the signal
 watcher is cancelled; then the probers close. Nothing is left running when
 run_monitor returns.
 """
@@ -25,9 +27,8 @@ import logging
 import math
 import signal
 import sqlite3
-import sys
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
@@ -45,8 +46,10 @@ from .engine.state import DOWN, MemoryStateStore
 from .engine.view import MonitorView, RecentStats
 from .probes import base as probe_kinds
 from .probes.base import Prober
-from .sinks.jsonl import serve_jsonl
+from .sinks.jsonl import Output, serve_jsonl
 from .store import HistoryReader, StoreStats, open_store, serve_store
+from .store.lock import hold_history_lock
+from .store.outbox import serve_outbox
 from .store.records import Incident
 
 if TYPE_CHECKING:
@@ -56,6 +59,7 @@ log = logging.getLogger("trio_monitor")
 
 OUTPUT_QUEUE = 10_000  # lines buffered for a slow reader before lines are dropped (counted)
 HISTORY_QUEUE = 10_000  # results waiting for the store's writer before some are dropped
+OUTBOX_QUEUE = 10_000  # alerts waiting for the outbox's commit before some are dropped
 MIN_DRAIN = 5.0  # seconds notifiers get at least to deliver queued alerts on shutdown
 # ... counted from the stop, rounds included, so a stop ends within max(grace, MIN_DRAIN)
 # plus this: what rounds that used all of the grace left in the queues gets this long
@@ -74,6 +78,10 @@ def _kept_in_history(record: Record) -> bool:
     return isinstance(record, ProbeResult | TargetRemoved) or (
         isinstance(record, AlertEvent) and record.event in ("down", "up", "flap_end")
     )
+
+
+def _is_alert(record: Record) -> bool:
+    return isinstance(record, AlertEvent)
 
 
 def _open_outages(path: str) -> list[Incident]:
@@ -129,13 +137,15 @@ def _names(names: list[str], shown: int = 10) -> str:
 
 
 class _History:
-    """The history store's outlet and its writer's own losses."""
+    """The history store's outlets (the writer's, with its own losses; the alert
+    outbox's)."""
 
     def __init__(self, dispatcher: Dispatcher) -> None:
         self.stats = StoreStats()
         self.outlet = dispatcher.add_outlet(
             "history", HISTORY_QUEUE, _kept_in_history, lambda: self.stats.unstored
         )
+        self.outbox = dispatcher.add_outlet("outbox", OUTBOX_QUEUE, _is_alert)
 
 
 class Monitor:
@@ -147,10 +157,12 @@ class Monitor:
         config_path: str | None,
         systemd: SystemdNotifier,
         probers: Mapping[str, Prober[Any]],
+        out: Output,
         *,
         once: bool,
     ) -> None:
         self.config = config
+        self.out = out
         self.systemd = systemd
         self._config_path = config_path
         self._once = once
@@ -161,7 +173,9 @@ class Monitor:
         self.aborted = False
         self.state = MemoryStateStore(config.alerts)
         self.dispatcher = Dispatcher(self.state)
-        self.output: Outlet = self.dispatcher.add_outlet("output", OUTPUT_QUEUE)
+        self.output: Outlet = self.dispatcher.add_outlet(
+            "output", OUTPUT_QUEUE, lost=lambda: self.out.lost
+        )
         self.history = _History(self.dispatcher) if config.store_path is not None else None
         self.recent = RecentStats()
         self.given_up: collections.Counter[str] = collections.Counter()  # alerts, per notifier
@@ -229,7 +243,9 @@ class Monitor:
         return self.stopping or (self.ready and self.view.health().ok)
 
     async def reload(self) -> bool:
-        """Load the config file again; a bad one keeps the running config. -> applied?"""
+        """Reopen the output file (log rotation), then load the config file again; a bad
+        one keeps the running config. -> applied?"""
+        self.out.reopen()  # logrotate's postrotate convention, whatever the config says
         async with self._reload_lock:
             self.systemd.reloading(status="reloading")
             applied = False
@@ -328,16 +344,16 @@ class Monitor:
         self.dispatcher.add_observer(metrics.observe)
         return metrics
 
-    async def _serve(
-        self, out: BinaryIO, outages: list[Incident], task_status: trio.TaskStatus[Monitor]
-    ) -> int:
+    async def _serve(self, outages: list[Incident], task_status: trio.TaskStatus[Monitor]) -> int:
         config = self.config
         served = config.server is not None and not self._once
         # the notifiers' client (the probers have their own transports)
         client = httpx.AsyncClient(timeout=None, trust_env=False)
         async with client, trio.open_nursery() as services:
-            await services.start(serve_jsonl, self.output.receive, out, self.stop)
-            notifiers = Notifiers(self.dispatcher, services, client, self.given_up)
+            await services.start(serve_jsonl, self.output.receive, self.out, self.stop)
+            notifiers = Notifiers(
+                self.dispatcher, services, client, self.given_up, outbox=self.history is not None
+            )
             notifiers.configure(config.alerts)
             if self.history is not None:
                 assert config.store_path is not None
@@ -348,6 +364,15 @@ class Monitor:
                     config.store_path,
                     config.storage,
                     self.history.stats,
+                )
+                # after configure: undelivered alerts of the last run go to the notifiers
+                await services.start(
+                    serve_outbox, self.history.outbox.receive, config.store_path, notifiers
+                )
+            elif any(config.alerts.notifiers.values()):
+                log.warning(
+                    "alerts are not durable: history is disabled ([storage] enabled = false),"
+                    " so alerts still queued when the monitor stops are lost"
                 )
             metrics = self._start_metrics() if served else None
             self._reconfigurables = self._components(notifiers, metrics)
@@ -417,27 +442,27 @@ async def _watch_signals(monitor: Monitor, *, task_status=trio.TASK_STATUS_IGNOR
                     monitor.stop()
 
 
-@contextlib.contextmanager
-def _open_output(config: Config) -> Iterator[BinaryIO]:
+def _open_output(config: Config) -> Output:
     if config.monitor.output == "-":
-        yield sys.stdout.buffer
-        return
+        return Output.stdout()
     path = Path(config.path).parent / config.monitor.output
     try:
-        file = path.open("ab")
+        return Output.file(path)
     except OSError as exc:
         raise ConfigError(
             [f"{config.path}: monitor.output: cannot open {path}: {exc.strerror or exc}"]
         ) from None
-    with file:
-        yield file
+
+
+def _callers_output(out: BinaryIO | Output) -> Output:
+    return out if isinstance(out, Output) else Output(out, "output")
 
 
 async def run_monitor(
     config: Config,
     *,
     once: bool = False,
-    out: BinaryIO | None = None,
+    out: BinaryIO | Output | None = None,
     config_path: str | None = None,
     handle_signals: bool = True,
     probers: Mapping[str, Prober[Any]] | None = None,
@@ -446,22 +471,29 @@ async def run_monitor(
 ) -> int:
     """Run until stopped (or one round with once). -> exit code: 0 ok, 1 failures (once), 130 aborted.
 
-    `out` overrides the config's output. With handle_signals, SIGINT/SIGTERM stop
+    `out` overrides the config's output: an `Output` or a binary stream, the caller's
+    to close. With handle_signals, SIGINT/SIGTERM stop
     gracefully (a second one aborts) and SIGHUP reloads from config_path. `probers`
     replace the registered probers of their kinds (tests).
     """
     systemd = systemd if systemd is not None else SystemdNotifier({})  # {}: a no-op
-    outages = await _open_history(config)
     with contextlib.ExitStack() as stack:
-        stream = out if out is not None else stack.enter_context(_open_output(config))
+        if config.store_path is not None:  # held until we exit: one monitor per history
+            stack.enter_context(hold_history_lock(config.store_path))
+        outages = await _open_history(config)
+        output = (
+            _callers_output(out)
+            if out is not None
+            else stack.enter_context(contextlib.closing(_open_output(config)))
+        )
         async with open_probers(config, probers) as running:
-            monitor = Monitor(config, config_path, systemd, running, once=once)
+            monitor = Monitor(config, config_path, systemd, running, output, once=once)
             with monitor._hard:
                 async with trio.open_nursery() as watchers:
                     if handle_signals:
                         await watchers.start(_watch_signals, monitor)
                     if not once:
                         watchers.start_soon(serve_watchdog, systemd, monitor.watchdog_healthy)
-                    code = await monitor._serve(stream, outages, task_status)
+                    code = await monitor._serve(outages, task_status)
                     watchers.cancel_scope.cancel()
     return EXIT_INTERRUPTED if monitor.aborted else code

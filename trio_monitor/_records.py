@@ -20,6 +20,14 @@ from ._errors import ErrorKind
 SCHEMA = 1
 
 
+TS_MIN, TS_MAX = -62135596800.0, 253402300799.0  # years 1 to 9999: what RFC 3339 can say
+
+
+def in_rfc3339_range(ts: float) -> bool:
+    """`rfc3339` can write it (NaN cannot be written either)."""
+    return TS_MIN <= ts <= TS_MAX
+
+
 def rfc3339(ts: float) -> str:
     """Unix seconds -> '2026-11-27T21:56:58.123Z'."""
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -5,16 +5,27 @@ A channel is one module that registers a `NotifierKind`: its key under [alerts] 
 an `events` field), how ${ENV} and the like resolve in it, and how to make the
 `Notifier` that delivers one alert with its own timeout and retries.
 
-Every configured notifier is an outlet of the dispatcher (engine/dispatch.py): a
-bounded channel and a task of its own, so one that is slow, down or broken delays
-only its own queue, and what it has to drop is counted like any other consumer's.
+Every configured notifier has a bounded queue and a task of its own, so one that is
+slow, down or broken delays only its own queue, and what it has to drop is counted
+like any other consumer's. Without the history store the queues are outlets of the
+dispatcher (engine/dispatch.py); with it they are fed by the alert outbox
+(store/outbox.py) once an alert is committed, and each notifier reports every alert
+it delivered or gave up on back to the outbox (`reports`).
+
+A notifier's identity (`identity`) names it across restarts, in the outbox: its
+channel key and a hash of its destination (the kind's `destination`: a webhook's URL,
+a command's argv), so changing headers, events or timeouts (rotating a secret) keeps
+it, and pointing it elsewhere makes it another notifier.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import logging
+import math
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
@@ -22,6 +33,7 @@ import trio
 from attrs import define, frozen
 
 from .._records import AlertEvent, Record
+from .._registry import Registry
 
 if TYPE_CHECKING:
     from .._config import AlertsSection, Config
@@ -50,30 +62,38 @@ class NotifierKind:
     create: Callable[[Any, httpx.AsyncClient], Notifier]
     # (table, key path, environment, problems) -> the table with ${ENV} and such resolved
     resolve: Callable[[Any, str, Mapping[str, str], list[str]], Any] = lambda t, *_: t
+    # the table -> where it delivers (a URL, a command): a notifier's identity across
+    # restarts; by default the whole table
+    destination: Callable[[Any], str] = repr
 
 
-_KINDS: dict[str, NotifierKind] = {}
+_KINDS: Registry[NotifierKind] = Registry(lambda kind: kind.key)
+register, unregister, kinds = _KINDS.register, _KINDS.unregister, _KINDS.__iter__
+find, get = _KINDS.find, _KINDS.get
 
 
-def register(kind: NotifierKind) -> None:
-    _KINDS[kind.key] = kind
+def identity(key: str, config: Any) -> str:
+    """A notifier's name across restarts: "KEY:" and a hash of its destination."""
+    digest = hashlib.sha256(_KINDS.get(key).destination(config).encode()).hexdigest()
+    return f"{key}:{digest[:16]}"
 
 
-def unregister(key: str) -> None:
-    _KINDS.pop(key, None)
+@frozen
+class Report:
+    """What a notifier did with one alert, for the outbox."""
+
+    notifier: str  # its identity
+    key: str  # the alert's
+    delivered: bool
 
 
-def kinds() -> Iterator[NotifierKind]:
-    return iter(_KINDS.values())
+@frozen
+class Route:
+    """Where the outbox sends an alert: a notifier's identity, events and queue."""
 
-
-def find(key: str) -> NotifierKind | None:
-    return _KINDS.get(key)
-
-
-def get(key: str) -> NotifierKind:
-    """KeyError for a channel nobody registered."""
-    return _KINDS[key]
+    notifier: str
+    events: tuple[str, ...]
+    queue: Outlet
 
 
 @define
@@ -89,10 +109,11 @@ class Delivery:
 
 
 class _Running:
-    __slots__ = ("config", "delivery", "outlet")
+    __slots__ = ("config", "delivery", "identity", "outlet")
 
-    def __init__(self, config: object, outlet: Outlet, delivery: Delivery) -> None:
+    def __init__(self, config: Any, identity: str, outlet: Outlet, delivery: Delivery) -> None:
         self.config = config
+        self.identity = identity
         self.outlet = outlet
         self.delivery = delivery
 
@@ -105,7 +126,11 @@ def _wants(events: tuple[str, ...]) -> Callable[[Record], bool]:
 
 
 class Notifiers:
-    """One outlet and one task per configured notifier; reconfigurable on reload."""
+    """One queue and one task per configured notifier; reconfigurable on reload.
+
+    Without an outbox each queue is a dispatcher outlet for the events the notifier
+    wants. With one (`outbox=True`) the queues are fed by the outbox (`routes`) and
+    closed by it (`close`), and every outcome comes back on `reports`."""
 
     def __init__(
         self,
@@ -113,6 +138,8 @@ class Notifiers:
         nursery: trio.Nursery,
         client: httpx.AsyncClient,
         given_up: Counter[str] | None = None,
+        *,
+        outbox: bool = False,
     ) -> None:
         self._dispatcher = dispatcher
         # per notifier name, since start (survives reloads): for the round line and metrics
@@ -120,33 +147,71 @@ class Notifiers:
         self._nursery = nursery
         self._client = client
         self._running: dict[str, list[_Running]] = {}
+        self._outbox = outbox
+        self._closed = False
+        # Unbounded, yet bounded by the queues: one report per alert a queue took.
+        # Each notifier's task holds a clone; the channel ends when close() closed this
+        # one and every task has ended.
+        self._report, self.reports = trio.open_memory_channel[Report](math.inf)
 
     def configure(self, alerts: AlertsSection) -> None:
-        """Start tasks for new notifiers; let removed ones finish their queue and end."""
+        """Start tasks for new notifiers; let removed ones finish their queue and end.
+        Once closed (shutting down) there is nothing to configure."""
+        if self._closed:
+            return
         old, running = self._running, {}
+        seen: Counter[str] = Counter()
         for key, configs in alerts.notifiers.items():
             # a list, not a dict: configs hold header tables, so they compare but do not hash
             available = list(old.get(key, ()))
             kept: list[_Running] = []
             for i, config in enumerate(configs):
+                # the same destination twice: told apart by their order ("#2", "#3", ...)
+                base = identity(key, config)
+                seen[base] += 1
+                name = base if seen[base] == 1 else f"{base}#{seen[base]}"
                 same = next((r for r in available if r.config == config), None)
                 if same is not None:
                     available.remove(same)
                     kept.append(same)
                 else:
-                    kept.append(self._start(key, i, config))
+                    kept.append(self._start(key, i, config, name))
             running[key] = kept
         staying = {id(r) for rs in running.values() for r in rs}
         for r in (r for rs in old.values() for r in rs if id(r) not in staying):
             self._dispatcher.remove_outlet(r.outlet)
         self._running = running
 
-    def _start(self, key: str, index: int, config: Any) -> _Running:
-        notifier = _KINDS[key].create(config, self._client)
-        outlet = self._dispatcher.add_outlet(f"{key}[{index}]", QUEUE, _wants(config.events))
-        running = _Running(config, outlet, Delivery())
-        self._nursery.start_soon(_serve, notifier, outlet, running.delivery, self.given_up)
+    def _start(self, key: str, index: int, config: Any, identity: str) -> _Running:
+        notifier = _KINDS.get(key).create(config, self._client)
+        name = f"{key}[{index}]"
+        if self._outbox:
+            outlet = self._dispatcher.add_downstream(name, QUEUE)
+            report = self._report.clone()
+        else:
+            outlet = self._dispatcher.add_outlet(name, QUEUE, _wants(config.events))
+            report = None
+        running = _Running(config, identity, outlet, Delivery())
+        self._nursery.start_soon(
+            _serve, notifier, outlet, running.delivery, self.given_up, running.identity, report
+        )
         return running
+
+    def routes(self) -> list[Route]:
+        """The running notifiers, for the outbox."""
+        return [
+            Route(r.identity, r.config.events, r.outlet)
+            for rs in self._running.values()
+            for r in rs
+        ]
+
+    def close(self) -> None:
+        """(With an outbox, from it:) no more alerts; each notifier drains its queue and
+        ends. Synchronous and idempotent."""
+        self._closed = True
+        self._report.close()
+        for r in (r for rs in self._running.values() for r in rs):
+            r.outlet.send.close()
 
     async def reconfigure(self, old: Config, new: Config) -> None:
         self.configure(new.alerts)
@@ -156,13 +221,24 @@ class Notifiers:
 
 
 async def _serve(
-    notifier: Notifier, outlet: Outlet, delivery: Delivery, given_up: Counter[str]
+    notifier: Notifier,
+    outlet: Outlet,
+    delivery: Delivery,
+    given_up: Counter[str],
+    identity: str,
+    report: trio.MemorySendChannel[Report] | None,
 ) -> None:
-    async with outlet.receive:
+    async with outlet.receive, contextlib.AsyncExitStack() as stack:
+        if report is not None:
+            stack.enter_context(report)
         async for alert in outlet.receive:
             assert isinstance(alert, AlertEvent)  # the outlet accepts alerts only
-            if await notifier.deliver(alert):
+            delivered = await notifier.deliver(alert)
+            if delivered:
                 delivery.delivered += 1
             else:
                 delivery.given_up += 1
                 given_up[outlet.name] += 1
+            if report is not None:
+                with contextlib.suppress(trio.BrokenResourceError):  # the outbox has ended
+                    report.send_nowait(Report(identity, alert.key, delivered))

@@ -10,6 +10,7 @@ writes. On timeout (or when we are cancelled) the whole process group is killed,
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -124,4 +125,8 @@ class Exec:
         return False
 
 
-register(NotifierKind(key="exec", section=ExecConfig, create=Exec))
+def _destination(config: ExecConfig) -> str:
+    return json.dumps(list(config.command))  # argv, unambiguous; not the timeout
+
+
+register(NotifierKind(key="exec", section=ExecConfig, create=Exec, destination=_destination))

@@ -84,4 +84,16 @@ def _resolve(
     )
 
 
-register(NotifierKind(key="webhook", section=WebhookConfig, create=Webhook, resolve=_resolve))
+def _destination(hook: WebhookConfig) -> str:
+    return str(hook.url)  # not the headers: a rotated secret is still the same notifier
+
+
+register(
+    NotifierKind(
+        key="webhook",
+        section=WebhookConfig,
+        create=Webhook,
+        resolve=_resolve,
+        destination=_destination,
+    )
+)

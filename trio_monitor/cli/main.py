@@ -30,6 +30,11 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see: {self.prog} --help)")
 
 
+def _one_line(text: str) -> str:
+    """Control characters (a newline in an argument or a file name) written escaped."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def _module(module: ModuleType) -> tuple[Callable[[argparse.ArgumentParser], None], Command]:
     return module.add_arguments, module.command
 
@@ -71,10 +76,10 @@ def main(argv: list[str] | None = None) -> int:
         return COMMANDS[args.command][2](args)
     except ConfigError as exc:
         for line in exc.problems:  # each already names its file: "monitor.toml: key.path: ..."
-            print(line, file=sys.stderr)
+            print(_one_line(line), file=sys.stderr)
         return exc.exit_code
     except MonitorError as exc:
-        print(f"trio-monitor: {exc}", file=sys.stderr)
+        print(f"trio-monitor: {_one_line(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
@@ -82,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def console_main() -> None:
     code = main()
+    if sys.stdout is None:  # started with stdout closed: nothing to flush
+        sys.exit(code)
     try:
         sys.stdout.flush()
     except BrokenPipeError:

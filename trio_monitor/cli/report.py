@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .._config import load_config, parse_when
 from .._errors import UsageError
-from .._records import rfc3339
+from .._records import in_rfc3339_range, rfc3339
 from ..report import (
     DEFAULT_SLOWEST,
     Aggregator,
@@ -36,12 +36,15 @@ def parse_time(text: str, now: float, *, option: str = "--since") -> float:
 
     A time without an offset is taken as UTC; a bare date is its midnight UTC."""
     try:
-        return parse_when(text, now)
+        when = parse_when(text, now)
     except ValueError:
         raise UsageError(
             f"invalid {option} {text!r} (use a duration back from now like 24h, 7d, 30d, "
             "or an RFC 3339 time like 2026-11-27T00:00:00Z)"
         ) from None
+    if not in_rfc3339_range(when):
+        raise UsageError(f"invalid {option} {text!r}: out of range (years 1 to 9999)")
+    return when
 
 
 def resolve_range(since: str | None, until: str | None, now: float) -> tuple[float, float]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+from pathlib import Path
 
 import trio
 
@@ -11,6 +12,7 @@ from .._config import load_config
 from .._errors import MonitorError, UsageError
 from .._lifecycle import run_monitor
 from .._systemd import SystemdNotifier
+from ..sinks.jsonl import Output
 from .common import with_config
 
 
@@ -25,7 +27,7 @@ def command(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     if args.output:
         try:
-            out = open(args.output, "ab")  # noqa: SIM115 - closed below, after trio.run
+            out = Output.file(Path(args.output))  # closed below, after trio.run
         except OSError as exc:
             raise UsageError(f"cannot open {args.output}: {exc.strerror or exc}") from None
     else:

@@ -10,6 +10,10 @@
 consumer alone and counted, the same way for every consumer; `drops()` reports the
 counts (they reach the round lines and the metrics), so a stuck pipe, a slow disk or
 a slow webhook never slows probing.
+
+A downstream outlet (`add_downstream`) is fed by another consumer rather than by
+`publish` (the notifiers' queues, fed by the alert outbox once it has committed an
+alert): the dispatcher only counts its drops; its feeder closes it.
 """
 
 from __future__ import annotations
@@ -28,6 +32,10 @@ log = logging.getLogger("trio_monitor")
 
 def _everything(_: Record) -> bool:
     return True
+
+
+def _nothing(_: Record) -> bool:
+    return False
 
 
 class Outlet:
@@ -68,6 +76,7 @@ class Dispatcher:
     def __init__(self, state: StateStore) -> None:
         self._state = state
         self._outlets: list[Outlet] = []
+        self._downstream: list[Outlet] = []  # fed (and closed) by another consumer
         self._observers: list[Callable[[Record], None]] = []
 
     def add_outlet(
@@ -81,9 +90,19 @@ class Dispatcher:
         self._outlets.append(outlet)
         return outlet
 
+    def add_downstream(self, name: str, capacity: int) -> Outlet:
+        """An outlet another consumer feeds (`offer`) and closes: `publish` and `close`
+        leave it alone; its drops are counted with everyone's."""
+        outlet = Outlet(name, capacity, _nothing)
+        self._downstream.append(outlet)
+        return outlet
+
     def remove_outlet(self, outlet: Outlet) -> None:
         """No more records for it: its consumer drains what it has, then ends."""
-        self._outlets.remove(outlet)
+        if outlet in self._downstream:
+            self._downstream.remove(outlet)
+        else:
+            self._outlets.remove(outlet)
         outlet.send.close()
 
     def add_observer(self, observe: Callable[[Record], None]) -> None:
@@ -109,10 +128,11 @@ class Dispatcher:
 
     def drops(self) -> dict[str, int]:
         """Per consumer: records it did not handle since start."""
-        return {outlet.name: outlet.lost for outlet in self._outlets}
+        return {outlet.name: outlet.lost for outlet in (*self._outlets, *self._downstream)}
 
     def close(self) -> None:
-        """No more records: each consumer drains what it has, then ends. Synchronous, so
-        it also happens on a hard stop."""
+        """No more records: each consumer drains what it has, then ends (downstream
+        outlets end when their feeder closes them). Synchronous, so it also happens on
+        a hard stop."""
         for outlet in self._outlets:
             outlet.send.close()

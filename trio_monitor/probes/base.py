@@ -13,12 +13,14 @@ every consumer reads the `ProbeResult` it returns.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import trio
 from attrs import frozen
+
+from .._registry import Registry
 
 if TYPE_CHECKING:
     from .._config import Config, MonitorSection, Target, TargetSection
@@ -76,38 +78,22 @@ class ProbeKind:
     describe: Callable[[ProbeResult], str] = lambda r: f"ok in {r.latency_ms:g} ms"
 
 
-_KINDS: dict[str, ProbeKind] = {}
+_KINDS: Registry[ProbeKind] = Registry(lambda kind: kind.name)
+unregister, kinds, find, get = _KINDS.unregister, _KINDS.__iter__, _KINDS.find, _KINDS.get
 
 
 def register(kind: ProbeKind) -> None:
-    """Make a kind available to configs parsed from now on."""
-    taken = {s for k in _KINDS.values() if k.name != kind.name for s in k.schemes}
+    """Make a kind available to configs parsed from now on; a scheme has one kind."""
+    taken = {s for k in _KINDS if k.name != kind.name for s in k.schemes}
     if kind.schemes & taken:
         raise ValueError(f"scheme {sorted(kind.schemes & taken)[0]!r} already has a kind")
-    _KINDS[kind.name] = kind
-
-
-def unregister(name: str) -> None:
-    _KINDS.pop(name, None)
-
-
-def kinds() -> Iterator[ProbeKind]:
-    return iter(_KINDS.values())
-
-
-def find(name: str) -> ProbeKind | None:
-    return _KINDS.get(name)
-
-
-def get(name: str) -> ProbeKind:
-    """KeyError for a kind nobody registered."""
-    return _KINDS[name]
+    _KINDS.register(kind)
 
 
 def for_scheme(scheme: str) -> ProbeKind | None:
-    return next((k for k in _KINDS.values() if scheme in k.schemes), None)
+    return next((k for k in _KINDS if scheme in k.schemes), None)
 
 
 def describe(result: ProbeResult) -> str:
-    kind = _KINDS.get(result.kind)
+    kind = _KINDS.find(result.kind)
     return kind.describe(result) if kind is not None else f"ok in {result.latency_ms} ms"

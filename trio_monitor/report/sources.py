@@ -9,8 +9,10 @@ while the target was down); a `removed` line ends the target's open one at its `
 (end reason "removed"); one still open at the end of the file was last seen at the
 target's last probe line, and the shortest gap between its probe lines is taken as its
 interval (unobserved time is no downtime). Round, slow and content_changed alert lines
-are not needed. Unparseable lines and lines of unknown types are skipped and counted, with a
-note on stderr; a first line that is not a trio-monitor record is an error.
+are not needed. Unparseable lines (and lines with impossible values: a time outside years 1 to
+9999, a latency or downtime that is negative, NaN or beyond 1e12) and lines of unknown
+types are skipped and counted, with a note on stderr; a first line that is not a
+trio-monitor record is an error.
 """
 
 from __future__ import annotations
@@ -26,13 +28,14 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 
 from .._errors import UsageError
-from .._records import rfc3339
+from .._records import in_rfc3339_range, rfc3339
 from ..store import HistoryReader
 from ..store.records import ContentChange, HourRollup, Incident, Sample
 from .aggregate import HOUR, Aggregator
 from .format import plural
 
 MAX_LINE = 1 << 20  # a JSON line longer than this is skipped as unparseable
+MAX_AMOUNT = 1e12  # ms or s: a latency or downtime beyond this (decades) is not ours
 
 Warn = Callable[[str], None]
 
@@ -89,13 +92,19 @@ def feed_store(
     return {"kind": "store", "unstored": unstored}
 
 
+def _in_range(ts: float) -> float:
+    if not in_rfc3339_range(ts):
+        raise ValueError("time out of range")
+    return ts
+
+
 def _parse_ts(value: object) -> float:
     if not isinstance(value, str):
         raise TypeError("ts is not a string")
     when = datetime.fromisoformat(value)
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
-    return when.timestamp()
+    return _in_range(when.timestamp())  # OverflowError near years 1 and 9999
 
 
 def _opt_str(value: object) -> str | None:
@@ -104,12 +113,22 @@ def _opt_str(value: object) -> str | None:
     raise TypeError("expected a string")
 
 
-def _number(value: object) -> float | None:
+def _amount(value: object) -> float | None:
+    """A latency or a duration: None, or a number from 0 to MAX_AMOUNT (not NaN)."""
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TypeError("expected a number")
+    if not 0 <= value <= MAX_AMOUNT:  # also false for NaN
+        raise ValueError("number out of range")
     return float(value)
+
+
+def _status(value: object) -> int | None:
+    """An HTTP status, or None for anything that is not one."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        return None
+    return value if 100 <= value <= 999 else None
 
 
 def _lines(stream: IO[bytes]) -> Iterator[bytes | None]:
@@ -150,7 +169,7 @@ def feed_jsonl(
             rec = json.loads(raw)
             if not isinstance(rec, dict) or "schema" not in rec or "type" not in rec:
                 raise ValueError("not a trio-monitor record (no schema and type)")
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # RecursionError: nested too deep
             if not seen_record:
                 why = str(exc).splitlines()[0][:80]
                 raise UsageError(
@@ -176,7 +195,7 @@ def feed_jsonl(
                 _removed_line(a, rec, open_since)
             else:
                 counts["other_types"] += 1
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, OverflowError):
             counts["bad"] += 1
             first_bad = first_bad or lineno
     for target, (_, gap) in probed.items():
@@ -209,18 +228,16 @@ def _probe_line(a: Aggregator, rec: dict[str, Any], probed: dict[str, tuple[floa
     ok = rec["ok"]
     if not isinstance(ok, bool):
         raise TypeError("ok is not a boolean")
-    latency = _number(rec.get("latency_ms"))
+    latency = _amount(rec.get("latency_ms"))
     error = _opt_str(rec.get("error"))
-    status = rec.get("status")
+    status = _status(rec.get("status"))
     if not a.wants(target):
         return
     last, gap = probed.get(target, (None, math.inf))
     if last is None or ts > last:
         probed[target] = (ts, gap if last is None else min(gap, ts - last))
     a.target(target, _opt_str(rec.get("url")))
-    a.add_sample(
-        Sample(target, ts, ok, latency, error, status if isinstance(status, int) else None)
-    )
+    a.add_sample(Sample(target, ts, ok, latency, error, status))
     if rec.get("content_changed") is True:
         a.add_change(ContentChange(target, ts, None, _opt_str(rec.get("content_hash"))))
 
@@ -243,8 +260,8 @@ def _alert_line(
     elif event == "up":
         start, error = open_since.pop(target, (None, "unknown"))
         if start is None:  # the down came before this file began
-            downtime = _number(rec.get("downtime_s"))
-            start = since if since is not None else ts - (downtime or 0.0)
+            downtime = _amount(rec.get("downtime_s"))
+            start = since if since is not None else _in_range(ts - (downtime or 0.0))
         a.add_incident(Incident(target, start, ts, error or "unknown", "up"))
 
 

@@ -45,7 +45,7 @@ from starlette.routing import Route
 
 from .._config import ServerSection, parse_when
 from .._errors import StoreError
-from .._records import rfc3339, to_dict
+from .._records import in_rfc3339_range, rfc3339, to_dict
 from ..store import HistoryReader
 from ..store.records import Incident, Sample
 from .auth import guard
@@ -64,7 +64,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("trio_monitor")
 
 HISTORY_READERS = 4  # worker threads reading history at once
-_MIN_TS, _MAX_TS = -62135596800.0, 253402300799.0  # years 1 to 9999: what RFC 3339 can say
 
 PageFn = Callable[[], str]
 T = TypeVar("T")  # what a history read returns
@@ -116,7 +115,7 @@ def _parse_time(value: str, now: float, name: str) -> float:
             f"invalid {name} {value!r}: use a duration back from now like 24h or 7d, "
             "or an RFC 3339 time like 2026-11-27T00:00:00Z",
         ) from None
-    if not _MIN_TS <= ts <= _MAX_TS:
+    if not in_rfc3339_range(ts):
         raise _ApiError(400, f"invalid {name} {value!r}: out of range")
     return ts
 
@@ -133,11 +132,16 @@ def _range(request: Request) -> tuple[float, float]:
     return since, until
 
 
+def _whole_number(text: str) -> bool:
+    """ASCII digits only: str.isdigit() also says yes to "²", which int() refuses."""
+    return text.isascii() and text.isdigit()
+
+
 def _limit(request: Request) -> int:
     value = request.query_params.get("limit")
     if value is None:
         return MAX_ROWS
-    if not (value.isdigit() and 1 <= int(value) <= MAX_ROWS):
+    if not (_whole_number(value) and 1 <= int(value) <= MAX_ROWS):
         raise _ApiError(400, f"invalid limit {value!r}: use a whole number from 1 to {MAX_ROWS}")
     return int(value)
 

@@ -1,29 +1,128 @@
-"""The JSON-lines writer: one record a line, written in a worker thread."""
+"""The JSON-lines writer: one record a line, written in a worker thread to an `Output`.
+
+A reader that goes away (EPIPE) stops the monitor. Any other write error (a full disk,
+an I/O error) does not: the lines that could not be written are counted (the round
+line's `dropped`), the error is logged at most once a minute, and writing is retried
+with a growing pause until it works again.
+"""
 
 from __future__ import annotations
 
 import logging
+import math
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import BinaryIO
 
 import trio
 
+from .._errors import UsageError
 from .._records import Record, to_line
 
 log = logging.getLogger("trio_monitor")
 
 BATCH = 512  # lines handed to one writer-thread call at most
+RETRY_FIRST, RETRY_MAX = 0.5, 30.0  # seconds between write attempts while the output fails
+LOG_EVERY = 60.0  # seconds: a failing output is logged at most this often
 
 
-def _write_lines(out: BinaryIO, lines: list[str]) -> None:
-    for line in lines:
-        out.write(line.encode() + b"\n")
-        out.flush()  # one line at a time reaches the pipe whole and at once
+class Output:
+    """Where JSON lines go: stdout, a file, or a stream the caller owns.
+
+    Lines are written whole and in order, from one worker thread at a time, without
+    Python's buffering (nothing is left to fail when it is closed). `lost` counts the
+    lines a write error kept out. A file is reopened by its path on `reopen` (SIGHUP,
+    after log rotation moved or deleted it); stdout and callers' streams never are.
+    """
+
+    def __init__(
+        self, stream: BinaryIO, name: str, *, path: Path | None = None, owned: bool = False
+    ) -> None:
+        self.name = name
+        self.lost = 0
+        self._stream = stream
+        self._path = path
+        self._owned = owned
+        self._torn = False  # a failed write stopped mid-line: the next line starts afresh
+        self._reopen = False  # asked to reopen: the writer's thread does it before writing
+
+    @classmethod
+    def file(cls, path: Path) -> Output:
+        """Append to the file at `path` (created if missing). OSError if it cannot be opened."""
+        return cls(_append(path), str(path), path=path, owned=True)
+
+    @classmethod
+    def stdout(cls) -> Output:
+        if sys.stdout is None:  # started with file descriptor 1 closed
+            raise UsageError("stdout is closed: give an output file (-o FILE or monitor.output)")
+        stream = open(sys.stdout.fileno(), "wb", buffering=0, closefd=False)  # noqa: SIM115
+        return cls(stream, "stdout", owned=True)
+
+    def reopen(self) -> None:
+        """Write the next lines to a file opened anew at the path (if it is a file).
+
+        Done by the writer's thread before its next write, so no write is ever split
+        between the two files and none waits for this one."""
+        self._reopen = self._path is not None
+
+    def _reopen_now(self) -> None:
+        assert self._path is not None
+        self._reopen = False
+        try:
+            stream = _append(self._path)
+        except OSError as exc:
+            log.error(
+                "cannot reopen output %s: %s; still writing to the file open before",
+                self.name,
+                exc.strerror or exc,
+            )
+            return
+        self._stream.close()
+        self._stream, self._torn = stream, False
+        log.info("reopened output %s", self.name)
+
+    def write_lines(self, lines: list[str]) -> None:
+        """Write each line; at the first that fails, count it and the rest lost and raise."""
+        if self._reopen:
+            self._reopen_now()
+        for done, line in enumerate(lines):
+            try:
+                self._write(line.encode() + b"\n")
+            except (OSError, ValueError):
+                self.lost += len(lines) - done
+                raise
+
+    def _write(self, data: bytes) -> None:
+        if self._torn:  # the fragment a failed write left becomes a line of its own
+            data = b"\n" + data
+        offset = 0
+        while offset < len(data):
+            try:
+                offset += self._stream.write(data[offset:])
+                self._stream.flush()  # one line at a time reaches a pipe whole and at once
+            except OSError:
+                self._torn = self._torn or offset > 0
+                raise
+        self._torn = False
+
+    def close(self) -> None:
+        if self._owned:
+            self._stream.close()
+
+
+def _append(path: Path) -> BinaryIO:
+    return path.open("ab", buffering=0)
+
+
+def _closing(receive: trio.MemoryReceiveChannel[Record]) -> bool:
+    """The monitor is stopping: what is queued is all that will come."""
+    return receive.statistics().open_send_channels == 0
 
 
 async def serve_jsonl(
     receive: trio.MemoryReceiveChannel[Record],
-    out: BinaryIO,
+    out: Output,
     on_closed: Callable[[], None],
     *,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
@@ -31,8 +130,13 @@ async def serve_jsonl(
     """Write every record as one JSON line until the channel closes and is drained.
 
     Writes happen in a worker thread: a full pipe blocks that thread, never the loop.
-    If the reader goes away (EPIPE), `on_closed` asks the monitor to stop.
+    If the reader goes away (EPIPE), `on_closed` asks the monitor to stop. Other write
+    errors count the lines lost, and writing is tried again after a pause (none when
+    stopping: then each batch is tried once).
     """
+    pause = RETRY_FIRST
+    failing = False
+    next_log = -math.inf
     async with receive:
         task_status.started()
         async for record in receive:
@@ -43,12 +147,26 @@ async def serve_jsonl(
                 except (trio.WouldBlock, trio.EndOfChannel):
                     break
             try:
-                await trio.to_thread.run_sync(_write_lines, out, lines, abandon_on_cancel=True)
+                await trio.to_thread.run_sync(out.write_lines, lines, abandon_on_cancel=True)
             except (BrokenPipeError, ValueError):  # ValueError: the file was closed under us
                 log.warning("output closed by its reader; stopping")
                 on_closed()
                 return
             except OSError as exc:
-                log.error("cannot write output: %s; stopping", exc)
-                on_closed()
-                return
+                failing = True
+                if trio.current_time() >= next_log:
+                    next_log = trio.current_time() + LOG_EVERY
+                    log.error(
+                        "cannot write output %s: %s; probing goes on (lines lost so far: %d), "
+                        "retrying",
+                        out.name,
+                        exc.strerror or exc,
+                        out.lost,
+                    )
+                if not _closing(receive):
+                    await trio.sleep(pause)
+                    pause = min(pause * 2, RETRY_MAX)
+                continue
+            if failing:
+                log.warning("output %s written again (%d lines lost so far)", out.name, out.lost)
+                failing, pause, next_log = False, RETRY_FIRST, -math.inf

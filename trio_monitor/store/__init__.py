@@ -1,12 +1,14 @@
 """The embedded history store: probe results, hourly rollups, incidents and content
 changes in one SQLite file (stdlib sqlite3, WAL, synchronous=NORMAL).
 
-Three parts, each with its own connection:
+Four parts, each with its own connection:
 
 - the writer (`writer`) consumes the records a `Fanout` channel hands it and commits
   them in batches, in a worker thread; it never raises into the monitor.
 - the maintenance (`maintenance`) rolls complete hours up and prunes what is past
   retention.
+- the alert outbox (`outbox`) commits every alert a notifier is to deliver before
+  queueing it, marks it delivered or given up, and re-sends what is pending at start.
 - `HistoryReader` (`reader`; sync, run it in a thread) reads over its own read-only
   connection.
 

@@ -1,6 +1,7 @@
 """Rollups and retention: `serve_store_maintenance` rolls every complete hour up into
-`rollups` and prunes raw samples after `raw_retention` and rollups, incidents and
-changes after `rollup_retention`, a small batch per worker-thread call.
+`rollups` and prunes raw samples after `raw_retention` and rollups, incidents,
+changes and finished outbox rows (delivered or given up) after `rollup_retention`, a
+small batch per worker-thread call.
 
 Raw samples are pruned on whole hours, and an hour's rollup is recomputed from its raw
 rows in the transaction that deletes them (see the package docstring for what that
@@ -229,6 +230,13 @@ class StoreMaintenance:
                 while await self._run(_delete_some, sql, args) >= self.rows:
                     pass
         sql = 'DELETE FROM incidents WHERE id IN (SELECT id FROM incidents WHERE "end" < ? LIMIT ?)'
+        while await self._run(_delete_some, sql, (keep, self.rows)) >= self.rows:
+            pass
+        # alerts delivered or given up (`done` set); pending ones stay, to be sent again
+        sql = (
+            "DELETE FROM outbox WHERE (key, notifier) IN"
+            " (SELECT key, notifier FROM outbox WHERE done < ? LIMIT ?)"
+        )
         while await self._run(_delete_some, sql, (keep, self.rows)) >= self.rows:
             pass
         await self._run(_write_meta, RAW_FLOOR, cut)

@@ -49,6 +49,17 @@ MIGRATIONS: list[tuple[str, ...]] = [
         "ALTER TABLE incidents ADD COLUMN end_reason TEXT",
         """UPDATE incidents SET end_reason = 'up' WHERE "end" IS NOT NULL""",
     ),
+    (
+        # the alert outbox (outbox.py): one row per alert and notifier (its identity),
+        # written before the notifier gets the alert; status pending | delivered |
+        # given_up, `done` and `reason` once it is not pending
+        """CREATE TABLE outbox (
+            key TEXT NOT NULL, notifier TEXT NOT NULL, alert TEXT NOT NULL,
+            created REAL NOT NULL, status TEXT NOT NULL, done REAL, reason TEXT,
+            PRIMARY KEY (key, notifier)) WITHOUT ROWID""",
+        "CREATE INDEX outbox_pending ON outbox (created) WHERE status = 'pending'",
+        "CREATE INDEX outbox_done ON outbox (done)",
+    ),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
