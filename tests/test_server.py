@@ -1024,11 +1024,16 @@ async def test_without_a_token_there_is_no_login():
 
 @pytest.mark.browser
 def test_a_browser_logs_in_and_sees_the_targets(browser):
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
     def until(what: str, condition) -> Any:
-        return WebDriverWait(browser, WAIT, poll_frequency=0.05).until(condition, message=what)
+        # a form post replaces the document: an element found just before is stale then
+        wait = WebDriverWait(
+            browser, WAIT, poll_frequency=0.05, ignored_exceptions=(StaleElementReferenceException,)
+        )
+        return wait.until(condition, message=what)
 
     view = FakeView(target_status("api"), target_status("db", "DOWN"))
     with serving_in_thread(view, token=TOKEN, page=None) as base:
