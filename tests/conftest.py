@@ -5,13 +5,19 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import AsyncIterator, Iterator
+from types import ModuleType
 from typing import Any
 
+import line_kind
+import memory_notifier
 import pytest
 import trio
 import trustme
 from chromium import missing, start_chromium
 from servers import TestServer, start_test_server
+
+from trio_monitor.alerts import base as alert_kinds
+from trio_monitor.probes import base as probe_kinds
 
 
 @pytest.fixture
@@ -58,3 +64,20 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             "browser"
         ):
             item.add_marker(pytest.mark.browser)
+
+
+@pytest.fixture
+def line_kind_registered() -> Iterator[None]:
+    """The test-only probe kind (tests/line_kind.py), registered for one test."""
+    probe_kinds.register(line_kind.KIND)
+    yield
+    probe_kinds.unregister(line_kind.KIND.name)
+
+
+@pytest.fixture
+def memory_channel() -> Iterator[ModuleType]:
+    """The test-only alert channel (tests/memory_notifier.py), registered for one test."""
+    alert_kinds.register(memory_notifier.KIND)
+    memory_notifier.DELIVERED.clear()
+    yield memory_notifier
+    alert_kinds.unregister(memory_notifier.KIND.key)

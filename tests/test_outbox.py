@@ -19,7 +19,6 @@ from test_lifecycle import LineSink
 
 from trio_monitor import load_config, parse_config, run_monitor
 from trio_monitor._config import StorageSection
-from trio_monitor.alerts import base as alert_kinds
 from trio_monitor.alerts.base import identity
 from trio_monitor.store import StoreStats, open_store
 from trio_monitor.store.maintenance import StoreMaintenance
@@ -27,14 +26,6 @@ from trio_monitor.store.outbox import GAVE_UP, REMOVED, alert_json
 
 T0 = 1_800_000_000.0
 DAY = 86400.0
-
-
-@pytest.fixture
-def memory_channel():
-    alert_kinds.register(memory_notifier.KIND)
-    memory_notifier.DELIVERED.clear()
-    yield memory_notifier
-    alert_kinds.unregister(memory_notifier.KIND.key)
 
 
 def outbox(path: Path) -> list[tuple]:

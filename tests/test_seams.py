@@ -16,23 +16,6 @@ import trio
 from fakes import running
 
 from trio_monitor import ConfigError, parse_config, run_monitor
-from trio_monitor.alerts import base as alert_kinds
-from trio_monitor.probes import base as probe_kinds
-
-
-@pytest.fixture
-def line_kind_registered():
-    probe_kinds.register(line_kind.KIND)
-    yield
-    probe_kinds.unregister(line_kind.KIND.name)
-
-
-@pytest.fixture
-def memory_channel():
-    alert_kinds.register(memory_notifier.KIND)
-    memory_notifier.DELIVERED.clear()
-    yield memory_notifier
-    alert_kinds.unregister(memory_notifier.KIND.key)
 
 
 class LineServer:

@@ -100,15 +100,19 @@ async def test_health_reports_a_stalled_loop(autojump_clock):
         monitor.stop()
 
 
-async def test_health_sees_probes_starting_late_behind_a_backlog(autojump_clock):
-    # 12 targets due every 10 s, 1.5 s each, concurrency 1: 18 s of work per 10 s.
-    # Rounds start on time and every probe succeeds; only the start lag tells.
+def twelve_probes_every_10s(taking: float):
+    """12 targets due every 10 s at concurrency 1, each probe taking `taking` seconds."""
     targets = [
         {"name": f"t{i}", "url": f"http://127.0.0.{i + 1}:80/", "interval": "10s"}
         for i in range(12)
     ]
-    config = make_config(targets, concurrency=1)
-    prober = FakeProber({f"t{i}": 1.5 for i in range(12)})
+    return make_config(targets, concurrency=1), FakeProber({t["name"]: taking for t in targets})
+
+
+async def test_health_sees_probes_starting_late_behind_a_backlog(autojump_clock):
+    # 12 targets due every 10 s, 1.5 s each, concurrency 1: 18 s of work per 10 s.
+    # Rounds start on time and every probe succeeds; only the start lag tells.
+    config, prober = twelve_probes_every_10s(taking=1.5)
     async with trio.open_nursery() as nursery:
         monitor = await running(nursery, config, out=_Null(), probers={"http": prober})
         await trio.sleep(60)
@@ -122,12 +126,7 @@ async def test_health_sees_probes_starting_late_behind_a_backlog(autojump_clock)
 
 
 async def test_health_is_ok_while_probes_start_on_time(autojump_clock):
-    targets = [
-        {"name": f"t{i}", "url": f"http://127.0.0.{i + 1}:80/", "interval": "10s"}
-        for i in range(12)
-    ]
-    config = make_config(targets, concurrency=1)
-    prober = FakeProber({f"t{i}": 0.5 for i in range(12)})  # 6 s of work per 10 s
+    config, prober = twelve_probes_every_10s(taking=0.5)  # 6 s of work per 10 s
     async with trio.open_nursery() as nursery:
         monitor = await running(nursery, config, out=_Null(), probers={"http": prober})
         await trio.sleep(60)
