@@ -135,6 +135,8 @@ def test_built_in_defaults():
         name=URL,
         url=URL,
         interval=30.0,
+        confirm_interval=5.0,
+        recover_interval=5.0,
         timeout=10.0,
         retries=1,
         slow=None,
@@ -155,6 +157,28 @@ def test_built_in_defaults():
     )
 
 
+def test_confirm_and_recover_intervals_never_exceed_the_targets_interval():
+    short = {"url": URL, "name": "short", "interval": "1s"}
+    # inherited (default or [monitor]): capped at the target's interval
+    assert only_target({"targets": [short]}).confirm_interval == 1.0
+    inherited = only_target({"monitor": {"recover_interval": "3s"}, "targets": [short]})
+    assert (inherited.confirm_interval, inherited.recover_interval) == (1.0, 1.0)
+    # recover_interval defaults to the confirm_interval
+    own = only_target({"targets": [{"url": URL, "confirm_interval": "2s"}]})
+    assert (own.confirm_interval, own.recover_interval) == (2.0, 2.0)
+    # set longer than the interval it applies to: an error, one line each
+    assert problems(
+        {
+            "monitor": {"interval": "10s", "confirm_interval": "11s"},
+            "targets": [{**short, "confirm_interval": "2s", "recover_interval": "1500ms"}],
+        }
+    ) == [
+        "m.toml: targets[0].confirm_interval: must be at most the interval (1s), got 2s",
+        "m.toml: targets[0].recover_interval: must be at most the interval (1s), got 1500ms",
+        "m.toml: monitor.confirm_interval: must be at most the interval (10s), got 11s",
+    ]
+
+
 def test_empty_config_is_valid():
     config = parse_config({}, env={}, path="m.toml")
     assert config.targets == ()
@@ -164,6 +188,8 @@ def test_empty_config_is_valid():
 
 MONITOR = {
     "interval": "1m",
+    "confirm_interval": "10s",
+    "recover_interval": "20s",
     "timeout": "3s",
     "retries": 2,
     "method": "head",
@@ -185,6 +211,8 @@ def test_targets_inherit_the_monitor_section():
         name="a",
         url=URL,
         interval=60.0,
+        confirm_interval=10.0,
+        recover_interval=20.0,
         timeout=3.0,
         retries=2,
         slow=0.8,
@@ -210,6 +238,8 @@ def test_per_target_overrides():
         "url": URL,
         "name": "  b  ",
         "interval": "5s",
+        "confirm_interval": "2s",
+        "recover_interval": "3s",
         "timeout": "1s",
         "retries": 0,
         "method": "post",
@@ -229,6 +259,8 @@ def test_per_target_overrides():
         name="b",
         url=URL,
         interval=5.0,
+        confirm_interval=2.0,
+        recover_interval=3.0,
         timeout=1.0,
         retries=0,
         slow=2.0,

@@ -54,6 +54,7 @@ Delay = NewType("Delay", float)  # a duration that may be "0s", up to 1d
 Listen = NewType("Listen", tuple)  # (host, port) from "127.0.0.1:9180" or "[::1]:9180"
 Argv = NewType("Argv", tuple)  # ["cmd", "arg"] or "cmd arg" (split like a shell, never run by one)
 HostName = NewType("HostName", str)  # "status.example.com", "10.0.0.5", "::1": no scheme, no port
+DEFAULT_CONFIRM_INTERVAL = 5.0  # seconds; capped at each target's interval
 Event = Literal["down", "up", "slow", "content_changed", "flapping", "flap_end"]
 TooLargePolicy = Literal["truncate", "fail"]
 
@@ -286,6 +287,10 @@ class MonitorSection:
     adaptive_min: Positive = Positive(10)
     per_host: Positive = Positive(4)
     stagger: Delay = Delay(15.0)  # first probes spread over this long (at most the interval)
+    # after a failure (or while DOWN), probe this often until the state is decided;
+    # unset: DEFAULT_CONFIRM_INTERVAL, at most each target's interval
+    confirm_interval: Interval | None = None
+    recover_interval: Interval | None = None  # unset: confirm_interval
     retries: Retries = Retries(1)
     method: str = "GET"
     headers: dict[str, str] = field(factory=dict)
@@ -340,6 +345,8 @@ class TargetSection:
     name: str | None = None
     kind: str | None = None  # default: chosen by the URL's scheme
     interval: Interval | None = None
+    confirm_interval: Interval | None = None
+    recover_interval: Interval | None = None
     timeout: Duration | None = None
     retries: Retries | None = None
     slow: Duration | None = None
@@ -388,6 +395,8 @@ class Target:
     url: str  # as shown: userinfo redacted (_secrets.py)
     kind: str
     interval: float
+    confirm_interval: float  # probe cadence while a failure is being confirmed
+    recover_interval: float  # probe cadence while DOWN
     timeout: float
     retries: int
     slow: float | None
@@ -676,12 +685,23 @@ def _resolve(
             )
         first_seen.setdefault(name, i)
         kind = _kind_of({"kind": t.kind, "url": t.url})
+        interval = inherit(t.interval, m.interval)
+        confirm = _pacing(t.confirm_interval, m.confirm_interval, DEFAULT_CONFIRM_INTERVAL)
+        recover = _pacing(t.recover_interval, m.recover_interval, confirm)
+        for key, own in (
+            ("confirm_interval", t.confirm_interval),
+            ("recover_interval", t.recover_interval),
+        ):
+            if own is not None and own > interval:
+                problems.append(f"{where}.{key}: {_longer_than_interval(own, interval)}")
         targets.append(
             Target(
                 name=name,
                 url=url,
                 kind=kind.name,
-                interval=inherit(t.interval, m.interval),
+                interval=interval,
+                confirm_interval=min(confirm, interval),
+                recover_interval=min(recover, interval),
                 timeout=inherit(t.timeout, m.timeout),
                 retries=inherit(t.retries, m.retries),
                 slow=inherit(t.slow, m.slow),
@@ -692,18 +712,36 @@ def _resolve(
     return alerts, tuple(targets), problems
 
 
+def _pacing(own: float | None, default: float | None, fallback: float) -> float:
+    """A target's confirm or recover interval, before the cap at its interval."""
+    return inherit(own, inherit(default, fallback))
+
+
+def _longer_than_interval(value: float, interval: float) -> str:
+    return (
+        f"must be at most the interval ({format_duration(interval)}), got {format_duration(value)}"
+    )
+
+
 def _has_control_character(text: str) -> bool:
     return any(unicodedata.category(c) == "Cc" for c in text)
 
 
 def _monitor_problems(m: MonitorSection) -> list[str]:
     """What no single key's range can tell: keys that must agree."""
+    problems = []
     if m.adaptive and m.adaptive_min > m.concurrency:
-        return [
+        problems.append(
             f"monitor.adaptive_min: must be at most concurrency ({m.concurrency})"
             f" with adaptive = true, got {m.adaptive_min}"
-        ]
-    return []
+        )
+    for key, value in (
+        ("confirm_interval", m.confirm_interval),
+        ("recover_interval", m.recover_interval),
+    ):
+        if value is not None and value > m.interval:
+            problems.append(f"monitor.{key}: {_longer_than_interval(value, m.interval)}")
+    return problems
 
 
 def _storage_problems(storage: StorageSection) -> list[str]:
