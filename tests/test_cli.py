@@ -55,6 +55,7 @@ PROBE_KEYS = {
     "final_url",
     "remote_addr",
     "kind",
+    "confirm",
 }
 ROUND_KEYS = {
     "schema",
@@ -66,6 +67,7 @@ ROUND_KEYS = {
     "failed",
     "duration_ms",
     "skipped",
+    "confirm",
     "concurrency",
     "dropped",
     "unstored",

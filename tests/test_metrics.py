@@ -88,12 +88,14 @@ def test_round_lines_set_the_process_metrics():
     m = Metrics()
     m.set_concurrency(200)
     assert value(m, "trio_monitor_concurrency_limit") == 200
-    m.observe(round_line(round=1, duration_ms=250.0, concurrency=150, skipped=2))
-    m.observe(round_line(round=2, duration_ms=1500.0, concurrency=180, skipped=1))
+    assert value(m, "trio_monitor_confirm_probes_total") == 0
+    m.observe(round_line(round=1, duration_ms=250.0, concurrency=150, skipped=2, confirm=4))
+    m.observe(round_line(round=2, duration_ms=1500.0, concurrency=180, skipped=1, confirm=1))
     assert value(m, "trio_monitor_round_duration_seconds") == 1.5
     assert value(m, "trio_monitor_concurrency_limit") == 180
     assert value(m, "trio_monitor_rounds_total") == 2
     assert value(m, "trio_monitor_skipped_probes_total") == 3
+    assert value(m, "trio_monitor_confirm_probes_total") == 5
 
 
 def test_round_lines_set_the_schedule_lag():

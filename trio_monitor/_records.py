@@ -58,6 +58,9 @@ class ProbeResult:
     final_url: str | None = None  # where redirects led, if anywhere else
     remote_addr: str | None = None  # "ip:port" of the server that answered
     kind: str = "http"  # the probe kind (probes/): what the kind-specific fields mean
+    # a confirmation probe: run between the target's due times because its state was
+    # undecided (failing, not yet DOWN) or DOWN (confirm_interval / recover_interval)
+    confirm: bool = False
 
 
 @frozen
@@ -71,6 +74,7 @@ class RoundSummary:
     failed: int
     duration_ms: float
     skipped: int = 0  # due targets not probed because their previous probe still ran
+    confirm: int = 0  # of `targets`, the confirmation probes (see ProbeResult.confirm)
     concurrency: int = 0  # the probe limit in force
     dropped: int = 0  # lines a full output channel had to drop since start
     unstored: int = 0  # results the history store could not keep since start

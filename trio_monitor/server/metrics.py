@@ -27,6 +27,8 @@ Process-wide:
     trio_monitor_targets                   targets configured (see `retain`)
     trio_monitor_rounds_total              rounds finished
     trio_monitor_skipped_probes_total      due probes skipped: the previous one still ran
+    trio_monitor_confirm_probes_total      confirmation probes started (confirm_interval,
+                                           recover_interval): the extra load of failures
     trio_monitor_probes_total{result}      "ok" or the error kind
     trio_monitor_alerts_total{event}       down, up, slow, content_changed
     trio_monitor_dropped_lines_total       output lines a full queue had to drop
@@ -86,6 +88,11 @@ class Metrics:
         self._skipped = Counter(
             "trio_monitor_skipped_probes",
             "Due probes not started because the target's previous probe was still running",
+            registry=registry,
+        )
+        self._confirm = Counter(
+            "trio_monitor_confirm_probes",
+            "Confirmation probes started between due times (confirm_interval, recover_interval)",
             registry=registry,
         )
         self._probes = Counter(
@@ -163,6 +170,8 @@ class Metrics:
         self._rounds.inc()
         if s.skipped:
             self._skipped.inc(s.skipped)
+        if s.confirm:
+            self._confirm.inc(s.confirm)
         if s.dropped > self._dropped_seen:
             self._dropped.inc(s.dropped - self._dropped_seen)
             self._dropped_seen = s.dropped
