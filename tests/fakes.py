@@ -32,11 +32,14 @@ def result_for(plan, round_no, ok=True):
 
 class FakeProber:
     """A prober for http targets that sends nothing: records when each target's probe
-    started; each takes `durations[name]` seconds."""
+    started; each takes `durations[name]` seconds. Targets in `fail` raise; a probe of
+    a target in `fail_during` ({name: (from, until)}) that starts in that window (seconds
+    since t0) returns a failed result."""
 
-    def __init__(self, durations=None, fail=()):
+    def __init__(self, durations=None, fail=(), fail_during=None):
         self.durations = durations or {}
         self.fail = set(fail)
+        self.fail_during = fail_during or {}
         self.starts = defaultdict(list)
         self.active = defaultdict(int)
         self.max_active_per_target = defaultdict(int)
@@ -52,7 +55,8 @@ class FakeProber:
 
     async def probe(self, plan, round_no, deadlines):
         name = plan.target.name
-        self.starts[name].append(round(trio.current_time() - self.t0, 6))
+        started = round(trio.current_time() - self.t0, 6)
+        self.starts[name].append(started)
         self.active[name] += 1
         self.active_total += 1
         self.max_active_per_target[name] = max(self.max_active_per_target[name], self.active[name])
@@ -64,7 +68,8 @@ class FakeProber:
             self.active_total -= 1
         if name in self.fail:
             raise ValueError("boom")
-        return result_for(plan, round_no)
+        start, until = self.fail_during.get(name, (0.0, 0.0))
+        return result_for(plan, round_no, ok=not start <= started < until)
 
 
 def dispatcher_for(config, records):

@@ -109,15 +109,19 @@ class Dispatcher:
         """Called inline with every record: must be synchronous and cheap."""
         self._observers.append(observe)
 
-    def probed(self, target: Target, result: ProbeResult, now: float, *, current: bool) -> None:
+    def probed(
+        self, target: Target, result: ProbeResult, now: float, *, current: bool
+    ) -> str | None:
         """A probe's result: through the target's state (unless a reload replaced or
-        removed the target while it ran: `current` False), then out with its alerts."""
+        removed the target while it ran: `current` False), then out with its alerts.
+        -> how the target's next probes are paced (StateStore.pace; None if not current)."""
         alerts: list[AlertEvent] = []
         if current:
             result, alerts = self._state.observe(target, result, now)
         self.publish(result)
         for alert in alerts:
             self.publish(alert)
+        return self._state.pace(target.name) if current else None
 
     def publish(self, record: Record) -> None:
         for observe in self._observers:

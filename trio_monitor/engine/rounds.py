@@ -3,7 +3,11 @@
 Limits: a probe takes a token of its origin's limiter (`per_host`, keyed by the plan's
 `limit_key`), then one of the global limiter (`concurrency`, steered by AdaptiveLimit
 when `adaptive` is on). Its deadline starts only after both: time queued behind other
-probes is ours, not the target's, and must not look like a timeout.
+probes is ours, not the target's, and must not look like a timeout. A confirmation
+probe first takes a token of the confirmation share (half of the lowest the probe limit
+can be: `concurrency`, or `adaptive_min` with `adaptive`), so a mass failure (a network
+blip failing thousands of targets at once) can never hold more than half of the probe
+limit with its extra probes: the healthy targets' schedule keeps the other half.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import AsyncIterator, Iterable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 
 import trio
 
@@ -28,6 +32,7 @@ START_LAG_PERIOD = 10.0  # the start-lag window moves in steps of this many seco
 class Limits:
     def __init__(self, monitor: MonitorSection) -> None:
         self.limiter = trio.CapacityLimiter(monitor.concurrency)
+        self.confirm_share = trio.CapacityLimiter(1)  # set by apply
         self.adaptive: AdaptiveLimit | None = None  # None: a fixed limit
         self._per_host = monitor.per_host
         self._by_key: dict[str, trio.CapacityLimiter] = {}
@@ -43,6 +48,9 @@ class Limits:
             self.adaptive = AdaptiveLimit(self.limiter, low, monitor.concurrency)
         else:
             self.adaptive.set_bounds(low, monitor.concurrency)
+        self.confirm_share.total_tokens = max(
+            1, (low if monitor.adaptive else monitor.concurrency) // 2
+        )
         if monitor.per_host != self._per_host:
             self._per_host = monitor.per_host
             for limiter in self._by_key.values():
@@ -53,11 +61,15 @@ class Limits:
                 del self._by_key[key]
 
     @asynccontextmanager
-    async def hold(self, key: str) -> AsyncIterator[None]:
+    async def hold(self, key: str, *, confirm: bool = False) -> AsyncIterator[None]:
         limiter = self._by_key.get(key)
         if limiter is None:
             limiter = self._by_key[key] = trio.CapacityLimiter(self._per_host)
-        async with limiter, self.limiter:
+        # the share first: a confirmation probe waiting for it holds no other token
+        share: AbstractAsyncContextManager[object] = (
+            self.confirm_share if confirm else nullcontext()
+        )
+        async with share, limiter, self.limiter:
             yield
 
     def note(self, result: ProbeResult) -> None:

@@ -7,6 +7,14 @@ due at the same instant form one round. Rounds overlap: a slow target keeps its
 own round open while the next rounds start on time; if it is still in flight when
 it is due again, that probe is skipped (counted), never stacked.
 
+Confirmation: while a target's state is undecided (failures, not yet DOWN) or DOWN
+(`StateStore.pace`), its next probe is due `confirm_interval` (`recover_interval`)
+after the previous one started, or when it ends if that is later, when that comes
+before its next normal due time; else the normal probe serves. These extra due times
+live beside the slot's anchor and never move it: a settled target goes on at
+anchor + n * interval. They join rounds like normal ones (one in flight per target,
+the same limits and deadlines, plus the confirmation share: see rounds.py).
+
 This is the target-selection seam: here every target is this process's; a cluster
 takes its share of them instead, without touching rounds, probes or consumers.
 """
@@ -21,6 +29,7 @@ import zlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import attrs
 import trio
 
 from .._config import Config, Target
@@ -29,6 +38,7 @@ from .._records import ProbeResult, RoundSummary
 from ..probes.base import Plan, Prober
 from .dispatch import Dispatcher
 from .rounds import LagWatch, Limits, StartLag
+from .state import RECOVER
 
 log = logging.getLogger("trio_monitor")
 
@@ -48,17 +58,28 @@ def stagger_offset(target: Target, stagger: float) -> float:
 class _Slot:
     """A target's place in the schedule. A new slot (reload) orphans the old heap entries."""
 
-    __slots__ = ("anchor", "n", "plan", "prober")
+    __slots__ = ("anchor", "confirm_at", "n", "plan", "prober")
 
     def __init__(self, plan: Plan, prober: Prober[Any], anchor: float) -> None:
         self.plan = plan
         self.prober = prober
         self.anchor = anchor
         self.n = 0
+        self.confirm_at: float | None = None  # a confirmation probe's due time, if any
 
     @property
     def due(self) -> float:
         return self.anchor + self.n * self.plan.target.interval
+
+    def pace(self, pace: str | None, started: float, now: float) -> float | None:
+        """-> the due time of the confirmation probe that follows a probe started at
+        `started` and ended `now`, or None: settled, or the normal due time is as soon."""
+        target = self.plan.target
+        if pace is None:
+            return None
+        every = target.recover_interval if pace == RECOVER else target.confirm_interval
+        at = max(started + every, now)
+        return at if at < self.due - SAME_ROUND else None
 
     def advance(self, now: float) -> None:
         """Move to the next due time after now (skipping any the loop was too late for)."""
@@ -82,7 +103,8 @@ class Scheduler:
         self.start_lag = StartLag()
         self._stagger = config.monitor.stagger
         self._slots: dict[str, _Slot] = {}
-        self._heap: list[tuple[float, int, _Slot]] = []
+        # (due time, push order, slot, a confirmation probe?)
+        self._heap: list[tuple[float, int, _Slot, bool]] = []
         self._seq = 0
         self._wakeup = trio.Event()
         self._in_flight: set[str] = set()
@@ -148,12 +170,21 @@ class Scheduler:
 
     # --- the loop ----------------------------------------------------------------
 
-    def _push(self, slot: _Slot) -> None:
+    def _push(self, slot: _Slot, confirm_at: float | None = None) -> None:
         self._seq += 1
-        heapq.heappush(self._heap, (slot.due, self._seq, slot))
+        if confirm_at is None:
+            heapq.heappush(self._heap, (slot.due, self._seq, slot, False))
+        else:
+            heapq.heappush(self._heap, (confirm_at, self._seq, slot, True))
 
     def _live(self, slot: _Slot) -> bool:
         return self._slots.get(slot.plan.target.name) is slot
+
+    def _current(self, entry: tuple[float, int, _Slot, bool]) -> bool:
+        """A heap entry still stands: its slot is configured and, for a confirmation,
+        still wants that one (a later result, or a normal probe, replaces it)."""
+        at, _, slot, confirm = entry
+        return self._live(slot) and (not confirm or slot.confirm_at == at)
 
     async def run(self, *, once: bool = False) -> RoundSummary | None:
         """Probe until stop() (or, with once, one round of every target). -> last summary."""
@@ -162,8 +193,8 @@ class Scheduler:
             self._rounds = rounds
             with self._starting:
                 if once:
-                    slots = list(self._slots.values())
-                    self._in_flight.update(s.plan.target.name for s in slots)
+                    slots = [(slot, False) for slot in self._slots.values()]
+                    self._in_flight.update(s.plan.target.name for s, _ in slots)
                     rounds.start_soon(self._run_once, slots, summary)
                 else:
                     async with trio.open_nursery() as loop:
@@ -171,7 +202,7 @@ class Scheduler:
                         await self._loop(rounds, summary)
         return summary[-1] if summary else None
 
-    async def _run_once(self, slots: list[_Slot], summary: list[RoundSummary]) -> None:
+    async def _run_once(self, slots: list[tuple[_Slot, bool]], summary: list[RoundSummary]) -> None:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self.lag.run)
             await self._run_round(self._next_round(), slots, 0, summary, trio.current_time())
@@ -184,7 +215,7 @@ class Scheduler:
     async def _loop(self, rounds: trio.Nursery, summary: list[RoundSummary]) -> None:
         self._loop_began = trio.current_time()
         while True:
-            while self._heap and not self._live(self._heap[0][2]):
+            while self._heap and not self._current(self._heap[0]):
                 heapq.heappop(self._heap)
             if not self._heap:
                 await self._wakeup.wait()  # no targets (yet): wait for a reload
@@ -197,21 +228,24 @@ class Scheduler:
                 self._wakeup = trio.Event()
                 continue
             now = trio.current_time()
-            slots: list[_Slot] = []
+            slots: list[tuple[_Slot, bool]] = []
             skipped = 0
             while self._heap and self._heap[0][0] <= due + SAME_ROUND:
-                _, _, slot = heapq.heappop(self._heap)
-                if not self._live(slot):
+                entry = heapq.heappop(self._heap)
+                if not self._current(entry):
                     continue
+                _, _, slot, confirm = entry
                 name = slot.plan.target.name
                 if name in self._in_flight:
                     skipped += 1
                     log.info("%s: still in flight when due again; skipped", name)
                 else:
                     self._in_flight.add(name)
-                    slots.append(slot)
-                slot.advance(now)
-                self._push(slot)
+                    slots.append((slot, confirm))
+                slot.confirm_at = None  # the probe starting now decides the next one
+                if not confirm:
+                    slot.advance(now)
+                    self._push(slot)
             self.last_round_at = now
             # due times before the loop began (start-up) are not lag: the schedule's own
             # start is what made them late, not a backlog
@@ -229,7 +263,7 @@ class Scheduler:
     async def _run_round(
         self,
         round_no: int,
-        slots: list[_Slot],
+        slots: list[tuple[_Slot, bool]],
         skipped: int,
         summary: list[RoundSummary],
         due: float,
@@ -238,8 +272,8 @@ class Scheduler:
         outcomes = [0, 0]  # ok, failed
         lags: list[float] = []  # seconds each probe started after `due`
         async with trio.open_nursery() as nursery:
-            for slot in slots:
-                nursery.start_soon(self._probe_one, slot, round_no, outcomes, due, lags)
+            for slot, confirm in slots:
+                nursery.start_soon(self._probe_one, slot, confirm, round_no, outcomes, due, lags)
         lags.sort()
         record = RoundSummary(
             ts=ts,
@@ -249,6 +283,7 @@ class Scheduler:
             failed=outcomes[1],
             duration_ms=round((trio.current_time() - started) * 1000, 3),
             skipped=skipped,
+            confirm=sum(confirm for _, confirm in slots),
             concurrency=int(self.limits.limiter.total_tokens),
             lag_p50_ms=_ms(lags[(len(lags) - 1) // 2]) if lags else None,
             lag_max_ms=_ms(lags[-1]) if lags else None,
@@ -259,14 +294,20 @@ class Scheduler:
         self._dispatcher.publish(record)
 
     async def _probe_one(
-        self, slot: _Slot, round_no: int, outcomes: list[int], due: float, lags: list[float]
+        self,
+        slot: _Slot,
+        confirm: bool,
+        round_no: int,
+        outcomes: list[int],
+        due: float,
+        lags: list[float],
     ) -> None:
         plan = slot.plan
         target = plan.target
         try:
             # The deadline starts inside probe(), after both limits (see rounds.py).
-            async with self.limits.hold(plan.limit_key):
-                now = trio.current_time()
+            async with self.limits.hold(plan.limit_key, confirm=confirm):
+                started = now = trio.current_time()
                 lags.append(max(0.0, now - due))
                 self.start_lag.note(now - due, now)
                 try:
@@ -276,11 +317,24 @@ class Scheduler:
                     result = _internal_error(target, round_no, exc)
         finally:
             self._in_flight.discard(target.name)
+        if confirm:
+            result = attrs.evolve(result, confirm=True)
         outcomes[0 if result.ok else 1] += 1
         self.limits.note(result)
         # a reload may have removed or changed the target meanwhile: then the result
         # is still reported, but no longer moves the state of what is configured now
-        self._dispatcher.probed(target, result, trio.current_time(), current=self._live(slot))
+        now = trio.current_time()
+        pace = self._dispatcher.probed(target, result, now, current=self._live(slot))
+        # (with --once nothing runs a confirmation: the loop never starts)
+        self._confirm_next(slot, slot.pace(pace, started, now))
+
+    def _confirm_next(self, slot: _Slot, at: float | None) -> None:
+        """Schedule the slot's confirmation probe at `at` (None: none, the normal due
+        times go on), and wake the loop: it may be sooner than what it sleeps for."""
+        slot.confirm_at = at
+        if at is not None:
+            self._push(slot, at)
+            self._wakeup.set()
 
 
 def _ms(seconds: float) -> float:

@@ -24,6 +24,8 @@ from .._records import AlertEvent, ProbeResult
 from ..probes import base as probe_kinds
 
 UNKNOWN, UP, DOWN = "UNKNOWN", "UP", "DOWN"
+# how a target's next probes are paced (`StateStore.pace`); None: its normal due times
+CONFIRM, RECOVER = "confirm", "recover"
 
 
 @attrs.define
@@ -59,6 +61,10 @@ class StateStore(Protocol):
         """Resume an outage that began before this process (an open incident in history)."""
         ...
 
+    def pace(self, name: str) -> str | None:
+        """CONFIRM while a failure streak is undecided, RECOVER while DOWN, else None."""
+        ...
+
     async def reconfigure(self, old: Config, new: Config) -> None: ...
 
 
@@ -79,6 +85,18 @@ class MemoryStateStore:
 
     def get(self, name: str) -> TargetState | None:
         return self._states.get(name)
+
+    def pace(self, name: str) -> str | None:
+        """How the scheduler paces the target's next probes: CONFIRM while failures are
+        counted but have not made it DOWN (until failure_threshold of them do, or
+        success_threshold successes end the streak), RECOVER while DOWN, None when
+        settled (UP or UNKNOWN without failures: its normal due times)."""
+        st = self._states.get(name)
+        if st is None:
+            return None
+        if st.state == DOWN:
+            return RECOVER
+        return CONFIRM if st.failures else None
 
     def restore_down(self, target: str, since: float, now: float, wall_now: float) -> None:
         """Resume an outage that began before this process (an open incident in history).

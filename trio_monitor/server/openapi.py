@@ -97,6 +97,10 @@ _SCHEMAS: Schema = {
                 "description": 'the probe kind ("http", ...); `status` is null for kinds '
                 "other than http",
             },
+            "confirm": {
+                "type": "boolean",
+                "description": "a confirmation probe (confirm_interval, recover_interval)",
+            },
         },
         "One probe, as in the monitor's JSON lines.",
     ),
