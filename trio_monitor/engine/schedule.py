@@ -309,7 +309,8 @@ class Scheduler:
             async with self.limits.hold(plan.limit_key, confirm=confirm):
                 started = now = trio.current_time()
                 lags.append(max(0.0, now - due))
-                self.start_lag.note(now - due, now)
+                if not confirm:  # health judges the schedule; confirmations queue by design
+                    self.start_lag.note(now - due, now)
                 try:
                     result = await slot.prober.probe(plan, round_no, self.lag.deadlines)
                 except Exception as exc:  # a bug must cost one result, not the monitor
