@@ -5,11 +5,13 @@ then goes back to its normal due times; other targets' schedules never move."""
 from __future__ import annotations
 
 import factories
+import pytest
 import trio
 from factories import config_doc
 from fakes import FakeProber, dispatcher_for, rounds
 
 from trio_monitor import AlertEvent, ProbeResult
+from trio_monitor._records import to_dict
 from trio_monitor.engine.schedule import Scheduler, stagger_offset
 
 
@@ -73,6 +75,10 @@ async def test_cadence_switches_to_confirm_and_recover_and_back(autojump_clock):
     ]
     assert not any(r.confirm for r in probes(records, "steady"))
     assert sum(r.confirm for r in rounds(records)) == 7
+    # in the JSON lines: added fields, schema 1
+    line = to_dict(probes(records, "flaky")[2])
+    assert (line["schema"], line["confirm"]) == (1, True)
+    assert [to_dict(r)["confirm"] for r in rounds(records)][1:4] == [0, 1, 1]
     assert sum(r.skipped for r in rounds(records)) == 0
 
 
@@ -187,3 +193,49 @@ async def test_a_reload_keeps_an_unchanged_targets_confirmation(autojump_clock):
         await trio.sleep(40)
         scheduler.stop()
     assert prober.starts["t"] == [0, 2, 4, 30]
+
+
+@pytest.mark.parametrize("failure_threshold", [1, 2, 3, 5])
+@pytest.mark.parametrize("success_threshold", [1, 2, 3])
+async def test_down_and_up_timing_formulas(autojump_clock, failure_threshold, success_threshold):
+    """README's formulas, exact when every probe takes the whole timeout (1 s):
+    first failed probe to `down` = (failure_threshold - 1) x confirm_interval + timeout;
+    first good probe to `up` = (success_threshold - 1) x recover_interval + latency."""
+    config = config_with(
+        [{"name": "t", "url": "http://127.0.0.1:1/", "timeout": "1s"}],
+        alerts={"failure_threshold": failure_threshold, "success_threshold": success_threshold},
+        interval="60s",
+        confirm_interval="2s",
+        recover_interval="3s",
+    )
+    prober = FakeProber({"t": 1.0}, fail_during={"t": (60.0, 80.0)})
+    records, times = [], []
+    await run(timed_scheduler(config, prober, records, times), 119)
+    (down,) = alert_times(times, "down")
+    assert down - 60.0 == (failure_threshold - 1) * 2.0 + 1.0
+    first_good = next(t for t in prober.starts["t"] if t >= 80.0)
+    (up,) = alert_times(times, "up")
+    assert up - first_good == (success_threshold - 1) * 3.0 + 1.0
+    assert prober.starts["t"][-1] == up - 1.0  # then nothing until its next due time (120)
+
+
+async def test_a_changed_target_is_probed_at_once_and_paced_by_its_kept_state(autojump_clock):
+    targets = [{"name": "t", "url": "http://127.0.0.1:1/"}]
+    config = config_with(targets, interval="30s", confirm_interval="2s")
+    prober = FakeProber(fail_during={"t": (0.0, 4.0)})
+    records, times = [], []
+    scheduler = timed_scheduler(config, prober, records, times)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(scheduler.run)
+        await trio.sleep(1)
+        changed = config_with(
+            [{**targets[0], "timeout": "3s"}], interval="30s", confirm_interval="2s"
+        )
+        await scheduler.reconfigure(config, changed)
+        await trio.sleep(40)
+        scheduler.stop()
+    # the old slot's confirmation (due at 2) is gone; the new slot starts at 1 with the
+    # kept failure count: 1 and 3 fail (DOWN), 5 recovers, then its own cadence
+    assert prober.starts["t"] == [0, 1, 3, 5, 31]
+    assert alert_times(times, "down") == [3.01]
+    assert alert_times(times, "up") == [5.01]

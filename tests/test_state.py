@@ -6,7 +6,7 @@ import pytest
 from factories import probe_result
 
 from trio_monitor import ErrorKind, parse_config
-from trio_monitor.engine.state import DOWN, UNKNOWN, UP, MemoryStateStore
+from trio_monitor.engine.state import CONFIRM, DOWN, RECOVER, UNKNOWN, UP, MemoryStateStore
 
 
 def setup(failure_threshold=3, success_threshold=1, **target):
@@ -77,6 +77,31 @@ def test_down_fires_once_per_outage_and_up_reports_downtime():
     assert feed.alerts[1].downtime_s == pytest.approx(6.0)  # first failure (t=2) to recovery (t=8)
     assert feed.alerts[1].since == down.since
     assert feed.state == UP
+
+
+def test_pace_follows_the_undecided_and_the_down_states():
+    """What the scheduler reads after each result: CONFIRM while failures are counted
+    but undecided, RECOVER while DOWN, None when settled."""
+    store, target = setup(failure_threshold=3, success_threshold=2)
+    feed = Feed(store, target)
+    assert store.pace("t") is None  # never probed
+    paces = []
+    for ok in (True, False, True, False, False, True, False, True, True):
+        feed(ok)
+        paces.append(store.pace("t"))
+    assert paces == [
+        None,  # UNKNOWN without failures: settled
+        CONFIRM,  # a failure
+        CONFIRM,  # one success of two: the streak is not over
+        CONFIRM,  # the second failure
+        RECOVER,  # the third: DOWN
+        RECOVER,  # one good probe of two
+        RECOVER,  # a failure while DOWN
+        RECOVER,
+        None,  # two good probes: UP again
+    ]
+    store.restore_down("r", since=1.0, now=0.0, wall_now=2.0)
+    assert store.pace("r") == RECOVER  # an outage resumed at start-up is recovering
 
 
 def test_success_threshold_debounces_recovery():
