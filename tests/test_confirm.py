@@ -11,7 +11,9 @@ from factories import config_doc
 from fakes import FakeProber, dispatcher_for, rounds
 
 from trio_monitor import AlertEvent, ProbeResult
+from trio_monitor._config import MonitorSection, Positive
 from trio_monitor._records import to_dict
+from trio_monitor.engine.rounds import Limits
 from trio_monitor.engine.schedule import Scheduler, stagger_offset
 
 
@@ -239,3 +241,13 @@ async def test_a_changed_target_is_probed_at_once_and_paced_by_its_kept_state(au
     assert prober.starts["t"] == [0, 1, 3, 5, 31]
     assert alert_times(times, "down") == [3.01]
     assert alert_times(times, "up") == [5.01]
+
+
+def test_the_confirmation_share_is_half_the_lowest_probe_limit():
+    limits = Limits(MonitorSection(concurrency=Positive(7)))
+    assert limits.confirm_share.total_tokens == 3
+    limits.apply(MonitorSection(concurrency=Positive(1)), ())
+    assert limits.confirm_share.total_tokens == 1  # never none
+    adaptive = MonitorSection(concurrency=Positive(200), adaptive=True, adaptive_min=Positive(10))
+    limits.apply(adaptive, ())  # the limit in force never goes below adaptive_min
+    assert limits.confirm_share.total_tokens == 5
