@@ -6,6 +6,9 @@ of a target is encoded in its request path, so every prober sees the same thing:
     /d/<ms>   200 with a small body after <ms> milliseconds
     /e/<ms>   500 with a small body after <ms> milliseconds
     /hang     never answers (the connection stays open until the client gives up)
+    /blip/<from_ms>/<until_ms>
+              500 while the wall clock (unix ms) is in [from, until), else 200: an
+              outage every prober sees at the same moment
 
 HTTP/1.1 with keep-alive and Content-Length; delays use loop.call_later, never a
 blocking sleep. Besides the listening ports, the farm reserves "closed" ports: bound
@@ -28,6 +31,7 @@ import json
 import signal
 import socket
 import sys
+import time
 
 BACKLOG = 4096
 MAX_HEAD = 64 * 1024  # a request head longer than this is garbage: drop the connection
@@ -55,6 +59,9 @@ def route(path: bytes) -> tuple[bytes, float] | None:
         return (OK if parts[1] == b"d" else ERROR), int(parts[2]) / 1000
     if parts[1:] == [b"hang"]:
         return None
+    if len(parts) == 4 and parts[1] == b"blip" and parts[2].isdigit() and parts[3].isdigit():
+        down = int(parts[2]) <= time.time() * 1000 < int(parts[3])
+        return (ERROR if down else OK), 0.0
     return NOT_FOUND, 0.0
 
 
