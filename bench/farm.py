@@ -9,6 +9,10 @@ of a target is encoded in its request path, so every prober sees the same thing:
     /blip/<from_ms>/<until_ms>
               500 while the wall clock (unix ms) is in [from, until), else 200: an
               outage every prober sees at the same moment
+    /down/<from_ms>/<until_ms>/<mode>
+              while the wall clock (unix ms) is in [from, until): mode `500` answers
+              500, mode `hang` never answers; else 200: an outage with a known start
+              and end (bench/detection.py)
 
 HTTP/1.1 with keep-alive and Content-Length; delays use loop.call_later, never a
 blocking sleep. Besides the listening ports, the farm reserves "closed" ports: bound
@@ -62,6 +66,16 @@ def route(path: bytes) -> tuple[bytes, float] | None:
     if len(parts) == 4 and parts[1] == b"blip" and parts[2].isdigit() and parts[3].isdigit():
         down = int(parts[2]) <= time.time() * 1000 < int(parts[3])
         return (ERROR if down else OK), 0.0
+    if (
+        len(parts) == 5
+        and parts[1] == b"down"
+        and parts[2].isdigit()
+        and parts[3].isdigit()
+        and parts[4] in (b"500", b"hang")
+    ):
+        if not int(parts[2]) <= time.time() * 1000 < int(parts[3]):
+            return OK, 0.0
+        return None if parts[4] == b"hang" else (ERROR, 0.0)
     return NOT_FOUND, 0.0
 
 
