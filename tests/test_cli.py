@@ -56,6 +56,7 @@ PROBE_KEYS = {
     "remote_addr",
     "kind",
     "confirm",
+    "phases_ms",
 }
 ROUND_KEYS = {
     "schema",

@@ -153,6 +153,7 @@ def test_built_in_defaults():
             max_body=1 << 20,
             on_too_large="truncate",
             verify_tls=True,
+            connection="fresh",
         ),
     )
 
@@ -229,6 +230,7 @@ def test_targets_inherit_the_monitor_section():
             max_body=1024,
             on_too_large="fail",
             verify_tls=False,
+            connection="fresh",
         ),
     )
 
@@ -282,6 +284,7 @@ def test_per_target_overrides():
             max_body=10,
             on_too_large="truncate",
             verify_tls=True,
+            connection="fresh",
         ),
     )
 

@@ -27,7 +27,7 @@ from trio_monitor._config import USER_AGENT, parse_config
 from trio_monitor._errors import ErrorKind
 from trio_monitor._records import ProbeResult
 from trio_monitor.probes.http.probe import BACKOFF_BASE, BACKOFF_CAP, backoff_delay, prepare, probe
-from trio_monitor.probes.http.transport import open_http_client
+from trio_monitor.probes.http.wire import ProbeTransport
 
 pytestmark = pytest.mark.filterwarnings(
     "error::ResourceWarning", "error::pytest.PytestUnraisableExceptionWarning"
@@ -126,8 +126,8 @@ async def serve_raw(nursery: trio.Nursery, reply: bytes | Callable[[], bytes]) -
 
 @pytest.fixture
 async def transport():
-    async with open_http_client(per_host=8) as (_client, router):
-        yield router
+    async with ProbeTransport(per_host=8) as transport:
+        yield transport
 
 
 class NoDNS(trio.abc.HostnameResolver):
@@ -688,7 +688,7 @@ async def test_hostile_routes_never_raise(server):
         results[path, method] = await probe(transport, plan, 1)
 
     # per_host: all at once, so that the hanging routes cannot starve the others of a connection
-    async with open_http_client(per_host=100) as (_client, transport):
+    async with ProbeTransport(per_host=100) as transport:
         async with trio.open_nursery() as nursery:
             for path, method in itertools.product(HOSTILE_ROUTES, ("GET", "HEAD", "POST")):
                 nursery.start_soon(one, transport, path, method)

@@ -57,6 +57,7 @@ HostName = NewType("HostName", str)  # "status.example.com", "10.0.0.5", "::1": 
 DEFAULT_CONFIRM_INTERVAL = 5.0  # seconds; capped at each target's interval
 Event = Literal["down", "up", "slow", "content_changed", "flapping", "flap_end"]
 TooLargePolicy = Literal["truncate", "fail"]
+ConnectionPolicy = Literal["fresh", "reuse"]
 
 EVENTS: tuple[Event, ...] = ("down", "up", "slow", "content_changed", "flapping", "flap_end")
 USER_AGENT = f"trio-monitor/{__version__} (+https://github.com/trio-monitor/trio-monitor)"
@@ -299,6 +300,7 @@ class MonitorSection:
     max_redirects: Count = Count(10)
     max_body: ByteSize = ByteSize(1 << 20)
     on_too_large: TooLargePolicy = "truncate"
+    connection: ConnectionPolicy = "fresh"
     verify_tls: bool = True
     slow: Duration | None = None
     user_agent: str = USER_AGENT

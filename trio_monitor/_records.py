@@ -61,6 +61,11 @@ class ProbeResult:
     # a confirmation probe: run between the target's due times because its state was
     # undecided (failing, not yet DOWN) or DOWN (confirm_interval / recover_interval)
     confirm: bool = False
+    # where the last attempt's time went, ms: "dns", "connect", "tls", "ttfb" (request
+    # sent to response head), "transfer" (head to body end); None for a phase that did
+    # not happen (dns for an address, tls for http, all but ttfb and transfer on a reused
+    # connection); None when the probe got no connection at all
+    phases_ms: dict[str, float | None] | None = None
 
 
 @frozen

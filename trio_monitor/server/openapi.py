@@ -101,6 +101,15 @@ _SCHEMAS: Schema = {
                 "type": "boolean",
                 "description": "a confirmation probe (confirm_interval, recover_interval)",
             },
+            "phases_ms": {
+                "type": ["object", "null"],
+                "description": "where the last attempt's time went, ms; null for a phase "
+                "that did not happen; null without any connection",
+                "properties": {
+                    phase: _nullable("number")
+                    for phase in ("dns", "connect", "tls", "ttfb", "transfer")
+                },
+            },
         },
         "One probe, as in the monitor's JSON lines.",
     ),

@@ -3,9 +3,8 @@
 config.py     its target keys and their resolution into an HttpSpec
 probe.py      prepare(target) -> HttpPlan once; probe(): deadline, retries,
               redirects, streamed capped hashed body
-transport.py  per-origin connection pools behind one httpx transport
-network.py    the trio network backend under httpcore's pools
-errors.py     httpx/httpcore/ssl/socket errors -> ErrorKind
+wire/         our HTTP/1.1 transport: fresh or pooled connections, phase timings
+errors.py     httpx/ssl/socket errors -> ErrorKind
 """
 
 from __future__ import annotations
@@ -21,18 +20,16 @@ from ..._records import ProbeResult
 from ...probes.base import ProbeKind, register
 from .config import HttpSpec, HttpTargetSection, http_resolver
 from .probe import HttpPlan, prepare, probe
-from .transport import OriginRouter, origin_key
-
-CLOSE_TIMEOUT = 5.0  # seconds closing every pool may take on the way out
+from .wire import ProbeTransport
 
 __all__ = ["KIND", "HttpPlan", "HttpProber", "HttpSpec", "HttpTargetSection", "prepare", "probe"]
 
 
 class HttpProber:
-    """Probes HTTP(S) targets through per-origin pools shared by all of them."""
+    """Probes HTTP(S) targets through one transport shared by all of them."""
 
-    def __init__(self, router: OriginRouter) -> None:
-        self._router = router
+    def __init__(self, transport: ProbeTransport) -> None:
+        self._transport = transport
 
     def prepare(self, target: Target) -> HttpPlan:
         return prepare(target)
@@ -40,29 +37,28 @@ class HttpProber:
     async def probe(
         self, plan: HttpPlan, round_no: int, deadlines: set[trio.CancelScope]
     ) -> ProbeResult:
-        return await probe(self._router, plan, round_no, deadlines=deadlines)
+        return await probe(self._transport, plan, round_no, deadlines=deadlines)
 
     async def reconfigure(self, old: Config, new: Config) -> None:
-        """Close the pools no target uses any more (all of them if per_host changed)."""
-        await self._router.retain(
-            {
-                origin_key(httpx.URL(t.spec.url), t.spec.verify_tls)
-                for t in new.targets
-                if t.kind == KIND.name
-            },
+        """Close idle connections no target can use any more (all if per_host changed)."""
+        self._transport.retain(
+            {_origin(t.spec.url) for t in new.targets if t.kind == KIND.name},
             new.monitor.per_host,
         )
 
 
+def _origin(url: str) -> tuple[bytes, bytes, int]:
+    parsed = httpx.URL(url)
+    return (parsed.raw_scheme, parsed.raw_host, parsed.port or (443 if parsed.scheme == "https" else 80))
+
+
 @asynccontextmanager
 async def open_http_prober(config: Config) -> AsyncIterator[HttpProber]:
-    router = OriginRouter(config.monitor.per_host)
+    transport = ProbeTransport(config.monitor.per_host)
     try:
-        yield HttpProber(router)
+        yield HttpProber(transport)
     finally:
-        # may run after a hard stop cancelled us: shielded, but bounded
-        with trio.move_on_after(CLOSE_TIMEOUT, shield=True):
-            await router.aclose()
+        await transport.aclose()  # closes sockets: no waiting, safe after a hard stop
 
 
 def _describe(result: ProbeResult) -> str:

@@ -13,6 +13,7 @@ from attrs import frozen
 
 from ..._config import (
     ByteSize,
+    ConnectionPolicy,
     Count,
     MonitorSection,
     TargetSection,
@@ -40,6 +41,7 @@ class HttpTargetSection(TargetSection):
     max_body: ByteSize | None = None
     on_too_large: TooLargePolicy | None = None
     verify_tls: bool | None = None
+    connection: ConnectionPolicy | None = None
 
 
 @frozen
@@ -60,6 +62,7 @@ class HttpSpec:
     max_body: int
     on_too_large: TooLargePolicy
     verify_tls: bool
+    connection: ConnectionPolicy
 
 
 def _method(value: str) -> str:
@@ -117,6 +120,7 @@ def http_resolver(m: MonitorSection, env: Mapping[str, str], problems: list[str]
             max_body=inherit(t.max_body, m.max_body),
             on_too_large=inherit(t.on_too_large, m.on_too_large),
             verify_tls=inherit(t.verify_tls, m.verify_tls),
+            connection=inherit(t.connection, m.connection),
         )
 
     return resolve

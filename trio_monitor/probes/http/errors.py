@@ -10,7 +10,6 @@ from collections.abc import Iterator
 import httpx
 
 from ..._errors import ErrorKind, ProbeFailure
-from .network import Exchange
 
 
 def _chain(exc: BaseException | None) -> Iterator[BaseException]:
@@ -26,12 +25,11 @@ def _detail(exc: BaseException) -> str:
     return text if len(text) <= 200 else text[:197] + "..."
 
 
-# httpcore and h11 report a connection the server closed before the response was complete
-# as a RemoteProtocolError, though nothing malformed was received: that is a "connect"
-# error. "Server disconnected" (no complete response head) is said also when bytes came
-# that are no HTTP response at all: what was received decides (see `classify`).
-_NO_HEAD = "server disconnected"
-_MID_BODY = "peer closed connection"
+# A connection the server closed before the response was complete is a "connect" error,
+# though the parser words it as a protocol error: nothing malformed was received (our
+# transport and httpcore's say so in the same words). Bytes that are no HTTP response at
+# all are reported as such ("not an HTTP response"): a protocol error.
+_CLOSED = ("server disconnected", "peer closed connection")
 
 
 def _os_reason(exc: BaseException) -> str | None:
@@ -56,33 +54,12 @@ def _with_reason(detail: str, chain: list[BaseException]) -> str:
     return detail
 
 
-def _closed(exc: Exception, exchange: Exchange | None) -> ProbeFailure | None:
-    """The failure for a connection closed before a complete response, if `exc` is one.
-
-    Closed before any byte, or inside something that starts like an HTTP response:
-    "connect". Closed after bytes that are not HTTP: "protocol", however many came.
-    """
-    if not isinstance(exc, httpx.RemoteProtocolError):
-        return None
-    text = str(exc).lower()
-    if text.startswith(_MID_BODY):
-        return ProbeFailure(ErrorKind.CONNECT, _detail(exc))
-    if not text.startswith(_NO_HEAD):
-        return None
-    if exchange is None or not exchange.is_not_http():
-        return ProbeFailure(ErrorKind.CONNECT, _detail(exc))
-    return ProbeFailure(
-        ErrorKind.PROTOCOL,
-        f"not an HTTP response: received {exchange.received} bytes starting "
-        f"{exchange.head!r}, then the server closed the connection",
-    )
+def _is_closed_early(exc: Exception) -> bool:
+    return isinstance(exc, httpx.RemoteProtocolError) and str(exc).lower().startswith(_CLOSED)
 
 
-def classify(exc: Exception, exchange: Exchange | None = None) -> ProbeFailure:
-    """Map an exception raised while probing to the most specific ProbeFailure.
-
-    `exchange`: what the failed request's connection received, when known.
-    """
+def classify(exc: Exception) -> ProbeFailure:
+    """Map an exception raised while probing to the most specific ProbeFailure."""
     if isinstance(exc, ProbeFailure):
         return exc
     chain = list(_chain(exc))
@@ -96,8 +73,8 @@ def classify(exc: Exception, exchange: Exchange | None = None) -> ProbeFailure:
         return ProbeFailure(ErrorKind.REDIRECTS, _detail(exc))
     if isinstance(exc, httpx.TimeoutException):
         return ProbeFailure(ErrorKind.TIMEOUT, _detail(exc))
-    if (closed := _closed(exc, exchange)) is not None:
-        return closed
+    if _is_closed_early(exc):
+        return ProbeFailure(ErrorKind.CONNECT, _detail(exc))
     if isinstance(exc, httpx.ProtocolError | httpx.DecodingError | httpx.UnsupportedProtocol):
         return ProbeFailure(ErrorKind.PROTOCOL, _detail(exc))
     if isinstance(exc, httpx.TransportError | OSError):

@@ -22,8 +22,7 @@ from ..._records import ProbeResult
 from ..._secrets import redact_url
 from .config import HttpSpec
 from .errors import classify
-from .network import CURRENT_EXCHANGE, Exchange
-from .transport import VERIFY_TLS
+from .wire import CONN, CURRENT_EXCHANGE, VERIFY_TLS, ConnOptions, Exchange
 
 BACKOFF_BASE = 0.1  # seconds before the first retry; doubles each time
 BACKOFF_CAP = 5.0
@@ -55,7 +54,12 @@ class HttpPlan:
 
 
 _NO_BODY = httpx.ByteStream(b"")  # stateless: every first hop can send this one
-_EXTENSIONS: dict[bool, dict[str, object]] = {v: {VERIFY_TLS: v} for v in (True, False)}
+_CONN = {reuse: ConnOptions(reuse=reuse) for reuse in (True, False)}
+_EXTENSIONS: dict[tuple[bool, bool], dict[str, object]] = {
+    (verify, reuse): {VERIFY_TLS: verify, CONN: _CONN[reuse]}
+    for verify in (True, False)
+    for reuse in (True, False)
+}
 _BODYLESS_NEEDS_LENGTH = frozenset({"POST", "PUT", "PATCH"})  # as httpx sends them
 
 
@@ -86,7 +90,7 @@ def _first_hop(method: str, url: str, headers: httpx.Headers) -> httpx.Request:
 def prepare(target: Target) -> HttpPlan:
     spec: HttpSpec = target.spec
     headers = _shared_headers(spec.headers)
-    extensions = _EXTENSIONS[spec.verify_tls]
+    extensions = _EXTENSIONS[spec.verify_tls, spec.connection == "reuse"]
     request = _first_hop(spec.method, spec.url, headers)
     request.extensions = extensions  # shared: nothing writes to a request's extensions
     url = request.url
@@ -120,17 +124,23 @@ class _Response:
     failure: ProbeFailure | None  # set when a response came but is not acceptable
 
 
-def _remote_addr(response: httpx.Response) -> str | None:
-    # Ask while the connection is surely open: after the body it may be closed already.
-    stream = response.extensions.get("network_stream")
-    try:
-        addr = stream.get_extra_info("server_addr") if stream is not None else None
-    except OSError:
+def _phases_ms(exchange: Exchange) -> dict[str, float | None] | None:
+    """The attempt's phase times in ms (`processing` is shown as `ttfb`), None if it
+    never had a connection."""
+    seconds = exchange.seconds
+    if not seconds:
         return None
-    if isinstance(addr, tuple) and len(addr) >= 2:
-        host = addr[0]
-        return f"[{host}]:{addr[1]}" if ":" in host else f"{host}:{addr[1]}"
-    return None
+    return {
+        "dns": _ms(seconds.get("dns")),
+        "connect": _ms(seconds.get("connect")),
+        "tls": _ms(seconds.get("tls")),
+        "ttfb": _ms(seconds.get("processing")),
+        "transfer": _ms(seconds.get("transfer")),
+    }
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 3)
 
 
 async def _close(response: httpx.Response) -> None:
@@ -224,7 +234,6 @@ async def _attempt(
     while True:
         # Straight to the transport: the client's per-request auth, cookie and event-hook
         # machinery is nothing a probe wants, and costs more than the probe's own logic.
-        exchange.reset()
         response = await transport.handle_async_request(request)
         response.request = request
         try:
@@ -242,9 +251,11 @@ async def _attempt(
                 method = request.method
                 continue
             ttfb = trio.current_time() - started
-            remote_addr = _remote_addr(response)
             size, truncated, content_hash, found = await _read_body(plan, response)
-            latency = trio.current_time() - started
+            ended = trio.current_time()
+            latency = ended - started
+            if exchange.head_at is not None:
+                exchange.add("transfer", ended - exchange.head_at)
             failure = None
             if truncated and spec.on_too_large == "fail":
                 failure = ProbeFailure(
@@ -264,7 +275,7 @@ async def _attempt(
                 truncated=truncated,
                 content_hash=content_hash,
                 final_url=redact_url(str(response.url)) if redirects else None,
-                remote_addr=remote_addr,
+                remote_addr=exchange.remote_addr,
                 failure=failure,
             )
         finally:
@@ -290,7 +301,7 @@ async def probe(
     attempts = 0
     response: _Response | None = None
     failure: ProbeFailure | None = None
-    exchange = Exchange()  # what the connection received: see errors.classify
+    exchange = Exchange()
     exchange_token = CURRENT_EXCHANGE.set(exchange)
     with trio.move_on_after(target.timeout) as deadline:
         if deadlines is not None:
@@ -298,12 +309,15 @@ async def probe(
         try:
             for retry in range(target.retries + 1):
                 attempts += 1
+                if retry:
+                    exchange = Exchange()  # what the last attempt did is what is reported
+                    CURRENT_EXCHANGE.set(exchange)
                 try:
                     response = await _attempt(transport, plan, exchange)
                     failure = response.failure
                     break
                 except Exception as exc:  # every failure is data; Cancelled is no Exception
-                    failure = classify(exc, exchange)
+                    failure = classify(exc)
                 if failure.kind not in RETRYABLE or retry == target.retries:
                     break
                 delay = backoff_delay(retry, rng)
@@ -342,4 +356,5 @@ async def probe(
         ),
         final_url=response.final_url if response else None,
         remote_addr=response.remote_addr if response else None,
+        phases_ms=_phases_ms(exchange),
     )

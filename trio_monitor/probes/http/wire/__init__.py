@@ -1,0 +1,24 @@
+"""Our HTTP/1.1 transport for probes (issue 10): one family member of httpx transports.
+
+sockets.py    a connection: non-blocking socket (+ ssl.SSLSocket), trio low-level waits
+parse.py      one response off a connection, httptools as the parser, a client's rules
+exchange.py   what an attempt's connections did (phases, address, TLS), for the probe
+transport.py  ProbeTransport: fresh or pooled connections, httpx.Request -> Response
+
+Targets that need HTTP/2 or a proxy use httpx's own transport instead.
+"""
+
+from .exchange import CURRENT_EXCHANGE, PHASES, Exchange
+from .transport import CONN, SSL_CONTEXT, VERIFY_TLS, ConnOptions, OriginKey, ProbeTransport
+
+__all__ = [
+    "CONN",
+    "CURRENT_EXCHANGE",
+    "PHASES",
+    "SSL_CONTEXT",
+    "VERIFY_TLS",
+    "ConnOptions",
+    "Exchange",
+    "OriginKey",
+    "ProbeTransport",
+]

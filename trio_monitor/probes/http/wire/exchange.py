@@ -1,0 +1,31 @@
+"""What one probe attempt's connections did: phase times, the address, the TLS connection.
+
+The probe sets a fresh `Exchange` in CURRENT_EXCHANGE before each attempt (a context
+variable: the transport runs in the probe's task, and a parallel per-address probe in
+its own child task gets its own); the transport fills it in. Redirect hops add up, as
+blackbox_exporter's phase durations do.
+"""
+
+from __future__ import annotations
+
+import ssl
+from contextvars import ContextVar
+
+PHASES = ("dns", "connect", "tls", "processing", "transfer")
+
+
+class Exchange:
+    __slots__ = ("connect_to", "head_at", "remote_addr", "seconds", "tls_object")
+
+    def __init__(self, connect_to: str | None = None) -> None:
+        self.connect_to = connect_to  # an IP to connect to instead of resolving the host
+        self.seconds: dict[str, float] = {}  # phase -> seconds, for the phases that happened
+        self.remote_addr: str | None = None  # "ip:port" / "[ip]:port" of the last hop
+        self.tls_object: ssl.SSLSocket | None = None  # the last hop's TLS connection
+        self.head_at: float | None = None  # trio time the last response head was read
+
+    def add(self, phase: str, seconds: float) -> None:
+        self.seconds[phase] = self.seconds.get(phase, 0.0) + seconds
+
+
+CURRENT_EXCHANGE: ContextVar[Exchange | None] = ContextVar("exchange", default=None)

@@ -1,0 +1,135 @@
+"""A connection: a non-blocking socket, optionally TLS, driven by trio's low-level waits.
+
+Every operation tries the system call first and waits (`trio.lowlevel.wait_readable` /
+`wait_writable`) only when it would block: no cancel scope, lock or stream object per
+read or write, and the TLS handshake and record layer run in C (`ssl.SSLSocket` in
+non-blocking mode) rather than in `trio.SSLStream`'s Python state machine. A probe's
+deadline is one cancel scope around the whole probe; every wait here is a checkpoint it
+can cancel, and a read that did not have to wait still checks for cancellation.
+
+Connections are used by one task at a time (the transport hands each to one request),
+so nothing else can be waiting on a socket when it is closed.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import select
+import socket
+import ssl
+
+import trio
+from trio.lowlevel import checkpoint_if_cancelled, wait_readable, wait_writable
+
+RECV_SIZE = 64 * 1024
+
+
+class Conn:
+    """One connection to one address. Owns its socket: `close()` it."""
+
+    __slots__ = ("_sock", "peer", "reused", "tls")
+
+    def __init__(self, sock: socket.socket, peer: tuple[str, int]) -> None:
+        self._sock: socket.socket | ssl.SSLSocket = sock
+        self.peer = peer  # (ip, port) as connected
+        self.tls: ssl.SSLSocket | None = None
+        self.reused = False
+
+    @property
+    def closed(self) -> bool:
+        return self._sock.fileno() < 0
+
+    async def start_tls(self, context: ssl.SSLContext, server_hostname: str | None) -> None:
+        """Handshake (raises ssl.SSLError on failure; the socket is then closed)."""
+        sock = self._sock
+        assert isinstance(sock, socket.socket)
+        try:
+            tls = context.wrap_socket(
+                sock, server_hostname=server_hostname, do_handshake_on_connect=False
+            )
+        except BaseException:
+            sock.close()
+            raise
+        # wrap_socket detached `sock`: the SSLSocket owns the descriptor from here on
+        self._sock = self.tls = tls
+        try:
+            while True:
+                try:
+                    tls.do_handshake()
+                    break
+                except ssl.SSLWantReadError:
+                    await wait_readable(tls)
+                except ssl.SSLWantWriteError:
+                    await wait_writable(tls)
+        except BaseException:
+            tls.close()
+            raise
+
+    async def send_all(self, data: bytes) -> None:
+        sock = self._sock
+        view = memoryview(data)
+        while view:
+            try:
+                sent = sock.send(view)
+            except (BlockingIOError, ssl.SSLWantWriteError):
+                await wait_writable(sock)
+                continue
+            except ssl.SSLWantReadError:  # TLS may need to read to write (renegotiation)
+                await wait_readable(sock)
+                continue
+            view = view[sent:]
+        await checkpoint_if_cancelled()
+
+    async def recv(self) -> bytes:
+        """Up to RECV_SIZE bytes; b"" at the end of the stream."""
+        sock = self._sock
+        while True:
+            try:
+                data = sock.recv(RECV_SIZE)
+            except (BlockingIOError, ssl.SSLWantReadError):
+                await wait_readable(sock)
+                continue
+            except ssl.SSLWantWriteError:
+                await wait_writable(sock)
+                continue
+            await checkpoint_if_cancelled()
+            return data
+
+    def is_idle_and_open(self) -> bool:
+        """For a pooled connection: not closed, and nothing to read. Bytes the server sent
+        unasked, its FIN or a TLS close_notify all make it unusable."""
+        sock = self._sock
+        fd = sock.fileno()
+        if fd < 0 or (isinstance(sock, ssl.SSLSocket) and sock.pending()):
+            return False
+        poll = select.poll()  # not select(): descriptors above 1023 are common here
+        poll.register(fd, select.POLLIN)
+        return not poll.poll(0)
+
+    def close(self) -> None:
+        self._sock.close()
+
+
+def _family(host: str) -> int:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+async def connect(ip: str, port: int) -> Conn:
+    """A TCP connection to `ip` (a literal), TCP_NODELAY on; raises OSError."""
+    sock = socket.socket(_family(ip), socket.SOCK_STREAM)
+    try:
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        code = sock.connect_ex((ip, port))
+        if code == errno.EINPROGRESS:
+            await wait_writable(sock)
+            code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        else:
+            await trio.lowlevel.checkpoint()
+        if code:
+            raise OSError(code, os.strerror(code))
+    except BaseException:
+        sock.close()
+        raise
+    return Conn(sock, (ip, port))

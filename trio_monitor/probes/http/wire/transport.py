@@ -1,0 +1,307 @@
+"""ProbeTransport: HTTP/1.1 for probes, as an httpx transport, fresh or pooled connections.
+
+httpx stays the interface (`httpx.Request` in, `httpx.Response` out; httpx decodes
+gzip/deflate/br and follows nothing: the probe decides about redirects and retries).
+Under it, per request: resolve (unless the URL's host is an address), connect, TLS,
+write the request, read the response with httptools. What each step took, the
+address, and the TLS connection go into the probe's `Exchange` (see exchange.py), so
+phase timings and certificate details cost no second pass.
+
+Connection policy, per request (`ConnOptions`, a request extension set by the plan):
+"fresh" opens a connection for every request and closes it after the response, as a
+new visitor does (and sends `Connection: close`, as blackbox_exporter does, so the
+server closes first and keeps the TIME_WAIT); "reuse" keeps idle connections per
+origin (at most `per_host` each), checks an idle one is still open before using it,
+and retries once on a new connection when a reused one turns out stale (the server
+closed it between our check and our request).
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+from collections.abc import AsyncIterator, Iterable
+from typing import Final
+
+import httpx
+import trio
+from attrs import frozen
+
+from .exchange import CURRENT_EXCHANGE, Exchange
+from .parse import ResponseReader
+from .sockets import Conn, connect
+
+IDLE_EXPIRY: Final = 90.0  # s an idle pooled connection is kept (nginx keeps them 75 s)
+VERIFY_TLS: Final = "trio_monitor.verify_tls"  # request extension: bool, default True
+SSL_CONTEXT: Final = "trio_monitor.ssl_context"  # request extension: an ssl.SSLContext
+CONN: Final = "trio_monitor.conn"  # request extension: ConnOptions
+
+# scheme, host, port, TLS context (None for http), SNI name
+OriginKey = tuple[bytes, bytes, int, int | None, str | None]
+
+
+@frozen
+class ConnOptions:
+    """How a plan's requests get their connections (shared by plans that agree)."""
+
+    reuse: bool = False
+    family: int = socket.AF_UNSPEC  # AF_INET / AF_INET6 to keep to one family
+
+
+_DEFAULT_OPTIONS = ConnOptions()
+
+
+def _port(url: httpx.URL) -> int:
+    return url.port or (443 if url.raw_scheme == b"https" else 80)
+
+
+def _display(ip: str, port: int) -> str:
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        socket.inet_pton(socket.AF_INET6 if ":" in host else socket.AF_INET, host)
+    except OSError:
+        return False
+    return True
+
+
+async def system_resolve(host: str, port: int, family: int) -> list[str]:
+    """The addresses of `host` from the system resolver, in its order, each once."""
+    infos = await trio.socket.getaddrinfo(host, port, family, socket.SOCK_STREAM)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+def _request_head(request: httpx.Request, close: bool) -> bytes:
+    url = request.url
+    parts = [request.method.encode("ascii"), b" ", url.raw_path, b" HTTP/1.1\r\n"]
+    for name, value in request.headers.raw:
+        parts += (name, b": ", value, b"\r\n")
+    if close and "connection" not in request.headers:
+        parts.append(b"Connection: close\r\n")
+    parts.append(b"\r\n")
+    return b"".join(parts)
+
+
+async def _request_body(request: httpx.Request) -> bytes:
+    stream = request.stream
+    if isinstance(stream, httpx.ByteStream):
+        return b"".join(stream)  # the common case: bytes built once per target
+    return b"".join([part async for part in stream])  # type: ignore[union-attr]
+
+
+class _Body(httpx.AsyncByteStream):
+    """The response body, read from the connection as the probe asks for it."""
+
+    def __init__(
+        self, transport: ProbeTransport, key: OriginKey | None, conn: Conn, reader: ResponseReader
+    ) -> None:
+        self._transport = transport
+        self._key = key
+        self._conn = conn
+        self._reader = reader
+        self._closed = False
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self._closed:
+            raise httpx.ReadError("response closed")  # the probe closed it past max_body
+        try:
+            chunk = await self._reader.next_body_chunk()
+        except OSError as exc:
+            raise httpx.ReadError(str(exc) or type(exc).__name__) from exc
+        if not chunk:
+            raise StopAsyncIteration
+        return chunk
+
+    async def aclose(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._transport._release(self._key, self._conn, self._reader.reusable)
+
+
+class ProbeTransport(httpx.AsyncBaseTransport):
+    """One per process, shared by every HTTP probe."""
+
+    def __init__(self, per_host: int) -> None:
+        self._per_host = per_host
+        self._idle: dict[OriginKey, list[tuple[float, Conn]]] = {}
+        self._contexts: dict[bool, ssl.SSLContext] = {}
+        self.resolve = system_resolve
+
+    # --- TLS contexts ---------------------------------------------------------------
+
+    def default_context(self, verify: bool) -> ssl.SSLContext:
+        """The shared context for `verify_tls` (building one loads the CA bundle, ~20 ms)."""
+        context = self._contexts.get(verify)
+        if context is None:
+            context = self._contexts[verify] = httpx.create_ssl_context(verify=verify)
+        return context
+
+    def _context(self, request: httpx.Request) -> ssl.SSLContext | None:
+        if request.url.raw_scheme != b"https":
+            return None
+        extensions = request.extensions
+        context = extensions.get(SSL_CONTEXT)
+        if context is None:
+            context = self.default_context(extensions.get(VERIFY_TLS, True))
+        return context
+
+    # --- the pool -------------------------------------------------------------------
+
+    def _take_idle(self, key: OriginKey) -> Conn | None:
+        idle = self._idle.get(key)
+        now = trio.current_time()
+        while idle:
+            since, conn = idle.pop()
+            if now - since < IDLE_EXPIRY and conn.is_idle_and_open():
+                conn.reused = True
+                return conn
+            conn.close()
+        return None
+
+    def _release(self, key: OriginKey | None, conn: Conn, reusable: bool) -> None:
+        if key is None or not reusable or conn.closed:
+            conn.close()
+            return
+        idle = self._idle.setdefault(key, [])
+        if len(idle) >= self._per_host:
+            conn.close()
+        else:
+            idle.append((trio.current_time(), conn))
+
+    @property
+    def origins(self) -> frozenset[OriginKey]:
+        return frozenset(key for key, idle in self._idle.items() if idle)
+
+    def retain(self, keep: Iterable[tuple[bytes, bytes, int]], per_host: int) -> None:
+        """After a reload: close idle connections to origins no target uses any more
+        (all of them if per_host changed). `keep`: (scheme, host, port) triples."""
+        keep = set(keep) if per_host == self._per_host else set()
+        self._per_host = per_host
+        for key in [k for k in self._idle if k[:3] not in keep]:
+            for _, conn in self._idle.pop(key):
+                conn.close()
+
+    async def aclose(self) -> None:
+        idle, self._idle = self._idle, {}
+        for conns in idle.values():
+            for _, conn in conns:
+                conn.close()
+
+    # --- one request ----------------------------------------------------------------
+
+    async def _open(
+        self,
+        request: httpx.Request,
+        context: ssl.SSLContext | None,
+        options: ConnOptions,
+        exchange: Exchange,
+    ) -> Conn:
+        url = request.url
+        host, port = url.host, _port(url)
+        if exchange.connect_to is not None:
+            addresses = [exchange.connect_to]
+        elif _is_ip(host):
+            addresses = [host]
+        else:
+            started = trio.current_time()
+            try:
+                addresses = await self.resolve(host, port, options.family)
+            except OSError as exc:
+                raise httpx.ConnectError(f"cannot resolve {host}: {exc}") from exc
+            exchange.add("dns", trio.current_time() - started)
+        started = trio.current_time()
+        conn = await self._connect_first(host, addresses, port)
+        exchange.add("connect", trio.current_time() - started)
+        exchange.remote_addr = _display(*conn.peer)
+        if context is not None:
+            started = trio.current_time()
+            sni = request.extensions.get("sni_hostname") or host
+            try:
+                await conn.start_tls(context, sni)
+            except (ssl.SSLError, ssl.CertificateError, OSError) as exc:
+                raise httpx.ConnectError(str(exc) or type(exc).__name__) from exc
+            exchange.add("tls", trio.current_time() - started)
+        return conn
+
+    @staticmethod
+    async def _connect_first(host: str, addresses: list[str], port: int) -> Conn:
+        """The first address that accepts, in the resolver's order (as curl does)."""
+        if not addresses:
+            raise httpx.ConnectError(f"cannot resolve {host}: no address")
+        for ip in addresses:
+            try:
+                return await connect(ip, port)
+            except OSError as exc:
+                error = exc
+        raise httpx.ConnectError(f"cannot connect to {_display(host, port)}") from error
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        exchange = CURRENT_EXCHANGE.get() or Exchange()
+        options: ConnOptions = request.extensions.get(CONN, _DEFAULT_OPTIONS)
+        context = self._context(request)
+        url = request.url
+        key: OriginKey | None = None
+        conn: Conn | None = None
+        if options.reuse and exchange.connect_to is None:
+            sni = request.extensions.get("sni_hostname")
+            key = (url.raw_scheme, url.raw_host, _port(url), id(context) if context else None, sni)
+            conn = self._take_idle(key)
+        head = _request_head(request, close=key is None)
+        body = await _request_body(request)
+        while True:
+            if conn is None:
+                conn = await self._open(request, context, options, exchange)
+            else:
+                exchange.remote_addr = _display(*conn.peer)
+            exchange.tls_object = conn.tls
+            try:
+                return await self._exchange(request, key, conn, head + body, exchange)
+            except _Stale:
+                conn = None  # once: the next one is new, so it cannot be stale
+
+    async def _exchange(
+        self,
+        request: httpx.Request,
+        key: OriginKey | None,
+        conn: Conn,
+        data: bytes,
+        exchange: Exchange,
+    ) -> httpx.Response:
+        reader = ResponseReader(conn, request.method.encode("ascii"))
+        started = trio.current_time()
+        try:
+            try:
+                await conn.send_all(data)
+            except OSError as exc:
+                raise httpx.WriteError(str(exc) or type(exc).__name__) from exc
+            try:
+                status, headers = await reader.read_head()
+            except OSError as exc:
+                raise httpx.ReadError(str(exc) or type(exc).__name__) from exc
+        except (httpx.WriteError, httpx.ReadError, httpx.RemoteProtocolError) as exc:
+            conn.close()
+            if conn.reused and reader.received == 0:
+                raise _Stale from exc
+            raise
+        except BaseException:
+            conn.close()
+            raise
+        now = trio.current_time()
+        exchange.add("processing", now - started)
+        exchange.head_at = now
+        return httpx.Response(
+            status,
+            headers=headers,
+            stream=_Body(self, key, conn, reader),
+            request=request,
+            extensions={"http_version": b"HTTP/1.1", "reason_phrase": reader.reason},
+        )
+
+
+class _Stale(Exception):
+    """A reused connection failed before any byte of the response: it was stale."""
