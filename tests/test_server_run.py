@@ -62,7 +62,9 @@ async def test_status_page_api_metrics_and_health_of_a_running_monitor(server):
 async def test_token_guards_everything_but_health(server):
     out = LineSink()
     async with trio.open_nursery() as nursery:
-        monitor = await running(nursery, config_for(server, interval="10s", token="s3cret"), out=out)
+        monitor = await running(
+            nursery, config_for(server, interval="10s", token="s3cret"), out=out
+        )
         host, port = monitor.listening
         async with httpx.AsyncClient(base_url=f"http://{host}:{port}") as client:
             assert (await client.get("/api/v1/targets")).status_code == 401

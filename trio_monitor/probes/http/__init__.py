@@ -49,7 +49,11 @@ class HttpProber:
 
 def _origin(url: str) -> tuple[bytes, bytes, int]:
     parsed = httpx.URL(url)
-    return (parsed.raw_scheme, parsed.raw_host, parsed.port or (443 if parsed.scheme == "https" else 80))
+    return (
+        parsed.raw_scheme,
+        parsed.raw_host,
+        parsed.port or (443 if parsed.scheme == "https" else 80),
+    )
 
 
 @asynccontextmanager
