@@ -22,7 +22,7 @@ from ..._records import ProbeResult
 from ..._secrets import redact_url
 from .config import HttpSpec
 from .errors import classify
-from .wire import CONN, CURRENT_EXCHANGE, VERIFY_TLS, ConnOptions, Exchange
+from .wire import CONN, CURRENT_EXCHANGE, VERIFY_TLS, ConnOptions, Exchange, ProbeBody
 
 BACKOFF_BASE = 0.1  # seconds before the first retry; doubles each time
 BACKOFF_CAP = 5.0
@@ -144,7 +144,11 @@ def _ms(seconds: float | None) -> float | None:
 
 
 async def _close(response: httpx.Response) -> None:
-    # Runs in `finally`, possibly after our deadline cancelled us: shield it, but bound it.
+    if isinstance(response.stream, ProbeBody):
+        await response.aclose()  # no checkpoint inside: nothing to cancel, nothing to shield
+        return
+    # Another transport's close may wait, and this runs in `finally`, possibly after our
+    # deadline cancelled us: shield it, but bound it.
     with trio.move_on_after(CLOSE_TIMEOUT) as scope:
         scope.shield = True
         await response.aclose()

@@ -9,7 +9,15 @@ Targets that need HTTP/2 or a proxy use httpx's own transport instead.
 """
 
 from .exchange import CURRENT_EXCHANGE, PHASES, Exchange
-from .transport import CONN, SSL_CONTEXT, VERIFY_TLS, ConnOptions, OriginKey, ProbeTransport
+from .transport import (
+    CONN,
+    SSL_CONTEXT,
+    VERIFY_TLS,
+    ConnOptions,
+    OriginKey,
+    ProbeBody,
+    ProbeTransport,
+)
 
 __all__ = [
     "CONN",
@@ -20,5 +28,6 @@ __all__ = [
     "ConnOptions",
     "Exchange",
     "OriginKey",
+    "ProbeBody",
     "ProbeTransport",
 ]

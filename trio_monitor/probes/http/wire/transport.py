@@ -91,8 +91,9 @@ async def _request_body(request: httpx.Request) -> bytes:
     return b"".join([part async for part in stream])  # type: ignore[union-attr]
 
 
-class _Body(httpx.AsyncByteStream):
-    """The response body, read from the connection as the probe asks for it."""
+class ProbeBody(httpx.AsyncByteStream):
+    """The response body, read from the connection as the probe asks for it. Closing it
+    never waits (the connection goes back to the pool or is closed at once)."""
 
     def __init__(
         self, transport: ProbeTransport, key: OriginKey | None, conn: Conn, reader: ResponseReader
@@ -297,7 +298,7 @@ class ProbeTransport(httpx.AsyncBaseTransport):
         return httpx.Response(
             status,
             headers=headers,
-            stream=_Body(self, key, conn, reader),
+            stream=ProbeBody(self, key, conn, reader),
             request=request,
             extensions={"http_version": b"HTTP/1.1", "reason_phrase": reader.reason},
         )
