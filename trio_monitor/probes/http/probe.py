@@ -293,11 +293,15 @@ async def probe(
     *,
     rng: random.Random | None = None,
     deadlines: set[trio.CancelScope] | None = None,
+    pin: tuple[str, str] | None = None,
+    until: float | None = None,
 ) -> ProbeResult:
     """Probe once, retries included, within the target's timeout. Never raises but Cancelled.
 
     `deadlines`, if given, holds the probe's deadline scope while it runs, so that the
     scheduler can push it back by time the event loop was stalled (see Scheduler).
+    `pin` (host, ip): connect to that address of the host (see addresses.py); `until`:
+    the deadline (trio time) when the probe's timeout started earlier.
     """
     target = plan.target
     rng = rng or _RNG
@@ -305,16 +309,18 @@ async def probe(
     attempts = 0
     response: _Response | None = None
     failure: ProbeFailure | None = None
-    exchange = Exchange()
+    exchange = Exchange(pin)
     exchange_token = CURRENT_EXCHANGE.set(exchange)
-    with trio.move_on_after(target.timeout) as deadline:
+    if until is None:
+        until = trio.current_time() + target.timeout
+    with trio.move_on_at(until) as deadline:
         if deadlines is not None:
             deadlines.add(deadline)
         try:
             for retry in range(target.retries + 1):
                 attempts += 1
                 if retry:
-                    exchange = Exchange()  # what the last attempt did is what is reported
+                    exchange = Exchange(pin)  # what the last attempt did is what is reported
                     CURRENT_EXCHANGE.set(exchange)
                 try:
                     response = await _attempt(transport, plan, exchange)

@@ -17,8 +17,10 @@ PHASES = ("dns", "connect", "tls", "processing", "transfer")
 class Exchange:
     __slots__ = ("connect_to", "head_at", "remote_addr", "seconds", "tls_object")
 
-    def __init__(self, connect_to: str | None = None) -> None:
-        self.connect_to = connect_to  # an IP to connect to instead of resolving the host
+    def __init__(self, connect_to: tuple[str, str] | None = None) -> None:
+        # (host, ip): requests to `host` connect to `ip` instead of resolving it (one
+        # address of many: addresses = "all"); a redirect elsewhere resolves as usual
+        self.connect_to = connect_to
         self.seconds: dict[str, float] = {}  # phase -> seconds, for the phases that happened
         self.remote_addr: str | None = None  # "ip:port" / "[ip]:port" of the last hop
         self.tls_object: ssl.SSLSocket | None = None  # the last hop's TLS connection

@@ -59,6 +59,12 @@ def _display(ip: str, port: int) -> str:
     return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
 
 
+def _pinned(exchange: Exchange, url: httpx.URL) -> str | None:
+    """The address this request must connect to, if the probe pinned its host to one."""
+    pin = exchange.connect_to
+    return pin[1] if pin is not None and pin[0] == url.host else None
+
+
 def _is_ip(host: str) -> bool:
     try:
         socket.inet_pton(socket.AF_INET6 if ":" in host else socket.AF_INET, host)
@@ -204,8 +210,9 @@ class ProbeTransport(httpx.AsyncBaseTransport):
     ) -> Conn:
         url = request.url
         host, port = url.host, _port(url)
-        if exchange.connect_to is not None:
-            addresses = [exchange.connect_to]
+        pinned = _pinned(exchange, url)
+        if pinned is not None:
+            addresses = [pinned]
         elif _is_ip(host):
             addresses = [host]
         else:
@@ -248,7 +255,7 @@ class ProbeTransport(httpx.AsyncBaseTransport):
         url = request.url
         key: OriginKey | None = None
         conn: Conn | None = None
-        if options.reuse and exchange.connect_to is None:
+        if options.reuse and _pinned(exchange, url) is None:
             sni = request.extensions.get("sni_hostname")
             key = (url.raw_scheme, url.raw_host, _port(url), id(context) if context else None, sni)
             conn = self._take_idle(key)
