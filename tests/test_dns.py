@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import dns.asyncbackend
 import pytest
 import trio
 import trio.testing
@@ -230,3 +231,21 @@ async def test_a_cancelled_lookup_leaves_no_task_behind(dns_server, resolver):
         assert dns_server.count("hang.test") == 2  # A and AAAA, in parallel
         nursery.cancel_scope.cancel()
     assert dns_server.count("hang.test") == 2
+
+
+async def test_trio_is_used_whatever_library_dnspython_sniffed_first(
+    dns_server, resolver, monkeypatch
+):
+    # get_default_backend() keeps the first library it sniffs, process-wide
+    monkeypatch.setattr(
+        dns.asyncbackend, "_default_backend", dns.asyncbackend.get_backend("asyncio")
+    )
+    dns_server.set("any.test", a=["127.0.0.2"])
+    assert (await resolver.resolve("any.test", "ipv4")).addresses == ("127.0.0.2",)
+
+
+async def test_nxdomain_for_one_family_ends_the_lookup(dns_server, resolver, autojump_clock):
+    dns_server.set("gone.test", rcode="NXDOMAIN", silent_for=["AAAA"])
+    started = trio.current_time()
+    assert (await failure(resolver, "gone.test")).detail == "NXDOMAIN: gone.test does not exist"
+    assert trio.current_time() - started < resolver.timeout  # AAAA not waited for

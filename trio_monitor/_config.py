@@ -37,7 +37,6 @@ from ._errors import ConfigError
 from ._secrets import redact_url
 from ._version import __version__
 from .alerts import base as alert_kinds
-from .net.dns import Family as IpFamily
 from .probes import base as probe_kinds
 
 # Every duration and number has a range (README "Ranges"): a value outside it is one
@@ -59,6 +58,7 @@ Nameserver = NewType("Nameserver", tuple)  # (IP, port) from "10.0.0.53", "[::1]
 DEFAULT_CONFIRM_INTERVAL = 5.0  # seconds; capped at each target's interval
 Event = Literal["down", "up", "slow", "content_changed", "flapping", "flap_end"]
 TooLargePolicy = Literal["truncate", "fail"]
+IpFamily = Literal["any", "ipv4", "ipv6"]  # the records a name resolves to (net/dns.py)
 AddressPolicy = Literal["first", "all"]  # which addresses behind a name a probe checks
 
 EVENTS: tuple[Event, ...] = ("down", "up", "slow", "content_changed", "flapping", "flap_end")

@@ -37,9 +37,9 @@ import dns.resolver
 import trio
 from attrs import frozen
 
+from .._config import IpFamily as Family
 from .._errors import ErrorKind, ProbeFailure
 
-Family = Literal["any", "ipv4", "ipv6"]
 Source = Literal["literal", "hosts", "dns", "cache"]
 
 HOSTS_FILE = "/etc/hosts"
