@@ -1,5 +1,5 @@
-"""Shared fixtures: in-loop HTTP(S) test servers (see tests/servers.py) and one headless
-Chromium per session (see tests/chromium.py)."""
+"""Shared fixtures: in-loop HTTP(S) test servers (see tests/servers.py), a DNS server
+(tests/dns_server.py) and one headless Chromium per session (see tests/chromium.py)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import pytest
 import trio
 import trustme
 from chromium import missing, start_chromium
+from dns_server import DnsServer, start_dns_server
 from servers import TestServer, start_test_server
 
 from trio_monitor.alerts import base as alert_kinds
@@ -81,3 +82,11 @@ def memory_channel() -> Iterator[ModuleType]:
     memory_notifier.DELIVERED.clear()
     yield memory_notifier
     alert_kinds.unregister(memory_notifier.KIND.key)
+
+
+@pytest.fixture
+async def dns_server() -> AsyncIterator[DnsServer]:
+    """A started DnsServer (tests/dns_server.py) on 127.0.0.1, UDP and TCP on one port."""
+    async with trio.open_nursery() as nursery:
+        yield await start_dns_server(nursery)
+        nursery.cancel_scope.cancel()

@@ -154,6 +154,10 @@ def test_built_in_defaults():
             on_too_large="truncate",
             verify_tls=True,
             connection="fresh",
+            resolver=None,
+            ip_family="any",
+            addresses="first",
+            min_addresses_ok=None,
         ),
     )
 
@@ -202,6 +206,10 @@ MONITOR = {
     "max_body": "1KiB",
     "on_too_large": "fail",
     "verify_tls": False,
+    "resolver": "127.0.0.1:5353",
+    "ip_family": "ipv4",
+    "addresses": "all",
+    "min_addresses_ok": 2,
     "slow": "800ms",
 }
 
@@ -231,6 +239,10 @@ def test_targets_inherit_the_monitor_section():
             on_too_large="fail",
             verify_tls=False,
             connection="fresh",
+            resolver=("127.0.0.1", 5353),
+            ip_family="ipv4",
+            addresses="all",
+            min_addresses_ok=2,
         ),
     )
 
@@ -254,6 +266,10 @@ def test_per_target_overrides():
         "max_body": 10,
         "on_too_large": "truncate",
         "verify_tls": True,
+        "resolver": "[::1]",
+        "ip_family": "ipv6",
+        "addresses": "all",
+        "min_addresses_ok": 1,
         "content_alert": True,
     }
     target = only_target({"monitor": MONITOR, "targets": [own]})
@@ -285,6 +301,10 @@ def test_per_target_overrides():
             on_too_large="truncate",
             verify_tls=True,
             connection="fresh",
+            resolver=("::1", 53),
+            ip_family="ipv6",
+            addresses="all",
+            min_addresses_ok=1,
         ),
     )
 
@@ -571,6 +591,104 @@ def test_missing_url():
     assert problems({"targets": [{"name": "a"}]}) == [
         "m.toml: targets[0].url: required key missing"
     ]
+
+
+# --- resolver, ip_family, addresses ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "nameserver"),
+    [
+        ("10.0.0.53", ("10.0.0.53", 53)),
+        (" 127.0.0.1:5353 ", ("127.0.0.1", 5353)),
+        ("::1", ("::1", 53)),  # a bare IPv6 address is all address
+        ("[::1]", ("::1", 53)),
+        ("[::1]:5353", ("::1", 5353)),
+        ("[2001:DB8::1]:65535", ("2001:db8::1", 65535)),
+        ("[127.0.0.1]:1", ("127.0.0.1", 1)),
+    ],
+)
+def test_resolver_is_an_ip_and_a_port(value, nameserver):
+    target = only_target({"targets": [{"url": URL, "resolver": value}]})
+    assert target.spec.resolver == nameserver
+
+
+EXPECTED_NAMESERVER = (
+    'expected "IP" or "IP:PORT" like "10.0.0.53", "127.0.0.1:5353" or "[::1]:5353"'
+)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (
+            "dns.example.com",
+            f"{EXPECTED_NAMESERVER}, got 'dns.example.com' (an IP address: a name would need a resolver itself)",
+        ),
+        (
+            "localhost:53",
+            f"{EXPECTED_NAMESERVER}, got 'localhost:53' (an IP address: a name would need a resolver itself)",
+        ),
+        ("127.0.0.1:0", "port must be 1-65535, got '127.0.0.1:0'"),
+        ("127.0.0.1:65536", "port must be 1-65535, got '127.0.0.1:65536'"),
+        ("127.0.0.1:", "port must be 1-65535, got '127.0.0.1:'"),
+        ("[::1]:99999999999", "port must be 1-65535, got '[::1]:99999999999'"),
+        ("[::1]:-1", "port must be 1-65535, got '[::1]:-1'"),
+        ("[::1", f"{EXPECTED_NAMESERVER}, got '[::1'"),
+        ("[::1]53", f"{EXPECTED_NAMESERVER}, got '[::1]53'"),
+        ("[fe80::1%eth0]:53", "a zone index (%eth0) is not supported, got '[fe80::1%eth0]:53'"),
+        ("", f"{EXPECTED_NAMESERVER}, got '' (an IP address: a name would need a resolver itself)"),
+        (53, f"{EXPECTED_NAMESERVER}, got 53"),
+    ],
+)
+def test_a_bad_resolver_is_one_line(value, message):
+    assert problems(
+        {"monitor": {"resolver": value}, "targets": [{"url": URL, "resolver": value}]}
+    ) == [
+        f"m.toml: monitor.resolver: {message}",
+        f"m.toml: targets[0].resolver: {message}",
+    ]
+
+
+def test_ip_family_and_addresses_are_choices():
+    assert problems(
+        {"monitor": {"ip_family": "inet6"}, "targets": [{"url": URL, "addresses": "some"}]}
+    ) == [
+        'm.toml: monitor.ip_family: must be one of "any", "ipv4", "ipv6", got \'inet6\'',
+        'm.toml: targets[0].addresses: must be one of "first", "all", got \'some\'',
+    ]
+
+
+def test_min_addresses_ok_needs_all_addresses():
+    only_all = 'applies only with addresses = "all" (set it, or remove this key)'
+    assert problems(
+        {
+            "monitor": {"min_addresses_ok": 2},
+            "targets": [
+                {"url": URL, "name": "a", "min_addresses_ok": 1},
+                {"url": URL, "name": "b", "min_addresses_ok": 1, "addresses": "all"},
+            ],
+        }
+    ) == [
+        f"m.toml: targets[0].min_addresses_ok: {only_all}",
+        f"m.toml: monitor.min_addresses_ok: {only_all}",
+    ]
+    assert problems({"targets": [{"url": URL, "addresses": "all", "min_addresses_ok": 0}]}) == [
+        "m.toml: targets[0].min_addresses_ok: must be 1 or more, got 0"
+    ]
+    # a default for the targets that check every address; "first" ones ignore it
+    config = parse_config(
+        {
+            "monitor": {"addresses": "all", "min_addresses_ok": 2},
+            "targets": [{"url": URL, "name": "a"}, {"url": URL, "name": "b", "addresses": "first"}],
+        },
+        env={},
+    )
+    assert [t.spec.min_addresses_ok for t in config.targets] == [2, None]
+    # unset: every address must be ok
+    assert (
+        only_target({"targets": [{"url": URL, "addresses": "all"}]}).spec.min_addresses_ok is None
+    )
 
 
 # --- ranges ----------------------------------------------------------------------

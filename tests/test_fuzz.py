@@ -5,6 +5,7 @@ traceback or a 500. The CLI's parsers (`main(argv)` in-process), the JSON-lines 
 from __future__ import annotations
 
 import io
+import ipaddress
 import json
 import math
 import string
@@ -19,6 +20,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from test_server import FakeView, serving, target_status, write_history
 
+from trio_monitor import ConfigError, parse_config
 from trio_monitor._errors import UsageError
 from trio_monitor._records import rfc3339, to_line
 from trio_monitor.cli import main as cli_main
@@ -243,3 +245,35 @@ async def test_no_query_parameter_makes_a_500(tmp_path: Path):
     view = FakeView(target_status("api"), store_path=path)
     async with serving(view) as served:
         await trio.to_thread.run_sync(_fuzz_api, served.url)
+
+
+# --- the resolver key ----------------------------------------------------------------
+
+PORTS = st.one_of(NUMBERS, st.integers(min_value=-1, max_value=70_000).map(str), st.just(""))
+IPS = st.one_of(st.ip_addresses().map(str), st.text(max_size=40))
+RESOLVERS = st.one_of(
+    st.builds(lambda ip, port: f"{ip}:{port}", IPS, PORTS),
+    st.builds(lambda ip, port: f"[{ip}]:{port}", IPS, PORTS),
+    IPS,
+    st.text(st.characters(codec="utf-8"), max_size=60),
+)
+
+
+@EXAMPLES
+@given(value=RESOLVERS)
+@example(value="[::1]:5353")
+@example(value="127.0.0.1:0")
+@example(value="١٢٧.0.0.1:٥٣")
+def test_a_resolver_value_is_an_address_and_port_or_one_line(value):
+    try:
+        config = parse_config({"monitor": {"resolver": value}}, env={}, path="m.toml")
+    except ConfigError as exc:
+        (line,) = exc.problems
+        assert line.startswith("m.toml: monitor.resolver: ")
+        assert "\n" not in line
+        return
+    ip, port = config.monitor.resolver
+    assert str(ipaddress.ip_address(ip)) == ip
+    assert 1 <= port <= 65535
+    written = f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"  # and it reads back
+    assert parse_config({"monitor": {"resolver": written}}, env={}).monitor.resolver == (ip, port)

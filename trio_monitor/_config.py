@@ -54,10 +54,13 @@ Delay = NewType("Delay", float)  # a duration that may be "0s", up to 1d
 Listen = NewType("Listen", tuple)  # (host, port) from "127.0.0.1:9180" or "[::1]:9180"
 Argv = NewType("Argv", tuple)  # ["cmd", "arg"] or "cmd arg" (split like a shell, never run by one)
 HostName = NewType("HostName", str)  # "status.example.com", "10.0.0.5", "::1": no scheme, no port
+Nameserver = NewType("Nameserver", tuple)  # (IP, port) from "10.0.0.53", "[::1]:5353"; port 53
 DEFAULT_CONFIRM_INTERVAL = 5.0  # seconds; capped at each target's interval
 Event = Literal["down", "up", "slow", "content_changed", "flapping", "flap_end"]
 TooLargePolicy = Literal["truncate", "fail"]
 ConnectionPolicy = Literal["fresh", "reuse"]
+IpFamily = Literal["any", "ipv4", "ipv6"]  # the records a name resolves to (net/dns.py)
+AddressPolicy = Literal["first", "all"]  # which addresses behind a name a probe checks
 
 EVENTS: tuple[Event, ...] = ("down", "up", "slow", "content_changed", "flapping", "flap_end")
 USER_AGENT = f"trio-monitor/{__version__} (+https://github.com/trio-monitor/trio-monitor)"
@@ -217,6 +220,33 @@ def parse_host_name(value: object) -> str:
 
 
 _HOST_NAME = re.compile(r"[a-z0-9_]([a-z0-9_.-]*[a-z0-9_])?")
+_PORT = re.compile(r"[0-9]{1,5}")
+
+
+def parse_nameserver(value: object) -> tuple[str, int]:
+    """ "10.0.0.53", "10.0.0.53:5353", "::1", "[::1]:5353" -> (IP, port), port 53 unless
+    given. An IPv6 address with a port needs brackets: a bare one is all address."""
+    expected = f'expected "IP" or "IP:PORT" like "10.0.0.53", "127.0.0.1:5353" or "[::1]:5353", got {value!r}'
+    if not isinstance(value, str):
+        raise _Invalid(expected)
+    text = value.strip()
+    host, port = text, "53"
+    if text.startswith("["):
+        host, bracket, rest = text[1:].partition("]")
+        if not bracket or (rest and not rest.startswith(":")):
+            raise _Invalid(expected)
+        port = rest[1:] if rest else port
+    elif text.count(":") == 1:
+        host, _, port = text.partition(":")
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        raise _Invalid(f"{expected} (an IP address: a name would need a resolver itself)") from None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.scope_id:
+        raise _Invalid(f"a zone index (%{ip.scope_id}) is not supported, got {value!r}")
+    if not _PORT.fullmatch(port) or not 0 < int(port) < 65536:
+        raise _Invalid(f"port must be 1-65535, got {value!r}")
+    return str(ip), int(port)
 
 
 def parse_argv(value: object) -> tuple[str, ...]:
@@ -302,6 +332,10 @@ class MonitorSection:
     on_too_large: TooLargePolicy = "truncate"
     connection: ConnectionPolicy = "fresh"
     verify_tls: bool = True
+    resolver: Nameserver | None = None  # "IP[:PORT]": asked instead of resolv.conf's nameservers
+    ip_family: IpFamily = "any"
+    addresses: AddressPolicy = "first"
+    min_addresses_ok: Positive | None = None  # with addresses = "all"; unset: every address
     slow: Duration | None = None
     user_agent: str = USER_AGENT
     grace: Delay = Delay(5.0)
@@ -436,6 +470,7 @@ converter.register_structure_hook(Retries, _integer(0, 10))
 converter.register_structure_hook(Argv, lambda v, _: parse_argv(v))
 converter.register_structure_hook(Listen, lambda v, _: Listen(parse_listen(v)))
 converter.register_structure_hook(HostName, lambda v, _: HostName(parse_host_name(v)))
+converter.register_structure_hook(Nameserver, lambda v, _: Nameserver(parse_nameserver(v)))
 converter.register_structure_hook_func(lambda t: get_origin(t) is Literal, _literal)
 converter.register_structure_hook_factory(
     attrs.has, _shaped(Mapping, "a table", make_dict_structure_fn)
@@ -743,7 +778,12 @@ def _monitor_problems(m: MonitorSection) -> list[str]:
     ):
         if value is not None and value > m.interval:
             problems.append(f"monitor.{key}: {_longer_than_interval(value, m.interval)}")
+    if m.min_addresses_ok is not None and m.addresses == "first":
+        problems.append(f"monitor.min_addresses_ok: {ONLY_WITH_ALL_ADDRESSES}")
     return problems
+
+
+ONLY_WITH_ALL_ADDRESSES = 'applies only with addresses = "all" (set it, or remove this key)'
 
 
 def _storage_problems(storage: StorageSection) -> list[str]:

@@ -12,10 +12,15 @@ import httpx
 from attrs import frozen
 
 from ..._config import (
+    ONLY_WITH_ALL_ADDRESSES,
+    AddressPolicy,
     ByteSize,
     ConnectionPolicy,
     Count,
+    IpFamily,
     MonitorSection,
+    Nameserver,
+    Positive,
     TargetSection,
     TooLargePolicy,
     _Invalid,
@@ -42,6 +47,10 @@ class HttpTargetSection(TargetSection):
     on_too_large: TooLargePolicy | None = None
     verify_tls: bool | None = None
     connection: ConnectionPolicy | None = None
+    resolver: Nameserver | None = None
+    ip_family: IpFamily | None = None
+    addresses: AddressPolicy | None = None
+    min_addresses_ok: Positive | None = None
 
 
 @frozen
@@ -63,6 +72,10 @@ class HttpSpec:
     on_too_large: TooLargePolicy
     verify_tls: bool
     connection: ConnectionPolicy
+    resolver: tuple[str, int] | None  # (IP, port); None: resolv.conf's nameservers
+    ip_family: IpFamily
+    addresses: AddressPolicy
+    min_addresses_ok: int | None  # None: every address (addresses = "all" only)
 
 
 def _method(value: str) -> str:
@@ -104,6 +117,9 @@ def http_resolver(m: MonitorSection, env: Mapping[str, str], problems: list[str]
             except _Invalid as exc:
                 problems.append(f"{where}.expect_status: {exc}")
         headers = base_headers | expand_headers(t.headers, f"{where}.headers", env, problems)
+        addresses = inherit(t.addresses, m.addresses)
+        if t.min_addresses_ok is not None and addresses == "first":
+            problems.append(f"{where}.min_addresses_ok: {ONLY_WITH_ALL_ADDRESSES}")
         url = httpx.URL(t.url)
         if url.userinfo and "authorization" not in headers:  # a configured one wins, as in curl
             headers["authorization"] = _basic_auth(url)
@@ -121,6 +137,12 @@ def http_resolver(m: MonitorSection, env: Mapping[str, str], problems: list[str]
             on_too_large=inherit(t.on_too_large, m.on_too_large),
             verify_tls=inherit(t.verify_tls, m.verify_tls),
             connection=inherit(t.connection, m.connection),
+            resolver=inherit(t.resolver, m.resolver),
+            ip_family=inherit(t.ip_family, m.ip_family),
+            addresses=addresses,
+            min_addresses_ok=inherit(t.min_addresses_ok, m.min_addresses_ok)
+            if addresses == "all"
+            else None,
         )
 
     return resolve

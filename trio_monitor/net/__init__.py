@@ -1,0 +1,1 @@
+"""Network pieces shared by the probe kinds (name resolution, connections)."""
