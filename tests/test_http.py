@@ -6,7 +6,10 @@ import httpcore
 import httpx
 
 from trio_monitor.probes.http.network import TrioBackend
+from trio_monitor.probes.http.tls import load_tls
 from trio_monitor.probes.http.transport import open_http_client, origin_key
+
+VERIFYING = load_tls(True).context
 
 
 async def test_pools_are_per_origin_on_our_backend(server):
@@ -25,10 +28,11 @@ async def test_pools_are_per_origin_on_our_backend(server):
 
 
 async def test_one_tls_context_per_verify_mode(server):
+    assert load_tls(True).context is VERIFYING  # one per distinct setting, shared
     async with open_http_client(per_host=2) as (_client, router):
-        a = router._pool(origin_key(httpx.URL("https://127.0.0.1:1/"), True))
-        b = router._pool(origin_key(httpx.URL("https://127.0.0.1:2/"), True))
-        c = router._pool(origin_key(httpx.URL("https://127.0.0.1:3/"), False))
+        a = router._pool(origin_key(httpx.URL("https://127.0.0.1:1/"), VERIFYING))
+        b = router._pool(origin_key(httpx.URL("https://127.0.0.1:2/"), VERIFYING))
+        c = router._pool(origin_key(httpx.URL("https://127.0.0.1:3/"), load_tls(False).context))
         assert a._pool._ssl_context is b._pool._ssl_context
         assert c._pool._ssl_context is not a._pool._ssl_context
 
@@ -36,8 +40,8 @@ async def test_one_tls_context_per_verify_mode(server):
 async def test_retain_closes_unused_pools(server):
     async with open_http_client(per_host=2) as (client, router):
         await client.get(server.url("/ok"))
-        kept = origin_key(httpx.URL(server.url("/")), True)
-        other = origin_key(httpx.URL("http://127.0.0.1:9/"), True)
+        kept = origin_key(httpx.URL(server.url("/")), VERIFYING)
+        other = origin_key(httpx.URL("http://127.0.0.1:9/"), VERIFYING)
         router._pool(other)
         await router.retain([kept], per_host=2)
         assert router.origins == {kept}

@@ -300,6 +300,12 @@ class MonitorSection:
     max_body: ByteSize = ByteSize(1 << 20)
     on_too_large: TooLargePolicy = "truncate"
     verify_tls: bool = True
+    # HTTP targets' TLS files, proxy and HTTP/2 (probes/http/config.py): their defaults
+    ca_file: str | None = None
+    client_cert: str | None = None
+    client_key: str | None = None
+    proxy: str | None = None
+    http2: bool = False
     slow: Duration | None = None
     user_agent: str = USER_AGENT
     grace: Delay = Delay(5.0)

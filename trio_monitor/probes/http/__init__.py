@@ -5,6 +5,8 @@ probe.py      prepare(target) -> HttpPlan once; probe(): deadline, retries,
               redirects, streamed capped hashed body
 transport.py  per-origin connection pools behind one httpx transport
 network.py    the trio network backend under httpcore's pools
+tls.py        SSL contexts, one per distinct TLS setting, built at config load
+fallback.py   httpx's own transports, for targets with a proxy or HTTP/2
 errors.py     httpx/httpcore/ssl/socket errors -> ErrorKind
 """
 
@@ -20,7 +22,8 @@ from ..._config import Config, Target
 from ..._records import ProbeResult
 from ...probes.base import ProbeKind, register
 from .config import HttpSpec, HttpTargetSection, http_resolver
-from .probe import HttpPlan, prepare, probe
+from .fallback import Fallbacks
+from .probe import HttpPlan, prepare, probe, route_of
 from .transport import OriginRouter, origin_key
 
 CLOSE_TIMEOUT = 5.0  # seconds closing every pool may take on the way out
@@ -29,10 +32,12 @@ __all__ = ["KIND", "HttpPlan", "HttpProber", "HttpSpec", "HttpTargetSection", "p
 
 
 class HttpProber:
-    """Probes HTTP(S) targets through per-origin pools shared by all of them."""
+    """Probes HTTP(S) targets through per-origin pools shared by all of them, or, for a
+    target with a proxy or HTTP/2, through the fallback transport of its route."""
 
-    def __init__(self, router: OriginRouter) -> None:
+    def __init__(self, router: OriginRouter, fallbacks: Fallbacks) -> None:
         self._router = router
+        self._fallbacks = fallbacks
 
     def prepare(self, target: Target) -> HttpPlan:
         return prepare(target)
@@ -40,29 +45,35 @@ class HttpProber:
     async def probe(
         self, plan: HttpPlan, round_no: int, deadlines: set[trio.CancelScope]
     ) -> ProbeResult:
-        return await probe(self._router, plan, round_no, deadlines=deadlines)
+        transport = self._router if plan.route is None else self._fallbacks.transport(plan.route)
+        return await probe(transport, plan, round_no, deadlines=deadlines)
 
     async def reconfigure(self, old: Config, new: Config) -> None:
-        """Close the pools no target uses any more (all of them if per_host changed)."""
+        """Close the pools and fallback transports no target uses any more (every pool
+        if per_host changed)."""
+        specs: list[HttpSpec] = [t.spec for t in new.targets if t.kind == KIND.name]
         await self._router.retain(
             {
-                origin_key(httpx.URL(t.spec.url), t.spec.verify_tls)
-                for t in new.targets
-                if t.kind == KIND.name
+                origin_key(httpx.URL(s.url), s.tls.context, s.server_name)
+                for s in specs
+                if route_of(s) is None
             },
             new.monitor.per_host,
         )
+        await self._fallbacks.retain({r for s in specs if (r := route_of(s)) is not None})
 
 
 @asynccontextmanager
 async def open_http_prober(config: Config) -> AsyncIterator[HttpProber]:
     router = OriginRouter(config.monitor.per_host)
+    fallbacks = Fallbacks()
     try:
-        yield HttpProber(router)
+        yield HttpProber(router, fallbacks)
     finally:
         # may run after a hard stop cancelled us: shielded, but bounded
         with trio.move_on_after(CLOSE_TIMEOUT, shield=True):
             await router.aclose()
+            await fallbacks.aclose()
 
 
 def _describe(result: ProbeResult) -> str:

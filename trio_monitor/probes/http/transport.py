@@ -2,8 +2,8 @@
 
 A single httpcore pool shared by hundreds of origins does O(requests x connections)
 bookkeeping on every event; a dict lookup per request to a pool of at most
-`per_host` connections keeps each pool tiny. All pools share two SSL contexts
-(verifying and not), built once: building one loads the CA bundle (~20 ms).
+`per_host` connections keeps each pool tiny. Pools share the SSL contexts of tls.py
+(one per distinct TLS setting, built when the config loads), carried by each request.
 """
 
 from __future__ import annotations
@@ -16,16 +16,16 @@ import httpcore
 import httpx
 
 from .network import TrioBackend
+from .tls import SSL_CONTEXT, load_tls
 
-# Request extension that carries a target's verify_tls through redirects to the router.
-VERIFY_TLS = "trio_monitor.verify_tls"
-
-OriginKey = tuple[bytes, bytes, int | None, bool]
+# PORT: pools were keyed by verify_tls; now by the request's SSL context (one object per
+# distinct TLS setting) and its SNI name (a kept connection was verified for that name).
+OriginKey = tuple[bytes, bytes, int | None, ssl.SSLContext, str | None]
 _BACKEND = TrioBackend()
 
 
-def origin_key(url: httpx.URL, verify_tls: bool) -> OriginKey:
-    return (url.raw_scheme, url.raw_host, url.port, verify_tls)
+def origin_key(url: httpx.URL, context: ssl.SSLContext, sni: str | None = None) -> OriginKey:
+    return (url.raw_scheme, url.raw_host, url.port, context, sni)
 
 
 class OriginRouter(httpx.AsyncBaseTransport):
@@ -34,12 +34,6 @@ class OriginRouter(httpx.AsyncBaseTransport):
     def __init__(self, per_host: int) -> None:
         self._per_host = per_host
         self._pools: dict[OriginKey, httpx.AsyncHTTPTransport] = {}
-        self._contexts: dict[bool, ssl.SSLContext] = {}
-
-    def _context(self, verify: bool) -> ssl.SSLContext:
-        if verify not in self._contexts:
-            self._contexts[verify] = httpx.create_ssl_context(verify=verify)
-        return self._contexts[verify]
 
     def _pool(self, key: OriginKey) -> httpx.AsyncHTTPTransport:
         pool = self._pools.get(key)
@@ -48,7 +42,7 @@ class OriginRouter(httpx.AsyncBaseTransport):
                 max_connections=self._per_host, max_keepalive_connections=self._per_host
             )
             # retries=0: the probe decides about retrying, inside its own deadline
-            context = self._context(key[3])
+            context = key[3]  # PORT: the request's context, no longer one per verify_tls
             pool = httpx.AsyncHTTPTransport(verify=context, limits=limits, retries=0)
             # httpx takes no network backend; swap in a pool with ours (see _network).
             # tests/test_http.py checks this still holds for the httpx in use.
@@ -64,7 +58,9 @@ class OriginRouter(httpx.AsyncBaseTransport):
         return pool
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        key = origin_key(request.url, request.extensions.get(VERIFY_TLS, True))
+        # PORT: a request without our extension (none is sent so) verifies, as before
+        context = request.extensions.get(SSL_CONTEXT) or load_tls(True).context
+        key = origin_key(request.url, context, request.extensions.get("sni_hostname"))
         return await self._pool(key).handle_async_request(request)
 
     @property
