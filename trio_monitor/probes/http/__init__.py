@@ -35,9 +35,9 @@ class HttpProber:
     """Probes HTTP(S) targets through per-origin pools shared by all of them, or, for a
     target with a proxy or HTTP/2, through the fallback transport of its route."""
 
-    def __init__(self, router: OriginRouter, fallbacks: Fallbacks) -> None:
+    def __init__(self, router: OriginRouter, fallbacks: Fallbacks | None = None) -> None:
         self._router = router
-        self._fallbacks = fallbacks
+        self._fallbacks = Fallbacks() if fallbacks is None else fallbacks
 
     def prepare(self, target: Target) -> HttpPlan:
         return prepare(target)
