@@ -18,6 +18,7 @@ from factories import config_doc, make_config
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from servers import closed_port, serving_h2, start_test_proxy, start_test_server
+from test_probe import NoDNS
 
 from trio_monitor import ConfigError
 from trio_monitor._config import Config
@@ -438,3 +439,43 @@ async def test_http2_goes_over_h2(tmp_path, ca):
     assert h2.versions == ["2", "1.1", "2"]
     spec_h1, spec_h2 = cfg.targets[1].spec, cfg.targets[0].spec
     assert spec_h1.tls.context is not spec_h2.tls.context  # h2 offered by ALPN on its own
+
+
+@pytest.fixture
+async def no_dns():
+    """NoDNS (test_probe.py) for this test: no name lookup leaves the process."""
+    resolver = NoDNS()
+    previous = trio.socket.set_custom_hostname_resolver(resolver)
+    yield resolver
+    trio.socket.set_custom_hostname_resolver(previous)
+
+
+async def test_fallback_transports_classify_errors_as_ours_do(no_dns, tls_server, server):
+    """Through httpx's own transports: an unknown name is `dns` (and no lookup leaves our
+    resolver), an untrusted certificate `tls`, a closed port `connect`."""
+    cfg = config(
+        {"url": "https://unknown.invalid/", "http2": True},
+        {"url": tls_server.url("/ok"), "http2": True},  # its CA is not trusted
+        {"url": f"https://127.0.0.1:{closed_port()}/", "http2": True},
+        {"url": server.url("/ok"), "http2": True},  # http://: HTTP/1.1, fine
+    )
+    dns, tls, refused, plain = await probe_all(cfg)
+    assert (dns.error, tls.error, refused.error) == ("dns", "tls", "connect")
+    assert plain.ok
+    assert no_dns.names == ["unknown.invalid"]
+
+
+async def test_a_reload_closes_the_fallback_transports_no_target_takes(server):
+    old = config(
+        {"url": server.url("/ok"), "http2": True},
+        {"url": server.url("/ok"), "proxy": "http://127.0.0.1:1"},
+    )
+    new = config({"url": server.url("/ok"), "http2": True})
+    async with open_http_prober(old) as prober:
+        for target in old.targets:
+            await prober.probe(prober.prepare(target), 1, set())
+        fallbacks = prober._fallbacks
+        assert len(fallbacks.routes) == 2
+        await prober.reconfigure(old, new)
+        assert fallbacks.routes == {prober.prepare(new.targets[0]).route}
+    assert fallbacks.routes == frozenset()  # closed with the prober
