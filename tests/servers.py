@@ -452,11 +452,13 @@ def closed_port() -> int:
 
 
 class TestProxy:
-    """A tiny HTTP proxy on 127.0.0.1: CONNECT tunnels (https:// through it) and
-    absolute-form requests (http:// through it), each forwarded to its 127.0.0.1 origin.
+    """A tiny proxy on 127.0.0.1: HTTP CONNECT tunnels (https:// through it), absolute-form
+    requests (http:// through it) and SOCKS5 CONNECT without authentication, each
+    forwarded to its 127.0.0.1 origin.
 
-    ``requests`` lists each connection's first request line (``"CONNECT 127.0.0.1:443"``,
-    ``"GET http://127.0.0.1:80/ok"``); it refuses origins not on 127.0.0.1 with 403.
+    ``requests`` lists each connection's first request (``"CONNECT 127.0.0.1:443"``,
+    ``"GET http://127.0.0.1:80/ok"``, ``"SOCKS5 127.0.0.1:80"``); origins not on
+    127.0.0.1 are refused.
     """
 
     __test__ = False
@@ -475,12 +477,17 @@ class TestProxy:
 
     async def _forward(self, client: trio.SocketStream) -> None:
         async with client:
-            head = b""
-            while b"\r\n\r\n" not in head:
+            head = await client.receive_some(MAX_RECV)
+            if head[:1] == b"\x05":
+                await self._socks5(client, head)
+                return
+            while head and b"\r\n\r\n" not in head:
                 data = await client.receive_some(MAX_RECV)
                 if not data:
                     return
                 head += data
+            if not head:
+                return
             method, target = head.split(b"\r\n", 1)[0].decode("latin-1").split(" ")[:2]
             self.requests.append(f"{method} {target}")
             if method == "CONNECT":
@@ -494,14 +501,46 @@ class TestProxy:
             if host != HOST:
                 await client.send_all(b"HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\n\r\n")
                 return
-            async with await trio.open_tcp_stream(host, int(port)) as upstream:
-                if reply:
-                    await client.send_all(reply)
-                if rest:
-                    await upstream.send_all(rest)
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(_pipe, client, upstream, nursery.cancel_scope)
-                    nursery.start_soon(_pipe, upstream, client, nursery.cancel_scope)
+            await _tunnel(client, host, int(port), reply, rest)
+
+    async def _socks5(self, client: trio.SocketStream, data: bytes) -> None:
+        """RFC 1928, "no authentication" and CONNECT to an IPv4 address or a name only."""
+        data = await _at_least(client, data, 2)
+        data = await _at_least(client, data, 2 + data[1])
+        await client.send_all(b"\x05\x00")  # no authentication
+        data = await _at_least(client, data[2 + data[1] :], 5)
+        if data[3] == 1:  # IPv4
+            data = await _at_least(client, data, 10)
+            host, port = socket.inet_ntoa(data[4:8]), int.from_bytes(data[8:10], "big")
+        else:  # a name
+            end = 5 + data[4]
+            data = await _at_least(client, data, end + 2)
+            host, port = data[5:end].decode(), int.from_bytes(data[end : end + 2], "big")
+        self.requests.append(f"SOCKS5 {host}:{port}")
+        if host != HOST:
+            await client.send_all(b"\x05\x02\x00\x01" + bytes(6))  # not allowed
+            return
+        await _tunnel(client, host, port, b"\x05\x00\x00\x01" + bytes(6), b"")
+
+
+async def _at_least(stream: trio.SocketStream, data: bytes, n: int) -> bytes:
+    while len(data) < n:
+        more = await stream.receive_some(MAX_RECV)
+        if not more:
+            raise trio.BrokenResourceError("closed")
+        data += more
+    return data
+
+
+async def _tunnel(client: trio.SocketStream, host: str, port: int, reply: bytes, rest: bytes):
+    async with await trio.open_tcp_stream(host, port) as upstream:
+        if reply:
+            await client.send_all(reply)
+        if rest:
+            await upstream.send_all(rest)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_pipe, client, upstream, nursery.cancel_scope)
+            nursery.start_soon(_pipe, upstream, client, nursery.cancel_scope)
 
 
 async def _pipe(src: trio.SocketStream, dst: trio.SocketStream, done: trio.CancelScope) -> None:

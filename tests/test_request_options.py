@@ -413,8 +413,32 @@ def test_proxy_problems_redact_credentials():
         assert SECRET not in line
 
 
-@pytest.mark.skipif(importlib.util.find_spec("socksio") is not None, reason="socksio installed")
-def test_a_socks_proxy_without_socksio_says_what_to_install():
+@pytest.mark.skipif(importlib.util.find_spec("socksio") is None, reason="needs trio-monitor[socks]")
+async def test_requests_go_through_a_socks5_proxy(server, tls_server, ca, tmp_path):
+    ca_file = write_pem(tmp_path, "ca.pem", ca.cert_pem)
+    async with trio.open_nursery() as nursery:
+        proxy = await start_test_proxy(nursery)
+        socks = f"socks5://127.0.0.1:{proxy.port}"
+        cfg = config(
+            {"url": server.url("/ok"), "proxy": socks},
+            {"url": tls_server.url("/ok"), "proxy": socks, "ca_file": ca_file},
+        )
+        results = await probe_all(cfg)
+        nursery.cancel_scope.cancel()
+    assert all(r.ok for r in results), results
+    assert proxy.requests == [
+        f"SOCKS5 127.0.0.1:{server.port}",
+        f"SOCKS5 127.0.0.1:{tls_server.port}",
+    ]
+
+
+def test_a_socks_proxy_without_socksio_says_what_to_install(monkeypatch):
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "socksio" else find_spec(name, *a),
+    )
     (line,) = problems({"url": "http://127.0.0.1/", "proxy": "socks5://127.0.0.1:1080"})
     assert line == (
         "<memory>: targets[0].proxy: SOCKS proxies need the socksio package:"
