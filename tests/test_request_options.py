@@ -11,6 +11,7 @@ import ssl
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import trio
 import trustme
@@ -24,6 +25,8 @@ from trio_monitor import ConfigError
 from trio_monitor._config import Config
 from trio_monitor._records import ProbeResult, to_line
 from trio_monitor.probes.http import open_http_prober
+from trio_monitor.probes.http.probe import _next_request, prepare
+from trio_monitor.probes.http.tls import SSL_CONTEXT
 
 SECRET = "s3cr3t-Pa55"  # what must never be seen
 
@@ -503,3 +506,17 @@ async def test_a_reload_closes_the_fallback_transports_no_target_takes(server):
         await prober.reconfigure(old, new)
         assert fallbacks.routes == {prober.prepare(new.targets[0]).route}
     assert fallbacks.routes == frozenset()  # closed with the prober
+
+
+def test_server_name_never_follows_a_redirect_to_another_host():
+    (target,) = config({"url": "https://10.0.0.5/", "server_name": "www.example.test"}).targets
+    plan = prepare(target)
+    assert plan.extensions["sni_hostname"] == "www.example.test"
+
+    def hop(location: str) -> httpx.Request:
+        response = httpx.Response(302, headers={"location": location}, request=plan.request)
+        return _next_request(plan, response, "GET")
+
+    assert hop("/next").extensions["sni_hostname"] == "www.example.test"
+    assert "sni_hostname" not in hop("https://other.example.test/").extensions
+    assert hop("https://other.example.test/").extensions[SSL_CONTEXT] is target.spec.tls.context
