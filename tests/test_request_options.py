@@ -191,7 +191,7 @@ def test_credential_problems_name_the_key_and_never_the_secret(tmp_path):
     cases = [
         (
             {"basic_auth": {"username": "u", "password": SECRET, "password_file": "f"}},
-            "targets[0].basic_auth.password_file: set password or this, not both",
+            "targets[0].basic_auth.password_file: set password or password_file, not both",
         ),
         (
             {"basic_auth": {"username": "u"}},
@@ -228,7 +228,7 @@ def test_credential_problems_name_the_key_and_never_the_secret(tmp_path):
         ),
         (
             {"bearer_token": SECRET, "token_file": "f"},
-            "targets[0].token_file: set bearer_token or this, not both",
+            "targets[0].token_file: set bearer_token or token_file, not both",
         ),
     ]
     for extra, expected in cases:

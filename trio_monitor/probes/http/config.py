@@ -165,7 +165,8 @@ def _secret(
     """A secret given inline (with ${ENV}) or as a file (`keys`: their key paths).
     A problem line never holds the secret: only names, paths and what is wrong."""
     if value is not None and file is not None:
-        problems.append(f"{keys[1]}: set {keys[0].rpartition('.')[2]} or this, not both")
+        names = " or ".join(key.rpartition(".")[2] for key in keys)
+        problems.append(f"{keys[1]}: set {names}, not both")
         return None
     if file is not None:
         return _read_secret(_expanded_path(file, keys[1], env, problems), keys[1], problems)
