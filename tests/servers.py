@@ -33,6 +33,7 @@ MAX_RECV = 64 * 1024
 GARBAGE = b"\x00\xffNOT HTTP AT ALL\r\n\r\n"
 BAD_HEADER = b"HTTP/1.1 200 OK\r\nContent-Length: nope\r\n\r\n"
 GZIP_PLAIN = b"compressed hello"
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 
 class _After(enum.Enum):
@@ -72,6 +73,8 @@ class TestServer:
     - ``/badheader`` -> status line with ``Content-Length: nope``, then close
     - ``/gzip`` -> 200 gzip-encoded ``compressed hello``
     - ``/echo`` -> 200 JSON ``{"method", "path", "headers"}``
+    - ``/redirect-with/<code>`` -> ``<code>`` (e.g. 303, 307) to ``/echo``
+    - ``/elsewhere/<port>`` -> 302 to ``http://127.0.0.1:<port>/echo`` (another origin)
     - ``/basic/<user>/<password>`` -> 200 ``welcome <user>`` with that user's Basic
       ``Authorization``, else 401 with a ``WWW-Authenticate: Basic`` challenge
     - ``/body/<key>`` -> 200 ``bodies[key]``, 404 if missing
@@ -140,7 +143,14 @@ class TestServer:
                 stream = trio.SSLStream(
                     raw, self.ssl_context, server_side=True, https_compatible=True
                 )
-                await stream.do_handshake()
+                try:
+                    await stream.do_handshake()
+                except trio.BrokenResourceError:
+                    # trio drops the alert OpenSSL prepared (e.g. "certificate required"
+                    # when a client certificate is missing): send it, as real servers do
+                    with contextlib.suppress(OSError, trio.BrokenResourceError):
+                        await raw.send_all(stream._outgoing.read())
+                    raise
             conn = h11.Connection(h11.SERVER)
             while True:
                 try:
@@ -252,6 +262,10 @@ class TestServer:
                 await respond(200, b"landed")
             else:
                 await respond(302, b"redirect", [("Location", f"/redirect/{n - 1}")])
+        elif head == "redirect-with" and _int(arg) in _REDIRECTS:
+            await respond(_int(arg), b"redirect", [("Location", "/echo")])
+        elif head == "elsewhere" and _int(arg) is not None:
+            await respond(302, b"redirect", [("Location", f"http://{HOST}:{arg}/echo")])
         elif req.path == "/loop":
             await respond(302, b"loop", [("Location", "/loop")])
         elif req.path == "/garbage":
@@ -435,3 +449,166 @@ def closed_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((HOST, 0))
         return sock.getsockname()[1]
+
+
+class TestProxy:
+    """A tiny proxy on 127.0.0.1: HTTP CONNECT tunnels (https:// through it), absolute-form
+    requests (http:// through it) and SOCKS5 CONNECT without authentication, each
+    forwarded to its 127.0.0.1 origin.
+
+    ``requests`` lists each connection's first request (``"CONNECT 127.0.0.1:443"``,
+    ``"GET http://127.0.0.1:80/ok"``, ``"SOCKS5 127.0.0.1:80"``); origins not on
+    127.0.0.1 are refused.
+    """
+
+    __test__ = False
+
+    def __init__(self) -> None:
+        self.port = 0
+        self.requests: list[str] = []
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    async def _handle(self, client: trio.SocketStream) -> None:
+        with contextlib.suppress(OSError, trio.BrokenResourceError, trio.ClosedResourceError):
+            await self._forward(client)
+
+    async def _forward(self, client: trio.SocketStream) -> None:
+        async with client:
+            head = await client.receive_some(MAX_RECV)
+            if head[:1] == b"\x05":
+                await self._socks5(client, head)
+                return
+            while head and b"\r\n\r\n" not in head:
+                data = await client.receive_some(MAX_RECV)
+                if not data:
+                    return
+                head += data
+            if not head:
+                return
+            method, target = head.split(b"\r\n", 1)[0].decode("latin-1").split(" ")[:2]
+            self.requests.append(f"{method} {target}")
+            if method == "CONNECT":
+                host, _, port = target.rpartition(":")
+                rest = head.partition(b"\r\n\r\n")[2]
+                reply = b"HTTP/1.1 200 Connection established\r\n\r\n"
+            else:
+                split = urllib.parse.urlsplit(target)
+                host, port = split.hostname or "", str(split.port or 80)
+                rest, reply = head, b""
+            if host != HOST:
+                await client.send_all(b"HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\n\r\n")
+                return
+            await _tunnel(client, host, int(port), reply, rest)
+
+    async def _socks5(self, client: trio.SocketStream, data: bytes) -> None:
+        """RFC 1928, "no authentication" and CONNECT to an IPv4 address or a name only."""
+        data = await _at_least(client, data, 2)
+        data = await _at_least(client, data, 2 + data[1])
+        await client.send_all(b"\x05\x00")  # no authentication
+        data = await _at_least(client, data[2 + data[1] :], 5)
+        if data[3] == 1:  # IPv4
+            data = await _at_least(client, data, 10)
+            host, port = socket.inet_ntoa(data[4:8]), int.from_bytes(data[8:10], "big")
+        else:  # a name
+            end = 5 + data[4]
+            data = await _at_least(client, data, end + 2)
+            host, port = data[5:end].decode(), int.from_bytes(data[end : end + 2], "big")
+        self.requests.append(f"SOCKS5 {host}:{port}")
+        if host != HOST:
+            await client.send_all(b"\x05\x02\x00\x01" + bytes(6))  # not allowed
+            return
+        await _tunnel(client, host, port, b"\x05\x00\x00\x01" + bytes(6), b"")
+
+
+async def _at_least(stream: trio.SocketStream, data: bytes, n: int) -> bytes:
+    while len(data) < n:
+        more = await stream.receive_some(MAX_RECV)
+        if not more:
+            raise trio.BrokenResourceError("closed")
+        data += more
+    return data
+
+
+async def _tunnel(client: trio.SocketStream, host: str, port: int, reply: bytes, rest: bytes):
+    async with await trio.open_tcp_stream(host, port) as upstream:
+        if reply:
+            await client.send_all(reply)
+        if rest:
+            await upstream.send_all(rest)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_pipe, client, upstream, nursery.cancel_scope)
+            nursery.start_soon(_pipe, upstream, client, nursery.cancel_scope)
+
+
+async def _pipe(src: trio.SocketStream, dst: trio.SocketStream, done: trio.CancelScope) -> None:
+    try:
+        while data := await src.receive_some(MAX_RECV):
+            await dst.send_all(data)
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        pass
+    done.cancel()  # one side is gone: so is the tunnel
+
+
+async def start_test_proxy(nursery: trio.Nursery) -> TestProxy:
+    proxy = TestProxy()
+    listeners = await nursery.start(partial(trio.serve_tcp, proxy._handle, 0, host=HOST))
+    proxy.port = listeners[0].socket.getsockname()[1]
+    return proxy
+
+
+class H2Server:
+    """A hypercorn HTTPS server (HTTP/2 offered by ALPN) answering 200 ``h2 ok`` to every
+    request; ``versions`` lists each request's HTTP version ("2", "1.1")."""
+
+    __test__ = False
+
+    def __init__(self) -> None:
+        self.port = 0
+        self.versions: list[str] = []
+
+    def url(self, path: str = "/") -> str:
+        return f"https://{HOST}:{self.port}{path}"
+
+    async def app(self, scope, receive, send) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                else:
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        self.versions.append(scope["http_version"])
+        headers = [(b"content-type", b"text/plain"), (b"content-length", b"5")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"h2 ok"})
+
+
+@contextlib.asynccontextmanager
+async def serving_h2(certfile: str, keyfile: str):
+    """Serve an H2Server with this certificate until the block ends."""
+    import logging
+
+    from hypercorn.config import Config
+    from hypercorn.trio import serve
+
+    server = H2Server()
+    config = Config()
+    config.bind = [f"{HOST}:0"]
+    config.certfile, config.keyfile = certfile, keyfile
+    config.accesslog = None
+    config.errorlog = logging.getLogger("tests.h2")
+    config.graceful_timeout = 1.0
+    stop = trio.Event()
+    async with trio.open_nursery() as nursery:
+        binds = await nursery.start(
+            partial(serve, server.app, config, shutdown_trigger=stop.wait, mode="asgi")
+        )
+        server.port = urllib.parse.urlsplit(binds[0]).port or 0
+        try:
+            yield server
+        finally:
+            stop.set()

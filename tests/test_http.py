@@ -4,7 +4,6 @@ servers, the connection policies, the pool, phase timings, IPv6."""
 from __future__ import annotations
 
 import gzip
-import socket
 import zlib
 from collections.abc import Callable
 from functools import partial
@@ -269,12 +268,6 @@ async def test_retain_closes_idle_connections_no_target_uses(server, nursery):
         assert transport.origins == frozenset()
 
 
-async def test_one_tls_context_per_verify_mode():
-    async with ProbeTransport(per_host=2) as transport:
-        assert transport.default_context(True) is transport.default_context(True)
-        assert transport.default_context(False) is not transport.default_context(True)
-
-
 # --- phases --------------------------------------------------------------------------
 
 
@@ -324,16 +317,29 @@ async def test_ipv6_loopback(nursery, transport):
     assert result.remote_addr.startswith("[::1]:")
 
 
-async def test_a_name_tries_its_addresses_in_order(nursery, transport, monkeypatch):
+async def test_a_name_tries_its_addresses_in_order(nursery, transport, dns_server):
     server = await serve(nursery, OK)
     port = int(server.url.rsplit(":", 1)[1].strip("/"))
-
-    async def resolve(host: str, port: int, family: int) -> list[str]:
-        assert (host, family) == ("multi.test", socket.AF_UNSPEC)
-        return ["127.0.0.9", "127.0.0.1"]  # nothing listens on the first
-
-    monkeypatch.setattr(transport, "resolve", resolve)
-    result = await run(transport, f"http://multi.test:{port}/")
+    dns_server.set("multi.test", a=["127.0.0.9", "127.0.0.1"])  # nothing listens on the first
+    resolver = "{}:{}".format(*dns_server.address)
+    result = await run(transport, f"http://multi.test:{port}/", resolver=resolver)
 
     assert result.ok, result
     assert result.remote_addr == f"127.0.0.1:{port}"
+    assert result.phases_ms["dns"] > 0
+    assert dns_server.count("multi.test") == 2  # A and AAAA, asked at once
+
+
+async def test_fresh_resolves_every_probe_reuse_honours_the_ttl(nursery, dns_server):
+    server = await serve(nursery, OK, None)
+    port = int(server.url.rsplit(":", 1)[1].strip("/"))
+    dns_server.set("cached.test", a=["127.0.0.1"], ttl=300)
+    resolver = "{}:{}".format(*dns_server.address)
+    url = f"http://cached.test:{port}/"
+    async with ProbeTransport(per_host=1) as transport:
+        for _ in range(3):
+            assert (await run(transport, url, resolver=resolver)).ok
+        assert dns_server.count("cached.test", "A") == 3
+        for _ in range(3):  # a new connection each time (per_host 1, one at a time: reused)
+            assert (await run(transport, url, resolver=resolver, connection="reuse")).ok
+        assert dns_server.count("cached.test", "A") == 4

@@ -18,6 +18,7 @@ from trio_monitor._secrets import redact_url
 from trio_monitor.alerts.webhook import Webhook, WebhookConfig
 
 SECRET = "pa55-w0rd"  # what must never be seen
+TOKEN = "t0ken-NEVER-shown"  # a secret from a file or ${ENV}: never in any text at all
 
 
 @pytest.mark.parametrize(
@@ -47,11 +48,23 @@ async def test_url_passwords_are_used_but_never_shown(server, tmp_path, caplog):
     port = server.port
     guarded = f"http://alice:{SECRET}@127.0.0.1:{port}/basic/alice/{SECRET}"
     failing = f"http://bob:{SECRET}@127.0.0.1:{port}/status/500"
+    (tmp_path / "token").write_text(TOKEN + "\n")
+    (tmp_path / "password").write_text(TOKEN)
     config_path = write_config(
         tmp_path,
         config_doc(
             {"url": guarded},  # named by its URL: the redacted one
             {"url": failing},
+            {
+                "name": "bearer",
+                "url": f"http://127.0.0.1:{port}/echo",
+                "token_file": str(tmp_path / "token"),
+            },
+            {
+                "name": "basic",
+                "url": f"http://127.0.0.1:{port}/status/500",  # down: an alert goes out
+                "basic_auth": {"username": "carol", "password_file": str(tmp_path / "password")},
+            },
             monitor={"interval": "100ms", "stagger": "0s", "retries": 0},
             alerts={
                 "failure_threshold": 1,
@@ -65,7 +78,7 @@ async def test_url_passwords_are_used_but_never_shown(server, tmp_path, caplog):
     async with trio.open_nursery() as nursery:
         monitor = await running(nursery, load_config(config_path), out=out)
         await out.wait_for(lambda o: len(o.of_type("round")) >= 2)
-        await server.wait_received(1)  # the "down" alert of the failing target
+        await server.wait_received(2)  # the "down" alerts of the failing targets
         host, listen_port = monitor.listening
         async with httpx.AsyncClient(base_url=f"http://{host}:{listen_port}") as client:
             api = (await client.get("/api/v1/targets")).text
@@ -75,8 +88,12 @@ async def test_url_passwords_are_used_but_never_shown(server, tmp_path, caplog):
     probes = {p["target"]: p for p in out.of_type("probe")}
     assert probes[shown_guarded]["ok"], probes  # the credentials were sent, as Basic auth
     assert probes[shown_guarded]["url"] == shown_guarded
-    assert server.requests[0]["headers"]["authorization"].startswith("Basic ")
-    alert = json.loads(server.received[0])
+    guarded_request = next(r for r in server.requests if r["path"].startswith("/basic/"))
+    assert guarded_request["headers"]["authorization"].startswith("Basic ")
+    sent = {r["headers"].get("authorization") for r in server.requests}
+    assert f"Bearer {TOKEN}" in sent
+    assert probes["bearer"]["ok"]
+    alert = next(a for a in map(json.loads, server.received) if a["target"] != "basic")
     assert alert["url"] == alert["target"] == f"http://bob:***@127.0.0.1:{port}/status/500"
 
     with trio.fail_after(60):
@@ -96,7 +113,10 @@ async def test_url_passwords_are_used_but_never_shown(server, tmp_path, caplog):
         "logs": caplog.text,
         "report": report,
     }
+    shown["alerts"] = b"".join(server.received).decode()
     for where, text in shown.items():
         assert f":{SECRET}" not in text, where
+        assert TOKEN not in text, where
     for path in tmp_path.glob("m.db*"):
         assert f":{SECRET}".encode() not in path.read_bytes(), path
+        assert TOKEN.encode() not in path.read_bytes(), path

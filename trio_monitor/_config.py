@@ -336,6 +336,12 @@ class MonitorSection:
     ip_family: IpFamily = "any"
     addresses: AddressPolicy = "first"
     min_addresses_ok: Positive | None = None  # with addresses = "all"; unset: every address
+    # HTTP targets' TLS files, proxy and HTTP/2 (probes/http/config.py): their defaults
+    ca_file: str | None = None
+    client_cert: str | None = None
+    client_key: str | None = None
+    proxy: str | None = None
+    http2: bool = False
     slow: Duration | None = None
     user_agent: str = USER_AGENT
     grace: Delay = Delay(5.0)

@@ -4,7 +4,9 @@ config.py     its target keys and their resolution into an HttpSpec
 probe.py      prepare(target) -> HttpPlan once; probe(): deadline, retries,
               redirects, streamed capped hashed body
 wire/         our HTTP/1.1 transport: fresh or pooled connections, phase timings
-errors.py     httpx/ssl/socket errors -> ErrorKind
+tls.py        SSL contexts, one per distinct TLS setting, built at config load
+fallback.py   httpx's own transports, for targets with a proxy or HTTP/2
+errors.py     httpx/httpcore/ssl/socket errors -> ErrorKind
 """
 
 from __future__ import annotations
@@ -19,17 +21,22 @@ from ..._config import Config, Target
 from ..._records import ProbeResult
 from ...probes.base import ProbeKind, register
 from .config import HttpSpec, HttpTargetSection, http_resolver
-from .probe import HttpPlan, prepare, probe
+from .fallback import Fallbacks
+from .probe import HttpPlan, prepare, probe, route_of
 from .wire import ProbeTransport
+
+CLOSE_TIMEOUT = 5.0  # seconds closing the fallback transports may take on the way out
 
 __all__ = ["KIND", "HttpPlan", "HttpProber", "HttpSpec", "HttpTargetSection", "prepare", "probe"]
 
 
 class HttpProber:
-    """Probes HTTP(S) targets through one transport shared by all of them."""
+    """Probes HTTP(S) targets through our transport shared by all of them, or, for a
+    target with a proxy or HTTP/2, through the fallback transport of its route."""
 
-    def __init__(self, transport: ProbeTransport) -> None:
+    def __init__(self, transport: ProbeTransport, fallbacks: Fallbacks | None = None) -> None:
         self._transport = transport
+        self._fallbacks = Fallbacks() if fallbacks is None else fallbacks
 
     def prepare(self, target: Target) -> HttpPlan:
         return prepare(target)
@@ -37,14 +44,18 @@ class HttpProber:
     async def probe(
         self, plan: HttpPlan, round_no: int, deadlines: set[trio.CancelScope]
     ) -> ProbeResult:
-        return await probe(self._transport, plan, round_no, deadlines=deadlines)
+        transport = self._transport if plan.route is None else self._fallbacks.transport(plan.route)
+        return await probe(transport, plan, round_no, deadlines=deadlines)
 
     async def reconfigure(self, old: Config, new: Config) -> None:
-        """Close idle connections no target can use any more (all if per_host changed)."""
+        """Close idle connections and fallback transports no target uses any more (every
+        idle connection if per_host changed)."""
+        specs: list[HttpSpec] = [t.spec for t in new.targets if t.kind == KIND.name]
         self._transport.retain(
-            {_origin(t.spec.url) for t in new.targets if t.kind == KIND.name},
+            {_origin(s.url) for s in specs if route_of(s) is None},
             new.monitor.per_host,
         )
+        await self._fallbacks.retain({r for s in specs if (r := route_of(s)) is not None})
 
 
 def _origin(url: str) -> tuple[bytes, bytes, int]:
@@ -59,10 +70,15 @@ def _origin(url: str) -> tuple[bytes, bytes, int]:
 @asynccontextmanager
 async def open_http_prober(config: Config) -> AsyncIterator[HttpProber]:
     transport = ProbeTransport(config.monitor.per_host)
+    fallbacks = Fallbacks()
     try:
-        yield HttpProber(transport)
+        yield HttpProber(transport, fallbacks)
     finally:
         await transport.aclose()  # closes sockets: no waiting, safe after a hard stop
+        # httpx's transports wait to close, and this may run after a hard stop
+        # cancelled us: shielded, but bounded
+        with trio.move_on_after(CLOSE_TIMEOUT, shield=True):
+            await fallbacks.aclose()
 
 
 def _describe(result: ProbeResult) -> str:

@@ -1,15 +1,22 @@
 """The keys of HTTP(S) targets, and their resolution into an `HttpSpec`.
 
 Unset keys inherit from [monitor], where the same names set the defaults.
+Everything a probe sends is built here, once per config load: the body, the
+Authorization header (from the URL's userinfo, `basic_auth` or `bearer_token`, secrets
+from ${ENV} or read from files now, so a reload re-reads them), and the SSL context
+(tls.py: its files read and loaded now). No secret is ever put in a problem line.
 """
 
 from __future__ import annotations
 
 import base64
+import importlib.util
+import json as jsonlib
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import httpx
-from attrs import frozen
+from attrs import field, frozen
 
 from ..._config import (
     ONLY_WITH_ALL_ADDRESSES,
@@ -17,6 +24,7 @@ from ..._config import (
     ByteSize,
     ConnectionPolicy,
     Count,
+    HostName,
     IpFamily,
     MonitorSection,
     Nameserver,
@@ -26,11 +34,23 @@ from ..._config import (
     _Invalid,
     check_header_value,
     check_token,
+    expand_env,
     expand_headers,
     inherit,
     parse_status_spec,
 )
+from ..._secrets import MASK, redact_url
 from ..base import Resolve
+from .tls import Tls, TlsFileError, load_tls
+
+
+@frozen
+class BasicAuthSection:
+    """`basic_auth = { username, password }` (or `password_file`)."""
+
+    username: str
+    password: str | None = None
+    password_file: str | None = None
 
 
 @frozen
@@ -51,6 +71,17 @@ class HttpTargetSection(TargetSection):
     ip_family: IpFamily | None = None
     addresses: AddressPolicy | None = None
     min_addresses_ok: Positive | None = None
+    body: str | None = None
+    json: Any = None  # a table or an array, sent as JSON
+    basic_auth: BasicAuthSection | None = None
+    bearer_token: str | None = None
+    token_file: str | None = None
+    ca_file: str | None = None
+    client_cert: str | None = None
+    client_key: str | None = None
+    server_name: HostName | None = None
+    proxy: str | None = None  # "": none, whatever [monitor] says
+    http2: bool | None = None
 
 
 @frozen
@@ -63,7 +94,7 @@ class HttpSpec:
 
     url: str
     method: str
-    headers: tuple[tuple[str, str], ...]
+    headers: tuple[tuple[str, str], ...] = field(repr=lambda h: repr(_masked(h)))
     expect_status: frozenset[int]
     follow_redirects: bool
     max_redirects: int
@@ -76,6 +107,23 @@ class HttpSpec:
     ip_family: IpFamily
     addresses: AddressPolicy
     min_addresses_ok: int | None  # None: every address (addresses = "all" only)
+    body: bytes | None = None  # sent with every probe (built once, here)
+    tls: Tls = field()  # default: verify_tls's, without files
+    server_name: str | None = None  # SNI and the name the certificate must carry
+    proxy: str | None = field(default=None, repr=False)  # may hold credentials
+    http2: bool = False
+
+    @tls.default
+    def _tls(self) -> Tls:
+        return load_tls(self.verify_tls)
+
+
+def _masked(headers: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+    """Headers as shown: credentials masked (a repr may end up in a log)."""
+    return tuple((k, MASK if k in _SECRET_HEADERS else v) for k, v in headers)
+
+
+_SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
 
 
 def _method(value: str) -> str:
@@ -91,11 +139,254 @@ def _checked(value: str, check: Callable[[str], str], where: str, problems: list
         return value
 
 
+_PROXY_SCHEMES = frozenset({"http", "https", "socks5", "socks5h"})
+_SOCKS = frozenset({"socks5", "socks5h"})
+
+
+def _expanded_path(path: str, key: str, env: Mapping[str, str], problems: list[str]) -> str:
+    """A file path with ${ENV} expanded (e.g. systemd's ${CREDENTIALS_DIRECTORY})."""
+    try:
+        return expand_env(path, env)
+    except _Invalid as exc:
+        problems.append(f"{key}: {exc}")
+        return path
+
+
+def _read_secret(path: str, key: str, problems: list[str]) -> str | None:
+    """A secret file's text, less trailing line ends; a problem names the key and path."""
+    try:
+        with open(path, "rb") as file:
+            data = file.read()
+    except OSError as exc:
+        problems.append(f"{key}: cannot read {path}: {exc.strerror or exc}")
+        return None
+    try:
+        text = data.decode("utf-8").rstrip("\r\n")
+    except UnicodeDecodeError:
+        problems.append(f"{key}: {path} is not UTF-8 text")
+        return None
+    if not text:
+        problems.append(f"{key}: {path} is empty")
+        return None
+    return text
+
+
+def _secret(
+    value: str | None,
+    file: str | None,
+    keys: tuple[str, str],
+    env: Mapping[str, str],
+    problems: list[str],
+) -> str | None:
+    """A secret given inline (with ${ENV}) or as a file (`keys`: their key paths).
+    A problem line never holds the secret: only names, paths and what is wrong."""
+    if value is not None and file is not None:
+        names = " or ".join(key.rpartition(".")[2] for key in keys)
+        problems.append(f"{keys[1]}: set {names}, not both")
+        return None
+    if file is not None:
+        return _read_secret(_expanded_path(file, keys[1], env, problems), keys[1], problems)
+    if value is None:
+        return None
+    try:
+        text = expand_env(value, env)
+    except _Invalid as exc:
+        problems.append(f"{keys[0]}: {exc}")
+        return None
+    if not text:
+        problems.append(f"{keys[0]}: must not be empty")
+        return None
+    return text
+
+
+def _carries(text: str) -> bool:
+    try:
+        check_header_value(text)
+    except _Invalid:
+        return False
+    return True
+
+
+def _basic(username: str, password: str) -> str:
+    """The Authorization value for a user and password, as curl sends it (UTF-8)."""
+    return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
+
+
 def _basic_auth(url: httpx.URL) -> str:
     """The Authorization value for a URL's userinfo, as curl sends it (percent-decoded;
     a user without a password has an empty one)."""
-    credentials = f"{url.username}:{url.password}".encode()
-    return "Basic " + base64.b64encode(credentials).decode("ascii")
+    return _basic(url.username, url.password or "")
+
+
+def _authorization(
+    t: HttpTargetSection,
+    where: str,
+    url: httpx.URL,
+    env: Mapping[str, str],
+    problems: list[str],
+) -> str | None:
+    """The Authorization value of `basic_auth` or `bearer_token`/`token_file`, if set."""
+    sources = [
+        key
+        for key, present in (
+            ("basic_auth", t.basic_auth is not None),
+            ("bearer_token", t.bearer_token is not None or t.token_file is not None),
+            ("the URL's user:password", bool(url.userinfo)),
+            ("headers.Authorization", any(k.lower() == "authorization" for k in t.headers or {})),
+        )
+        if present
+    ]
+    if len(sources) > 1 and sources[0] in ("basic_auth", "bearer_token"):
+        problems.append(f"{where}.{sources[0]}: set one of {' and '.join(sources)}, not both")
+        return None
+    if t.basic_auth is not None:
+        auth = t.basic_auth
+        user_key = f"{where}.basic_auth.username"
+        try:
+            username = expand_env(auth.username, env)
+        except _Invalid as exc:
+            problems.append(f"{user_key}: {exc}")
+            return None
+        if ":" in username:
+            problems.append(f"{user_key}: must not contain ':' (Basic auth splits at it)")
+            return None
+        keys = (f"{where}.basic_auth.password", f"{where}.basic_auth.password_file")
+        if auth.password is None and auth.password_file is None:
+            problems.append(f"{keys[0]}: set password or password_file")
+            return None
+        password = _secret(auth.password, auth.password_file, keys, env, problems)
+        return None if password is None else _basic(username, password)
+    keys = (f"{where}.bearer_token", f"{where}.token_file")
+    token = _secret(t.bearer_token, t.token_file, keys, env, problems)
+    if token is None:
+        return None
+    token = token.strip()
+    if not token or not _carries(token) or "\t" in token:
+        key = keys[1] if t.token_file is not None else keys[0]
+        problems.append(
+            f"{key}: a token must be printable characters up to U+00FF, without tabs or line breaks"
+        )
+        return None
+    return f"Bearer {token}"
+
+
+def _body(t: HttpTargetSection, where: str, problems: list[str]) -> bytes | None:
+    """The request body of `body` (UTF-8 text) or `json` (compact JSON, UTF-8)."""
+    if t.body is not None and t.json is not None:
+        problems.append(f"{where}.json: set body or json, not both")
+        return None
+    if t.body is not None:
+        return t.body.encode()
+    if t.json is None:
+        return None
+    if not isinstance(t.json, dict | list):
+        problems.append(f"{where}.json: expected a table or an array, got {t.json!r:.60}")
+        return None
+
+    def refuse(value: object) -> object:
+        raise _Invalid(f"a {type(value).__name__} ({value}) has no JSON form")
+
+    try:
+        text = jsonlib.dumps(
+            t.json, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=refuse
+        )
+    except _Invalid as exc:
+        problems.append(f"{where}.json: {exc}")
+        return None
+    except ValueError:
+        problems.append(f"{where}.json: nan and inf have no JSON form")
+        return None
+    return text.encode()
+
+
+def _shown_proxy(text: str) -> str:
+    """A proxy as a problem line shows it: a URL's password masked, and whatever comes
+    before the last "@" of a text that is no URL (it may be one, mistyped)."""
+    if "://" in text:
+        return redact_url(text)
+    return f"{MASK}@{text.rpartition('@')[2]}" if "@" in text else text
+
+
+def _proxy(value: str, key: str, env: Mapping[str, str], problems: list[str]) -> str | None:
+    """A proxy URL, checked; "" is none. Shown redacted: it may hold credentials."""
+    try:
+        text = expand_env(value, env)
+    except _Invalid as exc:
+        problems.append(f"{key}: {exc}")
+        return None
+    if not text:
+        return None
+    shown = _shown_proxy(text)
+    try:
+        url = httpx.URL(text)
+    except httpx.InvalidURL:
+        problems.append(f"{key}: not a URL: {shown!r}")
+        return None
+    if url.scheme not in _PROXY_SCHEMES or not url.host:
+        problems.append(
+            f"{key}: expected http://, https://, socks5:// or socks5h://HOST:PORT, got {shown!r}"
+        )
+        return None
+    if url.raw_path not in (b"", b"/") or url.query or url.fragment:
+        problems.append(f"{key}: a proxy URL has no path, query or fragment, got {shown!r}")
+        return None
+    if url.scheme in _SOCKS and importlib.util.find_spec("socksio") is None:
+        problems.append(
+            f"{key}: SOCKS proxies need the socksio package: pip install 'trio-monitor[socks]'"
+        )
+        return None
+    return text
+
+
+def _client_pair(
+    t: HttpTargetSection, m: MonitorSection, where: str
+) -> tuple[str | None, str | None, str]:
+    """client_cert and client_key, from the target if it sets either, else from [monitor]
+    (a pair never mixes the two), and the key path prefix they came from."""
+    if t.client_cert is not None or t.client_key is not None:
+        return t.client_cert, t.client_key, where
+    return m.client_cert, m.client_key, "monitor"
+
+
+TlsArgs = tuple[bool, str | None, str | None, str | None, bool]
+
+
+class _TlsLoader:
+    """SSL contexts for one config load, each distinct setting loaded once (10,000 targets
+    with one ca_file read it once), each problem reported once per key path."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._env = env
+        self._loaded: dict[TlsArgs, Tls | TlsFileError] = {}
+        self._reported: set[str] = set()
+
+    def load(self, args: TlsArgs, sources: Mapping[str, str], problems: list[str]) -> Tls:
+        """`sources`: for each file key, the prefix of the key path it was set at."""
+        verify, ca_file, cert, key, http2 = args
+        paths = {"ca_file": ca_file, "client_cert": cert, "client_key": key}
+        for name, path in paths.items():
+            if path is not None:
+                paths[name] = _expanded_path(path, f"{sources[name]}.{name}", self._env, problems)
+        for name, other in (("client_cert", "client_key"), ("client_key", "client_cert")):
+            if paths[name] is not None and paths[other] is None:
+                self._report(f"{sources[name]}.{other}: required with {name}", problems)
+                return load_tls(verify)
+        args = (verify, paths["ca_file"], paths["client_cert"], paths["client_key"], http2)
+        if args not in self._loaded:
+            try:
+                self._loaded[args] = load_tls(*args[:4], http2=http2)
+            except TlsFileError as exc:
+                self._loaded[args] = exc
+        loaded = self._loaded[args]
+        if isinstance(loaded, TlsFileError):
+            self._report(f"{sources[loaded.key]}.{loaded.key}: {loaded}", problems)
+            return load_tls(verify)
+        return loaded
+
+    def _report(self, line: str, problems: list[str]) -> None:
+        if line not in self._reported:
+            self._reported.add(line)
+            problems.append(line)
 
 
 def http_resolver(m: MonitorSection, env: Mapping[str, str], problems: list[str]) -> Resolve:
@@ -108,6 +399,8 @@ def http_resolver(m: MonitorSection, env: Mapping[str, str], problems: list[str]
         "user-agent": _checked(m.user_agent, check_header_value, "monitor.user_agent", problems)
     } | expand_headers(m.headers, "monitor.headers", env, problems)
     default_method = _checked(m.method, _method, "monitor.method", problems)
+    default_proxy = None if m.proxy is None else _proxy(m.proxy, "monitor.proxy", env, problems)
+    tls = _TlsLoader(env)
 
     def resolve(t: HttpTargetSection, where: str, problems: list[str]) -> HttpSpec:
         status = default_status
@@ -121,8 +414,22 @@ def http_resolver(m: MonitorSection, env: Mapping[str, str], problems: list[str]
         if t.min_addresses_ok is not None and addresses == "first":
             problems.append(f"{where}.min_addresses_ok: {ONLY_WITH_ALL_ADDRESSES}")
         url = httpx.URL(t.url)
-        if url.userinfo and "authorization" not in headers:  # a configured one wins, as in curl
+        authorization = _authorization(t, where, url, env, problems)
+        if authorization is not None:
+            headers["authorization"] = authorization
+        elif url.userinfo and "authorization" not in headers:  # a configured one wins, as curl
             headers["authorization"] = _basic_auth(url)
+        body = _body(t, where, problems)
+        if t.json is not None and "content-type" not in headers:
+            headers["content-type"] = "application/json"
+        verify = inherit(t.verify_tls, m.verify_tls)
+        http2 = inherit(t.http2, m.http2)
+        cert, key, pair_source = _client_pair(t, m, where)
+        sources = {
+            "ca_file": where if t.ca_file is not None else "monitor",
+            "client_cert": pair_source,
+            "client_key": pair_source,
+        }
         return HttpSpec(
             url=str(url.copy_with(userinfo=b"") if url.userinfo else url),  # parsing is costly
             method=default_method
@@ -135,7 +442,6 @@ def http_resolver(m: MonitorSection, env: Mapping[str, str], problems: list[str]
             contains=t.contains,
             max_body=inherit(t.max_body, m.max_body),
             on_too_large=inherit(t.on_too_large, m.on_too_large),
-            verify_tls=inherit(t.verify_tls, m.verify_tls),
             connection=inherit(t.connection, m.connection),
             resolver=inherit(t.resolver, m.resolver),
             ip_family=inherit(t.ip_family, m.ip_family),
@@ -143,6 +449,16 @@ def http_resolver(m: MonitorSection, env: Mapping[str, str], problems: list[str]
             min_addresses_ok=inherit(t.min_addresses_ok, m.min_addresses_ok)
             if addresses == "all"
             else None,
+            verify_tls=verify,
+            body=body,
+            tls=tls.load(
+                (verify, inherit(t.ca_file, m.ca_file), cert, key, http2), sources, problems
+            ),
+            server_name=t.server_name,
+            proxy=default_proxy
+            if t.proxy is None
+            else _proxy(t.proxy, f"{where}.proxy", env, problems),
+            http2=http2,
         )
 
     return resolve

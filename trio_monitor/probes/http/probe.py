@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import random
+import ssl
 import time
 
 import httpx
@@ -22,7 +23,8 @@ from ..._records import ProbeResult
 from ..._secrets import redact_url
 from .config import HttpSpec
 from .errors import classify
-from .wire import CONN, CURRENT_EXCHANGE, VERIFY_TLS, ConnOptions, Exchange, ProbeBody
+from .fallback import Route
+from .wire import CONN, CURRENT_EXCHANGE, SSL_CONTEXT, ConnOptions, Exchange, ProbeBody
 
 BACKOFF_BASE = 0.1  # seconds before the first retry; doubles each time
 BACKOFF_CAP = 5.0
@@ -38,7 +40,8 @@ class HttpPlan:
 
     One is kept per target for the whole run, so what targets have in common is shared:
     the configured headers (one `httpx.Headers` per distinct set, never changed: a
-    redirect copies it), the extensions and the empty body."""
+    redirect copies it), the extensions and the empty body. A body is built once, here.
+    `route`: the fallback transport (proxy, HTTP/2) its requests take; None: our own."""
 
     target: Target
     spec: HttpSpec
@@ -47,6 +50,7 @@ class HttpPlan:
     headers: httpx.Headers
     extensions: dict[str, object]
     needle: bytes | None
+    route: Route | None = None
 
     @property
     def url(self) -> httpx.URL:
@@ -54,13 +58,19 @@ class HttpPlan:
 
 
 _NO_BODY = httpx.ByteStream(b"")  # stateless: every first hop can send this one
-_CONN = {reuse: ConnOptions(reuse=reuse) for reuse in (True, False)}
-_EXTENSIONS: dict[tuple[bool, bool], dict[str, object]] = {
-    (verify, reuse): {VERIFY_TLS: verify, CONN: _CONN[reuse]}
-    for verify in (True, False)
-    for reuse in (True, False)
-}
 _BODYLESS_NEEDS_LENGTH = frozenset({"POST", "PUT", "PATCH"})  # as httpx sends them
+_BODY_HEADERS = ("content-type", "content-length")  # dropped with the body on a redirect
+
+
+@functools.lru_cache(maxsize=256)
+def _extensions(
+    context: ssl.SSLContext, server_name: str | None, options: ConnOptions
+) -> dict[str, object]:
+    """One extensions dict per distinct (context, SNI name, options), shared by the plans."""
+    extensions: dict[str, object] = {SSL_CONTEXT: context, CONN: options}
+    if server_name is not None:
+        extensions["sni_hostname"] = server_name  # httpcore's name; our transport's too
+    return extensions
 
 
 @functools.lru_cache(maxsize=256)
@@ -71,16 +81,20 @@ def _shared_headers(configured: tuple[tuple[str, str], ...]) -> httpx.Headers:
     )
 
 
-def _first_hop(method: str, url: str, headers: httpx.Headers) -> httpx.Request:
-    """The request `httpx.Request(method, url, headers=headers)` builds (its automatic
-    `Host` first, and `Content-Length: 0` for a bodiless POST, PUT or PATCH), but
-    holding the header entries of `headers` and the empty body shared, not a copy of
-    each per target, and with the URL parsed once."""
-    request = httpx.Request(method, url, stream=_NO_BODY)
+def _first_hop(method: str, url: str, headers: httpx.Headers, body: bytes | None) -> httpx.Request:
+    """The request `httpx.Request(method, url, headers=headers, content=body)` builds
+    (its automatic `Host` first, and `Content-Length`, `0` for a bodiless POST, PUT or
+    PATCH), but holding the header entries of `headers` and the empty body shared, not
+    a copy of each per target, and with the URL parsed once."""
+    request = httpx.Request(
+        method, url, stream=_NO_BODY if body is None else httpx.ByteStream(body)
+    )
     auto = []
     if "host" not in headers:
         auto.append((b"Host", request.url.netloc))
-    if method in _BODYLESS_NEEDS_LENGTH:  # the config refuses Content-Length in `headers`
+    if body is not None:  # the config refuses Content-Length in `headers`
+        auto.append((b"Content-Length", str(len(body)).encode()))
+    elif method in _BODYLESS_NEEDS_LENGTH:
         auto.append((b"Content-Length", b"0"))
     request.headers = httpx.Headers(auto, encoding=HEADER_ENCODING)
     request.headers.update(headers)  # appends the shared entries (no key of `auto` is in them)
@@ -90,8 +104,9 @@ def _first_hop(method: str, url: str, headers: httpx.Headers) -> httpx.Request:
 def prepare(target: Target) -> HttpPlan:
     spec: HttpSpec = target.spec
     headers = _shared_headers(spec.headers)
-    extensions = _EXTENSIONS[spec.verify_tls, spec.connection == "reuse"]
-    request = _first_hop(spec.method, spec.url, headers)
+    options = ConnOptions(spec.connection == "reuse", spec.ip_family, spec.resolver)
+    extensions = _extensions(spec.tls.context, spec.server_name, options)
+    request = _first_hop(spec.method, spec.url, headers, spec.body)
     request.extensions = extensions  # shared: nothing writes to a request's extensions
     url = request.url
     return HttpPlan(
@@ -102,7 +117,15 @@ def prepare(target: Target) -> HttpPlan:
         headers=headers,
         extensions=extensions,
         needle=spec.contains.encode() if spec.contains else None,
+        route=route_of(spec),
     )
+
+
+def route_of(spec: HttpSpec) -> Route | None:
+    """The fallback transport's route for a target with a proxy or HTTP/2; else None."""
+    if spec.proxy is None and not spec.http2:
+        return None
+    return Route(spec.proxy, spec.http2, spec.tls.context)
 
 
 def backoff_delay(retry: int, rng: random.Random) -> float:
@@ -184,10 +207,20 @@ def _next_request(plan: HttpPlan, response: httpx.Response, method: str) -> http
     except httpx.InvalidURL as exc:
         raise ProbeFailure(ErrorKind.PROTOCOL, f"invalid URL in Location header: {exc}") from None
     # as browsers do: 303 always, and 301/302 after a POST, turn into a GET without body
+    body = plan.spec.body
     if response.status_code == 303 or (response.status_code in (301, 302) and method == "POST"):
         method = "GET"
+        body = None
     headers = _redirect_headers(plan, url)
-    return httpx.Request(method, url, headers=headers, extensions=plan.extensions)
+    if body is None and any(name in headers for name in _BODY_HEADERS):
+        headers = headers.copy()
+        for name in _BODY_HEADERS:
+            headers.pop(name, None)
+    extensions = plan.extensions
+    if "sni_hostname" in extensions and url.host != plan.url.host:
+        # server_name names the target's host: another host is verified as itself
+        extensions = {k: v for k, v in extensions.items() if k != "sni_hostname"}
+    return httpx.Request(method, url, headers=headers, content=body, extensions=extensions)
 
 
 async def _read_body(plan: HttpPlan, response: httpx.Response) -> tuple[int, bool, str, bool]:

@@ -12,7 +12,6 @@ from .exchange import CURRENT_EXCHANGE, PHASES, Exchange
 from .transport import (
     CONN,
     SSL_CONTEXT,
-    VERIFY_TLS,
     ConnOptions,
     OriginKey,
     ProbeBody,
@@ -24,7 +23,6 @@ __all__ = [
     "CURRENT_EXCHANGE",
     "PHASES",
     "SSL_CONTEXT",
-    "VERIFY_TLS",
     "ConnOptions",
     "Exchange",
     "OriginKey",

@@ -21,18 +21,21 @@ from __future__ import annotations
 import socket
 import ssl
 from collections.abc import AsyncIterator, Iterable
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import httpx
 import trio
 from attrs import frozen
 
+from ...._config import IpFamily
 from .exchange import CURRENT_EXCHANGE, Exchange
 from .parse import ResponseReader
 from .sockets import Conn, connect
 
+if TYPE_CHECKING:
+    from ....net.dns import Resolver
+
 IDLE_EXPIRY: Final = 90.0  # s an idle pooled connection is kept (nginx keeps them 75 s)
-VERIFY_TLS: Final = "trio_monitor.verify_tls"  # request extension: bool, default True
 SSL_CONTEXT: Final = "trio_monitor.ssl_context"  # request extension: an ssl.SSLContext
 CONN: Final = "trio_monitor.conn"  # request extension: ConnOptions
 
@@ -42,10 +45,11 @@ OriginKey = tuple[bytes, bytes, int, int | None, str | None]
 
 @frozen
 class ConnOptions:
-    """How a plan's requests get their connections (shared by plans that agree)."""
+    """How a plan's requests get their connections (one per distinct value, shared)."""
 
-    reuse: bool = False
-    family: int = socket.AF_UNSPEC  # AF_INET / AF_INET6 to keep to one family
+    reuse: bool = False  # connection = "reuse": pooled connections, DNS answers cached (TTL)
+    family: IpFamily = "any"
+    nameserver: tuple[str, int] | None = None  # the `resolver` key; None: resolv.conf's
 
 
 _DEFAULT_OPTIONS = ConnOptions()
@@ -71,12 +75,6 @@ def _is_ip(host: str) -> bool:
     except OSError:
         return False
     return True
-
-
-async def system_resolve(host: str, port: int, family: int) -> list[str]:
-    """The addresses of `host` from the system resolver, in its order, each once."""
-    infos = await trio.socket.getaddrinfo(host, port, family, socket.SOCK_STREAM)
-    return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
 def _request_head(request: httpx.Request, close: bool) -> bytes:
@@ -136,26 +134,28 @@ class ProbeTransport(httpx.AsyncBaseTransport):
     def __init__(self, per_host: int) -> None:
         self._per_host = per_host
         self._idle: dict[OriginKey, list[tuple[float, Conn]]] = {}
-        self._contexts: dict[bool, ssl.SSLContext] = {}
-        self.resolve = system_resolve
-
-    # --- TLS contexts ---------------------------------------------------------------
-
-    def default_context(self, verify: bool) -> ssl.SSLContext:
-        """The shared context for `verify_tls` (building one loads the CA bundle, ~20 ms)."""
-        context = self._contexts.get(verify)
-        if context is None:
-            context = self._contexts[verify] = httpx.create_ssl_context(verify=verify)
-        return context
+        self._default_context: ssl.SSLContext | None = None
+        self._resolvers: dict[tuple[str, int] | None, Resolver] = {}
 
     def _context(self, request: httpx.Request) -> ssl.SSLContext | None:
         if request.url.raw_scheme != b"https":
             return None
-        extensions = request.extensions
-        context = extensions.get(SSL_CONTEXT)
-        if context is None:
-            context = self.default_context(extensions.get(VERIFY_TLS, True))
+        context = request.extensions.get(SSL_CONTEXT)
+        if context is None:  # a request not from a plan: verify, as httpx would
+            if self._default_context is None:
+                self._default_context = httpx.create_ssl_context()
+            context = self._default_context
         return context
+
+    def resolver(self, nameserver: tuple[str, int] | None) -> Resolver:
+        """The resolver asking `nameserver` (None: the system's settings), made on first
+        use (it reads /etc/hosts and /etc/resolv.conf once: a few small files)."""
+        resolver = self._resolvers.get(nameserver)
+        if resolver is None:
+            from ....net.dns import Resolver  # dnspython is loaded by the first name only
+
+            resolver = self._resolvers[nameserver] = Resolver(nameserver)
+        return resolver
 
     # --- the pool -------------------------------------------------------------------
 
@@ -215,13 +215,12 @@ class ProbeTransport(httpx.AsyncBaseTransport):
             addresses = [pinned]
         elif _is_ip(host):
             addresses = [host]
-        else:
-            started = trio.current_time()
-            try:
-                addresses = await self.resolve(host, port, options.family)
-            except OSError as exc:
-                raise httpx.ConnectError(f"cannot resolve {host}: {exc}") from exc
-            exchange.add("dns", trio.current_time() - started)
+        else:  # raises ProbeFailure(DNS) itself
+            resolution = await self.resolver(options.nameserver).resolve(
+                host, options.family, cache=options.reuse
+            )
+            addresses = list(resolution.addresses)
+            exchange.add("dns", resolution.elapsed)
         started = trio.current_time()
         conn = await self._connect_first(host, addresses, port)
         exchange.add("connect", trio.current_time() - started)
