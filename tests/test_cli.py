@@ -56,6 +56,7 @@ PROBE_KEYS = {
     "remote_addr",
     "kind",
     "confirm",
+    "tls",
 }
 ROUND_KEYS = {
     "schema",

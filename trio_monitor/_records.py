@@ -16,6 +16,7 @@ from attrs import field, frozen
 from cattrs.gen import make_dict_unstructure_fn, override
 
 from ._errors import ErrorKind
+from .net.certs import TlsDetails
 
 SCHEMA = 1
 
@@ -61,6 +62,9 @@ class ProbeResult:
     # a confirmation probe: run between the target's due times because its state was
     # undecided (failing, not yet DOWN) or DOWN (confirm_interval / recover_interval)
     confirm: bool = False
+    # an HTTPS probe's connection: its leaf certificate, chain expiry, version, cipher
+    # (verified or not; also when the handshake failed, if the server sent certificates)
+    tls: TlsDetails | None = None
 
 
 @frozen
@@ -142,6 +146,7 @@ def _time_or_none(ts: float | None) -> str | None:
 
 
 for _cls, _times in (
+    (TlsDetails, ("not_before", "not_after", "earliest_not_after")),
     (ProbeResult, ("ts",)),
     (RoundSummary, ("ts",)),
     (AlertEvent, ("ts", "since")),

@@ -5,12 +5,17 @@ from __future__ import annotations
 import os
 import socket
 import ssl
+import time
 from collections.abc import Iterator
 
 import httpx
 
 from ..._errors import ErrorKind, ProbeFailure
+from ...net.certs import tls_details
 from .network import Exchange
+
+# OpenSSL's X509_V_ERR_CERT_NOT_YET_VALID, X509_V_ERR_CERT_HAS_EXPIRED
+_NOT_YET_VALID, _EXPIRED = 9, 10
 
 
 def _chain(exc: BaseException | None) -> Iterator[BaseException]:
@@ -78,6 +83,23 @@ def _closed(exc: Exception, exchange: Exchange | None) -> ProbeFailure | None:
     )
 
 
+def _tls_failure(
+    exc: ssl.SSLError | ssl.CertificateError, exchange: Exchange | None
+) -> ProbeFailure:
+    """A failed verification because of dates names the certificate and the date
+    ("certificate expired on ... (10 days ago)") when the handshake got the chain;
+    OpenSSL's words alone ("certificate has expired") otherwise."""
+    code = getattr(exc, "verify_code", None)
+    tls_object = exchange.tls_object if exchange is not None else None
+    if code in (_NOT_YET_VALID, _EXPIRED) and tls_object is not None:
+        now = time.time()
+        details = tls_details(tls_object, now)
+        reason = details.chain_reason(now) if details is not None else None
+        if reason:
+            return ProbeFailure(ErrorKind.TLS, f"{reason} (certificate verify failed)")
+    return ProbeFailure(ErrorKind.TLS, _detail(exc))
+
+
 def classify(exc: Exception, exchange: Exchange | None = None) -> ProbeFailure:
     """Map an exception raised while probing to the most specific ProbeFailure.
 
@@ -91,7 +113,7 @@ def classify(exc: Exception, exchange: Exchange | None = None) -> ProbeFailure:
             return ProbeFailure(ErrorKind.DNS, _detail(cause))
     for cause in chain:
         if isinstance(cause, ssl.SSLError | ssl.CertificateError):
-            return ProbeFailure(ErrorKind.TLS, _detail(cause))
+            return _tls_failure(cause, exchange)
     if isinstance(exc, httpx.TooManyRedirects):
         return ProbeFailure(ErrorKind.REDIRECTS, _detail(exc))
     if isinstance(exc, httpx.TimeoutException):

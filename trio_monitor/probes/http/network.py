@@ -43,11 +43,13 @@ def _deadline(timeout: float | None, on_timeout: type[Exception]) -> Iterator[No
 
 
 class Exchange:
-    """What one request's connection received: a byte count and the first bytes."""
+    """What one request's connection received: a byte count and the first bytes; and
+    the ssl object of a TLS handshake it made (kept when the handshake fails, so a
+    failed verification can say which certificate and why)."""
 
     HEAD = 8  # enough to see "HTTP/1.x"
 
-    __slots__ = ("head", "received")
+    __slots__ = ("head", "received", "tls_object")
 
     def __init__(self) -> None:
         self.reset()
@@ -56,6 +58,7 @@ class Exchange:
         """A new request (a redirect's next hop) starts."""
         self.received = 0
         self.head = b""
+        self.tls_object: ssl.SSLObject | ssl.SSLSocket | None = None
 
     def feed(self, data: bytes) -> None:
         if len(self.head) < self.HEAD:
@@ -113,6 +116,9 @@ class TrioStream(httpcore.AsyncNetworkStream):
         tls = trio.SSLStream(
             self._stream, ssl_context, server_hostname=server_hostname, https_compatible=True
         )
+        # PORT: the new transport sets Exchange.tls_object the same way (contract)
+        if (exchange := CURRENT_EXCHANGE.get()) is not None:
+            exchange.tls_object = tls._ssl_object
         try:
             with _deadline(timeout, httpcore.ConnectTimeout):
                 await tls.do_handshake()

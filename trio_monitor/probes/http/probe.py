@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import random
+import ssl
 import time
 
 import httpx
@@ -20,6 +21,7 @@ from ..._config import HEADER_ENCODING, Target
 from ..._errors import RETRYABLE, ErrorKind, ProbeFailure
 from ..._records import ProbeResult
 from ..._secrets import redact_url
+from ...net.certs import TlsDetails, tls_details
 from .config import HttpSpec
 from .errors import classify
 from .network import CURRENT_EXCHANGE, Exchange
@@ -117,6 +119,7 @@ class _Response:
     content_hash: str
     final_url: str | None
     remote_addr: str | None
+    tls: TlsDetails | None
     failure: ProbeFailure | None  # set when a response came but is not acceptable
 
 
@@ -131,6 +134,24 @@ def _remote_addr(response: httpx.Response) -> str | None:
         host = addr[0]
         return f"[{host}]:{addr[1]}" if ":" in host else f"{host}:{addr[1]}"
     return None
+
+
+def _tls_object(response: httpx.Response) -> ssl.SSLObject | ssl.SSLSocket | None:
+    # PORT: the new transport's source of the connection's ssl object (Exchange.tls_object).
+    # Asked, like the address, before the body is read.
+    stream = response.extensions.get("network_stream")
+    return stream.get_extra_info("ssl_object") if stream is not None else None
+
+
+def _tls(tls_object: ssl.SSLObject | ssl.SSLSocket | None) -> TlsDetails | None:
+    return None if tls_object is None else tls_details(tls_object, time.time())
+
+
+def _invalid_certificate(tls: TlsDetails | None) -> ProbeFailure | None:
+    """An expired or not yet valid leaf fails the probe, verified or not (with
+    verify_tls = false the handshake accepts it): a visitor's browser would refuse it."""
+    reason = tls.invalid_reason(time.time()) if tls is not None else None
+    return None if reason is None else ProbeFailure(ErrorKind.TLS, reason)
 
 
 async def _close(response: httpx.Response) -> None:
@@ -221,6 +242,7 @@ async def _attempt(
     method = spec.method
     request = plan.request
     redirects = 0
+    tls = None  # the last HTTPS hop's: an http:// final hop keeps the certificate that led there
     while True:
         # Straight to the transport: the client's per-request auth, cookie and event-hook
         # machinery is nothing a probe wants, and costs more than the probe's own logic.
@@ -228,8 +250,11 @@ async def _attempt(
         response = await transport.handle_async_request(request)
         response.request = request
         try:
+            tls = _tls(_tls_object(response)) or tls
+            bad_certificate = _invalid_certificate(tls)
             if (
-                spec.follow_redirects
+                bad_certificate is None
+                and spec.follow_redirects
                 and response.status_code in _REDIRECT_STATUSES
                 and "location" in response.headers
             ):
@@ -246,7 +271,9 @@ async def _attempt(
             size, truncated, content_hash, found = await _read_body(plan, response)
             latency = trio.current_time() - started
             failure = None
-            if truncated and spec.on_too_large == "fail":
+            if bad_certificate is not None:
+                failure = bad_certificate
+            elif truncated and spec.on_too_large == "fail":
                 failure = ProbeFailure(
                     ErrorKind.TOO_LARGE, f"body larger than max_body ({spec.max_body} bytes)"
                 )
@@ -265,6 +292,7 @@ async def _attempt(
                 content_hash=content_hash,
                 final_url=redact_url(str(response.url)) if redirects else None,
                 remote_addr=remote_addr,
+                tls=tls,
                 failure=failure,
             )
         finally:
@@ -342,4 +370,6 @@ async def probe(
         ),
         final_url=response.final_url if response else None,
         remote_addr=response.remote_addr if response else None,
+        # without a response: the certificate of a handshake that failed, if it got one
+        tls=response.tls if response else _tls(exchange.tls_object),
     )
