@@ -100,7 +100,9 @@ class AlertEvent:
     ts: float
     target: str
     url: str
-    event: str  # "down" | "up" | "slow" | "content_changed" | "flapping" | "flap_end"
+    # "down" | "up" | "slow" | "content_changed" | "flapping" | "flap_end" |
+    # "cert_expiring" | "cert_renewed"
+    event: str
     reason: str | None = None  # the error kind that took it down, or "slow"
     detail: str | None = None
     since: float | None = None  # when the outage (or slowness) began
@@ -112,6 +114,12 @@ class AlertEvent:
     previous_hash: str | None = None
     changes: int | None = None  # for "flapping" and "flap_end": UP/DOWN changes counted
     state: str | None = None  # for "flapping" and "flap_end": "UP" or "DOWN" at that point
+    # for "cert_expiring" and "cert_renewed": the (new) leaf certificate
+    subject: str | None = None
+    not_after: float | None = None
+    days_left: float | None = None
+    step_days: float | None = None  # for "cert_expiring": the cert_expiry step crossed, in days
+    previous_not_after: float | None = None  # for "cert_renewed": the old certificate's
 
     @property
     def key(self) -> str:
@@ -149,7 +157,7 @@ for _cls, _times in (
     (TlsDetails, ("not_before", "not_after", "earliest_not_after")),
     (ProbeResult, ("ts",)),
     (RoundSummary, ("ts",)),
-    (AlertEvent, ("ts", "since")),
+    (AlertEvent, ("ts", "since", "not_after", "previous_not_after")),
     (TargetRemoved, ("ts", "since")),
 ):
     _overrides: dict[str, Any] = {name: override(unstruct_hook=_time_or_none) for name in _times}

@@ -55,7 +55,7 @@ class TlsDetails:
         """Why the leaf is not valid at `now` ("certificate expired on 2026-11-20 (10
         days ago)"), or None while it is."""
         if now > self.not_after:
-            return f"certificate expired on {_date(self.not_after)} ({_ago(now - self.not_after)})"
+            return f"certificate {describe_expiry(self.not_after, now)}"
         if now < self.not_before:
             return (
                 f"certificate not valid before {_date(self.not_before)} "
@@ -68,10 +68,8 @@ class TlsDetails:
         (verification refuses an expired intermediate; the earliest expiry is the one)."""
         reason = self.invalid_reason(now)
         if reason is None and now > self.earliest_not_after:
-            reason = (
-                f"chain certificate {self.earliest_subject} expired on "
-                f"{_date(self.earliest_not_after)} ({_ago(now - self.earliest_not_after)})"
-            )
+            when = describe_expiry(self.earliest_not_after, now)
+            reason = f"chain certificate {self.earliest_subject} {when}"
         return reason
 
 
@@ -90,6 +88,13 @@ def _span(seconds: float) -> str:
 def _ago(seconds: float) -> str:
     span = _span(seconds)
     return span if span == "less than an hour" else f"{span} ago"
+
+
+def describe_expiry(not_after: float, now: float) -> str:
+    """ "expires on 2026-12-03 (in 3 days)" or "expired on 2026-11-20 (10 days ago)"."""
+    if now > not_after:
+        return f"expired on {_date(not_after)} ({_ago(now - not_after)})"
+    return f"expires on {_date(not_after)} (in {_span(not_after - now)})"
 
 
 def _sans(cert: x509.Certificate) -> tuple[str, ...]:
