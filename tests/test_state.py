@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from factories import probe_result
+from factories import probe_result, tls_details
 
 from trio_monitor import ErrorKind, parse_config
 from trio_monitor.engine.state import CONFIRM, DOWN, RECOVER, UNKNOWN, UP, MemoryStateStore
-from trio_monitor.net.certs import TlsDetails
 
 
 def setup(failure_threshold=3, success_threshold=1, **target):
@@ -255,28 +254,13 @@ async def test_a_reload_keeps_state_by_name_and_the_content_baseline_per_request
 DAY = 86400.0
 
 
-def tls(not_after: float, ts: float, subject: str = "CN=site") -> TlsDetails:
-    return TlsDetails(
-        subject=subject,
-        issuer="CN=ca",
-        sans=("site",),
-        not_before=not_after - 90 * DAY,
-        not_after=not_after,
-        days_left=round((not_after - ts) / DAY, 2),
-        version="TLSv1.3",
-        cipher="TLS_AES_128_GCM_SHA256",
-        earliest_not_after=not_after,
-        earliest_subject=subject,
-    )
-
-
 def cert_config(**target):
     return parse_config({"targets": [{"name": "t", "url": "https://127.0.0.1/", **target}]})
 
 
 def see(store, target, ts, not_after, ok=True):
     """One probe at `ts` that saw a certificate expiring at `not_after`: its alerts."""
-    result = probe_result(target.name, ts=ts, ok=ok, tls=tls(not_after, ts))
+    result = probe_result(target.name, ts=ts, ok=ok, tls=tls_details(not_after, ts=ts))
     return store.observe(target, result, ts)[1]
 
 
