@@ -170,6 +170,11 @@ def to_dict(record: Record) -> dict:
     return {"schema": SCHEMA, "type": record.type, **_converter.unstructure(record)}
 
 
+def tls_dict(tls: TlsDetails) -> dict:
+    """TLS details as the probe line's `tls` object (times in RFC 3339)."""
+    return _converter.unstructure(tls)
+
+
 def to_line(record: Record) -> str:
     """One JSON object, no newline; keys in a stable order."""
     return json.dumps(to_dict(record), ensure_ascii=False, separators=(",", ":"))

@@ -56,6 +56,10 @@ _TARGET_PROPERTIES: Schema = {
     "checks_24h": {"type": "integer", "minimum": 0},
     "availability_24h_pct": _nullable("number", minimum=0, maximum=100),
     "p95_24h_ms": _nullable("number", minimum=0),
+    "tls": {
+        "anyOf": [_ref("Tls"), {"type": "null"}],
+        "description": "the certificate of the latest probe that got one (days_left as then)",
+    },
 }
 
 _SCHEMAS: Schema = {
