@@ -141,3 +141,17 @@ def test_each_certificate_is_parsed_once(tmp_path):
     info = parse_der.cache_info()
     assert (info.misses, info.hits) == (1, 4)
     assert parse_der(b"not a certificate") is None
+
+
+async def test_untrusted_and_expired_says_expired_first(nursery, transport, tmp_path):
+    # OpenSSL stops at the unknown issuer; the date is what an operator must see first
+    chain = make_chain(leaf_from=-40 * DAY, leaf_until=-10 * DAY)
+    server = await serve(nursery, chain, tmp_path)
+
+    result = await run(transport, server.url("/ok"), retries=0)
+
+    assert result.error == ErrorKind.TLS
+    assert result.error_detail.startswith("certificate expired on ")
+    assert "(10 days ago) (certificate verify failed: unable to get local issuer" in (
+        result.error_detail
+    )

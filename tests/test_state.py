@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import attrs
 import pytest
 from factories import probe_result, tls_details
 
@@ -318,3 +319,15 @@ def test_no_cert_alerts_when_turned_off_or_renewed_without_warning():
     assert [
         a.step_days for a in see(store, target, 1_000_000.0 + 59.9 * DAY, 1_000_000.0 + 60 * DAY)
     ] == [0.5]
+
+
+def test_cert_expiring_names_a_chain_certificate_that_expires_first():
+    config = cert_config()
+    store, target = MemoryStateStore(config.alerts), config.targets[0]
+    ts = 1_000_000.0
+    tls = tls_details(ts + 10 * DAY, ts=ts, earliest_not_after=ts + 5 * DAY)
+    tls = attrs.evolve(tls, earliest_subject="CN=I")
+    (alert,) = store.observe(target, probe_result("t", ts=ts, tls=tls), ts)[1]
+    assert alert.detail.endswith(
+        "(in 10 days); chain certificate CN=I expires on 1970-01-17 (in 5 days)"
+    )

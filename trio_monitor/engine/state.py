@@ -84,6 +84,14 @@ def _requests_differ(old: Target | None, new: Target) -> bool:
     return old is None or (old.url, old.kind, old.spec) != (new.url, new.kind, new.spec)
 
 
+def _chain_note(tls: TlsDetails, ts: float) -> str:
+    """The chain certificate that expires before the leaf, if one does."""
+    if tls.earliest_not_after >= tls.not_after:
+        return ""
+    when = describe_expiry(tls.earliest_not_after, ts)
+    return f"; chain certificate {tls.earliest_subject} {when}"
+
+
 class MemoryStateStore:
     def __init__(self, alerts: AlertsSection) -> None:
         self._states: dict[str, TargetState] = {}
@@ -285,5 +293,6 @@ class MemoryStateStore:
             not_after=tls.not_after,
             days_left=tls.days_left,
             step_days=round(window / DAY, 3),
-            detail=f"certificate {tls.subject} {describe_expiry(tls.not_after, ts)}",
+            detail=f"certificate {tls.subject} {describe_expiry(tls.not_after, ts)}"
+            + _chain_note(tls, ts),
         )

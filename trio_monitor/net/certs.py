@@ -78,6 +78,10 @@ def _date(ts: float) -> str:
 
 
 def _span(seconds: float) -> str:
+    """Whole days (or hours, under a day), counted down like `days_left` (13.5 days is
+    "13 days"), with a minute's tolerance: a certificate issued for 3 days is "in 3
+    days" the seconds after, not "in 2 days"."""
+    seconds += 60
     days = int(seconds // DAY)
     if days >= 1:
         return f"{days} day{'s' if days != 1 else ''}"

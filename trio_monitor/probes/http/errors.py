@@ -14,8 +14,8 @@ from ..._errors import ErrorKind, ProbeFailure
 from ...net.certs import tls_details
 from .network import Exchange
 
-# OpenSSL's X509_V_ERR_CERT_NOT_YET_VALID, X509_V_ERR_CERT_HAS_EXPIRED
-_NOT_YET_VALID, _EXPIRED = 9, 10
+# OpenSSL's X509_V_ERR_CERT_NOT_YET_VALID, X509_V_ERR_CERT_HAS_EXPIRED: the dates
+_DATES = (9, 10)
 
 
 def _chain(exc: BaseException | None) -> Iterator[BaseException]:
@@ -86,17 +86,18 @@ def _closed(exc: Exception, exchange: Exchange | None) -> ProbeFailure | None:
 def _tls_failure(
     exc: ssl.SSLError | ssl.CertificateError, exchange: Exchange | None
 ) -> ProbeFailure:
-    """A failed verification because of dates names the certificate and the date
-    ("certificate expired on ... (10 days ago)") when the handshake got the chain;
-    OpenSSL's words alone ("certificate has expired") otherwise."""
-    code = getattr(exc, "verify_code", None)
+    """A failed verification of a certificate that is out of its dates says so first,
+    with the date ("certificate expired on ... (10 days ago)"), when the handshake got
+    the chain: OpenSSL reports only the first problem it meets (an untrusted issuer
+    hides an expiry). OpenSSL's words alone otherwise."""
     tls_object = exchange.tls_object if exchange is not None else None
-    if code in (_NOT_YET_VALID, _EXPIRED) and tls_object is not None:
+    if isinstance(exc, ssl.SSLCertVerificationError) and tls_object is not None:
         now = time.time()
         details = tls_details(tls_object, now)
         reason = details.chain_reason(now) if details is not None else None
         if reason:
-            return ProbeFailure(ErrorKind.TLS, f"{reason} (certificate verify failed)")
+            why = "" if exc.verify_code in _DATES else f": {exc.verify_message}"
+            return ProbeFailure(ErrorKind.TLS, f"{reason} (certificate verify failed{why})")
     return ProbeFailure(ErrorKind.TLS, _detail(exc))
 
 
