@@ -15,6 +15,7 @@ import tomli_w
 
 from trio_monitor import Config, ErrorKind, Target, parse_config
 from trio_monitor._records import AlertEvent, ProbeResult, RoundSummary
+from trio_monitor.net.certs import DAY, TlsDetails
 
 T0 = 1_800_000_000.0  # 2027-01-15T08:00:00Z: a whole hour (and day) in unix seconds
 
@@ -48,6 +49,30 @@ def probe_result(
         round=round,
         **fields,
     )
+
+
+def tls_details(
+    not_after: float = T0 + 30 * DAY,
+    *,
+    ts: float = T0,
+    subject: str = "CN=site",
+    earliest_not_after: float | None = None,
+    **fields: Any,
+) -> TlsDetails:
+    """A TLS 1.3 connection's details, seen at `ts`, with a leaf expiring at `not_after`."""
+    values: dict[str, Any] = {
+        "subject": subject,
+        "issuer": "CN=ca",
+        "sans": ("site",),
+        "not_before": not_after - 90 * DAY,
+        "not_after": not_after,
+        "days_left": round((not_after - ts) / DAY, 2),
+        "version": "TLSv1.3",
+        "cipher": "TLS_AES_128_GCM_SHA256",
+        "earliest_not_after": not_after if earliest_not_after is None else earliest_not_after,
+        "earliest_subject": subject,
+    }
+    return TlsDetails(**(values | fields))
 
 
 def alert_event(

@@ -249,3 +249,30 @@ async def test_with_an_outbox_it_feeds_the_queues_and_hears_back(server, client)
     assert report == Report(route.notifier, alert("up").key, delivered=True)
     assert [json.loads(b)["event"] for b in server.received] == ["up"]
     assert set(dispatch.drops()) == {"webhook[0]"}  # counted like every consumer's
+
+
+CERT_FIELDS = {
+    "subject": "CN=api.test",
+    "not_after": 1_800_000_000.0,
+    "days_left": 6.5,
+    "step_days": 7.0,
+    "detail": "certificate CN=api.test expires on 2027-01-15 (in 6 days)",
+}
+
+
+@pytest.mark.subprocess
+async def test_notifiers_carry_the_certificate_fields(server, client, tmp_path):
+    cert_alert = alert_event("cert_expiring", "api", url="https://127.0.0.1/", **CERT_FIELDS)
+    out = tmp_path / "got.json"
+    code = f"import sys, pathlib; pathlib.Path({str(out)!r}).write_text(sys.stdin.read())"
+    config = alerts_config(
+        webhook=[{"url": server.url("/hook"), "events": ["cert_expiring"]}],
+        exec=[{"command": python_command(code), "events": ["cert_expiring"]}],
+    )
+    assert await Webhook(config.channels("webhook")[0], client).deliver(cert_alert)
+    assert await Exec(config.channels("exec")[0]).deliver(cert_alert)
+    for body in (json.loads(server.received[0]), json.loads(out.read_text())):
+        assert body["event"] == "cert_expiring"
+        assert body["not_after"] == "2027-01-15T08:00:00.000Z"
+        fields = {k: body[k] for k in ("subject", "days_left", "step_days", "detail")}
+        assert fields == {k: CERT_FIELDS[k] for k in fields}

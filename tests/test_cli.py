@@ -57,6 +57,7 @@ PROBE_KEYS = {
     "kind",
     "confirm",
     "phases_ms",
+    "tls",
 }
 ROUND_KEYS = {
     "schema",

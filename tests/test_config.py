@@ -17,6 +17,8 @@ from trio_monitor._config import (
 )
 from trio_monitor.probes.http import HttpSpec
 
+DAY = 86400.0
+
 URL = "http://127.0.0.1:8080/"
 SHIPPED = Path(__file__).resolve().parents[1] / "monitor.toml"
 
@@ -508,7 +510,10 @@ def test_exec_command_as_list_or_string():
     )
     first, second = config.alerts.channels("exec")
     assert first.command == second.command == ("/usr/bin/notify", "--urgent", "two words")
-    assert first.events == ("down", "up", "slow", "content_changed", "flapping", "flap_end")
+    assert first.events == (
+        "down", "up", "slow", "content_changed", "flapping", "flap_end",
+        "cert_expiring", "cert_renewed",
+    )  # fmt: skip
 
 
 def test_bad_exec_commands():
@@ -534,7 +539,7 @@ def test_bad_webhook():
         {"alerts": {"webhook": [{"url": "ftp://127.0.0.1/", "events": ["down", "sideways"]}]}}
     ) == [
         "m.toml: alerts.webhook[0].url: invalid URL 'ftp://127.0.0.1/': expected http:// or https:// with a host",
-        'm.toml: alerts.webhook[0].events[1]: must be one of "down", "up", "slow", "content_changed", "flapping", "flap_end", got \'sideways\'',
+        'm.toml: alerts.webhook[0].events[1]: must be one of "down", "up", "slow", "content_changed", "flapping", "flap_end", "cert_expiring", "cert_renewed", got \'sideways\'',
     ]
 
 
@@ -976,3 +981,57 @@ def test_the_shipped_config_validates():
     config = load_config(SHIPPED, env={})
     assert config.targets
     assert config.server is not None  # the quick start serves the status page
+
+
+def test_cert_expiry_and_its_steps():
+    config = parse_config(
+        {
+            "monitor": {"cert_expiry": "21d", "cert_expiry_steps": ["10d", "2d"]},
+            "targets": [
+                {"url": "https://a.test/"},
+                {"url": "https://b.test/", "cert_expiry": "30d", "cert_expiry_steps": ["12h"]},
+                {"url": "https://c.test/", "cert_expiry": "0s"},
+                {"url": "https://d.test/", "cert_expiry": "5d"},  # inherited 10d is skipped
+            ],
+        }
+    )
+    assert [t.cert_alerts for t in config.targets] == [
+        (21 * DAY, 10 * DAY, 2 * DAY),
+        (30 * DAY, DAY / 2),
+        (),
+        (5 * DAY, 2 * DAY),
+    ]
+    assert parse_config({"targets": [{"url": "https://a.test/"}]}).targets[0].cert_alerts == (
+        14 * DAY,
+        7 * DAY,
+        DAY,
+    )
+
+
+@pytest.mark.parametrize(
+    ("table", "line"),
+    [
+        ({"cert_expiry": "400d"}, "targets[0].cert_expiry: must be from 0ms to 365d, got '400d'"),
+        ({"cert_expiry": 14}, "targets[0].cert_expiry: expected a duration string"),
+        (
+            {"cert_expiry_steps": ["20d"]},
+            "targets[0].cert_expiry_steps: each step must be more than 0s and shorter than "
+            "cert_expiry (14d), got 20d",
+        ),
+        ({"cert_expiry_steps": "7d"}, "targets[0].cert_expiry_steps: expected an array"),
+    ],
+)
+def test_bad_cert_expiry_is_one_line(table, line):
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"targets": [{"url": "https://a.test/", **table}]})
+    [problem] = caught.value.problems
+    assert line in problem
+
+
+def test_bad_monitor_cert_expiry_steps():
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"monitor": {"cert_expiry_steps": ["0s"]}, "targets": []})
+    assert caught.value.problems == [
+        "<memory>: monitor.cert_expiry_steps: each step must be more than 0s and shorter "
+        "than cert_expiry (14d), got 0s"
+    ]

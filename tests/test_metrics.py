@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 
-from factories import alert_event, probe_result, round_summary
+from factories import alert_event, probe_result, round_summary, tls_details
 from prometheus_client.parser import text_string_to_metric_families
 
 from trio_monitor import ErrorKind
@@ -162,3 +162,19 @@ def test_alerts_given_up_are_counted_per_notifier_from_round_lines():
     m.observe(round_line(round=2, given_up={"webhook[0]": 3}))  # overlapping rounds: late line
     assert value(m, "trio_monitor_alerts_given_up_total", notifier="webhook[0]") == 5
     assert value(m, "trio_monitor_alerts_given_up_total", notifier="exec[0]") == 1
+
+
+def test_tls_probes_export_the_chain_expiry_and_version_like_blackbox():
+    m = Metrics()
+    tls = tls_details(T0 + 30 * 86400, earliest_not_after=T0 + 2 * 86400)
+    m.observe(probe_result("secure", tls=tls))
+    m.observe(probe("plain"))
+    assert value(m, "probe_ssl_earliest_cert_expiry", target="secure") == T0 + 2 * 86400
+    assert value(m, "probe_tls_version_info", target="secure", version="TLS 1.3") == 1
+    assert value(m, "probe_ssl_earliest_cert_expiry", target="plain") is None
+    assert not [
+        k for k in samples(m) if k[0] == "probe_tls_version_info" and ("target", "plain") in k[1]
+    ]
+    # a later probe without a handshake (refused): no certificate to speak of
+    m.observe(probe_result("secure", ok=False))
+    assert value(m, "probe_ssl_earliest_cert_expiry", target="secure") is None

@@ -345,6 +345,18 @@ def _fake_api(now: float) -> FakeApi:
             "checks_24h": 2880,
             "availability_24h_pct": 100.0,
             "p95_24h_ms": 61.25,
+            "tls": {
+                "subject": "CN=api.example",
+                "issuer": "CN=Example CA",
+                "sans": ["api.example"],
+                "not_before": _iso(now - 80 * 86400),
+                "not_after": _iso(now + 9.5 * 86400),
+                "days_left": 9.5,
+                "version": "TLSv1.3",
+                "cipher": "TLS_AES_256_GCM_SHA384",
+                "earliest_not_after": _iso(now + 9.5 * 86400),
+                "earliest_subject": "CN=api.example",
+            },
         },
         {
             "name": "db",
@@ -470,6 +482,8 @@ return [...document.querySelectorAll("#targets .card")].map((c) => ({
   last: c.querySelector(".last").textContent,
   stats: c.querySelector(".stats").textContent,
   err: c.querySelector(".err").hidden ? null : c.querySelector(".err").textContent,
+  cert: c.querySelector(".cert").hidden ? null
+    : [c.querySelector(".cert").textContent, c.querySelector(".cert").className],
   bars: [...c.querySelectorAll(".bar")].map((b) =>
     [...b.children].map((s) => s.className.replace("seg ", ""))),
   vals: [...c.querySelectorAll(".val")].map((v) => v.textContent),
@@ -588,6 +602,9 @@ def test_status_page_in_headless_chromium(browser, tmp_path):
         assert re.fullmatch(r"last check \d\d:\d\d:\d\d \u00b7 HTTP 200 \u00b7 43 ms \u00b7 ok",
                             by["api"]["last"])  # fmt: skip
         assert by["api"]["err"] is None
+        # the certificate: days left, flagged below the default cert_expiry (14 days)
+        assert by["api"]["cert"] == ["certificate: 9 days left", "cert cert-warn"]
+        assert by["db"]["cert"] is None
         assert by["api"]["bars"] == [["ok"] * 24, ["ok"] * 28]
         assert by["api"]["vals"][:2] == ["100%", "100%"]
         assert by["api"]["spark"] == 1  # the line; no failure ticks

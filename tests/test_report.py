@@ -25,7 +25,14 @@ import attrs
 import pytest
 import trio
 from chromium import set_viewport
-from factories import alert_event, config_doc, probe_result, round_summary, write_config
+from factories import (
+    alert_event,
+    config_doc,
+    probe_result,
+    round_summary,
+    tls_details,
+    write_config,
+)
 from pngs import read_png
 
 from trio_monitor._config import StorageSection
@@ -49,6 +56,7 @@ from trio_monitor.store import StoreStats, StoreWriter
 from trio_monitor.store.records import (
     ERROR_BOUND,
     FLOOR_MS,
+    Certificate,
     ContentChange,
     Histogram,
     HourRollup,
@@ -256,6 +264,7 @@ class FakeReader:
     hours: dict[str, list[HourRollup]] = attrs.Factory(dict)
     incident_rows: list[Incident] = attrs.Factory(list)
     change_rows: list[ContentChange] = attrs.Factory(list)
+    cert_rows: list[Certificate] = attrs.Factory(list)
     not_stored: int = 0
     calls: list[tuple] = attrs.Factory(list)
     closed: bool = False
@@ -291,6 +300,9 @@ class FakeReader:
             for c in self.change_rows
             if (target is None or c.target == target) and since <= c.ts < until
         ]
+
+    def certificates(self, target=None):
+        return [c for c in self.cert_rows if target is None or c.target == target]
 
     def unstored(self) -> int:
         return self.not_stored
@@ -1269,3 +1281,79 @@ def test_html_report_in_headless_chromium(browser, tmp_path):
     bxs = [x for x, _ in beta_line]
     assert max(bxs) - min(bxs) > 400
     assert max(y for _, y in beta_line) - min(y for _, y in beta_line) <= 4
+
+
+DAY = 86400.0
+
+
+async def test_certificates_expiring_within_30_days(tmp_path, capsys):
+    """History keeps each target's latest certificate, written when it changes (not per
+    probe); the report lists those expiring within 30 days of its end, soonest first."""
+    until = T0 + 3600
+    soon, renewed = until + 10 * DAY, until + 80 * DAY
+    records = []
+    for minute in range(40):
+        api_cert = tls_details(soon if minute < 30 else renewed, subject="CN=api.example")
+        records.append(_probe("api", minute, tls=api_cert))
+        records.append(_probe("web", minute, tls=tls_details(until + 60 * DAY)))
+        chain = tls_details(until + 90 * DAY, earliest_not_after=until + 5 * DAY)
+        records.append(_probe("chain", minute, tls=attrs.evolve(chain, earliest_subject="CN=I")))
+        records.append(_probe("old", minute, tls=tls_details(until - 2 * DAY, subject="CN=old")))
+    send, receive = trio.open_memory_channel(math.inf)
+    for record in records:
+        send.send_nowait(record)
+    send.close()
+    stats = StoreStats()
+    await StoreWriter(str(tmp_path / "history.db"), StorageSection(), stats).serve(receive)
+    # one row per sample, plus one per certificate seen: api's two, one each for the others
+    assert stats.stored == len(records) + 5
+    cfg = write_config(
+        tmp_path,
+        config_doc(
+            *({"name": n, "url": f"https://{n}.example/"} for n in ("api", "web", "chain", "old")),
+            storage={"path": "history.db"},
+        ),
+        name="monitor.toml",
+    )
+    window = ["--since", rfc3339(T0), "--until", rfc3339(until)]
+
+    assert main(["report", "-c", str(cfg), *window, "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    listed = data["certificates_expiring"]
+    assert [(c["target"], c["days_left"]) for c in listed] == [("old", -2.0), ("chain", 5.0)]
+    assert listed[1]["earliest_subject"] == "CN=I"
+    assert listed[1]["not_after"] == rfc3339(until + 90 * DAY)
+
+    assert main(["report", "-c", str(cfg), *window]) == 0
+    text = capsys.readouterr().out
+    section = text[text.index("certificates expiring within 30d:") :].splitlines()
+    assert section[1:3] == [
+        "  old: CN=old " + "expired on " + _day(until - 2 * DAY) + " (2 days ago)",
+        "  chain: CN=site chain (CN=I) expires on " + _day(until + 5 * DAY) + " (in 5 days)",
+    ]
+    assert "api" not in "\n".join(section[:3])  # renewed: 80 days left
+
+    assert main(["report", "-c", str(cfg), *window, "--format", "html"]) == 0
+    html = capsys.readouterr().out
+    assert "<h2>Certificates expiring within 30d</h2>" in html
+    assert "chain (CN=I) expires on" in html
+
+
+def _day(ts: float) -> str:
+    return rfc3339(ts)[:10]
+
+
+def test_jsonl_probe_lines_give_the_latest_certificate():
+    until = T0 + 3600
+    lines = [
+        to_line(_probe("api", 0, tls=tls_details(until + 3 * DAY))),
+        to_line(_probe("api", 1, tls=tls_details(until + 90 * DAY))),
+        to_line(_probe("web", 1, tls=tls_details(until + 20 * DAY, subject="CN=web"))),
+    ]
+    a = Aggregator(T0, until)
+    feed_jsonl(a, _bytes_io("\n".join(lines)), "x", warn=lambda _: None)
+    report = build_report(a)
+    assert [(c.target, c.subject) for c in report.expiring()] == [("web", "CN=web")]
+    assert (
+        report.expiry(report.expiring()[0]) == f"expires on {_day(until + 20 * DAY)} (in 20 days)"
+    )

@@ -27,6 +27,7 @@ from functools import partial
 from typing import Any
 from urllib.parse import quote
 
+import attrs
 import httpx
 import jsonschema
 import pytest
@@ -34,14 +35,14 @@ import trio
 import trio.lowlevel
 import trio.socket
 import trio.testing
-from factories import alert_event, probe_result, round_summary
+from factories import alert_event, probe_result, round_summary, tls_details
 from prometheus_client.parser import text_string_to_metric_families
 
 from trio_monitor import ErrorKind
 from trio_monitor._config import ServerSection, StorageSection
 from trio_monitor._errors import ServerError
 from trio_monitor._palette import COLORS
-from trio_monitor._records import ProbeResult, TargetRemoved, rfc3339, to_dict
+from trio_monitor._records import ProbeResult, TargetRemoved, rfc3339, tls_dict, to_dict
 from trio_monitor.engine.view import Health, TargetStatus
 from trio_monitor.server import app as server_module
 from trio_monitor.server import auth, build_app, health, login, openapi_document, serve_http
@@ -374,6 +375,7 @@ def target_json(s: TargetStatus) -> dict:
         "checks_24h": s.checks_24h,
         "availability_24h_pct": s.availability_24h_pct,
         "p95_24h_ms": s.p95_24h_ms,
+        "tls": None if s.tls is None else tls_dict(s.tls),
     }
 
 
@@ -395,6 +397,19 @@ async def test_targets_lists_every_target_with_its_state_and_last_probe():
     assert down["last"]["status"] is None
     assert body[2]["since"] is None
     assert body[2]["last"] is None
+
+
+async def test_targets_carry_their_latest_certificate():
+    expires = time.time() + 9 * 86400
+    secure = attrs.evolve(target_status("secure"), tls=tls_details(expires, subject="CN=api"))
+    view = FakeView(secure, target_status("plain"))
+    async with serving(view) as served, served.client() as client:
+        listed = (await client.get("/api/v1/targets")).json()
+        detail = (await client.get("/api/v1/targets/secure")).json()
+    assert listed[1]["tls"] is None
+    assert listed[0]["tls"] == detail["tls"] == tls_dict(secure.tls)
+    assert listed[0]["tls"]["subject"] == "CN=api"
+    assert listed[0]["tls"]["not_after"] == rfc3339(expires)
 
 
 async def test_targets_of_other_kinds_say_their_kind_and_have_no_http_status():

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import attrs
 import pytest
-from factories import probe_result
+from factories import probe_result, tls_details
 
 from trio_monitor import ErrorKind, parse_config
 from trio_monitor.engine.state import CONFIRM, DOWN, RECOVER, UNKNOWN, UP, MemoryStateStore
@@ -247,3 +248,86 @@ async def test_a_reload_keeps_state_by_name_and_the_content_baseline_per_request
     assert feed.events() == ["content_changed"]
     feed(content="d")
     assert feed.events() == ["content_changed", "content_changed"]
+
+
+# --- certificate expiry ---------------------------------------------------------
+
+DAY = 86400.0
+
+
+def cert_config(**target):
+    return parse_config({"targets": [{"name": "t", "url": "https://127.0.0.1/", **target}]})
+
+
+def see(store, target, ts, not_after, ok=True):
+    """One probe at `ts` that saw a certificate expiring at `not_after`: its alerts."""
+    result = probe_result(target.name, ts=ts, ok=ok, tls=tls_details(not_after, ts=ts))
+    return store.observe(target, result, ts)[1]
+
+
+async def test_cert_expiring_at_each_step_once_then_renewed_across_a_reload():
+    config = cert_config()
+    store, target = MemoryStateStore(config.alerts), config.targets[0]
+    t0, expiry = 1_000_000.0, 1_000_000.0 + 20 * DAY
+    sent = []
+    for day in range(20):  # one probe every 12 hours, up to a day before expiry
+        for half in (0.0, 0.5):
+            if day + half == 10:  # a reload in between: the state (and what was sent) stays
+                again = cert_config(timeout="3s")
+                await store.reconfigure(config, again)
+                config, target = again, again.targets[0]
+            sent += see(store, target, t0 + (day + half) * DAY, expiry)
+    assert [(a.event, a.step_days) for a in sent] == [
+        ("cert_expiring", 14.0),
+        ("cert_expiring", 7.0),
+        ("cert_expiring", 1.0),
+    ]
+    first = sent[0]
+    assert (first.subject, first.not_after, first.ts) == ("CN=site", expiry, t0 + 6.5 * DAY)
+    assert first.days_left == 13.5
+    assert first.detail == "certificate CN=site expires on 1970-02-01 (in 13 days)"
+    assert sent[2].days_left == 0.5
+
+    renewed = expiry + 90 * DAY
+    ts = t0 + 19.75 * DAY
+    later = see(store, target, ts, renewed) + see(store, target, ts + DAY, renewed)
+    assert [a.event for a in later] == ["cert_renewed"]
+    assert (later[0].not_after, later[0].previous_not_after) == (renewed, expiry)
+    assert later[0].days_left == 90.25
+    # the new certificate is alerted afresh when its time comes
+    assert [a.event for a in see(store, target, renewed - 10 * DAY, renewed)] == ["cert_expiring"]
+
+
+def test_first_seen_below_several_steps_raises_one_alert_for_the_shortest():
+    config = cert_config()
+    store, target = MemoryStateStore(config.alerts), config.targets[0]
+    alerts = see(store, target, 1_000_000.0, 1_000_000.0 + 3 * DAY, ok=False)
+    assert [(a.event, a.step_days) for a in alerts] == [("cert_expiring", 7.0)]
+    # an expired one is below every step
+    assert [a.step_days for a in see(store, target, 1_000_000.0, 999_000.0)] == [1.0]
+
+
+def test_no_cert_alerts_when_turned_off_or_renewed_without_warning():
+    config = cert_config(cert_expiry="0s")
+    store, target = MemoryStateStore(config.alerts), config.targets[0]
+    assert see(store, target, 1_000_000.0, 1_000_000.0 + DAY) == []
+    on = cert_config(cert_expiry="2d", cert_expiry_steps=["12h"])
+    store, target = MemoryStateStore(on.alerts), on.targets[0]
+    assert see(store, target, 1_000_000.0, 1_000_000.0 + 30 * DAY) == []
+    # a later certificate with no cert_expiring sent before: nothing to announce
+    assert see(store, target, 1_000_001.0, 1_000_000.0 + 60 * DAY) == []
+    assert [
+        a.step_days for a in see(store, target, 1_000_000.0 + 59.9 * DAY, 1_000_000.0 + 60 * DAY)
+    ] == [0.5]
+
+
+def test_cert_expiring_names_a_chain_certificate_that_expires_first():
+    config = cert_config()
+    store, target = MemoryStateStore(config.alerts), config.targets[0]
+    ts = 1_000_000.0
+    tls = tls_details(ts + 10 * DAY, ts=ts, earliest_not_after=ts + 5 * DAY)
+    tls = attrs.evolve(tls, earliest_subject="CN=I")
+    (alert,) = store.observe(target, probe_result("t", ts=ts, tls=tls), ts)[1]
+    assert alert.detail.endswith(
+        "(in 10 days); chain certificate CN=I expires on 1970-01-17 (in 5 days)"
+    )

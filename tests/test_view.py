@@ -5,6 +5,7 @@ from __future__ import annotations
 import attrs
 import pytest
 import trio
+from factories import tls_details
 from fakes import FakeProber, make_config, result_for, running
 
 from trio_monitor import prepare
@@ -159,3 +160,15 @@ async def test_a_target_keeps_its_24_hours_when_its_url_changes():
     await stats.reconfigure(old, config(("t", "http://127.0.0.1:3/")))
     assert stats.summary("t", T0)[0] == 1
     assert stats.summary("gone", T0) == (0, None, None)
+
+
+def test_the_latest_certificate_is_kept_until_a_probe_brings_another():
+    stats = RecentStats()
+    first, second = tls_details(T0 + 30 * 86400), tls_details(T0 + 90 * 86400)
+    stats.observe(attrs.evolve(result(T0), tls=first))
+    stats.observe(result(T0 + 1, ok=False))  # no handshake: the certificate stays shown
+    assert stats.tls("t") == first
+    stats.observe(attrs.evolve(result(T0 + 2), tls=second))
+    assert stats.tls("t") == second
+    stats.retain(set())
+    assert stats.tls("t") is None

@@ -51,18 +51,25 @@ Positive = NewType("Positive", int)  # 1 to 100000
 Count = NewType("Count", int)  # 0 to 100
 Retries = NewType("Retries", int)  # 0 to 10
 Delay = NewType("Delay", float)  # a duration that may be "0s", up to 1d
+CertWindow = NewType("CertWindow", float)  # days before a certificate expires; "0s" (off) to 1y
 Listen = NewType("Listen", tuple)  # (host, port) from "127.0.0.1:9180" or "[::1]:9180"
 Argv = NewType("Argv", tuple)  # ["cmd", "arg"] or "cmd arg" (split like a shell, never run by one)
 HostName = NewType("HostName", str)  # "status.example.com", "10.0.0.5", "::1": no scheme, no port
 Nameserver = NewType("Nameserver", tuple)  # (IP, port) from "10.0.0.53", "[::1]:5353"; port 53
+DEFAULT_CERT_EXPIRY = 14 * 86400.0
+DEFAULT_CERT_STEPS = (7 * 86400.0, 86400.0)  # those shorter than cert_expiry
 DEFAULT_CONFIRM_INTERVAL = 5.0  # seconds; capped at each target's interval
-Event = Literal["down", "up", "slow", "content_changed", "flapping", "flap_end"]
+Event = Literal[
+    "down", "up", "slow", "content_changed", "flapping", "flap_end", "cert_expiring", "cert_renewed"
+]
 TooLargePolicy = Literal["truncate", "fail"]
 ConnectionPolicy = Literal["fresh", "reuse"]
 IpFamily = Literal["any", "ipv4", "ipv6"]  # the records a name resolves to (net/dns.py)
 AddressPolicy = Literal["first", "all"]  # which addresses behind a name a probe checks
 
-EVENTS: tuple[Event, ...] = ("down", "up", "slow", "content_changed", "flapping", "flap_end")
+EVENTS: tuple[Event, ...] = (
+    "down", "up", "slow", "content_changed", "flapping", "flap_end", "cert_expiring", "cert_renewed"
+)  # fmt: skip
 USER_AGENT = f"trio-monitor/{__version__} (+https://github.com/trio-monitor/trio-monitor)"
 
 
@@ -343,6 +350,10 @@ class MonitorSection:
     proxy: str | None = None
     http2: bool = False
     slow: Duration | None = None
+    # a `cert_expiring` alert when a certificate has less than this left ("0s": never),
+    # and again below each step
+    cert_expiry: CertWindow = CertWindow(DEFAULT_CERT_EXPIRY)
+    cert_expiry_steps: tuple[CertWindow, ...] | None = None  # unset: DEFAULT_CERT_STEPS
     user_agent: str = USER_AGENT
     grace: Delay = Delay(5.0)
     output: str = "-"
@@ -393,6 +404,8 @@ class TargetSection:
     retries: Retries | None = None
     slow: Duration | None = None
     content_alert: bool = False
+    cert_expiry: CertWindow | None = None
+    cert_expiry_steps: tuple[CertWindow, ...] | None = None
 
 
 @frozen
@@ -444,6 +457,9 @@ class Target:
     slow: float | None
     content_alert: bool
     spec: Any  # the kind's own resolved settings (e.g. probes.http.HttpSpec)
+    # seconds before a certificate's expiry that raise `cert_expiring`, longest first:
+    # cert_expiry, then the shorter steps; () when cert_expiry is "0s"
+    cert_alerts: tuple[float, ...] = (DEFAULT_CERT_EXPIRY, *DEFAULT_CERT_STEPS)
 
 
 @frozen
@@ -470,6 +486,7 @@ converter.register_structure_hook(
     lambda v, _: TargetUrl(parse_url(v, {s for k in probe_kinds.kinds() for s in k.schemes})),
 )
 converter.register_structure_hook(Delay, _duration_in(0.0, 86400.0))
+converter.register_structure_hook(CertWindow, _duration_in(0.0, 365 * 86400.0))
 converter.register_structure_hook(Positive, _integer(1, 100_000))
 converter.register_structure_hook(Count, _integer(0, 100))
 converter.register_structure_hook(Retries, _integer(0, 10))
@@ -485,7 +502,7 @@ converter.register_structure_hook_factory(
     lambda t: get_origin(t) is tuple,
     _shaped((list, tuple), "an array", homogenous_tuple_structure_factory),
 )
-for _duration in (Duration, Interval, Retention, Delay):
+for _duration in (Duration, Interval, Retention, Delay, CertWindow):
     converter.register_unstructure_hook(_duration, format_duration)
 converter.register_structure_hook(int | str, lambda v, _: _status_item(v))
 for _kind, _name in (
@@ -750,9 +767,37 @@ def _resolve(
                 slow=inherit(t.slow, m.slow),
                 content_alert=t.content_alert,
                 spec=resolvers[kind.name](t, where, problems),
+                cert_alerts=_cert_alerts(t, m, where, problems),
             )
         )
     return alerts, tuple(targets), problems
+
+
+def _step_problem(window: float, steps: Iterable[float], key: str) -> str | None:
+    """A configured step that is not between 0s and cert_expiry, as a problem line."""
+    wrong = [step for step in steps if not 0 < step < window]
+    if not window or not wrong:
+        return None
+    return (
+        f"{key}: each step must be more than 0s and shorter than cert_expiry "
+        f"({format_duration(window)}), got {format_duration(wrong[0]) if wrong[0] else '0s'}"
+    )
+
+
+def _cert_alerts(
+    t: TargetSection, m: MonitorSection, where: str, problems: list[str]
+) -> tuple[float, ...]:
+    """cert_expiry and its steps, longest first. A target's own steps must be shorter
+    than its cert_expiry; inherited ones that are not are skipped."""
+    window = inherit(t.cert_expiry, m.cert_expiry)
+    if not window:
+        return ()
+    steps = inherit(t.cert_expiry_steps, inherit(m.cert_expiry_steps, DEFAULT_CERT_STEPS))
+    if t.cert_expiry_steps is not None and (
+        problem := _step_problem(window, steps, f"{where}.cert_expiry_steps")
+    ):
+        problems.append(problem)
+    return tuple(sorted({window, *(step for step in steps if 0 < step < window)}, reverse=True))
 
 
 def _pacing(own: float | None, default: float | None, fallback: float) -> float:
@@ -786,6 +831,9 @@ def _monitor_problems(m: MonitorSection) -> list[str]:
             problems.append(f"monitor.{key}: {_longer_than_interval(value, m.interval)}")
     if m.min_addresses_ok is not None and m.addresses == "first":
         problems.append(f"monitor.min_addresses_ok: {ONLY_WITH_ALL_ADDRESSES}")
+    steps = m.cert_expiry_steps or ()
+    if problem := _step_problem(m.cert_expiry, steps, "monitor.cert_expiry_steps"):
+        problems.append(problem)
     return problems
 
 

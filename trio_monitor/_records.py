@@ -16,6 +16,7 @@ from attrs import field, frozen
 from cattrs.gen import make_dict_unstructure_fn, override
 
 from ._errors import ErrorKind
+from .net.certs import TlsDetails
 
 SCHEMA = 1
 
@@ -66,6 +67,9 @@ class ProbeResult:
     # not happen (dns for an address, tls for http, all but ttfb and transfer on a reused
     # connection); None when the probe got no connection at all
     phases_ms: dict[str, float | None] | None = None
+    # an HTTPS probe's connection: its leaf certificate, chain expiry, version, cipher
+    # (verified or not; also when the handshake failed, if the server sent certificates)
+    tls: TlsDetails | None = None
 
 
 @frozen
@@ -101,7 +105,9 @@ class AlertEvent:
     ts: float
     target: str
     url: str
-    event: str  # "down" | "up" | "slow" | "content_changed" | "flapping" | "flap_end"
+    # "down" | "up" | "slow" | "content_changed" | "flapping" | "flap_end" |
+    # "cert_expiring" | "cert_renewed"
+    event: str
     reason: str | None = None  # the error kind that took it down, or "slow"
     detail: str | None = None
     since: float | None = None  # when the outage (or slowness) began
@@ -113,6 +119,12 @@ class AlertEvent:
     previous_hash: str | None = None
     changes: int | None = None  # for "flapping" and "flap_end": UP/DOWN changes counted
     state: str | None = None  # for "flapping" and "flap_end": "UP" or "DOWN" at that point
+    # for "cert_expiring" and "cert_renewed": the (new) leaf certificate
+    subject: str | None = None
+    not_after: float | None = None
+    days_left: float | None = None
+    step_days: float | None = None  # for "cert_expiring": the cert_expiry step crossed, in days
+    previous_not_after: float | None = None  # for "cert_renewed": the old certificate's
 
     @property
     def key(self) -> str:
@@ -147,9 +159,10 @@ def _time_or_none(ts: float | None) -> str | None:
 
 
 for _cls, _times in (
+    (TlsDetails, ("not_before", "not_after", "earliest_not_after")),
     (ProbeResult, ("ts",)),
     (RoundSummary, ("ts",)),
-    (AlertEvent, ("ts", "since")),
+    (AlertEvent, ("ts", "since", "not_after", "previous_not_after")),
     (TargetRemoved, ("ts", "since")),
 ):
     _overrides: dict[str, Any] = {name: override(unstruct_hook=_time_or_none) for name in _times}
@@ -160,6 +173,11 @@ for _cls, _times in (
 
 def to_dict(record: Record) -> dict:
     return {"schema": SCHEMA, "type": record.type, **_converter.unstructure(record)}
+
+
+def tls_dict(tls: TlsDetails) -> dict:
+    """TLS details as the probe line's `tls` object (times in RFC 3339)."""
+    return _converter.unstructure(tls)
 
 
 def to_line(record: Record) -> str:

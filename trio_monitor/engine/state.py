@@ -10,6 +10,12 @@ marks a target flapping. That change raises one `flapping` alert instead of its
 `down`/`up`; later changes are held (the state still follows the probes, no alert).
 Once the target has kept one state for `flap_window`, one `flap_end` alert says which
 (`state`, `since`), and alerts work as before.
+
+Certificates: `cert_expiring` once when the time left on the leaf certificate first drops
+below the target's `cert_expiry`, and again below each shorter step (a certificate first
+seen below several thresholds raises one alert, for the shortest); `cert_renewed` once
+when a certificate with a later `not_after` appears after a `cert_expiring`. Every probe
+that saw a certificate counts, failed or not.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import attrs
 
 from .._config import AlertsSection, Config, Target
 from .._records import AlertEvent, ProbeResult
+from ..net.certs import DAY, TlsDetails, describe_expiry
 from ..probes import base as probe_kinds
 
 UNKNOWN, UP, DOWN = "UNKNOWN", "UP", "DOWN"
@@ -46,6 +53,11 @@ class TargetState:
     changes: list[float] = attrs.field(factory=list)
     flapping: bool = False
     flap_changes: int = 0  # UP/DOWN changes since flapping began
+    cert_not_after: float | None = None  # of the leaf certificate last seen
+    # the shortest cert_expiry window (seconds) a `cert_expiring` was sent for, for
+    # that certificate; None: none sent. A window, not a step's index, so it keeps its
+    # meaning when a reload changes the steps.
+    cert_alerted: float | None = None
 
 
 class StateStore(Protocol):
@@ -70,6 +82,14 @@ class StateStore(Protocol):
 
 def _requests_differ(old: Target | None, new: Target) -> bool:
     return old is None or (old.url, old.kind, old.spec) != (new.url, new.kind, new.spec)
+
+
+def _chain_note(tls: TlsDetails, ts: float) -> str:
+    """The chain certificate that expires before the leaf, if one does."""
+    if tls.earliest_not_after >= tls.not_after:
+        return ""
+    when = describe_expiry(tls.earliest_not_after, ts)
+    return f"; chain certificate {tls.earliest_subject} {when}"
 
 
 class MemoryStateStore:
@@ -185,6 +205,8 @@ class MemoryStateStore:
                         failures=st.failures,
                     )
                 st.state, st.since = DOWN, st.streak_start
+        if result.tls is not None:
+            self._observe_certificate(st, target, result.ts, result.tls, alert)
         if self._settled(st, now):
             st.flapping = False
             alert("flap_end", state=st.state, since=st.since, changes=st.flap_changes)
@@ -241,3 +263,36 @@ class MemoryStateStore:
             st.slow_streak = 0
             if st.fast_streak >= self.success_threshold:
                 st.slow_alerted = False
+
+    def _observe_certificate(
+        self, st: TargetState, target: Target, ts: float, tls: TlsDetails, alert
+    ) -> None:
+        previous = st.cert_not_after
+        st.cert_not_after = tls.not_after
+        if previous is not None and tls.not_after > previous and st.cert_alerted is not None:
+            st.cert_alerted = None
+            alert(
+                "cert_renewed",
+                subject=tls.subject,
+                not_after=tls.not_after,
+                previous_not_after=previous,
+                days_left=tls.days_left,
+                detail=f"new certificate {tls.subject}, {describe_expiry(tls.not_after, ts)}",
+            )
+        left = tls.not_after - ts
+        crossed = [w for w in target.cert_alerts if left < w]
+        if not crossed:
+            return
+        window = crossed[-1]  # the shortest one it is below
+        if st.cert_alerted is not None and window >= st.cert_alerted:
+            return
+        st.cert_alerted = window
+        alert(
+            "cert_expiring",
+            subject=tls.subject,
+            not_after=tls.not_after,
+            days_left=tls.days_left,
+            step_days=round(window / DAY, 3),
+            detail=f"certificate {tls.subject} {describe_expiry(tls.not_after, ts)}"
+            + _chain_note(tls, ts),
+        )

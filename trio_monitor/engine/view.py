@@ -17,6 +17,7 @@ from attrs import frozen
 
 from .._config import Config, Target
 from .._records import ProbeResult, Record
+from ..net.certs import TlsDetails
 from ..store.records import Histogram
 from .state import TargetState
 
@@ -39,16 +40,21 @@ class _Hour:
 
 
 class RecentStats:
-    """Per target: the last 24 hourly slots of results. O(1) per result."""
+    """Per target: the last 24 hourly slots of results, and the TLS details of its
+    latest probe that had them (a probe that failed before a handshake leaves the
+    certificate shown). O(1) per result."""
 
     def __init__(self) -> None:
         self._targets: dict[str, list[_Hour]] = {}  # oldest first, at most HOURS
+        self._tls: dict[str, TlsDetails] = {}
 
     def observe(self, record: Record) -> None:
         if isinstance(record, ProbeResult):
             self._add(record)
 
     def _add(self, result: ProbeResult) -> None:
+        if result.tls is not None:
+            self._tls[result.target] = result.tls
         hour = int(result.ts // 3600)
         slots = self._targets.get(result.target)
         if slots is None:
@@ -81,9 +87,14 @@ class RecentStats:
         availability = round(100.0 * ok / checks, 3) if checks else None
         return checks, availability, merged.percentile(95)
 
+    def tls(self, name: str) -> TlsDetails | None:
+        return self._tls.get(name)
+
     def retain(self, names: set[str]) -> None:
         for name in [n for n in self._targets if n not in names]:
             del self._targets[name]
+        for name in [n for n in self._tls if n not in names]:
+            del self._tls[name]
 
     async def reconfigure(self, old: Config, new: Config) -> None:
         # by name: a target whose settings (even its URL) changed is the same target,
@@ -103,6 +114,7 @@ class TargetStatus:
     availability_24h_pct: float | None
     p95_24h_ms: float | None
     kind: str = "http"
+    tls: TlsDetails | None = None  # of the latest probe that got a certificate
 
 
 @frozen
@@ -170,6 +182,7 @@ class MonitorView:
             availability_24h_pct=availability,
             p95_24h_ms=p95,
             kind=target.kind,
+            tls=self._recent.tls(target.name),
         )
 
     def targets(self) -> list[TargetStatus]:

@@ -1,1 +1,1 @@
-"""Network pieces shared by the probe kinds (name resolution, connections)."""
+"""Network pieces shared by the probe kinds (name resolution, TLS certificate details)."""

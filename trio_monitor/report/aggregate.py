@@ -12,10 +12,12 @@ from typing import Any
 
 from attrs import define, field, frozen
 
-from ..store.records import ContentChange, Histogram, HourRollup, Incident, Sample
+from ..net.certs import describe_expiry
+from ..store.records import Certificate, ContentChange, Histogram, HourRollup, Incident, Sample
 
 SLOTS = 48  # time slots over [since, until) for the charts
 DEFAULT_SLOWEST = 5  # targets listed by p95
+EXPIRING_WITHIN = 30 * 86400.0  # certificates listed when they expire this soon after `until`
 HOUR = 3600
 
 
@@ -39,6 +41,7 @@ class _TargetAgg:
     histogram: Histogram = field(factory=Histogram.empty)
     incidents: list[Incident] = field(factory=list)
     changes: int = 0
+    certificate: Certificate | None = None  # the latest one known, at any time
     # per slot; floats because an hourly rollup is spread over the slots it overlaps;
     # arrays of doubles, not lists of float objects: 4 x 8 bytes a slot, per target
     slot_checks: array[float] = field(init=False)
@@ -159,6 +162,15 @@ class Aggregator:
         if inc.start < self.until and (inc.end is None or inc.end > self.since):
             self.target(inc.target).incidents.append(inc)
 
+    def add_certificate(self, cert: Certificate) -> None:
+        """The target's certificate, if it is the latest seen (whatever the range: a
+        certificate is about the future)."""
+        if not self.wants(cert.target):
+            return
+        agg = self.target(cert.target)
+        if agg.certificate is None or cert.seen >= agg.certificate.seen:
+            agg.certificate = cert
+
     def add_change(self, change: ContentChange) -> None:
         if self.wants(change.target) and self.since <= change.ts < self.until:
             self.target(change.target).changes += 1
@@ -226,6 +238,7 @@ class TargetReport:
     mttr_s: float | None  # None without closed incidents
     content_changes: int
     slots: tuple[SlotView, ...]
+    certificate: Certificate | None = None  # the latest one known
 
     @property
     def failures(self) -> int:
@@ -263,6 +276,23 @@ class Report:
     @property
     def incidents(self) -> list[IncidentView]:
         return sorted((i for t in self.targets for i in t.incidents), key=lambda i: i.start)
+
+    def expiry(self, cert: Certificate) -> str:
+        """ "expires on 2026-12-03 (in 6 days)", counted from `until`, and which
+        certificate when an intermediate expires before the leaf."""
+        which = (
+            "" if cert.earliest_not_after >= cert.not_after else f"chain ({cert.earliest_subject}) "
+        )
+        return which + describe_expiry(cert.expires, self.until)
+
+    def expiring(self, within: float = EXPIRING_WITHIN) -> list[Certificate]:
+        """The targets' certificates (or their chains) that expire before `until` +
+        `within`, already expired ones included, soonest first."""
+        certs = [t.certificate for t in self.targets if t.certificate is not None]
+        return sorted(
+            (c for c in certs if c.expires < self.until + within),
+            key=lambda c: (c.expires, c.target),
+        )
 
     def slowest(self, n: int) -> list[TargetReport]:
         """The n targets with the highest p95 (targets without latencies are left out)."""
@@ -331,6 +361,7 @@ def _target_report(agg: _TargetAgg, a: Aggregator) -> TargetReport:
         mttr_s=sum(closed) / len(closed) if closed else None,
         content_changes=agg.changes,
         slots=slots,
+        certificate=agg.certificate,
     )
 
 

@@ -15,7 +15,7 @@ from .._config import format_duration
 from .._palette import COLORS, OK_FROM, WARN_FROM, level
 from .._records import rfc3339
 from ..store.records import ERROR_BOUND
-from .aggregate import DEFAULT_SLOWEST, SLOTS, Report, SlotView, TargetReport
+from .aggregate import DEFAULT_SLOWEST, EXPIRING_WITHIN, SLOTS, Report, SlotView, TargetReport
 from .format import fmt_ms, fmt_pct, human_duration
 
 SLOT_PX = 10  # uptime bar: one SLOT_PX-wide column per slot, a 1 px gap between
@@ -233,6 +233,19 @@ def render_html(report: Report, slowest: int = DEFAULT_SLOWEST) -> str:
         o.append("</table>")
     else:
         o.append('<p class="muted">No incidents in this range.</p>')
+    expiring = report.expiring()
+    if expiring:
+        o.append(
+            f"<h2>Certificates expiring within {format_duration(EXPIRING_WITHIN)}</h2>"
+            '<table><tr><th class="name">target</th><th class="name">subject</th>'
+            '<th class="name">expiry</th></tr>'
+        )
+        for c in expiring:
+            o.append(
+                f'<tr><td class="name">{_e(c.target)}</td><td class="name">{_e(c.subject)}</td>'
+                f'<td class="name">{_e(report.expiry(c))}</td></tr>'
+            )
+        o.append("</table>")
     top = report.slowest(slowest)
     if top:
         o.append(

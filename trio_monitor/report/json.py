@@ -8,7 +8,7 @@ from typing import Any
 
 from .._records import rfc3339
 from ..store.records import ERROR_BOUND
-from .aggregate import DEFAULT_SLOWEST, Report
+from .aggregate import DEFAULT_SLOWEST, EXPIRING_WITHIN, Report
 
 REPORT_SCHEMA = 1  # the JSON report's own version: fields are only added within it
 
@@ -86,6 +86,21 @@ def report_dict(report: Report, slowest: int = DEFAULT_SLOWEST) -> dict[str, Any
             for t in report.slowest(slowest)
         ],
         "targets": targets,
+        # the targets' latest certificates that expire within 30 days of `until`
+        "certificates_expiring": [
+            {
+                "target": c.target,
+                "subject": c.subject,
+                "issuer": c.issuer,
+                "not_after": rfc3339(c.not_after),
+                "earliest_not_after": rfc3339(c.earliest_not_after),
+                "earliest_subject": c.earliest_subject,
+                "seen": rfc3339(c.seen),
+                "days_left": round((c.expires - report.until) / 86400, 2),
+            }
+            for c in report.expiring()
+        ],
+        "certificates_within_days": EXPIRING_WITHIN / 86400,
     }
 
 

@@ -30,7 +30,7 @@ from typing import IO, Any, Protocol
 from .._errors import UsageError
 from .._records import in_rfc3339_range, rfc3339
 from ..store import HistoryReader
-from ..store.records import ContentChange, HourRollup, Incident, Sample
+from ..store.records import Certificate, ContentChange, HourRollup, Incident, Sample
 from .aggregate import HOUR, Aggregator
 from .format import plural
 
@@ -56,6 +56,7 @@ class HistorySource(Protocol):
     def changes(
         self, since: float, until: float, target: str | None = None
     ) -> list[ContentChange]: ...
+    def certificates(self, target: str | None = None) -> list[Certificate]: ...
     def unstored(self) -> int: ...
 
 
@@ -88,6 +89,8 @@ def feed_store(
             a.add_incident(inc)
         for change in reader.changes(a.since, a.until, target=single):
             a.add_change(change)
+        for cert in reader.certificates(target=single):
+            a.add_certificate(cert)
         unstored = reader.unstored()
     return {"kind": "store", "unstored": unstored}
 
@@ -240,6 +243,18 @@ def _probe_line(a: Aggregator, rec: dict[str, Any], probed: dict[str, tuple[floa
     a.add_sample(Sample(target, ts, ok, latency, error, status))
     if rec.get("content_changed") is True:
         a.add_change(ContentChange(target, ts, None, _opt_str(rec.get("content_hash"))))
+    if isinstance(tls := rec.get("tls"), dict):
+        a.add_certificate(
+            Certificate(
+                target,
+                ts,
+                str(tls["subject"]),
+                str(tls["issuer"]),
+                _parse_ts(tls["not_after"]),
+                _parse_ts(tls["earliest_not_after"]),
+                str(tls["earliest_subject"]),
+            )
+        )
 
 
 def _alert_line(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from .._config import format_duration
 from .._records import rfc3339
 from ..store.records import ERROR_BOUND
-from .aggregate import DEFAULT_SLOWEST, IncidentView, Report
+from .aggregate import DEFAULT_SLOWEST, EXPIRING_WITHIN, IncidentView, Report
 from .format import fmt_ms, fmt_pct, human_duration, plural
 
 
@@ -82,6 +82,12 @@ def render_text(report: Report, slowest: int = DEFAULT_SLOWEST, width: int = 80)
                 f"removed: {name} down since {rfc3339(i.start)} ({i.error or '?'}), "
                 f"not monitored after {rfc3339(i.end or i.start)}"
             )
+    expiring = report.expiring()
+    if expiring:
+        out += ["", f"certificates expiring within {format_duration(EXPIRING_WITHIN)}:"]
+        for c in expiring:
+            name = _fit(c.target, max(10, width - 50))
+            out.append(f"  {name}: {c.subject} {report.expiry(c)}")
     top = report.slowest(slowest)
     if top:
         out += ["", f"slowest by p95 (+/-{ERROR_BOUND:.1%}):"]

@@ -45,7 +45,7 @@ from starlette.routing import Route
 
 from .._config import ServerSection, parse_when
 from .._errors import StoreError
-from .._records import in_rfc3339_range, rfc3339, to_dict
+from .._records import in_rfc3339_range, rfc3339, tls_dict, to_dict
 from ..store import HistoryReader
 from ..store.records import Incident, Sample
 from .auth import guard
@@ -161,6 +161,7 @@ def _target_json(t: TargetStatus) -> JSONObject:
         "checks_24h": t.checks_24h,
         "availability_24h_pct": t.availability_24h_pct,
         "p95_24h_ms": t.p95_24h_ms,
+        "tls": None if t.tls is None else tls_dict(t.tls),
     }
 
 

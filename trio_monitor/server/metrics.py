@@ -15,6 +15,10 @@ Per target (label `target`), from its latest probe, named like the Blackbox expo
     probe_duration_seconds         latency of the last attempt; NaN without a response
     probe_http_status_code         final status; 0 without a response
     probe_content_length_bytes     body bytes read (after decoding, at most max_body)
+    probe_ssl_earliest_cert_expiry the earliest not_after (unix seconds) in the chain
+                                   the server presented; only when the last probe got one
+    probe_tls_version_info{version}
+                                   1, with the TLS version as blackbox writes it ("TLS 1.3")
 
 Process-wide:
 
@@ -30,7 +34,7 @@ Process-wide:
     trio_monitor_confirm_probes_total      confirmation probes started (confirm_interval,
                                            recover_interval): the extra load of failures
     trio_monitor_probes_total{result}      "ok" or the error kind
-    trio_monitor_alerts_total{event}       down, up, slow, content_changed
+    trio_monitor_alerts_total{event}       down, up, slow, content_changed, ...
     trio_monitor_dropped_lines_total       output lines a full queue had to drop
     trio_monitor_unstored_results_total    results the history store could not keep
     trio_monitor_consumer_dropped_total{consumer}
@@ -38,8 +42,6 @@ Process-wide:
                                            exec[0], ...): records it did not handle
     trio_monitor_alerts_given_up_total{notifier}
                                            alerts a notifier gave up on after its retries
-
-TLS certificate expiry is not measured by the probe, so there is no metric for it.
 """
 
 from __future__ import annotations
@@ -250,10 +252,29 @@ class _TargetSeries(Collector):
             "Body bytes read by the target's last probe (decoded, at most max_body)",
             labels=label,
         )
+        expiry = GaugeMetricFamily(
+            "probe_ssl_earliest_cert_expiry",
+            "Earliest not_after (unix seconds) of the certificate chain of the target's last probe",
+            labels=label,
+        )
+        tls_version = GaugeMetricFamily(
+            "probe_tls_version_info",
+            "TLS version of the target's last probe (1; the version as a label)",
+            labels=["target", "version"],
+        )
         for name, r in latest.items():
             success.add_metric([name], 1 if r.ok else 0)
             duration.add_metric([name], math.nan if r.latency_ms is None else r.latency_ms / 1000)
             size.add_metric([name], r.bytes)
             if r.kind == "http":  # the HTTP status only for targets of a kind that has one
                 status.add_metric([name], r.status or 0)
-        yield from (success, duration, status, size)
+            if r.tls is not None:
+                expiry.add_metric([name], r.tls.earliest_not_after)
+                if r.tls.version:
+                    tls_version.add_metric([name, _blackbox_version(r.tls.version)], 1)
+        yield from (success, duration, status, size, expiry, tls_version)
+
+
+def _blackbox_version(version: str) -> str:
+    """ssl's "TLSv1.3" as Go's tls.VersionName writes it, like blackbox_exporter: "TLS 1.3"."""
+    return version.replace("TLSv", "TLS ", 1)

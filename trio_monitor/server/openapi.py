@@ -56,6 +56,10 @@ _TARGET_PROPERTIES: Schema = {
     "checks_24h": {"type": "integer", "minimum": 0},
     "availability_24h_pct": _nullable("number", minimum=0, maximum=100),
     "p95_24h_ms": _nullable("number", minimum=0),
+    "tls": {
+        "anyOf": [_ref("Tls"), {"type": "null"}],
+        "description": "the certificate of the latest probe that got one (days_left as then)",
+    },
 }
 
 _SCHEMAS: Schema = {
@@ -110,8 +114,27 @@ _SCHEMAS: Schema = {
                     for phase in ("dns", "connect", "tls", "ttfb", "transfer")
                 },
             },
+            "tls": {
+                "anyOf": [_ref("Tls"), {"type": "null"}],
+                "description": "an HTTPS probe's certificate and connection; null otherwise",
+            },
         },
         "One probe, as in the monitor's JSON lines.",
+    ),
+    "Tls": _object(
+        {
+            "subject": {"type": "string"},
+            "issuer": {"type": "string"},
+            "sans": {"type": "array", "items": {"type": "string"}},
+            "not_before": _TIME,
+            "not_after": _TIME,
+            "days_left": {"type": "number", "description": "negative once expired"},
+            "version": _nullable("string"),
+            "cipher": _nullable("string"),
+            "earliest_not_after": _TIME,
+            "earliest_subject": {"type": "string"},
+        },
+        "The leaf certificate, the presented chain's earliest expiry, version and cipher.",
     ),
     "Target": _object(_TARGET_PROPERTIES),
     "TargetList": {"type": "array", "items": _ref("Target")},

@@ -19,7 +19,7 @@ from ._sql import (
     rollup_from_row,
     sample_from_row,
 )
-from .records import ContentChange, HourRollup, Incident, Sample
+from .records import Certificate, ContentChange, HourRollup, Incident, Sample
 from .schema import BUSY_TIMEOUT, SCHEMA_VERSION, file_version
 
 
@@ -137,6 +137,14 @@ class HistoryReader:
         )
         rows = self._select(sql, (since, until), target, "c.ts, t.name")
         return [ContentChange(*row) for row in rows]
+
+    def certificates(self, target: str | None = None) -> list[Certificate]:
+        """Each target's latest certificate (targets that never had one have none)."""
+        sql = (
+            "SELECT t.name, c.seen, c.subject, c.issuer, c.not_after, c.earliest_not_after,"
+            " c.earliest_subject FROM certs c JOIN targets t ON t.id = c.target_id WHERE 1"
+        )
+        return [Certificate(*row) for row in self._select(sql, (), target, "t.name")]
 
     def _select(
         self, sql: str, args: tuple[object, ...], target: str | None, order: str

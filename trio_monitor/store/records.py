@@ -143,6 +143,24 @@ class Incident:
 
 
 @frozen
+class Certificate:
+    """A target's latest TLS certificate, as history keeps it (table `certs`)."""
+
+    target: str
+    seen: float  # when the monitor first saw it
+    subject: str
+    issuer: str
+    not_after: float
+    earliest_not_after: float  # of the chain it came with
+    earliest_subject: str
+
+    @property
+    def expires(self) -> float:
+        """When the chain stops being valid: the leaf or an earlier intermediate."""
+        return min(self.not_after, self.earliest_not_after)
+
+
+@frozen
 class ContentChange:
     target: str
     ts: float

@@ -60,6 +60,15 @@ MIGRATIONS: list[tuple[str, ...]] = [
         "CREATE INDEX outbox_pending ON outbox (created) WHERE status = 'pending'",
         "CREATE INDEX outbox_done ON outbox (done)",
     ),
+    (
+        # each target's latest TLS certificate (its leaf, and the chain's earliest
+        # expiry): written when the certificate a target presents changes, not per probe;
+        # `seen` is when the monitor first saw it
+        """CREATE TABLE certs (
+            target_id INTEGER PRIMARY KEY, seen REAL NOT NULL, subject TEXT NOT NULL,
+            issuer TEXT NOT NULL, not_after REAL NOT NULL, earliest_not_after REAL NOT NULL,
+            earliest_subject TEXT NOT NULL)""",
+    ),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

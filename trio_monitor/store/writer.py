@@ -45,6 +45,8 @@ class StoreStats:
 #   ("d", target, start, error)                                  a "down" alert
 #   ("u", target, end)                                           an "up" alert
 #   ("r", target, end)                                           a removed target
+#   ("c", target, seen, subject, issuer, not_after, earliest_not_after, earliest_subject)
+#                                                                a new certificate
 # (status is None for probe kinds without one, and for no answer at all)
 SampleOp = tuple[
     Literal["s"],
@@ -58,7 +60,8 @@ SampleOp = tuple[
 ]
 DownOp = tuple[Literal["d"], str, float, str]
 EndOp = tuple[Literal["u", "r"], str, float]
-Op = SampleOp | DownOp | EndOp
+CertOp = tuple[Literal["c"], str, float, str, str, float, float, str]
+Op = SampleOp | DownOp | EndOp | CertOp
 
 END_REASONS = {"u": "up", "r": "removed"}  # incidents.end_reason, by the op that ends one
 
@@ -90,6 +93,10 @@ def _write_batch(
                 conn.execute(
                     "INSERT OR REPLACE INTO changes VALUES (?, ?, ?, ?)", (tid, op[2], *op[7])
                 )
+        elif op[0] == "c":
+            conn.execute(
+                "INSERT OR REPLACE INTO certs VALUES (?, ?, ?, ?, ?, ?, ?)", (tid, *op[2:])
+            )
         elif op[0] == "d":
             open_ = conn.execute(
                 'SELECT 1 FROM incidents WHERE target_id = ? AND "end" IS NULL LIMIT 1', (tid,)
@@ -166,6 +173,9 @@ class StoreWriter:
         self._db = Db(store_path, busy_timeout, connect)
         self._ids: dict[str, int] = {}  # target name -> targets.id, once committed
         self._hashes: dict[str, str | None] = {}  # target name -> its last ok content hash
+        # target name -> (not_after, subject, earliest_not_after) of the certificate last
+        # queued: a row is written when it changes (and once per target and run)
+        self._certs: dict[str, tuple[float, str, float]] = {}
         self._backlog: deque[Op] = deque()
         self._persisted = 0  # of stats.unstored, already added to meta
         self._retry_delay = retry_min
@@ -191,6 +201,7 @@ class StoreWriter:
                 None if record.error is None else str(record.error),
                 change,
             )
+            self._certificate(record)
         elif _opens_incident(record):
             start = record.ts if record.since is None else record.since
             op = ("d", record.target, start, record.reason or "flapping")
@@ -205,6 +216,28 @@ class StoreWriter:
             return
         self._backlog.append(op)
         self._trim()
+
+    def _certificate(self, record: ProbeResult) -> None:
+        """Queue the target's certificate when it is not the one queued last."""
+        tls = record.tls
+        if tls is None:
+            return
+        key = (tls.not_after, tls.subject, tls.earliest_not_after)
+        if self._certs.get(record.target) == key:
+            return
+        self._certs[record.target] = key
+        self._backlog.append(
+            (
+                "c",
+                record.target,
+                record.ts,
+                tls.subject,
+                tls.issuer,
+                tls.not_after,
+                tls.earliest_not_after,
+                tls.earliest_subject,
+            )
+        )
 
     def _trim(self) -> None:
         while len(self._backlog) > self.capacity:

@@ -5,11 +5,16 @@ from __future__ import annotations
 import os
 import socket
 import ssl
+import time
 from collections.abc import Iterator
 
 import httpx
 
 from ..._errors import ErrorKind, ProbeFailure
+from ...net.certs import TlsDetails
+
+# OpenSSL's X509_V_ERR_CERT_NOT_YET_VALID, X509_V_ERR_CERT_HAS_EXPIRED: the dates
+_DATES = (9, 10)
 
 
 def _chain(exc: BaseException | None) -> Iterator[BaseException]:
@@ -58,8 +63,24 @@ def _is_closed_early(exc: Exception) -> bool:
     return isinstance(exc, httpx.RemoteProtocolError) and str(exc).lower().startswith(_CLOSED)
 
 
-def classify(exc: Exception) -> ProbeFailure:
-    """Map an exception raised while probing to the most specific ProbeFailure."""
+def _tls_failure(exc: ssl.SSLError | ssl.CertificateError, tls: TlsDetails | None) -> ProbeFailure:
+    """A failed verification of a certificate that is out of its dates says so first,
+    with the date ("certificate expired on ... (10 days ago)"), when the handshake got
+    the chain: OpenSSL reports only the first problem it meets (an untrusted issuer
+    hides an expiry). OpenSSL's words alone otherwise."""
+    if isinstance(exc, ssl.SSLCertVerificationError) and tls is not None:
+        reason = tls.chain_reason(time.time())
+        if reason:
+            why = "" if exc.verify_code in _DATES else f": {exc.verify_message}"
+            return ProbeFailure(ErrorKind.TLS, f"{reason} (certificate verify failed{why})")
+    return ProbeFailure(ErrorKind.TLS, _detail(exc))
+
+
+def classify(exc: Exception, tls: TlsDetails | None = None) -> ProbeFailure:
+    """Map an exception raised while probing to the most specific ProbeFailure.
+
+    `tls`: the certificate details of the failed connection's handshake, when it got any.
+    """
     if isinstance(exc, ProbeFailure):
         return exc
     chain = list(_chain(exc))
@@ -68,7 +89,7 @@ def classify(exc: Exception) -> ProbeFailure:
             return ProbeFailure(ErrorKind.DNS, _detail(cause))
     for cause in chain:
         if isinstance(cause, ssl.SSLError | ssl.CertificateError):
-            return ProbeFailure(ErrorKind.TLS, _detail(cause))
+            return _tls_failure(cause, tls)
     if isinstance(exc, httpx.TooManyRedirects):
         return ProbeFailure(ErrorKind.REDIRECTS, _detail(exc))
     if isinstance(exc, httpx.TimeoutException):

@@ -21,6 +21,7 @@ from ..._config import HEADER_ENCODING, Target
 from ..._errors import RETRYABLE, ErrorKind, ProbeFailure
 from ..._records import ProbeResult
 from ..._secrets import redact_url
+from ...net.certs import TlsDetails
 from .config import HttpSpec
 from .errors import classify
 from .fallback import Route
@@ -144,6 +145,7 @@ class _Response:
     content_hash: str
     final_url: str | None
     remote_addr: str | None
+    tls: TlsDetails | None
     failure: ProbeFailure | None  # set when a response came but is not acceptable
 
 
@@ -164,6 +166,13 @@ def _phases_ms(exchange: Exchange) -> dict[str, float | None] | None:
 
 def _ms(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds * 1000, 3)
+
+
+def _invalid_certificate(tls: TlsDetails | None) -> ProbeFailure | None:
+    """An expired or not yet valid leaf fails the probe, verified or not (with
+    verify_tls = false the handshake accepts it): a visitor's browser would refuse it."""
+    reason = tls.invalid_reason(time.time()) if tls is not None else None
+    return None if reason is None else ProbeFailure(ErrorKind.TLS, reason)
 
 
 async def _close(response: httpx.Response) -> None:
@@ -274,8 +283,11 @@ async def _attempt(
         response = await transport.handle_async_request(request)
         response.request = request
         try:
+            # the last HTTPS hop's certificate (an http:// hop keeps the one that led there)
+            bad_certificate = _invalid_certificate(exchange.tls)
             if (
-                spec.follow_redirects
+                bad_certificate is None
+                and spec.follow_redirects
                 and response.status_code in _REDIRECT_STATUSES
                 and "location" in response.headers
             ):
@@ -294,7 +306,9 @@ async def _attempt(
             if exchange.head_at is not None:
                 exchange.add("transfer", ended - exchange.head_at)
             failure = None
-            if truncated and spec.on_too_large == "fail":
+            if bad_certificate is not None:
+                failure = bad_certificate
+            elif truncated and spec.on_too_large == "fail":
                 failure = ProbeFailure(
                     ErrorKind.TOO_LARGE, f"body larger than max_body ({spec.max_body} bytes)"
                 )
@@ -313,6 +327,7 @@ async def _attempt(
                 content_hash=content_hash,
                 final_url=redact_url(str(response.url)) if redirects else None,
                 remote_addr=exchange.remote_addr,
+                tls=exchange.tls,
                 failure=failure,
             )
         finally:
@@ -360,7 +375,7 @@ async def probe(
                     failure = response.failure
                     break
                 except Exception as exc:  # every failure is data; Cancelled is no Exception
-                    failure = classify(exc)
+                    failure = classify(exc, exchange.tls)
                 if failure.kind not in RETRYABLE or retry == target.retries:
                     break
                 delay = backoff_delay(retry, rng)
@@ -400,4 +415,6 @@ async def probe(
         final_url=response.final_url if response else None,
         remote_addr=response.remote_addr if response else None,
         phases_ms=_phases_ms(exchange),
+        # without a response: the certificate of a handshake that failed, if it got one
+        tls=response.tls if response else exchange.tls,
     )

@@ -213,7 +213,9 @@
     c.sinceEl = el("li", "since");
     c.lastEl = el("li", "last");
     c.statsEl = el("li", "stats muted");
-    facts.append(c.sinceEl, c.lastEl, c.statsEl);
+    c.certEl = el("li", "cert");
+    c.certEl.hidden = true;
+    facts.append(c.sinceEl, c.lastEl, c.statsEl, c.certEl);
     c.errEl = el("p", "err");
     c.errEl.hidden = true;
     info.append(head, c.urlEl, facts, c.errEl);
@@ -285,9 +287,36 @@
     if (isNum(t.p95_24h_ms)) stats.push("p95 " + ms(t.p95_24h_ms));
     if (isNum(t.interval_s)) stats.push("every " + duration(t.interval_s * 1000));
     c.statsEl.textContent = stats.join(" \u00b7 ");
+    updateCert(c, t.tls && typeof t.tls === "object" ? t.tls : null);
     c.avail24 = isNum(t.availability_24h_pct) ? t.availability_24h_pct : null;
     c.p95 = isNum(t.p95_24h_ms) ? t.p95_24h_ms : null;
     if (c.avail24 !== null) c.vals["24h"].textContent = pct(c.avail24);
+  }
+
+  // The certificate of the latest probe that got one: days left until its not_after
+  // (counted now, not at the probe), the chain's earlier expiry if one comes first.
+  const CERT_WARN_DAYS = 14;  // the default cert_expiry
+  function updateCert(c, tls) {
+    const until = tls ? parseTime(tls.not_after) : null;
+    if (until === null) {
+      c.certEl.hidden = true;
+      c.certEl.textContent = "";
+      return;
+    }
+    const days = Math.floor((until - now()) / 86400000);
+    const earliest = parseTime(tls.earliest_not_after);
+    let text = days < 0 ? "certificate expired " + (-days) + " days ago"
+      : "certificate: " + days + (days === 1 ? " day" : " days") + " left";
+    if (earliest !== null && earliest < until) {
+      text += " (chain: " + Math.floor((earliest - now()) / 86400000) + " days)";
+    }
+    c.certEl.textContent = text;
+    c.certEl.className = "cert " + (Math.min(until, earliest === null ? until : earliest) -
+      now() < CERT_WARN_DAYS * 86400000 ? "cert-warn" : "muted");
+    c.certEl.dataset.daysLeft = String(days);
+    c.certEl.title = str(tls.subject) + ", issued by " + str(tls.issuer) + "; expires " +
+      str(tls.not_after) + (tls.version ? "; " + str(tls.version) : "");
+    c.certEl.hidden = false;
   }
 
   // --- history: uptime bars and the sparkline -----------------------------------------

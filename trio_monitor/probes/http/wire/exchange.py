@@ -8,14 +8,17 @@ blackbox_exporter's phase durations do.
 
 from __future__ import annotations
 
-import ssl
 from contextvars import ContextVar
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ....net.certs import TlsDetails
 
 PHASES = ("dns", "connect", "tls", "processing", "transfer")
 
 
 class Exchange:
-    __slots__ = ("connect_to", "head_at", "remote_addr", "seconds", "tls_object")
+    __slots__ = ("connect_to", "head_at", "remote_addr", "seconds", "tls")
 
     def __init__(self, connect_to: tuple[str, str] | None = None) -> None:
         # (host, ip): requests to `host` connect to `ip` instead of resolving it (one
@@ -23,7 +26,8 @@ class Exchange:
         self.connect_to = connect_to
         self.seconds: dict[str, float] = {}  # phase -> seconds, for the phases that happened
         self.remote_addr: str | None = None  # "ip:port" / "[ip]:port" of the last hop
-        self.tls_object: ssl.SSLSocket | None = None  # the last hop's TLS connection
+        # the certificate details of the last TLS handshake, also of one that failed
+        self.tls: TlsDetails | None = None
         self.head_at: float | None = None  # trio time the last response head was read
 
     def add(self, phase: str, seconds: float) -> None:

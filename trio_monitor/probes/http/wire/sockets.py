@@ -18,9 +18,13 @@ import os
 import select
 import socket
 import ssl
+from typing import TYPE_CHECKING
 
 import trio
 from trio.lowlevel import checkpoint_if_cancelled, wait_readable, wait_writable
+
+if TYPE_CHECKING:
+    from ....net.certs import TlsDetails
 
 RECV_SIZE = 64 * 1024
 
@@ -28,12 +32,13 @@ RECV_SIZE = 64 * 1024
 class Conn:
     """One connection to one address. Owns its socket: `close()` it."""
 
-    __slots__ = ("_sock", "peer", "reused", "tls")
+    __slots__ = ("_sock", "details", "peer", "reused", "tls")
 
     def __init__(self, sock: socket.socket, peer: tuple[str, int]) -> None:
         self._sock: socket.socket | ssl.SSLSocket = sock
         self.peer = peer  # (ip, port) as connected
         self.tls: ssl.SSLSocket | None = None
+        self.details: TlsDetails | None = None  # of `tls`'s certificates, read once
         self.reused = False
 
     @property
@@ -41,7 +46,8 @@ class Conn:
         return self._sock.fileno() < 0
 
     async def start_tls(self, context: ssl.SSLContext, server_hostname: str | None) -> None:
-        """Handshake (raises ssl.SSLError on failure; the socket is then closed)."""
+        """Handshake; raises ssl.SSLError on failure, leaving the connection open so the
+        caller can still read the certificates the server sent (then close it)."""
         sock = self._sock
         assert isinstance(sock, socket.socket)
         try:
@@ -53,18 +59,14 @@ class Conn:
             raise
         # wrap_socket detached `sock`: the SSLSocket owns the descriptor from here on
         self._sock = self.tls = tls
-        try:
-            while True:
-                try:
-                    tls.do_handshake()
-                    break
-                except ssl.SSLWantReadError:
-                    await wait_readable(tls)
-                except ssl.SSLWantWriteError:
-                    await wait_writable(tls)
-        except BaseException:
-            tls.close()
-            raise
+        while True:
+            try:
+                tls.do_handshake()
+                return
+            except ssl.SSLWantReadError:
+                await wait_readable(tls)
+            except ssl.SSLWantWriteError:
+                await wait_writable(tls)
 
     async def send_all(self, data: bytes) -> None:
         sock = self._sock

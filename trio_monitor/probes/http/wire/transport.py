@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import socket
 import ssl
+import time
 from collections.abc import AsyncIterator, Iterable
 from typing import TYPE_CHECKING, Final
 
@@ -28,6 +29,7 @@ import trio
 from attrs import frozen
 
 from ...._config import IpFamily
+from ....net.certs import TlsDetails, tls_details
 from .exchange import CURRENT_EXCHANGE, Exchange
 from .parse import ResponseReader
 from .sockets import Conn, connect
@@ -75,6 +77,11 @@ def _is_ip(host: str) -> bool:
     except OSError:
         return False
     return True
+
+
+def _details(conn: Conn) -> TlsDetails | None:
+    """The certificate details of the connection's TLS (parsed once per certificate)."""
+    return None if conn.tls is None else tls_details(conn.tls, time.time())
 
 
 def _request_head(request: httpx.Request, close: bool) -> bytes:
@@ -231,8 +238,15 @@ class ProbeTransport(httpx.AsyncBaseTransport):
             try:
                 await conn.start_tls(context, sni)
             except (ssl.SSLError, ssl.CertificateError, OSError) as exc:
+                # what it presented, so a failed verification can say which certificate
+                exchange.tls = _details(conn)
+                conn.close()
                 raise httpx.ConnectError(str(exc) or type(exc).__name__) from exc
+            except BaseException:
+                conn.close()
+                raise
             exchange.add("tls", trio.current_time() - started)
+            conn.details = _details(conn)
         return conn
 
     @staticmethod
@@ -265,7 +279,8 @@ class ProbeTransport(httpx.AsyncBaseTransport):
                 conn = await self._open(request, context, options, exchange)
             else:
                 exchange.remote_addr = _display(*conn.peer)
-            exchange.tls_object = conn.tls
+            if conn.tls is not None:
+                exchange.tls = conn.details
             try:
                 return await self._exchange(request, key, conn, head + body, exchange)
             except _Stale:
