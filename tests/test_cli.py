@@ -58,6 +58,7 @@ PROBE_KEYS = {
     "confirm",
     "phases_ms",
     "tls",
+    "addresses",
 }
 ROUND_KEYS = {
     "schema",

@@ -35,6 +35,16 @@ def rfc3339(ts: float) -> str:
 
 
 @frozen
+class AddressResult:
+    """One address's outcome in a probe of every address behind a name."""
+
+    addr: str  # the IP address (IPv6 without brackets)
+    ok: bool
+    error: ErrorKind | None
+    latency_ms: float | None
+
+
+@frozen
 class ProbeResult:
     """The outcome of one probe of one target. Failures are data: `error` says why."""
 
@@ -70,6 +80,8 @@ class ProbeResult:
     # an HTTPS probe's connection: its leaf certificate, chain expiry, version, cipher
     # (verified or not; also when the handshake failed, if the server sent certificates)
     tls: TlsDetails | None = None
+    # addresses = "all": each address behind the name, in the resolver's order
+    addresses: tuple[AddressResult, ...] | None = None
 
 
 @frozen

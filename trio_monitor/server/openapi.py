@@ -118,6 +118,19 @@ _SCHEMAS: Schema = {
                 "anyOf": [_ref("Tls"), {"type": "null"}],
                 "description": "an HTTPS probe's certificate and connection; null otherwise",
             },
+            "addresses": {
+                "type": ["array", "null"],
+                "description": 'addresses = "all": each address behind the name',
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "addr": {"type": "string"},
+                        "ok": {"type": "boolean"},
+                        "error": {"enum": [*map(str, ErrorKind), None]},
+                        "latency_ms": _nullable("number"),
+                    },
+                },
+            },
         },
         "One probe, as in the monitor's JSON lines.",
     ),

@@ -4,6 +4,7 @@ config.py     its target keys and their resolution into an HttpSpec
 probe.py      prepare(target) -> HttpPlan once; probe(): deadline, retries,
               redirects, streamed capped hashed body
 wire/         our HTTP/1.1 transport: fresh or pooled connections, phase timings
+addresses.py  addresses = "all": every address behind the name, probed at once
 tls.py        SSL contexts, one per distinct TLS setting, built at config load
 fallback.py   httpx's own transports, for targets with a proxy or HTTP/2
 errors.py     httpx/httpcore/ssl/socket errors -> ErrorKind
@@ -20,6 +21,7 @@ import trio
 from ..._config import Config, Target
 from ..._records import ProbeResult
 from ...probes.base import ProbeKind, register
+from .addresses import probe_every_address
 from .config import HttpSpec, HttpTargetSection, http_resolver
 from .fallback import Fallbacks
 from .probe import HttpPlan, prepare, probe, route_of
@@ -44,8 +46,12 @@ class HttpProber:
     async def probe(
         self, plan: HttpPlan, round_no: int, deadlines: set[trio.CancelScope]
     ) -> ProbeResult:
-        transport = self._transport if plan.route is None else self._fallbacks.transport(plan.route)
-        return await probe(transport, plan, round_no, deadlines=deadlines)
+        if plan.route is not None:
+            transport = self._fallbacks.transport(plan.route)
+            return await probe(transport, plan, round_no, deadlines=deadlines)
+        if plan.spec.addresses == "all":
+            return await probe_every_address(self._transport, plan, round_no, deadlines=deadlines)
+        return await probe(self._transport, plan, round_no, deadlines=deadlines)
 
     async def reconfigure(self, old: Config, new: Config) -> None:
         """Close idle connections and fallback transports no target uses any more (every

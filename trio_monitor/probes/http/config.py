@@ -389,6 +389,11 @@ class _TlsLoader:
             problems.append(line)
 
 
+def _fallback(proxy: str | None, http2: bool) -> bool:
+    """Does a target with these go through httpx's own transport (probe.route_of)?"""
+    return proxy is not None or http2
+
+
 def http_resolver(m: MonitorSection, env: Mapping[str, str], problems: list[str]) -> Resolve:
     try:
         default_status = parse_status_spec(m.expect_status)
@@ -424,6 +429,14 @@ def http_resolver(m: MonitorSection, env: Mapping[str, str], problems: list[str]
             headers["content-type"] = "application/json"
         verify = inherit(t.verify_tls, m.verify_tls)
         http2 = inherit(t.http2, m.http2)
+        proxy = (
+            default_proxy if t.proxy is None else _proxy(t.proxy, f"{where}.proxy", env, problems)
+        )
+        if addresses == "all" and _fallback(proxy, http2):
+            problems.append(
+                f'{where}.addresses: "all" cannot be used with a proxy or http2 (the proxy or '
+                "httpx's HTTP/2 pool picks the address)"
+            )
         cert, key, pair_source = _client_pair(t, m, where)
         sources = {
             "ca_file": where if t.ca_file is not None else "monitor",
@@ -455,9 +468,7 @@ def http_resolver(m: MonitorSection, env: Mapping[str, str], problems: list[str]
                 (verify, inherit(t.ca_file, m.ca_file), cert, key, http2), sources, problems
             ),
             server_name=t.server_name,
-            proxy=default_proxy
-            if t.proxy is None
-            else _proxy(t.proxy, f"{where}.proxy", env, problems),
+            proxy=proxy,
             http2=http2,
         )
 

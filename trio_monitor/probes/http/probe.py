@@ -22,7 +22,7 @@ from ..._errors import RETRYABLE, ErrorKind, ProbeFailure
 from ..._records import ProbeResult
 from ..._secrets import redact_url
 from ...net.certs import TlsDetails
-from .config import HttpSpec
+from .config import HttpSpec, _fallback
 from .errors import classify
 from .fallback import Route
 from .wire import CONN, CURRENT_EXCHANGE, SSL_CONTEXT, ConnOptions, Exchange, ProbeBody
@@ -124,7 +124,7 @@ def prepare(target: Target) -> HttpPlan:
 
 def route_of(spec: HttpSpec) -> Route | None:
     """The fallback transport's route for a target with a proxy or HTTP/2; else None."""
-    if spec.proxy is None and not spec.http2:
+    if not _fallback(spec.proxy, spec.http2):
         return None
     return Route(spec.proxy, spec.http2, spec.tls.context)
 
@@ -149,19 +149,24 @@ class _Response:
     failure: ProbeFailure | None  # set when a response came but is not acceptable
 
 
+# phases_ms's names -> the transport's (blackbox_exporter's "processing" is our "ttfb")
+_PHASES = {
+    "dns": "dns",
+    "connect": "connect",
+    "tls": "tls",
+    "ttfb": "processing",
+    "transfer": "transfer",
+}
+PHASE_NAMES = tuple(_PHASES)
+
+
 def _phases_ms(exchange: Exchange) -> dict[str, float | None] | None:
     """The attempt's phase times in ms (`processing` is shown as `ttfb`), None if it
     never had a connection."""
     seconds = exchange.seconds
     if not seconds:
         return None
-    return {
-        "dns": _ms(seconds.get("dns")),
-        "connect": _ms(seconds.get("connect")),
-        "tls": _ms(seconds.get("tls")),
-        "ttfb": _ms(seconds.get("processing")),
-        "transfer": _ms(seconds.get("transfer")),
-    }
+    return {name: _ms(seconds.get(phase)) for name, phase in _PHASES.items()}
 
 
 def _ms(seconds: float | None) -> float | None:
