@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .._errors import ErrorKind
+from .._records import PHASES
 from .contract import API, DEFAULT_SINCE, MAX_ROWS, RECENT
 from .login import COOKIE
 
@@ -107,7 +108,7 @@ _SCHEMAS: Schema = {
                 "that did not happen; null without any connection",
                 "properties": {
                     phase: _nullable("number")
-                    for phase in ("dns", "connect", "tls", "ttfb", "transfer")
+                    for phase in PHASES
                 },
             },
         },
