@@ -161,6 +161,10 @@ def _target_json(t: TargetStatus) -> JSONObject:
         "checks_24h": t.checks_24h,
         "availability_24h_pct": t.availability_24h_pct,
         "p95_24h_ms": t.p95_24h_ms,
+        "phases_24h_ms": {
+            phase: None if p is None else {"p50": p.p50, "p95": p.p95, "count": p.count}
+            for phase, p in t.phases_24h.items()
+        },
     }
 
 

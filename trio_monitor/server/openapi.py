@@ -57,6 +57,26 @@ _TARGET_PROPERTIES: Schema = {
     "checks_24h": {"type": "integer", "minimum": 0},
     "availability_24h_pct": _nullable("number", minimum=0, maximum=100),
     "p95_24h_ms": _nullable("number", minimum=0),
+    "phases_24h_ms": _object(
+        {
+            phase: {
+                "anyOf": [
+                    _object(
+                        {
+                            "p50": {"type": "number", "minimum": 0},
+                            "p95": {"type": "number", "minimum": 0},
+                            "count": {"type": "integer", "minimum": 1},
+                        }
+                    ),
+                    {"type": "null"},
+                ]
+            }
+            for phase in PHASES
+        },
+        "per phase of the probe's `phases_ms`: p50 and p95 (ms, within 5%) over the "
+        "last 24 hours' ok probes, and how many of them had the phase; null for a phase "
+        "that did not happen in them (tls on http, dns for an address, ...)",
+    ),
 }
 
 _SCHEMAS: Schema = {
@@ -106,10 +126,7 @@ _SCHEMAS: Schema = {
                 "type": ["object", "null"],
                 "description": "where the last attempt's time went, ms; null for a phase "
                 "that did not happen; null without any connection",
-                "properties": {
-                    phase: _nullable("number")
-                    for phase in PHASES
-                },
+                "properties": {phase: _nullable("number") for phase in PHASES},
             },
         },
         "One probe, as in the monitor's JSON lines.",
