@@ -60,6 +60,12 @@ MIGRATIONS: list[tuple[str, ...]] = [
         "CREATE INDEX outbox_pending ON outbox (created) WHERE status = 'pending'",
         "CREATE INDEX outbox_done ON outbox (done)",
     ),
+    (
+        # phase timings (records.encode_phases: 5 bytes a sample, NULL without phases)
+        # and their histograms per hour (PhaseHistograms.to_blob, NULL without any)
+        "ALTER TABLE samples ADD COLUMN phases BLOB",
+        "ALTER TABLE rollups ADD COLUMN phases BLOB",
+    ),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
