@@ -57,9 +57,11 @@ from report import machine_lines
 
 from trio_monitor import ErrorKind
 from trio_monitor._config import StorageSection
+from trio_monitor._records import PHASES
 from trio_monitor.store import StoreStats, open_store
 from trio_monitor.store._db import Db as _Db
 from trio_monitor.store.maintenance import ROLLUP_LAG, StoreMaintenance
+from trio_monitor.store.records import encode_phases
 from trio_monitor.store.schema import BUSY_TIMEOUT
 from trio_monitor.store.writer import _write_batch
 
@@ -74,6 +76,8 @@ CACHE_KIB = 256 * 1024  # the bench's writing connection's page cache (see `simu
 # the simulated fleet
 MEDIAN_MS = 80.0  # median of the targets' median latencies
 TARGET_SIGMA = 0.6  # log-normal spread of medians across targets
+# where a probe's time goes (dns, connect, tls, ttfb, transfer): a fresh HTTPS connection
+PHASE_SHARES = (0.05, 0.1, 0.2, 0.6, 0.05)
 PROBE_SIGMA = 0.3  # log-normal spread of one target's probes around its median
 FAILURE_RATE = 0.005  # isolated failed probes
 FAILURE_KINDS = {  # error kind -> share of failures
@@ -101,14 +105,17 @@ class Fleet:
     """Seeded targets and their probes, one round at a time, in time order, as the
     writer's backlog entries (what `StoreWriter.add` makes of records):
 
-        ("s", target, ts, ok, status, latency_ms, error, change)  change: (previous, new) | None
+        ("s", target, ts, ok, status, latency_ms, error, phases, change)
+             phases: encode_phases of a fresh HTTPS connection's (None: no connection,
+             or --no-phases); change: (previous, new) | None
         ("d", target, start, error)                                  a "down" alert
         ("u", target, end)                                           an "up" alert
     """
 
-    def __init__(self, count: int, interval: float, seed: int) -> None:
+    def __init__(self, count: int, interval: float, seed: int, phases: bool = True) -> None:
         rng = self.rng = random.Random(seed)
         self.interval = interval
+        self.phases = phases
         names = [f"target-{i:05d}" for i in range(count)]
         # as the scheduler places them: a fixed offset per name within the stagger window
         offsets = {n: zlib.crc32(n.encode()) / 2**32 * min(STAGGER, interval) for n in names}
@@ -134,6 +141,19 @@ class Fleet:
     @staticmethod
     def _hash(name: str, generation: int) -> str:
         return "sha256:" + hashlib.sha256(f"{name}/{generation}".encode()).hexdigest()
+
+    def _phases(self, latency: float) -> bytes | None:
+        """A fresh HTTPS connection's phases: the latency split in PHASE_SHARES, each
+        share varying by +/-30% (so the buckets vary as real ones do)."""
+        if not self.phases:
+            return None
+        uniform = self.rng.uniform
+        return encode_phases(
+            {
+                phase: latency * share * uniform(0.7, 1.3)
+                for phase, share in zip(PHASES, PHASE_SHARES, strict=True)
+            }
+        )
 
     def _outage_probes(self) -> int:
         low, median, high = OUTAGE_MINUTES
@@ -163,7 +183,7 @@ class Fleet:
                 content = self.last_ok_hash[i] = self.content[i]
                 change = None if previous is None or previous == content else (previous, content)
                 latency = round(exp(gauss(self.mu[i], PROBE_SIGMA)), 3)
-                ops.append(("s", name, ts, 1, 200, latency, None, change))
+                ops.append(("s", name, ts, 1, 200, latency, None, self._phases(latency), change))
                 self.failures[i] = 0
                 if self.down[i]:
                     self.down[i] = False
@@ -171,11 +191,10 @@ class Fleet:
                 continue
             if kind == "status":  # the only failure with a status and a latency
                 latency = round(exp(gauss(self.mu[i], PROBE_SIGMA)), 3)
-                ops.append(
-                    ("s", name, ts, 0, rng.choice((500, 502, 503, 404)), latency, kind, None)
-                )
+                status = rng.choice((500, 502, 503, 404))
+                ops.append(("s", name, ts, 0, status, latency, kind, self._phases(latency), None))
             else:
-                ops.append(("s", name, ts, 0, None, None, kind, None))
+                ops.append(("s", name, ts, 0, None, None, kind, None, None))
             self.failures[i] += 1
             if self.failures[i] == 1:
                 self.streak_start[i] = ts
@@ -303,12 +322,14 @@ class Clock:
         return self.now
 
 
-async def simulate(spec: RunSpec, interval: float, seed: int, path: str) -> RunResult:
+async def simulate(
+    spec: RunSpec, interval: float, seed: int, path: str, phases: bool = True
+) -> RunResult:
     storage = StorageSection()  # the defaults: 7 days raw, 365 days rollups
     stats, clock = StoreStats(), Clock()
     maintenance = StoreMaintenance(path, storage, stats, now=clock)
     maintenance._db = InlineDb(path, BUSY_TIMEOUT, sqlite3.connect)
-    fleet = Fleet(spec.targets, interval, seed)
+    fleet = Fleet(spec.targets, interval, seed, phases)
     result = RunResult(spec, interval)
     started = time.perf_counter()
     conn = open_store(path)
@@ -373,12 +394,14 @@ async def simulate(spec: RunSpec, interval: float, seed: int, path: str) -> RunR
     return result
 
 
-def run_one(spec: RunSpec, interval: float, seed: int, workdir: Path, keep: bool) -> RunResult:
+def run_one(
+    spec: RunSpec, interval: float, seed: int, workdir: Path, keep: bool, phases: bool = True
+) -> RunResult:
     path = workdir / f"history-{spec.targets}x{spec.days}.db"
     remove(path)
     log(f"{spec.label} at {interval:g} s: {path}")
     try:
-        return trio.run(simulate, spec, interval, seed, str(path))
+        return trio.run(simulate, spec, interval, seed, str(path), phases)
     finally:
         if not keep:
             remove(path)
@@ -450,7 +473,11 @@ def render(results: list[RunResult], command: str) -> str:
         " log-normal latencies around"
         f" {MEDIAN_MS:g} ms, {FAILURE_RATE:.1%} isolated failures with error kinds, an outage"
         f" in {1 / OUTAGES_PER_DAY:g} target-days ({OUTAGE_MINUTES[1]} min median; `down` and"
-        f" `up` → incidents) and {CHANGES_PER_DAY:g} body changes per target per day. Sizes:"
+        f" `up` → incidents), {CHANGES_PER_DAY:g} body changes per target per day, and the"
+        " phase timings of a fresh HTTPS connection (dns, connect, tls, ttfb, transfer:"
+        " the latency split"
+        f" {' / '.join(f'{share:.0%}' for share in PHASE_SHARES)}, each +/-30%) on every"
+        " probe with a connection (none with `--no-phases`). Sizes:"
         " SQLite's `dbstat` (whole pages of each b-tree) and the main file after a WAL"
         " checkpoint (the -wal file is left out). Raw samples and rollups per target-day are"
         " bytes per row times rows per target-day"
@@ -674,6 +701,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--report", type=Path, default=ROOT / "docs" / "benchmarks-store.md", help="(%(default)s)"
     )
     parser.add_argument("--workdir", type=Path, help="keep the database files here")
+    parser.add_argument(
+        "--no-phases",
+        dest="phases",
+        action="store_false",
+        help="store no phase timings (as before they existed; for comparison)",
+    )
     args = parser.parse_args(argv)
     try:
         args.run = [RunSpec.parse(r) for r in args.run or DEFAULT_RUNS]
@@ -700,7 +733,8 @@ def main(argv: list[str] | None = None) -> int:
         order = sorted(set(args.run), key=lambda s: -s.targets * s.days)
         keep = args.workdir is not None
         futures = {
-            s: pool.submit(run_one, s, args.interval, args.seed, workdir, keep) for s in order
+            s: pool.submit(run_one, s, args.interval, args.seed, workdir, keep, args.phases)
+            for s in order
         }
         done = {s: f.result() for s, f in futures.items()}
     results = [done[s] for s in args.run]

@@ -127,10 +127,68 @@ def test_retain_counts_targets_and_forgets_removed_ones():
     assert value(m, "probe_success", target="old") is None
     assert value(m, "probe_success", target="api") == 1
     m.forget(["web", "never-seen"])
-    exported = {labels for (name, labels) in samples(m) if name.startswith("probe_")}
-    assert exported == {frozenset({("target", "api")})}
+    exported = {
+        dict(labels)["target"] for (name, labels) in samples(m) if name.startswith("probe_")
+    }
+    assert exported == {"api"}
     m.observe(probe("web"))  # a target that comes back gets its series again
     assert value(m, "probe_success", target="web") == 1
+
+
+def phases(m: Metrics, target: str) -> dict[str, float | None]:
+    """probe_http_duration_seconds of `target` by phase, as scraped."""
+    return {
+        phase: value(m, "probe_http_duration_seconds", target=target, phase=phase)
+        for phase in ("resolve", "connect", "tls", "processing", "transfer")
+    }
+
+
+def test_phases_over_http_tls_did_not_happen_and_is_0():
+    m = Metrics()
+    timed = {"dns": 1.5, "connect": 2.0, "tls": None, "ttfb": 40.0, "transfer": 3.0}
+    m.observe(probe_result("api", phases_ms=timed))
+    assert phases(m, "api") == {
+        "resolve": 0.0015,
+        "connect": 0.002,
+        "tls": 0.0,
+        "processing": 0.04,
+        "transfer": 0.003,
+    }
+
+
+def test_phases_over_https():
+    m = Metrics()
+    timed = {"dns": None, "connect": 1.0, "tls": 8.0, "ttfb": 20.0, "transfer": 0.5}
+    m.observe(probe_result("web", url="https://web.test/", phases_ms=timed))
+    assert phases(m, "web") == {
+        "resolve": 0.0,
+        "connect": 0.001,
+        "tls": 0.008,
+        "processing": 0.02,
+        "transfer": 0.0005,
+    }
+
+
+def test_phases_of_a_reused_connection_and_of_no_connection_are_0():
+    m = Metrics()
+    reused = {"dns": None, "connect": None, "tls": None, "ttfb": 4.0, "transfer": 1.0}
+    m.observe(probe_result("api", phases_ms=reused))
+    assert phases(m, "api") == {
+        "resolve": 0.0,
+        "connect": 0.0,
+        "tls": 0.0,
+        "processing": 0.004,
+        "transfer": 0.001,
+    }
+    # refused: no connection, phases_ms null; the series stay, at 0, like blackbox's
+    m.observe(probe_result("api", ok=False, phases_ms=None))
+    assert set(phases(m, "api").values()) == {0.0}
+
+
+def test_phases_only_for_http_targets():
+    m = Metrics()
+    m.observe(probe_result("line", kind="line", status=None))
+    assert phases(m, "line") == dict.fromkeys(phases(m, "line"))  # none exported
 
 
 def test_label_values_are_escaped():

@@ -357,6 +357,13 @@ def _fake_api(now: float) -> FakeApi:
                 "earliest_not_after": _iso(now + 9.5 * 86400),
                 "earliest_subject": "CN=api.example",
             },
+            "phases_24h_ms": {
+                "dns": {"p50": 0.42, "p95": 0.9, "count": 2880},
+                "connect": {"p50": 1.05, "p95": 2.0, "count": 2880},
+                "tls": {"p50": 8.2, "p95": 12.6, "count": 2880},
+                "ttfb": {"p50": 39.6, "p95": 55.0, "count": 2880},
+                "transfer": None,
+            },
         },
         {
             "name": "db",
@@ -481,6 +488,8 @@ return [...document.querySelectorAll("#targets .card")].map((c) => ({
   since: c.querySelector(".since").textContent,
   last: c.querySelector(".last").textContent,
   stats: c.querySelector(".stats").textContent,
+  phases: c.querySelector(".phases").hidden ? null : c.querySelector(".phases").textContent,
+  phases_p95: c.querySelector(".phases").title,
   err: c.querySelector(".err").hidden ? null : c.querySelector(".err").textContent,
   cert: c.querySelector(".cert").hidden ? null
     : [c.querySelector(".cert").textContent, c.querySelector(".cert").className],
@@ -596,6 +605,9 @@ def test_status_page_in_headless_chromium(browser, tmp_path):
         assert by["new-service"]["last"] == "no checks yet"
         assert by["new-service"]["err"] is None
         assert by["new-service"]["stats"] == "24 h: no checks \u00b7 every 30 s"
+        assert by["new-service"]["phases"] is None  # no phases_24h_ms: no line
+        assert by["api"]["phases"] == "24 h p50: dns 0.4 / connect 1.1 / tls 8.2 / ttfb 40 ms"
+        assert by["api"]["phases_p95"] == "p95: dns 0.9 / connect 2.0 / tls 13 / ttfb 55 ms"
         assert by["new-service"]["bars"] == [["nodata"] * 24, ["nodata"] * 28]
         assert by["new-service"]["vals"] == ["n/a", "n/a", "no data"]
         assert by["api"]["pill"] == "\u2713 UP"

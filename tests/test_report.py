@@ -38,7 +38,7 @@ from pngs import read_png
 from trio_monitor._config import StorageSection
 from trio_monitor._errors import UsageError
 from trio_monitor._palette import COLORS, OK_FROM, WARN_FROM
-from trio_monitor._records import AlertEvent, TargetRemoved, rfc3339, to_line
+from trio_monitor._records import PHASES, AlertEvent, TargetRemoved, rfc3339, to_line
 from trio_monitor.cli import report as report_cli
 from trio_monitor.cli.main import main
 from trio_monitor.cli.report import make_report, parse_time
@@ -62,6 +62,7 @@ from trio_monitor.store.records import (
     HourRollup,
     Incident,
     Sample,
+    encode_phases,
     rollup,
 )
 
@@ -141,8 +142,16 @@ SINCE = T0
 UNTIL = T0 + 48 * 600  # 48 slots of 10 minutes
 
 
-def _ok(target: str, ts: float, ms: float = 10.0) -> Sample:
-    return Sample(target, ts, True, ms, None, 200)
+def _ok(target: str, ts: float, ms: float = 10.0, phases: bytes | None = None) -> Sample:
+    return Sample(target, ts, True, ms, None, 200, phases)
+
+
+def _fresh(ms: float, tls: float | None = 8.0) -> bytes | None:
+    """The phases of a fresh connection whose answer took `ms`: dns 0.5, connect 1,
+    `tls`, the rest split 9:1 between ttfb and transfer."""
+    rest = ms - 1.5 - (tls or 0.0)
+    phases = {"dns": 0.5, "connect": 1.0, "tls": tls, "ttfb": 0.9 * rest, "transfer": 0.1 * rest}
+    return encode_phases(phases)
 
 
 def _fail(target: str, ts: float, error: str = "connect") -> Sample:
@@ -331,7 +340,8 @@ def _six_hours(target: str, seed: int) -> list[Sample]:
         if rng.random() < 0.03:
             rows.append(_fail(target, ts, "timeout"))
         else:
-            rows.append(_ok(target, ts, rng.lognormvariate(math.log(30), 0.6)))
+            ms = 12 + rng.lognormvariate(math.log(30), 0.6)
+            rows.append(_ok(target, ts, ms, _fresh(ms) if rng.random() < 0.8 else None))
     return rows
 
 
@@ -368,6 +378,8 @@ def test_store_rollups_plus_samples_equal_the_raw_report():
     for w, g in zip(want.targets, got.targets, strict=True):
         assert (g.target, g.checks, g.ok) == (w.target, w.checks, w.ok)
         assert (g.p50, g.p95, g.p99) == (w.p50, w.p95, w.p99)  # same buckets, merged
+        assert g.phases == w.phases
+        assert g.phases["tls"].count > 100
         assert g.mean_ms == pytest.approx(w.mean_ms)
         assert (g.min_ms, g.max_ms) == (w.min_ms, w.max_ms)
         # a rollup hour is spread evenly over its two 30-minute slots: checks per slot
@@ -833,6 +845,36 @@ def test_jsonl_probe_lines_of_any_kind_are_samples():
     assert (db.ok, db.min_ms, dns.ok, dns.failures) == (1, 3.5, 1, 1)
 
 
+def _with_phases(probe, phases) -> str:
+    """A probe line whose phases_ms is `phases`, whatever it is."""
+    return json.dumps(json.loads(to_line(probe)) | {"phases_ms": phases})
+
+
+def test_jsonl_phases_make_the_phases_table():
+    fresh = {"dns": 0.5, "connect": 1.0, "tls": 8.0, "ttfb": 40.0, "transfer": 3.0}
+    reused = {"dns": None, "connect": None, "tls": None, "ttfb": 20.0, "transfer": 1.0}
+    lines = [
+        to_line(_probe("api", 1, phases_ms=fresh)),
+        to_line(_probe("api", 2, phases_ms=reused)),
+        to_line(_probe("api", 3, ok=False, phases_ms=fresh)),  # a failure: not counted
+        to_line(_probe("api", 4, phases_ms=None)),
+        to_line(_probe("api", 5, phases_ms={"ttfb": 5.0})),  # phases it lacks: none
+        _with_phases(_probe("api", 6), {**fresh, "tls": "8"}),
+        _with_phases(_probe("api", 7), [0.5, 1.0]),
+    ]
+    a = Aggregator(T0, T0 + 3600)
+    notes: list[str] = []
+    source = feed_jsonl(a, _bytes_io("\n".join(lines)), "x", warn=notes.append)
+    assert (source["probes"], source["bad"]) == (7, 2)  # the last two: not numbers, not an object
+    (api,) = build_report(a).targets
+    assert api.checks == 5
+    phases = api.phases
+    assert (phases["dns"].count, phases["tls"].count, phases["ttfb"].count) == (1, 1, 3)
+    assert phases["tls"].p50 == pytest.approx(8.0, rel=ERROR_BOUND)
+    assert phases["ttfb"].p50 == pytest.approx(20.0, rel=ERROR_BOUND)
+    assert phases["ttfb"].p95 == pytest.approx(40.0, rel=ERROR_BOUND)
+
+
 def _bytes_io(data: str | bytes):
     import io
 
@@ -895,7 +937,7 @@ def _sample_report(**names):
     for i in range(480):
         ts = SINCE + i * 60
         a.add_sample(_fail(api, ts) if 100 <= i < 110 else _ok(api, ts, 20 + i % 7))
-        a.add_sample(_ok(web, ts, 200 + i % 13))
+        a.add_sample(_ok(web, ts, 200 + i % 13, _fresh(200 + i % 13, tls=None if i % 2 else 8.0)))
     a.target(api, names.get("url", "https://api.example/health"))
     a.add_incident(Incident(api, SINCE + 6000, SINCE + 6600, names.get("error", "connect")))
     a.add_incident(Incident(api, UNTIL - 120, None, "timeout"))
@@ -968,6 +1010,17 @@ def test_json_contract():
     }
     assert len(api["slots"]["checks"]) == 48
     assert sum(api["slots"]["checks"]) == 480
+    assert api["phases_ms"] == dict.fromkeys(PHASES)  # no phases: every one null
+    web = data["targets"][2]
+    assert list(web["phases_ms"]) == list(PHASES)
+    for phase, spread in web["phases_ms"].items():
+        assert spread.keys() == {"p50", "p95", "count"}, phase
+        assert isinstance(spread["p50"], float)
+        assert isinstance(spread["p95"], float)
+    assert web["phases_ms"]["tls"]["count"] == 240  # every other probe: the rest are http
+    assert web["phases_ms"]["dns"]["count"] == 480
+    assert web["phases_ms"]["tls"]["p95"] == pytest.approx(8.0, rel=ERROR_BOUND)
+    assert web["phases_ms"]["ttfb"]["p50"] == pytest.approx(0.9 * (206 - 1.5 - 8), rel=0.1)
 
 
 def test_text_table_fits_80_columns_and_aligns():
@@ -998,6 +1051,13 @@ def test_text_table_fits_80_columns_and_aligns():
     assert lines[header + 2].split()[1:] == ["0", "-", "-", "-", "-", "0", "-"]  # idle
     assert "\n3 targets, 960 checks, availability 98.958%\n2 incidents (1 ongoing), " in text
     assert "slowest by p95 (+/-4.9%):" in text
+    phases = lines.index("phases, p50/p95 ms over ok probes (+/-4.9%; - did not happen):")
+    assert lines[phases + 1].split() == ["TARGET", "DNS", "CONNECT", "TLS", "TTFB", "TRANSFER"]
+    assert len(lines[phases + 2]) == len(lines[phases + 1])  # right-aligned columns
+    web = lines[phases + 2].split()
+    assert web[0] == "web"  # the only target with phases
+    assert web[1:4] == ["0.5/0.5", "1.0/1.0", "7.6/7.6"]  # 8 ms: its bucket's middle
+    assert lines[phases + 3] == ""
     assert re.search(r"^\s+1\. web\s+p95\s+2\d\d\.\d ms", text, re.M)
     assert re.search(r"ongoing: a-very-long.* down since .* \(timeout\)", text)
 
@@ -1041,6 +1101,14 @@ def test_html_is_self_contained_and_escapes_everything():
     assert "no latency data" in page  # idle's chart
     # api's line breaks at slot 10, where no probe was ok; web's is one line
     assert page.count("<polyline") == 3
+    # the phases table: only web has phases, its name escaped there too
+    table = re.search(r"<h2>Phases .*?</table>", page, re.S).group(0)
+    heads = re.findall(r"<th[^>]*>([^<]*)</th>", table)
+    assert heads == ["target", *PHASES]
+    (row,) = re.findall(r"<tr><td.*?</tr>", table)
+    cells = re.findall(r"<td[^>]*>([^<]*)</td>", row)
+    assert cells[0] == "web&quot; onmouseover=&quot;alert(2)"
+    assert cells[1:4] == ["0.5/0.5", "1.0/1.0", "7.6/7.6"]
 
 
 def test_html_colours_and_figures_use_the_palette_thresholds():

@@ -35,7 +35,14 @@ from trio_monitor._errors import StoreError
 from trio_monitor.store import HistoryReader, StoreStats, StoreWriter, open_store, serve_store
 from trio_monitor.store._sql import ROLLED_THROUGH
 from trio_monitor.store.maintenance import StoreMaintenance, serve_store_maintenance
-from trio_monitor.store.records import Sample, rollup
+from trio_monitor.store.records import (
+    ERROR_BOUND,
+    PhaseHistograms,
+    Sample,
+    bucket_value,
+    encode_phases,
+    rollup,
+)
 from trio_monitor.store.schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION, migrate
 
 T0 = 1_800_000_000.0  # a whole hour (and day) in unix seconds
@@ -43,7 +50,17 @@ DAY = 86400.0
 STORAGE = StorageSection(raw_retention=7 * DAY, rollup_retention=9 * DAY)
 
 
-def probe(target="api", ts=T0, ok=True, *, latency=12.5, status=None, content=None, changed=False):
+def probe(
+    target="api",
+    ts=T0,
+    ok=True,
+    *,
+    latency=12.5,
+    status=None,
+    content=None,
+    changed=False,
+    phases=None,
+):
     return probe_result(
         target,
         ts=ts,
@@ -53,6 +70,7 @@ def probe(target="api", ts=T0, ok=True, *, latency=12.5, status=None, content=No
         error=None if ok else ErrorKind.TIMEOUT,
         content_hash=None if content is None else f"sha256:{content}",
         content_changed=changed,
+        phases_ms=phases,
     )
 
 
@@ -284,6 +302,63 @@ async def test_probe_results_become_samples(tmp_path):
         assert list(reader.samples("nobody", 0, math.inf)) == []
         assert reader.recent("nobody", 3) == []
         assert reader.unstored() == 0
+
+
+async def test_phases_are_kept_in_5_bytes_and_rolled_up(tmp_path):
+    path = str(tmp_path / "history.db")
+    fresh = {"dns": 0.5, "connect": 1.0, "tls": 8.0, "ttfb": 40.0, "transfer": 3.0}
+    reused = {"dns": None, "connect": None, "tls": None, "ttfb": 20.0, "transfer": 0.05}
+    records = [
+        probe("api", T0 + 1, phases=fresh),
+        probe("api", T0 + 2, phases=reused),
+        probe("api", T0 + 3, ok=False, phases=None),  # no connection
+        probe("api", T0 + 4, ok=False, status=500, phases=fresh),  # a failure: not rolled up
+    ]
+    await store(path, records)
+    with HistoryReader(path) as reader:
+        samples = list(reader.samples("api", T0, T0 + 10))
+    assert [s.phases for s in samples] == [encode_phases(r.phases_ms) for r in records]
+    code = samples[0].phases
+    assert len(code) == 5
+    for ms, byte in zip(fresh.values(), code, strict=True):  # each within a bucket
+        assert bucket_value(byte - 1) == pytest.approx(ms, rel=ERROR_BOUND)
+    assert samples[1].phases[:3] == bytes(3)  # did not happen: 0
+    assert samples[1].phases[4] == 1  # below 0.1 ms: bucket 0, not "did not happen"
+
+    # rolled up and pruned: the reader has the hour's rollup, no samples
+    maintenance = StoreMaintenance(path, STORAGE, StoreStats(), now=lambda: T0 + 8 * DAY)
+    assert await maintenance.run_once()
+    await maintenance.aclose()
+    with HistoryReader(path) as reader:
+        (hour,) = reader.rollups("api", T0, T0 + 3600)
+    stats = hour.phases.stats()
+    assert stats["dns"].count == stats["tls"].count == 1  # the fresh ok probe
+    assert stats["ttfb"].count == 2
+    assert stats["tls"].p95 == pytest.approx(8.0, rel=ERROR_BOUND)
+    assert stats["ttfb"].p50 == pytest.approx(20.0, rel=ERROR_BOUND)
+
+
+def test_phase_histograms_blob_round_trip():
+    # gaps inside a phase's range, counts of 1 to 3 varint bytes, phases missing
+    counts = {0 * 256 + 3: 1, 0 * 256 + 9: 127, 2 * 256 + 0: 128, 2 * 256 + 255: 70_000}
+    counts |= {4 * 256 + b: b + 1 for b in range(40, 60)}
+    h = PhaseHistograms(counts)
+    blob = h.to_blob()
+    assert PhaseHistograms.from_blob(blob) == h
+    assert len(blob) == (3 + 7) + (3 + 254 + 2 + 3) + (3 + 20)  # about a byte a bucket
+    assert PhaseHistograms().to_blob() is None
+    assert PhaseHistograms.from_blob(None) == PhaseHistograms()
+
+
+async def test_rollups_without_phases_store_null(tmp_path):
+    path = str(tmp_path / "history.db")
+    await store(path, [probe("api", T0 + 1)])
+    maintenance = StoreMaintenance(path, STORAGE, StoreStats(), now=lambda: T0 + 2 * 3600)
+    assert await maintenance.run_once()
+    await maintenance.aclose()
+    with closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("SELECT phases FROM samples").fetchall() == [(None,)]
+        assert conn.execute("SELECT phases FROM rollups").fetchall() == [(None,)]
 
 
 async def test_probe_results_of_any_kind_are_stored_with_a_null_status(tmp_path):
@@ -660,12 +735,35 @@ def ten_days(targets=("api", "web")):
         for i in range(10 * 24 * 6):
             ok = rng.random() > 0.1
             latency = round(rng.lognormvariate(3, 1), 3)
-            records.append(probe(name, T0 + 37 * n + 600 * i, ok=ok, latency=latency))
+            phases = random_phases(rng, latency)
+            records.append(
+                probe(name, T0 + 37 * n + 600 * i, ok=ok, latency=latency, phases=phases)
+            )
     return records
 
 
+def random_phases(rng, latency):
+    """A fresh connection's phases (tls half the time), a reused one's, or none."""
+    roll = rng.random()
+    if roll < 0.1:
+        return None  # no connection
+    if roll < 0.3:  # reused
+        return {"dns": None, "connect": None, "tls": None, "ttfb": latency, "transfer": 0.2}
+    tls = round(rng.lognormvariate(1, 0.5), 3) if roll < 0.65 else None
+    connect = round(rng.lognormvariate(0, 0.5), 3)
+    return {"dns": 0.05, "connect": connect, "tls": tls, "ttfb": latency, "transfer": 0.3}
+
+
 def as_sample(r):
-    return Sample(r.target, r.ts, r.ok, r.latency_ms, None if r.ok else str(r.error), r.status)
+    return Sample(
+        r.target,
+        r.ts,
+        r.ok,
+        r.latency_ms,
+        None if r.ok else str(r.error),
+        r.status,
+        encode_phases(r.phases_ms),
+    )
 
 
 def expected_rollups(records, target, since, until):
@@ -767,7 +865,8 @@ async def test_late_rows_for_a_pruned_hour_are_added_to_its_rollup(tmp_path):
     maintenance = StoreMaintenance(path, STORAGE, StoreStats(), now=lambda: now)
     assert await maintenance.run_once()
     hour = T0 + 2 * DAY  # rolled up and pruned
-    late = probe("api", hour + 1, latency=1000.0)  # a result that arrives long after
+    timed = {"dns": None, "connect": 1.0, "tls": 5.0, "ttfb": 990.0, "transfer": 4.0}
+    late = probe("api", hour + 1, latency=1000.0, phases=timed)  # a result that arrives long after
     await store(path, [late])
     now += 3600
     assert await maintenance.run_once()
@@ -780,6 +879,8 @@ async def test_late_rows_for_a_pruned_hour_are_added_to_its_rollup(tmp_path):
         assert merged.latency_max == 1000.0
         assert merged.latency_sum == pytest.approx(before.latency_sum + 1000.0)
         assert merged.histogram.total == before.histogram.total + 1
+        assert merged.phases.histogram("ttfb").total == before.phases.histogram("ttfb").total + 1
+        assert merged.phases.histogram("tls").total == before.phases.histogram("tls").total + 1
 
 
 async def test_maintenance_failures_are_not_raised(tmp_path):

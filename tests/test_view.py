@@ -9,6 +9,7 @@ from factories import tls_details
 from fakes import FakeProber, make_config, result_for, running
 
 from trio_monitor import prepare
+from trio_monitor._records import PHASES
 from trio_monitor.engine.view import RecentStats
 from trio_monitor.store.records import ERROR_BOUND
 
@@ -57,6 +58,45 @@ def test_a_late_result_for_a_closed_hour_is_ignored_not_misfiled():
     stats.observe(result(T0 + HOUR))
     stats.observe(result(T0 + 10, ok=False))
     assert stats.summary("t", T0 + HOUR) == (1, 100.0, pytest.approx(100.0, rel=ERROR_BOUND))
+
+
+def timed(ts: float, ok: bool = True, **phases: float | None):
+    return attrs.evolve(result(ts, ok=ok), phases_ms=dict.fromkeys(PHASES) | phases)
+
+
+def test_phase_percentiles_over_the_last_24_hours():
+    stats = RecentStats()
+    for i in range(100):  # ttfb 1..100 ms; connect 2 ms; tls never (http)
+        stats.observe(timed(T0 + i, connect=2.0, ttfb=float(i + 1), transfer=0.5))
+    stats.observe(timed(T0 + 100, ok=False, connect=500.0, ttfb=900.0))  # a failure: not counted
+    stats.observe(attrs.evolve(result(T0 + 101), phases_ms=None))  # no connection
+    phases = stats.phases("t", T0 + 200)
+    assert (phases["dns"], phases["tls"]) == (None, None)  # never happened
+    assert phases["connect"].count == 100
+    assert phases["connect"].p50 == phases["connect"].p95 == pytest.approx(2.0, rel=ERROR_BOUND)
+    assert phases["ttfb"].p50 == pytest.approx(50.0, rel=ERROR_BOUND)
+    assert phases["ttfb"].p95 == pytest.approx(95.0, rel=ERROR_BOUND)
+    assert phases["transfer"].p95 == pytest.approx(0.5, rel=ERROR_BOUND)
+
+
+def test_phases_of_finished_hours_are_blobs_and_old_hours_fall_out():
+    stats = RecentStats()
+    stats.observe(timed(T0, connect=1000.0))
+    for h in range(1, 30):
+        stats.observe(timed(T0 + h * HOUR, connect=3.0))
+    slots = stats._targets["t"]
+    assert all(isinstance(slot.phases, bytes) for slot in slots[:-1])
+    connect = stats.phases("t", T0 + 29 * HOUR)["connect"]
+    assert connect.count == 24  # the hour of 1000 ms, 29 hours ago, is gone
+    assert connect.p95 == pytest.approx(3.0, rel=ERROR_BOUND)
+    assert stats.phases("t", T0 + 100 * HOUR) == dict.fromkeys(PHASES)
+
+
+def test_a_target_without_phases_keeps_none():
+    stats = RecentStats()
+    stats.observe(result(T0))  # e.g. a kind without phases
+    stats.observe(result(T0 + HOUR))
+    assert [slot.phases for slot in stats._targets["t"]] == [None, None]
 
 
 def test_retain_forgets_removed_targets():

@@ -20,6 +20,9 @@ from .net.certs import TlsDetails
 
 SCHEMA = 1
 
+# the keys of ProbeResult.phases_ms, in the order the time is spent
+PHASES = ("dns", "connect", "tls", "ttfb", "transfer")
+
 
 TS_MIN, TS_MAX = -62135596800.0, 253402300799.0  # years 1 to 9999: what RFC 3339 can say
 

@@ -5,6 +5,9 @@ MonitorView depends on narrow protocols (States, Schedule), not on the monitor.
 Nothing here blocks or awaits: the view reads the monitor's in-memory state. The last
 24 hours per target are kept as hourly slots (checks, ok, latency histogram), the
 finished hours frozen as compact blobs: about 2 KB per target, whatever the interval.
+Phase timings (p50/p95 per phase over the same 24 hours and the same ok probes as the
+latency) are kept the same way: one dict of bucket counts for all five phases in the
+current hour, a blob per finished hour, nothing for targets without phases.
 """
 
 from __future__ import annotations
@@ -13,12 +16,12 @@ from collections.abc import Callable
 from typing import Protocol
 
 import trio
-from attrs import frozen
+from attrs import field, frozen
 
 from .._config import Config, Target
 from .._records import ProbeResult, Record
 from ..net.certs import TlsDetails
-from ..store.records import Histogram
+from ..store.records import Histogram, PhaseHistograms, PhaseStats, encode_phases
 from .state import TargetState
 
 HOURS = 24
@@ -29,14 +32,27 @@ START_LAG_SHARE = 0.5
 
 
 class _Hour:
-    __slots__ = ("checks", "hist", "hour", "ok")
+    __slots__ = ("checks", "hist", "hour", "ok", "phases")
 
     def __init__(self, hour: int) -> None:
         self.hour, self.checks, self.ok = hour, 0, 0
         self.hist: Histogram | bytes = Histogram.empty()  # bytes once the hour is over
+        # None until a probe with phases comes; bytes once the hour is over
+        self.phases: PhaseHistograms | bytes | None = None
 
     def histogram(self) -> Histogram:
         return self.hist if isinstance(self.hist, Histogram) else Histogram.from_blob(self.hist)
+
+    def phase_histograms(self) -> PhaseHistograms:
+        if isinstance(self.phases, PhaseHistograms):
+            return self.phases
+        return PhaseHistograms.from_blob(self.phases)
+
+    def close(self) -> None:
+        """The hour is over: keep it compact."""
+        self.hist = self.histogram().to_blob()
+        if isinstance(self.phases, PhaseHistograms):
+            self.phases = self.phases.to_blob()
 
 
 class RecentStats:
@@ -61,8 +77,7 @@ class RecentStats:
             slots = self._targets[result.target] = []  # an empty deque is ~600 B
         if not slots or slots[-1].hour < hour:
             if slots:
-                last = slots[-1]
-                last.hist = last.histogram().to_blob()  # finished: keep it compact
+                slots[-1].close()
             slots.append(_Hour(hour))
             del slots[:-HOURS]
         slot = slots[-1]
@@ -73,6 +88,11 @@ class RecentStats:
             slot.ok += 1
             if result.latency_ms is not None:
                 slot.histogram().add(result.latency_ms)  # the current hour: not a blob yet
+            code = encode_phases(result.phases_ms)
+            if code is not None:
+                if not isinstance(slot.phases, PhaseHistograms):
+                    slot.phases = PhaseHistograms()
+                slot.phases.add(code)
 
     def summary(self, name: str, now: float) -> tuple[int, float | None, float | None]:
         """-> (checks, availability %, p95 ms) over the 24 hours before `now`."""
@@ -89,6 +109,16 @@ class RecentStats:
 
     def tls(self, name: str) -> TlsDetails | None:
         return self._tls.get(name)
+
+    def phases(self, name: str, now: float) -> dict[str, PhaseStats | None]:
+        """-> per phase, p50/p95 over the 24 hours before `now` (the probes `summary`
+        reads latencies of); None for a phase that did not happen in them."""
+        first = int(now // 3600) - HOURS + 1
+        merged = PhaseHistograms()
+        for slot in self._targets.get(name, ()):
+            if slot.hour >= first and slot.phases is not None:
+                merged.merge(slot.phase_histograms())
+        return merged.stats()
 
     def retain(self, names: set[str]) -> None:
         for name in [n for n in self._targets if n not in names]:
@@ -115,6 +145,8 @@ class TargetStatus:
     p95_24h_ms: float | None
     kind: str = "http"
     tls: TlsDetails | None = None  # of the latest probe that got a certificate
+    # per phase of PHASES: p50/p95 over the same 24 hours; None where it did not happen
+    phases_24h: dict[str, PhaseStats | None] = field(factory=dict)
 
 
 @frozen
@@ -183,6 +215,7 @@ class MonitorView:
             p95_24h_ms=p95,
             kind=target.kind,
             tls=self._recent.tls(target.name),
+            phases_24h=self._recent.phases(target.name, now),
         )
 
     def targets(self) -> list[TargetStatus]:

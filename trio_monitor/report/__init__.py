@@ -14,6 +14,9 @@ Rules (the README's "Reports" section says the same):
 * Latency percentiles (p50/p95/p99) are read from the log-bucket histogram: their
   relative error is at most `store.records.ERROR_BOUND` (sqrt(1.1) - 1, about 4.9%)
   for latencies of at least `FLOOR_MS` (0.1 ms). They cover ok probes only.
+* Phase percentiles (p50/p95 of each of `phases_ms`'s phases) use the same buckets and
+  the same ok probes, each over the probes where that phase happened (`count`); a phase
+  that never did (tls on http) is null, and a target without phases has no row.
 * An incident counts if it overlaps the range. `downtime_s` is the time inside the range
   covered by incidents (overlaps merged). An incident's `duration_s`, the longest outage
   and the MTTR use whole incidents (an open one up to `until`): an outage that began

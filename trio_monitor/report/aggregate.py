@@ -13,7 +13,16 @@ from typing import Any
 from attrs import define, field, frozen
 
 from ..net.certs import describe_expiry
-from ..store.records import Certificate, ContentChange, Histogram, HourRollup, Incident, Sample
+from ..store.records import (
+    Certificate,
+    ContentChange,
+    Histogram,
+    HourRollup,
+    Incident,
+    PhaseHistograms,
+    PhaseStats,
+    Sample,
+)
 
 SLOTS = 48  # time slots over [since, until) for the charts
 DEFAULT_SLOWEST = 5  # targets listed by p95
@@ -39,6 +48,7 @@ class _TargetAgg:
     latency_min: float | None = None
     latency_max: float | None = None
     histogram: Histogram = field(factory=Histogram.empty)
+    phases: PhaseHistograms = field(factory=PhaseHistograms)  # of the same ok probes
     incidents: list[Incident] = field(factory=list)
     changes: int = 0
     certificate: Certificate | None = None  # the latest one known, at any time
@@ -129,6 +139,8 @@ class Aggregator:
             agg.histogram.add(s.latency_ms)
             agg.slot_latency_sum[i] += s.latency_ms
             agg.slot_latency_n[i] += 1
+        if s.phases is not None:
+            agg.phases.add(s.phases)
 
     def add_rollup(self, r: HourRollup) -> None:
         """A whole hour counts if its middle is in the range (so an edge is off by at most
@@ -143,6 +155,7 @@ class Aggregator:
         agg.latency_n += latency_n
         agg.extremes(r.latency_min, r.latency_max)
         agg.histogram.merge(r.histogram)
+        agg.phases.merge(r.phases)
         lo, hi = max(r.hour, self.since), min(r.hour + HOUR, self.until)
         first = self._slot(lo)
         last = max(first, min(self.slots - 1, math.ceil((hi - self.since) / self.width) - 1))
@@ -239,6 +252,8 @@ class TargetReport:
     content_changes: int
     slots: tuple[SlotView, ...]
     certificate: Certificate | None = None  # the latest one known
+    # per phase of PHASES (ok probes): p50/p95; None for a phase that did not happen
+    phases: dict[str, PhaseStats | None] = field(factory=dict)
 
     @property
     def failures(self) -> int:
@@ -293,6 +308,11 @@ class Report:
             (c for c in certs if c.expires < self.until + within),
             key=lambda c: (c.expires, c.target),
         )
+
+    @property
+    def timed(self) -> list[TargetReport]:
+        """The targets with phase timings (HTTP ones that had a connection)."""
+        return [t for t in self.targets if any(p is not None for p in t.phases.values())]
 
     def slowest(self, n: int) -> list[TargetReport]:
         """The n targets with the highest p95 (targets without latencies are left out)."""
@@ -362,6 +382,7 @@ def _target_report(agg: _TargetAgg, a: Aggregator) -> TargetReport:
         content_changes=agg.changes,
         slots=slots,
         certificate=agg.certificate,
+        phases=agg.phases.stats(),
     )
 
 

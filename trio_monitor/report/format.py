@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ..store.records import PhaseStats
+
 
 def human_duration(seconds: float | None) -> str:
     """12 -> '12s', 130 -> '2m10s', 7260 -> '2h01m', 93600 -> '1d02h'."""
@@ -25,6 +27,17 @@ def fmt_ms(value: float | None) -> str:
     if value < 10000:
         return f"{value:.1f}"
     return f"{value:.0f}"
+
+
+def fmt_phase(stats: PhaseStats | None) -> str:
+    """A phase's "p50/p95" in ms; "-" when it did not happen."""
+    if stats is None:
+        return "-"
+    return f"{_short_ms(stats.p50)}/{_short_ms(stats.p95)}"
+
+
+def _short_ms(value: float) -> str:
+    return f"{value:.1f}" if value < 10 else f"{value:.0f}"
 
 
 def fmt_pct(value: float | None, digits: int = 2) -> str:

@@ -13,10 +13,10 @@ from importlib import resources
 
 from .._config import format_duration
 from .._palette import COLORS, OK_FROM, WARN_FROM, level
-from .._records import rfc3339
+from .._records import PHASES, rfc3339
 from ..store.records import ERROR_BOUND
 from .aggregate import DEFAULT_SLOWEST, EXPIRING_WITHIN, SLOTS, Report, SlotView, TargetReport
-from .format import fmt_ms, fmt_pct, human_duration
+from .format import fmt_ms, fmt_pct, fmt_phase, human_duration
 
 SLOT_PX = 10  # uptime bar: one SLOT_PX-wide column per slot, a 1 px gap between
 
@@ -245,6 +245,17 @@ def render_html(report: Report, slowest: int = DEFAULT_SLOWEST) -> str:
                 f'<tr><td class="name">{_e(c.target)}</td><td class="name">{_e(c.subject)}</td>'
                 f'<td class="name">{_e(report.expiry(c))}</td></tr>'
             )
+    timed = report.timed
+    if timed:
+        o.append(
+            f'<h2>Phases <span class="muted">(p50 / p95 ms over ok probes, &plusmn;{ERROR_BOUND:.1%};'
+            ' &ndash; where a phase did not happen)</span></h2><table><tr><th class="name">target</th>'
+            + "".join(f"<th>{_e(phase)}</th>" for phase in PHASES)
+            + "</tr>"
+        )
+        for t in timed:
+            cells = "".join(f"<td>{_e(fmt_phase(p))}</td>" for p in t.phases.values())
+            o.append(f'<tr><td class="name">{_e(t.target)}</td>{cells}</tr>')
         o.append("</table>")
     top = report.slowest(slowest)
     if top:

@@ -56,6 +56,10 @@ def report_dict(report: Report, slowest: int = DEFAULT_SLOWEST) -> dict[str, Any
                 "longest_outage_s": _r(t.longest_outage_s),
                 "mttr_s": _r(t.mttr_s),
                 "content_changes": t.content_changes,
+                "phases_ms": {
+                    phase: None if p is None else {"p50": p.p50, "p95": p.p95, "count": p.count}
+                    for phase, p in t.phases.items()
+                },
                 "slots": {
                     "checks": [_r(s.checks, 2) for s in t.slots],
                     "failures": [_r(s.failures, 2) for s in t.slots],

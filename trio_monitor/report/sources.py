@@ -28,9 +28,9 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 
 from .._errors import UsageError
-from .._records import in_rfc3339_range, rfc3339
+from .._records import PHASES, in_rfc3339_range, rfc3339
 from ..store import HistoryReader
-from ..store.records import Certificate, ContentChange, HourRollup, Incident, Sample
+from ..store.records import Certificate, ContentChange, HourRollup, Incident, Sample, encode_phases
 from .aggregate import HOUR, Aggregator
 from .format import plural
 
@@ -125,6 +125,15 @@ def _amount(value: object) -> float | None:
     if not 0 <= value <= MAX_AMOUNT:  # also false for NaN
         raise ValueError("number out of range")
     return float(value)
+
+
+def _phases(value: object) -> bytes | None:
+    """phases_ms -> its encode_phases code (a phase it lacks did not happen)."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise TypeError("phases_ms is not an object")
+    return encode_phases({phase: _amount(value.get(phase)) for phase in PHASES})
 
 
 def _status(value: object) -> int | None:
@@ -234,13 +243,14 @@ def _probe_line(a: Aggregator, rec: dict[str, Any], probed: dict[str, tuple[floa
     latency = _amount(rec.get("latency_ms"))
     error = _opt_str(rec.get("error"))
     status = _status(rec.get("status"))
+    phases = _phases(rec.get("phases_ms"))
     if not a.wants(target):
         return
     last, gap = probed.get(target, (None, math.inf))
     if last is None or ts > last:
         probed[target] = (ts, gap if last is None else min(gap, ts - last))
     a.target(target, _opt_str(rec.get("url")))
-    a.add_sample(Sample(target, ts, ok, latency, error, status))
+    a.add_sample(Sample(target, ts, ok, latency, error, status, phases))
     if rec.get("content_changed") is True:
         a.add_change(ContentChange(target, ts, None, _opt_str(rec.get("content_hash"))))
     if isinstance(tls := rec.get("tls"), dict):

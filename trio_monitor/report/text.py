@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from .._config import format_duration
-from .._records import rfc3339
+from .._records import PHASES, rfc3339
 from ..store.records import ERROR_BOUND
 from .aggregate import DEFAULT_SLOWEST, EXPIRING_WITHIN, IncidentView, Report
-from .format import fmt_ms, fmt_pct, human_duration, plural
+from .format import fmt_ms, fmt_pct, fmt_phase, human_duration, plural
 
 
 def _fit(text: str, width: int) -> str:
@@ -88,6 +88,18 @@ def render_text(report: Report, slowest: int = DEFAULT_SLOWEST, width: int = 80)
         for c in expiring:
             name = _fit(c.target, max(10, width - 50))
             out.append(f"  {name}: {c.subject} {report.expiry(c)}")
+    timed = report.timed
+    if timed:
+        phase_w = 11
+        label_w = max(6, min(width - (phase_w + 1) * len(PHASES), name_w))
+        out += [
+            "",
+            f"phases, p50/p95 ms over ok probes (+/-{ERROR_BOUND:.1%}; - did not happen):",
+            "TARGET".ljust(label_w) + "".join(" " + p.upper().rjust(phase_w) for p in PHASES),
+        ]
+        for t in timed:
+            spreads = "".join(" " + fmt_phase(p).rjust(phase_w) for p in t.phases.values())
+            out.append(_fit(t.target, label_w).ljust(label_w) + spreads)
     top = report.slowest(slowest)
     if top:
         out += ["", f"slowest by p95 (+/-{ERROR_BOUND:.1%}):"]

@@ -162,6 +162,10 @@ def _target_json(t: TargetStatus) -> JSONObject:
         "availability_24h_pct": t.availability_24h_pct,
         "p95_24h_ms": t.p95_24h_ms,
         "tls": None if t.tls is None else tls_dict(t.tls),
+        "phases_24h_ms": {
+            phase: None if p is None else {"p50": p.p50, "p95": p.p95, "count": p.count}
+            for phase, p in t.phases_24h.items()
+        },
     }
 
 

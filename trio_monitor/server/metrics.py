@@ -19,6 +19,13 @@ Per target (label `target`), from its latest probe, named like the Blackbox expo
                                    the server presented; only when the last probe got one
     probe_tls_version_info{version}
                                    1, with the TLS version as blackbox writes it ("TLS 1.3")
+    probe_http_duration_seconds{phase}
+                                   where the last attempt's time went (HTTP targets):
+                                   "resolve", "connect", "tls", "processing" (request
+                                   sent to response head), "transfer" (phases_ms's dns,
+                                   connect, tls, ttfb, transfer); every phase always
+                                   exported, 0 for one that did not happen (tls on http,
+                                   all of them without a connection), as blackbox does
 
 Process-wide:
 
@@ -55,13 +62,18 @@ from prometheus_client.registry import Collector
 
 from .._config import EVENTS, Config
 from .._errors import ErrorKind
-from .._records import AlertEvent, ProbeResult, Record, RoundSummary
+from .._records import PHASES, AlertEvent, ProbeResult, Record, RoundSummary
 
 __all__ = ["CONTENT_TYPE", "Metrics"]
 
 # The classic text format, which every Prometheus version reads (what generate_latest
 # writes for our plain metric names is the same in its "1.0.0" variant).
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+# phases_ms's keys -> blackbox_exporter's `phase` label values, so its dashboards work
+PHASE_LABELS = dict(
+    zip(PHASES, ("resolve", "connect", "tls", "processing", "transfer"), strict=True)
+)
 
 
 class Metrics:
@@ -262,17 +274,29 @@ class _TargetSeries(Collector):
             "TLS version of the target's last probe (1; the version as a label)",
             labels=["target", "version"],
         )
+        phases = GaugeMetricFamily(
+            "probe_http_duration_seconds",
+            "Duration of the target's last HTTP probe by phase (last attempt, redirects "
+            "summed; 0 for a phase that did not happen)",
+            labels=["target", "phase"],
+        )
         for name, r in latest.items():
             success.add_metric([name], 1 if r.ok else 0)
             duration.add_metric([name], math.nan if r.latency_ms is None else r.latency_ms / 1000)
             size.add_metric([name], r.bytes)
             if r.kind == "http":  # the HTTP status only for targets of a kind that has one
                 status.add_metric([name], r.status or 0)
+                # blackbox_exporter creates every phase at 0 and adds the ones that
+                # happened: a phase that did not happen is 0, never missing
+                measured = r.phases_ms or {}
+                for key, phase in PHASE_LABELS.items():
+                    ms = measured.get(key)
+                    phases.add_metric([name, phase], 0.0 if ms is None else ms / 1000)
             if r.tls is not None:
                 expiry.add_metric([name], r.tls.earliest_not_after)
                 if r.tls.version:
                     tls_version.add_metric([name, _blackbox_version(r.tls.version)], 1)
-        yield from (success, duration, status, size, expiry, tls_version)
+        yield from (success, duration, status, size, expiry, tls_version, phases)
 
 
 def _blackbox_version(version: str) -> str:

@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .._errors import ErrorKind
+from .._records import PHASES
 from .contract import API, DEFAULT_SINCE, MAX_ROWS, RECENT
 from .login import COOKIE
 
@@ -60,6 +61,26 @@ _TARGET_PROPERTIES: Schema = {
         "anyOf": [_ref("Tls"), {"type": "null"}],
         "description": "the certificate of the latest probe that got one (days_left as then)",
     },
+    "phases_24h_ms": _object(
+        {
+            phase: {
+                "anyOf": [
+                    _object(
+                        {
+                            "p50": {"type": "number", "minimum": 0},
+                            "p95": {"type": "number", "minimum": 0},
+                            "count": {"type": "integer", "minimum": 1},
+                        }
+                    ),
+                    {"type": "null"},
+                ]
+            }
+            for phase in PHASES
+        },
+        "per phase of the probe's `phases_ms`: p50 and p95 (ms, within 5%) over the "
+        "last 24 hours' ok probes, and how many of them had the phase; null for a phase "
+        "that did not happen in them (tls on http, dns for an address, ...)",
+    ),
 }
 
 _SCHEMAS: Schema = {
@@ -109,10 +130,7 @@ _SCHEMAS: Schema = {
                 "type": ["object", "null"],
                 "description": "where the last attempt's time went, ms; null for a phase "
                 "that did not happen; null without any connection",
-                "properties": {
-                    phase: _nullable("number")
-                    for phase in ("dns", "connect", "tls", "ttfb", "transfer")
-                },
+                "properties": {phase: _nullable("number") for phase in PHASES},
             },
             "tls": {
                 "anyOf": [_ref("Tls"), {"type": "null"}],

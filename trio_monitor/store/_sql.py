@@ -9,7 +9,7 @@ import sqlite3
 from collections.abc import Iterator
 from typing import Any
 
-from .records import Histogram, HourRollup, Sample
+from .records import Histogram, HourRollup, PhaseHistograms, Sample
 
 HOUR = 3600
 
@@ -50,18 +50,28 @@ def set_meta(conn: sqlite3.Connection, key: str, value: Any) -> None:
     conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
 
 
-SAMPLE_COLUMNS = "ts, ok, status, latency_ms, error"
-ROLLUP_COLUMNS = "hour, checks, failures, latency_sum, latency_min, latency_max, histogram"
+SAMPLE_COLUMNS = "ts, ok, status, latency_ms, error, phases"
+ROLLUP_COLUMNS = "hour, checks, failures, latency_sum, latency_min, latency_max, histogram, phases"
 
 
 def sample_from_row(name: str, row: tuple) -> Sample:
-    ts, ok, status, latency, error = row
-    return Sample(name, ts, bool(ok), latency, error, status)
+    ts, ok, status, latency, error, phases = row
+    return Sample(name, ts, bool(ok), latency, error, status, phases)
 
 
 def rollup_from_row(name: str, row: tuple) -> HourRollup:
-    hour, checks, failures, total, low, high, blob = row
-    return HourRollup(name, hour, checks, failures, total, low, high, Histogram.from_blob(blob))
+    hour, checks, failures, total, low, high, blob, phases = row
+    return HourRollup(
+        name,
+        hour,
+        checks,
+        failures,
+        total,
+        low,
+        high,
+        Histogram.from_blob(blob),
+        PhaseHistograms.from_blob(phases),
+    )
 
 
 def first_sample(conn: sqlite3.Connection, tid: int) -> float | None:

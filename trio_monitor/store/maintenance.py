@@ -35,7 +35,7 @@ from ._sql import (
     set_meta,
     transaction,
 )
-from .records import Histogram, HourRollup, rollup
+from .records import Histogram, HourRollup, PhaseHistograms, rollup
 from .schema import BUSY_TIMEOUT, Connect
 from .writer import StoreStats
 
@@ -47,6 +47,8 @@ ROWS_PER_BATCH = 5000  # rows deleted per maintenance transaction
 def _merge(a: HourRollup, b: HourRollup) -> HourRollup:
     hist = Histogram(dict(a.histogram.counts))
     hist.merge(b.histogram)
+    phases = PhaseHistograms(dict(a.phases.counts))
+    phases.merge(b.phases)
     lows = [v for v in (a.latency_min, b.latency_min) if v is not None]
     highs = [v for v in (a.latency_max, b.latency_max) if v is not None]
     return HourRollup(
@@ -58,12 +60,13 @@ def _merge(a: HourRollup, b: HourRollup) -> HourRollup:
         min(lows) if lows else None,
         max(highs) if highs else None,
         hist,
+        phases,
     )
 
 
 def _put_rollup(conn: sqlite3.Connection, tid: int, r: HourRollup) -> None:
     conn.execute(
-        "INSERT OR REPLACE INTO rollups VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT OR REPLACE INTO rollups VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             tid,
             r.hour,
@@ -73,6 +76,7 @@ def _put_rollup(conn: sqlite3.Connection, tid: int, r: HourRollup) -> None:
             r.latency_min,
             r.latency_max,
             r.histogram.to_blob(),
+            r.phases.to_blob(),
         ),
     )
 

@@ -5,15 +5,22 @@ Latency histogram: fixed log-scale buckets. Bucket i holds latencies in
 [FLOOR_MS * BASE**(i-1), FLOOR_MS * BASE**i) for i >= 1; bucket 0 holds everything
 below FLOOR_MS. A percentile is read as the geometric middle of its bucket, so its
 relative error is at most sqrt(BASE) - 1 (4.9% for BASE = 1.1), whatever the range.
+
+Phase timings (ProbeResult.phases_ms) use the same buckets: a sample keeps them as a
+5-byte code (`encode_phases`: one byte per phase of PHASES, 0 for one that did not
+happen, else its bucket + 1), and `PhaseHistograms` counts them per phase, so p50/p95
+per phase cost the same as the latency's, from a sample, an hour or a year.
 """
 
 from __future__ import annotations
 
 import math
 import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
-from attrs import define, frozen
+from attrs import define, field, frozen
+
+from .._records import PHASES
 
 BASE = 1.1
 FLOOR_MS = 0.1  # below this, one bucket: loopback answers faster than this are all "instant"
@@ -80,6 +87,114 @@ class Histogram:
         return cls({b: n for b, n in _PAIR.iter_unpack(blob)})
 
 
+# --- phase timings ---------------------------------------------------------------
+
+
+def encode_phases(phases_ms: Mapping[str, float | None] | None) -> bytes | None:
+    """phases_ms -> 5 bytes, one a phase (0: it did not happen, else its bucket + 1; the
+    top bucket shares a code with the one below: both are far beyond any timeout).
+    None without phases (no connection, or a kind that has none)."""
+    if phases_ms is None:
+        return None
+    return bytes(
+        0 if (ms := phases_ms.get(phase)) is None else min(bucket_of(ms), MAX_BUCKET - 1) + 1
+        for phase in PHASES
+    )
+
+
+@frozen
+class PhaseStats:
+    """One phase's percentiles (ms, read from buckets) over the `count` probes where it
+    happened."""
+
+    p50: float
+    p95: float
+    count: int
+
+
+@define
+class PhaseHistograms:
+    """One latency histogram per phase of PHASES, in one dict keyed by
+    phase index * 256 + bucket (a dict per phase would cost five times the memory)."""
+
+    counts: dict[int, int] = field(factory=dict)
+
+    def add(self, code: bytes) -> None:
+        """One sample's `encode_phases` code."""
+        for i, byte in enumerate(code[: len(PHASES)]):
+            if byte:
+                key = i * 256 + byte - 1
+                self.counts[key] = self.counts.get(key, 0) + 1
+
+    def merge(self, other: PhaseHistograms) -> None:
+        for key, n in other.counts.items():
+            self.counts[key] = self.counts.get(key, 0) + n
+
+    def histogram(self, phase: str) -> Histogram:
+        i = PHASES.index(phase)
+        return Histogram({k % 256: n for k, n in self.counts.items() if k // 256 == i})
+
+    def stats(self) -> dict[str, PhaseStats | None]:
+        """Per phase of PHASES: p50 and p95, None when it never happened."""
+        out: dict[str, PhaseStats | None] = {}
+        for phase in PHASES:
+            h = self.histogram(phase)
+            p50, p95 = h.percentile(50), h.percentile(95)
+            out[phase] = None if p50 is None or p95 is None else PhaseStats(p50, p95, h.total)
+        return out
+
+    def to_blob(self) -> bytes | None:
+        """Per phase that happened: its index, its lowest and highest bucket, then the
+        count of every bucket between as a varint (zeros too). A phase's buckets are
+        few and close together, so this is about a byte a bucket (pairs of bucket and
+        count took 6: the rollups of bench/store_size.py were 7 times bigger).
+        None when empty, so hours without phases cost nothing (a NULL)."""
+        if not self.counts:
+            return None
+        out = bytearray()
+        for i in range(len(PHASES)):
+            buckets = [k % 256 for k in self.counts if k // 256 == i]
+            if not buckets:
+                continue
+            lo, hi = min(buckets), max(buckets)
+            out += bytes((i, lo, hi))
+            for b in range(lo, hi + 1):
+                _put_varint(out, self.counts.get(i * 256 + b, 0))
+        return bytes(out)
+
+    @classmethod
+    def from_blob(cls, blob: bytes | None) -> PhaseHistograms:
+        counts: dict[int, int] = {}
+        pos = 0
+        while blob and pos < len(blob):
+            i, lo, hi = blob[pos], blob[pos + 1], blob[pos + 2]
+            pos += 3
+            for b in range(lo, hi + 1):
+                n, pos = _get_varint(blob, pos)
+                if n:
+                    counts[i * 256 + b] = n
+        return cls(counts)
+
+
+def _put_varint(out: bytearray, n: int) -> None:
+    """LEB128: 7 bits a byte, the high bit set on all but the last."""
+    while n >= 0x80:
+        out.append(n & 0x7F | 0x80)
+        n >>= 7
+    out.append(n)
+
+
+def _get_varint(blob: bytes, pos: int) -> tuple[int, int]:
+    n = shift = 0
+    while True:
+        byte = blob[pos]
+        pos += 1
+        n |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return n, pos
+        shift += 7
+
+
 # --- what reports read, from the store or from JSON lines -------------------------
 
 
@@ -93,6 +208,7 @@ class Sample:
     latency_ms: float | None
     error: str | None
     status: int | None = None
+    phases: bytes | None = None  # encode_phases of its phases_ms
 
 
 @frozen
@@ -107,6 +223,7 @@ class HourRollup:
     latency_min: float | None
     latency_max: float | None
     histogram: Histogram  # of the same latencies
+    phases: PhaseHistograms = field(factory=PhaseHistograms)  # of the ok probes
 
 
 @frozen
@@ -174,6 +291,7 @@ def rollup(target: str, hour: int, samples: Iterable[Sample]) -> HourRollup:
     total = 0.0
     low = high = None
     hist = Histogram.empty()
+    phases = PhaseHistograms()
     for s in samples:
         checks += 1
         if not s.ok:
@@ -183,4 +301,6 @@ def rollup(target: str, hour: int, samples: Iterable[Sample]) -> HourRollup:
             low = s.latency_ms if low is None else min(low, s.latency_ms)
             high = s.latency_ms if high is None else max(high, s.latency_ms)
             hist.add(s.latency_ms)
-    return HourRollup(target, hour, checks, failures, total, low, high, hist)
+        if s.ok and s.phases is not None:  # the probes the latencies are of
+            phases.add(s.phases)
+    return HourRollup(target, hour, checks, failures, total, low, high, hist, phases)

@@ -69,6 +69,12 @@ MIGRATIONS: list[tuple[str, ...]] = [
             issuer TEXT NOT NULL, not_after REAL NOT NULL, earliest_not_after REAL NOT NULL,
             earliest_subject TEXT NOT NULL)""",
     ),
+    (
+        # phase timings (records.encode_phases: 5 bytes a sample, NULL without phases)
+        # and their histograms per hour (PhaseHistograms.to_blob, NULL without any)
+        "ALTER TABLE samples ADD COLUMN phases BLOB",
+        "ALTER TABLE rollups ADD COLUMN phases BLOB",
+    ),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -23,6 +23,7 @@ from .._config import StorageSection
 from .._records import AlertEvent, ProbeResult, Record, TargetRemoved
 from ._db import Db, ErrorLog, environmental, log, one_line, reason
 from ._sql import UNSTORED, transaction
+from .records import encode_phases
 from .schema import BUSY_TIMEOUT, Connect
 
 BATCH = 1000  # records taken from the channel for one transaction at most
@@ -41,7 +42,8 @@ class StoreStats:
 
 
 # Backlog entries, one per record, as compact tuples:
-#   ("s", target, ts, ok, status, latency_ms, error, change)  change: (previous, new) | None
+#   ("s", target, ts, ok, status, latency_ms, error, phases, change)
+#        phases: records.encode_phases; change: (previous, new) | None
 #   ("d", target, start, error)                                  a "down" alert
 #   ("u", target, end)                                           an "up" alert
 #   ("r", target, end)                                           a removed target
@@ -56,6 +58,7 @@ SampleOp = tuple[
     int | None,
     float | None,
     str | None,
+    bytes | None,
     tuple[str | None, str | None] | None,
 ]
 DownOp = tuple[Literal["d"], str, float, str]
@@ -87,11 +90,11 @@ def _write_batch(
     def write(op: Op, tid: int) -> None:
         if op[0] == "s":
             conn.execute(
-                "INSERT OR REPLACE INTO samples VALUES (?, ?, ?, ?, ?, ?)", (tid, *op[2:7])
+                "INSERT OR REPLACE INTO samples VALUES (?, ?, ?, ?, ?, ?, ?)", (tid, *op[2:8])
             )
-            if op[7] is not None:
+            if op[8] is not None:
                 conn.execute(
-                    "INSERT OR REPLACE INTO changes VALUES (?, ?, ?, ?)", (tid, op[2], *op[7])
+                    "INSERT OR REPLACE INTO changes VALUES (?, ?, ?, ?)", (tid, op[2], *op[8])
                 )
         elif op[0] == "c":
             conn.execute(
@@ -199,6 +202,7 @@ class StoreWriter:
                 record.status,
                 record.latency_ms,
                 None if record.error is None else str(record.error),
+                encode_phases(record.phases_ms),
                 change,
             )
             self._certificate(record)
