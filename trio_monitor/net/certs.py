@@ -13,9 +13,12 @@ import _ssl
 import functools
 import ssl
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from attrs import frozen
-from cryptography import x509
+
+if TYPE_CHECKING:
+    from cryptography import x509
 
 DAY = 86400.0
 PARSED_CERTS = 4096  # distinct certificates kept parsed (a few KiB each)
@@ -102,6 +105,8 @@ def describe_expiry(not_after: float, now: float) -> str:
 
 
 def _sans(cert: x509.Certificate) -> tuple[str, ...]:
+    from cryptography import x509
+
     try:
         ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
     except x509.ExtensionNotFound:
@@ -115,6 +120,8 @@ def _sans(cert: x509.Certificate) -> tuple[str, ...]:
 def parse_der(der: bytes) -> CertInfo | None:
     """A certificate's details; None if it cannot be parsed (the handshake accepted it,
     but a malformed extension must not turn into a failed probe)."""
+    from cryptography import x509  # ~30 ms to import: only once a certificate comes
+
     try:
         cert = x509.load_der_x509_certificate(der)
         return CertInfo(
