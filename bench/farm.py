@@ -15,7 +15,9 @@ of a target is encoded in its request path, so every prober sees the same thing:
               and end (bench/detection.py)
 
 HTTP/1.1 with keep-alive and Content-Length; delays use loop.call_later, never a
-blocking sleep. Besides the listening ports, the farm reserves "closed" ports: bound
+blocking sleep. `/d/<ms>` is also the route with a known delay the latency-overhead
+scenarios use (measured latency minus <ms>). With `--tls-cert` and `--tls-key` (PEM,
+e.g. from a trustme CA) every listening port speaks HTTPS instead. Besides the listening ports, the farm reserves "closed" ports: bound
 but never listening, so a connection to them is refused and no other process can take
 them meanwhile. All ports are taken below the kernel's ephemeral range, so a client's
 own source port can never collide with a closed port (a TCP self-connect).
@@ -34,6 +36,7 @@ import errno
 import json
 import signal
 import socket
+import ssl
 import sys
 import time
 
@@ -162,13 +165,24 @@ def reserve_ports(count: int, base: int) -> list[socket.socket]:
     raise SystemExit(f"farm: fewer than {count} free ports between {base} and {limit}")
 
 
-async def serve(listening: list[socket.socket], closed: list[socket.socket]) -> None:
+def server_context(cert: str | None, key: str | None) -> ssl.SSLContext | None:
+    if cert is None or key is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    return context
+
+
+async def serve(
+    listening: list[socket.socket], closed: list[socket.socket], tls: ssl.SSLContext | None
+) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     servers = [
-        await loop.create_server(TargetProtocol, sock=sock, backlog=BACKLOG) for sock in listening
+        await loop.create_server(TargetProtocol, sock=sock, backlog=BACKLOG, ssl=tls)
+        for sock in listening
     ]
     ready = {
         "ports": [sock.getsockname()[1] for sock in listening],
@@ -187,9 +201,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ports", type=int, default=100, help="listening ports")
     parser.add_argument("--closed", type=int, default=10, help="reserved, never listening ports")
     parser.add_argument("--base-port", type=int, default=20000, help="first port to try")
+    parser.add_argument("--tls-cert", help="PEM certificate chain: serve HTTPS")
+    parser.add_argument("--tls-key", help="PEM private key of --tls-cert")
     args = parser.parse_args(argv)
+    tls = server_context(args.tls_cert, args.tls_key)
     sockets = reserve_ports(args.ports + args.closed, args.base_port)
-    asyncio.run(serve(sockets[: args.ports], sockets[args.ports :]))
+    asyncio.run(serve(sockets[: args.ports], sockets[args.ports :], tls))
 
 
 if __name__ == "__main__":

@@ -58,6 +58,59 @@ class Run:
 class ScenarioResult:
     setup: Setup
     runs: dict[str, list[Run]] = field(default_factory=lambda: {p: [] for p in PROBERS})
+    fresh: bool = False
+    https: bool = False
+    mixed: bool = False
+
+
+@dataclass(frozen=True)
+class RoundsRun:
+    """One prober running like a monitor, measured over a window of intervals."""
+
+    prober: str
+    probes: int  # probe lines in the window
+    cpu_s: float | None  # process CPU over the window
+    window_s: float
+    skipped: int  # due but still in flight (round lines in the window)
+    lag_max_ms: float | None  # worst start lag of those rounds
+    wrongly_failed: int
+    wrong_kinds: dict[str, int]
+    excess_p50_ms: float | None  # reported - designed latency, healthy targets reported ok
+    excess_p99_ms: float | None
+    excess_max_ms: float | None
+    problem: str | None = None
+
+    @property
+    def cpu_ms_per_probe(self) -> float | None:
+        return None if self.cpu_s is None or not self.probes else self.cpu_s * 1000 / self.probes
+
+    @property
+    def probes_per_s(self) -> float | None:
+        return self.probes / self.window_s if self.window_s else None
+
+
+@dataclass
+class RoundsResult:
+    """A steady-state or latency-overhead scenario: every prober's interleaved runs."""
+
+    setup: Setup
+    kind: str  # "steady" | "latency"
+    interval_s: float
+    first: float  # the window, in intervals from the first probe
+    last: float
+    delay_ms: int | None  # latency runs: every target's known delay
+    runs: dict[str, list[RoundsRun]] = field(default_factory=lambda: {p: [] for p in PROBERS})
+    https: bool = False
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Where a `--once` run's CPU went: `path` (relative to docs/) and its summary."""
+
+    tool: str  # "py-spy" or "cProfile"
+    label: str
+    path: str
+    lines: list[str]  # markdown
 
 
 @dataclass(frozen=True)
@@ -209,30 +262,68 @@ def _version(name: str) -> str:
         return "not installed"
 
 
-def overview_lines(results: list[ScenarioResult]) -> list[str]:
+def _probes_per_s(setup: Setup) -> Callable[[Run], float | None]:
+    return lambda r: None if not r.round_ms else setup.targets * 1000 / r.round_ms
+
+
+def _rounds_median(runs: list[RoundsRun], key: Callable[[RoundsRun], float | None]) -> float | None:
+    values = [v for v in map(key, runs) if v is not None]
+    return statistics.median(values) if values else None
+
+
+def _cpu_per_probe(r: RoundsRun) -> float | None:
+    return r.cpu_ms_per_probe
+
+
+def overview_lines(results: list[ScenarioResult], rounds: list[RoundsResult]) -> list[str]:
+    """Rows = scenarios and probers; ratios are to aiohttp's medians in the same run."""
     lines = [
-        "| scenario | round ms trio-monitor / aiohttp | floor ms "
-        "| wall ratio | CPU/probe ratio | wrongly failed (all runs) trio-monitor / aiohttp |",
-        "|---|---|---|---|---|---|",
+        "| scenario | prober | wall / aiohttp | CPU / aiohttp | probes/s | failures"
+        " (wrongly failed, all runs) | skipped (all runs) |",
+        "|---|---|---|---|---|---|---|",
     ]
     for res in results:
-        t, a = res.runs["trio-monitor"], res.runs["aiohttp"]
-        cpu = _cpu_ms_per_probe(res.setup)
-        lines.append(
-            f"| {res.setup.label} "
-            f"| {fmt(median(t, _round))} / {fmt(median(a, _round))} "
-            f"| {fmt(res.setup.floor_ms)} "
-            f"| {ratio(median(t, _wall), median(a, _wall))} "
-            f"| {ratio(median(t, cpu), median(a, cpu))} "
-            f"| {sum(map(_wrong, t)):,} / {sum(map(_wrong, a)):,} |"
-        )
+        base = res.runs["aiohttp"]
+        rate = _probes_per_s(res.setup)
+        for prober, runs in res.runs.items():
+            lines.append(
+                f"| `--once` {res.setup.label} | {prober}"
+                f" | {ratio(median(runs, _wall), median(base, _wall))}"
+                f" | {ratio(median(runs, _cpu_s), median(base, _cpu_s))}"
+                f" | {fmt(median(runs, rate))} | {sum(map(_wrong, runs)):,} | n/a |"
+            )
+    for res in rounds:
+        base = res.runs["aiohttp"]
+        for prober, runs in res.runs.items():
+            lines.append(
+                f"| {_rounds_title(res)} | {prober} | n/a"
+                f" | {ratio(_rounds_median(runs, _cpu_per_probe), _rounds_median(base, _cpu_per_probe))}"
+                " per probe"
+                f" | {fmt(_rounds_median(runs, lambda r: r.probes_per_s))}"
+                f" | {sum(r.wrongly_failed for r in runs):,} | {sum(r.skipped for r in runs):,} |"
+            )
     return lines
+
+
+def _cpu_s(r: Run) -> float:
+    return r.usage.cpu_s
+
+
+def _rounds_title(res: RoundsResult) -> str:
+    if res.kind == "latency":
+        return f"latency, {res.setup.label}, every {res.interval_s:g} s"
+    return (
+        f"steady {res.setup.label}, every {res.interval_s:g} s,"
+        f" intervals {res.first + 1:g}-{res.last:g}"
+    )
 
 
 def scenario_lines(res: ScenarioResult) -> list[str]:
     s = res.setup
+    probers = list(res.runs)
+    others = [p for p in probers if p != "aiohttp"]
     lines = [
-        f"### {s.label}",
+        f"### `--once` {s.label}",
         "",
         f"{s.targets:,} targets ({kinds_text(s.kinds)}) on {s.ports} farm ports"
         f" (+{s.closed_ports} closed); concurrency {s.concurrency:,}, per_host {s.per_host:,},"
@@ -240,16 +331,68 @@ def scenario_lines(res: ScenarioResult) -> list[str]:
         + _bound_note(s)
         + f". Medians of {len(res.runs['trio-monitor'])} run(s) each.",
         "",
-        "| metric | trio-monitor | aiohttp | trio-monitor / aiohttp |",
-        "|---|---|---|---|",
+        "| metric | "
+        + " | ".join(probers)
+        + " | "
+        + " | ".join(f"{p} / aiohttp" for p in others)
+        + " |",
+        "|---|" + "---|" * (len(probers) + len(others)),
     ]
-    t, a = res.runs["trio-monitor"], res.runs["aiohttp"]
     for label, key, digits, with_ratio in _metrics(s):
-        mt, ma = median(t, key), median(a, key)
-        shown = ratio(mt, ma) if with_ratio else ""
-        lines.append(f"| {label} | {fmt(mt, digits)} | {fmt(ma, digits)} | {shown} |")
-    lines += ["", _per_run_line(res), *_problem_lines(t + a), ""]
+        values = {p: median(res.runs[p], key) for p in probers}
+        shown = [ratio(values[p], values["aiohttp"]) if with_ratio else "" for p in others]
+        lines.append(
+            f"| {label} | " + " | ".join(fmt(values[p], digits) for p in probers)
+            + " | " + " | ".join(shown) + " |"
+        )  # fmt: skip
+    runs = [r for p in probers for r in res.runs[p]]
+    lines += ["", _per_run_line(res), *_problem_lines(runs), ""]
     return lines
+
+
+def rounds_lines(res: RoundsResult) -> list[str]:
+    s = res.setup
+    if res.kind == "latency":
+        what = (
+            f"every target answers after {res.delay_ms} ms (`/d/{res.delay_ms}`), spread over"
+            f" the {res.interval_s:g} s interval ({s.targets / res.interval_s:,.0f} probes/s);"
+            f" measured over one interval's length from the middle of the first one"
+            f" ({res.first:g}-{res.last:g} intervals after the first probe), so every target once"
+        )
+    else:
+        what = (
+            f"designed latencies 20-400 ms, interval {res.interval_s:g} s, measured over"
+            f" intervals {res.first + 1:g}-{res.last:g} (after start-up and the first connections)"
+        )
+    lines = [
+        f"### {_rounds_title(res)}",
+        "",
+        f"{s.targets:,} targets; {what}; concurrency {s.concurrency:,}, timeout"
+        f" {s.timeout_s:g} s, retries 0, no history. Medians of"
+        f" {len(res.runs['trio-monitor'])} run(s) each.",
+        "",
+        "| prober | CPU ms per probe | CPU / aiohttp | probes in window | probes/s | skipped"
+        " | worst start lag ms | wrongly failed | reported - designed p50 / p99 / max ms |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    base = _rounds_median(res.runs["aiohttp"], _cpu_per_probe)
+    for prober, runs in res.runs.items():
+        cpu = _rounds_median(runs, _cpu_per_probe)
+        lines.append(
+            f"| {prober} | {fmt(cpu, 3)} | {ratio(cpu, base)}"
+            f" | {fmt(_rounds_median(runs, lambda r: r.probes))}"
+            f" | {fmt(_rounds_median(runs, lambda r: r.probes_per_s))}"
+            f" | {fmt(_rounds_median(runs, lambda r: r.skipped))}"
+            f" | {fmt(_rounds_median(runs, lambda r: r.lag_max_ms), 1)}"
+            f" | {sum(r.wrongly_failed for r in runs):,}"
+            f" | {fmt(_rounds_median(runs, lambda r: r.excess_p50_ms), 1)}"
+            f" / {fmt(_rounds_median(runs, lambda r: r.excess_p99_ms), 1)}"
+            f" / {fmt(_rounds_median(runs, lambda r: r.excess_max_ms), 1)} |"
+        )
+    problems = [
+        f"- **{r.prober}**: {r.problem}" for runs in res.runs.values() for r in runs if r.problem
+    ]
+    return [*lines, "", *problems, ""]
 
 
 def _bound_note(s: Setup) -> str:
@@ -284,7 +427,7 @@ def steady_lines(res: SteadyResult) -> list[str]:
     lines = [
         f"{s.targets:,} healthy targets, interval {res.interval}, timeout {s.timeout_s:g} s,"
         f" concurrency {s.concurrency:,}, per_host {s.per_host:,}, retries 0, other `[monitor]`"
-        f" keys (`stagger`, `adaptive`) at trio-monitor's defaults; `trio-monitor run` ran"
+        f" keys (`stagger`, `adaptive`, `connection`) at trio-monitor's defaults; `trio-monitor run` ran"
         f" {res.minutes:g} min (stopped with SIGTERM 5 s before the next interval),"
         " sampled every ~10 s from /proc (utime+stime, VmRSS).",
         "",
@@ -377,19 +520,115 @@ def _minute_lines(res: SteadyResult) -> list[str]:
     return lines
 
 
-def render(
-    command: str,
-    setup_command: str,
-    results: list[ScenarioResult],
-    steady: SteadyResult | None,
-    appendix: str = "",
-) -> str:
-    """The report; `appendix` (markdown sections generated elsewhere) goes at its end."""
+def _once(results: list[ScenarioResult], fresh: bool, https: bool, largest: bool = False):
+    """The healthy `--once` scenario of that kind (the smallest, or the largest if larger)."""
+    found = sorted(
+        (r for r in results if (r.fresh, r.https, r.mixed) == (fresh, https, False)),
+        key=lambda r: r.setup.targets,
+    )
+    if not found or (largest and len(found) < 2):
+        return None
+    return found[-1] if largest else found[0]
+
+
+def _goal_once(res: ScenarioResult | None, name: str, wall: float, cpu: float) -> list[str]:
+    if res is None:
+        return [f"| `--once` {name}: wall ≤ {wall}x, CPU ≤ {cpu}x | not run | n/a |"]
+    t, a = res.runs["trio-monitor"], res.runs["aiohttp"]
+    w = _quotient(median(t, _wall), median(a, _wall))
+    c = _quotient(median(t, _cpu_s), median(a, _cpu_s))
+    met = w is not None and c is not None and w <= wall and c <= cpu
+    return [
+        f"| `--once` {res.setup.targets:,} {name}: wall ≤ {wall}x, CPU ≤ {cpu}x"
+        f" | wall {fmt(w, 2)}x, CPU {fmt(c, 2)}x | {_verdict(met)} |"
+    ]
+
+
+def _quotient(a: float | None, b: float | None) -> float | None:
+    return None if a is None or not b else a / b
+
+
+def _verdict(met: bool | None) -> str:
+    return "not run" if met is None else ("**pass**" if met else "**FAIL**")
+
+
+def _goal_steady(rounds: list[RoundsResult], https: bool) -> str:
+    name = "HTTPS" if https else "keep-alive"
+    found = [r for r in rounds if r.kind == "steady" and r.https == https]
+    if not found:
+        return f"| steady state, {name}: CPU per probe ≤ 0.8x, no probe skipped | not run | n/a |"
+    res = found[0]
+    t, a = res.runs["trio-monitor"], res.runs["aiohttp"]
+    c = _quotient(_rounds_median(t, _cpu_per_probe), _rounds_median(a, _cpu_per_probe))
+    skipped = sum(r.skipped for r in t)
+    return (
+        f"| steady state, {res.setup.targets:,} targets every {res.interval_s:g} s, {name}:"
+        f" CPU per probe ≤ 0.8x, no probe skipped | CPU {fmt(c, 2)}x, {skipped:,} skipped"
+        f" | {_verdict(c is not None and c <= 0.8 and skipped == 0)} |"
+    )
+
+
+def targets_lines(
+    results: list[ScenarioResult], rounds: list[RoundsResult], steady: SteadyResult | None
+) -> list[str]:
+    """Issue 10's targets (and issue 11's fresh-HTTPS goal), each with pass/fail."""
+    lines = ["| target | measured | status |", "|---|---|---|"]
+    lines += _goal_once(_once(results, False, False), "keep-alive", 0.9, 1.0)
+    lines += _goal_once(_once(results, True, False), "fresh connections", 0.9, 1.0)
+    lines += _goal_once(_once(results, False, True), "HTTPS keep-alive", 0.8, 1.0)
+    lines += _goal_once(_once(results, True, True), "HTTPS fresh connections", 0.8, 1.0)
+    lines += [_goal_steady(rounds, False), _goal_steady(rounds, True)]
+    lines += _goal_once(_once(results, False, False, largest=True), "keep-alive", 0.7, 0.7)
+    if steady is None:
+        lines.append("| whole process at 60 s, history on: < 10 % of one core, RSS < 150 MB"
+                     " | not run | n/a |")  # fmt: skip
+    else:
+        share = steady.samples[-1].cpu_s / (steady.minutes * 60)
+        rss = max(x.rss_mb for x in steady.samples)
+        lines.append(
+            f"| {steady.setup.targets:,} targets at {steady.interval}, history on:"
+            f" < 10 % of one core, RSS < 150 MB | {fmt_pct(share)}, max RSS {fmt(rss, 1)} MB"
+            f" | {_verdict(share < 0.10 and rss < 150)} |"
+        )
+    for res in (r for r in rounds if r.kind == "latency"):
+        p99 = _rounds_median(res.runs["trio-monitor"], lambda r: r.excess_p99_ms)
+        lines.append(
+            f"| latency overhead, {res.setup.targets:,} targets: p99 of measured - known"
+            f" delay < 10 ms | p99 {fmt(p99, 1)} ms"
+            f" | {_verdict(p99 is not None and p99 < 10)} |"
+        )
+    wrong = sum(r.wrongly_failed for res in results for r in res.runs["trio-monitor"])
+    wrong += sum(r.wrongly_failed for res in rounds for r in res.runs["trio-monitor"])
+    wrong += len(steady.wrong) if steady else 0
+    lines.append(
+        f"| no false failures in any scenario (trio-monitor) | {wrong:,} wrongly failed"
+        f" | {_verdict(wrong == 0)} |"
+    )
+    return lines
+
+
+@dataclass
+class Suite:
+    """Everything one run of bench/run.py measured."""
+
+    command: str
+    setup_command: str
+    results: list[ScenarioResult]
+    rounds: list[RoundsResult]
+    steady: SteadyResult | None
+    profile: Profile | None
+    notes: list[str]  # what the run left out or changed, one markdown bullet each
+    blackbox: str  # its version, or "not installed"
+    appendix: str = ""  # markdown sections generated elsewhere, at the end
+
+
+def render(suite: Suite) -> str:
     lines = [
         "# Benchmarks",
         "",
-        "trio-monitor (`trio-monitor run --once`) against the asyncio + aiohttp prober a"
-        " user would hand-write (`bench/aiohttp_probe.py`), both probing the same loopback"
+        "trio-monitor (`trio-monitor run`) against the asyncio + aiohttp prober a"
+        " user would hand-write (`bench/aiohttp_probe.py`), and Debian's blackbox_exporter in"
+        " the fresh-connection scenarios when installed, all probing the same loopback"
         " target farm (`bench/farm.py`, its own process) with the same targets, limits and"
         " timeout. Generated by `bench/run.py`; numbers are from one machine and one run of"
         " the suite: compare ratios, not absolute values across machines.",
@@ -397,34 +636,60 @@ def render(
         "## Machine",
         "",
         *machine_lines(),
+        f"- blackbox_exporter: {suite.blackbox}",
         "",
         "## Command",
         "",
         "From the project root (setup, then the suite):",
         "",
         "```sh",
-        setup_command,
+        suite.setup_command,
         "```",
         "",
         "This report was produced by:",
         "",
         "```sh",
-        command,
+        suite.command,
         "```",
         "",
+        *[f"- {note}" for note in suite.notes],
+        *([""] if suite.notes else []),
         *_method_lines(),
         "",
         "## Results",
         "",
-        *overview_lines(results),
+        *overview_lines(suite.results, suite.rounds),
+        "",
+        "### Against the targets",
+        "",
+        "Issue 10's targets (ratios vs aiohttp in the same run; lower is better) and issue"
+        " 11's fresh-connection HTTPS goal (at or ahead of aiohttp):",
+        "",
+        *targets_lines(suite.results, suite.rounds, suite.steady),
         "",
     ]
-    for res in results:
+    for res in suite.results:
         lines += scenario_lines(res)
-    lines += ["## Steady state", ""]
-    lines += steady_lines(steady) if steady else ["Not run (`--steady-minutes 0`).", ""]
-    if appendix.strip():
-        lines += [appendix.strip(), ""]
+    lines += ["## Steady state and latency overhead", ""]
+    for res in suite.rounds:
+        lines += rounds_lines(res)
+    if not suite.rounds:
+        lines += ["Not run.", ""]
+    lines += ["## Whole process", ""]
+    lines += steady_lines(suite.steady) if suite.steady else ["Not run (`--steady-minutes 0`).", ""]
+    lines += ["## Profile", ""]
+    if suite.profile is None:
+        lines += ["Not taken (`--no-profile`).", ""]
+    else:
+        p = suite.profile
+        lines += [
+            f"{p.tool} over `trio-monitor run --once`, {p.label}: [{p.path}]({p.path}).",
+            "",
+            *p.lines,
+            "",
+        ]
+    if suite.appendix.strip():
+        lines += [suite.appendix.strip(), ""]
     return "\n".join(lines)
 
 
@@ -453,8 +718,29 @@ def _method_lines() -> list[str]:
         " not queueing for a slot.",
         "- `--once` never staggers (README): each run's round starts every probe at once,"
         " limited by `concurrency`.",
-        "- one-round scenarios run trio-monitor with `[storage] enabled = false` (the aiohttp"
-        " prober keeps no history either); the steady state keeps history, as by default.",
+        '- connections: keep-alive scenarios set `connection = "reuse"` (aiohttp: one pooled'
+        ' `TCPConnector`), fresh ones `connection = "fresh"` (aiohttp:'
+        " `TCPConnector(force_close=True)`: a new connection per request). HTTPS: the farm"
+        " serves a certificate for 127.0.0.1 from a local trustme CA; trio-monitor trusts it"
+        " with `ca_file`, aiohttp with an `SSLContext` on that CA, blackbox_exporter with"
+        " `tls_config.ca_file`.",
+        "- blackbox_exporter (Debian's package, fresh-connection scenarios only: it opens a new"
+        " connection per probe): driven by the aiohttp prober's blackbox mode, one"
+        " `GET /probe?target=...&module=...` per target at the same concurrency; its wall is"
+        " the driver's whole process, its CPU and RSS the exporter's own process (started"
+        " once per scenario), latency its `probe_duration_seconds`.",
+        "- steady state: `trio-monitor run` and the aiohttp prober's `--interval` mode (each"
+        " target due at i/N of the interval, skipped while its previous probe runs) over the"
+        " same targets; CPU sampled from /proc every 0.1 s, the window placed from the"
+        " output (anchor: the earliest probe start), CPU per probe = CPU over the window /"
+        " probe lines in it; skipped and worst start lag from the round lines in it.",
+        "- latency overhead: the same, with every target answering after a known 50 ms"
+        " (`/d/50`) and the targets spread over an interval of targets / rate; measured"
+        " latency minus 50 ms over one interval's length from the middle of the first"
+        " (issue 10 item 5: p99 under 10 ms).",
+        "- one-round, steady-state and latency scenarios run trio-monitor with `[storage]"
+        " enabled = false` (the aiohttp prober keeps no history either); the whole-process"
+        " run keeps history and trio-monitor's default `connection`, as a user gets them.",
         "- trio-monitor's `per_host` and aiohttp's `limit_per_host` (both per origin) are set"
         " to the concurrency, so per-origin limiting never holds a probe back.",
         "- other processes' CPU: the machine's busy CPU time (/proc/stat) during the run"

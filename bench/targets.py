@@ -41,15 +41,23 @@ def _latency(rng: random.Random) -> int:
     return round(math.exp(rng.uniform(math.log(low), math.log(high))))
 
 
-def _url(kind: str, port: int, latency_ms: int, name: str) -> str:
+def _url(kind: str, port: int, latency_ms: int, name: str, scheme: str) -> str:
     path = {"ok": f"/d/{latency_ms}", "error": f"/e/{latency_ms}"}.get(kind, "/hang")
-    return f"http://127.0.0.1:{port}{path}?t={name}"
+    return f"{scheme}://127.0.0.1:{port}{path}?t={name}"
 
 
 def generate(
-    count: int, ports: list[int], closed: list[int], failures: dict[str, float], seed: int
+    count: int,
+    ports: list[int],
+    closed: list[int],
+    failures: dict[str, float],
+    seed: int,
+    *,
+    scheme: str = "http",
+    delay_ms: int | None = None,
 ) -> list[Target]:
-    """`count` targets over the farm's ports; `failures` maps a failure kind to its share."""
+    """`count` targets over the farm's ports; `failures` maps a failure kind to its share.
+    `delay_ms`: every target answers after exactly this delay (else log-uniform)."""
     rng = random.Random(seed)
     kinds = [kind for kind, share in failures.items() for _ in range(round(count * share))]
     kinds += ["ok"] * (count - len(kinds))
@@ -57,19 +65,21 @@ def generate(
     targets = []
     for i, kind in enumerate(kinds):
         name = f"t{i:05d}"
-        latency = _latency(rng) if kind in ("ok", "error") else 0
+        latency = (delay_ms or _latency(rng)) if kind in ("ok", "error") else 0
         port = closed[i % len(closed)] if kind == "closed" else ports[i % len(ports)]
-        targets.append(Target(name, _url(kind, port, latency, name), kind, latency))
+        targets.append(Target(name, _url(kind, port, latency, name, scheme), kind, latency))
     return targets
 
 
-def write_toml(path: Path, targets: list[Target], monitor: dict, history: bool) -> None:
-    """trio-monitor's config: `monitor` is the [monitor] table, one [[targets]] per target;
-    the history store beside it when `history`."""
+def write_toml(
+    path: Path, targets: list[Target], monitor: dict, history: bool, per_target: dict
+) -> None:
+    """trio-monitor's config: `monitor` is the [monitor] table, one [[targets]] per target
+    with the `per_target` keys added; the history store beside it when `history`."""
     doc = {
         "monitor": monitor,
         "storage": {"enabled": history},
-        "targets": [{"name": t.name, "url": t.url} for t in targets],
+        "targets": [{"name": t.name, "url": t.url, **per_target} for t in targets],
     }
     path.write_bytes(tomli_w.dumps(doc).encode())
 
