@@ -5,14 +5,16 @@ from __future__ import annotations
 import itertools
 from functools import partial
 
+import factories
 import httpx
 import pytest
 import trio
+from factories import config_doc
 from fakes import FakeProber, dispatcher_for, make_config, rounds, run_for, scheduler_for
 
 from trio_monitor import AlertEvent, ErrorKind, ProbeResult
 from trio_monitor.engine.dispatch import Dispatcher
-from trio_monitor.engine.schedule import Scheduler
+from trio_monitor.engine.schedule import Scheduler, stagger_offset
 from trio_monitor.engine.state import MemoryStateStore
 from trio_monitor.probes.http import HttpProber
 
@@ -306,6 +308,44 @@ async def test_stagger_window_is_capped(autojump_clock):
     firsts = [s[0] for s in prober.starts.values()]
     assert len(firsts) == 20
     assert max(firsts) < 5.0
+
+
+async def test_by_default_probes_spread_over_the_whole_interval(autojump_clock):
+    # no stagger key: each target's offset falls anywhere in its own interval, so a
+    # minute's probes are spread over the minute, not a burst at its start
+    targets = [{"name": f"t{i}", "url": f"http://127.0.0.{i + 1}/"} for i in range(200)]
+    hourly = {"name": "hourly", "url": "http://127.0.0.1:9/", "interval": "1h"}
+    config = factories.make_config(config_doc(*targets, hourly, monitor={"interval": "60s"}))
+    assert config.monitor.stagger is None
+    prober = FakeProber()
+    await run_for(scheduler_for(config, prober, []), 130.0)
+    firsts = sorted(prober.starts[f"t{i}"][0] for i in range(200))
+    assert firsts[0] >= 0
+    assert firsts[-1] < 60.0
+    assert firsts[-1] > 50.0  # not capped at the old 15 s window
+    per_quarter = [sum(q * 15 <= f < (q + 1) * 15 for f in firsts) for q in range(4)]
+    assert all(30 <= n <= 70 for n in per_quarter), per_quarter  # flat: about 50 each
+    for i in range(200):  # each keeps its cadence from its own offset
+        starts = prober.starts[f"t{i}"]
+        assert [round(b - a, 6) for a, b in itertools.pairwise(starts)] == [60.0] * (
+            len(starts) - 1
+        )
+    # the hourly target's offset is within its hour, fixed by its name
+    offset = stagger_offset(config.targets[-1], None)
+    assert offset == stagger_offset(config.targets[-1], 3600.0)
+    assert prober.starts.get("hourly", []) == ([round(offset, 6)] if offset < 130 else [])
+
+
+async def test_an_explicit_stagger_caps_the_spread(autojump_clock):
+    targets = [{"name": f"t{i}", "url": f"http://127.0.0.{i + 1}/"} for i in range(50)]
+    config = factories.make_config(
+        config_doc(*targets, monitor={"interval": "60s", "stagger": "15s"})
+    )
+    prober = FakeProber()
+    await run_for(scheduler_for(config, prober, []), 61.0)
+    firsts = [s[0] for s in prober.starts.values()]
+    assert len(firsts) == 50
+    assert max(firsts) < 15.0
 
 
 async def test_event_loop_stall_does_not_count_against_timeouts(autojump_clock):

@@ -286,7 +286,8 @@ class MonitorSection:
     adaptive: bool = False  # steer concurrency between adaptive_min and concurrency
     adaptive_min: Positive = Positive(10)
     per_host: Positive = Positive(4)
-    stagger: Delay = Delay(15.0)  # first probes spread over this long (at most the interval)
+    # each target's offset falls within this much of its interval; unset: all of it
+    stagger: Delay | None = None
     # after a failure (or while DOWN), probe this often until the state is decided;
     # unset: DEFAULT_CONFIRM_INTERVAL, at most each target's interval
     confirm_interval: Interval | None = None
