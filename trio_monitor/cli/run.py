@@ -8,6 +8,7 @@ from pathlib import Path
 
 import trio
 
+from .. import _gc
 from .._config import load_config
 from .._errors import MonitorError, UsageError
 from .._lifecycle import run_monitor
@@ -34,12 +35,30 @@ def command(args: argparse.Namespace) -> int:
         out = None
     # Read (and unset: alert commands must not inherit them) systemd's variables.
     systemd = SystemdNotifier(unset_environment=True)
-    try:
-        code = trio.run(
-            lambda: run_monitor(
-                config, once=args.once, out=out, config_path=args.config, systemd=systemd
+
+    async def monitor() -> int:
+        code: list[int] = []
+
+        async def run(task_status: trio.TaskStatus[object] = trio.TASK_STATUS_IGNORED) -> None:
+            code.append(
+                await run_monitor(
+                    config,
+                    once=args.once,
+                    out=out,
+                    config_path=args.config,
+                    systemd=systemd,
+                    task_status=task_status,
+                )
             )
-        )
+
+        async with trio.open_nursery() as nursery:
+            await nursery.start(run)
+            _gc.settle()  # started: config loaded, every plan prepared
+        return code[0]
+
+    _gc.tune()
+    try:
+        code = trio.run(monitor)
     except* MonitorError as group:
         # An expected error from inside the task tree arrives wrapped in exception groups:
         # it is still one line for the user, not a traceback.
