@@ -9,11 +9,14 @@ import factories
 import httpx
 import pytest
 import trio
+import trio.testing
 from factories import config_doc
 from fakes import FakeProber, dispatcher_for, make_config, rounds, run_for, scheduler_for
 
 from trio_monitor import AlertEvent, ErrorKind, ProbeResult
+from trio_monitor._config import MonitorSection, Positive
 from trio_monitor.engine.dispatch import Dispatcher
+from trio_monitor.engine.rounds import Limits
 from trio_monitor.engine.schedule import Scheduler, stagger_offset
 from trio_monitor.engine.state import MemoryStateStore
 from trio_monitor.probes.http import HttpProber
@@ -386,3 +389,38 @@ async def test_without_a_stall_the_timeout_holds(autojump_clock):
     (result,) = [r for r in records if isinstance(r, ProbeResult)]
     assert result.error == ErrorKind.TIMEOUT
     assert trio.current_time() == pytest.approx(10.0, abs=0.2)
+
+
+async def test_a_limiter_that_cannot_block_is_not_taken():
+    # one probe per target in flight: an origin with at most per_host targets, and a
+    # fleet within concurrency, never wait for a token, so none is taken
+    monitor = MonitorSection(concurrency=Positive(10), per_host=Positive(4))
+    limits = Limits(monitor)
+
+    async def held(*probes):
+        """(global, confirmation share, per origin) tokens while these probes hold."""
+        release = trio.Event()
+        async with trio.open_nursery() as nursery:
+            for key, confirm in probes:
+                nursery.start_soon(hold, key, confirm, release)
+            await trio.testing.wait_all_tasks_blocked()
+            taken = (
+                limits.limiter.borrowed_tokens,
+                limits.confirm_share.borrowed_tokens,
+                {k: lim.borrowed_tokens for k, lim in limits._by_key.items()},
+            )
+            release.set()
+        return taken
+
+    async def hold(key, confirm, release):
+        async with limits.hold(key, confirm=confirm):
+            await release.wait()
+
+    limits.apply(monitor, ["a"] * 4 + ["b"] * 5)
+    # 5 targets on b: its limiter can block; 9 targets within concurrency 10
+    assert await held(("a", False), ("b", False)) == (0, 0, {"b": 1})
+    # a reload counts the old targets too (their last probes may still run)
+    limits.apply(monitor, ["c"] * 4 + ["b"] * 3)
+    assert await held(("b", False), ("c", True)) == (2, 1, {"b": 1})
+    limits.apply(monitor, ["c"] * 4 + ["b"] * 3)  # settled: 7 targets, 3 or 4 per origin
+    assert await held(("b", False), ("c", True)) == (0, 1, {})  # the share (5) can block
