@@ -462,7 +462,7 @@ converter.register_structure_hook(ByteSize, _byte_size)
 converter.register_structure_hook(Url, lambda v, _: Url(parse_url(v)))
 converter.register_structure_hook(
     TargetUrl,
-    lambda v, _: TargetUrl(parse_url(v, {s for k in probe_kinds.kinds() for s in k.schemes})),
+    lambda v, _: TargetUrl(parse_url(v, probe_kinds.schemes())),
 )
 converter.register_structure_hook(Delay, _duration_in(0.0, 86400.0))
 converter.register_structure_hook(Positive, _integer(1, 100_000))
