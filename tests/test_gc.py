@@ -9,6 +9,7 @@ import pytest
 from factories import config_doc, write_config
 
 from trio_monitor import _gc
+from trio_monitor.cli import common
 from trio_monitor.cli.main import main
 from trio_monitor.probes.http import HttpPlan
 
@@ -43,3 +44,22 @@ def test_a_run_freezes_its_start_up_and_raises_the_thresholds(tmp_path, monkeypa
     assert written == 0
     assert out.stat().st_size > 0
     assert gc.get_threshold() == _gc.THRESHOLDS
+
+
+@pytest.mark.parametrize("command", ["validate", "run"])
+def test_a_config_is_loaded_with_the_collector_paused(tmp_path, monkeypatch, restored_gc, command):
+    enabled: list[bool] = []
+    load = common.load_config
+
+    def spy(path):
+        enabled.append(gc.isenabled())
+        return load(path)
+
+    monkeypatch.setattr(common, "load_config", spy)
+    path = write_config(tmp_path, config_doc({"url": "http://127.0.0.1:1/"}))
+    argv = [command, "-c", str(path)] + (
+        ["--once", "-q", "-o", str(tmp_path / "out")] * (command == "run")
+    )
+    main(argv)
+    assert enabled == [False]
+    assert gc.isenabled()  # and back on after

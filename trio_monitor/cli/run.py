@@ -9,12 +9,11 @@ from pathlib import Path
 import trio
 
 from .. import _gc
-from .._config import load_config
 from .._errors import MonitorError, UsageError
 from .._lifecycle import run_monitor
 from .._systemd import SystemdNotifier
 from ..sinks.jsonl import Output
-from .common import with_config
+from .common import read_config, with_config
 
 
 def add_arguments(cmd: argparse.ArgumentParser) -> None:
@@ -25,7 +24,7 @@ def add_arguments(cmd: argparse.ArgumentParser) -> None:
 
 
 def command(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
+    config = read_config(args.config)
     if args.output:
         try:
             out = Output.file(Path(args.output))  # closed below, after trio.run
