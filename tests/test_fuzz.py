@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from test_server import FakeView, serving, target_status, write_history
 
 from trio_monitor import ConfigError, parse_config
+from trio_monitor._config import _checked_url, _Invalid, is_normal_url, parse_url
 from trio_monitor._errors import UsageError
 from trio_monitor._records import rfc3339, to_line
 from trio_monitor.cli import main as cli_main
@@ -277,3 +278,44 @@ def test_a_resolver_value_is_an_address_and_port_or_one_line(value):
     assert 1 <= port <= 65535
     written = f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"  # and it reads back
     assert parse_config({"monitor": {"resolver": written}}, env={}).monitor.resolver == (ip, port)
+
+
+URL_PART = st.one_of(
+    st.text(alphabet="aZ09.-_~%2eF/?=&:@;", max_size=12),  # mostly what the fast path takes
+    st.text(alphabet="aZ09.-_~%2e/?#@:;=&+!$'()*,[] \"<>`{}|\\\té", max_size=12),
+)
+URLS = st.builds(
+    "".join,
+    st.tuples(
+        st.sampled_from(["http://", "https://", "HTTP://", "ftp://", "http:/", ""]),
+        st.sampled_from(["a.com", "A.com", "127.0.0.1", "999.1.1.1", "[::1]", "x_y", "a..b", ""]),
+        st.sampled_from(["", ":8080", ":80", ":443", ":0", ":99999", ":08", ":"]),
+        st.sampled_from(["/", "", "?", "/x/", "#"]),
+        URL_PART,
+    ),
+)
+
+
+@EXAMPLES
+@given(url=URLS)
+@example(url="http://a.com/./x")
+@example(url="http://a.com/x/..?q")
+@example(url="http://a.com/%zz")
+@example(url="http://u:p@a.com/")
+def test_the_url_fast_path_says_what_httpx_says(url):
+    """parse_url skips httpx's parser for URLs in httpx's own form: it must accept and
+    reject exactly what the full check does, and what it skips httpx writes unchanged."""
+    schemes = frozenset({"http", "https"})
+    try:
+        expected: object = _checked_url(url, schemes)
+    except _Invalid as exc:
+        expected = str(exc)
+    try:
+        got: object = parse_url(url, schemes)
+    except _Invalid as exc:
+        got = str(exc)
+    assert got == expected
+    if is_normal_url(url, schemes):
+        parsed = httpx.URL(url)
+        assert str(parsed) == url
+        assert not parsed.userinfo

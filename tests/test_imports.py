@@ -6,9 +6,13 @@ from __future__ import annotations
 import ast
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+import trio
+from factories import probe_result
+from test_server import write_history
 
 PACKAGE = Path(__file__).resolve().parent.parent / "trio_monitor"
 
@@ -113,3 +117,33 @@ def test_the_cli_loads_no_server_dependencies():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == ""
+
+
+@pytest.mark.subprocess
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["validate", "-c", "m.toml"],
+        ["report", "--jsonl", "empty.jsonl"],
+        ["report", "--jsonl", "empty.jsonl", "--format", "html"],
+        ["report", "-c", "m.toml", "--format", "json"],
+    ],
+)
+def test_validate_and_report_load_no_server_dependencies(tmp_path, argv):
+    """What a command does not need it does not import: `validate` and `report` never
+    pay for the server (starlette, hypercorn, prometheus_client, trio_monitor.server)."""
+    (tmp_path / "m.toml").write_text('[[targets]]\nurl = "http://127.0.0.1:1/"\n')
+    trio.run(write_history, str(tmp_path / "m.db"), [probe_result("t", ts=time.time())])
+    (tmp_path / "empty.jsonl").write_text("")
+    code = (
+        "import contextlib, io, sys\n"
+        "from trio_monitor.cli.main import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        f"    code = main({argv!r})\n"
+        "heavy = ('starlette', 'hypercorn', 'prometheus_client', 'trio_monitor.server')\n"
+        "print(code, ' '.join(m for m in sys.modules if m.startswith(heavy)))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path
+    )
+    assert done.stdout.strip() == "0", done.stdout + done.stderr

@@ -5,14 +5,19 @@ from __future__ import annotations
 import itertools
 from functools import partial
 
+import factories
 import httpx
 import pytest
 import trio
+import trio.testing
+from factories import config_doc
 from fakes import FakeProber, dispatcher_for, make_config, rounds, run_for, scheduler_for
 
 from trio_monitor import AlertEvent, ErrorKind, ProbeResult
+from trio_monitor._config import MonitorSection, Positive
 from trio_monitor.engine.dispatch import Dispatcher
-from trio_monitor.engine.schedule import Scheduler
+from trio_monitor.engine.rounds import Limits
+from trio_monitor.engine.schedule import Scheduler, stagger_offset
 from trio_monitor.engine.state import MemoryStateStore
 from trio_monitor.probes.http import HttpProber
 
@@ -308,6 +313,44 @@ async def test_stagger_window_is_capped(autojump_clock):
     assert max(firsts) < 5.0
 
 
+async def test_by_default_probes_spread_over_the_whole_interval(autojump_clock):
+    # no stagger key: each target's offset falls anywhere in its own interval, so a
+    # minute's probes are spread over the minute, not a burst at its start
+    targets = [{"name": f"t{i}", "url": f"http://127.0.0.{i + 1}/"} for i in range(200)]
+    hourly = {"name": "hourly", "url": "http://127.0.0.1:9/", "interval": "1h"}
+    config = factories.make_config(config_doc(*targets, hourly, monitor={"interval": "60s"}))
+    assert config.monitor.stagger is None
+    prober = FakeProber()
+    await run_for(scheduler_for(config, prober, []), 130.0)
+    firsts = sorted(prober.starts[f"t{i}"][0] for i in range(200))
+    assert firsts[0] >= 0
+    assert firsts[-1] < 60.0
+    assert firsts[-1] > 50.0  # not capped at the old 15 s window
+    per_quarter = [sum(q * 15 <= f < (q + 1) * 15 for f in firsts) for q in range(4)]
+    assert all(30 <= n <= 70 for n in per_quarter), per_quarter  # flat: about 50 each
+    for i in range(200):  # each keeps its cadence from its own offset
+        starts = prober.starts[f"t{i}"]
+        assert [round(b - a, 6) for a, b in itertools.pairwise(starts)] == [60.0] * (
+            len(starts) - 1
+        )
+    # the hourly target's offset is within its hour, fixed by its name
+    offset = stagger_offset(config.targets[-1], None)
+    assert offset == stagger_offset(config.targets[-1], 3600.0)
+    assert prober.starts.get("hourly", []) == ([round(offset, 6)] if offset < 130 else [])
+
+
+async def test_an_explicit_stagger_caps_the_spread(autojump_clock):
+    targets = [{"name": f"t{i}", "url": f"http://127.0.0.{i + 1}/"} for i in range(50)]
+    config = factories.make_config(
+        config_doc(*targets, monitor={"interval": "60s", "stagger": "15s"})
+    )
+    prober = FakeProber()
+    await run_for(scheduler_for(config, prober, []), 61.0)
+    firsts = [s[0] for s in prober.starts.values()]
+    assert len(firsts) == 50
+    assert max(firsts) < 15.0
+
+
 async def test_event_loop_stall_does_not_count_against_timeouts(autojump_clock):
     # A target that answers in 12 s with a 10 s timeout, while the process stalls for 5 s
     # (as a saturated CPU does): the stall is ours, so the deadline moves by it.
@@ -346,3 +389,38 @@ async def test_without_a_stall_the_timeout_holds(autojump_clock):
     (result,) = [r for r in records if isinstance(r, ProbeResult)]
     assert result.error == ErrorKind.TIMEOUT
     assert trio.current_time() == pytest.approx(10.0, abs=0.2)
+
+
+async def test_a_limiter_that_cannot_block_is_not_taken():
+    # one probe per target in flight: an origin with at most per_host targets, and a
+    # fleet within concurrency, never wait for a token, so none is taken
+    monitor = MonitorSection(concurrency=Positive(10), per_host=Positive(4))
+    limits = Limits(monitor)
+
+    async def held(*probes):
+        """(global, confirmation share, per origin) tokens while these probes hold."""
+        release = trio.Event()
+        async with trio.open_nursery() as nursery:
+            for key, confirm in probes:
+                nursery.start_soon(hold, key, confirm, release)
+            await trio.testing.wait_all_tasks_blocked()
+            taken = (
+                limits.limiter.borrowed_tokens,
+                limits.confirm_share.borrowed_tokens,
+                {k: lim.borrowed_tokens for k, lim in limits._by_key.items()},
+            )
+            release.set()
+        return taken
+
+    async def hold(key, confirm, release):
+        async with limits.hold(key, confirm=confirm):
+            await release.wait()
+
+    limits.apply(monitor, ["a"] * 4 + ["b"] * 5)
+    # 5 targets on b: its limiter can block; 9 targets within concurrency 10
+    assert await held(("a", False), ("b", False)) == (0, 0, {"b": 1})
+    # a reload counts the old targets too (their last probes may still run)
+    limits.apply(monitor, ["c"] * 4 + ["b"] * 3)
+    assert await held(("b", False), ("c", True)) == (2, 1, {"b": 1})
+    limits.apply(monitor, ["c"] * 4 + ["b"] * 3)  # settled: 7 targets, 3 or 4 per origin
+    assert await held(("b", False), ("c", True)) == (0, 1, {})  # the share (5) can block

@@ -481,6 +481,33 @@ async def test_a_record_sqlite_cannot_hold_is_skipped_not_blocking_the_rest(tmp_
         assert reader.unstored() == 1  # persisted before the writer ended
 
 
+async def test_a_batch_of_probe_rows_is_a_few_statements_not_a_few_per_record(tmp_path):
+    statements: list[str] = []
+
+    def connect(*args, **kwargs):
+        conn = sqlite3.connect(*args, **kwargs)
+        conn.set_trace_callback(statements.append)
+        return conn
+
+    path = tmp_path / "history.db"
+    writer = StoreWriter(str(path), STORAGE, StoreStats(), connect=connect)
+    writer.add(probe("api", T0))
+    assert await writer.flush()  # the target is known from now on
+    statements.clear()
+    for i in range(1, 201):
+        writer.add(probe("api", T0 + i, content=str(i // 50), changed=i % 50 == 0))
+    writer.add(alert_event("down", "api", ts=T0 + 201))
+    assert await writer.flush()
+    # one executemany per table (SQLite traces each row it runs), and no savepoint per record
+    assert sum(s.startswith("SAVEPOINT") for s in statements) == 1
+    with HistoryReader(str(path)) as reader:
+        assert len(list(reader.samples("api", 0, 1e10))) == 201
+        assert [c.ts for c in reader.changes(0, 1e10, target="api")] == [
+            T0 + i for i in (50, 100, 150, 200)
+        ]
+        assert len(reader.incidents(0, 1e10)) == 1
+
+
 async def test_writer_state_stays_proportional_to_targets(tmp_path):
     path = tmp_path / "history.db"
     records = [

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import attrs
+import factories
 import pytest
 import trio
-from factories import tls_details
+from factories import config_doc, tls_details
 from fakes import FakeProber, make_config, result_for, running
 
 from trio_monitor import prepare
@@ -125,6 +126,23 @@ async def test_health_follows_the_schedule(autojump_clock):
         health = monitor.view.health()
         assert not health.ok
         assert "no round for" in health.reason
+        monitor.stop()
+
+
+async def test_health_waits_for_the_first_due_time_of_a_whole_interval_spread(autojump_clock):
+    # the default spread: the first probe may come up to an interval after start-up
+    targets = [{"name": "t", "url": "http://127.0.0.1:1/", "interval": "30s"}]
+    config = factories.make_config(config_doc(*targets))
+    prober = FakeProber({"t": 0.1})
+    async with trio.open_nursery() as nursery:
+        monitor = await running(nursery, config, out=_Null(), probers={"http": prober})
+        first = monitor.scheduler.first_due - monitor.scheduler.started_at
+        assert 0 <= first < 30.0
+        await trio.sleep(first / 2)
+        assert monitor.view.health().ok  # before the first round: not yet due
+        await trio.sleep(first / 2 + 59.9)
+        assert monitor.view.health().ok
+        assert prober.starts["t"][0] == pytest.approx(first, abs=1e-6)
         monitor.stop()
 
 

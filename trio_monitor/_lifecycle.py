@@ -380,11 +380,7 @@ class Monitor:
             server_scope = trio.CancelScope()
             if metrics is not None:
                 await self._start_server(services, server_scope, metrics)
-            spread = (
-                ""
-                if self._once or not config.monitor.stagger
-                else f" (first probes spread over up to {config.monitor.stagger:g}s)"
-            )
+            spread = "" if self._once else _spread_note(config.monitor.stagger)
             log.info("monitoring %d targets from %s%s", len(config.targets), config.path, spread)
             task_status.started(self)
             if not self._once:
@@ -440,6 +436,15 @@ async def _watch_signals(monitor: Monitor, *, task_status=trio.TASK_STATUS_IGNOR
                     monitor.abort()
                 else:
                     monitor.stop()
+
+
+def _spread_note(stagger: float | None) -> str:
+    """How the first probes are spread, for the start-up log line."""
+    if stagger is None:
+        return " (probes spread over each target's interval)"
+    if not stagger:
+        return ""
+    return f" (first probes spread over up to {stagger:g}s)"
 
 
 def _open_output(config: Config) -> Output:

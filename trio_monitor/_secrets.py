@@ -20,6 +20,8 @@ def redact_url(url: str) -> str:
     The rest of the text stays exactly as written. As httpx parses it, the authority
     ends at the first "/", "?" or "#", and the userinfo at its last "@".
     """
+    if "@" not in url:
+        return url  # no userinfo (most URLs): nothing to look for
     scheme, sep, rest = url.partition("://")
     if not sep:
         return url

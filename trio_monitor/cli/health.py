@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .._config import load_config, parse_duration
+from .._config import parse_duration
 from .._errors import UsageError
-from .common import with_config
+from .common import read_config, with_config
 
 
 def add_arguments(cmd: argparse.ArgumentParser) -> None:
@@ -20,7 +20,7 @@ def command(args: argparse.Namespace) -> int:
     0 healthy; 1 unhealthy or no answer (one line on stderr says why); 2 no [server]."""
     from ..server.health import check_health  # the server's modules load only for this command
 
-    config = load_config(args.config)
+    config = read_config(args.config)
     try:
         timeout = parse_duration(args.timeout)
     except ValueError as exc:

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from .._config import load_config, parse_when
+from .._config import parse_when
 from .._errors import UsageError
 from .._records import in_rfc3339_range, rfc3339
 from ..report import (
@@ -26,6 +26,7 @@ from ..report import (
     render_text,
 )
 from ..report.sources import Warn, warn_stderr
+from .common import read_config
 
 DEFAULT_SINCE = "24h"
 FORMATS = ("text", "json", "html")
@@ -105,7 +106,7 @@ def make_report(args: argparse.Namespace, now: float, *, warn: Warn = warn_stder
         _check_targets(args.target, agg.seen, args.jsonl if args.jsonl != "-" else "<stdin>")
         return build_report(agg, source)
     config_path = args.config or "monitor.toml"
-    config = load_config(config_path)
+    config = read_config(config_path)
     if config.store_path is None:
         raise UsageError(f"history is disabled in {config_path}")
     urls = {t.name: t.url for t in config.targets}

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import trio
 
-from .._config import load_config
+from .. import _gc
 from .._errors import MonitorError, UsageError
 from .._lifecycle import run_monitor
 from .._systemd import SystemdNotifier
 from ..sinks.jsonl import Output
-from .common import with_config
+from .common import read_config, with_config
 
 
 def add_arguments(cmd: argparse.ArgumentParser) -> None:
@@ -24,7 +24,7 @@ def add_arguments(cmd: argparse.ArgumentParser) -> None:
 
 
 def command(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
+    config = read_config(args.config)
     if args.output:
         try:
             out = Output.file(Path(args.output))  # closed below, after trio.run
@@ -34,12 +34,30 @@ def command(args: argparse.Namespace) -> int:
         out = None
     # Read (and unset: alert commands must not inherit them) systemd's variables.
     systemd = SystemdNotifier(unset_environment=True)
-    try:
-        code = trio.run(
-            lambda: run_monitor(
-                config, once=args.once, out=out, config_path=args.config, systemd=systemd
+
+    async def monitor() -> int:
+        code: list[int] = []
+
+        async def run(task_status: trio.TaskStatus[object] = trio.TASK_STATUS_IGNORED) -> None:
+            code.append(
+                await run_monitor(
+                    config,
+                    once=args.once,
+                    out=out,
+                    config_path=args.config,
+                    systemd=systemd,
+                    task_status=task_status,
+                )
             )
-        )
+
+        async with trio.open_nursery() as nursery:
+            await nursery.start(run)
+            _gc.settle()  # started: config loaded, every plan prepared
+        return code[0]
+
+    _gc.tune()
+    try:
+        code = trio.run(monitor)
     except* MonitorError as group:
         # An expected error from inside the task tree arrives wrapped in exception groups:
         # it is still one line for the user, not a traceback.

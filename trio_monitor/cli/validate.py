@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .._config import load_config
-from .common import with_config
+from .common import read_config, with_config
 
 
 def add_arguments(cmd: argparse.ArgumentParser) -> None:
@@ -13,6 +12,6 @@ def add_arguments(cmd: argparse.ArgumentParser) -> None:
 
 
 def command(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
+    config = read_config(args.config)
     print(f"{args.config}: ok, {len(config.targets)} targets")
     return 0

@@ -8,14 +8,20 @@ probe first takes a token of the confirmation share (half of the lowest the prob
 can be: `concurrency`, or `adaptive_min` with `adaptive`), so a mass failure (a network
 blip failing thousands of targets at once) can never hold more than half of the probe
 limit with its extra probes: the healthy targets' schedule keeps the other half.
+
+A limiter that cannot block is not taken: a target has one probe in flight at most, so
+an origin with no more targets than `per_host`, a fleet no larger than `concurrency`
+(and not adaptive) or than the confirmation share never waits for a token, and taking
+one would only cost time per probe. Counted over the targets before and after a
+reload, since a removed target's last probe may still be in flight.
 """
 
 from __future__ import annotations
 
 import math
-from collections import deque
+from collections import Counter, deque
 from collections.abc import AsyncIterator, Iterable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
+from contextlib import asynccontextmanager
 
 import trio
 
@@ -36,6 +42,10 @@ class Limits:
         self.adaptive: AdaptiveLimit | None = None  # None: a fixed limit
         self._per_host = monitor.per_host
         self._by_key: dict[str, trio.CapacityLimiter] = {}
+        self._keys: Counter[str] = Counter()  # targets per limit key, as last applied
+        self._contended: frozenset[str] = frozenset()  # keys whose limiter can block
+        self._global: tuple[trio.CapacityLimiter, ...] = ()  # those that can block
+        self._share: tuple[trio.CapacityLimiter, ...] = ()
         self.apply(monitor, ())
 
     def apply(self, monitor: MonitorSection, keys: Iterable[str]) -> None:
@@ -55,22 +65,41 @@ class Limits:
             self._per_host = monitor.per_host
             for limiter in self._by_key.values():
                 limiter.total_tokens = monitor.per_host
-        used = set(keys)
-        for key in [k for k, lim in self._by_key.items() if k not in used]:
+        used = Counter(keys)
+        # in flight at most: one probe per target, old (still finishing) or new
+        flying = used | self._keys
+        self._keys = used
+        self._contended = frozenset(k for k, n in flying.items() if n > self._per_host)
+        total = flying.total()
+        self._global = (self.limiter,) if monitor.adaptive or total > monitor.concurrency else ()
+        self._share = (self.confirm_share,) if total > self.confirm_share.total_tokens else ()
+        for key in [k for k, lim in self._by_key.items() if k not in self._contended]:
             if self._by_key[key].borrowed_tokens == 0:
                 del self._by_key[key]
 
     @asynccontextmanager
     async def hold(self, key: str, *, confirm: bool = False) -> AsyncIterator[None]:
+        """Hold what this probe needs: its share (a confirmation), its origin's limiter,
+        the global one; only those that can block (see the module docstring)."""
+        # the share first: a confirmation probe waiting for it holds no other token
+        limiters = (self._share if confirm else ()) + self._origin(key) + self._global
+        held: list[trio.CapacityLimiter] = []
+        try:
+            for limiter in limiters:
+                await limiter.acquire()
+                held.append(limiter)
+            yield
+        finally:
+            for limiter in reversed(held):
+                limiter.release()
+
+    def _origin(self, key: str) -> tuple[trio.CapacityLimiter, ...]:
+        if key not in self._contended:
+            return ()
         limiter = self._by_key.get(key)
         if limiter is None:
             limiter = self._by_key[key] = trio.CapacityLimiter(self._per_host)
-        # the share first: a confirmation probe waiting for it holds no other token
-        share: AbstractAsyncContextManager[object] = (
-            self.confirm_share if confirm else nullcontext()
-        )
-        async with share, limiter, self.limiter:
-            yield
+        return (limiter,)
 
     def note(self, result: ProbeResult) -> None:
         if self.adaptive is not None:

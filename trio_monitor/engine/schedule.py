@@ -45,14 +45,21 @@ log = logging.getLogger("trio_monitor")
 SAME_ROUND = 0.001  # due times this close (seconds) share a round
 
 
-def stagger_offset(target: Target, stagger: float) -> float:
+def stagger_window(target: Target, stagger: float | None) -> float:
+    """How far into its interval a target's offset may fall: the whole interval when
+    `stagger` is unset (the load is flat: as many probes start in every second), else
+    at most `stagger` (an explicit cap: bursts, for those who want them)."""
+    return target.interval if stagger is None else min(stagger, target.interval)
+
+
+def stagger_offset(target: Target, stagger: float | None) -> float:
     """Where a target's probes fall in its interval: fixed per name, spread evenly over
-    the first `stagger` seconds (at most the interval), so rounds do not all fire at once.
+    its stagger window, so rounds do not all fire at once.
 
     crc32, not hash(): Python salts hash() per process, and a target should keep its
     place across restarts (and across machines, later).
     """
-    return zlib.crc32(target.name.encode()) / 2**32 * min(stagger, target.interval)
+    return zlib.crc32(target.name.encode()) / 2**32 * stagger_window(target, stagger)
 
 
 class _Slot:
@@ -101,7 +108,6 @@ class Scheduler:
         self.limits = Limits(config.monitor)
         self.lag = LagWatch(self.limits)
         self.start_lag = StartLag()
-        self._stagger = config.monitor.stagger
         self._slots: dict[str, _Slot] = {}
         # (due time, push order, slot, a confirmation probe?)
         self._heap: list[tuple[float, int, _Slot, bool]] = []
@@ -118,6 +124,8 @@ class Scheduler:
         self.last_round_at: float | None = None
         self._loop_began = self.started_at  # set again when the loop begins
         self._apply(config, trio.current_time())
+        # when the first round is due (health allows for the wait before it)
+        self.first_due = min((slot.due for slot in self._slots.values()), default=self.started_at)
 
     # --- configuration -----------------------------------------------------------
 
@@ -140,7 +148,6 @@ class Scheduler:
     def _apply(self, config: Config, now: float) -> None:
         slots = self.stage(config, now)
         self._grace = config.monitor.grace
-        self._stagger = config.monitor.stagger
         for name, slot in slots.items():
             if self._slots.get(name) is not slot:
                 self._push(slot)

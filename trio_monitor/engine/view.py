@@ -168,7 +168,7 @@ class Schedule(Protocol):
     probes started in the last minute."""
 
     @property
-    def started_at(self) -> float: ...
+    def first_due(self) -> float: ...
 
     @property
     def last_round_at(self) -> float | None: ...
@@ -230,7 +230,7 @@ class MonitorView:
 
     def health(self) -> Health:
         """Healthy while rounds run on schedule: the last one began less than twice the
-        shortest interval ago (plus the stagger window before the first), the event
+        shortest interval ago (before the first: its due time did), the event
         loop is not stalled, and probes start on time: the median start lag of the
         last minute is at most START_LAG_SHARE of the shortest interval."""
         schedule = self._schedule
@@ -240,7 +240,7 @@ class MonitorView:
         shortest = min(t.interval for t in config.targets)
         max_age = 2 * shortest
         last = schedule.last_round_at
-        reference = last if last is not None else schedule.started_at + config.monitor.stagger
+        reference = last if last is not None else schedule.first_due
         age = max(0.0, trio.current_time() - reference)
         start_lag = schedule.recent_start_lag()
         p50, worst = start_lag if start_lag is not None else (None, None)

@@ -79,7 +79,17 @@ class ProbeKind:
 
 
 _KINDS: Registry[ProbeKind] = Registry(lambda kind: kind.name)
-unregister, kinds, find, get = _KINDS.unregister, _KINDS.__iter__, _KINDS.find, _KINDS.get
+kinds, find, get = _KINDS.__iter__, _KINDS.find, _KINDS.get
+# scheme -> its kind, and every scheme, kept with the registry: looked up once or
+# twice per target of a config
+_BY_SCHEME: dict[str, ProbeKind] = {}
+_SCHEMES: frozenset[str] = frozenset()
+
+
+def _index() -> None:
+    global _BY_SCHEME, _SCHEMES
+    _BY_SCHEME = {s: k for k in _KINDS for s in k.schemes}
+    _SCHEMES = frozenset(_BY_SCHEME)
 
 
 def register(kind: ProbeKind) -> None:
@@ -88,10 +98,21 @@ def register(kind: ProbeKind) -> None:
     if kind.schemes & taken:
         raise ValueError(f"scheme {sorted(kind.schemes & taken)[0]!r} already has a kind")
     _KINDS.register(kind)
+    _index()
+
+
+def unregister(name: str) -> None:
+    _KINDS.unregister(name)
+    _index()
 
 
 def for_scheme(scheme: str) -> ProbeKind | None:
-    return next((k for k in _KINDS if scheme in k.schemes), None)
+    return _BY_SCHEME.get(scheme)
+
+
+def schemes() -> frozenset[str]:
+    """Every registered kind's URL schemes."""
+    return _SCHEMES
 
 
 def describe(result: ProbeResult) -> str:

@@ -1,7 +1,9 @@
 """The writer: every record a `Fanout` channel hands it, committed in batches.
 
 `serve_store_writer` commits whatever is queued (up to BATCH records) in one
-transaction, in a worker thread, so probing never waits for the disk. When the file
+transaction, in a worker thread, so probing never waits for the disk (probe rows by
+one `executemany` per table; a record SQLite cannot hold is skipped alone, by a second
+pass with a savepoint per record). When the file
 cannot be written (read-only, disk full, locked by another process beyond the busy
 timeout) it keeps consuming, holds a bounded backlog (oldest dropped first, counted in
 `StoreStats.unstored`), logs at most once a minute and retries with a backoff. It never
@@ -118,23 +120,54 @@ def _write_batch(
                 (op[2], END_REASONS[op[0]], tid),
             )
 
+    def write_all(ops: list[Op], tids: list[int]) -> bool:
+        """The whole batch at once, probe rows by `executemany` (the common case: one
+        statement per table, not three per record). -> False, having written nothing,
+        when a record SQLite cannot hold is among them."""
+        samples = [(tid, *op[2:8]) for op, tid in zip(ops, tids, strict=True) if op[0] == "s"]
+        changes = [
+            (tid, op[2], *op[8])
+            for op, tid in zip(ops, tids, strict=True)
+            if op[0] == "s" and op[8] is not None
+        ]
+        conn.execute("SAVEPOINT batch")
+        try:
+            conn.executemany("INSERT OR REPLACE INTO samples VALUES (?, ?, ?, ?, ?, ?, ?)", samples)
+            conn.executemany("INSERT OR REPLACE INTO changes VALUES (?, ?, ?, ?)", changes)
+            for op, tid in zip(ops, tids, strict=True):  # incidents, in their order
+                if op[0] != "s":
+                    write(op, tid)
+        except Exception as exc:
+            if environmental(exc):
+                raise
+            conn.execute("ROLLBACK TO batch")
+            conn.execute("RELEASE batch")
+            return False
+        conn.execute("RELEASE batch")
+        return True
+
     stored = skipped = 0
     why = ""  # why the first skipped record was skipped
     with transaction(conn):
-        for op in ops:
-            tid = target_id(op[1])  # outside the savepoint: a skipped record keeps its target
-            conn.execute("SAVEPOINT record")
-            try:
-                write(op, tid)
-            except Exception as exc:
-                if environmental(exc):
-                    raise
-                conn.execute("ROLLBACK TO record")
-                skipped += 1
-                why = why or f"{one_line(exc)}: {op!r}"
-            else:
-                stored += 1
-            conn.execute("RELEASE record")
+        ops = list(ops)
+        # outside any savepoint: a skipped record keeps its target
+        tids = [target_id(op[1]) for op in ops]
+        if write_all(ops, tids):
+            stored = len(ops)
+        else:  # one savepoint per record, to skip only what cannot be stored
+            for op, tid in zip(ops, tids, strict=True):
+                conn.execute("SAVEPOINT record")
+                try:
+                    write(op, tid)
+                except Exception as exc:
+                    if environmental(exc):
+                        raise
+                    conn.execute("ROLLBACK TO record")
+                    skipped += 1
+                    why = why or f"{one_line(exc)}: {op!r}"
+                else:
+                    stored += 1
+                conn.execute("RELEASE record")
         if unstored + skipped:
             conn.execute(
                 "INSERT INTO meta VALUES (?, ?)"
