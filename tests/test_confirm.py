@@ -14,7 +14,7 @@ from trio_monitor import AlertEvent, ProbeResult
 from trio_monitor._config import MonitorSection, Positive
 from trio_monitor._records import to_dict
 from trio_monitor.engine.rounds import Limits
-from trio_monitor.engine.schedule import Scheduler, stagger_offset
+from trio_monitor.engine.schedule import Scheduler, stagger_spot
 
 
 def timed_scheduler(config, prober, records, times):
@@ -171,7 +171,7 @@ async def test_a_mass_failure_holds_at_most_half_the_probe_limit(autojump_clock)
     scheduler = timed_scheduler(config, prober, records, [])
     assert scheduler.limits.confirm_share.total_tokens == 3
     await run(scheduler, 100.5)
-    offset = stagger_offset(config.targets[-1], 60.0)
+    offset = sum(stagger_spot(config.targets[-1], 60.0))  # its round's tick, its spot in it
     assert prober.starts["h"] == [round(offset + n, 6) for n in range(100)]
     # every failing target is probing all the time by now, 3 at once at most
     late = sorted(t for i in range(6) for t in prober.starts[f"f{i}"] if t >= 70)

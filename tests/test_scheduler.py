@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 from functools import partial
 
 import factories
@@ -17,7 +18,7 @@ from trio_monitor import AlertEvent, ErrorKind, ProbeResult
 from trio_monitor._config import MonitorSection, Positive
 from trio_monitor.engine.dispatch import Dispatcher
 from trio_monitor.engine.rounds import Limits
-from trio_monitor.engine.schedule import Scheduler, stagger_offset
+from trio_monitor.engine.schedule import SPREAD_TICK, Scheduler, stagger_offset
 from trio_monitor.engine.state import MemoryStateStore
 from trio_monitor.probes.http import HttpProber
 
@@ -285,6 +286,11 @@ async def test_stagger_spreads_targets_and_keeps_each_cadence(autojump_clock):
     assert firsts[0] >= 0
     assert firsts[-1] < 10.0
     assert len({round(f, 3) for f in firsts}) >= 45  # spread, not fired in one instant
+    # ... but grouped in rounds by tick: one round (one nursery, one round line) per
+    # SPREAD_TICK that has targets, however many targets share it
+    ticks = {math.floor(f / SPREAD_TICK) for f in firsts}
+    first_rounds = [r for r in records if r.type == "round" and r.round <= len(ticks)]
+    assert sum(r.targets for r in first_rounds) == 50
     assert sum(f < 5.0 for f in firsts) in range(15, 36)  # roughly even over the interval
     for starts in prober.starts.values():  # each target keeps its own steady cadence
         assert [round(b - a, 6) for a, b in itertools.pairwise(starts)] == [10.0] * (

@@ -43,6 +43,12 @@ from .state import RECOVER
 log = logging.getLogger("trio_monitor")
 
 SAME_ROUND = 0.001  # due times this close (seconds) share a round
+# A target's place in its stagger window is a round's tick (a multiple of SPREAD_TICK:
+# targets on one tick share a round, one nursery and one round line, rather than one per
+# target) plus its own start within that tick (`stagger_spot`): the load is flat, and
+# probes started together do not queue behind each other's work.
+SPREAD_TICK = 0.1
+SPOT_BATCH = 0.005  # probes whose spots are this close start together (one wake-up)
 
 
 def stagger_window(target: Target, stagger: float | None) -> float:
@@ -52,25 +58,34 @@ def stagger_window(target: Target, stagger: float | None) -> float:
     return target.interval if stagger is None else min(stagger, target.interval)
 
 
-def stagger_offset(target: Target, stagger: float | None) -> float:
-    """Where a target's probes fall in its interval: fixed per name, spread evenly over
-    its stagger window, so rounds do not all fire at once.
+def stagger_spot(target: Target, stagger: float | None) -> tuple[float, float]:
+    """Where a target's probes fall in its interval: (its round's offset, a multiple of
+    SPREAD_TICK; its own start after that, under SPREAD_TICK). Fixed per name, spread
+    evenly over its stagger window, so probes do not all fire at once.
 
     crc32, not hash(): Python salts hash() per process, and a target should keep its
     place across restarts (and across machines, later).
     """
-    return zlib.crc32(target.name.encode()) / 2**32 * stagger_window(target, stagger)
+    spot = zlib.crc32(target.name.encode()) / 2**32 * stagger_window(target, stagger)
+    offset = math.floor(spot / SPREAD_TICK) * SPREAD_TICK
+    return offset, spot - offset
+
+
+def stagger_offset(target: Target, stagger: float | None) -> float:
+    """The offset of a target's rounds in its interval (see stagger_spot)."""
+    return stagger_spot(target, stagger)[0]
 
 
 class _Slot:
     """A target's place in the schedule. A new slot (reload) orphans the old heap entries."""
 
-    __slots__ = ("anchor", "confirm_at", "n", "plan", "prober")
+    __slots__ = ("anchor", "confirm_at", "n", "plan", "prober", "spot")
 
-    def __init__(self, plan: Plan, prober: Prober[Any], anchor: float) -> None:
+    def __init__(self, plan: Plan, prober: Prober[Any], anchor: float, spot: float = 0.0) -> None:
         self.plan = plan
         self.prober = prober
-        self.anchor = anchor
+        self.anchor = anchor  # its rounds' due times are anchor + n x interval
+        self.spot = spot  # its probe starts this long after its round's due time
         self.n = 0
         self.confirm_at: float | None = None  # a confirmation probe's due time, if any
 
@@ -140,9 +155,8 @@ class Scheduler:
                 slots[target.name] = old  # unchanged: keeps its cadence
             else:
                 prober = self._probers[target.kind]
-                slots[target.name] = _Slot(
-                    prober.prepare(target), prober, now + stagger_offset(target, stagger)
-                )
+                offset, spot = stagger_spot(target, stagger)
+                slots[target.name] = _Slot(prober.prepare(target), prober, now + offset, spot)
         return slots
 
     def _apply(self, config: Config, now: float) -> None:
@@ -212,7 +226,9 @@ class Scheduler:
     async def _run_once(self, slots: list[tuple[_Slot, bool]], summary: list[RoundSummary]) -> None:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self.lag.run)
-            await self._run_round(self._next_round(), slots, 0, summary, trio.current_time())
+            await self._run_round(
+                self._next_round(), slots, 0, summary, trio.current_time(), spread=False
+            )
             nursery.cancel_scope.cancel()
 
     def _next_round(self) -> int:
@@ -274,13 +290,23 @@ class Scheduler:
         skipped: int,
         summary: list[RoundSummary],
         due: float,
+        *,
+        spread: bool = True,
     ) -> None:
         ts, started = time.time(), trio.current_time()
         outcomes = [0, 0]  # ok, failed
         lags: list[float] = []  # seconds each probe started after `due`
+        if spread:  # confirmations start when due, scheduled probes at their spots
+            slots = sorted(slots, key=lambda sc: 0.0 if sc[1] else sc[0].spot)
         async with trio.open_nursery() as nursery:
-            for slot, confirm in slots:
-                nursery.start_soon(self._probe_one, slot, confirm, round_no, outcomes, due, lags)
+            for i, (slot, confirm) in enumerate(slots):
+                start = due + slot.spot if spread and not confirm else due
+                if start > trio.current_time() + SPOT_BATCH:
+                    await trio.sleep_until(start)
+                if self._starting.cancel_called:  # stopping: start no more
+                    self._in_flight.difference_update(s.plan.target.name for s, _ in slots[i:])
+                    break
+                nursery.start_soon(self._probe_one, slot, confirm, round_no, outcomes, start, lags)
         lags.sort()
         record = RoundSummary(
             ts=ts,
@@ -315,9 +341,10 @@ class Scheduler:
             # The deadline starts inside probe(), after both limits (see rounds.py).
             async with self.limits.hold(plan.limit_key, confirm=confirm):
                 started = now = trio.current_time()
-                lags.append(max(0.0, now - due))
+                late = max(0.0, now - due)  # (started up to SPOT_BATCH early: not late)
+                lags.append(late)
                 if not confirm:  # health judges the schedule; confirmations queue by design
-                    self.start_lag.note(now - due, now)
+                    self.start_lag.note(late, now)
                 try:
                     result = await slot.prober.probe(plan, round_no, self.lag.deadlines)
                 except Exception as exc:  # a bug must cost one result, not the monitor

@@ -23,6 +23,7 @@ from .._records import Record, to_line
 log = logging.getLogger("trio_monitor")
 
 BATCH = 512  # lines handed to one writer-thread call at most
+LINGER = 0.05  # seconds a batch waits for more lines before going to the thread
 RETRY_FIRST, RETRY_MAX = 0.5, 30.0  # seconds between write attempts while the output fails
 LOG_EVERY = 60.0  # seconds: a failing output is logged at most this often
 
@@ -140,6 +141,10 @@ async def serve_jsonl(
     async with receive:
         task_status.started()
         async for record in receive:
+            if not _closing(receive):
+                # let a few more come: a thread hop per record would cost more than
+                # encoding it, and a line 50 ms later tells a reader no less
+                await trio.sleep(LINGER)
             lines = [to_line(record)]
             while len(lines) < BATCH:
                 try:
