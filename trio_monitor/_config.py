@@ -15,7 +15,6 @@ import os
 import re
 import shlex
 import tomllib
-import unicodedata
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -826,6 +825,8 @@ def _cert_alerts(
 ) -> tuple[float, ...]:
     """cert_expiry and its steps, longest first. A target's own steps must be shorter
     than its cert_expiry; inherited ones that are not are skipped."""
+    if t.cert_expiry is None and t.cert_expiry_steps is None:
+        return _monitor_cert_alerts(m.cert_expiry, m.cert_expiry_steps)
     window = inherit(t.cert_expiry, m.cert_expiry)
     if not window:
         return ()
@@ -834,6 +835,15 @@ def _cert_alerts(
         problem := _step_problem(window, steps, f"{where}.cert_expiry_steps")
     ):
         problems.append(problem)
+    return tuple(sorted({window, *(step for step in steps if 0 < step < window)}, reverse=True))
+
+
+@functools.lru_cache(maxsize=16)
+def _monitor_cert_alerts(window: float, steps: tuple[float, ...] | None) -> tuple[float, ...]:
+    """cert_expiry and its steps for a target that sets neither (most: computed once)."""
+    if not window:
+        return ()
+    steps = inherit(steps, DEFAULT_CERT_STEPS)
     return tuple(sorted({window, *(step for step in steps if 0 < step < window)}, reverse=True))
 
 
@@ -848,8 +858,11 @@ def _longer_than_interval(value: float, interval: float) -> str:
     )
 
 
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")  # Unicode's category Cc, all of it
+
+
 def _has_control_character(text: str) -> bool:
-    return any(unicodedata.category(c) == "Cc" for c in text)
+    return _CONTROL.search(text) is not None
 
 
 def _monitor_problems(m: MonitorSection) -> list[str]:

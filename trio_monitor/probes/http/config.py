@@ -37,6 +37,7 @@ from ..._config import (
     expand_env,
     expand_headers,
     inherit,
+    is_normal_url,
     parse_status_spec,
 )
 from ..._secrets import MASK, redact_url
@@ -221,7 +222,7 @@ def _basic_auth(url: httpx.URL) -> str:
 def _authorization(
     t: HttpTargetSection,
     where: str,
-    url: httpx.URL,
+    url: httpx.URL | None,
     env: Mapping[str, str],
     problems: list[str],
 ) -> str | None:
@@ -231,7 +232,7 @@ def _authorization(
         for key, present in (
             ("basic_auth", t.basic_auth is not None),
             ("bearer_token", t.bearer_token is not None or t.token_file is not None),
-            ("the URL's user:password", bool(url.userinfo)),
+            ("the URL's user:password", url is not None and bool(url.userinfo)),
             ("headers.Authorization", any(k.lower() == "authorization" for k in t.headers or {})),
         )
         if present
@@ -389,6 +390,9 @@ class _TlsLoader:
             problems.append(line)
 
 
+_SCHEMES = frozenset({"http", "https"})
+
+
 def _fallback(proxy: str | None, http2: bool) -> bool:
     """Does a target with these go through httpx's own transport (probe.route_of)?"""
     return proxy is not None or http2
@@ -418,12 +422,14 @@ def http_resolver(m: MonitorSection, env: Mapping[str, str], problems: list[str]
         addresses = inherit(t.addresses, m.addresses)
         if t.min_addresses_ok is not None and addresses == "first":
             problems.append(f"{where}.min_addresses_ok: {ONLY_WITH_ALL_ADDRESSES}")
-        url = httpx.URL(t.url)
+        # most URLs are already as httpx writes them, without userinfo: parsing one is
+        # the costly part of loading a big config
+        url = None if is_normal_url(t.url, _SCHEMES) else httpx.URL(t.url)
         authorization = _authorization(t, where, url, env, problems)
         if authorization is not None:
             headers["authorization"] = authorization
-        elif url.userinfo and "authorization" not in headers:  # a configured one wins, as curl
-            headers["authorization"] = _basic_auth(url)
+        elif url is not None and url.userinfo and "authorization" not in headers:
+            headers["authorization"] = _basic_auth(url)  # a configured one wins, as in curl
         body = _body(t, where, problems)
         if t.json is not None and "content-type" not in headers:
             headers["content-type"] = "application/json"
@@ -444,7 +450,7 @@ def http_resolver(m: MonitorSection, env: Mapping[str, str], problems: list[str]
             "client_key": pair_source,
         }
         return HttpSpec(
-            url=str(url.copy_with(userinfo=b"") if url.userinfo else url),  # parsing is costly
+            url=t.url if url is None else str(url.copy_with(userinfo=b"") if url.userinfo else url),
             method=default_method
             if t.method is None
             else _checked(t.method, _method, f"{where}.method", problems),
