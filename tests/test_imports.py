@@ -131,7 +131,8 @@ def test_the_cli_loads_no_server_dependencies():
 )
 def test_validate_and_report_load_no_server_dependencies(tmp_path, argv):
     """What a command does not need it does not import: `validate` and `report` never
-    pay for the server (starlette, hypercorn, prometheus_client, trio_monitor.server)."""
+    pay for the server (starlette, hypercorn, prometheus_client, trio_monitor.server),
+    nor for name resolution (dnspython) or certificate parsing (cryptography)."""
     (tmp_path / "m.toml").write_text('[[targets]]\nurl = "http://127.0.0.1:1/"\n')
     trio.run(write_history, str(tmp_path / "m.db"), [probe_result("t", ts=time.time())])
     (tmp_path / "empty.jsonl").write_text("")
@@ -140,7 +141,8 @@ def test_validate_and_report_load_no_server_dependencies(tmp_path, argv):
         "from trio_monitor.cli.main import main\n"
         "with contextlib.redirect_stdout(io.StringIO()):\n"
         f"    code = main({argv!r})\n"
-        "heavy = ('starlette', 'hypercorn', 'prometheus_client', 'trio_monitor.server')\n"
+        "heavy = ('starlette', 'hypercorn', 'prometheus_client', 'trio_monitor.server',"
+        " 'dns.', 'cryptography')\n"
         "print(code, ' '.join(m for m in sys.modules if m.startswith(heavy)))\n"
     )
     done = subprocess.run(

@@ -29,6 +29,10 @@ from .records import encode_phases
 from .schema import BUSY_TIMEOUT, Connect
 
 BATCH = 1000  # records taken from the channel for one transaction at most
+# seconds a transaction waits for more records once one came: probes spread over their
+# intervals arrive one by one, and a transaction (and thread hop) per record would cost
+# more than storing it; a stop still writes everything queued
+LINGER = 0.2
 BACKLOG = 50_000  # records held while the file cannot be written; beyond: oldest dropped
 RETRY_MIN, RETRY_MAX = 1.0, 30.0  # backoff between write attempts after a failure
 
@@ -195,6 +199,7 @@ class StoreWriter:
         stats: StoreStats,
         *,
         batch: int = BATCH,
+        linger: float = LINGER,
         backlog: int = BACKLOG,
         busy_timeout: float = BUSY_TIMEOUT,
         retry_min: float = RETRY_MIN,
@@ -203,7 +208,7 @@ class StoreWriter:
         on_flush: Callable[[bool], None] | None = None,
     ) -> None:
         self.path, self.storage, self.stats = store_path, storage, stats
-        self.batch, self.capacity = batch, backlog
+        self.batch, self.linger, self.capacity = batch, linger, backlog
         self.retry_min, self.retry_max = retry_min, retry_max
         self.on_flush = on_flush
         self._db = Db(store_path, busy_timeout, connect)
@@ -355,6 +360,8 @@ class StoreWriter:
                     with trio.move_on_at(self._retry_at if self._backlog else math.inf):
                         try:
                             self.add(await receive.receive())
+                            if receive.statistics().open_send_channels:  # not stopping
+                                await trio.sleep(self.linger)
                             for _ in range(self.batch - 1):
                                 self.add(receive.receive_nowait())
                         except trio.WouldBlock:
