@@ -18,10 +18,11 @@ reload, since a removed target's last probe may still be in flight.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections import Counter, deque
-from collections.abc import AsyncIterator, Iterable
-from contextlib import asynccontextmanager
+from collections.abc import Iterable
+from contextlib import AbstractAsyncContextManager
 
 import trio
 
@@ -77,21 +78,12 @@ class Limits:
             if self._by_key[key].borrowed_tokens == 0:
                 del self._by_key[key]
 
-    @asynccontextmanager
-    async def hold(self, key: str, *, confirm: bool = False) -> AsyncIterator[None]:
+    def hold(self, key: str, *, confirm: bool = False) -> AbstractAsyncContextManager[None]:
         """Hold what this probe needs: its share (a confirmation), its origin's limiter,
         the global one; only those that can block (see the module docstring)."""
         # the share first: a confirmation probe waiting for it holds no other token
         limiters = (self._share if confirm else ()) + self._origin(key) + self._global
-        held: list[trio.CapacityLimiter] = []
-        try:
-            for limiter in limiters:
-                await limiter.acquire()
-                held.append(limiter)
-            yield
-        finally:
-            for limiter in reversed(held):
-                limiter.release()
+        return _Held(limiters) if limiters else _FREE
 
     def _origin(self, key: str) -> tuple[trio.CapacityLimiter, ...]:
         if key not in self._contended:
@@ -104,6 +96,37 @@ class Limits:
     def note(self, result: ProbeResult) -> None:
         if self.adaptive is not None:
             self.adaptive.note_result(result)
+
+
+_FREE = contextlib.nullcontext()  # nothing to hold: no generator, no list per probe
+
+
+class _Held:
+    """Acquires limiters in order; releases the ones it got, in reverse, whatever
+    happened (a cancelled acquire holds nothing)."""
+
+    __slots__ = ("_held", "_limiters")
+
+    def __init__(self, limiters: tuple[trio.CapacityLimiter, ...]) -> None:
+        self._limiters = limiters
+        self._held = 0
+
+    async def __aenter__(self) -> None:
+        try:
+            for limiter in self._limiters:
+                await limiter.acquire()
+                self._held += 1
+        except BaseException:
+            self._release()
+            raise
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._release()
+
+    def _release(self) -> None:
+        for limiter in reversed(self._limiters[: self._held]):
+            limiter.release()
+        self._held = 0
 
 
 class LagWatch:

@@ -140,7 +140,9 @@ class Scheduler:
         self._loop_began = self.started_at  # set again when the loop begins
         self._apply(config, trio.current_time())
         # when the first round is due (health allows for the wait before it)
-        self.first_due = min((slot.due for slot in self._slots.values()), default=self.started_at)
+        self.first_due = min(
+            (slot.due + slot.spot for slot in self._slots.values()), default=self.started_at
+        )
 
     # --- configuration -----------------------------------------------------------
 

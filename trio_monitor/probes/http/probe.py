@@ -12,6 +12,7 @@ import hashlib
 import random
 import ssl
 import time
+from collections.abc import AsyncIterable
 
 import httpx
 import trio
@@ -254,8 +255,15 @@ async def _read_body(plan: HttpPlan, response: httpx.Response) -> tuple[int, boo
     tail = b""
     total = 0
     truncated = False
+    # nothing to decode: straight from our transport, without httpx's generator layers
+    stream = response.stream
+    chunks: AsyncIterable[bytes] = (
+        stream
+        if isinstance(stream, ProbeBody) and "content-encoding" not in response.headers
+        else response.aiter_bytes()
+    )
     try:
-        async for chunk in response.aiter_bytes():
+        async for chunk in chunks:
             if truncated:
                 continue
             if total + len(chunk) > limit:

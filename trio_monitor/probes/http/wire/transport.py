@@ -21,6 +21,7 @@ from __future__ import annotations
 import socket
 import ssl
 import time
+import weakref
 from collections.abc import AsyncIterator, Iterable
 from typing import TYPE_CHECKING, Final
 
@@ -95,11 +96,24 @@ def _request_head(request: httpx.Request, close: bool) -> bytes:
     return b"".join(parts)
 
 
-async def _request_body(request: httpx.Request) -> bytes:
+# A plan's first-hop request is sent by every probe of its target: its bytes are built
+# once (per connection policy), held as long as the request is.
+_WIRE: weakref.WeakKeyDictionary[httpx.Request, dict[bool, bytes]] = weakref.WeakKeyDictionary()
+
+
+async def _request_bytes(request: httpx.Request, close: bool) -> bytes:
+    built = _WIRE.get(request)
+    if built is not None and close in built:
+        return built[close]
     stream = request.stream
     if isinstance(stream, httpx.ByteStream):
-        return b"".join(stream)  # the common case: bytes built once per target
-    return b"".join([part async for part in stream])  # type: ignore[union-attr]
+        body = b"".join(stream)  # the common case: bytes built once per target
+    else:
+        body = b"".join([part async for part in stream])  # type: ignore[union-attr]
+    data = _request_head(request, close) + body
+    if isinstance(stream, httpx.ByteStream):  # (a streamed body may differ next time)
+        _WIRE.setdefault(request, {})[close] = data
+    return data
 
 
 class ProbeBody(httpx.AsyncByteStream):
@@ -272,8 +286,7 @@ class ProbeTransport(httpx.AsyncBaseTransport):
             sni = request.extensions.get("sni_hostname")
             key = (url.raw_scheme, url.raw_host, _port(url), id(context) if context else None, sni)
             conn = self._take_idle(key)
-        head = _request_head(request, close=key is None)
-        body = await _request_body(request)
+        data = await _request_bytes(request, close=key is None)
         while True:
             if conn is None:
                 conn = await self._open(request, context, options, exchange)
@@ -282,7 +295,7 @@ class ProbeTransport(httpx.AsyncBaseTransport):
             if conn.tls is not None:
                 exchange.tls = conn.details
             try:
-                return await self._exchange(request, key, conn, head + body, exchange)
+                return await self._exchange(request, key, conn, data, exchange)
             except _Stale:
                 conn = None  # once: the next one is new, so it cannot be stale
 
