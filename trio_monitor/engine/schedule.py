@@ -33,9 +33,9 @@ import attrs
 import trio
 
 from .._config import Config, Target
-from .._errors import ErrorKind
-from .._records import ProbeResult, RoundSummary
-from ..probes.base import Plan, Prober
+from .._errors import ErrorKind, ProbeFailure
+from .._records import RoundSummary
+from ..probes.base import Plan, Prober, failed
 from .dispatch import Dispatcher
 from .rounds import LagWatch, Limits, StartLag
 from .state import RECOVER
@@ -351,7 +351,9 @@ class Scheduler:
                     result = await slot.prober.probe(plan, round_no, self.lag.deadlines)
                 except Exception as exc:  # a bug must cost one result, not the monitor
                     log.exception("internal error probing %s", target.name)
-                    result = _internal_error(target, round_no, exc)
+                    detail = f"{type(exc).__name__}: {exc}"[:200]
+                    failure = ProbeFailure(ErrorKind.INTERNAL, detail)
+                    result = failed(target, round_no, failure, time.time())
         finally:
             self._in_flight.discard(target.name)
         if confirm:
@@ -376,19 +378,3 @@ class Scheduler:
 
 def _ms(seconds: float) -> float:
     return round(seconds * 1000, 3)
-
-
-def _internal_error(target: Target, round_no: int, exc: Exception) -> ProbeResult:
-    return ProbeResult(
-        ts=time.time(),
-        target=target.name,
-        url=target.url,
-        ok=False,
-        status=None,
-        latency_ms=None,
-        error=ErrorKind.INTERNAL,
-        error_detail=f"{type(exc).__name__}: {exc}"[:200],
-        attempts=1,
-        round=round_no,
-        kind=target.kind,
-    )

@@ -20,11 +20,29 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 import trio
 from attrs import frozen
 
+from .._errors import ProbeFailure
+from .._records import ProbeResult
 from .._registry import Registry
 
 if TYPE_CHECKING:
     from .._config import Config, MonitorSection, Target, TargetSection
-    from .._records import ProbeResult
+
+
+def failed(target: Target, round_no: int, failure: ProbeFailure, ts: float) -> ProbeResult:
+    """The line of a probe that got no answer at all: `failure` says why."""
+    return ProbeResult(
+        ts=ts,
+        target=target.name,
+        url=target.url,
+        ok=False,
+        status=None,
+        latency_ms=None,
+        error=failure.kind,
+        error_detail=failure.detail,
+        attempts=1,
+        round=round_no,
+        kind=target.kind,
+    )
 
 
 class Plan(Protocol):

@@ -19,7 +19,8 @@ import trio
 
 from ..._errors import ErrorKind, ProbeFailure
 from ..._records import AddressResult, ProbeResult
-from .probe import PHASE_NAMES, HttpPlan, probe
+from ..base import failed
+from .probe import PHASE_NAMES, HttpPlan, probe, timed_out
 from .wire import ProbeTransport
 
 MAX_ADDRESSES = 16
@@ -27,22 +28,6 @@ MAX_ADDRESSES = 16
 
 def shown(ip: str) -> str:
     return f"[{ip}]" if ":" in ip else ip
-
-
-def _failed(plan: HttpPlan, ts: float, round_no: int, failure: ProbeFailure) -> ProbeResult:
-    target = plan.target
-    return ProbeResult(
-        ts=ts,
-        target=target.name,
-        url=target.url,
-        ok=False,
-        status=None,
-        latency_ms=None,
-        error=failure.kind,
-        error_detail=failure.detail,
-        attempts=1,
-        round=round_no,
-    )
 
 
 def _verdict(
@@ -85,15 +70,12 @@ async def probe_every_address(
                 host, spec.ip_family, limit=MAX_ADDRESSES, cache=spec.connection == "reuse"
             )
         except ProbeFailure as exc:
-            return _failed(plan, ts, round_no, exc)
+            return failed(target, round_no, exc, ts)
         finally:
             if deadlines is not None:
                 deadlines.discard(lookup)
     if lookup.cancelled_caught:
-        failure = ProbeFailure(
-            ErrorKind.TIMEOUT, f"no complete response within {target.timeout:g}s"
-        )
-        return _failed(plan, ts, round_no, failure)
+        return failed(target, round_no, timed_out(target), ts)
     until = lookup.deadline  # pushed back by the scheduler's lag watch, if it stalled
     addresses = resolution.addresses
     results: list[ProbeResult | None] = [None] * len(addresses)

@@ -130,6 +130,11 @@ def route_of(spec: HttpSpec) -> Route | None:
     return Route(spec.proxy, spec.http2, spec.tls.context)
 
 
+def timed_out(target: Target) -> ProbeFailure:
+    """The failure of a probe its deadline ended."""
+    return ProbeFailure(ErrorKind.TIMEOUT, f"no complete response within {target.timeout:g}s")
+
+
 def backoff_delay(retry: int, rng: random.Random) -> float:
     """Exponential backoff with jitter: retry 0 -> 50-100 ms, 1 -> 100-200 ms, ..."""
     ceiling = min(BACKOFF_CAP, BACKOFF_BASE * 2**retry)
@@ -401,9 +406,7 @@ async def probe(
             CURRENT_EXCHANGE.reset(exchange_token)
     if deadline.cancelled_caught:
         response = None
-        failure = ProbeFailure(
-            ErrorKind.TIMEOUT, f"no complete response within {target.timeout:g}s"
-        )
+        failure = timed_out(target)
     return ProbeResult(
         ts=ts,
         target=target.name,
