@@ -702,7 +702,9 @@ def _method_lines() -> list[str]:
         " repetition), each as a subprocess doing one round over all targets.",
         "- wall s: `time.perf_counter()` around the whole subprocess (interpreter start,"
         " imports, config, the round, shutdown). CPU and peak RSS: `os.wait4` resource"
-        " usage of that child (user+sys, `ru_maxrss`).",
+        " usage of that child (user+sys, `ru_maxrss`). trio-monitor's modules are"
+        " byte-compiled first, as `pip install` does (an editable install under"
+        " PYTHONDONTWRITEBYTECODE would compile them from source at every start).",
         "- round ms: trio-monitor's `round` line `duration_ms`; the aiohttp prober's own"
         " timing of its `gather`.",
         "- latency floor: the largest designed latency of a healthy target (in scenarios with"

@@ -30,6 +30,7 @@ the farm (and the exporter) on 127.0.0.1.
 from __future__ import annotations
 
 import argparse
+import compileall
 import contextlib
 import dataclasses
 import datetime
@@ -585,6 +586,9 @@ def main(argv: list[str] | None = None) -> int:
     if importlib.util.find_spec("aiohttp") is None:
         raise SystemExit("aiohttp is not installed: pip install -e '.[bench]'")
     trio_monitor_script()
+    # as `pip install` does for a regular install: an editable one under
+    # PYTHONDONTWRITEBYTECODE would compile every module from source at each start
+    compileall.compile_dir(ROOT / "trio_monitor", quiet=1)
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with it ignored
     log(f"RLIMIT_NOFILE soft limit: {raise_nofile_limit()}")

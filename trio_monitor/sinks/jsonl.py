@@ -140,17 +140,24 @@ async def serve_jsonl(
     next_log = -math.inf
     async with receive:
         task_status.started()
+        written = -math.inf
         async for record in receive:
-            if not _closing(receive):
-                # let a few more come: a thread hop per record would cost more than
-                # encoding it, and a line 50 ms later tells a reader no less
-                await trio.sleep(LINGER)
             lines = [to_line(record)]
+            # at most a thread hop per LINGER (one per record would cost more than
+            # encoding it; a line 50 ms later tells a reader no less): gather what comes
+            # meanwhile; the first line after a quiet spell, and a close, go at once
+            with trio.move_on_at(written + LINGER):
+                try:
+                    while len(lines) < BATCH:
+                        lines.append(to_line(await receive.receive()))
+                except trio.EndOfChannel:
+                    pass
             while len(lines) < BATCH:
                 try:
                     lines.append(to_line(receive.receive_nowait()))
                 except (trio.WouldBlock, trio.EndOfChannel):
                     break
+            written = trio.current_time()
             try:
                 await trio.to_thread.run_sync(out.write_lines, lines, abandon_on_cancel=True)
             except (BrokenPipeError, ValueError):  # ValueError: the file was closed under us

@@ -29,9 +29,9 @@ from .records import encode_phases
 from .schema import BUSY_TIMEOUT, Connect
 
 BATCH = 1000  # records taken from the channel for one transaction at most
-# seconds a transaction waits for more records once one came: probes spread over their
-# intervals arrive one by one, and a transaction (and thread hop) per record would cost
-# more than storing it; a stop still writes everything queued
+# at most one transaction per LINGER seconds: probes spread over their intervals arrive
+# one by one, and a transaction (and thread hop) per record would cost more than storing
+# it; the first record after a quiet spell, and a stop, are written at once
 LINGER = 0.2
 BACKLOG = 50_000  # records held while the file cannot be written; beyond: oldest dropped
 RETRY_MIN, RETRY_MAX = 1.0, 30.0  # backoff between write attempts after a failure
@@ -219,6 +219,7 @@ class StoreWriter:
         self._certs: dict[str, tuple[float, str, float]] = {}
         self._backlog: deque[Op] = deque()
         self._persisted = 0  # of stats.unstored, already added to meta
+        self._flushed = -math.inf  # trio time of the last transaction (see LINGER)
         self._retry_delay = retry_min
         self._retry_at = -math.inf
         self._errors = ErrorLog(f"history store {store_path}")
@@ -307,6 +308,7 @@ class StoreWriter:
         a backoff starts. Never raises, except trio.Cancelled."""
         ops, self._backlog = self._backlog, deque()
         unstored = self.stats.unstored - self._persisted
+        self._flushed = trio.current_time()
         try:
             new, stored, skipped, why = await self._db.run(_write_batch, ops, self._ids, unstored)
         except trio.Cancelled:
@@ -360,10 +362,16 @@ class StoreWriter:
                     with trio.move_on_at(self._retry_at if self._backlog else math.inf):
                         try:
                             self.add(await receive.receive())
-                            if receive.statistics().open_send_channels:  # not stopping
-                                await trio.sleep(self.linger)
-                            for _ in range(self.batch - 1):
+                            taken = 1
+                            # gather what comes until LINGER after the last transaction
+                            # (the channel's close ends the wait: EndOfChannel)
+                            with trio.move_on_at(self._flushed + self.linger):
+                                while taken < self.batch:
+                                    self.add(await receive.receive())
+                                    taken += 1
+                            while taken < self.batch:
                                 self.add(receive.receive_nowait())
+                                taken += 1
                         except trio.WouldBlock:
                             pass
                         except trio.EndOfChannel:
