@@ -42,8 +42,9 @@ IDLE_EXPIRY: Final = 90.0  # s an idle pooled connection is kept (nginx keeps th
 SSL_CONTEXT: Final = "trio_monitor.ssl_context"  # request extension: an ssl.SSLContext
 CONN: Final = "trio_monitor.conn"  # request extension: ConnOptions
 
-# scheme, host, port, TLS context (None for http), SNI name
-OriginKey = tuple[bytes, bytes, int, int | None, str | None]
+# scheme, host, port, TLS context (None for http), SNI name. The context object itself,
+# not its id: a pooled connection keeps it alive, so no new context can take its place
+OriginKey = tuple[bytes, bytes, int, ssl.SSLContext | None, str | None]
 
 
 @frozen
@@ -284,7 +285,7 @@ class ProbeTransport(httpx.AsyncBaseTransport):
         conn: Conn | None = None
         if options.reuse and _pinned(exchange, url) is None:
             sni = request.extensions.get("sni_hostname")
-            key = (url.raw_scheme, url.raw_host, _port(url), id(context) if context else None, sni)
+            key = (url.raw_scheme, url.raw_host, _port(url), context, sni)
             conn = self._take_idle(key)
         data = await _request_bytes(request, close=key is None)
         while True:
