@@ -156,6 +156,17 @@ def test_phases_over_http_tls_did_not_happen_and_is_0():
     }
 
 
+def test_seconds_carry_no_float_noise():
+    # ms with 3 decimals, divided by 1000, would read 0.00010899999999999999 s
+    m = Metrics()
+    timed = {"dns": None, "connect": 0.109, "tls": None, "ttfb": 0.7, "transfer": 0.109}
+    m.observe(probe_result("api", latency_ms=1.009, phases_ms=timed))
+    text = m.render().decode()
+    assert 'probe_http_duration_seconds{phase="transfer",target="api"} 0.000109\n' in text
+    assert 'probe_duration_seconds{target="api"} 0.001009\n' in text
+    assert "99999" not in text
+
+
 def test_phases_over_https():
     m = Metrics()
     timed = {"dns": None, "connect": 1.0, "tls": 8.0, "ttfb": 20.0, "transfer": 0.5}

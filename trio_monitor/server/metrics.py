@@ -175,10 +175,10 @@ class Metrics:
         child.inc()
 
     def _round(self, s: RoundSummary) -> None:
-        self._round_duration.set(s.duration_ms / 1000)
+        self._round_duration.set(_seconds(s.duration_ms))
         if s.lag_p50_ms is not None and s.lag_max_ms is not None:
-            self._schedule_lag.labels("0.5").set(s.lag_p50_ms / 1000)
-            self._schedule_lag.labels("1").set(s.lag_max_ms / 1000)
+            self._schedule_lag.labels("0.5").set(_seconds(s.lag_p50_ms))
+            self._schedule_lag.labels("1").set(_seconds(s.lag_max_ms))
         if s.concurrency:
             self._concurrency.set(s.concurrency)
         self._rounds.inc()
@@ -282,7 +282,9 @@ class _TargetSeries(Collector):
         )
         for name, r in latest.items():
             success.add_metric([name], 1 if r.ok else 0)
-            duration.add_metric([name], math.nan if r.latency_ms is None else r.latency_ms / 1000)
+            duration.add_metric(
+                [name], math.nan if r.latency_ms is None else _seconds(r.latency_ms)
+            )
             size.add_metric([name], r.bytes)
             if r.kind == "http":  # the HTTP status only for targets of a kind that has one
                 status.add_metric([name], r.status or 0)
@@ -291,12 +293,18 @@ class _TargetSeries(Collector):
                 measured = r.phases_ms or {}
                 for key, phase in PHASE_LABELS.items():
                     ms = measured.get(key)
-                    phases.add_metric([name, phase], 0.0 if ms is None else ms / 1000)
+                    phases.add_metric([name, phase], 0.0 if ms is None else _seconds(ms))
             if r.tls is not None:
                 expiry.add_metric([name], r.tls.earliest_not_after)
                 if r.tls.version:
                     tls_version.add_metric([name, _blackbox_version(r.tls.version)], 1)
         yield from (success, duration, status, size, expiry, tls_version, phases)
+
+
+def _seconds(ms: float) -> float:
+    """ms (3 decimals in our records) as seconds, without float noise in the text
+    (0.109 ms is 0.000109, not 0.00010899999999999999)."""
+    return round(ms / 1000, 6)
 
 
 def _blackbox_version(version: str) -> str:
