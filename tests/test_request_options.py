@@ -509,7 +509,7 @@ async def test_a_reload_closes_the_fallback_transports_no_target_takes(server):
 
 
 def test_server_name_never_follows_a_redirect_to_another_host():
-    (target,) = config({"url": "https://10.0.0.5/", "server_name": "www.example.test"}).targets
+    (target,) = config({"url": "https://127.0.0.5/", "server_name": "www.example.test"}).targets
     plan = prepare(target)
     assert plan.extensions["sni_hostname"] == "www.example.test"
 
