@@ -18,7 +18,7 @@ from trio_monitor import AlertEvent, ErrorKind, ProbeResult
 from trio_monitor._config import MonitorSection, Positive
 from trio_monitor.engine.dispatch import Dispatcher
 from trio_monitor.engine.rounds import Limits
-from trio_monitor.engine.schedule import SPREAD_TICK, Scheduler, stagger_offset
+from trio_monitor.engine.schedule import SPREAD_TICK, Scheduler, stagger_spot
 from trio_monitor.engine.state import MemoryStateStore
 from trio_monitor.probes.http import HttpProber
 
@@ -340,9 +340,9 @@ async def test_by_default_probes_spread_over_the_whole_interval(autojump_clock):
             len(starts) - 1
         )
     # the hourly target's offset is within its hour, fixed by its name
-    offset = stagger_offset(config.targets[-1], None)
-    assert offset == stagger_offset(config.targets[-1], 3600.0)
-    assert prober.starts.get("hourly", []) == ([round(offset, 6)] if offset < 130 else [])
+    place = sum(stagger_spot(config.targets[-1], None))  # its round's tick + its spot in it
+    assert place == sum(stagger_spot(config.targets[-1], 3600.0))
+    assert prober.starts.get("hourly", []) == ([round(place, 6)] if place < 130 else [])
 
 
 async def test_an_explicit_stagger_caps_the_spread(autojump_clock):

@@ -71,11 +71,6 @@ def stagger_spot(target: Target, stagger: float | None) -> tuple[float, float]:
     return offset, spot - offset
 
 
-def stagger_offset(target: Target, stagger: float | None) -> float:
-    """The offset of a target's rounds in its interval (see stagger_spot)."""
-    return stagger_spot(target, stagger)[0]
-
-
 class _Slot:
     """A target's place in the schedule. A new slot (reload) orphans the old heap entries."""
 

@@ -21,7 +21,6 @@ answered (NXDOMAIN, no A record, SERVFAIL from X) or that it did not within the 
 from __future__ import annotations
 
 import io
-import ipaddress
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -39,6 +38,7 @@ from attrs import frozen
 
 from .._config import IpFamily as Family
 from .._errors import ErrorKind, ProbeFailure
+from .addr import ip_literal, with_port
 
 Source = Literal["literal", "hosts", "dns", "cache"]
 
@@ -90,7 +90,7 @@ def read_hosts(path: str | Path) -> dict[str, tuple[str, ...]]:
         fields = line.partition("#")[0].split()
         if len(fields) < 2:
             continue
-        address = _ip_literal(fields[0])
+        address = ip_literal(fields[0])
         if address is None:
             continue
         for name in fields[1:]:
@@ -102,15 +102,6 @@ def read_hosts(path: str | Path) -> dict[str, tuple[str, ...]]:
 
 def _hosts_key(name: str) -> str:
     return name.lower().rstrip(".")
-
-
-def _ip_literal(host: str) -> str | None:
-    """`host` as an IP address in its canonical text ("[::1]" -> "::1"), else None."""
-    text = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-    try:
-        return str(ipaddress.ip_address(text))
-    except ValueError:
-        return None
 
 
 def _is_ipv6(address: str) -> bool:
@@ -146,10 +137,6 @@ def _attempts(resolv_conf: str) -> int:
             if name == "attempts" and value.isdigit():
                 attempts = min(max(int(value), 1), MAX_ATTEMPTS)
     return attempts
-
-
-def _label(address: str, port: int) -> str:
-    return f"[{address}]:{port}" if _is_ipv6(address) else f"{address}:{port}"
 
 
 def _seconds(value: float) -> str:
@@ -188,7 +175,7 @@ class Resolver:
         )
         stub.nameservers = [dns.nameserver.Do53Nameserver(ip, port) for ip, port in servers]
         self._labels = {
-            str(ns): _label(ip, port)
+            str(ns): with_port(ip, port)
             for ns, (ip, port) in zip(stub.nameservers, servers, strict=True)
         }
         # a lookup's bound: each nameserver gets `attempts` tries of `timeout` seconds
@@ -223,7 +210,7 @@ class Resolver:
         if not 1 <= limit <= MAX_ADDRESSES:
             raise ValueError(f"limit must be 1-{MAX_ADDRESSES}, got {limit}")
         started = trio.current_time()
-        literal = _ip_literal(host)
+        literal = ip_literal(host)
         if literal is not None:
             return Resolution(host, (literal,), "literal", 0.0)
         key = (_hosts_key(host), family)

@@ -19,15 +19,12 @@ import trio
 
 from ..._errors import ErrorKind, ProbeFailure
 from ..._records import AddressResult, ProbeResult
+from ...net.addr import bracketed
 from ..base import failed
 from .probe import PHASE_NAMES, HttpPlan, probe, timed_out
 from .wire import ProbeTransport
 
 MAX_ADDRESSES = 16
-
-
-def shown(ip: str) -> str:
-    return f"[{ip}]" if ":" in ip else ip
 
 
 def _verdict(
@@ -41,7 +38,7 @@ def _verdict(
     total = len(addresses) + omitted
     if not failing:  # all ok, but fewer than asked for
         return f"only {ok_count} addresses behind the name, min_addresses_ok is {needed}"
-    listed = ", ".join(f"{shown(ip)} {r.error}" for ip, r in failing)
+    listed = ", ".join(f"{bracketed(ip)} {r.error}" for ip, r in failing)
     detail = f"{len(failing)} of {total} addresses fail: {listed}"
     if needed < len(addresses):
         detail += f" ({ok_count} ok, min_addresses_ok {needed})"

@@ -18,7 +18,6 @@ closed it between our check and our request).
 
 from __future__ import annotations
 
-import socket
 import ssl
 import time
 import weakref
@@ -30,7 +29,9 @@ import trio
 from attrs import frozen
 
 from ...._config import IpFamily
+from ....net.addr import ip_literal, with_port
 from ....net.certs import TlsDetails, tls_details
+from ..tls import load_tls
 from .exchange import CURRENT_EXCHANGE, Exchange
 from .parse import ResponseReader
 from .sockets import Conn, connect
@@ -63,22 +64,10 @@ def _port(url: httpx.URL) -> int:
     return url.port or (443 if url.raw_scheme == b"https" else 80)
 
 
-def _display(ip: str, port: int) -> str:
-    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
-
-
 def _pinned(exchange: Exchange, url: httpx.URL) -> str | None:
     """The address this request must connect to, if the probe pinned its host to one."""
     pin = exchange.connect_to
     return pin[1] if pin is not None and pin[0] == url.host else None
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        socket.inet_pton(socket.AF_INET6 if ":" in host else socket.AF_INET, host)
-    except OSError:
-        return False
-    return True
 
 
 def _details(conn: Conn) -> TlsDetails | None:
@@ -156,18 +145,14 @@ class ProbeTransport(httpx.AsyncBaseTransport):
     def __init__(self, per_host: int) -> None:
         self._per_host = per_host
         self._idle: dict[OriginKey, list[tuple[float, Conn]]] = {}
-        self._default_context: ssl.SSLContext | None = None
         self._resolvers: dict[tuple[str, int] | None, Resolver] = {}
 
     def _context(self, request: httpx.Request) -> ssl.SSLContext | None:
         if request.url.raw_scheme != b"https":
             return None
         context = request.extensions.get(SSL_CONTEXT)
-        if context is None:  # a request not from a plan: verify, as httpx would
-            if self._default_context is None:
-                self._default_context = httpx.create_ssl_context()
-            context = self._default_context
-        return context
+        # a request not from a plan verifies, with the shared default context
+        return load_tls(True).context if context is None else context
 
     def resolver(self, nameserver: tuple[str, int] | None) -> Resolver:
         """The resolver asking `nameserver` (None: the system's settings), made on first
@@ -229,13 +214,13 @@ class ProbeTransport(httpx.AsyncBaseTransport):
         context: ssl.SSLContext | None,
         options: ConnOptions,
         exchange: Exchange,
+        pinned: str | None,
     ) -> Conn:
         url = request.url
         host, port = url.host, _port(url)
-        pinned = _pinned(exchange, url)
         if pinned is not None:
             addresses = [pinned]
-        elif _is_ip(host):
+        elif ip_literal(host) is not None:
             addresses = [host]
         else:  # raises ProbeFailure(DNS) itself
             resolution = await self.resolver(options.nameserver).resolve(
@@ -246,7 +231,6 @@ class ProbeTransport(httpx.AsyncBaseTransport):
         started = trio.current_time()
         conn = await self._connect_first(host, addresses, port)
         exchange.add("connect", trio.current_time() - started)
-        exchange.remote_addr = _display(*conn.peer)
         if context is not None:
             started = trio.current_time()
             sni = request.extensions.get("sni_hostname") or host
@@ -274,7 +258,7 @@ class ProbeTransport(httpx.AsyncBaseTransport):
                 return await connect(ip, port)
             except OSError as exc:
                 error = exc
-        raise httpx.ConnectError(f"cannot connect to {_display(host, port)}") from error
+        raise httpx.ConnectError(f"cannot connect to {with_port(host, port)}") from error
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         exchange = CURRENT_EXCHANGE.get() or Exchange()
@@ -283,16 +267,16 @@ class ProbeTransport(httpx.AsyncBaseTransport):
         url = request.url
         key: OriginKey | None = None
         conn: Conn | None = None
-        if options.reuse and _pinned(exchange, url) is None:
+        pinned = _pinned(exchange, url)
+        if options.reuse and pinned is None:
             sni = request.extensions.get("sni_hostname")
             key = (url.raw_scheme, url.raw_host, _port(url), context, sni)
             conn = self._take_idle(key)
         data = await _request_bytes(request, close=key is None)
         while True:
             if conn is None:
-                conn = await self._open(request, context, options, exchange)
-            else:
-                exchange.remote_addr = _display(*conn.peer)
+                conn = await self._open(request, context, options, exchange, pinned)
+            exchange.remote_addr = with_port(*conn.peer)
             if conn.tls is not None:
                 exchange.tls = conn.details
             try:
