@@ -576,7 +576,7 @@ def convert(text: str, source: str) -> Conversion:
         if key in _GLOBAL_SKIPS:
             top.append(f"{key} not imported: {_GLOBAL_SKIPS[key]}")
         elif key not in _GATUS_KEYS:
-            top.append(f"{key} not imported: not a Gatus key")
+            top.append(f"{key} not imported: not a Gatus key (YAML anchors in it were followed)")
     server = _server(doc.get("web"), top)
     monitor: dict[str, Any] = {"interval": GATUS_DEFAULT_INTERVAL}
     if any(o.kind == "http" for o in outs if o.target is not None):
