@@ -377,4 +377,4 @@ def test_validation_names_the_problem():
     assert conversion.document["targets"][0]["timeout"] == "2h"
     with pytest.raises(ConfigError) as caught:
         parse_config(conversion.document, env={}, path="m.toml")
-    assert caught.value.problems == ["m.toml: targets[0].timeout: must be at most 1h, got '2h'"]
+    assert caught.value.problems == ["m.toml: targets[0].timeout: must be from 1ms to 1h, got '2h'"]
