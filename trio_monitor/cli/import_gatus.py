@@ -615,7 +615,9 @@ def convert(text: str, source: str) -> Conversion:
 
 
 def add_arguments(cmd: argparse.ArgumentParser) -> None:
-    sources = cmd.add_subparsers(dest="source", required=True, parser_class=type(cmd))
+    sources = cmd.add_subparsers(
+        dest="source", metavar="SOURCE", required=True, parser_class=type(cmd)
+    )
     gatus = sources.add_parser("gatus", help="a Gatus config.yaml")
     gatus.add_argument("file", help="the Gatus config file ('-': stdin)")
     gatus.add_argument("-o", "--output", default="-", help="where to write (default '-': stdout)")
