@@ -45,8 +45,17 @@ def _has_key(key: str) -> bool:
     return key in attrs.fields_dict(TargetSection)
 
 
+def _kind_missing(name: str) -> str | None:
+    kind = probe_kinds.find(name)
+    if kind is None:
+        return f"the {name} kind"
+    if not kind.placeholders:  # registered, its conditions not wired yet
+        return f"the {name} kind's condition placeholders"
+    return None
+
+
 def needs(*kinds: str, keys: tuple[str, ...] = ("conditions",)) -> pytest.MarkDecorator:
-    missing = [f"the {k} kind" for k in kinds if probe_kinds.find(k) is None]
+    missing = [why for k in kinds if (why := _kind_missing(k)) is not None]
     missing += [f"the common `{k}` key" for k in keys if not _has_key(k)]
     return pytest.mark.skipif(bool(missing), reason=f"not on main yet: {', '.join(missing)}")
 
@@ -314,17 +323,17 @@ def test_not_gatus_is_one_line(text, problem):
 # --- the result validates ------------------------------------------------------------
 
 
-@needs(keys=("conditions", "group"))
+@needs("http", keys=("conditions", "group"))
 def test_http_validates():
     validates("http.yaml")
 
 
-@needs()
+@needs("http")
 def test_graphql_validates():
     validates("graphql.yaml")
 
 
-@needs()
+@needs("http")
 def test_client_validates():
     validates("client.yaml")
 
@@ -364,7 +373,7 @@ def test_external_validates():
     validates("external.yaml")
 
 
-@needs()
+@needs("http")
 def test_unsupported_validates():
     validates("unsupported.yaml")
 
