@@ -48,6 +48,19 @@ class AddressResult:
 
 
 @frozen
+class DnsAnswer:
+    """What a dns:// probe's nameserver answered (the `dns` object of a probe line)."""
+
+    record_type: str  # the type asked: "A", "MX", ...
+    rcode: str  # "NOERROR", "NXDOMAIN", "SERVFAIL", ...
+    answers: tuple[str, ...]  # each answer-section record's data as text, in answer order
+    server: str  # "ip:port" asked
+    tcp: bool  # the answer came over TCP, after a truncated UDP one
+    authority_rrs: int = 0  # records in the authority section
+    additional_rrs: int = 0  # records in the additional section (the OPT record excluded)
+
+
+@frozen
 class ProbeResult:
     """The outcome of one probe of one target. Failures are data: `error` says why."""
 
@@ -85,6 +98,8 @@ class ProbeResult:
     tls: TlsDetails | None = None
     # addresses = "all": each address behind the name, in the resolver's order
     addresses: tuple[AddressResult, ...] | None = None
+    # a dns:// probe's answer; None when no answer came (timeout, connection refused)
+    dns: DnsAnswer | None = None
 
 
 @frozen
