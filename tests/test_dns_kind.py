@@ -19,7 +19,8 @@ from trio_monitor import ConfigError, ErrorKind, ProbeResult
 from trio_monitor._config import Config
 from trio_monitor._records import DnsAnswer
 from trio_monitor.probes import base as probe_kinds
-from trio_monitor.probes.dns import PLACEHOLDERS, DnsProber, facts, open_dns_prober
+from trio_monitor.probes.dns import PLACEHOLDERS, open_dns_prober
+from trio_monitor.probes.dns.probe import DnsProber, facts
 
 SYSTEM = ("127.0.0.1", 53)  # where targets without `resolver` would ask (never asked here)
 

@@ -1,8 +1,9 @@
 """The `dns` probe kind: dns://NAME targets ask one nameserver one question.
 
 config.py  its target keys (record_type, resolver) and their resolution into a DnsSpec
-probe.py   prepare(target) -> DnsPlan once; probe(): UDP, TCP after truncation,
-           datagrams sent again within the timeout, the verdict, the `dns` object
+probe.py   DnsProber: prepare(target) -> DnsPlan once; probe(): UDP, TCP after
+           truncation, datagrams sent again within the timeout, the verdict, the `dns`
+           object (imported only when a run opens the prober: it needs dnspython)
 """
 
 from __future__ import annotations
@@ -10,18 +11,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
-import dns.asyncbackend
-import trio
-
-from ..._config import Config, Target
+from ..._config import Config
 from ..._records import ProbeResult
-from ...net.dns import RESOLV_CONF, system_nameservers
-from ..base import ProbeKind, register
+from ..base import ProbeKind, Prober, register
 from .config import RECORD_TYPES, DnsSpec, DnsTargetSection, dns_resolver
-from .probe import DnsPlan, facts, prepare, probe
 
-__all__ = ["KIND", "PLACEHOLDERS", "RECORD_TYPES", "DnsPlan", "DnsProber", "DnsSpec", "facts"]
+__all__ = ["KIND", "PLACEHOLDERS", "RECORD_TYPES", "DnsSpec", "open_dns_prober"]
 
 # what the kind's conditions may name (conditions/ checks them at config load)
 PLACEHOLDERS = {
@@ -34,33 +31,19 @@ PLACEHOLDERS = {
 }
 
 
-class DnsProber:
-    """Asks the nameserver of each dns:// target; `default_server`: where targets
-    without `resolver` ask (resolv.conf's first nameserver, read once per run)."""
-
-    def __init__(self, default_server: tuple[str, int]) -> None:
-        self._default_server = default_server
-        # Named, not sniffed (as net/dns.py): dnspython would keep whichever async
-        # library it saw first, process-wide
-        self._backend = dns.asyncbackend.get_backend("trio")
-
-    def prepare(self, target: Target) -> DnsPlan:
-        return prepare(target, self._default_server)
-
-    async def probe(
-        self, plan: DnsPlan, round_no: int, deadlines: set[trio.CancelScope]
-    ) -> ProbeResult:
-        return await probe(plan, round_no, deadlines, self._backend)
-
-    async def reconfigure(self, old: Config, new: Config) -> None:
-        """Nothing is kept between probes: no socket outlives its question."""
-
-
 @asynccontextmanager
 async def open_dns_prober(
-    config: Config, resolv_conf: str | Path = RESOLV_CONF
-) -> AsyncIterator[DnsProber]:
-    yield DnsProber(system_nameservers(resolv_conf)[0])
+    config: Config, resolv_conf: str | Path | None = None
+) -> AsyncIterator[Prober[Any]]:
+    """The run's DnsProber; `resolv_conf`: where the default nameserver is read (None:
+    the system's file)."""
+    # dnspython is imported when a run opens the prober: `validate` and `report`
+    # never pay for it (tests/test_imports.py)
+    from ...net.dns import system_nameservers
+    from .probe import DnsProber
+
+    servers = system_nameservers() if resolv_conf is None else system_nameservers(resolv_conf)
+    yield DnsProber(servers[0])
 
 
 def _describe(result: ProbeResult) -> str:

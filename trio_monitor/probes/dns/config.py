@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-import dns.exception
-import dns.name
 from attrs import frozen
 
 from ..._config import MonitorSection, Nameserver, TargetSection, inherit
@@ -56,6 +54,10 @@ def query_name(url: str) -> str:
         raise ValueError(
             f"{_URL_ONLY_NAME}, got the address {text!r}: write it as resolver = {text!r}"
         )
+    # dnspython only for a config with dns targets (`validate` of others never loads it)
+    import dns.exception
+    import dns.name
+
     try:
         name = dns.name.from_unicode(text, idna_codec=dns.name.IDNA_2008_Practical)
     except dns.exception.DNSException as exc:  # an empty or too long label, bad IDNA

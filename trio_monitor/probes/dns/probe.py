@@ -1,4 +1,5 @@
-"""One probe of one dns:// target: one question to one nameserver, on trio.
+"""One probe of one dns:// target: one question to one nameserver, on trio; and
+`DnsProber`, which probes them.
 
 The question (RD set, EDNS0 with a 1232-byte UDP payload, as dig and the 2020 DNS flag
 day advise) goes over UDP; a truncated answer is asked again over TCP (dnspython's
@@ -30,7 +31,7 @@ import dns.rdatatype
 import trio
 from attrs import frozen
 
-from ..._config import Target
+from ..._config import Config, Target
 from ..._errors import ErrorKind, ProbeFailure
 from ..._records import PHASES, DnsAnswer, ProbeResult
 from ...net.addr import with_port
@@ -240,3 +241,25 @@ def _malformed(plan: DnsPlan, exc: Exception) -> str:
 
 def _ms(seconds: float) -> float:
     return round(seconds * 1000, 3)
+
+
+class DnsProber:
+    """Asks the nameserver of each dns:// target; `default_server`: where targets
+    without `resolver` ask (resolv.conf's first nameserver, read once per run)."""
+
+    def __init__(self, default_server: tuple[str, int]) -> None:
+        self._default_server = default_server
+        # Named, not sniffed (as net/dns.py): dnspython would keep whichever async
+        # library it saw first, process-wide
+        self._backend = dns.asyncbackend.get_backend("trio")
+
+    def prepare(self, target: Target) -> DnsPlan:
+        return prepare(target, self._default_server)
+
+    async def probe(
+        self, plan: DnsPlan, round_no: int, deadlines: set[trio.CancelScope]
+    ) -> ProbeResult:
+        return await probe(plan, round_no, deadlines, self._backend)
+
+    async def reconfigure(self, old: Config, new: Config) -> None:
+        """Nothing is kept between probes: no socket outlives its question."""
