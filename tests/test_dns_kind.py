@@ -409,25 +409,93 @@ async def test_once_through_the_console_script(tmp_path, dns_server):
 
 async def test_the_facts_conditions_read(dns_server):
     dns_server.set("web.test", a=["127.0.0.2", "127.0.0.3"])
-    (t,) = dns_config(target(dns_server, "web.test")).targets
-    prober = DnsProber(SYSTEM)
-    plan = prober.prepare(t)
-    result = await prober.probe(plan, 1, set())
-    values = facts(plan, result)
+    result = await probe_one(target(dns_server, "web.test"))
+    values = facts(result)
     assert values["DNS_RCODE"] == "NOERROR"
     assert values["BODY"] == b"127.0.0.2\n127.0.0.3"
     assert values["RESPONSE_TIME"] == result.latency_ms
     assert (values["CONNECTED"], values["IP"]) == (True, "127.0.0.1")
-    assert values["PHASE"] == {"ttfb": result.ttfb_ms}
+    assert values["PHASE"] == result.phases_ms
     assert set(values) == set(PLACEHOLDERS)
-    silent = attrs.evolve(result, ok=False, dns=None, phases_ms=None, latency_ms=None)
+    silent = attrs.evolve(
+        result, ok=False, dns=None, phases_ms=None, latency_ms=None, remote_addr=None
+    )
     # no answer: no rcode, no body (a condition on them fails with actual null)
-    assert facts(plan, silent) == {
+    assert facts(silent) == {
         "RESPONSE_TIME": None,
         "CONNECTED": False,
-        "IP": "127.0.0.1",
-        "PHASE": {},
+        "IP": None,
+        "PHASE": None,
     }
+
+
+def condition_rows(result: ProbeResult) -> list[tuple[str, bool, str | None]]:
+    assert result.conditions is not None
+    return [(c.condition, c.ok, c.actual) for c in result.conditions]
+
+
+async def test_conditions_pass_on_the_answer(dns_server):
+    dns_server.set("web.test", a=["127.0.0.1"])
+    result = await probe_one(
+        target(
+            dns_server,
+            "web.test",
+            conditions=["[DNS_RCODE] == NOERROR", "[BODY] == 127.0.0.1", "[CONNECTED] == true"],
+        )
+    )
+    assert (result.ok, result.error) == (True, None)
+    assert condition_rows(result) == [
+        ("[DNS_RCODE] == NOERROR", True, "NOERROR"),
+        ("[BODY] == 127.0.0.1", True, "127.0.0.1"),
+        ("[CONNECTED] == true", True, "true"),
+    ]
+
+
+async def test_conditions_decide_instead_of_the_rcode(dns_server):
+    """`[DNS_RCODE] == NXDOMAIN` asserts a name does not exist: the rcode alone would
+    fail the probe."""
+    result = await probe_one(
+        target(dns_server, "gone.test", conditions=["[DNS_RCODE] == NXDOMAIN"])
+    )
+    assert (result.ok, result.error, result.error_detail) == (True, None, None)
+    assert result.dns is not None
+    assert result.dns.rcode == "NXDOMAIN"
+    assert condition_rows(result) == [("[DNS_RCODE] == NXDOMAIN", True, "NXDOMAIN")]
+    # and NOERROR without a record of the type is no failure either
+    dns_server.set("web.test", a=["127.0.0.1"])
+    mx = await probe_one(
+        target(dns_server, "web.test", record_type="MX", conditions=["[DNS_RCODE] == NOERROR"])
+    )
+    assert (mx.ok, mx.error) == (True, None)
+
+
+async def test_a_failed_condition_fails_with_its_actual_value(dns_server):
+    dns_server.set("web.test", a=["127.0.0.2"])
+    result = await probe_one(target(dns_server, "web.test", conditions=["[BODY] == 127.0.0.1"]))
+    assert (result.ok, result.error) == (False, ErrorKind.CONDITION)
+    assert result.error_detail == "[BODY] (127.0.0.2) == 127.0.0.1"
+    assert condition_rows(result) == [("[BODY] == 127.0.0.1", False, "127.0.0.2")]
+
+
+async def test_no_answer_fails_whatever_the_conditions(dns_server):
+    dns_server.set("hang.test", silent=True)
+    result = await probe_one(
+        target(
+            dns_server,
+            "hang.test",
+            timeout="300ms",
+            retries=0,
+            conditions=["[DNS_RCODE] == NXDOMAIN"],
+        )
+    )
+    assert (result.ok, result.error) == (False, ErrorKind.TIMEOUT)
+    assert condition_rows(result) == [("[DNS_RCODE] == NXDOMAIN", False, None)]
+
+
+def test_conditions_are_checked_against_the_dns_placeholders():
+    (line,) = problems({"url": "dns://a.test", "conditions": ["[STATUS] == 200"]})
+    assert line.startswith("m.toml: targets[0].conditions[0]: '[STATUS] == 200': ")
+    assert "[DNS_RCODE]" in line  # the ones a dns target has are named
 
 
 def test_describe_says_the_answer():

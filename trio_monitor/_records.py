@@ -48,6 +48,15 @@ class AddressResult:
 
 
 @frozen
+class ConditionResult:
+    """One condition's outcome in a probe (conditions/)."""
+
+    condition: str  # as written in the config
+    ok: bool
+    actual: str | None  # the placeholder's value as text; None when it did not exist
+
+
+@frozen
 class DnsAnswer:
     """What a dns:// probe's nameserver answered (the `dns` object of a probe line)."""
 
@@ -98,6 +107,8 @@ class ProbeResult:
     tls: TlsDetails | None = None
     # addresses = "all": each address behind the name, in the resolver's order
     addresses: tuple[AddressResult, ...] | None = None
+    # the target's conditions, in config order, each with its outcome; None without any
+    conditions: tuple[ConditionResult, ...] | None = None
     # a dns:// probe's answer; None when no answer came (timeout, connection refused)
     dns: DnsAnswer | None = None
 

@@ -8,26 +8,24 @@ probe.py   DnsProber: prepare(target) -> DnsPlan once; probe(): UDP, TCP after
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 from ..._config import Config
 from ..._records import ProbeResult
+from ...conditions import COMMON, Type
 from ..base import ProbeKind, Prober, register
 from .config import RECORD_TYPES, DnsSpec, DnsTargetSection, dns_resolver
 
 __all__ = ["KIND", "PLACEHOLDERS", "RECORD_TYPES", "DnsSpec", "open_dns_prober"]
 
-# what the kind's conditions may name (conditions/ checks them at config load)
-PLACEHOLDERS = {
-    "DNS_RCODE": "TEXT",
-    "BODY": "BODY",  # the answers, one per line
-    "RESPONSE_TIME": "DURATION",
-    "CONNECTED": "BOOL",
-    "IP": "TEXT",  # the nameserver asked
-    "PHASE": "FIELDS",
+# what the kind's conditions may name (checked at config load; facts in probe.py)
+PLACEHOLDERS: Mapping[str, Type] = {
+    **COMMON,  # IP: the nameserver, CONNECTED: it answered
+    "DNS_RCODE": Type.TEXT,
+    "BODY": Type.BODY,  # the answers, one per line
 }
 
 
@@ -62,5 +60,6 @@ KIND = ProbeKind(
     resolver=dns_resolver,
     open=open_dns_prober,
     describe=_describe,
+    placeholders=PLACEHOLDERS,
 )
 register(KIND)

@@ -34,6 +34,7 @@ from attrs import frozen
 from ..._config import Config, Target
 from ..._errors import ErrorKind, ProbeFailure
 from ..._records import PHASES, DnsAnswer, ProbeResult
+from ...conditions import apply, common_facts
 from ...net.addr import with_port
 from .config import DnsSpec
 
@@ -111,9 +112,9 @@ async def probe(
         failure = _no_answer(plan)
     latency_ms = _ms(trio.current_time() - started)
     answer = None if exchange is None else _answer(plan, exchange)
-    if exchange is not None:
+    if exchange is not None and not target.conditions:  # else the conditions decide
         failure = _verdict(plan, exchange.response)
-    return ProbeResult(
+    result = ProbeResult(
         ts=ts,
         target=target.name,
         url=target.url,
@@ -131,6 +132,9 @@ async def probe(
         phases_ms=None if exchange is None else _phases(exchange),
         dns=answer,
     )
+    if not target.conditions:
+        return result
+    return apply(result, target.conditions, facts(result))
 
 
 async def _attempt(
@@ -200,18 +204,13 @@ def _answer(plan: DnsPlan, exchange: _Exchange) -> DnsAnswer:
     )
 
 
-def facts(plan: DnsPlan, result: ProbeResult) -> Mapping[str, object]:
-    """The values the dns kind's placeholders stand for (conditions/)."""
-    answer = result.dns
-    values: dict[str, object] = {
-        "RESPONSE_TIME": result.latency_ms,
-        "CONNECTED": answer is not None,
-        "IP": plan.server[0],
-        "PHASE": {k: v for k, v in (result.phases_ms or {}).items() if v is not None},
-    }
-    if answer is not None:  # no answer: the condition fails with actual null
-        values["DNS_RCODE"] = answer.rcode
-        values["BODY"] = "\n".join(answer.answers).encode()
+def facts(result: ProbeResult) -> Mapping[str, object]:
+    """The values the dns kind's placeholders stand for (conditions/): without an
+    answer there is no rcode and no body (a condition on them fails, actual null)."""
+    values = common_facts(result.latency_ms, result.remote_addr, result.phases_ms)
+    if result.dns is not None:
+        values["DNS_RCODE"] = result.dns.rcode
+        values["BODY"] = "\n".join(result.dns.answers).encode()
     return values
 
 
