@@ -60,6 +60,7 @@ PROBE_KEYS = {
     "tls",
     "addresses",
     "conditions",
+    "dns",
 }
 ROUND_KEYS = {
     "schema",

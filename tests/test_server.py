@@ -44,6 +44,7 @@ from trio_monitor._errors import ServerError
 from trio_monitor._palette import COLORS
 from trio_monitor._records import (
     PHASES,
+    DnsAnswer,
     ProbeResult,
     TargetRemoved,
     rfc3339,
@@ -449,6 +450,23 @@ async def test_targets_of_other_kinds_say_their_kind_and_have_no_http_status():
     assert listed[1]["last"]["status"] is None
     assert detail["kind"] == "tcp"
     assert listed == [target_json(s) for s in statuses]
+
+
+async def test_a_dns_targets_last_probe_has_its_answer():
+    zone = target_status("zone", kind="dns")
+    answer = DnsAnswer("MX", "NOERROR", ("10 mx.test.",), "127.0.0.1:53", False)
+    zone = attrs.evolve(zone, last=attrs.evolve(zone.last, dns=answer))
+    async with serving(FakeView(zone)) as served, served.client() as client:
+        detail = (await client.get("/api/v1/targets/zone")).json()  # checked by the schema
+    assert detail["last"]["dns"] == {
+        "record_type": "MX",
+        "rcode": "NOERROR",
+        "answers": ["10 mx.test."],
+        "server": "127.0.0.1:53",
+        "tcp": False,
+        "authority_rrs": 0,
+        "additional_rrs": 0,
+    }
 
 
 async def test_one_target_has_its_last_probes_from_history(history):

@@ -57,6 +57,19 @@ class ConditionResult:
 
 
 @frozen
+class DnsAnswer:
+    """What a dns:// probe's nameserver answered (the `dns` object of a probe line)."""
+
+    record_type: str  # the type asked: "A", "MX", ...
+    rcode: str  # "NOERROR", "NXDOMAIN", "SERVFAIL", ...
+    answers: tuple[str, ...]  # each answer-section record's data as text, in answer order
+    server: str  # "ip:port" asked
+    tcp: bool  # the answer came over TCP, after a truncated UDP one
+    authority_rrs: int = 0  # records in the authority section
+    additional_rrs: int = 0  # records in the additional section (the OPT record excluded)
+
+
+@frozen
 class ProbeResult:
     """The outcome of one probe of one target. Failures are data: `error` says why."""
 
@@ -96,6 +109,8 @@ class ProbeResult:
     addresses: tuple[AddressResult, ...] | None = None
     # the target's conditions, in config order, each with its outcome; None without any
     conditions: tuple[ConditionResult, ...] | None = None
+    # a dns:// probe's answer; None when no answer came (timeout, connection refused)
+    dns: DnsAnswer | None = None
 
 
 @frozen

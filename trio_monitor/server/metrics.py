@@ -26,6 +26,13 @@ Per target (label `target`), from its latest probe, named like the Blackbox expo
                                    connect, tls, ttfb, transfer); every phase always
                                    exported, 0 for one that did not happen (tls on http,
                                    all of them without a connection), as blackbox does
+    probe_dns_lookup_time_seconds  the time resolving the target's host name took (phases_ms
+                                   "dns"); only when the last probe resolved one
+    probe_dns_query_succeeded      dns:// targets: 1 when the nameserver answered (any
+                                   rcode), 0 when it did not
+    probe_dns_answer_rrs           dns:// targets: records in the answer section,
+    probe_dns_authority_rrs        in the authority section and in the additional section
+    probe_dns_additional_rrs       (the EDNS OPT record excluded); only with an answer
 
 Process-wide:
 
@@ -280,8 +287,18 @@ class _TargetSeries(Collector):
             "summed; 0 for a phase that did not happen)",
             labels=["target", "phase"],
         )
+        lookup = GaugeMetricFamily(
+            "probe_dns_lookup_time_seconds",
+            "Time the target's last probe took to resolve its host name",
+            labels=label,
+        )
+        dns_families = _DnsFamilies(label)
         for name, r in latest.items():
             success.add_metric([name], 1 if r.ok else 0)
+            if r.phases_ms is not None and (dns_ms := r.phases_ms.get("dns")) is not None:
+                lookup.add_metric([name], _seconds(dns_ms))
+            if r.kind == "dns":
+                dns_families.add(name, r)
             duration.add_metric(
                 [name], math.nan if r.latency_ms is None else _seconds(r.latency_ms)
             )
@@ -298,7 +315,39 @@ class _TargetSeries(Collector):
                 expiry.add_metric([name], r.tls.earliest_not_after)
                 if r.tls.version:
                     tls_version.add_metric([name, _blackbox_version(r.tls.version)], 1)
-        yield from (success, duration, status, size, expiry, tls_version, phases)
+        yield from (success, duration, status, size, expiry, tls_version, phases, lookup)
+        yield from dns_families.families()
+
+
+class _DnsFamilies:
+    """blackbox_exporter's series of its DNS prober, for dns:// targets."""
+
+    def __init__(self, label: list[str]) -> None:
+        self.succeeded = GaugeMetricFamily(
+            "probe_dns_query_succeeded",
+            "1 if the nameserver answered the target's last probe (any rcode), else 0",
+            labels=label,
+        )
+        self.sections = [
+            GaugeMetricFamily(
+                f"probe_dns_{section}_rrs",
+                f"Records in the {section} section of the target's last answer",
+                labels=label,
+            )
+            for section in ("answer", "authority", "additional")
+        ]
+
+    def add(self, name: str, r: ProbeResult) -> None:
+        answer = r.dns
+        self.succeeded.add_metric([name], 0 if answer is None else 1)
+        if answer is not None:
+            counts = (len(answer.answers), answer.authority_rrs, answer.additional_rrs)
+            for family, count in zip(self.sections, counts, strict=True):
+                family.add_metric([name], count)
+
+    def families(self) -> Iterator[GaugeMetricFamily]:
+        yield self.succeeded
+        yield from self.sections
 
 
 def _seconds(ms: float) -> float:

@@ -162,6 +162,10 @@ _SCHEMAS: Schema = {
                     },
                 },
             },
+            "dns": {
+                "anyOf": [_ref("Dns"), {"type": "null"}],
+                "description": "a dns:// probe's answer; null otherwise and without an answer",
+            },
         },
         "One probe, as in the monitor's JSON lines.",
     ),
@@ -179,6 +183,22 @@ _SCHEMAS: Schema = {
             "earliest_subject": {"type": "string"},
         },
         "The leaf certificate, the presented chain's earliest expiry, version and cipher.",
+    ),
+    "Dns": _object(
+        {
+            "record_type": {"type": "string", "description": 'the type asked: "A", "MX", ...'},
+            "rcode": {"type": "string", "description": '"NOERROR", "NXDOMAIN", ...'},
+            "answers": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "each answer-section record's data as text, in answer order",
+            },
+            "server": {"type": "string", "description": "the nameserver asked, ip:port"},
+            "tcp": {"type": "boolean", "description": "answered over TCP after truncation"},
+            "authority_rrs": {"type": "integer", "minimum": 0},
+            "additional_rrs": {"type": "integer", "minimum": 0},
+        },
+        "What a dns:// probe's nameserver answered.",
     ),
     "Target": _object(_TARGET_PROPERTIES),
     "TargetList": {"type": "array", "items": _ref("Target")},
