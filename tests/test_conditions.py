@@ -357,6 +357,13 @@ def test_passing_conditions_are_listed_and_change_nothing_else():
     assert (checked.ok, checked.error, checked.slow) == (True, None, True)
 
 
+def test_error_detail_is_one_line_whatever_the_actual_value():
+    facts = {**FACTS, "BODY": b"127.0.0.10\n127.0.0.11\x1b[2J"}
+    checked = apply(probe_result(), conditions("[BODY] == 127.0.0.1"), facts)
+    assert checked.error_detail == "[BODY] (127.0.0.10\\n127.0.0.11\\x1b[2J) == 127.0.0.1"
+    assert checked.conditions[0].actual == "127.0.0.10\n127.0.0.11\x1b[2J"  # JSON escapes it
+
+
 def test_a_failed_condition_fails_an_ok_result():
     result = probe_result(slow=True)
     checked = apply(
