@@ -85,6 +85,9 @@ class ProbeResult:
     tls: TlsDetails | None = None
     # addresses = "all": each address behind the name, in the resolver's order
     addresses: tuple[AddressResult, ...] | None = None
+    # tcp/ws: the text `expect` was tried on (UTF-8, invalid bytes replaced), its first
+    # 256 characters; ws: the first message received
+    received: str | None = None
 
 
 @frozen
