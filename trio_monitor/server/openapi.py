@@ -119,8 +119,8 @@ _SCHEMAS: Schema = {
             "remote_addr": _nullable("string"),
             "kind": {
                 "type": "string",
-                "description": 'the probe kind ("http", ...); `status` is null for kinds '
-                "other than http",
+                "description": 'the probe kind ("http", "ws", ...); `status` is null for kinds '
+                "other than http and ws (ws: the handshake's HTTP status, 101 when it succeeded)",
             },
             "confirm": {
                 "type": "boolean",
@@ -148,6 +148,11 @@ _SCHEMAS: Schema = {
                         "latency_ms": _nullable("number"),
                     },
                 },
+            },
+            "received": {
+                "type": ["string", "null"],
+                "description": "tcp/ws: the text `expect` was tried on, its first 256 "
+                "characters (ws: the first message)",
             },
         },
         "One probe, as in the monitor's JSON lines.",

@@ -49,6 +49,7 @@ PLACEHOLDERS = {
 }
 
 _RNG = random.Random()  # backoff jitter only
+_NOT_AN_ANSWER = "not a WebSocket handshake answer"
 _STATUS_LINE = re.compile(rb"HTTP/1\.[01] ([0-9]{3})\b")
 
 
@@ -166,7 +167,7 @@ class _Watched(trio.abc.Stream):
 
     async def aclose(self) -> None:
         # before the answer, trio-websocket closes only on bytes it cannot parse
-        self._ended(ProbeFailure(ErrorKind.PROTOCOL, "not a WebSocket handshake answer"))
+        self._ended(ProbeFailure(ErrorKind.PROTOCOL, _NOT_AN_ANSWER))
         await self._stream.aclose()
 
 
@@ -192,7 +193,15 @@ def _failure_in(group: BaseExceptionGroup, attempt: _Attempt) -> ProbeFailure | 
             return ProbeFailure(ErrorKind.STATUS, _refused(exc.status_code, exc.body))
         if isinstance(exc, ProbeFailure):
             return exc
+        if _is_parser_error(exc) and not attempt.answered:
+            return ProbeFailure(ErrorKind.PROTOCOL, _NOT_AN_ANSWER)
     return None
+
+
+def _is_parser_error(exc: BaseException) -> bool:
+    """h11's or wsproto's: on an answer that is no HTTP, trio-websocket's reader tries to
+    send a refusal as if it were the server, and the HTTP parser raises."""
+    return type(exc).__module__.partition(".")[0] in ("h11", "wsproto")
 
 
 def _closed(exc: trio_websocket.ConnectionClosed, what: str) -> ProbeFailure:
