@@ -142,3 +142,10 @@ def write_config(directory: Path, config: Mapping[str, Any] | str, name: str = "
     text = config if isinstance(config, str) else tomli_w.dumps(dict(config))
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def expected_schemes() -> str:
+    """How a URL problem lists the registered kinds' schemes ("http:// or https:// or ...")."""
+    from trio_monitor.probes import base as probe_kinds
+
+    return " or ".join(f"{s}://" for s in sorted(probe_kinds.schemes()))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from factories import expected_schemes
 
 from trio_monitor import ConfigError, Target, load_config, parse_config
 from trio_monitor._config import (
@@ -546,8 +547,8 @@ def test_bad_webhook():
 @pytest.mark.parametrize(
     ("url", "message"),
     [
-        ("127.0.0.1:8080", "expected http:// or https:// with a host"),
-        ("http://", "expected http:// or https:// with a host"),
+        ("127.0.0.1:8080", f"expected {expected_schemes()} with a host"),
+        ("http://", f"expected {expected_schemes()} with a host"),
         ("http://local host/", "invalid host name"),
         ("http://127.0.0.1:70000/", "port must be 1-65535"),
     ],

@@ -21,7 +21,7 @@ from trio_websocket import ConnectionClosed, WebSocketRequest, serve_websocket
 
 from trio_monitor import ConfigError, ProbeResult, parse_config
 from trio_monitor.probes.ws import WsProber
-from trio_monitor.probes.ws.probe import CLOSE_TIMEOUT
+from trio_monitor.probes.ws.probe import CLOSE_TIMEOUT, PLACEHOLDERS, facts
 
 
 def config(*targets: dict, **monitor) -> object:
@@ -372,6 +372,33 @@ async def test_names_resolve_through_the_configured_resolver(dns_server, echo):
     dns_server.set("gone.test", rcode="NXDOMAIN")
     gone = await probe_one({"url": f"ws://gone.test:{port}/", "resolver": f"{host}:{dns_port}"})
     assert (gone.ok, gone.error) == (False, "dns")
+
+
+async def test_facts_for_conditions(echo, server_cert):
+    _, port = echo
+    result = await probe_one({"url": f"ws://127.0.0.1:{port}/", "send": "up", "expect": "up"})
+    found = facts(result, b"up", result.ts)
+    assert set(found) == set(PLACEHOLDERS) - {"CERTIFICATE_EXPIRATION"}
+    assert (found["CONNECTED"], found["STATUS"], found["BODY"], found["IP"]) == (
+        True,
+        101,
+        b"up",
+        "127.0.0.1",
+    )
+    assert found["RESPONSE_TIME"] == result.latency_ms
+    assert set(found["PHASE"]) == {"connect", "ttfb", "transfer"}  # type: ignore[arg-type]
+    ctx, ca_file = server_cert
+    async with trio.open_nursery() as nursery:
+        tls_port = await serve(nursery, Echo().handle, ctx)
+        secure = await probe_one({"url": f"wss://127.0.0.1:{tls_port}/", "ca_file": ca_file})
+        nursery.cancel_scope.cancel()
+    assert secure.tls is not None
+    left = facts(secure, None, secure.ts)["CERTIFICATE_EXPIRATION"]
+    assert left == pytest.approx((secure.tls.not_after - secure.ts) * 1000)
+    with trio.socket.socket() as sock:
+        await sock.bind(("127.0.0.1", 0))
+        refused = await probe_one({"url": f"ws://127.0.0.1:{sock.getsockname()[1]}/"})
+    assert facts(refused, None, refused.ts) == {"CONNECTED": False, "PHASE": {}}
 
 
 # --- config ------------------------------------------------------------------------

@@ -342,6 +342,26 @@ async def _attempt(plan: WsPlan, attempt: _Attempt, resolver: Resolver) -> None:
         await trio.aclose_forcefully(stream)
 
 
+def facts(result: ProbeResult, message: bytes | None, now: float) -> dict[str, object]:
+    """What the conditions of a ws/wss target are checked against (PLACEHOLDERS); a
+    fact the probe did not get is absent (its conditions fail with actual null)."""
+    found: dict[str, object] = {
+        "CONNECTED": result.status == 101,
+        "PHASE": {k: v for k, v in (result.phases_ms or {}).items() if v is not None},
+    }
+    if result.latency_ms is not None:
+        found["RESPONSE_TIME"] = result.latency_ms
+    if result.remote_addr is not None:
+        found["IP"] = result.remote_addr.rpartition(":")[0].strip("[]")
+    if result.status is not None:
+        found["STATUS"] = result.status
+    if message is not None:
+        found["BODY"] = message
+    if result.tls is not None:
+        found["CERTIFICATE_EXPIRATION"] = (result.tls.not_after - now) * 1000
+    return found
+
+
 def _timed_out(target: Target, attempt: _Attempt) -> ProbeFailure:
     return ProbeFailure(ErrorKind.TIMEOUT, f"no {attempt.stage} within {target.timeout:g}s")
 
