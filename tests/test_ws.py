@@ -378,7 +378,7 @@ async def test_facts_for_conditions(echo, server_cert):
     _, port = echo
     result = await probe_one({"url": f"ws://127.0.0.1:{port}/", "send": "up", "expect": "up"})
     found = facts(result, b"up", result.ts)
-    assert set(found) == set(PLACEHOLDERS) - {"CERTIFICATE_EXPIRATION"}
+    assert set(found) == set(PLACEHOLDERS)
     assert (found["CONNECTED"], found["STATUS"], found["BODY"], found["IP"]) == (
         True,
         101,
@@ -386,7 +386,8 @@ async def test_facts_for_conditions(echo, server_cert):
         "127.0.0.1",
     )
     assert found["RESPONSE_TIME"] == result.latency_ms
-    assert set(found["PHASE"]) == {"connect", "ttfb", "transfer"}  # type: ignore[arg-type]
+    assert found["PHASE"] == result.phases_ms
+    assert found["CERTIFICATE_EXPIRATION"] is None  # ws://
     ctx, ca_file = server_cert
     async with trio.open_nursery() as nursery:
         tls_port = await serve(nursery, Echo().handle, ctx)
@@ -398,7 +399,69 @@ async def test_facts_for_conditions(echo, server_cert):
     with trio.socket.socket() as sock:
         await sock.bind(("127.0.0.1", 0))
         refused = await probe_one({"url": f"ws://127.0.0.1:{sock.getsockname()[1]}/"})
-    assert facts(refused, None, refused.ts) == {"CONNECTED": False, "PHASE": {}}
+    assert {k: v for k, v in facts(refused, None, refused.ts).items() if v is not None} == {
+        "CONNECTED": False
+    }
+
+
+async def greeting_server(nursery: trio.Nursery, greeting: str) -> int:
+    return await serve(nursery, Echo(greeting=greeting).handle)
+
+
+async def test_conditions_on_the_first_message_without_expect():
+    """Gatus's way: conditions on [BODY] read the first message, no `expect` needed."""
+    conditions = [
+        "[CONNECTED] == true",
+        "[STATUS] == 101",
+        "[BODY].status == UP",
+        "[RESPONSE_TIME] < 5000",
+        "[PHASE].ttfb < 5000",
+    ]
+    async with trio.open_nursery() as nursery:
+        up = await greeting_server(nursery, '{"status": "UP"}')
+        down = await greeting_server(nursery, '{"status": "DOWN"}')
+        ok = await probe_one({"url": f"ws://127.0.0.1:{up}/", "conditions": conditions})
+        failed = await probe_one({"url": f"ws://127.0.0.1:{down}/", "conditions": conditions})
+        nursery.cancel_scope.cancel()
+    assert (ok.ok, ok.received) == (True, '{"status": "UP"}')
+    assert ok.conditions is not None
+    assert [(c.condition, c.ok) for c in ok.conditions] == [(c, True) for c in conditions]
+    assert [c.actual for c in ok.conditions][:3] == ["true", "101", "UP"]
+    assert (failed.ok, failed.error, failed.error_detail) == (
+        False,
+        "condition",
+        "[BODY].status (DOWN) == UP",
+    )
+
+
+async def test_conditions_on_the_certificate_and_a_socket_that_must_stay_closed(server_cert):
+    ctx, ca_file = server_cert
+    async with trio.open_nursery() as nursery:
+        port = await serve(nursery, Echo().handle, ctx)
+        secure = await probe_one(
+            {
+                "url": f"wss://localhost:{port}/",
+                "ca_file": ca_file,
+                "conditions": ["[CERTIFICATE_EXPIRATION] > 48h"],
+            }
+        )
+        nursery.cancel_scope.cancel()
+    assert secure.ok
+    with trio.socket.socket() as sock:
+        await sock.bind(("127.0.0.1", 0))
+        closed = await probe_one(
+            {
+                "url": f"ws://127.0.0.1:{sock.getsockname()[1]}/",
+                "conditions": ["[CONNECTED] == false"],
+            }
+        )
+    assert (closed.ok, closed.error) == (True, None)
+
+
+def test_conditions_are_checked_against_the_ws_placeholders():
+    (line,) = problems({"url": "ws://127.0.0.1:9/", "conditions": ["[DNS_RCODE] == NOERROR"]})
+    assert line.startswith("m.toml: targets[0].conditions[0]: ")
+    assert "DNS_RCODE" in line
 
 
 # --- config ------------------------------------------------------------------------

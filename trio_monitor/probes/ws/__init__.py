@@ -70,5 +70,6 @@ KIND = ProbeKind(
     resolver=ws_resolver,
     open=open_ws_prober,
     describe=_describe,
+    placeholders=PLACEHOLDERS,
 )
 register(KIND)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import random
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING
 
 import trio
@@ -23,6 +23,7 @@ from attrs import frozen
 from ..._config import HEADER_ENCODING, Target
 from ..._errors import RETRYABLE, ErrorKind, ProbeFailure
 from ..._records import PHASES, ProbeResult
+from ...conditions import COMMON, Type, apply, common_facts, needs
 from ...net.addr import with_port
 from ...net.certs import TlsDetails, tls_details
 from ..http.errors import classify
@@ -37,15 +38,12 @@ MAX_MESSAGE = 1 << 20  # a longer message closes the connection (1009) and fails
 RECEIVED_CHARS = 256  # of the first message, in the `received` field
 ABNORMAL_CLOSURE = 1006  # the code trio-websocket reports when TCP ended without a close frame
 
-# the placeholders a ws/wss target's conditions may use (the conditions engine's types)
-PLACEHOLDERS = {
-    "CONNECTED": "BOOL",  # the handshake was answered with 101
-    "RESPONSE_TIME": "DURATION",
-    "IP": "TEXT",
-    "PHASE": "FIELDS",
-    "STATUS": "NUMBER",  # the handshake's HTTP status
-    "BODY": "BODY",  # the first message received
-    "CERTIFICATE_EXPIRATION": "DURATION",  # wss://
+# the placeholders a ws/wss target's conditions may read (see `facts`)
+PLACEHOLDERS: Mapping[str, Type] = {
+    **COMMON,  # CONNECTED: the handshake was answered with 101, as in Gatus
+    "STATUS": Type.NUMBER,  # the handshake's HTTP status
+    "BODY": Type.BODY,  # the first message received
+    "CERTIFICATE_EXPIRATION": Type.DURATION,  # wss://: ms left on the leaf
 }
 
 _RNG = random.Random()  # backoff jitter only
@@ -58,12 +56,15 @@ class WsPlan:
     target: Target
     limit_key: str  # what per_host counts: "ws://host:port"
     spec: WsSpec
+    # a message is waited for: `expect` is set, or a condition reads [BODY]
+    reads_message: bool
 
 
 def prepare(target: Target) -> WsPlan:
     spec: WsSpec = target.spec
     scheme = "ws" if spec.tls is None else "wss"
-    return WsPlan(target, f"{scheme}://{with_port(spec.host, spec.port)}", spec)
+    reads = spec.expect is not None or needs(target.conditions, "BODY")
+    return WsPlan(target, f"{scheme}://{with_port(spec.host, spec.port)}", spec, reads)
 
 
 class _Attempt:
@@ -212,14 +213,11 @@ def _closed(exc: trio_websocket.ConnectionClosed, what: str) -> ProbeFailure:
     return ProbeFailure(ErrorKind.CONTENT, f"closed by the server ({why}) {what}")
 
 
-def waits_for_message(spec: WsSpec) -> bool:
-    return spec.expect is not None
-
-
 async def _converse(
-    spec: WsSpec, stream: trio.abc.Stream, attempt: _Attempt, nursery: trio.Nursery
+    plan: WsPlan, stream: trio.abc.Stream, attempt: _Attempt, nursery: trio.Nursery
 ) -> None:
     """The handshake and the message exchange on a connected stream; raises ProbeFailure."""
+    spec = plan.spec
     upgrading = trio.CancelScope()
     watched = _Watched(stream, upgrading)
     ws: trio_websocket.WebSocketConnection | None = None
@@ -248,12 +246,12 @@ async def _converse(
     try:
         if spec.send is not None:
             await ws.send_message(spec.send)
-        if waits_for_message(spec):
+        if plan.reads_message:
             attempt.stage = "message"
             message = await ws.get_message()
             attempt.timed("transfer", answered)
             attempt.message = message.encode() if isinstance(message, str) else message
-            failure = _mismatch(spec, attempt.message)
+            failure = None if spec.expect is None else _mismatch(spec.expect, attempt.message)
     except trio_websocket.ConnectionClosed as exc:
         failure = _closed(exc, "before a message" if attempt.stage == "message" else "at once")
     attempt.failure, attempt.done_at = failure, trio.current_time()
@@ -268,13 +266,10 @@ def received_text(message: bytes) -> str:
     return message.decode("utf-8", "replace")
 
 
-def _mismatch(spec: WsSpec, message: bytes) -> ProbeFailure | None:
-    assert spec.expect is not None
-    if spec.expect.search(received_text(message)):
+def _mismatch(expect: re.Pattern[str], message: bytes) -> ProbeFailure | None:
+    if expect.search(received_text(message)):
         return None
-    return ProbeFailure(
-        ErrorKind.CONTENT, f"the first message does not match {spec.expect.pattern!r}"
-    )
+    return ProbeFailure(ErrorKind.CONTENT, f"the first message does not match {expect.pattern!r}")
 
 
 def _details(stream: trio.SSLStream[trio.SocketStream]) -> TlsDetails | None:
@@ -329,7 +324,7 @@ async def _attempt(plan: WsPlan, attempt: _Attempt, resolver: Resolver) -> None:
         try:
             async with trio.open_nursery() as nursery:
                 try:
-                    await _converse(spec, stream, attempt, nursery)
+                    await _converse(plan, stream, attempt, nursery)
                 finally:
                     nursery.cancel_scope.cancel()  # trio-websocket's reader ends here
         except BaseExceptionGroup as group:
@@ -344,21 +339,14 @@ async def _attempt(plan: WsPlan, attempt: _Attempt, resolver: Resolver) -> None:
 
 def facts(result: ProbeResult, message: bytes | None, now: float) -> dict[str, object]:
     """What the conditions of a ws/wss target are checked against (PLACEHOLDERS); a
-    fact the probe did not get is absent (its conditions fail with actual null)."""
-    found: dict[str, object] = {
-        "CONNECTED": result.status == 101,
-        "PHASE": {k: v for k, v in (result.phases_ms or {}).items() if v is not None},
-    }
-    if result.latency_ms is not None:
-        found["RESPONSE_TIME"] = result.latency_ms
-    if result.remote_addr is not None:
-        found["IP"] = result.remote_addr.rpartition(":")[0].strip("[]")
-    if result.status is not None:
-        found["STATUS"] = result.status
-    if message is not None:
-        found["BODY"] = message
-    if result.tls is not None:
-        found["CERTIFICATE_EXPIRATION"] = (result.tls.not_after - now) * 1000
+    fact the probe did not get is None (its conditions fail with actual null)."""
+    found = common_facts(result.latency_ms, result.remote_addr, result.phases_ms)
+    found["CONNECTED"] = result.status == 101  # the WebSocket opened, not just TCP
+    found["STATUS"] = result.status
+    found["BODY"] = message
+    found["CERTIFICATE_EXPIRATION"] = (
+        None if result.tls is None else (result.tls.not_after - now) * 1000
+    )
     return found
 
 
@@ -399,7 +387,7 @@ async def probe(
         failure = attempt.failure if attempt.done_at is not None else _timed_out(target, attempt)
     latency_ms = attempt.latency_ms
     message = attempt.message
-    return ProbeResult(
+    result = ProbeResult(
         ts=ts,
         target=target.name,
         url=target.url,
@@ -420,3 +408,6 @@ async def probe(
         tls=attempt.tls,
         received=None if message is None else received_text(message)[:RECEIVED_CHARS],
     )
+    if not target.conditions:
+        return result
+    return apply(result, target.conditions, facts(result, message, time.time()))
