@@ -519,3 +519,15 @@ async def test_run_once_prints_the_ws_line(tmp_path, echo):
     check_probe(line)
     assert (line["kind"], line["ok"], line["status"], line["received"]) == ("ws", True, 101, "hi")
     assert json.loads(done.lines[0])["remote_addr"] == f"127.0.0.1:{port}"
+
+
+async def test_a_reload_forgets_resolvers_no_target_asks(dns_server):
+    host, port = dns_server.address
+    old = config({"url": "ws://chat.test/", "resolver": f"{host}:{port}"})
+    new = config({"url": "ws://127.0.0.1:9/"})
+    prober = WsProber()
+    (target,) = old.targets  # type: ignore[attr-defined]
+    asked = prober.resolver(target.spec.resolver)
+    assert prober.resolver(target.spec.resolver) is asked  # one per `resolver` value
+    await prober.reconfigure(old, new)  # type: ignore[arg-type]
+    assert prober.resolver(target.spec.resolver) is not asked
