@@ -61,6 +61,7 @@ PROBE_KEYS = {
     "addresses",
     "conditions",
     "dns",
+    "received",
 }
 ROUND_KEYS = {
     "schema",

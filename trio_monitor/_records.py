@@ -111,6 +111,9 @@ class ProbeResult:
     conditions: tuple[ConditionResult, ...] | None = None
     # a dns:// probe's answer; None when no answer came (timeout, connection refused)
     dns: DnsAnswer | None = None
+    # tcp/ws: the text `expect` was tried on (UTF-8, invalid bytes replaced), its first
+    # 256 characters; ws: the first message received
+    received: str | None = None
 
 
 @frozen

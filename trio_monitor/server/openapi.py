@@ -119,8 +119,8 @@ _SCHEMAS: Schema = {
             "remote_addr": _nullable("string"),
             "kind": {
                 "type": "string",
-                "description": 'the probe kind ("http", ...); `status` is null for kinds '
-                "other than http",
+                "description": 'the probe kind ("http", "ws", ...); `status` is null for kinds '
+                "other than http and ws (ws: the handshake's HTTP status, 101 when it succeeded)",
             },
             "confirm": {
                 "type": "boolean",
@@ -165,6 +165,11 @@ _SCHEMAS: Schema = {
             "dns": {
                 "anyOf": [_ref("Dns"), {"type": "null"}],
                 "description": "a dns:// probe's answer; null otherwise and without an answer",
+            },
+            "received": {
+                "type": ["string", "null"],
+                "description": "tcp/ws: the text `expect` was tried on, its first 256 "
+                "characters (ws: the first message)",
             },
         },
         "One probe, as in the monitor's JSON lines.",

@@ -13,7 +13,7 @@ import base64
 import importlib.util
 import json as jsonlib
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 from attrs import field, frozen
@@ -341,8 +341,18 @@ def _proxy(value: str, key: str, env: Mapping[str, str], problems: list[str]) ->
     return text
 
 
+class _ClientFiles(Protocol):
+    """A target section with a client certificate pair (https://, wss://)."""
+
+    @property
+    def client_cert(self) -> str | None: ...
+
+    @property
+    def client_key(self) -> str | None: ...
+
+
 def _client_pair(
-    t: HttpTargetSection, m: MonitorSection, where: str
+    t: _ClientFiles, m: MonitorSection, where: str
 ) -> tuple[str | None, str | None, str]:
     """client_cert and client_key, from the target if it sets either, else from [monitor]
     (a pair never mixes the two), and the key path prefix they came from."""
