@@ -48,6 +48,51 @@ class AddressResult:
 
 
 @frozen
+class ConditionResult:
+    """One condition of a target's `conditions`, as one probe found it."""
+
+    condition: str  # as configured: "[STATUS] == 200"
+    ok: bool
+    actual: str | None  # the placeholder's value as text; None when it did not exist
+
+
+@frozen
+class DnsDetails:
+    """A dns:// probe's answer."""
+
+    record_type: str  # "A", "MX", ...
+    rcode: str  # "NOERROR", "NXDOMAIN", ...
+    answers: tuple[str, ...]  # each answer RR's rdata as text, in answer-section order
+    server: str  # "ip:port" of the nameserver asked
+    tcp: bool  # the answer came over TCP after a truncated UDP one
+
+
+@frozen
+class IcmpDetails:
+    """An icmp:// probe's echo requests and replies."""
+
+    sent: int
+    received: int
+    loss_pct: float
+    rtt_min_ms: float | None  # None when no reply came
+    rtt_avg_ms: float | None
+    rtt_max_ms: float | None
+    addr: str  # the IP address pinged
+    socket: str  # "dgram" (unprivileged ICMP socket) | "raw"
+
+
+@frozen
+class PushDetails:
+    """A push (heartbeat) target's last ping and when the next one is due."""
+
+    last_ping: float | None  # unix seconds; None: no ping yet
+    last_event: str | None  # "ping" | "start" | "fail" | "exit"
+    exit_code: int | None
+    run_ms: float | None  # /start to the ping: the job's run time
+    next_due: float | None  # unix seconds
+
+
+@frozen
 class ProbeResult:
     """The outcome of one probe of one target. Failures are data: `error` says why."""
 
@@ -85,6 +130,13 @@ class ProbeResult:
     tls: TlsDetails | None = None
     # addresses = "all": each address behind the name, in the resolver's order
     addresses: tuple[AddressResult, ...] | None = None
+    # every condition of the target's `conditions` with its outcome; None without any
+    conditions: tuple[ConditionResult, ...] | None = None
+    # tcp/ws: the text `expect` was tried on (UTF-8 with replacement, 256 characters at most)
+    received: str | None = None
+    dns: DnsDetails | None = None  # dns:// probes
+    icmp: IcmpDetails | None = None  # icmp:// probes
+    push: PushDetails | None = None  # push targets
 
 
 @frozen
@@ -175,6 +227,7 @@ def _time_or_none(ts: float | None) -> str | None:
 
 for _cls, _times in (
     (TlsDetails, ("not_before", "not_after", "earliest_not_after")),
+    (PushDetails, ("last_ping", "next_due")),
     (ProbeResult, ("ts",)),
     (RoundSummary, ("ts",)),
     (AlertEvent, ("ts", "since", "not_after", "previous_not_after")),
