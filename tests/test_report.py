@@ -1032,6 +1032,7 @@ def test_text_table_fits_80_columns_and_aligns():
     header = next(i for i, line in enumerate(lines) if line.startswith("TARGET"))
     assert lines[header].split() == [
         "TARGET",
+        "KIND",
         "CHECKS",
         "AVAIL%",
         "P50ms",
@@ -1046,9 +1047,9 @@ def test_text_table_fits_80_columns_and_aligns():
     assert truncated.startswith(long_name[:20])
     assert "\u2026" in truncated
     cells = truncated.split("\u2026")[1].split()
-    assert cells[:2] == ["480", "97.92"]
-    assert cells[5:] == ["2!", "12m00s"]  # 2 incidents, one ongoing; 10 + 2 minutes down
-    assert lines[header + 2].split()[1:] == ["0", "-", "-", "-", "-", "0", "-"]  # idle
+    assert cells[:3] == ["-", "480", "97.92"]  # no kind known (no config, no JSON lines)
+    assert cells[6:] == ["2!", "12m00s"]  # 2 incidents, one ongoing; 10 + 2 minutes down
+    assert lines[header + 2].split()[1:] == ["-", "0", "-", "-", "-", "-", "0", "-"]  # idle
     assert "\n3 targets, 960 checks, availability 98.958%\n2 incidents (1 ongoing), " in text
     assert "slowest by p95 (+/-4.9%):" in text
     phases = lines.index("phases, p50/p95 ms over ok probes (+/-4.9%; - did not happen):")
