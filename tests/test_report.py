@@ -747,9 +747,9 @@ def test_jsonl_from_stdin_end_to_end(tmp_path):
     text = _cli("--jsonl", "-", *WINDOW, cwd=tmp_path, stdin=log.text.encode())
     assert text.returncode == 0
     rows = {line.split()[0]: line.split() for line in text.stdout.splitlines() if line}
-    assert rows["api"][1:3] == ["120", "87.50"]
-    assert rows["web"][1:3] == ["120", "90.00"]
-    assert rows["web"][6] == "1!"
+    assert rows["api"][1:4] == ["http", "120", "87.50"]
+    assert rows["web"][1:4] == ["http", "120", "90.00"]
+    assert rows["web"][7] == "1!"
 
 
 def test_jsonl_down_before_the_file_and_up_inside(tmp_path):

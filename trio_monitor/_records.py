@@ -49,9 +49,9 @@ class AddressResult:
 
 @frozen
 class ConditionResult:
-    """One condition of a target's `conditions`, as one probe found it."""
+    """One condition's outcome in a probe (conditions/)."""
 
-    condition: str  # as configured: "[STATUS] == 200"
+    condition: str  # as written in the config
     ok: bool
     actual: str | None  # the placeholder's value as text; None when it did not exist
 
@@ -130,7 +130,7 @@ class ProbeResult:
     tls: TlsDetails | None = None
     # addresses = "all": each address behind the name, in the resolver's order
     addresses: tuple[AddressResult, ...] | None = None
-    # every condition of the target's `conditions` with its outcome; None without any
+    # the target's conditions, in config order, each with its outcome; None without any
     conditions: tuple[ConditionResult, ...] | None = None
     # tcp/ws: the text `expect` was tried on (UTF-8 with replacement, 256 characters at most)
     received: str | None = None

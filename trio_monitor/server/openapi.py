@@ -98,19 +98,6 @@ _TARGET_PROPERTIES: Schema = {
 # Kind-specific fields of a probe: optional (a line written before the field existed
 # lacks it) and null where the kind has none.
 _PROBE_KIND_FIELDS: Schema = {
-    "conditions": {
-        "type": ["array", "null"],
-        "description": "each of the target's `conditions` with its outcome; null without any",
-        "items": _object(
-            {
-                "condition": {"type": "string"},
-                "ok": {"type": "boolean"},
-                "actual": _nullable(
-                    "string", description="the value as text; null when it did not exist"
-                ),
-            }
-        ),
-    },
     "received": _nullable(
         "string",
         description="tcp, tls, ws, wss: the text `expect` was tried on (first 256 characters)",
@@ -232,6 +219,19 @@ _SCHEMAS: Schema = {
                         "ok": {"type": "boolean"},
                         "error": {"enum": [*map(str, ErrorKind), None]},
                         "latency_ms": _nullable("number"),
+                    },
+                },
+            },
+            "conditions": {
+                "type": ["array", "null"],
+                "description": "the target's conditions, each with its outcome; null "
+                "without any (docs/conditions.md)",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "condition": {"type": "string"},
+                        "ok": {"type": "boolean"},
+                        "actual": _nullable("string"),
                     },
                 },
             },
