@@ -301,6 +301,11 @@ def test_html_report_of_mixed_kinds():
     assert "<b>icmp</b> average echo round trip" in page
     assert "<h2>Failures by error" in page
     assert "missed 2, job_failed 1" in page
+    # the push job's 90 s run times: an axis in seconds (in ms its labels overflowed)
+    backup = page[page.index('<h3 title="backup">') :].split('<div class="target">', 1)[0]
+    assert 'text-anchor="end">100 s</text>' in backup
+    assert " ms</text>" not in backup
+    assert 'text-anchor="end">25 ms</text>' in page  # web's 30 ms stay in ms
 
 
 def test_store_report_takes_kinds_from_the_config(tmp_path, monkeypatch, capsys):

@@ -18,6 +18,7 @@ from ..store.records import ERROR_BOUND
 from .aggregate import DEFAULT_SLOWEST, EXPIRING_WITHIN, SLOTS, Report, SlotView, TargetReport
 from .format import fmt_ms, fmt_pct, fmt_phase, human_duration
 
+SECONDS_AXIS_FROM_MS = 10_000.0  # a latency axis this high is labelled in seconds
 SLOT_PX = 10  # uptime bar: one SLOT_PX-wide column per slot, a 1 px gap between
 
 # Text colour of an availability figure, by palette level (darker than the fills, to read).
@@ -88,13 +89,15 @@ def _latency_svg(t: TargetReport, report: Report) -> str:
     def y(v: float) -> float:
         return bottom - v / ymax * (bottom - top)
 
+    # a push job's run time is minutes: in seconds, the axis labels fit their margin
+    scale, unit = (1000.0, "s") if ymax >= SECONDS_AXIS_FROM_MS else (1.0, "ms")
     parts = []
     for frac in (0, 0.5, 1):
         gy = bottom - frac * (bottom - top)
         parts.append(
             f'<line x1="{left}" x2="{right}" y1="{gy:.1f}" y2="{gy:.1f}" stroke="#eaeef2"/>'
             f'<text class="axis" x="{left - 6}" y="{gy + 4:.1f}" text-anchor="end">'
-            f"{ymax * frac:g}{' ms' if frac == 1 else ''}</text>"
+            f"{ymax * frac / scale:g}{' ' + unit if frac == 1 else ''}</text>"
         )
     parts.append(
         f'<line x1="{left}" x2="{left}" y1="{top}" y2="{bottom}" stroke="#8c959f"/>'

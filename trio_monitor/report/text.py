@@ -70,16 +70,6 @@ def render_text(report: Report, slowest: int = DEFAULT_SLOWEST, width: int = 80)
         f"{_without_data(incidents)}), "
         f"downtime {human_duration(sum(t.downtime_s for t in report.targets))}",
     ]
-    means = report.latency_means()
-    if means:
-        out.append("latency, by kind:")
-        out += [_fit(f"  {kind}: {what}", width) for kind, what in means.items()]
-    failing = [t for t in report.targets if t.errors]
-    if failing:
-        out += ["", "failures by error (raw probes):"]
-        for t in failing:
-            errors = ", ".join(f"{error} {n}" for error, n in t.errors.items())
-            out.append(_fit(f"  {_fit(t.target, max(10, width - 40))}: {errors}", width))
     for i in ongoing:
         name = _fit(i.target, max(10, width - 58))
         out.append(f"ongoing: {name} down since {rfc3339(i.start)} ({i.error or '?'})")
@@ -96,6 +86,16 @@ def render_text(report: Report, slowest: int = DEFAULT_SLOWEST, width: int = 80)
                 f"removed: {name} down since {rfc3339(i.start)} ({i.error or '?'}), "
                 f"not monitored after {rfc3339(i.end or i.start)}"
             )
+    means = report.latency_means()
+    if means:
+        out += ["", "latency, by kind:"]
+        out += [_fit(f"  {kind}: {what}", width) for kind, what in means.items()]
+    failing = [t for t in report.targets if t.errors]
+    if failing:
+        out += ["", "failures by error (raw probes):"]
+        for t in failing:
+            errors = ", ".join(f"{error} {n}" for error, n in t.errors.items())
+            out.append(_fit(f"  {_fit(t.target, max(10, width - 40))}: {errors}", width))
     expiring = report.expiring()
     if expiring:
         out += ["", f"certificates expiring within {format_duration(EXPIRING_WITHIN)}:"]
