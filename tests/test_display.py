@@ -21,7 +21,7 @@ from test_server import FakeView, serving, target_status
 from trio_monitor._config import MAX_GROUP
 from trio_monitor._records import (
     ConditionResult,
-    DnsDetails,
+    DnsAnswer,
     IcmpDetails,
     PushDetails,
     to_line,
@@ -84,7 +84,7 @@ async def test_api_targets_carry_group_and_every_kinds_fields_as_documented():
         _kind_status(
             "dns-a",
             "dns",
-            dns=DnsDetails("MX", "NOERROR", ("10 mx.example.",), "127.0.0.1:5353", True),
+            dns=DnsAnswer("MX", "NOERROR", ("10 mx.example.",), "127.0.0.1:5353", True),
         ),
         _kind_status(
             "ping", "icmp", icmp=IcmpDetails(3, 0, 100.0, None, None, None, "127.0.0.1", "raw")
@@ -115,6 +115,8 @@ async def test_api_targets_carry_group_and_every_kinds_fields_as_documented():
         "answers": ["10 mx.example."],
         "server": "127.0.0.1:5353",
         "tcp": True,
+        "authority_rrs": 0,
+        "additional_rrs": 0,
     }
     assert by["ping"]["last"]["icmp"]["rtt_avg_ms"] is None
     assert by["ping"]["last"]["icmp"]["loss_pct"] == 100.0
@@ -181,7 +183,7 @@ def _mixed_report():
                 ok=m != 3,
                 ms=1.0,
                 error="dns",
-                dns=DnsDetails("A", "NXDOMAIN" if m == 3 else "NOERROR", (), "127.0.0.1:53", False),
+                dns=DnsAnswer("A", "NXDOMAIN" if m == 3 else "NOERROR", (), "127.0.0.1:53", False),
             )
         )
         lines.append(

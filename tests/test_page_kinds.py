@@ -30,7 +30,7 @@ from test_page import _wait as wait
 from trio_monitor._errors import ErrorKind
 from trio_monitor._records import (
     ConditionResult,
-    DnsDetails,
+    DnsAnswer,
     IcmpDetails,
     ProbeResult,
     PushDetails,
@@ -123,7 +123,7 @@ def _targets(now: float) -> list[dict]:
             "dns",
             "dns://www.example",
             "Infra",
-            dns=DnsDetails(
+            dns=DnsAnswer(
                 "A",
                 "NOERROR",
                 ("192.0.2.1", "192.0.2.2", "192.0.2.3", "192.0.2.4", "192.0.2.5"),
@@ -140,7 +140,7 @@ def _targets(now: float) -> list[dict]:
             ok=False,
             error=ErrorKind.DNS,
             error_detail="NXDOMAIN",
-            dns=DnsDetails("A", "NXDOMAIN", (), "127.0.0.1:53", False),
+            dns=DnsAnswer("A", "NXDOMAIN", (), "127.0.0.1:53", False),
         ),
         _status(
             now,

@@ -57,14 +57,16 @@ class ConditionResult:
 
 
 @frozen
-class DnsDetails:
-    """A dns:// probe's answer."""
+class DnsAnswer:
+    """What a dns:// probe's nameserver answered (the `dns` object of a probe line)."""
 
-    record_type: str  # "A", "MX", ...
-    rcode: str  # "NOERROR", "NXDOMAIN", ...
-    answers: tuple[str, ...]  # each answer RR's rdata as text, in answer-section order
-    server: str  # "ip:port" of the nameserver asked
-    tcp: bool  # the answer came over TCP after a truncated UDP one
+    record_type: str  # the type asked: "A", "MX", ...
+    rcode: str  # "NOERROR", "NXDOMAIN", "SERVFAIL", ...
+    answers: tuple[str, ...]  # each answer-section record's data as text, in answer order
+    server: str  # "ip:port" asked
+    tcp: bool  # the answer came over TCP, after a truncated UDP one
+    authority_rrs: int = 0  # records in the authority section
+    additional_rrs: int = 0  # records in the additional section (the OPT record excluded)
 
 
 @frozen
@@ -79,6 +81,8 @@ class IcmpDetails:
     rtt_max_ms: float | None
     addr: str  # the IP address pinged
     socket: str  # "dgram" (unprivileged ICMP socket) | "raw"
+    hop_limit: int | None = None  # the last reply's TTL (IPv4) or hop limit (IPv6)
+    setup_ms: float | None = None  # socket set up before the first request
 
 
 @frozen
@@ -134,7 +138,7 @@ class ProbeResult:
     conditions: tuple[ConditionResult, ...] | None = None
     # tcp/ws: the text `expect` was tried on (UTF-8 with replacement, 256 characters at most)
     received: str | None = None
-    dns: DnsDetails | None = None  # dns:// probes
+    dns: DnsAnswer | None = None  # dns:// probes
     icmp: IcmpDetails | None = None  # icmp:// probes
     push: PushDetails | None = None  # push targets
 

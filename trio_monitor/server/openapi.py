@@ -115,7 +115,11 @@ _PROBE_KIND_FIELDS: Schema = {
                     },
                     "server": {"type": "string", "description": "ip:port asked"},
                     "tcp": {"type": "boolean", "description": "answered over TCP (truncated)"},
-                }
+                },
+                optional={
+                    "authority_rrs": {"type": "integer", "minimum": 0},
+                    "additional_rrs": {"type": "integer", "minimum": 0},
+                },
             ),
             {"type": "null"},
         ],
@@ -133,7 +137,11 @@ _PROBE_KIND_FIELDS: Schema = {
                     "rtt_max_ms": _nullable("number"),
                     "addr": {"type": "string"},
                     "socket": {"enum": ["dgram", "raw"]},
-                }
+                },
+                optional={
+                    "hop_limit": _nullable("integer", description="the last reply's TTL"),
+                    "setup_ms": _nullable("number", description="socket set up"),
+                },
             ),
             {"type": "null"},
         ],
