@@ -38,13 +38,8 @@ def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
-def _object(properties: Schema, description: str = "", optional: Schema | None = None) -> Schema:
-    """Every one of `properties` required; `optional` ones described, not required."""
-    schema = {
-        "type": "object",
-        "required": list(properties),
-        "properties": {**properties, **(optional or {})},
-    }
+def _object(properties: Schema, description: str = "") -> Schema:
+    schema = {"type": "object", "required": list(properties), "properties": properties}
     return {"description": description, **schema} if description else schema
 
 
@@ -95,8 +90,8 @@ _TARGET_PROPERTIES: Schema = {
     ),
 }
 
-# Kind-specific fields of a probe: optional (a line written before the field existed
-# lacks it) and null where the kind has none.
+# Kind-specific fields of a probe: always there (as in a JSON line), null where the kind
+# has none.
 _PROBE_KIND_FIELDS: Schema = {
     "received": _nullable(
         "string",
@@ -115,11 +110,9 @@ _PROBE_KIND_FIELDS: Schema = {
                     },
                     "server": {"type": "string", "description": "ip:port asked"},
                     "tcp": {"type": "boolean", "description": "answered over TCP (truncated)"},
-                },
-                optional={
                     "authority_rrs": {"type": "integer", "minimum": 0},
                     "additional_rrs": {"type": "integer", "minimum": 0},
-                },
+                }
             ),
             {"type": "null"},
         ],
@@ -137,11 +130,9 @@ _PROBE_KIND_FIELDS: Schema = {
                     "rtt_max_ms": _nullable("number"),
                     "addr": {"type": "string"},
                     "socket": {"enum": ["dgram", "raw"]},
-                },
-                optional={
                     "hop_limit": _nullable("integer", description="the last reply's TTL"),
                     "setup_ms": _nullable("number", description="socket set up"),
-                },
+                }
             ),
             {"type": "null"},
         ],
@@ -230,6 +221,7 @@ _SCHEMAS: Schema = {
                     },
                 },
             },
+            **_PROBE_KIND_FIELDS,
             "conditions": {
                 "type": ["array", "null"],
                 "description": "the target's conditions, each with its outcome; null "
@@ -245,7 +237,6 @@ _SCHEMAS: Schema = {
             },
         },
         "One probe, as in the monitor's JSON lines.",
-        optional=_PROBE_KIND_FIELDS,
     ),
     "Tls": _object(
         {
