@@ -148,8 +148,8 @@ def _targets(now: float) -> list[dict]:
             "icmp",
             "icmp://192.0.2.7",
             "Infra",
-            latency_ms=1.5,
-            icmp=IcmpDetails(3, 2, 33.33, 0.9, 1.5, 2.2, "192.0.2.7", "dgram"),
+            latency_ms=0.187,
+            icmp=IcmpDetails(3, 2, 33.33, 0.126, 0.187, 0.24, "192.0.2.7", "dgram"),
         ),
         _status(now, "ws", "ws", "ws://chat.example/", "Infra", received='{"hello": "world"}'),
         _status(
@@ -276,7 +276,7 @@ def test_every_kind_shows_its_facts_under_its_group(browser, tmp_path):
             "http", "tcp", "tls", "dns", "icmp", "ws", "push",
         ]  # fmt: skip
         assert by["ping"]["facts"] == [
-            ["icmp", "ping: avg 1.5 ms \u00b7 loss 33.3% (2 of 3 replied)", True]
+            ["icmp", "ping: avg 0.19 ms \u00b7 loss 33.3% (2 of 3 replied)", True]
         ]
         assert by["dns-a"]["facts"] == [
             ["dns", "DNS A NOERROR: 192.0.2.1, 192.0.2.2, 192.0.2.3 (+2 more)", False]
@@ -303,7 +303,7 @@ def test_every_kind_shows_its_facts_under_its_group(browser, tmp_path):
         # an HTTP status only where there is one
         assert re.fullmatch(r"last check \d\d:\d\d:\d\d \u00b7 HTTP 204 \u00b7 3.3 ms \u00b7 ok",
                             by["legacy"]["last"])  # fmt: skip
-        assert by["ping"]["last"].endswith("\u00b7 1.5 ms \u00b7 icmp ok")
+        assert by["ping"]["last"].endswith("\u00b7 0.19 ms \u00b7 icmp ok")
         assert "HTTP" not in by["smtp"]["last"]
         assert by["smtp"]["last"].endswith("\u00b7 3.3 ms \u00b7 tcp ok")
         # conditions: how many passed, the failed ones with their actual value

@@ -86,7 +86,8 @@
   function ms(x) {
     if (!isNum(x)) return "\u2013";
     if (x >= 1000) return (x / 1000).toFixed(2) + " s";
-    return (x < 10 ? x.toFixed(1) : String(Math.round(x))) + " ms";
+    // sub-millisecond (an ICMP round trip on a LAN): two decimals, or it reads 0.1 or 0.2
+    return (x < 1 ? x.toFixed(2) : x < 10 ? x.toFixed(1) : String(Math.round(x))) + " ms";
   }
   function pct(p) {
     if (!isNum(p)) return "n/a";
