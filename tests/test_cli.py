@@ -60,6 +60,10 @@ PROBE_KEYS = {
     "tls",
     "addresses",
     "conditions",
+    "received",
+    "dns",
+    "icmp",
+    "push",
 }
 ROUND_KEYS = {
     "schema",
