@@ -310,7 +310,7 @@ def test_every_kind_shows_its_facts_under_its_group(browser, tmp_path):
         assert by["api-health"]["conds"] == [
             "conditions: 1 of 3 ok",
             "\u2715 [BODY].status == UP \u2014 actual: DOWN",
-            "\u2715 [BODY].items[0].id == 1 \u2014 actual: no value",
+            "\u2715 [BODY].items[0].id == 1 \u2014 actual: missing",
         ]
         assert by["web"]["conds"] is None
 
@@ -331,7 +331,7 @@ def test_every_kind_shows_its_facts_under_its_group(browser, tmp_path):
             ["push", "no ping yet", False],
         ]
         assert h["conds"][0] == "conditions: 0 of 51 ok"
-        assert h["conds"][1] == "\u2715 " + HTML_CONDITION + " \u2014 actual: no value"
+        assert h["conds"][1] == "\u2715 " + HTML_CONDITION + " \u2014 actual: missing"
         assert h["conds"][-1] == "\u2026 and 46 more"
         assert all(len(line) < 200 for line in h["conds"])
         assert h["cert"] is None

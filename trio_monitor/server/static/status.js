@@ -426,7 +426,7 @@
       "conditions: " + (conds.length - failed.length) + " of " + conds.length + " ok");
     const items = failed.slice(0, MAX_FAILED).map((x) => el("li", "",
       "\u2715 " + (clip(str(x.condition), 160) || "?") + " \u2014 actual: " +
-      (typeof x.actual === "string" ? clip(x.actual, 60) : "no value")));
+      (typeof x.actual === "string" ? clip(x.actual, 60) : "missing")));
     if (failed.length > MAX_FAILED) {
       items.push(el("li", "muted", "\u2026 and " + (failed.length - MAX_FAILED) + " more"));
     }
