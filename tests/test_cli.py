@@ -62,6 +62,8 @@ PROBE_KEYS = {
     "conditions",
     "dns",
     "received",
+    "icmp",
+    "push",
 }
 ROUND_KEYS = {
     "schema",

@@ -386,6 +386,7 @@ def target_json(s: TargetStatus) -> dict:
         "name": s.name,
         "url": s.url,
         "kind": s.kind,
+        "group": s.group,
         "state": s.state,
         "since": None if s.since is None else rfc3339(s.since),
         "last": None if s.last is None else to_dict(s.last),

@@ -433,6 +433,7 @@ class TargetSection:
 
     url: TargetUrl
     name: str | None = None
+    group: str | None = None  # a heading on the status page; no group: listed last
     kind: str | None = None  # default: chosen by the URL's scheme
     interval: Interval | None = None
     confirm_interval: Interval | None = None
@@ -501,6 +502,7 @@ class Target:
     cert_alerts: tuple[float, ...] = (DEFAULT_CERT_EXPIRY, *DEFAULT_CERT_STEPS)
     # `conditions`, compiled against the kind's placeholders (conditions/)
     conditions: tuple[Condition, ...] = ()
+    group: str | None = None  # the status page's heading for it (stripped, never empty)
 
 
 @frozen
@@ -786,6 +788,7 @@ def _resolve(
                 f"{where}.name: duplicate target name {name!r} (first used by targets[{first_seen[name]}])"
             )
         first_seen.setdefault(name, i)
+        group = _group(t.group, f"{where}.group", problems)
         kind = _kind_of({"kind": t.kind, "url": t.url})
         interval = inherit(t.interval, m.interval)
         confirm = _pacing(t.confirm_interval, m.confirm_interval, DEFAULT_CONFIRM_INTERVAL)
@@ -811,6 +814,7 @@ def _resolve(
                 spec=resolvers[kind.name](t, where, problems),
                 cert_alerts=_cert_alerts(t, m, where, problems),
                 conditions=conditions.compile(t.conditions, kind, where, problems),
+                group=group,
             )
         )
     return alerts, tuple(targets), problems
@@ -843,6 +847,23 @@ class _Conditions:
             else:
                 compiled.append(found)
         return tuple(compiled)
+
+
+MAX_GROUP = 100  # characters: a heading, not a paragraph
+
+
+def _group(own: str | None, key: str, problems: list[str]) -> str | None:
+    """A target's group, stripped; a problem line when it cannot be a heading."""
+    if own is None:
+        return None
+    group = own.strip()
+    if not group:
+        problems.append(f"{key}: must not be empty (leave it out for no group)")
+    elif _has_control_character(group):
+        problems.append(f"{key}: must not contain control characters, got {group!r}")
+    elif len(group) > MAX_GROUP:
+        problems.append(f"{key}: at most {MAX_GROUP} characters, got {len(group)}")
+    return group or None
 
 
 def _step_problem(window: float, steps: Iterable[float], key: str) -> str | None:

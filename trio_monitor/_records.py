@@ -70,6 +70,33 @@ class DnsAnswer:
 
 
 @frozen
+class IcmpDetails:
+    """An icmp:// probe's echo requests and replies."""
+
+    sent: int
+    received: int
+    loss_pct: float
+    rtt_min_ms: float | None  # None when no reply came
+    rtt_avg_ms: float | None
+    rtt_max_ms: float | None
+    addr: str  # the IP address pinged
+    socket: str  # "dgram" (unprivileged ICMP socket) | "raw"
+    hop_limit: int | None = None  # the last reply's TTL (IPv4) or hop limit (IPv6)
+    setup_ms: float | None = None  # socket set up before the first request
+
+
+@frozen
+class PushDetails:
+    """A push (heartbeat) target's last ping and when the next one is due."""
+
+    last_ping: float | None  # unix seconds; None: no ping yet
+    last_event: str | None  # "ping" | "start" | "fail" | "exit"
+    exit_code: int | None
+    run_ms: float | None  # /start to the ping: the job's run time
+    next_due: float | None  # unix seconds
+
+
+@frozen
 class ProbeResult:
     """The outcome of one probe of one target. Failures are data: `error` says why."""
 
@@ -114,6 +141,8 @@ class ProbeResult:
     # tcp/ws: the text `expect` was tried on (UTF-8, invalid bytes replaced), its first
     # 256 characters; ws: the first message received
     received: str | None = None
+    icmp: IcmpDetails | None = None  # icmp:// probes
+    push: PushDetails | None = None  # push targets
 
 
 @frozen
@@ -204,6 +233,7 @@ def _time_or_none(ts: float | None) -> str | None:
 
 for _cls, _times in (
     (TlsDetails, ("not_before", "not_after", "earliest_not_after")),
+    (PushDetails, ("last_ping", "next_due")),
     (ProbeResult, ("ts",)),
     (RoundSummary, ("ts",)),
     (AlertEvent, ("ts", "since", "not_after", "previous_not_after")),

@@ -154,6 +154,7 @@ def _target_json(t: TargetStatus) -> JSONObject:
         "name": t.name,
         "url": t.url,
         "kind": t.kind,
+        "group": t.group,
         "state": t.state,
         "since": _time(t.since),
         "last": None if t.last is None else to_dict(t.last),

@@ -49,7 +49,14 @@ _NULLABLE_TIME = _nullable("string", format="date-time", description="RFC 3339, 
 _TARGET_PROPERTIES: Schema = {
     "name": {"type": "string"},
     "url": {"type": "string"},
-    "kind": {"type": "string", "description": 'how the target is probed: "http", ...'},
+    "kind": {
+        "type": "string",
+        "description": 'how the target is probed: "http", "tcp", "tls", "dns", "icmp", "ws", '
+        '"push", ...',
+    },
+    "group": _nullable(
+        "string", maxLength=100, description="the target's `group` (a status page heading)"
+    ),
     "state": {"enum": ["UP", "DOWN", "UNKNOWN"]},
     "since": {**_NULLABLE_TIME, "description": "when the state began"},
     "last": {"anyOf": [_ref("Probe"), {"type": "null"}], "description": "the latest probe"},
@@ -81,6 +88,71 @@ _TARGET_PROPERTIES: Schema = {
         "last 24 hours' ok probes, and how many of them had the phase; null for a phase "
         "that did not happen in them (tls on http, dns for an address, ...)",
     ),
+}
+
+# Kind-specific fields of a probe: always there (as in a JSON line), null where the kind
+# has none.
+_PROBE_KIND_FIELDS: Schema = {
+    "received": _nullable(
+        "string",
+        description="tcp, tls, ws, wss: the text `expect` was tried on (first 256 characters)",
+    ),
+    "dns": {
+        "anyOf": [
+            _object(
+                {
+                    "record_type": {"type": "string"},
+                    "rcode": {"type": "string", "description": '"NOERROR", "NXDOMAIN", ...'},
+                    "answers": {
+                        "type": "array",
+                        "items": {"type": "string"},
+                        "description": "each answer's rdata as text, in answer-section order",
+                    },
+                    "server": {"type": "string", "description": "ip:port asked"},
+                    "tcp": {"type": "boolean", "description": "answered over TCP (truncated)"},
+                    "authority_rrs": {"type": "integer", "minimum": 0},
+                    "additional_rrs": {"type": "integer", "minimum": 0},
+                }
+            ),
+            {"type": "null"},
+        ],
+        "description": "dns:// probes: the answer",
+    },
+    "icmp": {
+        "anyOf": [
+            _object(
+                {
+                    "sent": {"type": "integer", "minimum": 0},
+                    "received": {"type": "integer", "minimum": 0},
+                    "loss_pct": {"type": "number", "minimum": 0, "maximum": 100},
+                    "rtt_min_ms": _nullable("number"),
+                    "rtt_avg_ms": _nullable("number"),
+                    "rtt_max_ms": _nullable("number"),
+                    "addr": {"type": "string"},
+                    "socket": {"enum": ["dgram", "raw"]},
+                    "hop_limit": _nullable("integer", description="the last reply's TTL"),
+                    "setup_ms": _nullable("number", description="socket set up"),
+                }
+            ),
+            {"type": "null"},
+        ],
+        "description": "icmp:// probes: echo requests, replies and round-trip times",
+    },
+    "push": {
+        "anyOf": [
+            _object(
+                {
+                    "last_ping": {**_NULLABLE_TIME, "description": "null: no ping yet"},
+                    "last_event": {"enum": ["ping", "start", "fail", "exit", None]},
+                    "exit_code": _nullable("integer"),
+                    "run_ms": _nullable("number", description="/start to the ping"),
+                    "next_due": _NULLABLE_TIME,
+                }
+            ),
+            {"type": "null"},
+        ],
+        "description": "push targets: the last ping and when the next is due",
+    },
 }
 
 _SCHEMAS: Schema = {
@@ -149,6 +221,7 @@ _SCHEMAS: Schema = {
                     },
                 },
             },
+            **_PROBE_KIND_FIELDS,
             "conditions": {
                 "type": ["array", "null"],
                 "description": "the target's conditions, each with its outcome; null "
