@@ -546,8 +546,8 @@ def test_bad_webhook():
 @pytest.mark.parametrize(
     ("url", "message"),
     [
-        ("127.0.0.1:8080", "expected http:// or https:// with a host"),
-        ("http://", "expected http:// or https:// with a host"),
+        ("127.0.0.1:8080", "expected http://, https://, tcp:// or tls:// with a host"),
+        ("http://", "expected http://, https://, tcp:// or tls:// with a host"),
         ("http://local host/", "invalid host name"),
         ("http://127.0.0.1:70000/", "port must be 1-65535"),
     ],

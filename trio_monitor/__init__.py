@@ -13,6 +13,8 @@ from ._version import __version__
 from .alerts import exec as _exec  # noqa: F401  (registers the channel)
 from .alerts import webhook as _webhook  # noqa: F401  (registers the channel)
 from .probes.http import prepare, probe
+from .probes.tcp import KIND as _tcp  # noqa: F401  (registers the kind)
+from .probes.tls import KIND as _tls  # noqa: F401  (registers the kind)
 
 __all__ = [
     "SCHEMA",

@@ -22,6 +22,7 @@ SCHEMA = 1
 
 # the keys of ProbeResult.phases_ms, in the order the time is spent
 PHASES = ("dns", "connect", "tls", "ttfb", "transfer")
+RECEIVED_SHOWN = 256  # characters of `received` a probe line keeps
 
 
 TS_MIN, TS_MAX = -62135596800.0, 253402300799.0  # years 1 to 9999: what RFC 3339 can say
@@ -85,6 +86,9 @@ class ProbeResult:
     tls: TlsDetails | None = None
     # addresses = "all": each address behind the name, in the resolver's order
     addresses: tuple[AddressResult, ...] | None = None
+    # tcp://, tls://: the text `expect` was tried on (UTF-8, undecodable bytes replaced,
+    # the first RECEIVED_SHOWN characters); None without `expect`
+    received: str | None = None
 
 
 @frozen

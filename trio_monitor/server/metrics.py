@@ -26,6 +26,8 @@ Per target (label `target`), from its latest probe, named like the Blackbox expo
                                    connect, tls, ttfb, transfer); every phase always
                                    exported, 0 for one that did not happen (tls on http,
                                    all of them without a connection), as blackbox does
+    probe_failed_due_to_regex      tcp:// and tls:// targets: 1 when `expect` did not
+                                   match (error `content`), else 0
 
 Process-wide:
 
@@ -69,6 +71,9 @@ __all__ = ["CONTENT_TYPE", "Metrics"]
 # The classic text format, which every Prometheus version reads (what generate_latest
 # writes for our plain metric names is the same in its "1.0.0" variant).
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+# kinds whose `expect` regex can fail a probe (probe_failed_due_to_regex)
+REGEX_KINDS = frozenset({"tcp", "tls"})
 
 # phases_ms's keys -> blackbox_exporter's `phase` label values, so its dashboards work
 PHASE_LABELS = dict(
@@ -280,8 +285,15 @@ class _TargetSeries(Collector):
             "summed; 0 for a phase that did not happen)",
             labels=["target", "phase"],
         )
+        regex = GaugeMetricFamily(
+            "probe_failed_due_to_regex",
+            "1 if the target's last probe failed because `expect` did not match, else 0",
+            labels=label,
+        )
         for name, r in latest.items():
             success.add_metric([name], 1 if r.ok else 0)
+            if r.kind in REGEX_KINDS:
+                regex.add_metric([name], 1 if r.error == ErrorKind.CONTENT else 0)
             duration.add_metric(
                 [name], math.nan if r.latency_ms is None else _seconds(r.latency_ms)
             )
@@ -298,7 +310,7 @@ class _TargetSeries(Collector):
                 expiry.add_metric([name], r.tls.earliest_not_after)
                 if r.tls.version:
                     tls_version.add_metric([name, _blackbox_version(r.tls.version)], 1)
-        yield from (success, duration, status, size, expiry, tls_version, phases)
+        yield from (success, duration, status, size, expiry, tls_version, phases, regex)
 
 
 def _seconds(ms: float) -> float:

@@ -134,7 +134,8 @@ _SCHEMAS: Schema = {
             },
             "tls": {
                 "anyOf": [_ref("Tls"), {"type": "null"}],
-                "description": "an HTTPS probe's certificate and connection; null otherwise",
+                "description": "an HTTPS or tls:// probe's certificate and connection; null "
+                "otherwise",
             },
             "addresses": {
                 "type": ["array", "null"],
@@ -149,6 +150,11 @@ _SCHEMAS: Schema = {
                     },
                 },
             },
+            "received": _nullable(
+                "string",
+                description="tcp://, tls://: the text `expect` was tried on (first 256 "
+                "characters); null without `expect`",
+            ),
         },
         "One probe, as in the monitor's JSON lines.",
     ),

@@ -1,0 +1,248 @@
+"""One probe of a tcp:// or tls:// target: resolve, connect, (upgrade and) handshake,
+send, read until `expect` matches.
+
+`probe()` never raises for anything the target or the network does: every outcome,
+the deadline included, is a ProbeResult. Only trio.Cancelled propagates.
+
+What an attempt did is kept in a `_Trace` as it goes, so that a deadline in the middle
+still reports the phases, the address, the certificate and the text received so far:
+a deadline after some text that `expect` did not match is `content` (the text is shown),
+a deadline before any text is `timeout`.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Mapping
+
+import trio
+from attrs import frozen
+
+from ..._config import Target
+from ..._errors import RETRYABLE, ErrorKind, ProbeFailure
+from ..._records import PHASES, RECEIVED_SHOWN, ProbeResult
+from ...net.addr import ip_literal, with_port
+from ...net.certs import TlsDetails, tls_details
+from ...net.errors import classify, invalid_certificate
+from ...net.resolvers import Resolvers
+from ...net.sockets import Conn, connect_first
+from ..base import backoff_delay
+from .config import TcpSpec
+from .starttls import upgrade
+
+RECEIVE_CAP = 64 * 1024  # bytes `expect` is tried on at most
+SHOWN_IN_DETAIL = 100  # characters of the received text quoted in error_detail
+_RNG = random.Random()  # retry jitter only
+
+# The conditions placeholders of these kinds and their types (the conditions engine's
+# names; until it is wired, the types are its type names as text)
+PLACEHOLDERS: Mapping[str, str] = {
+    "CONNECTED": "BOOL",
+    "RESPONSE_TIME": "DURATION",
+    "IP": "TEXT",
+    "PHASE": "FIELDS",
+    "BODY": "BODY",
+}
+TLS_PLACEHOLDERS: Mapping[str, str] = {**PLACEHOLDERS, "CERTIFICATE_EXPIRATION": "DURATION"}
+
+
+@frozen
+class TcpPlan:
+    target: Target
+    spec: TcpSpec
+    limit_key: str  # "tcp://host:port": per_host counts per host and port
+
+
+def prepare(target: Target) -> TcpPlan:
+    spec: TcpSpec = target.spec
+    return TcpPlan(target, spec, f"{target.kind}://{with_port(spec.host, spec.port)}")
+
+
+class _Trace:
+    """What one attempt did so far."""
+
+    __slots__ = ("connected", "first_byte_at", "received", "remote_addr", "seconds", "tls")
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self.remote_addr: str | None = None
+        self.connected = False
+        self.tls: TlsDetails | None = None
+        self.received = bytearray()  # what `expect` was tried on
+        self.first_byte_at: float | None = None
+
+    def text(self) -> str:
+        return self.received.decode("utf-8", "replace")
+
+
+def _shown(text: str) -> str:
+    return repr(text if len(text) <= SHOWN_IN_DETAIL else text[: SHOWN_IN_DETAIL - 3] + "...")
+
+
+def _no_match(spec: TcpSpec, trace: _Trace, why: str) -> ProbeFailure:
+    assert spec.expect is not None
+    got = f"in {_shown(trace.text())}" if trace.received else "nothing received"
+    return ProbeFailure(ErrorKind.CONTENT, f"no match for {spec.expect.pattern!r} ({why}): {got}")
+
+
+async def _handshake(conn: Conn, spec: TcpSpec, trace: _Trace) -> None:
+    step = spec.tls
+    assert step is not None
+    started = trio.current_time()
+    if step.starttls is not None:
+        await upgrade(conn, step.starttls)
+    try:
+        await conn.start_tls(step.tls.context, step.server_name or spec.host)
+    finally:
+        # what the server presented, also when verification failed: the failure says
+        # which certificate, and `tls` shows it
+        if conn.tls is not None:
+            trace.tls = tls_details(conn.tls, time.time())
+    trace.seconds["tls"] = trio.current_time() - started
+
+
+async def _receive(conn: Conn, spec: TcpSpec, trace: _Trace) -> ProbeFailure | None:
+    """Read until `expect` matches, the server closes, or RECEIVE_CAP bytes came."""
+    assert spec.expect is not None
+    sent_at = trio.current_time()
+    while True:
+        chunk = await conn.recv()
+        if not chunk:
+            return _no_match(spec, trace, "the server closed the connection")
+        now = trio.current_time()
+        if trace.first_byte_at is None:
+            trace.first_byte_at = now
+            trace.seconds["ttfb"] = now - sent_at
+        trace.received += chunk[: RECEIVE_CAP - len(trace.received)]
+        trace.seconds["transfer"] = now - trace.first_byte_at
+        if spec.expect.search(trace.text()):
+            return None
+        if len(trace.received) >= RECEIVE_CAP:
+            return _no_match(spec, trace, f"first {RECEIVE_CAP // 1024} KiB")
+
+
+async def _attempt(spec: TcpSpec, resolvers: Resolvers, trace: _Trace) -> ProbeFailure | None:
+    """One attempt; raises what the network raises (classified by the caller)."""
+    literal = ip_literal(spec.host)
+    if literal is not None:
+        addresses: tuple[str, ...] = (literal,)
+    else:  # raises ProbeFailure(DNS) itself
+        resolution = await resolvers.get(spec.resolver).resolve(spec.host, spec.ip_family)
+        addresses = resolution.addresses
+        trace.seconds["dns"] = resolution.elapsed
+    started = trio.current_time()
+    conn = await connect_first(spec.host, addresses, spec.port)
+    try:
+        trace.seconds["connect"] = trio.current_time() - started
+        trace.connected = True
+        trace.remote_addr = with_port(*conn.peer)
+        if spec.tls is not None:
+            await _handshake(conn, spec, trace)
+            if (bad := invalid_certificate(trace.tls)) is not None:
+                return bad
+        if spec.send is not None:
+            await conn.send_all(spec.send)
+        if spec.expect is not None:
+            return await _receive(conn, spec, trace)
+        return None
+    finally:
+        conn.close()  # no waiting: nothing to shield
+
+
+def _phases_ms(trace: _Trace) -> dict[str, float | None] | None:
+    if not trace.seconds:
+        return None
+    return {
+        name: None if (s := trace.seconds.get(name)) is None else round(s * 1000, 3)
+        for name in PHASES
+    }
+
+
+async def probe(
+    plan: TcpPlan,
+    resolvers: Resolvers,
+    round_no: int,
+    deadlines: set[trio.CancelScope],
+    *,
+    rng: random.Random = _RNG,
+) -> tuple[ProbeResult, bytes]:
+    """Probe once, retries included, within the target's timeout. Never raises but
+    Cancelled. Returns the result and the bytes received (the conditions' BODY)."""
+    target, spec = plan.target, plan.spec
+    ts, started = time.time(), trio.current_time()
+    attempts = 0
+    trace = _Trace()
+    failure: ProbeFailure | None = None
+    with trio.move_on_after(target.timeout) as deadline:
+        deadlines.add(deadline)
+        try:
+            for retry in range(target.retries + 1):
+                attempts += 1
+                trace = _Trace()  # the last attempt is what is reported
+                try:
+                    failure = await _attempt(spec, resolvers, trace)
+                    break
+                except Exception as exc:  # Cancelled is no Exception
+                    failure = classify(exc, trace.tls)
+                if failure.kind not in RETRYABLE or retry == target.retries:
+                    break
+                delay = backoff_delay(retry, rng)
+                if trio.current_time() + delay >= deadline.deadline:
+                    break  # it could not finish in time: report the real error
+                await trio.sleep(delay)
+        finally:
+            deadlines.discard(deadline)
+    if deadline.cancelled_caught:
+        if spec.expect is not None and trace.received:
+            failure = _no_match(spec, trace, f"within {target.timeout:g}s")
+        else:
+            failure = ProbeFailure(ErrorKind.TIMEOUT, _timeout_detail(target, spec, trace))
+    latency = round((trio.current_time() - started) * 1000, 3)
+    phases = _phases_ms(trace)
+    result = ProbeResult(
+        ts=ts,
+        target=target.name,
+        url=target.url,
+        ok=failure is None,
+        status=None,
+        # the whole probe, when it got a connection and came to an end before the deadline
+        latency_ms=latency if trace.connected and not deadline.cancelled_caught else None,
+        error=failure.kind if failure else None,
+        error_detail=failure.detail if failure else None,
+        attempts=attempts,
+        round=round_no,
+        ttfb_ms=None if phases is None else phases["ttfb"],
+        bytes=len(trace.received),
+        remote_addr=trace.remote_addr,
+        kind=target.kind,
+        phases_ms=phases,
+        tls=trace.tls,
+        received=trace.text()[:RECEIVED_SHOWN] if spec.expect is not None else None,
+    )
+    return result, bytes(trace.received)
+
+
+def _timeout_detail(target: Target, spec: TcpSpec, trace: _Trace) -> str:
+    within = f"within {target.timeout:g}s"
+    if not trace.connected:
+        return f"no connection to {with_port(spec.host, spec.port)} {within}"
+    if spec.tls is not None and trace.tls is None:
+        return f"no TLS handshake {within}"
+    return f"nothing received {within}"
+
+
+def facts(result: ProbeResult, body: bytes) -> dict[str, object]:
+    """What the conditions of a tcp:// or tls:// target are checked against."""
+    out: dict[str, object] = {
+        "CONNECTED": result.remote_addr is not None,
+        "RESPONSE_TIME": result.latency_ms,
+        "IP": None
+        if result.remote_addr is None
+        else result.remote_addr.rpartition(":")[0].strip("[]"),
+        "PHASE": {k: v for k, v in (result.phases_ms or {}).items() if v is not None},
+        "BODY": body,
+    }
+    if result.tls is not None:
+        out["CERTIFICATE_EXPIRATION"] = (result.tls.not_after - result.ts) * 1000
+    return out
