@@ -152,7 +152,7 @@ async def test_redis_ping_pong_with_send_and_expect():
     # the server answered, and waits for more: the deadline ends the reading
     assert wrong.error == ErrorKind.CONTENT
     assert wrong.received == "+PONG\r\n"
-    assert wrong.error_detail == "no match for '^\\\\+PANG' (within 2s): in '+PONG\\r\\n'"
+    assert wrong.error_detail == "no match for '^\\+PANG' (within 2s): in '+PONG\\r\\n'"
 
 
 async def test_a_refused_port_is_a_connect_error_after_the_retry():

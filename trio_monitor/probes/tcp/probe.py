@@ -83,7 +83,8 @@ def _shown(text: str) -> str:
 def _no_match(spec: TcpSpec, trace: _Trace, why: str) -> ProbeFailure:
     assert spec.expect is not None
     got = f"in {_shown(trace.text())}" if trace.received else "nothing received"
-    return ProbeFailure(ErrorKind.CONTENT, f"no match for {spec.expect.pattern!r} ({why}): {got}")
+    # the pattern as the config wrote it (a repr would double its backslashes)
+    return ProbeFailure(ErrorKind.CONTENT, f"no match for '{spec.expect.pattern}' ({why}): {got}")
 
 
 async def _handshake(conn: Conn, spec: TcpSpec, trace: _Trace) -> None:
