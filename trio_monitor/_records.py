@@ -49,6 +49,15 @@ class AddressResult:
 
 
 @frozen
+class ConditionResult:
+    """One condition's outcome in a probe (conditions/)."""
+
+    condition: str  # as written in the config
+    ok: bool
+    actual: str | None  # the placeholder's value as text; None when it did not exist
+
+
+@frozen
 class ProbeResult:
     """The outcome of one probe of one target. Failures are data: `error` says why."""
 
@@ -86,6 +95,8 @@ class ProbeResult:
     tls: TlsDetails | None = None
     # addresses = "all": each address behind the name, in the resolver's order
     addresses: tuple[AddressResult, ...] | None = None
+    # the target's conditions, in config order, each with its outcome; None without any
+    conditions: tuple[ConditionResult, ...] | None = None
     # tcp://, tls://: the text `expect` was tried on (UTF-8, undecodable bytes replaced,
     # the first RECEIVED_SHOWN characters); None without `expect`
     received: str | None = None

@@ -150,6 +150,19 @@ _SCHEMAS: Schema = {
                     },
                 },
             },
+            "conditions": {
+                "type": ["array", "null"],
+                "description": "the target's conditions, each with its outcome; null "
+                "without any (docs/conditions.md)",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "condition": {"type": "string"},
+                        "ok": {"type": "boolean"},
+                        "actual": _nullable("string"),
+                    },
+                },
+            },
             "received": _nullable(
                 "string",
                 description="tcp://, tls://: the text `expect` was tried on (first 256 "
