@@ -20,7 +20,6 @@ from prometheus_client.parser import text_string_to_metric_families
 from servers import closed_port
 from test_cli import cli_config, parse_lines, run_cli
 
-import trio_monitor.probes.tcp.probe as tcp_probe
 from trio_monitor import ConfigError, ErrorKind, ProbeResult
 from trio_monitor.probes.tcp import TcpProber
 from trio_monitor.probes.tcp.config import decode_send
@@ -202,21 +201,65 @@ async def test_reading_stops_at_the_cap():
     assert "(first 64 KiB)" in (r.error_detail or "")
 
 
-async def test_facts_for_conditions():
+async def test_conditions_read_what_a_tcp_probe_saw():
+    conditions = [
+        "[CONNECTED] == true",
+        "[BODY] == pat(*PONG*)",
+        "[IP] == 127.0.0.1",
+        "[RESPONSE_TIME] < 5000",
+        "[PHASE].connect < 1000",
+    ]
     async with serving(redis) as port:
-        config = make_config(
-            config_doc({"url": f"tcp://127.0.0.1:{port}", "send": "PING\n", "expect": "PONG"})
+        url = f"tcp://127.0.0.1:{port}"
+        ok = await run_probe(
+            {"url": url, "send": "PING\n", "expect": "PONG", "conditions": conditions}
         )
-        plan = tcp_probe.prepare(config.targets[0])
-        result, body = await tcp_probe.probe(plan, TcpProber()._resolvers, 1, set())
-    facts = tcp_probe.facts(result, body)
-    assert facts["CONNECTED"] is True
-    assert facts["BODY"] == b"+PONG\r\n"
-    assert facts["IP"] == "127.0.0.1"
-    assert facts["RESPONSE_TIME"] == result.latency_ms
-    assert set(facts["PHASE"]) == {"connect", "ttfb", "transfer"}  # type: ignore[arg-type]
-    assert "CERTIFICATE_EXPIRATION" not in facts
-    assert set(facts) == set(tcp_probe.PLACEHOLDERS)
+        # without expect, nothing is read: BODY is empty
+        failed = await run_probe({"url": url, "conditions": ["[BODY] == pat(*PONG*)"]})
+    closed = await run_probe(
+        {"url": f"tcp://127.0.0.1:{closed_port()}", "conditions": ["[CONNECTED] == false"]}
+    )
+    assert ok.ok, ok.error_detail
+    assert ok.conditions is not None
+    assert [(c.condition, c.ok) for c in ok.conditions] == [(c, True) for c in conditions]
+    assert ok.conditions[1].actual == "+PONG"
+    assert ok.conditions[2].actual == "127.0.0.1"
+    assert (failed.ok, failed.error) == (False, ErrorKind.CONDITION)
+    assert failed.error_detail == "[BODY] () == pat(*PONG*)"
+    assert closed.ok  # a port that must stay closed
+    assert closed.conditions is not None
+    assert closed.conditions[0].actual == "false"
+
+
+async def test_certificate_expiration_condition_on_a_tls_target(tmp_path, ca):
+    now = datetime.now(UTC)
+    cert = ca.issue_cert("127.0.0.1", not_after=now + timedelta(days=1))
+    async with serving(tls_handler(server_context(cert))) as port:
+        r = await run_probe(
+            {
+                "url": f"tls://127.0.0.1:{port}",
+                "ca_file": ca_file(tmp_path, ca),
+                "conditions": ["[CERTIFICATE_EXPIRATION] > 1h", "[CERTIFICATE_EXPIRATION] > 48h"],
+            }
+        )
+    assert r.error == ErrorKind.CONDITION
+    assert r.conditions is not None
+    assert [c.ok for c in r.conditions] == [True, False]
+    assert (r.error_detail or "").startswith("[CERTIFICATE_EXPIRATION] (")
+
+
+def test_conditions_are_checked_against_the_kinds_placeholders():
+    assert problems({"url": "tcp://127.0.0.1:25", "conditions": ["[STATUS] == 200"]}) == [
+        "<memory>: targets[0].conditions[0]: '[STATUS] == 200': unknown placeholder [STATUS]"
+        " (tcp targets have [BODY], [CONNECTED], [IP], [PHASE], [RESPONSE_TIME])"
+    ]
+    expiry = ["[CERTIFICATE_EXPIRATION] > 48h"]
+    assert problems({"url": "tcp://127.0.0.1:25", "conditions": expiry}) == [
+        "<memory>: targets[0].conditions[0]: '[CERTIFICATE_EXPIRATION] > 48h':"
+        " [CERTIFICATE_EXPIRATION] is not offered by tcp targets (they have [BODY],"
+        " [CONNECTED], [IP], [PHASE], [RESPONSE_TIME])"
+    ]
+    make_config(config_doc({"url": "tls://127.0.0.1:25", "conditions": expiry}))
 
 
 # --- config ------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from ..._records import ProbeResult
 from ...net.resolvers import Resolvers
 from ..base import ProbeKind, register
 from .config import TcpSpec, TcpTargetSection, tcp_resolver
-from .probe import TcpPlan, prepare
+from .probe import PLACEHOLDERS, TcpPlan, prepare
 from .probe import probe as probe_target
 
 __all__ = ["KIND", "TcpPlan", "TcpProber", "TcpSpec", "TcpTargetSection"]
@@ -36,8 +36,7 @@ class TcpProber:
     async def probe(
         self, plan: TcpPlan, round_no: int, deadlines: set[trio.CancelScope]
     ) -> ProbeResult:
-        result, _body = await probe_target(plan, self._resolvers, round_no, deadlines)
-        return result
+        return await probe_target(plan, self._resolvers, round_no, deadlines)
 
     async def reconfigure(self, old: Config, new: Config) -> None:
         """Nothing kept between probes but the resolvers (a few, small)."""
@@ -59,5 +58,6 @@ KIND = ProbeKind(
     resolver=tcp_resolver,
     open=open_tcp_prober,
     describe=_describe,
+    placeholders=PLACEHOLDERS,
 )
 register(KIND)

@@ -22,6 +22,7 @@ from attrs import frozen
 from ..._config import Target
 from ..._errors import RETRYABLE, ErrorKind, ProbeFailure
 from ..._records import PHASES, RECEIVED_SHOWN, ProbeResult
+from ...conditions import COMMON, Type, apply, common_facts
 from ...net.addr import ip_literal, with_port
 from ...net.certs import TlsDetails, tls_details
 from ...net.errors import classify, invalid_certificate
@@ -35,16 +36,9 @@ RECEIVE_CAP = 64 * 1024  # bytes `expect` is tried on at most
 SHOWN_IN_DETAIL = 100  # characters of the received text quoted in error_detail
 _RNG = random.Random()  # retry jitter only
 
-# The conditions placeholders of these kinds and their types (the conditions engine's
-# names; until it is wired, the types are its type names as text)
-PLACEHOLDERS: Mapping[str, str] = {
-    "CONNECTED": "BOOL",
-    "RESPONSE_TIME": "DURATION",
-    "IP": "TEXT",
-    "PHASE": "FIELDS",
-    "BODY": "BODY",
-}
-TLS_PLACEHOLDERS: Mapping[str, str] = {**PLACEHOLDERS, "CERTIFICATE_EXPIRATION": "DURATION"}
+# the placeholders of these kinds' conditions (facts() gives their values)
+PLACEHOLDERS: Mapping[str, Type] = {**COMMON, "BODY": Type.BODY}
+TLS_PLACEHOLDERS: Mapping[str, Type] = {**PLACEHOLDERS, "CERTIFICATE_EXPIRATION": Type.DURATION}
 
 
 @frozen
@@ -167,9 +161,9 @@ async def probe(
     deadlines: set[trio.CancelScope],
     *,
     rng: random.Random = _RNG,
-) -> tuple[ProbeResult, bytes]:
-    """Probe once, retries included, within the target's timeout. Never raises but
-    Cancelled. Returns the result and the bytes received (the conditions' BODY)."""
+) -> ProbeResult:
+    """Probe once, retries included, within the target's timeout, then check the
+    target's conditions. Never raises but Cancelled."""
     target, spec = plan.target, plan.spec
     ts, started = time.time(), trio.current_time()
     attempts = 0
@@ -221,7 +215,9 @@ async def probe(
         tls=trace.tls,
         received=trace.text()[:RECEIVED_SHOWN] if spec.expect is not None else None,
     )
-    return result, bytes(trace.received)
+    if target.conditions:
+        result = apply(result, target.conditions, facts(result, bytes(trace.received)))
+    return result
 
 
 def _timeout_detail(target: Target, spec: TcpSpec, trace: _Trace) -> str:
@@ -234,16 +230,11 @@ def _timeout_detail(target: Target, spec: TcpSpec, trace: _Trace) -> str:
 
 
 def facts(result: ProbeResult, body: bytes) -> dict[str, object]:
-    """What the conditions of a tcp:// or tls:// target are checked against."""
-    out: dict[str, object] = {
-        "CONNECTED": result.remote_addr is not None,
-        "RESPONSE_TIME": result.latency_ms,
-        "IP": None
-        if result.remote_addr is None
-        else result.remote_addr.rpartition(":")[0].strip("[]"),
-        "PHASE": {k: v for k, v in (result.phases_ms or {}).items() if v is not None},
-        "BODY": body,
-    }
+    """What the conditions of a tcp:// or tls:// target are checked against: BODY is
+    every byte received (up to RECEIVE_CAP), CERTIFICATE_EXPIRATION the ms the leaf
+    certificate had left at the probe."""
+    out = common_facts(result.latency_ms, result.remote_addr, result.phases_ms)
+    out["BODY"] = body
     if result.tls is not None:
         out["CERTIFICATE_EXPIRATION"] = (result.tls.not_after - result.ts) * 1000
     return out

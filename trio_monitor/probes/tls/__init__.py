@@ -11,6 +11,7 @@ from __future__ import annotations
 from ..._records import ProbeResult
 from ..base import ProbeKind, register
 from ..tcp import open_tcp_prober
+from ..tcp.probe import TLS_PLACEHOLDERS
 from .config import TlsTargetSection, tls_resolver
 
 __all__ = ["KIND", "TlsTargetSection"]
@@ -28,5 +29,6 @@ KIND = ProbeKind(
     resolver=tls_resolver,
     open=open_tcp_prober,
     describe=_describe,
+    placeholders=TLS_PLACEHOLDERS,
 )
 register(KIND)
