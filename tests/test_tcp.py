@@ -23,6 +23,7 @@ from test_cli import cli_config, parse_lines, run_cli
 from trio_monitor import ConfigError, ErrorKind, ProbeResult
 from trio_monitor.probes.tcp import TcpProber
 from trio_monitor.probes.tcp.config import decode_send
+from trio_monitor.probes.tcp.probe import _Trace
 from trio_monitor.server.metrics import Metrics
 
 Handler = Callable[[trio.SocketStream], Awaitable[None]]
@@ -188,6 +189,15 @@ async def test_expect_mismatch_shows_what_came():
     assert "(within 0.3s)" in (stalled.error_detail or "")
 
 
+def test_a_character_split_across_reads_is_decoded_whole():
+    trace = _Trace()
+    encoded = "café".encode()
+    trace.add(encoded[:4])  # "caf" and the first byte of "é"
+    assert trace.text == "caf"
+    trace.add(encoded[4:])
+    assert (trace.text, bytes(trace.received)) == ("café", encoded)
+
+
 async def test_reading_stops_at_the_cap():
     async def flood(stream: trio.SocketStream) -> None:
         while True:
@@ -281,7 +291,7 @@ def test_config_problems_are_one_line_each():
     (line,) = problems({"url": "tcp://127.0.0.1:25", "expect": "(unclosed"})
     assert line.startswith("<memory>: targets[0].expect: invalid regular expression '(unclosed': ")
     assert problems({"url": "tcp://127.0.0.1:25", "send": r"PING\q"}) == [
-        "<memory>: targets[0].send: unknown escape '\\\\q' (use \\r, \\n, \\t, \\\\ or \\xNN;"
+        "<memory>: targets[0].send: unknown escape '\\q' (use \\r, \\n, \\t, \\\\ or \\xNN;"
         " \\\\ for a backslash)"
     ]
     assert problems({"url": "tcp://127.0.0.1:25", "method": "GET"}) == [

@@ -85,7 +85,7 @@ def decode_send(text: str) -> bytes:
         else:
             shown = "\\" + (char or "")
             raise SendError(
-                f"unknown escape {shown!r} (use \\r, \\n, \\t, \\\\ or \\xNN; \\\\ for a backslash)"
+                f"unknown escape '{shown}' (use \\r, \\n, \\t, \\\\ or \\xNN; \\\\ for a backslash)"
             )
         pos = match.end()
     out += text[pos:].encode()

@@ -12,6 +12,7 @@ a deadline before any text is `timeout`.
 
 from __future__ import annotations
 
+import codecs
 import random
 import time
 from collections.abc import Mapping
@@ -56,18 +57,21 @@ def prepare(target: Target) -> TcpPlan:
 class _Trace:
     """What one attempt did so far."""
 
-    __slots__ = ("connected", "first_byte_at", "received", "remote_addr", "seconds", "tls")
+    __slots__ = ("_decoder", "first_byte_at", "received", "remote_addr", "seconds", "text", "tls")
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
-        self.remote_addr: str | None = None
-        self.connected = False
+        self.remote_addr: str | None = None  # set once connected
         self.tls: TlsDetails | None = None
         self.received = bytearray()  # what `expect` was tried on
+        # the same as text, decoded as it comes (each byte once, however it trickles in)
+        self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        self.text = ""
         self.first_byte_at: float | None = None
 
-    def text(self) -> str:
-        return self.received.decode("utf-8", "replace")
+    def add(self, chunk: bytes) -> None:
+        self.received += chunk
+        self.text += self._decoder.decode(chunk)
 
 
 def _shown(text: str) -> str:
@@ -76,7 +80,7 @@ def _shown(text: str) -> str:
 
 def _no_match(spec: TcpSpec, trace: _Trace, why: str) -> ProbeFailure:
     assert spec.expect is not None
-    got = f"in {_shown(trace.text())}" if trace.received else "nothing received"
+    got = f"in {_shown(trace.text)}" if trace.received else "nothing received"
     # the pattern as the config wrote it (a repr would double its backslashes)
     return ProbeFailure(ErrorKind.CONTENT, f"no match for '{spec.expect.pattern}' ({why}): {got}")
 
@@ -97,10 +101,10 @@ async def _handshake(conn: Conn, spec: TcpSpec, trace: _Trace) -> None:
     trace.seconds["tls"] = trio.current_time() - started
 
 
-async def _receive(conn: Conn, spec: TcpSpec, trace: _Trace) -> ProbeFailure | None:
-    """Read until `expect` matches, the server closes, or RECEIVE_CAP bytes came."""
+async def _receive(conn: Conn, spec: TcpSpec, trace: _Trace, sent_at: float) -> ProbeFailure | None:
+    """Read until `expect` matches, the server closes, or RECEIVE_CAP bytes came.
+    `sent_at`: when sending started (or the connection was ready): ttfb counts from it."""
     assert spec.expect is not None
-    sent_at = trio.current_time()
     while True:
         chunk = await conn.recv()
         if not chunk:
@@ -109,9 +113,9 @@ async def _receive(conn: Conn, spec: TcpSpec, trace: _Trace) -> ProbeFailure | N
         if trace.first_byte_at is None:
             trace.first_byte_at = now
             trace.seconds["ttfb"] = now - sent_at
-        trace.received += chunk[: RECEIVE_CAP - len(trace.received)]
+        trace.add(chunk[: RECEIVE_CAP - len(trace.received)])
         trace.seconds["transfer"] = now - trace.first_byte_at
-        if spec.expect.search(trace.text()):
+        if spec.expect.search(trace.text):
             return None
         if len(trace.received) >= RECEIVE_CAP:
             return _no_match(spec, trace, f"first {RECEIVE_CAP // 1024} KiB")
@@ -130,16 +134,16 @@ async def _attempt(spec: TcpSpec, resolvers: Resolvers, trace: _Trace) -> ProbeF
     conn = await connect_first(spec.host, addresses, spec.port)
     try:
         trace.seconds["connect"] = trio.current_time() - started
-        trace.connected = True
         trace.remote_addr = with_port(*conn.peer)
         if spec.tls is not None:
             await _handshake(conn, spec, trace)
             if (bad := invalid_certificate(trace.tls)) is not None:
                 return bad
+        sent_at = trio.current_time()
         if spec.send is not None:
             await conn.send_all(spec.send)
         if spec.expect is not None:
-            return await _receive(conn, spec, trace)
+            return await _receive(conn, spec, trace, sent_at)
         return None
     finally:
         conn.close()  # no waiting: nothing to shield
@@ -202,7 +206,9 @@ async def probe(
         ok=failure is None,
         status=None,
         # the whole probe, when it got a connection and came to an end before the deadline
-        latency_ms=latency if trace.connected and not deadline.cancelled_caught else None,
+        latency_ms=latency
+        if trace.remote_addr is not None and not deadline.cancelled_caught
+        else None,
         error=failure.kind if failure else None,
         error_detail=failure.detail if failure else None,
         attempts=attempts,
@@ -213,7 +219,7 @@ async def probe(
         kind=target.kind,
         phases_ms=phases,
         tls=trace.tls,
-        received=trace.text()[:RECEIVED_SHOWN] if spec.expect is not None else None,
+        received=trace.text[:RECEIVED_SHOWN] if spec.expect is not None else None,
     )
     if target.conditions:
         result = apply(result, target.conditions, facts(result, bytes(trace.received)))
@@ -222,7 +228,7 @@ async def probe(
 
 def _timeout_detail(target: Target, spec: TcpSpec, trace: _Trace) -> str:
     within = f"within {target.timeout:g}s"
-    if not trace.connected:
+    if trace.remote_addr is None:
         return f"no connection to {with_port(spec.host, spec.port)} {within}"
     if spec.tls is not None and trace.tls is None:
         return f"no TLS handshake {within}"
