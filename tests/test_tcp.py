@@ -319,6 +319,17 @@ def test_the_scheme_chooses_the_kind():
     assert tls.spec.tls.tls.setting.verify is True
 
 
+def test_a_reload_of_the_same_table_is_the_same_target():
+    """The compiled regex and the SSL context compare by value: a reload that changes
+    nothing leaves the target as it was (its schedule and state kept)."""
+    table = {"url": "tls://127.0.0.1:25", "expect": "^220", "send": "x", "starttls": "smtp"}
+    first, again = (make_config(config_doc(table)).targets[0] for _ in range(2))
+    assert first == again
+    assert hash(first) == hash(again)
+    changed = make_config(config_doc({**table, "expect": "^250"})).targets[0]
+    assert changed != first
+
+
 # --- tls ---------------------------------------------------------------------------
 
 
