@@ -15,6 +15,8 @@ from .alerts import webhook as _webhook  # noqa: F401  (registers the channel)
 from .probes import dns as _dns  # noqa: F401  (registers the kind)
 from .probes import ws as _ws  # noqa: F401  (registers the kind)
 from .probes.http import prepare, probe
+from .probes.tcp import KIND as _tcp  # noqa: F401  (registers the kind)
+from .probes.tls import KIND as _tls  # noqa: F401  (registers the kind)
 
 __all__ = [
     "SCHEMA",

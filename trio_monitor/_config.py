@@ -216,7 +216,8 @@ def _checked_url(value: str, schemes: Iterable[str]) -> str:
         raise _Invalid(f"invalid URL {shown!r}: {redact_url(str(exc))}") from None
     known = sorted(schemes)
     if url.scheme not in known or not url.host:
-        expected = " or ".join(f"{s}://" for s in known)
+        *others, last = [f"{s}://" for s in known]
+        expected = f"{', '.join(others)} or {last}" if others else last
         raise _Invalid(f"invalid URL {shown!r}: expected {expected} with a host")
     if b"%" in url.raw_host:  # httpx percent-encodes what no host name may contain (spaces)
         raise _Invalid(f"invalid URL {shown!r}: invalid host name")
@@ -683,6 +684,16 @@ def expand_env(value: str, env: Mapping[str, str]) -> str:
     if missing:
         raise _Invalid(f"environment variable {missing[0]} is not set")
     return _ENV.sub(lambda m: env[m.group(1)], value)
+
+
+def expand_path(path: str, key: str, env: Mapping[str, str], problems: list[str]) -> str:
+    """A file path with ${ENV} expanded (e.g. systemd's ${CREDENTIALS_DIRECTORY}); a
+    problem is collected, naming `key`."""
+    try:
+        return expand_env(path, env)
+    except _Invalid as exc:
+        problems.append(f"{key}: {exc}")
+        return path
 
 
 def parse_status_spec(items: tuple[int | str, ...]) -> frozenset[int]:

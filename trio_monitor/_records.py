@@ -22,6 +22,7 @@ SCHEMA = 1
 
 # the keys of ProbeResult.phases_ms, in the order the time is spent
 PHASES = ("dns", "connect", "tls", "ttfb", "transfer")
+RECEIVED_SHOWN = 256  # characters of `received` a probe line keeps
 
 
 TS_MIN, TS_MAX = -62135596800.0, 253402300799.0  # years 1 to 9999: what RFC 3339 can say
@@ -138,8 +139,8 @@ class ProbeResult:
     conditions: tuple[ConditionResult, ...] | None = None
     # a dns:// probe's answer; None when no answer came (timeout, connection refused)
     dns: DnsAnswer | None = None
-    # tcp/ws: the text `expect` was tried on (UTF-8, invalid bytes replaced), its first
-    # 256 characters; ws: the first message received
+    # tcp://, tls://, ws://: the text `expect` was tried on (UTF-8, undecodable bytes
+    # replaced, the first RECEIVED_SHOWN characters); ws: the first message received
     received: str | None = None
     icmp: IcmpDetails | None = None  # icmp:// probes
     push: PushDetails | None = None  # push targets

@@ -13,6 +13,7 @@ every consumer reads the `ProbeResult` it returns.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
@@ -27,6 +28,16 @@ from ..conditions import Type
 
 if TYPE_CHECKING:
     from .._config import Config, MonitorSection, Target, TargetSection
+
+
+BACKOFF_BASE = 0.1  # seconds before a kind's first retry; doubles each time
+BACKOFF_CAP = 5.0
+
+
+def backoff_delay(retry: int, rng: random.Random) -> float:
+    """Exponential backoff with jitter: retry 0 -> 50-100 ms, 1 -> 100-200 ms, ..."""
+    ceiling = min(BACKOFF_CAP, BACKOFF_BASE * 2**retry)
+    return ceiling * rng.uniform(0.5, 1.0)
 
 
 def failed(target: Target, round_no: int, failure: ProbeFailure, ts: float) -> ProbeResult:

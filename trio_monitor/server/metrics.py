@@ -33,6 +33,8 @@ Per target (label `target`), from its latest probe, named like the Blackbox expo
     probe_dns_answer_rrs           dns:// targets: records in the answer section,
     probe_dns_authority_rrs        in the authority section and in the additional section
     probe_dns_additional_rrs       (the EDNS OPT record excluded); only with an answer
+    probe_failed_due_to_regex      tcp:// and tls:// targets: 1 when `expect` did not
+                                   match (error `content`), else 0
 
 Process-wide:
 
@@ -76,6 +78,9 @@ __all__ = ["CONTENT_TYPE", "Metrics"]
 # The classic text format, which every Prometheus version reads (what generate_latest
 # writes for our plain metric names is the same in its "1.0.0" variant).
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+# kinds whose `expect` regex can fail a probe (probe_failed_due_to_regex)
+REGEX_KINDS = frozenset({"tcp", "tls"})
 
 # phases_ms's keys -> blackbox_exporter's `phase` label values, so its dashboards work
 PHASE_LABELS = dict(
@@ -292,6 +297,11 @@ class _TargetSeries(Collector):
             "Time the target's last probe took to resolve its host name",
             labels=label,
         )
+        regex = GaugeMetricFamily(
+            "probe_failed_due_to_regex",
+            "1 if the target's last probe failed because `expect` did not match, else 0",
+            labels=label,
+        )
         dns_families = _DnsFamilies(label)
         for name, r in latest.items():
             success.add_metric([name], 1 if r.ok else 0)
@@ -299,6 +309,8 @@ class _TargetSeries(Collector):
                 lookup.add_metric([name], _seconds(dns_ms))
             if r.kind == "dns":
                 dns_families.add(name, r)
+            if r.kind in REGEX_KINDS:
+                regex.add_metric([name], 1 if r.error == ErrorKind.CONTENT else 0)
             duration.add_metric(
                 [name], math.nan if r.latency_ms is None else _seconds(r.latency_ms)
             )
@@ -315,7 +327,7 @@ class _TargetSeries(Collector):
                 expiry.add_metric([name], r.tls.earliest_not_after)
                 if r.tls.version:
                     tls_version.add_metric([name, _blackbox_version(r.tls.version)], 1)
-        yield from (success, duration, status, size, expiry, tls_version, phases, lookup)
+        yield from (success, duration, status, size, expiry, tls_version, phases, lookup, regex)
         yield from dns_families.families()
 
 

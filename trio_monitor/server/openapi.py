@@ -95,28 +95,12 @@ _TARGET_PROPERTIES: Schema = {
 _PROBE_KIND_FIELDS: Schema = {
     "received": _nullable(
         "string",
-        description="tcp, tls, ws, wss: the text `expect` was tried on (first 256 characters)",
+        description="tcp, tls, ws, wss: the text `expect` was tried on (first 256 characters; "
+        "ws: the first message); null without `expect`",
     ),
     "dns": {
-        "anyOf": [
-            _object(
-                {
-                    "record_type": {"type": "string"},
-                    "rcode": {"type": "string", "description": '"NOERROR", "NXDOMAIN", ...'},
-                    "answers": {
-                        "type": "array",
-                        "items": {"type": "string"},
-                        "description": "each answer's rdata as text, in answer-section order",
-                    },
-                    "server": {"type": "string", "description": "ip:port asked"},
-                    "tcp": {"type": "boolean", "description": "answered over TCP (truncated)"},
-                    "authority_rrs": {"type": "integer", "minimum": 0},
-                    "additional_rrs": {"type": "integer", "minimum": 0},
-                }
-            ),
-            {"type": "null"},
-        ],
-        "description": "dns:// probes: the answer",
+        "anyOf": [_ref("Dns"), {"type": "null"}],
+        "description": "a dns:// probe's answer; null otherwise and without an answer",
     },
     "icmp": {
         "anyOf": [
@@ -206,7 +190,8 @@ _SCHEMAS: Schema = {
             },
             "tls": {
                 "anyOf": [_ref("Tls"), {"type": "null"}],
-                "description": "an HTTPS probe's certificate and connection; null otherwise",
+                "description": "an HTTPS or tls:// probe's certificate and connection; null "
+                "otherwise",
             },
             "addresses": {
                 "type": ["array", "null"],
@@ -234,15 +219,6 @@ _SCHEMAS: Schema = {
                         "actual": _nullable("string"),
                     },
                 },
-            },
-            "dns": {
-                "anyOf": [_ref("Dns"), {"type": "null"}],
-                "description": "a dns:// probe's answer; null otherwise and without an answer",
-            },
-            "received": {
-                "type": ["string", "null"],
-                "description": "tcp/ws: the text `expect` was tried on, its first 256 "
-                "characters (ws: the first message)",
             },
         },
         "One probe, as in the monitor's JSON lines.",

@@ -24,13 +24,13 @@ from ..._records import ProbeResult
 from ..._secrets import redact_url
 from ...conditions import apply, common_facts, needs
 from ...net.certs import TlsDetails
+from ...net.errors import invalid_certificate
+from ..base import backoff_delay
 from .config import HttpSpec, _fallback
 from .errors import classify
 from .fallback import Route
 from .wire import CONN, CURRENT_EXCHANGE, SSL_CONTEXT, ConnOptions, Exchange, ProbeBody
 
-BACKOFF_BASE = 0.1  # seconds before the first retry; doubles each time
-BACKOFF_CAP = 5.0
 CLOSE_TIMEOUT = 1.0  # closing a response is local work; never let it hang shutdown
 
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
@@ -149,12 +149,6 @@ def timed_out(target: Target) -> ProbeFailure:
     return ProbeFailure(ErrorKind.TIMEOUT, f"no complete response within {target.timeout:g}s")
 
 
-def backoff_delay(retry: int, rng: random.Random) -> float:
-    """Exponential backoff with jitter: retry 0 -> 50-100 ms, 1 -> 100-200 ms, ..."""
-    ceiling = min(BACKOFF_CAP, BACKOFF_BASE * 2**retry)
-    return ceiling * rng.uniform(0.5, 1.0)
-
-
 Body = bytes  # (a name: in _Response, `bytes` is a field)
 
 
@@ -196,13 +190,6 @@ def _phases_ms(exchange: Exchange) -> dict[str, float | None] | None:
 
 def _ms(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds * 1000, 3)
-
-
-def _invalid_certificate(tls: TlsDetails | None) -> ProbeFailure | None:
-    """An expired or not yet valid leaf fails the probe, verified or not (with
-    verify_tls = false the handshake accepts it): a visitor's browser would refuse it."""
-    reason = tls.invalid_reason(time.time()) if tls is not None else None
-    return None if reason is None else ProbeFailure(ErrorKind.TLS, reason)
 
 
 async def _close(response: httpx.Response) -> None:
@@ -328,7 +315,7 @@ async def _attempt(
         response.request = request
         try:
             # the last HTTPS hop's certificate (an http:// hop keeps the one that led there)
-            bad_certificate = _invalid_certificate(exchange.tls)
+            bad_certificate = invalid_certificate(exchange.tls)
             if (
                 bad_certificate is None
                 and spec.follow_redirects

@@ -27,9 +27,9 @@ from ..._config import (
     inherit,
 )
 from ...net.addr import bracketed
+from ...net.tls import Tls, TlsLoader
 from ..base import Resolve
-from ..http.config import _basic_auth, _client_pair, _masked, _TlsLoader
-from ..http.tls import Tls
+from ..http.config import basic_auth_value, masked
 
 SCHEMES = frozenset({"ws", "wss"})
 # what the handshake itself writes: a configured value would be sent twice
@@ -72,7 +72,7 @@ class WsSpec:
     port: int
     resource: str  # the request target: path and query ("/chat?room=1")
     host_header: str  # Host: the URL's host (and port, unless the scheme's default)
-    headers: tuple[tuple[str, str], ...] = field(repr=lambda h: repr(_masked(h)))
+    headers: tuple[tuple[str, str], ...] = field(repr=lambda h: repr(masked(h)))
     subprotocols: tuple[str, ...]
     send: str | None
     expect: re.Pattern[str] | None
@@ -116,14 +116,14 @@ def _headers(
             problems.append(f"{where}.headers.{name}: set by the WebSocket handshake; {hint}")
     headers = base | own
     if url.userinfo and "authorization" not in headers:
-        headers["authorization"] = _basic_auth(url)  # a configured one wins, as in curl
+        headers["authorization"] = basic_auth_value(url)  # a configured one wins, as in curl
     return headers
 
 
 def ws_resolver(m: MonitorSection, env: Mapping[str, str], problems: list[str]) -> Resolve:
     # [monitor]'s user_agent and headers were checked by the HTTP kind's resolver
     base = {"user-agent": m.user_agent} | expand_headers(m.headers, "monitor.headers", env, [])
-    tls = _TlsLoader(env)
+    tls = TlsLoader(env)
 
     def resolve(t: WsTargetSection, where: str, problems: list[str]) -> WsSpec:
         url = httpx.URL(t.url)
@@ -139,15 +139,7 @@ def ws_resolver(m: MonitorSection, env: Mapping[str, str], problems: list[str]) 
         target_tls = None
         if secure:
             verify = inherit(t.verify_tls, m.verify_tls)
-            cert, key, pair_source = _client_pair(t, m, where)
-            sources = {
-                "ca_file": where if t.ca_file is not None else "monitor",
-                "client_cert": pair_source,
-                "client_key": pair_source,
-            }
-            target_tls = tls.load(
-                (verify, inherit(t.ca_file, m.ca_file), cert, key, False), sources, problems
-            )
+            target_tls = tls.for_target(t, m, where, verify, problems)
         return WsSpec(
             host=url.host,
             port=url.port or (443 if secure else 80),

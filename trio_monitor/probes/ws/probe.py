@@ -26,8 +26,8 @@ from ..._records import PHASES, ProbeResult
 from ...conditions import COMMON, Type, apply, common_facts, needs
 from ...net.addr import with_port
 from ...net.certs import TlsDetails, tls_details
+from ..base import backoff_delay
 from ..http.errors import classify
-from ..http.probe import backoff_delay
 from .config import WsSpec
 
 if TYPE_CHECKING:
