@@ -137,8 +137,9 @@ def make_target(url: str = "http://127.0.0.1/", *, name: str = "t", **fields: An
 
 def target_schemes() -> str:
     """The target URL schemes of every registered kind, as a URL problem lists them:
-    "dns:// or http:// or https://"."""
-    return " or ".join(f"{scheme}://" for scheme in sorted(probe_kinds.schemes()))
+    "dns://, http:// or https://"."""
+    *others, last = [f"{scheme}://" for scheme in sorted(probe_kinds.schemes())]
+    return f"{', '.join(others)} or {last}" if others else last
 
 
 def write_config(directory: Path, config: Mapping[str, Any] | str, name: str = "m.toml") -> Path:

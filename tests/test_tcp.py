@@ -260,8 +260,8 @@ async def test_certificate_expiration_condition_on_a_tls_target(tmp_path, ca):
 
 def test_conditions_are_checked_against_the_kinds_placeholders():
     assert problems({"url": "tcp://127.0.0.1:25", "conditions": ["[STATUS] == 200"]}) == [
-        "<memory>: targets[0].conditions[0]: '[STATUS] == 200': unknown placeholder [STATUS]"
-        " (tcp targets have [BODY], [CONNECTED], [IP], [PHASE], [RESPONSE_TIME])"
+        "<memory>: targets[0].conditions[0]: '[STATUS] == 200': [STATUS] is not offered by"
+        " tcp targets (they have [BODY], [CONNECTED], [IP], [PHASE], [RESPONSE_TIME])"
     ]
     expiry = ["[CERTIFICATE_EXPIRATION] > 48h"]
     assert problems({"url": "tcp://127.0.0.1:25", "conditions": expiry}) == [
