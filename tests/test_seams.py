@@ -91,7 +91,7 @@ def test_each_kind_has_its_own_keys(line_kind_registered):
         "m.toml: targets[0].url: kind 'line' takes line:// URLs, got 'http://127.0.0.1/'"
     ]
     assert problems({"targets": [{"url": url, "kind": "nope"}]}) == [
-        'm.toml: targets[0].kind: must be one of "http", "line", got \'nope\''
+        'm.toml: targets[0].kind: must be one of "http", "line", "push", got \'nope\''
     ]
     (target,) = parse_config({"targets": [{"url": url, "kind": "line"}]}).targets
     assert (target.kind, target.spec) == ("line", line_kind.LineSpec(expect=""))

@@ -48,6 +48,17 @@ class AddressResult:
 
 
 @frozen
+class PushDetails:
+    """A push (heartbeat) target's state when its line was made (probes/push/)."""
+
+    last_ping: float | None  # the last signal that a run ended (ping, fail, exit code)
+    last_event: str | None  # "ping" | "start" | "fail" | "exit"; None: none since start-up
+    exit_code: int | None  # the last one reported (/0.../255); None: none given
+    run_ms: float | None  # the last timed run's time (/start, then its end signal)
+    next_due: float | None  # when a missing ping becomes `missed` (grace included)
+
+
+@frozen
 class ProbeResult:
     """The outcome of one probe of one target. Failures are data: `error` says why."""
 
@@ -85,6 +96,8 @@ class ProbeResult:
     tls: TlsDetails | None = None
     # addresses = "all": each address behind the name, in the resolver's order
     addresses: tuple[AddressResult, ...] | None = None
+    # a push target's heartbeat (kind "push")
+    push: PushDetails | None = None
 
 
 @frozen
@@ -175,6 +188,7 @@ def _time_or_none(ts: float | None) -> str | None:
 
 for _cls, _times in (
     (TlsDetails, ("not_before", "not_after", "earliest_not_after")),
+    (PushDetails, ("last_ping", "next_due")),
     (ProbeResult, ("ts",)),
     (RoundSummary, ("ts",)),
     (AlertEvent, ("ts", "since", "not_after", "previous_not_after")),

@@ -86,7 +86,9 @@ Resolve = Callable[[Any, str, list[str]], object]
 @frozen
 class ProbeKind:
     name: str  # the `kind` key and the results' `kind` field
-    schemes: frozenset[str]  # URL schemes that choose this kind when `kind` is not set
+    # URL schemes that choose this kind when `kind` is not set; none: its targets take
+    # no `url` (push), their `name` is required and Target.url shows "KIND:NAME"
+    schemes: frozenset[str]
     section: type[TargetSection]  # the keys its targets may have (a subclass)
     # once per config: the [monitor] defaults (and ${ENV}) -> a Resolve for its targets;
     # problems with the defaults themselves are appended to the list
@@ -94,6 +96,8 @@ class ProbeKind:
     open: Callable[[Config], AbstractAsyncContextManager[Prober[Any]]]
     # one short line for an ok result ("HTTP 200 in 3.2 ms"), e.g. in `up` alerts
     describe: Callable[[ProbeResult], str] = lambda r: f"ok in {r.latency_ms:g} ms"
+    # why its targets need a [server] section (push: pings arrive there); "": they don't
+    needs_server: str = ""
 
 
 _KINDS: Registry[ProbeKind] = Registry(lambda kind: kind.name)

@@ -17,6 +17,8 @@ worker thread, so a slow disk never stalls the event loop (or probing).
     GET /api/v1/incidents                       outages overlapping [since, until)
     GET /api/v1/badges/{name}/status.svg        "up" / "down" / "unknown"
     GET /api/v1/badges/{name}/uptime.svg        24 h availability
+    GET, POST /api/v1/push/{token}[/start|/fail|/{exit code}]   a push target's ping;
+                                                its own token, never the bearer token
     GET /api/v1/openapi.json                    OpenAPI 3.1 description of all of these
     GET, POST /login; POST /logout              with a token: the browser login (login.py)
 
@@ -66,6 +68,9 @@ log = logging.getLogger("trio_monitor")
 HISTORY_READERS = 4  # worker threads reading history at once
 
 PageFn = Callable[[], str]
+# (token, event, exit code) -> the ping was for a push target: the monitor's
+# `receive_push`
+PushFn = Callable[[str, str, "int | None"], bool]
 T = TypeVar("T")  # what a history read returns
 
 
@@ -211,8 +216,10 @@ class _Api:
         server: ServerSection,
         metrics: Metrics,
         page: PageFn | None,
+        push: PushFn | None = None,
     ) -> None:
         self.view, self.server, self.metrics = view, server, metrics
+        self._push = push
         # the real page comes with its CSP; a page given instead (tests) with none
         self.page = page or status_page_html
         self.csp = status_page_csp if page is None else None
@@ -359,8 +366,27 @@ class _Api:
             },
         )
 
+    async def push(self, request: Request) -> Response:
+        """A push target's ping. The body is never read (hypercorn stops reading a
+        request the app does not read: memory stays bounded); the token is never
+        echoed or logged; an unknown one says nothing about which exist."""
+        token, _, leaf = request.path_params["rest"].partition("/")
+        event, code = _push_event(leaf)
+        if event is None or self._push is None or not self._push(token, event, code):
+            raise _ApiError(404, "no such push URL")
+        return Response("OK\n", headers={"content-type": "text/plain", "cache-control": "no-store"})
+
     async def openapi_json(self, request: Request) -> Response:
         return JSON(self.openapi)
+
+
+def _push_event(leaf: str) -> tuple[str | None, int | None]:
+    """ "" -> ping, "start", "fail", "0".."255" -> exit; anything else -> (None, None)."""
+    if leaf in ("", "start", "fail"):
+        return leaf or "ping", None
+    if _whole_number(leaf) and len(leaf) <= 3 and int(leaf) <= 255:
+        return "exit", int(leaf)
+    return None, None
 
 
 def build_app(
@@ -369,9 +395,11 @@ def build_app(
     metrics: Metrics,
     *,
     page: PageFn | None = None,
+    push: PushFn | None = None,
 ) -> ASGIApp:
-    """The ASGI app. `page` (the HTML for "/") defaults to page.status_page_html."""
-    api = _Api(view, server, metrics, page)
+    """The ASGI app. `page` (the HTML for "/") defaults to page.status_page_html;
+    `push` takes push targets' pings (none: every push URL is a 404)."""
+    api = _Api(view, server, metrics, page, push)
     routes = [
         Route("/", api.index),
         Route("/healthz", api.healthz),
@@ -380,6 +408,7 @@ def build_app(
         Route(API + "/targets/{rest:path}", api.target),
         Route(f"{API}/incidents", api.incidents),
         Route(API + "/badges/{rest:path}", api.badges),
+        Route(API + "/push/{rest:path}", api.push, methods=["GET", "POST"]),
         Route(f"{API}/openapi.json", api.openapi_json),
     ]
     if server.token is not None:

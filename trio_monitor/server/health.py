@@ -16,13 +16,13 @@ if TYPE_CHECKING:
 HEALTH_TIMEOUT = 5.0  # seconds `trio-monitor health` waits for an answer
 
 # a wildcard listen address is not one to connect to: ask loopback instead
-_LOOPBACK = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
+LOOPBACK = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
 
 
 def check_health(server: ServerSection, *, timeout: float = HEALTH_TIMEOUT) -> tuple[bool, str]:
     """GET /healthz of the server a config describes. -> (healthy, one line saying why)."""
     host, port = server.listen
-    host = _LOOPBACK.get(host, host)
+    host = LOOPBACK.get(host, host)
     url = f"http://{f'[{host}]' if ':' in host else host}:{port}/healthz"
     headers = {} if server.token is None else {"authorization": f"Bearer {server.token}"}
     try:
