@@ -381,3 +381,90 @@ async def test_push_urls_answer_any_host_without_a_token():
             assert pinged.status_code == 200
             assert (await client.get("/api/v1/targets", headers=elsewhere)).status_code == 421
         monitor.stop()
+
+
+# --- end to end: the console script, its server, its JSON lines ---------------------------
+
+
+def cli_push_config(tmp_path):
+    from factories import write_config
+
+    return write_config(
+        tmp_path,
+        config_doc(
+            push("backup", expect_every="1s", grace="1s"),
+            push("nightly", schedule="30 2 * * *", tz="Europe/Berlin"),
+            monitor={"interval": "1s"},
+            server={"listen": "127.0.0.1:0"},
+        ),
+    )
+
+
+@pytest.mark.subprocess
+async def test_push_urls_command(tmp_path):
+    from test_cli import run_cli
+
+    config = cli_push_config(tmp_path)
+    done = await run_cli("push-urls", "-c", str(config), cwd=tmp_path)
+    assert done.code == 0, done.stderr
+    (backup, backup_url), (nightly, _) = (line.rsplit(" ", 1) for line in done.lines)
+    assert (backup, nightly) == ("backup", "nightly")
+    assert backup_url.startswith("http://127.0.0.1:0/api/v1/push/")
+    as_json = await run_cli(
+        "push-urls",
+        "-c",
+        str(config),
+        "--json",
+        "--base-url",
+        "https://m.example/mon/",
+        cwd=tmp_path,
+    )
+    urls = json.loads(as_json.stdout)
+    assert [set(u) for u in urls] == [{"name", "url"}] * 2
+    assert urls[0]["url"] == backup_url.replace("http://127.0.0.1:0", "https://m.example/mon")
+    again = await run_cli("push-urls", "-c", str(config), cwd=tmp_path)  # the same key file
+    assert again.lines == done.lines
+    bad = await run_cli("push-urls", "-c", str(config), "--base-url", "ftp://x", cwd=tmp_path)
+    assert bad.code == 2
+    assert bad.stderr.startswith("trio-monitor: --base-url: expected http(s)://")
+
+
+@pytest.mark.subprocess
+async def test_pings_from_outside_then_a_restart(tmp_path):
+    from test_cli import run_cli, start_monitor
+
+    config = cli_push_config(tmp_path)
+
+    def backup(r: dict) -> bool:
+        return r["type"] == "probe" and r["target"] == "backup"
+
+    async with start_monitor(config) as monitor:
+        served = await monitor.wait_log("serving HTTP on ")
+        base = served.rsplit(" ", 1)[1]
+        done = await run_cli(
+            "push-urls", "-c", str(config), "--json", "--base-url", base, cwd=tmp_path
+        )
+        url = json.loads(done.stdout)[0]["url"]
+        async with httpx.AsyncClient(timeout=10) as client:
+            assert (await client.get(url)).text == "OK\n"
+            index, line = await monitor.wait_record(
+                lambda r: backup(r) and r["push"]["last_event"] == "ping"
+            )
+            assert (line["ok"], line["kind"], line["url"]) == (True, "push", "push:backup")
+            assert (await client.post(f"{url}/1")).status_code == 200
+            index, line = await monitor.wait_record(lambda r: backup(r) and not r["ok"], index)
+            assert (line["error"], line["push"]["exit_code"]) == ("job_failed", 1)
+            _, line = await monitor.wait_record(
+                lambda r: backup(r) and r["error"] == "missed", index
+            )
+            assert line["push"]["last_event"] == "exit"
+        monitor.send(2)  # SIGINT
+        assert await monitor.wait_exit() == 0
+        assert url.rsplit("/", 1)[1] not in "\n".join(monitor.out.lines + monitor.err.lines)
+    # after a restart the last stored result (missed) holds until the next ping
+    async with start_monitor(config) as monitor:
+        _, line = await monitor.wait_record(backup)
+        assert (line["ok"], line["error"]) == (False, "missed")
+        assert "the last stored result was missed" in line["error_detail"]
+        monitor.send(2)
+        assert await monitor.wait_exit() == 0
