@@ -307,6 +307,38 @@ async def test_a_schedule_in_a_time_zone_is_checked_at_its_deadline(autojump_clo
         EPOCH = saved
 
 
+async def test_conditions_on_the_run_time_and_exit_code(autojump_clock):
+    config = config_of(
+        push(expect_every="1h", token=TOKEN, conditions=["[RUN_TIME] < 2s", "[EXIT_CODE] == 0"]),
+        interval="1h",
+    )
+    watch = Watch(config)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(watch.scheduler.run)
+        await trio.sleep(1)
+        watch.ping("start")
+        await trio.sleep(4)
+        watch.ping("exit", 0)
+        await trio.sleep(0.5)
+        line = watch.lines[-1][1]
+        assert (line.ok, line.error, line.error_detail) == (
+            False,
+            "condition",
+            "[RUN_TIME] (4s) < 2s",
+        )
+        assert [(c.condition, c.ok, c.actual) for c in line.conditions] == [
+            ("[RUN_TIME] < 2s", False, "4s"),
+            ("[EXIT_CODE] == 0", True, "0"),
+        ]
+        nursery.cancel_scope.cancel()
+
+
+def test_conditions_read_only_what_a_push_target_has():
+    (line,) = problems(push(expect_every="1h", conditions=["[STATUS] == 200"]))
+    assert line.startswith("<memory>: targets[0].conditions[0]: ")
+    assert "STATUS" in line
+
+
 # --- the real server ---------------------------------------------------------------------
 
 

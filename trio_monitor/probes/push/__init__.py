@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 
 import trio
@@ -30,6 +30,7 @@ from attrs import frozen
 from ..._config import Config, Target
 from ..._errors import ErrorKind, StoreError
 from ..._records import ProbeResult, PushDetails
+from ...conditions import Type, apply
 from ...probes.base import ProbeKind, register
 from ...store import HistoryReader
 from .config import PushSpec, PushTargetSection, push_resolver
@@ -43,8 +44,14 @@ EVENTS = frozenset({PING, START, FAIL})  # and exit codes, /0 to /255
 # a deadline's check comes this long after it: the wall clock, not trio's, decides
 # whether it passed, and a check a hair early would find it has not
 CHECK_SLACK = 0.05
-# the conditions placeholders a push target's facts fill (conditions engine, when it lands)
-PLACEHOLDERS = {"EXIT_CODE": "NUMBER", "RUN_TIME": "DURATION"}
+# what a push target's `conditions` may read: the last exit code given, the last timed
+# run's time, and RESPONSE_TIME (latency_ms: that run time, on the line its end made);
+# no CONNECTED or IP: the monitor connects nowhere
+PLACEHOLDERS: Mapping[str, Type] = {
+    "EXIT_CODE": Type.NUMBER,
+    "RUN_TIME": Type.DURATION,
+    "RESPONSE_TIME": Type.DURATION,
+}
 
 __all__ = ["KIND", "PushPlan", "PushProber", "PushSpec", "PushTargetSection"]
 
@@ -109,7 +116,7 @@ class PushProber:
         beat.checked = beat.events
         error, detail = verdict(beat, spec, now)
         latency, beat.unreported_run_ms = beat.unreported_run_ms, None
-        return ProbeResult(
+        result = ProbeResult(
             ts=now,
             target=target.name,
             url=target.url,
@@ -129,6 +136,10 @@ class PushProber:
                 next_due=None if beat.held is not None else deadline(beat, spec),
             ),
         )
+        if not target.conditions:
+            return result
+        facts = {"EXIT_CODE": beat.exit_code, "RUN_TIME": beat.run_ms, "RESPONSE_TIME": latency}
+        return apply(result, target.conditions, facts)
 
     def next_check(self, plan: PushPlan, now: float) -> float | None:
         """When the scheduler should check the target next (trio's clock, `now`): at
@@ -182,6 +193,7 @@ KIND = ProbeKind(
     resolver=push_resolver,
     open=open_push_prober,
     describe=_describe,
+    placeholders=PLACEHOLDERS,
     needs_server="its pings arrive at /api/v1/push/{token}",
 )
 register(KIND)
