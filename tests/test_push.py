@@ -352,14 +352,20 @@ def served_config(**server):
     )
 
 
-async def answer_before_the_body(host: str, port: int) -> bytes:
-    """POST a ping announcing 1 GiB of body, send 64 KiB of it: the answer comes anyway
-    (the body is never read, nor held)."""
+async def answer_to_a_body(host: str, port: int, size: int, sent: int | None = None) -> bytes:
+    """POST a ping announcing a body of `size` bytes, send `sent` of them (all of them
+    unless given). -> the status line's start."""
+    sent = size if sent is None else sent
     with trio.fail_after(10):
         stream = await trio.open_tcp_stream(host, port)
         async with stream:
-            head = f"POST /api/v1/push/{TOKEN} HTTP/1.1\r\nhost: x\r\ncontent-length: {1 << 30}\r\n\r\n"
-            await stream.send_all(head.encode() + b"x" * 65536)
+            head = (
+                f"POST /api/v1/push/{TOKEN} HTTP/1.1\r\nhost: x\r\ncontent-length: {size}\r\n\r\n"
+            )
+            await stream.send_all(head.encode())
+            for _ in range(sent // 65536):
+                await stream.send_all(b"x" * 65536)
+            await stream.send_all(b"x" * (sent % 65536))
             return (await stream.receive_some(4096))[:12]
 
 
@@ -389,7 +395,10 @@ async def test_push_urls_on_the_real_server():
                 assert (await client.get(base + wrong)).status_code == 404
             unknown = await client.get(f"http://{host}:{port}/api/v1/push/{'x' * 22}")
             assert (unknown.status_code, unknown.json()) == (404, {"error": "no such push URL"})
-            assert await answer_before_the_body(host, port) == b"HTTP/1.1 200"
+            # a body is read and dropped: the client can send it whole; over 1 MiB, 413
+            assert await answer_to_a_body(host, port, 1 << 20) == b"HTTP/1.1 200"
+            over = await answer_to_a_body(host, port, 1 << 30, sent=(1 << 20) + 65536)
+            assert over == b"HTTP/1.1 413"
             api = await client.get(
                 f"http://{host}:{port}/api/v1/targets",
                 headers={"authorization": "Bearer api-secret"},
@@ -397,6 +406,17 @@ async def test_push_urls_on_the_real_server():
             assert api.status_code == 200
             assert api.json()[0]["last"]["kind"] == "push"
             assert (await client.get(f"http://{host}:{port}/api/v1/targets")).status_code == 401
+            metrics = await client.get(
+                f"http://{host}:{port}/metrics", headers={"authorization": "Bearer api-secret"}
+            )
+            last_ping = out.of_type("probe")[-1]["push"]["last_ping"]
+            (sample,) = [
+                line
+                for line in metrics.text.splitlines()
+                if line.startswith("trio_monitor_push_last_ping_timestamp_seconds{")
+            ]
+            value = float(sample.rsplit(" ", 1)[1])
+            assert value >= datetime.fromisoformat(last_ping).timestamp() - 0.001
         monitor.stop()
     assert TOKEN not in out.data.decode()
     assert TOKEN not in api.text
@@ -500,3 +520,11 @@ async def test_pings_from_outside_then_a_restart(tmp_path):
         assert "the last stored result was missed" in line["error_detail"]
         monitor.send(2)
         assert await monitor.wait_exit() == 0
+
+
+def test_a_logged_path_masks_the_push_token():
+    from trio_monitor.server.app import _shown_path
+
+    assert _shown_path(f"/api/v1/push/{TOKEN}/start") == "/api/v1/push/***/start"
+    assert _shown_path(f"/api/v1/push/{TOKEN}") == "/api/v1/push/***"
+    assert _shown_path("/api/v1/targets/x") == "/api/v1/targets/x"

@@ -30,6 +30,7 @@ path but /healthz needs `Authorization: Bearer <token>`; with `public_status_pag
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
 import time
@@ -50,7 +51,7 @@ from .._errors import StoreError
 from .._records import in_rfc3339_range, rfc3339, tls_dict, to_dict
 from ..store import HistoryReader
 from ..store.records import Incident, Sample
-from .auth import guard
+from .auth import PUSH, guard
 from .badges import status_badge, uptime_badge
 from .contract import API, DEFAULT_SINCE, JSON, MAX_ROWS, RECENT, JSONObject, error_response
 from .login import login_routes
@@ -66,6 +67,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("trio_monitor")
 
 HISTORY_READERS = 4  # worker threads reading history at once
+MAX_PUSH_BODY = 1 << 20  # bytes of a ping's body read (and dropped) at most
 
 PageFn = Callable[[], str]
 # (token, event, exit code) -> the ping was for a push target: the monitor's
@@ -367,17 +369,40 @@ class _Api:
         )
 
     async def push(self, request: Request) -> Response:
-        """A push target's ping. The body is never read (hypercorn stops reading a
-        request the app does not read: memory stays bounded); the token is never
-        echoed or logged; an unknown one says nothing about which exist."""
+        """A push target's ping. Its body is read and dropped, chunk by chunk, up to
+        MAX_PUSH_BODY (a client answered before it has sent its body sees a broken pipe:
+        `curl -f` would call a noted ping a failure); the token is never echoed or
+        logged; an unknown one says nothing about which exist."""
         token, _, leaf = request.path_params["rest"].partition("/")
         event, code = _push_event(leaf)
+        if not await _body_within(request, MAX_PUSH_BODY):
+            raise _ApiError(413, f"a ping's body may have {MAX_PUSH_BODY} bytes at most (ignored)")
         if event is None or self._push is None or not self._push(token, event, code):
             raise _ApiError(404, "no such push URL")
         return Response("OK\n", headers={"content-type": "text/plain", "cache-control": "no-store"})
 
     async def openapi_json(self, request: Request) -> Response:
         return JSON(self.openapi)
+
+
+async def _body_within(request: Request, limit: int) -> bool:
+    """Read and drop the request's body. -> it had `limit` bytes at most (the rest of a
+    longer one is left unread)."""
+    size = 0
+    async with contextlib.aclosing(request.stream()) as chunks:
+        async for chunk in chunks:
+            size += len(chunk)
+            if size > limit:
+                return False
+    return True
+
+
+def _shown_path(path: object) -> object:
+    """A request path as logged: a push token masked."""
+    if isinstance(path, str) and path.startswith(PUSH):
+        token, slash, leaf = path[len(PUSH) :].partition("/")
+        return f"{PUSH}***{slash}{leaf}" if token else path
+    return path
 
 
 def _push_event(leaf: str) -> tuple[str | None, int | None]:
@@ -444,7 +469,7 @@ class _Guard:
             log.error(
                 "HTTP %s %r failed: %s: %s",
                 scope.get("method"),
-                scope.get("path"),
+                _shown_path(scope.get("path")),
                 type(exc).__name__,
                 exc,
                 exc_info=exc,

@@ -26,6 +26,9 @@ Per target (label `target`), from its latest probe, named like the Blackbox expo
                                    connect, tls, ttfb, transfer); every phase always
                                    exported, 0 for one that did not happen (tls on http,
                                    all of them without a connection), as blackbox does
+    trio_monitor_push_last_ping_timestamp_seconds
+                                   a push target's last end signal (ping, fail, exit
+                                   code), unix seconds; none before its first
 
 Process-wide:
 
@@ -280,8 +283,15 @@ class _TargetSeries(Collector):
             "summed; 0 for a phase that did not happen)",
             labels=["target", "phase"],
         )
+        last_ping = GaugeMetricFamily(
+            "trio_monitor_push_last_ping_timestamp_seconds",
+            "When a push target's job last signalled the end of a run (unix seconds)",
+            labels=label,
+        )
         for name, r in latest.items():
             success.add_metric([name], 1 if r.ok else 0)
+            if r.push is not None and r.push.last_ping is not None:
+                last_ping.add_metric([name], r.push.last_ping)
             duration.add_metric(
                 [name], math.nan if r.latency_ms is None else _seconds(r.latency_ms)
             )
@@ -298,7 +308,7 @@ class _TargetSeries(Collector):
                 expiry.add_metric([name], r.tls.earliest_not_after)
                 if r.tls.version:
                     tls_version.add_metric([name, _blackbox_version(r.tls.version)], 1)
-        yield from (success, duration, status, size, expiry, tls_version, phases)
+        yield from (success, duration, status, size, expiry, tls_version, phases, last_ping)
 
 
 def _seconds(ms: float) -> float:

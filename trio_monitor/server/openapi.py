@@ -381,6 +381,7 @@ def _login_paths() -> Schema:
 _PUSHED = {
     "200": {"description": "noted", "content": {"text/plain": {"schema": {"const": "OK\n"}}}},
     "404": _error_response("no push target has this token (nothing says which exist)"),
+    "413": _error_response("a body over 1 MiB (a body is read and ignored): not noted"),
     "default": _DEFAULT,
 }
 _TOKEN = {
