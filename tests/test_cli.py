@@ -59,6 +59,8 @@ PROBE_KEYS = {
     "phases_ms",
     "tls",
     "addresses",
+    "conditions",
+    "push",
 }
 ROUND_KEYS = {
     "schema",

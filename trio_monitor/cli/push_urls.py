@@ -18,10 +18,9 @@ import httpx
 
 from .._config import Config
 from .._errors import UsageError
+from ..net.addr import local_url
 from ..probes.push import NAME
 from ..probes.push.tokens import Keyring, key_path
-from ..server.contract import API
-from ..server.health import LOOPBACK
 from .common import read_config, with_config
 
 
@@ -46,12 +45,12 @@ def _base_url(config: Config, given: str | None, path: str) -> str:
         return given.rstrip("/")
     if config.server is None:  # validation refuses push targets without one
         raise UsageError(f"{path}: no [server] section: give --base-url")
-    host, port = config.server.listen
-    host = LOOPBACK.get(host, host)
-    return f"http://{f'[{host}]' if ':' in host else host}:{port}"
+    return local_url(config.server.listen)
 
 
 def command(args: argparse.Namespace) -> int:
+    from ..server.contract import API  # the server's modules load only for this command
+
     config = read_config(args.config)
     targets = [t for t in config.targets if t.kind == NAME]
     base = _base_url(config, args.base_url, args.config) if targets else ""
