@@ -307,6 +307,7 @@ def test_per_target_overrides():
             ip_family="ipv6",
             addresses="all",
             min_addresses_ok=1,
+            own_status=True,
         ),
     )
 

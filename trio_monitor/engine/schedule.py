@@ -298,21 +298,25 @@ class Scheduler:
                     slot.advance(now)
                     self._push(slot)
             self.last_round_at = now
-            # due times before the loop began (start-up) are not lag: the schedule's own
-            # start is what made them late, not a backlog
-            start = max(due, self._loop_began)
             if slots or skipped:
                 rounds.start_soon(
-                    self._run_round, self._next_round(), slots, skipped, summary, start
+                    self._run_round,
+                    self._next_round(),
+                    slots,
+                    skipped,
+                    summary,
+                    due,
+                    self._loop_began,
                 )
-            if checks:
+            if checks:  # at once, in a round of their own (no spots to wait for)
                 rounds.start_soon(
                     functools.partial(self._run_round, spread=False),
                     self._next_round(),
                     checks,
                     0,
                     summary,
-                    start,
+                    due,
+                    self._loop_began,
                 )
 
     def stop(self) -> None:
@@ -330,9 +334,13 @@ class Scheduler:
         skipped: int,
         summary: list[RoundSummary],
         due: float,
+        lag_from: float = -math.inf,
         *,
         spread: bool = True,
     ) -> None:
+        """Start `slots`' probes, each at its spot after `due` (at once if that is past:
+        waiting for a spot after a late start would make the next round find the probe
+        not even started, and skip it). Time before `lag_from` is not lag: start-up."""
         ts, started = time.time(), trio.current_time()
         outcomes = [0, 0]  # ok, failed
         lags: list[float] = []  # seconds each probe started after `due`
@@ -346,7 +354,9 @@ class Scheduler:
                 if self._starting.cancel_called:  # stopping: start no more
                     self._in_flight.difference_update(s.plan.target.name for s, _ in slots[i:])
                     break
-                nursery.start_soon(self._probe_one, slot, confirm, round_no, outcomes, start, lags)
+                nursery.start_soon(
+                    self._probe_one, slot, confirm, round_no, outcomes, max(start, lag_from), lags
+                )
         lags.sort()
         record = RoundSummary(
             ts=ts,

@@ -113,6 +113,8 @@ class HttpSpec:
     server_name: str | None = None  # SNI and the name the certificate must carry
     proxy: str | None = field(default=None, repr=False)  # may hold credentials
     http2: bool = False
+    # the target set expect_status itself (else a [STATUS] condition decides: prepare())
+    own_status: bool = False
 
     @tls.default
     def _tls(self) -> Tls:
@@ -457,6 +459,7 @@ def http_resolver(m: MonitorSection, env: Mapping[str, str], problems: list[str]
             else _checked(t.method, _method, f"{where}.method", problems),
             headers=tuple(headers.items()),
             expect_status=status,
+            own_status=t.expect_status is not None,
             follow_redirects=inherit(t.follow_redirects, m.follow_redirects),
             max_redirects=inherit(t.max_redirects, m.max_redirects),
             contains=t.contains,
