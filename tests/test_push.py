@@ -103,6 +103,14 @@ def test_bad_push_keys_are_one_line_each(table, line):
     assert problems(table) == [f"<memory>: {line}"]
 
 
+def test_a_bad_schedule_and_a_bad_zone_are_both_found():
+    assert problems(push(schedule="61 * * * *", tz="Mars/Olympus")) == [
+        "<memory>: targets[0].tz: unknown time zone 'Mars/Olympus' (use an IANA name like"
+        ' "Europe/Berlin" or "UTC")',
+        "<memory>: targets[0].schedule: invalid cron expression '61 * * * *': Bad minute",
+    ]
+
+
 def test_a_url_is_still_required_for_other_kinds():
     assert problems({"name": "web"}) == ["<memory>: targets[0].url: required key missing"]
 

@@ -101,12 +101,12 @@ def push_resolver(m: MonitorSection, env: Mapping[str, str], problems: list[str]
             zone = _zone(tz)
         except _Invalid as exc:
             problems.append(f"{where}.tz: {exc}")
-        else:
-            if schedule is not None:
-                try:
-                    check_schedule(schedule, zone)
-                except _Invalid as exc:
-                    problems.append(f"{where}.schedule: {exc}")
+            zone = ZoneInfo(DEFAULT_TZ)  # the schedule is still checked: one pass finds both
+        if schedule is not None:
+            try:
+                check_schedule(schedule, zone)
+            except _Invalid as exc:
+                problems.append(f"{where}.schedule: {exc}")
         token = None
         if t.token is not None:
             try:
