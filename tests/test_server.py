@@ -1164,6 +1164,9 @@ async def test_openapi_tour(history, tmp_path):
             ("POST", f"/api/v1/push/{pushed}/256", 404),
         ]:
             assert (await anonymous.request(method, url)).status_code == status, url
+        too_big = b"x" * ((1 << 20) + 1)  # read whole (the limit, and one byte more)
+        for url in (f"/api/v1/push/{pushed}", f"/api/v1/push/{pushed}/start"):
+            assert (await anonymous.post(url, content=too_big)).status_code == 413
         for url in [
             "/",
             "/healthz",
