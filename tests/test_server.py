@@ -1144,8 +1144,14 @@ def test_openapi_document_is_well_formed():
         refs = set(re.findall(r'"#/components/schemas/(\w+)"', str(spec).replace("'", '"')))
         assert refs <= set(spec["components"]["schemas"])
         for path, item in spec["paths"].items():
-            # read-only: logging in and out are the only posts, and only with a token
-            posts = {"/login": {"get", "post"}, "/logout": {"post"}}
+            # read-only: logging in and out (only with a token) and the push targets'
+            # pings are the only posts
+            posts = {
+                "/login": {"get", "post"},
+                "/logout": {"post"},
+                "/api/v1/push/{token}": {"get", "post"},
+                "/api/v1/push/{token}/{event}": {"get", "post"},
+            }
             assert set(item) == posts.get(path, {"get"}), path
             assert path not in ("/login", "/logout") or section.token is not None
             for operation in item.values():
@@ -1163,11 +1169,23 @@ async def test_openapi_tour(history, tmp_path):
     garbage = tmp_path / "garbage.db"
     garbage.write_bytes(b"x" * 4096)
     view = FakeView(target_status("api"), store_path=path)
+    pushed = "a-push-token-0123"  # a push target's: no bearer token needed
     async with (
-        serving(view, token=TOKEN) as served,
+        serving(view, token=TOKEN, push=lambda token, *_: token == pushed) as served,
         served.client(TOKEN) as client,
         served.client() as anonymous,
     ):
+        for method, url, status in [
+            ("GET", f"/api/v1/push/{pushed}", 200),
+            ("POST", f"/api/v1/push/{pushed}/start", 200),
+            ("POST", f"/api/v1/push/{pushed}/7", 200),
+            ("GET", "/api/v1/push/not-a-push-token", 404),
+            ("POST", f"/api/v1/push/{pushed}/256", 404),
+        ]:
+            assert (await anonymous.request(method, url)).status_code == status, url
+        too_big = b"x" * ((1 << 20) + 1)  # read whole (the limit, and one byte more)
+        for url in (f"/api/v1/push/{pushed}", f"/api/v1/push/{pushed}/start"):
+            assert (await anonymous.post(url, content=too_big)).status_code == 413
         for url in [
             "/",
             "/healthz",

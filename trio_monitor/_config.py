@@ -432,7 +432,7 @@ class TargetSection:
     the `kind` key, or else the URL's scheme, picks the subclass a table is read as.
     """
 
-    url: TargetUrl
+    url: TargetUrl | None = None  # required but for kinds that take none (push)
     name: str | None = None
     group: str | None = None  # a heading on the status page; no group: listed last
     kind: str | None = None  # default: chosen by the URL's scheme
@@ -581,7 +581,7 @@ def _kind_of(table: Mapping[str, object]) -> probe_kinds.ProbeKind:
     if kind is not None:
         found = probe_kinds.find(kind) if isinstance(kind, str) else None
         if found is None:
-            known = ", ".join(f'"{k.name}"' for k in probe_kinds.kinds())
+            known = ", ".join(sorted(f'"{k.name}"' for k in probe_kinds.kinds()))
             raise _key_problem("kind", f"must be one of {known}, got {kind!r}")
         return found
     url = table.get("url")
@@ -594,6 +594,12 @@ def _structure_target(value: object, _type: object) -> TargetSection:
         raise _Invalid(f"expected a table, got {value!r}")
     kind = _kind_of(value)
     section = converter.structure(value, kind.section)
+    if section.url is None:
+        if kind.schemes:
+            raise _key_problem("url", "required key missing")
+        return section
+    if not kind.schemes:
+        raise _key_problem("url", f"kind {kind.name!r} takes no url: remove it")
     if section.url.partition("://")[0].lower() not in kind.schemes:
         schemes = " or ".join(f"{s}://" for s in sorted(kind.schemes))
         got = redact_url(section.url)
@@ -767,7 +773,7 @@ def inherit(own: Any, default: Any) -> Any:
 def _resolve(
     file: ConfigFile, env: Mapping[str, str]
 ) -> tuple[AlertsSection, tuple[Target, ...], list[str]]:
-    m = file.monitor
+    m, server = file.monitor, file.server
     problems: list[str] = []
     # each kind reads its [monitor] defaults once: their problems are reported once
     resolvers = {kind.name: kind.resolver(m, env, problems) for kind in probe_kinds.kinds()}
@@ -787,9 +793,14 @@ def _resolve(
     conditions = _Conditions()
     for i, t in enumerate(file.targets):
         where = f"targets[{i}]"
-        url = redact_url(t.url)  # what is shown; the kind's spec keeps what it sends
-        name = url if t.name is None else t.name.strip()
-        if not name:
+        kind = _kind_of({"kind": t.kind, "url": t.url})
+        # what is shown (the kind's spec keeps what it sends); a kind without URLs
+        # (push) shows "KIND:NAME"
+        url = None if t.url is None else redact_url(t.url)
+        name = (url or "") if t.name is None else t.name.strip()
+        if t.url is None and t.name is None:
+            problems.append(f"{where}.name: required key missing (a {kind.name} target has no url)")
+        elif not name:
             problems.append(f"{where}.name: must not be empty")
         elif _has_control_character(name):
             # a newline, NUL or ESC would break log lines, terminals and API paths
@@ -801,6 +812,10 @@ def _resolve(
         first_seen.setdefault(name, i)
         group = _group(t.group, f"{where}.group", problems)
         kind = _kind_of({"kind": t.kind, "url": t.url})
+        if kind.needs_server and server is None:
+            problems.append(
+                f"{where}.kind: a {kind.name} target needs a [server] section: {kind.needs_server}"
+            )
         interval = inherit(t.interval, m.interval)
         confirm = _pacing(t.confirm_interval, m.confirm_interval, DEFAULT_CONFIRM_INTERVAL)
         recover = _pacing(t.recover_interval, m.recover_interval, confirm)
@@ -813,7 +828,7 @@ def _resolve(
         targets.append(
             Target(
                 name=name,
-                url=url,
+                url=f"{kind.name}:{name}" if url is None else url,
                 kind=kind.name,
                 interval=interval,
                 confirm_interval=min(confirm, interval),

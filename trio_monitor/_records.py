@@ -88,13 +88,13 @@ class IcmpDetails:
 
 @frozen
 class PushDetails:
-    """A push (heartbeat) target's last ping and when the next one is due."""
+    """A push (heartbeat) target's state when its line was made (probes/push/)."""
 
-    last_ping: float | None  # unix seconds; None: no ping yet
-    last_event: str | None  # "ping" | "start" | "fail" | "exit"
-    exit_code: int | None
-    run_ms: float | None  # /start to the ping: the job's run time
-    next_due: float | None  # unix seconds
+    last_ping: float | None  # the last signal that a run ended (ping, fail, exit code)
+    last_event: str | None  # "ping" | "start" | "fail" | "exit"; None: none since start-up
+    exit_code: int | None  # the last one reported (/0.../255); None: none given
+    run_ms: float | None  # the last timed run's time (/start, then its end signal)
+    next_due: float | None  # when a missing ping becomes `missed` (grace included)
 
 
 @frozen

@@ -98,7 +98,9 @@ Resolve = Callable[[Any, str, list[str]], object]
 @frozen
 class ProbeKind:
     name: str  # the `kind` key and the results' `kind` field
-    schemes: frozenset[str]  # URL schemes that choose this kind when `kind` is not set
+    # URL schemes that choose this kind when `kind` is not set; none: its targets take
+    # no `url` (push), their `name` is required and Target.url shows "KIND:NAME"
+    schemes: frozenset[str]
     section: type[TargetSection]  # the keys its targets may have (a subclass)
     # once per config: the [monitor] defaults (and ${ENV}) -> a Resolve for its targets;
     # problems with the defaults themselves are appended to the list
@@ -110,6 +112,8 @@ class ProbeKind:
     # type; conditions.COMMON has those of every kind that connects); its probe hands
     # their values to conditions.apply
     placeholders: Mapping[str, Type] = field(factory=dict)
+    # why its targets need a [server] section (push: pings arrive there); "": they don't
+    needs_server: str = ""
 
 
 _KINDS: Registry[ProbeKind] = Registry(lambda kind: kind.name)

@@ -35,6 +35,9 @@ Per target (label `target`), from its latest probe, named like the Blackbox expo
     probe_dns_additional_rrs       (the EDNS OPT record excluded); only with an answer
     probe_failed_due_to_regex      tcp:// and tls:// targets: 1 when `expect` did not
                                    match (error `content`), else 0
+    trio_monitor_push_last_ping_timestamp_seconds
+                                   a push target's last end signal (ping, fail, exit
+                                   code), unix seconds; none before its first
 
 Process-wide:
 
@@ -302,6 +305,11 @@ class _TargetSeries(Collector):
             "1 if the target's last probe failed because `expect` did not match, else 0",
             labels=label,
         )
+        last_ping = GaugeMetricFamily(
+            "trio_monitor_push_last_ping_timestamp_seconds",
+            "When a push target's job last signalled the end of a run (unix seconds)",
+            labels=label,
+        )
         dns_families = _DnsFamilies(label)
         for name, r in latest.items():
             success.add_metric([name], 1 if r.ok else 0)
@@ -311,6 +319,8 @@ class _TargetSeries(Collector):
                 dns_families.add(name, r)
             if r.kind in REGEX_KINDS:
                 regex.add_metric([name], 1 if r.error == ErrorKind.CONTENT else 0)
+            if r.push is not None and r.push.last_ping is not None:
+                last_ping.add_metric([name], r.push.last_ping)
             duration.add_metric(
                 [name], math.nan if r.latency_ms is None else _seconds(r.latency_ms)
             )
@@ -327,7 +337,18 @@ class _TargetSeries(Collector):
                 expiry.add_metric([name], r.tls.earliest_not_after)
                 if r.tls.version:
                     tls_version.add_metric([name, _blackbox_version(r.tls.version)], 1)
-        yield from (success, duration, status, size, expiry, tls_version, phases, lookup, regex)
+        yield from (
+            success,
+            duration,
+            status,
+            size,
+            expiry,
+            tls_version,
+            phases,
+            lookup,
+            regex,
+            last_ping,
+        )
         yield from dns_families.families()
 
 

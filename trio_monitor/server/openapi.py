@@ -193,6 +193,21 @@ _SCHEMAS: Schema = {
                 "description": "an HTTPS or tls:// probe's certificate and connection; null "
                 "otherwise",
             },
+            "push": {
+                "description": "a push target's heartbeat when the line was made; null "
+                "for other kinds",
+                "type": ["object", "null"],
+                "properties": {
+                    "last_ping": _NULLABLE_TIME,
+                    "last_event": {"enum": ["ping", "start", "fail", "exit", None]},
+                    "exit_code": _nullable("integer", minimum=0, maximum=255),
+                    "run_ms": _nullable("number", minimum=0),
+                    "next_due": {
+                        **_NULLABLE_TIME,
+                        "description": "when a missing ping becomes `missed` (grace included)",
+                    },
+                },
+            },
             "addresses": {
                 "type": ["array", "null"],
                 "description": 'addresses = "all": each address behind the name',
@@ -437,6 +452,51 @@ def _login_paths() -> Schema:
     }
 
 
+_PUSHED = {
+    "200": {"description": "noted", "content": {"text/plain": {"schema": {"const": "OK\n"}}}},
+    "404": _error_response("no push target has this token (nothing says which exist)"),
+    "413": _error_response("a body over 1 MiB (a body is read and ignored): not noted"),
+    "default": _DEFAULT,
+}
+_TOKEN = {
+    "name": "token",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string"},
+    "description": "the push target's own token (`trio-monitor push-urls`)",
+}
+
+
+def _push_paths() -> Schema:
+    """A push target's pings: GET or POST (the body is ignored); its token, never the
+    bearer token, and any Host."""
+    ping = {"security": [], "parameters": [_TOKEN], "responses": _PUSHED}
+    event = {
+        "name": "event",
+        "in": "path",
+        "required": True,
+        "schema": {
+            "anyOf": [{"enum": ["start", "fail"]}, {"type": "string", "pattern": "^[0-9]{1,3}$"}]
+        },
+        "description": "start: a run began (its end, a ping, records the run time); fail:"
+        " it failed; 0-255: its exit code (0 success, else failure)",
+    }
+    return {
+        f"{API}/push/{{token}}": {
+            method: {"summary": "Ping: a push target's job ran", **ping}
+            for method in ("get", "post")
+        },
+        f"{API}/push/{{token}}/{{event}}": {
+            method: {
+                "summary": "A push target's job started, failed, or exited with a code",
+                **ping,
+                "parameters": [_TOKEN, event],
+            }
+            for method in ("get", "post")
+        },
+    }
+
+
 def _get(summary: str, responses: Schema, **extra: Any) -> Schema:
     return {"get": {"summary": summary, **extra, "responses": {**responses, "default": _DEFAULT}}}
 
@@ -545,6 +605,7 @@ def openapi_document(server: ServerSection) -> Schema:
             },
         ),
     }
+    paths |= _push_paths()
     if server.token is not None:
         paths |= _login_paths()
     if server.public_status_page:

@@ -78,6 +78,7 @@ def _sentence(exc: Exception) -> str:
 
 def dns_resolver(m: MonitorSection, env: Mapping[str, str], problems: list[str]) -> Resolve:
     def resolve(t: DnsTargetSection, where: str, problems: list[str]) -> DnsSpec:
+        assert t.url is not None  # a kind with URL schemes has one (_config.py checks)
         try:
             name = query_name(t.url)
         except ValueError as exc:

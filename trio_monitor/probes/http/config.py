@@ -365,6 +365,7 @@ def http_resolver(m: MonitorSection, env: Mapping[str, str], problems: list[str]
         addresses = inherit(t.addresses, m.addresses)
         if t.min_addresses_ok is not None and addresses == "first":
             problems.append(f"{where}.min_addresses_ok: {ONLY_WITH_ALL_ADDRESSES}")
+        assert t.url is not None  # an http target has one (_config.py checks)
         # most URLs are already as httpx writes them, without userinfo: parsing one is
         # the costly part of loading a big config
         url = None if is_normal_url(t.url, _SCHEMES) else httpx.URL(t.url)

@@ -122,6 +122,7 @@ def tcp_spec(
     tls: TlsStep | None = None,
 ) -> TcpSpec:
     """The spec of a tcp:// (or, with `tls`, a tls://) target."""
+    assert t.url is not None  # a kind with URL schemes has one (_config.py checks)
     host, port = host_port(t.url, where, problems)
     send = None
     if t.send is not None:

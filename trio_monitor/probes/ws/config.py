@@ -126,6 +126,7 @@ def ws_resolver(m: MonitorSection, env: Mapping[str, str], problems: list[str]) 
     tls = TlsLoader(env)
 
     def resolve(t: WsTargetSection, where: str, problems: list[str]) -> WsSpec:
+        assert t.url is not None  # a kind with URL schemes has one (_config.py checks)
         url = httpx.URL(t.url)
         secure = url.scheme == "wss"
         if not secure:
