@@ -92,9 +92,8 @@ def test_each_kind_has_its_own_keys(line_kind_registered):
     assert problems({"targets": [{"url": "http://127.0.0.1/", "kind": "line"}]}) == [
         "m.toml: targets[0].url: kind 'line' takes line:// URLs, got 'http://127.0.0.1/'"
     ]
-    kinds = ", ".join(f'"{k.name}"' for k in probe_kinds.kinds())  # registration order
-    assert '"http"' in kinds
-    assert kinds.endswith(', "line"')
+    kinds = ", ".join(sorted(f'"{k.name}"' for k in probe_kinds.kinds()))
+    assert '"http", "line"' in kinds
     assert problems({"targets": [{"url": url, "kind": "nope"}]}) == [
         f"m.toml: targets[0].kind: must be one of {kinds}, got 'nope'"
     ]
