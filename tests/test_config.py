@@ -986,6 +986,22 @@ def test_the_shipped_config_validates():
     assert config.server is not None  # the quick start serves the status page
 
 
+def test_shipped_config_examples_of_other_kinds_validate(tmp_path):
+    # the commented-out examples after the "more kinds" line, uncommented, are a valid
+    # config: what the file shows a new user works when they take it
+    text = SHIPPED.read_text()
+    head, _, examples = text.partition("# --- more kinds")
+    uncommented = "\n".join(
+        line.removeprefix("# ").removeprefix("#")
+        for line in examples.splitlines()[3:]
+    )
+    path = tmp_path / "monitor.toml"
+    path.write_text(head + uncommented)
+    config = load_config(path, env={})
+    kinds = {t.kind for t in config.targets}
+    assert {"http", "tcp", "tls", "dns", "ws", "push"} <= kinds
+
+
 def test_cert_expiry_and_its_steps():
     config = parse_config(
         {
