@@ -59,6 +59,7 @@ PROBE_KEYS = {
     "phases_ms",
     "tls",
     "addresses",
+    "icmp",
 }
 ROUND_KEYS = {
     "schema",

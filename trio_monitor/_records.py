@@ -48,6 +48,22 @@ class AddressResult:
 
 
 @frozen
+class IcmpDetails:
+    """An icmp:// probe's echo requests and replies (the probe line's `icmp` object)."""
+
+    sent: int  # echo requests sent
+    received: int  # distinct replies that matched one of them
+    loss_pct: float  # 100 x (sent - received) / sent, 0.1 % steps
+    rtt_min_ms: float | None  # None without a reply
+    rtt_avg_ms: float | None
+    rtt_max_ms: float | None
+    addr: str  # the IP address pinged
+    socket: str  # "dgram" (unprivileged ICMP socket) or "raw" (CAP_NET_RAW)
+    hop_limit: int | None = None  # the last reply's TTL (IPv4) or hop limit (IPv6)
+    setup_ms: float | None = None  # socket set up before the first request
+
+
+@frozen
 class ProbeResult:
     """The outcome of one probe of one target. Failures are data: `error` says why."""
 
@@ -85,6 +101,8 @@ class ProbeResult:
     tls: TlsDetails | None = None
     # addresses = "all": each address behind the name, in the resolver's order
     addresses: tuple[AddressResult, ...] | None = None
+    # icmp:// probes: requests, replies, loss and round-trip times
+    icmp: IcmpDetails | None = None
 
 
 @frozen
