@@ -20,9 +20,9 @@ import trio
 from ..._config import Config, Target
 from ..._records import ProbeResult
 from ..base import ProbeKind, register
+from . import probe as ping
 from . import sockets
 from .config import IcmpSpec, IcmpTargetSection, icmp_resolver
-from . import probe as ping
 from .probe import PLACEHOLDERS, Exchange, IcmpPlan, facts, prepare
 
 if TYPE_CHECKING:
