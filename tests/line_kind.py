@@ -1,6 +1,7 @@
 """A probe kind that exists only in the tests: `line://host:port` connects over TCP,
 reads one line and checks it contains `expect`. One module plus one registration
-(`register(KIND)`), as a new kind in trio_monitor/probes/ would be."""
+(`register(KIND)`), as a new kind in trio_monitor/probes/ would be; its conditions
+read the common placeholders and [BODY] (the line)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from attrs import frozen
 
 from trio_monitor import ErrorKind, ProbeResult
 from trio_monitor._config import TargetSection
+from trio_monitor.conditions import COMMON, Type, apply, common_facts
 from trio_monitor.probes.base import ProbeKind
 
 
@@ -57,10 +59,12 @@ class LineProber:
         target = plan.target
         ts, started = time.time(), trio.current_time()
         error = detail = None
+        line = remote = None
         with trio.move_on_after(target.timeout) as deadline:
             deadlines.add(deadline)
             try:
                 stream = await trio.open_tcp_stream(plan.host, plan.port)
+                remote = "{}:{}".format(*stream.socket.getpeername()[:2])
                 async with stream:
                     line = await stream.receive_some(1024)
                 if plan.expect not in line:
@@ -71,7 +75,7 @@ class LineProber:
                 deadlines.discard(deadline)
         if deadline.cancelled_caught:
             error, detail = ErrorKind.TIMEOUT, "no line in time"
-        return ProbeResult(
+        result = ProbeResult(
             ts=ts,
             target=target.name,
             url=target.url,
@@ -83,7 +87,10 @@ class LineProber:
             attempts=1,
             round=round_no,
             kind="line",
+            remote_addr=remote,
         )
+        facts = common_facts(result.latency_ms, remote, None) | {"BODY": line}
+        return apply(result, target.conditions, facts)
 
     async def reconfigure(self, old, new) -> None:
         self.reconfigured += 1
@@ -101,4 +108,5 @@ KIND = ProbeKind(
     resolver=resolver,
     open=open_line_prober,
     describe=lambda r: f"line ok in {r.latency_ms:g} ms",
+    placeholders={**COMMON, "BODY": Type.BODY},
 )

@@ -59,6 +59,7 @@ PROBE_KEYS = {
     "phases_ms",
     "tls",
     "addresses",
+    "conditions",
     "icmp",
 }
 ROUND_KEYS = {

@@ -281,12 +281,9 @@ async def test_no_reply_at_all_is_a_timeout(monkeypatch):
     details = result.icmp
     assert (details.sent, details.received, details.loss_pct) == (3, 0, 100.0)
     assert (details.rtt_min_ms, details.rtt_avg_ms, details.rtt_max_ms) == (None, None, None)
-    assert icmp_probe.facts(result) == {
-        "CONNECTED": False,
-        "IP": "127.0.0.1",
-        "PACKET_LOSS": 100.0,
-        "PHASE": {},
-    }
+    facts = icmp_probe.facts(result)
+    assert (facts["CONNECTED"], facts["IP"], facts["PACKET_LOSS"]) == (False, "127.0.0.1", 100.0)
+    assert facts["RESPONSE_TIME"] is facts["RTT_MAX"] is None
 
 
 async def test_a_partial_loss_is_ok_and_counted(monkeypatch):
@@ -302,6 +299,42 @@ async def test_a_partial_loss_is_ok_and_counted(monkeypatch):
     assert facts["CONNECTED"] is True
     assert facts["RESPONSE_TIME"] == details.rtt_avg_ms == result.latency_ms
     assert facts["RTT_MAX"] == details.rtt_max_ms
+
+
+@pytest.mark.parametrize(
+    ("conditions", "ok", "error", "detail"),
+    [
+        (["[PACKET_LOSS] < 50", "[CONNECTED] == true"], True, None, None),
+        (["[PACKET_LOSS] == 0"], False, ErrorKind.CONDITION, "[PACKET_LOSS] (33.3) == 0"),
+        (["[RTT_MAX] < 2000", "[IP] == 127.0.0.1"], True, None, None),
+    ],
+)
+async def test_conditions_read_loss_and_round_trips(monkeypatch, conditions, ok, error, detail):
+    _require("raw")
+    _corrupt(monkeypatch, {1})
+    config = _config("icmp://127.0.0.1", icmp_socket="raw", timeout="500ms", conditions=conditions)
+    _, results = await _ping_all(config)
+    (result,) = results.values()
+    assert (result.ok, result.error, result.error_detail) == (ok, error, detail)
+    assert [(c.condition, c.ok) for c in result.conditions] == [(c, ok) for c in conditions]
+
+
+async def test_no_reply_can_be_what_a_condition_asks_for(monkeypatch):
+    _require("raw")
+    _corrupt(monkeypatch, {0, 1, 2})
+    config = _config(
+        "icmp://127.0.0.1", icmp_socket="raw", timeout="500ms", conditions=["[CONNECTED] == false"]
+    )
+    _, results = await _ping_all(config)
+    (result,) = results.values()
+    assert (result.ok, result.error, result.icmp.received) == (True, None, 0)
+
+
+def test_an_unknown_placeholder_is_a_config_error():
+    with pytest.raises(ConfigError) as caught:
+        make_config(config_doc({"url": "icmp://127.0.0.1", "conditions": ["[STATUS] == 200"]}))
+    (line,) = caught.value.problems
+    assert line.startswith("<memory>: targets[0].conditions[0]: ")
 
 
 async def test_a_reload_without_icmp_targets_closes_the_raw_sockets():
@@ -386,7 +419,14 @@ def test_the_spec_has_every_default():
     spec = make_config(config_doc({"url": "icmp://[::1]"})).targets[0].spec
     assert (spec.host, spec.count, spec.spacing, spec.size) == ("::1", 3, 0.2, 56)
     assert (spec.resolver, spec.ip_family) == (None, "any")
-    assert icmp.PLACEHOLDERS.keys() >= {"PACKET_LOSS", "RTT_MAX", "RESPONSE_TIME", "CONNECTED"}
+    assert icmp.KIND.placeholders.keys() == {
+        "PACKET_LOSS",
+        "RTT_MAX",
+        "RESPONSE_TIME",
+        "CONNECTED",
+        "IP",
+        "PHASE",
+    }
 
 
 # --- metrics, and the real console script -----------------------------------------------

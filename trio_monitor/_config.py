@@ -37,6 +37,7 @@ from ._errors import ConfigError
 from ._secrets import redact_url
 from ._version import __version__
 from .alerts import base as alert_kinds
+from .conditions import Condition, ConditionError, compile_condition
 from .probes import base as probe_kinds
 
 # Every duration and number has a range (README "Ranges"): a value outside it is one
@@ -446,6 +447,8 @@ class TargetSection:
     content_alert: bool = False
     cert_expiry: CertWindow | None = None
     cert_expiry_steps: tuple[CertWindow, ...] | None = None
+    # Gatus-style assertions ("[STATUS] == 200"), compiled at load (conditions/)
+    conditions: tuple[str, ...] = ()
 
 
 @frozen
@@ -500,6 +503,8 @@ class Target:
     # seconds before a certificate's expiry that raise `cert_expiring`, longest first:
     # cert_expiry, then the shorter steps; () when cert_expiry is "0s"
     cert_alerts: tuple[float, ...] = (DEFAULT_CERT_EXPIRY, *DEFAULT_CERT_STEPS)
+    # `conditions`, compiled against the kind's placeholders (conditions/)
+    conditions: tuple[Condition, ...] = ()
 
 
 @frozen
@@ -770,6 +775,7 @@ def _resolve(
 
     targets: list[Target] = []
     first_seen: dict[str, int] = {}
+    conditions = _Conditions()
     for i, t in enumerate(file.targets):
         where = f"targets[{i}]"
         url = redact_url(t.url)  # what is shown; the kind's spec keeps what it sends
@@ -808,9 +814,39 @@ def _resolve(
                 content_alert=t.content_alert,
                 spec=resolvers[kind.name](t, where, problems),
                 cert_alerts=_cert_alerts(t, m, where, problems),
+                conditions=conditions.compile(t.conditions, kind, where, problems),
             )
         )
     return alerts, tuple(targets), problems
+
+
+class _Conditions:
+    """Compiles targets' conditions, each distinct (kind, text) once: a fleet of
+    thousands of targets shares a few conditions, and their compiled form."""
+
+    def __init__(self) -> None:
+        self._known = frozenset(name for kind in probe_kinds.kinds() for name in kind.placeholders)
+        self._cache: dict[tuple[str, str], Condition | str] = {}
+
+    def compile(
+        self, texts: tuple[str, ...], kind: probe_kinds.ProbeKind, where: str, problems: list[str]
+    ) -> tuple[Condition, ...]:
+        compiled = []
+        for i, text in enumerate(texts):
+            key = (kind.name, text)
+            if key not in self._cache:
+                try:
+                    self._cache[key] = compile_condition(
+                        text, kind.placeholders, kind=kind.name, known=self._known
+                    )
+                except ConditionError as exc:
+                    self._cache[key] = f"{text!r}: {exc}"
+            found = self._cache[key]
+            if isinstance(found, str):
+                problems.append(f"{where}.conditions[{i}]: {found}")
+            else:
+                compiled.append(found)
+        return tuple(compiled)
 
 
 def _step_problem(window: float, steps: Iterable[float], key: str) -> str | None:

@@ -64,6 +64,7 @@ class ErrorKind(enum.StrEnum):
     PROTOCOL = "protocol"  # malformed or unsupported HTTP response
     REDIRECTS = "redirects"  # more redirects than max_redirects
     TOO_LARGE = "too_large"  # body larger than max_body with on_too_large = "fail"
+    CONDITION = "condition"  # one of the target's `conditions` failed (conditions/)
     INTERNAL = "internal"  # a bug in trio-monitor; reported, never fatal
 
 

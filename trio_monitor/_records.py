@@ -48,6 +48,15 @@ class AddressResult:
 
 
 @frozen
+class ConditionResult:
+    """One condition's outcome in a probe (conditions/)."""
+
+    condition: str  # as written in the config
+    ok: bool
+    actual: str | None  # the placeholder's value as text; None when it did not exist
+
+
+@frozen
 class IcmpDetails:
     """An icmp:// probe's echo requests and replies (the probe line's `icmp` object)."""
 
@@ -101,6 +110,8 @@ class ProbeResult:
     tls: TlsDetails | None = None
     # addresses = "all": each address behind the name, in the resolver's order
     addresses: tuple[AddressResult, ...] | None = None
+    # the target's conditions, in config order, each with its outcome; None without any
+    conditions: tuple[ConditionResult, ...] | None = None
     # icmp:// probes: requests, replies, loss and round-trip times
     icmp: IcmpDetails | None = None
 

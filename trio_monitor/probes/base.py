@@ -18,11 +18,12 @@ from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import trio
-from attrs import frozen
+from attrs import field, frozen
 
 from .._errors import ProbeFailure
 from .._records import ProbeResult
 from .._registry import Registry
+from ..conditions import Type
 
 if TYPE_CHECKING:
     from .._config import Config, MonitorSection, Target, TargetSection
@@ -94,6 +95,10 @@ class ProbeKind:
     open: Callable[[Config], AbstractAsyncContextManager[Prober[Any]]]
     # one short line for an ok result ("HTTP 200 in 3.2 ms"), e.g. in `up` alerts
     describe: Callable[[ProbeResult], str] = lambda r: f"ok in {r.latency_ms:g} ms"
+    # the placeholders its targets' `conditions` may read (name without brackets ->
+    # type; conditions.COMMON has those of every kind that connects); its probe hands
+    # their values to conditions.apply
+    placeholders: Mapping[str, Type] = field(factory=dict)
 
 
 _KINDS: Registry[ProbeKind] = Registry(lambda kind: kind.name)

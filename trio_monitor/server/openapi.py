@@ -149,6 +149,19 @@ _SCHEMAS: Schema = {
                     },
                 },
             },
+            "conditions": {
+                "type": ["array", "null"],
+                "description": "the target's conditions, each with its outcome; null "
+                "without any (docs/conditions.md)",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "condition": {"type": "string"},
+                        "ok": {"type": "boolean"},
+                        "actual": _nullable("string"),
+                    },
+                },
+            },
             "icmp": {
                 "type": ["object", "null"],
                 "description": "an icmp:// probe's echo requests and replies; null otherwise",

@@ -129,5 +129,6 @@ KIND = ProbeKind(
     resolver=icmp_resolver,
     open=open_icmp_prober,
     describe=_describe,
+    placeholders=PLACEHOLDERS,
 )
 register(KIND)

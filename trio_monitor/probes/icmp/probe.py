@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Protocol
 
 import trio
@@ -20,6 +21,7 @@ from attrs import frozen
 from ..._config import Target, format_duration
 from ..._errors import ErrorKind, ProbeFailure
 from ..._records import PHASES, IcmpDetails, ProbeResult
+from ...conditions import COMMON, Type, apply, common_facts
 from .config import IcmpSpec
 from .packet import echo_request, payload
 from .sockets import Pending, SocketKind
@@ -27,14 +29,12 @@ from .sockets import Pending, SocketKind
 if TYPE_CHECKING:
     from ...net.dns import Resolver
 
-# The conditions' placeholders of icmp targets (name -> type), and their facts below
-PLACEHOLDERS = {
-    "RESPONSE_TIME": "DURATION",  # the average round-trip time, ms
-    "CONNECTED": "BOOL",  # any reply at all
-    "IP": "TEXT",
-    "PHASE": "FIELDS",
-    "PACKET_LOSS": "NUMBER",  # percent
-    "RTT_MAX": "DURATION",
+# What icmp targets' conditions may read: the common ones (RESPONSE_TIME the average
+# round trip, CONNECTED any reply at all, IP the address pinged, PHASE), and these
+PLACEHOLDERS: Mapping[str, Type] = {
+    **COMMON,
+    "PACKET_LOSS": Type.NUMBER,  # percent
+    "RTT_MAX": Type.DURATION,
 }
 
 
@@ -77,7 +77,7 @@ async def probe(
 ) -> ProbeResult:
     """Ping once within the target's timeout; never raises (but Cancelled)."""
     target, spec = plan.target, plan.spec
-    ts, started = time.time(), trio.current_time()
+    ts = time.time()
     data = payload(random.getrandbits(64).to_bytes(8, "big"), spec.size)
     failure: ProbeFailure | None = None
     exchange: Exchange | None = None
@@ -103,19 +103,21 @@ async def probe(
             deadlines.discard(deadline)
             if exchange is not None:
                 exchange.close()
+    details = None
     if exchange is None or addr is None:
         failure = failure or ProbeFailure(
             ErrorKind.TIMEOUT,
             f"no address for {spec.host} within {format_duration(target.timeout)}",
         )
-        return _result(target, round_no, ts, started, failure, None, dns_ms)
-    details = _details(exchange, addr, setup_ms)
-    if failure is None and not details.received:
-        failure = ProbeFailure(
-            ErrorKind.TIMEOUT,
-            f"no reply to {details.sent} echo requests within {format_duration(target.timeout)}",
-        )
-    return _result(target, round_no, ts, started, failure, details, dns_ms)
+    else:
+        details = _details(exchange, addr, setup_ms)
+        if failure is None and not details.received:
+            failure = ProbeFailure(
+                ErrorKind.TIMEOUT,
+                f"no reply to {details.sent} echo requests within {format_duration(target.timeout)}",
+            )
+    result = _result(target, round_no, ts, failure, details, dns_ms)
+    return apply(result, target.conditions, facts(result)) if target.conditions else result
 
 
 async def _ping(exchange: Exchange, spec: IcmpSpec, data: bytes) -> None:
@@ -153,7 +155,6 @@ def _result(
     target: Target,
     round_no: int,
     ts: float,
-    started: float,
     failure: ProbeFailure | None,
     details: IcmpDetails | None,
     dns_ms: float | None,
@@ -186,17 +187,13 @@ def _phases(dns_ms: float | None) -> dict[str, float | None]:
 
 
 def facts(result: ProbeResult) -> dict[str, object]:
-    """The values of PLACEHOLDERS for `result` (a missing one: the condition fails)."""
+    """The values of PLACEHOLDERS for `result` (None: the fact does not exist, and a
+    condition reading it fails)."""
     details = result.icmp
-    values: dict[str, object] = {"CONNECTED": bool(details and details.received)}
-    if details is not None:
-        values |= {
-            "IP": details.addr,
-            "PACKET_LOSS": details.loss_pct,
-            "PHASE": {k: v for k, v in (result.phases_ms or {}).items() if v is not None},
-        }
-        if details.received:
-            values |= {"RESPONSE_TIME": details.rtt_avg_ms, "RTT_MAX": details.rtt_max_ms}
+    values = common_facts(result.latency_ms, result.remote_addr, result.phases_ms)
+    values["CONNECTED"] = details is not None and details.received > 0
+    values["PACKET_LOSS"] = None if details is None else details.loss_pct
+    values["RTT_MAX"] = None if details is None else details.rtt_max_ms
     return values
 
 
