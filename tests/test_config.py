@@ -547,7 +547,7 @@ def test_bad_webhook():
     ("url", "message"),
     [
         ("127.0.0.1:8080", "expected http:// or https:// or icmp:// with a host"),
-        ("http://", "expected http:// or https:// with a host"),
+        ("http://", "expected http:// or https:// or icmp:// with a host"),
         ("http://local host/", "invalid host name"),
         ("http://127.0.0.1:70000/", "port must be 1-65535"),
     ],

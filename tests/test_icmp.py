@@ -337,6 +337,20 @@ def test_an_unknown_placeholder_is_a_config_error():
     assert line.startswith("<memory>: targets[0].conditions[0]: ")
 
 
+async def test_a_reload_with_another_icmp_socket_chooses_anew():
+    _require("raw")
+    _require("dgram")
+    raw = _config("icmp://127.0.0.1", icmp_socket="raw")
+    dgram = _config("icmp://127.0.0.1", icmp_socket="dgram")
+    async with open_icmp_prober(raw) as prober:
+        first = await prober.probe(prober.prepare(raw.targets[0]), 1, set())
+        await prober.reconfigure(raw, dgram)
+        assert prober._listeners == {}  # the raw socket is closed
+        second = await prober.probe(prober.prepare(dgram.targets[0]), 2, set())
+    assert (first.icmp.socket, second.icmp.socket) == ("raw", "dgram")
+    assert second.ok
+
+
 async def test_a_reload_without_icmp_targets_closes_the_raw_sockets():
     _require("raw")
     config = _config("icmp://127.0.0.1", icmp_socket="raw")

@@ -91,7 +91,7 @@ def test_each_kind_has_its_own_keys(line_kind_registered):
         "m.toml: targets[0].url: kind 'line' takes line:// URLs, got 'http://127.0.0.1/'"
     ]
     assert problems({"targets": [{"url": url, "kind": "nope"}]}) == [
-        'm.toml: targets[0].kind: must be one of "http", "line", got \'nope\''
+        'm.toml: targets[0].kind: must be one of "icmp", "http", "line", got \'nope\''
     ]
     (target,) = parse_config({"targets": [{"url": url, "kind": "line"}]}).targets
     assert (target.kind, target.spec) == ("line", line_kind.LineSpec(expect=""))
@@ -100,7 +100,7 @@ def test_each_kind_has_its_own_keys(line_kind_registered):
 def test_without_the_registration_the_scheme_is_unknown():
     assert problems({"targets": [{"url": "line://127.0.0.1:7"}]}) == [
         "m.toml: targets[0].url: invalid URL 'line://127.0.0.1:7': "
-        "expected http:// or https:// with a host"
+        "expected http:// or https:// or icmp:// with a host"
     ]
 
 

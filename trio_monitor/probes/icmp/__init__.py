@@ -42,10 +42,13 @@ class IcmpProber:
         self._listeners: dict[bool, sockets.RawListener] = {}  # by "is IPv6"
         self._resolvers: dict[tuple[str, int] | None, Resolver] = {}
         if _has_icmp_targets(config):
-            # decided once, at the start of a run that pings; if the machine changed
-            # since the config was checked, each probe says why it cannot ping
-            with contextlib.suppress(sockets.Unavailable):
-                self.socket_kind()
+            self._decide()
+
+    def _decide(self) -> None:
+        """Choose the socket kind now (a run or reload that pings). If the machine
+        changed since the config was checked, each probe says why it cannot ping."""
+        with contextlib.suppress(sockets.Unavailable):
+            self.socket_kind()
 
     def socket_kind(self) -> sockets.SocketKind:
         """The socket kind of this run: decided once (sockets.choose), when first needed."""
@@ -90,9 +93,14 @@ class IcmpProber:
 
     async def reconfigure(self, old: Config, new: Config) -> None:
         """Without icmp targets, close the raw sockets: they would read every ICMP
-        packet of the host for nothing."""
+        packet of the host for nothing. A new `icmp_socket` is chosen anew."""
+        if new.monitor.icmp_socket != self._mode:
+            self._mode, self._kind = new.monitor.icmp_socket, None
+            self.close()
         if not _has_icmp_targets(new):
             self.close()
+        elif self._kind is None:
+            self._decide()
 
     def close(self) -> None:
         for listener in self._listeners.values():

@@ -27,7 +27,7 @@ from ..._config import (
 )
 from ...net.addr import ip_literal
 from ..base import Resolve
-from . import sockets
+from .sockets import Unavailable, choose
 
 DEFAULT_COUNT = 3
 MAX_COUNT = 100
@@ -76,8 +76,8 @@ def icmp_resolver(m: MonitorSection, env: Mapping[str, str], problems: list[str]
         if not checked:
             checked = True
             try:
-                sockets.choose(m.icmp_socket)
-            except sockets.Unavailable as exc:
+                choose(m.icmp_socket)
+            except Unavailable as exc:
                 key = "monitor.icmp_socket" if m.icmp_socket != "auto" else f"{where}.url"
                 problems.append(f"{key}: {exc}")
         count = inherit(t.count, DEFAULT_COUNT)

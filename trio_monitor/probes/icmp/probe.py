@@ -125,8 +125,9 @@ async def _ping(exchange: Exchange, spec: IcmpSpec, data: bytes) -> None:
     first = trio.current_time()
     for seq in range(spec.count):
         packet = echo_request(ipv6, pending.ident, seq, data)
-        pending.sent[seq] = trio.current_time()
         await exchange.send(packet)
+        # no checkpoint since the send returned: no reply can have been taken in yet
+        pending.sent[seq] = trio.current_time()
         if seq + 1 < spec.count:
             with trio.move_on_at(first + (seq + 1) * spec.spacing):
                 await exchange.collect()
