@@ -2,9 +2,10 @@
 
 Pure functions on bytes, no sockets. A reply is accepted only if it is an echo reply
 (type 0, ICMPv6 129, code 0) long enough for its header, with a valid checksum
-(IPv4: checked here; ICMPv6: the kernel checks it, with the pseudo-header we do not
-see, before any socket gets the packet), and what it echoes is for the waiting probe to
-match: identifier, sequence number, payload.
+(IPv4: checked here; ICMPv6: its checksum covers a pseudo-header with addresses we do
+not see, and the kernel verifies it before a read returns the packet: raw ICMPv6
+sockets checksum by default, ping sockets get what icmpv6_rcv accepted), and what it
+echoes is for the waiting probe to match: identifier, sequence number, payload.
 """
 
 from __future__ import annotations
