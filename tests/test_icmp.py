@@ -158,6 +158,30 @@ def _has_ipv6_loopback() -> bool:
     return True
 
 
+# Sync fixtures, not calls in the async tests: pytest-trio loses the reason of a skip
+# raised inside the trio run ("Skipped").
+@pytest.fixture
+def raw():
+    _require("raw")
+
+
+@pytest.fixture
+def dgram():
+    _require("dgram")
+
+
+@pytest.fixture
+def loopback(kind, ipv6):
+    _require(kind, ipv6)
+
+
+@pytest.fixture
+def sockets_allowed(monkeypatch):
+    """Play a machine that allows ICMP sockets: for tests of config keys only, which
+    must not depend on the machine they run on (the check opens and closes one)."""
+    monkeypatch.setattr(sockets, "open_socket", lambda kind, ipv6: socket.socket())
+
+
 def _config(*urls: str, icmp_socket: str = "auto", **keys):
     return make_config(
         config_doc(
@@ -186,8 +210,8 @@ ADDRESSES = [("127.0.0.1", "icmp://127.0.0.1", False), ("::1", "icmp://[::1]", T
 
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize(("addr", "url", "ipv6"), ADDRESSES, ids=["ipv4", "ipv6"])
+@pytest.mark.usefixtures("loopback")
 async def test_a_ping_to_loopback(kind, addr, url, ipv6):
-    _require(kind, ipv6)
     _, results = await _ping_all(_config(url, icmp_socket=kind, count=4, size=100))
     (result,) = results.values()
     assert (result.ok, result.error, result.kind) == (True, None, "icmp")
@@ -207,8 +231,8 @@ async def test_a_ping_to_loopback(kind, addr, url, ipv6):
     }
 
 
+@pytest.mark.usefixtures("raw")
 async def test_a_name_is_resolved(tmp_path):
-    _require("raw")
     hosts = tmp_path / "hosts"
     hosts.write_text("127.0.0.7 pinged.test\n")
     config = _config("icmp://pinged.test", icmp_socket="raw")
@@ -221,15 +245,22 @@ async def test_a_name_is_resolved(tmp_path):
     assert result.phases_ms["dns"] is not None
 
 
-async def test_auto_takes_dgram_where_the_kernel_allows_it(monkeypatch):
-    _require("dgram")
+@pytest.mark.usefixtures("dgram")
+def test_auto_takes_dgram_where_the_kernel_allows_it():
     assert sockets.choose("auto") == "dgram"
+
+
+@pytest.mark.usefixtures("sockets_allowed")
+def test_auto_takes_raw_where_dgram_is_refused(monkeypatch):
     _refuse(monkeypatch, "dgram")
     assert sockets.choose("auto") == "raw"
+    assert sockets.choose("raw") == "raw"
+    with pytest.raises(sockets.Unavailable):
+        sockets.choose("dgram")
 
 
+@pytest.mark.usefixtures("raw")
 async def test_many_probes_share_one_raw_socket_and_get_their_own_replies(monkeypatch):
-    _require("raw")
     opened = []
     open_socket = sockets.open_socket
 
@@ -271,8 +302,8 @@ def _corrupt(monkeypatch, seqs):
     monkeypatch.setattr(icmp_probe, "echo_request", corrupted)
 
 
+@pytest.mark.usefixtures("raw")
 async def test_no_reply_at_all_is_a_timeout(monkeypatch):
-    _require("raw")
     _corrupt(monkeypatch, {0, 1, 2})
     _, results = await _ping_all(_config("icmp://127.0.0.1", icmp_socket="raw", timeout="500ms"))
     (result,) = results.values()
@@ -286,8 +317,8 @@ async def test_no_reply_at_all_is_a_timeout(monkeypatch):
     assert facts["RESPONSE_TIME"] is facts["RTT_MAX"] is None
 
 
+@pytest.mark.usefixtures("raw")
 async def test_a_partial_loss_is_ok_and_counted(monkeypatch):
-    _require("raw")
     _corrupt(monkeypatch, {1})
     _, results = await _ping_all(_config("icmp://127.0.0.1", icmp_socket="raw", timeout="500ms"))
     (result,) = results.values()
@@ -309,8 +340,8 @@ async def test_a_partial_loss_is_ok_and_counted(monkeypatch):
         (["[RTT_MAX] < 2000", "[IP] == 127.0.0.1"], True, None, None),
     ],
 )
+@pytest.mark.usefixtures("raw")
 async def test_conditions_read_loss_and_round_trips(monkeypatch, conditions, ok, error, detail):
-    _require("raw")
     _corrupt(monkeypatch, {1})
     config = _config("icmp://127.0.0.1", icmp_socket="raw", timeout="500ms", conditions=conditions)
     _, results = await _ping_all(config)
@@ -319,8 +350,8 @@ async def test_conditions_read_loss_and_round_trips(monkeypatch, conditions, ok,
     assert [(c.condition, c.ok) for c in result.conditions] == [(c, ok) for c in conditions]
 
 
+@pytest.mark.usefixtures("raw")
 async def test_no_reply_can_be_what_a_condition_asks_for(monkeypatch):
-    _require("raw")
     _corrupt(monkeypatch, {0, 1, 2})
     config = _config(
         "icmp://127.0.0.1", icmp_socket="raw", timeout="500ms", conditions=["[CONNECTED] == false"]
@@ -330,6 +361,7 @@ async def test_no_reply_can_be_what_a_condition_asks_for(monkeypatch):
     assert (result.ok, result.error, result.icmp.received) == (True, None, 0)
 
 
+@pytest.mark.usefixtures("sockets_allowed")
 def test_an_unknown_placeholder_is_a_config_error():
     with pytest.raises(ConfigError) as caught:
         make_config(config_doc({"url": "icmp://127.0.0.1", "conditions": ["[STATUS] == 200"]}))
@@ -337,9 +369,8 @@ def test_an_unknown_placeholder_is_a_config_error():
     assert line.startswith("<memory>: targets[0].conditions[0]: ")
 
 
+@pytest.mark.usefixtures("raw", "dgram")
 async def test_a_reload_with_another_icmp_socket_chooses_anew():
-    _require("raw")
-    _require("dgram")
     raw = _config("icmp://127.0.0.1", icmp_socket="raw")
     dgram = _config("icmp://127.0.0.1", icmp_socket="dgram")
     async with open_icmp_prober(raw) as prober:
@@ -351,8 +382,8 @@ async def test_a_reload_with_another_icmp_socket_chooses_anew():
     assert second.ok
 
 
+@pytest.mark.usefixtures("raw")
 async def test_a_reload_without_icmp_targets_closes_the_raw_sockets():
-    _require("raw")
     config = _config("icmp://127.0.0.1", icmp_socket="raw")
     async with open_icmp_prober(config) as prober:
         await prober.probe(prober.prepare(config.targets[0]), 1, set())
@@ -422,6 +453,7 @@ def test_without_icmp_targets_no_socket_is_tried(monkeypatch):
         ({"contains": "x"}, "targets[0].contains: unknown key"),
     ],
 )
+@pytest.mark.usefixtures("sockets_allowed")
 def test_bad_icmp_keys_are_one_line_each(keys, problem):
     with pytest.raises(ConfigError) as caught:
         make_config(config_doc({"url": "icmp://127.0.0.1", **keys}))
@@ -429,6 +461,7 @@ def test_bad_icmp_keys_are_one_line_each(keys, problem):
     assert line.startswith(f"<memory>: {problem}")
 
 
+@pytest.mark.usefixtures("sockets_allowed")
 def test_the_spec_has_every_default():
     spec = make_config(config_doc({"url": "icmp://[::1]"})).targets[0].spec
     assert (spec.host, spec.count, spec.spacing, spec.size) == ("::1", 3, 0.2, 56)
@@ -446,8 +479,8 @@ def test_the_spec_has_every_default():
 # --- metrics, and the real console script -----------------------------------------------
 
 
+@pytest.mark.usefixtures("raw")
 async def test_metrics_have_blackbox_icmp_phases_and_hop_limit():
-    _require("raw")
     _, results = await _ping_all(_config("icmp://127.0.0.1", icmp_socket="raw", name="lo"))
     metrics = Metrics()
     metrics.observe(results["lo"])
@@ -463,8 +496,8 @@ async def test_metrics_have_blackbox_icmp_phases_and_hop_limit():
 
 
 @pytest.mark.subprocess
+@pytest.mark.usefixtures("raw")
 async def test_once_through_the_console_script(tmp_path):
-    _require("raw")
     write_config(tmp_path, {"targets": [{"name": "lo", "url": "icmp://127.0.0.1"}]})
     done = await run_cli("run", "--once", "-c", "m.toml", cwd=tmp_path)
     assert done.code == 0, done.stderr
