@@ -1,9 +1,12 @@
 """A small authoritative DNS server for tests, running inside the test's trio loop.
 
 It listens on 127.0.0.1, UDP and TCP on the same OS-chosen port, and answers from
-records a test sets per name (``DnsServer.set``): A/AAAA lists with a TTL, an rcode
-(NXDOMAIN, SERVFAIL...), silence (a nameserver that never answers), or a truncated
-UDP answer (the full one comes over TCP). A name nobody set is NXDOMAIN. Every query
+records a test sets per name (``DnsServer.set``): A/AAAA lists with a TTL, records of
+any other type as text (``records={"MX": ["10 mail.test."]}``; a CNAME is followed
+within the table, as an authoritative server does), records for the authority section,
+an rcode (NXDOMAIN, SERVFAIL...), silence (a nameserver that never answers), or a
+truncated UDP answer (the full one comes over TCP; an answer too big for the client's
+UDP size is truncated anyway). A name nobody set is NXDOMAIN. Every query
 is recorded (``queries``, ``count``), so a test can prove a lookup did or did not
 happen. Messages are built and parsed by dnspython.
 """
@@ -11,11 +14,13 @@ happen. Messages are built and parsed by dnspython.
 from __future__ import annotations
 
 import socket
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import attrs
+import dns.exception
 import dns.flags
 import dns.message
+import dns.name
 import dns.rcode
 import dns.rdataclass
 import dns.rdatatype
@@ -36,6 +41,13 @@ class Records:
     silent: bool = False  # no answer at all, over either transport
     silent_for: tuple[str, ...] = ()  # record types ("AAAA") never answered
     truncate: bool = False  # over UDP: TC set and no records, so a client retries over TCP
+    # other record types ("MX", "TXT", "CNAME"...): their data as zone-file text
+    other: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    authority: tuple[tuple[str, tuple[str, ...]], ...] = ()  # sent in the authority section
+
+    def of_type(self, rdtype: str) -> tuple[str, ...]:
+        addresses = {"A": self.a, "AAAA": self.aaaa}.get(rdtype, ())
+        return addresses + dict(self.other).get(rdtype, ())
 
 
 @attrs.frozen
@@ -70,9 +82,19 @@ class DnsServer:
         silent: bool = False,
         silent_for: Sequence[str] = (),
         truncate: bool = False,
+        records: Mapping[str, Sequence[str]] | None = None,
+        authority: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
         self.records[_key(name)] = Records(
-            tuple(a), tuple(aaaa), ttl, rcode, silent, tuple(silent_for), truncate
+            tuple(a),
+            tuple(aaaa),
+            ttl,
+            rcode,
+            silent,
+            tuple(silent_for),
+            truncate,
+            _pairs(records),
+            _pairs(authority),
         )
 
     def count(
@@ -102,20 +124,28 @@ class DnsServer:
         response.flags |= dns.flags.AA
         response.set_rcode(dns.rcode.from_text(records.rcode))
         if records.truncate and transport == "udp":
-            response.flags |= dns.flags.TC
-            return response.to_wire()
-        addresses = {dns.rdatatype.A: records.a, dns.rdatatype.AAAA: records.aaaa}
-        if addresses.get(question.rdtype):
-            response.answer.append(
-                dns.rrset.from_text_list(
-                    question.name,
-                    records.ttl,
-                    dns.rdataclass.IN,
-                    question.rdtype,
-                    list(addresses[question.rdtype]),
+            return _truncated(response)
+        owner = question.name
+        for _ in range(8):  # a CNAME's target is looked up in the table too (not a loop)
+            cname = records.of_type("CNAME") if rdtype != "CNAME" else ()
+            found = cname or records.of_type(rdtype)
+            if found:
+                response.answer.append(
+                    _rrset(owner, records.ttl, "CNAME" if cname else rdtype, found)
                 )
-            )
-        return response.to_wire(want_shuffle=False)  # records in the order set
+            target = self.records.get(_key(cname[0])) if cname else None
+            if target is None:
+                break
+            owner, records = dns.name.from_text(cname[0]), target
+        for authority_type, data in records.authority:
+            response.authority.append(_rrset(question.name, records.ttl, authority_type, data))
+        # records in the order set; over UDP at most what the client said it takes
+        # (512 bytes, or its EDNS payload), else TC set and no records, as servers do
+        limit = 65535 if transport == "tcp" else max(512, query.payload if query.edns >= 0 else 0)
+        try:
+            return response.to_wire(want_shuffle=False, max_size=limit)
+        except dns.exception.TooBig:
+            return _truncated(response)
 
     async def serve_udp(self) -> None:
         with self._udp:
@@ -151,6 +181,21 @@ class DnsServer:
 
 def _key(name: str) -> str:
     return name.lower().rstrip(".")
+
+
+def _truncated(response: dns.message.Message) -> bytes:
+    response.flags |= dns.flags.TC
+    for section in (response.answer, response.authority, response.additional):
+        section.clear()
+    return response.to_wire()
+
+
+def _pairs(records: Mapping[str, Sequence[str]] | None) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    return tuple((rdtype, tuple(data)) for rdtype, data in (records or {}).items())
+
+
+def _rrset(owner: dns.name.Name, ttl: int, rdtype: str, data: Sequence[str]) -> dns.rrset.RRset:
+    return dns.rrset.from_text_list(owner, ttl, dns.rdataclass.IN, rdtype, list(data))
 
 
 async def start_dns_server(nursery: trio.Nursery) -> DnsServer:

@@ -16,6 +16,7 @@ import tomli_w
 from trio_monitor import Config, ErrorKind, Target, parse_config
 from trio_monitor._records import AlertEvent, ProbeResult, RoundSummary
 from trio_monitor.net.certs import DAY, TlsDetails
+from trio_monitor.probes import base as probe_kinds
 
 T0 = 1_800_000_000.0  # 2027-01-15T08:00:00Z: a whole hour (and day) in unix seconds
 
@@ -132,6 +133,13 @@ def make_config(
 def make_target(url: str = "http://127.0.0.1/", *, name: str = "t", **fields: Any) -> Target:
     """The one Target of a config with `{"name": name, "url": url, **fields}`."""
     return make_config(config_doc({"name": name, "url": url, **fields})).targets[0]
+
+
+def target_schemes() -> str:
+    """The target URL schemes of every registered kind, as a URL problem lists them:
+    "dns://, http:// or https://"."""
+    *others, last = [f"{scheme}://" for scheme in sorted(probe_kinds.schemes())]
+    return f"{', '.join(others)} or {last}" if others else last
 
 
 def write_config(directory: Path, config: Mapping[str, Any] | str, name: str = "m.toml") -> Path:

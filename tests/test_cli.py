@@ -60,7 +60,10 @@ PROBE_KEYS = {
     "tls",
     "addresses",
     "conditions",
+    "dns",
+    "received",
     "icmp",
+    "push",
 }
 ROUND_KEYS = {
     "schema",
@@ -441,6 +444,89 @@ async def test_init_from_stdin_with_bad_lines(tmp_path):
         "",
         "<stdin>: line 1: invalid URL 'ftp://x/': expected http:// or https:// with a host\n",
     )
+
+
+# --- import gatus --------------------------------------------------------------
+
+# Gatus's README "Endpoints" example (without conditions: they validate once the
+# conditions engine is on main; tests/test_import_gatus.py checks every fixture)
+GATUS = """\
+endpoints:
+  - name: website
+    url: "http://127.0.0.1:8080/health"
+    interval: 5m
+    headers:
+      Authorization: "Bearer $GATUS_CLI_TEST_TOKEN"
+    alerts:
+      - type: slack
+"""
+
+
+async def test_import_gatus_to_stdout(tmp_path):
+    (tmp_path / "config.yaml").write_text(GATUS, encoding="utf-8")
+    done = await run_cli("import", "gatus", "config.yaml", cwd=tmp_path)
+    assert done.code == 0
+    # ${ENV} kept, and named: the machine that runs the config must set it
+    assert done.stderr == "<stdout>: set GATUS_CLI_TEST_TOKEN in the environment that runs it\n"
+    assert tomllib.loads(done.stdout)["targets"] == [
+        {
+            "name": "website",
+            "url": "http://127.0.0.1:8080/health",
+            "interval": "5m",
+            "headers": {"Authorization": "Bearer ${GATUS_CLI_TEST_TOKEN}"},
+        }
+    ]
+    assert "# gatus: alerts not imported: " in done.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.yaml"]
+
+
+async def test_import_gatus_to_a_file_refuses_to_overwrite(tmp_path):
+    (tmp_path / "config.yaml").write_text(GATUS.replace("$GATUS_CLI_TEST_TOKEN", "t"), "utf-8")
+    done = await run_cli("import", "gatus", "config.yaml", "-o", "m.toml", cwd=tmp_path)
+    assert done == Done(0, "wrote m.toml (1 targets); next: trio-monitor validate -c m.toml\n", "")
+    assert await run_cli("validate", "-c", "m.toml", cwd=tmp_path) == Done(
+        0, "m.toml: ok, 1 targets\n", ""
+    )
+    written = (tmp_path / "m.toml").read_text(encoding="utf-8")
+
+    (tmp_path / "config.yaml").write_text(GATUS.replace("5m", "1m"), encoding="utf-8")
+    done = await run_cli("import", "gatus", "config.yaml", "-o", "m.toml", cwd=tmp_path)
+    assert done == Done(2, "", "trio-monitor: m.toml exists; use --force to overwrite it\n")
+    assert (tmp_path / "m.toml").read_text(encoding="utf-8") == written
+
+    done = await run_cli("import", "gatus", "config.yaml", "-o", "m.toml", "--force", cwd=tmp_path)
+    assert done.code == 0
+    assert 'interval = "1m"' in (tmp_path / "m.toml").read_text(encoding="utf-8")
+
+
+async def test_import_gatus_invalid_result_is_written_and_reported(tmp_path):
+    # Gatus takes a 2h timeout; ours is at most 1h: the file is written, to be fixed
+    (tmp_path / "config.yaml").write_text(
+        "endpoints:\n  - {name: a, url: 'http://127.0.0.1/', client: {timeout: 2h}}\n", "utf-8"
+    )
+    done = await run_cli("import", "gatus", "config.yaml", "-o", "m.toml", cwd=tmp_path)
+    assert done == Done(2, "", "m.toml: targets[0].timeout: must be from 1ms to 1h, got '2h'\n")
+    assert 'timeout = "2h"' in (tmp_path / "m.toml").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ("endpoints:\n  - name: [\n", "c.yaml: line 3: not valid YAML: expected the node content"),
+        ("version: 3\nservices: {}\n", "c.yaml: not a Gatus config (no `endpoints`"),
+        (b"\xff", "c.yaml: not UTF-8 text"),
+        (None, "c.yaml: file not found"),
+    ],
+)
+async def test_import_gatus_bad_input_is_one_line(tmp_path, text, error):
+    if isinstance(text, str):
+        (tmp_path / "c.yaml").write_text(text, encoding="utf-8")
+    elif text is not None:
+        (tmp_path / "c.yaml").write_bytes(text)
+    done = await run_cli("import", "gatus", "c.yaml", cwd=tmp_path)
+    assert (done.code, done.stdout) == (2, "")
+    assert done.stderr.startswith(error)
+    assert done.stderr.count("\n") == 1
 
 
 # --- run --once --------------------------------------------------------------------

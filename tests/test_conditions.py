@@ -357,6 +357,13 @@ def test_passing_conditions_are_listed_and_change_nothing_else():
     assert (checked.ok, checked.error, checked.slow) == (True, None, True)
 
 
+def test_error_detail_is_one_line_whatever_the_actual_value():
+    facts = {**FACTS, "BODY": b"127.0.0.10\n127.0.0.11\x1b[2J"}
+    checked = apply(probe_result(), conditions("[BODY] == 127.0.0.1"), facts)
+    assert checked.error_detail == "[BODY] (127.0.0.10\\n127.0.0.11\\x1b[2J) == 127.0.0.1"
+    assert checked.conditions[0].actual == "127.0.0.10\n127.0.0.11\x1b[2J"  # JSON escapes it
+
+
 def test_a_failed_condition_fails_an_ok_result():
     result = probe_result(slow=True)
     checked = apply(
@@ -430,17 +437,24 @@ def test_each_bad_condition_is_one_problem_with_its_key_path(line_kind_registere
         {"url": "line://127.0.0.1:7", "conditions": ["[CONNECTED] == true", "[BODY] = x"]},
         {
             "url": "line://127.0.0.1:8",
-            "conditions": ["[STATUS] == 200", "[DOMAIN_EXPIRATION] > 720h", "[IP] > 1"],
+            "conditions": [
+                "[STATUS] == 200",
+                "[DOMAIN_EXPIRATION] > 720h",
+                "[IP] > 1",
+                "[STAUTS] == 1",
+            ],
         },
     )
     assert problems == [
         "m.toml: targets[0].conditions[1]: '[BODY] = x': no comparison: write LEFT OP RIGHT"
         " with OP one of == != < <= > >= between spaces",
-        "m.toml: targets[1].conditions[0]: '[STATUS] == 200': unknown placeholder [STATUS]"
-        " (line targets have [BODY], [CONNECTED], [IP], [PHASE], [RESPONSE_TIME])",
+        "m.toml: targets[1].conditions[0]: '[STATUS] == 200': [STATUS] is not offered by"
+        " line targets (they have [BODY], [CONNECTED], [IP], [PHASE], [RESPONSE_TIME])",
         "m.toml: targets[1].conditions[1]: '[DOMAIN_EXPIRATION] > 720h': [DOMAIN_EXPIRATION]"
         " is not supported: trio-monitor does no WHOIS/RDAP look-ups for domain expiry",
         "m.toml: targets[1].conditions[2]: '[IP] > 1': > compares numbers, and [IP] is text",
+        "m.toml: targets[1].conditions[3]: '[STAUTS] == 1': unknown placeholder [STAUTS]"
+        " (line targets have [BODY], [CONNECTED], [IP], [PHASE], [RESPONSE_TIME])",
     ]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from factories import target_schemes
 
 from trio_monitor import ConfigError, Target, load_config, parse_config
 from trio_monitor._config import (
@@ -307,6 +308,7 @@ def test_per_target_overrides():
             ip_family="ipv6",
             addresses="all",
             min_addresses_ok=1,
+            own_status=True,
         ),
     )
 
@@ -546,15 +548,16 @@ def test_bad_webhook():
 @pytest.mark.parametrize(
     ("url", "message"),
     [
-        ("127.0.0.1:8080", "expected http:// or https:// or icmp:// with a host"),
-        ("http://", "expected http:// or https:// or icmp:// with a host"),
+        ("127.0.0.1:8080", "expected {schemes} with a host"),
+        ("http://", "expected {schemes} with a host"),
         ("http://local host/", "invalid host name"),
         ("http://127.0.0.1:70000/", "port must be 1-65535"),
     ],
 )
 def test_bad_url(url, message):
     (line,) = problems({"targets": [{"url": url}]})
-    assert line == f"m.toml: targets[0].url: invalid URL {url!r}: {message}"
+    expected = message.format(schemes=target_schemes())  # every registered kind's
+    assert line == f"m.toml: targets[0].url: invalid URL {url!r}: {expected}"
 
 
 def test_url_credentials_are_sent_as_basic_auth_and_shown_redacted():

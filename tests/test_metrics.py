@@ -9,6 +9,7 @@ from factories import alert_event, probe_result, round_summary, tls_details
 from prometheus_client.parser import text_string_to_metric_families
 
 from trio_monitor import ErrorKind
+from trio_monitor._records import DnsAnswer
 from trio_monitor.server.metrics import CONTENT_TYPE, Metrics
 
 T0 = 1_800_000_000.0
@@ -59,6 +60,33 @@ def test_a_probe_without_a_response_has_status_0_and_no_duration():
     assert value(m, "probe_http_status_code", target="api") == 0
     assert math.isnan(value(m, "probe_duration_seconds", target="api"))
     assert value(m, "probe_content_length_bytes", target="api") == 0
+
+
+def test_the_lookup_time_for_a_result_that_resolved_a_name():
+    m = Metrics()
+    phases = {"dns": 1.5, "connect": 0.2, "tls": None, "ttfb": 3.0, "transfer": 0.1}
+    m.observe(probe_result("named", phases_ms=phases))
+    m.observe(probe_result("literal", phases_ms=phases | {"dns": None}))
+    m.observe(probe_result("refused", ok=False))  # no phases at all
+    assert value(m, "probe_dns_lookup_time_seconds", target="named") == 0.0015
+    assert value(m, "probe_dns_lookup_time_seconds", target="literal") is None
+    assert value(m, "probe_dns_lookup_time_seconds", target="refused") is None
+
+
+def test_dns_targets_have_blackbox_dns_series():
+    m = Metrics()
+    answer = DnsAnswer("MX", "NOERROR", ("10 a.test.", "20 b.test."), "127.0.0.1:53", False, 1, 3)
+    m.observe(probe_result("mx", kind="dns", status=None, dns=answer))
+    m.observe(probe_result("silent", kind="dns", ok=False, error=ErrorKind.TIMEOUT))
+    m.observe(probe_result("web"))
+    assert value(m, "probe_dns_query_succeeded", target="mx") == 1
+    assert value(m, "probe_dns_answer_rrs", target="mx") == 2
+    assert value(m, "probe_dns_authority_rrs", target="mx") == 1
+    assert value(m, "probe_dns_additional_rrs", target="mx") == 3
+    assert value(m, "probe_dns_query_succeeded", target="silent") == 0
+    assert value(m, "probe_dns_answer_rrs", target="silent") is None
+    assert value(m, "probe_dns_query_succeeded", target="web") is None  # not a dns target
+    assert value(m, "probe_http_status_code", target="mx") is None
 
 
 def test_probes_are_counted_by_result_every_result_exported_from_the_start():

@@ -18,7 +18,7 @@ from trio_monitor.server.metrics import Metrics
 
 # Filled into the document's path templates; a name with a "/" in it, percent-encoded
 # as the document says, still lands on the same route.
-PARAMS = {"name": "api%2Fv2"}
+PARAMS = {"name": "api%2Fv2", "token": "no-such-token-0123", "event": "start"}
 
 
 def _routes(app: object) -> list[Route]:

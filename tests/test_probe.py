@@ -26,7 +26,8 @@ from servers import CHUNK, GZIP_PLAIN, closed_port
 from trio_monitor._config import USER_AGENT, parse_config
 from trio_monitor._errors import ErrorKind
 from trio_monitor._records import ProbeResult
-from trio_monitor.probes.http.probe import BACKOFF_BASE, BACKOFF_CAP, backoff_delay, prepare, probe
+from trio_monitor.probes.base import BACKOFF_BASE, BACKOFF_CAP, backoff_delay
+from trio_monitor.probes.http.probe import prepare, probe
 from trio_monitor.probes.http.wire import ProbeTransport
 
 pytestmark = pytest.mark.filterwarnings(

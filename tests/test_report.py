@@ -747,9 +747,9 @@ def test_jsonl_from_stdin_end_to_end(tmp_path):
     text = _cli("--jsonl", "-", *WINDOW, cwd=tmp_path, stdin=log.text.encode())
     assert text.returncode == 0
     rows = {line.split()[0]: line.split() for line in text.stdout.splitlines() if line}
-    assert rows["api"][1:3] == ["120", "87.50"]
-    assert rows["web"][1:3] == ["120", "90.00"]
-    assert rows["web"][6] == "1!"
+    assert rows["api"][1:4] == ["http", "120", "87.50"]
+    assert rows["web"][1:4] == ["http", "120", "90.00"]
+    assert rows["web"][7] == "1!"
 
 
 def test_jsonl_down_before_the_file_and_up_inside(tmp_path):
@@ -1032,6 +1032,7 @@ def test_text_table_fits_80_columns_and_aligns():
     header = next(i for i, line in enumerate(lines) if line.startswith("TARGET"))
     assert lines[header].split() == [
         "TARGET",
+        "KIND",
         "CHECKS",
         "AVAIL%",
         "P50ms",
@@ -1046,9 +1047,9 @@ def test_text_table_fits_80_columns_and_aligns():
     assert truncated.startswith(long_name[:20])
     assert "\u2026" in truncated
     cells = truncated.split("\u2026")[1].split()
-    assert cells[:2] == ["480", "97.92"]
-    assert cells[5:] == ["2!", "12m00s"]  # 2 incidents, one ongoing; 10 + 2 minutes down
-    assert lines[header + 2].split()[1:] == ["0", "-", "-", "-", "-", "0", "-"]  # idle
+    assert cells[:3] == ["-", "480", "97.92"]  # no kind known (no config, no JSON lines)
+    assert cells[6:] == ["2!", "12m00s"]  # 2 incidents, one ongoing; 10 + 2 minutes down
+    assert lines[header + 2].split()[1:] == ["-", "0", "-", "-", "-", "-", "0", "-"]  # idle
     assert "\n3 targets, 960 checks, availability 98.958%\n2 incidents (1 ongoing), " in text
     assert "slowest by p95 (+/-4.9%):" in text
     phases = lines.index("phases, p50/p95 ms over ok probes (+/-4.9%; - did not happen):")

@@ -117,6 +117,28 @@ async def test_a_slow_start_up_is_not_start_lag(autojump_clock):
     assert rounds(records)[0].lag_max_ms == 0.0
 
 
+async def test_a_late_first_round_starts_at_once(autojump_clock):
+    # start-up took most of the interval: the first probe must not then wait for its
+    # spot in the tick, or the next round finds it not started yet and skips the target
+    name = next(
+        f"t{i}" for i in range(100) if _spot(f"t{i}") == (0.0, pytest.approx(0.07, abs=0.02))
+    )
+    config = make_config([{"name": name, "url": "http://127.0.0.1:1/", "interval": "200ms"}])
+    records = []
+    prober = FakeProber()
+    scheduler = scheduler_for(config, prober, records)
+    await trio.sleep(0.15)  # the next due time is at 0.2 s; its spot after 0.15 s is later
+    await run_for(scheduler, 0.5)
+    assert prober.starts[name][0] == pytest.approx(0.15)
+    assert {r.skipped for r in rounds(records)} == {0}
+
+
+def _spot(name: str) -> tuple[float, float]:
+    """(offset, spot) of a target of that name, interval 200 ms, whole-interval stagger."""
+    doc = [{"name": name, "url": "http://127.0.0.1:1/", "interval": "200ms"}]
+    return stagger_spot(make_config(doc).targets[0], None)
+
+
 async def test_per_host_limit(autojump_clock):
     same = [{"name": f"same{i}", "url": f"http://127.0.0.1:8000/{i}"} for i in range(6)]
     # another port is another origin, with its own limit (as it has its own pool)

@@ -13,9 +13,11 @@ import line_kind
 import memory_notifier
 import pytest
 import trio
+from factories import target_schemes
 from fakes import running
 
 from trio_monitor import ConfigError, parse_config, run_monitor
+from trio_monitor.probes import base as probe_kinds
 
 
 class LineServer:
@@ -90,17 +92,20 @@ def test_each_kind_has_its_own_keys(line_kind_registered):
     assert problems({"targets": [{"url": "http://127.0.0.1/", "kind": "line"}]}) == [
         "m.toml: targets[0].url: kind 'line' takes line:// URLs, got 'http://127.0.0.1/'"
     ]
+    kinds = ", ".join(sorted(f'"{k.name}"' for k in probe_kinds.kinds()))
+    assert {'"http"', '"line"'} <= set(kinds.split(", "))
     assert problems({"targets": [{"url": url, "kind": "nope"}]}) == [
-        'm.toml: targets[0].kind: must be one of "icmp", "http", "line", got \'nope\''
+        f"m.toml: targets[0].kind: must be one of {kinds}, got 'nope'"
     ]
     (target,) = parse_config({"targets": [{"url": url, "kind": "line"}]}).targets
     assert (target.kind, target.spec) == ("line", line_kind.LineSpec(expect=""))
 
 
 def test_without_the_registration_the_scheme_is_unknown():
+    assert "line" not in probe_kinds.schemes()
     assert problems({"targets": [{"url": "line://127.0.0.1:7"}]}) == [
         "m.toml: targets[0].url: invalid URL 'line://127.0.0.1:7': "
-        "expected http:// or https:// or icmp:// with a host"
+        f"expected {target_schemes()} with a host"
     ]
 
 

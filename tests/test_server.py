@@ -44,6 +44,7 @@ from trio_monitor._errors import ServerError
 from trio_monitor._palette import COLORS
 from trio_monitor._records import (
     PHASES,
+    DnsAnswer,
     ProbeResult,
     TargetRemoved,
     rfc3339,
@@ -385,6 +386,7 @@ def target_json(s: TargetStatus) -> dict:
         "name": s.name,
         "url": s.url,
         "kind": s.kind,
+        "group": s.group,
         "state": s.state,
         "since": None if s.since is None else rfc3339(s.since),
         "last": None if s.last is None else to_dict(s.last),
@@ -449,6 +451,23 @@ async def test_targets_of_other_kinds_say_their_kind_and_have_no_http_status():
     assert listed[1]["last"]["status"] is None
     assert detail["kind"] == "tcp"
     assert listed == [target_json(s) for s in statuses]
+
+
+async def test_a_dns_targets_last_probe_has_its_answer():
+    zone = target_status("zone", kind="dns")
+    answer = DnsAnswer("MX", "NOERROR", ("10 mx.test.",), "127.0.0.1:53", False)
+    zone = attrs.evolve(zone, last=attrs.evolve(zone.last, dns=answer))
+    async with serving(FakeView(zone)) as served, served.client() as client:
+        detail = (await client.get("/api/v1/targets/zone")).json()  # checked by the schema
+    assert detail["last"]["dns"] == {
+        "record_type": "MX",
+        "rcode": "NOERROR",
+        "answers": ["10 mx.test."],
+        "server": "127.0.0.1:53",
+        "tcp": False,
+        "authority_rrs": 0,
+        "additional_rrs": 0,
+    }
 
 
 async def test_one_target_has_its_last_probes_from_history(history):
@@ -1125,8 +1144,14 @@ def test_openapi_document_is_well_formed():
         refs = set(re.findall(r'"#/components/schemas/(\w+)"', str(spec).replace("'", '"')))
         assert refs <= set(spec["components"]["schemas"])
         for path, item in spec["paths"].items():
-            # read-only: logging in and out are the only posts, and only with a token
-            posts = {"/login": {"get", "post"}, "/logout": {"post"}}
+            # read-only: logging in and out (only with a token) and the push targets'
+            # pings are the only posts
+            posts = {
+                "/login": {"get", "post"},
+                "/logout": {"post"},
+                "/api/v1/push/{token}": {"get", "post"},
+                "/api/v1/push/{token}/{event}": {"get", "post"},
+            }
             assert set(item) == posts.get(path, {"get"}), path
             assert path not in ("/login", "/logout") or section.token is not None
             for operation in item.values():
@@ -1144,11 +1169,23 @@ async def test_openapi_tour(history, tmp_path):
     garbage = tmp_path / "garbage.db"
     garbage.write_bytes(b"x" * 4096)
     view = FakeView(target_status("api"), store_path=path)
+    pushed = "a-push-token-0123"  # a push target's: no bearer token needed
     async with (
-        serving(view, token=TOKEN) as served,
+        serving(view, token=TOKEN, push=lambda token, *_: token == pushed) as served,
         served.client(TOKEN) as client,
         served.client() as anonymous,
     ):
+        for method, url, status in [
+            ("GET", f"/api/v1/push/{pushed}", 200),
+            ("POST", f"/api/v1/push/{pushed}/start", 200),
+            ("POST", f"/api/v1/push/{pushed}/7", 200),
+            ("GET", "/api/v1/push/not-a-push-token", 404),
+            ("POST", f"/api/v1/push/{pushed}/256", 404),
+        ]:
+            assert (await anonymous.request(method, url)).status_code == status, url
+        too_big = b"x" * ((1 << 20) + 1)  # read whole (the limit, and one byte more)
+        for url in (f"/api/v1/push/{pushed}", f"/api/v1/push/{pushed}/start"):
+            assert (await anonymous.post(url, content=too_big)).status_code == 413
         for url in [
             "/",
             "/healthz",

@@ -12,8 +12,13 @@ from ._records import SCHEMA, AlertEvent, ProbeResult, RoundSummary, TargetRemov
 from ._version import __version__
 from .alerts import exec as _exec  # noqa: F401  (registers the channel)
 from .alerts import webhook as _webhook  # noqa: F401  (registers the channel)
+from .probes import dns as _dns  # noqa: F401  (registers the kind)
 from .probes import icmp as _icmp  # noqa: F401  (registers the kind)
+from .probes import push as _push  # noqa: F401  (registers the kind)
+from .probes import ws as _ws  # noqa: F401  (registers the kind)
 from .probes.http import prepare, probe
+from .probes.tcp import KIND as _tcp  # noqa: F401  (registers the kind)
+from .probes.tls import KIND as _tls  # noqa: F401  (registers the kind)
 
 __all__ = [
     "SCHEMA",

@@ -217,7 +217,8 @@ def _checked_url(value: str, schemes: Iterable[str]) -> str:
         raise _Invalid(f"invalid URL {shown!r}: {redact_url(str(exc))}") from None
     known = sorted(schemes)
     if url.scheme not in known or not url.host:
-        expected = " or ".join(f"{s}://" for s in known)
+        *others, last = [f"{s}://" for s in known]
+        expected = f"{', '.join(others)} or {last}" if others else last
         raise _Invalid(f"invalid URL {shown!r}: expected {expected} with a host")
     if b"%" in url.raw_host:  # httpx percent-encodes what no host name may contain (spaces)
         raise _Invalid(f"invalid URL {shown!r}: invalid host name")
@@ -435,8 +436,9 @@ class TargetSection:
     the `kind` key, or else the URL's scheme, picks the subclass a table is read as.
     """
 
-    url: TargetUrl
+    url: TargetUrl | None = None  # required but for kinds that take none (push)
     name: str | None = None
+    group: str | None = None  # a heading on the status page; no group: listed last
     kind: str | None = None  # default: chosen by the URL's scheme
     interval: Interval | None = None
     confirm_interval: Interval | None = None
@@ -505,6 +507,7 @@ class Target:
     cert_alerts: tuple[float, ...] = (DEFAULT_CERT_EXPIRY, *DEFAULT_CERT_STEPS)
     # `conditions`, compiled against the kind's placeholders (conditions/)
     conditions: tuple[Condition, ...] = ()
+    group: str | None = None  # the status page's heading for it (stripped, never empty)
 
 
 @frozen
@@ -582,7 +585,7 @@ def _kind_of(table: Mapping[str, object]) -> probe_kinds.ProbeKind:
     if kind is not None:
         found = probe_kinds.find(kind) if isinstance(kind, str) else None
         if found is None:
-            known = ", ".join(f'"{k.name}"' for k in probe_kinds.kinds())
+            known = ", ".join(sorted(f'"{k.name}"' for k in probe_kinds.kinds()))
             raise _key_problem("kind", f"must be one of {known}, got {kind!r}")
         return found
     url = table.get("url")
@@ -595,6 +598,12 @@ def _structure_target(value: object, _type: object) -> TargetSection:
         raise _Invalid(f"expected a table, got {value!r}")
     kind = _kind_of(value)
     section = converter.structure(value, kind.section)
+    if section.url is None:
+        if kind.schemes:
+            raise _key_problem("url", "required key missing")
+        return section
+    if not kind.schemes:
+        raise _key_problem("url", f"kind {kind.name!r} takes no url: remove it")
     if section.url.partition("://")[0].lower() not in kind.schemes:
         schemes = " or ".join(f"{s}://" for s in sorted(kind.schemes))
         got = redact_url(section.url)
@@ -687,6 +696,16 @@ def expand_env(value: str, env: Mapping[str, str]) -> str:
     return _ENV.sub(lambda m: env[m.group(1)], value)
 
 
+def expand_path(path: str, key: str, env: Mapping[str, str], problems: list[str]) -> str:
+    """A file path with ${ENV} expanded (e.g. systemd's ${CREDENTIALS_DIRECTORY}); a
+    problem is collected, naming `key`."""
+    try:
+        return expand_env(path, env)
+    except _Invalid as exc:
+        problems.append(f"{key}: {exc}")
+        return path
+
+
 def parse_status_spec(items: tuple[int | str, ...]) -> frozenset[int]:
     """200, "2xx", "200-299" -> the set of accepted status codes."""
     codes: set[int] = set()
@@ -758,7 +777,7 @@ def inherit(own: Any, default: Any) -> Any:
 def _resolve(
     file: ConfigFile, env: Mapping[str, str]
 ) -> tuple[AlertsSection, tuple[Target, ...], list[str]]:
-    m = file.monitor
+    m, server = file.monitor, file.server
     problems: list[str] = []
     # each kind reads its [monitor] defaults once: their problems are reported once
     resolvers = {kind.name: kind.resolver(m, env, problems) for kind in probe_kinds.kinds()}
@@ -778,9 +797,14 @@ def _resolve(
     conditions = _Conditions()
     for i, t in enumerate(file.targets):
         where = f"targets[{i}]"
-        url = redact_url(t.url)  # what is shown; the kind's spec keeps what it sends
-        name = url if t.name is None else t.name.strip()
-        if not name:
+        kind = _kind_of({"kind": t.kind, "url": t.url})
+        # what is shown (the kind's spec keeps what it sends); a kind without URLs
+        # (push) shows "KIND:NAME"
+        url = None if t.url is None else redact_url(t.url)
+        name = (url or "") if t.name is None else t.name.strip()
+        if t.url is None and t.name is None:
+            problems.append(f"{where}.name: required key missing (a {kind.name} target has no url)")
+        elif not name:
             problems.append(f"{where}.name: must not be empty")
         elif _has_control_character(name):
             # a newline, NUL or ESC would break log lines, terminals and API paths
@@ -790,7 +814,12 @@ def _resolve(
                 f"{where}.name: duplicate target name {name!r} (first used by targets[{first_seen[name]}])"
             )
         first_seen.setdefault(name, i)
+        group = _group(t.group, f"{where}.group", problems)
         kind = _kind_of({"kind": t.kind, "url": t.url})
+        if kind.needs_server and server is None:
+            problems.append(
+                f"{where}.kind: a {kind.name} target needs a [server] section: {kind.needs_server}"
+            )
         interval = inherit(t.interval, m.interval)
         confirm = _pacing(t.confirm_interval, m.confirm_interval, DEFAULT_CONFIRM_INTERVAL)
         recover = _pacing(t.recover_interval, m.recover_interval, confirm)
@@ -803,7 +832,7 @@ def _resolve(
         targets.append(
             Target(
                 name=name,
-                url=url,
+                url=f"{kind.name}:{name}" if url is None else url,
                 kind=kind.name,
                 interval=interval,
                 confirm_interval=min(confirm, interval),
@@ -815,6 +844,7 @@ def _resolve(
                 spec=resolvers[kind.name](t, where, problems),
                 cert_alerts=_cert_alerts(t, m, where, problems),
                 conditions=conditions.compile(t.conditions, kind, where, problems),
+                group=group,
             )
         )
     return alerts, tuple(targets), problems
@@ -847,6 +877,23 @@ class _Conditions:
             else:
                 compiled.append(found)
         return tuple(compiled)
+
+
+MAX_GROUP = 100  # characters: a heading, not a paragraph
+
+
+def _group(own: str | None, key: str, problems: list[str]) -> str | None:
+    """A target's group, stripped; a problem line when it cannot be a heading."""
+    if own is None:
+        return None
+    group = own.strip()
+    if not group:
+        problems.append(f"{key}: must not be empty (leave it out for no group)")
+    elif _has_control_character(group):
+        problems.append(f"{key}: must not contain control characters, got {group!r}")
+    elif len(group) > MAX_GROUP:
+        problems.append(f"{key}: at most {MAX_GROUP} characters, got {len(group)}")
+    return group or None
 
 
 def _step_problem(window: float, steps: Iterable[float], key: str) -> str | None:

@@ -65,6 +65,8 @@ class ErrorKind(enum.StrEnum):
     REDIRECTS = "redirects"  # more redirects than max_redirects
     TOO_LARGE = "too_large"  # body larger than max_body with on_too_large = "fail"
     CONDITION = "condition"  # one of the target's `conditions` failed (conditions/)
+    MISSED = "missed"  # a push target's ping did not come in time
+    JOB_FAILED = "job_failed"  # a push target's job reported failure (/fail, exit code 1-255)
     INTERNAL = "internal"  # a bug in trio-monitor; reported, never fatal
 
 

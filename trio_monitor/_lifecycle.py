@@ -45,7 +45,9 @@ from .engine.schedule import Scheduler
 from .engine.state import DOWN, MemoryStateStore
 from .engine.view import MonitorView, RecentStats
 from .probes import base as probe_kinds
+from .probes import push
 from .probes.base import Prober
+from .probes.push import PushProber
 from .sinks.jsonl import Output, serve_jsonl
 from .store import HistoryReader, StoreStats, open_store, serve_store
 from .store.lock import hold_history_lock
@@ -191,6 +193,16 @@ class Monitor:
         self._serving = trio.Event()
         self.ready = False  # serving, and systemd told so: the watchdog may ping from now on
 
+    def receive_push(self, token: str, event: str, exit_code: int | None) -> bool:
+        """A ping from the server's push URLs: the heartbeat notes it, and its target
+        is checked at once (its line does not wait for a due time). -> a known token?"""
+        prober = self._probers.get(push.NAME)
+        name = prober.receive(token, event, exit_code) if isinstance(prober, PushProber) else None
+        if name is None:
+            return False
+        self.scheduler.check(name)
+        return True
+
     def _counters(self) -> dict[str, Any]:
         """Losses since start, for the round line."""
         drops = self.dispatcher.drops()
@@ -326,7 +338,7 @@ class Monitor:
         # Imported here: starlette and hypercorn cost start-up time a serverless run never needs.
         from .server import build_app, serve_http
 
-        app = build_app(self.view, self.config.server, metrics)
+        app = build_app(self.view, self.config.server, metrics, push=self.receive_push)
         server = self.config.server
 
         async def run(task_status: trio.TaskStatus[tuple[str, int]]) -> None:

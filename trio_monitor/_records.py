@@ -22,6 +22,7 @@ SCHEMA = 1
 
 # the keys of ProbeResult.phases_ms, in the order the time is spent
 PHASES = ("dns", "connect", "tls", "ttfb", "transfer")
+RECEIVED_SHOWN = 256  # characters of `received` a probe line keeps
 
 
 TS_MIN, TS_MAX = -62135596800.0, 253402300799.0  # years 1 to 9999: what RFC 3339 can say
@@ -57,6 +58,19 @@ class ConditionResult:
 
 
 @frozen
+class DnsAnswer:
+    """What a dns:// probe's nameserver answered (the `dns` object of a probe line)."""
+
+    record_type: str  # the type asked: "A", "MX", ...
+    rcode: str  # "NOERROR", "NXDOMAIN", "SERVFAIL", ...
+    answers: tuple[str, ...]  # each answer-section record's data as text, in answer order
+    server: str  # "ip:port" asked
+    tcp: bool  # the answer came over TCP, after a truncated UDP one
+    authority_rrs: int = 0  # records in the authority section
+    additional_rrs: int = 0  # records in the additional section (the OPT record excluded)
+
+
+@frozen
 class IcmpDetails:
     """An icmp:// probe's echo requests and replies (the probe line's `icmp` object)."""
 
@@ -70,6 +84,17 @@ class IcmpDetails:
     socket: str  # "dgram" (unprivileged ICMP socket) or "raw" (CAP_NET_RAW)
     hop_limit: int | None = None  # the last reply's TTL (IPv4) or hop limit (IPv6)
     setup_ms: float | None = None  # socket set up before the first request
+
+
+@frozen
+class PushDetails:
+    """A push (heartbeat) target's state when its line was made (probes/push/)."""
+
+    last_ping: float | None  # the last signal that a run ended (ping, fail, exit code)
+    last_event: str | None  # "ping" | "start" | "fail" | "exit"; None: none since start-up
+    exit_code: int | None  # the last one reported (/0.../255); None: none given
+    run_ms: float | None  # the last timed run's time (/start, then its end signal)
+    next_due: float | None  # when a missing ping becomes `missed` (grace included)
 
 
 @frozen
@@ -112,8 +137,13 @@ class ProbeResult:
     addresses: tuple[AddressResult, ...] | None = None
     # the target's conditions, in config order, each with its outcome; None without any
     conditions: tuple[ConditionResult, ...] | None = None
-    # icmp:// probes: requests, replies, loss and round-trip times
-    icmp: IcmpDetails | None = None
+    # a dns:// probe's answer; None when no answer came (timeout, connection refused)
+    dns: DnsAnswer | None = None
+    # tcp://, tls://, ws://: the text `expect` was tried on (UTF-8, undecodable bytes
+    # replaced, the first RECEIVED_SHOWN characters); ws: the first message received
+    received: str | None = None
+    icmp: IcmpDetails | None = None  # icmp:// probes
+    push: PushDetails | None = None  # push targets
 
 
 @frozen
@@ -204,6 +234,7 @@ def _time_or_none(ts: float | None) -> str | None:
 
 for _cls, _times in (
     (TlsDetails, ("not_before", "not_after", "earliest_not_after")),
+    (PushDetails, ("last_ping", "next_due")),
     (ProbeResult, ("ts",)),
     (RoundSummary, ("ts",)),
     (AlertEvent, ("ts", "since", "not_after", "previous_not_after")),

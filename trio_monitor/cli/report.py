@@ -110,11 +110,12 @@ def make_report(args: argparse.Namespace, now: float, *, warn: Warn = warn_stder
     if config.store_path is None:
         raise UsageError(f"history is disabled in {config_path}")
     urls = {t.name: t.url for t in config.targets}
+    kinds = {t.name: t.kind for t in config.targets}
     agg.intervals.update({t.name: t.interval for t in config.targets})
     try:
         with open_history(config.store_path) as reader:
             _check_targets(args.target, {*reader.targets(), *urls}, config_path)
-            source = feed_store(agg, reader, urls, urls)
+            source = feed_store(agg, reader, urls, urls, kinds)
     except (OSError, sqlite3.Error) as exc:
         raise UsageError(f"cannot read history {config.store_path}: {exc}") from None
     if source.get("unstored"):

@@ -449,7 +449,16 @@ def _checker(
 def _shown_side(side: _Side, actual: str | None) -> str:
     if not isinstance(side, _Ref):
         return side.written
-    return f"{side.written} ({'missing' if actual is None else actual})"
+    return f"{side.written} ({'missing' if actual is None else _one_line(actual)})"
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _one_line(text: str) -> str:
+    """Control characters escaped (a body's or DNS answers' newlines): error_detail is
+    one line, in a log or a terminal."""
+    return _CONTROL.sub(lambda m: repr(m[0])[1:-1], text)
 
 
 def _expects_no_connection(left: _Side, op: str, right: _Side) -> bool:

@@ -15,12 +15,19 @@ live beside the slot's anchor and never move it: a settled target goes on at
 anchor + n * interval. They join rounds like normal ones (one in flight per target,
 the same limits and deadlines, plus the confirmation share: see rounds.py).
 
+Checks: a kind can have news of a target between its due times (push: a ping came,
+or its heartbeat's deadline passes). `Scheduler.check(name)` asks for a probe now, and
+after each probe a prober that has `next_check(plan, now)` says when it wants the next
+one (None: none); each slot holds one such check at most, the soonest. Check probes
+start at once (no spot), in rounds of their own, and never move the anchor either.
+
 This is the target-selection seam: here every target is this process's; a cluster
 takes its share of them instead, without touching rounds, probes or consumers.
 """
 
 from __future__ import annotations
 
+import functools
 import heapq
 import logging
 import math
@@ -42,6 +49,7 @@ from .state import RECOVER
 
 log = logging.getLogger("trio_monitor")
 
+DUE, CONFIRM, CHECK = 0, 1, 2  # why a heap entry is there: due time, confirmation, check
 SAME_ROUND = 0.001  # due times this close (seconds) share a round
 # A target's place in its stagger window is a round's tick (a multiple of SPREAD_TICK:
 # targets on one tick share a round, one nursery and one round line, rather than one per
@@ -74,11 +82,16 @@ def stagger_spot(target: Target, stagger: float | None) -> tuple[float, float]:
 class _Slot:
     """A target's place in the schedule. A new slot (reload) orphans the old heap entries."""
 
-    __slots__ = ("anchor", "confirm_at", "n", "plan", "prober", "spot")
+    __slots__ = ("anchor", "check_at", "confirm_at", "n", "next_check", "plan", "prober", "spot")
 
     def __init__(self, plan: Plan, prober: Prober[Any], anchor: float, spot: float = 0.0) -> None:
         self.plan = plan
         self.prober = prober
+        # (plan, now) -> when its kind wants the next check probe (see the module doc)
+        self.next_check: Callable[[Any, float], float | None] | None = getattr(
+            prober, "next_check", None
+        )
+        self.check_at: float | None = None  # a check probe's due time, if any
         self.anchor = anchor  # its rounds' due times are anchor + n x interval
         self.spot = spot  # its probe starts this long after its round's due time
         self.n = 0
@@ -119,8 +132,8 @@ class Scheduler:
         self.lag = LagWatch(self.limits)
         self.start_lag = StartLag()
         self._slots: dict[str, _Slot] = {}
-        # (due time, push order, slot, a confirmation probe?)
-        self._heap: list[tuple[float, int, _Slot, bool]] = []
+        # (due time, push order, slot, DUE | CONFIRM | CHECK)
+        self._heap: list[tuple[float, int, _Slot, int]] = []
         self._seq = 0
         self._wakeup = trio.Event()
         self._in_flight: set[str] = set()
@@ -162,6 +175,8 @@ class Scheduler:
         for name, slot in slots.items():
             if self._slots.get(name) is not slot:
                 self._push(slot)
+                if slot.next_check is not None:  # e.g. a heartbeat's first deadline
+                    self._check_next(slot, slot.next_check(slot.plan, now))
         self._slots = slots
         self.limits.apply(config.monitor, (slot.plan.limit_key for slot in slots.values()))
 
@@ -188,21 +203,29 @@ class Scheduler:
 
     # --- the loop ----------------------------------------------------------------
 
-    def _push(self, slot: _Slot, confirm_at: float | None = None) -> None:
+    def _push(self, slot: _Slot, at: float | None = None, why: int = DUE) -> None:
         self._seq += 1
-        if confirm_at is None:
-            heapq.heappush(self._heap, (slot.due, self._seq, slot, False))
-        else:
-            heapq.heappush(self._heap, (confirm_at, self._seq, slot, True))
+        heapq.heappush(self._heap, (slot.due if at is None else at, self._seq, slot, why))
 
     def _live(self, slot: _Slot) -> bool:
         return self._slots.get(slot.plan.target.name) is slot
 
-    def _current(self, entry: tuple[float, int, _Slot, bool]) -> bool:
-        """A heap entry still stands: its slot is configured and, for a confirmation,
-        still wants that one (a later result, or a normal probe, replaces it)."""
-        at, _, slot, confirm = entry
-        return self._live(slot) and (not confirm or slot.confirm_at == at)
+    def _current(self, entry: tuple[float, int, _Slot, int]) -> bool:
+        """A heap entry still stands: its slot is configured and, for a confirmation or
+        a check, still wants that one (a later result, or a normal probe, replaces it)."""
+        at, _, slot, why = entry
+        if not self._live(slot):
+            return False
+        return why == DUE or at == (slot.confirm_at if why == CONFIRM else slot.check_at)
+
+    def check(self, name: str) -> None:
+        """Probe the target `name` now, between its due times: its kind has news of it
+        (push: a ping came). A check already due is enough; one asked while the target
+        is in flight is for its prober's `next_check` to ask again when that ends."""
+        slot = self._slots.get(name)
+        now = trio.current_time()
+        if slot is not None and (slot.check_at is None or slot.check_at > now):
+            self._check_next(slot, now)
 
     async def run(self, *, once: bool = False) -> RoundSummary | None:
         """Probe until stop() (or, with once, one round of every target). -> last summary."""
@@ -249,13 +272,21 @@ class Scheduler:
                 continue
             now = trio.current_time()
             slots: list[tuple[_Slot, bool]] = []
+            checks: list[tuple[_Slot, bool]] = []
             skipped = 0
             while self._heap and self._heap[0][0] <= due + SAME_ROUND:
                 entry = heapq.heappop(self._heap)
                 if not self._current(entry):
                     continue
-                _, _, slot, confirm = entry
+                _, _, slot, why = entry
+                confirm = why == CONFIRM
                 name = slot.plan.target.name
+                slot.check_at = None  # the probe starting (or in flight) asks next_check
+                if why == CHECK:
+                    if name not in self._in_flight:  # else: its end asks next_check
+                        self._in_flight.add(name)
+                        checks.append((slot, False))
+                    continue
                 if name in self._in_flight:
                     skipped += 1
                     log.info("%s: still in flight when due again; skipped", name)
@@ -267,10 +298,26 @@ class Scheduler:
                     slot.advance(now)
                     self._push(slot)
             self.last_round_at = now
-            # due times before the loop began (start-up) are not lag: the schedule's own
-            # start is what made them late, not a backlog
-            start = max(due, self._loop_began)
-            rounds.start_soon(self._run_round, self._next_round(), slots, skipped, summary, start)
+            if slots or skipped:
+                rounds.start_soon(
+                    self._run_round,
+                    self._next_round(),
+                    slots,
+                    skipped,
+                    summary,
+                    due,
+                    self._loop_began,
+                )
+            if checks:  # at once, in a round of their own (no spots to wait for)
+                rounds.start_soon(
+                    functools.partial(self._run_round, spread=False),
+                    self._next_round(),
+                    checks,
+                    0,
+                    summary,
+                    due,
+                    self._loop_began,
+                )
 
     def stop(self) -> None:
         """Start no more probes; in-flight ones get `grace` seconds, then are cancelled."""
@@ -287,9 +334,13 @@ class Scheduler:
         skipped: int,
         summary: list[RoundSummary],
         due: float,
+        lag_from: float = -math.inf,
         *,
         spread: bool = True,
     ) -> None:
+        """Start `slots`' probes, each at its spot after `due` (at once if that is past:
+        waiting for a spot after a late start would make the next round find the probe
+        not even started, and skip it). Time before `lag_from` is not lag: start-up."""
         ts, started = time.time(), trio.current_time()
         outcomes = [0, 0]  # ok, failed
         lags: list[float] = []  # seconds each probe started after `due`
@@ -303,7 +354,9 @@ class Scheduler:
                 if self._starting.cancel_called:  # stopping: start no more
                     self._in_flight.difference_update(s.plan.target.name for s, _ in slots[i:])
                     break
-                nursery.start_soon(self._probe_one, slot, confirm, round_no, outcomes, start, lags)
+                nursery.start_soon(
+                    self._probe_one, slot, confirm, round_no, outcomes, max(start, lag_from), lags
+                )
         lags.sort()
         record = RoundSummary(
             ts=ts,
@@ -361,13 +414,24 @@ class Scheduler:
         pace = self._dispatcher.probed(target, result, now, current=self._live(slot))
         # (with --once nothing runs a confirmation: the loop never starts)
         self._confirm_next(slot, slot.pace(pace, started, now))
+        if slot.next_check is not None and self._live(slot):
+            self._check_next(slot, slot.next_check(plan, now))
 
     def _confirm_next(self, slot: _Slot, at: float | None) -> None:
         """Schedule the slot's confirmation probe at `at` (None: none, the normal due
         times go on), and wake the loop: it may be sooner than what it sleeps for."""
         slot.confirm_at = at
         if at is not None:
-            self._push(slot, at)
+            self._push(slot, at, CONFIRM)
+            self._wakeup.set()
+
+    def _check_next(self, slot: _Slot, at: float | None) -> None:
+        """The slot's one check probe is due at `at` now (None: none)."""
+        if at == slot.check_at:
+            return  # already in the heap
+        slot.check_at = at
+        if at is not None:
+            self._push(slot, at, CHECK)
             self._wakeup.set()
 
 

@@ -147,6 +147,7 @@ class TargetStatus:
     tls: TlsDetails | None = None  # of the latest probe that got a certificate
     # per phase of PHASES: p50/p95 over the same 24 hours; None where it did not happen
     phases_24h: dict[str, PhaseStats | None] = field(factory=dict)
+    group: str | None = None  # the target's `group`
 
 
 @frozen
@@ -216,6 +217,7 @@ class MonitorView:
             kind=target.kind,
             tls=self._recent.tls(target.name),
             phases_24h=self._recent.phases(target.name, now),
+            group=target.group,
         )
 
     def targets(self) -> list[TargetStatus]:

@@ -26,3 +26,13 @@ def bracketed(ip: str) -> str:
 
 def with_port(ip: str, port: int) -> str:
     return f"{bracketed(ip)}:{port}"
+
+
+# a wildcard listen address is not one to connect to: loopback instead
+_LOOPBACK = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
+
+
+def local_url(listen: tuple[str, int]) -> str:
+    """The http:// origin a client on this machine reaches a `[server] listen` at."""
+    host, port = listen
+    return f"http://{with_port(_LOOPBACK.get(host, host), port)}"

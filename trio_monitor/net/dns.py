@@ -143,6 +143,33 @@ def _seconds(value: float) -> str:
     return f"{value:g}s"
 
 
+def _read_text(path: str | Path) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+
+
+def _configured_stub(resolv_conf: str) -> dns.asyncresolver.Resolver:
+    """dnspython's stub resolver, set up from a resolv.conf text as dnspython reads it."""
+    stub = dns.asyncresolver.Resolver(configure=False)
+    try:
+        stub.read_resolv_conf(io.StringIO(resolv_conf))
+    except dns.resolver.NoResolverConfiguration:  # no nameserver line (the rest is read)
+        stub.nameservers = ["127.0.0.1"]
+    return stub
+
+
+def _nameservers_of(stub: dns.asyncresolver.Resolver) -> list[tuple[str, int]]:
+    return [(str(ns), stub.port) for ns in stub.nameservers]
+
+
+def system_nameservers(resolv_conf: str | Path = RESOLV_CONF) -> tuple[tuple[str, int], ...]:
+    """The nameservers a Resolver without `nameserver` asks, as (IP, port), in
+    resolv.conf's order (none listed: 127.0.0.1, as glibc)."""
+    return tuple(_nameservers_of(_configured_stub(_read_text(resolv_conf))))
+
+
 class Resolver:
     """Resolves host names for probes; configured once, shared by every lookup.
 
@@ -159,20 +186,9 @@ class Resolver:
         resolv_conf: str | Path = RESOLV_CONF,
         cache_size: int = CACHE_SIZE,
     ) -> None:
-        try:
-            conf = Path(resolv_conf).read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            conf = ""
-        stub = dns.asyncresolver.Resolver(configure=False)
-        try:
-            stub.read_resolv_conf(io.StringIO(conf))
-        except dns.resolver.NoResolverConfiguration:  # no nameserver line (the rest is read)
-            stub.nameservers = ["127.0.0.1"]
-        servers = (
-            [nameserver]
-            if nameserver is not None
-            else [(str(ns), stub.port) for ns in stub.nameservers]
-        )
+        conf = _read_text(resolv_conf)
+        stub = _configured_stub(conf)
+        servers = [nameserver] if nameserver is not None else _nameservers_of(stub)
         stub.nameservers = [dns.nameserver.Do53Nameserver(ip, port) for ip, port in servers]
         self._labels = {
             str(ns): with_port(ip, port)

@@ -13,6 +13,7 @@ every consumer reads the `ProbeResult` it returns.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
@@ -27,6 +28,16 @@ from ..conditions import Type
 
 if TYPE_CHECKING:
     from .._config import Config, MonitorSection, Target, TargetSection
+
+
+BACKOFF_BASE = 0.1  # seconds before a kind's first retry; doubles each time
+BACKOFF_CAP = 5.0
+
+
+def backoff_delay(retry: int, rng: random.Random) -> float:
+    """Exponential backoff with jitter: retry 0 -> 50-100 ms, 1 -> 100-200 ms, ..."""
+    ceiling = min(BACKOFF_CAP, BACKOFF_BASE * 2**retry)
+    return ceiling * rng.uniform(0.5, 1.0)
 
 
 def failed(target: Target, round_no: int, failure: ProbeFailure, ts: float) -> ProbeResult:
@@ -87,7 +98,9 @@ Resolve = Callable[[Any, str, list[str]], object]
 @frozen
 class ProbeKind:
     name: str  # the `kind` key and the results' `kind` field
-    schemes: frozenset[str]  # URL schemes that choose this kind when `kind` is not set
+    # URL schemes that choose this kind when `kind` is not set; none: its targets take
+    # no `url` (push), their `name` is required and Target.url shows "KIND:NAME"
+    schemes: frozenset[str]
     section: type[TargetSection]  # the keys its targets may have (a subclass)
     # once per config: the [monitor] defaults (and ${ENV}) -> a Resolve for its targets;
     # problems with the defaults themselves are appended to the list
@@ -99,6 +112,8 @@ class ProbeKind:
     # type; conditions.COMMON has those of every kind that connects); its probe hands
     # their values to conditions.apply
     placeholders: Mapping[str, Type] = field(factory=dict)
+    # why its targets need a [server] section (push: pings arrive there); "": they don't
+    needs_server: str = ""
 
 
 _KINDS: Registry[ProbeKind] = Registry(lambda kind: kind.name)

@@ -28,6 +28,15 @@ SLOTS = 48  # time slots over [since, until) for the charts
 DEFAULT_SLOWEST = 5  # targets listed by p95
 EXPIRING_WITHIN = 30 * 86400.0  # certificates listed when they expire this soon after `until`
 HOUR = 3600
+# kinds whose latency is not a response time (push: the job's run time, start to ping):
+# no place among the slowest
+NOT_RESPONSE_TIME = frozenset({"push"})
+# what a kind's latency measures, where it is not "the whole probe"
+LATENCY_MEANS = {
+    "http": "request to end of body",
+    "icmp": "average echo round trip",
+    "push": "the job's run time (/start to ping)",
+}
 
 
 def _zeros(n: int) -> array[float]:
@@ -41,6 +50,7 @@ class _TargetAgg:
     name: str
     slots: int
     url: str | None = None
+    kind: str | None = None  # the probe kind; None when no source said
     checks: int = 0
     ok: int = 0
     latency_sum: float = 0.0  # over ok probes with a latency
@@ -51,6 +61,8 @@ class _TargetAgg:
     phases: PhaseHistograms = field(factory=PhaseHistograms)  # of the same ok probes
     incidents: list[Incident] = field(factory=list)
     changes: int = 0
+    # failed probes by error kind; raw samples only (hourly rollups keep no error kinds)
+    errors: dict[str, int] = field(factory=dict)
     certificate: Certificate | None = None  # the latest one known, at any time
     # per slot; floats because an hourly rollup is spread over the slots it overlaps;
     # arrays of doubles, not lists of float objects: 4 x 8 bytes a slot, per target
@@ -104,13 +116,15 @@ class Aggregator:
     def wants(self, target: str) -> bool:
         return self.only is None or target in self.only
 
-    def target(self, name: str, url: str | None = None) -> _TargetAgg:
+    def target(self, name: str, url: str | None = None, kind: str | None = None) -> _TargetAgg:
         """The target's state, created on first sight (so it is listed without data)."""
         agg = self.targets.get(name)
         if agg is None:
             agg = self.targets[name] = _TargetAgg(name, self.slots)
         if url is not None:
             agg.url = url
+        if kind is not None:
+            agg.kind = kind
         return agg
 
     def _slot(self, ts: float) -> int:
@@ -130,6 +144,8 @@ class Aggregator:
         agg.slot_checks[i] += 1
         if not s.ok:
             agg.slot_failures[i] += 1
+            error = s.error or "unknown"
+            agg.errors[error] = agg.errors.get(error, 0) + 1
             return
         agg.ok += 1
         if s.latency_ms is not None:
@@ -254,6 +270,15 @@ class TargetReport:
     certificate: Certificate | None = None  # the latest one known
     # per phase of PHASES (ok probes): p50/p95; None for a phase that did not happen
     phases: dict[str, PhaseStats | None] = field(factory=dict)
+    kind: str | None = None  # the probe kind ("http", "dns", ...); None: not known
+    # failed probes by error kind, most first (raw samples only: hourly rollups, which
+    # replace them after raw_retention, keep no error kinds)
+    errors: dict[str, int] = field(factory=dict)
+
+    @property
+    def latency_is_response_time(self) -> bool:
+        """Its latency is a network response time; a push target's is its job's run time."""
+        return self.kind not in NOT_RESPONSE_TIME
 
     @property
     def failures(self) -> int:
@@ -309,14 +334,23 @@ class Report:
             key=lambda c: (c.expires, c.target),
         )
 
+    def latency_means(self) -> dict[str, str]:
+        """What latency measures, for each kind of the report's targets that says; none
+        when every target is an HTTP one (nothing to tell apart)."""
+        kinds = {t.kind for t in self.targets if t.kind is not None}
+        if kinds <= {"http"}:
+            return {}
+        return {kind: LATENCY_MEANS[kind] for kind in sorted(kinds & LATENCY_MEANS.keys())}
+
     @property
     def timed(self) -> list[TargetReport]:
-        """The targets with phase timings (HTTP ones that had a connection)."""
+        """The targets with phase timings (those whose probes had a connection)."""
         return [t for t in self.targets if any(p is not None for p in t.phases.values())]
 
     def slowest(self, n: int) -> list[TargetReport]:
-        """The n targets with the highest p95 (targets without latencies are left out)."""
-        timed = [t for t in self.targets if t.p95 is not None]
+        """The n targets with the highest p95 (targets without latencies, and those
+        whose latency is not a response time, are left out)."""
+        timed = [t for t in self.targets if t.p95 is not None and t.latency_is_response_time]
         return sorted(timed, key=lambda t: (-(t.p95 or 0.0), t.target))[:n]
 
 
@@ -383,6 +417,8 @@ def _target_report(agg: _TargetAgg, a: Aggregator) -> TargetReport:
         slots=slots,
         certificate=agg.certificate,
         phases=agg.phases.stats(),
+        kind=agg.kind,
+        errors=dict(sorted(agg.errors.items(), key=lambda e: (-e[1], e[0]))),
     )
 
 

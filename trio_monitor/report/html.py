@@ -18,6 +18,7 @@ from ..store.records import ERROR_BOUND
 from .aggregate import DEFAULT_SLOWEST, EXPIRING_WITHIN, SLOTS, Report, SlotView, TargetReport
 from .format import fmt_ms, fmt_pct, fmt_phase, human_duration
 
+SECONDS_AXIS_FROM_MS = 10_000.0  # a latency axis this high is labelled in seconds
 SLOT_PX = 10  # uptime bar: one SLOT_PX-wide column per slot, a 1 px gap between
 
 # Text colour of an availability figure, by palette level (darker than the fills, to read).
@@ -88,13 +89,15 @@ def _latency_svg(t: TargetReport, report: Report) -> str:
     def y(v: float) -> float:
         return bottom - v / ymax * (bottom - top)
 
+    # a push job's run time is minutes: in seconds, the axis labels fit their margin
+    scale, unit = (1000.0, "s") if ymax >= SECONDS_AXIS_FROM_MS else (1.0, "ms")
     parts = []
     for frac in (0, 0.5, 1):
         gy = bottom - frac * (bottom - top)
         parts.append(
             f'<line x1="{left}" x2="{right}" y1="{gy:.1f}" y2="{gy:.1f}" stroke="#eaeef2"/>'
             f'<text class="axis" x="{left - 6}" y="{gy + 4:.1f}" text-anchor="end">'
-            f"{ymax * frac:g}{' ms' if frac == 1 else ''}</text>"
+            f"{ymax * frac / scale:g}{' ' + unit if frac == 1 else ''}</text>"
         )
     parts.append(
         f'<line x1="{left}" x2="{left}" y1="{top}" y2="{bottom}" stroke="#8c959f"/>'
@@ -139,6 +142,15 @@ def _latency_svg(t: TargetReport, report: Report) -> str:
     )
 
 
+def _kind_badge(t: TargetReport) -> str:
+    return "" if t.kind is None else f' <span class="kind mono">{_e(t.kind)}</span>'
+
+
+def _content_changes(t: TargetReport) -> str:
+    """Only HTTP probes hash content: other kinds show a dash, not a misleading 0."""
+    return str(t.content_changes) if t.kind in (None, "http") or t.content_changes else "-"
+
+
 def _avail_class(pct: float | None) -> str:
     return _TEXT_CLASS[level(pct)]
 
@@ -175,23 +187,45 @@ def render_html(report: Report, slowest: int = DEFAULT_SLOWEST) -> str:
         f'<div class="card">downtime<b>{_e(human_duration(downtime))}</b></div>',
         "</div>",
         "<h2>Targets</h2>",
-        '<table><tr><th class="name">target</th><th>checks</th><th>availability</th>'
+        '<table><tr><th class="name">target</th><th class="name">kind</th><th>checks</th>'
+        "<th>availability</th>"
         "<th>p50 ms</th><th>p95 ms</th><th>p99 ms</th><th>incidents</th><th>downtime</th>"
         "<th>MTTR</th><th>content changes</th></tr>",
     ]
     for t in report.targets:
         o.append(
             f'<tr><td class="name" title="{_e(t.target)}">{_e(t.target)}</td>'
-            f"<td>{t.checks}</td>"
+            f'<td class="name mono">{_e(t.kind or "-")}</td><td>{t.checks}</td>'
             f'<td class="{_avail_class(t.availability_pct)}">{fmt_pct(t.availability_pct)}%</td>'
             f"<td>{fmt_ms(t.p50)}</td><td>{fmt_ms(t.p95)}</td><td>{fmt_ms(t.p99)}</td>"
             f"<td>{len(t.incidents)}"
             + (' <span class="badge">ongoing</span>' if t.ongoing else "")
             + (' <span class="badge">no data</span>' if t.unobserved else "")
             + f"</td><td>{human_duration(t.downtime_s) if t.incidents else '-'}</td>"
-            f"<td>{human_duration(t.mttr_s)}</td><td>{t.content_changes}</td></tr>"
+            f"<td>{human_duration(t.mttr_s)}</td><td>{_content_changes(t)}</td></tr>"
         )
     o.append("</table>")
+    means = report.latency_means()
+    if means:
+        o.append(
+            '<p class="muted">latency, by kind: '
+            + "; ".join(f"<b>{_e(kind)}</b> {_e(what)}" for kind, what in means.items())
+            + "</p>"
+        )
+    failing = [t for t in report.targets if t.errors]
+    if failing:
+        o.append(
+            '<h2>Failures by error <span class="muted">(raw probes)</span></h2>'
+            '<table><tr><th class="name">target</th><th class="name">kind</th>'
+            '<th class="name">errors</th></tr>'
+        )
+        for t in failing:
+            errors = ", ".join(f"{_e(error)} {n}" for error, n in t.errors.items())
+            o.append(
+                f'<tr><td class="name">{_e(t.target)}</td><td class="name mono">'
+                f'{_e(t.kind or "-")}</td><td class="name">{errors}</td></tr>'
+            )
+        o.append("</table>")
     o.append(
         '<h2>Over time <span class="legend muted">'
         f'<span style="background:{COLORS["ok"]}"></span>&ge; {OK_FROM:g}%'
@@ -202,7 +236,8 @@ def render_html(report: Report, slowest: int = DEFAULT_SLOWEST) -> str:
     for t in report.targets:
         url = f'<div class="url muted mono">{_e(t.url)}</div>' if t.url else ""
         o.append(
-            f'<div class="target"><div><h3 title="{_e(t.target)}">{_e(t.target)}</h3>{url}'
+            f'<div class="target"><div><h3 title="{_e(t.target)}">{_e(t.target)}'
+            f"{_kind_badge(t)}</h3>{url}"
             f'<div class="stats"><span class="{_avail_class(t.availability_pct)}">'
             f"{fmt_pct(t.availability_pct)}%</span> of {t.checks} checks &middot; "
             f"p50 {fmt_ms(t.p50)} &middot; p95 {fmt_ms(t.p95)} &middot; p99 {fmt_ms(t.p99)} ms</div>"

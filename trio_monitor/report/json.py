@@ -25,6 +25,7 @@ def report_dict(report: Report, slowest: int = DEFAULT_SLOWEST) -> dict[str, Any
             {
                 "target": t.target,
                 "url": t.url,
+                "kind": t.kind,  # null when the source does not say (history without config)
                 "checks": t.checks,
                 "ok": t.ok,
                 "failures": t.failures,
@@ -56,6 +57,8 @@ def report_dict(report: Report, slowest: int = DEFAULT_SLOWEST) -> dict[str, Any
                 "longest_outage_s": _r(t.longest_outage_s),
                 "mttr_s": _r(t.mttr_s),
                 "content_changes": t.content_changes,
+                # failed probes by error kind (raw probes only: hourly rollups keep none)
+                "errors": t.errors,
                 "phases_ms": {
                     phase: None if p is None else {"p50": p.p50, "p95": p.p95, "count": p.count}
                     for phase, p in t.phases.items()
@@ -105,6 +108,8 @@ def report_dict(report: Report, slowest: int = DEFAULT_SLOWEST) -> dict[str, Any
             for c in report.expiring()
         ],
         "certificates_within_days": EXPIRING_WITHIN / 86400,
+        # what latency_ms measures for the kinds in the report, where it differs
+        "latency_means": report.latency_means(),
     }
 
 

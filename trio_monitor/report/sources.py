@@ -2,7 +2,8 @@
 shaped like a `HistoryReader`) or the monitor's own JSON lines (`feed_jsonl`).
 
 JSON lines: probe lines are samples, whatever their probe `kind` (a kind without an
-HTTP status has a null one); content_changed ones also count as a content change.
+HTTP status has a null one; the target's kind is its last line's, "http" for lines
+written before kinds existed); content_changed ones also count as a content change.
 Alert `down` opens an incident at its `since`, the next `up` of the target closes it
 at the up's `ts`; a `down` while one is open changes nothing (the monitor restarted
 while the target was down); a `removed` line ends the target's open one at its `ts`
@@ -65,21 +66,23 @@ def feed_store(
     reader: HistorySource,
     known: Iterable[str] = (),
     urls: dict[str, str] | None = None,
+    kinds: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Feed every wanted target's rollups and samples, then incidents and changes.
 
-    `known`: more target names to list even without history (the config's). The reader
+    `known`: more target names to list even without history (the config's); `urls` and
+    `kinds` what the config says of them (history keeps neither). The reader
     returns the rollups of hours that *start* in the range asked for, so it is asked
     from half an hour earlier: an hour whose middle is in the range counts (add_rollup
     drops the rest). Everything is read in one snapshot when the reader offers one, so
     samples and rollups combine exactly even while the monitor prunes."""
-    urls = urls or {}
+    urls, kinds = urls or {}, kinds or {}
     snapshot = getattr(reader, "snapshot", None)
     with snapshot() if snapshot is not None else nullcontext():
         for name in sorted({*reader.targets(), *known}):
             if not a.wants(name):
                 continue
-            a.target(name, urls.get(name))
+            a.target(name, urls.get(name), kinds.get(name))
             for r in reader.rollups(name, a.since - HOUR / 2, a.until):
                 a.add_rollup(r)
             for s in reader.samples(name, a.since, a.until):
@@ -249,7 +252,8 @@ def _probe_line(a: Aggregator, rec: dict[str, Any], probed: dict[str, tuple[floa
     last, gap = probed.get(target, (None, math.inf))
     if last is None or ts > last:
         probed[target] = (ts, gap if last is None else min(gap, ts - last))
-    a.target(target, _opt_str(rec.get("url")))
+    # a line written before kinds existed is an HTTP probe's
+    a.target(target, _opt_str(rec.get("url")), _opt_str(rec.get("kind", "http")))
     a.add_sample(Sample(target, ts, ok, latency, error, status, phases))
     if rec.get("content_changed") is True:
         a.add_change(ContentChange(target, ts, None, _opt_str(rec.get("content_hash"))))

@@ -13,6 +13,7 @@ def _fit(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "\u2026"
 
 
+KIND_W = 5  # the probe kind, after the name: "http", "dns", "icmp", "push", ...
 # (header, width) of the numeric columns; the name column gets what is left of 80
 _COLUMNS = (
     ("CHECKS", 7),
@@ -31,13 +32,16 @@ def _without_data(incidents: list[IncidentView]) -> str:
 
 
 def render_text(report: Report, slowest: int = DEFAULT_SLOWEST, width: int = 80) -> str:
-    fixed = sum(w + 1 for _, w in _COLUMNS)
+    fixed = KIND_W + 1 + sum(w + 1 for _, w in _COLUMNS)
     name_w = max(6, min(width - fixed, max((len(t.target) for t in report.targets), default=6)))
     span = format_duration(report.until - report.since)
     out = [
         f"trio-monitor report: {rfc3339(report.since)} .. {rfc3339(report.until)} ({span})",
         "",
-        "TARGET".ljust(name_w) + "".join(" " + h.rjust(w) for h, w in _COLUMNS),
+        "TARGET".ljust(name_w)
+        + " "
+        + "KIND".ljust(KIND_W)
+        + "".join(" " + h.rjust(w) for h, w in _COLUMNS),
     ]
     for t in report.targets:
         cells = (
@@ -49,7 +53,7 @@ def render_text(report: Report, slowest: int = DEFAULT_SLOWEST, width: int = 80)
             f"{len(t.incidents)}{'!' if t.ongoing else '?' if t.unobserved else ''}",
             human_duration(t.downtime_s) if t.incidents else "-",
         )
-        row = _fit(t.target, name_w).ljust(name_w)
+        row = _fit(t.target, name_w).ljust(name_w) + " " + _fit(t.kind or "-", KIND_W).ljust(KIND_W)
         out.append(
             row + "".join(" " + c.rjust(w) for c, (_, w) in zip(cells, _COLUMNS, strict=True))
         )
@@ -82,6 +86,16 @@ def render_text(report: Report, slowest: int = DEFAULT_SLOWEST, width: int = 80)
                 f"removed: {name} down since {rfc3339(i.start)} ({i.error or '?'}), "
                 f"not monitored after {rfc3339(i.end or i.start)}"
             )
+    means = report.latency_means()
+    if means:
+        out += ["", "latency, by kind:"]
+        out += [_fit(f"  {kind}: {what}", width) for kind, what in means.items()]
+    failing = [t for t in report.targets if t.errors]
+    if failing:
+        out += ["", "failures by error (raw probes):"]
+        for t in failing:
+            errors = ", ".join(f"{error} {n}" for error, n in t.errors.items())
+            out.append(_fit(f"  {_fit(t.target, max(10, width - 40))}: {errors}", width))
     expiring = report.expiring()
     if expiring:
         out += ["", f"certificates expiring within {format_duration(EXPIRING_WITHIN)}:"]

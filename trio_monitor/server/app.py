@@ -17,6 +17,8 @@ worker thread, so a slow disk never stalls the event loop (or probing).
     GET /api/v1/incidents                       outages overlapping [since, until)
     GET /api/v1/badges/{name}/status.svg        "up" / "down" / "unknown"
     GET /api/v1/badges/{name}/uptime.svg        24 h availability
+    GET, POST /api/v1/push/{token}[/start|/fail|/{exit code}]   a push target's ping;
+                                                its own token, never the bearer token
     GET /api/v1/openapi.json                    OpenAPI 3.1 description of all of these
     GET, POST /login; POST /logout              with a token: the browser login (login.py)
 
@@ -28,6 +30,7 @@ path but /healthz needs `Authorization: Bearer <token>`; with `public_status_pag
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
 import time
@@ -48,7 +51,7 @@ from .._errors import StoreError
 from .._records import in_rfc3339_range, rfc3339, tls_dict, to_dict
 from ..store import HistoryReader
 from ..store.records import Incident, Sample
-from .auth import guard
+from .auth import PUSH, guard
 from .badges import status_badge, uptime_badge
 from .contract import API, DEFAULT_SINCE, JSON, MAX_ROWS, RECENT, JSONObject, error_response
 from .login import login_routes
@@ -64,8 +67,12 @@ if TYPE_CHECKING:
 log = logging.getLogger("trio_monitor")
 
 HISTORY_READERS = 4  # worker threads reading history at once
+MAX_PUSH_BODY = 1 << 20  # bytes of a ping's body read (and dropped) at most
 
 PageFn = Callable[[], str]
+# (token, event, exit code) -> the ping was for a push target: the monitor's
+# `receive_push`
+PushFn = Callable[[str, str, "int | None"], bool]
 T = TypeVar("T")  # what a history read returns
 
 
@@ -154,6 +161,7 @@ def _target_json(t: TargetStatus) -> JSONObject:
         "name": t.name,
         "url": t.url,
         "kind": t.kind,
+        "group": t.group,
         "state": t.state,
         "since": _time(t.since),
         "last": None if t.last is None else to_dict(t.last),
@@ -211,8 +219,10 @@ class _Api:
         server: ServerSection,
         metrics: Metrics,
         page: PageFn | None,
+        push: PushFn | None = None,
     ) -> None:
         self.view, self.server, self.metrics = view, server, metrics
+        self._push = push
         # the real page comes with its CSP; a page given instead (tests) with none
         self.page = page or status_page_html
         self.csp = status_page_csp if page is None else None
@@ -359,8 +369,50 @@ class _Api:
             },
         )
 
+    async def push(self, request: Request) -> Response:
+        """A push target's ping. Its body is read and dropped, chunk by chunk, up to
+        MAX_PUSH_BODY (a client answered before it has sent its body sees a broken pipe:
+        `curl -f` would call a noted ping a failure); the token is never echoed or
+        logged; an unknown one says nothing about which exist."""
+        token, _, leaf = request.path_params["rest"].partition("/")
+        event, code = _push_event(leaf)
+        if not await _body_within(request, MAX_PUSH_BODY):
+            raise _ApiError(413, f"a ping's body may have {MAX_PUSH_BODY} bytes at most (ignored)")
+        if event is None or self._push is None or not self._push(token, event, code):
+            raise _ApiError(404, "no such push URL")
+        return Response("OK\n", headers={"content-type": "text/plain", "cache-control": "no-store"})
+
     async def openapi_json(self, request: Request) -> Response:
         return JSON(self.openapi)
+
+
+async def _body_within(request: Request, limit: int) -> bool:
+    """Read and drop the request's body. -> it had `limit` bytes at most (the rest of a
+    longer one is left unread)."""
+    size = 0
+    async with contextlib.aclosing(request.stream()) as chunks:
+        async for chunk in chunks:
+            size += len(chunk)
+            if size > limit:
+                return False
+    return True
+
+
+def _shown_path(path: object) -> object:
+    """A request path as logged: a push token masked."""
+    if isinstance(path, str) and path.startswith(PUSH):
+        token, slash, leaf = path[len(PUSH) :].partition("/")
+        return f"{PUSH}***{slash}{leaf}" if token else path
+    return path
+
+
+def _push_event(leaf: str) -> tuple[str | None, int | None]:
+    """ "" -> ping, "start", "fail", "0".."255" -> exit; anything else -> (None, None)."""
+    if leaf in ("", "start", "fail"):
+        return leaf or "ping", None
+    if _whole_number(leaf) and len(leaf) <= 3 and int(leaf) <= 255:
+        return "exit", int(leaf)
+    return None, None
 
 
 def build_app(
@@ -369,9 +421,11 @@ def build_app(
     metrics: Metrics,
     *,
     page: PageFn | None = None,
+    push: PushFn | None = None,
 ) -> ASGIApp:
-    """The ASGI app. `page` (the HTML for "/") defaults to page.status_page_html."""
-    api = _Api(view, server, metrics, page)
+    """The ASGI app. `page` (the HTML for "/") defaults to page.status_page_html;
+    `push` takes push targets' pings (none: every push URL is a 404)."""
+    api = _Api(view, server, metrics, page, push)
     routes = [
         Route("/", api.index),
         Route("/healthz", api.healthz),
@@ -380,6 +434,7 @@ def build_app(
         Route(API + "/targets/{rest:path}", api.target),
         Route(f"{API}/incidents", api.incidents),
         Route(API + "/badges/{rest:path}", api.badges),
+        Route(API + "/push/{rest:path}", api.push, methods=["GET", "POST"]),
         Route(f"{API}/openapi.json", api.openapi_json),
     ]
     if server.token is not None:
@@ -415,7 +470,7 @@ class _Guard:
             log.error(
                 "HTTP %s %r failed: %s: %s",
                 scope.get("method"),
-                scope.get("path"),
+                _shown_path(scope.get("path")),
                 type(exc).__name__,
                 exc,
                 exc_info=exc,

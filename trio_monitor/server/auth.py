@@ -1,7 +1,8 @@
 """Who may ask: the bearer-token check (`[server] token`) and, without a token, the Host
 check, as ASGI middleware in front of routing, so that even a 404 gives nothing away.
 
-/healthz never needs the token (container health checks have none); with
+/healthz and the push URLs (/api/v1/push/{token}...: a cron job's ping, whose own
+secret is in its path) never need the token; /healthz (container health checks have none); with
 `public_status_page`, "/" and the badges are public too, while the API the page calls
 still needs it. A browser logged in at /login (login.py) sends a session cookie
 instead of the token; a browser that is not, asking for "/", is sent to /login.
@@ -10,7 +11,8 @@ Without a token, the server answers only requests whose Host names it: an IP add
 "localhost", the listen host, or one of `allowed_hosts`. A page that rebinds its own
 DNS name to this machine's address (DNS rebinding) sends its own name as Host, and gets
 a 421 instead of the API. /healthz answers any Host (health checkers use service names;
-it tells nothing worth stealing). With a token, any Host is fine: a browser page cannot
+it tells nothing worth stealing), and so do the push URLs (a cron job on another machine
+pings the server by its name; a page cannot know a push token). With a token, any Host is fine: a browser page cannot
 know the token.
 """
 
@@ -32,6 +34,12 @@ if TYPE_CHECKING:
 
 
 _ALWAYS_PUBLIC = frozenset({"/healthz", "/login", "/logout"})
+PUSH = f"{API}/push/"  # a push target's ping: its token is in the path (app.py)
+
+
+def _any_host(path: str) -> bool:
+    """Answered whatever the Host header: health checks and pings from elsewhere."""
+    return path == "/healthz" or path.startswith(PUSH)
 
 
 def _wants_html(scope: Scope) -> bool:
@@ -52,7 +60,7 @@ class BearerAuth:
         self.sessions = Sessions(token)
 
     def _public(self, path: str) -> bool:
-        if path in _ALWAYS_PUBLIC:
+        if path in _ALWAYS_PUBLIC or path.startswith(PUSH):
             return True
         return self.public_page and (path == "/" or path.startswith(f"{API}/badges/"))
 
@@ -120,7 +128,7 @@ class HostCheck:
         return host in self.names or _is_ip_address(host)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] == "/healthz":
+        if scope["type"] != "http" or _any_host(scope["path"]):
             await self.app(scope, receive, send)
             return
         header = next((v for k, v in scope["headers"] if k == b"host"), None)

@@ -10,20 +10,17 @@ from typing import TYPE_CHECKING
 
 import httpx
 
+from ..net.addr import local_url
+
 if TYPE_CHECKING:
     from .._config import ServerSection
 
 HEALTH_TIMEOUT = 5.0  # seconds `trio-monitor health` waits for an answer
 
-# a wildcard listen address is not one to connect to: ask loopback instead
-_LOOPBACK = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
-
 
 def check_health(server: ServerSection, *, timeout: float = HEALTH_TIMEOUT) -> tuple[bool, str]:
     """GET /healthz of the server a config describes. -> (healthy, one line saying why)."""
-    host, port = server.listen
-    host = _LOOPBACK.get(host, host)
-    url = f"http://{f'[{host}]' if ':' in host else host}:{port}/healthz"
+    url = f"{local_url(server.listen)}/healthz"
     headers = {} if server.token is None else {"authorization": f"Bearer {server.token}"}
     try:
         with httpx.Client(timeout=timeout, trust_env=False) as client:

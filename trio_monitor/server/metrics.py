@@ -31,6 +31,18 @@ Per target (label `target`), from its latest probe, named like the Blackbox expo
                                    IP), "setup" (the socket), "rtt" (the average round
                                    trip; 0 without a reply)
     probe_icmp_reply_hop_limit     the last reply's TTL (IPv4) or hop limit (IPv6)
+    probe_dns_lookup_time_seconds  the time resolving the target's host name took (phases_ms
+                                   "dns"); only when the last probe resolved one
+    probe_dns_query_succeeded      dns:// targets: 1 when the nameserver answered (any
+                                   rcode), 0 when it did not
+    probe_dns_answer_rrs           dns:// targets: records in the answer section,
+    probe_dns_authority_rrs        in the authority section and in the additional section
+    probe_dns_additional_rrs       (the EDNS OPT record excluded); only with an answer
+    probe_failed_due_to_regex      tcp:// and tls:// targets: 1 when `expect` did not
+                                   match (error `content`), else 0
+    trio_monitor_push_last_ping_timestamp_seconds
+                                   a push target's last end signal (ping, fail, exit
+                                   code), unix seconds; none before its first
 
 Process-wide:
 
@@ -74,6 +86,9 @@ __all__ = ["CONTENT_TYPE", "Metrics"]
 # The classic text format, which every Prometheus version reads (what generate_latest
 # writes for our plain metric names is the same in its "1.0.0" variant).
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+# kinds whose `expect` regex can fail a probe (probe_failed_due_to_regex)
+REGEX_KINDS = frozenset({"tcp", "tls"})
 
 # phases_ms's keys -> blackbox_exporter's `phase` label values, so its dashboards work
 PHASE_LABELS = dict(
@@ -295,8 +310,32 @@ class _TargetSeries(Collector):
             "Hop limit (TTL for IPv4) of the last reply of the target's last ICMP probe",
             labels=label,
         )
+        lookup = GaugeMetricFamily(
+            "probe_dns_lookup_time_seconds",
+            "Time the target's last probe took to resolve its host name",
+            labels=label,
+        )
+        regex = GaugeMetricFamily(
+            "probe_failed_due_to_regex",
+            "1 if the target's last probe failed because `expect` did not match, else 0",
+            labels=label,
+        )
+        last_ping = GaugeMetricFamily(
+            "trio_monitor_push_last_ping_timestamp_seconds",
+            "When a push target's job last signalled the end of a run (unix seconds)",
+            labels=label,
+        )
+        dns_families = _DnsFamilies(label)
         for name, r in latest.items():
             success.add_metric([name], 1 if r.ok else 0)
+            if r.phases_ms is not None and (dns_ms := r.phases_ms.get("dns")) is not None:
+                lookup.add_metric([name], _seconds(dns_ms))
+            if r.kind == "dns":
+                dns_families.add(name, r)
+            if r.kind in REGEX_KINDS:
+                regex.add_metric([name], 1 if r.error == ErrorKind.CONTENT else 0)
+            if r.push is not None and r.push.last_ping is not None:
+                last_ping.add_metric([name], r.push.last_ping)
             duration.add_metric(
                 [name], math.nan if r.latency_ms is None else _seconds(r.latency_ms)
             )
@@ -315,8 +354,52 @@ class _TargetSeries(Collector):
                 expiry.add_metric([name], r.tls.earliest_not_after)
                 if r.tls.version:
                     tls_version.add_metric([name, _blackbox_version(r.tls.version)], 1)
-        yield from (success, duration, status, size, expiry, tls_version, phases)
-        yield from (icmp_phases, hop_limit)
+        yield from (
+            success,
+            duration,
+            status,
+            size,
+            expiry,
+            tls_version,
+            phases,
+            lookup,
+            regex,
+            last_ping,
+            icmp_phases,
+            hop_limit,
+        )
+        yield from dns_families.families()
+
+
+class _DnsFamilies:
+    """blackbox_exporter's series of its DNS prober, for dns:// targets."""
+
+    def __init__(self, label: list[str]) -> None:
+        self.succeeded = GaugeMetricFamily(
+            "probe_dns_query_succeeded",
+            "1 if the nameserver answered the target's last probe (any rcode), else 0",
+            labels=label,
+        )
+        self.sections = [
+            GaugeMetricFamily(
+                f"probe_dns_{section}_rrs",
+                f"Records in the {section} section of the target's last answer",
+                labels=label,
+            )
+            for section in ("answer", "authority", "additional")
+        ]
+
+    def add(self, name: str, r: ProbeResult) -> None:
+        answer = r.dns
+        self.succeeded.add_metric([name], 0 if answer is None else 1)
+        if answer is not None:
+            counts = (len(answer.answers), answer.authority_rrs, answer.additional_rrs)
+            for family, count in zip(self.sections, counts, strict=True):
+                family.add_metric([name], count)
+
+    def families(self) -> Iterator[GaugeMetricFamily]:
+        yield self.succeeded
+        yield from self.sections
 
 
 def _icmp_series(

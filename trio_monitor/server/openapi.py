@@ -49,7 +49,14 @@ _NULLABLE_TIME = _nullable("string", format="date-time", description="RFC 3339, 
 _TARGET_PROPERTIES: Schema = {
     "name": {"type": "string"},
     "url": {"type": "string"},
-    "kind": {"type": "string", "description": 'how the target is probed: "http", ...'},
+    "kind": {
+        "type": "string",
+        "description": 'how the target is probed: "http", "tcp", "tls", "dns", "icmp", "ws", '
+        '"push", ...',
+    },
+    "group": _nullable(
+        "string", maxLength=100, description="the target's `group` (a status page heading)"
+    ),
     "state": {"enum": ["UP", "DOWN", "UNKNOWN"]},
     "since": {**_NULLABLE_TIME, "description": "when the state began"},
     "last": {"anyOf": [_ref("Probe"), {"type": "null"}], "description": "the latest probe"},
@@ -81,6 +88,55 @@ _TARGET_PROPERTIES: Schema = {
         "last 24 hours' ok probes, and how many of them had the phase; null for a phase "
         "that did not happen in them (tls on http, dns for an address, ...)",
     ),
+}
+
+# Kind-specific fields of a probe: always there (as in a JSON line), null where the kind
+# has none.
+_PROBE_KIND_FIELDS: Schema = {
+    "received": _nullable(
+        "string",
+        description="tcp, tls, ws, wss: the text `expect` was tried on (first 256 characters; "
+        "ws: the first message); null without `expect`",
+    ),
+    "dns": {
+        "anyOf": [_ref("Dns"), {"type": "null"}],
+        "description": "a dns:// probe's answer; null otherwise and without an answer",
+    },
+    "icmp": {
+        "anyOf": [
+            _object(
+                {
+                    "sent": {"type": "integer", "minimum": 0},
+                    "received": {"type": "integer", "minimum": 0},
+                    "loss_pct": {"type": "number", "minimum": 0, "maximum": 100},
+                    "rtt_min_ms": _nullable("number"),
+                    "rtt_avg_ms": _nullable("number"),
+                    "rtt_max_ms": _nullable("number"),
+                    "addr": {"type": "string"},
+                    "socket": {"enum": ["dgram", "raw"]},
+                    "hop_limit": _nullable("integer", description="the last reply's TTL"),
+                    "setup_ms": _nullable("number", description="socket set up"),
+                }
+            ),
+            {"type": "null"},
+        ],
+        "description": "icmp:// probes: echo requests, replies and round-trip times",
+    },
+    "push": {
+        "anyOf": [
+            _object(
+                {
+                    "last_ping": {**_NULLABLE_TIME, "description": "null: no ping yet"},
+                    "last_event": {"enum": ["ping", "start", "fail", "exit", None]},
+                    "exit_code": _nullable("integer"),
+                    "run_ms": _nullable("number", description="/start to the ping"),
+                    "next_due": _NULLABLE_TIME,
+                }
+            ),
+            {"type": "null"},
+        ],
+        "description": "push targets: the last ping and when the next is due",
+    },
 }
 
 _SCHEMAS: Schema = {
@@ -119,8 +175,8 @@ _SCHEMAS: Schema = {
             "remote_addr": _nullable("string"),
             "kind": {
                 "type": "string",
-                "description": 'the probe kind ("http", ...); `status` is null for kinds '
-                "other than http",
+                "description": 'the probe kind ("http", "ws", ...); `status` is null for kinds '
+                "other than http and ws (ws: the handshake's HTTP status, 101 when it succeeded)",
             },
             "confirm": {
                 "type": "boolean",
@@ -134,7 +190,23 @@ _SCHEMAS: Schema = {
             },
             "tls": {
                 "anyOf": [_ref("Tls"), {"type": "null"}],
-                "description": "an HTTPS probe's certificate and connection; null otherwise",
+                "description": "an HTTPS or tls:// probe's certificate and connection; null "
+                "otherwise",
+            },
+            "push": {
+                "description": "a push target's heartbeat when the line was made; null "
+                "for other kinds",
+                "type": ["object", "null"],
+                "properties": {
+                    "last_ping": _NULLABLE_TIME,
+                    "last_event": {"enum": ["ping", "start", "fail", "exit", None]},
+                    "exit_code": _nullable("integer", minimum=0, maximum=255),
+                    "run_ms": _nullable("number", minimum=0),
+                    "next_due": {
+                        **_NULLABLE_TIME,
+                        "description": "when a missing ping becomes `missed` (grace included)",
+                    },
+                },
             },
             "addresses": {
                 "type": ["array", "null"],
@@ -149,6 +221,7 @@ _SCHEMAS: Schema = {
                     },
                 },
             },
+            **_PROBE_KIND_FIELDS,
             "conditions": {
                 "type": ["array", "null"],
                 "description": "the target's conditions, each with its outcome; null "
@@ -160,22 +233,6 @@ _SCHEMAS: Schema = {
                         "ok": {"type": "boolean"},
                         "actual": _nullable("string"),
                     },
-                },
-            },
-            "icmp": {
-                "type": ["object", "null"],
-                "description": "an icmp:// probe's echo requests and replies; null otherwise",
-                "properties": {
-                    "sent": {"type": "integer"},
-                    "received": {"type": "integer"},
-                    "loss_pct": {"type": "number"},
-                    "rtt_min_ms": _nullable("number"),
-                    "rtt_avg_ms": _nullable("number"),
-                    "rtt_max_ms": _nullable("number"),
-                    "addr": {"type": "string"},
-                    "socket": {"enum": ["dgram", "raw"]},
-                    "hop_limit": _nullable("integer"),
-                    "setup_ms": _nullable("number"),
                 },
             },
         },
@@ -195,6 +252,22 @@ _SCHEMAS: Schema = {
             "earliest_subject": {"type": "string"},
         },
         "The leaf certificate, the presented chain's earliest expiry, version and cipher.",
+    ),
+    "Dns": _object(
+        {
+            "record_type": {"type": "string", "description": 'the type asked: "A", "MX", ...'},
+            "rcode": {"type": "string", "description": '"NOERROR", "NXDOMAIN", ...'},
+            "answers": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "each answer-section record's data as text, in answer order",
+            },
+            "server": {"type": "string", "description": "the nameserver asked, ip:port"},
+            "tcp": {"type": "boolean", "description": "answered over TCP after truncation"},
+            "authority_rrs": {"type": "integer", "minimum": 0},
+            "additional_rrs": {"type": "integer", "minimum": 0},
+        },
+        "What a dns:// probe's nameserver answered.",
     ),
     "Target": _object(_TARGET_PROPERTIES),
     "TargetList": {"type": "array", "items": _ref("Target")},
@@ -379,6 +452,51 @@ def _login_paths() -> Schema:
     }
 
 
+_PUSHED = {
+    "200": {"description": "noted", "content": {"text/plain": {"schema": {"const": "OK\n"}}}},
+    "404": _error_response("no push target has this token (nothing says which exist)"),
+    "413": _error_response("a body over 1 MiB (a body is read and ignored): not noted"),
+    "default": _DEFAULT,
+}
+_TOKEN = {
+    "name": "token",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string"},
+    "description": "the push target's own token (`trio-monitor push-urls`)",
+}
+
+
+def _push_paths() -> Schema:
+    """A push target's pings: GET or POST (the body is ignored); its token, never the
+    bearer token, and any Host."""
+    ping = {"security": [], "parameters": [_TOKEN], "responses": _PUSHED}
+    event = {
+        "name": "event",
+        "in": "path",
+        "required": True,
+        "schema": {
+            "anyOf": [{"enum": ["start", "fail"]}, {"type": "string", "pattern": "^[0-9]{1,3}$"}]
+        },
+        "description": "start: a run began (its end, a ping, records the run time); fail:"
+        " it failed; 0-255: its exit code (0 success, else failure)",
+    }
+    return {
+        f"{API}/push/{{token}}": {
+            method: {"summary": "Ping: a push target's job ran", **ping}
+            for method in ("get", "post")
+        },
+        f"{API}/push/{{token}}/{{event}}": {
+            method: {
+                "summary": "A push target's job started, failed, or exited with a code",
+                **ping,
+                "parameters": [_TOKEN, event],
+            }
+            for method in ("get", "post")
+        },
+    }
+
+
 def _get(summary: str, responses: Schema, **extra: Any) -> Schema:
     return {"get": {"summary": summary, **extra, "responses": {**responses, "default": _DEFAULT}}}
 
@@ -487,6 +605,7 @@ def openapi_document(server: ServerSection) -> Schema:
             },
         ),
     }
+    paths |= _push_paths()
     if server.token is not None:
         paths |= _login_paths()
     if server.public_status_page:

@@ -20,6 +20,7 @@ import trio
 
 from ..._config import Config, Target
 from ..._records import ProbeResult
+from ...conditions import COMMON, Type
 from ...probes.base import ProbeKind, register
 from .addresses import probe_every_address
 from .config import HttpSpec, HttpTargetSection, http_resolver
@@ -98,5 +99,12 @@ KIND = ProbeKind(
     resolver=http_resolver,
     open=open_http_prober,
     describe=_describe,
+    placeholders={
+        **COMMON,
+        "STATUS": Type.NUMBER,
+        "BODY": Type.BODY,  # the body read (up to max_body, decoded)
+        "HEADER": Type.FIELDS,  # the final response's headers
+        "CERTIFICATE_EXPIRATION": Type.DURATION,  # the leaf's time left (https)
+    },
 )
 register(KIND)

@@ -4,7 +4,7 @@ Unset keys inherit from [monitor], where the same names set the defaults.
 Everything a probe sends is built here, once per config load: the body, the
 Authorization header (from the URL's userinfo, `basic_auth` or `bearer_token`, secrets
 from ${ENV} or read from files now, so a reload re-reads them), and the SSL context
-(tls.py: its files read and loaded now). No secret is ever put in a problem line.
+(net/tls.py: its files read and loaded now). No secret is ever put in a problem line.
 """
 
 from __future__ import annotations
@@ -36,13 +36,14 @@ from ..._config import (
     check_token,
     expand_env,
     expand_headers,
+    expand_path,
     inherit,
     is_normal_url,
     parse_status_spec,
 )
 from ..._secrets import MASK, redact_url
+from ...net.tls import Tls, TlsLoader, load_tls
 from ..base import Resolve
-from .tls import Tls, TlsFileError, load_tls
 
 
 @frozen
@@ -95,7 +96,7 @@ class HttpSpec:
 
     url: str
     method: str
-    headers: tuple[tuple[str, str], ...] = field(repr=lambda h: repr(_masked(h)))
+    headers: tuple[tuple[str, str], ...] = field(repr=lambda h: repr(masked(h)))
     expect_status: frozenset[int]
     follow_redirects: bool
     max_redirects: int
@@ -113,13 +114,15 @@ class HttpSpec:
     server_name: str | None = None  # SNI and the name the certificate must carry
     proxy: str | None = field(default=None, repr=False)  # may hold credentials
     http2: bool = False
+    # the target set expect_status itself (else a [STATUS] condition decides: prepare())
+    own_status: bool = False
 
     @tls.default
     def _tls(self) -> Tls:
         return load_tls(self.verify_tls)
 
 
-def _masked(headers: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+def masked(headers: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
     """Headers as shown: credentials masked (a repr may end up in a log)."""
     return tuple((k, MASK if k in _SECRET_HEADERS else v) for k, v in headers)
 
@@ -142,15 +145,6 @@ def _checked(value: str, check: Callable[[str], str], where: str, problems: list
 
 _PROXY_SCHEMES = frozenset({"http", "https", "socks5", "socks5h"})
 _SOCKS = frozenset({"socks5", "socks5h"})
-
-
-def _expanded_path(path: str, key: str, env: Mapping[str, str], problems: list[str]) -> str:
-    """A file path with ${ENV} expanded (e.g. systemd's ${CREDENTIALS_DIRECTORY})."""
-    try:
-        return expand_env(path, env)
-    except _Invalid as exc:
-        problems.append(f"{key}: {exc}")
-        return path
 
 
 def _read_secret(path: str, key: str, problems: list[str]) -> str | None:
@@ -186,7 +180,7 @@ def _secret(
         problems.append(f"{keys[1]}: set {names}, not both")
         return None
     if file is not None:
-        return _read_secret(_expanded_path(file, keys[1], env, problems), keys[1], problems)
+        return _read_secret(expand_path(file, keys[1], env, problems), keys[1], problems)
     if value is None:
         return None
     try:
@@ -213,7 +207,7 @@ def _basic(username: str, password: str) -> str:
     return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
 
 
-def _basic_auth(url: httpx.URL) -> str:
+def basic_auth_value(url: httpx.URL) -> str:
     """The Authorization value for a URL's userinfo, as curl sends it (percent-decoded;
     a user without a password has an empty one)."""
     return _basic(url.username, url.password or "")
@@ -339,57 +333,6 @@ def _proxy(value: str, key: str, env: Mapping[str, str], problems: list[str]) ->
     return text
 
 
-def _client_pair(
-    t: HttpTargetSection, m: MonitorSection, where: str
-) -> tuple[str | None, str | None, str]:
-    """client_cert and client_key, from the target if it sets either, else from [monitor]
-    (a pair never mixes the two), and the key path prefix they came from."""
-    if t.client_cert is not None or t.client_key is not None:
-        return t.client_cert, t.client_key, where
-    return m.client_cert, m.client_key, "monitor"
-
-
-TlsArgs = tuple[bool, str | None, str | None, str | None, bool]
-
-
-class _TlsLoader:
-    """SSL contexts for one config load, each distinct setting loaded once (10,000 targets
-    with one ca_file read it once), each problem reported once per key path."""
-
-    def __init__(self, env: Mapping[str, str]) -> None:
-        self._env = env
-        self._loaded: dict[TlsArgs, Tls | TlsFileError] = {}
-        self._reported: set[str] = set()
-
-    def load(self, args: TlsArgs, sources: Mapping[str, str], problems: list[str]) -> Tls:
-        """`sources`: for each file key, the prefix of the key path it was set at."""
-        verify, ca_file, cert, key, http2 = args
-        paths = {"ca_file": ca_file, "client_cert": cert, "client_key": key}
-        for name, path in paths.items():
-            if path is not None:
-                paths[name] = _expanded_path(path, f"{sources[name]}.{name}", self._env, problems)
-        for name, other in (("client_cert", "client_key"), ("client_key", "client_cert")):
-            if paths[name] is not None and paths[other] is None:
-                self._report(f"{sources[name]}.{other}: required with {name}", problems)
-                return load_tls(verify)
-        args = (verify, paths["ca_file"], paths["client_cert"], paths["client_key"], http2)
-        if args not in self._loaded:
-            try:
-                self._loaded[args] = load_tls(*args[:4], http2=http2)
-            except TlsFileError as exc:
-                self._loaded[args] = exc
-        loaded = self._loaded[args]
-        if isinstance(loaded, TlsFileError):
-            self._report(f"{sources[loaded.key]}.{loaded.key}: {loaded}", problems)
-            return load_tls(verify)
-        return loaded
-
-    def _report(self, line: str, problems: list[str]) -> None:
-        if line not in self._reported:
-            self._reported.add(line)
-            problems.append(line)
-
-
 _SCHEMES = frozenset({"http", "https"})
 
 
@@ -409,7 +352,7 @@ def http_resolver(m: MonitorSection, env: Mapping[str, str], problems: list[str]
     } | expand_headers(m.headers, "monitor.headers", env, problems)
     default_method = _checked(m.method, _method, "monitor.method", problems)
     default_proxy = None if m.proxy is None else _proxy(m.proxy, "monitor.proxy", env, problems)
-    tls = _TlsLoader(env)
+    tls = TlsLoader(env)
 
     def resolve(t: HttpTargetSection, where: str, problems: list[str]) -> HttpSpec:
         status = default_status
@@ -422,6 +365,7 @@ def http_resolver(m: MonitorSection, env: Mapping[str, str], problems: list[str]
         addresses = inherit(t.addresses, m.addresses)
         if t.min_addresses_ok is not None and addresses == "first":
             problems.append(f"{where}.min_addresses_ok: {ONLY_WITH_ALL_ADDRESSES}")
+        assert t.url is not None  # an http target has one (_config.py checks)
         # most URLs are already as httpx writes them, without userinfo: parsing one is
         # the costly part of loading a big config
         url = None if is_normal_url(t.url, _SCHEMES) else httpx.URL(t.url)
@@ -429,7 +373,7 @@ def http_resolver(m: MonitorSection, env: Mapping[str, str], problems: list[str]
         if authorization is not None:
             headers["authorization"] = authorization
         elif url is not None and url.userinfo and "authorization" not in headers:
-            headers["authorization"] = _basic_auth(url)  # a configured one wins, as in curl
+            headers["authorization"] = basic_auth_value(url)  # a configured one wins, as in curl
         body = _body(t, where, problems)
         if t.json is not None and "content-type" not in headers:
             headers["content-type"] = "application/json"
@@ -443,12 +387,6 @@ def http_resolver(m: MonitorSection, env: Mapping[str, str], problems: list[str]
                 f'{where}.addresses: "all" cannot be used with a proxy or http2 (the proxy or '
                 "httpx's HTTP/2 pool picks the address)"
             )
-        cert, key, pair_source = _client_pair(t, m, where)
-        sources = {
-            "ca_file": where if t.ca_file is not None else "monitor",
-            "client_cert": pair_source,
-            "client_key": pair_source,
-        }
         return HttpSpec(
             url=t.url if url is None else str(url.copy_with(userinfo=b"") if url.userinfo else url),
             method=default_method
@@ -456,6 +394,7 @@ def http_resolver(m: MonitorSection, env: Mapping[str, str], problems: list[str]
             else _checked(t.method, _method, f"{where}.method", problems),
             headers=tuple(headers.items()),
             expect_status=status,
+            own_status=t.expect_status is not None,
             follow_redirects=inherit(t.follow_redirects, m.follow_redirects),
             max_redirects=inherit(t.max_redirects, m.max_redirects),
             contains=t.contains,
@@ -470,9 +409,7 @@ def http_resolver(m: MonitorSection, env: Mapping[str, str], problems: list[str]
             else None,
             verify_tls=verify,
             body=body,
-            tls=tls.load(
-                (verify, inherit(t.ca_file, m.ca_file), cert, key, http2), sources, problems
-            ),
+            tls=tls.for_target(t, m, where, verify, problems, http2=http2),
             server_name=t.server_name,
             proxy=proxy,
             http2=http2,

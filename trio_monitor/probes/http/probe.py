@@ -22,14 +22,15 @@ from ..._config import HEADER_ENCODING, Target
 from ..._errors import RETRYABLE, ErrorKind, ProbeFailure
 from ..._records import ProbeResult
 from ..._secrets import redact_url
+from ...conditions import apply, common_facts, needs
 from ...net.certs import TlsDetails
+from ...net.errors import invalid_certificate
+from ..base import backoff_delay
 from .config import HttpSpec, _fallback
 from .errors import classify
 from .fallback import Route
 from .wire import CONN, CURRENT_EXCHANGE, SSL_CONTEXT, ConnOptions, Exchange, ProbeBody
 
-BACKOFF_BASE = 0.1  # seconds before the first retry; doubles each time
-BACKOFF_CAP = 5.0
 CLOSE_TIMEOUT = 1.0  # closing a response is local work; never let it hang shutdown
 
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
@@ -52,7 +53,12 @@ class HttpPlan:
     headers: httpx.Headers
     extensions: dict[str, object]
     needle: bytes | None
+    # the statuses that are ok; None: any, when the target's conditions check [STATUS]
+    # and it sets no expect_status of its own (a pasted "[STATUS] == 404" must work)
+    expect_status: frozenset[int] | None
     route: Route | None = None
+    keep_body: bool = False  # a condition reads [BODY]: the body read is kept for it
+    keep_headers: bool = False  # a condition reads [HEADER]
 
     @property
     def url(self) -> httpx.URL:
@@ -120,7 +126,15 @@ def prepare(target: Target) -> HttpPlan:
         extensions=extensions,
         needle=spec.contains.encode() if spec.contains else None,
         route=route_of(spec),
+        expect_status=None if _status_by_conditions(target) else spec.expect_status,
+        keep_body=needs(target.conditions, "BODY"),
+        keep_headers=needs(target.conditions, "HEADER"),
     )
+
+
+def _status_by_conditions(target: Target) -> bool:
+    """The target's conditions check [STATUS] and it sets no expect_status of its own."""
+    return not target.spec.own_status and needs(target.conditions, "STATUS")
 
 
 def route_of(spec: HttpSpec) -> Route | None:
@@ -135,10 +149,7 @@ def timed_out(target: Target) -> ProbeFailure:
     return ProbeFailure(ErrorKind.TIMEOUT, f"no complete response within {target.timeout:g}s")
 
 
-def backoff_delay(retry: int, rng: random.Random) -> float:
-    """Exponential backoff with jitter: retry 0 -> 50-100 ms, 1 -> 100-200 ms, ..."""
-    ceiling = min(BACKOFF_CAP, BACKOFF_BASE * 2**retry)
-    return ceiling * rng.uniform(0.5, 1.0)
+Body = bytes  # (a name: in _Response, `bytes` is a field)
 
 
 @frozen
@@ -153,6 +164,8 @@ class _Response:
     remote_addr: str | None
     tls: TlsDetails | None
     failure: ProbeFailure | None  # set when a response came but is not acceptable
+    body: Body | None = None  # what was read, when a condition reads [BODY]
+    headers: dict[str, str] | None = None  # lower-case names, when one reads [HEADER]
 
 
 # phases_ms's names -> the transport's (blackbox_exporter's "processing" is our "ttfb")
@@ -177,13 +190,6 @@ def _phases_ms(exchange: Exchange) -> dict[str, float | None] | None:
 
 def _ms(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds * 1000, 3)
-
-
-def _invalid_certificate(tls: TlsDetails | None) -> ProbeFailure | None:
-    """An expired or not yet valid leaf fails the probe, verified or not (with
-    verify_tls = false the handshake accepts it): a visitor's browser would refuse it."""
-    reason = tls.invalid_reason(time.time()) if tls is not None else None
-    return None if reason is None else ProbeFailure(ErrorKind.TLS, reason)
 
 
 async def _close(response: httpx.Response) -> None:
@@ -243,8 +249,11 @@ def _next_request(plan: HttpPlan, response: httpx.Response, method: str) -> http
     return httpx.Request(method, url, headers=headers, content=body, extensions=extensions)
 
 
-async def _read_body(plan: HttpPlan, response: httpx.Response) -> tuple[int, bool, str, bool]:
-    """Stream the body, hashing as it comes; stop at max_body. -> (bytes, truncated, hash, found).
+async def _read_body(
+    plan: HttpPlan, response: httpx.Response
+) -> tuple[int, bool, str, bool, bytes | None]:
+    """Stream the body, hashing as it comes; stop at max_body.
+    -> (bytes, truncated, hash, found, the body if plan.keep_body).
 
     Past max_body the response is closed, which drops the connection, and the loop runs on
     (ignoring what httpx had buffered already) until the read on the closed connection
@@ -260,6 +269,7 @@ async def _read_body(plan: HttpPlan, response: httpx.Response) -> tuple[int, boo
     tail = b""
     total = 0
     truncated = False
+    kept: list[bytes] | None = [] if plan.keep_body else None
     # nothing to decode: straight from our transport, without httpx's generator layers
     stream = response.stream
     chunks: AsyncIterable[bytes] = (
@@ -277,6 +287,8 @@ async def _read_body(plan: HttpPlan, response: httpx.Response) -> tuple[int, boo
                 await _close(response)
             total += len(chunk)
             digest.update(chunk)
+            if kept is not None:
+                kept.append(chunk)
             if needle is not None and not found:
                 window = tail + chunk
                 found = needle in window
@@ -284,7 +296,8 @@ async def _read_body(plan: HttpPlan, response: httpx.Response) -> tuple[int, boo
     except httpx.TransportError:
         if not truncated:
             raise
-    return total, truncated, "sha256:" + digest.hexdigest(), found
+    body = None if kept is None else b"".join(kept)
+    return total, truncated, "sha256:" + digest.hexdigest(), found, body
 
 
 async def _attempt(
@@ -302,7 +315,7 @@ async def _attempt(
         response.request = request
         try:
             # the last HTTPS hop's certificate (an http:// hop keeps the one that led there)
-            bad_certificate = _invalid_certificate(exchange.tls)
+            bad_certificate = invalid_certificate(exchange.tls)
             if (
                 bad_certificate is None
                 and spec.follow_redirects
@@ -318,7 +331,7 @@ async def _attempt(
                 method = request.method
                 continue
             ttfb = trio.current_time() - started
-            size, truncated, content_hash, found = await _read_body(plan, response)
+            size, truncated, content_hash, found, body = await _read_body(plan, response)
             ended = trio.current_time()
             latency = ended - started
             if exchange.head_at is not None:
@@ -330,7 +343,7 @@ async def _attempt(
                 failure = ProbeFailure(
                     ErrorKind.TOO_LARGE, f"body larger than max_body ({spec.max_body} bytes)"
                 )
-            elif response.status_code not in spec.expect_status:
+            elif plan.expect_status is not None and response.status_code not in plan.expect_status:
                 failure = ProbeFailure(ErrorKind.STATUS, f"HTTP {response.status_code}")
             elif not found:
                 failure = ProbeFailure(
@@ -347,6 +360,8 @@ async def _attempt(
                 remote_addr=exchange.remote_addr,
                 tls=exchange.tls,
                 failure=failure,
+                body=body,
+                headers=_headers(response) if plan.keep_headers else None,
             )
         finally:
             await _close(response)
@@ -407,7 +422,7 @@ async def probe(
     if deadline.cancelled_caught:
         response = None
         failure = timed_out(target)
-    return ProbeResult(
+    result = ProbeResult(
         ts=ts,
         target=target.name,
         url=target.url,
@@ -434,3 +449,30 @@ async def probe(
         # without a response: the certificate of a handshake that failed, if it got one
         tls=response.tls if response else exchange.tls,
     )
+    if not target.conditions:
+        return result
+    return apply(result, target.conditions, _facts(result, response, exchange))
+
+
+def _headers(response: httpx.Response) -> dict[str, str]:
+    """The response's headers by lower-case name; a repeated one joined with ", "."""
+    headers: dict[str, str] = {}
+    for name, value in response.headers.multi_items():
+        headers[name] = f"{headers[name]}, {value}" if name in headers else value
+    return headers
+
+
+def _facts(
+    result: ProbeResult, response: _Response | None, exchange: Exchange
+) -> dict[str, object]:
+    """What the http kind's placeholders read (KIND.placeholders), for `apply`."""
+    facts = common_facts(result.latency_ms, exchange.remote_addr, result.phases_ms)
+    tls = result.tls
+    facts["CERTIFICATE_EXPIRATION"] = (
+        None if tls is None else round((tls.not_after - time.time()) * 1000, 3)
+    )
+    if response is not None:
+        facts["STATUS"] = response.status
+        facts["BODY"] = response.body
+        facts["HEADER"] = response.headers
+    return facts

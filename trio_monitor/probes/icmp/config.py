@@ -93,6 +93,7 @@ def icmp_resolver(m: MonitorSection, env: Mapping[str, str], problems: list[str]
                 f"{where}.spacing: {count} requests {format_duration(spacing)} apart do not fit"
                 f" in the timeout ({format_duration(timeout)}): fewer, closer, or a longer timeout"
             )
+        assert t.url is not None  # a kind with URL schemes has one (_config.py checks)
         return IcmpSpec(
             host=_host(t.url, where, problems),
             count=count,

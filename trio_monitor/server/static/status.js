@@ -50,6 +50,14 @@
   }
   const isNum = (x) => typeof x === "number" && isFinite(x);
   const str = (x) => (typeof x === "string" ? x : "");
+  const obj = (x) => (x && typeof x === "object" && !Array.isArray(x) ? x : null);
+  const count = (x) => (Number.isInteger(x) && x >= 0 ? x : null);
+  const isStatus = (x) => Number.isInteger(x) && x >= 100 && x <= 999;
+  // hostile or merely long text: cut to n characters, control characters as spaces
+  function clip(s, n) {
+    const t = String(s).slice(0, n + 1).replace(/[\u0000-\u001f\u007f-\u009f]/g, " ");
+    return t.length > n ? t.slice(0, n - 1) + "\u2026" : t;
+  }
   const pad = (n) => String(n).padStart(2, "0");
   function hhmmss(ms) {
     const d = new Date(ms);
@@ -78,7 +86,8 @@
   function ms(x) {
     if (!isNum(x)) return "\u2013";
     if (x >= 1000) return (x / 1000).toFixed(2) + " s";
-    return (x < 10 ? x.toFixed(1) : String(Math.round(x))) + " ms";
+    // sub-millisecond (an ICMP round trip on a LAN): two decimals, or it reads 0.1 or 0.2
+    return (x < 1 ? x.toFixed(2) : x < 10 ? x.toFixed(1) : String(Math.round(x))) + " ms";
   }
   function pct(p) {
     if (!isNum(p)) return "n/a";
@@ -207,7 +216,8 @@
     const head = el("div", "head");
     c.pill = el("span", "pill unknown");
     c.nameEl = el("h2", "name", name);
-    head.append(c.pill, c.nameEl);
+    c.kindEl = el("span", "kind");  // what it checks: http, tcp, dns, ...
+    head.append(c.pill, c.nameEl, c.kindEl);
     c.urlEl = el("div", "url");
     const facts = el("ul", "facts");
     c.sinceEl = el("li", "since");
@@ -217,7 +227,11 @@
     c.certEl.hidden = true;
     c.phasesEl = el("li", "phases muted");
     c.phasesEl.hidden = true;
-    facts.append(c.sinceEl, c.lastEl, c.statsEl, c.certEl, c.phasesEl);
+    c.condEl = el("li", "conds");
+    c.condEl.hidden = true;
+    c.facts = facts;
+    c.factEls = [];
+    facts.append(c.sinceEl, c.lastEl, c.condEl, c.statsEl, c.certEl, c.phasesEl);
     c.errEl = el("p", "err");
     c.errEl.hidden = true;
     info.append(head, c.urlEl, facts, c.errEl);
@@ -261,10 +275,10 @@
         : "?")];
       // an HTTP status when there is one; otherwise the kind says what was checked
       const outcome = last.ok ? "ok" : "failed";
-      const kind = str(last.kind) || str(t.kind) || "http";
-      if (isNum(last.status)) parts.push("HTTP " + last.status);
+      const kind = clip(str(last.kind) || str(t.kind) || "http", 16);
+      if (isStatus(last.status)) parts.push("HTTP " + last.status);
       if (isNum(last.latency_ms)) parts.push(ms(last.latency_ms));
-      parts.push(isNum(last.status) ? outcome : kind + " " + outcome);
+      parts.push(isStatus(last.status) ? outcome : kind + " " + outcome);
       c.lastEl.textContent = parts.join(" \u00b7 ");
       const err = str(last.error), detail = str(last.error_detail);
       if (!last.ok && (err || detail)) {
@@ -279,6 +293,9 @@
       c.errEl.hidden = true;
       c.errEl.textContent = "";
     }
+    c.kindEl.textContent = clip(str(t.kind) || str(last && last.kind) || "http", 16);
+    showFacts(c, last ? kindFacts(last) : []);
+    showConditions(c, last && Array.isArray(last.conditions) ? last.conditions : []);
     const stats = [];
     if (isNum(t.availability_24h_pct)) {
       stats.push("24 h: " + pct(t.availability_24h_pct) +
@@ -289,7 +306,8 @@
     if (isNum(t.p95_24h_ms)) stats.push("p95 " + ms(t.p95_24h_ms));
     if (isNum(t.interval_s)) stats.push("every " + duration(t.interval_s * 1000));
     c.statsEl.textContent = stats.join(" \u00b7 ");
-    updateCert(c, t.tls && typeof t.tls === "object" ? t.tls : null);
+    // the target's latest certificate, or the last probe's (any kind: https, tls, wss)
+    updateCert(c, obj(t.tls) || obj(last && last.tls));
     showPhases(c, t.phases_24h_ms);
     c.avail24 = isNum(t.availability_24h_pct) ? t.availability_24h_pct : null;
     c.p95 = isNum(t.p95_24h_ms) ? t.p95_24h_ms : null;
@@ -320,6 +338,101 @@
     c.certEl.title = str(tls.subject) + ", issued by " + str(tls.issuer) + "; expires " +
       str(tls.not_after) + (tls.version ? "; " + str(tls.version) : "");
     c.certEl.hidden = false;
+  }
+
+  // --- what the last probe found, by what its kind reports -----------------------------
+  // Each fact is read from its own field of `last` when that is an object of the
+  // contract's shape; anything else (missing, wrong types, huge) shows less, never breaks.
+  const MAX_ANSWERS = 3;
+  function icmpFact(o) {
+    const sent = count(o.sent), got = count(o.received);
+    const loss = isNum(o.loss_pct) ? Math.min(100, Math.max(0, o.loss_pct))
+      : sent && got !== null && got <= sent ? (100 * (sent - got)) / sent : null;
+    const text = (isNum(o.rtt_avg_ms) ? "ping: avg " + ms(o.rtt_avg_ms) : "ping: no reply") +
+      (loss === null ? "" : " \u00b7 loss " + (Math.round(loss * 10) / 10) + "%" +
+        (sent !== null && got !== null ? " (" + got + " of " + sent + " replied)" : ""));
+    const title = "round trip min / avg / max: " + [o.rtt_min_ms, o.rtt_avg_ms, o.rtt_max_ms]
+      .map(ms).join(" / ") + (str(o.addr) ? "; " + clip(o.addr, 64) : "") +
+      (str(o.socket) ? " (" + clip(o.socket, 8) + " socket)" : "");
+    return { key: "icmp", text, title, warn: loss === null || loss > 0 };
+  }
+  function dnsFact(o) {
+    const answers = Array.isArray(o.answers) ? o.answers.filter((a) => typeof a === "string") : [];
+    const rcode = clip(str(o.rcode) || "?", 16);
+    const more = answers.length - MAX_ANSWERS;
+    const text = "DNS " + clip(str(o.record_type) || "?", 10) + " " + rcode + ": " +
+      (answers.length ? answers.slice(0, MAX_ANSWERS).map((a) => clip(a, 60)).join(", ") +
+        (more > 0 ? " (+" + more + " more)" : "") : "no answers");
+    const title = answers.slice(0, 20).map((a) => clip(a, 200)).join("\n") +
+      (answers.length > 20 ? "\n\u2026" : "") + (answers.length ? "\n" : "") +
+      "from " + (clip(str(o.server), 64) || "?") + (o.tcp === true ? " over TCP" : "");
+    return { key: "dns", text, title, warn: rcode !== "NOERROR" };
+  }
+  function pushFact(o) {
+    const lastPing = parseTime(o.last_ping), due = parseTime(o.next_due);
+    const code = Number.isInteger(o.exit_code) ? o.exit_code : null;
+    const failed = o.last_event === "fail" || (code !== null && code !== 0);
+    let text = lastPing === null ? "no ping yet"
+      : "last ping " + duration(now() - lastPing) + " ago";
+    const how = [];
+    if (o.last_event === "fail") how.push("reported a failure");
+    if (code !== null) how.push("exit " + code);
+    if (isNum(o.run_ms)) how.push("ran " + ms(o.run_ms));
+    if (how.length) text += " (" + how.join(", ") + ")";
+    const overdue = due !== null && due < now();
+    if (due !== null) {
+      text += " \u00b7 " + (overdue ? "overdue by " + duration(now() - due)
+        : "next due in " + duration(due - now()));
+    }
+    const title = "last ping: " + (lastPing === null ? "none" : dateTime(lastPing)) +
+      "; next due: " + (due === null ? "?" : dateTime(due));
+    return { key: "push", text, title, warn: failed || overdue };
+  }
+  function receivedFact(text) {
+    // the first line with something on it: a banner, a greeting, the first message
+    const line = text.slice(0, 1024).split(/\r\n|\r|\n/).find((l) => l.trim()) || "";
+    return {
+      key: "received", text: line ? "received: \u201c" + clip(line, 120) + "\u201d"
+        : "received nothing", title: clip(text, 256), warn: false,
+    };
+  }
+  function kindFacts(last) {
+    const facts = [];
+    const icmp = obj(last.icmp), dns = obj(last.dns), push = obj(last.push);
+    if (icmp) facts.push(icmpFact(icmp));
+    if (dns) facts.push(dnsFact(dns));
+    if (push) facts.push(pushFact(push));
+    if (typeof last.received === "string") facts.push(receivedFact(last.received));
+    return facts;
+  }
+  function showFacts(c, facts) {
+    for (const e of c.factEls) e.remove();
+    c.factEls = facts.map((f) => {
+      const li = el("li", "fact " + (f.warn ? "fact-warn" : "muted"), f.text);
+      li.dataset.fact = f.key;
+      li.title = f.title;
+      return li;
+    });
+    for (const li of c.factEls) c.facts.insertBefore(li, c.condEl);
+  }
+  // conditions: how many passed; the failed ones with the value they saw
+  const MAX_FAILED = 5;
+  function showConditions(c, list) {
+    const conds = list.filter(obj);
+    c.condEl.hidden = !conds.length;
+    if (!conds.length) { c.condEl.replaceChildren(); return; }
+    const failed = conds.filter((x) => x.ok !== true);
+    const head = el("span", failed.length ? "fact-warn" : "muted",
+      "conditions: " + (conds.length - failed.length) + " of " + conds.length + " ok");
+    const items = failed.slice(0, MAX_FAILED).map((x) => el("li", "",
+      "\u2715 " + (clip(str(x.condition), 160) || "?") + " \u2014 actual: " +
+      (typeof x.actual === "string" ? clip(x.actual, 60) : "missing")));
+    if (failed.length > MAX_FAILED) {
+      items.push(el("li", "muted", "\u2026 and " + (failed.length - MAX_FAILED) + " more"));
+    }
+    const ul = el("ul", "failed");
+    ul.append(...items);
+    c.condEl.replaceChildren(head, ...(items.length ? [ul] : []));
   }
 
   // where the time goes, over the same 24 hours: "p50 dns 0.4 / connect 1.1 / ttfb 39 ms",
@@ -449,7 +562,7 @@
 
   function wanted() {
     const out = [];
-    for (const node of list.children) {
+    for (const node of list.querySelectorAll(".card")) {
       const c = cardOf.get(node);
       if (!c || node.hidden || (observer && !visible.has(c))) continue;
       out.push(c);
@@ -496,6 +609,26 @@
   }
 
   // --- the list, the summary and the incidents -----------------------------------------
+  // Targets are listed by group (a heading each, by name; those without a group last,
+  // with no heading when no target has one), and in a group by state, then name.
+  const MAX_GROUP = 100;
+  const groups = new Map();  // group name ("" for none) -> its section
+  function groupBox(name) {
+    let g = groups.get(name);
+    if (!g) {
+      g = { name, el: el("section", "group"), count: el("span", "group-count muted") };
+      g.el.dataset.group = name;
+      g.title = el("h2", "group-title");
+      g.title.append(el("span", "group-name", name || "Other targets"), g.count);
+      g.box = el("div", "group-cards");
+      g.el.append(g.title, g.box);
+      groups.set(name, g);
+    }
+    return g;
+  }
+  const byName = (a, b) => (a < b ? -1 : a > b ? 1 : 0);
+  const sameNodes = (nodes, want) =>
+    nodes.length === want.length && want.every((n, i) => nodes[i] === n);
   function renderTargets(data) {
     if (!Array.isArray(data)) throw new ApiError("http", 0, "the target list is not a list");
     const seen = new Set();
@@ -509,6 +642,8 @@
         cards.set(t.name, c);
       }
       updateCard(c, t);
+      c.group = typeof t.group === "string" ? clip(t.group.trim(), MAX_GROUP) : "";
+      c.kind = c.kindEl.textContent;
       counts[c.state]++;
     }
     for (const [name, c] of cards) {
@@ -519,13 +654,25 @@
       cards.delete(name);
     }
     const order = [...cards.values()].sort((a, b) =>
-      ORDER[a.state] - ORDER[b.state] || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-    const current = [...list.children];
-    if (order.length !== current.length || order.some((c, i) => c.el !== current[i])) {
-      const empty = $("empty");
-      if (empty) empty.remove();
-      for (const c of order) list.appendChild(c.el);
+      ORDER[a.state] - ORDER[b.state] || byName(a.name, b.name));
+    const members = new Map();
+    for (const c of order) {
+      if (!members.has(c.group)) members.set(c.group, []);
+      members.get(c.group).push(c);
     }
+    const names = [...members.keys()].sort((a, b) => (a === "") - (b === "") || byName(a, b));
+    const headed = names.some((n) => n !== "");
+    for (const [name, g] of groups) if (!members.has(name)) { g.el.remove(); groups.delete(name); }
+    const sections = names.map((name) => {
+      const g = groupBox(name), cs = members.get(name);
+      if (!sameNodes(g.box.children, cs.map((c) => c.el))) g.box.replaceChildren(...cs.map((c) => c.el));
+      const down = cs.filter((c) => c.state === "DOWN").length;
+      g.count.textContent = " \u00b7 " + cs.length + (cs.length === 1 ? " target" : " targets") +
+        (down ? ", " + down + " down" : "");
+      g.title.hidden = !headed;
+      return g.el;
+    });
+    if (!sameNodes(list.children, sections)) list.replaceChildren(...sections);
     if (!order.length && !$("empty")) {
       const p = el("p", "panel muted", "No targets configured.");
       p.id = "empty";
@@ -547,10 +694,13 @@
     const q = filterBox.value.trim().toLowerCase();
     let n = 0;
     for (const c of cards.values()) {
-      const hide = q !== "" && !c.name.toLowerCase().includes(q) &&
-        !(c.url || "").toLowerCase().includes(q);
+      const hide = q !== "" && ![c.name, c.url, c.group, c.kind].some((s) =>
+        (s || "").toLowerCase().includes(q));
       c.el.hidden = hide;
       if (!hide) n++;
+    }
+    for (const g of groups.values()) {
+      g.el.hidden = [...g.box.children].every((node) => node.hidden);
     }
     shown.textContent = q ? "showing " + n + " of " + cards.size : "";
     pump();

@@ -12,7 +12,7 @@ from __future__ import annotations
 import httptools
 import httpx
 
-from .sockets import Conn
+from ....net.sockets import Conn
 
 MAX_HEAD = 64 * 1024  # bytes of status line and headers
 MAX_HEADERS = 256

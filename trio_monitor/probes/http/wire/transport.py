@@ -31,10 +31,11 @@ from attrs import frozen
 from ...._config import IpFamily
 from ....net.addr import ip_literal, with_port
 from ....net.certs import TlsDetails, tls_details
-from ..tls import load_tls
+from ....net.resolvers import Resolvers
+from ....net.sockets import Conn, ConnectFailed, connect_first
+from ....net.tls import load_tls
 from .exchange import CURRENT_EXCHANGE, Exchange
 from .parse import ResponseReader
-from .sockets import Conn, connect
 
 if TYPE_CHECKING:
     from ....net.dns import Resolver
@@ -145,7 +146,7 @@ class ProbeTransport(httpx.AsyncBaseTransport):
     def __init__(self, per_host: int) -> None:
         self._per_host = per_host
         self._idle: dict[OriginKey, list[tuple[float, Conn]]] = {}
-        self._resolvers: dict[tuple[str, int] | None, Resolver] = {}
+        self._resolvers = Resolvers()
 
     def _context(self, request: httpx.Request) -> ssl.SSLContext | None:
         if request.url.raw_scheme != b"https":
@@ -155,14 +156,8 @@ class ProbeTransport(httpx.AsyncBaseTransport):
         return load_tls(True).context if context is None else context
 
     def resolver(self, nameserver: tuple[str, int] | None) -> Resolver:
-        """The resolver asking `nameserver` (None: the system's settings), made on first
-        use (it reads /etc/hosts and /etc/resolv.conf once: a few small files)."""
-        resolver = self._resolvers.get(nameserver)
-        if resolver is None:
-            from ....net.dns import Resolver  # dnspython is loaded by the first name only
-
-            resolver = self._resolvers[nameserver] = Resolver(nameserver)
-        return resolver
+        """The resolver asking `nameserver` (None: the system's settings)."""
+        return self._resolvers.get(nameserver)
 
     # --- the pool -------------------------------------------------------------------
 
@@ -229,7 +224,10 @@ class ProbeTransport(httpx.AsyncBaseTransport):
             addresses = list(resolution.addresses)
             exchange.add("dns", resolution.elapsed)
         started = trio.current_time()
-        conn = await self._connect_first(host, addresses, port)
+        try:
+            conn = await connect_first(host, addresses, port)
+        except ConnectFailed as exc:
+            raise httpx.ConnectError(str(exc)) from exc
         exchange.add("connect", trio.current_time() - started)
         if context is not None:
             started = trio.current_time()
@@ -247,18 +245,6 @@ class ProbeTransport(httpx.AsyncBaseTransport):
             exchange.add("tls", trio.current_time() - started)
             conn.details = _details(conn)
         return conn
-
-    @staticmethod
-    async def _connect_first(host: str, addresses: list[str], port: int) -> Conn:
-        """The first address that accepts, in the resolver's order (as curl does)."""
-        if not addresses:
-            raise httpx.ConnectError(f"cannot resolve {host}: no address")
-        for ip in addresses:
-            try:
-                return await connect(ip, port)
-            except OSError as exc:
-                error = exc
-        raise httpx.ConnectError(f"cannot connect to {with_port(host, port)}") from error
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         exchange = CURRENT_EXCHANGE.get() or Exchange()

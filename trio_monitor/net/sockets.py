@@ -1,4 +1,5 @@
-"""A connection: a non-blocking socket, optionally TLS, driven by trio's low-level waits.
+"""A connection: a non-blocking socket, optionally TLS, driven by trio's low-level waits;
+shared by the probe kinds that open TCP connections (HTTP's transport, tcp://, tls://).
 
 Every operation tries the system call first and waits (`trio.lowlevel.wait_readable` /
 `wait_writable`) only when it would block: no cancel scope, lock or stream object per
@@ -7,7 +8,8 @@ non-blocking mode) rather than in `trio.SSLStream`'s Python state machine. A pro
 deadline is one cancel scope around the whole probe; every wait here is a checkpoint it
 can cancel, and a read that did not have to wait still checks for cancellation.
 
-Connections are used by one task at a time (the transport hands each to one request),
+Connections are used by one task at a time (the transport hands each to one request;
+a tcp:// probe owns its one),
 so nothing else can be waiting on a socket when it is closed.
 """
 
@@ -18,13 +20,16 @@ import os
 import select
 import socket
 import ssl
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import trio
 from trio.lowlevel import checkpoint_if_cancelled, wait_readable, wait_writable
 
+from .addr import with_port
+
 if TYPE_CHECKING:
-    from ....net.certs import TlsDetails
+    from .certs import TlsDetails
 
 RECV_SIZE = 64 * 1024
 
@@ -40,6 +45,11 @@ class Conn:
         self.tls: ssl.SSLSocket | None = None
         self.details: TlsDetails | None = None  # of `tls`'s certificates, read once
         self.reused = False
+
+    @property
+    def local_ip(self) -> str:
+        """Our end's address (an SMTP EHLO names it)."""
+        return str(self._sock.getsockname()[0])
 
     @property
     def closed(self) -> bool:
@@ -135,3 +145,20 @@ async def connect(ip: str, port: int) -> Conn:
         sock.close()
         raise
     return Conn(sock, (ip, port))
+
+
+class ConnectFailed(OSError):
+    """No address of a host accepted the connection; the last refusal is the cause."""
+
+
+async def connect_first(host: str, addresses: Sequence[str], port: int) -> Conn:
+    """The first address that accepts, in the resolver's order (as curl does)."""
+    if not addresses:
+        raise ConnectFailed(f"cannot resolve {host}: no address")
+    error: OSError | None = None
+    for ip in addresses:
+        try:
+            return await connect(ip, port)
+        except OSError as exc:
+            error = exc
+    raise ConnectFailed(f"cannot connect to {with_port(host, port)}") from error

@@ -1,5 +1,7 @@
-"""The SSL contexts of HTTPS probes: one per distinct TLS setting, shared by every target
-that has it, built (and so checked: every file read and loaded) when the config loads.
+"""The SSL contexts of probes (https://, tls://): one per distinct TLS setting, shared by
+every target that has it, built (and so checked: every file read and loaded) when the
+config loads. `TlsLoader` reads a target's TLS keys (ca_file, client_cert, client_key,
+each unset one inherited from [monitor]) into one.
 
 A setting is (verify_tls, ca_file, client_cert, client_key), plus the ALPN protocols it
 offers: httpcore sets ALPN on the context it connects with, so an `http2 = true` target
@@ -15,9 +17,16 @@ import hashlib
 import ssl
 import threading
 import weakref
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Protocol
 
 import httpx
 from attrs import field, frozen
+
+from .._config import expand_path
+
+if TYPE_CHECKING:
+    from .._config import MonitorSection
 
 _ALPN_HTTP2 = ("h2", "http/1.1")
 
@@ -129,3 +138,80 @@ def load_tls(
         if context is None:
             context = cache[setting] = _build(setting, files)
     return Tls(setting, context)
+
+
+class TlsKeys(Protocol):
+    """A target section's TLS file keys (HTTP's, tls://'s)."""
+
+    @property
+    def ca_file(self) -> str | None: ...
+    @property
+    def client_cert(self) -> str | None: ...
+    @property
+    def client_key(self) -> str | None: ...
+
+
+TlsArgs = tuple[bool, str | None, str | None, str | None, bool]
+
+
+class TlsLoader:
+    """SSL contexts for one config load, each distinct setting loaded once (10,000 targets
+    with one ca_file read it once), each problem reported once per key path."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._env = env
+        self._loaded: dict[TlsArgs, Tls | TlsFileError] = {}
+        self._reported: set[str] = set()
+
+    def for_target(
+        self,
+        t: TlsKeys,
+        m: MonitorSection,
+        where: str,
+        verify: bool,
+        problems: list[str],
+        *,
+        http2: bool = False,
+    ) -> Tls:
+        """The context of a target's keys: ca_file from the target, else [monitor];
+        client_cert and client_key from the target if it sets either, else from
+        [monitor] (a pair never mixes the two)."""
+        if t.client_cert is not None or t.client_key is not None:
+            cert, key, pair_source = t.client_cert, t.client_key, where
+        else:
+            cert, key, pair_source = m.client_cert, m.client_key, "monitor"
+        ca_file = t.ca_file if t.ca_file is not None else m.ca_file
+        sources = {
+            "ca_file": where if t.ca_file is not None else "monitor",
+            "client_cert": pair_source,
+            "client_key": pair_source,
+        }
+        return self.load((verify, ca_file, cert, key, http2), sources, problems)
+
+    def load(self, args: TlsArgs, sources: Mapping[str, str], problems: list[str]) -> Tls:
+        """`sources`: for each file key, the prefix of the key path it was set at."""
+        verify, ca_file, cert, key, http2 = args
+        paths = {"ca_file": ca_file, "client_cert": cert, "client_key": key}
+        for name, path in paths.items():
+            if path is not None:
+                paths[name] = expand_path(path, f"{sources[name]}.{name}", self._env, problems)
+        for name, other in (("client_cert", "client_key"), ("client_key", "client_cert")):
+            if paths[name] is not None and paths[other] is None:
+                self._report(f"{sources[name]}.{other}: required with {name}", problems)
+                return load_tls(verify)
+        args = (verify, paths["ca_file"], paths["client_cert"], paths["client_key"], http2)
+        if args not in self._loaded:
+            try:
+                self._loaded[args] = load_tls(*args[:4], http2=http2)
+            except TlsFileError as exc:
+                self._loaded[args] = exc
+        loaded = self._loaded[args]
+        if isinstance(loaded, TlsFileError):
+            self._report(f"{sources[loaded.key]}.{loaded.key}: {loaded}", problems)
+            return load_tls(verify)
+        return loaded
+
+    def _report(self, line: str, problems: list[str]) -> None:
+        if line not in self._reported:
+            self._reported.add(line)
+            problems.append(line)
