@@ -67,6 +67,7 @@ TooLargePolicy = Literal["truncate", "fail"]
 ConnectionPolicy = Literal["fresh", "reuse"]
 IpFamily = Literal["any", "ipv4", "ipv6"]  # the records a name resolves to (net/dns.py)
 AddressPolicy = Literal["first", "all"]  # which addresses behind a name a probe checks
+IcmpSocket = Literal["auto", "dgram", "raw"]  # the ICMP socket kind (probes/icmp/)
 
 EVENTS: tuple[Event, ...] = (
     "down", "up", "slow", "content_changed", "flapping", "flap_end", "cert_expiring", "cert_renewed"
@@ -387,6 +388,9 @@ class MonitorSection:
     client_key: str | None = None
     proxy: str | None = None
     http2: bool = False
+    # icmp:// targets' sockets: "dgram" (net.ipv4.ping_group_range), "raw" (CAP_NET_RAW),
+    # "auto": dgram where the kernel allows it, else raw
+    icmp_socket: IcmpSocket = "auto"
     slow: Duration | None = None
     # a `cert_expiring` alert when a certificate has less than this left ("0s": never),
     # and again below each step

@@ -72,16 +72,16 @@ class DnsAnswer:
 
 @frozen
 class IcmpDetails:
-    """An icmp:// probe's echo requests and replies."""
+    """An icmp:// probe's echo requests and replies (the probe line's `icmp` object)."""
 
-    sent: int
-    received: int
-    loss_pct: float
-    rtt_min_ms: float | None  # None when no reply came
+    sent: int  # echo requests sent
+    received: int  # distinct replies that matched one of them
+    loss_pct: float  # 100 x (sent - received) / sent, 0.1 % steps
+    rtt_min_ms: float | None  # None without a reply
     rtt_avg_ms: float | None
     rtt_max_ms: float | None
     addr: str  # the IP address pinged
-    socket: str  # "dgram" (unprivileged ICMP socket) | "raw"
+    socket: str  # "dgram" (unprivileged ICMP socket) or "raw" (CAP_NET_RAW)
     hop_limit: int | None = None  # the last reply's TTL (IPv4) or hop limit (IPv6)
     setup_ms: float | None = None  # socket set up before the first request
 

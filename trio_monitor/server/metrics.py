@@ -26,6 +26,11 @@ Per target (label `target`), from its latest probe, named like the Blackbox expo
                                    connect, tls, ttfb, transfer); every phase always
                                    exported, 0 for one that did not happen (tls on http,
                                    all of them without a connection), as blackbox does
+    probe_icmp_duration_seconds{phase}
+                                   icmp:// targets with an address: "resolve" (0 for an
+                                   IP), "setup" (the socket), "rtt" (the average round
+                                   trip; 0 without a reply)
+    probe_icmp_reply_hop_limit     the last reply's TTL (IPv4) or hop limit (IPv6)
     probe_dns_lookup_time_seconds  the time resolving the target's host name took (phases_ms
                                    "dns"); only when the last probe resolved one
     probe_dns_query_succeeded      dns:// targets: 1 when the nameserver answered (any
@@ -295,6 +300,16 @@ class _TargetSeries(Collector):
             "summed; 0 for a phase that did not happen)",
             labels=["target", "phase"],
         )
+        icmp_phases = GaugeMetricFamily(
+            "probe_icmp_duration_seconds",
+            "Duration of the target's last ICMP probe by phase (rtt: the average round trip)",
+            labels=["target", "phase"],
+        )
+        hop_limit = GaugeMetricFamily(
+            "probe_icmp_reply_hop_limit",
+            "Hop limit (TTL for IPv4) of the last reply of the target's last ICMP probe",
+            labels=label,
+        )
         lookup = GaugeMetricFamily(
             "probe_dns_lookup_time_seconds",
             "Time the target's last probe took to resolve its host name",
@@ -333,6 +348,8 @@ class _TargetSeries(Collector):
                 for key, phase in PHASE_LABELS.items():
                     ms = measured.get(key)
                     phases.add_metric([name, phase], 0.0 if ms is None else _seconds(ms))
+            if r.icmp is not None:
+                _icmp_series(name, r, icmp_phases, hop_limit)
             if r.tls is not None:
                 expiry.add_metric([name], r.tls.earliest_not_after)
                 if r.tls.version:
@@ -348,6 +365,8 @@ class _TargetSeries(Collector):
             lookup,
             regex,
             last_ping,
+            icmp_phases,
+            hop_limit,
         )
         yield from dns_families.families()
 
@@ -381,6 +400,22 @@ class _DnsFamilies:
     def families(self) -> Iterator[GaugeMetricFamily]:
         yield self.succeeded
         yield from self.sections
+
+
+def _icmp_series(
+    name: str, r: ProbeResult, phases: GaugeMetricFamily, hop_limit: GaugeMetricFamily
+) -> None:
+    """blackbox_exporter's ICMP series: every phase, 0 for one that did not happen."""
+    assert r.icmp is not None
+    measured = {
+        "resolve": (r.phases_ms or {}).get("dns"),
+        "setup": r.icmp.setup_ms,
+        "rtt": r.icmp.rtt_avg_ms,
+    }
+    for phase, ms in measured.items():
+        phases.add_metric([name, phase], 0.0 if ms is None else _seconds(ms))
+    if r.icmp.hop_limit is not None:
+        hop_limit.add_metric([name], r.icmp.hop_limit)
 
 
 def _seconds(ms: float) -> float:
