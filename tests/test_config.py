@@ -992,8 +992,7 @@ def test_shipped_config_examples_of_other_kinds_validate(tmp_path):
     text = SHIPPED.read_text()
     head, _, examples = text.partition("# --- more kinds")
     uncommented = "\n".join(
-        line.removeprefix("# ").removeprefix("#")
-        for line in examples.splitlines()[3:]
+        line.removeprefix("# ").removeprefix("#") for line in examples.splitlines()[3:]
     )
     path = tmp_path / "monitor.toml"
     path.write_text(head + uncommented)
