@@ -6,13 +6,11 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
-import attrs
 import pytest
 
-from trio_monitor._config import TargetSection, parse_config
+from trio_monitor._config import parse_config
 from trio_monitor._errors import ConfigError
 from trio_monitor.cli.import_gatus import convert
-from trio_monitor.probes import base as probe_kinds
 
 FIXTURES = Path(__file__).parent / "fixtures" / "gatus"
 MONITOR = {"interval": "1m", "expect_status": ["100-599"]}  # Gatus's default interval
@@ -37,27 +35,6 @@ def comments(name: str) -> list[str]:
         for line in imported(name).text.splitlines()
         if line.startswith("# gatus: ")
     ]
-
-
-# What the conversion needs from the other parts of issue 12 to validate (they land
-# on main in parallel: each test skips, naming what is missing, until it has landed).
-def _has_key(key: str) -> bool:
-    return key in attrs.fields_dict(TargetSection)
-
-
-def _kind_missing(name: str) -> str | None:
-    kind = probe_kinds.find(name)
-    if kind is None:
-        return f"the {name} kind"
-    if not kind.placeholders:  # registered, its conditions not wired yet
-        return f"the {name} kind's condition placeholders"
-    return None
-
-
-def needs(*kinds: str, keys: tuple[str, ...] = ("conditions",)) -> pytest.MarkDecorator:
-    missing = [why for k in kinds if (why := _kind_missing(k)) is not None]
-    missing += [f"the common `{k}` key" for k in keys if not _has_key(k)]
-    return pytest.mark.skipif(bool(missing), reason=f"not on main yet: {', '.join(missing)}")
 
 
 def validates(name: str) -> None:
@@ -323,59 +300,24 @@ def test_not_gatus_is_one_line(text, problem):
 # --- the result validates ------------------------------------------------------------
 
 
-@needs("http", keys=("conditions", "group"))
-def test_http_validates():
-    validates("http.yaml")
-
-
-@needs("http")
-def test_graphql_validates():
-    validates("graphql.yaml")
-
-
-@needs("http")
-def test_client_validates():
-    validates("client.yaml")
-
-
-@needs("tcp")
-def test_tcp_validates():
-    validates("tcp.yaml")
-
-
-@needs("tls")
-def test_tls_validates():
-    validates("tls.yaml")
-
-
-@needs("tls")
-def test_starttls_validates():
-    validates("starttls.yaml")
-
-
-@needs("icmp")
-def test_icmp_validates():
-    validates("icmp.yaml")
-
-
-@needs("dns")
-def test_dns_validates():
-    validates("dns.yaml")
-
-
-@needs("ws")
-def test_websocket_validates():
-    validates("websocket.yaml")
-
-
-@needs("push", keys=("group",))
-def test_external_validates():
-    validates("external.yaml")
-
-
-@needs("http")
-def test_unsupported_validates():
-    validates("unsupported.yaml")
+@pytest.mark.parametrize(
+    "fixture",
+    [
+        "http.yaml",
+        "graphql.yaml",
+        "client.yaml",
+        "tcp.yaml",
+        "tls.yaml",
+        "starttls.yaml",
+        "icmp.yaml",
+        "dns.yaml",
+        "websocket.yaml",
+        "external.yaml",
+        "unsupported.yaml",
+    ],
+)
+def test_each_fixture_validates(fixture):
+    validates(fixture)
 
 
 def test_validation_names_the_problem():
