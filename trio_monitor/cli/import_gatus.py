@@ -29,28 +29,14 @@ import yaml
 
 from .._config import format_duration, parse_config
 from .._errors import ConfigError, UsageError
+from ..conditions import UNSUPPORTED
+from ..probes import base as probe_kinds
 
 GATUS_DEFAULT_INTERVAL = "1m"  # endpoints[].interval's default (README "Endpoints")
 GATUS_DEFAULT_LISTEN = "0.0.0.0:8080"  # web.address, web.port defaults (README "Web")
 OUR_LISTEN = "127.0.0.1:9180"
 STDOUT = "<stdout>"
 
-# Placeholders each of our kinds has (the conditions engine's, by kind: notes/contract-12).
-_EVERY_KIND = frozenset({"RESPONSE_TIME", "CONNECTED", "IP", "PHASE"})
-PLACEHOLDERS: dict[str, frozenset[str]] = {
-    "http": _EVERY_KIND | {"STATUS", "BODY", "HEADER", "CERTIFICATE_EXPIRATION"},
-    "tcp": _EVERY_KIND | {"BODY"},
-    "tls": _EVERY_KIND | {"CERTIFICATE_EXPIRATION"},
-    "ws": _EVERY_KIND | {"BODY", "CERTIFICATE_EXPIRATION"},
-    "dns": _EVERY_KIND | {"DNS_RCODE", "BODY"},
-    "icmp": _EVERY_KIND,
-    "push": _EVERY_KIND | {"EXIT_CODE", "RUN_TIME"},
-}
-# why a Gatus placeholder has no counterpart at all
-_NO_PLACEHOLDER = {
-    "DOMAIN_EXPIRATION": "trio-monitor does not look up domain registrations (RDAP/WHOIS)",
-    "CONTEXT": "suites' context does not exist here",
-}
 DNS_RECORD_TYPES = frozenset({"A", "AAAA", "CNAME", "MX", "TXT", "NS", "SOA", "SRV", "CAA"})
 
 # Gatus endpoint types (config/endpoint/endpoint.go Type(): by URL prefix) -> our kind
@@ -350,18 +336,19 @@ def _conditions(ep: Mapping[str, Any], kind: str, target: dict, notes: list[str]
     raw = ep.get("conditions") or []
     if not isinstance(raw, list):
         raise _Skip(f"conditions: expected a list, got {_text(raw)}")
+    offered = probe_kinds.get(kind).placeholders
     kept = []
     for item in raw:
         condition = _text(item)
         missing = [
             p
             for p in _PLACEHOLDER.findall(condition)
-            if p not in PLACEHOLDERS[kind] and p not in ("LOCAL_ADDRESS",)
+            if p not in offered and p not in ("LOCAL_ADDRESS",)
         ]
         if not missing:
             kept.append(condition)
             continue
-        why = _NO_PLACEHOLDER.get(missing[0], f"kind {kind} has no [{missing[0]}]")
+        why = UNSUPPORTED.get(missing[0], f"kind {kind} has no [{missing[0]}]")
         notes.append(f"condition {condition!r} not imported: {why}")
     if kept:
         target["conditions"] = kept
