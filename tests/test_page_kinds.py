@@ -142,6 +142,14 @@ def _targets(now: float) -> list[dict]:
             error_detail="NXDOMAIN",
             dns=DnsAnswer("A", "NXDOMAIN", (), "127.0.0.1:53", False),
         ),
+        _status(  # NXDOMAIN asked for (a condition): ok, so no warning
+            now,
+            "dns-gone",
+            "dns",
+            "dns://old.example",
+            "Infra",
+            dns=DnsAnswer("A", "NXDOMAIN", (), "127.0.0.1:53", False),
+        ),
         _status(
             now,
             "ping",
@@ -241,7 +249,7 @@ def test_every_kind_shows_its_facts_under_its_group(browser, tmp_path):
         viewport(browser, 1200, 1600, mobile=False)
         browser.get_log("browser")
         browser.get(base + "/")
-        wait(browser, "the cards", SETTLED, 1, 13)
+        wait(browser, "the cards", SETTLED, 1, 14)
         cards = browser.execute_script(CARDS)
         by = {c["name"]: c for c in cards}
 
@@ -251,6 +259,7 @@ def test_every_kind_shows_its_facts_under_its_group(browser, tmp_path):
             (clipped_group, HOSTILE),
             ("Infra", "dns-nx"),
             ("Infra", "dns-a"),
+            ("Infra", "dns-gone"),
             ("Infra", "ping"),
             ("Infra", "ws"),
             ("Jobs", "cron"),
@@ -264,7 +273,7 @@ def test_every_kind_shows_its_facts_under_its_group(browser, tmp_path):
         ]
         assert browser.execute_script(GROUPS) == [
             [clipped_group, clipped_group + " \u00b7 1 target, 1 down", False],
-            ["Infra", "Infra \u00b7 4 targets, 1 down", False],
+            ["Infra", "Infra \u00b7 5 targets, 1 down", False],
             ["Jobs", "Jobs \u00b7 2 targets, 1 down", False],
             ["Mail", "Mail \u00b7 2 targets", False],
             ["Web", "Web \u00b7 2 targets, 1 down", False],
@@ -282,6 +291,7 @@ def test_every_kind_shows_its_facts_under_its_group(browser, tmp_path):
             ["dns", "DNS A NOERROR: 192.0.2.1, 192.0.2.2, 192.0.2.3 (+2 more)", False]
         ]
         assert by["dns-nx"]["facts"] == [["dns", "DNS A NXDOMAIN: no answers", True]]
+        assert by["dns-gone"]["facts"] == [["dns", "DNS A NXDOMAIN: no answers", False]]
         assert by["smtp"]["facts"] == [
             ["received", "received: \u201c220 mail.example ESMTP Postfix\u201d", False]
         ]
@@ -355,7 +365,7 @@ def test_every_kind_shows_its_facts_under_its_group(browser, tmp_path):
             groups = [g[0] for g in browser.execute_script(GROUPS) if not g[2]]
             return shown, groups
 
-        assert filtered("DNS") == (["dns-nx", "dns-a"], ["Infra"])  # kind and name
+        assert filtered("DNS") == (["dns-nx", "dns-a", "dns-gone"], ["Infra"])  # kind and name
         assert filtered("mail") == (["smtp", "smtps"], ["Mail"])  # group and URL
         assert filtered("push") == (["cron", "backup"], ["Jobs"])
         assert filtered("nothing matches this") == ([], [])
@@ -367,7 +377,7 @@ def test_every_kind_shows_its_facts_under_its_group(browser, tmp_path):
         # --- a phone: no horizontal scrolling, whatever the strings
         viewport(browser, 375, 812, mobile=True)
         browser.get(base + "/")
-        wait(browser, "the cards at 375 px", SETTLED, 1, 13)
+        wait(browser, "the cards at 375 px", SETTLED, 1, 14)
         _no_horizontal_scroll(browser, 375)
         _screenshot(browser, tmp_path / "kinds-phone-375.png")
         assert _severe_logs(browser) == []

@@ -356,7 +356,7 @@
       (str(o.socket) ? " (" + clip(o.socket, 8) + " socket)" : "");
     return { key: "icmp", text, title, warn: loss === null || loss > 0 };
   }
-  function dnsFact(o) {
+  function dnsFact(o, ok) {
     const answers = Array.isArray(o.answers) ? o.answers.filter((a) => typeof a === "string") : [];
     const rcode = clip(str(o.rcode) || "?", 16);
     const more = answers.length - MAX_ANSWERS;
@@ -366,7 +366,8 @@
     const title = answers.slice(0, 20).map((a) => clip(a, 200)).join("\n") +
       (answers.length > 20 ? "\n\u2026" : "") + (answers.length ? "\n" : "") +
       "from " + (clip(str(o.server), 64) || "?") + (o.tcp === true ? " over TCP" : "");
-    return { key: "dns", text, title, warn: rcode !== "NOERROR" };
+    // NXDOMAIN can be what a condition asks for: a warning only on a failed probe
+    return { key: "dns", text, title, warn: rcode !== "NOERROR" && !ok };
   }
   function pushFact(o) {
     const lastPing = parseTime(o.last_ping), due = parseTime(o.next_due);
@@ -400,7 +401,7 @@
     const facts = [];
     const icmp = obj(last.icmp), dns = obj(last.dns), push = obj(last.push);
     if (icmp) facts.push(icmpFact(icmp));
-    if (dns) facts.push(dnsFact(dns));
+    if (dns) facts.push(dnsFact(dns, last.ok === true));
     if (push) facts.push(pushFact(push));
     if (typeof last.received === "string") facts.push(receivedFact(last.received));
     return facts;
