@@ -109,11 +109,12 @@ def test_the_cycle_finder_finds_one():
 @pytest.mark.subprocess
 def test_the_cli_loads_no_server_dependencies():
     """Start-up of a run without [server] does not pay for starlette, hypercorn or
-    prometheus_client."""
+    prometheus_client, nor for what only some configs or commands need: WebSocket
+    targets (trio_websocket), JSON paths in conditions (jsonpath), `import gatus` (yaml)."""
+    heavy = ("starlette", "hypercorn", "prometheus_client", "trio_websocket", "jsonpath", "yaml")
     code = (
         "import sys, trio_monitor.cli.main; "
-        "print(' '.join(m for m in ('starlette', 'hypercorn', 'prometheus_client') "
-        "if m in sys.modules))"
+        f"print(' '.join(m for m in {heavy!r} if m in sys.modules))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == ""

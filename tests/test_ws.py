@@ -20,8 +20,8 @@ from test_cli import check_probe, cli_config, parse_lines, run_cli
 from trio_websocket import ConnectionClosed, WebSocketRequest, serve_websocket
 
 from trio_monitor import ConfigError, ProbeResult, parse_config
-from trio_monitor.probes.ws import WsProber
-from trio_monitor.probes.ws.probe import CLOSE_TIMEOUT, PLACEHOLDERS, facts
+from trio_monitor.probes.ws import PLACEHOLDERS, WsProber
+from trio_monitor.probes.ws.probe import CLOSE_TIMEOUT, facts
 
 
 def config(*targets: dict, **monitor) -> object:

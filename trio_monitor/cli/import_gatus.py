@@ -25,7 +25,6 @@ from urllib.parse import urlsplit
 
 import attrs
 import tomli_w
-import yaml
 
 from .._config import format_duration, parse_config
 from .._errors import ConfigError, UsageError
@@ -539,6 +538,8 @@ def _list(doc: Mapping[str, Any], key: str, source: str) -> list[Mapping[str, An
 
 def load_gatus(text: str, source: str) -> Mapping[str, Any]:
     """The YAML document, if it is a Gatus config; else ConfigError, one line."""
+    import yaml  # only this command reads YAML: not loaded at every start-up
+
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as exc:

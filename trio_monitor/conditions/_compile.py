@@ -19,7 +19,6 @@ import operator
 import re
 from collections.abc import Callable, Collection, Mapping
 
-import jsonpath
 from attrs import field, frozen
 
 from .._records import PHASES
@@ -289,6 +288,8 @@ def _json_getter(path_text: str) -> Getter:
         raise ConditionError(
             f"[BODY] is followed by a JSON path like .status or [0], got {path_text!r}"
         )
+    import jsonpath  # loaded by a config with a JSON path only (start-up time)
+
     try:
         path = jsonpath.compile("$" + path_text)
     except (jsonpath.JSONPathError, RecursionError) as exc:

@@ -16,13 +16,13 @@ import trio
 from ..._config import Config, Target
 from ..._records import ProbeResult
 from ..base import ProbeKind, register
-from .config import WsSpec, WsTargetSection, ws_resolver
-from .probe import PLACEHOLDERS, WsPlan, prepare, probe
+from .config import PLACEHOLDERS, WsSpec, WsTargetSection, ws_resolver
 
 if TYPE_CHECKING:
     from ...net.dns import Resolver
+    from .probe import WsPlan
 
-__all__ = ["KIND", "PLACEHOLDERS", "WsPlan", "WsProber", "WsSpec", "WsTargetSection"]
+__all__ = ["KIND", "PLACEHOLDERS", "WsProber", "WsSpec", "WsTargetSection"]
 
 
 class WsProber:
@@ -33,6 +33,9 @@ class WsProber:
         self._resolvers: dict[tuple[str, int] | None, Resolver] = {}
 
     def prepare(self, target: Target) -> WsPlan:
+        # trio-websocket is loaded by a config with ws targets only (start-up time)
+        from .probe import prepare
+
         return prepare(target)
 
     def resolver(self, nameserver: tuple[str, int] | None) -> Resolver:
@@ -46,6 +49,8 @@ class WsProber:
     async def probe(
         self, plan: WsPlan, round_no: int, deadlines: set[trio.CancelScope]
     ) -> ProbeResult:
+        from .probe import probe
+
         return await probe(plan, round_no, deadlines, self.resolver(plan.spec.resolver))
 
     async def reconfigure(self, old: Config, new: Config) -> None:

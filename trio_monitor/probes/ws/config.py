@@ -26,10 +26,18 @@ from ..._config import (
     expand_headers,
     inherit,
 )
+from ...conditions import COMMON, Type
 from ...net.addr import bracketed
 from ...net.tls import Tls, TlsLoader
 from ..base import Resolve
 from ..http.config import basic_auth_value, masked
+
+PLACEHOLDERS: Mapping[str, Type] = {
+    **COMMON,  # CONNECTED: the handshake was answered with 101, as in Gatus
+    "STATUS": Type.NUMBER,  # the handshake's HTTP status
+    "BODY": Type.BODY,  # the first message received
+    "CERTIFICATE_EXPIRATION": Type.DURATION,  # wss://: ms left on the leaf
+}
 
 SCHEMES = frozenset({"ws", "wss"})
 # what the handshake itself writes: a configured value would be sent twice

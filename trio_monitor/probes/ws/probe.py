@@ -13,7 +13,7 @@ from __future__ import annotations
 import random
 import re
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import trio
@@ -23,7 +23,7 @@ from attrs import frozen
 from ..._config import HEADER_ENCODING, Target
 from ..._errors import RETRYABLE, ErrorKind, ProbeFailure
 from ..._records import PHASES, ProbeResult
-from ...conditions import COMMON, Type, apply, common_facts, needs
+from ...conditions import apply, common_facts, needs
 from ...net.addr import with_port
 from ...net.certs import TlsDetails, tls_details
 from ..base import backoff_delay
@@ -39,13 +39,6 @@ RECEIVED_CHARS = 256  # of the first message, in the `received` field
 ABNORMAL_CLOSURE = 1006  # the code trio-websocket reports when TCP ended without a close frame
 
 # the placeholders a ws/wss target's conditions may read (see `facts`)
-PLACEHOLDERS: Mapping[str, Type] = {
-    **COMMON,  # CONNECTED: the handshake was answered with 101, as in Gatus
-    "STATUS": Type.NUMBER,  # the handshake's HTTP status
-    "BODY": Type.BODY,  # the first message received
-    "CERTIFICATE_EXPIRATION": Type.DURATION,  # wss://: ms left on the leaf
-}
-
 _RNG = random.Random()  # backoff jitter only
 _NOT_AN_ANSWER = "not a WebSocket handshake answer"
 _STATUS_LINE = re.compile(rb"HTTP/1\.[01] ([0-9]{3})\b")
