@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 import trio
 from attrs import field, frozen
 
-from .._errors import ProbeFailure
+from .._errors import RETRYABLE, ProbeFailure
 from .._records import ProbeResult
 from .._registry import Registry
 from ..conditions import Type
@@ -38,6 +38,28 @@ def backoff_delay(retry: int, rng: random.Random) -> float:
     """Exponential backoff with jitter: retry 0 -> 50-100 ms, 1 -> 100-200 ms, ..."""
     ceiling = min(BACKOFF_CAP, BACKOFF_BASE * 2**retry)
     return ceiling * rng.uniform(0.5, 1.0)
+
+
+async def retry_after(
+    failure: ProbeFailure, retry: int, retries: int, deadline: trio.CancelScope, rng: random.Random
+) -> bool:
+    """After attempt `retry` (0 for the first) of a probe's retry loop failed with
+    `failure`: sleep the backoff and return True if another attempt follows; False if
+    `failure` is the probe's: its kind is not RETRYABLE, the target's `retries` are used
+    up, or the backoff would end past `deadline` (then the real error is reported, not a
+    timeout).
+
+    Only this decision is shared: each kind's loop keeps its own attempt count, its
+    per-attempt record and the exception classification in its own frame, where they
+    stay right when the deadline cancels an attempt midway, at no cost on the path of a
+    probe whose first attempt succeeds (the HTTP kind's hot path calls nothing here)."""
+    if failure.kind not in RETRYABLE or retry == retries:
+        return False
+    delay = backoff_delay(retry, rng)
+    if trio.current_time() + delay >= deadline.deadline:
+        return False
+    await trio.sleep(delay)
+    return True
 
 
 def failed(target: Target, round_no: int, failure: ProbeFailure, ts: float) -> ProbeResult:
