@@ -14,6 +14,7 @@ every consumer reads the `ProbeResult` it returns.
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
@@ -115,6 +116,18 @@ class Prober(Protocol[P]):
 # Resolves one [[targets]] table of the kind (already structured as its section class)
 # into its spec; `where` is the key path for problems ("targets[3]").
 Resolve = Callable[[Any, str, list[str]], object]
+
+
+def compile_expect(pattern: str | None, key: str, problems: list[str]) -> re.Pattern[str] | None:
+    """An `expect` key (tcp, tls, ws): a Python regex compiled at config load; a bad one
+    is a problem line at `key` that quotes it, re.error saying what is wrong and where."""
+    if pattern is None:
+        return None
+    try:
+        return re.compile(pattern)
+    except re.error as exc:
+        problems.append(f"{key}: invalid regular expression {pattern!r}: {exc}")
+        return None
 
 
 @frozen
