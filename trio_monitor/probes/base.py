@@ -126,8 +126,13 @@ def compile_expect(pattern: str | None, key: str, problems: list[str]) -> re.Pat
     try:
         return re.compile(pattern)
     except re.error as exc:
-        problems.append(f"{key}: invalid regular expression {pattern!r}: {exc}")
-        return None
+        why = str(exc)
+    except OverflowError as exc:  # a repeat count past re's limit: "a{99999999999}"
+        why = str(exc)
+    except RecursionError:  # re's parser recurses once per group: "((((...))))"
+        why = "groups nested too deeply"
+    problems.append(f"{key}: invalid regular expression {pattern!r}: {why}")
+    return None
 
 
 @frozen
