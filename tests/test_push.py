@@ -472,9 +472,16 @@ def _fuzz_push(url: str) -> None:
         @example(method="GET", rest="%C3%A9", body=b"")  # a token that is not ASCII
         @example(method="GET", rest=TOKEN + "/%C2%B2", body=b"")  # "²": isdigit(), int() refuses
         @example(method="POST", rest=TOKEN + "/fail/x", body=b"")
+        @example(method="GET", rest=".", body=b"")
+        @example(method="GET", rest=TOKEN + "/./start", body=b"")
         def ping(method: str, rest: str, body: bytes) -> None:
             raw = b"/api/v1/push/" + rest.encode()
             response = client.request(method, base.copy_with(raw_path=raw), content=body)
+            if response.status_code == 307:
+                # "/api/v1/push/." is "/api/v1/push" once its dot segment is removed (RFC
+                # 3986, as hypercorn does): Starlette redirects to the slash
+                assert b"/." in raw, (raw, response.headers)
+                return
             assert response.status_code in (200, 404), (raw, response.status_code, response.text)
             if response.status_code == 200:
                 assert rest.startswith(TOKEN), raw
@@ -485,7 +492,8 @@ def _fuzz_push(url: str) -> None:
 @pytest.mark.fuzz
 async def test_no_push_path_makes_a_500():
     """Whatever follows /api/v1/push/: 200 for the target's own URLs, else 404 (413 for
-    a body too large: test_push_urls_on_the_real_server); never a 500."""
+    a body too large: test_push_urls_on_the_real_server; a redirect for a dot segment
+    that ends the path); never a 500."""
     async with trio.open_nursery() as nursery:
         monitor = await running(nursery, served_config(), out=LineSink())
         host, port = monitor.listening
