@@ -515,6 +515,10 @@ async def test_import_gatus_invalid_result_is_written_and_reported(tmp_path):
         ("endpoints:\n  - name: [\n", "c.yaml: line 3: not valid YAML: expected the node content"),
         ("version: 3\nservices: {}\n", "c.yaml: not a Gatus config (no `endpoints`"),
         (b"\xff", "c.yaml: not UTF-8 text"),
+        # found by test_import_gatus's fuzz tests: each was a traceback
+        ("endpoints:\n  - name: 2001-02-30\n", "c.yaml: not valid YAML: day is out of range"),
+        ("endpoints: &e [*e]\n", "c.yaml: a YAML alias refers to a node it is inside of"),
+        ("endpoints: " + "[" * 5000 + "]" * 5000, "c.yaml: not valid YAML: nested too deeply"),
         (None, "c.yaml: file not found"),
     ],
 )

@@ -14,6 +14,8 @@ import trio
 import trio.testing
 from dns_server import DnsServer
 from factories import config_doc, make_config, probe_result, write_config
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from trio_monitor import ConfigError, ErrorKind, ProbeResult
 from trio_monitor._config import Config
@@ -508,3 +510,33 @@ def test_describe_says_the_answer():
     )
     nx = attrs.evolve(answer, rcode="NXDOMAIN", answers=())
     assert probe_kinds.describe(attrs.evolve(result, dns=nx)) == "NXDOMAIN in 1.5 ms"
+
+
+# --- fuzz: the name in dns://NAME -----------------------------------------------------
+
+_LABEL_BITS = st.sampled_from(
+    ["a", "é", "xn--", "xn--bcher-kva", "-", ".", "..", "ß", "\u200d", "*", "_", "\\", "%41",
+     "a" * 63, "ǅ", "ﬀ", "\u0660", "\u0301", ":", "/", "@", "[", "]", "?", "#", " ", "\x00"]
+)  # fmt: skip
+
+
+@pytest.mark.fuzz
+@settings(max_examples=300, deadline=None, database=None)
+@given(st.text(max_size=70) | st.lists(_LABEL_BITS, max_size=10).map("".join))
+@example("a" * 63 + "." + "b" * 63 + "." + "c" * 63 + "." + "d" * 61)  # 254 octets: too long
+@example("\u200d")  # a joiner alone: IDNA 2008 refuses it
+@example("xn--a")  # punycode that does not decode
+def test_a_dns_name_is_an_absolute_name_or_one_line(name):
+    try:
+        (t,) = dns_config({"url": f"dns://{name}"}).targets
+    except ConfigError as exc:
+        (line,) = exc.problems
+        assert line.startswith("m.toml: targets[0].url: "), line
+        assert "\n" not in line
+        return
+    asked = t.spec.name
+    assert asked.endswith(".")
+    assert asked.isascii()  # IDNA-encoded, as it goes on the wire
+    # and it reads back: the name asked, written as a URL, asks the same
+    (again,) = dns_config({"url": f"dns://{asked}"}).targets
+    assert again.spec.name == asked

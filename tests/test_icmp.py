@@ -16,6 +16,8 @@ import struct
 import pytest
 import trio
 from factories import config_doc, make_config, write_config
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 from test_cli import PROBE_KEYS, parse_lines, run_cli
 
 from trio_monitor import ConfigError, ErrorKind
@@ -508,3 +510,69 @@ async def test_once_through_the_console_script(tmp_path):
     assert probe["icmp"]["socket"] in ("dgram", "raw")
     assert probe["latency_ms"] == probe["icmp"]["rtt_avg_ms"]
     print(json.dumps(probe))  # the line docs/kinds/icmp.md shows (pytest -s)
+
+
+# --- fuzz: count, spacing, size (and the timeout they must fit in) -----------------------
+
+_DURATIONS = st.sampled_from(["1ms", "10ms", "200ms", "1s", "2s", "1h", "0s", "-1s", "1e9s", ""])
+_KEY_VALUES = {
+    "count": st.integers(min_value=-2, max_value=200) | st.sampled_from(["3", 3.5, True]),
+    "spacing": _DURATIONS | st.floats(allow_nan=True) | st.integers(-1, 10),
+    "size": st.integers(min_value=-1, max_value=70_000) | st.sampled_from(["1KiB", "64KB", "x"]),
+    "timeout": _DURATIONS,
+}
+
+
+@pytest.mark.fuzz
+@pytest.mark.usefixtures("sockets_allowed")
+@settings(
+    max_examples=300,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(keys=st.fixed_dictionaries({}, optional=_KEY_VALUES))
+@example(keys={"count": 100, "spacing": "10ms", "timeout": "1s"})  # 99 x 10ms = 990ms: fits
+@example(keys={"count": 101})
+@example(keys={"size": 65000})
+def test_any_count_spacing_and_size_are_a_spec_or_one_line_each(keys):
+    try:
+        (t,) = make_config(config_doc({"url": "icmp://127.0.0.1", **keys})).targets
+    except ConfigError as exc:
+        for line in exc.problems:
+            key = line.removeprefix("<memory>: targets[0].").partition(":")[0]
+            assert key in _KEY_VALUES, line
+            assert "\n" not in line
+        return
+    spec = t.spec
+    assert 1 <= spec.count <= icmp.config.MAX_COUNT
+    assert 0 <= spec.size <= icmp.config.MAX_SIZE
+    assert (spec.count - 1) * spec.spacing < t.timeout
+
+
+def _any_icmp_socket() -> str:
+    for kind in KINDS:
+        try:
+            sockets.open_socket(kind, False).close()
+        except OSError:
+            continue
+        return kind
+    pytest.skip("the kernel refuses both ICMP socket kinds here (see _require)")
+
+
+@pytest.mark.fuzz
+@settings(max_examples=25, deadline=None, database=None)
+@given(
+    count=st.integers(min_value=1, max_value=4),
+    spacing=st.sampled_from(["1ms", "5ms"]),
+    size=st.sampled_from([0, 1, 7, 8, 9, 56, 1472, 1473, 9000, 65000]) | st.integers(0, 65000),
+)
+def test_any_valid_combination_pings_loopback(count, spacing, size):
+    """Every request of every accepted combination gets its own reply (sizes around the
+    token's 8 bytes and the Ethernet MTU, up to MAX_SIZE)."""
+    kind = _any_icmp_socket()
+    config = _config("icmp://127.0.0.1", icmp_socket=kind, count=count, spacing=spacing, size=size)
+    _, results = trio.run(_ping_all, config)
+    (result,) = results.values()
+    assert (result.ok, result.error) == (True, None), result.error_detail
+    assert (result.icmp.sent, result.icmp.received) == (count, count)

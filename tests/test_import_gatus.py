@@ -3,10 +3,14 @@ TOML it becomes, what it cannot map as comments, and the result checked by our l
 
 from __future__ import annotations
 
+import datetime
 import tomllib
 from pathlib import Path
 
 import pytest
+import yaml
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from trio_monitor._config import parse_config
 from trio_monitor._errors import ConfigError
@@ -329,3 +333,99 @@ def test_validation_names_the_problem():
     with pytest.raises(ConfigError) as caught:
         parse_config(conversion.document, env={}, path="m.toml")
     assert caught.value.problems == ["m.toml: targets[0].timeout: must be from 1ms to 1h, got '2h'"]
+
+
+# --- fuzz: whatever the file holds, a TOML document or one line per problem ---------
+
+_NOTES = settings(max_examples=150, deadline=None, database=None)
+# what YAML reads: scalars of each type it builds (dates too), lists, mappings
+_SCALARS = (
+    st.text(max_size=20)
+    | st.integers(min_value=-(10**30), max_value=10**30)
+    | st.floats()
+    | st.booleans()
+    | st.none()
+    | st.dates()
+    | st.sampled_from(["http://127.0.0.1/", "tcp://127.0.0.1:9", "dns://8.8.8.8", "1m", "$X"])
+)
+_VALUES = st.recursive(
+    _SCALARS,
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+_ENDPOINT_KEYS = st.sampled_from(
+    ["name", "group", "url", "enabled", "interval", "method", "headers", "body", "graphql",
+     "client", "conditions", "dns", "alerts", "ui", "heartbeat", "query-name", "query-type",
+     "timeout", "insecure", "dns-resolver", "tls", "network", "address", "port"]
+) | st.text(max_size=8)  # fmt: skip
+_MAPPINGS = st.recursive(
+    _SCALARS,
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(_ENDPOINT_KEYS, inner | _VALUES, max_size=6)
+    ),
+    max_leaves=20,
+)
+_DOCS = st.fixed_dictionaries(
+    {},
+    optional={
+        "endpoints": st.lists(_MAPPINGS, max_size=3),
+        "external-endpoints": st.lists(_MAPPINGS, max_size=2),
+        "web": _MAPPINGS,
+        "storage": _VALUES,
+    },
+) | st.dictionaries(st.text(max_size=8), _MAPPINGS, max_size=3)
+
+
+def _converts_or_one_line(text: str) -> None:
+    try:
+        conversion = convert(text, "g.yaml")
+    except ConfigError as exc:
+        _one_line_each(exc.problems, "g.yaml: ")
+        return
+    written = tomllib.loads(conversion.text)  # valid TOML, comments included
+    assert written | {"targets": written.get("targets", [])} == conversion.document
+    env = dict.fromkeys(conversion.env, "set-me")
+    try:
+        parse_config(conversion.document, env=env, path="m.toml")
+    except ConfigError as exc:
+        _one_line_each(exc.problems, "m.toml: ")
+
+
+def _one_line_each(problems: list[str], prefix: str) -> None:
+    assert problems
+    assert all(p.startswith(prefix) and "\n" not in p for p in problems), problems
+
+
+@pytest.mark.fuzz
+@_NOTES
+@given(st.text(max_size=200))
+@example("endpoints:\n  - name: 2001-02-30\n")  # PyYAML's ValueError
+@example("endpoints: &e [*e]\n")  # a recursive document
+@example("endpoints: " + "[" * 5000 + "]" * 5000)  # PyYAML's RecursionError
+@example("endpoints:\n  - {name: a, url: 'http://127.0.0.1/', client: \"x\\ny = 1\"}\n")
+def test_any_text_converts_or_is_one_line(text):
+    _converts_or_one_line(text)
+
+
+@pytest.mark.fuzz
+@_NOTES
+@given(_DOCS)
+@example({"endpoints": [{"name": datetime.date(2024, 1, 1), "url": "http://127.0.0.1/"}]})
+@example({"endpoints": [{"name": "a", "url": "http://127.0.0.1/", "interval": "9" * 400 + "h"}]})
+@example({"endpoints": [{"name": "a", "url": "http://127.0.0.1/"}], "x\ny = 1": 1})
+def test_any_mapping_converts_or_is_one_line(doc):
+    _converts_or_one_line(yaml.safe_dump(doc, allow_unicode=True))
+
+
+@pytest.mark.fuzz
+@_NOTES
+@given(st.text(max_size=40))
+def test_a_note_quoting_the_yaml_stays_one_comment_line(value):
+    """What a note quotes from the file (a key, a value) never leaves its comment."""
+    text = yaml.safe_dump(
+        {"endpoints": [{"name": "a", "url": "http://127.0.0.1/", "client": value, value: 1}]}
+    )
+    conversion = convert(text, "g.yaml")
+    assert tomllib.loads(conversion.text) | {"targets": []} == conversion.document

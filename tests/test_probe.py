@@ -24,9 +24,9 @@ import trio
 from servers import CHUNK, GZIP_PLAIN, closed_port
 
 from trio_monitor._config import USER_AGENT, parse_config
-from trio_monitor._errors import ErrorKind
+from trio_monitor._errors import ErrorKind, ProbeFailure
 from trio_monitor._records import ProbeResult
-from trio_monitor.probes.base import BACKOFF_BASE, BACKOFF_CAP, backoff_delay
+from trio_monitor.probes.base import BACKOFF_BASE, BACKOFF_CAP, backoff_delay, retry_after
 from trio_monitor.probes.http.probe import prepare, probe
 from trio_monitor.probes.http.wire import ProbeTransport
 
@@ -609,6 +609,27 @@ def test_backoff_delay_is_capped_exponential_with_jitter():
         delays = [backoff_delay(retry, rng) for _ in range(200)]
         assert all(ceiling / 2 <= d <= ceiling for d in delays)
         assert max(delays) - min(delays) > ceiling / 4  # jittered, not constant
+
+
+async def test_retry_after_decides_and_sleeps_the_backoff(autojump_clock):
+    """The one retry decision the kinds that retry share (http, tcp, ws)."""
+    refused = ProbeFailure(ErrorKind.CONNECT, "refused")
+    with trio.move_on_after(60) as deadline:
+        start = trio.current_time()
+        # not retryable, or no retries left: final at once, no time spent
+        assert not await retry_after(
+            ProbeFailure(ErrorKind.STATUS, "HTTP 500"), 0, 3, deadline, random.Random(SEED)
+        )
+        assert not await retry_after(refused, 3, 3, deadline, random.Random(SEED))
+        assert trio.current_time() == start
+        # retryable with retries left: the backoff is slept
+        assert await retry_after(refused, 2, 3, deadline, random.Random(SEED))
+        assert trio.current_time() - start == pytest.approx(backoff_delay(2, random.Random(SEED)))
+    with trio.move_on_after(0.05) as deadline:
+        # a backoff that would end past the deadline: final now, the real error reported
+        start = trio.current_time()
+        assert not await retry_after(refused, 0, 3, deadline, random.Random(SEED))
+        assert trio.current_time() == start
 
 
 async def test_retries_back_off(autojump_clock):

@@ -14,6 +14,8 @@ import pytest
 import trio
 from factories import config_doc, make_config
 from fakes import dispatcher_for, running
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 from test_lifecycle import LineSink
 
 from trio_monitor import ConfigError, ProbeResult
@@ -440,6 +442,62 @@ async def test_push_urls_answer_any_host_without_a_token():
             pinged = await client.get(f"/api/v1/push/{TOKEN}", headers=elsewhere)
             assert pinged.status_code == 200
             assert (await client.get("/api/v1/targets", headers=elsewhere)).status_code == 421
+        monitor.stop()
+
+
+# pieces of a push URL's path after /api/v1/push/, raw (sent as they are)
+_PATH_PIECES = st.sampled_from(
+    [TOKEN, TOKEN.upper(), "/", "start", "fail", "0", "255", "256", "007", "-1", "1e2",
+     "%2F", "%00", "%FF", "%C3%A9", "%D9%A2", "%C2%B2", "%", "%zz", "..", ".", "//",
+     "?x=1", "&", ";", "~", "+", "%20"]
+) | st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E, exclude_characters="#"), max_size=6)  # fmt: skip
+
+
+def _fuzz_push(url: str) -> None:
+    with httpx.Client(trust_env=False, timeout=10) as client:
+        base = httpx.URL(url)
+
+        @settings(
+            max_examples=200,
+            deadline=None,
+            database=None,
+            suppress_health_check=[HealthCheck.too_slow],
+        )
+        @given(
+            method=st.sampled_from(["GET", "POST"]),
+            rest=st.lists(_PATH_PIECES, max_size=5).map("".join),
+            body=st.sampled_from([b"", b"x" * 100, b"{}"]),
+        )
+        @example(method="GET", rest=TOKEN + "/%D9%A2", body=b"")  # Arabic-Indic 2: no code
+        @example(method="GET", rest="%C3%A9", body=b"")  # a token that is not ASCII
+        @example(method="GET", rest=TOKEN + "/%C2%B2", body=b"")  # "²": isdigit(), int() refuses
+        @example(method="POST", rest=TOKEN + "/fail/x", body=b"")
+        @example(method="GET", rest=".", body=b"")
+        @example(method="GET", rest=TOKEN + "/./start", body=b"")
+        def ping(method: str, rest: str, body: bytes) -> None:
+            raw = b"/api/v1/push/" + rest.encode()
+            response = client.request(method, base.copy_with(raw_path=raw), content=body)
+            if response.status_code == 307:
+                # "/api/v1/push/." is "/api/v1/push" once its dot segment is removed (RFC
+                # 3986, as hypercorn does): Starlette redirects to the slash
+                assert b"/." in raw, (raw, response.headers)
+                return
+            assert response.status_code in (200, 404), (raw, response.status_code, response.text)
+            if response.status_code == 200:
+                assert rest.startswith(TOKEN), raw
+
+        ping()
+
+
+@pytest.mark.fuzz
+async def test_no_push_path_makes_a_500():
+    """Whatever follows /api/v1/push/: 200 for the target's own URLs, else 404 (413 for
+    a body too large: test_push_urls_on_the_real_server; a redirect for a dot segment
+    that ends the path); never a 500."""
+    async with trio.open_nursery() as nursery:
+        monitor = await running(nursery, served_config(), out=LineSink())
+        host, port = monitor.listening
+        await trio.to_thread.run_sync(_fuzz_push, f"http://{host}:{port}")
         monitor.stop()
 
 

@@ -16,13 +16,15 @@ import pytest
 import trio
 import trustme
 from factories import config_doc, make_config, write_config
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 from servers import closed_port
 from test_cli import cli_config, parse_lines, run_cli
 
 from trio_monitor import ConfigError, ErrorKind, ProbeResult
 from trio_monitor.probes.tcp import TcpProber
-from trio_monitor.probes.tcp.config import decode_send
+from trio_monitor.probes.tcp.config import SendError, decode_send
 from trio_monitor.probes.tcp.probe import _Trace
 from trio_monitor.server.metrics import Metrics
 
@@ -279,6 +281,79 @@ def test_send_escapes():
     assert decode_send(r"PING\r\n") == b"PING\r\n"
     assert decode_send(r"a\tb\\n\x00\xff") == b"a\tb\\n\x00\xff"
     assert decode_send("é\n") == "é\n".encode()
+
+
+FUZZ = settings(max_examples=300, deadline=None, database=None)
+_ESCAPES = {"\r": r"\r", "\n": r"\n", "\t": r"\t", "\\": "\\\\"}
+
+
+def _written(data: bytes) -> str:
+    """`data` as a `send` value would write it: printable ASCII as it is, a backslash
+    doubled, the rest escaped."""
+    return "".join(
+        _ESCAPES.get(chr(b)) or (chr(b) if 0x20 <= b < 0x7F else f"\\x{b:02x}") for b in data
+    )
+
+
+@pytest.mark.fuzz
+@FUZZ
+@given(st.binary(max_size=60))
+def test_send_escapes_write_any_bytes(data):
+    assert decode_send(_written(data)) == data
+
+
+@pytest.mark.fuzz
+@FUZZ
+@given(
+    st.text(max_size=40)
+    | st.lists(st.sampled_from(["\\", "x", "0", "f", "g", "r", "é"])).map("".join)
+)
+@example("\\")  # a lone backslash at the end
+@example("\\x4")  # \x with one hex digit
+@example("\\xé9")
+def test_any_send_text_is_bytes_or_one_config_line(text):
+    try:
+        data = decode_send(text)
+    except SendError as exc:
+        message = str(exc)
+        assert message.startswith("unknown escape '\\"), message
+        assert "\n" not in message
+        return
+    if "\\" not in text:
+        assert data == text.encode()
+
+
+@pytest.mark.fuzz
+@FUZZ
+@given(send=st.none() | st.text(max_size=20), expect=st.none() | st.text(max_size=20))
+@example(send=None, expect="(?P<")
+@example(send=None, expect="a{99999999999999999999}")  # re's OverflowError: was a traceback
+@example(send=None, expect="(" * 1000 + ")" * 1000)  # re's RecursionError: was a traceback
+@example(send="", expect=None)
+def test_any_send_and_expect_are_a_spec_or_one_line_each(send, expect):
+    table = {"url": "tcp://127.0.0.1:25", "send": send, "expect": expect}
+    try:
+        (t,) = make_config(config_doc({k: v for k, v in table.items() if v is not None})).targets
+    except ConfigError as exc:
+        for line in exc.problems:
+            assert line.startswith(("<memory>: targets[0].send: ", "<memory>: targets[0].expect: "))
+            assert "\n" not in line
+        return
+    assert t.spec.send == (None if send is None else decode_send(send))
+    assert (t.spec.expect and t.spec.expect.pattern) == expect
+
+
+@pytest.mark.parametrize(
+    ("expect", "why"),
+    [("a{99999999999999999999}", "the repetition number is too large"),
+     ("(" * 1000 + ")" * 1000, "groups nested too deeply")],
+)  # fmt: skip
+@pytest.mark.parametrize("url", ["tcp://127.0.0.1:25", "ws://127.0.0.1:25/"])
+def test_a_regex_past_the_re_modules_limits_is_one_line(url, expect, why):
+    """re raises OverflowError and RecursionError for these, not re.error: they were
+    tracebacks (found by the fuzz test below)."""
+    (line,) = problems({"url": url, "expect": expect})
+    assert line == f"<memory>: targets[0].expect: invalid regular expression {expect!r}: {why}"
 
 
 def test_config_problems_are_one_line_each():

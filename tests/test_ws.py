@@ -469,8 +469,8 @@ def test_conditions_are_checked_against_the_ws_placeholders():
 
 def test_a_bad_expect_is_one_problem_line_with_its_key_path():
     assert problems({"url": "ws://127.0.0.1:9/", "expect": "(unclosed"}) == [
-        "m.toml: targets[0].expect: not a regular expression: missing ), unterminated subpattern at"
-        " position 0"
+        "m.toml: targets[0].expect: invalid regular expression '(unclosed': missing ),"
+        " unterminated subpattern at position 0"
     ]
 
 

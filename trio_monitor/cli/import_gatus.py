@@ -14,8 +14,10 @@ the tables it wrote. The result is then checked by our own loader, as `validate`
 from __future__ import annotations
 
 import argparse
+import datetime
 import ipaddress
 import json
+import math
 import os
 import re
 import sys
@@ -113,6 +115,8 @@ _GO_UNITS = {
 _ENV = re.compile(r"\$(?:\$|\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _PLACEHOLDER = re.compile(r"\[([A-Z_]+)\]")
+# what a TOML comment may not hold (TOML 1.0: control characters but tab)
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 
 class _Skip(Exception):
@@ -164,13 +168,22 @@ def _go_duration(value: object, key: str) -> str:
     if not parts or "".join(n + u for n, u in parts) != text:
         raise _Skip(f"{key}: {value!r} is not a Go duration")
     seconds = sum(float(n) * _GO_UNITS[u] for n, u in parts)
+    if not math.isfinite(seconds):  # more digits than a float holds
+        raise _Skip(f"{key}: {value!r} is too long")
     if seconds < 0.001:
         raise _Skip(f"{key}: {value!r} is shorter than a millisecond")
     return format_duration(round(seconds, 3))
 
 
 def _text(value: object) -> str:
-    return value if isinstance(value, str) else json.dumps(value)
+    """A YAML value as text: a string as it is; a date as written (YAML reads an unquoted
+    `2024-01-01` as one); anything else as JSON, what JSON has no form for (`!!binary`,
+    `!!set`) as Python shows it."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, datetime.date):
+        return value.isoformat()
+    return json.dumps(value, default=str)
 
 
 def _mapping(value: object, key: str) -> Mapping[str, Any]:
@@ -519,7 +532,14 @@ def _table(name: str, table: Mapping[str, Any]) -> str:
 
 
 def _comment(lines: Iterable[str]) -> str:
-    return "".join(f"# gatus: {line}\n" for line in lines)
+    """Each note one TOML comment line: what a note quotes from the YAML (a key, a value)
+    may hold a line break, which would end the comment and write the rest as TOML, or
+    another control character, which no TOML comment may hold: both escaped."""
+    return "".join(f"# gatus: {_CONTROL.sub(_escaped, line)}\n" for line in lines)
+
+
+def _escaped(match: re.Match[str]) -> str:
+    return repr(match[0])[1:-1]
 
 
 def _commented_out(text: str) -> str:
@@ -547,11 +567,31 @@ def load_gatus(text: str, source: str) -> Mapping[str, Any]:
         where = f"line {mark.line + 1}: " if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ConfigError([f"{source}: {where}not valid YAML: {problem}"]) from None
+    except ValueError as exc:  # PyYAML builds timestamps with datetime: 2001-02-30
+        raise ConfigError([f"{source}: not valid YAML: {exc}"]) from None
+    except RecursionError:  # PyYAML's composer recurses once per level
+        raise ConfigError([f"{source}: not valid YAML: nested too deeply"]) from None
+    if _recursive(doc, []):
+        raise ConfigError([f"{source}: a YAML alias refers to a node it is inside of"])
     if not isinstance(doc, Mapping) or not (doc.get("endpoints") or doc.get("external-endpoints")):
         raise ConfigError(
             [f"{source}: not a Gatus config (no `endpoints` or `external-endpoints` list)"]
         )
     return doc
+
+
+def _recursive(value: object, inside: list[int]) -> bool:
+    """`value` holds itself: an alias to an enclosing node (`a: &x [*x]`), which every
+    walk of the document (notes, ${ENV} references, JSON) would follow forever."""
+    if not isinstance(value, (dict, list)):
+        return False
+    if id(value) in inside:
+        return True
+    inside.append(id(value))
+    items = value.values() if isinstance(value, dict) else value
+    found = any(_recursive(item, inside) for item in items)
+    inside.pop()
+    return found
 
 
 def convert(text: str, source: str) -> Conversion:
@@ -572,7 +612,8 @@ def convert(text: str, source: str) -> Conversion:
         monitor["expect_status"] = ["100-599"]
     targets = [o.target for o in outs if o.target is not None and not o.disabled]
     chunks = [
-        f"# trio-monitor configuration imported from Gatus's {os.path.basename(source)}.\n"
+        f"# trio-monitor configuration imported from Gatus's"
+        f" {_CONTROL.sub(_escaped, os.path.basename(source))}.\n"
         "# Check it with: trio-monitor validate -c FILE\n",
         _comment(top),
         "\n",

@@ -14,6 +14,7 @@ every consumer reads the `ProbeResult` it returns.
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 import trio
 from attrs import field, frozen
 
-from .._errors import ProbeFailure
+from .._errors import RETRYABLE, ProbeFailure
 from .._records import ProbeResult
 from .._registry import Registry
 from ..conditions import Type
@@ -38,6 +39,28 @@ def backoff_delay(retry: int, rng: random.Random) -> float:
     """Exponential backoff with jitter: retry 0 -> 50-100 ms, 1 -> 100-200 ms, ..."""
     ceiling = min(BACKOFF_CAP, BACKOFF_BASE * 2**retry)
     return ceiling * rng.uniform(0.5, 1.0)
+
+
+async def retry_after(
+    failure: ProbeFailure, retry: int, retries: int, deadline: trio.CancelScope, rng: random.Random
+) -> bool:
+    """After attempt `retry` (0 for the first) of a probe's retry loop failed with
+    `failure`: sleep the backoff and return True if another attempt follows; False if
+    `failure` is the probe's: its kind is not RETRYABLE, the target's `retries` are used
+    up, or the backoff would end past `deadline` (then the real error is reported, not a
+    timeout).
+
+    Only this decision is shared: each kind's loop keeps its own attempt count, its
+    per-attempt record and the exception classification in its own frame, where they
+    stay right when the deadline cancels an attempt midway, at no cost on the path of a
+    probe whose first attempt succeeds (the HTTP kind's hot path calls nothing here)."""
+    if failure.kind not in RETRYABLE or retry == retries:
+        return False
+    delay = backoff_delay(retry, rng)
+    if trio.current_time() + delay >= deadline.deadline:
+        return False
+    await trio.sleep(delay)
+    return True
 
 
 def failed(target: Target, round_no: int, failure: ProbeFailure, ts: float) -> ProbeResult:
@@ -93,6 +116,23 @@ class Prober(Protocol[P]):
 # Resolves one [[targets]] table of the kind (already structured as its section class)
 # into its spec; `where` is the key path for problems ("targets[3]").
 Resolve = Callable[[Any, str, list[str]], object]
+
+
+def compile_expect(pattern: str | None, key: str, problems: list[str]) -> re.Pattern[str] | None:
+    """An `expect` key (tcp, tls, ws): a Python regex compiled at config load; a bad one
+    is a problem line at `key` that quotes it, re.error saying what is wrong and where."""
+    if pattern is None:
+        return None
+    try:
+        return re.compile(pattern)
+    except re.error as exc:
+        why = str(exc)
+    except OverflowError as exc:  # a repeat count past re's limit: "a{99999999999}"
+        why = str(exc)
+    except RecursionError:  # re's parser recurses once per group: "((((...))))"
+        why = "groups nested too deeply"
+    problems.append(f"{key}: invalid regular expression {pattern!r}: {why}")
+    return None
 
 
 @frozen

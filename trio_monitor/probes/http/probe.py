@@ -19,13 +19,13 @@ import trio
 from attrs import frozen
 
 from ..._config import HEADER_ENCODING, Target
-from ..._errors import RETRYABLE, ErrorKind, ProbeFailure
+from ..._errors import ErrorKind, ProbeFailure
 from ..._records import ProbeResult
 from ..._secrets import redact_url
 from ...conditions import apply, common_facts, needs
 from ...net.certs import TlsDetails
 from ...net.errors import invalid_certificate
-from ..base import backoff_delay
+from ..base import retry_after
 from .config import HttpSpec, _fallback
 from .errors import classify
 from .fallback import Route
@@ -409,12 +409,8 @@ async def probe(
                     break
                 except Exception as exc:  # every failure is data; Cancelled is no Exception
                     failure = classify(exc, exchange.tls)
-                if failure.kind not in RETRYABLE or retry == target.retries:
+                if not await retry_after(failure, retry, target.retries, deadline, rng):
                     break
-                delay = backoff_delay(retry, rng)
-                if trio.current_time() + delay >= deadline.deadline:
-                    break  # it could not finish in time: report the real error, not a timeout
-                await trio.sleep(delay)
         finally:
             if deadlines is not None:
                 deadlines.discard(deadline)

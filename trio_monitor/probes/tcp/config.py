@@ -24,7 +24,7 @@ from ..._config import (
 )
 from ...net.addr import ip_literal
 from ...net.tls import Tls
-from ..base import Resolve
+from ..base import Resolve, compile_expect
 
 Starttls = Literal["smtp", "imap", "postgres"]
 
@@ -92,11 +92,6 @@ def decode_send(text: str) -> bytes:
     return bytes(out)
 
 
-def compile_expect(text: str) -> re.Pattern[str]:
-    """`expect` compiled; re.error says what is wrong and where."""
-    return re.compile(text)
-
-
 def host_port(url: str, where: str, problems: list[str]) -> tuple[str, int]:
     """The host and the (required) port of `scheme://host:port`."""
     scheme = url.partition("://")[0].lower()
@@ -132,17 +127,11 @@ def tcp_spec(
             problems.append(f"{where}.send: {exc}")
         if send == b"":
             problems.append(f"{where}.send: must not be empty (remove it to send nothing)")
-    expect = None
-    if t.expect is not None:
-        try:
-            expect = compile_expect(t.expect)
-        except re.error as exc:
-            problems.append(f"{where}.expect: invalid regular expression {t.expect!r}: {exc}")
     return TcpSpec(
         host=host,
         port=port,
         send=send,
-        expect=expect,
+        expect=compile_expect(t.expect, f"{where}.expect", problems),
         resolver=inherit(t.resolver, m.resolver),
         ip_family=inherit(t.ip_family, m.ip_family),
         tls=tls,

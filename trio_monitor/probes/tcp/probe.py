@@ -21,7 +21,7 @@ import trio
 from attrs import frozen
 
 from ..._config import Target
-from ..._errors import RETRYABLE, ErrorKind, ProbeFailure
+from ..._errors import ErrorKind, ProbeFailure
 from ..._records import PHASES, RECEIVED_SHOWN, ProbeResult
 from ...conditions import COMMON, Type, apply, common_facts
 from ...net.addr import ip_literal, with_port
@@ -29,7 +29,7 @@ from ...net.certs import TlsDetails, tls_details
 from ...net.errors import classify, invalid_certificate
 from ...net.resolvers import Resolvers
 from ...net.sockets import Conn, connect_first
-from ..base import backoff_delay
+from ..base import retry_after
 from .config import TcpSpec
 from .starttls import upgrade
 
@@ -184,12 +184,8 @@ async def probe(
                     break
                 except Exception as exc:  # Cancelled is no Exception
                     failure = classify(exc, trace.tls)
-                if failure.kind not in RETRYABLE or retry == target.retries:
+                if not await retry_after(failure, retry, target.retries, deadline, rng):
                     break
-                delay = backoff_delay(retry, rng)
-                if trio.current_time() + delay >= deadline.deadline:
-                    break  # it could not finish in time: report the real error
-                await trio.sleep(delay)
         finally:
             deadlines.discard(deadline)
     if deadline.cancelled_caught:

@@ -29,7 +29,7 @@ from ..._config import (
 from ...conditions import COMMON, Type
 from ...net.addr import bracketed
 from ...net.tls import Tls, TlsLoader
-from ..base import Resolve
+from ..base import Resolve, compile_expect
 from ..http.config import basic_auth_value, masked
 
 PLACEHOLDERS: Mapping[str, Type] = {
@@ -90,16 +90,6 @@ class WsSpec:
     server_name: str | None = None  # SNI and the name the certificate must carry
 
 
-def _expect(pattern: str | None, key: str, problems: list[str]) -> re.Pattern[str] | None:
-    if pattern is None:
-        return None
-    try:
-        return re.compile(pattern)
-    except re.error as exc:
-        problems.append(f"{key}: not a regular expression: {exc}")
-        return None
-
-
 def _subprotocols(values: tuple[str, ...] | None, key: str, problems: list[str]) -> tuple[str, ...]:
     for i, value in enumerate(values or ()):
         try:
@@ -157,7 +147,7 @@ def ws_resolver(m: MonitorSection, env: Mapping[str, str], problems: list[str]) 
             headers=tuple(headers.items()),
             subprotocols=_subprotocols(t.subprotocols, f"{where}.subprotocols", problems),
             send=t.send,
-            expect=_expect(t.expect, f"{where}.expect", problems),
+            expect=compile_expect(t.expect, f"{where}.expect", problems),
             resolver=inherit(t.resolver, m.resolver),
             ip_family=inherit(t.ip_family, m.ip_family),
             tls=target_tls,

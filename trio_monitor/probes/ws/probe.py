@@ -21,12 +21,12 @@ import trio_websocket
 from attrs import frozen
 
 from ..._config import HEADER_ENCODING, Target
-from ..._errors import RETRYABLE, ErrorKind, ProbeFailure
+from ..._errors import ErrorKind, ProbeFailure
 from ..._records import PHASES, ProbeResult
 from ...conditions import apply, common_facts, needs
 from ...net.addr import with_port
 from ...net.certs import TlsDetails, tls_details
-from ..base import backoff_delay
+from ..base import retry_after
 from ..http.errors import classify
 from .config import WsSpec
 
@@ -368,12 +368,8 @@ async def probe(
                     break
                 except Exception as exc:  # every failure is data; Cancelled is no Exception
                     failure = classify(exc, attempt.tls)
-                if failure.kind not in RETRYABLE or retry == target.retries:
+                if not await retry_after(failure, retry, target.retries, deadline, _RNG):
                     break
-                delay = backoff_delay(retry, _RNG)
-                if trio.current_time() + delay >= deadline.deadline:
-                    break  # it could not finish in time: report the real error, not a timeout
-                await trio.sleep(delay)
         finally:
             deadlines.discard(deadline)
     if deadline.cancelled_caught:  # known before the close was cut short, or a timeout
