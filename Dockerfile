@@ -4,7 +4,12 @@
 #     -v "$PWD/monitor.toml:/etc/trio-monitor/monitor.toml:ro" \
 #     -v trio-monitor-state:/var/lib/trio-monitor -p 9180:9180 trio-monitor
 # Reload the config: docker kill -s HUP trio-monitor. JSON lines: docker logs -f trio-monitor.
+# Browser checks (kind = "browser") need Chromium: build the browser variant with
+#   docker build --build-arg WITH_CHROMIUM=true -t trio-monitor:browser .
 FROM python:3.12-slim-bookworm
+
+# "true": Debian's chromium in the image (browser checks); the default image has none
+ARG WITH_CHROMIUM=false
 
 ENV PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
@@ -18,6 +23,12 @@ RUN groupadd --system --gid 10001 trio-monitor \
         --home-dir /var/lib/trio-monitor --shell /usr/sbin/nologin trio-monitor \
     && install -d -o trio-monitor -g trio-monitor -m 0750 /var/lib/trio-monitor \
     && install -d -m 0755 /etc/trio-monitor
+
+RUN if [ "$WITH_CHROMIUM" = "true" ]; then \
+        apt-get update \
+        && apt-get install -y --no-install-recommends chromium \
+        && rm -rf /var/lib/apt/lists/*; \
+    fi
 
 COPY pyproject.toml README.md /src/
 COPY trio_monitor /src/trio_monitor

@@ -195,6 +195,14 @@ def test_dockerfile_installs_without_cache_or_piped_scripts():
     assert not the("ADD")  # ADD fetches URLs and unpacks archives: COPY says what it does
 
 
+def test_dockerfile_installs_chromium_only_in_the_browser_variant():
+    assert "WITH_CHROMIUM=false" in the("ARG")  # the default image has no browser
+    [install] = [r for r in the("RUN") if "chromium" in r]
+    assert install.startswith('if [ "$WITH_CHROMIUM" = "true" ]; then')
+    assert "apt-get install -y --no-install-recommends chromium" in install
+    assert "rm -rf /var/lib/apt/lists/*" in install  # no package lists left in the layer
+
+
 def test_dockerfile_copies_what_the_package_build_needs():
     ignored = {
         line.strip()
