@@ -78,6 +78,7 @@ class TestServer:
     - ``/basic/<user>/<password>`` -> 200 ``welcome <user>`` with that user's Basic
       ``Authorization``, else 401 with a ``WWW-Authenticate: Basic`` challenge
     - ``/body/<key>`` -> 200 ``bodies[key]``, 404 if missing
+    - ``/page/<key>`` -> 200 ``pages[key]`` as text/html (UTF-8), 404 if missing
     - ``/gate`` -> waits for ``gate.set()``, then 200 ``gate``
     - ``POST /hook`` -> 500 while ``hook_failures > 0`` (decrementing), else
       200 and the body is appended to ``received``
@@ -94,6 +95,7 @@ class TestServer:
         self.hits: collections.Counter[str] = collections.Counter()
         self.requests: list[dict] = []
         self.bodies: dict[str, bytes] = {}
+        self.pages: dict[str, str] = {}
         self.gate: trio.Event = trio.Event()
         self.in_flight: int = 0
         self.max_in_flight: int = 0
@@ -289,6 +291,12 @@ class TestServer:
         elif head == "body" and arg:
             if arg in self.bodies:
                 await respond(200, self.bodies[arg], content_type="application/octet-stream")
+            else:
+                await respond(404, b"not found")
+        elif head == "page" and arg:
+            if arg in self.pages:
+                page = self.pages[arg].encode()
+                await respond(200, page, content_type="text/html; charset=utf-8")
             else:
                 await respond(404, b"not found")
         elif req.path == "/gate":

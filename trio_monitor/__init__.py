@@ -12,6 +12,7 @@ from ._records import SCHEMA, AlertEvent, ProbeResult, RoundSummary, TargetRemov
 from ._version import __version__
 from .alerts import exec as _exec  # noqa: F401  (registers the channel)
 from .alerts import webhook as _webhook  # noqa: F401  (registers the channel)
+from .probes import browser as _browser  # noqa: F401  (registers the kind)
 from .probes import dns as _dns  # noqa: F401  (registers the kind)
 from .probes import icmp as _icmp  # noqa: F401  (registers the kind)
 from .probes import push as _push  # noqa: F401  (registers the kind)

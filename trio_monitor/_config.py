@@ -46,6 +46,7 @@ Duration = NewType("Duration", float)  # seconds, 1ms-1h; written "500ms", "10s"
 Interval = NewType("Interval", float)  # a probe interval, 100ms-7d
 Retention = NewType("Retention", float)  # how long history is kept, 1h-100 years
 ByteSize = NewType("ByteSize", int)  # bytes, up to 1GiB; written 1048576 or "512KiB", "1MB"
+MemorySize = NewType("MemorySize", int)  # a memory cap in bytes, 64MiB to 64GiB; written "1GiB"
 Url = NewType("Url", str)  # absolute http(s) URL
 TargetUrl = NewType("TargetUrl", str)  # absolute URL of a registered kind's scheme
 Positive = NewType("Positive", int)  # 1 to 100000
@@ -169,6 +170,13 @@ def _byte_size(value: object, _type: object) -> int:
     size = parse_size(value)
     if size > MAX_SIZE:
         raise _Invalid(f"size must be at most 1GiB, got {value!r}")
+    return size
+
+
+def _memory_size(value: object, _type: object) -> int:
+    size = parse_size(value)
+    if not 64 << 20 <= size <= 64 << 30:
+        raise _Invalid(f"must be from 64MiB to 64GiB, got {value!r}")
     return size
 
 
@@ -391,6 +399,11 @@ class MonitorSection:
     # icmp:// targets' sockets: "dgram" (net.ipv4.ping_group_range), "raw" (CAP_NET_RAW),
     # "auto": dgram where the kernel allows it, else raw
     icmp_socket: IcmpSocket = "auto"
+    # browser targets (probes/browser/): pages loaded at once, the Chromium process
+    # tree's memory (PSS) above which it is restarted, and the executable (unset: PATH's)
+    browser_concurrency: Positive = Positive(2)
+    browser_memory: MemorySize = MemorySize(1 << 30)
+    chromium: str | None = None
     slow: Duration | None = None
     # a `cert_expiring` alert when a certificate has less than this left ("0s": never),
     # and again below each step
@@ -528,6 +541,7 @@ converter.register_structure_hook(Duration, _duration_in(0.001, 3600.0))
 converter.register_structure_hook(Interval, _duration_in(0.1, 7 * 86400.0))
 converter.register_structure_hook(Retention, _duration_in(3600.0, MAX_DURATION))
 converter.register_structure_hook(ByteSize, _byte_size)
+converter.register_structure_hook(MemorySize, _memory_size)
 converter.register_structure_hook(Url, lambda v, _: Url(parse_url(v)))
 converter.register_structure_hook(
     TargetUrl,
@@ -599,13 +613,13 @@ def _structure_target(value: object, _type: object) -> TargetSection:
     kind = _kind_of(value)
     section = converter.structure(value, kind.section)
     if section.url is None:
-        if kind.schemes:
+        if kind.url_schemes:
             raise _key_problem("url", "required key missing")
         return section
-    if not kind.schemes:
+    if not kind.url_schemes:
         raise _key_problem("url", f"kind {kind.name!r} takes no url: remove it")
-    if section.url.partition("://")[0].lower() not in kind.schemes:
-        schemes = " or ".join(f"{s}://" for s in sorted(kind.schemes))
+    if section.url.partition("://")[0].lower() not in kind.url_schemes:
+        schemes = " or ".join(f"{s}://" for s in sorted(kind.url_schemes))
         got = redact_url(section.url)
         raise _key_problem("url", f"kind {kind.name!r} takes {schemes} URLs, got {got!r}")
     return section

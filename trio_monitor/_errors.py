@@ -67,6 +67,7 @@ class ErrorKind(enum.StrEnum):
     CONDITION = "condition"  # one of the target's `conditions` failed (conditions/)
     MISSED = "missed"  # a push target's ping did not come in time
     JOB_FAILED = "job_failed"  # a push target's job reported failure (/fail, exit code 1-255)
+    BROWSER = "browser"  # Chromium itself failed (would not start, hung, crashed, over its memory)
     INTERNAL = "internal"  # a bug in trio-monitor; reported, never fatal
 
 

@@ -98,6 +98,20 @@ class PushDetails:
 
 
 @frozen
+class BrowserDetails:
+    """A browser probe's page load in Chromium (the probe line's `browser` object)."""
+
+    dom_content_loaded_ms: float | None  # DOMContentLoaded fired, ms since navigation start
+    load_ms: float | None  # the load event fired; None when the probe ended before it
+    lcp_ms: float | None  # the largest contentful paint; None when Chromium reported none
+    requests: int  # requests the page made, the document included (redirect hops not)
+    failed_requests: int  # sub-requests that failed (network error, or HTTP 400 and above)
+    console_errors: int  # uncaught script errors (exceptions, unhandled rejections)
+    transfer_bytes: int  # bytes received over the network (encoded, headers included)
+    steps: tuple[Any, ...] = ()  # the steps of a scripted check, in order (none yet)
+
+
+@frozen
 class ProbeResult:
     """The outcome of one probe of one target. Failures are data: `error` says why."""
 
@@ -144,6 +158,7 @@ class ProbeResult:
     received: str | None = None
     icmp: IcmpDetails | None = None  # icmp:// probes
     push: PushDetails | None = None  # push targets
+    browser: BrowserDetails | None = None  # browser targets: the page load in Chromium
 
 
 @frozen

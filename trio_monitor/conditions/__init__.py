@@ -25,6 +25,7 @@ __all__ = [
     "apply",
     "common_facts",
     "compile_condition",
+    "keys",
     "needs",
 ]
 
@@ -63,3 +64,9 @@ def ip_of(remote_addr: str) -> str:
 def needs(conditions: tuple[Condition, ...], name: str) -> bool:
     """Some condition reads the placeholder `name` (e.g. keep the body for "BODY")."""
     return any(name in c.needs for c in conditions)
+
+
+def keys(conditions: tuple[Condition, ...], name: str) -> frozenset[str]:
+    """The field names or CSS selectors conditions read after the placeholder `name`
+    (e.g. the elements a browser probe reads for [SELECTOR])."""
+    return frozenset(key for c in conditions for n, key in c.keys if n == name)

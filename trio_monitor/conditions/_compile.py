@@ -59,32 +59,34 @@ NUM, TEXT, BOOL, ANY = "a number", "text", "true or false", "any"
 
 
 class Scope:
-    """One probe's facts while its conditions are checked; the body parsed once."""
+    """One probe's facts while its conditions are checked; each body parsed once."""
 
     __slots__ = ("_json", "facts")
 
     def __init__(self, facts: Mapping[str, object]) -> None:
         self.facts = facts
-        self._json: object = _UNPARSED
+        self._json: dict[str, object] = {}  # by body placeholder: its JSON, or MISSING
 
     def fact(self, name: str) -> object:
         value = self.facts.get(name)
         return MISSING if value is None else value
 
-    def body_text(self) -> object:
-        body = self.facts.get("BODY")
+    def body_text(self, name: str = "BODY") -> object:
+        body = self.facts.get(name)
         if isinstance(body, bytes | bytearray):
             return body.decode("utf-8", "replace").strip()
         return MISSING if body is None else str(body).strip()
 
-    def body_json(self) -> object:
-        if self._json is _UNPARSED:
-            body = self.facts.get("BODY")
+    def body_json(self, name: str = "BODY") -> object:
+        found = self._json.get(name, _UNPARSED)
+        if found is _UNPARSED:
+            body = self.facts.get(name)
             try:
-                self._json = MISSING if body is None else json.loads(body)  # type: ignore[arg-type]
+                found = MISSING if body is None else json.loads(body)  # type: ignore[arg-type]
             except (ValueError, RecursionError, TypeError):  # not JSON, or absurdly deep
-                self._json = MISSING
-        return self._json
+                found = MISSING
+            self._json[name] = found
+        return found
 
 
 _UNPARSED = object()
@@ -99,6 +101,8 @@ class Condition:
     check: Callable[[Scope], tuple[bool, str | None, str]] = field(eq=False, repr=False)
     # `[CONNECTED] == false`: a probe that got no connection is what it expects
     expects_no_connection: bool = field(default=False, eq=False)
+    # (placeholder, field name or CSS selector) of each FIELDS or ELEMENTS side it reads
+    keys: frozenset[tuple[str, str]] = field(eq=False, default=frozenset())
 
 
 @frozen
@@ -112,6 +116,8 @@ class _Ref:
     duration: bool = False
     path: bool = False  # a JSON path or a field name follows the placeholder
     function: str | None = None
+    key: str | None = None  # the field name or CSS selector after the placeholder
+    body: bool = False  # a BODY-typed placeholder itself ([BODY], [DOM]): len() reads it
 
 
 @frozen
@@ -172,6 +178,7 @@ def compile_condition(
     return Condition(
         text=written,
         needs=frozenset(r.name for r in refs),
+        keys=frozenset((r.name, r.key) for r in refs if r.key is not None),
         check=_checker(test, left, op, right),
         expects_no_connection=_expects_no_connection(left, op, right),
     )
@@ -237,8 +244,15 @@ def _placeholder(
         raise ConditionError(f"unknown placeholder [{name}] ({kind} targets have {offered})")
     if type_ is Type.BODY:
         if not rest:
-            return _Ref(written, name, Scope.body_text, ANY)
-        return _Ref(written, name, _json_getter(rest), ANY, path=True)
+            return _Ref(written, name, lambda scope: scope.body_text(name), ANY, body=True)
+        return _Ref(written, name, _json_getter(name, rest), ANY, path=True)
+    if type_ is Type.ELEMENTS:
+        selector = rest[1:].strip() if rest.startswith(".") else ""
+        if not selector:
+            raise ConditionError(
+                f"[{name}] needs a CSS selector after a dot, e.g. [{name}].h1 or [{name}].#status"
+            )
+        return _Ref(written, name, _field_getter(name, selector), ANY, path=True, key=selector)
     if type_ is Type.FIELDS:
         field_match = _FIELD_NAME.fullmatch(rest)
         if field_match is None:
@@ -258,6 +272,7 @@ def _placeholder(
             ANY,
             duration=name in _DURATION_FIELDS,
             path=True,
+            key=key,
         )
     if rest:
         raise ConditionError(f"[{name}] takes no path, got {rest!r} after it")
@@ -283,10 +298,10 @@ def _field_getter(name: str, key: str) -> Getter:
     return get
 
 
-def _json_getter(path_text: str) -> Getter:
+def _json_getter(name: str, path_text: str) -> Getter:
     if path_text[0] not in ".[":
         raise ConditionError(
-            f"[BODY] is followed by a JSON path like .status or [0], got {path_text!r}"
+            f"[{name}] is followed by a JSON path like .status or [0], got {path_text!r}"
         )
     import jsonpath  # loaded by a config with a JSON path only (start-up time)
 
@@ -297,7 +312,7 @@ def _json_getter(path_text: str) -> Getter:
         raise ConditionError(f"invalid JSON path {path_text!r}: {reason}") from None
 
     def get(scope: Scope) -> object:
-        data = scope.body_json()
+        data = scope.body_json(name)
         if data is MISSING:
             return MISSING
         try:
@@ -322,8 +337,9 @@ def _function(function: str, ref: _Ref, written: str) -> _Ref:
         return _Ref(written, ref.name, lambda scope: present(inner(scope)), BOOL, function="has")
     if ref.sort in (BOOL,) or (ref.sort == NUM and ref.duration):
         raise ConditionError(f"len() takes a text, a body or a JSON path, not {ref.written}")
-    if ref.name == "BODY" and not ref.path:
-        return _Ref(written, ref.name, _body_length, NUM, function="len")
+    if ref.body:
+        name = ref.name
+        return _Ref(written, name, lambda scope: _body_length(scope, name), NUM, function="len")
 
     def length(scope: Scope) -> object:
         value = inner(scope)
@@ -334,12 +350,12 @@ def _function(function: str, ref: _Ref, written: str) -> _Ref:
     return _Ref(written, ref.name, length, NUM, function="len")
 
 
-def _body_length(scope: Scope) -> object:
+def _body_length(scope: Scope, name: str) -> object:
     """len([BODY]): a JSON array's items, else the body's characters (as Gatus)."""
-    data = scope.body_json()
+    data = scope.body_json(name)
     if isinstance(data, list):
         return len(data)
-    body = scope.body_text()
+    body = scope.body_text(name)
     return MISSING if body is MISSING else len(body)  # type: ignore[arg-type]
 
 

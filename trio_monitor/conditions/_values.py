@@ -22,6 +22,9 @@ class Type(enum.Enum):
     BOOL = "bool"  # [CONNECTED]
     BODY = "body"  # bytes (or str): [BODY], and JSON paths into it, [BODY].a.b[0]
     FIELDS = "fields"  # Mapping[str, str | float], lower-case names: [HEADER].name, [PHASE].tls
+    # Mapping[str, str]: by CSS selector, as written after the dot, the text of the
+    # element it selects: [SELECTOR].h1, [SELECTOR]#status .label (no selector: missing)
+    ELEMENTS = "elements"
 
 
 _NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")

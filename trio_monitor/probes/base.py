@@ -154,6 +154,14 @@ class ProbeKind:
     placeholders: Mapping[str, Type] = field(factory=dict)
     # why its targets need a [server] section (push: pings arrive there); "": they don't
     needs_server: str = ""
+    # other kinds' schemes its URLs may have: such a target chooses it with `kind`
+    # (browser: http:// and https:// pages, whose scheme chooses http)
+    shared_schemes: frozenset[str] = frozenset()
+
+    @property
+    def url_schemes(self) -> frozenset[str]:
+        """The schemes its targets' URLs may have (none: it takes no url)."""
+        return self.schemes | self.shared_schemes
 
 
 _KINDS: Registry[ProbeKind] = Registry(lambda kind: kind.name)

@@ -137,6 +137,30 @@ _PROBE_KIND_FIELDS: Schema = {
         ],
         "description": "push targets: the last ping and when the next is due",
     },
+    "browser": {
+        "anyOf": [
+            _object(
+                {
+                    "dom_content_loaded_ms": _nullable(
+                        "number", description="since navigation start"
+                    ),
+                    "load_ms": _nullable("number", description="null: ended before load"),
+                    "lcp_ms": _nullable("number", description="largest contentful paint"),
+                    "requests": {"type": "integer", "minimum": 0},
+                    "failed_requests": {"type": "integer", "minimum": 0},
+                    "console_errors": {
+                        "type": "integer",
+                        "minimum": 0,
+                        "description": "uncaught script errors",
+                    },
+                    "transfer_bytes": {"type": "integer", "minimum": 0},
+                    "steps": {"type": "array", "items": {"type": "object"}},
+                }
+            ),
+            {"type": "null"},
+        ],
+        "description": 'kind = "browser": the page load in Chromium',
+    },
 }
 
 _SCHEMAS: Schema = {

@@ -397,8 +397,22 @@
         : "received nothing", title: clip(text, 256), warn: false,
     };
   }
+  function browserFact(o) {
+    const failed = count(o.failed_requests), errors = count(o.console_errors);
+    const requests = count(o.requests);
+    const parts = [isNum(o.load_ms) ? "page: load " + ms(o.load_ms) : "page: not loaded"];
+    if (requests !== null) parts.push(requests + (requests === 1 ? " request" : " requests"));
+    if (failed !== null) parts.push(failed + " failed");
+    if (errors !== null) parts.push(errors + (errors === 1 ? " error" : " errors"));
+    const title = "DOMContentLoaded " + ms(o.dom_content_loaded_ms) + " \u00b7 LCP " +
+      ms(o.lcp_ms) + (isNum(o.transfer_bytes) ? " \u00b7 " + thousands(o.transfer_bytes) +
+        " bytes transferred" : "");
+    return { key: "browser", text: parts.join(" \u00b7 "), title, warn: !!(failed || errors) };
+  }
   function kindFacts(last) {
     const facts = [];
+    const browser = obj(last.browser);
+    if (browser) facts.push(browserFact(browser));
     const icmp = obj(last.icmp), dns = obj(last.dns), push = obj(last.push);
     if (icmp) facts.push(icmpFact(icmp));
     if (dns) facts.push(dnsFact(dns, last.ok === true));

@@ -1,0 +1,124 @@
+"""The `browser` probe kind: http(s) pages loaded in headless Chromium (`kind = "browser"`).
+
+config.py    its target keys (wait_for, contains, allow_console_errors,
+             max_failed_requests), their BrowserSpec, the Chromium check at load
+cdp.py       the Chrome DevTools Protocol over trio-websocket: commands, events,
+             flattened page sessions (PageSession: what a probe or a step drives)
+chromium.py  one Chromium process: start, DevTools connection, watchdogs, kill
+probe.py     plan; one probe: a fresh browser context, navigate, wait, checks
+
+The prober owns one Chromium, started by the first probe that needs it, restarted after
+any trouble, killed (its whole process group) when the prober closes. Every probe gets
+a browser context of its own, so no cookie or storage is shared between probes.
+`[monitor] browser_concurrency` pages load at once (a limiter taken before the probe's
+deadline starts).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
+
+import trio
+
+from ..._config import Config, Target
+from ..._records import ProbeResult
+from ..base import ProbeKind, register
+from .config import PLACEHOLDERS, BrowserSpec, BrowserTargetSection, browser_resolver, chromium_path
+
+if TYPE_CHECKING:  # trio-websocket is loaded by a config with browser targets only
+    from .chromium import Chromium
+    from .probe import BrowserPlan
+
+__all__ = ["KIND", "PLACEHOLDERS", "BrowserPlan", "BrowserProber", "BrowserSpec"]
+
+
+class BrowserProber:
+    """Loads browser targets' pages during one run, in one Chromium it starts on first use."""
+
+    def __init__(self, config: Config, nursery: trio.Nursery) -> None:
+        self._nursery = nursery
+        self._monitor = config.monitor
+        self.limiter = trio.CapacityLimiter(config.monitor.browser_concurrency)
+        self._chromium: Chromium | None = None
+        self._starting = trio.Lock()
+
+    def prepare(self, target: Target) -> BrowserPlan:
+        from .probe import prepare
+
+        return prepare(target)
+
+    async def probe(
+        self, plan: BrowserPlan, round_no: int, deadlines: set[trio.CancelScope]
+    ) -> ProbeResult:
+        from .probe import probe
+
+        return await probe(self, plan, round_no, deadlines)
+
+    async def chromium(self) -> Chromium:
+        """The running Chromium; a new one when there is none or it failed.
+        BrowserTrouble when it cannot be started."""
+        from .cdp import BrowserTrouble
+        from .chromium import Chromium
+
+        async with self._starting:
+            current = self._chromium
+            if current is None or current.trouble is not None:
+                executable = chromium_path(self._monitor)
+                if executable is None:
+                    raise BrowserTrouble("Chromium is not installed (apt-get install chromium)")
+                current = Chromium(executable, self._monitor.browser_memory)
+                try:
+                    await self._nursery.start(current.run)
+                except trio.TooSlowError:
+                    raise BrowserTrouble("Chromium did not start within 30s") from None
+                except Exception as exc:  # cannot run it, or it died starting: data
+                    raise BrowserTrouble(f"Chromium did not start: {exc}") from None
+                self._chromium = current
+            return current
+
+    @property
+    def running(self) -> Chromium | None:
+        """The Chromium in use, if one was started and is healthy."""
+        current = self._chromium
+        return current if current is not None and current.trouble is None else None
+
+    async def reconfigure(self, old: Config, new: Config) -> None:
+        """New limits apply now; a new executable or memory cap with the next Chromium
+        (the running one is stopped, its probes report why)."""
+        self.limiter.total_tokens = new.monitor.browser_concurrency
+        before, after = old.monitor, new.monitor
+        self._monitor = after
+        changed = (before.chromium, before.browser_memory) != (after.chromium, after.browser_memory)
+        uses = any(t.kind == KIND.name for t in new.targets)
+        if self._chromium is not None and (changed or not uses):
+            self._chromium.fail("Chromium was restarted by a config reload")
+            self._chromium = None
+
+
+@asynccontextmanager
+async def open_browser_prober(config: Config) -> AsyncIterator[BrowserProber]:
+    async with trio.open_nursery() as nursery:
+        prober = BrowserProber(config, nursery)
+        try:
+            yield prober
+        finally:
+            nursery.cancel_scope.cancel()  # every Chromium is killed as its task ends
+
+
+def _describe(result: ProbeResult) -> str:
+    return f"page loaded in {result.latency_ms:g} ms"
+
+
+KIND = ProbeKind(
+    name="browser",
+    schemes=frozenset(),
+    shared_schemes=frozenset({"http", "https"}),
+    section=BrowserTargetSection,
+    resolver=browser_resolver,
+    open=open_browser_prober,
+    describe=_describe,
+    placeholders=PLACEHOLDERS,
+)
+register(KIND)

@@ -1,0 +1,280 @@
+"""One headless Chromium process: started, connected, watched, killed.
+
+`Chromium.run` (a task of the prober's nursery) starts Debian's chromium in a session
+and process group of its own with a private profile directory, reads the DevTools port
+from the profile's DevToolsActivePort file, connects one WebSocket (`cdp.Connection`)
+and reads it; beside it a task waits for the process to exit and a watchdog sums the
+process tree's memory (PSS, from /proc) against `browser_memory`.
+
+Any trouble (the process exited, the connection closed, a browser-level command went
+unanswered, the memory cap) is `fail(reason)`: the reason is kept, every probe inside
+`guard()` is cancelled (it reports error kind `browser` with the reason), and the run
+ends, killing the whole process group (SIGKILL: a throwaway profile needs no clean
+exit) and removing the profile. The prober starts a new one for the next probe. A
+cancelled run (the prober closing, a hard stop) kills the same way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import trio
+import trio_websocket
+
+from .cdp import Connection, PageSession
+
+START_TIMEOUT = 30.0  # seconds Chromium has to write its DevTools port and accept us
+# seconds Chromium has to answer a browser-level command (contexts, targets): the
+# browser process answers these itself, so a longer silence means it hangs
+BROWSER_BOUND = 10.0
+KILL_WAIT = 5.0  # seconds to wait for the killed process to be reaped
+MEMORY_EVERY = 2.0  # seconds between two looks at the process tree's memory
+MAX_MESSAGE = 64 << 20  # a DevTools message (a page's text, later a screenshot)
+
+FLAGS = (
+    "--headless=new",
+    "--no-sandbox",  # a monitor's service user; the pages are the operator's own targets
+    "--remote-debugging-port=0",  # a free port, written to DevToolsActivePort
+    "--remote-allow-origins=*",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--no-default-browser-check",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-default-apps",
+    "--disable-extensions",
+    "--disable-breakpad",
+    "--hide-scrollbars",
+    "--mute-audio",
+    "--window-size=1280,1000",
+    "about:blank",
+)
+
+
+class Chromium:
+    """One Chromium process and its DevTools connection, for as long as it is healthy."""
+
+    def __init__(self, executable: str, memory_cap: int) -> None:
+        self.executable = executable
+        self.memory_cap = memory_cap
+        self.trouble: str | None = None  # why it was (or is being) killed
+        self.pid: int | None = None
+        self.profile: Path | None = None
+        self._connection: Connection | None = None
+        self._scope = trio.CancelScope()
+        self._guards: set[trio.CancelScope] = set()
+
+    @property
+    def connection(self) -> Connection:
+        assert self._connection is not None, "Chromium.run has started it"
+        return self._connection
+
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Start Chromium, report started, and watch it until it fails or is cancelled."""
+        profile = Path(tempfile.mkdtemp(prefix="trio-monitor-chromium-"))
+        self.profile = profile
+        process: trio.Process | None = None
+        ws: trio_websocket.WebSocketConnection | None = None
+        try:
+            with self._scope:
+                process = await trio.lowlevel.open_process(
+                    [self.executable, *FLAGS, f"--user-data-dir={profile}"],
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    start_new_session=True,  # its own process group: killed as one
+                    env={**os.environ, "HOME": str(profile)},
+                )
+                self.pid = process.pid
+                async with trio.open_nursery() as nursery:
+                    with trio.fail_after(START_TIMEOUT):
+                        url = await _devtools_url(profile, process)
+                        ws = await trio_websocket.connect_websocket_url(
+                            nursery, url, message_queue_size=256, max_message_size=MAX_MESSAGE
+                        )
+                    self._connection = Connection(ws)
+                    self._connection.on_hang = self.fail
+                    nursery.start_soon(self._read, process)
+                    nursery.start_soon(self._exit, process)
+                    nursery.start_soon(self._watch_memory)
+                    task_status.started()
+        finally:
+            if self.trouble is None:
+                self.trouble = "Chromium was stopped"
+            if self._connection is not None:
+                self._connection.broken(self.trouble)
+            for guard in self._guards:
+                guard.cancel()
+            if ws is not None:
+                await trio.aclose_forcefully(ws)  # its socket closed now, without a goodbye
+            if process is not None:
+                _kill(process, profile)
+                with trio.CancelScope(shield=True), trio.move_on_after(KILL_WAIT):
+                    await process.wait()
+            shutil.rmtree(profile, ignore_errors=True)
+
+    def fail(self, reason: str) -> None:
+        """Kill it: probes inside `guard()` are cut short and report `reason`."""
+        if self.trouble is None:
+            self.trouble = reason
+        if self._connection is not None:
+            self._connection.broken(self.trouble)
+        for guard in self._guards:
+            guard.cancel()
+        self._scope.cancel()
+
+    @contextmanager
+    def guard(self) -> Iterator[trio.CancelScope]:
+        """A scope cancelled if this Chromium fails while it is open (check `trouble`)."""
+        scope = trio.CancelScope()
+        if self.trouble is not None:
+            scope.cancel()
+        self._guards.add(scope)
+        try:
+            with scope:
+                yield scope
+        finally:
+            self._guards.discard(scope)
+
+    async def open_page(self) -> PageSession:
+        """A new page in a browser context of its own (cookies, cache, storage: none
+        shared), attached as a flattened session. `close_page` disposes of both."""
+        connection = self.connection
+        context = await connection.send("Target.createBrowserContext", bound=BROWSER_BOUND)
+        context_id = context["browserContextId"]
+        try:
+            target = await connection.send(
+                "Target.createTarget",
+                {"url": "", "browserContextId": context_id},
+                bound=BROWSER_BOUND,
+            )
+            attached = await connection.send(
+                "Target.attachToTarget",
+                {"targetId": target["targetId"], "flatten": True},
+                bound=BROWSER_BOUND,
+            )
+        except BaseException:
+            await self._dispose(context_id)
+            raise
+        page = PageSession(connection, attached["sessionId"], target["targetId"], context_id)
+        connection.attach(page)
+        return page
+
+    async def close_page(self, page: PageSession) -> None:
+        """Dispose of the page's context (and the page): shielded, bounded."""
+        self.connection.detach(page)
+        await self._dispose(page.context_id)
+
+    async def _dispose(self, context_id: str) -> None:
+        with trio.CancelScope(shield=True):
+            if self.connection.trouble is None:
+                await self.connection.send(
+                    "Target.disposeBrowserContext",
+                    {"browserContextId": context_id},
+                    bound=BROWSER_BOUND,
+                )
+
+    async def _read(self, process: trio.Process) -> None:
+        await self.connection.read()
+        # the connection closes when the process dies: say how it died if it did
+        with trio.move_on_after(1.0):
+            await process.wait()
+        self.fail(
+            _exited(process.returncode)
+            if process.returncode is not None
+            else "the DevTools connection closed"
+        )
+
+    async def _exit(self, process: trio.Process) -> None:
+        await process.wait()
+        self.fail(_exited(process.returncode))
+
+    async def _watch_memory(self) -> None:
+        assert self.pid is not None
+        while True:
+            await trio.sleep(MEMORY_EVERY)
+            used = await trio.to_thread.run_sync(tree_pss, self.pid)
+            if used > self.memory_cap:
+                self.fail(
+                    f"Chromium used {used / 2**20:.0f} MiB, over browser_memory "
+                    f"({self.memory_cap / 2**20:.0f} MiB): restarted"
+                )
+
+
+def _exited(code: int | None) -> str:
+    if code is not None and code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return f"Chromium was killed ({name})"
+    return f"Chromium exited (code {code})"
+
+
+def _kill(process: trio.Process, profile: Path) -> None:
+    """SIGKILL to its whole process group (the browser, its zygotes and renderers), and
+    to the crash handlers it started (they leave the group, and would only end once they
+    notice the browser is gone): those that name its profile, their HOME."""
+    with contextlib.suppress(ProcessLookupError):  # already gone, with its group
+        os.killpg(process.pid, signal.SIGKILL)
+    for pid in _naming(str(profile).encode()):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _naming(text: bytes) -> list[int]:
+    """The processes whose command line contains `text`."""
+    found = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if text in Path(entry.path, "cmdline").read_bytes():
+                    found.append(int(entry.name))
+    return found
+
+
+async def _devtools_url(profile: Path, process: trio.Process) -> str:
+    """ws://127.0.0.1:PORT/devtools/browser/ID, once Chromium has written it."""
+    port_file = profile / "DevToolsActivePort"
+    while True:
+        if process.returncode is not None or process.poll() is not None:
+            raise OSError(_exited(process.returncode))
+        try:
+            lines = port_file.read_text().split("\n")
+        except FileNotFoundError:
+            lines = []
+        if len(lines) >= 2 and lines[0].strip().isdigit() and lines[1].strip():
+            return f"ws://127.0.0.1:{lines[0].strip()}{lines[1].strip()}"
+        await trio.sleep(0.02)  # Chromium says nothing else when it is ready
+
+
+def tree_pss(group: int) -> int:
+    """Bytes of memory the processes of process group `group` use (PSS: shared pages
+    counted once across them, unlike a sum of RSS, which would double Chromium's)."""
+    total = 0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(entry.path, "stat").read_bytes()
+            # after the command name in parentheses: state ppid pgrp ...
+            if int(stat[stat.rindex(b")") + 2 :].split()[2]) != group:
+                continue
+            for line in Path(entry.path, "smaps_rollup").read_bytes().splitlines():
+                if line.startswith(b"Pss:"):
+                    total += int(line.split()[1]) * 1024
+                    break
+        except (OSError, ValueError, IndexError):  # gone meanwhile, or not ours to read
+            continue
+    return total

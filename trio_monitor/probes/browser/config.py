@@ -1,0 +1,107 @@
+"""The keys of browser targets (`kind = "browser"` with an http:// or https:// URL),
+their resolution into a `BrowserSpec`, and the Chromium check at config load.
+
+A config with a browser target must find Chromium (`[monitor] chromium`, else
+`chromium` on PATH): one problem line naming the Debian package if not, so a monitor
+that cannot render says so at `validate`, not as failed probes. A config without one
+never looks.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Mapping
+
+from attrs import frozen
+
+from ..._config import Count, MonitorSection, TargetSection
+from ...conditions import COMMON, Type
+from ..base import Resolve
+
+PLACEHOLDERS: Mapping[str, Type] = {
+    **COMMON,  # CONNECTED: the document got an HTTP answer; IP: the server's address
+    "STATUS": Type.NUMBER,  # the document's HTTP status (after redirects)
+    "DOM": Type.BODY,  # the rendered text (document.body.innerText), JSON paths too
+    "SELECTOR": Type.ELEMENTS,  # [SELECTOR].css: the text of the element it selects
+}
+
+INSTALL = "apt-get install chromium"
+WAIT_LOAD, WAIT_IDLE, WAIT_SELECTOR = "load", "networkidle", "selector:"
+
+
+@frozen
+class BrowserTargetSection(TargetSection):
+    """[[targets]] with kind = "browser"."""
+
+    # "load" (the load event), "networkidle" (then no request for 500 ms) or
+    # "selector:CSS" (an element matching CSS exists)
+    wait_for: str = WAIT_LOAD
+    contains: str | None = None  # text the rendered page must show
+    allow_console_errors: bool = False  # uncaught script errors do not fail the probe
+    max_failed_requests: Count = Count(0)  # failed sub-requests tolerated
+
+
+@frozen
+class BrowserSpec:
+    """A browser target's page and checks, every default applied."""
+
+    url: str  # what Chromium loads (userinfo included: the target's own)
+    wait_for: str  # WAIT_LOAD or WAIT_IDLE, or WAIT_SELECTOR when `selector` is set
+    selector: str | None
+    contains: str | None
+    allow_console_errors: bool
+    max_failed_requests: int
+
+
+def chromium_path(m: MonitorSection) -> str | None:
+    """The Chromium executable to run: `[monitor] chromium`, else PATH's `chromium`;
+    None when it is not there."""
+    if m.chromium is not None:
+        return m.chromium if os.access(m.chromium, os.X_OK) and os.path.isfile(m.chromium) else None
+    return shutil.which("chromium")
+
+
+def _missing(m: MonitorSection, where: str) -> str:
+    if m.chromium is not None:
+        return (
+            f"monitor.chromium: no executable file at {m.chromium!r} ({INSTALL}, or fix the path)"
+        )
+    return (
+        f"{where}.kind: a browser target needs Chromium, and there is no `chromium` on PATH"
+        f" ({INSTALL}, or set [monitor] chromium)"
+    )
+
+
+def _wait_for(value: str, where: str, problems: list[str]) -> tuple[str, str | None]:
+    if value in (WAIT_LOAD, WAIT_IDLE):
+        return value, None
+    if value.startswith(WAIT_SELECTOR) and value[len(WAIT_SELECTOR) :].strip():
+        return WAIT_SELECTOR, value[len(WAIT_SELECTOR) :].strip()
+    problems.append(
+        f'{where}.wait_for: must be "load", "networkidle" or "selector:CSS", got {value!r}'
+    )
+    return WAIT_LOAD, None
+
+
+def browser_resolver(m: MonitorSection, env: Mapping[str, str], problems: list[str]) -> Resolve:
+    checked = False  # Chromium is looked for once per config, and only with browser targets
+
+    def resolve(t: BrowserTargetSection, where: str, problems: list[str]) -> BrowserSpec:
+        nonlocal checked
+        if not checked:
+            checked = True
+            if chromium_path(m) is None:
+                problems.append(_missing(m, where))
+        assert t.url is not None  # a kind with URL schemes has one (_config.py checks)
+        wait_for, selector = _wait_for(t.wait_for, where, problems)
+        return BrowserSpec(
+            url=t.url,
+            wait_for=wait_for,
+            selector=selector,
+            contains=t.contains,
+            allow_console_errors=t.allow_console_errors,
+            max_failed_requests=t.max_failed_requests,
+        )
+
+    return resolve
