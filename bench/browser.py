@@ -11,7 +11,7 @@ process), for `--seconds` after a warm-up. Counted: ok browser probe lines whose
 started in the window (per minute), the CPU the monitor's whole process tree spent in
 the window (the monitor, Chromium and every renderer, including the reaped ones'
 time: /proc utime + stime + cutime + cstime), so probes per CPU-minute is probes per
-minute per core; and the Chromium processes' peak summed RSS (the browser worker).
+minute per core; and the Chromium processes' peak summed PSS (the browser worker).
 
 Part 2, isolation: 2,000 HTTP targets at a 10 s interval over the farm (history off),
 once alone and once with 20 browser targets (10 s interval, browser_concurrency 2) in
@@ -82,18 +82,19 @@ def tree_cpu(root: int) -> float:
     return total / CLK_TCK
 
 
-def chromium_rss_mb(root: int) -> float:
+def chromium_pss_mb(root: int) -> float:
+    """Memory of the tree's Chromium processes, PSS (shared pages split between the
+    processes sharing them: a sum of RSS would count them once per process)."""
     total = 0.0
     for pid in tree(root):
         try:
-            name = Path(f"/proc/{pid}/comm").read_text().strip()
-            status = Path(f"/proc/{pid}/status").read_text()
+            if "chrom" not in Path(f"/proc/{pid}/comm").read_text():
+                continue
+            rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
         except OSError:
             continue
-        if "chrom" not in name:
-            continue
-        for line in status.splitlines():
-            if line.startswith("VmRSS:"):
+        for line in rollup.splitlines():
+            if line.startswith("Pss:"):
                 total += int(line.split()[1]) / 1024
     return total
 
@@ -107,7 +108,7 @@ def run_monitor(
     children: Children, workdir: Path, name: str, doc: dict, seconds: float
 ) -> tuple[list[dict], float, float, float]:
     """Run one monitor for WARMUP + seconds. -> (its lines, window start, CPU s in the
-    window, peak Chromium RSS MB)."""
+    window, peak Chromium PSS MB)."""
     config = workdir / f"{name}.toml"
     config.write_bytes(tomli_w.dumps(doc).encode())
     argv = [str(ROOT / ".venv/bin/trio-monitor"), "run", "-c", str(config)]
@@ -121,7 +122,7 @@ def run_monitor(
         start, cpu0, peak = time.time(), tree_cpu(proc.pid), 0.0
         while time.time() < start + seconds:
             time.sleep(0.5)
-            peak = max(peak, chromium_rss_mb(proc.pid))
+            peak = max(peak, chromium_pss_mb(proc.pid))
         cpu = tree_cpu(proc.pid) - cpu0
     finally:
         children.end(proc, grace=15)
@@ -236,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
             "## Throughput (browser targets alone, the farm's `/d/0` page)",
             "",
             "| browser_concurrency | probes | ok | ok probes/min | CPU s (monitor + Chromium)"
-            " | ok probes per CPU-minute (per core) | load p50 ms | Chromium peak RSS MB |",
+            " | ok probes per CPU-minute (per core) | load p50 ms | Chromium peak PSS MB |",
             "|---|---|---|---|---|---|---|---|",
             *rows,
             "",
