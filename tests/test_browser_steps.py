@@ -13,6 +13,7 @@ from pathlib import Path
 import attrs
 import pytest
 from test_browser import browser_test, config, page_target, problems
+from test_server import TOKEN, FakeView, serving, target_status
 
 from trio_monitor import ErrorKind, ProbeResult
 from trio_monitor._records import to_line
@@ -289,3 +290,93 @@ def test_steps_are_checked_at_load_one_line_each(tmp_path, monkeypatch):
     ]
     assert problems(base | {"steps": "click"})[0].startswith("<memory>: targets[0].steps")
     assert os.environ.get("NOT_SET_ANYWHERE") is None
+
+
+# --- the API -----------------------------------------------------------------------
+
+
+async def test_the_api_serves_a_targets_artifacts_and_nothing_else(tmp_path):
+    store = artifacts_module.ArtifactStore(tmp_path, keep=20)
+    shot, log = store._save(tmp_path, 20, "app/login", 1_700_000_000.5, PNG_MAGIC + b"x", "a\n")
+    store._save(tmp_path, 20, "other", 1_700_000_001.5, PNG_MAGIC, "secret of other\n")
+    (tmp_path / "history.db").write_text("not for the API")
+    view = FakeView(target_status("app/login", "DOWN"), target_status("other", "DOWN"))
+    view.state_dir = tmp_path
+    base = "/api/v1/targets/app%2Flogin/artifacts/"
+    png, text = Path(shot).name, Path(log).name  # type: ignore[arg-type]
+    async with serving(view, token=TOKEN) as served:
+        async with served.client(TOKEN) as client:
+            got = await client.get(base + png)
+            assert (got.status_code, got.content) == (200, PNG_MAGIC + b"x")
+            assert got.headers["content-type"] == "image/png"
+            assert got.headers["x-content-type-options"] == "nosniff"
+            got = await client.get(base + text)
+            assert (got.status_code, got.text) == (200, "a\n")
+            assert got.headers["content-type"] == "text/plain; charset=utf-8"
+            other = Path(store._save(tmp_path, 20, "other", 1_700_000_002.5, PNG_MAGIC, "")[0]).name  # type: ignore[arg-type]
+            refused = [
+                base + "..%2F..%2Fhistory.db",
+                base + "..%2Fhistory.db",
+                base + "%2E%2E",
+                base + other,  # another target's file, by its name
+                base + f"..%2F{slug('other')}%2F{other}",
+                "/api/v1/targets/nobody/artifacts/" + png,
+            ]
+            for path in refused:
+                answer = await client.get(path)
+                assert answer.status_code == 404, (path, answer.text)
+                assert "not for the API" not in answer.text
+        async with served.client(None) as anonymous:  # the token rules of every API path
+            assert (await anonymous.get(base + png)).status_code == 401
+
+
+async def test_no_state_directory_serves_no_artifact():
+    view = FakeView(target_status("app"))
+    async with serving(view) as served, served.client() as client:
+        got = await client.get("/api/v1/targets/app/artifacts/20261130T160102.123Z.png")
+        assert got.status_code == 404
+        assert got.json() == {"error": "no artifact '20261130T160102.123Z.png' of target 'app'"}
+
+
+@pytest.mark.browser
+def test_a_failed_browser_card_links_its_screenshot(browser, tmp_path):
+    from test_page import _wait as wait
+    from test_page_kinds import _status
+    from test_server import serving_in_thread
+
+    from trio_monitor._records import BrowserDetails
+
+    store = artifacts_module.ArtifactStore(tmp_path, keep=20)
+    shot, log = store._save(tmp_path, 20, "shop/login", 1_700_000_000.5, PNG_MAGIC, "x\n")
+    details = BrowserDetails(None, None, None, 1, 0, 0, 10, screenshot=shot, console_log=log)
+    failed = _status(
+        1_700_000_010.0, "shop/login", "browser", "http://shop.test/", None, ok=False,
+        error=ErrorKind.CONTENT, browser=details,
+    )  # fmt: skip
+    passing = _status(
+        1_700_000_010.0, "home", "browser", "http://home.test/", None,
+        browser=BrowserDetails(1.0, 2.0, None, 1, 0, 0, 10),
+    )  # fmt: skip
+    view = FakeView(failed, passing)
+    view.state_dir = tmp_path
+    with serving_in_thread(view, page=None) as base:
+        browser.get(base + "/")
+        links = wait(
+            browser,
+            "the artifact links",
+            """const a = [...document.querySelectorAll("#targets .card a.artifact")];
+            return a.length ? a.map((x) => [x.closest(".card").dataset.name, x.textContent,
+              x.getAttribute("href")]) : null;""",
+        )
+        prefix = "api/v1/targets/shop%2Flogin/artifacts/"
+        assert links == [
+            ["shop/login", "screenshot", prefix + Path(shot).name],  # type: ignore[arg-type]
+            ["shop/login", "console log", prefix + Path(log).name],  # type: ignore[arg-type]
+        ]
+        fetched = browser.execute_async_script(
+            """const done = arguments[arguments.length - 1];
+            fetch(arguments[0]).then(async (r) => done([r.status, r.headers.get("content-type"),
+              (await r.arrayBuffer()).byteLength]));""",
+            base + "/" + prefix + Path(shot).name,  # type: ignore[arg-type]
+        )
+        assert fetched == [200, "image/png", len(PNG_MAGIC)]
