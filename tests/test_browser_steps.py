@@ -145,6 +145,35 @@ async def test_a_wrong_password_fails_expect_text_and_the_secret_stays_out(serve
     assert PASSWORD not in log
 
 
+# a form that sends what was typed in a URL (as GET forms do), to a path that fails
+LEAKY = f"""<!doctype html><html><head>{NO_ICON}</head><body>
+<input id="password"><button id="go" onclick="send()">go</button><p id="out"></p><script>
+function send() {{
+  const pw = document.getElementById("password").value;
+  fetch("/nothing-here?pw=" + encodeURIComponent(pw)).then(() => {{
+    document.getElementById("out").textContent = "Signed " + "in";
+  }});
+}}
+</script></body></html>"""
+
+
+@browser_test
+async def test_a_secret_in_a_failed_requests_url_is_masked_in_the_error(server, prober):
+    server.pages["leaky"] = LEAKY
+    steps = [
+        {"fill": "#password", "value": "${APP_PASSWORD}"},
+        {"click": "#go"},
+        {"expect_text": "Signed in"},
+    ]
+    result = await run(prober, page_target(server, "leaky", steps=steps))
+    assert (result.ok, result.error) == (False, ErrorKind.CONTENT)
+    assert result.error_detail == (
+        f"1 failed request (max_failed_requests 0): GET {server.url('/nothing-here?pw=***')}:"
+        " HTTP 404"
+    )
+    assert PASSWORD not in shown_everywhere(result)
+
+
 @browser_test
 async def test_a_step_cut_short_by_the_deadline_is_a_timeout_naming_it(server, prober):
     steps = [{"wait_for": "selector:#never"}]
