@@ -189,10 +189,14 @@ async def test_a_step_cut_short_by_the_deadline_is_a_timeout_naming_it(server, p
 async def test_goto_loads_another_page(server, prober):
     server.pages["welcome"] = WELCOME
     server.pages["login"] = LOGIN
-    steps = [{"goto": server.url("/page/welcome")}, {"expect_text": "Welcome back"}]
+    steps = [
+        {"goto": server.url("/page/welcome")},
+        {"wait_for": "networkidle"},
+        {"expect_text": "Welcome back"},
+    ]
     result = await run(prober, page_target(server, "login", steps=steps, allow_console_errors=True))
     assert result.ok, result.error_detail
-    assert [s.action for s in result.browser.steps] == ["goto", "expect_text"]  # type: ignore[union-attr]
+    assert [s.action for s in result.browser.steps] == ["goto", "wait_for", "expect_text"]  # type: ignore[union-attr]
 
 
 # --- artifacts ---------------------------------------------------------------------
@@ -409,3 +413,15 @@ def test_a_failed_browser_card_links_its_screenshot(browser, tmp_path):
             base + "/" + prefix + Path(shot).name,  # type: ignore[arg-type]
         )
         assert fetched == [200, "image/png", len(PNG_MAGIC)]
+
+
+async def test_a_reload_moves_the_artifacts_and_changes_how_many_are_kept(tmp_path):
+    before = attrs.evolve(config(), store_path=str(tmp_path / "a" / "h.db"))  # type: ignore[misc]
+    after = attrs.evolve(
+        config(browser_artifacts_keep=3),  # type: ignore[misc]
+        store_path=str(tmp_path / "b" / "h.db"),
+    )
+    async with open_browser_prober(before) as prober:
+        assert (prober.artifacts.root, prober.artifacts.keep) == (tmp_path / "a", 20)
+        await prober.reconfigure(before, after)
+        assert (prober.artifacts.root, prober.artifacts.keep) == (tmp_path / "b", 3)

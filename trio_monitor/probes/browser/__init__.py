@@ -92,6 +92,7 @@ class BrowserProber:
         """New limits apply now; a new executable or memory cap with the next Chromium
         (the running one is stopped, its probes report why)."""
         self.limiter.total_tokens = new.monitor.browser_concurrency
+        self.artifacts.root = state_dir(new)
         self.artifacts.keep = new.monitor.browser_artifacts_keep
         before, after = old.monitor, new.monitor
         self._monitor = after
