@@ -110,7 +110,7 @@ async def test_content_a_script_renders_fails_over_http_and_passes_in_the_browse
     line = to_dict(result)["browser"]
     assert set(line) == {
         "dom_content_loaded_ms", "load_ms", "lcp_ms", "requests", "failed_requests",
-        "console_errors", "transfer_bytes", "steps",
+        "console_errors", "transfer_bytes", "steps", "screenshot", "console_log",
     }  # fmt: skip
     assert line["steps"] == []
 

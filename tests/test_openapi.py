@@ -18,7 +18,12 @@ from trio_monitor.server.metrics import Metrics
 
 # Filled into the document's path templates; a name with a "/" in it, percent-encoded
 # as the document says, still lands on the same route.
-PARAMS = {"name": "api%2Fv2", "token": "no-such-token-0123", "event": "start"}
+PARAMS = {
+    "name": "api%2Fv2",
+    "token": "no-such-token-0123",
+    "event": "start",
+    "file": "20261130T160102.123Z.png",
+}
 
 
 def _routes(app: object) -> list[Route]:

@@ -24,6 +24,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from contextlib import asynccontextmanager, contextmanager
 from functools import partial
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -128,6 +129,7 @@ class FakeView:
     def __init__(self, *statuses: TargetStatus, store_path: str | None = None) -> None:
         self.statuses = {s.name: s for s in statuses}
         self.store_path = store_path
+        self.state_dir: Path | None = None  # where browser artifacts are
         self.healthy = HEALTHY
         self.broken = False  # targets() raises: a bug in a handler's path
 
@@ -1200,7 +1202,17 @@ async def test_openapi_tour(history, tmp_path):
         ]:
             assert (await client.get(url)).status_code == 200, url
             await anonymous.get(url)  # 401, except /healthz
+        # a failed browser probe's artifacts (probes/browser/artifacts.py)
+        from trio_monitor.probes.browser.artifacts import ArtifactStore
+
+        view.state_dir = tmp_path
+        shot, log = ArtifactStore._save(tmp_path, 20, "api", 1_700_000_000.0, b"\x89PNG", "x\n")
+        for kept in (shot, log):
+            url = f"/api/v1/targets/api/artifacts/{Path(kept).name}"  # type: ignore[arg-type]
+            assert (await client.get(url)).status_code == 200, url
+            await anonymous.get(url)  # 401
         for url in [
+            "/api/v1/targets/api/artifacts/20231114T221320.000Z-1.png",
             "/api/v1/targets/nope",
             "/api/v1/targets/nope/history",
             "/api/v1/badges/nope/status.svg",

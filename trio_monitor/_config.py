@@ -404,6 +404,9 @@ class MonitorSection:
     browser_concurrency: Positive = Positive(2)
     browser_memory: MemorySize = MemorySize(1 << 30)
     chromium: str | None = None
+    # a failed browser probe's screenshot and console log: how many probes' worth are
+    # kept per target in the state directory (0: none; probes/browser/artifacts.py)
+    browser_artifacts_keep: Count = Count(20)
     slow: Duration | None = None
     # a `cert_expiring` alert when a certificate has less than this left ("0s": never),
     # and again below each step

@@ -98,6 +98,17 @@ class PushDetails:
 
 
 @frozen
+class BrowserStep:
+    """One step of a browser target's `steps`, as it ran (the `browser.steps` items)."""
+
+    action: str  # goto, click, fill, press, wait_for, expect_text
+    target: str  # its URL, selector, key, wait or text: never a filled value
+    ok: bool
+    ms: float  # how long it took
+    error: str | None = None  # why it failed
+
+
+@frozen
 class BrowserDetails:
     """A browser probe's page load in Chromium (the probe line's `browser` object)."""
 
@@ -108,7 +119,11 @@ class BrowserDetails:
     failed_requests: int  # sub-requests that failed (network error, or HTTP 400 and above)
     console_errors: int  # uncaught script errors (exceptions, unhandled rejections)
     transfer_bytes: int  # bytes received over the network (encoded, headers included)
-    steps: tuple[Any, ...] = ()  # the steps of a scripted check, in order (none yet)
+    steps: tuple[BrowserStep, ...] = ()  # the target's steps that ran, in order
+    # a failed probe's screenshot (PNG) and console log, relative to the state directory
+    # (probes/browser/artifacts.py); None when the probe passed or none could be kept
+    screenshot: str | None = None
+    console_log: str | None = None
 
 
 @frozen

@@ -13,6 +13,7 @@ current hour, a blob per finished hour, nothing for targets without phases.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Protocol
 
 import trio
@@ -200,6 +201,13 @@ class MonitorView:
     @property
     def store_path(self) -> str | None:
         return self._config().store_path
+
+    @property
+    def state_dir(self) -> Path | None:
+        """Where files beside the history live (browser artifacts); None: nowhere."""
+        from ..probes.browser.artifacts import state_dir
+
+        return state_dir(self._config())
 
     def _status(self, target: Target, now: float) -> TargetStatus:
         state = self._states.get(target.name)

@@ -14,6 +14,7 @@ worker thread, so a slow disk never stalls the event loop (or probing).
     GET /api/v1/targets                         every target's state and 24 h figures
     GET /api/v1/targets/{name}                  one target, plus its last 50 probes
     GET /api/v1/targets/{name}/history          raw probes in [since, until)
+    GET /api/v1/targets/{name}/artifacts/{file} a failed browser probe's PNG or log
     GET /api/v1/incidents                       outages overlapping [since, until)
     GET /api/v1/badges/{name}/status.svg        "up" / "down" / "unknown"
     GET /api/v1/badges/{name}/uptime.svg        24 h availability
@@ -66,6 +67,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("trio_monitor")
 
+ARTIFACT = "artifacts/*"  # a `_resolve` leaf: any one path segment after "artifacts/"
 HISTORY_READERS = 4  # worker threads reading history at once
 MAX_PUSH_BODY = 1 << 20  # bytes of a ping's body read (and dropped) at most
 
@@ -258,15 +260,19 @@ class _Api:
         raw_path = raw.decode("latin-1").split("?", 1)[0]
         segments = raw_path[len(prefix) :].split("/") if raw_path.startswith(prefix) else []
         if segments and segments[0]:
-            name, leaf = unquote(segments[0]), "/".join(segments[1:])
-            if leaf in leaves and self.view.target(name) is not None:
+            name, leaf = unquote(segments[0]), _leaf("/".join(segments[1:]), leaves)
+            if leaf is not None and self.view.target(name) is not None:
                 return name, leaf
         decoded = path[len(prefix) :]
         for leaf in leaves:
-            name = decoded.removesuffix(f"/{leaf}") if leaf else decoded
+            if leaf.endswith("/*"):  # a name with bare slashes, then the leaf's segment
+                head, _, last = decoded.rpartition("/")
+                name = head.removesuffix(f"/{leaf[:-2]}") if last else decoded
+            else:
+                name = decoded.removesuffix(f"/{leaf}") if leaf else decoded
             if (name != decoded or not leaf) and self.view.target(name) is not None:
                 return name, leaf
-        if segments and segments[0] and "/".join(segments[1:]) in leaves:
+        if segments and segments[0] and _leaf("/".join(segments[1:]), leaves) is not None:
             raise _ApiError(404, f"unknown target {unquote(segments[0])!r}")
         raise _ApiError(404, f"no such path: {path}")
 
@@ -304,9 +310,11 @@ class _Api:
         return JSON([_target_json(t) for t in self.view.targets()])
 
     async def target(self, request: Request) -> Response:
-        name, leaf = self._resolve(request, f"{API}/targets/", ("", "history"))
+        name, leaf = self._resolve(request, f"{API}/targets/", ("", "history", ARTIFACT))
         if leaf == "history":
             return await self._history(request, name)
+        if leaf == ARTIFACT:
+            return await self._artifact(request, name)
         body = _target_json(self.status(name))
         body["recent"] = None
         if self.view.store_path is not None:
@@ -319,6 +327,31 @@ class _Api:
             else:
                 body["recent"] = [_sample_json(s) for s in recent]
         return JSON(body)
+
+    async def _artifact(self, request: Request, name: str) -> Response:
+        """One of the target's artifacts: only a file name the browser prober writes, in
+        that target's own directory (no path of the client's reaches the disk)."""
+        from ..probes.browser.artifacts import SUFFIXES, artifact_file
+
+        raw = request.scope.get("raw_path") or request.scope["path"].encode()
+        file = unquote(raw.decode("latin-1").split("?", 1)[0].rpartition("/")[2])
+        root = self.view.state_dir
+        path = None if root is None else artifact_file(root, name, file)
+        if path is None:
+            raise _ApiError(404, f"no artifact {file!r} of target {name!r}")
+        try:
+            data = await trio.Path(path).read_bytes()
+        except OSError:  # deleted by retention meanwhile
+            raise _ApiError(404, f"no artifact {file!r} of target {name!r}") from None
+        return Response(
+            data,
+            headers={
+                "content-type": SUFFIXES[path.suffix],
+                "cache-control": "private, max-age=86400",  # an artifact never changes
+                "x-content-type-options": "nosniff",
+                "content-security-policy": "default-src 'none'; sandbox",
+            },
+        )
 
     async def _history(self, request: Request, name: str) -> Response:
         since, until = _range(request)
@@ -384,6 +417,19 @@ class _Api:
 
     async def openapi_json(self, request: Request) -> Response:
         return JSON(self.openapi)
+
+
+def _leaf(rest: str, leaves: tuple[str, ...]) -> str | None:
+    """The leaf of `leaves` that `rest` (what follows the name) is; "x/*" takes one
+    non-empty segment after "x/"."""
+    for leaf in leaves:
+        if leaf.endswith("/*"):
+            head, slash, last = rest.partition("/")
+            if slash and head == leaf[:-2] and last and "/" not in last:
+                return leaf
+        elif rest == leaf:
+            return leaf
+    return None
 
 
 async def _body_within(request: Request, limit: int) -> bool:

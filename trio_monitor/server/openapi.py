@@ -154,7 +154,15 @@ _PROBE_KIND_FIELDS: Schema = {
                         "description": "uncaught script errors",
                     },
                     "transfer_bytes": {"type": "integer", "minimum": 0},
-                    "steps": {"type": "array", "items": {"type": "object"}},
+                    "steps": {"type": "array", "items": _ref("BrowserStep")},
+                    "screenshot": _nullable(
+                        "string",
+                        description="a failed probe's PNG, relative to the state directory:"
+                        " served at .../artifacts/{its file name}",
+                    ),
+                    "console_log": _nullable(
+                        "string", description="a failed probe's console log, likewise"
+                    ),
                 }
             ),
             {"type": "null"},
@@ -164,6 +172,19 @@ _PROBE_KIND_FIELDS: Schema = {
 }
 
 _SCHEMAS: Schema = {
+    "BrowserStep": _object(
+        {
+            "action": {"enum": ["goto", "click", "fill", "press", "wait_for", "expect_text"]},
+            "target": {
+                "type": "string",
+                "description": "its URL, selector, key, wait or text (never a filled value)",
+            },
+            "ok": {"type": "boolean"},
+            "ms": {"type": "number", "minimum": 0},
+            "error": _nullable("string"),
+        },
+        "One step of a browser target's `steps`, as it ran.",
+    ),
     "Error": _object({"error": {"type": "string"}}, "What went wrong, in words."),
     "Health": _object(
         {
@@ -586,6 +607,35 @@ def openapi_document(server: ServerSection) -> Schema:
                 **secured,
             },
             parameters=[_NAME, *_RANGE, _LIMIT],
+        ),
+        f"{API}/targets/{{name}}/artifacts/{{file}}": _get(
+            "A failed browser probe's screenshot (PNG) or console log (text)",
+            {
+                "200": {
+                    "description": "the file",
+                    "content": {
+                        "image/png": {
+                            "schema": {"type": "string", "contentMediaType": "image/png"}
+                        },
+                        "text/plain": {"schema": {"type": "string"}},
+                    },
+                },
+                "404": _error_response("unknown target, or no such artifact of it"),
+                **secured,
+            },
+            parameters=[
+                _NAME,
+                {
+                    "name": "file",
+                    "in": "path",
+                    "required": True,
+                    "schema": {
+                        "type": "string",
+                        "pattern": r"^\d{8}T\d{6}\.\d{3}Z(-\d+)?\.(png|log)$",
+                    },
+                    "description": "the file name of `browser.screenshot` or `browser.console_log`",
+                },
+            ],
         ),
         f"{API}/incidents": _get(
             "Outages overlapping [since, until), by start",

@@ -5,7 +5,9 @@ config.py    its target keys (wait_for, contains, allow_console_errors,
 cdp.py       the Chrome DevTools Protocol over trio-websocket: commands, events,
              flattened page sessions (PageSession: what a probe or a step drives)
 chromium.py  one Chromium process: start, DevTools connection, watchdogs, kill
-probe.py     plan; one probe: a fresh browser context, navigate, wait, checks
+probe.py     plan; one probe: a fresh browser context, navigate, wait, steps, checks
+steps.py     the `steps` key: parsed and checked at load, run through a PageSession
+artifacts.py a failed probe's screenshot and console log, kept in the state directory
 
 The prober owns one Chromium, started by the first probe that needs it, restarted after
 any trouble, killed (its whole process group) when the prober closes. Every probe gets
@@ -25,6 +27,7 @@ import trio
 from ..._config import Config, Target
 from ..._records import ProbeResult
 from ..base import ProbeKind, register
+from .artifacts import ArtifactStore, state_dir
 from .config import PLACEHOLDERS, BrowserSpec, BrowserTargetSection, browser_resolver, chromium_path
 
 if TYPE_CHECKING:  # trio-websocket is loaded by a config with browser targets only
@@ -43,6 +46,7 @@ class BrowserProber:
         self.limiter = trio.CapacityLimiter(config.monitor.browser_concurrency)
         self._chromium: Chromium | None = None
         self._starting = trio.Lock()
+        self.artifacts = ArtifactStore(state_dir(config), config.monitor.browser_artifacts_keep)
 
     def prepare(self, target: Target) -> BrowserPlan:
         from .probe import prepare
@@ -88,6 +92,8 @@ class BrowserProber:
         """New limits apply now; a new executable or memory cap with the next Chromium
         (the running one is stopped, its probes report why)."""
         self.limiter.total_tokens = new.monitor.browser_concurrency
+        self.artifacts.root = state_dir(new)
+        self.artifacts.keep = new.monitor.browser_artifacts_keep
         before, after = old.monitor, new.monitor
         self._monitor = after
         changed = (before.chromium, before.browser_memory) != (after.chromium, after.browser_memory)

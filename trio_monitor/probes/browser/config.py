@@ -12,12 +12,14 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Mapping
+from typing import Any
 
 from attrs import frozen
 
 from ..._config import Count, MonitorSection, TargetSection
 from ...conditions import COMMON, Type
 from ..base import Resolve
+from .steps import Step, parse_steps
 
 PLACEHOLDERS: Mapping[str, Type] = {
     **COMMON,  # CONNECTED: the document got an HTTP answer; IP: the server's address
@@ -40,6 +42,8 @@ class BrowserTargetSection(TargetSection):
     contains: str | None = None  # text the rendered page must show
     allow_console_errors: bool = False  # uncaught script errors do not fail the probe
     max_failed_requests: Count = Count(0)  # failed sub-requests tolerated
+    # a scripted path after the first load: one action per table (steps.py)
+    steps: tuple[dict[str, Any], ...] = ()
 
 
 @frozen
@@ -52,6 +56,12 @@ class BrowserSpec:
     contains: str | None
     allow_console_errors: bool
     max_failed_requests: int
+    steps: tuple[Step, ...] = ()  # resolved and checked (a fill's value read)
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """What the steps type into fields: masked wherever the page echoes it."""
+        return tuple(step.value for step in self.steps if step.value)
 
 
 def chromium_path(m: MonitorSection) -> str | None:
@@ -102,6 +112,7 @@ def browser_resolver(m: MonitorSection, env: Mapping[str, str], problems: list[s
             contains=t.contains,
             allow_console_errors=t.allow_console_errors,
             max_failed_requests=t.max_failed_requests,
+            steps=parse_steps(t.steps, where, env, problems),
         )
 
     return resolve

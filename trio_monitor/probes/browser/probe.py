@@ -15,14 +15,23 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import trio
-from attrs import frozen
+from attrs import evolve, frozen
 
 from ..._config import Target
 from ..._errors import ErrorKind, ProbeFailure
 from ..._records import BrowserDetails, ProbeResult
 from ...conditions import apply, common_facts, keys
-from .cdp import BrowserTrouble, CdpError, PageScriptError, PageSession, describe_exception
+from .artifacts import ConsoleLog, capture, masked
+from .cdp import (
+    BrowserTrouble,
+    CdpError,
+    Handler,
+    PageScriptError,
+    PageSession,
+    describe_exception,
+)
 from .config import WAIT_IDLE, WAIT_SELECTOR, BrowserSpec
+from .steps import StepRun
 
 if TYPE_CHECKING:
     from . import BrowserProber
@@ -116,12 +125,21 @@ class _Page:
         self.redirected = False  # the document's request was redirected
         self.lifecycle: set[tuple[str, str]] = set()  # (loaderId, name) seen
         self.changed = trio.Event()
-        page.on("Network.requestWillBeSent", self._request)
-        page.on("Network.responseReceived", self._response)
-        page.on("Network.loadingFinished", self._finished)
-        page.on("Network.loadingFailed", self._failed)
-        page.on("Runtime.exceptionThrown", self._exception)
+        # set once the verdict is taken: what the page does while a failure's screenshot
+        # is taken (Chromium fetches the favicon) is not the probe's
+        self.final = False
+        for event, handler in (
+            ("Network.requestWillBeSent", self._request),
+            ("Network.responseReceived", self._response),
+            ("Network.loadingFinished", self._finished),
+            ("Network.loadingFailed", self._failed),
+            ("Runtime.exceptionThrown", self._exception),
+        ):
+            page.on(event, self._until_final(handler))
         page.on("Page.lifecycleEvent", self._lifecycle)
+
+    def _until_final(self, handler: Handler) -> Handler:
+        return lambda params: None if self.final else handler(params)
 
     def _request(self, p: dict[str, Any]) -> None:
         request_id = p["requestId"]
@@ -249,7 +267,12 @@ def _ms(value: object) -> float | None:
     return round(float(value), 1) if isinstance(value, int | float) else None
 
 
-def _details(seen: _Page | None, load: _Load) -> BrowserDetails | None:
+def _text(load: _Load) -> str | None:
+    text = (load.read or {}).get("text")
+    return text if isinstance(text, str) else None
+
+
+def _details(seen: _Page | None, load: _Load, steps: StepRun) -> BrowserDetails | None:
     if seen is None:
         return None
     read = load.read or {}
@@ -261,6 +284,7 @@ def _details(seen: _Page | None, load: _Load) -> BrowserDetails | None:
         failed_requests=len(seen.failed),
         console_errors=len(seen.errors),
         transfer_bytes=seen.transfer,
+        steps=tuple(steps.results),
     )
 
 
@@ -288,7 +312,10 @@ async def probe(
     target = plan.target
     ts = time.time()
     load = _Load()
+    steps = StepRun(plan.spec.steps)
     seen: _Page | None = None
+    console: ConsoleLog | None = None
+    screenshot: bytes | None = None
     failure: ProbeFailure | None = None
     async with prober.limiter:  # before the deadline: waiting for a page slot is our load
         try:
@@ -302,7 +329,17 @@ async def probe(
                     page = await chromium.open_page()
                     try:
                         seen = _Page(page)
-                        await _load(page, plan, seen, load)
+                        console = ConsoleLog(page, plan.spec.secrets)
+                        try:
+                            await _load(page, plan, seen, load)
+                            await steps.run(page, seen)
+                        except BaseException:
+                            seen.final = True
+                            screenshot = await capture(page)  # what the page shows now
+                            raise
+                        seen.final = True
+                        if _checks(plan.spec, seen, _text(load) or "") is not None:
+                            screenshot = await capture(page)
                     finally:
                         await chromium.close_page(page)
                 except ProbeFailure as exc:
@@ -315,11 +352,11 @@ async def probe(
             if chromium.trouble is not None:
                 failure = ProbeFailure(ErrorKind.BROWSER, chromium.trouble)
             elif deadline.cancelled_caught:
-                failure = ProbeFailure(
+                failure = steps.timed_out(target.timeout) or ProbeFailure(
                     ErrorKind.TIMEOUT, f"no {load.stage} within {target.timeout:g}s"
                 )
     read = load.read or {}
-    text = read.get("text") if isinstance(read.get("text"), str) else None
+    text = _text(load)
     document = None if seen is None else seen.document
     if failure is None and seen is not None:
         failure = _checks(plan.spec, seen, text or "")
@@ -332,7 +369,7 @@ async def probe(
         status=None if document is None else document.get("status"),
         latency_ms=load.latency_ms,
         error=failure.kind if failure else None,
-        error_detail=failure.detail if failure else None,
+        error_detail=masked(failure.detail, plan.spec.secrets) if failure else None,
         attempts=1,
         round=round_no,
         bytes=0 if text is None else len(text.encode()),
@@ -345,9 +382,12 @@ async def probe(
         final_url=final_url,
         remote_addr=_remote_addr(document),
         kind="browser",
-        browser=_details(seen, load),
+        browser=_details(seen, load, steps),
     )
-    if not target.conditions:
+    if target.conditions:
+        elements = read.get("elements") if isinstance(read.get("elements"), dict) else {}
+        result = apply(result, target.conditions, facts(result, text, elements or {}))
+    if result.ok or console is None or result.browser is None:
         return result
-    elements = read.get("elements") if isinstance(read.get("elements"), dict) else {}
-    return apply(result, target.conditions, facts(result, text, elements or {}))
+    shot, log = await prober.artifacts.save(target.name, ts, screenshot, console.text())
+    return evolve(result, browser=evolve(result.browser, screenshot=shot, console_log=log))

@@ -114,8 +114,9 @@
       this.detail = detail || "";
     }
   }
-  async function api(path) {
-    const headers = new Headers({ Accept: "application/json" });
+  // the answer's JSON; with `blob`, the answer as it came (a browser artifact)
+  async function api(path, blob) {
+    const headers = new Headers({ Accept: blob ? "*/*" : "application/json" });
     const t = token();
     if (t) {
       try { headers.set("Authorization", "Bearer " + t); }
@@ -149,7 +150,7 @@
         err.token = t;
         throw err;
       }
-      try { return await resp.json(); }
+      try { return await (blob ? resp.blob() : resp.json()); }
       catch (e) {
         if (ctl.signal.aborted) throw new ApiError("network", 0, "the answer was cut off");
         throw new ApiError("http", resp.status, "the answer is not JSON");
@@ -397,7 +398,34 @@
         : "received nothing", title: clip(text, 256), warn: false,
     };
   }
-  function browserFact(o) {
+  // a failed browser probe's artifacts: "browser-artifacts/<slug>/<file>" -> its API URL
+  const ARTIFACT = /^browser-artifacts\/[^/]+\/(\d{8}T\d{6}\.\d{3}Z(?:-\d+)?\.(?:png|log))$/;
+  function artifactLinks(name, o) {
+    const links = [];
+    for (const [key, text] of [["screenshot", "screenshot"], ["console_log", "console log"]]) {
+      const m = typeof o[key] === "string" ? ARTIFACT.exec(o[key]) : null;
+      if (m && typeof name === "string") {
+        links.push({ text, href: "api/v1/targets/" + encodeURIComponent(name) + "/artifacts/" +
+          encodeURIComponent(m[1]) });
+      }
+    }
+    return links;
+  }
+  // with a #token the API wants it as a header, which a plain link cannot send: fetch the
+  // file and open what came
+  async function openArtifact(event) {
+    const t = token();
+    if (!t) return;  // a login session's cookie goes with the link itself
+    event.preventDefault();
+    const win = window.open("", "_blank");
+    try {
+      const blob = await api(event.currentTarget.getAttribute("href"), true);
+      if (win) win.location.assign(URL.createObjectURL(blob));
+    } catch (e) {
+      if (win) win.close();
+    }
+  }
+  function browserFact(o, name) {
     const failed = count(o.failed_requests), errors = count(o.console_errors);
     const requests = count(o.requests);
     const parts = [isNum(o.load_ms) ? "page: load " + ms(o.load_ms) : "page: not loaded"];
@@ -407,12 +435,15 @@
     const title = "DOMContentLoaded " + ms(o.dom_content_loaded_ms) + " \u00b7 LCP " +
       ms(o.lcp_ms) + (isNum(o.transfer_bytes) ? " \u00b7 " + thousands(o.transfer_bytes) +
         " bytes transferred" : "");
-    return { key: "browser", text: parts.join(" \u00b7 "), title, warn: !!(failed || errors) };
+    return {
+      key: "browser", text: parts.join(" \u00b7 "), title, warn: !!(failed || errors),
+      links: artifactLinks(name, o),
+    };
   }
   function kindFacts(last) {
     const facts = [];
     const browser = obj(last.browser);
-    if (browser) facts.push(browserFact(browser));
+    if (browser) facts.push(browserFact(browser, last.target));
     const icmp = obj(last.icmp), dns = obj(last.dns), push = obj(last.push);
     if (icmp) facts.push(icmpFact(icmp));
     if (dns) facts.push(dnsFact(dns, last.ok === true));
@@ -426,6 +457,14 @@
       const li = el("li", "fact " + (f.warn ? "fact-warn" : "muted"), f.text);
       li.dataset.fact = f.key;
       li.title = f.title;
+      for (const link of f.links || []) {
+        const a = el("a", "artifact", link.text);
+        a.setAttribute("href", link.href);
+        a.target = "_blank";
+        a.rel = "noopener";
+        a.addEventListener("click", openArtifact);
+        li.append(" \u00b7 ", a);
+      }
       return li;
     });
     for (const li of c.factEls) c.facts.insertBefore(li, c.condEl);
