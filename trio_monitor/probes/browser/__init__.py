@@ -64,6 +64,8 @@ class BrowserProber:
 
         async with self._starting:
             current = self._chromium
+            if current is not None and current.trouble is not None:
+                await current.ended.wait()  # never two at once: the old one is gone first
             if current is None or current.trouble is not None:
                 executable = chromium_path(self._monitor)
                 if executable is None:

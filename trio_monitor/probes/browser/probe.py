@@ -107,6 +107,7 @@ class _Page:
     def __init__(self, page: PageSession) -> None:
         self.main_frame = page.target_id
         self.requests: set[str] = set()
+        self.own: set[str] = set()  # Chromium's own requests (the favicon): not the page's
         self.failed: dict[str, str] = {}  # request id -> "GET URL: why"
         self.errors: list[str] = []  # uncaught script errors, described
         self.transfer = 0
@@ -125,6 +126,9 @@ class _Page:
 
     def _request(self, p: dict[str, Any]) -> None:
         request_id = p["requestId"]
+        if p.get("type") != "Document" and p.get("initiator", {}).get("type") == "other":
+            self.own.add(request_id)  # nothing in the page asked for it
+            return
         self.requests.add(request_id)  # a redirect's hops share the id: one request
         request = p.get("request", {})
         self.methods[request_id] = (request.get("method", "GET"), request.get("url", ""))
@@ -135,16 +139,20 @@ class _Page:
     def _response(self, p: dict[str, Any]) -> None:
         request_id = p["requestId"]
         response = p.get("response", {})
+        if request_id in self.own:
+            return
         if request_id == self.document_id:
             self.document = response
         elif response.get("status", 0) >= 400:
             self._fail(request_id, f"HTTP {response['status']}")
 
     def _finished(self, p: dict[str, Any]) -> None:
-        self.transfer += int(p.get("encodedDataLength", 0))
+        if p["requestId"] not in self.own:
+            self.transfer += int(p.get("encodedDataLength", 0))
 
     def _failed(self, p: dict[str, Any]) -> None:
-        if p["requestId"] != self.document_id and not p.get("canceled"):
+        request_id = p["requestId"]
+        if request_id not in self.own and request_id != self.document_id and not p.get("canceled"):
             self._fail(p["requestId"], p.get("blockedReason") or p.get("errorText", "failed"))
 
     def _fail(self, request_id: str, why: str) -> None:
