@@ -109,6 +109,8 @@ async def test_content_a_script_renders_fails_over_http_and_passes_in_the_browse
     assert page.dom_content_loaded_ms is not None
     assert page.load_ms is not None
     assert 0 < page.dom_content_loaded_ms <= page.load_ms
+    assert page.lcp_ms is not None
+    assert page.lcp_ms > 0
     assert page.transfer_bytes >= len(APP)
     line = to_dict(result)["browser"]
     assert set(line) == {
@@ -273,6 +275,7 @@ async def test_conditions_on_the_rendered_text_and_on_elements(server, prober):
         "[RESPONSE_TIME] < 10s",
         "[CONNECTED] == true",
         "[IP] == 127.0.0.1",
+        "len([SELECTOR].#app) == 15",
     ]
     result = await load(prober, page_target(server, "app", conditions=conditions))
     assert result.ok, result.error_detail
@@ -490,3 +493,23 @@ async def test_no_chromium_process_is_left_after_sigterm(tmp_path, server, signa
             running.send(signal.SIGTERM)
         assert await running.wait_exit() in (0, 130)
     assert [pid for pid in started if alive(pid)] == []
+
+
+@browser_test
+async def test_a_reload_applies_the_limit_and_restarts_chromium_for_a_new_cap(server, prober):
+    server.pages["app"] = APP
+    before = config(page_target(server, "app"))
+    assert (await load(prober, page_target(server, "app"))).ok
+    first = prober.running
+    await prober.reconfigure(before, config(page_target(server, "app"), browser_concurrency=3))  # type: ignore[arg-type]
+    assert prober.limiter.total_tokens == 3
+    assert prober.running is first  # nothing of Chromium's changed
+    capped = config(page_target(server, "app"), browser_memory="2GiB")
+    await prober.reconfigure(before, capped)  # type: ignore[arg-type]
+    assert prober.running is None
+    again = await load(prober, page_target(server, "app"))
+    assert again.ok, again.error_detail
+    assert prober.running is not None
+    assert prober.running.memory_cap == 2 << 30
+    await prober.reconfigure(capped, config())  # type: ignore[arg-type]
+    assert prober.running is None  # no browser target left: no Chromium

@@ -95,8 +95,8 @@ class BrowserProber:
         changed = (before.chromium, before.browser_memory) != (after.chromium, after.browser_memory)
         uses = any(t.kind == KIND.name for t in new.targets)
         if self._chromium is not None and (changed or not uses):
+            # kept: the next probe waits for it to be gone before starting another
             self._chromium.fail("Chromium was restarted by a config reload")
-            self._chromium = None
 
 
 @asynccontextmanager
