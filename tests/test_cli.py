@@ -64,6 +64,7 @@ PROBE_KEYS = {
     "received",
     "icmp",
     "push",
+    "browser",
 }
 ROUND_KEYS = {
     "schema",
