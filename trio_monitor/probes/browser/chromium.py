@@ -62,6 +62,13 @@ FLAGS = (
 )
 
 
+# Chromium is killed with us even when we cannot do it (SIGKILL, the OOM killer): the
+# kernel sends it SIGKILL when we die (prctl PR_SET_PDEATHSIG, set by util-linux's
+# setpriv, which then execs it). Its own children end with it.
+_SETPRIV = shutil.which("setpriv")
+_DIE_WITH_US = (_SETPRIV, "--pdeathsig", "KILL", "--") if _SETPRIV else ()
+
+
 class Chromium:
     """One Chromium process and its DevTools connection, for as long as it is healthy."""
 
@@ -90,7 +97,7 @@ class Chromium:
         try:
             with self._scope:
                 process = await trio.lowlevel.open_process(
-                    [self.executable, *FLAGS, f"--user-data-dir={profile}"],
+                    [*_DIE_WITH_US, self.executable, *FLAGS, f"--user-data-dir={profile}"],
                     stdin=subprocess.DEVNULL,
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,
