@@ -10,8 +10,9 @@ Any trouble (the process exited, the connection closed, a browser-level command 
 unanswered, the memory cap) is `fail(reason)`: the reason is kept, every probe inside
 `guard()` is cancelled (it reports error kind `browser` with the reason), and the run
 ends, killing the whole process group (SIGKILL: a throwaway profile needs no clean
-exit) and removing the profile. The prober starts a new one for the next probe. A
-cancelled run (the prober closing, a hard stop) kills the same way.
+exit), the crash handlers it started, and removing the profile. The prober starts a
+new one for the next probe. A cancelled run (the prober closing, a hard stop) kills the
+same way; a monitor killed outright takes Chromium with it (its parent-death signal).
 """
 
 from __future__ import annotations
