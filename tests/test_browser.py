@@ -9,6 +9,9 @@ reason, where Debian's chromium is missing.
 
 from __future__ import annotations
 
+import os
+import re
+import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -17,11 +20,11 @@ import trio
 from chromium import CHROMIUM
 from factories import write_config
 from servers import TestServer
-from test_cli import cli_config, run_cli
+from test_cli import WAIT, check_probe, cli_config, parse_lines, run_cli, start_monitor
 
 from trio_monitor import ConfigError, ErrorKind, ProbeResult, parse_config
 from trio_monitor._records import to_dict
-from trio_monitor.probes.browser import BrowserProber, open_browser_prober
+from trio_monitor.probes.browser import BrowserProber, chromium, open_browser_prober
 from trio_monitor.probes.http import open_http_prober
 
 NO_CHROMIUM = not Path(CHROMIUM).is_file()
@@ -106,6 +109,8 @@ async def test_content_a_script_renders_fails_over_http_and_passes_in_the_browse
     assert page.dom_content_loaded_ms is not None
     assert page.load_ms is not None
     assert 0 < page.dom_content_loaded_ms <= page.load_ms
+    assert page.lcp_ms is not None
+    assert page.lcp_ms > 0
     assert page.transfer_bytes >= len(APP)
     line = to_dict(result)["browser"]
     assert set(line) == {
@@ -210,3 +215,324 @@ async def test_validate_names_the_package_when_chromium_is_missing(tmp_path):
         f"m.toml: monitor.chromium: no executable file at '{tmp_path / 'none'}'"
         " (apt-get install chromium, or fix the path)\n"
     )
+
+
+@browser_test
+async def test_an_uncaught_script_error_fails_unless_allowed(server, prober):
+    server.pages["broken"] = SCRIPT_ERROR
+    result = await load(prober, page_target(server, "broken", contains="shown"))
+    assert (result.ok, result.error) == (False, ErrorKind.CONTENT)
+    assert result.error_detail == (
+        "1 uncaught script error: TypeError: window.notAFunction is not a function"
+    )
+    assert result.browser is not None
+    assert result.browser.console_errors == 1
+    allowed = page_target(server, "broken", contains="shown", allow_console_errors=True)
+    result = await load(prober, allowed)
+    assert result.ok, result.error_detail
+    assert result.browser is not None
+    assert result.browser.console_errors == 1
+
+
+@browser_test
+async def test_a_failed_api_call_counts_against_max_failed_requests(server, prober):
+    server.pages["api"] = API_CALL
+    # the page's script shows the API's answer: wait for it, then judge the requests
+    target = page_target(server, "api", wait_for="selector:#out:not(:empty)", contains="api 500")
+    target["wait_for"] = "networkidle"
+    result = await load(prober, target)
+    assert (result.ok, result.error) == (False, ErrorKind.CONTENT)
+    assert result.error_detail == (
+        f"1 failed request (max_failed_requests 0): GET {server.url('/status/500')}: HTTP 500"
+    )
+    assert result.browser is not None
+    assert (result.browser.requests, result.browser.failed_requests) == (2, 1)
+    result = await load(prober, target | {"max_failed_requests": 1})
+    assert result.ok, result.error_detail
+
+
+@browser_test
+async def test_wait_for_a_selector_sees_what_a_script_adds_after_load(server, prober):
+    server.pages["late"] = LATE
+    at_load = await load(prober, page_target(server, "late", contains="late content"))
+    assert (at_load.ok, at_load.error) == (False, ErrorKind.CONTENT)
+    waited = page_target(server, "late", contains="late content", wait_for="selector:#late")
+    result = await load(prober, waited)
+    assert result.ok, result.error_detail
+    assert result.latency_ms is not None
+    assert result.latency_ms >= 300
+
+
+@browser_test
+async def test_conditions_on_the_rendered_text_and_on_elements(server, prober):
+    server.pages["app"] = APP
+    conditions = [
+        "[STATUS] == 200",
+        "[DOM] == pat(*ready*)",
+        "[SELECTOR].#app == Dashboard ready",
+        "[SELECTOR].body>div == Dashboard ready",
+        "len([DOM]) < 100",
+        "[RESPONSE_TIME] < 10s",
+        "[CONNECTED] == true",
+        "[IP] == 127.0.0.1",
+        "len([SELECTOR].#app) == 15",
+    ]
+    result = await load(prober, page_target(server, "app", conditions=conditions))
+    assert result.ok, result.error_detail
+    assert result.conditions is not None
+    assert [c.actual for c in result.conditions][:5] == [
+        "200", "Dashboard ready", "Dashboard ready", "Dashboard ready", "15",
+    ]  # fmt: skip
+    failing = ["[SELECTOR].#app == Loading...", "[SELECTOR].#nothing == x"]
+    result = await load(prober, page_target(server, "app", conditions=failing))
+    assert (result.ok, result.error) == (False, ErrorKind.CONDITION)
+    assert result.error_detail == (
+        "[SELECTOR].#app (Dashboard ready) == Loading...; [SELECTOR].#nothing (missing) == x"
+    )
+
+
+def browser_tasks() -> list[str]:
+    """Tasks anywhere in the run that belong to a probe of a page (its waits)."""
+    found = []
+    stack = [trio.lowlevel.current_root_task()]
+    while stack:
+        task = stack.pop()
+        if "browser.probe" in task.name or "_load" in task.name:
+            found.append(task.name)
+        stack.extend(t for n in task.child_nurseries for t in n.child_tasks)
+    return found
+
+
+@browser_test
+async def test_a_page_past_the_deadline_times_out_and_the_browser_goes_on(server, prober):
+    target = {"name": "hang", "kind": "browser", "url": server.url("/hang"), "timeout": "1s"}
+    result = await load(prober, target)
+    assert (result.ok, result.error) == (False, ErrorKind.TIMEOUT)
+    assert result.error_detail == "no answer from the page's server within 1s"
+    running = prober.running
+    assert running is not None  # not restarted: the page was slow, not Chromium
+    assert not running.connection._calls  # no command left waiting
+    assert not running.connection._sessions  # the page's session is gone
+    server.pages["app"] = APP
+    again = await load(prober, page_target(server, "app", contains="Dashboard ready"))
+    assert again.ok, again.error_detail
+    assert prober.running is running
+    assert browser_tasks() == []
+
+
+# --- Chromium's own trouble --------------------------------------------------------
+
+
+def hanging(server: TestServer, timeout: str = "30s") -> dict:
+    return {"name": "hang", "kind": "browser", "url": server.url("/hang"), "timeout": timeout}
+
+
+async def in_flight_while(
+    prober: BrowserProber, target: dict, server: TestServer, act
+) -> ProbeResult:
+    """Probe `target` (a page that never answers), and `act()` once its request is in."""
+    results: list[ProbeResult] = []
+
+    async def probe() -> None:
+        results.append(await load(prober, target))
+
+    with trio.fail_after(WAIT):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(probe)
+            await server.wait_in_flight(1)
+            act()
+    (result,) = results
+    return result
+
+
+async def ended(pids: set[int]) -> None:
+    """Return once each of these processes has ended (its pidfd is readable)."""
+    for pid in pids:
+        try:
+            fd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            continue
+        try:
+            await trio.lowlevel.wait_readable(fd)
+        finally:
+            os.close(fd)
+
+
+def alive(pid: int) -> bool:
+    """A process that exists and is not a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+    except FileNotFoundError:
+        return False
+    return stat[stat.rindex(b")") + 2 :][:1] != b"Z"
+
+
+@browser_test
+async def test_a_killed_chromium_fails_the_probe_in_flight_and_the_next_one_restarts_it(
+    server, prober
+):
+    server.pages["app"] = APP
+    assert (await load(prober, page_target(server, "app"))).ok
+    first = prober.running
+    assert first is not None
+    assert first.pid is not None
+    result = await in_flight_while(
+        prober, hanging(server), server, lambda: os.kill(first.pid, signal.SIGKILL)
+    )
+    assert (result.ok, result.error) == (False, ErrorKind.BROWSER)
+    assert result.error_detail == "Chromium was killed (SIGKILL)"
+    assert prober.running is None
+    await first.ended.wait()
+    assert not alive(first.pid)
+    again = await load(prober, page_target(server, "app", contains="Dashboard ready"))
+    assert again.ok, again.error_detail
+    assert prober.running is not None
+    assert prober.running is not first
+
+
+@browser_test
+async def test_a_chromium_that_stops_answering_is_killed_and_replaced(server, prober, monkeypatch):
+    monkeypatch.setattr(chromium, "BROWSER_BOUND", 1.0)
+    server.pages["app"] = APP
+    assert (await load(prober, page_target(server, "app"))).ok
+    first = prober.running
+    assert first is not None
+    assert first.pid is not None
+    os.kill(first.pid, signal.SIGSTOP)  # the browser process: nothing answers any more
+    result = await load(prober, page_target(server, "app", timeout="5s"))
+    assert (result.ok, result.error) == (False, ErrorKind.BROWSER)
+    assert result.error_detail == "Chromium did not answer Target.createBrowserContext within 1s"
+    await first.ended.wait()
+    assert not alive(first.pid)  # SIGKILL ends a stopped process too
+    again = await load(prober, page_target(server, "app"))
+    assert again.ok, again.error_detail
+
+
+@browser_test
+async def test_a_chromium_over_its_memory_cap_is_restarted_and_the_probe_says_so(
+    server, monkeypatch
+):
+    monkeypatch.setattr(chromium, "MEMORY_EVERY", 0.05)
+    async with open_browser_prober(config(browser_memory="64MiB")) as capped:  # type: ignore[arg-type]
+        with trio.fail_after(WAIT):
+            result = await load(capped, hanging(server))
+    assert (result.ok, result.error) == (False, ErrorKind.BROWSER)
+    assert result.error_detail is not None
+    assert re.fullmatch(
+        r"Chromium used \d+ MiB, over browser_memory \(64 MiB\): restarted", result.error_detail
+    ), result.error_detail
+
+
+@browser_test
+async def test_pages_wait_for_a_browser_slot_before_their_deadline_starts(server):
+    server.pages["app"] = APP
+    slow = {"name": "slow", "kind": "browser", "url": server.url("/slow/1500")}
+    quick = page_target(server, "app", timeout="1s")
+    results: dict[str, ProbeResult] = {}
+
+    async def probe(target: dict) -> None:
+        results[target["name"]] = await load(one, target)
+
+    limited = config(browser_concurrency=1)
+    async with open_browser_prober(limited) as one, trio.open_nursery() as nursery:  # type: ignore[arg-type]
+        nursery.start_soon(probe, slow)
+        await server.wait_in_flight(1)
+        nursery.start_soon(probe, quick)  # waits 1.5 s for the slot, then has its 1 s
+    assert results["slow"].ok, results["slow"].error_detail
+    assert results["app"].ok, results["app"].error_detail
+    assert results["app"].ts - results["slow"].ts < 1
+    assert server.max_in_flight == 1
+
+
+# --- the console script --------------------------------------------------------------
+
+
+@browser_test
+@pytest.mark.subprocess
+async def test_run_once_prints_the_browser_line(tmp_path, server):
+    server.pages["app"] = APP
+    write_config(tmp_path, cli_config(page_target(server, "app", contains="Dashboard ready")))
+    done = await run_cli("run", "-c", "m.toml", "--once", cwd=tmp_path)
+    assert done.code == 0, done.stderr
+    probe, _round = parse_lines(done.stdout.splitlines())
+    check_probe(probe)
+    assert (probe["kind"], probe["ok"], probe["status"]) == ("browser", True, 200)
+    assert probe["browser"]["requests"] == 1
+    assert probe["browser"]["steps"] == []
+
+
+def processes() -> dict[int, tuple[int, int, bytes]]:
+    """Every process: pid -> (parent, process group, command line)."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_bytes()
+                command = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            fields = stat[stat.rindex(b")") + 2 :].split()
+            found[int(entry.name)] = (int(fields[1]), int(fields[2]), command)
+    return found
+
+
+def ours(monitor: int) -> set[int]:
+    """The Chromium processes `monitor` started: its child's process group, and the crash
+    handlers that name that Chromium's profile."""
+    running = processes()
+    leaders = {
+        pid: re.search(rb"--user-data-dir=([^\x00]+)", command)
+        for pid, (parent, _, command) in running.items()
+        if parent == monitor and b"--user-data-dir=" in command
+    }
+    profiles = [match[1] for match in leaders.values() if match]
+    return {
+        pid
+        for pid, (_, group, command) in running.items()
+        if group in leaders or any(profile in command for profile in profiles)
+    }
+
+
+@browser_test
+@pytest.mark.subprocess
+@pytest.mark.parametrize(
+    ("signals", "codes"),
+    [
+        ((signal.SIGTERM,), (0,)),
+        ((signal.SIGTERM, signal.SIGTERM), (0, 130)),  # the hard stop
+        ((signal.SIGKILL,), (-signal.SIGKILL,)),  # no clean-up of ours: the kernel's
+    ],
+    ids=["stop", "hard-stop", "killed"],
+)
+async def test_no_chromium_process_is_left_after_the_monitor_ends(tmp_path, server, signals, codes):
+    write_config(tmp_path, cli_config(hanging(server), grace="3s"))
+    async with start_monitor(tmp_path / "m.toml") as running:
+        await server.wait_in_flight(1)  # Chromium runs, a page is loading
+        started = ours(running.process.pid)
+        assert len(started) >= 3  # the browser, its zygotes, renderers, ...
+        for signum in signals:
+            running.send(signum)
+        assert await running.wait_exit() in codes
+    with trio.fail_after(WAIT):  # killed by the kernel, after a SIGKILL of ours: soon
+        await ended(started)
+    assert [pid for pid in started if alive(pid)] == []
+
+
+@browser_test
+async def test_a_reload_applies_the_limit_and_restarts_chromium_for_a_new_cap(server, prober):
+    server.pages["app"] = APP
+    before = config(page_target(server, "app"))
+    assert (await load(prober, page_target(server, "app"))).ok
+    first = prober.running
+    await prober.reconfigure(before, config(page_target(server, "app"), browser_concurrency=3))  # type: ignore[arg-type]
+    assert prober.limiter.total_tokens == 3
+    assert prober.running is first  # nothing of Chromium's changed
+    capped = config(page_target(server, "app"), browser_memory="2GiB")
+    await prober.reconfigure(before, capped)  # type: ignore[arg-type]
+    assert prober.running is None
+    again = await load(prober, page_target(server, "app"))
+    assert again.ok, again.error_detail
+    assert prober.running is not None
+    assert prober.running.memory_cap == 2 << 30
+    await prober.reconfigure(capped, config())  # type: ignore[arg-type]
+    assert prober.running is None  # no browser target left: no Chromium

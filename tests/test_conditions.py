@@ -559,3 +559,53 @@ async def test_a_kind_checks_its_targets_conditions(line_kind_registered):
 
 def test_the_line_kind_declares_its_placeholders():
     assert set(line_kind.KIND.placeholders) == {*COMMON, "BODY"}
+
+
+# --- a second body placeholder, and elements by CSS selector (the browser kind's) -------
+
+PAGE = {**COMMON, "DOM": Type.BODY, "SELECTOR": Type.ELEMENTS, "BODY": Type.BODY}
+
+
+@pytest.mark.parametrize(
+    ("text", "ok", "actual"),
+    [
+        ("[DOM] == pat(*ready*)", True, "Dashboard ready"),
+        ("len([DOM]) == 15", True, "15"),
+        ("[DOM].status == UP", False, None),  # the text is no JSON: missing
+        ("[BODY] == [1]", True, "[1]"),  # each body placeholder reads its own fact
+        ("len([BODY]) == 1", True, "1"),
+        ("[BODY][0] == 1", True, "1"),
+        ("[SELECTOR].#App .Title == Welcome", True, "Welcome"),  # case kept
+        ("[SELECTOR].h1 == pat(Dash*)", True, "Dashboard"),
+        ("[SELECTOR].main>p == x", False, None),  # no element: missing
+        ("has([SELECTOR].h1) == true", True, "true"),
+        ("len([SELECTOR].h1) == 9", True, "9"),
+    ],
+)
+def test_a_second_body_and_elements_by_selector(text, ok, actual):
+    facts = {
+        "DOM": "Dashboard ready",
+        "BODY": b"[1]",
+        "SELECTOR": {"#App .Title": "Welcome", "h1": "Dashboard", "main>p": None},
+    }
+    result = compile_condition(text, PAGE).check(Scope(facts))
+    assert result[:2] == (ok, actual)
+
+
+def test_the_selectors_a_condition_reads_are_known_at_load():
+    from trio_monitor.conditions import keys
+
+    conditions = tuple(
+        compile_condition(text, PAGE | {"HEADER": Type.FIELDS})
+        for text in ("[SELECTOR].#a b == x", "len([SELECTOR].h1) > 0", "[HEADER].X-Id == 1")
+    )
+    assert keys(conditions, "SELECTOR") == {"#a b", "h1"}
+    assert keys(conditions, "HEADER") == {"x-id"}
+    with pytest.raises(ConditionError) as info:
+        compile_condition("[SELECTOR] == x", PAGE)
+    assert str(info.value) == (
+        "[SELECTOR] needs a CSS selector after a dot, e.g. [SELECTOR].h1 or [SELECTOR].#status"
+    )
+    with pytest.raises(ConditionError) as info:
+        compile_condition("[DOM]x == 1", PAGE)
+    assert str(info.value) == "[DOM] is followed by a JSON path like .status or [0], got 'x'"

@@ -29,6 +29,7 @@ from test_page import _wait as wait
 
 from trio_monitor._errors import ErrorKind
 from trio_monitor._records import (
+    BrowserDetails,
     ConditionResult,
     DnsAnswer,
     IcmpDetails,
@@ -415,3 +416,50 @@ def test_without_groups_there_are_no_headings(browser):
             ["", "Other targets \u00b7 3 targets, 1 down", False],
         ]
         assert browser.execute_script(FIRST) == first
+
+
+@pytest.mark.browser
+def test_a_browser_target_shows_its_page_load(browser):
+    now = time.time()
+    page = BrowserDetails(980.0, 1420.4, 1100.0, 23, 1, 0, 512_000)
+    broken = BrowserDetails(80.0, None, None, 1, 0, 2, 900)
+    targets = [
+        _target_json(_status(now, "shop", "browser", "https://shop.example/", None, browser=page)),
+        _target_json(
+            _status(
+                now,
+                "spa",
+                "browser",
+                "https://spa.example/",
+                None,
+                ok=False,
+                error=ErrorKind.CONTENT,
+                browser=broken,
+            )
+        ),
+    ]
+    hostile = _target_json(_status(now, "odd", "browser", "https://odd.example/", None))
+    hostile["last"] |= {"browser": {"load_ms": "fast", "requests": -3, "failed_requests": [1]}}
+    api = FakeApi(now, [*targets, hostile], {}, [])
+    with serve(api) as base:
+        viewport(browser, 1200, 1000, mobile=False)
+        browser.get(base + "/")
+        wait(browser, "the cards", SETTLED, 1, 3)
+        by = {c["name"]: c for c in browser.execute_script(CARDS)}
+        assert by["shop"]["kind"] == "browser"
+        assert by["shop"]["facts"] == [
+            [
+                "browser",
+                "page: load 1.42 s \u00b7 23 requests \u00b7 1 failed \u00b7 0 errors",
+                True,
+            ]
+        ]
+        assert by["spa"]["facts"] == [
+            ["browser", "page: not loaded \u00b7 1 request \u00b7 0 failed \u00b7 2 errors", True]
+        ]
+        assert by["odd"]["facts"] == [["browser", "page: not loaded", False]]
+        title = browser.execute_script(
+            "return document.querySelector('.card[data-name=\"shop\"] .fact').title"
+        )
+        assert title == "DOMContentLoaded 980 ms \u00b7 LCP 1.10 s \u00b7 512,000 bytes transferred"
+        assert _severe_logs(browser) == []

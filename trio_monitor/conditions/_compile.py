@@ -334,7 +334,14 @@ def _function(function: str, ref: _Ref, written: str) -> _Ref:
             if ref.path
             else (lambda v: v is not MISSING and text(v) != "")
         )
-        return _Ref(written, ref.name, lambda scope: present(inner(scope)), BOOL, function="has")
+        return _Ref(
+            written,
+            ref.name,
+            lambda scope: present(inner(scope)),
+            BOOL,
+            function="has",
+            key=ref.key,
+        )
     if ref.sort in (BOOL,) or (ref.sort == NUM and ref.duration):
         raise ConditionError(f"len() takes a text, a body or a JSON path, not {ref.written}")
     if ref.body:
@@ -347,7 +354,7 @@ def _function(function: str, ref: _Ref, written: str) -> _Ref:
             return MISSING
         return len(value) if isinstance(value, list | str) else len(text(value))
 
-    return _Ref(written, ref.name, length, NUM, function="len")
+    return _Ref(written, ref.name, length, NUM, function="len", key=ref.key)
 
 
 def _body_length(scope: Scope, name: str) -> object:

@@ -33,6 +33,7 @@ HOUR = 3600
 NOT_RESPONSE_TIME = frozenset({"push"})
 # what a kind's latency measures, where it is not "the whole probe"
 LATENCY_MEANS = {
+    "browser": "navigation to wait_for (page load)",
     "http": "request to end of body",
     "icmp": "average echo round trip",
     "push": "the job's run time (/start to ping)",

@@ -68,6 +68,8 @@ class BrowserProber:
 
         async with self._starting:
             current = self._chromium
+            if current is not None and current.trouble is not None:
+                await current.ended.wait()  # never two at once: the old one is gone first
             if current is None or current.trouble is not None:
                 executable = chromium_path(self._monitor)
                 if executable is None:
@@ -99,8 +101,8 @@ class BrowserProber:
         changed = (before.chromium, before.browser_memory) != (after.chromium, after.browser_memory)
         uses = any(t.kind == KIND.name for t in new.targets)
         if self._chromium is not None and (changed or not uses):
+            # kept: the next probe waits for it to be gone before starting another
             self._chromium.fail("Chromium was restarted by a config reload")
-            self._chromium = None
 
 
 @asynccontextmanager

@@ -10,8 +10,9 @@ Any trouble (the process exited, the connection closed, a browser-level command 
 unanswered, the memory cap) is `fail(reason)`: the reason is kept, every probe inside
 `guard()` is cancelled (it reports error kind `browser` with the reason), and the run
 ends, killing the whole process group (SIGKILL: a throwaway profile needs no clean
-exit) and removing the profile. The prober starts a new one for the next probe. A
-cancelled run (the prober closing, a hard stop) kills the same way.
+exit), the crash handlers it started, and removing the profile. The prober starts a
+new one for the next probe. A cancelled run (the prober closing, a hard stop) kills the
+same way; a monitor killed outright takes Chromium with it (its parent-death signal).
 """
 
 from __future__ import annotations
@@ -62,6 +63,13 @@ FLAGS = (
 )
 
 
+# Chromium is killed with us even when we cannot do it (SIGKILL, the OOM killer): the
+# kernel sends it SIGKILL when we die (prctl PR_SET_PDEATHSIG, set by util-linux's
+# setpriv, which then execs it). Its own children end with it.
+_SETPRIV = shutil.which("setpriv")
+_DIE_WITH_US = (_SETPRIV, "--pdeathsig", "KILL", "--") if _SETPRIV else ()
+
+
 class Chromium:
     """One Chromium process and its DevTools connection, for as long as it is healthy."""
 
@@ -74,6 +82,7 @@ class Chromium:
         self._connection: Connection | None = None
         self._scope = trio.CancelScope()
         self._guards: set[trio.CancelScope] = set()
+        self.ended = trio.Event()  # its processes are killed, its profile removed
 
     @property
     def connection(self) -> Connection:
@@ -85,11 +94,11 @@ class Chromium:
         profile = Path(tempfile.mkdtemp(prefix="trio-monitor-chromium-"))
         self.profile = profile
         process: trio.Process | None = None
-        ws: trio_websocket.WebSocketConnection | None = None
+        stream: trio.SocketStream | None = None
         try:
             with self._scope:
                 process = await trio.lowlevel.open_process(
-                    [self.executable, *FLAGS, f"--user-data-dir={profile}"],
+                    [*_DIE_WITH_US, self.executable, *FLAGS, f"--user-data-dir={profile}"],
                     stdin=subprocess.DEVNULL,
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,
@@ -99,9 +108,16 @@ class Chromium:
                 self.pid = process.pid
                 async with trio.open_nursery() as nursery:
                     with trio.fail_after(START_TIMEOUT):
-                        url = await _devtools_url(profile, process)
-                        ws = await trio_websocket.connect_websocket_url(
-                            nursery, url, message_queue_size=256, max_message_size=MAX_MESSAGE
+                        port, path = await _devtools_port(profile, process)
+                        # our own connection, closed by us whatever trio-websocket did
+                        stream = await trio.open_tcp_stream("127.0.0.1", port)
+                        ws = await trio_websocket.wrap_client_stream(
+                            nursery,
+                            stream,
+                            f"127.0.0.1:{port}",
+                            path,
+                            message_queue_size=256,
+                            max_message_size=MAX_MESSAGE,
                         )
                     self._connection = Connection(ws)
                     self._connection.on_hang = self.fail
@@ -116,13 +132,16 @@ class Chromium:
                 self._connection.broken(self.trouble)
             for guard in self._guards:
                 guard.cancel()
-            if ws is not None:
-                await trio.aclose_forcefully(ws)  # its socket closed now, without a goodbye
-            if process is not None:
-                _kill(process, profile)
-                with trio.CancelScope(shield=True), trio.move_on_after(KILL_WAIT):
-                    await process.wait()
+            # shielded (a cancelled prober still kills), bounded by KILL_WAIT
+            with trio.CancelScope(shield=True):
+                if stream is not None:
+                    await trio.aclose_forcefully(stream)  # closed now, without a goodbye
+                if process is not None:
+                    _kill(process, profile)
+                    with trio.move_on_after(KILL_WAIT):
+                        await process.wait()
             shutil.rmtree(profile, ignore_errors=True)
+            self.ended.set()
 
     def fail(self, reason: str) -> None:
         """Kill it: probes inside `guard()` are cut short and report `reason`."""
@@ -244,8 +263,8 @@ def _naming(text: bytes) -> list[int]:
     return found
 
 
-async def _devtools_url(profile: Path, process: trio.Process) -> str:
-    """ws://127.0.0.1:PORT/devtools/browser/ID, once Chromium has written it."""
+async def _devtools_port(profile: Path, process: trio.Process) -> tuple[int, str]:
+    """The DevTools port and path (/devtools/browser/ID), once Chromium has written them."""
     port_file = profile / "DevToolsActivePort"
     while True:
         if process.returncode is not None or process.poll() is not None:
@@ -255,7 +274,7 @@ async def _devtools_url(profile: Path, process: trio.Process) -> str:
         except FileNotFoundError:
             lines = []
         if len(lines) >= 2 and lines[0].strip().isdigit() and lines[1].strip():
-            return f"ws://127.0.0.1:{lines[0].strip()}{lines[1].strip()}"
+            return int(lines[0]), lines[1].strip()
         await trio.sleep(0.02)  # Chromium says nothing else when it is ready
 
 

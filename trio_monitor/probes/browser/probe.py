@@ -38,6 +38,9 @@ if TYPE_CHECKING:
 
 MAX_TEXT = 1 << 20  # characters of the rendered text read (contains, [DOM])
 POLL = 0.05  # seconds between two looks for wait_for's selector
+# seconds to wait, once the page is ready, for its first contentful paint (for lcp_ms): a
+# page that shows nothing never has one
+PAINT_WAIT = 0.25
 DETAILS_SHOWN = 3  # failed requests or script errors named in error_detail
 
 # Largest contentful paint is only reported to an observer: one is registered in every
@@ -66,10 +69,12 @@ READ_PAGE = """(() => {
     text: text.slice(0, %d),
     dcl: at(nav && nav.domContentLoadedEventStart),
     load: at(nav && nav.loadEventStart),
-    lcp: window.__trioMonitorLcp ?? null,
     elements: elements,
   };
 })()"""
+# the paint observer's last entry, two frames after the first paint (it has had it then)
+READ_LCP = """new Promise((painted) => requestAnimationFrame(() => requestAnimationFrame(
+  () => setTimeout(painted, 0)))).then(() => window.__trioMonitorLcp ?? null)"""
 
 # Chromium's network errors (net::ERR_...) -> our kinds; anything else is `connect`
 _NET_ERRORS = {
@@ -116,6 +121,7 @@ class _Page:
     def __init__(self, page: PageSession) -> None:
         self.main_frame = page.target_id
         self.requests: set[str] = set()
+        self.own: set[str] = set()  # Chromium's own requests (the favicon): not the page's
         self.failed: dict[str, str] = {}  # request id -> "GET URL: why"
         self.errors: list[str] = []  # uncaught script errors, described
         self.transfer = 0
@@ -143,6 +149,9 @@ class _Page:
 
     def _request(self, p: dict[str, Any]) -> None:
         request_id = p["requestId"]
+        if p.get("type") != "Document" and p.get("initiator", {}).get("type") == "other":
+            self.own.add(request_id)  # nothing in the page asked for it
+            return
         self.requests.add(request_id)  # a redirect's hops share the id: one request
         request = p.get("request", {})
         self.methods[request_id] = (request.get("method", "GET"), request.get("url", ""))
@@ -153,16 +162,20 @@ class _Page:
     def _response(self, p: dict[str, Any]) -> None:
         request_id = p["requestId"]
         response = p.get("response", {})
+        if request_id in self.own:
+            return
         if request_id == self.document_id:
             self.document = response
         elif response.get("status", 0) >= 400:
             self._fail(request_id, f"HTTP {response['status']}")
 
     def _finished(self, p: dict[str, Any]) -> None:
-        self.transfer += int(p.get("encodedDataLength", 0))
+        if p["requestId"] not in self.own:
+            self.transfer += int(p.get("encodedDataLength", 0))
 
     def _failed(self, p: dict[str, Any]) -> None:
-        if p["requestId"] != self.document_id and not p.get("canceled"):
+        request_id = p["requestId"]
+        if request_id not in self.own and request_id != self.document_id and not p.get("canceled"):
             self._fail(p["requestId"], p.get("blockedReason") or p.get("errorText", "failed"))
 
     def _fail(self, request_id: str, why: str) -> None:
@@ -185,13 +198,14 @@ class _Page:
 class _Load:
     """One probe's progress: what a timeout reports, what the line shows."""
 
-    __slots__ = ("done_at", "read", "stage", "started")
+    __slots__ = ("done_at", "lcp", "read", "stage", "started")
 
     def __init__(self) -> None:
         self.stage = "page from Chromium"  # what it waits for: a timeout says so
         self.started: float | None = None  # the navigation's start
         self.done_at: float | None = None  # when wait_for was satisfied
         self.read: dict[str, Any] | None = None  # READ_PAGE's answer
+        self.lcp: object = None  # READ_LCP's
 
     @property
     def latency_ms(self) -> float | None:
@@ -226,6 +240,10 @@ async def _load(page: PageSession, plan: BrowserPlan, seen: _Page, load: _Load) 
     load.done_at = trio.current_time()
     load.stage = "rendered text"
     load.read = await page.evaluate(READ_PAGE % (json.dumps(plan.selectors), MAX_TEXT))
+    load.stage = "first paint"  # for lcp_ms only: what was checked is read
+    with trio.move_on_after(PAINT_WAIT):
+        await seen.reached(loader, "firstContentfulPaint")
+    load.lcp = await page.evaluate(READ_LCP, await_promise=True)
 
 
 async def _selector(page: PageSession, selector: str) -> None:
@@ -279,7 +297,7 @@ def _details(seen: _Page | None, load: _Load, steps: StepRun) -> BrowserDetails 
     return BrowserDetails(
         dom_content_loaded_ms=_ms(read.get("dcl")),
         load_ms=_ms(read.get("load")),
-        lcp_ms=_ms(read.get("lcp")),
+        lcp_ms=_ms(load.lcp),
         requests=len(seen.requests),
         failed_requests=len(seen.failed),
         console_errors=len(seen.errors),
@@ -352,9 +370,12 @@ async def probe(
             if chromium.trouble is not None:
                 failure = ProbeFailure(ErrorKind.BROWSER, chromium.trouble)
             elif deadline.cancelled_caught:
-                failure = steps.timed_out(target.timeout) or ProbeFailure(
-                    ErrorKind.TIMEOUT, f"no {load.stage} within {target.timeout:g}s"
-                )
+                # a step cut short; else the load, unless only lcp_ms was missed
+                failure = steps.timed_out(target.timeout)
+                if failure is None and load.read is None:
+                    failure = ProbeFailure(
+                        ErrorKind.TIMEOUT, f"no {load.stage} within {target.timeout:g}s"
+                    )
     read = load.read or {}
     text = _text(load)
     document = None if seen is None else seen.document
