@@ -998,7 +998,7 @@ def test_shipped_config_examples_of_other_kinds_validate(tmp_path):
     path.write_text(head + uncommented)
     config = load_config(path, env={})
     kinds = {t.kind for t in config.targets}
-    assert {"http", "tcp", "tls", "dns", "ws", "push"} <= kinds
+    assert {"http", "tcp", "tls", "dns", "icmp", "ws", "browser", "push"} <= kinds
 
 
 def test_cert_expiry_and_its_steps():
