@@ -23,3 +23,7 @@ class Resolvers:
 
             resolver = self._by_server[nameserver] = Resolver(nameserver)
         return resolver
+
+    def retain(self, nameservers: set[tuple[str, int] | None]) -> None:
+        """Forget the resolvers of nameservers not in `nameservers` (after a reload)."""
+        self._by_server = {k: v for k, v in self._by_server.items() if k in nameservers}

@@ -15,6 +15,7 @@ import trio
 
 from ..._config import Config, Target
 from ..._records import ProbeResult
+from ...net.resolvers import Resolvers
 from ..base import ProbeKind, register
 from .config import PLACEHOLDERS, WsSpec, WsTargetSection, ws_resolver
 
@@ -30,7 +31,7 @@ class WsProber:
     (every probe has its own connection)."""
 
     def __init__(self) -> None:
-        self._resolvers: dict[tuple[str, int] | None, Resolver] = {}
+        self._resolvers = Resolvers()
 
     def prepare(self, target: Target) -> WsPlan:
         # trio-websocket is loaded by a config with ws targets only (start-up time)
@@ -39,12 +40,7 @@ class WsProber:
         return prepare(target)
 
     def resolver(self, nameserver: tuple[str, int] | None) -> Resolver:
-        resolver = self._resolvers.get(nameserver)
-        if resolver is None:
-            from ...net.dns import Resolver  # dnspython is loaded by the first name only
-
-            resolver = self._resolvers[nameserver] = Resolver(nameserver)
-        return resolver
+        return self._resolvers.get(nameserver)
 
     async def probe(
         self, plan: WsPlan, round_no: int, deadlines: set[trio.CancelScope]
@@ -55,8 +51,7 @@ class WsProber:
 
     async def reconfigure(self, old: Config, new: Config) -> None:
         """Forget resolvers no target asks any more."""
-        used = {t.spec.resolver for t in new.targets if t.kind == KIND.name}
-        self._resolvers = {k: v for k, v in self._resolvers.items() if k in used}
+        self._resolvers.retain({t.spec.resolver for t in new.targets if t.kind == KIND.name})
 
 
 @asynccontextmanager
