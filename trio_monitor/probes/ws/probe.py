@@ -26,6 +26,7 @@ from ..._records import PHASES, ProbeResult
 from ...conditions import apply, common_facts, needs
 from ...net.addr import with_port
 from ...net.certs import TlsDetails, tls_details
+from ...net.errors import invalid_certificate
 from ..base import retry_after
 from ..http.errors import classify
 from .config import WsSpec
@@ -311,9 +312,8 @@ async def _attempt(plan: WsPlan, attempt: _Attempt, resolver: Resolver) -> None:
             attempt.timed("tls", started)
             attempt.tls = _details(secure)
             # expired or not yet valid fails, verified or not, as for HTTPS targets
-            invalid = attempt.tls.invalid_reason(time.time()) if attempt.tls else None
-            if invalid is not None:
-                raise ProbeFailure(ErrorKind.TLS, invalid)
+            if (invalid := invalid_certificate(attempt.tls)) is not None:
+                raise invalid
         try:
             async with trio.open_nursery() as nursery:
                 try:
