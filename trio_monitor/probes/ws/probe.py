@@ -22,7 +22,7 @@ from attrs import frozen
 
 from ..._config import HEADER_ENCODING, Target
 from ..._errors import ErrorKind, ProbeFailure
-from ..._records import PHASES, ProbeResult
+from ..._records import PHASES, RECEIVED_SHOWN, ProbeResult
 from ...conditions import apply, common_facts, needs
 from ...net.addr import with_port
 from ...net.certs import TlsDetails, tls_details
@@ -36,10 +36,8 @@ if TYPE_CHECKING:
 
 CLOSE_TIMEOUT = 1.0  # seconds the closing handshake may take after the outcome is known
 MAX_MESSAGE = 1 << 20  # a longer message closes the connection (1009) and fails the probe
-RECEIVED_CHARS = 256  # of the first message, in the `received` field
 ABNORMAL_CLOSURE = 1006  # the code trio-websocket reports when TCP ended without a close frame
 
-# the placeholders a ws/wss target's conditions may read (see `facts`)
 _RNG = random.Random()  # backoff jitter only
 _NOT_AN_ANSWER = "not a WebSocket handshake answer"
 _STATUS_LINE = re.compile(rb"HTTP/1\.[01] ([0-9]{3})\b")
@@ -395,7 +393,7 @@ async def probe(
         kind="ws",
         phases_ms=attempt.phases_ms(),
         tls=attempt.tls,
-        received=None if message is None else received_text(message)[:RECEIVED_CHARS],
+        received=None if message is None else received_text(message)[:RECEIVED_SHOWN],
     )
     if not target.conditions:
         return result
