@@ -39,7 +39,6 @@ PLACEHOLDERS: Mapping[str, Type] = {
     "CERTIFICATE_EXPIRATION": Type.DURATION,  # wss://: ms left on the leaf
 }
 
-SCHEMES = frozenset({"ws", "wss"})
 # what the handshake itself writes: a configured value would be sent twice
 HANDSHAKE_HEADERS = frozenset(
     {
