@@ -50,13 +50,15 @@ class WsPlan:
     spec: WsSpec
     # a message is waited for: `expect` is set, or a condition reads [BODY]
     reads_message: bool
+    extra_headers: tuple[tuple[bytes, bytes], ...]  # spec.headers, encoded once
 
 
 def prepare(target: Target) -> WsPlan:
     spec: WsSpec = target.spec
     scheme = "ws" if spec.tls is None else "wss"
     reads = spec.expect is not None or needs(target.conditions, "BODY")
-    return WsPlan(target, f"{scheme}://{with_port(spec.host, spec.port)}", spec, reads)
+    headers = tuple((k.encode(HEADER_ENCODING), v.encode(HEADER_ENCODING)) for k, v in spec.headers)
+    return WsPlan(target, f"{scheme}://{with_port(spec.host, spec.port)}", spec, reads, headers)
 
 
 class _Attempt:
@@ -222,9 +224,7 @@ async def _converse(
             spec.host_header,
             spec.resource,
             subprotocols=spec.subprotocols,
-            extra_headers=[
-                (k.encode(HEADER_ENCODING), v.encode(HEADER_ENCODING)) for k, v in spec.headers
-            ],
+            extra_headers=list(plan.extra_headers),
             message_queue_size=1,
             max_message_size=MAX_MESSAGE,
         )
