@@ -23,7 +23,7 @@ import trio
 from attrs import field, frozen
 
 from .._errors import RETRYABLE, ProbeFailure
-from .._records import ProbeResult
+from .._records import PHASES, ProbeResult
 from .._registry import Registry
 from ..conditions import Type
 
@@ -61,6 +61,15 @@ async def retry_after(
         return False
     await trio.sleep(delay)
     return True
+
+
+def phases_ms(seconds: Mapping[str, float]) -> dict[str, float | None] | None:
+    """An attempt's phase times (seconds, the phases that happened) as
+    ProbeResult.phases_ms: every one of PHASES in ms, None where it did not happen;
+    None if none did."""
+    if not seconds:
+        return None
+    return {p: None if (s := seconds.get(p)) is None else round(s * 1000, 3) for p in PHASES}
 
 
 def failed(target: Target, round_no: int, failure: ProbeFailure, ts: float) -> ProbeResult:

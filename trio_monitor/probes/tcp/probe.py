@@ -22,14 +22,14 @@ from attrs import frozen
 
 from ..._config import Target
 from ..._errors import ErrorKind, ProbeFailure
-from ..._records import PHASES, RECEIVED_SHOWN, ProbeResult
+from ..._records import RECEIVED_SHOWN, ProbeResult
 from ...conditions import COMMON, Type, apply, common_facts
 from ...net.addr import ip_literal, with_port
 from ...net.certs import TlsDetails, tls_details
 from ...net.errors import classify, invalid_certificate
 from ...net.resolvers import Resolvers
 from ...net.sockets import Conn, connect_first
-from ..base import retry_after
+from ..base import phases_ms, retry_after
 from .config import TcpSpec
 from .starttls import upgrade
 
@@ -149,15 +149,6 @@ async def _attempt(spec: TcpSpec, resolvers: Resolvers, trace: _Trace) -> ProbeF
         conn.close()  # no waiting: nothing to shield
 
 
-def _phases_ms(trace: _Trace) -> dict[str, float | None] | None:
-    if not trace.seconds:
-        return None
-    return {
-        name: None if (s := trace.seconds.get(name)) is None else round(s * 1000, 3)
-        for name in PHASES
-    }
-
-
 async def probe(
     plan: TcpPlan,
     resolvers: Resolvers,
@@ -194,7 +185,7 @@ async def probe(
         else:
             failure = ProbeFailure(ErrorKind.TIMEOUT, _timeout_detail(target, spec, trace))
     latency = round((trio.current_time() - started) * 1000, 3)
-    phases = _phases_ms(trace)
+    phases = phases_ms(trace.seconds)
     result = ProbeResult(
         ts=ts,
         target=target.name,

@@ -22,12 +22,12 @@ from attrs import frozen
 
 from ..._config import HEADER_ENCODING, Target
 from ..._errors import ErrorKind, ProbeFailure
-from ..._records import PHASES, RECEIVED_SHOWN, ProbeResult
+from ..._records import RECEIVED_SHOWN, ProbeResult
 from ...conditions import apply, common_facts, needs
 from ...net.addr import with_port
 from ...net.certs import TlsDetails, tls_details
 from ...net.errors import invalid_certificate
-from ..base import retry_after
+from ..base import phases_ms, retry_after
 from ..http.errors import classify
 from .config import WsSpec
 
@@ -101,13 +101,6 @@ class _Attempt:
             return None
         end = trio.current_time() if self.done_at is None else self.done_at
         return round((end - self.started) * 1000, 3)
-
-    def phases_ms(self) -> dict[str, float | None] | None:
-        if not self.phases:
-            return None
-        return {
-            p: None if (s := self.phases.get(p)) is None else round(s * 1000, 3) for p in PHASES
-        }
 
 
 class _Watched(trio.abc.Stream):
@@ -391,7 +384,7 @@ async def probe(
         ),
         remote_addr=attempt.remote_addr,
         kind="ws",
-        phases_ms=attempt.phases_ms(),
+        phases_ms=phases_ms(attempt.phases),
         tls=attempt.tls,
         received=None if message is None else received_text(message)[:RECEIVED_SHOWN],
     )
