@@ -26,9 +26,8 @@ from ..._records import RECEIVED_SHOWN, ProbeResult
 from ...conditions import apply, common_facts, needs
 from ...net.addr import with_port
 from ...net.certs import TlsDetails, tls_details
-from ...net.errors import invalid_certificate
+from ...net.errors import classify, invalid_certificate
 from ..base import phases_ms, retry_after
-from ..http.errors import classify
 from .config import WsSpec
 
 if TYPE_CHECKING:
