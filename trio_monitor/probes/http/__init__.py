@@ -5,9 +5,9 @@ probe.py      prepare(target) -> HttpPlan once; probe(): deadline, retries,
               redirects, streamed capped hashed body
 wire/         our HTTP/1.1 transport: fresh or pooled connections, phase timings
 addresses.py  addresses = "all": every address behind the name, probed at once
-tls.py        SSL contexts, one per distinct TLS setting, built at config load
 fallback.py   httpx's own transports, for targets with a proxy or HTTP/2
-errors.py     httpx/httpcore/ssl/socket errors -> ErrorKind
+errors.py     httpx/httpcore errors -> ErrorKind (socket, ssl and DNS ones: net/errors.py)
+SSL contexts (one per distinct TLS setting, built at config load) are net/tls.py's.
 """
 
 from __future__ import annotations
