@@ -47,11 +47,13 @@ class TcpPlan:
     target: Target
     spec: TcpSpec
     limit_key: str  # "tcp://host:port": per_host counts per host and port
+    literal: str | None  # the host, if it is an IP address: nothing to resolve
 
 
 def prepare(target: Target) -> TcpPlan:
     spec: TcpSpec = target.spec
-    return TcpPlan(target, spec, f"{target.kind}://{with_port(spec.host, spec.port)}")
+    key = f"{target.kind}://{with_port(spec.host, spec.port)}"
+    return TcpPlan(target, spec, key, ip_literal(spec.host))
 
 
 class _Trace:
@@ -121,11 +123,11 @@ async def _receive(conn: Conn, spec: TcpSpec, trace: _Trace, sent_at: float) -> 
             return _no_match(spec, trace, f"first {RECEIVE_CAP // 1024} KiB")
 
 
-async def _attempt(spec: TcpSpec, resolvers: Resolvers, trace: _Trace) -> ProbeFailure | None:
+async def _attempt(plan: TcpPlan, resolvers: Resolvers, trace: _Trace) -> ProbeFailure | None:
     """One attempt; raises what the network raises (classified by the caller)."""
-    literal = ip_literal(spec.host)
-    if literal is not None:
-        addresses: tuple[str, ...] = (literal,)
+    spec = plan.spec
+    if plan.literal is not None:
+        addresses: tuple[str, ...] = (plan.literal,)
     else:  # raises ProbeFailure(DNS) itself
         resolution = await resolvers.get(spec.resolver).resolve(spec.host, spec.ip_family)
         addresses = resolution.addresses
@@ -171,7 +173,7 @@ async def probe(
                 attempts += 1
                 trace = _Trace()  # the last attempt is what is reported
                 try:
-                    failure = await _attempt(spec, resolvers, trace)
+                    failure = await _attempt(plan, resolvers, trace)
                     break
                 except Exception as exc:  # Cancelled is no Exception
                     failure = classify(exc, trace.tls)
