@@ -832,7 +832,6 @@ def _resolve(
             )
         first_seen.setdefault(name, i)
         group = _group(t.group, f"{where}.group", problems)
-        kind = _kind_of({"kind": t.kind, "url": t.url})
         if kind.needs_server and server is None:
             problems.append(
                 f"{where}.kind: a {kind.name} target needs a [server] section: {kind.needs_server}"
