@@ -832,7 +832,6 @@ def _resolve(
             )
         first_seen.setdefault(name, i)
         group = _group(t.group, f"{where}.group", problems)
-        kind = _kind_of({"kind": t.kind, "url": t.url})
         if kind.needs_server and server is None:
             problems.append(
                 f"{where}.kind: a {kind.name} target needs a [server] section: {kind.needs_server}"
@@ -929,8 +928,6 @@ def _cert_alerts(
 ) -> tuple[float, ...]:
     """cert_expiry and its steps, longest first. A target's own steps must be shorter
     than its cert_expiry; inherited ones that are not are skipped."""
-    if t.cert_expiry is None and t.cert_expiry_steps is None:
-        return _monitor_cert_alerts(m.cert_expiry, m.cert_expiry_steps)
     window = inherit(t.cert_expiry, m.cert_expiry)
     if not window:
         return ()
@@ -939,15 +936,13 @@ def _cert_alerts(
         problem := _step_problem(window, steps, f"{where}.cert_expiry_steps")
     ):
         problems.append(problem)
-    return tuple(sorted({window, *(step for step in steps if 0 < step < window)}, reverse=True))
+    return _alert_windows(window, steps)
 
 
 @functools.lru_cache(maxsize=16)
-def _monitor_cert_alerts(window: float, steps: tuple[float, ...] | None) -> tuple[float, ...]:
-    """cert_expiry and its steps for a target that sets neither (most: computed once)."""
-    if not window:
-        return ()
-    steps = inherit(steps, DEFAULT_CERT_STEPS)
+def _alert_windows(window: float, steps: tuple[float, ...]) -> tuple[float, ...]:
+    """cert_expiry and the steps below it, longest first (most targets share theirs:
+    computed once)."""
     return tuple(sorted({window, *(step for step in steps if 0 < step < window)}, reverse=True))
 
 

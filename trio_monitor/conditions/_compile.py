@@ -454,7 +454,8 @@ def _matching(op: str, ref: _Ref, matcher: _Matcher) -> Test:
 def _checker(
     test: Test, left: _Side, op: str, right: _Side
 ) -> Callable[[Scope], tuple[bool, str | None, str]]:
-    """The per-probe check: (ok, actual, the condition with actual values shown)."""
+    """The per-probe check: (ok, actual, the condition with actual values shown); the
+    detail only for a failed one ("" else: it is not built for every passing probe)."""
     left_ref = left if isinstance(left, _Ref) else None
     right_ref = right if isinstance(right, _Ref) else None
 
@@ -464,8 +465,11 @@ def _checker(
             a, b = b, a
         actual_left = shown(a, left_ref.duration) if left_ref else None
         actual_right = shown(b, right_ref.duration) if right_ref else None
+        actual = actual_left if left_ref else actual_right
+        if ok:
+            return True, actual, ""
         detail = f"{_shown_side(left, actual_left)} {op} {_shown_side(right, actual_right)}"
-        return ok, actual_left if left_ref else actual_right, detail
+        return False, actual, detail
 
     return check
 

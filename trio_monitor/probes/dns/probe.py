@@ -51,22 +51,21 @@ class DnsPlan:
     name: dns.name.Name
     rdtype: dns.rdatatype.RdataType
     server: tuple[str, int]  # (IP, port) asked
-
-    @property
-    def server_text(self) -> str:
-        return with_port(*self.server)
+    server_text: str  # "ip:port", "[ip]:port": as lines and error details show it
 
 
 def prepare(target: Target, default_server: tuple[str, int]) -> DnsPlan:
     spec: DnsSpec = target.spec
     server = spec.resolver if spec.resolver is not None else default_server
+    server_text = with_port(*server)
     return DnsPlan(
         target=target,
         spec=spec,
-        limit_key=f"dns://{with_port(*server)}",
+        limit_key=f"dns://{server_text}",
         name=dns.name.from_text(spec.name),
         rdtype=dns.rdatatype.from_text(spec.record_type),
         server=server,
+        server_text=server_text,
     )
 
 

@@ -34,13 +34,12 @@ from ...conditions import Type, apply
 from ...probes.base import ProbeKind, register
 from ...store import HistoryReader
 from .config import PushSpec, PushTargetSection, push_resolver
-from .heartbeat import FAIL, PING, START, Heartbeat, deadline, verdict
+from .heartbeat import Heartbeat, deadline, verdict
 from .tokens import Keyring, key_path
 
 log = logging.getLogger("trio_monitor")
 
 NAME = "push"
-EVENTS = frozenset({PING, START, FAIL})  # and exit codes, /0 to /255
 # a deadline's check comes this long after it: the wall clock, not trio's, decides
 # whether it passed, and a check a hair early would find it has not
 CHECK_SLACK = 0.05
@@ -93,9 +92,8 @@ class PushProber:
         return beat
 
     def prepare(self, target: Target) -> PushPlan:
-        self._keys.token(
-            target
-        )  # a key file that cannot be read fails here: before a reload applies
+        # a key file that cannot be read fails here: before a reload applies
+        self._keys.token(target)
         return PushPlan(target, f"push:{target.name}")
 
     def receive(self, token: str, event: str, exit_code: int | None = None) -> str | None:

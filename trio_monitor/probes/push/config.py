@@ -31,6 +31,7 @@ from ..._config import (
     _Invalid,
     converter,
     expand_env,
+    inherit,
 )
 
 # how often a job must ping, and how late it may be: 1 second to a year
@@ -95,7 +96,7 @@ def push_resolver(m: MonitorSection, env: Mapping[str, str], problems: list[str]
             problems.append(f"{where}.schedule: set expect_every or schedule, not both")
         if t.tz is not None and t.schedule is None:
             problems.append(f"{where}.tz: applies only with schedule (set it, or remove tz)")
-        tz = DEFAULT_TZ if t.tz is None else t.tz
+        tz = inherit(t.tz, DEFAULT_TZ)
         schedule = None if t.schedule is None else " ".join(t.schedule.split())
         try:
             zone = _zone(tz)
@@ -126,7 +127,7 @@ def push_resolver(m: MonitorSection, env: Mapping[str, str], problems: list[str]
             every=t.expect_every,
             schedule=schedule,
             tz=tz,
-            grace=DEFAULT_GRACE if t.grace is None else t.grace,
+            grace=inherit(t.grace, DEFAULT_GRACE),
             token=token,
         )
 
