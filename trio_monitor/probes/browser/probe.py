@@ -21,6 +21,7 @@ from ..._config import Target
 from ..._errors import ErrorKind, ProbeFailure
 from ..._records import BrowserDetails, ProbeResult
 from ...conditions import apply, common_facts, keys
+from ...net.addr import with_port
 from .artifacts import ConsoleLog, capture, masked
 from .cdp import (
     BrowserTrouble,
@@ -310,8 +311,7 @@ def _remote_addr(document: dict[str, Any] | None) -> str | None:
     ip = None if document is None else document.get("remoteIPAddress")
     if not ip:
         return None
-    ip = ip.strip("[]")
-    return f"[{ip}]:{document['remotePort']}" if ":" in ip else f"{ip}:{document['remotePort']}"  # type: ignore[index]
+    return with_port(ip.strip("[]"), document["remotePort"])  # type: ignore[index]
 
 
 def facts(result: ProbeResult, text: str | None, elements: dict[str, Any]) -> dict[str, object]:
