@@ -238,21 +238,6 @@ _SCHEMAS: Schema = {
                 "description": "an HTTPS or tls:// probe's certificate and connection; null "
                 "otherwise",
             },
-            "push": {
-                "description": "a push target's heartbeat when the line was made; null "
-                "for other kinds",
-                "type": ["object", "null"],
-                "properties": {
-                    "last_ping": _NULLABLE_TIME,
-                    "last_event": {"enum": ["ping", "start", "fail", "exit", None]},
-                    "exit_code": _nullable("integer", minimum=0, maximum=255),
-                    "run_ms": _nullable("number", minimum=0),
-                    "next_due": {
-                        **_NULLABLE_TIME,
-                        "description": "when a missing ping becomes `missed` (grace included)",
-                    },
-                },
-            },
             "addresses": {
                 "type": ["array", "null"],
                 "description": 'addresses = "all": each address behind the name',
