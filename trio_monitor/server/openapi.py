@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._errors import ErrorKind
 from .._records import PHASES
+from ..probes.browser.artifacts import FILE_NAME
 from .contract import API, DEFAULT_SINCE, MAX_ROWS, RECENT
 from .login import COOKIE
 
@@ -616,7 +617,7 @@ def openapi_document(server: ServerSection) -> Schema:
                     "required": True,
                     "schema": {
                         "type": "string",
-                        "pattern": r"^\d{8}T\d{6}\.\d{3}Z(-\d+)?\.(png|log)$",
+                        "pattern": f"^{FILE_NAME.pattern}$",
                     },
                     "description": "the file name of `browser.screenshot` or `browser.console_log`",
                 },
