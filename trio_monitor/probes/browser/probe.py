@@ -224,10 +224,7 @@ async def _load(page: PageSession, plan: BrowserPlan, seen: _Page, load: _Load) 
     await page.send("Page.addScriptToEvaluateOnNewDocument", {"source": LCP_OBSERVER})
     load.stage = "answer from the page's server"
     load.started = trio.current_time()
-    navigated = await page.send("Page.navigate", {"url": spec.url})
-    if navigated.get("errorText"):
-        raise _net_failure(navigated["errorText"])
-    loader = navigated.get("loaderId", "")
+    loader = await navigate(page, spec.url)
     if spec.wait_for == WAIT_SELECTOR:
         assert spec.selector is not None
         load.stage = f"element matching {spec.selector!r}"
@@ -245,6 +242,15 @@ async def _load(page: PageSession, plan: BrowserPlan, seen: _Page, load: _Load) 
     with trio.move_on_after(PAINT_WAIT):
         await seen.reached(loader, "firstContentfulPaint")
     load.lcp = await page.evaluate(READ_LCP, await_promise=True)
+
+
+async def navigate(page: PageSession, url: str) -> str:
+    """Page.navigate to `url` -> its loaderId; ProbeFailure when the navigation failed."""
+    navigated = await page.send("Page.navigate", {"url": url})
+    if navigated.get("errorText"):
+        raise _net_failure(navigated["errorText"])
+    loader: str = navigated.get("loaderId", "")
+    return loader
 
 
 async def _selector(page: PageSession, selector: str) -> None:
