@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 import attrs
 import tomli_w
 
+from .._config import _ENV as _ENV_REF  # our ${NAME}, as the config expands it
 from .._config import format_duration, parse_config
 from .._errors import ConfigError, UsageError
 from ..conditions import UNSUPPORTED
@@ -113,7 +114,6 @@ _GO_UNITS = {
     "h": 3600.0,
 }
 _ENV = re.compile(r"\$(?:\$|\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
-_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _PLACEHOLDER = re.compile(r"\[([A-Z_]+)\]")
 # what a TOML comment may not hold (TOML 1.0: control characters but tab)
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._errors import ErrorKind
 from .._records import PHASES
+from ..probes.browser.artifacts import FILE_NAME
 from .contract import API, DEFAULT_SINCE, MAX_ROWS, RECENT
 from .login import COOKIE
 
@@ -237,21 +238,6 @@ _SCHEMAS: Schema = {
                 "anyOf": [_ref("Tls"), {"type": "null"}],
                 "description": "an HTTPS or tls:// probe's certificate and connection; null "
                 "otherwise",
-            },
-            "push": {
-                "description": "a push target's heartbeat when the line was made; null "
-                "for other kinds",
-                "type": ["object", "null"],
-                "properties": {
-                    "last_ping": _NULLABLE_TIME,
-                    "last_event": {"enum": ["ping", "start", "fail", "exit", None]},
-                    "exit_code": _nullable("integer", minimum=0, maximum=255),
-                    "run_ms": _nullable("number", minimum=0),
-                    "next_due": {
-                        **_NULLABLE_TIME,
-                        "description": "when a missing ping becomes `missed` (grace included)",
-                    },
-                },
             },
             "addresses": {
                 "type": ["array", "null"],
@@ -631,7 +617,7 @@ def openapi_document(server: ServerSection) -> Schema:
                     "required": True,
                     "schema": {
                         "type": "string",
-                        "pattern": r"^\d{8}T\d{6}\.\d{3}Z(-\d+)?\.(png|log)$",
+                        "pattern": f"^{FILE_NAME.pattern}$",
                     },
                     "description": "the file name of `browser.screenshot` or `browser.console_log`",
                 },

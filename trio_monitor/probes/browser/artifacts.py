@@ -21,7 +21,6 @@ import base64
 import contextlib
 import hashlib
 import logging
-import os
 import re
 import time
 from collections.abc import Iterable, Mapping
@@ -32,6 +31,7 @@ import trio
 
 from ..._config import Config
 from ..._secrets import MASK
+from ..push.tokens import key_path
 
 if TYPE_CHECKING:
     from .cdp import PageSession
@@ -49,16 +49,10 @@ SUFFIXES = {".png": "image/png", ".log": "text/plain; charset=utf-8"}
 
 
 def state_dir(config: Config, env: Mapping[str, str] | None = None) -> Path | None:
-    """The state directory (see the module doc); None for an in-memory config without
-    history: nowhere to keep artifacts."""
-    env = os.environ if env is None else env
-    if config.store_path is not None:
-        return Path(config.store_path).parent
-    if env.get("STATE_DIRECTORY"):
-        return Path(env["STATE_DIRECTORY"].split(":")[0])
-    if config.path != "<memory>":
-        return Path(config.path).parent
-    return None
+    """The state directory (see the module doc): where push's key file is; None for an
+    in-memory config without history: nowhere to keep artifacts."""
+    key = key_path(config, env)
+    return None if key is None else key.parent
 
 
 def slug(name: str) -> str:

@@ -2,10 +2,9 @@
 events routed to flattened page sessions by their sessionId.
 
 One `Connection` per Chromium process, read by one task (`read`): an answer wakes the
-command waiting for it, an event goes to its session's handlers and waiters, all
-synchronously (O(1) per message). A `PageSession` is what a probe (and its steps) drive:
-`send(method, params)`, `on(event, handler)`, `wait_for(event, predicate)`,
-`evaluate(js)`.
+command waiting for it, an event goes to its session's handlers, all synchronously
+(O(1) per message). A `PageSession` is what a probe (and its steps) drive:
+`send(method, params)`, `on(event, handler)`, `evaluate(js)`.
 
 Once the connection is broken (`broken(reason)`: the process died, hung or grew too
 big), every command waiting and every later one raises `BrowserTrouble` with the reason.
@@ -85,14 +84,12 @@ class Connection:
             session.event(message.get("method", ""), message.get("params", {}))
 
     def broken(self, reason: str) -> None:
-        """Nothing more will be answered: wake every waiting command (and session)."""
+        """Nothing more will be answered: wake every waiting command."""
         if self.trouble is None:
             self.trouble = reason
         calls, self._calls = self._calls, {}
         for call in calls.values():
             call.done.set()
-        for session in self._sessions.values():
-            session.wake()
 
     async def send(
         self,
@@ -152,7 +149,7 @@ class PageSession:
     """One page (a target attached with flatten=true): commands, events, scripts.
 
     What a probe or a step drives: `send` a command, `on` to see every event of a kind
-    as it comes, `wait_for` the next one that matches, `evaluate` a script.
+    as it comes, `evaluate` a script.
     """
 
     def __init__(
@@ -163,8 +160,6 @@ class PageSession:
         self.target_id = target_id  # also the main frame's id
         self.context_id = context_id  # its browser context (cookies, storage: its own)
         self._handlers: dict[str, list[Handler]] = {}
-        self._waiters: list[tuple[str, Callable[[dict[str, Any]], bool], list[Any]]] = []
-        self._changed = trio.Event()
 
     async def send(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
         """A command to this page. Bounded by the caller only: a page's renderer may be
@@ -174,24 +169,6 @@ class PageSession:
     def on(self, method: str, handler: Handler) -> None:
         """Call `handler(params)` for each `method` event from now on (synchronously)."""
         self._handlers.setdefault(method, []).append(handler)
-
-    async def wait_for(
-        self, method: str, predicate: Callable[[dict[str, Any]], bool] = lambda _: True
-    ) -> dict[str, Any]:
-        """The params of the next `method` event that `predicate` accepts."""
-        slot: list[Any] = []
-        waiter = (method, predicate, slot)
-        self._waiters.append(waiter)
-        try:
-            while not slot:
-                if self.connection.trouble is not None:
-                    raise BrowserTrouble(self.connection.trouble)
-                await self._changed.wait()
-        finally:
-            if waiter in self._waiters:
-                self._waiters.remove(waiter)
-        params: dict[str, Any] = slot[0]
-        return params
 
     async def evaluate(self, expression: str, *, await_promise: bool = False) -> Any:
         """The value of a script in the page (JSON-like); PageScriptError if it throws."""
@@ -211,18 +188,6 @@ class PageSession:
     def event(self, method: str, params: dict[str, Any]) -> None:
         for handler in self._handlers.get(method, ()):
             handler(params)
-        woken = False
-        for waiter in self._waiters:
-            name, predicate, slot = waiter
-            if name == method and not slot and predicate(params):
-                slot.append(params)
-                woken = True
-        if woken:
-            self.wake()
-
-    def wake(self) -> None:
-        self._changed.set()
-        self._changed = trio.Event()
 
 
 def describe_exception(details: dict[str, Any]) -> str:

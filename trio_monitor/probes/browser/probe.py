@@ -21,6 +21,7 @@ from ..._config import Target
 from ..._errors import ErrorKind, ProbeFailure
 from ..._records import BrowserDetails, ProbeResult
 from ...conditions import apply, common_facts, keys
+from ...net.addr import with_port
 from .artifacts import ConsoleLog, capture, masked
 from .cdp import (
     BrowserTrouble,
@@ -223,10 +224,7 @@ async def _load(page: PageSession, plan: BrowserPlan, seen: _Page, load: _Load) 
     await page.send("Page.addScriptToEvaluateOnNewDocument", {"source": LCP_OBSERVER})
     load.stage = "answer from the page's server"
     load.started = trio.current_time()
-    navigated = await page.send("Page.navigate", {"url": spec.url})
-    if navigated.get("errorText"):
-        raise _net_failure(navigated["errorText"])
-    loader = navigated.get("loaderId", "")
+    loader = await navigate(page, spec.url)
     if spec.wait_for == WAIT_SELECTOR:
         assert spec.selector is not None
         load.stage = f"element matching {spec.selector!r}"
@@ -244,6 +242,15 @@ async def _load(page: PageSession, plan: BrowserPlan, seen: _Page, load: _Load) 
     with trio.move_on_after(PAINT_WAIT):
         await seen.reached(loader, "firstContentfulPaint")
     load.lcp = await page.evaluate(READ_LCP, await_promise=True)
+
+
+async def navigate(page: PageSession, url: str) -> str:
+    """Page.navigate to `url` -> its loaderId; ProbeFailure when the navigation failed."""
+    navigated = await page.send("Page.navigate", {"url": url})
+    if navigated.get("errorText"):
+        raise _net_failure(navigated["errorText"])
+    loader: str = navigated.get("loaderId", "")
+    return loader
 
 
 async def _selector(page: PageSession, selector: str) -> None:
@@ -310,8 +317,7 @@ def _remote_addr(document: dict[str, Any] | None) -> str | None:
     ip = None if document is None else document.get("remoteIPAddress")
     if not ip:
         return None
-    ip = ip.strip("[]")
-    return f"[{ip}]:{document['remotePort']}" if ":" in ip else f"{ip}:{document['remotePort']}"  # type: ignore[index]
+    return with_port(ip.strip("[]"), document["remotePort"])  # type: ignore[index]
 
 
 def facts(result: ProbeResult, text: str | None, elements: dict[str, Any]) -> dict[str, object]:

@@ -356,13 +356,9 @@ async def _element(page: PageSession, selector: str, script: str) -> Any:
 
 
 async def _goto(ctx: _Context, step: Step) -> None:
-    page = ctx.page
-    from .probe import _net_failure
+    from .probe import navigate
 
-    navigated = await page.send("Page.navigate", {"url": step.target})
-    if navigated.get("errorText"):
-        raise _net_failure(navigated["errorText"])
-    await ctx.seen.reached(navigated.get("loaderId", ""), "load")
+    await ctx.seen.reached(await navigate(ctx.page, step.target), "load")
 
 
 async def _click(ctx: _Context, step: Step) -> None:
