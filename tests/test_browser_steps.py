@@ -20,6 +20,7 @@ from trio_monitor._records import to_line
 from trio_monitor.probes.browser import BrowserProber, open_browser_prober
 from trio_monitor.probes.browser import artifacts as artifacts_module
 from trio_monitor.probes.browser.artifacts import DIRECTORY, artifact_file, slug
+from trio_monitor.probes.browser.steps import Step, StepRun
 
 PASSWORD = "hunter2-s3cret-Pa55"
 ENV = {"APP_USER": "alice", "APP_PASSWORD": PASSWORD}
@@ -425,3 +426,16 @@ async def test_a_reload_moves_the_artifacts_and_changes_how_many_are_kept(tmp_pa
         assert (prober.artifacts.root, prober.artifacts.keep) == (tmp_path / "a", 20)
         await prober.reconfigure(before, after)
         assert (prober.artifacts.root, prober.artifacts.keep) == (tmp_path / "b", 3)
+
+
+async def test_a_deadline_before_a_step_began_fails_the_probe_naming_that_step():
+    # the deadline may come after the load but before the steps (while lcp_ms is
+    # awaited): the probe must not pass with its steps never run
+    run = StepRun((Step("click", "#go", selector="#go"), Step("expect_text", "Done")))
+    failure = run.timed_out(1.0)
+    assert failure is not None
+    assert (failure.kind, failure.detail) == (
+        ErrorKind.TIMEOUT,
+        'steps[0] click "#go": not done within the 1s timeout',
+    )
+    assert [(s.action, s.ok) for s in run.results] == [("click", False)]

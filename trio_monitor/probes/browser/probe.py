@@ -375,13 +375,14 @@ async def probe(
                     deadlines.discard(deadline)
             if chromium.trouble is not None:
                 failure = ProbeFailure(ErrorKind.BROWSER, chromium.trouble)
+            elif deadline.cancelled_caught and load.read is None:  # the page was not ready
+                failure = ProbeFailure(
+                    ErrorKind.TIMEOUT, f"no {load.stage} within {target.timeout:g}s"
+                )
             elif deadline.cancelled_caught:
-                # a step cut short; else the load, unless only lcp_ms was missed
+                # a step cut short or never begun (the deadline came while lcp_ms was
+                # awaited); without steps left, only lcp_ms was missed
                 failure = steps.timed_out(target.timeout)
-                if failure is None and load.read is None:
-                    failure = ProbeFailure(
-                        ErrorKind.TIMEOUT, f"no {load.stage} within {target.timeout:g}s"
-                    )
     read = load.read or {}
     text = _text(load)
     document = None if seen is None else seen.document

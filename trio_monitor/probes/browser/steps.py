@@ -282,10 +282,13 @@ class StepRun:
         self._current = None
 
     def timed_out(self, timeout: float) -> ProbeFailure | None:
-        """The failure of the step the deadline cut short; None when none was running."""
+        """The failure of the step the deadline cut short, or of the first one it came
+        before; None when every step had run."""
         i = self._current
         if i is None:
-            return None
+            if len(self.results) == len(self.steps):
+                return None
+            i, self._started = len(self.results), trio.current_time()
         why = f"not done within the {timeout:g}s timeout"
         self._record(i, why)
         self._current = None
