@@ -36,15 +36,16 @@ import httpx
 import trio
 
 from ._config import Config, load_config
-from ._errors import ConfigError
+from ._errors import ConfigError, StoreError
 from ._records import AlertEvent, ProbeResult, Record, TargetRemoved
 from ._systemd import SystemdNotifier, serve_watchdog
 from .alerts.base import Notifiers
 from .engine.dispatch import Dispatcher, Outlet
 from .engine.schedule import Scheduler
+from .engine.silences import SilenceDesk
 from .engine.state import DOWN, MemoryStateStore
 from .engine.view import MonitorView, RecentStats
-from .policy import Policy
+from .policy import Holds, Policy
 from .probes import base as probe_kinds
 from .probes import push
 from .probes.base import Prober
@@ -54,6 +55,7 @@ from .store import HistoryReader, StoreStats, open_store, serve_store
 from .store.lock import hold_history_lock
 from .store.outbox import serve_outbox
 from .store.records import Incident
+from .store.silences import active_silences
 
 if TYPE_CHECKING:
     from .server.metrics import Metrics
@@ -177,6 +179,9 @@ class Monitor:
         self.state = MemoryStateStore(config.alerts)
         self.policy = Policy(config, self.state)
         self.dispatcher = Dispatcher(self.state, self.policy)
+        (holds,) = (s for s in self.policy.stages if isinstance(s, Holds))
+        self.silences = SilenceDesk(holds, self.dispatcher, lambda: self.config)
+        self._holds = holds
         self.output: Outlet = self.dispatcher.add_outlet(
             "output", OUTPUT_QUEUE, lost=lambda: self.out.lost
         )
@@ -341,7 +346,9 @@ class Monitor:
         # Imported here: starlette and hypercorn cost start-up time a serverless run never needs.
         from .server import build_app, serve_http
 
-        app = build_app(self.view, self.config.server, metrics, push=self.receive_push)
+        app = build_app(
+            self.view, self.config.server, metrics, push=self.receive_push, silences=self.silences
+        )
         server = self.config.server
 
         async def run(task_status: trio.TaskStatus[tuple[str, int]]) -> None:
@@ -374,6 +381,7 @@ class Monitor:
             if self.history is not None:
                 assert config.store_path is not None
                 self._resume(outages)
+                await self._restore_silences(config.store_path)
                 await services.start(
                     serve_store,
                     self.history.outlet.receive,
@@ -426,6 +434,15 @@ class Monitor:
                 since = state.since if state is not None and state.state == DOWN else None
                 records.append(TargetRemoved(wall_now, target.name, target.url, since))
         return records
+
+    async def _restore_silences(self, path: str) -> None:
+        """Silences added through the API before this start hold again."""
+        try:
+            silences = await trio.to_thread.run_sync(active_silences, path, time.time())
+        except (OSError, sqlite3.Error, StoreError) as exc:
+            log.warning("silences in %s cannot be read now (%s): none hold", path, exc)
+            return
+        self._holds.restore(silences)
 
     def _resume(self, outages: list[Incident]) -> None:
         """Outages still open in history go on: those targets start DOWN. Those of

@@ -25,6 +25,9 @@ from typing import Protocol
 from .._config import Config
 from .._records import AlertEvent
 from ..engine.state import StateStore
+from ._maintenance import Holds, Silence, next_occurrence, occurrence
+
+__all__ = ["Holds", "Policy", "Silence", "Stage", "next_occurrence", "occurrence"]
 
 
 class Stage(Protocol):
@@ -53,7 +56,9 @@ class Stage(Protocol):
 
 def _stages(config: Config, state: StateStore) -> list[Stage]:
     """The stages in their order; each stage's module adds itself here."""
-    return []
+    return [
+        Holds(config, state),  # maintenance windows and silences: hold
+    ]
 
 
 class Policy:

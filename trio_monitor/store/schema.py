@@ -75,6 +75,13 @@ MIGRATIONS: list[tuple[str, ...]] = [
         "ALTER TABLE samples ADD COLUMN phases BLOB",
         "ALTER TABLE rollups ADD COLUMN phases BLOB",
     ),
+    (
+        # runtime silences (store/silences.py): `until` is set to the moment one is
+        # expired early; `match` a JSON object of labels or NULL, `targets` a JSON array
+        """CREATE TABLE silences (
+            id TEXT PRIMARY KEY, start REAL NOT NULL, until REAL NOT NULL, match TEXT,
+            targets TEXT NOT NULL, comment TEXT NOT NULL, author TEXT NOT NULL)""",
+    ),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
