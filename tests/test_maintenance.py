@@ -287,3 +287,34 @@ def test_other_events_in_a_window_are_held():
         [alert_event("flapping", ts=START + 5, labels={"team": "pay"})], START - 995
     )
     assert flap.held_by == "maintenance:w"
+
+
+def test_an_outage_resumed_at_start_up_inside_its_hold_stays_held():
+    run = Run(one_off())
+    run.state.restore_down("api", START + 60, START - 880, START + 120)
+    down = alert_event("down", ts=START + 60, since=START + 60, labels={"team": "pay"})
+    run.holds.resume(down, START - 880, START + 120)
+    (up,) = run.probe("api", START + 180, ok=True)
+    assert up.held_by == "maintenance:w"  # its down was never paged: neither is its up
+
+
+def test_an_outage_resumed_that_began_before_its_hold_was_paged_then():
+    run = Run(one_off())
+    run.state.restore_down("api", START - 60, START - 880, START + 120)
+    down = alert_event("down", ts=START - 60, since=START - 60, labels={"team": "pay"})
+    run.holds.resume(down, START - 880, START + 120)
+    assert run.policy.next_tick() == math.inf
+    (up,) = run.probe("api", START + 180, ok=True)
+    assert up.held_by is None  # closes the page opened before the window
+
+
+def test_an_outage_resumed_inside_its_hold_is_paged_at_its_end_if_still_down():
+    run = Run(one_off())
+    run.state.restore_down("api", START + 60, START - 880, START + 120)
+    run.holds.resume(
+        alert_event("down", ts=START + 60, since=START + 60, labels={"team": "pay"}),
+        START - 880,
+        START + 120,
+    )
+    (late,) = run.tick(END)
+    assert (late.event, late.since, late.ts) == ("down", START + 60, END)

@@ -380,8 +380,8 @@ class Monitor:
             await services.start(self.dispatcher.run_policy)
             if self.history is not None:
                 assert config.store_path is not None
-                self._resume(outages)
                 await self._restore_silences(config.store_path)
+                self._resume(outages)
                 await services.start(
                     serve_store,
                     self.history.outlet.receive,
@@ -445,14 +445,26 @@ class Monitor:
         self._holds.restore(silences)
 
     def _resume(self, outages: list[Incident]) -> None:
-        """Outages still open in history go on: those targets start DOWN. Those of
+        """Outages still open in history go on: those targets start DOWN (and a held
+        one stays held: policy/_maintenance.py `Holds.resume`). Those of
         targets no longer configured end, at their last stored probe: nothing watched
         them after it (`removed`, through the history outlet)."""
-        names = {t.name for t in self.config.targets}
+        targets = {t.name: t for t in self.config.targets}
         now, wall_now = trio.current_time(), time.time()
         for incident in outages:
-            if incident.target in names:
+            target = targets.get(incident.target)
+            if target is not None:
                 self.state.restore_down(incident.target, incident.start, now, wall_now)
+                down = AlertEvent(
+                    incident.start,
+                    target.name,
+                    target.url,
+                    "down",
+                    reason=incident.error,
+                    since=incident.start,
+                    labels=dict(target.labels) or None,
+                )
+                self._holds.resume(down, now, wall_now)  # held before the restart: held on
             else:
                 end = incident.start if incident.last_seen is None else incident.last_seen
                 self.dispatcher.publish(TargetRemoved(end, incident.target, since=incident.start))

@@ -99,15 +99,15 @@ def holder(
     name: str,
     labels: Mapping[str, str] | None,
     wall: float,
-) -> tuple[str, float] | None:
+) -> tuple[str, float, float] | None:
     """What holds this target's alerts at `wall` -> ("maintenance:NAME" or
-    "silence:ID", when that hold ends), windows first; None: nothing."""
+    "silence:ID", when that hold began, when it ends), windows first; None: nothing."""
     for window in windows:
         if window.matches(name, labels) and (span := occurrence(window, wall)) is not None:
-            return MAINTENANCE + window.name, span[1]
+            return MAINTENANCE + window.name, *span
     for silence in silences:
         if silence.holds(name, labels, wall):
-            return SILENCE + silence.id, silence.until
+            return SILENCE + silence.id, silence.start, silence.until
     return None
 
 
@@ -159,6 +159,15 @@ class Holds:
         hold = holder(self._windows, self._silences.values(), name, labels, wall)
         return None if hold is None else hold[0]
 
+    def resume(self, down: AlertEvent, now: float, wall: float) -> None:
+        """An outage resumed at start-up (`down`: as it was sent, from history): if it
+        began while the hold that holds it now had begun, its `down` was held, so its
+        `up` is held too, or one `down` goes out when the hold ends."""
+        self._offset = wall - now
+        hold = holder(self._windows, self._silences.values(), down.target, down.labels, wall)
+        if hold is not None and hold[1] <= down.ts:
+            self._held[down.target] = _Held(down, hold[0], hold[2])
+
     def windows(self) -> tuple[Maintenance, ...]:
         return self._windows
 
@@ -179,7 +188,7 @@ class Holds:
             elif hold is not None and alert.event != "up":
                 # an up whose down went out before the hold closes that page: delivered
                 if alert.event == "down":
-                    self._held[alert.target] = _Held(alert, *hold)
+                    self._held[alert.target] = _Held(alert, hold[0], hold[2])
                 alert = attrs.evolve(alert, held_by=hold[0])
             out.append(alert)
         return out
@@ -192,7 +201,7 @@ class Holds:
         for name, held in list(self._held.items()):
             hold = holder(self._windows, self._silences.values(), name, held.down.labels, wall)
             if hold is not None:  # still held: by the same, or by another window or silence
-                held.by, held.until = hold
+                held.by, _, held.until = hold
                 continue
             del self._held[name]
             state = self._state.get(name)
