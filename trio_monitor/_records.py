@@ -210,11 +210,11 @@ class AlertEvent:
     target: str
     url: str
     # "down" | "up" | "slow" | "content_changed" | "flapping" | "flap_end" |
-    # "cert_expiring" | "cert_renewed"
+    # "cert_expiring" | "cert_renewed" | "degrading"
     event: str
     reason: str | None = None  # the error kind that took it down, or "slow"
     detail: str | None = None
-    since: float | None = None  # when the outage (or slowness) began
+    since: float | None = None  # when the outage (or slowness, or degradation) began
     downtime_s: float | None = None  # for "up": how long it was down
     failures: int | None = None  # consecutive failed probes when "down" fired
     latency_ms: float | None = None  # for "slow"
@@ -229,6 +229,14 @@ class AlertEvent:
     days_left: float | None = None
     step_days: float | None = None  # for "cert_expiring": the cert_expiry step crossed, in days
     previous_not_after: float | None = None  # for "cert_renewed": the old certificate's
+    # for "degrading" (trio_monitor/early/): the signal that left its baseline
+    # ("latency", "errors", "size", "churn", "cert"), the baseline and the current value
+    # in the signal's unit (ms, failure share, bytes, change share, days left), and how
+    # far past the warning threshold it is (score 1: just at it)
+    signal: str | None = None
+    baseline: float | None = None
+    current: float | None = None
+    score: float | None = None
 
     @property
     def key(self) -> str:

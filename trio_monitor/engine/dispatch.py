@@ -1,6 +1,7 @@
 """The one dispatch point: every record the engine makes reaches its consumers here.
 
     probe result ──▶ StateStore.observe ──▶ the result, then its alerts, in order
+                     (then early warning's)
                                                  │
         observers: inline, synchronous, O(1)  ◀──┤  (recent stats, metrics)
         outlets: a bounded channel and a task  ◀─┘  (JSON lines, history,
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Protocol
 
 import trio
 
@@ -72,9 +74,16 @@ class Outlet:
             pass  # that consumer has finished (its output was closed) or we are closing
 
 
+class Warnings(Protocol):
+    """Early warning (trio_monitor/early/): `degrading` alerts after the state's."""
+
+    def observe(self, target: Target, result: ProbeResult, now: float) -> list[AlertEvent]: ...
+
+
 class Dispatcher:
-    def __init__(self, state: StateStore) -> None:
+    def __init__(self, state: StateStore, early: Warnings | None = None) -> None:
         self._state = state
+        self._early = early
         self._outlets: list[Outlet] = []
         self._downstream: list[Outlet] = []  # fed (and closed) by another consumer
         self._observers: list[Callable[[Record], None]] = []
@@ -118,6 +127,8 @@ class Dispatcher:
         alerts: list[AlertEvent] = []
         if current:
             result, alerts = self._state.observe(target, result, now)
+            if self._early is not None:
+                alerts += self._early.observe(target, result, now)
         self.publish(result)
         for alert in alerts:
             self.publish(alert)
