@@ -392,3 +392,10 @@ def test_the_view_shows_a_targets_open_warning():
     assert status is not None
     assert status.degrading is not None
     assert status.degrading.signal == "latency"
+
+
+def test_a_certificate_already_within_cert_expiry_is_left_to_cert_expiring():
+    replay = Replay()
+    tls = tls_details(T0 + 2 * DAY, ts=T0)  # 2 days left of 90: overdue, and expiring
+    alerts = replay.feed([{"latency_ms": 80.0, "tls": tls}])
+    assert [a.event for _, a in alerts] == ["cert_expiring"]

@@ -46,6 +46,7 @@ from .engine.dispatch import Dispatcher, Outlet
 from .engine.schedule import Scheduler
 from .engine.state import DOWN, MemoryStateStore
 from .engine.view import MonitorView, RecentStats
+from .policy import Policy
 from .probes import base as probe_kinds
 from .probes import push
 from .probes.base import Prober
@@ -176,8 +177,9 @@ class Monitor:
         self._stopped_at: float | None = None  # trio clock, at the first stop()
         self.aborted = False
         self.state = MemoryStateStore(config.alerts)
+        self.policy = Policy(config, self.state)
         self.early = EarlyWarning.for_config(config, self.state)
-        self.dispatcher = Dispatcher(self.state, self.early)
+        self.dispatcher = Dispatcher(self.state, self.policy, self.early)
         self.output: Outlet = self.dispatcher.add_outlet(
             "output", OUTPUT_QUEUE, lost=lambda: self.out.lost
         )
@@ -220,6 +222,7 @@ class Monitor:
         components: list[Reconfigurable] = [
             self.state,
             self.early,
+            self.dispatcher,  # the alert policy
             self.recent,
             self.scheduler,
             notifiers,
@@ -371,7 +374,8 @@ class Monitor:
             notifiers = Notifiers(
                 self.dispatcher, services, client, self.given_up, outbox=self.history is not None
             )
-            notifiers.configure(config.alerts)
+            notifiers.configure(config)
+            await services.start(self.dispatcher.run_policy)
             if self.history is not None:
                 assert config.store_path is not None
                 self._resume(outages)

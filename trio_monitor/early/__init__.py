@@ -54,7 +54,9 @@ class EarlyWarning:
             model.reset()
             self._open.pop(name, None)
             return []
-        found = model.observe(result, self.params)
+        found = model.observe(
+            result, self.params, target.cert_alerts[0] if target.cert_alerts else 0.0
+        )
         warning = self._open.get(name)
         if warning is not None and not model.alarmed(warning.signal or ""):
             del self._open[name]  # back to its baseline: the episode is over

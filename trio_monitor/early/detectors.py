@@ -14,7 +14,8 @@ re-armed) when S is back at 0, i.e. after the signal returned to its baseline.
   stable (a baseline change rate under CHURN_STABLE).
 - cert: the leaf's days left against when it is expected to be renewed: the days left
   at the last renewal seen, else min(lifetime / 3, 30 days); a renewal is overdue once
-  days left < expected - cert_margin.
+  days left < expected - cert_margin, warned while more than cert_expiry is left (below
+  it, `cert_expiring` is the alert).
 """
 
 from __future__ import annotations
@@ -161,7 +162,11 @@ class TargetModel:
         }[signal]
         return cusum.alarmed
 
-    def observe(self, r: ProbeResult, p: EarlyWarningSection) -> list[Finding]:
+    def observe(
+        self, r: ProbeResult, p: EarlyWarningSection, cert_window: float = 0.0
+    ) -> list[Finding]:
+        """Fold one probe in. `cert_window`: the target's `cert_expiry` (what
+        `cert_expiring` covers: an overdue renewal warns only before it)."""
         found: list[Finding] = []
         ts = r.ts
         if r.ok:
@@ -189,7 +194,7 @@ class TargetModel:
                 )
         e.update(not r.ok, 1.0 / p.errors_probes)
         if r.tls is not None:
-            self._cert(r, p, found)
+            self._cert(r, p, cert_window, found)
         return found
 
     def _latency(self, r: ProbeResult, p: EarlyWarningSection, found: list[Finding]) -> None:
@@ -277,7 +282,9 @@ class TargetModel:
                 )
         churn.update(r.content_changed, 1.0 / p.errors_probes)
 
-    def _cert(self, r: ProbeResult, p: EarlyWarningSection, found: list[Finding]) -> None:
+    def _cert(
+        self, r: ProbeResult, p: EarlyWarningSection, window: float, found: list[Finding]
+    ) -> None:
         tls = r.tls
         assert tls is not None
         left = tls.not_after - r.ts
@@ -289,7 +296,7 @@ class TargetModel:
         lifetime = tls.not_after - tls.not_before
         expected = self.cert if self.cert is not None else min(lifetime / 3, 30 * DAY)
         overdue = expected - left
-        if overdue > p.cert_margin and not self.cert_cusum.alarmed:
+        if overdue > p.cert_margin and left > window and not self.cert_cusum.alarmed:
             self.cert_cusum.alarmed, self.cert_cusum.start = True, r.ts
             found.append(
                 Finding(
