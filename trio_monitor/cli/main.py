@@ -48,7 +48,10 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Comman
     "import": ("convert another monitor's config: import gatus FILE", *_module(import_gatus)),
     "health": ("exit 0 if the running monitor's [server] says it is healthy", *_module(health)),
     "push-urls": ("print each push target's URL (for its crontab line)", *_module(push_urls)),
-    "simulate": ("replay recorded probes through a candidate config's alerting", *_module(simulate)),
+    "simulate": (
+        "replay recorded probes through a candidate config's alerting",
+        *_module(simulate),
+    ),
 }
 
 
