@@ -5,7 +5,9 @@
 writes OUT_DIR/week.jsonl (what `trio-monitor run` would have written for that week:
 probe lines and the alert lines its alerting made), OUT_DIR/live.toml (the config that
 "recorded" it: global thresholds, one pager, no grouping, no dependencies, no
-maintenance) and OUT_DIR/schedule.txt (the outages the week holds).
+maintenance), OUT_DIR/candidate.toml (the same with dependencies on the routers, storm
+grouping and the maintenance window) and OUT_DIR/schedule.txt (the outages the week
+holds).
 
 The fleet: 4 routers (core-a .. core-d, one per site, each site its own /24) with the
 other targets spread behind them (labels team and site). The week (from Monday
@@ -81,6 +83,31 @@ def live_config(targets: list[dict], interval: float) -> dict:
         "storage": {"enabled": False},
         "targets": targets,
     }
+
+
+def candidate_config(targets: list[dict], interval: float) -> dict:
+    """live.toml plus what issue 13 adds: every service depends on its site's router,
+    storm grouping over a probe interval (the fleet's probes are spread over it, so a
+    shared outage's downs are too), and Sunday's maintenance window."""
+    doc = live_config(
+        [
+            {**t, "depends_on": [f"core-{t['labels']['site']}"]}
+            if t["name"].startswith("svc-")
+            else t
+            for t in targets
+        ],
+        interval,
+    )
+    doc["alerts"] |= {"group_window": f"{interval:g}s", "group_min": 3}
+    doc["maintenance"] = [
+        {
+            "name": "site-a-upgrade",
+            "match": {"site": "a"},
+            "start": "2026-11-22T02:00:00Z",
+            "end": "2026-11-22T04:00:00Z",
+        }
+    ]
+    return doc
 
 
 def schedule(targets: list[dict], rng: random.Random) -> dict[str, list[Fault]]:
@@ -177,6 +204,8 @@ def main(argv: list[str] | None = None) -> int:
     targets = fleet(args.targets)
     doc = live_config(targets, args.interval)
     (args.out / "live.toml").write_text(tomli_w.dumps(doc), encoding="utf-8")
+    candidate = tomli_w.dumps(candidate_config(targets, args.interval))
+    (args.out / "candidate.toml").write_text(candidate, encoding="utf-8")
     faults = schedule(targets, rng)
     with open(args.out / "schedule.txt", "w", encoding="utf-8") as f:
         for name, its in faults.items():
