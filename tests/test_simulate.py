@@ -21,6 +21,7 @@ from trio_monitor import parse_config
 from trio_monitor._config import StorageSection
 from trio_monitor._records import to_line
 from trio_monitor.alerts.base import Notifiers, identity
+from trio_monitor.early import EarlyWarning
 from trio_monitor.engine.dispatch import Dispatcher
 from trio_monitor.engine.state import MemoryStateStore
 from trio_monitor.policy import Policy
@@ -63,10 +64,12 @@ SCRIPT.sort()
 
 
 async def live_run(config, script):
-    """The live path: Dispatcher + Policy (its real stages) + running notifiers, on
+    """The live path: Dispatcher + Policy (its real stages) + early warning + running
+    notifiers, as _lifecycle.Monitor builds them, on
     trio's clock; -> (the JSON lines it wrote, per notifier what it delivered)."""
     state = MemoryStateStore(config.alerts)
-    dispatcher = Dispatcher(state, Policy(config, state))
+    early = EarlyWarning.for_config(config, state)
+    dispatcher = Dispatcher(state, Policy(config, state), early)
     lines: list[str] = []
     dispatcher.add_observer(lambda record: lines.append(to_line(record)))
     targets = {t.name: t for t in config.targets}

@@ -26,6 +26,7 @@ from .._config import Config
 from .._records import TS_MIN, AlertEvent, ProbeResult, Record
 from ..alerts import routing
 from ..alerts.base import configured
+from ..early import EarlyWarning
 from ..engine.dispatch import Dispatcher
 from ..engine.state import DOWN, MemoryStateStore
 from ..policy import Policy
@@ -75,8 +76,12 @@ class Replay:
     def __init__(self, config: Config) -> None:
         self.targets = {t.name: t for t in config.targets}
         self.state = MemoryStateStore(config.alerts)
-        self.policy = Policy(config, self.state)  # as _lifecycle.Monitor builds it
-        self.dispatcher = Dispatcher(self.state, self.policy)
+        # as _lifecycle.Monitor builds them (early warning learns its baselines afresh
+        # from the replayed results: the stored ones are the present's, not the past's)
+        self.policy = Policy(config, self.state)
+        self.dispatcher = Dispatcher(
+            self.state, self.policy, EarlyWarning.for_config(config, self.state)
+        )
         self.dispatcher.add_observer(self._published)
         self.notifiers = [
             Notifier(name, ident, routing.accepts(table, name, self.targets))
