@@ -25,9 +25,10 @@ from typing import Protocol
 from .._config import Config
 from .._records import AlertEvent
 from ..engine.state import StateStore
+from ._grouping import Grouping
 from ._maintenance import Holds, Silence, next_occurrence, occurrence
 
-__all__ = ["Holds", "Policy", "Silence", "Stage", "next_occurrence", "occurrence"]
+__all__ = ["Grouping", "Holds", "Policy", "Silence", "Stage", "next_occurrence", "occurrence"]
 
 
 class Stage(Protocol):
@@ -58,6 +59,8 @@ def _stages(config: Config, state: StateStore) -> list[Stage]:
     """The stages in their order; each stage's module adds itself here."""
     return [
         Holds(config, state),  # maintenance windows and silences: hold
+        # grouping: simultaneous downs with a shared cause -> one group_down
+        Grouping(config, state),
     ]
 
 
