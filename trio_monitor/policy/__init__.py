@@ -26,9 +26,11 @@ from .._config import Config
 from .._records import AlertEvent
 from ..engine.state import StateStore
 from ._grouping import Grouping
-from ._maintenance import Holds, Silence, next_occurrence, occurrence
+from ._maintenance import Holds, Silence, next_occurrence, occurrence, occurrences
 
-__all__ = ["Grouping", "Holds", "Policy", "Silence", "Stage", "next_occurrence", "occurrence"]
+__all__ = [
+    "Grouping", "Holds", "Policy", "Silence", "Stage", "next_occurrence", "occurrence", "occurrences",
+]  # fmt: skip
 
 
 class Stage(Protocol):

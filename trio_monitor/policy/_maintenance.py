@@ -21,7 +21,7 @@ lasts `duration` of elapsed time.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -82,6 +82,16 @@ def next_occurrence(window: Maintenance, wall: float) -> tuple[float, float] | N
     assert window.duration is not None
     start = _next_start(window.cron, window.timezone, wall)
     return start, start + window.duration
+
+
+def occurrences(window: Maintenance, since: float, until: float) -> Iterator[tuple[float, float]]:
+    """The window's occurrences that overlap [since, until), in order (a report's)."""
+    span = next_occurrence(window, since)
+    while span is not None and span[0] < until:
+        yield span
+        if window.cron is None:
+            return
+        span = next_occurrence(window, span[1])
 
 
 def _next_start(cron: str, zone: str, after: float) -> float:

@@ -30,6 +30,7 @@ from typing import IO, Any, Protocol
 
 from .._errors import UsageError
 from .._records import PHASES, in_rfc3339_range, rfc3339
+from ..policy import Silence
 from ..store import HistoryReader
 from ..store.records import Certificate, ContentChange, HourRollup, Incident, Sample, encode_phases
 from .aggregate import HOUR, Aggregator
@@ -59,6 +60,7 @@ class HistorySource(Protocol):
     ) -> list[ContentChange]: ...
     def certificates(self, target: str | None = None) -> list[Certificate]: ...
     def unstored(self) -> int: ...
+    def silences(self, since: float, until: float) -> list[Silence]: ...
 
 
 def feed_store(
