@@ -163,14 +163,15 @@ END = START + 3600
 
 
 class Run:
-    """The state store and the policy with its maintenance stage, fed probe results
-    at wall time `ts` (trio's clock: ts - 1000, so the two differ)."""
+    """The state store and a policy of the maintenance stage alone (the later stages
+    have their own tests), fed probe results at wall time `ts` (trio's clock: ts - 1000,
+    so the two differ)."""
 
     def __init__(self, config):
         self.config = config
         self.state = MemoryStateStore(config.alerts)
-        self.policy = Policy(config, self.state)
-        (self.holds,) = [s for s in self.policy.stages if isinstance(s, Holds)]
+        self.holds = Holds(config, self.state)
+        self.policy = Policy(config, self.state, [self.holds])
         self.targets = {t.name: t for t in config.targets}
 
     def probe(self, name, ts, ok):
@@ -278,6 +279,12 @@ def test_overlapping_holds_hand_over_without_a_page():
     assert run.policy.next_tick() == END + 600 - 1000
     (late,) = run.tick(END + 600)
     assert late.event == "down"
+
+
+def test_holds_is_the_policys_first_stage():
+    config = one_off()
+    stages = Policy(config, MemoryStateStore(config.alerts)).stages
+    assert isinstance(stages[0], Holds)
 
 
 def test_other_events_in_a_window_are_held():
