@@ -58,6 +58,7 @@ Listen = NewType("Listen", tuple)  # (host, port) from "127.0.0.1:9180" or "[::1
 Argv = NewType("Argv", tuple)  # ["cmd", "arg"] or "cmd arg" (split like a shell, never run by one)
 HostName = NewType("HostName", str)  # "status.example.com", "10.0.0.5", "::1": no scheme, no port
 Nameserver = NewType("Nameserver", tuple)  # (IP, port) from "10.0.0.53", "[::1]:5353"; port 53
+RateLimit = NewType("RateLimit", tuple)  # (alerts, per seconds) from "20/min", "5/10s"; 1s-1d
 DEFAULT_CERT_EXPIRY = 14 * 86400.0
 DEFAULT_CERT_STEPS = (7 * 86400.0, 86400.0)  # those shorter than cert_expiry
 DEFAULT_CONFIRM_INTERVAL = 5.0  # seconds; capped at each target's interval
@@ -317,6 +318,39 @@ def parse_argv(value: object) -> tuple[str, ...]:
     return tuple(argv)
 
 
+_RATE_UNITS = {
+    "s": 1.0,
+    "sec": 1.0,
+    "m": 60.0,
+    "min": 60.0,
+    "h": 3600.0,
+    "hour": 3600.0,
+    "d": 86400.0,
+    "day": 86400.0,
+}
+
+
+def parse_rate_limit(value: object) -> tuple[int, float]:
+    """ "20/min" -> (20, 60.0); "5/10s" -> (5, 10.0): at most that many alerts per period."""
+    example = 'like "20/min", "1/s", "100/h" or "5/10s"'
+    if not isinstance(value, str):
+        raise _Invalid(f"expected a rate {example}, got {value!r}")
+    count, slash, per = value.replace(" ", "").partition("/")
+    if not slash or not count.isdigit():
+        raise _Invalid(f"invalid rate {value!r} (write it {example})")
+    seconds = _RATE_UNITS.get(per)
+    if seconds is None:
+        try:
+            seconds = parse_duration(per)
+        except _Invalid:
+            raise _Invalid(f"invalid rate {value!r} (write it {example})") from None
+    if not 1 <= int(count) <= 100_000:
+        raise _Invalid(f"the count in {value!r} must be 1 to 100000")
+    if not 1.0 <= seconds <= 86400.0:
+        raise _Invalid(f"the period in {value!r} must be 1s to 1d")
+    return int(count), seconds
+
+
 def _literal(value: object, type_: object) -> object:
     allowed = get_args(type_)
     if value not in allowed:
@@ -556,6 +590,7 @@ converter.register_structure_hook(Positive, _integer(1, 100_000))
 converter.register_structure_hook(Count, _integer(0, 100))
 converter.register_structure_hook(Retries, _integer(0, 10))
 converter.register_structure_hook(Argv, lambda v, _: parse_argv(v))
+converter.register_structure_hook(RateLimit, lambda v, _: RateLimit(parse_rate_limit(v)))
 converter.register_structure_hook(Listen, lambda v, _: Listen(parse_listen(v)))
 converter.register_structure_hook(HostName, lambda v, _: HostName(parse_host_name(v)))
 converter.register_structure_hook(Nameserver, lambda v, _: Nameserver(parse_nameserver(v)))
