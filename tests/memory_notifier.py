@@ -10,7 +10,7 @@ from collections import defaultdict
 import trio
 from attrs import frozen
 
-from trio_monitor._config import EVENTS, Event
+from trio_monitor._config import EVENTS, Event, RateLimit
 from trio_monitor.alerts.base import NotifierKind
 
 DELIVERED: defaultdict[str, list] = defaultdict(list)
@@ -23,6 +23,7 @@ class MemoryConfig:
     fail: bool = False
     hang: bool = False
     events: tuple[Event, ...] = EVENTS
+    rate_limit: RateLimit | None = None
 
 
 class Memory:
@@ -55,9 +56,9 @@ def _delivered(name: str, alert) -> None:
         event.set()
 
 
-async def wait_delivered(name: str, count: int) -> list:
+async def wait_delivered(name: str, count: int, within: float = 10) -> list:
     """The alerts `name` has delivered, once there are at least `count` of them."""
-    with trio.fail_after(10):
+    with trio.fail_after(within):
         while len(DELIVERED[name]) < count:
             event = _arrived[name] = trio.Event()
             await event.wait()
