@@ -320,15 +320,15 @@ async def test_alerts_over_the_rate_wait_in_the_queue_and_overflow_is_dropped(
 ):
     monkeypatch.setattr("trio_monitor.alerts.base.QUEUE", 4)
     dispatch = dispatcher()
-    alerts = parse_config({"alerts": {"memory": [{"name": "m", "rate_limit": "2/min"}]}}).alerts
+    config = parse_config({"alerts": {"memory": [{"name": "m", "rate_limit": "2/min"}]}})
     async with trio.open_nursery() as nursery:
         notifiers = Notifiers(dispatch, nursery, None)  # type: ignore[arg-type]
-        notifiers.configure(alerts)
+        notifiers.configure(config)
         start = trio.current_time()
         for i in range(8):
             dispatch.publish(alert(target=f"t{i}"))
         # 4 queued, 4 dropped and counted at once: publishing never waits for the rate
-        assert dispatch.drops() == {"memory[0]": 4}
+        assert dispatch.drops() == {"m": 4}
         times = []
         for n in range(1, 5):
             await memory_channel.wait_delivered("m", n, within=1000)
@@ -336,22 +336,20 @@ async def test_alerts_over_the_rate_wait_in_the_queue_and_overflow_is_dropped(
         dispatch.close()
     assert [round(t) for t in times] == [0, 0, 30, 60]
     assert [a.target for a in memory_channel.DELIVERED["m"]] == ["t0", "t1", "t2", "t3"]
-    assert notifiers.sent == {"memory[0]": 4}
+    assert notifiers.sent == {"m": 4}
 
 
 async def test_sent_and_failed_are_counted_per_notifier(memory_channel):
     dispatch = dispatcher()
-    alerts = parse_config(
-        {"alerts": {"memory": [{"name": "ok"}, {"name": "bad", "fail": True}]}}
-    ).alerts
+    config = parse_config({"alerts": {"memory": [{"name": "ok"}, {"name": "bad", "fail": True}]}})
     async with trio.open_nursery() as nursery:
         notifiers = Notifiers(dispatch, nursery, None)  # type: ignore[arg-type]
-        notifiers.configure(alerts)
+        notifiers.configure(config)
         dispatch.publish(alert())
         dispatch.publish(alert("up"))
         dispatch.close()
-    assert notifiers.sent == {"memory[0]": 2}
-    assert notifiers.given_up == {"memory[1]": 2}
+    assert notifiers.sent == {"ok": 2}  # by the notifier's name
+    assert notifiers.given_up == {"bad": 2}
 
 
 # --- Apprise ------------------------------------------------------------------------

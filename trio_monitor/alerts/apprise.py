@@ -29,7 +29,7 @@ import httpx
 import trio
 from attrs import frozen
 
-from .._config import EVENTS, Duration, Event, RateLimit, Retries, expand_env
+from .._config import ChannelSection, Duration, Retries, expand_env
 from .._records import AlertEvent
 from .._secrets import redact_url
 from . import templates
@@ -54,7 +54,7 @@ _TYPES |= {"cert_expiring": "warning"}
 
 
 @frozen
-class AppriseConfig:
+class AppriseConfig(ChannelSection):
     """[[alerts.apprise]]: each alert to every URL in `urls` (Apprise's URL forms)."""
 
     urls: tuple[str, ...]
@@ -62,8 +62,6 @@ class AppriseConfig:
     body: str | None = None  # a template; default: "DOWN api: connect: connection refused"
     timeout: Duration = Duration(10.0)
     retries: Retries = Retries(2)
-    events: tuple[Event, ...] = EVENTS
-    rate_limit: RateLimit | None = None
 
 
 def _apprise() -> ModuleType | None:

@@ -20,7 +20,7 @@ import httpx
 import trio
 from attrs import frozen
 
-from .._config import EVENTS, Argv, Duration, Event, RateLimit, Retries
+from .._config import Argv, ChannelSection, Duration, Retries
 from .._records import AlertEvent, to_line
 from .base import DELIVERED, Attempt, NotifierKind, deliver_with_retries, register
 
@@ -30,14 +30,12 @@ AFTER_EXIT = 1.0  # seconds to finish reading stderr once the command has exited
 
 
 @frozen
-class ExecConfig:
+class ExecConfig(ChannelSection):
     """[[alerts.exec]]: run `command` (argv list, no shell) with the alert JSON on stdin."""
 
     command: Argv
     timeout: Duration = Duration(10.0)
-    events: tuple[Event, ...] = EVENTS
     retries: Retries = Retries(0)  # a command may not be safe to run twice: opt in
-    rate_limit: RateLimit | None = None
 
 
 async def _feed(stream: trio.abc.SendStream, data: bytes) -> None:

@@ -19,11 +19,9 @@ import httpx
 from attrs import field, frozen
 
 from .._config import (
-    EVENTS,
     HEADER_ENCODING,
+    ChannelSection,
     Duration,
-    Event,
-    RateLimit,
     Retries,
     Url,
     check_header_value,
@@ -41,7 +39,7 @@ JSON = "application/json"
 
 
 @frozen
-class WebhookConfig:
+class WebhookConfig(ChannelSection):
     """[[alerts.webhook]]: POST each alert to `url`: its JSON, or `template` rendered,
     or a service's `preset`."""
 
@@ -49,11 +47,9 @@ class WebhookConfig:
     headers: dict[str, str] = field(factory=dict)
     timeout: Duration = Duration(5.0)
     retries: Retries = Retries(3)
-    events: tuple[Event, ...] = EVENTS
     template: str | None = None
     preset: PresetName | None = None
     content_type: str | None = None  # default: the preset's, else application/json
-    rate_limit: RateLimit | None = None
 
 
 def _preset(hook: WebhookConfig) -> templates.Preset | None:
