@@ -17,21 +17,29 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
-import jinja2
 from attrs import frozen
-from jinja2 import meta
-from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
 from .._records import AlertEvent, rfc3339, to_line
 
-_ENV = ImmutableSandboxedEnvironment(
-    autoescape=False, undefined=jinja2.StrictUndefined, keep_trailing_newline=False
-)
-# tojson keeps the fields' order and writes non-ASCII text as it is
-_ENV.policies["json.dumps_kwargs"] = {"sort_keys": False, "ensure_ascii": False}
+if TYPE_CHECKING:
+    import jinja2
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+
+@functools.cache
+def _env() -> ImmutableSandboxedEnvironment:
+    """The one sandbox; Jinja2 imported on first use (30 ms a start saved without templates)."""
+    import jinja2
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    env = ImmutableSandboxedEnvironment(autoescape=False, undefined=jinja2.StrictUndefined)
+    # tojson keeps the fields' order and writes non-ASCII text as it is
+    env.policies["json.dumps_kwargs"] = {"sort_keys": False, "ensure_ascii": False}
+    return env
+
 
 # what a template may read besides the alert's own fields (attrs.fields of AlertEvent)
 EXTRA = ("key", "time", "since_time", "downtime", "title", "summary", "json")
@@ -73,6 +81,11 @@ def _details(alert: AlertEvent) -> list[str]:
             return [f"{alert.changes} changes", *([alert.state] if alert.state else [])]
         case "cert_expiring" if alert.days_left is not None:
             return [f"certificate expires in {alert.days_left:.1f} days"]
+        case "reminder" if alert.since is not None:
+            still = f"still down after {_duration(alert.ts - alert.since)}"
+            return [still, *(part for part in (alert.reason, alert.detail) if part)]
+        case "group_down" | "group_up" if alert.cause:
+            return [alert.cause]
     return [part for part in (alert.reason, alert.detail) if part]
 
 
@@ -104,9 +117,14 @@ def _names() -> frozenset[str]:
 def compile_template(text: str) -> jinja2.Template:
     """The template, compiled once per text (equal configs share it); TemplateError
     with one line for a syntax error, an unknown field or an access the sandbox refuses."""
+    import jinja2
+    from jinja2 import meta
+    from jinja2.sandbox import SecurityError
+
+    env = _env()
     try:
-        unknown = sorted(meta.find_undeclared_variables(_ENV.parse(text)) - _names())
-        template = _ENV.from_string(text)
+        unknown = sorted(meta.find_undeclared_variables(env.parse(text)) - _names())
+        template = env.from_string(text)
     except jinja2.TemplateSyntaxError as exc:
         raise TemplateError(f"{exc.message} (line {exc.lineno})") from None
     if unknown:
