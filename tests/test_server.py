@@ -36,7 +36,7 @@ import trio
 import trio.lowlevel
 import trio.socket
 import trio.testing
-from factories import alert_event, probe_result, round_summary, tls_details
+from factories import T0, alert_event, probe_result, round_summary, tls_details
 from prometheus_client.parser import text_string_to_metric_families
 
 from trio_monitor import ErrorKind
@@ -401,6 +401,7 @@ def target_json(s: TargetStatus) -> dict:
             phase: None if p is None else {"p50": p.p50, "p95": p.p95, "count": p.count}
             for phase, p in s.phases_24h.items()
         },
+        "degrading": None,
     }
 
 
@@ -425,6 +426,33 @@ async def test_targets_lists_every_target_with_its_state_and_last_probe():
     assert body[0]["phases_24h_ms"]["connect"] == {"p50": 1.05, "p95": 2.0, "count": 2880}
     assert body[0]["phases_24h_ms"]["tls"] is None
     assert body[2]["phases_24h_ms"] == dict.fromkeys(PHASES)
+
+
+async def test_a_degrading_target_shows_its_open_warning_with_the_evidence():
+    warned = attrs.evolve(
+        target_status("slowing"),
+        degrading=alert_event(
+            "degrading", target="slowing", ts=T0, since=T0 - 600, signal="latency",
+            baseline=96.0, current=412.5, score=1.25, detail="latency 412 ms vs 96 ms baseline",
+        ),
+    )  # fmt: skip
+    async with serving(FakeView(warned, target_status("fine"))) as served, served.client() as c:
+        listed = (await c.get("/api/v1/targets")).json()
+        detail = (await c.get("/api/v1/targets/slowing")).json()
+    assert listed[1]["degrading"] is None
+    assert (
+        listed[0]["degrading"]
+        == detail["degrading"]
+        == {
+            "ts": rfc3339(T0),
+            "since": rfc3339(T0 - 600),
+            "signal": "latency",
+            "baseline": 96.0,
+            "current": 412.5,
+            "score": 1.25,
+            "detail": "latency 412 ms vs 96 ms baseline",
+        }
+    )
 
 
 async def test_targets_carry_their_latest_certificate():

@@ -61,12 +61,14 @@ Repeat = NewType("Repeat", float)  # a reminder's interval: 1s up to 30d
 LabelPatterns = NewType("LabelPatterns", tuple)  # ((label, compiled regex), ...)
 NotifierName = NewType("NotifierName", str)  # `name` of an [[alerts.KEY]] table
 Nameserver = NewType("Nameserver", tuple)  # (IP, port) from "10.0.0.53", "[::1]:5353"; port 53
+Factor = NewType("Factor", float)  # a positive number, 0.01 to 1000 (early warning's thresholds)
+Share = NewType("Share", float)  # a fraction, 0.0001 to 0.5
 DEFAULT_CERT_EXPIRY = 14 * 86400.0
 DEFAULT_CERT_STEPS = (7 * 86400.0, 86400.0)  # those shorter than cert_expiry
 DEFAULT_CONFIRM_INTERVAL = 5.0  # seconds; capped at each target's interval
 Event = Literal[
     "down", "up", "slow", "content_changed", "flapping", "flap_end", "cert_expiring",
-    "cert_renewed", "reminder", "group_down", "group_up",
+    "cert_renewed", "reminder", "group_down", "group_up", "degrading",
 ]  # fmt: skip
 TooLargePolicy = Literal["truncate", "fail"]
 ConnectionPolicy = Literal["fresh", "reuse"]
@@ -246,6 +248,17 @@ def _integer(minimum: int, maximum: int):
         if value > maximum:
             raise _Invalid(f"must be {maximum} or less, got {value}")
         return value
+
+    return structure
+
+
+def _number_in(minimum: float, maximum: float):
+    def structure(value: object, _type: object) -> float:
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            raise _Invalid(f"expected a number, got {value!r}")
+        if not minimum <= value <= maximum:
+            raise _Invalid(f"must be between {minimum:g} and {maximum:g}, got {value!r}")
+        return float(value)
 
     return structure
 
@@ -573,6 +586,7 @@ class TargetSection:
     retries: Retries | None = None
     slow: Duration | None = None
     content_alert: bool = False
+    early_warning: bool | None = None  # unset: [early_warning] enabled
     cert_expiry: CertWindow | None = None
     cert_expiry_steps: tuple[CertWindow, ...] | None = None
     # Gatus-style assertions ("[STATUS] == 200"), compiled at load (conditions/)
@@ -580,6 +594,26 @@ class TargetSection:
     labels: Labels = NO_LABELS  # over [monitor] labels; routing, filters, metrics
     depends_on: tuple[str, ...] = ()  # names of targets: while one is DOWN, no `down` page
     alerts: TargetAlerts = TargetAlerts()
+
+
+@frozen
+class EarlyWarningSection:
+    """[early_warning]: `degrading` warnings from learned baselines (trio_monitor/early/;
+    docs/early-warning.md has the math; defaults chosen by bench/early_warning.py)."""
+
+    enabled: bool = True  # every target's default (a target's `early_warning` overrides it)
+    warmup: Positive = Positive(200)  # probes a signal learns from before it may warn
+    baseline_probes: Positive = Positive(120)  # the baselines' memory (EW rate 1 / this)
+    season_probes: Positive = Positive(50)  # an hour-of-week slot's memory
+    latency_slack: Factor = Factor(1.5)  # CUSUM k, in baseline scales
+    latency_threshold: Factor = Factor(30.0)  # CUSUM h
+    errors_threshold: Factor = Factor(6.0)  # Bernoulli CUSUM h (nats)
+    errors_ratio: Factor = Factor(5.0)  # the failure rate warned about, times the baseline
+    errors_floor: Share = Share(0.003)  # the baseline failure rate is at least this
+    errors_probes: Positive = Positive(2000)  # the failure rate's memory
+    size_threshold: Factor = Factor(10.0)
+    churn_threshold: Factor = Factor(6.0)
+    cert_margin: CertWindow = CertWindow(2 * 86400.0)  # renewal overdue by this much: warn
 
 
 @frozen
@@ -610,6 +644,7 @@ class ConfigFile:
     alerts: AlertsSection = AlertsSection()
     storage: StorageSection = StorageSection()
     server: ServerSection | None = None  # no [server] section: no server
+    early_warning: EarlyWarningSection = EarlyWarningSection()
     targets: tuple[TargetSection, ...] = ()
 
 
@@ -643,6 +678,7 @@ class Target:
     success_threshold: int = 1
     notify: tuple[str, ...] | None = None  # notifier names; None: every notifier
     repeat: float | None = None  # reminder interval while DOWN; None: notifiers' own only
+    early_warning: bool = True  # `degrading` warnings (trio_monitor/early/)
 
 
 @frozen
@@ -654,6 +690,7 @@ class Config:
     storage: StorageSection = StorageSection()
     store_path: str | None = None  # resolved; None: no history kept
     server: ServerSection | None = None  # token resolved from ${ENV}
+    early_warning: EarlyWarningSection = EarlyWarningSection()
 
 
 # --- converter -------------------------------------------------------------------
@@ -673,6 +710,8 @@ converter.register_structure_hook(Delay, _duration_in(0.0, 86400.0))
 converter.register_structure_hook(CertWindow, _duration_in(0.0, 365 * 86400.0))
 converter.register_structure_hook(Positive, _integer(1, 100_000))
 converter.register_structure_hook(Count, _integer(0, 100))
+converter.register_structure_hook(Factor, _number_in(0.01, 1000.0))
+converter.register_structure_hook(Share, _number_in(0.0001, 0.5))
 converter.register_structure_hook(Retries, _integer(0, 10))
 converter.register_structure_hook(Argv, lambda v, _: parse_argv(v))
 converter.register_structure_hook(Repeat, _duration_in(1.0, 30 * 86400.0))
@@ -994,6 +1033,7 @@ def _resolve(
                 ),
                 notify=t.alerts.notify,
                 repeat=t.alerts.repeat,
+                early_warning=inherit(t.early_warning, file.early_warning.enabled),
             )
         )
     problems += _routing_problems(file, alerts, targets)
@@ -1239,6 +1279,7 @@ def parse_config(
         storage=file.storage,
         store_path=_store_path(file.storage, path, env),
         server=server,
+        early_warning=file.early_warning,
     )
 
 

@@ -20,7 +20,7 @@ import trio
 from attrs import field, frozen
 
 from .._config import Config, Target
-from .._records import ProbeResult, Record
+from .._records import AlertEvent, ProbeResult, Record
 from ..net.certs import TlsDetails
 from ..store.records import Histogram, PhaseHistograms, PhaseStats, encode_phases
 from .state import TargetState
@@ -149,6 +149,8 @@ class TargetStatus:
     # per phase of PHASES: p50/p95 over the same 24 hours; None where it did not happen
     phases_24h: dict[str, PhaseStats | None] = field(factory=dict)
     group: str | None = None  # the target's `group`
+    # early warning: its open `degrading` alert (the evidence), None without one
+    degrading: AlertEvent | None = None
 
 
 @frozen
@@ -163,6 +165,10 @@ class Health:
 
 class States(Protocol):
     def get(self, name: str) -> TargetState | None: ...
+
+
+class Warnings(Protocol):
+    def warning(self, name: str) -> AlertEvent | None: ...
 
 
 class Schedule(Protocol):
@@ -191,12 +197,14 @@ class MonitorView:
         schedule: Schedule,
         recent: RecentStats,
         wall: Callable[[], float],
+        warnings: Warnings | None = None,
     ) -> None:
         self._config = config
         self._states = states
         self._schedule = schedule
         self._recent = recent
         self._wall = wall
+        self._warnings = warnings
 
     @property
     def store_path(self) -> str | None:
@@ -226,6 +234,7 @@ class MonitorView:
             tls=self._recent.tls(target.name),
             phases_24h=self._recent.phases(target.name, now),
             group=target.group,
+            degrading=None if self._warnings is None else self._warnings.warning(target.name),
         )
 
     def targets(self) -> list[TargetStatus]:

@@ -49,7 +49,7 @@ from starlette.routing import Route
 
 from .._config import ServerSection, parse_when
 from .._errors import StoreError
-from .._records import in_rfc3339_range, rfc3339, tls_dict, to_dict
+from .._records import AlertEvent, in_rfc3339_range, rfc3339, tls_dict, to_dict
 from ..store import HistoryReader
 from ..store.records import Incident, Sample
 from .auth import PUSH, guard
@@ -176,6 +176,20 @@ def _target_json(t: TargetStatus) -> JSONObject:
             phase: None if p is None else {"p50": p.p50, "p95": p.p95, "count": p.count}
             for phase, p in t.phases_24h.items()
         },
+        "degrading": None if t.degrading is None else _warning_json(t.degrading),
+    }
+
+
+def _warning_json(a: AlertEvent) -> JSONObject:
+    """An open early warning: the evidence of its `degrading` alert."""
+    return {
+        "ts": rfc3339(a.ts),
+        "since": _time(a.since),
+        "signal": a.signal,
+        "baseline": a.baseline,
+        "current": a.current,
+        "score": a.score,
+        "detail": a.detail,
     }
 
 
