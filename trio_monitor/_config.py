@@ -61,6 +61,10 @@ Repeat = NewType("Repeat", float)  # a reminder's interval: 1s up to 30d
 LabelPatterns = NewType("LabelPatterns", tuple)  # ((label, compiled regex), ...)
 NotifierName = NewType("NotifierName", str)  # `name` of an [[alerts.KEY]] table
 Nameserver = NewType("Nameserver", tuple)  # (IP, port) from "10.0.0.53", "[::1]:5353"; port 53
+GroupWindow = NewType("GroupWindow", float)  # storm grouping's window: "0s" (off) to 10m
+GroupMin = NewType("GroupMin", int)  # targets that make a group: 2 to 100000
+GroupCause = NewType("GroupCause", str)  # a `group_by` item: "address", ..., "label:NAME"
+GroupBy = NewType("GroupBy", tuple)  # `group_by`: GroupCauses, each once
 Factor = NewType("Factor", float)  # a positive number, 0.01 to 1000 (early warning's thresholds)
 Share = NewType("Share", float)  # a fraction, 0.0001 to 0.5
 DEFAULT_CERT_EXPIRY = 14 * 86400.0
@@ -521,12 +525,38 @@ class MonitorSection:
     labels: Labels = NO_LABELS  # every target's, under its own
 
 
+# what storm grouping may take as a shared cause, most specific first (the default order
+# of preference); "label:NAME" adds a label's value
+GROUP_CAUSES = ("address", "certificate", "resolver", "network", "error")
+GROUP_BY = GroupBy(tuple(GroupCause(c) for c in GROUP_CAUSES))
+
+
+def parse_group_cause(value: object) -> str:
+    if isinstance(value, str) and value.startswith("label:"):
+        _label_name(value.removeprefix("label:"))
+        return value
+    if value not in GROUP_CAUSES:
+        raise _Invalid(f"expected one of {', '.join(GROUP_CAUSES)} or label:NAME, got {value!r}")
+    return str(value)
+
+
+def _group_by(value: object, _type: object) -> tuple[str, ...]:
+    causes = converter.structure(value, tuple[GroupCause, ...])
+    twice = sorted({c for c in causes if causes.count(c) > 1})
+    if twice:
+        raise _Invalid(f"each cause once, got {', '.join(twice)} twice")
+    return causes
+
+
 @frozen
 class _AlertSettings:
     failure_threshold: Positive = Positive(3)
     success_threshold: Positive = Positive(1)
     flap_threshold: Count = Count(5)
     flap_window: Duration = Duration(600.0)
+    group_window: GroupWindow = GroupWindow(10.0)
+    group_min: GroupMin = GroupMin(3)
+    group_by: GroupBy = GROUP_BY
 
 
 @frozen(kw_only=True)
@@ -560,6 +590,11 @@ class AlertsSection:
     # this many UP/DOWN changes within flap_window: flapping (0: never)
     flap_threshold: Count = Count(5)
     flap_window: Duration = Duration(600.0)
+    # storm grouping (policy/_grouping.py): downs within group_window that share a
+    # cause (group_by, in order of preference) become one `group_down`; "0s": off
+    group_window: GroupWindow = GroupWindow(10.0)
+    group_min: GroupMin = GroupMin(3)
+    group_by: GroupBy = GROUP_BY
     # per channel key ("webhook", "exec", ...): its tables, in file order
     notifiers: Mapping[str, tuple[Any, ...]] = field(factory=dict)
 
@@ -721,6 +756,10 @@ converter.register_structure_hook(NotifierName, lambda v, _: parse_notifier_name
 converter.register_structure_hook(Listen, lambda v, _: Listen(parse_listen(v)))
 converter.register_structure_hook(HostName, lambda v, _: HostName(parse_host_name(v)))
 converter.register_structure_hook(Nameserver, lambda v, _: Nameserver(parse_nameserver(v)))
+converter.register_structure_hook(GroupWindow, _duration_in(0.0, 600.0))
+converter.register_structure_hook(GroupMin, _integer(2, 100_000))
+converter.register_structure_hook(GroupCause, lambda v, _: parse_group_cause(v))
+converter.register_structure_hook(GroupBy, _group_by)
 converter.register_structure_hook_func(lambda t: get_origin(t) is Literal, _literal)
 converter.register_structure_hook_factory(
     attrs.has, _shaped(Mapping, "a table", make_dict_structure_fn)
@@ -729,7 +768,7 @@ converter.register_structure_hook_factory(
     lambda t: get_origin(t) is tuple,
     _shaped((list, tuple), "an array", homogenous_tuple_structure_factory),
 )
-for _duration in (Duration, Interval, Retention, Delay, CertWindow):
+for _duration in (Duration, Interval, Retention, Delay, CertWindow, GroupWindow):
     converter.register_unstructure_hook(_duration, format_duration)
 converter.register_structure_hook(int | str, lambda v, _: _status_item(v))
 for _kind, _name in (
