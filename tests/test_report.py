@@ -919,7 +919,13 @@ def _bytes_io(data: str | bytes):
 def test_default_range_is_the_last_24_hours(monkeypatch):
     now = T0 + 30 * 3600
     args = argparse.Namespace(
-        since="24h", until=None, slowest=5, target=None, jsonl="-", config=None
+        since="24h",
+        until=None,
+        slowest=5,
+        target=None,
+        jsonl="-",
+        config=None,
+        exclude_maintenance=False,
     )
     lines = "\n".join(
         to_line(_probe("api", m)) for m in (5 * 60, 6 * 60 - 1, 6 * 60, 29 * 60, 30 * 60)
