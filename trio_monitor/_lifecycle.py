@@ -186,7 +186,12 @@ class Monitor:
         self.dispatcher.add_observer(self.recent.observe)
         self.scheduler = Scheduler(config, probers, self.dispatcher, counters=self._counters)
         self.view = MonitorView(
-            lambda: self.config, self.state, self.scheduler, self.recent, time.time
+            lambda: self.config,
+            self.state,
+            self.scheduler,
+            self.recent,
+            time.time,
+            self.policy.suppressed_by,
         )
         self._probers = probers
         self.listening: tuple[str, int] | None = None  # the HTTP server's address, once up
@@ -439,6 +444,9 @@ class Monitor:
             else:
                 end = incident.start if incident.last_seen is None else incident.last_seen
                 self.dispatcher.publish(TargetRemoved(end, incident.target, since=incident.start))
+        # reminders go on from each page, owed pages (dependencies) wait for their parents
+        self.policy.resume([i for i in outages if i.target in names], now, wall_now)
+        self.dispatcher.reschedule()
 
 
 async def _watch_signals(monitor: Monitor, *, task_status=trio.TASK_STATUS_IGNORED) -> None:

@@ -149,6 +149,8 @@ class TargetStatus:
     # per phase of PHASES: p50/p95 over the same 24 hours; None where it did not happen
     phases_24h: dict[str, PhaseStats | None] = field(factory=dict)
     group: str | None = None  # the target's `group`
+    # DOWN behind DOWN parents (depends_on): its page waits for them; () otherwise
+    suppressed_by: tuple[str, ...] = ()
 
 
 @frozen
@@ -191,8 +193,10 @@ class MonitorView:
         schedule: Schedule,
         recent: RecentStats,
         wall: Callable[[], float],
+        suppressed_by: Callable[[str], tuple[str, ...]] = lambda _: (),
     ) -> None:
         self._config = config
+        self._suppressed_by = suppressed_by
         self._states = states
         self._schedule = schedule
         self._recent = recent
@@ -226,6 +230,7 @@ class MonitorView:
             tls=self._recent.tls(target.name),
             phases_24h=self._recent.phases(target.name, now),
             group=target.group,
+            suppressed_by=self._suppressed_by(target.name),
         )
 
     def targets(self) -> list[TargetStatus]:

@@ -75,6 +75,15 @@ MIGRATIONS: list[tuple[str, ...]] = [
         "ALTER TABLE samples ADD COLUMN phases BLOB",
         "ALTER TABLE rollups ADD COLUMN phases BLOB",
     ),
+    (
+        # the alert policy's marks on an outage (policy/): `suppressed_by`, the parents
+        # (depends_on) that were DOWN when its `down` came (a JSON array; NULL: none),
+        # and `paged`, when its page went out (the deliverable `down`, or the one sent
+        # when its parents recovered; NULL: not yet). Restarts resume reminders and
+        # suppressions from them.
+        "ALTER TABLE incidents ADD COLUMN suppressed_by TEXT",
+        "ALTER TABLE incidents ADD COLUMN paged REAL",
+    ),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
