@@ -375,7 +375,6 @@ class Monitor:
                 self.dispatcher, services, client, self.given_up, outbox=self.history is not None
             )
             notifiers.configure(config)
-            await services.start(self.dispatcher.run_policy)
             if self.history is not None:
                 assert config.store_path is not None
                 self._resume(outages)
@@ -395,6 +394,8 @@ class Monitor:
                     "alerts are not durable: history is disabled ([storage] enabled = false),"
                     " so alerts still queued when the monitor stops are lost"
                 )
+            # after _resume: the policy's first due time counts the outages it resumed
+            await services.start(self.dispatcher.run_policy)
             metrics = self._start_metrics() if served else None
             self._reconfigurables = self._components(notifiers, metrics)
             self._serving.set()
@@ -446,7 +447,6 @@ class Monitor:
                 self.dispatcher.publish(TargetRemoved(end, incident.target, since=incident.start))
         # reminders go on from each page, owed pages (dependencies) wait for their parents
         self.policy.resume([i for i in outages if i.target in names], now, wall_now)
-        self.dispatcher.reschedule()
 
 
 async def _watch_signals(monitor: Monitor, *, task_status=trio.TASK_STATUS_IGNORED) -> None:

@@ -129,7 +129,7 @@ class Dispatcher:
             result, alerts = self._state.observe(target, result, now)
             if alerts and self._policy is not None:
                 alerts = self._policy.process(alerts, now)
-                self.reschedule()
+                self._reschedule()
         self.publish(result)
         for alert in alerts:
             self.publish(alert)
@@ -142,8 +142,7 @@ class Dispatcher:
             if outlet.accepts(record):
                 outlet.offer(record)
 
-    def reschedule(self) -> None:
-        """The policy's next due time may have changed (it was given state): wait for it."""
+    def _reschedule(self) -> None:
         if self._ticker is not None and self._policy is not None:
             self._ticker.deadline = self._policy.next_tick()
 
@@ -163,7 +162,7 @@ class Dispatcher:
     async def reconfigure(self, old: Config, new: Config) -> None:
         if self._policy is not None:
             await self._policy.reconfigure(old, new)
-            self.reschedule()
+            self._reschedule()
 
     def drops(self) -> dict[str, int]:
         """Per consumer: records it did not handle since start."""
