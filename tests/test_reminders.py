@@ -34,7 +34,12 @@ def config(*tables, repeat="1h", targets=None):
         target["alerts"] = {"repeat": repeat}
     return parse_config(
         {
-            "alerts": {"failure_threshold": 1, "flap_threshold": 0, "memory": list(tables)},
+            "alerts": {
+                "failure_threshold": 1,
+                "flap_threshold": 0,
+                "group_window": "0s",  # a down is not held for a window
+                "memory": list(tables),
+            },
             "targets": targets or [target],
         }
     )
@@ -207,7 +212,7 @@ def test_a_groups_page_is_reminded_for_the_group_not_per_member():
 def test_a_released_childs_page_starts_its_reminders():
     cfg = parse_config(
         {
-            "alerts": {"failure_threshold": 1, "flap_threshold": 0},
+            "alerts": {"failure_threshold": 1, "flap_threshold": 0, "group_window": "0s"},
             "targets": [
                 {"name": "router", "url": "http://127.0.0.1/r"},
                 {
@@ -283,7 +288,8 @@ def _seconds(ts: str) -> float:
 def _remind_config(server) -> dict:
     target = {"name": "api", "url": server.url("/body/api"), "alerts": {"repeat": "1s"}}
     hook = {"url": server.url("/hook")}
-    return cli_config(target, alerts={"failure_threshold": 1, "webhook": [hook]})
+    alerts = {"failure_threshold": 1, "group_window": "0s", "webhook": [hook]}
+    return cli_config(target, alerts=alerts)
 
 
 @pytest.mark.subprocess
@@ -345,3 +351,27 @@ async def test_reminders_go_on_after_a_restart(tmp_path, server):
     page = _seconds(down["ts"])
     assert reminder["reminder"] <= _seconds(reminder["ts"]) - page < reminder["reminder"] + 1
     assert [a["event"] for a in monitor.records() if a["type"] == "alert"][:1] == ["reminder"]
+
+
+def test_with_the_grouping_stage_a_group_is_reminded_once_not_per_member():
+    targets = [
+        {"name": n, "url": f"http://127.0.0.1/{n}", "alerts": {"repeat": "1h"}}
+        for n in ("a", "b", "c")
+    ]
+    cfg = parse_config(
+        {
+            "alerts": {"failure_threshold": 1, "flap_threshold": 0, "group_window": "10s"},
+            "targets": targets,
+        }
+    )
+    state = MemoryStateStore(cfg.alerts)
+    policy = Policy(cfg, state)
+    for i, target in enumerate(cfg.targets):
+        assert policy.process(down(state, target, float(i)), float(i)) == []  # in the window
+    released = policy.tick(policy.next_tick(), wall=1010.0)
+    (page,) = [a for a in released if a.deliverable]
+    assert (page.event, page.members) == ("group_down", ("a", "b", "c"))
+    assert policy.next_tick() == 10.0 + HOUR
+    (reminder,) = policy.tick(10.0 + HOUR, wall=1010.0 + HOUR)
+    assert (reminder.target, reminder.members, reminder.reminder) == (page.target, page.members, 1)
+    assert reminder.deliverable

@@ -27,6 +27,7 @@ from .._records import AlertEvent
 from ..engine.state import StateStore
 from ..store.records import Incident
 from ._dependencies import Dependencies
+from ._grouping import Grouping
 from ._reminders import Reminders
 
 
@@ -58,6 +59,8 @@ def _stages(config: Config, state: StateStore) -> list[Stage]:
     """The stages in their order; each stage's module adds itself here."""
     return [
         Dependencies(config, state),  # suppress: a child's outage behind a DOWN parent
+        # grouping: simultaneous downs with a shared cause -> one group_down
+        Grouping(config, state),
         Reminders(config, state),  # repeat an outage's page while it lasts
     ]
 

@@ -38,6 +38,7 @@ class Dependencies:
         # child -> its suppressed `down` (marked), while the child's page is owed
         self._suppressed: dict[str, AlertEvent] = {}
         self._recheck = False  # a reload changed who depends on whom: look again at a tick
+        self._now = -math.inf  # the latest time seen: when such a look is due
         self.configure(config)
 
     def configure(self, config: Config) -> None:
@@ -71,6 +72,7 @@ class Dependencies:
         return tuple(found)
 
     def process(self, alerts: list[AlertEvent], now: float) -> list[AlertEvent]:
+        self._now = max(self._now, now)
         out: list[AlertEvent] = []
         released_by: float | None = None  # the ts of a parent's alert: children may be owed
         for alert in alerts:
@@ -123,7 +125,7 @@ class Dependencies:
         return self._release(wall)
 
     def next_tick(self) -> float | None:
-        return -math.inf if self._recheck else None
+        return self._now if self._recheck else None
 
     def flush(self, now: float, wall: float) -> list[AlertEvent]:
         return []  # an owed page waits for its parents; a restart resumes it from history
@@ -144,3 +146,4 @@ class Dependencies:
                     suppressed_by=incident.suppressed_by,
                 )
         self._recheck = bool(self._suppressed)
+        self._now = max(self._now, now)

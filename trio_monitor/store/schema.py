@@ -76,6 +76,17 @@ MIGRATIONS: list[tuple[str, ...]] = [
         "ALTER TABLE rollups ADD COLUMN phases BLOB",
     ),
     (
+        # early warning's baselines (trio_monitor/early/): one JSON document per target,
+        # rewritten periodically and at shutdown, read at start-up
+        """CREATE TABLE baselines (
+            target_id INTEGER PRIMARY KEY, updated REAL NOT NULL, data TEXT NOT NULL)""",
+        # `degrading` warnings, for reports (did an outage follow?)
+        """CREATE TABLE warnings (
+            target_id INTEGER NOT NULL, ts REAL NOT NULL, signal TEXT NOT NULL,
+            baseline REAL, current REAL, score REAL, detail TEXT,
+            PRIMARY KEY (target_id, ts, signal)) WITHOUT ROWID""",
+    ),
+    (
         # the alert policy's marks on an outage (policy/): `suppressed_by`, the parents
         # (depends_on) that were DOWN when its `down` came (a JSON array; NULL: none),
         # and `paged`, when its page went out (the deliverable `down`, or the one sent
