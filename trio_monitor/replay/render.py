@@ -53,26 +53,22 @@ def _side_by_side(would: list[AlertEvent], were: list[Sent]) -> list[dict[str, A
     of the monitor's tick, the replay's with the due time (from the probe's start, not
     its end): the same event of the same target within MATCH_WINDOW is the same alert."""
     recorded = {_match_key(s.alert): s for s in were}
-    matched: list[tuple[AlertEvent, Sent | None]] = []
-    for a in would:
-        matched.append((a, recorded.pop(_match_key(a), None)))
+    matched = [(a, recorded.pop(_match_key(a), None)) for a in would]
     near: dict[tuple[str, str], list[Sent]] = {}
     for s in recorded.values():
         near.setdefault((s.alert.event, s.alert.target), []).append(s)
+
+    def twin(a: AlertEvent) -> Sent | None:
+        twins = near.get((a.event, a.target), [])
+        found = next((c for c in twins if abs(c.alert.ts - a.ts) <= MATCH_WINDOW), None)
+        if found is not None:
+            twins.remove(found)
+        return found
+
     out = []
-    for a, s in matched:
-        if s is None:
-            s = next(
-                (
-                    c
-                    for c in near.get((a.event, a.target), ())
-                    if abs(c.alert.ts - a.ts) <= MATCH_WINDOW
-                ),
-                None,
-            )
-            if s is not None:
-                near[a.event, a.target].remove(s)
-        out.append(_entry(a, True, s is not None, None if s is None else s.status))
+    for a, exact in matched:
+        got = exact or twin(a)
+        out.append(_entry(a, True, got is not None, None if got is None else got.status))
     out += [_entry(s.alert, False, True, s.status) for ss in near.values() for s in ss]
     out.sort(key=lambda e: (e["ts"], e["target"], e["event"]))
     return out
