@@ -16,6 +16,7 @@ from trio_monitor import ConfigError
 from trio_monitor.engine.state import MemoryStateStore
 from trio_monitor.policy import Policy
 from trio_monitor.policy._maintenance import Holds, Silence, next_occurrence, occurrence
+from trio_monitor.store.records import Incident
 
 BERLIN, NEW_YORK = ZoneInfo("Europe/Berlin"), ZoneInfo("America/New_York")
 
@@ -296,32 +297,36 @@ def test_other_events_in_a_window_are_held():
     assert flap.held_by == "maintenance:w"
 
 
+def resumed(run, start, wall, **incident):
+    """An outage open in history at start-up: the target DOWN, the policy told."""
+    run.state.restore_down("api", start, wall - 1000, wall)
+    run.policy.resume([Incident("api", start, None, "connect", **incident)], wall - 1000, wall)
+
+
 def test_an_outage_resumed_at_start_up_inside_its_hold_stays_held():
     run = Run(one_off())
-    run.state.restore_down("api", START + 60, START - 880, START + 120)
-    down = alert_event("down", ts=START + 60, since=START + 60, labels={"team": "pay"})
-    run.holds.resume(down, START - 880, START + 120)
+    resumed(run, START + 60, START + 120)
     (up,) = run.probe("api", START + 180, ok=True)
     assert up.held_by == "maintenance:w"  # its down was never paged: neither is its up
 
 
-def test_an_outage_resumed_that_began_before_its_hold_was_paged_then():
+def test_an_outage_resumed_whose_down_was_paged_is_not_held():
     run = Run(one_off())
-    run.state.restore_down("api", START - 60, START - 880, START + 120)
-    down = alert_event("down", ts=START - 60, since=START - 60, labels={"team": "pay"})
-    run.holds.resume(down, START - 880, START + 120)
+    resumed(run, START - 60, START + 120, paged=START - 60)
     assert run.policy.next_tick() == math.inf
     (up,) = run.probe("api", START + 180, ok=True)
     assert up.held_by is None  # closes the page opened before the window
 
 
+def test_an_outage_resumed_whose_page_dependencies_owe_is_theirs():
+    run = Run(one_off())
+    resumed(run, START + 60, START + 120, suppressed_by=("router",))
+    assert run.policy.next_tick() == math.inf
+
+
 def test_an_outage_resumed_inside_its_hold_is_paged_at_its_end_if_still_down():
     run = Run(one_off())
-    run.state.restore_down("api", START + 60, START - 880, START + 120)
-    run.holds.resume(
-        alert_event("down", ts=START + 60, since=START + 60, labels={"team": "pay"}),
-        START - 880,
-        START + 120,
-    )
+    resumed(run, START + 60, START + 120)
     (late,) = run.tick(END)
     assert (late.event, late.since, late.ts) == ("down", START + 60, END)
+    assert late.url == "http://127.0.0.1/"

@@ -195,7 +195,13 @@ class Monitor:
         self.dispatcher.add_observer(self.recent.observe)
         self.scheduler = Scheduler(config, probers, self.dispatcher, counters=self._counters)
         self.view = MonitorView(
-            lambda: self.config, self.state, self.scheduler, self.recent, time.time, self.early
+            lambda: self.config,
+            self.state,
+            self.scheduler,
+            self.recent,
+            time.time,
+            self.early,
+            suppressed_by=self.policy.suppressed_by,
         )
         self._probers = probers
         self.listening: tuple[str, int] | None = None  # the HTTP server's address, once up
@@ -389,7 +395,6 @@ class Monitor:
                 sent=self.sent,
             )
             notifiers.configure(config)
-            await services.start(self.dispatcher.run_policy)
             if self.history is not None:
                 assert config.store_path is not None
                 await self._restore_silences(config.store_path)
@@ -412,6 +417,8 @@ class Monitor:
                     "alerts are not durable: history is disabled ([storage] enabled = false),"
                     " so alerts still queued when the monitor stops are lost"
                 )
+            # after _resume: the policy's first due time counts the outages it resumed
+            await services.start(self.dispatcher.run_policy)
             metrics = self._start_metrics() if served else None
             self._reconfigurables = self._components(notifiers, metrics)
             self._serving.set()
@@ -474,29 +481,20 @@ class Monitor:
         self._holds.restore(silences)
 
     def _resume(self, outages: list[Incident]) -> None:
-        """Outages still open in history go on: those targets start DOWN (and a held
-        one stays held: policy/_maintenance.py `Holds.resume`). Those of
+        """Outages still open in history go on: those targets start DOWN. Those of
         targets no longer configured end, at their last stored probe: nothing watched
         them after it (`removed`, through the history outlet)."""
-        targets = {t.name: t for t in self.config.targets}
+        names = {t.name for t in self.config.targets}
         now, wall_now = trio.current_time(), time.time()
         for incident in outages:
-            target = targets.get(incident.target)
-            if target is not None:
+            if incident.target in names:
                 self.state.restore_down(incident.target, incident.start, now, wall_now)
-                down = AlertEvent(
-                    incident.start,
-                    target.name,
-                    target.url,
-                    "down",
-                    reason=incident.error,
-                    since=incident.start,
-                    labels=dict(target.labels) or None,
-                )
-                self._holds.resume(down, now, wall_now)  # held before the restart: held on
             else:
                 end = incident.start if incident.last_seen is None else incident.last_seen
                 self.dispatcher.publish(TargetRemoved(end, incident.target, since=incident.start))
+        # held outages stay held, reminders go on from each page, owed pages
+        # (dependencies) wait for their parents
+        self.policy.resume([i for i in outages if i.target in names], now, wall_now)
 
 
 async def _watch_signals(monitor: Monitor, *, task_status=trio.TASK_STATUS_IGNORED) -> None:

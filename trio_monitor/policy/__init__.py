@@ -25,8 +25,11 @@ from typing import Protocol
 from .._config import Config
 from .._records import AlertEvent
 from ..engine.state import StateStore
+from ..store.records import Incident
+from ._dependencies import Dependencies
 from ._grouping import Grouping
 from ._maintenance import Holds, Silence, next_occurrence, occurrence, occurrences
+from ._reminders import Reminders
 
 __all__ = [
     "Grouping", "Holds", "Policy", "Silence", "Stage", "next_occurrence", "occurrence", "occurrences",
@@ -61,8 +64,10 @@ def _stages(config: Config, state: StateStore) -> list[Stage]:
     """The stages in their order; each stage's module adds itself here."""
     return [
         Holds(config, state),  # maintenance windows and silences: hold
+        Dependencies(config, state),  # suppress: a child's outage behind a DOWN parent
         # grouping: simultaneous downs with a shared cause -> one group_down
         Grouping(config, state),
+        Reminders(config, state),  # repeat an outage's page while it lasts
     ]
 
 
@@ -90,6 +95,20 @@ class Policy:
         for i, stage in enumerate(self.stages):
             out += self._through(self.stages[i + 1 :], stage.flush(now, wall), now)
         return out
+
+    def resume(self, outages: Sequence[Incident], now: float, wall: float) -> None:
+        """Outages still open in history (of configured targets, already DOWN in the
+        state store) at start-up: stages that keep per-outage state pick theirs up."""
+        for stage in self.stages:
+            if isinstance(stage, Holds | Dependencies | Reminders):
+                stage.resume(outages, now, wall)
+
+    def suppressed_by(self, name: str) -> tuple[str, ...]:
+        """The DOWN parents a target's page waits for (dependencies); () if none."""
+        for stage in self.stages:
+            if isinstance(stage, Dependencies):
+                return stage.suppressed_by(name)
+        return ()
 
     def next_tick(self) -> float:
         """The earliest stage's due time; inf when none is pending."""

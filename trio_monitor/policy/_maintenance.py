@@ -32,6 +32,7 @@ from cronsim import CronSim
 from .._config import Config, Maintenance, labels_match
 from .._records import AlertEvent, rfc3339
 from ..engine.state import DOWN, StateStore
+from ..store.records import Incident
 
 MAINTENANCE, SILENCE = "maintenance:", "silence:"
 
@@ -134,6 +135,7 @@ class Holds:
 
     def __init__(self, config: Config, state: StateStore) -> None:
         self._windows = config.maintenance
+        self._targets = {t.name: t for t in config.targets}
         self._state = state
         self._silences: dict[str, Silence] = {}
         self._held: dict[str, _Held] = {}  # target -> the down it holds
@@ -169,14 +171,28 @@ class Holds:
         hold = holder(self._windows, self._silences.values(), name, labels, wall)
         return None if hold is None else hold[0]
 
-    def resume(self, down: AlertEvent, now: float, wall: float) -> None:
-        """An outage resumed at start-up (`down`: as it was sent, from history): if it
-        began while the hold that holds it now had begun, its `down` was held, so its
-        `up` is held too, or one `down` goes out when the hold ends."""
+    def resume(self, outages: Iterable[Incident], now: float, wall: float) -> None:
+        """Outages open in history at start-up (after `restore`): one whose `down` was
+        never paged (nor suppressed: dependencies owe that page) and that a hold holds
+        now was held, so it stays held: its `up` is held too, or one `down` goes out
+        when the hold ends."""
         self._offset = wall - now
-        hold = holder(self._windows, self._silences.values(), down.target, down.labels, wall)
-        if hold is not None and hold[1] <= down.ts:
-            self._held[down.target] = _Held(down, hold[0], hold[2])
+        for incident in outages:
+            target = self._targets.get(incident.target)
+            if target is None or incident.paged is not None or incident.suppressed_by:
+                continue
+            hold = holder(self._windows, self._silences.values(), target.name, target.labels, wall)
+            if hold is not None:
+                down = AlertEvent(
+                    ts=incident.start,
+                    target=target.name,
+                    url=target.url,
+                    event="down",
+                    reason=incident.error,
+                    since=incident.start,
+                    labels=dict(target.labels) or None,
+                )
+                self._held[target.name] = _Held(down, hold[0], hold[2])
 
     def windows(self) -> tuple[Maintenance, ...]:
         return self._windows
@@ -231,6 +247,7 @@ class Holds:
 
     def configure(self, config: Config) -> None:
         self._windows = config.maintenance
+        self._targets = {t.name: t for t in config.targets}
         self._changed = True
 
 
