@@ -113,7 +113,8 @@ async def test_a_replay_of_the_live_monitors_lines_sends_what_it_sent(autojump_c
     lines, delivered = await live_run(config, SCRIPT, monkeypatch)
     assert {"ops", "payments"} <= delivered.keys()
     events = {a.event for a in delivered["ops"]}
-    assert {"down", "up", "flapping", "group_down", "group_up"} <= events  # the script has them
+    assert {"down", "up", "flapping", "group_down", "group_up", "reminder"} <= events
+    assert any(a.target == "child" and a.event == "down" for a in delivered["ops"])  # released
     doc = replay_lines(config, lines)
     for n in doc["notifiers"]:
         # listed by time (an alert a stage held back keeps its ts but is delivered later)
