@@ -10,8 +10,10 @@ so a user fixes a file in one pass.
 from __future__ import annotations
 
 import functools
+import hashlib
 import importlib.util
 import ipaddress
+import json
 import os
 import re
 import shlex
@@ -507,6 +509,9 @@ class ClusterSettings:
     node: str
     location: str
     redis_down: RedisDownPolicy = "wait"
+    # of [[targets]] and [alerts] as written (${ENV} unexpanded): what every node must
+    # share; node, storage and server settings may differ
+    config_hash: str = ""
 
     @property
     def redis_shown(self) -> str:
@@ -938,8 +943,17 @@ def _spread(
 CLUSTER_EXTRA = "pip install 'trio-monitor[cluster]'"
 
 
+def _shared_hash(data: Mapping[str, Any]) -> str:
+    shared = {"targets": data.get("targets"), "alerts": data.get("alerts")}
+    text = json.dumps(shared, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def _cluster_settings(
-    section: ClusterSection | None, env: Mapping[str, str], problems: list[str]
+    section: ClusterSection | None,
+    env: Mapping[str, str],
+    problems: list[str],
+    data: Mapping[str, Any],
 ) -> ClusterSettings | None:
     """[cluster] resolved: the Redis URL's ${ENV} expanded and checked, the node's name
     defaulted to the host's; its client library (coredis, an extra) must be installed."""
@@ -966,7 +980,11 @@ def _cluster_settings(
             problems.append("cluster.node: the host name is no node name: set `node`")
             node = ClusterName("node")
     return ClusterSettings(
-        redis=redis, node=node, location=section.location, redis_down=section.redis_down
+        redis=redis,
+        node=node,
+        location=section.location,
+        redis_down=section.redis_down,
+        config_hash=_shared_hash(data),
     )
 
 
@@ -1123,7 +1141,7 @@ def parse_config(
     except (ClassValidationError, IterableValidationError) as exc:
         raise ConfigError([f"{path}: {line}" for line in _structure_problems(exc)]) from None
     alerts, targets, problems = _resolve(file, env)
-    cluster = _cluster_settings(file.cluster, env, problems)
+    cluster = _cluster_settings(file.cluster, env, problems, data)
     problems += _monitor_problems(file.monitor) + _storage_problems(file.storage)
     server = file.server
     if server is not None and server.token is not None:

@@ -42,7 +42,7 @@ from ._systemd import SystemdNotifier, serve_watchdog
 from .alerts.base import Notifiers
 from .engine.dispatch import Dispatcher, Outlet
 from .engine.schedule import Scheduler
-from .engine.state import DOWN, MemoryStateStore
+from .engine.state import DOWN, MemoryStateStore, StateStore
 from .engine.view import MonitorView, RecentStats
 from .probes import base as probe_kinds
 from .probes import push
@@ -55,6 +55,7 @@ from .store.outbox import serve_outbox
 from .store.records import Incident
 
 if TYPE_CHECKING:
+    from .cluster.node import ClusterNode
     from .server.metrics import Metrics
 
 log = logging.getLogger("trio_monitor")
@@ -68,6 +69,7 @@ MIN_DRAIN = 5.0  # seconds notifiers get at least to deliver queued alerts on sh
 FINAL_DRAIN = 1.0
 
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
+EXIT_TAKEN_OVER = 3  # cluster: a newer process took this node's name over
 
 
 class Reconfigurable(Protocol):
@@ -174,7 +176,9 @@ class Monitor:
         self._stopped_at: float | None = None  # trio clock, at the first stop()
         self.aborted = False
         self.state = MemoryStateStore(config.alerts)
-        self.dispatcher = Dispatcher(self.state)
+        self.dispatcher = Dispatcher(
+            self.state if config.cluster is None else self._cluster_state()
+        )
         self.output: Outlet = self.dispatcher.add_outlet(
             "output", OUTPUT_QUEUE, lost=lambda: self.out.lost
         )
@@ -183,6 +187,11 @@ class Monitor:
         self.given_up: collections.Counter[str] = collections.Counter()  # alerts, per notifier
         self.dispatcher.add_observer(self.recent.observe)
         self.scheduler = Scheduler(config, probers, self.dispatcher, counters=self._counters)
+        self.cluster: ClusterNode | None = None  # a cluster node's Redis work ([cluster])
+        if config.cluster is not None:
+            from .cluster.node import ClusterNode  # coredis: an extra, imported only here
+
+            self.cluster = ClusterNode(config, self.dispatcher, self.scheduler.select, self.stop)
         self.view = MonitorView(
             lambda: self.config, self.state, self.scheduler, self.recent, time.time
         )
@@ -192,6 +201,15 @@ class Monitor:
         self._reconfigurables: list[Reconfigurable] = []
         self._serving = trio.Event()
         self.ready = False  # serving, and systemd told so: the watchdog may ping from now on
+
+    def _cluster_state(self) -> StateStore:
+        """Redis decides a cluster's verdicts: the local store paces probes, and its
+        alerts go out only while Redis is away with redis_down = "local"."""
+        from .cluster.state import ClusterStateStore
+
+        return ClusterStateStore(
+            self.state, lambda: self.cluster is not None and self.cluster.alerts_locally
+        )
 
     def receive_push(self, token: str, event: str, exit_code: int | None) -> bool:
         """A ping from the server's push URLs: the heartbeat notes it, and its target
@@ -223,6 +241,8 @@ class Monitor:
         ]
         if metrics is not None:
             components.append(metrics)
+        if self.cluster is not None:
+            components.append(self.cluster)
         return components
 
     def stop(self) -> None:
@@ -386,6 +406,8 @@ class Monitor:
                     "alerts are not durable: history is disabled ([storage] enabled = false),"
                     " so alerts still queued when the monitor stops are lost"
                 )
+            if self.cluster is not None:  # its share known (or Redis away) before probing
+                await services.start(self.cluster.run, client)
             metrics = self._start_metrics() if served else None
             self._reconfigurables = self._components(notifiers, metrics)
             self._serving.set()
@@ -405,6 +427,8 @@ class Monitor:
                 server_scope.cancel()  # it shuts down gracefully, within its own bound
                 self.dispatcher.close()
                 services.cancel_scope.deadline = self._drain_deadline()
+        if self.cluster is not None and self.cluster.taken_over:
+            return EXIT_TAKEN_OVER
         if self._once and (
             summary is None or summary.failed or summary.targets < len(config.targets)
         ):

@@ -229,11 +229,16 @@ class AlertEvent:
     days_left: float | None = None
     step_days: float | None = None  # for "cert_expiring": the cert_expiry step crossed, in days
     previous_not_after: float | None = None  # for "cert_renewed": the old certificate's
+    # cluster mode: "target:version", the alert's id across the cluster (cluster/)
+    id: str | None = None
 
     @property
     def key(self) -> str:
         """The alert's idempotency key: the same for every attempt to deliver it, in
-        this process or after a restart (target, event and time make an alert one)."""
+        this process or after a restart (target, event and time make an alert one);
+        in a cluster its id, the same on every node."""
+        if self.id is not None:
+            return self.id
         text = f"{self.target}\n{self.event}\n{self.ts!r}"
         return hashlib.sha256(text.encode()).hexdigest()[:32]
 

@@ -1,7 +1,7 @@
 """The `trio-monitor` command: main(argv) -> exit code. One module per command.
 
-Exit codes: 0 ok; 1 a probe failed (run --once); 2 config or usage error;
-130 stopped at once by a second signal. Expected errors print one line per
+Exit codes: 0 ok; 1 a probe failed (run --once); 2 config or usage error; 3 a cluster
+node taken over by a newer process; 130 stopped at once by a second signal. Expected errors print one line per
 problem on stderr, never a traceback. stdout carries JSON lines only.
 """
 

@@ -1,0 +1,114 @@
+"""cluster/node.py end to end: monitors in one trio run sharing a real redis-server,
+probing a loopback server, alerting a loopback webhook."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import trio
+from factories import make_config
+from fakes import running
+from redis_server import RedisServer
+from servers import TestServer
+
+from trio_monitor import run_monitor
+from trio_monitor._lifecycle import EXIT_TAKEN_OVER, Monitor
+
+NAMES = [f"t{i}" for i in range(8)]
+WAIT_S = 20.0
+
+
+def cluster_config(redis: RedisServer, server: TestServer, node: str, **cluster: Any):
+    return make_config(
+        {
+            "monitor": {"interval": "300ms", "timeout": "1s", "retries": 0},
+            "alerts": {
+                "failure_threshold": 2,
+                "flap_threshold": 0,
+                "webhook": [{"url": server.url("/hook"), "retries": 0, "timeout": "2s"}],
+            },
+            "storage": {"enabled": False},
+            "cluster": {"redis": redis.url, "node": node, **cluster},
+            "targets": [{"name": n, "url": server.url(f"/body/{n}")} for n in NAMES],
+        }
+    )
+
+
+def hooks(server: TestServer) -> Iterator[tuple[str, dict]]:
+    for request in server.requests:
+        if request["path"] == "/hook":
+            yield request["headers"]["idempotency-key"], json.loads(request["body"])
+
+
+async def wait_for(predicate) -> None:
+    """Poll a condition that Redis's clock (leases, beats) decides, within WAIT_S."""
+    with trio.fail_after(WAIT_S):
+        while True:
+            if predicate():
+                return
+            await trio.sleep(0.05)
+
+
+async def test_two_nodes_share_the_targets_and_page_once(
+    redis_server: RedisServer, server: TestServer
+) -> None:
+    for name in NAMES:
+        server.bodies[name] = b"ok"
+    async with trio.open_nursery() as nursery:
+        a: Monitor = await running(
+            nursery, cluster_config(redis_server, server, "a"), out=io.BytesIO()
+        )
+        b: Monitor = await running(
+            nursery, cluster_config(redis_server, server, "b"), out=io.BytesIO()
+        )
+        assert a.cluster is not None
+        assert b.cluster is not None
+        node_a, node_b = a.cluster, b.cluster
+        await wait_for(lambda: len(node_a.status.live) == 2 == len(node_b.status.live))
+        mine = {n for n in NAMES if node_a.owns(n)}
+        theirs = {n for n in NAMES if node_b.owns(n)}
+        assert mine | theirs == set(NAMES)
+        assert not mine & theirs
+        assert mine
+        assert theirs
+        # an outage: paged once, by whichever node's consumer takes it; then recovery
+        del server.bodies["t3"]
+        await wait_for(lambda: len(list(hooks(server))) == 1)
+        server.bodies["t3"] = b"ok"
+        await wait_for(lambda: len(list(hooks(server))) == 2)
+        a.stop()
+        b.stop()
+    got = list(hooks(server))
+    assert [(key, alert["event"], alert["id"]) for key, alert in got] == [
+        ("t3:1", "down", "t3:1"),
+        ("t3:2", "up", "t3:2"),
+    ]
+
+
+async def test_a_newer_process_with_the_same_node_name_stops_the_older(
+    redis_server: RedisServer, server: TestServer
+) -> None:
+    for name in NAMES:
+        server.bodies[name] = b"ok"
+    codes: list[int] = []
+
+    async def run(config, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        code = await run_monitor(
+            config, handle_signals=False, out=io.BytesIO(), task_status=task_status
+        )
+        codes.append(code)
+
+    config = cluster_config(redis_server, server, "same")
+    async with trio.open_nursery() as nursery:
+        old: Monitor = await nursery.start(run, config)
+        assert old.cluster is not None
+        await wait_for(lambda: old.cluster is not None and old.cluster.status.redis_ok)
+        new: Monitor = await nursery.start(run, config)
+        await wait_for(lambda: codes == [EXIT_TAKEN_OVER])  # the old one, by itself
+        assert new.cluster is not None
+        assert not new.cluster.taken_over
+        new.stop()
+    assert codes == [EXIT_TAKEN_OVER, 0]
