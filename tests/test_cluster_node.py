@@ -3,9 +3,12 @@ probing a loopback server, alerting a loopback webhook."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import sqlite3
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import trio
@@ -16,12 +19,16 @@ from servers import TestServer
 
 from trio_monitor import run_monitor
 from trio_monitor._lifecycle import EXIT_TAKEN_OVER, Monitor
+from trio_monitor.cluster import client as cc
 
 NAMES = [f"t{i}" for i in range(8)]
 WAIT_S = 20.0
 
 
-def cluster_config(redis: RedisServer, server: TestServer, node: str, **cluster: Any):
+def cluster_config(
+    redis: RedisServer, server: TestServer, node: str, history: Path | None = None, **cluster: Any
+):
+    storage = {"enabled": False} if history is None else {"path": str(history)}
     return make_config(
         {
             "monitor": {"interval": "300ms", "timeout": "1s", "retries": 0},
@@ -30,7 +37,7 @@ def cluster_config(redis: RedisServer, server: TestServer, node: str, **cluster:
                 "flap_threshold": 0,
                 "webhook": [{"url": server.url("/hook"), "retries": 0, "timeout": "2s"}],
             },
-            "storage": {"enabled": False},
+            "storage": storage,
             "cluster": {"redis": redis.url, "node": node, **cluster},
             "targets": [{"name": n, "url": server.url(f"/body/{n}")} for n in NAMES],
         }
@@ -52,17 +59,40 @@ async def wait_for(predicate) -> None:
             await trio.sleep(0.05)
 
 
+def history_rows(path: Path) -> tuple[list[tuple[str, float]], list[tuple[str, float]], str]:
+    """A node's history: its samples (target, ts), incidents (target, start) and how far
+    it folded the results stream."""
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        samples = conn.execute(
+            "SELECT name, ts FROM samples JOIN targets ON targets.id = target_id"
+        ).fetchall()
+        incidents = conn.execute(
+            "SELECT name, start FROM incidents JOIN targets ON targets.id = target_id"
+        ).fetchall()
+        (mark,) = conn.execute(
+            "SELECT value FROM meta WHERE key = ?", (f"stream:{cc.RESULTS}",)
+        ).fetchone()
+    return samples, incidents, mark
+
+
+async def stream_results(redis: RedisServer, through: str) -> list[tuple[str, float]]:
+    async with cc.connect(redis.url) as client:
+        entries = await client.xrange(cc.RESULTS, "-", through)
+    results = [cc.from_history_entry(str(e.field_values["r"])) for e in entries]
+    return [(r.target, r.ts) for r in results]
+
+
 async def test_two_nodes_share_the_targets_and_page_once(
-    redis_server: RedisServer, server: TestServer
+    redis_server: RedisServer, server: TestServer, tmp_path: Path
 ) -> None:
     for name in NAMES:
         server.bodies[name] = b"ok"
     async with trio.open_nursery() as nursery:
         a: Monitor = await running(
-            nursery, cluster_config(redis_server, server, "a"), out=io.BytesIO()
+            nursery, cluster_config(redis_server, server, "a", tmp_path / "a.db"), out=io.BytesIO()
         )
         b: Monitor = await running(
-            nursery, cluster_config(redis_server, server, "b"), out=io.BytesIO()
+            nursery, cluster_config(redis_server, server, "b", tmp_path / "b.db"), out=io.BytesIO()
         )
         assert a.cluster is not None
         assert b.cluster is not None
@@ -86,6 +116,16 @@ async def test_two_nodes_share_the_targets_and_page_once(
         ("t3:1", "down", "t3:1"),
         ("t3:2", "up", "t3:2"),
     ]
+    # each node's history: every node's results, each once, through its mark; the
+    # cluster's outage as one incident
+    for db in ("a.db", "b.db"):
+        samples, incidents, mark = history_rows(tmp_path / db)
+        expected = await stream_results(redis_server, mark)
+        assert len(samples) == len(set(samples))
+        assert len(expected) == len(set(expected))  # Redis took each result once
+        assert sorted(samples) == sorted(set(expected))
+        assert {name for name, _ in samples} == set(NAMES)
+        assert [name for name, _ in incidents] == ["t3"]
 
 
 async def test_a_newer_process_with_the_same_node_name_stops_the_older(

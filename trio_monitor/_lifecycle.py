@@ -140,14 +140,23 @@ def _names(names: list[str], shown: int = 10) -> str:
     return ", ".join(names[:shown]) + more
 
 
+def _kept_in_cluster_history(record: Record) -> bool:
+    """A cluster node's results and alerts reach its history from Redis's streams
+    (every node's: cluster/node.py), not from its dispatcher."""
+    return isinstance(record, TargetRemoved)
+
+
 class _History:
     """The history store's outlets (the writer's, with its own losses; the alert
     outbox's)."""
 
-    def __init__(self, dispatcher: Dispatcher) -> None:
+    def __init__(self, dispatcher: Dispatcher, cluster: bool) -> None:
         self.stats = StoreStats()
         self.outlet = dispatcher.add_outlet(
-            "history", HISTORY_QUEUE, _kept_in_history, lambda: self.stats.unstored
+            "history",
+            HISTORY_QUEUE,
+            _kept_in_cluster_history if cluster else _kept_in_history,
+            lambda: self.stats.unstored,
         )
         self.outbox = dispatcher.add_outlet("outbox", OUTBOX_QUEUE, _is_alert)
 
@@ -182,7 +191,11 @@ class Monitor:
         self.output: Outlet = self.dispatcher.add_outlet(
             "output", OUTPUT_QUEUE, lost=lambda: self.out.lost
         )
-        self.history = _History(self.dispatcher) if config.store_path is not None else None
+        self.history = (
+            _History(self.dispatcher, config.cluster is not None)
+            if config.store_path is not None
+            else None
+        )
         self.recent = RecentStats()
         self.given_up: collections.Counter[str] = collections.Counter()  # alerts, per notifier
         self.dispatcher.add_observer(self.recent.observe)
@@ -407,7 +420,10 @@ class Monitor:
                     " so alerts still queued when the monitor stops are lost"
                 )
             if self.cluster is not None:  # its share known (or Redis away) before probing
-                await services.start(self.cluster.run, client)
+                history = None
+                if self.history is not None and config.store_path is not None:
+                    history = (self.history.outlet, config.store_path)
+                await services.start(self.cluster.run, client, history)
             metrics = self._start_metrics() if served else None
             self._reconfigurables = self._components(notifiers, metrics)
             self._serving.set()

@@ -258,7 +258,18 @@ class TargetRemoved:
     since: float | None = None  # start of the outage this ends; None when it was not down
 
 
-Record = ProbeResult | RoundSummary | AlertEvent | TargetRemoved
+@frozen
+class StreamMark:
+    """Cluster mode: how far a node's history has folded in one of the cluster's Redis
+    streams; stored in the same transaction as the records before it. Not a line."""
+
+    type: ClassVar[str] = "mark"
+
+    stream: str
+    id: str
+
+
+Record = ProbeResult | RoundSummary | AlertEvent | TargetRemoved | StreamMark
 
 _converter = cattrs.Converter()
 

@@ -21,7 +21,8 @@ import coredis
 from attrs import frozen
 
 from .._config import Target
-from .._records import ProbeResult, to_line
+from .._errors import ErrorKind
+from .._records import ProbeResult
 from .._secrets import redact_url
 
 LIBRARY = resources.files(__package__).joinpath("functions.lua").read_text(encoding="utf-8")
@@ -42,6 +43,30 @@ APPLIED, LATE, DUPLICATE, FENCED = "applied", "late", "duplicate", "fenced"
 
 def target_key(name: str) -> str:
     return f"{PREFIX}t:{name}"
+
+
+# what of a result every node's history keeps (store/writer.py): the results stream
+# carries these fields, not the whole line
+_HISTORY_FIELDS = (
+    "ts", "target", "url", "ok", "status", "latency_ms", "error", "attempts", "round",
+    "content_hash", "content_changed", "phases_ms", "kind", "confirm",
+)  # fmt: skip
+
+
+def history_entry(result: ProbeResult) -> str:
+    """A result as the results stream carries it (JSON)."""
+    return json.dumps(
+        {name: getattr(result, name) for name in _HISTORY_FIELDS}, separators=(",", ":")
+    )
+
+
+def from_history_entry(text: str) -> ProbeResult:
+    """history_entry's inverse (raises ValueError, KeyError or TypeError if it is none)."""
+    data = json.loads(text)
+    fields = {name: data[name] for name in _HISTORY_FIELDS}
+    if fields["error"] is not None:
+        fields["error"] = ErrorKind(fields["error"])
+    return ProbeResult(**fields)
 
 
 @frozen
@@ -165,7 +190,7 @@ class ClusterClient:
                 str(thresholds.success),
                 str(target.locations),
                 str(target.quorum),
-                to_line(result),
+                history_entry(result),
                 repr(result.ts),
                 "" if result.error is None else str(result.error),
                 result.error_detail or "",

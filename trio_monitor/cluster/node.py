@@ -14,6 +14,12 @@
                                  XAUTOCLAIM (a dead node's entries), XREADGROUP, deliver
                                  with Idempotency-Key = the alert id, mark it delivered,
                                  then XACK
+    fold                         with history: every node's results ({tm}:results) and
+                                 the cluster's alerts ({tm}:outbox) into this node's
+                                 SQLite through its history outlet, each batch followed
+                                 by a StreamMark (stored in the same transaction as the
+                                 records before it): the page, API and reports show
+                                 the whole cluster, and a restart goes on from the mark
 
 A node whose member name a newer process has taken over (its token replaced in the
 fence) stops itself: one error line, and `run` exits 3 (EXIT_TAKEN_OVER, _lifecycle.py).
@@ -28,6 +34,7 @@ import contextlib
 import json
 import logging
 import secrets
+import sqlite3
 import time
 from collections.abc import Callable
 from typing import Any
@@ -38,9 +45,10 @@ import httpx
 import trio
 
 from .._config import ClusterSettings, Config
-from .._records import AlertEvent, ProbeResult, Record
+from .._records import AlertEvent, ProbeResult, Record, StreamMark
 from ..alerts import base as alert_kinds
-from ..engine.dispatch import Dispatcher
+from ..engine.dispatch import Dispatcher, Outlet
+from ..store._sql import get_meta, stream_meta_key
 from . import client as cc
 from .ownership import owned
 
@@ -53,6 +61,7 @@ RESULTS_QUEUE = 100_000  # results waiting for Redis (the spool) before some are
 CLAIM_IDLE_MS = 30_000  # an outbox entry unacknowledged this long is another node's to take
 READ_BLOCK_MS = 1_000
 DELIVERED_TTL = 7 * 86400  # how long "delivered" marks are kept (s)
+FOLD_BATCH = 1000  # stream entries read at once into history
 
 # Redis trouble: connection loss, timeouts, and answers that are errors
 _REDIS_ERRORS = (coredis.exceptions.RedisError, OSError, trio.TooSlowError)
@@ -172,10 +181,12 @@ class ClusterNode:
     async def run(
         self,
         client: httpx.AsyncClient,
+        history: tuple[Outlet, str] | None = None,
         *,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Until the dispatcher closes the outlet (and it is drained): then leave."""
+        """Until the dispatcher closes the outlet (and it is drained): then leave.
+        `history`: the history outlet and its file, to fold the cluster's streams into."""
         redis = cc.connect(self.settings.redis)
         async with redis, trio.open_nursery() as nursery:
             node = cc.ClusterClient(redis, self.settings.member, self.token)
@@ -183,6 +194,8 @@ class ClusterNode:
                 await self._join(node)  # a Redis away at start: the beats try again
             task_status.started()
             nursery.start_soon(self._beat, node)
+            if history is not None:
+                nursery.start_soon(self._fold, redis, *history)
             for key, tables in self.config.alerts.notifiers.items():
                 for table in tables:
                     notifier = alert_kinds.get(key).create(table, client)
@@ -337,6 +350,48 @@ class ClusterNode:
             except _REDIS_ERRORS as exc:
                 self._redis_down(exc)
                 await trio.sleep(RETRY)
+
+    async def _fold(self, redis: coredis.Redis[str], history: Outlet, store_path: str) -> None:
+        """The cluster's results and alerts into this node's history, from where its
+        last StreamMark says, on."""
+        marks = await trio.to_thread.run_sync(_stream_marks, store_path)
+        while True:
+            try:
+                with trio.fail_after(CALL_TIMEOUT + READ_BLOCK_MS / 1000):
+                    answer = await redis.xread(marks, count=FOLD_BATCH, block=READ_BLOCK_MS)
+            except _REDIS_ERRORS as exc:
+                self._redis_down(exc)
+                await trio.sleep(RETRY)
+                continue
+            for stream, entries in (answer or {}).items():
+                for entry in entries:
+                    fields = {str(k): str(v) for k, v in entry.field_values.items()}
+                    record = _folded(str(stream), fields)
+                    if record is not None:
+                        history.offer(record)
+                if entries:
+                    marks[str(stream)] = str(entries[-1].identifier)
+                    history.offer(StreamMark(str(stream), marks[str(stream)]))
+
+
+def _stream_marks(store_path: str) -> dict[str, str]:
+    """How far this node's history has folded in each stream ("0-0": from the start)."""
+    with contextlib.closing(sqlite3.connect(store_path)) as conn:
+        return {
+            stream: str(get_meta(conn, stream_meta_key(stream)) or "0-0")
+            for stream in (cc.RESULTS, cc.OUTBOX)
+        }
+
+
+def _folded(stream: str, fields: dict[str, str]) -> Record | None:
+    """A stream entry as the record history keeps: a result, or an alert."""
+    if stream == cc.OUTBOX:
+        return _alert(fields)
+    try:
+        return cc.from_history_entry(fields["r"])
+    except (KeyError, ValueError, TypeError) as exc:
+        log.error("cluster: a results entry that is no result: %s", exc)
+        return None
 
 
 def _alert(fields: dict[str, str]) -> AlertEvent | None:
