@@ -10,7 +10,7 @@ from collections import defaultdict
 import trio
 from attrs import frozen
 
-from trio_monitor._config import EVENTS, Event
+from trio_monitor._config import ChannelSection
 from trio_monitor.alerts.base import NotifierKind
 
 DELIVERED: defaultdict[str, list] = defaultdict(list)
@@ -18,11 +18,10 @@ DELIVERING: dict[str, trio.Event] = {}
 
 
 @frozen
-class MemoryConfig:
-    name: str
+class MemoryConfig(ChannelSection):
+    name: str  # the notifier's name, and where its alerts go (`DELIVERED[name]`)
     fail: bool = False
     hang: bool = False
-    events: tuple[Event, ...] = EVENTS
 
 
 class Memory:

@@ -36,7 +36,11 @@ def alert(event="down", target="api"):
 
 
 def alerts_config(**alerts):
-    return parse_config({"alerts": alerts}).alerts
+    return configured(**alerts).alerts
+
+
+def configured(**alerts):
+    return parse_config({"alerts": alerts})
 
 
 async def test_webhook_posts_alert_json(server, client):
@@ -142,13 +146,13 @@ async def test_notifiers_route_by_event_and_reconfigure(server, client, tmp_path
     dispatch = dispatcher()
     async with trio.open_nursery() as nursery:
         notifiers = Notifiers(dispatch, nursery, client)
-        notifiers.configure(alerts_config(webhook=[downs_only], exec=[{"command": append}]))
+        notifiers.configure(configured(webhook=[downs_only], exec=[{"command": append}]))
         dispatch.publish(alert("down"))
         dispatch.publish(alert("up"))
         await server.wait_received(1)
         hook = notifiers.deliveries()["webhook[0]"]
         # reload without the webhook: its task ends, the command's keeps going
-        notifiers.configure(alerts_config(exec=[{"command": append}]))
+        notifiers.configure(configured(exec=[{"command": append}]))
         assert set(notifiers.deliveries()) == {"exec[0]"}
         dispatch.publish(alert("down", target="second"))
         dispatch.close()
@@ -169,7 +173,7 @@ async def test_slow_notifier_never_blocks_publish(server, client, monkeypatch):
     dispatch = dispatcher()
     async with trio.open_nursery() as nursery:
         notifiers = Notifiers(dispatch, nursery, client)
-        notifiers.configure(alerts_config(webhook=[stuck]))
+        notifiers.configure(configured(webhook=[stuck]))
         for _ in range(5):
             dispatch.publish(alert())  # returns at once even though the hook hangs
         # publish never waited, so the task had taken none yet: 2 queued, 3 dropped,
@@ -185,7 +189,7 @@ async def test_failed_deliveries_are_counted(client):
     dispatch = dispatcher()
     async with trio.open_nursery() as nursery:
         notifiers = Notifiers(dispatch, nursery, client)
-        notifiers.configure(alerts_config(exec=[{"command": ["/nonexistent/page-me"]}]))
+        notifiers.configure(configured(exec=[{"command": ["/nonexistent/page-me"]}]))
         dispatch.publish(alert("down"))
         dispatch.publish(alert("up"))
         dispatch.close()
@@ -236,7 +240,7 @@ async def test_with_an_outbox_it_feeds_the_queues_and_hears_back(server, client)
     dispatch = dispatcher()
     async with trio.open_nursery() as nursery:
         notifiers = Notifiers(dispatch, nursery, client, outbox=True)
-        notifiers.configure(alerts_config(webhook=[hook]))
+        notifiers.configure(configured(webhook=[hook]))
         dispatch.publish(alert("down"))  # not for the notifiers: the outbox feeds them
         (route,) = notifiers.routes()
         route.queue.offer(alert("up"))
@@ -244,7 +248,7 @@ async def test_with_an_outbox_it_feeds_the_queues_and_hears_back(server, client)
         report = await notifiers.reports.receive()
         notifiers.close()
         # a reload while shutting down starts nothing
-        notifiers.configure(alerts_config(webhook=[hook, {"url": server.url("/other")}]))
+        notifiers.configure(configured(webhook=[hook, {"url": server.url("/other")}]))
         assert len(notifiers.routes()) == 1
     assert report == Report(route.notifier, alert("up").key, delivered=True)
     assert [json.loads(b)["event"] for b in server.received] == ["up"]

@@ -20,7 +20,6 @@ from trio_monitor.cluster import client as cc
 from trio_monitor.engine.state import MemoryStateStore
 
 T0 = 1_800_000_000.0
-ONE = cc.Thresholds(failure=3, success=1)
 Node = Callable[..., cc.ClusterClient]
 
 
@@ -46,17 +45,18 @@ async def send(
     ok: bool,
     *,
     age: float = 0.0,
-    thresholds: cc.Thresholds = ONE,
+    thresholds: tuple[int, int] | None = None,
     result_id: str | None = None,
     ts: float = T0,
 ) -> cc.Observed:
+    """One result of `target` (failure and success thresholds overridden if given)."""
+    if thresholds is not None:
+        target = attrs.evolve(
+            target, failure_threshold=thresholds[0], success_threshold=thresholds[1]
+        )
     result = probe_result(target.name, ok=ok, ts=ts)
     return await client.observe(
-        target,
-        result,
-        age=age,
-        result_id=result_id or f"{client.token}:{next(_ids)}",
-        thresholds=thresholds,
+        target, result, age=age, result_id=result_id or f"{client.token}:{next(_ids)}"
     )
 
 
@@ -81,7 +81,7 @@ async def test_a_newer_incarnation_fences_the_older_one(node: Node) -> None:
 async def test_the_same_result_sent_again_changes_nothing(node: Node) -> None:
     client = node()
     target = make_target(name="api")
-    down = cc.Thresholds(failure=1, success=1)
+    down = (1, 1)
     first = await send(client, target, False, thresholds=down, result_id="r1")
     assert first.status == cc.APPLIED
     assert first.alert is not None
@@ -129,7 +129,7 @@ async def test_the_quorum_table(node: Node) -> None:
     """locations = 3, quorum = 2: DOWN at 2 locations down, UP at 2 up, else hold."""
     target = attrs.evolve(make_target(name="api", interval="60s"), locations=3, quorum=2)
     a, b, c = (node(f"{loc}/n", f"tok-{loc}") for loc in "abc")
-    once = cc.Thresholds(failure=1, success=1)
+    once = (1, 1)
 
     async def see(client: cc.ClusterClient, ok: bool) -> tuple[str, str | None]:
         observed = await send(client, target, ok, thresholds=once)
@@ -146,7 +146,7 @@ async def test_the_quorum_table(node: Node) -> None:
 async def test_a_silent_location_stops_counting_after_two_intervals(node: Node) -> None:
     target = attrs.evolve(make_target(name="api"), locations=2, quorum=2, interval=0.1)
     a, b = node("a/n", "ta"), node("b/n", "tb")
-    once = cc.Thresholds(failure=1, success=1)
+    once = (1, 1)
     assert (await send(a, target, False, thresholds=once)).state == "UNKNOWN"
     await trio.sleep(0.25)  # two intervals of Redis's clock: a falls silent
     assert (await send(b, target, False, thresholds=once)).state == "UNKNOWN"
@@ -204,7 +204,7 @@ def test_one_location_decides_as_the_memory_store_does(
     )
     target = config.targets[0]
     oracle = MemoryStateStore(config.alerts)
-    thresholds = cc.Thresholds(failure=failure, success=success)
+    thresholds = (failure, success)
 
     async def check() -> None:  # one trio run (and connection) per example
         async with cc.connect(redis_server.url) as redis:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import attrs
 import pytest
 from factories import target_schemes
 
@@ -514,7 +515,7 @@ def test_exec_command_as_list_or_string():
     assert first.command == second.command == ("/usr/bin/notify", "--urgent", "two words")
     assert first.events == (
         "down", "up", "slow", "content_changed", "flapping", "flap_end",
-        "cert_expiring", "cert_renewed",
+        "cert_expiring", "cert_renewed", "reminder", "group_down", "group_up",
     )  # fmt: skip
 
 
@@ -540,8 +541,8 @@ def test_bad_webhook():
     assert problems(
         {"alerts": {"webhook": [{"url": "ftp://127.0.0.1/", "events": ["down", "sideways"]}]}}
     ) == [
+        'm.toml: alerts.webhook[0].events[1]: must be one of "down", "up", "slow", "content_changed", "flapping", "flap_end", "cert_expiring", "cert_renewed", "reminder", "group_down", "group_up", got \'sideways\'',
         "m.toml: alerts.webhook[0].url: invalid URL 'ftp://127.0.0.1/': expected http:// or https:// with a host",
-        'm.toml: alerts.webhook[0].events[1]: must be one of "down", "up", "slow", "content_changed", "flapping", "flap_end", "cert_expiring", "cert_renewed", got \'sideways\'',
     ]
 
 
@@ -1053,6 +1054,87 @@ def test_bad_monitor_cert_expiry_steps():
         "<memory>: monitor.cert_expiry_steps: each step must be more than 0s and shorter "
         "than cert_expiry (14d), got 0s"
     ]
+
+
+def test_labels_notifier_names_and_target_alert_policy():
+    config = parse_config(
+        {
+            "monitor": {"labels": {"env": "prod"}},
+            "alerts": {
+                "failure_threshold": 3,
+                "webhook": [{"url": "http://127.0.0.1/h", "name": "pager"}],
+                "exec": [{"command": "true"}],
+            },
+            "targets": [
+                {
+                    "name": "api",
+                    "url": "http://127.0.0.1/",
+                    "labels": {"team": "payments", "env": "staging"},
+                    "depends_on": ["router"],
+                    "alerts": {
+                        "failure_threshold": 5,
+                        "notify": ["pager", "exec[0]"],
+                        "repeat": "1s",
+                    },
+                },
+                {"name": "router", "url": "http://127.0.0.1/r"},
+            ],
+        },
+        env={},
+    )
+    api, router = config.targets
+    assert dict(api.labels) == {"env": "staging", "team": "payments"}
+    assert dict(router.labels) == {"env": "prod"}
+    assert hash(api) == hash(attrs.evolve(api))  # targets stay hashable
+    assert (api.failure_threshold, api.success_threshold) == (5, 1)
+    assert (router.failure_threshold, router.notify, router.repeat) == (3, None, None)
+    assert (api.notify, api.repeat, api.depends_on) == (("pager", "exec[0]"), 1.0, ("router",))
+
+
+def test_bad_labels_names_and_dependencies():
+    url = "http://127.0.0.1/"
+    assert problems(
+        {
+            "monitor": {"labels": {"9lives": "x"}},
+            "alerts": {
+                "webhook": [{"url": url, "name": "a"}, {"url": url, "name": "a"}],
+                "exec": [{"command": "true", "match_re": {"team": "("}}],
+            },
+            "targets": [
+                {"name": "t0", "url": url, "labels": {"team": "a\nb"}},
+                {"name": "t1", "url": url, "alerts": {"notify": ["nobody"], "repeat": "0.5s"}},
+            ],
+        }
+    ) == [
+        "m.toml: monitor.labels: label name '9lives': letters, digits and _ (not a digit first), at most 64",
+        "m.toml: alerts.exec[0].match_re: label team: bad regular expression '(': missing ), unterminated subpattern at position 0",
+        "m.toml: targets[0].labels: label team: at most 200 characters, no control characters",
+        "m.toml: targets[1].alerts.repeat: must be from 1s to 30d, got '0.5s'",
+    ]
+    assert problems(
+        {
+            "alerts": {"webhook": [{"url": url, "name": "a"}, {"url": url, "name": "a"}]},
+            "targets": [
+                {"name": "t0", "url": url, "depends_on": ["t0", "nope"]},
+                {"name": "t1", "url": url, "alerts": {"notify": ["nobody"]}, "depends_on": ["t2"]},
+                {"name": "t2", "url": url, "depends_on": ["t3"]},
+                {"name": "t3", "url": url, "depends_on": ["t1"]},
+            ],
+        }
+    ) == [
+        "m.toml: alerts.webhook[1].name: duplicate notifier name 'a' (first used by alerts.webhook[0])",
+        "m.toml: targets[0].depends_on[0]: a target cannot depend on itself",
+        "m.toml: targets[0].depends_on[1]: no target named 'nope'",
+        "m.toml: targets[1].alerts.notify[0]: no notifier named 'nobody' (a)",
+        "m.toml: targets: depends_on makes a cycle: t1 -> t2 -> t3 -> t1",
+    ]
+
+
+def test_a_long_dependency_chain_is_no_cycle_and_no_recursion():
+    url = "http://127.0.0.1/"
+    chain = [{"name": f"t{i}", "url": url, "depends_on": [f"t{i + 1}"]} for i in range(5000)]
+    chain.append({"name": "t5000", "url": url})
+    assert len(parse_config({"targets": chain}).targets) == 5001
 
 
 # --- [cluster] -----------------------------------------------------------------------

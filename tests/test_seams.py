@@ -138,7 +138,7 @@ async def test_state_alerts_and_channels_take_a_new_kind(line_kind_registered, m
     alerts = [r["event"] for r in records(out) if r["type"] == "alert"]
     assert alerts[:2] == ["down", "up"]
     rounds = [r for r in records(out) if r["type"] == "round"]
-    assert set(rounds[-1]["drops"]) == {"output", "memory[0]", "memory[1]"}
+    assert set(rounds[-1]["drops"]) == {"output", "pager", "ups"}  # their `name`s
 
 
 def test_channel_tables_are_checked_like_any_section(memory_channel):

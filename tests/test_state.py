@@ -164,7 +164,12 @@ def test_retain_and_configure():
     feed(ok=False), feed(ok=False)
     store.retain(["t"])
     assert store.get("t").failures == 2
-    store.configure(parse_config({"alerts": {"failure_threshold": 3}}).alerts)
+    # a reload: the target's new threshold comes with the new config's Target
+    config = parse_config(
+        {"alerts": {"failure_threshold": 3}, "targets": [{"name": "t", "url": target.url}]}
+    )
+    feed.target = config.targets[0]
+    store.configure(config.alerts)
     feed(ok=False)
     assert feed.events() == ["down"]
     store.retain([])
@@ -331,3 +336,27 @@ def test_cert_expiring_names_a_chain_certificate_that_expires_first():
     assert alert.detail.endswith(
         "(in 10 days); chain certificate CN=I expires on 1970-01-17 (in 5 days)"
     )
+
+
+def test_each_target_has_its_own_thresholds():
+    config = parse_config(
+        {
+            "alerts": {"failure_threshold": 2},
+            "targets": [
+                {"name": "quick", "url": "http://127.0.0.1/q"},
+                {
+                    "name": "patient",
+                    "url": "http://127.0.0.1/p",
+                    "alerts": {"failure_threshold": 4},
+                },
+            ],
+        }
+    )
+    store = MemoryStateStore(config.alerts)
+    quick, patient = (Feed(store, t) for t in config.targets)
+    for _ in range(3):
+        quick(ok=False), patient(ok=False)
+    assert (quick.events(), patient.events()) == (["down"], [])
+    patient(ok=False)
+    assert patient.events() == ["down"]
+    assert patient.alerts[0].labels is None  # no labels: no `labels` object

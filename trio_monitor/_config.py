@@ -61,13 +61,17 @@ CertWindow = NewType("CertWindow", float)  # days before a certificate expires; 
 Listen = NewType("Listen", tuple)  # (host, port) from "127.0.0.1:9180" or "[::1]:9180"
 Argv = NewType("Argv", tuple)  # ["cmd", "arg"] or "cmd arg" (split like a shell, never run by one)
 HostName = NewType("HostName", str)  # "status.example.com", "10.0.0.5", "::1": no scheme, no port
+Repeat = NewType("Repeat", float)  # a reminder's interval: 1s up to 30d
+LabelPatterns = NewType("LabelPatterns", tuple)  # ((label, compiled regex), ...)
+NotifierName = NewType("NotifierName", str)  # `name` of an [[alerts.KEY]] table
 Nameserver = NewType("Nameserver", tuple)  # (IP, port) from "10.0.0.53", "[::1]:5353"; port 53
 DEFAULT_CERT_EXPIRY = 14 * 86400.0
 DEFAULT_CERT_STEPS = (7 * 86400.0, 86400.0)  # those shorter than cert_expiry
 DEFAULT_CONFIRM_INTERVAL = 5.0  # seconds; capped at each target's interval
 Event = Literal[
-    "down", "up", "slow", "content_changed", "flapping", "flap_end", "cert_expiring", "cert_renewed"
-]
+    "down", "up", "slow", "content_changed", "flapping", "flap_end", "cert_expiring",
+    "cert_renewed", "reminder", "group_down", "group_up",
+]  # fmt: skip
 TooLargePolicy = Literal["truncate", "fail"]
 ConnectionPolicy = Literal["fresh", "reuse"]
 IpFamily = Literal["any", "ipv4", "ipv6"]  # the records a name resolves to (net/dns.py)
@@ -77,9 +81,7 @@ IcmpSocket = Literal["auto", "dgram", "raw"]  # the ICMP socket kind (probes/icm
 RedisDownPolicy = Literal["wait", "local"]
 ClusterName = NewType("ClusterName", str)  # a node or location name: [A-Za-z0-9_.-], 1-64
 
-EVENTS: tuple[Event, ...] = (
-    "down", "up", "slow", "content_changed", "flapping", "flap_end", "cert_expiring", "cert_renewed"
-)  # fmt: skip
+EVENTS: tuple[Event, ...] = get_args(Event)
 USER_AGENT = f"trio-monitor/{__version__} (+https://github.com/trio-monitor/trio-monitor)"
 
 
@@ -335,6 +337,88 @@ def parse_argv(value: object) -> tuple[str, ...]:
     return tuple(argv)
 
 
+class Labels(Mapping[str, str]):
+    """Labels (`team = "payments"`): read-only and hashable, like the Targets holding them."""
+
+    __slots__ = ("_hash", "_items")
+
+    def __init__(self, items: Mapping[str, str] | Iterable[tuple[str, str]] = ()) -> None:
+        self._items = dict(items)
+        self._hash = hash(frozenset(self._items.items()))
+
+    def __getitem__(self, key: str) -> str:
+        return self._items[key]
+
+    def __iter__(self):
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __repr__(self) -> str:
+        return f"Labels({self._items!r})"
+
+
+NO_LABELS = Labels()
+LABEL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")  # what Prometheus takes, bounded
+MAX_LABELS = 32
+MAX_LABEL_VALUE = 200
+
+
+def _label_name(name: object) -> str:
+    if not isinstance(name, str) or not LABEL_NAME.fullmatch(name):
+        raise _Invalid(
+            f"label name {name!r}: letters, digits and _ (not a digit first), at most 64"
+        )
+    return name
+
+
+def parse_labels(value: object) -> Labels:
+    if not isinstance(value, Mapping):
+        raise _Invalid(f'expected a table like {{ team = "payments" }}, got {value!r}')
+    if len(value) > MAX_LABELS:
+        raise _Invalid(f"at most {MAX_LABELS} labels, got {len(value)}")
+    for name, text in value.items():
+        _label_name(name)
+        if not isinstance(text, str):
+            raise _Invalid(f"label {name}: expected text, got {text!r}")
+        if _has_control_character(text) or len(text) > MAX_LABEL_VALUE:
+            raise _Invalid(
+                f"label {name}: at most {MAX_LABEL_VALUE} characters, no control characters"
+            )
+    return Labels(value)
+
+
+def parse_label_patterns(value: object) -> tuple[tuple[str, re.Pattern[str]], ...]:
+    """`match_re = { env = "prod|staging" }`: each pattern must match a whole value."""
+    if not isinstance(value, Mapping):
+        raise _Invalid(f'expected a table like {{ env = "prod|staging" }}, got {value!r}')
+    patterns = []
+    for name, text in value.items():
+        _label_name(name)
+        if not isinstance(text, str):
+            raise _Invalid(f"label {name}: expected a regular expression, got {text!r}")
+        try:
+            patterns.append((name, re.compile(text)))
+        except re.error as exc:
+            raise _Invalid(f"label {name}: bad regular expression {text!r}: {exc}") from None
+    return tuple(patterns)
+
+
+MAX_NOTIFIER_NAME = 64
+
+
+def parse_notifier_name(value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise _Invalid(f"expected a non-empty name, got {value!r}")
+    if _has_control_character(value) or len(value) > MAX_NOTIFIER_NAME:
+        raise _Invalid(f"at most {MAX_NOTIFIER_NAME} characters, no control characters")
+    return value.strip()
+
+
 def _literal(value: object, type_: object) -> object:
     allowed = get_args(type_)
     if value not in allowed:
@@ -436,6 +520,7 @@ class MonitorSection:
     # a reload may remove more than half of the running targets (else it is refused:
     # a file read while an editor or `cp` was writing it must not stop the monitoring)
     allow_shrink: bool = False
+    labels: Labels = NO_LABELS  # every target's, under its own
 
 
 @frozen
@@ -444,6 +529,28 @@ class _AlertSettings:
     success_threshold: Positive = Positive(1)
     flap_threshold: Count = Count(5)
     flap_window: Duration = Duration(600.0)
+
+
+@frozen(kw_only=True)
+class ChannelSection:
+    """What every `[[alerts.KEY]]` table has besides its channel's own keys: which
+    alerts it takes (alerts/routing.py) and how often it repeats an ongoing outage."""
+
+    name: NotifierName | None = None  # default "KEY[i]": its place in the file
+    events: tuple[Event, ...] = EVENTS
+    match: Labels = NO_LABELS  # every label must have this value
+    match_re: LabelPatterns = LabelPatterns(())  # every label must match (whole value)
+    repeat: Repeat | None = None  # a `reminder` this often while DOWN; unset: the target's
+
+
+@frozen
+class TargetAlerts:
+    """[targets.alerts]: the target's own alert policy over [alerts]'."""
+
+    failure_threshold: Positive | None = None
+    success_threshold: Positive | None = None
+    notify: tuple[NotifierName, ...] | None = None  # only these notifiers; [] none at all
+    repeat: Repeat | None = None  # a `reminder` this often while DOWN
 
 
 @frozen
@@ -485,6 +592,9 @@ class TargetSection:
     cert_expiry_steps: tuple[CertWindow, ...] | None = None
     # Gatus-style assertions ("[STATUS] == 200"), compiled at load (conditions/)
     conditions: tuple[str, ...] = ()
+    labels: Labels = NO_LABELS  # over [monitor] labels; routing, filters, metrics
+    depends_on: tuple[str, ...] = ()  # names of targets: while one is DOWN, no `down` page
+    alerts: TargetAlerts = TargetAlerts()
     # cluster mode: probed from this many locations, DOWN when `quorum` of them see it
     # down (each 1 by default; quorum at most locations)
     locations: Positive | None = None
@@ -579,6 +689,12 @@ class Target:
     # `conditions`, compiled against the kind's placeholders (conditions/)
     conditions: tuple[Condition, ...] = ()
     group: str | None = None  # the status page's heading for it (stripped, never empty)
+    labels: Labels = NO_LABELS  # [monitor] labels, then its own
+    depends_on: tuple[str, ...] = ()  # parent targets (configured, no cycles)
+    failure_threshold: int = 3  # [targets.alerts], else [alerts]
+    success_threshold: int = 1
+    notify: tuple[str, ...] | None = None  # notifier names; None: every notifier
+    repeat: float | None = None  # reminder interval while DOWN; None: notifiers' own only
     locations: int = 1  # cluster mode: probed from this many locations
     quorum: int = 1  # locations that must see it down for DOWN
 
@@ -614,6 +730,10 @@ converter.register_structure_hook(Positive, _integer(1, 100_000))
 converter.register_structure_hook(Count, _integer(0, 100))
 converter.register_structure_hook(Retries, _integer(0, 10))
 converter.register_structure_hook(Argv, lambda v, _: parse_argv(v))
+converter.register_structure_hook(Repeat, _duration_in(1.0, 30 * 86400.0))
+converter.register_structure_hook(Labels, lambda v, _: parse_labels(v))
+converter.register_structure_hook(LabelPatterns, lambda v, _: parse_label_patterns(v))
+converter.register_structure_hook(NotifierName, lambda v, _: parse_notifier_name(v))
 converter.register_structure_hook(Listen, lambda v, _: Listen(parse_listen(v)))
 converter.register_structure_hook(HostName, lambda v, _: HostName(parse_host_name(v)))
 converter.register_structure_hook(ClusterName, lambda v, _: ClusterName(parse_cluster_name(v)))
@@ -920,10 +1040,86 @@ def _resolve(
                 cert_alerts=_cert_alerts(t, m, where, problems),
                 conditions=conditions.compile(t.conditions, kind, where, problems),
                 group=group,
+                labels=Labels({**m.labels, **t.labels}),
+                depends_on=t.depends_on,
+                failure_threshold=inherit(
+                    t.alerts.failure_threshold, file.alerts.failure_threshold
+                ),
+                success_threshold=inherit(
+                    t.alerts.success_threshold, file.alerts.success_threshold
+                ),
+                notify=t.alerts.notify,
+                repeat=t.alerts.repeat,
                 **_spread(t, file.cluster, where, problems),
             )
         )
+    problems += _routing_problems(file, alerts, targets)
     return alerts, tuple(targets), problems
+
+
+def notifier_names(alerts: AlertsSection) -> dict[str, str]:
+    """Each notifier's name -> where it is configured ("alerts.webhook[0]")."""
+    return {
+        table.name or f"{key}[{i}]": f"alerts.{key}[{i}]"
+        for key, tables in alerts.notifiers.items()
+        for i, table in enumerate(tables)
+    }
+
+
+def _routing_problems(file: ConfigFile, alerts: AlertsSection, targets: list[Target]) -> list[str]:
+    """Names that must exist and be unique: notifiers', `notify`'s and `depends_on`'s;
+    and dependencies without cycles."""
+    problems = []
+    seen: dict[str, str] = {}
+    for key, tables in alerts.notifiers.items():
+        for i, table in enumerate(tables):
+            name = table.name or f"{key}[{i}]"
+            if name in seen:
+                problems.append(
+                    f"alerts.{key}[{i}].name: duplicate notifier name {name!r} (first used by {seen[name]})"
+                )
+            seen.setdefault(name, f"alerts.{key}[{i}]")
+    names = {t.name for t in targets}
+    for i, (section, target) in enumerate(zip(file.targets, targets, strict=True)):
+        for j, notifier in enumerate(section.alerts.notify or ()):
+            if notifier not in seen:
+                known = ", ".join(sorted(seen)) or "none configured"
+                problems.append(
+                    f"targets[{i}].alerts.notify[{j}]: no notifier named {notifier!r} ({known})"
+                )
+        for j, parent in enumerate(target.depends_on):
+            if parent == target.name:
+                problems.append(f"targets[{i}].depends_on[{j}]: a target cannot depend on itself")
+            elif parent not in names:
+                problems.append(f"targets[{i}].depends_on[{j}]: no target named {parent!r}")
+    if cycle := dependency_cycle(targets):
+        problems.append(f"targets: depends_on makes a cycle: {' -> '.join(cycle)}")
+    return problems
+
+
+def dependency_cycle(targets: Iterable[Target]) -> list[str] | None:
+    """A cycle of `depends_on` (its names, the first repeated at the end), if any.
+    Depth first without recursion: a chain of thousands of targets is fine."""
+    parents = {t.name: [p for p in t.depends_on if p != t.name] for t in targets}
+    ON_PATH, DONE = 1, 2
+    seen: dict[str, int] = {}
+    for start in parents:
+        if start in seen:
+            continue
+        path, pending = [start], [iter(parents[start])]
+        seen[start] = ON_PATH
+        while path:
+            parent = next(pending[-1], None)
+            if parent is None:
+                seen[path.pop()] = DONE
+                pending.pop()
+            elif seen.get(parent) == ON_PATH:
+                return [*path[path.index(parent) :], parent]
+            elif parent not in seen and parent in parents:
+                seen[parent] = ON_PATH
+                path.append(parent)
+                pending.append(iter(parents[parent]))
+    return None
 
 
 def _spread(

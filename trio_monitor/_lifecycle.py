@@ -44,6 +44,7 @@ from .engine.dispatch import Dispatcher, Outlet
 from .engine.schedule import Scheduler
 from .engine.state import DOWN, MemoryStateStore, StateStore
 from .engine.view import MonitorView, RecentStats
+from .policy import Policy
 from .probes import base as probe_kinds
 from .probes import push
 from .probes.base import Prober
@@ -185,8 +186,9 @@ class Monitor:
         self._stopped_at: float | None = None  # trio clock, at the first stop()
         self.aborted = False
         self.state = MemoryStateStore(config.alerts)
+        self.policy = Policy(config, self.state)
         self.dispatcher = Dispatcher(
-            self.state if config.cluster is None else self._cluster_state()
+            self.state if config.cluster is None else self._cluster_state(), self.policy
         )
         self.output: Outlet = self.dispatcher.add_outlet(
             "output", OUTPUT_QUEUE, lost=lambda: self.out.lost
@@ -247,6 +249,7 @@ class Monitor:
     def _components(self, notifiers: Notifiers, metrics: Metrics | None) -> list[Reconfigurable]:
         components: list[Reconfigurable] = [
             self.state,
+            self.dispatcher,  # the alert policy
             self.recent,
             self.scheduler,
             notifiers,
@@ -399,7 +402,8 @@ class Monitor:
             notifiers = Notifiers(
                 self.dispatcher, services, client, self.given_up, outbox=self.history is not None
             )
-            notifiers.configure(config.alerts)
+            notifiers.configure(config)
+            await services.start(self.dispatcher.run_policy)
             if self.history is not None:
                 assert config.store_path is not None
                 self._resume(outages)

@@ -202,6 +202,11 @@ class RoundSummary:
     lag_max_ms: float | None = None
 
 
+def _names(value: Any) -> tuple[str, ...] | None:
+    """A list read back from JSON (the outbox) is the tuple it was."""
+    return None if value is None else tuple(value)
+
+
 @frozen
 class AlertEvent:
     type: ClassVar[str] = "alert"
@@ -210,7 +215,7 @@ class AlertEvent:
     target: str
     url: str
     # "down" | "up" | "slow" | "content_changed" | "flapping" | "flap_end" |
-    # "cert_expiring" | "cert_renewed"
+    # "cert_expiring" | "cert_renewed" | "reminder" | "group_down" | "group_up"
     event: str
     reason: str | None = None  # the error kind that took it down, or "slow"
     detail: str | None = None
@@ -229,8 +234,30 @@ class AlertEvent:
     days_left: float | None = None
     step_days: float | None = None  # for "cert_expiring": the cert_expiry step crossed, in days
     previous_not_after: float | None = None  # for "cert_renewed": the old certificate's
+    # the target's labels ([monitor]'s and its own); None without any
+    labels: dict[str, str] | None = None
+    # The alert policy (policy/) marks an alert instead of dropping it: it is recorded
+    # (JSON lines, history), but only a `deliverable` one reaches notifiers.
+    # dependencies: the parents that were DOWN, so this `down` (or its `up`) is not paged
+    suppressed_by: tuple[str, ...] | None = field(default=None, converter=_names)
+    # what holds it back: "maintenance:NAME" (a window), "silence:ID" (a runtime silence)
+    held_by: str | None = None
+    # grouping: the group's id on "group_down"/"group_up" and on the members' own alerts
+    # folded into it
+    group: str | None = None
+    cause: str | None = None  # "group_down"/"group_up": what the members share, in words
+    members: tuple[str, ...] | None = field(default=None, converter=_names)  # group's targets
+    # "reminder": the interval it repeats at, and which reminder this is (1, 2, ...)
+    repeat_s: float | None = None
+    reminder: int | None = None
     # cluster mode: "target:version", the alert's id across the cluster (cluster/)
     id: str | None = None
+
+    @property
+    def deliverable(self) -> bool:
+        """Sent to notifiers (routing permitting): not held, not suppressed, not folded
+        into a group's alert."""
+        return not (self.held_by or self.suppressed_by or (self.group and not self.members))
 
     @property
     def key(self) -> str:

@@ -32,11 +32,12 @@ import httpx
 import trio
 from attrs import define, frozen
 
-from .._records import AlertEvent, Record
+from .._records import AlertEvent
 from .._registry import Registry
+from . import routing
 
 if TYPE_CHECKING:
-    from .._config import AlertsSection, Config
+    from .._config import Config
     from ..engine.dispatch import Dispatcher, Outlet
 
 log = logging.getLogger("trio_monitor")
@@ -89,10 +90,11 @@ class Report:
 
 @frozen
 class Route:
-    """Where the outbox sends an alert: a notifier's identity, events and queue."""
+    """Where the outbox sends an alert: a notifier's identity, what it takes
+    (alerts/routing.py) and its queue."""
 
     notifier: str
-    events: tuple[str, ...]
+    accepts: Callable[[AlertEvent], bool]
     queue: Outlet
 
 
@@ -109,20 +111,20 @@ class Delivery:
 
 
 class _Running:
-    __slots__ = ("config", "delivery", "identity", "outlet")
+    __slots__ = ("accepts", "config", "delivery", "identity", "outlet")
 
     def __init__(self, config: Any, identity: str, outlet: Outlet, delivery: Delivery) -> None:
         self.config = config
         self.identity = identity
         self.outlet = outlet
         self.delivery = delivery
+        self.accepts: Callable[[AlertEvent], bool] = lambda _: False  # set by configure
 
-
-def _wants(events: tuple[str, ...]) -> Callable[[Record], bool]:
-    def accepts(record: Record) -> bool:
-        return isinstance(record, AlertEvent) and record.event in events
-
-    return accepts
+    def route(self, accepts: Callable[[AlertEvent], bool], *, outlet_accepts: bool) -> None:
+        """What it takes now (a reload may change targets' labels and `notify`)."""
+        self.accepts = accepts
+        if outlet_accepts:  # no outbox: the dispatcher offers it every record
+            self.outlet.accepts = lambda record: isinstance(record, AlertEvent) and accepts(record)
 
 
 class Notifiers:
@@ -154,42 +156,47 @@ class Notifiers:
         # one and every task has ended.
         self._report, self.reports = trio.open_memory_channel[Report](math.inf)
 
-    def configure(self, alerts: AlertsSection) -> None:
-        """Start tasks for new notifiers; let removed ones finish their queue and end.
-        Once closed (shutting down) there is nothing to configure."""
+    def configure(self, config: Config) -> None:
+        """Start tasks for new notifiers; let removed ones finish their queue and end;
+        route each by the config's targets. Once closed (shutting down) there is
+        nothing to configure."""
         if self._closed:
             return
         old, running = self._running, {}
         seen: Counter[str] = Counter()
-        for key, configs in alerts.notifiers.items():
+        targets = {t.name: t for t in config.targets}
+        for key, configs in config.alerts.notifiers.items():
             # a list, not a dict: configs hold header tables, so they compare but do not hash
             available = list(old.get(key, ()))
             kept: list[_Running] = []
-            for i, config in enumerate(configs):
+            for i, table in enumerate(configs):
                 # the same destination twice: told apart by their order ("#2", "#3", ...)
-                base = identity(key, config)
+                base = identity(key, table)
                 seen[base] += 1
-                name = base if seen[base] == 1 else f"{base}#{seen[base]}"
-                same = next((r for r in available if r.config == config), None)
+                ident = base if seen[base] == 1 else f"{base}#{seen[base]}"
+                same = next((r for r in available if r.config == table), None)
                 if same is not None:
                     available.remove(same)
-                    kept.append(same)
                 else:
-                    kept.append(self._start(key, i, config, name))
+                    same = self._start(key, table.name or f"{key}[{i}]", table, ident)
+                same.route(
+                    routing.accepts(table, same.outlet.name, targets),
+                    outlet_accepts=not self._outbox,
+                )
+                kept.append(same)
             running[key] = kept
         staying = {id(r) for rs in running.values() for r in rs}
         for r in (r for rs in old.values() for r in rs if id(r) not in staying):
             self._dispatcher.remove_outlet(r.outlet)
         self._running = running
 
-    def _start(self, key: str, index: int, config: Any, identity: str) -> _Running:
+    def _start(self, key: str, name: str, config: Any, identity: str) -> _Running:
         notifier = _KINDS.get(key).create(config, self._client)
-        name = f"{key}[{index}]"
         if self._outbox:
             outlet = self._dispatcher.add_downstream(name, QUEUE)
             report = self._report.clone()
         else:
-            outlet = self._dispatcher.add_outlet(name, QUEUE, _wants(config.events))
+            outlet = self._dispatcher.add_outlet(name, QUEUE)
             report = None
         running = _Running(config, identity, outlet, Delivery())
         self._nursery.start_soon(
@@ -199,11 +206,7 @@ class Notifiers:
 
     def routes(self) -> list[Route]:
         """The running notifiers, for the outbox."""
-        return [
-            Route(r.identity, r.config.events, r.outlet)
-            for rs in self._running.values()
-            for r in rs
-        ]
+        return [Route(r.identity, r.accepts, r.outlet) for rs in self._running.values() for r in rs]
 
     def close(self) -> None:
         """(With an outbox, from it:) no more alerts; each notifier drains its queue and
@@ -214,7 +217,7 @@ class Notifiers:
             r.outlet.send.close()
 
     async def reconfigure(self, old: Config, new: Config) -> None:
-        self.configure(new.alerts)
+        self.configure(new)
 
     def deliveries(self) -> dict[str, Delivery]:
         return {r.outlet.name: r.delivery for rs in self._running.values() for r in rs}

@@ -20,7 +20,7 @@ import httpx
 import trio
 from attrs import frozen
 
-from .._config import EVENTS, Argv, Duration, Event
+from .._config import Argv, ChannelSection, Duration
 from .._records import AlertEvent, to_line
 from .base import NotifierKind, register
 
@@ -32,12 +32,11 @@ AFTER_EXIT = 1.0  # seconds to finish reading stderr once the command has exited
 
 
 @frozen
-class ExecConfig:
+class ExecConfig(ChannelSection):
     """[[alerts.exec]]: run `command` (argv list, no shell) with the alert JSON on stdin."""
 
     command: Argv
     timeout: Duration = Duration(10.0)
-    events: tuple[Event, ...] = EVENTS
 
 
 async def _feed(stream: trio.abc.SendStream, data: bytes) -> None:

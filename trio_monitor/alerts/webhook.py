@@ -11,7 +11,7 @@ import httpx
 import trio
 from attrs import field, frozen
 
-from .._config import EVENTS, HEADER_ENCODING, Duration, Event, Retries, Url, expand_headers
+from .._config import HEADER_ENCODING, ChannelSection, Duration, Retries, Url, expand_headers
 from .._records import AlertEvent, to_line
 from .._secrets import redact_url
 from .base import NotifierKind, register
@@ -22,14 +22,13 @@ BACKOFF = 1.0  # seconds before the first retry; doubles each time
 
 
 @frozen
-class WebhookConfig:
+class WebhookConfig(ChannelSection):
     """[[alerts.webhook]]: POST each alert's JSON to `url`."""
 
     url: Url
     headers: dict[str, str] = field(factory=dict)
     timeout: Duration = Duration(5.0)
     retries: Retries = Retries(3)
-    events: tuple[Event, ...] = EVENTS
 
 
 class Webhook:

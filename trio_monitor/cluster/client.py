@@ -70,12 +70,6 @@ def from_history_entry(text: str) -> ProbeResult:
 
 
 @frozen
-class Thresholds:
-    failure: int
-    success: int
-
-
-@frozen
 class Observed:
     """What `observe` did with one result: its `status`, the target's verdict after it,
     the alert it raised (the AlertEvent's fields plus `id`, or None) and the result's
@@ -169,7 +163,6 @@ class ClusterClient:
         *,
         age: float,
         result_id: str,
-        thresholds: Thresholds,
     ) -> Observed:
         """Fold one result into the target's state in one atomic call (functions.lua
         `observe`). `age`: seconds since the probe started, on this node's monotonic
@@ -186,8 +179,8 @@ class ClusterClient:
                 repr(target.interval),
                 repr(max(age, 0.0)),
                 "1" if result.ok else "0",
-                str(thresholds.failure),
-                str(thresholds.success),
+                str(target.failure_threshold),
+                str(target.success_threshold),
                 str(target.locations),
                 str(target.quorum),
                 history_entry(result),

@@ -120,9 +120,6 @@ class ClusterNode:
             config_hash=self.settings.config_hash,
         )
         self._owned: frozenset[str] = frozenset()
-        self._thresholds = cc.Thresholds(
-            failure=config.alerts.failure_threshold, success=config.alerts.success_threshold
-        )
         # alone until the first beat answers: every target its own (on its schedule)
         self._owned = owned(self.settings.member, config.targets, [])
         self.status.owned = len(self._owned)
@@ -138,11 +135,8 @@ class ClusterNode:
         return self.settings.redis_down == "local" and not self.status.redis_ok
 
     async def reconfigure(self, old: Config, new: Config) -> None:
-        """A reload's targets and thresholds (`[cluster]` itself needs a restart)."""
+        """A reload's targets (`[cluster]` itself needs a restart)."""
         self.config = new
-        self._thresholds = cc.Thresholds(
-            failure=new.alerts.failure_threshold, success=new.alerts.success_threshold
-        )
         self._reselect(list(self.status.live))
 
     def owns(self, name: str) -> bool:
@@ -287,7 +281,6 @@ class ClusterNode:
                         result,
                         age=time.time() - result.ts,
                         result_id=result_id,
-                        thresholds=self._thresholds,
                     )
             except _REDIS_ERRORS as exc:
                 self._redis_down(exc)

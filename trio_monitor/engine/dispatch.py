@@ -14,17 +14,23 @@ a slow webhook never slows probing.
 A downstream outlet (`add_downstream`) is fed by another consumer rather than by
 `publish` (the notifiers' queues, fed by the alert outbox once it has committed an
 alert): the dispatcher only counts its drops; its feeder closes it.
+
+A probe's alerts go through the alert policy (policy/) before they are published;
+`run_policy` publishes what the policy makes at its own due times (reminders, the end
+of a maintenance window or of a group's window). Probes without alerts skip it.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 
 import trio
 
-from .._config import Target
+from .._config import Config, Target
 from .._records import AlertEvent, ProbeResult, Record
+from ..policy import Policy
 from .state import StateStore
 
 log = logging.getLogger("trio_monitor")
@@ -73,8 +79,11 @@ class Outlet:
 
 
 class Dispatcher:
-    def __init__(self, state: StateStore) -> None:
+    def __init__(self, state: StateStore, policy: Policy | None = None) -> None:
         self._state = state
+        self._policy = policy
+        self._ticker: trio.CancelScope | None = None  # run_policy's wait for a due time
+        self._closed = False
         self._outlets: list[Outlet] = []
         self._downstream: list[Outlet] = []  # fed (and closed) by another consumer
         self._observers: list[Callable[[Record], None]] = []
@@ -118,6 +127,9 @@ class Dispatcher:
         alerts: list[AlertEvent] = []
         if current:
             result, alerts = self._state.observe(target, result, now)
+            if alerts and self._policy is not None:
+                alerts = self._policy.process(alerts, now)
+                self._reschedule()
         self.publish(result)
         for alert in alerts:
             self.publish(alert)
@@ -130,13 +142,42 @@ class Dispatcher:
             if outlet.accepts(record):
                 outlet.offer(record)
 
+    def _reschedule(self) -> None:
+        if self._ticker is not None and self._policy is not None:
+            self._ticker.deadline = self._policy.next_tick()
+
+    async def run_policy(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Publish what the policy makes at its due times, until `close`."""
+        task_status.started()
+        policy = self._policy
+        while policy is not None and not self._closed:
+            with trio.CancelScope(deadline=policy.next_tick()) as self._ticker:
+                await trio.sleep_forever()
+            if not self._closed:
+                for alert in policy.tick(trio.current_time(), time.time()):
+                    self.publish(alert)
+
+    async def reconfigure(self, old: Config, new: Config) -> None:
+        if self._policy is not None:
+            await self._policy.reconfigure(old, new)
+            self._reschedule()
+
     def drops(self) -> dict[str, int]:
         """Per consumer: records it did not handle since start."""
         return {outlet.name: outlet.lost for outlet in (*self._outlets, *self._downstream)}
 
     def close(self) -> None:
-        """No more records: each consumer drains what it has, then ends (downstream
+        """No more records: what the policy still holds back for a moment (a group's
+        window) goes out, then each consumer drains what it has and ends (downstream
         outlets end when their feeder closes them). Synchronous, so it also happens on
         a hard stop."""
+        if self._policy is not None and not self._closed:
+            for alert in self._policy.flush(trio.current_time(), time.time()):
+                self.publish(alert)
+        self._closed = True
+        if self._ticker is not None:
+            self._ticker.cancel()
         for outlet in self._outlets:
             outlet.send.close()

@@ -98,8 +98,7 @@ class MemoryStateStore:
         self.configure(alerts)
 
     def configure(self, alerts: AlertsSection) -> None:
-        self.failure_threshold = alerts.failure_threshold
-        self.success_threshold = alerts.success_threshold
+        self.failure_threshold = alerts.failure_threshold  # an outage resumed at start-up
         self.flap_threshold = alerts.flap_threshold
         self.flap_window = alerts.flap_window
 
@@ -162,12 +161,19 @@ class MemoryStateStore:
 
         def alert(event: str, **fields) -> None:
             alerts.append(
-                AlertEvent(ts=result.ts, target=target.name, url=target.url, event=event, **fields)
+                AlertEvent(
+                    ts=result.ts,
+                    target=target.name,
+                    url=target.url,
+                    event=event,
+                    labels=dict(target.labels) or None,
+                    **fields,
+                )
             )
 
         if result.ok:
             st.successes += 1
-            if st.state != UP and st.successes >= self.success_threshold:
+            if st.state != UP and st.successes >= target.success_threshold:
                 if st.state == DOWN and self._announce(st, UP, now, alert):
                     alert(
                         "up",
@@ -178,7 +184,7 @@ class MemoryStateStore:
                         detail=probe_kinds.describe(result),
                     )
                 st.state, st.since = UP, result.ts
-            if st.successes >= self.success_threshold:
+            if st.successes >= target.success_threshold:
                 st.failures, st.streak_start, st.streak_clock = 0, None, None
             if st.content_hash is not None and result.content_hash != st.content_hash:
                 result = attrs.evolve(result, content_changed=True)
@@ -195,7 +201,7 @@ class MemoryStateStore:
             st.failures += 1
             if st.failures == 1 or st.streak_start is None:
                 st.streak_start, st.streak_clock = result.ts, now
-            if st.state != DOWN and st.failures >= self.failure_threshold:
+            if st.state != DOWN and st.failures >= target.failure_threshold:
                 if self._announce(st, DOWN, now, alert):
                     alert(
                         "down",
@@ -248,7 +254,7 @@ class MemoryStateStore:
         if result.slow:
             st.slow_streak += 1
             st.fast_streak = 0
-            if not st.slow_alerted and st.slow_streak >= self.failure_threshold:
+            if not st.slow_alerted and st.slow_streak >= target.failure_threshold:
                 st.slow_alerted = True
                 slow_ms = (target.slow or 0.0) * 1000  # a result is only slow if `slow` is set
                 alert(
@@ -261,7 +267,7 @@ class MemoryStateStore:
         else:
             st.fast_streak += 1
             st.slow_streak = 0
-            if st.fast_streak >= self.success_threshold:
+            if st.fast_streak >= target.success_threshold:
                 st.slow_alerted = False
 
     def _observe_certificate(

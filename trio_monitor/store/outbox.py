@@ -101,10 +101,6 @@ def _count_pending(conn: sqlite3.Connection) -> tuple[int, list[str]]:
     return count, [text for (text,) in first]
 
 
-def _wanted(alert: AlertEvent, route: Route) -> bool:
-    return alert.event in route.events
-
-
 def _named(alerts: Iterable[AlertEvent], total: int) -> str:
     shown = [f"{a.event} {a.target}" for a in alerts]
     return ", ".join(shown) + (f" and {total - len(shown)} more" if total > len(shown) else "")
@@ -165,7 +161,7 @@ class Outbox:
             route = routes.get(notifier)
             if route is None:
                 dropped.append((alert, notifier, REMOVED))
-            elif not _wanted(alert, route):
+            elif not route.accepts(alert):
                 dropped.append((alert, notifier, UNWANTED))
             else:
                 route.queue.offer(alert)
@@ -200,7 +196,7 @@ class Outbox:
                 for alert in batch
                 if isinstance(alert, AlertEvent)
                 for route in routes
-                if _wanted(alert, route)
+                if route.accepts(alert)
             ]
             if not sends:
                 continue
