@@ -11,6 +11,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import attrs
+import httpx
+import jsonschema
 import trio
 from factories import make_config
 from fakes import running
@@ -18,19 +21,29 @@ from redis_server import RedisServer
 from servers import TestServer
 
 from trio_monitor import run_monitor
+from trio_monitor._config import ServerSection
 from trio_monitor._lifecycle import EXIT_TAKEN_OVER, Monitor
 from trio_monitor.cluster import client as cc
+from trio_monitor.server.openapi import openapi_document
 
 NAMES = [f"t{i}" for i in range(8)]
 WAIT_S = 20.0
 
 
 def cluster_config(
-    redis: RedisServer, server: TestServer, node: str, history: Path | None = None, **cluster: Any
+    redis: RedisServer,
+    server: TestServer,
+    node: str,
+    history: Path | None = None,
+    *,
+    serve: bool = False,
+    **cluster: Any,
 ):
     storage = {"enabled": False} if history is None else {"path": str(history)}
+    served = {"server": {"listen": "127.0.0.1:0"}} if serve else {}
     return make_config(
         {
+            **served,
             "monitor": {"interval": "300ms", "timeout": "1s", "retries": 0},
             "alerts": {
                 "failure_threshold": 2,
@@ -89,7 +102,9 @@ async def test_two_nodes_share_the_targets_and_page_once(
         server.bodies[name] = b"ok"
     async with trio.open_nursery() as nursery:
         a: Monitor = await running(
-            nursery, cluster_config(redis_server, server, "a", tmp_path / "a.db"), out=io.BytesIO()
+            nursery,
+            cluster_config(redis_server, server, "a", tmp_path / "a.db", serve=True),
+            out=io.BytesIO(),
         )
         b: Monitor = await running(
             nursery, cluster_config(redis_server, server, "b", tmp_path / "b.db"), out=io.BytesIO()
@@ -104,6 +119,22 @@ async def test_two_nodes_share_the_targets_and_page_once(
         assert not mine & theirs
         assert mine
         assert theirs
+        # /api/v1/cluster, as documented
+        assert a.listening is not None
+        host, port = a.listening
+        async with httpx.AsyncClient(base_url=f"http://{host}:{port}") as http:
+            response = await http.get("/api/v1/cluster")
+        assert response.status_code == 200
+        body = response.json()
+        schema = openapi_document(ServerSection())["components"]["schemas"]["Cluster"]
+        jsonschema.validate(body, schema)
+        assert body["node"] == "default/a"
+        assert [m["member"] for m in body["members"]] == ["default/a", "default/b"]
+        assert [m["targets"] for m in body["members"]] == [len(mine), len(theirs)]
+        assert all(m["config_matches"] for m in body["members"])
+        assert body["locations"] == {"default": 2}
+        assert body["owned"] == sorted(mine)
+        assert body["redis"] == {"url": redis_server.url, "ok": True, "error": None}
         # an outage: paged once, by whichever node's consumer takes it; then recovery
         del server.bodies["t3"]
         await wait_for(lambda: len(list(hooks(server))) == 1)
@@ -152,3 +183,36 @@ async def test_a_newer_process_with_the_same_node_name_stops_the_older(
         assert not new.cluster.taken_over
         new.stop()
     assert codes == [EXIT_TAKEN_OVER, 0]
+
+
+async def test_a_node_with_other_targets_is_shown_and_logged(
+    redis_server: RedisServer, server: TestServer, caplog
+) -> None:
+    for name in NAMES:
+        server.bodies[name] = b"ok"
+    other = cluster_config(redis_server, server, "b")
+    other = attrs.evolve(
+        other,
+        cluster=attrs.evolve(other.cluster, config_hash="0123456789abcdef"),
+    )
+    async with trio.open_nursery() as nursery:
+        a: Monitor = await running(
+            nursery, cluster_config(redis_server, server, "a"), out=io.BytesIO()
+        )
+        b: Monitor = await running(nursery, other, out=io.BytesIO())
+        assert a.cluster is not None
+        node = a.cluster
+        await wait_for(lambda: len(node.status.live) == 2)
+        await wait_for(lambda: node.status.config_differs == ["default/b"])
+        body = a.view.cluster()
+        assert body is not None
+        assert [(m["member"], m["config_matches"]) for m in body["members"]] == [
+            ("default/a", True),
+            ("default/b", False),
+        ]
+        a.stop()
+        b.stop()
+    assert any(
+        "targets or alerting settings differ from this node's on default/b" in r.getMessage()
+        for r in caplog.records
+    )

@@ -208,7 +208,12 @@ class Monitor:
 
             self.cluster = ClusterNode(config, self.dispatcher, self.scheduler.select, self.stop)
         self.view = MonitorView(
-            lambda: self.config, self.state, self.scheduler, self.recent, time.time
+            lambda: self.config,
+            self.state,
+            self.scheduler,
+            self.recent,
+            time.time,
+            cluster=lambda: None if self.cluster is None else self.cluster.describe(),
         )
         self._probers = probers
         self.listening: tuple[str, int] | None = None  # the HTTP server's address, once up

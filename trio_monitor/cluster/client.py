@@ -18,6 +18,7 @@ from typing import Any
 
 import attrs
 import coredis
+import trio
 from attrs import frozen
 
 from .._config import Target
@@ -39,6 +40,18 @@ CLUSTER_ID = PREFIX + "id"
 LATE_IDS = PREFIX + "late:"
 
 APPLIED, LATE, DUPLICATE, FENCED = "applied", "late", "duplicate", "fenced"
+
+
+# Redis's trouble: connection loss, timeouts (ours: trio.TooSlowError), error answers
+_TROUBLE = (coredis.exceptions.RedisError, OSError, trio.TooSlowError)
+
+
+def is_trouble(exc: Exception) -> bool:
+    """Is `exc` Redis being away or refusing: alone, or (coredis runs its connections
+    in anyio task groups) an exception group of nothing else?"""
+    if isinstance(exc, ExceptionGroup):
+        return exc.split(_TROUBLE)[1] is None
+    return isinstance(exc, _TROUBLE)
 
 
 def target_key(name: str) -> str:

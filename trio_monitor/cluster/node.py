@@ -51,6 +51,7 @@ from ..engine.dispatch import Dispatcher, Outlet
 from ..store._sql import get_meta, stream_meta_key
 from . import client as cc
 from .ownership import owned
+from .status import describe
 
 log = logging.getLogger("trio_monitor")
 
@@ -62,9 +63,6 @@ CLAIM_IDLE_MS = 30_000  # an outbox entry unacknowledged this long is another no
 READ_BLOCK_MS = 1_000
 DELIVERED_TTL = 7 * 86400  # how long "delivered" marks are kept (s)
 FOLD_BATCH = 1000  # stream entries read at once into history
-
-# Redis trouble: connection loss, timeouts, and answers that are errors
-_REDIS_ERRORS = (coredis.exceptions.RedisError, OSError, trio.TooSlowError)
 
 
 def _is_result(record: Record) -> bool:
@@ -88,6 +86,7 @@ class ClusterStatus:
     config_hash: str = ""
     hashes: dict[str, str] = attrs.field(factory=dict)  # member -> its config hash
     delivered: int = 0  # alerts this node delivered from the outbox
+    fold_lag_s: float | None = None  # how far history's fold is behind Redis's clock
     taken_over: bool = False
 
     @property
@@ -120,6 +119,7 @@ class ClusterNode:
             config_hash=self.settings.config_hash,
         )
         self._owned: frozenset[str] = frozenset()
+        self._differs_logged: list[str] = []  # the members last logged as differing
         # alone until the first beat answers: every target its own (on its schedule)
         self._owned = owned(self.settings.member, config.targets, [])
         self.status.owned = len(self._owned)
@@ -141,6 +141,30 @@ class ClusterNode:
 
     def owns(self, name: str) -> bool:
         return name in self._owned
+
+    def describe(self) -> dict[str, Any]:
+        """The cluster as this node sees it (cluster/status.py's shape)."""
+        st = self.status
+        return describe(
+            redis_url=st.redis,
+            redis_ok=st.redis_ok,
+            redis_error=st.redis_error,
+            cluster_id=st.cluster_id,
+            redis_now=st.redis_now,
+            live=st.live,
+            hashes=st.hashes,
+            targets=self.config.targets,
+            config_hash=st.config_hash,
+            node=st.member,
+            owned=self._owned,
+            lag={
+                "queue": self.outlet.send.statistics().current_buffer_used,
+                "fold_s": st.fold_lag_s,
+                "sent": st.sent,
+                "late": st.late,
+                "delivered": st.delivered,
+            },
+        )
 
     def _reselect(self, members: list[str]) -> None:
         new = owned(self.settings.member, self.config.targets, members)
@@ -202,7 +226,9 @@ class ClusterNode:
                     leaving.shield = True
                     try:
                         await node.leave()
-                    except _REDIS_ERRORS as exc:
+                    except Exception as exc:
+                        if not cc.is_trouble(exc):
+                            raise
                         log.info("cluster: could not take the lease back: %s", exc)
 
     async def _join(self, node: cc.ClusterClient) -> bool:
@@ -215,7 +241,9 @@ class ClusterNode:
             self.status.cluster_id, created = await node.cluster_id(secrets.token_hex(8))
             if created:
                 log.info("cluster: new cluster %s", self.status.cluster_id)
-        except _REDIS_ERRORS as exc:
+        except Exception as exc:
+            if not cc.is_trouble(exc):
+                raise
             self._redis_down(exc)
             return False
         return await self._beat_once(node)
@@ -229,7 +257,9 @@ class ClusterNode:
                 return await self._join(node)
             self._redis_down(exc)
             return False
-        except _REDIS_ERRORS as exc:
+        except Exception as exc:
+            if not cc.is_trouble(exc):
+                raise
             self._redis_down(exc)
             return False
         if beat.fenced:
@@ -243,12 +273,13 @@ class ClusterNode:
             beat.hashes,
         )
         differs = self.status.config_differs
-        if differs:
+        if differs and differs != self._differs_logged:  # once per change, not per beat
             log.error(
                 "cluster: targets or alerting settings differ from this node's on %s: "
                 "every node must read the same [[targets]] and [alerts]",
                 ", ".join(differs),
             )
+        self._differs_logged = differs
         if changed:
             self._reselect(list(beat.live))
         return True
@@ -282,7 +313,9 @@ class ClusterNode:
                         age=time.time() - result.ts,
                         result_id=result_id,
                     )
-            except _REDIS_ERRORS as exc:
+            except Exception as exc:
+                if not cc.is_trouble(exc):
+                    raise
                 self._redis_down(exc)
                 await trio.sleep(RETRY)
                 continue
@@ -311,7 +344,9 @@ class ClusterNode:
                     await _create_group(redis, group)
                     created = True
                 entries = await _take(redis, group, node.member)
-            except _REDIS_ERRORS as exc:
+            except Exception as exc:
+                if not cc.is_trouble(exc):
+                    raise
                 self._redis_down(exc)
                 created = False  # an empty Redis lost the group too
                 await trio.sleep(RETRY)
@@ -340,7 +375,9 @@ class ClusterNode:
                     await redis.set(mark, "1", ex=DELIVERED_TTL)  # before the ack
                 await redis.xack(cc.OUTBOX, group, [entry_id])
                 return
-            except _REDIS_ERRORS as exc:
+            except Exception as exc:
+                if not cc.is_trouble(exc):
+                    raise
                 self._redis_down(exc)
                 await trio.sleep(RETRY)
 
@@ -352,7 +389,9 @@ class ClusterNode:
             try:
                 with trio.fail_after(CALL_TIMEOUT + READ_BLOCK_MS / 1000):
                     answer = await redis.xread(marks, count=FOLD_BATCH, block=READ_BLOCK_MS)
-            except _REDIS_ERRORS as exc:
+            except Exception as exc:
+                if not cc.is_trouble(exc):
+                    raise
                 self._redis_down(exc)
                 await trio.sleep(RETRY)
                 continue
@@ -365,6 +404,9 @@ class ClusterNode:
                 if entries:
                     marks[str(stream)] = str(entries[-1].identifier)
                     history.offer(StreamMark(str(stream), marks[str(stream)]))
+                    if stream == cc.RESULTS and self.status.redis_now is not None:
+                        folded = int(marks[cc.RESULTS].partition("-")[0]) / 1000
+                        self.status.fold_lag_s = round(max(0.0, self.status.redis_now - folded), 3)
 
 
 def _stream_marks(store_path: str) -> dict[str, str]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import trio
 from attrs import field, frozen
@@ -191,12 +191,18 @@ class MonitorView:
         schedule: Schedule,
         recent: RecentStats,
         wall: Callable[[], float],
+        cluster: Callable[[], dict[str, Any] | None] = lambda: None,
     ) -> None:
         self._config = config
         self._states = states
         self._schedule = schedule
         self._recent = recent
         self._wall = wall
+        self._cluster = cluster
+
+    def cluster(self) -> dict[str, Any] | None:
+        """The cluster as this node sees it (cluster/status.py); None: not a node."""
+        return self._cluster()
 
     @property
     def store_path(self) -> str | None:
