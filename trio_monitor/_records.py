@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 import cattrs
 from attrs import field, frozen
-from cattrs.gen import make_dict_unstructure_fn, override
+from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
 from ._errors import ErrorKind
 from .net.certs import TlsDetails
@@ -215,11 +215,12 @@ class AlertEvent:
     target: str
     url: str
     # "down" | "up" | "slow" | "content_changed" | "flapping" | "flap_end" |
-    # "cert_expiring" | "cert_renewed" | "reminder" | "group_down" | "group_up"
+    # "cert_expiring" | "cert_renewed" | "reminder" | "group_down" | "group_up" |
+    # "degrading"
     event: str
     reason: str | None = None  # the error kind that took it down, or "slow"
     detail: str | None = None
-    since: float | None = None  # when the outage (or slowness) began
+    since: float | None = None  # when the outage (or slowness, or degradation) began
     downtime_s: float | None = None  # for "up": how long it was down
     failures: int | None = None  # consecutive failed probes when "down" fired
     latency_ms: float | None = None  # for "slow"
@@ -252,6 +253,15 @@ class AlertEvent:
     reminder: int | None = None
     # cluster mode: "target:version", the alert's id across the cluster (cluster/)
     id: str | None = None
+
+    # for "degrading" (trio_monitor/early/): the signal that left its baseline
+    # ("latency", "errors", "size", "churn", "cert"), the baseline and the current value
+    # in the signal's unit (ms, failure share, bytes, change share, days left), and how
+    # far past the warning threshold it is (score 1: just at it)
+    signal: str | None = None
+    baseline: float | None = None
+    current: float | None = None
+    score: float | None = None
 
     @property
     def deliverable(self) -> bool:
@@ -305,14 +315,16 @@ def _time_or_none(ts: float | None) -> str | None:
     return None if ts is None else rfc3339(ts)
 
 
-for _cls, _times in (
+# the fields that are times: unix seconds here, RFC 3339 text in a JSON line
+_TIMES: tuple[tuple[type, tuple[str, ...]], ...] = (
     (TlsDetails, ("not_before", "not_after", "earliest_not_after")),
     (PushDetails, ("last_ping", "next_due")),
     (ProbeResult, ("ts",)),
     (RoundSummary, ("ts",)),
     (AlertEvent, ("ts", "since", "not_after", "previous_not_after")),
     (TargetRemoved, ("ts", "since")),
-):
+)
+for _cls, _times in _TIMES:
     _overrides: dict[str, Any] = {name: override(unstruct_hook=_time_or_none) for name in _times}
     _converter.register_unstructure_hook(
         _cls, make_dict_unstructure_fn(_cls, _converter, **_overrides)
@@ -331,3 +343,30 @@ def tls_dict(tls: TlsDetails) -> dict:
 def to_line(record: Record) -> str:
     """One JSON object, no newline; keys in a stable order."""
     return json.dumps(to_dict(record), ensure_ascii=False, separators=(",", ":"))
+
+
+# --- reading a JSON line back (`trio-monitor simulate` replays recorded lines) ----
+
+
+def _time_from_text(value: Any, _: Any) -> float | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise TypeError(f"expected an RFC 3339 time, got {value!r}")
+    when = datetime.fromisoformat(value)
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
+
+
+_reader = cattrs.Converter()  # fields a newer version added are ignored
+for _cls, _times in _TIMES:
+    _fields: dict[str, Any] = {name: override(struct_hook=_time_from_text) for name in _times}
+    _reader.register_structure_hook(_cls, make_dict_structure_fn(_cls, _reader, **_fields))
+
+
+def from_dict(data: dict[str, Any]) -> ProbeResult | AlertEvent:
+    """A probe or alert line's object (`to_dict`'s form) -> the record. Raises
+    ValueError (or TypeError, KeyError, cattrs' errors) for one that is not well formed."""
+    kind = {"probe": ProbeResult, "alert": AlertEvent}.get(data.get("type"))  # type: ignore[arg-type]
+    if kind is None:
+        raise ValueError(f"not a probe or alert line (type {data.get('type')!r})")
+    return _reader.structure(data, kind)
