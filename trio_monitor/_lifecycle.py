@@ -205,6 +205,7 @@ class Monitor:
         )
         self.recent = RecentStats()
         self.given_up: collections.Counter[str] = collections.Counter()  # alerts, per notifier
+        self.sent: collections.Counter[str] = collections.Counter()  # alerts, per notifier
         self.dispatcher.add_observer(self.recent.observe)
         self.scheduler = Scheduler(config, probers, self.dispatcher, counters=self._counters)
         self.cluster: ClusterNode | None = None  # a cluster node's Redis work ([cluster])
@@ -255,6 +256,7 @@ class Monitor:
             "unstored": drops.get("history", 0),
             "drops": drops,
             "given_up": dict(self.given_up),
+            "sent": dict(self.sent),
         }
 
     def _components(self, notifiers: Notifiers, metrics: Metrics | None) -> list[Reconfigurable]:
@@ -413,7 +415,12 @@ class Monitor:
         async with client, trio.open_nursery() as services:
             await services.start(serve_jsonl, self.output.receive, self.out, self.stop)
             notifiers = Notifiers(
-                self.dispatcher, services, client, self.given_up, outbox=self.history is not None
+                self.dispatcher,
+                services,
+                client,
+                self.given_up,
+                outbox=self.history is not None,
+                sent=self.sent,
             )
             notifiers.configure(config)
             await services.start(self.dispatcher.run_policy)

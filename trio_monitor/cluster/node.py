@@ -214,11 +214,9 @@ class ClusterNode:
             nursery.start_soon(self._beat, node)
             if history is not None:
                 nursery.start_soon(self._fold, redis, *history)
-            for key, tables in self.config.alerts.notifiers.items():
-                for table in tables:
-                    notifier = alert_kinds.get(key).create(table, client)
-                    group = alert_kinds.identity(key, table)
-                    nursery.start_soon(self._consume, node, group, table.events, notifier)
+            for key, _, table, group in alert_kinds.configured(self.config.alerts):
+                notifier = alert_kinds.get(key).create(table, client)
+                nursery.start_soon(self._consume, node, group, table.events, notifier)
             await self._send(node)
             nursery.cancel_scope.cancel()
             if not self.status.taken_over:
