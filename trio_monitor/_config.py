@@ -244,6 +244,8 @@ def _checked_url(value: str, schemes: Iterable[str]) -> str:
         *others, last = [f"{s}://" for s in known]
         expected = f"{', '.join(others)} or {last}" if others else last
         raise _Invalid(f"invalid URL {shown!r}: expected {expected} with a host")
+    if _has_control_character(value):  # httpx would percent-encode them, unseen
+        raise _Invalid(f"invalid URL {shown!r}: control characters are not allowed")
     if b"%" in url.raw_host:  # httpx percent-encodes what no host name may contain (spaces)
         raise _Invalid(f"invalid URL {shown!r}: invalid host name")
     if url.port is not None and not 0 < url.port < 65536:
@@ -453,8 +455,8 @@ def parse_label_patterns(value: object) -> tuple[tuple[str, re.Pattern[str]], ..
         if not isinstance(text, str):
             raise _Invalid(f"label {name}: expected a regular expression, got {text!r}")
         try:
-            patterns.append((name, re.compile(text)))
-        except re.error as exc:
+            patterns.append((name, probe_kinds.compile_regex(text)))
+        except ValueError as exc:
             raise _Invalid(f"label {name}: bad regular expression {text!r}: {exc}") from None
     return tuple(patterns)
 

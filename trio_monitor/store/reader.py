@@ -10,6 +10,7 @@ from pathlib import Path
 
 from .._errors import StoreError
 from ._sql import (
+    RAW_FLOOR,
     ROLLUP_COLUMNS,
     SAMPLE_COLUMNS,
     UNSTORED,
@@ -100,6 +101,11 @@ class HistoryReader:
         tid = self._id(target)
         first = None if tid is None else first_sample(self._conn, tid)
         return None if first is None else hour_of(first)
+
+    def pruned_before(self) -> float | None:
+        """Raw samples before this hour have been pruned (`raw_retention`); None: none yet."""
+        value = get_meta(self._conn, RAW_FLOOR)
+        return None if value is None else float(value)
 
     def rollups(self, target: str, since: float, until: float) -> Iterator[HourRollup]:
         """Hourly rollups of the hours in [since, until) whose raw samples are gone
