@@ -1140,6 +1140,9 @@ def test_a_long_dependency_chain_is_no_cycle_and_no_recursion():
 def test_a_url_with_control_characters_is_one_line():
     assert problems({"targets": [{"url": "http://127.0.0.1/a\x85b"}]}) == [
         "m.toml: targets[0].url: invalid URL 'http://127.0.0.1/a\\x85b': control characters are not allowed"
+    ]
+
+
 # --- [cluster] -----------------------------------------------------------------------
 
 CLUSTER = {"redis": "redis://:${REDIS_PASSWORD}@127.0.0.1:6379/0", "node": "eu-1a"}
