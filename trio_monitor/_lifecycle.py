@@ -220,6 +220,7 @@ class Monitor:
             self.recent,
             time.time,
             self.early,
+            suppressed_by=self.policy.suppressed_by,
             cluster=lambda: None if self.cluster is None else self.cluster.describe(),
         )
         self._probers = probers
@@ -423,7 +424,6 @@ class Monitor:
                 sent=self.sent,
             )
             notifiers.configure(config)
-            await services.start(self.dispatcher.run_policy)
             if self.history is not None:
                 assert config.store_path is not None
                 self._resume(outages)
@@ -445,6 +445,8 @@ class Monitor:
                     "alerts are not durable: history is disabled ([storage] enabled = false),"
                     " so alerts still queued when the monitor stops are lost"
                 )
+            # after _resume: the policy's first due time counts the outages it resumed
+            await services.start(self.dispatcher.run_policy)
             if self.cluster is not None:  # its share known (or Redis away) before probing
                 history = None
                 if self.history is not None and config.store_path is not None:
@@ -516,6 +518,8 @@ class Monitor:
             else:
                 end = incident.start if incident.last_seen is None else incident.last_seen
                 self.dispatcher.publish(TargetRemoved(end, incident.target, since=incident.start))
+        # reminders go on from each page, owed pages (dependencies) wait for their parents
+        self.policy.resume([i for i in outages if i.target in names], now, wall_now)
 
 
 async def _watch_signals(monitor: Monitor, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
