@@ -344,6 +344,11 @@ class _Api:
     def held_by(self, name: str) -> str | None:
         return None if self.desk is None else self.desk.held_by(name)
 
+    async def cluster(self, request: Request) -> Response:
+        """The cluster as this node sees it; null when it is none (so the page asks
+        every process alike, and a single one answers without an error)."""
+        return JSON(self.view.cluster())
+
     async def targets(self, request: Request) -> Response:
         return JSON([_target_json(t, self.held_by(t.name)) for t in self.view.targets()])
 
@@ -525,6 +530,7 @@ def build_app(
         Route(API + "/badges/{rest:path}", api.badges),
         Route(API + "/push/{rest:path}", api.push, methods=["GET", "POST"]),
         Route(f"{API}/openapi.json", api.openapi_json),
+        Route(f"{API}/cluster", api.cluster),
     ]
     if silences is not None:
         desk = SilenceRoutes(silences, server.token is not None)
