@@ -409,17 +409,25 @@ def record(path: str, minutes: float) -> None:
         for i in range(12):
             name = f"steady{i}"
             base = 5 + 5 * i
-            targets.append({"name": name, "url": f"http://127.0.0.1:{port}/d/{base}"})
+            targets.append({"name": name, "url": f"http://127.0.0.1:{port}/j/{base}"})
             slow[name] = 3 * base
-        for i in range(8):
+        for i in range(6):
             name = f"ramp{i}"
             base = 5 + 5 * i
-            start = now + warm + 20 * i
-            ramp = 60 + 10 * i
-            ms = int(start * 1000)
-            url = f"http://127.0.0.1:{port}/ramp/{ms}/{ms + ramp * 1000}/{base}/{base * 15}"
+            ms = int((now + warm + 15 * i) * 1000)
+            until = ms + (60 + 10 * i) * 1000
+            url = f"http://127.0.0.1:{port}/ramp/{ms}/{until}/{base}/{base * 12}"
             targets.append({"name": name, "url": url})
             kinds[name], slow[name] = "ramp", 3 * base
+        for i in range(4):
+            name = f"flaky{i}"
+            base = 10 + 5 * i
+            ms = int((now + warm + 20 * i) * 1000)
+            until = ms + (60 + 15 * i) * 1000
+            targets.append(
+                {"name": name, "url": f"http://127.0.0.1:{port}/flaky/{ms}/{until}/{base}"}
+            )
+            kinds[name], slow[name] = "errors", 3 * base
         doc = {
             "monitor": {"interval": "1s", "timeout": "3s", "retries": 0},
             "early_warning": {"warmup": 150},
