@@ -142,7 +142,7 @@ async def test_a_target_removed_by_a_reload_ends_its_outage(server, tmp_path):
     `removed` line says so (no alert), and adding it back later starts afresh."""
     down = {"name": "gone", "url": server.url("/status/500")}
     fine = {"name": "fine", "url": server.url("/ok")}
-    alerts = {"failure_threshold": 1}
+    alerts = {"failure_threshold": 1, "group_window": "0s"}  # its down at once
     path = write_config(tmp_path, run_config([down, fine], alerts=alerts))
     out = LineSink()
     async with trio.open_nursery() as nursery:

@@ -53,6 +53,7 @@ from trio_monitor._records import (
     to_dict,
 )
 from trio_monitor.engine.view import Health, TargetStatus
+from trio_monitor.policy._grouping import Group
 from trio_monitor.server import app as server_module
 from trio_monitor.server import auth, build_app, health, login, openapi_document, serve_http
 from trio_monitor.server.badges import NODATA_FILL
@@ -132,6 +133,7 @@ class FakeView:
         self.state_dir: Path | None = None  # where browser artifacts are
         self.healthy = HEALTHY
         self.broken = False  # targets() raises: a bug in a handler's path
+        self.groups: tuple[list[Group], list[str]] = ([], [])  # outage_groups()
 
     def targets(self) -> list[TargetStatus]:
         if self.broken:
@@ -143,6 +145,9 @@ class FakeView:
 
     def health(self) -> Health:
         return self.healthy
+
+    def outage_groups(self) -> tuple[list[Group], list[str]]:
+        return self.groups
 
 
 def fake_page() -> str:
@@ -663,6 +668,23 @@ async def test_incidents_overlapping_the_range(history):
     assert [i["target"] for i in week["incidents"]] == ["web", "api", "api"]
     assert web["incidents"] == [week["incidents"][0]]
     assert web["incidents"][0]["error"] == "timeout"
+
+
+async def test_incidents_come_with_the_down_targets_grouped_by_cause(history):
+    path, _ = history
+    view = FakeView(target_status("api"), store_path=path)
+    refused = "connect: connection refused"
+    view.groups = ([Group("network", "10.1.2.0/24", ("a", "b", "c"), refused)], ["api"])
+    async with serving(view) as served, served.client() as client:
+        answer = (await client.get("/api/v1/incidents")).json()
+    assert answer["groups"] == [
+        {
+            "cause": "network 10.1.2.0/24",
+            "detail": f"3 targets on 10.1.2.0/24 failing with {refused}",
+            "count": 3,
+            "members": ["a", "b", "c"],
+        }
+    ]
 
 
 async def test_a_removed_targets_incident_has_ended(tmp_path):

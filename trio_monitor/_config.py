@@ -61,6 +61,11 @@ Repeat = NewType("Repeat", float)  # a reminder's interval: 1s up to 30d
 LabelPatterns = NewType("LabelPatterns", tuple)  # ((label, compiled regex), ...)
 NotifierName = NewType("NotifierName", str)  # `name` of an [[alerts.KEY]] table
 Nameserver = NewType("Nameserver", tuple)  # (IP, port) from "10.0.0.53", "[::1]:5353"; port 53
+RateLimit = NewType("RateLimit", tuple)  # (alerts, per seconds) from "20/min", "5/10s"; 1s-1d
+GroupWindow = NewType("GroupWindow", float)  # storm grouping's window: "0s" (off) to 10m
+GroupMin = NewType("GroupMin", int)  # targets that make a group: 2 to 100000
+GroupCause = NewType("GroupCause", str)  # a `group_by` item: "address", ..., "label:NAME"
+GroupBy = NewType("GroupBy", tuple)  # `group_by`: GroupCauses, each once
 Factor = NewType("Factor", float)  # a positive number, 0.01 to 1000 (early warning's thresholds)
 Share = NewType("Share", float)  # a fraction, 0.0001 to 0.5
 DEFAULT_CERT_EXPIRY = 14 * 86400.0
@@ -232,6 +237,8 @@ def _checked_url(value: str, schemes: Iterable[str]) -> str:
         *others, last = [f"{s}://" for s in known]
         expected = f"{', '.join(others)} or {last}" if others else last
         raise _Invalid(f"invalid URL {shown!r}: expected {expected} with a host")
+    if _has_control_character(value):  # httpx would percent-encode them, unseen
+        raise _Invalid(f"invalid URL {shown!r}: control characters are not allowed")
     if b"%" in url.raw_host:  # httpx percent-encodes what no host name may contain (spaces)
         raise _Invalid(f"invalid URL {shown!r}: invalid host name")
     if url.port is not None and not 0 < url.port < 65536:
@@ -332,6 +339,39 @@ def parse_argv(value: object) -> tuple[str, ...]:
     return tuple(argv)
 
 
+_RATE_UNITS = {
+    "s": 1.0,
+    "sec": 1.0,
+    "m": 60.0,
+    "min": 60.0,
+    "h": 3600.0,
+    "hour": 3600.0,
+    "d": 86400.0,
+    "day": 86400.0,
+}
+
+
+def parse_rate_limit(value: object) -> tuple[int, float]:
+    """ "20/min" -> (20, 60.0); "5/10s" -> (5, 10.0): at most that many alerts per period."""
+    example = 'like "20/min", "1/s", "100/h" or "5/10s"'
+    if not isinstance(value, str):
+        raise _Invalid(f"expected a rate {example}, got {value!r}")
+    count, slash, per = value.replace(" ", "").partition("/")
+    if not slash or not count.isdigit():
+        raise _Invalid(f"invalid rate {value!r} (write it {example})")
+    seconds = _RATE_UNITS.get(per)
+    if seconds is None:
+        try:
+            seconds = parse_duration(per)
+        except _Invalid:
+            raise _Invalid(f"invalid rate {value!r} (write it {example})") from None
+    if not 1 <= int(count) <= 100_000:
+        raise _Invalid(f"the count in {value!r} must be 1 to 100000")
+    if not 1.0 <= seconds <= 86400.0:
+        raise _Invalid(f"the period in {value!r} must be 1s to 1d")
+    return int(count), seconds
+
+
 class Labels(Mapping[str, str]):
     """Labels (`team = "payments"`): read-only and hashable, like the Targets holding them."""
 
@@ -397,8 +437,8 @@ def parse_label_patterns(value: object) -> tuple[tuple[str, re.Pattern[str]], ..
         if not isinstance(text, str):
             raise _Invalid(f"label {name}: expected a regular expression, got {text!r}")
         try:
-            patterns.append((name, re.compile(text)))
-        except re.error as exc:
+            patterns.append((name, probe_kinds.compile_regex(text)))
+        except ValueError as exc:
             raise _Invalid(f"label {name}: bad regular expression {text!r}: {exc}") from None
     return tuple(patterns)
 
@@ -500,6 +540,9 @@ class MonitorSection:
     # tree's memory (PSS) above which it is restarted, and the executable (unset: PATH's)
     browser_concurrency: Positive = Positive(2)
     browser_memory: MemorySize = MemorySize(1 << 30)
+    # Chromium's share of the CPU against the monitor's 100 when both want it, through a
+    # cgroup of its own where one can be made (probes/browser/cgroup.py); 0: none
+    browser_cpu_weight: Count = Count(10)
     chromium: str | None = None
     # a failed browser probe's screenshot and console log: how many probes' worth are
     # kept per target in the state directory (0: none; probes/browser/artifacts.py)
@@ -518,24 +561,52 @@ class MonitorSection:
     labels: Labels = NO_LABELS  # every target's, under its own
 
 
+# what storm grouping may take as a shared cause, most specific first (the default order
+# of preference); "label:NAME" adds a label's value
+GROUP_CAUSES = ("address", "certificate", "resolver", "network", "error")
+GROUP_BY = GroupBy(tuple(GroupCause(c) for c in GROUP_CAUSES))
+
+
+def parse_group_cause(value: object) -> str:
+    if isinstance(value, str) and value.startswith("label:"):
+        _label_name(value.removeprefix("label:"))
+        return value
+    if value not in GROUP_CAUSES:
+        raise _Invalid(f"expected one of {', '.join(GROUP_CAUSES)} or label:NAME, got {value!r}")
+    return str(value)
+
+
+def _group_by(value: object, _type: object) -> tuple[str, ...]:
+    causes = converter.structure(value, tuple[GroupCause, ...])
+    twice = sorted({c for c in causes if causes.count(c) > 1})
+    if twice:
+        raise _Invalid(f"each cause once, got {', '.join(twice)} twice")
+    return causes
+
+
 @frozen
 class _AlertSettings:
     failure_threshold: Positive = Positive(3)
     success_threshold: Positive = Positive(1)
     flap_threshold: Count = Count(5)
     flap_window: Duration = Duration(600.0)
+    group_window: GroupWindow = GroupWindow(10.0)
+    group_min: GroupMin = GroupMin(3)
+    group_by: GroupBy = GROUP_BY
 
 
 @frozen(kw_only=True)
 class ChannelSection:
     """What every `[[alerts.KEY]]` table has besides its channel's own keys: which
-    alerts it takes (alerts/routing.py) and how often it repeats an ongoing outage."""
+    alerts it takes (alerts/routing.py), how often it repeats an ongoing outage, and how
+    many alerts it may send a period (alerts/base.py TokenBucket)."""
 
     name: NotifierName | None = None  # default "KEY[i]": its place in the file
     events: tuple[Event, ...] = EVENTS
     match: Labels = NO_LABELS  # every label must have this value
     match_re: LabelPatterns = LabelPatterns(())  # every label must match (whole value)
     repeat: Repeat | None = None  # a `reminder` this often while DOWN; unset: the target's
+    rate_limit: RateLimit | None = None  # at most this many alerts a period (a token bucket)
 
 
 @frozen
@@ -557,6 +628,11 @@ class AlertsSection:
     # this many UP/DOWN changes within flap_window: flapping (0: never)
     flap_threshold: Count = Count(5)
     flap_window: Duration = Duration(600.0)
+    # storm grouping (policy/_grouping.py): downs within group_window that share a
+    # cause (group_by, in order of preference) become one `group_down`; "0s": off
+    group_window: GroupWindow = GroupWindow(10.0)
+    group_min: GroupMin = GroupMin(3)
+    group_by: GroupBy = GROUP_BY
     # per channel key ("webhook", "exec", ...): its tables, in file order
     notifiers: Mapping[str, tuple[Any, ...]] = field(factory=dict)
 
@@ -715,9 +791,14 @@ converter.register_structure_hook(Repeat, _duration_in(1.0, 30 * 86400.0))
 converter.register_structure_hook(Labels, lambda v, _: parse_labels(v))
 converter.register_structure_hook(LabelPatterns, lambda v, _: parse_label_patterns(v))
 converter.register_structure_hook(NotifierName, lambda v, _: parse_notifier_name(v))
+converter.register_structure_hook(RateLimit, lambda v, _: RateLimit(parse_rate_limit(v)))
 converter.register_structure_hook(Listen, lambda v, _: Listen(parse_listen(v)))
 converter.register_structure_hook(HostName, lambda v, _: HostName(parse_host_name(v)))
 converter.register_structure_hook(Nameserver, lambda v, _: Nameserver(parse_nameserver(v)))
+converter.register_structure_hook(GroupWindow, _duration_in(0.0, 600.0))
+converter.register_structure_hook(GroupMin, _integer(2, 100_000))
+converter.register_structure_hook(GroupCause, lambda v, _: parse_group_cause(v))
+converter.register_structure_hook(GroupBy, _group_by)
 converter.register_structure_hook_func(lambda t: get_origin(t) is Literal, _literal)
 converter.register_structure_hook_factory(
     attrs.has, _shaped(Mapping, "a table", make_dict_structure_fn)
@@ -726,7 +807,7 @@ converter.register_structure_hook_factory(
     lambda t: get_origin(t) is tuple,
     _shaped((list, tuple), "an array", homogenous_tuple_structure_factory),
 )
-for _duration in (Duration, Interval, Retention, Delay, CertWindow):
+for _duration in (Duration, Interval, Retention, Delay, CertWindow, GroupWindow):
     converter.register_unstructure_hook(_duration, format_duration)
 converter.register_structure_hook(int | str, lambda v, _: _status_item(v))
 for _kind, _name in (

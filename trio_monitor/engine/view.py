@@ -22,8 +22,9 @@ from attrs import field, frozen
 from .._config import Config, Target
 from .._records import AlertEvent, ProbeResult, Record
 from ..net.certs import TlsDetails
+from ..policy._grouping import Group, decide, facts
 from ..store.records import Histogram, PhaseHistograms, PhaseStats, encode_phases
-from .state import TargetState
+from .state import DOWN, TargetState
 
 HOURS = 24
 STALL_LIMIT = 5.0  # seconds of event-loop lag that make the monitor unhealthy
@@ -240,6 +241,24 @@ class MonitorView:
     def targets(self) -> list[TargetStatus]:
         now = self._wall()
         return [self._status(t, now) for t in self._config().targets]
+
+    def outage_groups(self) -> tuple[list[Group], list[str]]:
+        """The DOWN targets grouped as storm grouping groups downs (policy/_grouping.py:
+        the same facts, `group_by` and `group_min`), and those left alone; none grouped
+        when grouping is off."""
+        config = self._config()
+        down = []
+        for target in config.targets:
+            st = self._states.get(target.name)
+            if st is not None and st.state == DOWN:
+                error = None if st.last is None or st.last.error is None else str(st.last.error)
+                detail = None if st.last is None else st.last.error_detail
+                down.append(
+                    facts(target.name, target.url, error, detail, target.labels, target, st.last)
+                )
+        if not config.alerts.group_window:
+            return [], [f.target for f in down]
+        return decide(down, config.alerts.group_by, config.alerts.group_min)
 
     def target(self, name: str) -> TargetStatus | None:
         for t in self._config().targets:

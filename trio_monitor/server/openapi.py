@@ -385,6 +385,25 @@ _SCHEMAS: Schema = {
                 "type": "boolean",
                 "description": "incidents that started earlier were left out",
             },
+            "groups": {
+                "type": "array",
+                "items": _ref("OutageGroup"),
+                "description": "the targets DOWN now, grouped by shared cause as storm"
+                " grouping groups their downs ([alerts] group_by, group_min); empty when"
+                " grouping is off. Their open incidents are in `incidents` too",
+            },
+        }
+    ),
+    "OutageGroup": _object(
+        {
+            "cause": {"type": "string", "description": '"network 10.1.2.0/24"'},
+            "detail": {
+                "type": "string",
+                "description": '"14 targets on 10.1.2.0/24 failing with connect:'
+                ' connection refused"',
+            },
+            "count": {"type": "integer", "minimum": 2},
+            "members": {"type": "array", "items": {"type": "string"}},
         }
     ),
 }
