@@ -12,14 +12,14 @@ current hour, a blob per finished hour, nothing for targets without phases.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Protocol
 
 import trio
 from attrs import field, frozen
 
-from .._config import Config, Target
+from .._config import NO_LABELS, Config, Target
 from .._records import ProbeResult, Record
 from ..net.certs import TlsDetails
 from ..store.records import Histogram, PhaseHistograms, PhaseStats, encode_phases
@@ -149,6 +149,7 @@ class TargetStatus:
     # per phase of PHASES: p50/p95 over the same 24 hours; None where it did not happen
     phases_24h: dict[str, PhaseStats | None] = field(factory=dict)
     group: str | None = None  # the target's `group`
+    labels: Mapping[str, str] = NO_LABELS  # the target's labels ([monitor]'s and its own)
 
 
 @frozen
@@ -226,6 +227,7 @@ class MonitorView:
             tls=self._recent.tls(target.name),
             phases_24h=self._recent.phases(target.name, now),
             group=target.group,
+            labels=target.labels,
         )
 
     def targets(self) -> list[TargetStatus]:
