@@ -515,7 +515,7 @@ def test_exec_command_as_list_or_string():
     assert first.command == second.command == ("/usr/bin/notify", "--urgent", "two words")
     assert first.events == (
         "down", "up", "slow", "content_changed", "flapping", "flap_end",
-        "cert_expiring", "cert_renewed", "reminder", "group_down", "group_up",
+        "cert_expiring", "cert_renewed", "reminder", "group_down", "group_up", "degrading",
     )  # fmt: skip
 
 
@@ -541,7 +541,7 @@ def test_bad_webhook():
     assert problems(
         {"alerts": {"webhook": [{"url": "ftp://127.0.0.1/", "events": ["down", "sideways"]}]}}
     ) == [
-        'm.toml: alerts.webhook[0].events[1]: must be one of "down", "up", "slow", "content_changed", "flapping", "flap_end", "cert_expiring", "cert_renewed", "reminder", "group_down", "group_up", got \'sideways\'',
+        'm.toml: alerts.webhook[0].events[1]: must be one of "down", "up", "slow", "content_changed", "flapping", "flap_end", "cert_expiring", "cert_renewed", "reminder", "group_down", "group_up", "degrading", got \'sideways\'',
         "m.toml: alerts.webhook[0].url: invalid URL 'ftp://127.0.0.1/': expected http:// or https:// with a host",
     ]
 

@@ -142,7 +142,7 @@ async def test_a_target_removed_by_a_reload_ends_its_outage(server, tmp_path):
     `removed` line says so (no alert), and adding it back later starts afresh."""
     down = {"name": "gone", "url": server.url("/status/500")}
     fine = {"name": "fine", "url": server.url("/ok")}
-    alerts = {"failure_threshold": 1}
+    alerts = {"failure_threshold": 1, "group_window": "0s"}  # its down at once
     path = write_config(tmp_path, run_config([down, fine], alerts=alerts))
     out = LineSink()
     async with trio.open_nursery() as nursery:
@@ -236,3 +236,16 @@ async def test_a_second_monitor_process_exits_2_naming_the_first(server, tmp_pat
         assert await first.wait_exit() == 0
     again = await cli("run", "--once", "-c", "m.toml", cwd=tmp_path)
     assert again.code == 0, again.stderr
+
+
+async def test_early_warning_baselines_survive_a_restart(server, tmp_path):
+    """Each run learns from its probe and saves the baselines at its end; the next run
+    starts from them (not from nothing): the count goes on."""
+    config = write_config(tmp_path, run_config([{"name": "web", "url": server.url("/ok")}]))
+    for _ in range(3):
+        code, _ = await run_once(config)
+        assert code == 0
+    with history(tmp_path / "m.db") as reader:
+        ((name, text),) = reader.baselines()
+    assert name == "web"
+    assert json.loads(text)["latency"][0] == 3  # three probes, one a run

@@ -267,7 +267,7 @@ async def test_editing_a_down_target_keeps_its_outage(server, tmp_path):
     """Its timeout changes: no second `down`; its URL changes to a healthy one: one `up`,
     and the one incident in history is closed."""
     path = tmp_path / "m.toml"
-    alerts = {"failure_threshold": 2}
+    alerts = {"failure_threshold": 2, "group_window": "0s"}  # its down at once
     target = {"name": "t", "url": server.url("/status/500"), "content_alert": True}
 
     def write(**fields):
@@ -380,7 +380,7 @@ async def test_alert_lines_reach_output(server):
     config = parse_config(
         {
             "monitor": {"interval": "100ms", "retries": 0},
-            "alerts": {"failure_threshold": 2},
+            "alerts": {"failure_threshold": 2, "group_window": "0s"},  # no grouping delay
             "targets": [{"name": "flaky", "url": server.url("/body/page")}],
         }
     )

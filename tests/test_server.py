@@ -36,7 +36,7 @@ import trio
 import trio.lowlevel
 import trio.socket
 import trio.testing
-from factories import alert_event, probe_result, round_summary, tls_details
+from factories import T0, alert_event, probe_result, round_summary, tls_details
 from prometheus_client.parser import text_string_to_metric_families
 
 from trio_monitor import ErrorKind
@@ -53,6 +53,7 @@ from trio_monitor._records import (
     to_dict,
 )
 from trio_monitor.engine.view import Health, TargetStatus
+from trio_monitor.policy._grouping import Group
 from trio_monitor.server import app as server_module
 from trio_monitor.server import auth, build_app, health, login, openapi_document, serve_http
 from trio_monitor.server.badges import NODATA_FILL
@@ -132,6 +133,7 @@ class FakeView:
         self.state_dir: Path | None = None  # where browser artifacts are
         self.healthy = HEALTHY
         self.broken = False  # targets() raises: a bug in a handler's path
+        self.groups: tuple[list[Group], list[str]] = ([], [])  # outage_groups()
 
     def targets(self) -> list[TargetStatus]:
         if self.broken:
@@ -143,6 +145,9 @@ class FakeView:
 
     def health(self) -> Health:
         return self.healthy
+
+    def outage_groups(self) -> tuple[list[Group], list[str]]:
+        return self.groups
 
 
 def fake_page() -> str:
@@ -402,6 +407,7 @@ def target_json(s: TargetStatus) -> dict:
             phase: None if p is None else {"p50": p.p50, "p95": p.p95, "count": p.count}
             for phase, p in s.phases_24h.items()
         },
+        "degrading": None,
     }
 
 
@@ -466,6 +472,33 @@ async def test_targets_carry_their_labels_and_filter_by_them():
     for response in refused:
         assert response.status_code == 400
         assert "use NAME=VALUE like team=payments" in response.json()["error"]
+
+
+async def test_a_degrading_target_shows_its_open_warning_with_the_evidence():
+    warned = attrs.evolve(
+        target_status("slowing"),
+        degrading=alert_event(
+            "degrading", target="slowing", ts=T0, since=T0 - 600, signal="latency",
+            baseline=96.0, current=412.5, score=1.25, detail="latency 412 ms vs 96 ms baseline",
+        ),
+    )  # fmt: skip
+    async with serving(FakeView(warned, target_status("fine"))) as served, served.client() as c:
+        listed = (await c.get("/api/v1/targets")).json()
+        detail = (await c.get("/api/v1/targets/slowing")).json()
+    assert listed[1]["degrading"] is None
+    assert (
+        listed[0]["degrading"]
+        == detail["degrading"]
+        == {
+            "ts": rfc3339(T0),
+            "since": rfc3339(T0 - 600),
+            "signal": "latency",
+            "baseline": 96.0,
+            "current": 412.5,
+            "score": 1.25,
+            "detail": "latency 412 ms vs 96 ms baseline",
+        }
+    )
 
 
 async def test_targets_carry_their_latest_certificate():
@@ -676,6 +709,23 @@ async def test_incidents_overlapping_the_range(history):
     assert [i["target"] for i in week["incidents"]] == ["web", "api", "api"]
     assert web["incidents"] == [week["incidents"][0]]
     assert web["incidents"][0]["error"] == "timeout"
+
+
+async def test_incidents_come_with_the_down_targets_grouped_by_cause(history):
+    path, _ = history
+    view = FakeView(target_status("api"), store_path=path)
+    refused = "connect: connection refused"
+    view.groups = ([Group("network", "10.1.2.0/24", ("a", "b", "c"), refused)], ["api"])
+    async with serving(view) as served, served.client() as client:
+        answer = (await client.get("/api/v1/incidents")).json()
+    assert answer["groups"] == [
+        {
+            "cause": "network 10.1.2.0/24",
+            "detail": f"3 targets on 10.1.2.0/24 failing with {refused}",
+            "count": 3,
+            "members": ["a", "b", "c"],
+        }
+    ]
 
 
 async def test_a_removed_targets_incident_has_ended(tmp_path):

@@ -156,9 +156,11 @@ def test_fresh_file_has_the_schema_in_wal_mode(tmp_path):
             "meta",
             "outbox",
             "certs",
+            "baselines",
+            "warnings",
         }
         sql = {name: text for _, name, _, text in tables}
-        for compact in ("samples", "rollups", "changes", "meta", "outbox"):
+        for compact in ("samples", "rollups", "changes", "meta", "outbox", "warnings"):
             assert "WITHOUT ROWID" in sql[compact]
         assert "incidents_target_start" in sql
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"

@@ -6,12 +6,13 @@ import attrs
 import factories
 import pytest
 import trio
-from factories import config_doc, tls_details
+from factories import config_doc, probe_result, tls_details
 from fakes import FakeProber, make_config, result_for, running
 
-from trio_monitor import prepare
+from trio_monitor import parse_config, prepare
 from trio_monitor._records import PHASES
-from trio_monitor.engine.view import RecentStats
+from trio_monitor.engine.state import MemoryStateStore
+from trio_monitor.engine.view import MonitorView, RecentStats
 from trio_monitor.store.records import ERROR_BOUND
 
 PLAN = prepare(make_config([{"name": "t", "url": "http://127.0.0.1/"}]).targets[0])
@@ -230,3 +231,24 @@ def test_the_latest_certificate_is_kept_until_a_probe_brings_another():
     assert stats.tls("t") == second
     stats.retain(set())
     assert stats.tls("t") is None
+
+
+def test_outage_groups_group_the_down_targets_as_storm_grouping_does():
+    doc = {
+        "alerts": {"failure_threshold": 1},
+        "targets": [{"name": f"n{i}", "url": f"http://10.1.2.{i}/"} for i in range(1, 5)]
+        + [{"name": "up", "url": "http://10.1.2.9/"}],
+    }
+    config = parse_config(doc)
+    state = MemoryStateStore(config.alerts)
+    for target in config.targets:
+        ok = target.name == "up"
+        detail = None if ok else f"cannot connect to {target.url[7:-1]}:80 (Connection refused)"
+        state.observe(target, probe_result(target.name, ok=ok, error_detail=detail), 0.0)
+    view = MonitorView(lambda: config, state, None, RecentStats(), lambda: 1000.0)
+    (group,), alone = view.outage_groups()
+    assert (group.members, alone) == (("n1", "n2", "n3", "n4"), [])
+    assert group.describe() == "4 targets on 10.1.2.0/24 failing with connect: connection refused"
+    off = parse_config({**doc, "alerts": {"failure_threshold": 1, "group_window": "0s"}})
+    view = MonitorView(lambda: off, state, None, RecentStats(), lambda: 1000.0)
+    assert view.outage_groups() == ([], ["n1", "n2", "n3", "n4"])

@@ -61,12 +61,18 @@ Repeat = NewType("Repeat", float)  # a reminder's interval: 1s up to 30d
 LabelPatterns = NewType("LabelPatterns", tuple)  # ((label, compiled regex), ...)
 NotifierName = NewType("NotifierName", str)  # `name` of an [[alerts.KEY]] table
 Nameserver = NewType("Nameserver", tuple)  # (IP, port) from "10.0.0.53", "[::1]:5353"; port 53
+GroupWindow = NewType("GroupWindow", float)  # storm grouping's window: "0s" (off) to 10m
+GroupMin = NewType("GroupMin", int)  # targets that make a group: 2 to 100000
+GroupCause = NewType("GroupCause", str)  # a `group_by` item: "address", ..., "label:NAME"
+GroupBy = NewType("GroupBy", tuple)  # `group_by`: GroupCauses, each once
+Factor = NewType("Factor", float)  # a positive number, 0.01 to 1000 (early warning's thresholds)
+Share = NewType("Share", float)  # a fraction, 0.0001 to 0.5
 DEFAULT_CERT_EXPIRY = 14 * 86400.0
 DEFAULT_CERT_STEPS = (7 * 86400.0, 86400.0)  # those shorter than cert_expiry
 DEFAULT_CONFIRM_INTERVAL = 5.0  # seconds; capped at each target's interval
 Event = Literal[
     "down", "up", "slow", "content_changed", "flapping", "flap_end", "cert_expiring",
-    "cert_renewed", "reminder", "group_down", "group_up",
+    "cert_renewed", "reminder", "group_down", "group_up", "degrading",
 ]  # fmt: skip
 TooLargePolicy = Literal["truncate", "fail"]
 ConnectionPolicy = Literal["fresh", "reuse"]
@@ -246,6 +252,17 @@ def _integer(minimum: int, maximum: int):
         if value > maximum:
             raise _Invalid(f"must be {maximum} or less, got {value}")
         return value
+
+    return structure
+
+
+def _number_in(minimum: float, maximum: float):
+    def structure(value: object, _type: object) -> float:
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            raise _Invalid(f"expected a number, got {value!r}")
+        if not minimum <= value <= maximum:
+            raise _Invalid(f"must be between {minimum:g} and {maximum:g}, got {value!r}")
+        return float(value)
 
     return structure
 
@@ -505,12 +522,38 @@ class MonitorSection:
     labels: Labels = NO_LABELS  # every target's, under its own
 
 
+# what storm grouping may take as a shared cause, most specific first (the default order
+# of preference); "label:NAME" adds a label's value
+GROUP_CAUSES = ("address", "certificate", "resolver", "network", "error")
+GROUP_BY = GroupBy(tuple(GroupCause(c) for c in GROUP_CAUSES))
+
+
+def parse_group_cause(value: object) -> str:
+    if isinstance(value, str) and value.startswith("label:"):
+        _label_name(value.removeprefix("label:"))
+        return value
+    if value not in GROUP_CAUSES:
+        raise _Invalid(f"expected one of {', '.join(GROUP_CAUSES)} or label:NAME, got {value!r}")
+    return str(value)
+
+
+def _group_by(value: object, _type: object) -> tuple[str, ...]:
+    causes = converter.structure(value, tuple[GroupCause, ...])
+    twice = sorted({c for c in causes if causes.count(c) > 1})
+    if twice:
+        raise _Invalid(f"each cause once, got {', '.join(twice)} twice")
+    return causes
+
+
 @frozen
 class _AlertSettings:
     failure_threshold: Positive = Positive(3)
     success_threshold: Positive = Positive(1)
     flap_threshold: Count = Count(5)
     flap_window: Duration = Duration(600.0)
+    group_window: GroupWindow = GroupWindow(10.0)
+    group_min: GroupMin = GroupMin(3)
+    group_by: GroupBy = GROUP_BY
 
 
 @frozen(kw_only=True)
@@ -544,6 +587,11 @@ class AlertsSection:
     # this many UP/DOWN changes within flap_window: flapping (0: never)
     flap_threshold: Count = Count(5)
     flap_window: Duration = Duration(600.0)
+    # storm grouping (policy/_grouping.py): downs within group_window that share a
+    # cause (group_by, in order of preference) become one `group_down`; "0s": off
+    group_window: GroupWindow = GroupWindow(10.0)
+    group_min: GroupMin = GroupMin(3)
+    group_by: GroupBy = GROUP_BY
     # per channel key ("webhook", "exec", ...): its tables, in file order
     notifiers: Mapping[str, tuple[Any, ...]] = field(factory=dict)
 
@@ -570,6 +618,7 @@ class TargetSection:
     retries: Retries | None = None
     slow: Duration | None = None
     content_alert: bool = False
+    early_warning: bool | None = None  # unset: [early_warning] enabled
     cert_expiry: CertWindow | None = None
     cert_expiry_steps: tuple[CertWindow, ...] | None = None
     # Gatus-style assertions ("[STATUS] == 200"), compiled at load (conditions/)
@@ -577,6 +626,26 @@ class TargetSection:
     labels: Labels = NO_LABELS  # over [monitor] labels; routing, filters, metrics
     depends_on: tuple[str, ...] = ()  # names of targets: while one is DOWN, no `down` page
     alerts: TargetAlerts = TargetAlerts()
+
+
+@frozen
+class EarlyWarningSection:
+    """[early_warning]: `degrading` warnings from learned baselines (trio_monitor/early/;
+    docs/early-warning.md has the math; defaults chosen by bench/early_warning.py)."""
+
+    enabled: bool = True  # every target's default (a target's `early_warning` overrides it)
+    warmup: Positive = Positive(200)  # probes a signal learns from before it may warn
+    baseline_probes: Positive = Positive(120)  # the baselines' memory (EW rate 1 / this)
+    season_probes: Positive = Positive(50)  # an hour-of-week slot's memory
+    latency_slack: Factor = Factor(1.5)  # CUSUM k, in baseline scales
+    latency_threshold: Factor = Factor(30.0)  # CUSUM h
+    errors_threshold: Factor = Factor(6.0)  # Bernoulli CUSUM h (nats)
+    errors_ratio: Factor = Factor(5.0)  # the failure rate warned about, times the baseline
+    errors_floor: Share = Share(0.003)  # the baseline failure rate is at least this
+    errors_probes: Positive = Positive(2000)  # the failure rate's memory
+    size_threshold: Factor = Factor(10.0)
+    churn_threshold: Factor = Factor(6.0)
+    cert_margin: CertWindow = CertWindow(2 * 86400.0)  # renewal overdue by this much: warn
 
 
 @frozen
@@ -607,6 +676,7 @@ class ConfigFile:
     alerts: AlertsSection = AlertsSection()
     storage: StorageSection = StorageSection()
     server: ServerSection | None = None  # no [server] section: no server
+    early_warning: EarlyWarningSection = EarlyWarningSection()
     targets: tuple[TargetSection, ...] = ()
 
 
@@ -640,6 +710,7 @@ class Target:
     success_threshold: int = 1
     notify: tuple[str, ...] | None = None  # notifier names; None: every notifier
     repeat: float | None = None  # reminder interval while DOWN; None: notifiers' own only
+    early_warning: bool = True  # `degrading` warnings (trio_monitor/early/)
 
 
 @frozen
@@ -651,6 +722,7 @@ class Config:
     storage: StorageSection = StorageSection()
     store_path: str | None = None  # resolved; None: no history kept
     server: ServerSection | None = None  # token resolved from ${ENV}
+    early_warning: EarlyWarningSection = EarlyWarningSection()
 
 
 # --- converter -------------------------------------------------------------------
@@ -670,6 +742,8 @@ converter.register_structure_hook(Delay, _duration_in(0.0, 86400.0))
 converter.register_structure_hook(CertWindow, _duration_in(0.0, 365 * 86400.0))
 converter.register_structure_hook(Positive, _integer(1, 100_000))
 converter.register_structure_hook(Count, _integer(0, 100))
+converter.register_structure_hook(Factor, _number_in(0.01, 1000.0))
+converter.register_structure_hook(Share, _number_in(0.0001, 0.5))
 converter.register_structure_hook(Retries, _integer(0, 10))
 converter.register_structure_hook(Argv, lambda v, _: parse_argv(v))
 converter.register_structure_hook(Repeat, _duration_in(1.0, 30 * 86400.0))
@@ -679,6 +753,10 @@ converter.register_structure_hook(NotifierName, lambda v, _: parse_notifier_name
 converter.register_structure_hook(Listen, lambda v, _: Listen(parse_listen(v)))
 converter.register_structure_hook(HostName, lambda v, _: HostName(parse_host_name(v)))
 converter.register_structure_hook(Nameserver, lambda v, _: Nameserver(parse_nameserver(v)))
+converter.register_structure_hook(GroupWindow, _duration_in(0.0, 600.0))
+converter.register_structure_hook(GroupMin, _integer(2, 100_000))
+converter.register_structure_hook(GroupCause, lambda v, _: parse_group_cause(v))
+converter.register_structure_hook(GroupBy, _group_by)
 converter.register_structure_hook_func(lambda t: get_origin(t) is Literal, _literal)
 converter.register_structure_hook_factory(
     attrs.has, _shaped(Mapping, "a table", make_dict_structure_fn)
@@ -687,7 +765,7 @@ converter.register_structure_hook_factory(
     lambda t: get_origin(t) is tuple,
     _shaped((list, tuple), "an array", homogenous_tuple_structure_factory),
 )
-for _duration in (Duration, Interval, Retention, Delay, CertWindow):
+for _duration in (Duration, Interval, Retention, Delay, CertWindow, GroupWindow):
     converter.register_unstructure_hook(_duration, format_duration)
 converter.register_structure_hook(int | str, lambda v, _: _status_item(v))
 for _kind, _name in (
@@ -991,6 +1069,7 @@ def _resolve(
                 ),
                 notify=t.alerts.notify,
                 repeat=t.alerts.repeat,
+                early_warning=inherit(t.early_warning, file.early_warning.enabled),
             )
         )
     problems += _routing_problems(file, alerts, targets)
@@ -1236,6 +1315,7 @@ def parse_config(
         storage=file.storage,
         store_path=_store_path(file.storage, path, env),
         server=server,
+        early_warning=file.early_warning,
     )
 
 

@@ -40,6 +40,8 @@ from ._errors import ConfigError
 from ._records import AlertEvent, ProbeResult, Record, TargetRemoved
 from ._systemd import SystemdNotifier, serve_watchdog
 from .alerts.base import Notifiers
+from .early import EarlyWarning
+from .early.store import load_models, serve_baselines
 from .engine.dispatch import Dispatcher, Outlet
 from .engine.schedule import Scheduler
 from .engine.state import DOWN, MemoryStateStore
@@ -79,7 +81,7 @@ class Reconfigurable(Protocol):
 
 def _kept_in_history(record: Record) -> bool:
     return isinstance(record, ProbeResult | TargetRemoved) or (
-        isinstance(record, AlertEvent) and record.event in ("down", "up", "flap_end")
+        isinstance(record, AlertEvent) and record.event in ("down", "up", "flap_end", "degrading")
     )
 
 
@@ -176,7 +178,8 @@ class Monitor:
         self.aborted = False
         self.state = MemoryStateStore(config.alerts)
         self.policy = Policy(config, self.state)
-        self.dispatcher = Dispatcher(self.state, self.policy)
+        self.early = EarlyWarning.for_config(config, self.state)
+        self.dispatcher = Dispatcher(self.state, self.policy, self.early)
         self.output: Outlet = self.dispatcher.add_outlet(
             "output", OUTPUT_QUEUE, lost=lambda: self.out.lost
         )
@@ -187,7 +190,7 @@ class Monitor:
         self.dispatcher.add_observer(self.recent.observe)
         self.scheduler = Scheduler(config, probers, self.dispatcher, counters=self._counters)
         self.view = MonitorView(
-            lambda: self.config, self.state, self.scheduler, self.recent, time.time
+            lambda: self.config, self.state, self.scheduler, self.recent, time.time, self.early
         )
         self._probers = probers
         self.listening: tuple[str, int] | None = None  # the HTTP server's address, once up
@@ -219,6 +222,7 @@ class Monitor:
     def _components(self, notifiers: Notifiers, metrics: Metrics | None) -> list[Reconfigurable]:
         components: list[Reconfigurable] = [
             self.state,
+            self.early,
             self.dispatcher,  # the alert policy
             self.recent,
             self.line_labels,
@@ -355,7 +359,7 @@ class Monitor:
     def _start_metrics(self) -> Metrics:
         from .server.metrics import Metrics  # prometheus_client: only when served
 
-        metrics = Metrics()
+        metrics = Metrics(self.early.scores)
         metrics.configure(self.config)
         metrics.set_concurrency(int(self.scheduler.limiter.total_tokens))
         self.dispatcher.add_observer(metrics.observe)
@@ -366,6 +370,7 @@ class Monitor:
         served = config.server is not None and not self._once
         # the notifiers' client (the probers have their own transports)
         client = httpx.AsyncClient(timeout=None, trust_env=False)
+        baselines_done = trio.Event()
         async with client, trio.open_nursery() as services:
             await services.start(
                 serve_jsonl, self.output.receive, self.out, self.stop, self.line_labels
@@ -389,6 +394,8 @@ class Monitor:
                 await services.start(
                     serve_outbox, self.history.outbox.receive, config.store_path, notifiers
                 )
+                await self._warm_up(config.store_path)
+                await services.start(serve_baselines, self.early, config.store_path, baselines_done)
             elif any(config.alerts.notifiers.values()):
                 log.warning(
                     "alerts are not durable: history is disabled ([storage] enabled = false),"
@@ -412,12 +419,27 @@ class Monitor:
                 # Closing is synchronous, so it also happens on a hard stop.
                 server_scope.cancel()  # it shuts down gracefully, within its own bound
                 self.dispatcher.close()
+                baselines_done.set()  # their last save
                 services.cancel_scope.deadline = self._drain_deadline()
         if self._once and (
             summary is None or summary.failed or summary.targets < len(config.targets)
         ):
             return EXIT_FAILED
         return EXIT_OK
+
+    async def _warm_up(self, store_path: str) -> None:
+        """Early warning's baselines from the last run (or from history's samples)."""
+        names = [t.name for t in self.config.targets if t.early_warning]
+        try:
+            models = await trio.to_thread.run_sync(
+                load_models, store_path, names, self.early.params
+            )
+        except (OSError, sqlite3.Error) as exc:
+            log.warning(
+                "early warning: cannot read baselines from %s (%s); learning anew", store_path, exc
+            )
+            return
+        self.early.adopt(models)
 
     def _removals(self, old: Config, new: Config) -> list[TargetRemoved]:
         """One record per target the reload removes: its open incident ends now."""

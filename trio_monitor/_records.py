@@ -216,11 +216,12 @@ class AlertEvent:
     target: str
     url: str
     # "down" | "up" | "slow" | "content_changed" | "flapping" | "flap_end" |
-    # "cert_expiring" | "cert_renewed" | "reminder" | "group_down" | "group_up"
+    # "cert_expiring" | "cert_renewed" | "reminder" | "group_down" | "group_up" |
+    # "degrading"
     event: str
     reason: str | None = None  # the error kind that took it down, or "slow"
     detail: str | None = None
-    since: float | None = None  # when the outage (or slowness) began
+    since: float | None = None  # when the outage (or slowness, or degradation) began
     downtime_s: float | None = None  # for "up": how long it was down
     failures: int | None = None  # consecutive failed probes when "down" fired
     latency_ms: float | None = None  # for "slow"
@@ -251,6 +252,15 @@ class AlertEvent:
     # "reminder": the interval it repeats at, and which reminder this is (1, 2, ...)
     repeat_s: float | None = None
     reminder: int | None = None
+
+    # for "degrading" (trio_monitor/early/): the signal that left its baseline
+    # ("latency", "errors", "size", "churn", "cert"), the baseline and the current value
+    # in the signal's unit (ms, failure share, bytes, change share, days left), and how
+    # far past the warning threshold it is (score 1: just at it)
+    signal: str | None = None
+    baseline: float | None = None
+    current: float | None = None
+    score: float | None = None
 
     @property
     def deliverable(self) -> bool:

@@ -1,6 +1,7 @@
 """The one dispatch point: every record the engine makes reaches its consumers here.
 
     probe result ──▶ StateStore.observe ──▶ the result, then its alerts, in order
+                     (then early warning's)
                                                  │
         observers: inline, synchronous, O(1)  ◀──┤  (recent stats, metrics)
         outlets: a bounded channel and a task  ◀─┘  (JSON lines, history,
@@ -25,6 +26,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 import trio
 
@@ -78,10 +80,19 @@ class Outlet:
             pass  # that consumer has finished (its output was closed) or we are closing
 
 
+class Warnings(Protocol):
+    """Early warning (trio_monitor/early/): `degrading` alerts after the state's."""
+
+    def observe(self, target: Target, result: ProbeResult, now: float) -> list[AlertEvent]: ...
+
+
 class Dispatcher:
-    def __init__(self, state: StateStore, policy: Policy | None = None) -> None:
+    def __init__(
+        self, state: StateStore, policy: Policy | None = None, early: Warnings | None = None
+    ) -> None:
         self._state = state
         self._policy = policy
+        self._early = early
         self._ticker: trio.CancelScope | None = None  # run_policy's wait for a due time
         self._closed = False
         self._outlets: list[Outlet] = []
@@ -127,6 +138,8 @@ class Dispatcher:
         alerts: list[AlertEvent] = []
         if current:
             result, alerts = self._state.observe(target, result, now)
+            if self._early is not None:
+                alerts += self._early.observe(target, result, now)
             if alerts and self._policy is not None:
                 alerts = self._policy.process(alerts, now)
                 self._reschedule()

@@ -20,10 +20,11 @@ import trio
 from attrs import field, frozen
 
 from .._config import NO_LABELS, Config, Target
-from .._records import ProbeResult, Record
+from .._records import AlertEvent, ProbeResult, Record
 from ..net.certs import TlsDetails
+from ..policy._grouping import Group, decide, facts
 from ..store.records import Histogram, PhaseHistograms, PhaseStats, encode_phases
-from .state import TargetState
+from .state import DOWN, TargetState
 
 HOURS = 24
 STALL_LIMIT = 5.0  # seconds of event-loop lag that make the monitor unhealthy
@@ -150,6 +151,8 @@ class TargetStatus:
     phases_24h: dict[str, PhaseStats | None] = field(factory=dict)
     group: str | None = None  # the target's `group`
     labels: Mapping[str, str] = NO_LABELS  # the target's labels ([monitor]'s and its own)
+    # early warning: its open `degrading` alert (the evidence), None without one
+    degrading: AlertEvent | None = None
 
 
 @frozen
@@ -164,6 +167,10 @@ class Health:
 
 class States(Protocol):
     def get(self, name: str) -> TargetState | None: ...
+
+
+class Warnings(Protocol):
+    def warning(self, name: str) -> AlertEvent | None: ...
 
 
 class Schedule(Protocol):
@@ -192,12 +199,14 @@ class MonitorView:
         schedule: Schedule,
         recent: RecentStats,
         wall: Callable[[], float],
+        warnings: Warnings | None = None,
     ) -> None:
         self._config = config
         self._states = states
         self._schedule = schedule
         self._recent = recent
         self._wall = wall
+        self._warnings = warnings
 
     @property
     def store_path(self) -> str | None:
@@ -228,11 +237,30 @@ class MonitorView:
             phases_24h=self._recent.phases(target.name, now),
             group=target.group,
             labels=target.labels,
+            degrading=None if self._warnings is None else self._warnings.warning(target.name),
         )
 
     def targets(self) -> list[TargetStatus]:
         now = self._wall()
         return [self._status(t, now) for t in self._config().targets]
+
+    def outage_groups(self) -> tuple[list[Group], list[str]]:
+        """The DOWN targets grouped as storm grouping groups downs (policy/_grouping.py:
+        the same facts, `group_by` and `group_min`), and those left alone; none grouped
+        when grouping is off."""
+        config = self._config()
+        down = []
+        for target in config.targets:
+            st = self._states.get(target.name)
+            if st is not None and st.state == DOWN:
+                error = None if st.last is None or st.last.error is None else str(st.last.error)
+                detail = None if st.last is None else st.last.error_detail
+                down.append(
+                    facts(target.name, target.url, error, detail, target.labels, target, st.last)
+                )
+        if not config.alerts.group_window:
+            return [], [f.target for f in down]
+        return decide(down, config.alerts.group_by, config.alerts.group_min)
 
     def target(self, name: str) -> TargetStatus | None:
         for t in self._config().targets:

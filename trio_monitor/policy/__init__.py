@@ -25,6 +25,7 @@ from typing import Protocol
 from .._config import Config
 from .._records import AlertEvent
 from ..engine.state import StateStore
+from ._grouping import Grouping
 
 
 class Stage(Protocol):
@@ -53,7 +54,10 @@ class Stage(Protocol):
 
 def _stages(config: Config, state: StateStore) -> list[Stage]:
     """The stages in their order; each stage's module adds itself here."""
-    return []
+    return [
+        # grouping: simultaneous downs with a shared cause -> one group_down
+        Grouping(config, state),
+    ]
 
 
 class Policy:

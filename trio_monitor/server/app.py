@@ -49,7 +49,8 @@ from starlette.routing import Route
 
 from .._config import LABEL_NAME, ServerSection, parse_when
 from .._errors import StoreError
-from .._records import in_rfc3339_range, rfc3339, tls_dict, to_dict
+from .._records import AlertEvent, in_rfc3339_range, rfc3339, tls_dict, to_dict
+from ..policy._grouping import Group
 from ..store import HistoryReader
 from ..store.records import Incident, Sample
 from .auth import PUSH, guard
@@ -187,6 +188,20 @@ def _target_json(t: TargetStatus) -> JSONObject:
             phase: None if p is None else {"p50": p.p50, "p95": p.p95, "count": p.count}
             for phase, p in t.phases_24h.items()
         },
+        "degrading": None if t.degrading is None else _warning_json(t.degrading),
+    }
+
+
+def _warning_json(a: AlertEvent) -> JSONObject:
+    """An open early warning: the evidence of its `degrading` alert."""
+    return {
+        "ts": rfc3339(a.ts),
+        "since": _time(a.since),
+        "signal": a.signal,
+        "baseline": a.baseline,
+        "current": a.current,
+        "score": a.score,
+        "detail": a.detail,
     }
 
 
@@ -214,6 +229,15 @@ def _incident_json(i: Incident, now: float, monitored: bool) -> JSONObject:
         "end_reason": i.end_reason,
         "last_seen": _time(i.last_seen),
         "unobserved": unobserved,
+    }
+
+
+def _group_json(group: Group, errors: dict[str, str]) -> JSONObject:
+    return {
+        "cause": group.cause,
+        "detail": group.describe(errors.get(m) for m in group.members),
+        "count": len(group.members),
+        "members": list(group.members),
     }
 
 
@@ -395,12 +419,15 @@ class _Api:
         now = time.time()
         shown = rows[-limit:]
         monitored = {t.name for t in self.view.targets()} if shown else set()
+        groups, _ = self.view.outage_groups()
+        errors = {i.target: i.error for i in shown if i.end is None}
         return JSON(
             {
                 "since": rfc3339(since),
                 "until": rfc3339(until),
                 "incidents": [_incident_json(i, now, i.target in monitored) for i in shown],
                 "truncated": len(rows) > limit,
+                "groups": [_group_json(g, errors) for g in groups],
             }
         )
 

@@ -78,7 +78,7 @@ Process-wide:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -87,6 +87,8 @@ from prometheus_client.registry import Collector
 from .._config import EVENTS, Config, Target
 from .._errors import ErrorKind
 from .._records import PHASES, AlertEvent, ProbeResult, Record, RoundSummary
+
+Score = tuple[str, str, float]  # (target, signal, score)
 
 __all__ = ["CONTENT_TYPE", "Metrics"]
 
@@ -147,10 +149,12 @@ PHASE_LABELS = dict(
 class Metrics:
     """The monitor's Prometheus metrics, in a registry of their own."""
 
-    def __init__(self) -> None:
+    def __init__(self, anomaly_scores: Callable[[], Iterable[Score]] | None = None) -> None:
         self.registry = registry = CollectorRegistry(auto_describe=True)
         self._targets_series = _TargetSeries()
         registry.register(self._targets_series)
+        if anomaly_scores is not None:
+            registry.register(_AnomalyScores(anomaly_scores))
         self._round_duration = Gauge(
             "trio_monitor_round_duration_seconds",
             "Duration of the last finished round",
@@ -308,6 +312,24 @@ class Metrics:
     def render(self) -> bytes:
         """The Prometheus text format (CONTENT_TYPE). Any thread."""
         return generate_latest(self.registry)
+
+
+class _AnomalyScores(Collector):
+    """Early warning's scores (trio_monitor/early/), read when scraped."""
+
+    def __init__(self, scores: Callable[[], Iterable[Score]]) -> None:
+        self.scores = scores
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "probe_anomaly_score",
+            "Early warning: how far a target's signal is from its learned baseline"
+            " (1: a `degrading` warning)",
+            labels=["target", "signal"],
+        )
+        for target, signal, score in self.scores():
+            family.add_metric([target, signal], score)
+        yield family
 
 
 class _TargetSeries(Collector):

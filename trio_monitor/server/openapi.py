@@ -96,6 +96,24 @@ _TARGET_PROPERTIES: Schema = {
         "last 24 hours' ok probes, and how many of them had the phase; null for a phase "
         "that did not happen in them (tls on http, dns for an address, ...)",
     ),
+    "degrading": {
+        "anyOf": [
+            _object(
+                {
+                    "ts": _TIME,
+                    "since": {**_NULLABLE_TIME, "description": "when the signal left its baseline"},
+                    "signal": {"enum": ["latency", "errors", "size", "churn", "cert"]},
+                    "baseline": _nullable("number", description="in the signal's unit"),
+                    "current": _nullable("number", description="in the signal's unit"),
+                    "score": _nullable("number", description="1: the warning threshold"),
+                    "detail": _nullable("string"),
+                }
+            ),
+            {"type": "null"},
+        ],
+        "description": "early warning: the open `degrading` alert and its evidence, until "
+        "the signal is back to its baseline",
+    },
 }
 
 # Kind-specific fields of a probe: always there (as in a JSON line), null where the kind
@@ -378,6 +396,25 @@ _SCHEMAS: Schema = {
                 "type": "boolean",
                 "description": "incidents that started earlier were left out",
             },
+            "groups": {
+                "type": "array",
+                "items": _ref("OutageGroup"),
+                "description": "the targets DOWN now, grouped by shared cause as storm"
+                " grouping groups their downs ([alerts] group_by, group_min); empty when"
+                " grouping is off. Their open incidents are in `incidents` too",
+            },
+        }
+    ),
+    "OutageGroup": _object(
+        {
+            "cause": {"type": "string", "description": '"network 10.1.2.0/24"'},
+            "detail": {
+                "type": "string",
+                "description": '"14 targets on 10.1.2.0/24 failing with connect:'
+                ' connection refused"',
+            },
+            "count": {"type": "integer", "minimum": 2},
+            "members": {"type": "array", "items": {"type": "string"}},
         }
     ),
 }

@@ -230,6 +230,11 @@ class StoreMaintenance:
                     " WHERE target_id = ? AND ts < ? LIMIT ?)",
                     (tid, tid, keep, self.rows),
                 ),
+                (
+                    "DELETE FROM warnings WHERE target_id = ? AND ts IN (SELECT ts FROM warnings"
+                    " WHERE target_id = ? AND ts < ? LIMIT ?)",
+                    (tid, tid, keep, self.rows),
+                ),
             ):
                 while await self._run(_delete_some, sql, args) >= self.rows:
                     pass

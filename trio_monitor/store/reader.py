@@ -19,7 +19,7 @@ from ._sql import (
     rollup_from_row,
     sample_from_row,
 )
-from .records import Certificate, ContentChange, HourRollup, Incident, Sample
+from .records import Certificate, ContentChange, HourRollup, Incident, Sample, StoredWarning
 from .schema import BUSY_TIMEOUT, SCHEMA_VERSION, file_version
 
 
@@ -137,6 +137,22 @@ class HistoryReader:
         )
         rows = self._select(sql, (since, until), target, "c.ts, t.name")
         return [ContentChange(*row) for row in rows]
+
+    def warnings(
+        self, since: float, until: float, target: str | None = None
+    ) -> list[StoredWarning]:
+        """`degrading` warnings in [since, until), oldest first."""
+        sql = (
+            "SELECT t.name, w.ts, w.signal, w.baseline, w.current, w.score, w.detail"
+            " FROM warnings w JOIN targets t ON t.id = w.target_id WHERE w.ts >= ? AND w.ts < ?"
+        )
+        rows = self._select(sql, (since, until), target, "w.ts, t.name")
+        return [StoredWarning(*row) for row in rows]
+
+    def baselines(self) -> list[tuple[str, str]]:
+        """Early warning's stored baselines: (target, JSON document)."""
+        sql = "SELECT t.name, b.data FROM baselines b JOIN targets t ON t.id = b.target_id WHERE 1"
+        return [(name, data) for name, data in self._select(sql, (), None, "t.name")]
 
     def certificates(self, target: str | None = None) -> list[Certificate]:
         """Each target's latest certificate (targets that never had one have none)."""

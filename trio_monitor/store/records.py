@@ -285,6 +285,19 @@ class ContentChange:
     content_hash: str | None
 
 
+@frozen
+class StoredWarning:
+    """A stored `degrading` alert (early warning)."""
+
+    target: str
+    ts: float
+    signal: str
+    baseline: float | None
+    current: float | None
+    score: float | None
+    detail: str | None
+
+
 def rollup(target: str, hour: int, samples: Iterable[Sample]) -> HourRollup:
     """Fold one hour of a target's samples into its rollup."""
     checks = failures = 0

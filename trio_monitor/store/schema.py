@@ -75,6 +75,17 @@ MIGRATIONS: list[tuple[str, ...]] = [
         "ALTER TABLE samples ADD COLUMN phases BLOB",
         "ALTER TABLE rollups ADD COLUMN phases BLOB",
     ),
+    (
+        # early warning's baselines (trio_monitor/early/): one JSON document per target,
+        # rewritten periodically and at shutdown, read at start-up
+        """CREATE TABLE baselines (
+            target_id INTEGER PRIMARY KEY, updated REAL NOT NULL, data TEXT NOT NULL)""",
+        # `degrading` warnings, for reports (did an outage follow?)
+        """CREATE TABLE warnings (
+            target_id INTEGER NOT NULL, ts REAL NOT NULL, signal TEXT NOT NULL,
+            baseline REAL, current REAL, score REAL, detail TEXT,
+            PRIMARY KEY (target_id, ts, signal)) WITHOUT ROWID""",
+    ),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

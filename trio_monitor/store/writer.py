@@ -55,6 +55,7 @@ class StoreStats:
 #   ("r", target, end)                                           a removed target
 #   ("c", target, seen, subject, issuer, not_after, earliest_not_after, earliest_subject)
 #                                                                a new certificate
+#   ("w", target, ts, signal, baseline, current, score, detail)  a "degrading" alert
 # (status is None for probe kinds without one, and for no answer at all)
 SampleOp = tuple[
     Literal["s"],
@@ -70,7 +71,8 @@ SampleOp = tuple[
 DownOp = tuple[Literal["d"], str, float, str]
 EndOp = tuple[Literal["u", "r"], str, float]
 CertOp = tuple[Literal["c"], str, float, str, str, float, float, str]
-Op = SampleOp | DownOp | EndOp | CertOp
+WarnOp = tuple[Literal["w"], str, float, str, float | None, float | None, float | None, str | None]
+Op = SampleOp | DownOp | EndOp | CertOp | WarnOp
 
 END_REASONS = {"u": "up", "r": "removed"}  # incidents.end_reason, by the op that ends one
 
@@ -105,6 +107,10 @@ def _write_batch(
         elif op[0] == "c":
             conn.execute(
                 "INSERT OR REPLACE INTO certs VALUES (?, ?, ?, ?, ?, ?, ?)", (tid, *op[2:])
+            )
+        elif op[0] == "w":
+            conn.execute(
+                "INSERT OR REPLACE INTO warnings VALUES (?, ?, ?, ?, ?, ?, ?)", (tid, *op[2:])
             )
         elif op[0] == "d":
             open_ = conn.execute(
@@ -255,6 +261,17 @@ class StoreWriter:
             op = ("u", record.target, record.ts if record.since is None else record.since)
         elif isinstance(record, TargetRemoved):
             op = ("r", record.target, record.ts)
+        elif isinstance(record, AlertEvent) and record.event == "degrading":
+            op = (
+                "w",
+                record.target,
+                record.ts,
+                record.signal or "",
+                record.baseline,
+                record.current,
+                record.score,
+                record.detail,
+            )
         else:
             return
         self._backlog.append(op)
@@ -399,7 +416,7 @@ async def serve_store_writer(
     """Store every record from `receive` until the channel is closed and drained.
 
     Probe results become samples (and content changes); "down"/"up" alerts open and
-    close incidents; a removed target's open incident ends with reason "removed". Never raises because of the file: failures are logged and
+    close incidents; "degrading" alerts become warnings; a removed target's open incident ends with reason "removed". Never raises because of the file: failures are logged and
     counted in `stats`. Give it a deadline on shutdown (the final write is bounded
     by it)."""
     await StoreWriter(store_path, storage, stats).serve(receive, task_status=task_status)

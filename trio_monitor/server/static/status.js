@@ -621,6 +621,7 @@
 
   function wanted() {
     const out = [];
+    if (gridOn) return out;  // cells show no bars
     for (const node of list.querySelectorAll(".card")) {
       const c = cardOf.get(node);
       if (!c || node.hidden || (observer && !visible.has(c))) continue;
@@ -785,6 +786,7 @@
         cards.set(t.name, c);
       }
       updateCard(c, t);
+      gridCell(c);
       c.group = typeof t.group === "string" ? clip(t.group.trim(), MAX_GROUP) : "";
       c.kind = c.kindEl.textContent;
       counts[c.state]++;
@@ -874,6 +876,44 @@
     li.append(document.createTextNode(text));
     return li;
   }
+  // Open incidents: the groups the API found (targets DOWN together with a shared
+  // cause, as storm grouping groups their downs) first, each one collapsed line with its
+  // count; then at most OPEN_SHOWN others, the rest behind one "N more" line, so a mass
+  // outage never pushes the targets off the first screen.
+  const OPEN_SHOWN = 5;
+  function collapsed(summaryText, items, cls) {
+    const li = el("li", cls);
+    const d = el("details");
+    const ul = el("ul");
+    ul.replaceChildren(...items);
+    d.append(el("summary", "", summaryText), ul);
+    li.append(d);
+    return li;
+  }
+  function groupedIncidents(open, groupsData) {
+    const byTarget = new Map(open.map((i) => [str(i.target), i]));
+    const inGroup = new Set();
+    const out = [];
+    for (const g of Array.isArray(groupsData) ? groupsData : []) {
+      if (!g || !Array.isArray(g.members)) continue;
+      const members = g.members.map(str).filter((m) => byTarget.has(m) && !inGroup.has(m));
+      if (members.length < 2) continue;
+      members.forEach((m) => inGroup.add(m));
+      const li = collapsed(str(g.detail) || members.length + " targets down",
+        members.map((m) => incidentItem(byTarget.get(m), true)), "inc-group");
+      li.dataset.count = String(members.length);
+      out.push(li);
+    }
+    const alone = open.filter((i) => !inGroup.has(str(i.target)));
+    out.push(...alone.slice(0, OPEN_SHOWN).map((i) => incidentItem(i, true)));
+    const rest = alone.slice(OPEN_SHOWN, 100 + OPEN_SHOWN);
+    if (rest.length) {
+      const more = alone.length - OPEN_SHOWN;
+      out.push(collapsed(more + " more open incident" + (more === 1 ? "" : "s"),
+        rest.map((i) => incidentItem(i, true)), "inc-more"));
+    }
+    return out;
+  }
   function renderIncidents(data) {
     const all = data && Array.isArray(data.incidents) ? data.incidents.filter(
       (i) => i && typeof i === "object") : [];
@@ -881,16 +921,61 @@
       .sort((a, b) => (parseTime(b.start) || 0) - (parseTime(a.start) || 0));
     const done = all.filter((i) => !(i.end === null || i.end === undefined))
       .sort((a, b) => (parseTime(b.end) || 0) - (parseTime(a.end) || 0));
-    openList.replaceChildren(...open.slice(0, 100).map((i) => incidentItem(i, true)));
+    openList.replaceChildren(...groupedIncidents(open, data && data.groups));
     if (!open.length) openList.replaceChildren(el("li", "muted", "No open incidents."));
-    if (open.length > 100) openList.append(el("li", "muted", "\u2026 and " +
-      (open.length - 100) + " more"));
     resolvedList.replaceChildren(...done.slice(0, 20).map((i) => incidentItem(i, false)));
     resolvedCount.textContent = String(done.length);
     resolvedBox.hidden = done.length === 0;
     incNote.hidden = true;
     $("incidents").hidden = false;
   }
+
+  // --- the grid view: one small coloured cell per target, for fleets of hundreds ---------
+  // A toggle (remembered in localStorage). Each cell is its card, restyled: focusable,
+  // named by aria-label and a tooltip on hover and focus; Enter or a click opens that
+  // card in the list. No history is fetched while the grid is shown.
+  const gridButton = $("grid-toggle");
+  let gridOn = false;
+  function gridCell(c) {
+    if (gridOn) {
+      const label = c.name + ": " + STATES[c.state].word.toLowerCase();
+      c.el.tabIndex = 0;
+      c.el.setAttribute("role", "button");
+      c.el.setAttribute("aria-label", label);
+      c.el.dataset.tip = label;
+    } else {
+      c.el.removeAttribute("tabindex");
+      c.el.removeAttribute("role");
+      c.el.removeAttribute("aria-label");
+      delete c.el.dataset.tip;
+    }
+  }
+  function setGrid(on) {
+    gridOn = on;
+    list.classList.toggle("grid", on);
+    gridButton.setAttribute("aria-pressed", on ? "true" : "false");
+    try { localStorage.setItem("trio-monitor-grid", on ? "1" : "0"); } catch (e) { /* private mode */ }
+    for (const c of cards.values()) gridCell(c);
+    pump();
+  }
+  function openCell(node) {
+    if (!gridOn || !cardOf.get(node)) return;
+    setGrid(false);
+    node.tabIndex = -1;
+    node.focus();
+    node.scrollIntoView({ block: "start" });
+  }
+  gridButton.addEventListener("click", () => setGrid(!gridOn));
+  list.addEventListener("click", (e) => {
+    const node = e.target.closest && e.target.closest(".card");
+    if (node) openCell(node);
+  });
+  list.addEventListener("keydown", (e) => {
+    if ((e.key === "Enter" || e.key === " ") && e.target.classList.contains("card")) {
+      e.preventDefault();
+      openCell(e.target);
+    }
+  });
 
   // --- refreshing -----------------------------------------------------------------------
   async function refresh() {
@@ -952,5 +1037,6 @@
     renderTargets(lastTargets);
   });
   filterBox.addEventListener("input", applyFilter);
+  try { if (localStorage.getItem("trio-monitor-grid") === "1") setGrid(true); } catch (e) { /* none */ }
   refresh();
 })();
