@@ -504,6 +504,9 @@ class MonitorSection:
     # tree's memory (PSS) above which it is restarted, and the executable (unset: PATH's)
     browser_concurrency: Positive = Positive(2)
     browser_memory: MemorySize = MemorySize(1 << 30)
+    # Chromium's share of the CPU against the monitor's 100 when both want it, through a
+    # cgroup of its own where one can be made (probes/browser/cgroup.py); 0: none
+    browser_cpu_weight: Count = Count(10)
     chromium: str | None = None
     # a failed browser probe's screenshot and console log: how many probes' worth are
     # kept per target in the state directory (0: none; probes/browser/artifacts.py)

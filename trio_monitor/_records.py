@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 import cattrs
 from attrs import field, frozen
-from cattrs.gen import make_dict_unstructure_fn, override
+from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
 from ._errors import ErrorKind
 from .net.certs import TlsDetails
@@ -302,14 +302,16 @@ def _time_or_none(ts: float | None) -> str | None:
     return None if ts is None else rfc3339(ts)
 
 
-for _cls, _times in (
+# the fields that are times: unix seconds here, RFC 3339 text in a JSON line
+_TIMES: tuple[tuple[type, tuple[str, ...]], ...] = (
     (TlsDetails, ("not_before", "not_after", "earliest_not_after")),
     (PushDetails, ("last_ping", "next_due")),
     (ProbeResult, ("ts",)),
     (RoundSummary, ("ts",)),
     (AlertEvent, ("ts", "since", "not_after", "previous_not_after")),
     (TargetRemoved, ("ts", "since")),
-):
+)
+for _cls, _times in _TIMES:
     _overrides: dict[str, Any] = {name: override(unstruct_hook=_time_or_none) for name in _times}
     _converter.register_unstructure_hook(
         _cls, make_dict_unstructure_fn(_cls, _converter, **_overrides)
@@ -333,3 +335,30 @@ def tls_dict(tls: TlsDetails) -> dict:
 def to_line(record: Record, labels: Mapping[str, str] | None = None) -> str:
     """One JSON object, no newline; keys in a stable order (`labels`: see to_dict)."""
     return json.dumps(to_dict(record, labels), ensure_ascii=False, separators=(",", ":"))
+
+
+# --- reading a JSON line back (`trio-monitor simulate` replays recorded lines) ----
+
+
+def _time_from_text(value: Any, _: Any) -> float | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise TypeError(f"expected an RFC 3339 time, got {value!r}")
+    when = datetime.fromisoformat(value)
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
+
+
+_reader = cattrs.Converter()  # fields a newer version added are ignored
+for _cls, _times in _TIMES:
+    _fields: dict[str, Any] = {name: override(struct_hook=_time_from_text) for name in _times}
+    _reader.register_structure_hook(_cls, make_dict_structure_fn(_cls, _reader, **_fields))
+
+
+def from_dict(data: dict[str, Any]) -> ProbeResult | AlertEvent:
+    """A probe or alert line's object (`to_dict`'s form) -> the record. Raises
+    ValueError (or TypeError, KeyError, cattrs' errors) for one that is not well formed."""
+    kind = {"probe": ProbeResult, "alert": AlertEvent}.get(data.get("type"))  # type: ignore[arg-type]
+    if kind is None:
+        raise ValueError(f"not a probe or alert line (type {data.get('type')!r})")
+    return _reader.structure(data, kind)

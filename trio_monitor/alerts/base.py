@@ -25,7 +25,7 @@ import hashlib
 import logging
 import math
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
@@ -37,7 +37,7 @@ from .._registry import Registry
 from . import routing
 
 if TYPE_CHECKING:
-    from .._config import Config
+    from .._config import AlertsSection, Config
     from ..engine.dispatch import Dispatcher, Outlet
 
 log = logging.getLogger("trio_monitor")
@@ -77,6 +77,19 @@ def identity(key: str, config: Any) -> str:
     """A notifier's name across restarts: "KEY:" and a hash of its destination."""
     digest = hashlib.sha256(_KINDS.get(key).destination(config).encode()).hexdigest()
     return f"{key}:{digest[:16]}"
+
+
+def configured(alerts: AlertsSection) -> Iterator[tuple[str, str, Any, str]]:
+    """Each configured notifier, in file order: (channel key, name, table, identity).
+    Its name is the table's `name`, else "KEY[i]"; the same destination twice gets
+    identities told apart by their order ("#2", "#3", ...)."""
+    seen: Counter[str] = Counter()
+    for key, tables in alerts.notifiers.items():
+        for i, table in enumerate(tables):
+            base = identity(key, table)
+            seen[base] += 1
+            ident = base if seen[base] == 1 else f"{base}#{seen[base]}"
+            yield key, table.name or f"{key}[{i}]", table, ident
 
 
 @frozen
@@ -162,29 +175,21 @@ class Notifiers:
         nothing to configure."""
         if self._closed:
             return
-        old, running = self._running, {}
-        seen: Counter[str] = Counter()
+        old, running = self._running, dict[str, list[_Running]]()
         targets = {t.name: t for t in config.targets}
-        for key, configs in config.alerts.notifiers.items():
-            # a list, not a dict: configs hold header tables, so they compare but do not hash
-            available = list(old.get(key, ()))
-            kept: list[_Running] = []
-            for i, table in enumerate(configs):
-                # the same destination twice: told apart by their order ("#2", "#3", ...)
-                base = identity(key, table)
-                seen[base] += 1
-                ident = base if seen[base] == 1 else f"{base}#{seen[base]}"
-                same = next((r for r in available if r.config == table), None)
-                if same is not None:
-                    available.remove(same)
-                else:
-                    same = self._start(key, table.name or f"{key}[{i}]", table, ident)
-                same.route(
-                    routing.accepts(table, same.outlet.name, targets),
-                    outlet_accepts=not self._outbox,
-                )
-                kept.append(same)
-            running[key] = kept
+        # a list, not a dict: configs hold header tables, so they compare but do not hash
+        available = {key: list(rs) for key, rs in old.items()}
+        for key, name, table, ident in configured(config.alerts):
+            same = next((r for r in available.get(key, ()) if r.config == table), None)
+            if same is not None:
+                available[key].remove(same)
+            else:
+                same = self._start(key, name, table, ident)
+            same.route(
+                routing.accepts(table, same.outlet.name, targets),
+                outlet_accepts=not self._outbox,
+            )
+            running.setdefault(key, []).append(same)
         staying = {id(r) for rs in running.values() for r in rs}
         for r in (r for rs in old.values() for r in rs if id(r) not in staying):
             self._dispatcher.remove_outlet(r.outlet)

@@ -171,6 +171,15 @@ class HistoryReader:
             args += (target,)
         return self._conn.execute(f"{sql} ORDER BY {order}", args)
 
+    def outbox(self, since: float, until: float) -> Iterator[tuple[str, str, str]]:
+        """The alert outbox's rows created in [since, until), oldest first: (notifier
+        identity, alert JSON as store/outbox.py writes it, status)."""
+        return self._conn.execute(
+            "SELECT notifier, alert, status FROM outbox WHERE created >= ? AND created < ?"
+            " ORDER BY created",
+            (since, until),
+        )
+
     def recent(self, target: str, n: int) -> list[Sample]:
         """The target's last `n` raw samples, oldest first."""
         tid = self._id(target)

@@ -8,6 +8,7 @@ chromium.py  one Chromium process: start, DevTools connection, watchdogs, kill
 probe.py     plan; one probe: a fresh browser context, navigate, wait, steps, checks
 steps.py     the `steps` key: parsed and checked at load, run through a PageSession
 artifacts.py a failed probe's screenshot and console log, kept in the state directory
+cgroup.py    Chromium's CPU share: a cgroup with a low weight, where one can be made
 
 The prober owns one Chromium, started by the first probe that needs it, restarted after
 any trouble, killed (its whole process group) when the prober closes. Every probe gets
@@ -18,6 +19,7 @@ deadline starts).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
@@ -28,11 +30,14 @@ from ..._config import Config, Target
 from ..._records import ProbeResult
 from ..base import ProbeKind, register
 from .artifacts import ArtifactStore, state_dir
+from .cgroup import CpuShare, Unavailable, open_cpu_share
 from .config import PLACEHOLDERS, BrowserSpec, BrowserTargetSection, browser_resolver, chromium_path
 
 if TYPE_CHECKING:  # trio-websocket is loaded by a config with browser targets only
     from .chromium import Chromium
     from .probe import BrowserPlan
+
+log = logging.getLogger("trio_monitor")
 
 __all__ = ["KIND", "PLACEHOLDERS", "BrowserPlan", "BrowserProber", "BrowserSpec"]
 
@@ -43,6 +48,8 @@ class BrowserProber:
     def __init__(self, config: Config, nursery: trio.Nursery) -> None:
         self._nursery = nursery
         self._monitor = config.monitor
+        self.cpu_share: CpuShare | None = None
+        self._cpu_tried = False
         self.limiter = trio.CapacityLimiter(config.monitor.browser_concurrency)
         self._chromium: Chromium | None = None
         self._starting = trio.Lock()
@@ -74,7 +81,7 @@ class BrowserProber:
                 executable = chromium_path(self._monitor)
                 if executable is None:
                     raise BrowserTrouble("Chromium is not installed (apt-get install chromium)")
-                current = Chromium(executable, self._monitor.browser_memory)
+                current = Chromium(executable, self._monitor.browser_memory, self._share())
                 try:
                     await self._nursery.start(current.run)
                 except trio.TooSlowError:
@@ -83,6 +90,26 @@ class BrowserProber:
                     raise BrowserTrouble(f"Chromium did not start: {exc}") from None
                 self._chromium = current
             return current
+
+    def _share(self) -> CpuShare | None:
+        """Chromium's CPU share (cgroup.py), set up when the first Chromium starts."""
+        weight = self._monitor.browser_cpu_weight
+        if not self._cpu_tried and weight:
+            self._cpu_tried = True
+            try:
+                self.cpu_share = open_cpu_share(weight)
+            except Unavailable as exc:
+                log.warning(
+                    "browser: Chromium shares the CPU with the monitor as an equal (%s);"
+                    " see browser_cpu_weight in the README",
+                    exc,
+                )
+        return self.cpu_share
+
+    def close(self) -> None:
+        """After every Chromium is gone: its cgroup goes too."""
+        if self.cpu_share is not None:
+            self.cpu_share.remove()
 
     @property
     def running(self) -> Chromium | None:
@@ -94,6 +121,8 @@ class BrowserProber:
         """New limits apply now; a new executable or memory cap with the next Chromium
         (the running one is stopped, its probes report why)."""
         self.limiter.total_tokens = new.monitor.browser_concurrency
+        if self.cpu_share is not None:  # 0 (none): as much as the monitor
+            self.cpu_share.set_weight(new.monitor.browser_cpu_weight or 100)
         self.artifacts.root = state_dir(new)
         self.artifacts.keep = new.monitor.browser_artifacts_keep
         before, after = old.monitor, new.monitor
@@ -107,12 +136,15 @@ class BrowserProber:
 
 @asynccontextmanager
 async def open_browser_prober(config: Config) -> AsyncIterator[BrowserProber]:
-    async with trio.open_nursery() as nursery:
-        prober = BrowserProber(config, nursery)
-        try:
-            yield prober
-        finally:
-            nursery.cancel_scope.cancel()  # every Chromium is killed as its task ends
+    try:
+        async with trio.open_nursery() as nursery:
+            prober = BrowserProber(config, nursery)
+            try:
+                yield prober
+            finally:
+                nursery.cancel_scope.cancel()  # every Chromium is killed as its task ends
+    finally:
+        prober.close()
 
 
 def _describe(result: ProbeResult) -> str:

@@ -32,6 +32,7 @@ import trio
 import trio_websocket
 
 from .cdp import Connection, PageSession
+from .cgroup import CpuShare
 
 START_TIMEOUT = 30.0  # seconds Chromium has to write its DevTools port and accept us
 # seconds Chromium has to answer a browser-level command (contexts, targets): the
@@ -73,9 +74,10 @@ _DIE_WITH_US = (_SETPRIV, "--pdeathsig", "KILL", "--") if _SETPRIV else ()
 class Chromium:
     """One Chromium process and its DevTools connection, for as long as it is healthy."""
 
-    def __init__(self, executable: str, memory_cap: int) -> None:
+    def __init__(self, executable: str, memory_cap: int, cpu_share: CpuShare | None = None) -> None:
         self.executable = executable
         self.memory_cap = memory_cap
+        self._cpu_share = cpu_share
         self.trouble: str | None = None  # why it was (or is being) killed
         self.pid: int | None = None
         self.profile: Path | None = None
@@ -97,8 +99,11 @@ class Chromium:
         stream: trio.SocketStream | None = None
         try:
             with self._scope:
+                argv = [*_DIE_WITH_US, self.executable, *FLAGS, f"--user-data-dir={profile}"]
+                if self._cpu_share is not None:
+                    argv = self._cpu_share.argv(argv)
                 process = await trio.lowlevel.open_process(
-                    [*_DIE_WITH_US, self.executable, *FLAGS, f"--user-data-dir={profile}"],
+                    argv,
                     stdin=subprocess.DEVNULL,
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,
