@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from trio_monitor import ErrorKind
 from trio_monitor._records import DnsAnswer
-from trio_monitor.server.metrics import CONTENT_TYPE, Metrics
+from trio_monitor.server.metrics import CONTENT_TYPE, RESERVED_LABELS, Metrics
 
 T0 = 1_800_000_000.0
 
@@ -269,6 +269,15 @@ def test_alerts_given_up_are_counted_per_notifier_from_round_lines():
     assert value(m, "trio_monitor_alerts_given_up_total", notifier="exec[0]") == 1
 
 
+def test_alerts_sent_are_counted_per_notifier_from_round_lines():
+    m = Metrics()
+    m.observe(round_line(sent={"apprise[0]": 2}))
+    m.observe(round_line(round=3, sent={"apprise[0]": 4, "webhook[0]": 1}))
+    m.observe(round_line(round=2, sent={"apprise[0]": 3}))  # overlapping rounds: late line
+    assert value(m, "trio_monitor_alerts_sent_total", notifier="apprise[0]") == 4
+    assert value(m, "trio_monitor_alerts_sent_total", notifier="webhook[0]") == 1
+
+
 def test_tls_probes_export_the_chain_expiry_and_version_like_blackbox():
     m = Metrics()
     tls = tls_details(T0 + 30 * 86400, earliest_not_after=T0 + 2 * 86400)
@@ -343,3 +352,20 @@ def test_target_labels_are_escaped_and_never_shadow_ours():
     }
     text = m.render().decode()
     assert 'team="pay \\"ments\\" \\\\ é"' in text  # the exposition's escapes
+
+
+def test_every_label_name_of_ours_is_reserved_from_targets_labels():
+    """A target's label of the same name as one of ours is prefixed: the list is whole."""
+    timed = {"dns": 0.5, "connect": 1.0, "tls": 8.0, "ttfb": 20.0, "transfer": 0.5}
+    m = Metrics(lambda: [("web", "latency", 0.5)])
+    m.observe(probe_result("web", phases_ms=timed, tls=tls_details(T0 + 86400)))
+    m.observe(alert_event("down", target="web"))
+    m.observe(round_line(lag_p50_ms=1.0, lag_max_ms=2.0, drops={"output": 1}, given_up={"x": 1}))
+    ours = {
+        name
+        for (sample, labels) in samples(m)
+        if sample != "trio_monitor_target_labels"
+        for name, _ in labels
+    }
+    assert {"target", "phase", "version", "quantile", "result", "event", "signal"} <= ours
+    assert ours <= RESERVED_LABELS
