@@ -153,6 +153,8 @@ class TargetStatus:
     labels: Mapping[str, str] = NO_LABELS  # the target's labels ([monitor]'s and its own)
     # early warning: its open `degrading` alert (the evidence), None without one
     degrading: AlertEvent | None = None
+    # DOWN behind DOWN parents (depends_on): its page waits for them; () otherwise
+    suppressed_by: tuple[str, ...] = ()
 
 
 @frozen
@@ -200,8 +202,10 @@ class MonitorView:
         recent: RecentStats,
         wall: Callable[[], float],
         warnings: Warnings | None = None,
+        suppressed_by: Callable[[str], tuple[str, ...]] = lambda _: (),
     ) -> None:
         self._config = config
+        self._suppressed_by = suppressed_by
         self._states = states
         self._schedule = schedule
         self._recent = recent
@@ -238,6 +242,7 @@ class MonitorView:
             group=target.group,
             labels=target.labels,
             degrading=None if self._warnings is None else self._warnings.warning(target.name),
+            suppressed_by=self._suppressed_by(target.name),
         )
 
     def targets(self) -> list[TargetStatus]:

@@ -235,6 +235,9 @@ class Incident:
     end_reason: str | None = None  # "up" (recovered), "removed" (no longer monitored)
     # while open: the target's last probe (None: not known, taken as observed till now)
     last_seen: float | None = None
+    # the parents that were DOWN when its `down` came (depends_on): not paged then
+    suppressed_by: tuple[str, ...] | None = None
+    paged: float | None = None  # when its page (a deliverable `down`) went out; None: not yet
 
     def duration(self, until: float) -> float:
         return (until if self.end is None else self.end) - self.start

@@ -12,6 +12,7 @@ raises into the monitor.
 
 from __future__ import annotations
 
+import json
 import math
 import sqlite3
 from collections import deque
@@ -50,7 +51,9 @@ class StoreStats:
 # Backlog entries, one per record, as compact tuples:
 #   ("s", target, ts, ok, status, latency_ms, error, phases, change)
 #        phases: records.encode_phases; change: (previous, new) | None
-#   ("d", target, start, error)                                  a "down" alert
+#   ("d", target, start, error, suppressed_by, paged)            a "down" alert
+#        suppressed_by: a JSON array of the DOWN parents, or None; paged: the alert's
+#        ts when it was delivered (not held, suppressed or folded), else None
 #   ("u", target, end)                                           an "up" alert
 #   ("r", target, end)                                           a removed target
 #   ("c", target, seen, subject, issuer, not_after, earliest_not_after, earliest_subject)
@@ -68,7 +71,7 @@ SampleOp = tuple[
     bytes | None,
     tuple[str | None, str | None] | None,
 ]
-DownOp = tuple[Literal["d"], str, float, str]
+DownOp = tuple[Literal["d"], str, float, str, str | None, float | None]
 EndOp = tuple[Literal["u", "r"], str, float]
 CertOp = tuple[Literal["c"], str, float, str, str, float, float, str]
 WarnOp = tuple[Literal["w"], str, float, str, float | None, float | None, float | None, str | None]
@@ -118,8 +121,15 @@ def _write_batch(
             ).fetchone()
             if open_ is None:
                 conn.execute(
-                    "INSERT INTO incidents (target_id, start, error) VALUES (?, ?, ?)",
-                    (tid, op[2], op[3]),
+                    "INSERT INTO incidents (target_id, start, error, suppressed_by, paged)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (tid, *op[2:]),
+                )
+            elif op[5] is not None:  # the page of an outage whose `down` was not sent
+                conn.execute(
+                    'UPDATE incidents SET paged = ? WHERE target_id = ? AND "end" IS NULL'
+                    " AND paged IS NULL",
+                    (op[5], tid),
                 )
         else:
             # max(): an incident never ends before it began (a removal found at
@@ -253,7 +263,14 @@ class StoreWriter:
             self._certificate(record)
         elif _opens_incident(record):
             start = record.ts if record.since is None else record.since
-            op = ("d", record.target, start, record.reason or "flapping")
+            op = (
+                "d",
+                record.target,
+                start,
+                record.reason or "flapping",
+                None if record.suppressed_by is None else json.dumps(record.suppressed_by),
+                record.ts if record.deliverable else None,
+            )
         elif isinstance(record, AlertEvent) and record.event == "up":
             op = ("u", record.target, record.ts)
         elif isinstance(record, AlertEvent) and record.event == "flap_end":
