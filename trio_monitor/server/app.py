@@ -344,6 +344,11 @@ class _Api:
         body = await trio.to_thread.run_sync(self.metrics.render, abandon_on_cancel=True)
         return Response(body, headers={"content-type": CONTENT_TYPE, "cache-control": "no-store"})
 
+    async def cluster(self, request: Request) -> Response:
+        """The cluster as this node sees it; null when it is none (so the page asks
+        every process alike, and a single one answers without an error)."""
+        return JSON(self.view.cluster())
+
     async def targets(self, request: Request) -> Response:
         wanted = [_label_filter(text) for text in request.query_params.getlist("label")]
         return JSON(
@@ -530,6 +535,7 @@ def build_app(
         Route(API + "/badges/{rest:path}", api.badges),
         Route(API + "/push/{rest:path}", api.push, methods=["GET", "POST"]),
         Route(f"{API}/openapi.json", api.openapi_json),
+        Route(f"{API}/cluster", api.cluster),
     ]
     if server.token is not None:
         routes += login_routes(server.token)
