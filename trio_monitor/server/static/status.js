@@ -1051,7 +1051,7 @@
       openCell(e.target);
     }
   });
-  // --- the cluster panel (cluster mode only: /api/v1/cluster is a 404 otherwise) --------
+  // --- the cluster panel (cluster mode only: /api/v1/cluster is null otherwise) ---------
   function renderCluster(data) {
     const box = $("cluster");
     if (!data || typeof data !== "object" || !Array.isArray(data.members)) {
