@@ -243,8 +243,6 @@ class _Handler(BaseHTTPRequestHandler):
             return self._json(
                 200, {"since": _iso(since), "until": _iso(api.now), "incidents": api.incidents}
             )
-        if url.path == "/api/v1/cluster":  # no cluster: the real server's null
-            return self._json(200, None)
         if url.path == "/api/v1/maintenance" and api.maintenance is not None:
             return self._json(200, api.maintenance)
         m = re.fullmatch(r"/api/v1/targets/(.+)/history", url.path)
