@@ -452,7 +452,8 @@ class Monitor:
     def _resume(self, outages: list[Incident]) -> None:
         """Outages still open in history go on: those targets start DOWN. Those of
         targets no longer configured end, at their last stored probe: nothing watched
-        them after it (`removed`, through the history outlet)."""
+        them after it (`removed`, through the history outlet). Storm groups that were
+        open go on too, so their members' recovery sends one `group_up`."""
         names = {t.name for t in self.config.targets}
         now, wall_now = trio.current_time(), time.time()
         for incident in outages:
@@ -461,6 +462,11 @@ class Monitor:
             else:
                 end = incident.start if incident.last_seen is None else incident.last_seen
                 self.dispatcher.publish(TargetRemoved(end, incident.target, since=incident.start))
+        self.policy.restore_groups(
+            (i.target, i.start, i.group, i.cause)
+            for i in outages
+            if i.group is not None and i.cause is not None
+        )
 
 
 async def _watch_signals(monitor: Monitor, *, task_status=trio.TASK_STATUS_IGNORED) -> None:

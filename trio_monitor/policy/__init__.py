@@ -19,7 +19,7 @@ through this very code, and the live monitor drives it from `engine/dispatch.py`
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Protocol
 
 from .._config import Config
@@ -84,6 +84,13 @@ class Policy:
         for i, stage in enumerate(self.stages):
             out += self._through(self.stages[i + 1 :], stage.flush(now, wall), now)
         return out
+
+    def restore_groups(self, members: Iterable[tuple[str, float, str, str]]) -> None:
+        """Storm grouping's groups still open at the last stop: (target, start, group id,
+        cause) of history's open incidents (see `Grouping.restore`)."""
+        for stage in self.stages:
+            if isinstance(stage, Grouping):
+                stage.restore(members)
 
     def next_tick(self) -> float:
         """The earliest stage's due time; inf when none is pending."""

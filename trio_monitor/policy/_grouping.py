@@ -83,6 +83,15 @@ class Group:
             return f"label {self.by.removeprefix('label:')}={self.value}"
         return f"{self.by} {self.value}"
 
+    @classmethod
+    def of_cause(cls, cause: str, members: Iterable[str]) -> Group:
+        """The group a stored `cause` names (the inverse of `cause`; its error unknown)."""
+        by, _, value = cause.partition(" ")
+        if by == "label":
+            name, _, value = value.partition("=")
+            by = f"label:{name}"
+        return cls(by, value, tuple(sorted(members)), None)
+
     def describe(self, errors: Iterable[str | None] = ()) -> str:
         """ "14 targets on 10.1.2.0/24 failing with connect: connection refused"."""
         if self.by.startswith("label:"):
@@ -194,11 +203,11 @@ def _recovers(alert: AlertEvent) -> bool:
     return alert.event == "up" or (alert.event == "flap_end" and alert.state == "UP")
 
 
-def _shared_labels(alerts: Iterable[AlertEvent]) -> dict[str, str] | None:
+def _shared_labels(labels: Iterable[Mapping[str, str] | None]) -> dict[str, str] | None:
     """The labels every member has, with the same value (routing reads them)."""
     common: dict[str, str] | None = None
-    for alert in alerts:
-        mine = dict(alert.labels or {})
+    for each in labels:
+        mine = dict(each or {})
         common = mine if common is None else {k: v for k, v in common.items() if mine.get(k) == v}
     return common or None
 
@@ -241,6 +250,23 @@ class Grouping:
             if not group.down:
                 del self._open[group.id]
                 self._closing.append(group)
+
+    def restore(self, outages: Iterable[tuple[str, float, str, str]]) -> None:
+        """Groups open when the monitor last stopped, from history's open incidents
+        (target, start, group id, cause) of targets still configured: their members
+        recover into them, the last one's recovery sends the `group_up`."""
+        found: dict[str, list[tuple[str, float, str]]] = {}
+        for target, start, gid, cause in outages:
+            if target in self._targets and target not in self._member_of:
+                found.setdefault(gid, []).append((target, start, cause))
+        for gid, members in found.items():
+            names = sorted(m for m, _, _ in members)
+            labels = _shared_labels(dict(self._targets[m].labels) for m in names)
+            group = Group.of_cause(members[0][2], names)
+            state = _Open(gid, group, min(s for _, s, _ in members), names, set(names), labels)
+            self._open[gid] = state
+            for name in names:
+                self._member_of[name] = state
 
     def next_tick(self) -> float | None:
         return -math.inf if self._closing else self._due
@@ -289,7 +315,7 @@ class Grouping:
                 group.members.append(alert.target)
                 group.down.add(alert.target)
                 self._member_of[alert.target] = group
-                return [attrs.evolve(alert, group=group.id)]
+                return [_folded(alert, group)]
         self._waiting[alert.target] = (alert, found)
         if self._due is None:
             self._due = now + self._window
@@ -314,19 +340,17 @@ class Grouping:
         waiting, self._waiting, self._due = self._waiting, {}, None
         groups, _ = decide((f for _, f in waiting.values()), self._by, self._min)
         out: list[AlertEvent] = []
-        grouped: dict[str, str] = {}
+        grouped: dict[str, _Open] = {}
         for group in groups:
             downs = [waiting[m][0] for m in group.members]
             since = min(d.ts if d.since is None else d.since for d in downs)
             key = f"{group.cause}\n{since!r}\n{' '.join(group.members)}"
             gid = "group-" + hashlib.sha256(key.encode()).hexdigest()[:10]
-            state = _Open(
-                gid, group, since, list(group.members), set(group.members), _shared_labels(downs)
-            )
+            labels = _shared_labels(d.labels for d in downs)
+            state = _Open(gid, group, since, list(group.members), set(group.members), labels)
             self._open[gid] = state
             for member in group.members:
-                self._member_of[member] = state
-                grouped[member] = gid
+                self._member_of[member] = grouped[member] = state
             out.append(
                 AlertEvent(
                     ts=wall,
@@ -344,7 +368,7 @@ class Grouping:
             )
         for alert, _ in waiting.values():  # in the order they came
             folded = grouped.get(alert.target)
-            out.append(alert if folded is None else attrs.evolve(alert, group=folded))
+            out.append(alert if folded is None else _folded(alert, folded))
         return out
 
     def _group_up(self, group: _Open, end: float) -> AlertEvent:
@@ -363,6 +387,12 @@ class Grouping:
             cause=group.group.cause,
             members=tuple(group.members),
         )
+
+
+def _folded(down: AlertEvent, group: _Open) -> AlertEvent:
+    """A member's own down, marked with its group (not delivered) and the group's cause:
+    its incident keeps both, so a restart rebuilds the group (`Grouping.restore`)."""
+    return attrs.evolve(down, group=group.id, cause=group.group.cause)
 
 
 def _shared_reason(downs: Sequence[AlertEvent]) -> str | None:

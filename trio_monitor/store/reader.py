@@ -123,7 +123,7 @@ class HistoryReader:
             'SELECT t.name, i.start, i."end", i.error, i.end_reason,'
             ' CASE WHEN i."end" IS NULL THEN max(i.start, coalesce('
             "(SELECT max(s.ts) FROM samples s WHERE s.target_id = i.target_id), i.start))"
-            " END FROM incidents i JOIN targets t ON t.id = i.target_id"
+            " END, i.grp, i.cause FROM incidents i JOIN targets t ON t.id = i.target_id"
             ' WHERE i.start < ? AND (i."end" IS NULL OR i."end" > ?)'
         )
         rows = self._select(sql, (until, since), target, "i.start, i.id")

@@ -235,6 +235,9 @@ class Incident:
     end_reason: str | None = None  # "up" (recovered), "removed" (no longer monitored)
     # while open: the target's last probe (None: not known, taken as observed till now)
     last_seen: float | None = None
+    # storm grouping: the group its `down` was folded into, and the group's cause
+    group: str | None = None
+    cause: str | None = None
 
     def duration(self, until: float) -> float:
         return (until if self.end is None else self.end) - self.start

@@ -86,6 +86,12 @@ MIGRATIONS: list[tuple[str, ...]] = [
             baseline REAL, current REAL, score REAL, detail TEXT,
             PRIMARY KEY (target_id, ts, signal)) WITHOUT ROWID""",
     ),
+    (
+        # storm grouping: the group an outage's `down` was folded into, and its cause
+        # ("network 10.1.2.0/24"), so a restart rebuilds the open groups
+        "ALTER TABLE incidents ADD COLUMN grp TEXT",
+        "ALTER TABLE incidents ADD COLUMN cause TEXT",
+    ),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

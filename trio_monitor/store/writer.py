@@ -50,7 +50,7 @@ class StoreStats:
 # Backlog entries, one per record, as compact tuples:
 #   ("s", target, ts, ok, status, latency_ms, error, phases, change)
 #        phases: records.encode_phases; change: (previous, new) | None
-#   ("d", target, start, error)                                  a "down" alert
+#   ("d", target, start, error, group, cause)                    a "down" alert
 #   ("u", target, end)                                           an "up" alert
 #   ("r", target, end)                                           a removed target
 #   ("c", target, seen, subject, issuer, not_after, earliest_not_after, earliest_subject)
@@ -68,7 +68,7 @@ SampleOp = tuple[
     bytes | None,
     tuple[str | None, str | None] | None,
 ]
-DownOp = tuple[Literal["d"], str, float, str]
+DownOp = tuple[Literal["d"], str, float, str, str | None, str | None]  # ..., group, cause
 EndOp = tuple[Literal["u", "r"], str, float]
 CertOp = tuple[Literal["c"], str, float, str, str, float, float, str]
 WarnOp = tuple[Literal["w"], str, float, str, float | None, float | None, float | None, str | None]
@@ -118,8 +118,9 @@ def _write_batch(
             ).fetchone()
             if open_ is None:
                 conn.execute(
-                    "INSERT INTO incidents (target_id, start, error) VALUES (?, ?, ?)",
-                    (tid, op[2], op[3]),
+                    "INSERT INTO incidents (target_id, start, error, grp, cause)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (tid, *op[2:]),
                 )
         else:
             # max(): an incident never ends before it began (a removal found at
@@ -253,7 +254,14 @@ class StoreWriter:
             self._certificate(record)
         elif _opens_incident(record):
             start = record.ts if record.since is None else record.since
-            op = ("d", record.target, start, record.reason or "flapping")
+            op = (
+                "d",
+                record.target,
+                start,
+                record.reason or "flapping",
+                record.group,
+                record.cause,
+            )
         elif isinstance(record, AlertEvent) and record.event == "up":
             op = ("u", record.target, record.ts)
         elif isinstance(record, AlertEvent) and record.event == "flap_end":
