@@ -54,9 +54,9 @@ def _delivered(name: str, alert) -> None:
         event.set()
 
 
-async def wait_delivered(name: str, count: int) -> list:
+async def wait_delivered(name: str, count: int, within: float = 10) -> list:
     """The alerts `name` has delivered, once there are at least `count` of them."""
-    with trio.fail_after(10):
+    with trio.fail_after(within):
         while len(DELIVERED[name]) < count:
             event = _arrived[name] = trio.Event()
             await event.wait()

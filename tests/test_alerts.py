@@ -22,7 +22,7 @@ from trio_monitor.engine.state import MemoryStateStore
 
 @pytest.fixture(autouse=True)
 def fast_backoff(monkeypatch):
-    monkeypatch.setattr("trio_monitor.alerts.webhook.BACKOFF", 0.001)
+    monkeypatch.setattr("trio_monitor.alerts.base.BACKOFF", 0.001)
 
 
 @pytest.fixture

@@ -84,6 +84,7 @@ ROUND_KEYS = {
     "given_up",
     "lag_p50_ms",
     "lag_max_ms",
+    "sent",
 }
 TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 USAGE_LINE = re.compile(r"trio-monitor: .+ \(see: trio-monitor( \w+)? --help\)")

@@ -1198,3 +1198,9 @@ def test_a_long_dependency_chain_is_no_cycle_and_no_recursion():
     chain = [{"name": f"t{i}", "url": url, "depends_on": [f"t{i + 1}"]} for i in range(5000)]
     chain.append({"name": "t5000", "url": url})
     assert len(parse_config({"targets": chain}).targets) == 5001
+
+
+def test_a_url_with_control_characters_is_one_line():
+    assert problems({"targets": [{"url": "http://127.0.0.1/a\x85b"}]}) == [
+        "m.toml: targets[0].url: invalid URL 'http://127.0.0.1/a\\x85b': control characters are not allowed"
+    ]

@@ -526,6 +526,7 @@ _LABEL_BITS = st.sampled_from(
 @example("a" * 63 + "." + "b" * 63 + "." + "c" * 63 + "." + "d" * 61)  # 254 octets: too long
 @example("\u200d")  # a joiner alone: IDNA 2008 refuses it
 @example("xn--a")  # punycode that does not decode
+@example("0#\x80")  # a C1 control character: was two lines (the url and the name from it)
 def test_a_dns_name_is_an_absolute_name_or_one_line(name):
     try:
         (t,) = dns_config({"url": f"dns://{name}"}).targets

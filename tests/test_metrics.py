@@ -261,6 +261,15 @@ def test_alerts_given_up_are_counted_per_notifier_from_round_lines():
     assert value(m, "trio_monitor_alerts_given_up_total", notifier="exec[0]") == 1
 
 
+def test_alerts_sent_are_counted_per_notifier_from_round_lines():
+    m = Metrics()
+    m.observe(round_line(sent={"apprise[0]": 2}))
+    m.observe(round_line(round=3, sent={"apprise[0]": 4, "webhook[0]": 1}))
+    m.observe(round_line(round=2, sent={"apprise[0]": 3}))  # overlapping rounds: late line
+    assert value(m, "trio_monitor_alerts_sent_total", notifier="apprise[0]") == 4
+    assert value(m, "trio_monitor_alerts_sent_total", notifier="webhook[0]") == 1
+
+
 def test_tls_probes_export_the_chain_expiry_and_version_like_blackbox():
     m = Metrics()
     tls = tls_details(T0 + 30 * 86400, earliest_not_after=T0 + 2 * 86400)

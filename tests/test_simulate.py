@@ -10,6 +10,7 @@ import json
 import math
 import sqlite3
 from contextlib import closing
+from types import SimpleNamespace
 
 import memory_notifier
 import pytest
@@ -22,10 +23,12 @@ from trio_monitor._config import StorageSection
 from trio_monitor._records import to_line
 from trio_monitor.alerts.base import Notifiers, identity
 from trio_monitor.early import EarlyWarning
+from trio_monitor.engine import dispatch
 from trio_monitor.engine.dispatch import Dispatcher
 from trio_monitor.engine.state import MemoryStateStore
 from trio_monitor.policy import Policy
-from trio_monitor.replay import HistoryRecording, JsonlRecording, simulate
+from trio_monitor.replay import HistoryRecording, JsonlRecording, Sent, simulate
+from trio_monitor.replay.render import _side_by_side
 from trio_monitor.store import StoreStats, StoreWriter, open_store
 from trio_monitor.store.outbox import alert_json
 
@@ -45,6 +48,7 @@ FLEET = {
     "targets": [
         {"name": "pay", "url": "http://127.0.0.1/p", "labels": {"team": "payments"}},
         {"name": "web", "url": "http://127.0.0.1/w", "labels": {"team": "web"}},
+        *[{"name": f"s{i}", "url": f"http://127.0.0.1/s{i}"} for i in range(1, 5)],
         {
             "name": "db",
             "url": "http://127.0.0.1/d",
@@ -59,11 +63,13 @@ SCRIPT = [
     *[(t, "pay", t not in (60, 90, 120)) for t in range(0, 300, 30)],
     *[(t + 5, "web", t not in (30, 60, 90, 120, 210, 240, 330, 360, 450)) for t in range(0, 600, 30)],
     *[(t + 10, "db", t != 150) for t in range(0, 300, 30)],
+    # a storm: four targets on one address fail together (one group_down, one group_up)
+    *[(t + i, f"s{i}", not 400 <= t <= 520) for t in range(0, 660, 30) for i in range(1, 5)],
 ]  # fmt: skip
 SCRIPT.sort()
 
 
-async def live_run(config, script):
+async def live_run(config, script, monkeypatch):
     """The live path: Dispatcher + Policy (its real stages) + early warning + running
     notifiers, as _lifecycle.Monitor builds them, on
     trio's clock; -> (the JSON lines it wrote, per notifier what it delivered)."""
@@ -74,6 +80,10 @@ async def live_run(config, script):
     dispatcher.add_observer(lambda record: lines.append(to_line(record)))
     targets = {t.name: t for t in config.targets}
     start = trio.current_time()
+    # the wall clock the dispatcher stamps a due time's alerts with, in step with trio's
+    # (as the real one is, give or take a probe's duration)
+    wall = SimpleNamespace(time=lambda: WALL0 + trio.current_time() - start)
+    monkeypatch.setattr(dispatch, "time", wall)
     async with trio.open_nursery() as nursery:
         notifiers = Notifiers(dispatcher, nursery, client=None)
         notifiers.configure(config)
@@ -94,12 +104,12 @@ def replay_lines(config, lines, **options):
 
 
 @pytest.mark.usefixtures("memory_channel")
-async def test_a_replay_of_the_live_monitors_lines_sends_what_it_sent(autojump_clock):
+async def test_a_replay_of_the_live_monitors_lines_sends_what_it_sent(autojump_clock, monkeypatch):
     config = parse_config(FLEET, env={})
-    lines, delivered = await live_run(config, SCRIPT)
+    lines, delivered = await live_run(config, SCRIPT, monkeypatch)
     assert {"ops", "payments"} <= delivered.keys()
     events = {a.event for a in delivered["ops"]}
-    assert {"down", "up", "flapping"} <= events  # the script exercises them
+    assert {"down", "up", "flapping", "group_down", "group_up"} <= events  # the script has them
     doc = replay_lines(config, lines)
     for n in doc["notifiers"]:
         would = [(e["event"], e["target"]) for e in n["alerts"] if e["would"]]
@@ -109,9 +119,9 @@ async def test_a_replay_of_the_live_monitors_lines_sends_what_it_sent(autojump_c
 
 
 @pytest.mark.usefixtures("memory_channel")
-async def test_a_replay_with_another_threshold_differs_where_it_should(autojump_clock):
+async def test_a_replay_with_another_threshold_differs_where_it_should(autojump_clock, monkeypatch):
     config = parse_config(FLEET, env={})
-    lines, delivered = await live_run(config, SCRIPT)
+    lines, delivered = await live_run(config, SCRIPT, monkeypatch)
     stricter = parse_config({**FLEET, "alerts": {**FLEET["alerts"], "failure_threshold": 4}})
     doc = replay_lines(stricter, lines)
     payments, ops = (
@@ -361,3 +371,22 @@ def test_a_history_file_another_application_wrote_is_refused(tmp_path):
         conn.execute("CREATE TABLE x (y)")
     with pytest.raises(Exception, match="not a trio-monitor history database"):
         HistoryRecording(str(tmp_path / "h.db"), None, None)
+
+
+def test_a_due_times_alert_matches_its_recorded_twin_within_a_minute():
+    """The monitor stamps a window's end with its tick's wall clock, the replay with the
+    due time: seconds apart, the same alert; minutes apart, two."""
+    would = [
+        alert_event("group_down", "group-1", ts=WALL0 + 10),
+        alert_event("down", "a", ts=WALL0),
+    ]
+    were = [
+        Sent(alert_event("group_down", "group-1", ts=WALL0 + 13), None, "recorded"),
+        Sent(alert_event("down", "a", ts=WALL0 + 120), None, "recorded"),
+    ]
+    rows = [(e["event"], e["ts"][11:19], e["would"], e["were"]) for e in _side_by_side(would, were)]
+    assert rows == [
+        ("down", "08:00:00", True, False),
+        ("group_down", "08:00:10", True, True),
+        ("down", "08:02:00", False, True),
+    ]

@@ -329,6 +329,7 @@ def test_any_send_text_is_bytes_or_one_config_line(text):
 @example(send=None, expect="(?P<")
 @example(send=None, expect="a{99999999999999999999}")  # re's OverflowError: was a traceback
 @example(send=None, expect="(" * 1000 + ")" * 1000)  # re's RecursionError: was a traceback
+@example(send=None, expect="[[")  # re's FutureWarning (a nested set): was a traceback
 @example(send="", expect=None)
 def test_any_send_and_expect_are_a_spec_or_one_line_each(send, expect):
     table = {"url": "tcp://127.0.0.1:25", "send": send, "expect": expect}

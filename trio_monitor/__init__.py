@@ -10,6 +10,7 @@ from ._errors import ConfigError, ErrorKind, MonitorError, ProbeFailure, UsageEr
 from ._lifecycle import Monitor, run_monitor
 from ._records import SCHEMA, AlertEvent, ProbeResult, RoundSummary, TargetRemoved
 from ._version import __version__
+from .alerts import apprise as _apprise  # noqa: F401  (registers the channel)
 from .alerts import exec as _exec  # noqa: F401  (registers the channel)
 from .alerts import webhook as _webhook  # noqa: F401  (registers the channel)
 from .probes import browser as _browser  # noqa: F401  (registers the kind)

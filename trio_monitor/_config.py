@@ -61,6 +61,7 @@ Repeat = NewType("Repeat", float)  # a reminder's interval: 1s up to 30d
 LabelPatterns = NewType("LabelPatterns", tuple)  # ((label, compiled regex), ...)
 NotifierName = NewType("NotifierName", str)  # `name` of an [[alerts.KEY]] table
 Nameserver = NewType("Nameserver", tuple)  # (IP, port) from "10.0.0.53", "[::1]:5353"; port 53
+RateLimit = NewType("RateLimit", tuple)  # (alerts, per seconds) from "20/min", "5/10s"; 1s-1d
 GroupWindow = NewType("GroupWindow", float)  # storm grouping's window: "0s" (off) to 10m
 GroupMin = NewType("GroupMin", int)  # targets that make a group: 2 to 100000
 GroupCause = NewType("GroupCause", str)  # a `group_by` item: "address", ..., "label:NAME"
@@ -236,6 +237,8 @@ def _checked_url(value: str, schemes: Iterable[str]) -> str:
         *others, last = [f"{s}://" for s in known]
         expected = f"{', '.join(others)} or {last}" if others else last
         raise _Invalid(f"invalid URL {shown!r}: expected {expected} with a host")
+    if _has_control_character(value):  # httpx would percent-encode them, unseen
+        raise _Invalid(f"invalid URL {shown!r}: control characters are not allowed")
     if b"%" in url.raw_host:  # httpx percent-encodes what no host name may contain (spaces)
         raise _Invalid(f"invalid URL {shown!r}: invalid host name")
     if url.port is not None and not 0 < url.port < 65536:
@@ -336,6 +339,39 @@ def parse_argv(value: object) -> tuple[str, ...]:
     return tuple(argv)
 
 
+_RATE_UNITS = {
+    "s": 1.0,
+    "sec": 1.0,
+    "m": 60.0,
+    "min": 60.0,
+    "h": 3600.0,
+    "hour": 3600.0,
+    "d": 86400.0,
+    "day": 86400.0,
+}
+
+
+def parse_rate_limit(value: object) -> tuple[int, float]:
+    """ "20/min" -> (20, 60.0); "5/10s" -> (5, 10.0): at most that many alerts per period."""
+    example = 'like "20/min", "1/s", "100/h" or "5/10s"'
+    if not isinstance(value, str):
+        raise _Invalid(f"expected a rate {example}, got {value!r}")
+    count, slash, per = value.replace(" ", "").partition("/")
+    if not slash or not count.isdigit():
+        raise _Invalid(f"invalid rate {value!r} (write it {example})")
+    seconds = _RATE_UNITS.get(per)
+    if seconds is None:
+        try:
+            seconds = parse_duration(per)
+        except _Invalid:
+            raise _Invalid(f"invalid rate {value!r} (write it {example})") from None
+    if not 1 <= int(count) <= 100_000:
+        raise _Invalid(f"the count in {value!r} must be 1 to 100000")
+    if not 1.0 <= seconds <= 86400.0:
+        raise _Invalid(f"the period in {value!r} must be 1s to 1d")
+    return int(count), seconds
+
+
 class Labels(Mapping[str, str]):
     """Labels (`team = "payments"`): read-only and hashable, like the Targets holding them."""
 
@@ -401,8 +437,8 @@ def parse_label_patterns(value: object) -> tuple[tuple[str, re.Pattern[str]], ..
         if not isinstance(text, str):
             raise _Invalid(f"label {name}: expected a regular expression, got {text!r}")
         try:
-            patterns.append((name, re.compile(text)))
-        except re.error as exc:
+            patterns.append((name, probe_kinds.compile_regex(text)))
+        except ValueError as exc:
             raise _Invalid(f"label {name}: bad regular expression {text!r}: {exc}") from None
     return tuple(patterns)
 
@@ -564,13 +600,15 @@ class _AlertSettings:
 @frozen(kw_only=True)
 class ChannelSection:
     """What every `[[alerts.KEY]]` table has besides its channel's own keys: which
-    alerts it takes (alerts/routing.py) and how often it repeats an ongoing outage."""
+    alerts it takes (alerts/routing.py), how often it repeats an ongoing outage, and how
+    many alerts it may send a period (alerts/base.py TokenBucket)."""
 
     name: NotifierName | None = None  # default "KEY[i]": its place in the file
     events: tuple[Event, ...] = EVENTS
     match: Labels = NO_LABELS  # every label must have this value
     match_re: LabelPatterns = LabelPatterns(())  # every label must match (whole value)
     repeat: Repeat | None = None  # a `reminder` this often while DOWN; unset: the target's
+    rate_limit: RateLimit | None = None  # at most this many alerts a period (a token bucket)
 
 
 @frozen
@@ -755,6 +793,7 @@ converter.register_structure_hook(Repeat, _duration_in(1.0, 30 * 86400.0))
 converter.register_structure_hook(Labels, lambda v, _: parse_labels(v))
 converter.register_structure_hook(LabelPatterns, lambda v, _: parse_label_patterns(v))
 converter.register_structure_hook(NotifierName, lambda v, _: parse_notifier_name(v))
+converter.register_structure_hook(RateLimit, lambda v, _: RateLimit(parse_rate_limit(v)))
 converter.register_structure_hook(Listen, lambda v, _: Listen(parse_listen(v)))
 converter.register_structure_hook(HostName, lambda v, _: HostName(parse_host_name(v)))
 converter.register_structure_hook(Nameserver, lambda v, _: Nameserver(parse_nameserver(v)))

@@ -186,6 +186,7 @@ class Monitor:
         self.history = _History(self.dispatcher) if config.store_path is not None else None
         self.recent = RecentStats()
         self.given_up: collections.Counter[str] = collections.Counter()  # alerts, per notifier
+        self.sent: collections.Counter[str] = collections.Counter()  # alerts, per notifier
         self.dispatcher.add_observer(self.recent.observe)
         self.scheduler = Scheduler(config, probers, self.dispatcher, counters=self._counters)
         self.view = MonitorView(
@@ -216,6 +217,7 @@ class Monitor:
             "unstored": drops.get("history", 0),
             "drops": drops,
             "given_up": dict(self.given_up),
+            "sent": dict(self.sent),
         }
 
     def _components(self, notifiers: Notifiers, metrics: Metrics | None) -> list[Reconfigurable]:
@@ -372,7 +374,12 @@ class Monitor:
         async with client, trio.open_nursery() as services:
             await services.start(serve_jsonl, self.output.receive, self.out, self.stop)
             notifiers = Notifiers(
-                self.dispatcher, services, client, self.given_up, outbox=self.history is not None
+                self.dispatcher,
+                services,
+                client,
+                self.given_up,
+                outbox=self.history is not None,
+                sent=self.sent,
             )
             notifiers.configure(config)
             await services.start(self.dispatcher.run_policy)

@@ -200,6 +200,9 @@ class RoundSummary:
     # None when none started
     lag_p50_ms: float | None = None
     lag_max_ms: float | None = None
+    # per notifier ("webhook[0]", ...): alerts it delivered, since start (only those
+    # that delivered one)
+    sent: dict[str, int] = field(factory=dict)
 
 
 def _names(value: Any) -> tuple[str, ...] | None:

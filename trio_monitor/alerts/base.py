@@ -7,7 +7,11 @@ an `events` field), how ${ENV} and the like resolve in it, and how to make the
 
 Every configured notifier has a bounded queue and a task of its own, so one that is
 slow, down or broken delays only its own queue, and what it has to drop is counted
-like any other consumer's. Without the history store the queues are outlets of the
+like any other consumer's. The task takes a token of the notifier's `rate_limit`
+bucket (`TokenBucket`) before each alert: alerts over the rate wait in the queue, and
+what a full queue cannot take is dropped and counted. Every channel delivers through
+`deliver_with_retries` (one timeout per attempt, retries with jittered exponential
+backoff, the same log lines), so no channel has a copy of that loop. Without the history store the queues are outlets of the
 dispatcher (engine/dispatch.py); with it they are fed by the alert outbox
 (store/outbox.py) once an alert is committed, and each notifier reports every alert
 it delivered or gave up on back to the outbox (`reports`).
@@ -24,8 +28,9 @@ import contextlib
 import hashlib
 import logging
 import math
+import random
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
@@ -37,12 +42,13 @@ from .._registry import Registry
 from . import routing
 
 if TYPE_CHECKING:
-    from .._config import AlertsSection, Config
+    from .._config import AlertsSection, ChannelSection, Config
     from ..engine.dispatch import Dispatcher, Outlet
 
 log = logging.getLogger("trio_monitor")
 
 QUEUE = 1000  # alerts waiting per notifier before new ones are dropped (and counted)
+BACKOFF = 1.0  # seconds before the first retry; doubles each time (times 0.5 to 1, jitter)
 
 
 class Notifier(Protocol):
@@ -57,9 +63,80 @@ class Notifier(Protocol):
 
 
 @frozen
+class Attempt:
+    """What one attempt to deliver an alert came to."""
+
+    problem: str | None = None  # None: delivered
+    final: bool = False  # repeating it cannot help (a 4xx answer, a template error)
+
+
+DELIVERED = Attempt()
+
+
+async def deliver_with_retries(
+    what: str,
+    alert: AlertEvent,
+    attempt: Callable[[], Awaitable[Attempt]],
+    *,
+    retries: int,
+    limit: float | None,
+    rng: random.Random,
+) -> bool:
+    """`attempt()` until it delivers, at most 1 + `retries` times, each within `limit` seconds
+    (None: the attempt bounds itself), BACKOFF doubling between them. Each failed
+    attempt is a warning, giving up one error line naming the alert. -> delivered?"""
+    problem = ""
+    for number in range(retries + 1):
+        if number:
+            await trio.sleep(BACKOFF * 2 ** (number - 1) * rng.uniform(0.5, 1.0))
+        outcome = None
+        with trio.move_on_after(math.inf if limit is None else limit):
+            outcome = await attempt()
+        if outcome is None:
+            problem = f"no answer within {limit:g}s"
+        elif outcome.problem is None:
+            return True
+        else:
+            problem = outcome.problem
+            if outcome.final:
+                break
+        log.warning("%s: attempt %d failed: %s", what, number + 1, problem)
+    return give_up(what, alert, problem)
+
+
+def give_up(what: str, alert: AlertEvent, problem: str) -> bool:
+    """The one error line for an alert a notifier gives up on. -> False (not delivered)"""
+    log.error("%s: giving up on %s alert for %s: %s", what, alert.event, alert.target, problem)
+    return False
+
+
+class TokenBucket:
+    """`rate_limit` = (count, per seconds): bursts of up to `count` alerts, then one
+    every per/count seconds. `take` waits for a token (on trio's clock)."""
+
+    def __init__(self, count: int, per: float) -> None:
+        self._capacity = float(count)
+        self._rate = count / per  # tokens a second
+        self._tokens = float(count)
+        self._stamp: float | None = None
+
+    def _refill(self, now: float) -> None:
+        if self._stamp is not None:
+            self._tokens = min(self._capacity, self._tokens + (now - self._stamp) * self._rate)
+        self._stamp = now
+
+    async def take(self) -> None:
+        self._refill(trio.current_time())
+        while self._tokens < 1.0:
+            await trio.sleep((1.0 - self._tokens) / self._rate)
+            self._refill(trio.current_time())
+        self._tokens -= 1.0
+
+
+@frozen
 class NotifierKind:
     key: str  # [[alerts.KEY]]
-    section: type  # the table's attrs class; it has `events`
+    section: type  # the table's attrs class; it has `events` (and `rate_limit`)
     create: Callable[[Any, httpx.AsyncClient], Notifier]
     # (table, key path, environment, problems) -> the table with ${ENV} and such resolved
     resolve: Callable[[Any, str, Mapping[str, str], list[str]], Any] = lambda t, *_: t
@@ -155,10 +232,12 @@ class Notifiers:
         given_up: Counter[str] | None = None,
         *,
         outbox: bool = False,
+        sent: Counter[str] | None = None,
     ) -> None:
         self._dispatcher = dispatcher
         # per notifier name, since start (survives reloads): for the round line and metrics
         self.given_up: Counter[str] = Counter() if given_up is None else given_up
+        self.sent: Counter[str] = Counter() if sent is None else sent
         self._nursery = nursery
         self._client = client
         self._running: dict[str, list[_Running]] = {}
@@ -204,8 +283,9 @@ class Notifiers:
             outlet = self._dispatcher.add_outlet(name, QUEUE)
             report = None
         running = _Running(config, identity, outlet, Delivery())
+        counts = _Counts(running.delivery, self.sent, self.given_up)
         self._nursery.start_soon(
-            _serve, notifier, outlet, running.delivery, self.given_up, running.identity, report
+            _serve, notifier, outlet, _bucket(config), counts, running.identity, report
         )
         return running
 
@@ -228,11 +308,24 @@ class Notifiers:
         return {r.outlet.name: r.delivery for rs in self._running.values() for r in rs}
 
 
+@frozen
+class _Counts:
+    """Where a notifier's task counts what it did: its own, and the totals by name."""
+
+    delivery: Delivery
+    sent: Counter[str]
+    given_up: Counter[str]
+
+
+def _bucket(config: ChannelSection) -> TokenBucket | None:
+    return None if config.rate_limit is None else TokenBucket(*config.rate_limit)
+
+
 async def _serve(
     notifier: Notifier,
     outlet: Outlet,
-    delivery: Delivery,
-    given_up: Counter[str],
+    bucket: TokenBucket | None,
+    counts: _Counts,
     identity: str,
     report: trio.MemorySendChannel[Report] | None,
 ) -> None:
@@ -241,12 +334,15 @@ async def _serve(
             stack.enter_context(report)
         async for alert in outlet.receive:
             assert isinstance(alert, AlertEvent)  # the outlet accepts alerts only
+            if bucket is not None:
+                await bucket.take()  # over the rate: the next alerts wait in the queue
             delivered = await notifier.deliver(alert)
             if delivered:
-                delivery.delivered += 1
+                counts.delivery.delivered += 1
+                counts.sent[outlet.name] += 1
             else:
-                delivery.given_up += 1
-                given_up[outlet.name] += 1
+                counts.delivery.given_up += 1
+                counts.given_up[outlet.name] += 1
             if report is not None:
                 with contextlib.suppress(trio.BrokenResourceError):  # the outbox has ended
                     report.send_nowait(Report(identity, alert.key, delivered))

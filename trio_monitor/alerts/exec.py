@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import os
+import random
 import signal
 import subprocess
 
@@ -20,11 +20,9 @@ import httpx
 import trio
 from attrs import frozen
 
-from .._config import Argv, ChannelSection, Duration
+from .._config import Argv, ChannelSection, Duration, Retries
 from .._records import AlertEvent, to_line
-from .base import NotifierKind, register
-
-log = logging.getLogger("trio_monitor")
+from .base import DELIVERED, Attempt, NotifierKind, deliver_with_retries, register
 
 TAIL = 4096  # bytes of the command's stderr kept for the log
 READ = 65536  # bytes read from a pipe at a time
@@ -37,6 +35,7 @@ class ExecConfig(ChannelSection):
 
     command: Argv
     timeout: Duration = Duration(10.0)
+    retries: Retries = Retries(0)  # a command may not be safe to run twice: opt in
 
 
 async def _feed(stream: trio.abc.SendStream, data: bytes) -> None:
@@ -63,12 +62,24 @@ def _kill_group(pgid: int) -> None:
 class Exec:
     def __init__(self, config: ExecConfig, client: httpx.AsyncClient | None = None) -> None:
         self.config = config
+        self._rng = random.Random()
 
     def describe(self) -> str:
         return f"exec {self.config.command[0]}"
 
     async def deliver(self, alert: AlertEvent) -> bool:
-        """Run the command with the alert JSON on stdin. -> exited 0 in time?"""
+        """Run the command (again after a failure, `retries` times). -> exited 0 in time?"""
+        return await deliver_with_retries(
+            self.describe(),
+            alert,
+            lambda: self._run(alert),
+            retries=self.config.retries,
+            limit=None,  # _run bounds itself: it kills the process group in time
+            rng=self._rng,
+        )
+
+    async def _run(self, alert: AlertEvent) -> Attempt:
+        """Run the command once with the alert JSON on stdin."""
         env = dict(os.environ)
         env.update(
             TRIO_MONITOR_EVENT=alert.event,
@@ -85,7 +96,7 @@ class Exec:
                 start_new_session=True,  # its own process group: killed as a whole
             )
         except OSError as exc:
-            return self._give_up(alert, f"cannot run: {exc}")
+            return Attempt(f"cannot run: {exc}", final=True)
         assert process.stdin is not None
         assert process.stdout is not None
         assert process.stderr is not None
@@ -109,19 +120,11 @@ class Exec:
                 with trio.move_on_after(AFTER_EXIT, shield=True):
                     await process.wait()
         if killed:
-            return self._give_up(alert, f"killed after {self.config.timeout:g}s (process group)")
+            return Attempt(f"killed after {self.config.timeout:g}s (process group)")
         if process.returncode == 0:
-            return True
+            return DELIVERED
         err = stderr.decode(errors="replace").strip().splitlines()
-        return self._give_up(
-            alert, f"exited {process.returncode}" + (f": {err[-1][:200]}" if err else "")
-        )
-
-    def _give_up(self, alert: AlertEvent, why: str) -> bool:
-        log.error(
-            "%s: giving up on %s alert for %s: %s", self.describe(), alert.event, alert.target, why
-        )
-        return False
+        return Attempt(f"exited {process.returncode}" + (f": {err[-1][:200]}" if err else ""))
 
 
 def _destination(config: ExecConfig) -> str:

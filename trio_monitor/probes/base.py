@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import random
 import re
+import warnings
 from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
@@ -129,19 +130,30 @@ Resolve = Callable[[Any, str, list[str]], object]
 
 def compile_expect(pattern: str | None, key: str, problems: list[str]) -> re.Pattern[str] | None:
     """An `expect` key (tcp, tls, ws): a Python regex compiled at config load; a bad one
-    is a problem line at `key` that quotes it, re.error saying what is wrong and where."""
+    is a problem line at `key` that quotes it, saying what is wrong and where."""
     if pattern is None:
         return None
     try:
-        return re.compile(pattern)
-    except re.error as exc:
-        why = str(exc)
-    except OverflowError as exc:  # a repeat count past re's limit: "a{99999999999}"
-        why = str(exc)
-    except RecursionError:  # re's parser recurses once per group: "((((...))))"
-        why = "groups nested too deeply"
-    problems.append(f"{key}: invalid regular expression {pattern!r}: {why}")
+        return compile_regex(pattern)
+    except ValueError as exc:
+        problems.append(f"{key}: invalid regular expression {pattern!r}: {exc}")
     return None
+
+
+def compile_regex(pattern: str) -> re.Pattern[str]:
+    """A user's regular expression (`expect`, `match_re`), or ValueError saying why not:
+    re's own error, a repeat count past its limit ("a{99999999999}"), groups nested
+    too deeply for its parser, or a pattern whose meaning a future Python changes
+    ("[[": a FutureWarning, which would otherwise go to stderr at every load)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        try:
+            return re.compile(pattern)
+        except (re.error, OverflowError, FutureWarning) as exc:
+            why = str(exc)
+        except RecursionError:  # re's parser recurses once per group: "((((...))))"
+            why = "groups nested too deeply"
+    raise ValueError(why)
 
 
 @frozen

@@ -3,8 +3,7 @@ shape is pinned by tests/test_simulate.py) and its text form (`render_text`, mad
 that object, so both say the same).
 
 Per notifier, the alerts the candidate would have sent next to those the recording
-sent, matched by event, target and time (to the millisecond: a JSON line keeps no
-more), with counts per event; per outage, the time from its first failed probe to its
+sent, matched by event, target and time (`_side_by_side`), with counts per event; per outage, the time from its first failed probe to its
 first page, the candidate's and the recording's.
 """
 
@@ -21,6 +20,7 @@ from .engine import Notifier, Outage, Replay
 from .sources import Recording, Sent
 
 SCHEMA = 1
+MATCH_WINDOW = 60.0  # seconds: a due time's alert and its recorded twin (see _side_by_side)
 
 
 def _time(ts: float | None) -> str | None:
@@ -48,12 +48,28 @@ def _entry(a: AlertEvent, would: bool, were: bool, status: str | None = None) ->
 
 
 def _side_by_side(would: list[AlertEvent], were: list[Sent]) -> list[dict[str, Any]]:
+    """Alerts a probe made match to the millisecond (both carry the probe's `ts`). One
+    a due time made (a group's window end, a reminder) is stamped with the wall clock
+    of the monitor's tick, the replay's with the due time (from the probe's start, not
+    its end): the same event of the same target within MATCH_WINDOW is the same alert."""
     recorded = {_match_key(s.alert): s for s in were}
+    matched = [(a, recorded.pop(_match_key(a), None)) for a in would]
+    near: dict[tuple[str, str], list[Sent]] = {}
+    for s in recorded.values():
+        near.setdefault((s.alert.event, s.alert.target), []).append(s)
+
+    def twin(a: AlertEvent) -> Sent | None:
+        twins = near.get((a.event, a.target), [])
+        found = next((c for c in twins if abs(c.alert.ts - a.ts) <= MATCH_WINDOW), None)
+        if found is not None:
+            twins.remove(found)
+        return found
+
     out = []
-    for a in would:
-        s = recorded.pop(_match_key(a), None)
-        out.append(_entry(a, True, s is not None, None if s is None else s.status))
-    out += [_entry(s.alert, False, True, s.status) for s in recorded.values()]
+    for a, exact in matched:
+        got = exact or twin(a)
+        out.append(_entry(a, True, got is not None, None if got is None else got.status))
+    out += [_entry(s.alert, False, True, s.status) for ss in near.values() for s in ss]
     out.sort(key=lambda e: (e["ts"], e["target"], e["event"]))
     return out
 

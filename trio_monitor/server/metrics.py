@@ -64,8 +64,12 @@ Process-wide:
     trio_monitor_consumer_dropped_total{consumer}
                                            per consumer (output, history, webhook[0],
                                            exec[0], ...): records it did not handle
+    trio_monitor_alerts_sent_total{notifier}
+                                           alerts a notifier delivered
     trio_monitor_alerts_given_up_total{notifier}
                                            alerts a notifier gave up on after its retries
+                                           (its failed ones; its dropped ones are
+                                           consumer_dropped_total{consumer=NOTIFIER})
 """
 
 from __future__ import annotations
@@ -165,7 +169,15 @@ class Metrics:
             ("notifier",),
             registry=registry,
         )
+        self._sent = Counter(
+            "trio_monitor_alerts_sent",
+            "Alerts a notifier delivered",
+            ("notifier",),
+            registry=registry,
+        )
+        # round lines carry totals since start: what each counter has followed so far
         self._given_up_seen: dict[str, int] = {}
+        self._sent_seen: dict[str, int] = {}
         # Every result and event is exported from the start (at 0), so rate() and
         # increase() see the first one.
         self._probe_children = {
@@ -216,11 +228,8 @@ class Metrics:
         if s.unstored > self._unstored_seen:
             self._unstored.inc(s.unstored - self._unstored_seen)
             self._unstored_seen = s.unstored
-        for notifier, total in s.given_up.items():
-            before = self._given_up_seen.get(notifier, 0)
-            if total > before:
-                self._given_up.labels(notifier).inc(total - before)
-                self._given_up_seen[notifier] = total
+        _follow(self._given_up, self._given_up_seen, s.given_up)
+        _follow(self._sent, self._sent_seen, s.sent)
         for consumer, total in s.drops.items():
             seen = self._consumer_seen.get(consumer)
             if seen is None:  # exported from the first round on, at 0 if nothing was lost
@@ -438,6 +447,15 @@ def _icmp_series(
         phases.add_metric([name, phase], 0.0 if ms is None else _seconds(ms))
     if r.icmp.hop_limit is not None:
         hop_limit.add_metric([name], r.icmp.hop_limit)
+
+
+def _follow(counter: Counter, seen: dict[str, int], totals: dict[str, int]) -> None:
+    """Per label, bring `counter` up to the highest total since start seen so far."""
+    for label, total in totals.items():
+        before = seen.get(label, 0)
+        if total > before:
+            counter.labels(label).inc(total - before)
+            seen[label] = total
 
 
 def _seconds(ms: float) -> float:
