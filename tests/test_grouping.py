@@ -18,6 +18,7 @@ from trio_monitor.engine.state import MemoryStateStore
 from trio_monitor.net.certs import TlsDetails
 from trio_monitor.policy import Policy
 from trio_monitor.policy._grouping import Facts, Group, Grouping, decide, facts
+from trio_monitor.store.records import Incident
 
 # --- the decision: a pure function, property-tested ---------------------------------
 
@@ -285,15 +286,17 @@ def test_a_reload_that_removes_a_groups_last_open_member_closes_the_group():
 
 
 def test_restored_groups_fold_new_downs_and_send_one_group_up():
-    """`restore` (history's open incidents at start-up): a cause reads back as the group
+    """`resume` (history's open incidents at start-up): a cause reads back as the group
     it names (labels too), members' ups are marked, the last one sends the group_up."""
     assert Group.of_cause("label team=pay", ["b", "a"]) == Group(
         "label:team", "pay", ("a", "b"), None
     )
     assert Group.of_cause("network 10.1.2.0/24", ["a"]).cause == "network 10.1.2.0/24"
     g = stage()
-    g.restore([("n1", 100.0, "group-1", "label team=pay"), ("n2", 90.0, "group-1", "label team=pay"),
-               ("gone", 80.0, "group-1", "label team=pay"), ("far", 95.0, "group-2", "address 192.0.2.9")])  # fmt: skip
+    open_ = [("n1", 100.0, "group-1", "label team=pay"), ("n2", 90.0, "group-1", "label team=pay"),
+             ("gone", 80.0, "group-1", "label team=pay"), ("far", 95.0, "group-2", "address 192.0.2.9"),
+             ("n4", 99.0, None, None)]  # fmt: skip
+    g.resume([Incident(t, s, None, "connect", group=i, cause=c) for t, s, i, c in open_], 0.0, 1.0)
     # a later down sharing the restored group's cause joins it at once
     (folded,) = g.process([refused("n3", 200.0)], now=0.0)
     assert (folded.group, folded.cause, folded.deliverable) == ("group-1", "label team=pay", False)

@@ -377,6 +377,7 @@ def _fake_api(now: float) -> FakeApi:
             "url": "tcp://db.example:5432",
             "kind": "tcp",
             "state": "DOWN",
+            "suppressed_by": ["core-router", "dns"],
             "since": _iso(now - 2 * 3600 - 300),
             "last": {
                 "ts": _iso(now - 5),
@@ -493,6 +494,8 @@ return [...document.querySelectorAll("#targets .card")].map((c) => ({
   title: c.querySelector(".name").textContent,
   url: c.querySelector(".url").textContent,
   since: c.querySelector(".since").textContent,
+  suppressed: c.querySelector(".suppressed").hidden ? null
+    : c.querySelector(".suppressed").textContent,
   last: c.querySelector(".last").textContent,
   stats: c.querySelector(".stats").textContent,
   phases: c.querySelector(".phases").hidden ? null : c.querySelector(".phases").textContent,
@@ -599,6 +602,9 @@ def test_status_page_in_headless_chromium(browser, tmp_path):
         assert "st-down" in by["db"]["cls"]
         assert by["db"]["since"].startswith("down since ")
         assert by["db"]["since"].endswith("(2 h 5 min)")
+        # DOWN behind DOWN parents (depends_on): its page waits for them
+        assert by["db"]["suppressed"] == "suppressed by core-router, dns"
+        assert by["api"]["suppressed"] is None
         assert (
             by["db"]["err"] == "\u2715 connect: all attempts to connect to db.example:5432 failed"
         )

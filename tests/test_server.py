@@ -395,6 +395,7 @@ def target_json(s: TargetStatus) -> dict:
         "kind": s.kind,
         "group": s.group,
         "state": s.state,
+        "suppressed_by": list(s.suppressed_by) or None,
         "since": None if s.since is None else rfc3339(s.since),
         "last": None if s.last is None else to_dict(s.last),
         "interval_s": s.interval_s,
@@ -659,6 +660,8 @@ async def test_incidents_overlapping_the_range(history):
         "error": "status",
         "end_reason": "up",
         "last_seen": None,
+        "suppressed_by": None,
+        "paged": rfc3339(now - 5 * HOUR + 1),  # its `down` was delivered
         "unobserved": False,
     }
     assert ongoing["target"] == "api"

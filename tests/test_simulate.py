@@ -30,6 +30,7 @@ from trio_monitor.policy import Policy
 from trio_monitor.replay import HistoryRecording, JsonlRecording, Sent, simulate
 from trio_monitor.replay.render import _side_by_side
 from trio_monitor.store import StoreStats, StoreWriter, open_store
+from trio_monitor.store._sql import RAW_FLOOR, set_meta
 from trio_monitor.store.outbox import alert_json
 
 WALL0 = 1_800_000_000.0  # 2027-01-15T08:00:00Z
@@ -274,18 +275,26 @@ def test_history_replays_raw_rows_and_reads_what_the_outbox_sent(tmp_path):
     assert doc["outages"][0]["time_to_alert_s"] == doc["outages"][0]["recorded_time_to_alert_s"] == 30.0  # fmt: skip
 
 
-def test_since_before_the_raw_rows_says_so(tmp_path):
+@pytest.mark.parametrize("pruned", [False, True])
+def test_since_before_the_raw_rows_says_why(tmp_path, pruned):
     config = parse_config({"targets": [{"name": "a", "url": "http://127.0.0.1/a"}]})
     path = history(tmp_path, [probe_result("a", ts=WALL0 + t) for t in range(0, 120, 30)])
+    if pruned:  # as the store's maintenance marks it once raw_retention pruned rows
+        with closing(open_store(str(path))) as conn:
+            set_meta(conn, RAW_FLOOR, WALL0)
     rec = HistoryRecording(str(path), WALL0 - 30 * DAY, None)
     try:
         doc = simulate(config, rec)
     finally:
         rec.close()
     (note,) = doc["source"]["notes"]
-    assert "keeps raw probe rows only from 2027-01-15T08:00:00.000Z" in note
-    assert "raw_retention" in note
-    assert "replaying from there" in note
+    assert note.startswith("--since asks for 2026-12-16T08:00:00.000Z, but ")
+    assert note.endswith(": replaying from there")
+    if pruned:
+        assert "keeps raw probe rows only from 2027-01-15T08:00:00.000Z" in note
+        assert "pruned: [storage] raw_retention" in note
+    else:
+        assert "raw probe rows begin at 2027-01-15T08:00:00.000Z (nothing older" in note
     assert doc["source"]["probes"] == 4
 
 

@@ -190,7 +190,13 @@ class Monitor:
         self.dispatcher.add_observer(self.recent.observe)
         self.scheduler = Scheduler(config, probers, self.dispatcher, counters=self._counters)
         self.view = MonitorView(
-            lambda: self.config, self.state, self.scheduler, self.recent, time.time, self.early
+            lambda: self.config,
+            self.state,
+            self.scheduler,
+            self.recent,
+            time.time,
+            self.early,
+            suppressed_by=self.policy.suppressed_by,
         )
         self._probers = probers
         self.listening: tuple[str, int] | None = None  # the HTTP server's address, once up
@@ -382,7 +388,6 @@ class Monitor:
                 sent=self.sent,
             )
             notifiers.configure(config)
-            await services.start(self.dispatcher.run_policy)
             if self.history is not None:
                 assert config.store_path is not None
                 self._resume(outages)
@@ -404,6 +409,8 @@ class Monitor:
                     "alerts are not durable: history is disabled ([storage] enabled = false),"
                     " so alerts still queued when the monitor stops are lost"
                 )
+            # after _resume: the policy's first due time counts the outages it resumed
+            await services.start(self.dispatcher.run_policy)
             metrics = self._start_metrics() if served else None
             self._reconfigurables = self._components(notifiers, metrics)
             self._serving.set()
@@ -469,11 +476,9 @@ class Monitor:
             else:
                 end = incident.start if incident.last_seen is None else incident.last_seen
                 self.dispatcher.publish(TargetRemoved(end, incident.target, since=incident.start))
-        self.policy.restore_groups(
-            (i.target, i.start, i.group, i.cause)
-            for i in outages
-            if i.group is not None and i.cause is not None
-        )
+        # reminders go on from each page, owed pages (dependencies) wait for their
+        # parents, open storm groups take their members back
+        self.policy.resume([i for i in outages if i.target in names], now, wall_now)
 
 
 async def _watch_signals(monitor: Monitor, *, task_status=trio.TASK_STATUS_IGNORED) -> None:

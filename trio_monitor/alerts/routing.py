@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from .._records import AlertEvent
 
 if TYPE_CHECKING:  # _config reads this package's registry
-    from .._config import ChannelSection, Target
+    from .._config import AlertsSection, ChannelSection, Target
 
 
 def _labels_match(table: ChannelSection, labels: Mapping[str, str]) -> bool:
@@ -33,6 +33,23 @@ def _named_by(target: Target, name: str) -> bool:
 def _repeats_at(table: ChannelSection, target: Target, alert: AlertEvent) -> bool:
     every = table.repeat if table.repeat is not None else target.repeat
     return every is not None and every == alert.repeat_s
+
+
+def reminder_intervals(alerts: AlertsSection, target: Target) -> frozenset[float]:
+    """The intervals a DOWN target's `reminder`s are made at: the target's own
+    `repeat`, and that of every notifier that would take its reminders (`repeat`
+    unset: the target's), so each of them hears the outage at its own pace."""
+    every = {target.repeat} if target.repeat is not None else set()
+    for key, tables in alerts.notifiers.items():
+        for i, table in enumerate(tables):
+            name = table.name or f"{key}[{i}]"
+            if table.repeat is not None and (
+                "reminder" in table.events
+                and _labels_match(table, target.labels)
+                and _named_by(target, name)
+            ):
+                every.add(table.repeat)
+    return frozenset(every)
 
 
 def _for(table: ChannelSection, name: str, target: Target, alert: AlertEvent) -> bool:

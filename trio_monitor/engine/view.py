@@ -152,6 +152,8 @@ class TargetStatus:
     group: str | None = None  # the target's `group`
     # early warning: its open `degrading` alert (the evidence), None without one
     degrading: AlertEvent | None = None
+    # DOWN behind DOWN parents (depends_on): its page waits for them; () otherwise
+    suppressed_by: tuple[str, ...] = ()
 
 
 @frozen
@@ -199,8 +201,10 @@ class MonitorView:
         recent: RecentStats,
         wall: Callable[[], float],
         warnings: Warnings | None = None,
+        suppressed_by: Callable[[str], tuple[str, ...]] = lambda _: (),
     ) -> None:
         self._config = config
+        self._suppressed_by = suppressed_by
         self._states = states
         self._schedule = schedule
         self._recent = recent
@@ -236,6 +240,7 @@ class MonitorView:
             phases_24h=self._recent.phases(target.name, now),
             group=target.group,
             degrading=None if self._warnings is None else self._warnings.warning(target.name),
+            suppressed_by=self._suppressed_by(target.name),
         )
 
     def targets(self) -> list[TargetStatus]:

@@ -19,13 +19,16 @@ through this very code, and the live monitor drives it from `engine/dispatch.py`
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Protocol
 
 from .._config import Config
 from .._records import AlertEvent
 from ..engine.state import StateStore
+from ..store.records import Incident
+from ._dependencies import Dependencies
 from ._grouping import Grouping
+from ._reminders import Reminders
 
 
 class Stage(Protocol):
@@ -55,8 +58,10 @@ class Stage(Protocol):
 def _stages(config: Config, state: StateStore) -> list[Stage]:
     """The stages in their order; each stage's module adds itself here."""
     return [
+        Dependencies(config, state),  # suppress: a child's outage behind a DOWN parent
         # grouping: simultaneous downs with a shared cause -> one group_down
         Grouping(config, state),
+        Reminders(config, state),  # repeat an outage's page while it lasts
     ]
 
 
@@ -85,12 +90,19 @@ class Policy:
             out += self._through(self.stages[i + 1 :], stage.flush(now, wall), now)
         return out
 
-    def restore_groups(self, members: Iterable[tuple[str, float, str, str]]) -> None:
-        """Storm grouping's groups still open at the last stop: (target, start, group id,
-        cause) of history's open incidents (see `Grouping.restore`)."""
+    def resume(self, outages: Sequence[Incident], now: float, wall: float) -> None:
+        """Outages still open in history (of configured targets, already DOWN in the
+        state store) at start-up: stages that keep per-outage state pick theirs up."""
         for stage in self.stages:
-            if isinstance(stage, Grouping):
-                stage.restore(members)
+            if isinstance(stage, Dependencies | Grouping | Reminders):
+                stage.resume(outages, now, wall)
+
+    def suppressed_by(self, name: str) -> tuple[str, ...]:
+        """The DOWN parents a target's page waits for (dependencies); () if none."""
+        for stage in self.stages:
+            if isinstance(stage, Dependencies):
+                return stage.suppressed_by(name)
+        return ()
 
     def next_tick(self) -> float:
         """The earliest stage's due time; inf when none is pending."""

@@ -34,6 +34,7 @@ from .._config import Config, Target
 from .._records import AlertEvent, ProbeResult, rfc3339
 from ..conditions import ip_of
 from ..engine.state import StateStore
+from ..store.records import Incident
 
 # how each cause reads after "N targets ..."
 _PHRASES = {
@@ -251,14 +252,19 @@ class Grouping:
                 del self._open[group.id]
                 self._closing.append(group)
 
-    def restore(self, outages: Iterable[tuple[str, float, str, str]]) -> None:
-        """Groups open when the monitor last stopped, from history's open incidents
-        (target, start, group id, cause) of targets still configured: their members
-        recover into them, the last one's recovery sends the `group_up`."""
+    def resume(self, outages: Iterable[Incident], now: float, wall: float) -> None:
+        """Groups open when the monitor last stopped, from history's open incidents of
+        targets still configured (their `group` and `cause`): the members recover into
+        them, the last one's recovery sends the `group_up`."""
         found: dict[str, list[tuple[str, float, str]]] = {}
-        for target, start, gid, cause in outages:
-            if target in self._targets and target not in self._member_of:
-                found.setdefault(gid, []).append((target, start, cause))
+        for i in outages:
+            if (
+                i.group
+                and i.cause
+                and i.target in self._targets
+                and i.target not in self._member_of
+            ):
+                found.setdefault(i.group, []).append((i.target, i.start, i.cause))
         for gid, members in found.items():
             names = sorted(m for m, _, _ in members)
             labels = _shared_labels(dict(self._targets[m].labels) for m in names)
@@ -391,7 +397,7 @@ class Grouping:
 
 def _folded(down: AlertEvent, group: _Open) -> AlertEvent:
     """A member's own down, marked with its group (not delivered) and the group's cause:
-    its incident keeps both, so a restart rebuilds the group (`Grouping.restore`)."""
+    its incident keeps both, so a restart rebuilds the group (`Grouping.resume`)."""
     return attrs.evolve(down, group=group.id, cause=group.group.cause)
 
 

@@ -127,13 +127,19 @@ class HistoryRecording(Recording):
             raise UsageError(f"{self.label}: cannot read history: {exc}") from None
 
     def _note_floor(self, names: list[str]) -> None:
-        floors = [f for name in names if (f := self._reader.raw_floor(name)) is not None]
-        if floors and self.since < min(floors) and self.since > TS_MIN:
-            self.notes.append(
-                f"--since asks for {rfc3339(self.since)}, but {self.label} keeps raw probe rows "
-                f"only from {rfc3339(min(floors))} ([storage] raw_retention, 7d by default; "
-                "hourly rollups cannot be replayed): replaying from there"
+        """--since before the oldest raw row: say why there is nothing older."""
+        firsts = [f for name in names if (f := self._reader.raw_floor(name)) is not None]
+        if not firsts or not TS_MIN < self.since < min(firsts):
+            return
+        asked, first = rfc3339(self.since), rfc3339(min(firsts))
+        if self._reader.pruned_before() is None:
+            why = f"{self.label}'s raw probe rows begin at {first} (nothing older was recorded)"
+        else:
+            why = (
+                f"{self.label} keeps raw probe rows only from {first} (older ones were pruned: "
+                "[storage] raw_retention, 7d by default; hourly rollups cannot be replayed)"
             )
+        self.notes.append(f"--since asks for {asked}, but {why}: replaying from there")
 
     def sent(self) -> list[Sent]:
         try:

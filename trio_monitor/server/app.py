@@ -166,6 +166,7 @@ def _target_json(t: TargetStatus) -> JSONObject:
         "kind": t.kind,
         "group": t.group,
         "state": t.state,
+        "suppressed_by": list(t.suppressed_by) or None,
         "since": _time(t.since),
         "last": None if t.last is None else to_dict(t.last),
         "interval_s": t.interval_s,
@@ -217,6 +218,8 @@ def _incident_json(i: Incident, now: float, monitored: bool) -> JSONObject:
         "error": i.error,
         "end_reason": i.end_reason,
         "last_seen": _time(i.last_seen),
+        "suppressed_by": None if i.suppressed_by is None else list(i.suppressed_by),
+        "paged": _time(i.paged),
         "unobserved": unobserved,
     }
 

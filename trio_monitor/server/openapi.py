@@ -59,6 +59,11 @@ _TARGET_PROPERTIES: Schema = {
         "string", maxLength=100, description="the target's `group` (a status page heading)"
     ),
     "state": {"enum": ["UP", "DOWN", "UNKNOWN"]},
+    "suppressed_by": {
+        "anyOf": [{"type": "array", "items": {"type": "string"}}, {"type": "null"}],
+        "description": "DOWN while these parents (depends_on) are DOWN: its page waits for"
+        " them; null otherwise",
+    },
     "since": {**_NULLABLE_TIME, "description": "when the state began"},
     "last": {"anyOf": [_ref("Probe"), {"type": "null"}], "description": "the latest probe"},
     "interval_s": {"type": "number"},
@@ -368,6 +373,15 @@ _SCHEMAS: Schema = {
             "last_seen": {
                 **_NULLABLE_TIME,
                 "description": "open ones: the target's last stored probe",
+            },
+            "suppressed_by": {
+                "anyOf": [{"type": "array", "items": {"type": "string"}}, {"type": "null"}],
+                "description": "the parents (depends_on) that were DOWN when it began: its"
+                " `down` was not paged then; null: none",
+            },
+            "paged": {
+                **_NULLABLE_TIME,
+                "description": "when its page went out (null: held or suppressed so far)",
             },
             "unobserved": {
                 "type": "boolean",

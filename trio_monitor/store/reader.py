@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import sqlite3
 from collections.abc import Iterator
@@ -10,6 +11,7 @@ from pathlib import Path
 
 from .._errors import StoreError
 from ._sql import (
+    RAW_FLOOR,
     ROLLUP_COLUMNS,
     SAMPLE_COLUMNS,
     UNSTORED,
@@ -21,6 +23,11 @@ from ._sql import (
 )
 from .records import Certificate, ContentChange, HourRollup, Incident, Sample, StoredWarning
 from .schema import BUSY_TIMEOUT, SCHEMA_VERSION, file_version
+
+
+def _names(text: str | None) -> tuple[str, ...] | None:
+    """incidents.suppressed_by: a JSON array of names, or NULL."""
+    return None if text is None else tuple(json.loads(text))
 
 
 class HistoryReader:
@@ -101,6 +108,11 @@ class HistoryReader:
         first = None if tid is None else first_sample(self._conn, tid)
         return None if first is None else hour_of(first)
 
+    def pruned_before(self) -> float | None:
+        """Raw samples before this hour have been pruned (`raw_retention`); None: none yet."""
+        value = get_meta(self._conn, RAW_FLOOR)
+        return None if value is None else float(value)
+
     def rollups(self, target: str, since: float, until: float) -> Iterator[HourRollup]:
         """Hourly rollups of the hours in [since, until) whose raw samples are gone
         (before the target's raw floor), oldest first: combine with `samples`."""
@@ -123,11 +135,15 @@ class HistoryReader:
             'SELECT t.name, i.start, i."end", i.error, i.end_reason,'
             ' CASE WHEN i."end" IS NULL THEN max(i.start, coalesce('
             "(SELECT max(s.ts) FROM samples s WHERE s.target_id = i.target_id), i.start))"
-            " END, i.grp, i.cause FROM incidents i JOIN targets t ON t.id = i.target_id"
+            " END, i.suppressed_by, i.paged, i.grp, i.cause"
+            " FROM incidents i JOIN targets t ON t.id = i.target_id"
             ' WHERE i.start < ? AND (i."end" IS NULL OR i."end" > ?)'
         )
         rows = self._select(sql, (until, since), target, "i.start, i.id")
-        return [Incident(*row) for row in rows]
+        return [
+            Incident(name, start, end, error, reason, seen, _names(suppressed), paged, grp, cause)
+            for name, start, end, error, reason, seen, suppressed, paged, grp, cause in rows
+        ]
 
     def changes(self, since: float, until: float, target: str | None = None) -> list[ContentChange]:
         """Content changes in [since, until), oldest first."""

@@ -235,6 +235,9 @@ class Incident:
     end_reason: str | None = None  # "up" (recovered), "removed" (no longer monitored)
     # while open: the target's last probe (None: not known, taken as observed till now)
     last_seen: float | None = None
+    # the parents that were DOWN when its `down` came (depends_on): not paged then
+    suppressed_by: tuple[str, ...] | None = None
+    paged: float | None = None  # when its page (a deliverable `down`) went out; None: not yet
     # storm grouping: the group its `down` was folded into, and the group's cause
     group: str | None = None
     cause: str | None = None

@@ -87,6 +87,15 @@ MIGRATIONS: list[tuple[str, ...]] = [
             PRIMARY KEY (target_id, ts, signal)) WITHOUT ROWID""",
     ),
     (
+        # the alert policy's marks on an outage (policy/): `suppressed_by`, the parents
+        # (depends_on) that were DOWN when its `down` came (a JSON array; NULL: none),
+        # and `paged`, when its page went out (the deliverable `down`, or the one sent
+        # when its parents recovered; NULL: not yet). Restarts resume reminders and
+        # suppressions from them.
+        "ALTER TABLE incidents ADD COLUMN suppressed_by TEXT",
+        "ALTER TABLE incidents ADD COLUMN paged REAL",
+    ),
+    (
         # storm grouping: the group an outage's `down` was folded into, and its cause
         # ("network 10.1.2.0/24"), so a restart rebuilds the open groups
         "ALTER TABLE incidents ADD COLUMN grp TEXT",

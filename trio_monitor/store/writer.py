@@ -12,6 +12,7 @@ raises into the monitor.
 
 from __future__ import annotations
 
+import json
 import math
 import sqlite3
 from collections import deque
@@ -50,7 +51,10 @@ class StoreStats:
 # Backlog entries, one per record, as compact tuples:
 #   ("s", target, ts, ok, status, latency_ms, error, phases, change)
 #        phases: records.encode_phases; change: (previous, new) | None
-#   ("d", target, start, error, group, cause)                    a "down" alert
+#   ("d", target, start, error, suppressed_by, paged, group, cause)  a "down" alert
+#        suppressed_by: a JSON array of the DOWN parents, or None; paged: the alert's
+#        ts when it was delivered (not held, suppressed or folded), else None; group and
+#        cause: the storm group it was folded into
 #   ("u", target, end)                                           an "up" alert
 #   ("r", target, end)                                           a removed target
 #   ("c", target, seen, subject, issuer, not_after, earliest_not_after, earliest_subject)
@@ -68,7 +72,7 @@ SampleOp = tuple[
     bytes | None,
     tuple[str | None, str | None] | None,
 ]
-DownOp = tuple[Literal["d"], str, float, str, str | None, str | None]  # ..., group, cause
+DownOp = tuple[Literal["d"], str, float, str, str | None, float | None, str | None, str | None]
 EndOp = tuple[Literal["u", "r"], str, float]
 CertOp = tuple[Literal["c"], str, float, str, str, float, float, str]
 WarnOp = tuple[Literal["w"], str, float, str, float | None, float | None, float | None, str | None]
@@ -118,9 +122,15 @@ def _write_batch(
             ).fetchone()
             if open_ is None:
                 conn.execute(
-                    "INSERT INTO incidents (target_id, start, error, grp, cause)"
-                    " VALUES (?, ?, ?, ?, ?)",
+                    "INSERT INTO incidents (target_id, start, error, suppressed_by, paged,"
+                    " grp, cause) VALUES (?, ?, ?, ?, ?, ?, ?)",
                     (tid, *op[2:]),
+                )
+            elif op[5] is not None:  # the page of an outage whose `down` was not sent
+                conn.execute(
+                    'UPDATE incidents SET paged = ? WHERE target_id = ? AND "end" IS NULL'
+                    " AND paged IS NULL",
+                    (op[5], tid),
                 )
         else:
             # max(): an incident never ends before it began (a removal found at
@@ -259,6 +269,8 @@ class StoreWriter:
                 record.target,
                 start,
                 record.reason or "flapping",
+                None if record.suppressed_by is None else json.dumps(record.suppressed_by),
+                record.ts if record.deliverable else None,
                 record.group,
                 record.cause,
             )

@@ -222,6 +222,8 @@
     c.urlEl = el("div", "url");
     const facts = el("ul", "facts");
     c.sinceEl = el("li", "since");
+    c.suppressedEl = el("li", "suppressed muted");  // DOWN behind DOWN parents (depends_on)
+    c.suppressedEl.hidden = true;
     c.lastEl = el("li", "last");
     c.statsEl = el("li", "stats muted");
     c.certEl = el("li", "cert");
@@ -232,7 +234,7 @@
     c.condEl.hidden = true;
     c.facts = facts;
     c.factEls = [];
-    facts.append(c.sinceEl, c.lastEl, c.condEl, c.statsEl, c.certEl, c.phasesEl);
+    facts.append(c.sinceEl, c.suppressedEl, c.lastEl, c.condEl, c.statsEl, c.certEl, c.phasesEl);
     c.errEl = el("p", "err");
     c.errEl.hidden = true;
     info.append(head, c.urlEl, facts, c.errEl);
@@ -270,6 +272,7 @@
     } else {
       c.sinceEl.textContent = c.state === "UNKNOWN" ? "no decision yet" : "";
     }
+    showSuppression(c, t.suppressed_by);
     const last = t.last && typeof t.last === "object" ? t.last : null;
     if (last) {
       const parts = ["last check " + (parseTime(last.ts) !== null ? hhmmss(parseTime(last.ts))
@@ -313,6 +316,13 @@
     c.avail24 = isNum(t.availability_24h_pct) ? t.availability_24h_pct : null;
     c.p95 = isNum(t.p95_24h_ms) ? t.p95_24h_ms : null;
     if (c.avail24 !== null) c.vals["24h"].textContent = pct(c.avail24);
+  }
+
+  // A target DOWN while parents it depends on are DOWN: not paged, and the page says why.
+  function showSuppression(c, parents) {
+    const names = Array.isArray(parents) ? parents.map(str).filter(Boolean) : [];
+    c.suppressedEl.textContent = names.length ? "suppressed by " + names.join(", ") : "";
+    c.suppressedEl.hidden = names.length === 0;
   }
 
   // The certificate of the latest probe that got one: days left until its not_after
