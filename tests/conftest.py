@@ -1,10 +1,12 @@
 """Shared fixtures: in-loop HTTP(S) test servers (see tests/servers.py), a DNS server
-(tests/dns_server.py) and one headless Chromium per session (see tests/chromium.py)."""
+(tests/dns_server.py), one headless Chromium per session (see tests/chromium.py) and a
+real redis-server per test (see tests/redis_server.py)."""
 
 from __future__ import annotations
 
 import ssl
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -15,6 +17,8 @@ import trio
 import trustme
 from chromium import missing, start_chromium
 from dns_server import DnsServer, start_dns_server
+from redis_server import RedisServer, start_redis
+from redis_server import missing as redis_missing
 from servers import TestServer, start_test_server
 
 from trio_monitor.alerts import base as alert_kinds
@@ -59,12 +63,13 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 @pytest.hookimpl(tryfirst=True)  # before `-m` deselects
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """A test that asks for the `browser` fixture is a `browser` test, marked or not, so
-    `-m "not browser"` never starts Chromium."""
+    `-m "not browser"` never starts Chromium; one that asks for `redis_server` is a
+    `redis` test the same way."""
     for item in items:
-        if "browser" in getattr(item, "fixturenames", ()) and not item.get_closest_marker(
-            "browser"
-        ):
-            item.add_marker(pytest.mark.browser)
+        fixtures = getattr(item, "fixturenames", ())
+        for fixture, marker in (("browser", "browser"), ("redis_server", "redis")):
+            if fixture in fixtures and not item.get_closest_marker(marker):
+                item.add_marker(getattr(pytest.mark, marker))
 
 
 @pytest.fixture
@@ -90,3 +95,14 @@ async def dns_server() -> AsyncIterator[DnsServer]:
     async with trio.open_nursery() as nursery:
         yield await start_dns_server(nursery)
         nursery.cancel_scope.cancel()
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A started redis-server (tests/redis_server.py) on a free 127.0.0.1 port, AOF in
+    a temp directory; skipped, with the reason, where redis-server is missing."""
+    reason = redis_missing()
+    if reason:
+        pytest.skip(reason)
+    with start_redis(tmp_path / "redis") as server:
+        yield server

@@ -1204,3 +1204,95 @@ def test_a_url_with_control_characters_is_one_line():
     assert problems({"targets": [{"url": "http://127.0.0.1/a\x85b"}]}) == [
         "m.toml: targets[0].url: invalid URL 'http://127.0.0.1/a\\x85b': control characters are not allowed"
     ]
+
+
+# --- [cluster] -----------------------------------------------------------------------
+
+CLUSTER = {"redis": "redis://:${REDIS_PASSWORD}@127.0.0.1:6379/0", "node": "eu-1a"}
+
+
+def test_cluster_section_resolves_env_and_keeps_the_password_out_of_sight():
+    config = parse_config(
+        {"cluster": CLUSTER, "targets": [{"url": URL, "locations": 3, "quorum": 2}]},
+        env={"REDIS_PASSWORD": "s3cret"},
+    )
+    cluster = config.cluster
+    assert cluster is not None
+    assert cluster.redis == "redis://:s3cret@127.0.0.1:6379/0"
+    assert cluster.redis_shown == "redis://:***@127.0.0.1:6379/0"
+    assert "s3cret" not in repr(config)
+    assert (cluster.node, cluster.location, cluster.redis_down) == ("eu-1a", "default", "wait")
+    assert cluster.member == "default/eu-1a"
+    target = config.targets[0]
+    assert (target.locations, target.quorum) == (3, 2)
+
+
+def test_cluster_node_defaults_to_the_host_name(monkeypatch):
+    monkeypatch.setattr("socket.gethostname", lambda: "box-7.example.com")
+    config = parse_config(
+        {"cluster": {"redis": "rediss://127.0.0.1:6380/0", "location": "eu-west"}}, env={}
+    )
+    assert config.cluster is not None
+    assert (config.cluster.node, config.cluster.location) == ("box-7", "eu-west")
+    assert parse_config({}, env={}).cluster is None
+
+
+def test_targets_default_to_one_location_and_quorum():
+    target = only_target({"targets": [{"url": URL}]})
+    assert (target.locations, target.quorum) == (1, 1)
+
+
+@pytest.mark.parametrize(
+    ("cluster", "target", "env", "line"),
+    [
+        (CLUSTER, {}, {}, "m.toml: cluster.redis: environment variable REDIS_PASSWORD is not set"),
+        (
+            {"redis": "http://:pw@127.0.0.1/"},
+            {},
+            {},
+            "m.toml: cluster.redis: expected a redis:// or rediss:// URL, got 'http://:***@127.0.0.1/'",
+        ),
+        (
+            {"redis": "redis://127.0.0.1/", "node": "eu/1a"},
+            {},
+            {},
+            "m.toml: cluster.node: expected 1-64 letters, digits, '_', '.' or '-', got 'eu/1a'",
+        ),
+        (
+            {"redis": "redis://127.0.0.1/", "redis_down": "panic"},
+            {},
+            {},
+            """m.toml: cluster.redis_down: must be one of "wait", "local", got 'panic'""",
+        ),
+        (
+            {"redis": "redis://127.0.0.1/"},
+            {"locations": 2, "quorum": 3},
+            {},
+            "m.toml: targets[0].quorum: must be at most locations (2), got 3",
+        ),
+        (
+            None,
+            {"locations": 2},
+            {},
+            "m.toml: targets[0].locations: more than one location needs a [cluster] section",
+        ),
+    ],
+)
+def test_cluster_problems_are_one_line_each(cluster, target, env, line):
+    doc: dict = {"targets": [{"url": URL, **target}]}
+    if cluster is not None:
+        doc["cluster"] = cluster
+    assert problems(doc, env=env) == [line]
+
+
+def test_quorum_below_one_is_refused():
+    [line] = problems({"targets": [{"url": URL, "quorum": 0}]})
+    assert line.startswith("m.toml: targets[0].quorum: ")
+
+
+def test_cluster_without_coredis_names_the_extra(monkeypatch):
+    monkeypatch.setitem(__import__("sys").modules, "coredis", None)  # as if not installed
+    assert problems({"cluster": {"redis": "redis://127.0.0.1/"}}) == [
+        "m.toml: cluster: cluster mode needs the coredis library: "
+        "pip install 'trio-monitor[cluster]'"
+    ]

@@ -1,5 +1,6 @@
-"""The status page's static files ship in the wheel (package data), so a non-editable
-install serves the same page as a checkout."""
+"""The status page's static files and the cluster's Redis Functions library ship in the
+wheel (package data), so a non-editable install serves the same page and loads the same
+functions as a checkout."""
 
 from __future__ import annotations
 
@@ -40,3 +41,10 @@ def test_the_wheel_holds_the_static_files(tmp_path):
     expected = {path.name: path.read_bytes() for path in STATIC.iterdir()}
     assert set(expected) == {"status.html", "status.css", "status.js", "login.html", "login.css"}
     assert shipped == expected
+    lua = "trio_monitor/cluster/functions.lua"
+    assert archive_bytes(wheel, lua) == (ROOT / lua).read_bytes()
+
+
+def archive_bytes(wheel: Path, name: str) -> bytes:
+    with zipfile.ZipFile(wheel) as archive:
+        return archive.read(name)

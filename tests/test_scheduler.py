@@ -452,3 +452,28 @@ async def test_a_limiter_that_cannot_block_is_not_taken():
     assert await held(("b", False), ("c", True)) == (2, 1, {"b": 1})
     limits.apply(monitor, ["c"] * 4 + ["b"] * 3)  # settled: 7 targets, 3 or 4 per origin
     assert await held(("b", False), ("c", True)) == (0, 1, {})  # the share (5) can block
+
+
+async def test_select_probes_only_owned_targets_and_a_gained_one_at_once(autojump_clock):
+    """The target-selection seam (a cluster node's share): an unowned target's due
+    times pass unprobed; one gained is probed at once, then on its own cadence."""
+    config = make_config(
+        [
+            {"name": "mine", "url": "http://127.0.0.1:1/", "interval": "1s"},
+            {"name": "theirs", "url": "http://127.0.0.1:2/", "interval": "1s"},
+        ],
+        stagger="0s",
+    )
+    prober = FakeProber()
+    scheduler = scheduler_for(config, prober, [])
+    owned = {"mine"}
+    scheduler.select(owned.__contains__)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(scheduler.run)
+        await trio.sleep(2.5)
+        owned.add("theirs")
+        scheduler.select(owned.__contains__, gained=["theirs"])
+        await trio.sleep(2.0)
+        scheduler.stop()
+    assert prober.starts["mine"] == [0.0, 1.0, 2.0, 3.0, 4.0]
+    assert prober.starts["theirs"] == [2.5, 3.0, 4.0]

@@ -30,6 +30,8 @@ TOKEN = "t0ken-NEVER-shown"  # a secret from a file or ${ENV}: never in any text
         ("http://u:p%40ss@h/a?b=c@d#e@f", "http://u:***@h/a?b=c@d#e@f"),  # "@" after the host
         ("http://u:p@ss@h/", "http://u:***@h/"),  # the userinfo ends at the last "@"
         ("http://host:80/path?q=1", "http://host:80/path?q=1"),  # written as it was
+        ("redis://:pw@127.0.0.1:6379/0", "redis://:***@127.0.0.1:6379/0"),  # [cluster] redis
+        ("rediss://default:pw@h:6380/0", "rediss://default:***@h:6380/0"),
         ("not a url", "not a url"),
         ("", ""),
     ],

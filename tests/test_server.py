@@ -149,6 +149,9 @@ class FakeView:
     def outage_groups(self) -> tuple[list[Group], list[str]]:
         return self.groups
 
+    def cluster(self) -> dict | None:
+        return None
+
 
 def fake_page() -> str:
     return "<!doctype html><title>status</title><p>the page</p>"
@@ -1252,6 +1255,7 @@ async def test_openapi_tour(history, tmp_path):
             "/api/v1/badges/api/status.svg",
             "/api/v1/badges/api/uptime.svg",
             "/api/v1/openapi.json",
+            "/api/v1/cluster",  # null: not a cluster node (test_cluster_node.py: one)
         ]:
             assert (await client.get(url)).status_code == 200, url
             await anonymous.get(url)  # 401, except /healthz

@@ -32,6 +32,7 @@ from factories import alert_event, probe_result, round_summary
 from trio_monitor import ErrorKind, TargetRemoved
 from trio_monitor._config import StorageSection
 from trio_monitor._errors import StoreError
+from trio_monitor._records import StreamMark
 from trio_monitor.store import HistoryReader, StoreStats, StoreWriter, open_store, serve_store
 from trio_monitor.store._sql import ROLLED_THROUGH
 from trio_monitor.store.maintenance import StoreMaintenance, serve_store_maintenance
@@ -267,9 +268,9 @@ async def test_queued_records_are_written_in_few_transactions(tmp_path, monkeypa
     batches = []
     real = store_module._write_batch
 
-    def counting(conn, ops, known, unstored):
+    def counting(conn, ops, known, unstored, *marks):
         batches.append(len(ops))
-        return real(conn, ops, known, unstored)
+        return real(conn, ops, known, unstored, *marks)
 
     monkeypatch.setattr(store_module, "_write_batch", counting)
     path = tmp_path / "history.db"
@@ -984,3 +985,30 @@ async def test_a_flapping_target_that_settles_opens_or_closes_its_incident(tmp_p
             ("web", T0 + 10, T0 + 40, "dns"),
             ("api", T0 + 40, None, "flapping"),
         ]
+
+
+def stream_mark(path, stream):
+    with closing(sqlite3.connect(path, isolation_level=None)) as conn:
+        row = conn.execute("SELECT value FROM meta WHERE key = ?", (f"stream:{stream}",)).fetchone()
+    return None if row is None else row[0]
+
+
+async def test_a_stream_mark_is_stored_with_the_records_before_it(tmp_path):
+    """Cluster mode folds Redis streams into history: how far it got is committed in
+    the same transaction as what it folded, and a failed write keeps both to retry."""
+    path = str(tmp_path / "history.db")
+    await store(path, [probe(ts=T0)])
+    faults = Faults()
+    faults.read_only = True
+    writer = StoreWriter(path, STORAGE, StoreStats(), connect=faults)
+    writer.add(probe("api", T0 + 1))
+    writer.add(StreamMark("{tm}:results", "5-0"))
+    assert writer.due
+    assert not await writer.flush()
+    assert stream_mark(path, "{tm}:results") is None
+    assert count(path, "samples") == 1
+    writer.add(StreamMark("{tm}:results", "7-0"))
+    faults.read_only = False
+    assert await writer.flush()
+    assert stream_mark(path, "{tm}:results") == "7-0"
+    assert count(path, "samples") == 2

@@ -10,10 +10,14 @@ so a user fixes a file in one pass.
 from __future__ import annotations
 
 import functools
+import hashlib
+import importlib.util
 import ipaddress
+import json
 import os
 import re
 import shlex
+import socket
 import tomllib
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
@@ -80,6 +84,9 @@ ConnectionPolicy = Literal["fresh", "reuse"]
 IpFamily = Literal["any", "ipv4", "ipv6"]  # the records a name resolves to (net/dns.py)
 AddressPolicy = Literal["first", "all"]  # which addresses behind a name a probe checks
 IcmpSocket = Literal["auto", "dgram", "raw"]  # the ICMP socket kind (probes/icmp/)
+# cluster mode without Redis: alerts wait for it (fail-safe) or go out locally (fail-open)
+RedisDownPolicy = Literal["wait", "local"]
+ClusterName = NewType("ClusterName", str)  # a node or location name: [A-Za-z0-9_.-], 1-64
 
 EVENTS: tuple[Event, ...] = get_args(Event)
 USER_AGENT = f"trio-monitor/{__version__} (+https://github.com/trio-monitor/trio-monitor)"
@@ -295,6 +302,17 @@ def parse_host_name(value: object) -> str:
 
 
 _HOST_NAME = re.compile(r"[a-z0-9_]([a-z0-9_.-]*[a-z0-9_])?")
+_CLUSTER_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
+
+def parse_cluster_name(value: object) -> str:
+    """A node or location name: letters, digits, "_", "." and "-", 1 to 64 of them
+    (a member is `location/node`: no "/")."""
+    if isinstance(value, str) and _CLUSTER_NAME.fullmatch(value):
+        return value
+    raise _Invalid(f"expected 1-64 letters, digits, '_', '.' or '-', got {value!r}")
+
+
 _PORT = re.compile(r"[0-9]{1,5}")
 
 
@@ -669,6 +687,42 @@ class TargetSection:
     labels: Labels = NO_LABELS  # over [monitor] labels; routing, filters, metrics
     depends_on: tuple[str, ...] = ()  # names of targets: while one is DOWN, no `down` page
     alerts: TargetAlerts = TargetAlerts()
+    # cluster mode: probed from this many locations, DOWN when `quorum` of them see it
+    # down (each 1 by default; quorum at most locations)
+    locations: Positive | None = None
+    quorum: Positive | None = None
+
+
+@frozen
+class ClusterSection:
+    """[cluster]: run as one node of a cluster sharing targets and state in Redis."""
+
+    redis: str  # redis:// or rediss:// URL; ${ENV} expanded (a password)
+    node: ClusterName | None = None  # default: the host name
+    location: ClusterName = ClusterName("default")
+    redis_down: RedisDownPolicy = "wait"
+
+
+@frozen
+class ClusterSettings:
+    """[cluster] resolved: `redis` holds the password (never shown: `redis_shown`)."""
+
+    redis: str = field(repr=False)
+    node: str
+    location: str
+    redis_down: RedisDownPolicy = "wait"
+    # of [[targets]] and [alerts] as written (${ENV} unexpanded): what every node must
+    # share; node, storage and server settings may differ
+    config_hash: str = ""
+
+    @property
+    def redis_shown(self) -> str:
+        return redact_url(self.redis)
+
+    @property
+    def member(self) -> str:
+        """This node in the cluster's member set: `location/node`."""
+        return f"{self.location}/{self.node}"
 
 
 @frozen
@@ -720,6 +774,7 @@ class ConfigFile:
     storage: StorageSection = StorageSection()
     server: ServerSection | None = None  # no [server] section: no server
     early_warning: EarlyWarningSection = EarlyWarningSection()
+    cluster: ClusterSection | None = None  # no [cluster] section: one process alone
     targets: tuple[TargetSection, ...] = ()
 
 
@@ -754,6 +809,8 @@ class Target:
     notify: tuple[str, ...] | None = None  # notifier names; None: every notifier
     repeat: float | None = None  # reminder interval while DOWN; None: notifiers' own only
     early_warning: bool = True  # `degrading` warnings (trio_monitor/early/)
+    locations: int = 1  # cluster mode: probed from this many locations
+    quorum: int = 1  # locations that must see it down for DOWN
 
 
 @frozen
@@ -766,6 +823,7 @@ class Config:
     store_path: str | None = None  # resolved; None: no history kept
     server: ServerSection | None = None  # token resolved from ${ENV}
     early_warning: EarlyWarningSection = EarlyWarningSection()
+    cluster: ClusterSettings | None = None  # None: not a cluster node
 
 
 # --- converter -------------------------------------------------------------------
@@ -796,6 +854,7 @@ converter.register_structure_hook(NotifierName, lambda v, _: parse_notifier_name
 converter.register_structure_hook(RateLimit, lambda v, _: RateLimit(parse_rate_limit(v)))
 converter.register_structure_hook(Listen, lambda v, _: Listen(parse_listen(v)))
 converter.register_structure_hook(HostName, lambda v, _: HostName(parse_host_name(v)))
+converter.register_structure_hook(ClusterName, lambda v, _: ClusterName(parse_cluster_name(v)))
 converter.register_structure_hook(Nameserver, lambda v, _: Nameserver(parse_nameserver(v)))
 converter.register_structure_hook(GroupWindow, _duration_in(0.0, 600.0))
 converter.register_structure_hook(GroupMin, _integer(2, 100_000))
@@ -1114,6 +1173,7 @@ def _resolve(
                 notify=t.alerts.notify,
                 repeat=t.alerts.repeat,
                 early_warning=inherit(t.early_warning, file.early_warning.enabled),
+                **_spread(t, file.cluster, where, problems),
             )
         )
     problems += _routing_problems(file, alerts, targets)
@@ -1183,6 +1243,68 @@ def dependency_cycle(targets: Iterable[Target]) -> list[str] | None:
                 path.append(parent)
                 pending.append(iter(parents[parent]))
     return None
+
+
+def _spread(
+    t: TargetSection, cluster: ClusterSection | None, where: str, problems: list[str]
+) -> dict[str, int]:
+    """A target's `locations` and `quorum`: 1 ≤ quorum ≤ locations; more than one
+    location only in a cluster."""
+    locations = 1 if t.locations is None else t.locations
+    quorum = 1 if t.quorum is None else t.quorum
+    if quorum > locations:
+        problems.append(f"{where}.quorum: must be at most locations ({locations}), got {quorum}")
+    if locations > 1 and cluster is None:
+        problems.append(f"{where}.locations: more than one location needs a [cluster] section")
+    return {"locations": locations, "quorum": quorum}
+
+
+CLUSTER_EXTRA = "pip install 'trio-monitor[cluster]'"
+
+
+def _shared_hash(data: Mapping[str, Any]) -> str:
+    shared = {"targets": data.get("targets"), "alerts": data.get("alerts")}
+    text = json.dumps(shared, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _cluster_settings(
+    section: ClusterSection | None,
+    env: Mapping[str, str],
+    problems: list[str],
+    data: Mapping[str, Any],
+) -> ClusterSettings | None:
+    """[cluster] resolved: the Redis URL's ${ENV} expanded and checked, the node's name
+    defaulted to the host's; its client library (coredis, an extra) must be installed."""
+    if section is None:
+        return None
+    if importlib.util.find_spec("coredis") is None:
+        problems.append(f"cluster: cluster mode needs the coredis library: {CLUSTER_EXTRA}")
+    redis = section.redis
+    try:
+        redis = expand_env(redis, env)
+    except _Invalid as exc:
+        problems.append(f"cluster.redis: {exc}")
+    else:
+        scheme, sep, rest = redis.partition("://")
+        if scheme not in ("redis", "rediss") or not sep or not rest:
+            problems.append(
+                f"cluster.redis: expected a redis:// or rediss:// URL, got {redact_url(redis)!r}"
+            )
+    node = section.node
+    if node is None:
+        try:
+            node = ClusterName(parse_cluster_name(socket.gethostname().split(".")[0]))
+        except _Invalid:
+            problems.append("cluster.node: the host name is no node name: set `node`")
+            node = ClusterName("node")
+    return ClusterSettings(
+        redis=redis,
+        node=node,
+        location=section.location,
+        redis_down=section.redis_down,
+        config_hash=_shared_hash(data),
+    )
 
 
 class _Conditions:
@@ -1338,6 +1460,7 @@ def parse_config(
     except (ClassValidationError, IterableValidationError) as exc:
         raise ConfigError([f"{path}: {line}" for line in _structure_problems(exc)]) from None
     alerts, targets, problems = _resolve(file, env)
+    cluster = _cluster_settings(file.cluster, env, problems, data)
     problems += _monitor_problems(file.monitor) + _storage_problems(file.storage)
     server = file.server
     if server is not None and server.token is not None:
@@ -1360,6 +1483,7 @@ def parse_config(
         store_path=_store_path(file.storage, path, env),
         server=server,
         early_warning=file.early_warning,
+        cluster=cluster,
     )
 
 

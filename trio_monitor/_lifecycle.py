@@ -44,7 +44,7 @@ from .early import EarlyWarning
 from .early.store import load_models, serve_baselines
 from .engine.dispatch import Dispatcher, Outlet
 from .engine.schedule import Scheduler
-from .engine.state import DOWN, MemoryStateStore
+from .engine.state import DOWN, MemoryStateStore, StateStore
 from .engine.view import MonitorView, RecentStats
 from .policy import Policy
 from .probes import base as probe_kinds
@@ -58,6 +58,7 @@ from .store.outbox import serve_outbox
 from .store.records import Incident
 
 if TYPE_CHECKING:
+    from .cluster.node import ClusterNode
     from .server.metrics import Metrics
 
 log = logging.getLogger("trio_monitor")
@@ -71,6 +72,7 @@ MIN_DRAIN = 5.0  # seconds notifiers get at least to deliver queued alerts on sh
 FINAL_DRAIN = 1.0
 
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
+EXIT_TAKEN_OVER = 3  # cluster: a newer process took this node's name over
 
 
 class Reconfigurable(Protocol):
@@ -141,14 +143,23 @@ def _names(names: list[str], shown: int = 10) -> str:
     return ", ".join(names[:shown]) + more
 
 
+def _kept_in_cluster_history(record: Record) -> bool:
+    """A cluster node's results and alerts reach its history from Redis's streams
+    (every node's: cluster/node.py), not from its dispatcher."""
+    return isinstance(record, TargetRemoved)
+
+
 class _History:
     """The history store's outlets (the writer's, with its own losses; the alert
     outbox's)."""
 
-    def __init__(self, dispatcher: Dispatcher) -> None:
+    def __init__(self, dispatcher: Dispatcher, cluster: bool) -> None:
         self.stats = StoreStats()
         self.outlet = dispatcher.add_outlet(
-            "history", HISTORY_QUEUE, _kept_in_history, lambda: self.stats.unstored
+            "history",
+            HISTORY_QUEUE,
+            _kept_in_cluster_history if cluster else _kept_in_history,
+            lambda: self.stats.unstored,
         )
         self.outbox = dispatcher.add_outlet("outbox", OUTBOX_QUEUE, _is_alert)
 
@@ -179,16 +190,29 @@ class Monitor:
         self.state = MemoryStateStore(config.alerts)
         self.policy = Policy(config, self.state)
         self.early = EarlyWarning.for_config(config, self.state)
-        self.dispatcher = Dispatcher(self.state, self.policy, self.early)
+        self.dispatcher = Dispatcher(
+            self.state if config.cluster is None else self._cluster_state(),
+            self.policy,
+            self.early,
+        )
         self.output: Outlet = self.dispatcher.add_outlet(
             "output", OUTPUT_QUEUE, lost=lambda: self.out.lost
         )
-        self.history = _History(self.dispatcher) if config.store_path is not None else None
+        self.history = (
+            _History(self.dispatcher, config.cluster is not None)
+            if config.store_path is not None
+            else None
+        )
         self.recent = RecentStats()
         self.given_up: collections.Counter[str] = collections.Counter()  # alerts, per notifier
         self.sent: collections.Counter[str] = collections.Counter()  # alerts, per notifier
         self.dispatcher.add_observer(self.recent.observe)
         self.scheduler = Scheduler(config, probers, self.dispatcher, counters=self._counters)
+        self.cluster: ClusterNode | None = None  # a cluster node's Redis work ([cluster])
+        if config.cluster is not None:
+            from .cluster.node import ClusterNode  # coredis: an extra, imported only here
+
+            self.cluster = ClusterNode(config, self.dispatcher, self.scheduler.select, self.stop)
         self.view = MonitorView(
             lambda: self.config,
             self.state,
@@ -197,6 +221,7 @@ class Monitor:
             time.time,
             self.early,
             suppressed_by=self.policy.suppressed_by,
+            cluster=lambda: None if self.cluster is None else self.cluster.describe(),
         )
         self._probers = probers
         self.listening: tuple[str, int] | None = None  # the HTTP server's address, once up
@@ -204,6 +229,15 @@ class Monitor:
         self._reconfigurables: list[Reconfigurable] = []
         self._serving = trio.Event()
         self.ready = False  # serving, and systemd told so: the watchdog may ping from now on
+
+    def _cluster_state(self) -> StateStore:
+        """Redis decides a cluster's verdicts: the local store paces probes, and its
+        alerts go out only while Redis is away with redis_down = "local"."""
+        from .cluster.state import ClusterStateStore
+
+        return ClusterStateStore(
+            self.state, lambda: self.cluster is not None and self.cluster.alerts_locally
+        )
 
     def receive_push(self, token: str, event: str, exit_code: int | None) -> bool:
         """A ping from the server's push URLs: the heartbeat notes it, and its target
@@ -238,6 +272,8 @@ class Monitor:
         ]
         if metrics is not None:
             components.append(metrics)
+        if self.cluster is not None:
+            components.append(self.cluster)
         return components
 
     def stop(self) -> None:
@@ -411,6 +447,11 @@ class Monitor:
                 )
             # after _resume: the policy's first due time counts the outages it resumed
             await services.start(self.dispatcher.run_policy)
+            if self.cluster is not None:  # its share known (or Redis away) before probing
+                history = None
+                if self.history is not None and config.store_path is not None:
+                    history = (self.history.outlet, config.store_path)
+                await services.start(self.cluster.run, client, history)
             metrics = self._start_metrics() if served else None
             self._reconfigurables = self._components(notifiers, metrics)
             self._serving.set()
@@ -431,6 +472,8 @@ class Monitor:
                 self.dispatcher.close()
                 baselines_done.set()  # their last save
                 services.cancel_scope.deadline = self._drain_deadline()
+        if self.cluster is not None and self.cluster.taken_over:
+            return EXIT_TAKEN_OVER
         if self._once and (
             summary is None or summary.failed or summary.targets < len(config.targets)
         ):

@@ -254,6 +254,8 @@ class AlertEvent:
     # "reminder": the interval it repeats at, and which reminder this is (1, 2, ...)
     repeat_s: float | None = None
     reminder: int | None = None
+    # cluster mode: "target:version", the alert's id across the cluster (cluster/)
+    id: str | None = None
 
     # for "degrading" (trio_monitor/early/): the signal that left its baseline
     # ("latency", "errors", "size", "churn", "cert"), the baseline and the current value
@@ -273,7 +275,10 @@ class AlertEvent:
     @property
     def key(self) -> str:
         """The alert's idempotency key: the same for every attempt to deliver it, in
-        this process or after a restart (target, event and time make an alert one)."""
+        this process or after a restart (target, event and time make an alert one);
+        in a cluster its id, the same on every node."""
+        if self.id is not None:
+            return self.id
         text = f"{self.target}\n{self.event}\n{self.ts!r}"
         return hashlib.sha256(text.encode()).hexdigest()[:32]
 
@@ -293,7 +298,18 @@ class TargetRemoved:
     since: float | None = None  # start of the outage this ends; None when it was not down
 
 
-Record = ProbeResult | RoundSummary | AlertEvent | TargetRemoved
+@frozen
+class StreamMark:
+    """Cluster mode: how far a node's history has folded in one of the cluster's Redis
+    streams; stored in the same transaction as the records before it. Not a line."""
+
+    type: ClassVar[str] = "mark"
+
+    stream: str
+    id: str
+
+
+Record = ProbeResult | RoundSummary | AlertEvent | TargetRemoved | StreamMark
 
 _converter = cattrs.Converter()
 

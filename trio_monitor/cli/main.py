@@ -1,7 +1,7 @@
 """The `trio-monitor` command: main(argv) -> exit code. One module per command.
 
-Exit codes: 0 ok; 1 a probe failed (run --once); 2 config or usage error;
-130 stopped at once by a second signal. Expected errors print one line per
+Exit codes: 0 ok; 1 a probe failed (run --once); 2 config or usage error; 3 a cluster
+node taken over by a newer process; 130 stopped at once by a second signal. Expected errors print one line per
 problem on stderr, never a traceback. stdout carries JSON lines only.
 """
 
@@ -18,7 +18,7 @@ from typing import NoReturn
 from .._errors import ConfigError, MonitorError, UsageError
 from .._lifecycle import EXIT_INTERRUPTED
 from .._version import __version__
-from . import health, import_gatus, init, push_urls, report, run, simulate, validate
+from . import cluster, health, import_gatus, init, push_urls, report, run, simulate, validate
 
 log = logging.getLogger("trio_monitor")
 
@@ -52,6 +52,7 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Comman
         "replay recorded probes through a candidate config's alerting",
         *_module(simulate),
     ),
+    "cluster": ("cluster status: members, leases and shares, from Redis", *_module(cluster)),
 }
 
 

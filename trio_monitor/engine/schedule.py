@@ -22,7 +22,10 @@ one (None: none); each slot holds one such check at most, the soonest. Check pro
 start at once (no spot), in rounds of their own, and never move the anchor either.
 
 This is the target-selection seam: here every target is this process's; a cluster
-takes its share of them instead, without touching rounds, probes or consumers.
+node takes its share of them instead (`select`, cluster/node.py), without touching
+rounds, probes or consumers. A target it does not own keeps its slot and cadence (its
+due times pass unprobed), so one it gains back needs no new anchor; one it gains is
+probed at once (a check).
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ import logging
 import math
 import time
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import attrs
@@ -142,6 +145,7 @@ class Scheduler:
         self._starting = trio.CancelScope()
         self._rounds: trio.Nursery | None = None  # while run() runs
         self._counters = counters  # losses since start, for the round line
+        self._owns: Callable[[str], bool] = _everything  # the target-selection seam
         # for health checks: when the loop began and when the last round began
         self.started_at = trio.current_time()
         self.last_round_at: float | None = None
@@ -218,6 +222,13 @@ class Scheduler:
             return False
         return why == DUE or at == (slot.confirm_at if why == CONFIRM else slot.check_at)
 
+    def select(self, owns: Callable[[str], bool], gained: Iterable[str] = ()) -> None:
+        """Probe only the targets `owns` accepts from now on, and each of `gained` (newly
+        this process's) at once."""
+        self._owns = owns
+        for name in gained:
+            self.check(name)
+
     def check(self, name: str) -> None:
         """Probe the target `name` now, between its due times: its kind has news of it
         (push: a ping came). A check already due is enough; one asked while the target
@@ -282,6 +293,12 @@ class Scheduler:
                 confirm = why == CONFIRM
                 name = slot.plan.target.name
                 slot.check_at = None  # the probe starting (or in flight) asks next_check
+                if not self._owns(name):  # another node's (cluster): its cadence goes on
+                    slot.confirm_at = None
+                    if why == DUE:
+                        slot.advance(now)
+                        self._push(slot)
+                    continue
                 if why == CHECK:
                     if name not in self._in_flight:  # else: its end asks next_check
                         self._in_flight.add(name)
@@ -433,6 +450,10 @@ class Scheduler:
         if at is not None:
             self._push(slot, at, CHECK)
             self._wakeup.set()
+
+
+def _everything(_name: str) -> bool:
+    return True
 
 
 def _ms(seconds: float) -> float:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import trio
 from attrs import field, frozen
@@ -202,6 +202,7 @@ class MonitorView:
         wall: Callable[[], float],
         warnings: Warnings | None = None,
         suppressed_by: Callable[[str], tuple[str, ...]] = lambda _: (),
+        cluster: Callable[[], dict[str, Any] | None] = lambda: None,
     ) -> None:
         self._config = config
         self._suppressed_by = suppressed_by
@@ -210,6 +211,11 @@ class MonitorView:
         self._recent = recent
         self._wall = wall
         self._warnings = warnings
+        self._cluster = cluster
+
+    def cluster(self) -> dict[str, Any] | None:
+        """The cluster as this node sees it (cluster/status.py); None: not a node."""
+        return self._cluster()
 
     @property
     def store_path(self) -> str | None:

@@ -333,6 +333,11 @@ class _Api:
         body = await trio.to_thread.run_sync(self.metrics.render, abandon_on_cancel=True)
         return Response(body, headers={"content-type": CONTENT_TYPE, "cache-control": "no-store"})
 
+    async def cluster(self, request: Request) -> Response:
+        """The cluster as this node sees it; null when it is none (so the page asks
+        every process alike, and a single one answers without an error)."""
+        return JSON(self.view.cluster())
+
     async def targets(self, request: Request) -> Response:
         return JSON([_target_json(t) for t in self.view.targets()])
 
@@ -512,6 +517,7 @@ def build_app(
         Route(API + "/badges/{rest:path}", api.badges),
         Route(API + "/push/{rest:path}", api.push, methods=["GET", "POST"]),
         Route(f"{API}/openapi.json", api.openapi_json),
+        Route(f"{API}/cluster", api.cluster),
     ]
     if server.token is not None:
         routes += login_routes(server.token)

@@ -210,6 +210,45 @@ _SCHEMAS: Schema = {
         "One step of a browser target's `steps`, as it ran.",
     ),
     "Error": _object({"error": {"type": "string"}}, "What went wrong, in words."),
+    "Cluster": _object(
+        {
+            "redis": _object(
+                {
+                    "url": {"type": "string", "description": "its password shown as ***"},
+                    "ok": {"type": "boolean", "description": "the last call answered"},
+                    "error": _nullable("string"),
+                }
+            ),
+            "cluster_id": _nullable("string"),
+            "node": _nullable("string", description="this node: LOCATION/NODE"),
+            "config_hash": {"type": "string", "description": "of [[targets]] and [alerts]"},
+            "members": {
+                "type": "array",
+                "items": _object(
+                    {
+                        "member": {"type": "string"},
+                        "location": {"type": "string"},
+                        "node": {"type": "string"},
+                        "lease_left_s": _nullable("number"),
+                        "targets": {"type": "integer", "minimum": 0},
+                        "config_hash": _nullable("string"),
+                        "config_matches": {
+                            "type": "boolean",
+                            "description": "false: its targets or alerting settings differ",
+                        },
+                    }
+                ),
+            },
+            "locations": {
+                "type": "object",
+                "additionalProperties": {"type": "integer"},
+                "description": "live members per location",
+            },
+            "owned": {"type": ["array", "null"], "items": {"type": "string"}},
+            "lag": _nullable("object", description="queue, fold_s, sent, late, delivered"),
+        },
+        "Cluster mode, as this node sees it.",
+    ),
     "Health": _object(
         {
             "status": {"enum": ["ok", "unhealthy"]},
@@ -704,6 +743,16 @@ def openapi_document(server: ServerSection) -> Schema:
             "Badge: availability over the last 24 hours",
             {"200": svg, "404": _error_response("unknown target"), **public},
             parameters=[_NAME],
+        ),
+        f"{API}/cluster": _get(
+            "Cluster mode: the members, locations, this node's targets, leases, lag, Redis",
+            {
+                "200": {
+                    "description": "ok; null when this process is not a cluster node",
+                    "content": _json_content({"oneOf": [_ref("Cluster"), {"type": "null"}]}),
+                },
+                **secured,
+            },
         ),
         f"{API}/openapi.json": _get(
             "This document",

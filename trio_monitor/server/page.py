@@ -19,8 +19,9 @@ Tokens: when the API needs one and the page is public, open the page as
 sends it as `Authorization: Bearer SECRET` on its API calls only. Without it, a 401/403
 shows "this status page needs a token".
 
-Bounded requests: every refresh (30 s) fetches the target list and the incidents, two
-requests whatever the number of targets. Histories are fetched lazily, only for the
+Bounded requests: every refresh (30 s) fetches the target list, the incidents and the
+cluster (`api/v1/cluster`: null but in cluster mode), three requests whatever the
+number of targets. Histories are fetched lazily, only for the
 target cards on (or within 300 px of) the screen, at most 24 cards, 3 requests at a
 time; a card's 24 h history is re-fetched at most once a minute and its 7 d history at
 most every 10 minutes. Scrolling fetches the cards that come into view. Nothing is

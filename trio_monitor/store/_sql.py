@@ -19,6 +19,11 @@ RAW_FLOOR = "raw_floor"  # raw samples before this hour have been pruned
 UNSTORED = "unstored"  # records that could not be stored, all runs together
 
 
+def stream_meta_key(stream: str) -> str:
+    """Cluster mode: the meta key of how far a Redis stream is folded into history."""
+    return f"stream:{stream}"
+
+
 def hour_of(ts: float) -> int:
     return int(ts // HOUR) * HOUR
 

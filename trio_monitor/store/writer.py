@@ -16,16 +16,16 @@ import json
 import math
 import sqlite3
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Literal, TypeGuard
 
 import trio
 from attrs import define
 
 from .._config import StorageSection
-from .._records import AlertEvent, ProbeResult, Record, TargetRemoved
+from .._records import AlertEvent, ProbeResult, Record, StreamMark, TargetRemoved
 from ._db import Db, ErrorLog, environmental, log, one_line, reason
-from ._sql import UNSTORED, transaction
+from ._sql import UNSTORED, set_meta, stream_meta_key, transaction
 from .records import encode_phases
 from .schema import BUSY_TIMEOUT, Connect
 
@@ -82,9 +82,14 @@ END_REASONS = {"u": "up", "r": "removed"}  # incidents.end_reason, by the op tha
 
 
 def _write_batch(
-    conn: sqlite3.Connection, ops: Iterable[Op], known: dict[str, int], unstored: int
+    conn: sqlite3.Connection,
+    ops: Iterable[Op],
+    known: dict[str, int],
+    unstored: int,
+    marks: Mapping[str, str] | None = None,
 ) -> tuple[dict[str, int], int, int, str]:
-    """Write `ops` and add `unstored` to the persisted count, in one transaction.
+    """Write `ops` and add `unstored` to the persisted count, in one transaction, with
+    the stream `marks` (cluster mode: how far each stream is folded in).
     -> (new target ids, records stored, records skipped, why the first was). A record SQLite cannot hold
     is skipped (rolled back to its savepoint, and counted as unstored), never allowed
     to block the others; any error of the file rolls everything back."""
@@ -189,6 +194,8 @@ def _write_batch(
                 else:
                     stored += 1
                 conn.execute("RELEASE record")
+        for stream, mark in (marks or {}).items():
+            set_meta(conn, stream_meta_key(stream), mark)
         if unstored + skipped:
             conn.execute(
                 "INSERT INTO meta VALUES (?, ?)"
@@ -235,6 +242,7 @@ class StoreWriter:
         # queued: a row is written when it changes (and once per target and run)
         self._certs: dict[str, tuple[float, str, float]] = {}
         self._backlog: deque[Op] = deque()
+        self._marks: dict[str, str] = {}  # stream -> id folded through (StreamMark)
         self._persisted = 0  # of stats.unstored, already added to meta
         self._flushed = -math.inf  # trio time of the last transaction (see LINGER)
         self._retry_delay = retry_min
@@ -292,6 +300,9 @@ class StoreWriter:
                 record.score,
                 record.detail,
             )
+        elif isinstance(record, StreamMark):
+            self._marks[record.stream] = record.id  # with the records before it
+            return
         else:
             return
         self._backlog.append(op)
@@ -336,7 +347,7 @@ class StoreWriter:
     @property
     def due(self) -> bool:
         """Is there something to write, and is no backoff in force?"""
-        dirty = self._backlog or self._persisted != self.stats.unstored
+        dirty = self._backlog or self._marks or self._persisted != self.stats.unstored
         return bool(dirty) and trio.current_time() >= self._retry_at
 
     async def flush(self) -> bool:
@@ -344,17 +355,22 @@ class StoreWriter:
         On failure the backlog stays (bounded), the error is logged (throttled) and
         a backoff starts. Never raises, except trio.Cancelled."""
         ops, self._backlog = self._backlog, deque()
+        marks, self._marks = self._marks, {}
         unstored = self.stats.unstored - self._persisted
         self._flushed = trio.current_time()
         try:
-            new, stored, skipped, why = await self._db.run(_write_batch, ops, self._ids, unstored)
+            new, stored, skipped, why = await self._db.run(
+                _write_batch, ops, self._ids, unstored, marks
+            )
         except trio.Cancelled:
+            self._marks = {**marks, **self._marks}
             ops.extend(self._backlog)
             self._backlog = ops
             raise
         except Exception as exc:
             ops.extend(self._backlog)
             self._backlog = ops
+            self._marks = {**marks, **self._marks}
             self._trim()
             self.stats.last_error = one_line(exc)
             self._retry_at = trio.current_time() + self._retry_delay
@@ -416,9 +432,9 @@ class StoreWriter:
                     if self.due and not closed:
                         await self.flush()
                 # the channel is closed: one last attempt, whatever the backoff
-                if (self._backlog or self._persisted != self.stats.unstored) and not (
-                    await self.flush()
-                ):
+                if (
+                    self._backlog or self._marks or self._persisted != self.stats.unstored
+                ) and not (await self.flush()):
                     self._lose_backlog(f"at shutdown: {self.stats.last_error}")
         finally:
             self._lose_backlog("stopped before they could be written")

@@ -911,6 +911,33 @@
       openCell(e.target);
     }
   });
+  // --- the cluster panel (cluster mode only: /api/v1/cluster is a 404 otherwise) --------
+  function renderCluster(data) {
+    const box = $("cluster");
+    if (!data || typeof data !== "object" || !Array.isArray(data.members)) {
+      box.hidden = true;
+      return;
+    }
+    const redis = data.redis || {};
+    const locs = Object.entries(data.locations || {}).map(([l, n]) => l + " (" + n + ")");
+    const lag = data.lag || {};
+    let line = "Redis " + str(redis.url) + ": " + (redis.ok ? "ok" : "unreachable" +
+      (redis.error ? " (" + str(redis.error) + ")" : "")) + " \u00b7 this node " +
+      str(data.node) + ", " + (Array.isArray(data.owned) ? data.owned.length : 0) +
+      " targets \u00b7 locations: " + (locs.join(", ") || "none");
+    if (typeof lag.fold_s === "number") line += " \u00b7 history " + lag.fold_s + " s behind";
+    if (typeof lag.queue === "number" && lag.queue) line += " \u00b7 " + lag.queue + " results queued";
+    $("cluster-line").textContent = line;
+    $("cluster-members").replaceChildren(...data.members.map((m) => {
+      const lease = typeof m.lease_left_s === "number" ? m.lease_left_s.toFixed(1) + " s" : "?";
+      const li = el("li", m.config_matches ? "" : "down",
+        str(m.member) + " \u00b7 " + m.targets + " targets \u00b7 lease " + lease +
+        (m.config_matches ? "" : " \u00b7 targets or alerting config differ"));
+      li.dataset.member = str(m.member);
+      return li;
+    }));
+    box.hidden = false;
+  }
 
   // --- refreshing -----------------------------------------------------------------------
   async function refresh() {
@@ -920,11 +947,12 @@
     clearTimeout(timer);
     body.dataset.refreshing = "1";
     try {
-      const [targets, incidents] = await Promise.allSettled([
-        api("api/v1/targets"), api("api/v1/incidents?since=7d"),
+      const [targets, incidents, cluster] = await Promise.allSettled([
+        api("api/v1/targets"), api("api/v1/incidents?since=7d"), api("api/v1/cluster"),
       ]);
       if (targets.status === "rejected") throw targets.reason;
       renderTargets(targets.value);
+      renderCluster(cluster.status === "fulfilled" ? cluster.value : null);
       if (incidents.status === "fulfilled") {
         renderIncidents(incidents.value);
       } else {

@@ -1,0 +1,214 @@
+"""The cluster's Redis side: its keys, the Functions library and one method per function.
+
+Everything the cluster shares lives under the hash tag `{tm}` (one slot): targets'
+state `{tm}:t:NAME`, the member set `{tm}:members` (sorted by lease expiry on Redis's
+clock), the fencing tokens `{tm}:fence`, each member's config hash `{tm}:config`, the
+streams `{tm}:results` (every result, for every node's history) and `{tm}:outbox`
+(alerts, read by one consumer group per notifier), and the cluster's id `{tm}:id`.
+
+functions.lua (package data) is loaded with FUNCTION LOAD REPLACE when Redis has no
+copy or an older one (`tm_version`): the newest node's library wins, never an older.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from typing import Any
+
+import attrs
+import coredis
+import trio
+from attrs import frozen
+
+from .._config import Target
+from .._errors import ErrorKind
+from .._records import ProbeResult
+from .._secrets import redact_url
+
+LIBRARY = resources.files(__package__).joinpath("functions.lua").read_text(encoding="utf-8")
+VERSION = 1  # functions.lua's VERSION
+RESULTS_MAXLEN = 1_000_000  # the results stream is trimmed to about this many entries
+
+PREFIX = "{tm}:"
+MEMBERS = PREFIX + "members"
+FENCE = PREFIX + "fence"
+CONFIG_HASHES = PREFIX + "config"
+RESULTS = PREFIX + "results"
+OUTBOX = PREFIX + "outbox"
+CLUSTER_ID = PREFIX + "id"
+LATE_IDS = PREFIX + "late:"
+
+APPLIED, LATE, DUPLICATE, FENCED = "applied", "late", "duplicate", "fenced"
+
+
+# Redis's trouble: connection loss, timeouts (ours: trio.TooSlowError), error answers
+_TROUBLE = (coredis.exceptions.RedisError, OSError, trio.TooSlowError)
+
+
+def is_trouble(exc: Exception) -> bool:
+    """Is `exc` Redis being away or refusing: alone, or (coredis runs its connections
+    in anyio task groups) an exception group of nothing else?"""
+    if isinstance(exc, ExceptionGroup):
+        return exc.split(_TROUBLE)[1] is None
+    return isinstance(exc, _TROUBLE)
+
+
+def target_key(name: str) -> str:
+    return f"{PREFIX}t:{name}"
+
+
+# what of a result every node's history keeps (store/writer.py): the results stream
+# carries these fields, not the whole line
+_HISTORY_FIELDS = (
+    "ts", "target", "url", "ok", "status", "latency_ms", "error", "attempts", "round",
+    "content_hash", "content_changed", "phases_ms", "kind", "confirm",
+)  # fmt: skip
+
+
+def history_entry(result: ProbeResult) -> str:
+    """A result as the results stream carries it (JSON)."""
+    return json.dumps(
+        {name: getattr(result, name) for name in _HISTORY_FIELDS}, separators=(",", ":")
+    )
+
+
+def from_history_entry(text: str) -> ProbeResult:
+    """history_entry's inverse (raises ValueError, KeyError or TypeError if it is none)."""
+    data = json.loads(text)
+    fields = {name: data[name] for name in _HISTORY_FIELDS}
+    if fields["error"] is not None:
+        fields["error"] = ErrorKind(fields["error"])
+    return ProbeResult(**fields)
+
+
+@frozen
+class Observed:
+    """What `observe` did with one result: its `status`, the target's verdict after it,
+    the alert it raised (the AlertEvent's fields plus `id`, or None) and the result's
+    entry in the results stream ("" when none was written)."""
+
+    status: str
+    state: str
+    alert: dict[str, Any] | None
+    stream_id: str
+
+
+@frozen
+class Heartbeat:
+    """A beat's answer: Redis's time, the live members (`location/node` -> lease expiry)
+    and each member's config hash. `fenced`: a newer process holds this member's name."""
+
+    fenced: bool
+    now: float = 0.0
+    live: dict[str, float] = attrs.field(factory=dict)
+    hashes: dict[str, str] = attrs.field(factory=dict)
+
+
+def connect(url: str) -> coredis.Redis[str]:
+    """A client for the `[cluster] redis` URL (not connected yet: coredis connects, and
+    reconnects after a restart, on use)."""
+    return coredis.Redis.from_url(url, decode_responses=True)
+
+
+def shown(url: str) -> str:
+    return redact_url(url)
+
+
+class ClusterClient:
+    """One node's calls into the Functions library as `member` (location/node) holding
+    `token` (its process incarnation's fencing token)."""
+
+    def __init__(self, redis: coredis.Redis[str], member: str, token: str) -> None:
+        self.redis = redis
+        self.member = member
+        self.location = member.partition("/")[0]
+        self.token = token
+
+    async def load_functions(self) -> int:
+        """Load functions.lua unless Redis has this version or a newer one. -> the
+        version Redis runs."""
+        try:
+            running = int(await self.redis.fcall("tm_version", [], []))
+        except coredis.exceptions.ResponseError:  # no library yet (or an empty Redis)
+            running = 0
+        if running < VERSION:
+            await self.redis.function_load(LIBRARY, replace=True)
+            running = VERSION
+        return running
+
+    async def claim(self) -> str | None:
+        """Take this member's name over (a newer incarnation fences an older one). ->
+        the token it replaced, None if there was none."""
+        previous = await self.redis.fcall("tm_claim", [FENCE], [self.member, self.token])
+        return None if previous is None else str(previous)
+
+    async def heartbeat(self, ttl: float, config_hash: str) -> Heartbeat:
+        answer: Any = await self.redis.fcall(
+            "tm_heartbeat",
+            [MEMBERS, FENCE, CONFIG_HASHES],
+            [self.member, self.token, repr(ttl), config_hash],
+        )
+        if answer[0] == FENCED:
+            return Heartbeat(fenced=True)
+        live, hashes = answer[2], answer[3]
+        return Heartbeat(
+            fenced=False,
+            now=float(answer[1]),
+            live={live[i]: float(live[i + 1]) for i in range(0, len(live), 2)},
+            hashes={hashes[i]: hashes[i + 1] for i in range(0, len(hashes), 2)},
+        )
+
+    async def leave(self) -> None:
+        await self.redis.fcall(
+            "tm_leave", [MEMBERS, CONFIG_HASHES, FENCE], [self.member, self.token]
+        )
+
+    async def cluster_id(self, proposed: str) -> tuple[str, bool]:
+        """The cluster's id; `proposed` becomes it when Redis has none. -> (id, created)."""
+        answer: Any = await self.redis.fcall("tm_cluster_id", [CLUSTER_ID], [proposed])
+        return str(answer[0]), bool(answer[1])
+
+    async def observe(
+        self,
+        target: Target,
+        result: ProbeResult,
+        *,
+        age: float,
+        result_id: str,
+    ) -> Observed:
+        """Fold one result into the target's state in one atomic call (functions.lua
+        `observe`). `age`: seconds since the probe started, on this node's monotonic
+        clock (its start on Redis's clock is Redis's now minus that); `result_id`
+        unique per result, the same when the call is sent again."""
+        answer: Any = await self.redis.fcall(
+            "tm_observe",
+            [target_key(target.name), FENCE, OUTBOX, RESULTS, LATE_IDS],
+            [
+                self.member,
+                self.token,
+                self.location,
+                target.name,
+                repr(target.interval),
+                repr(max(age, 0.0)),
+                "1" if result.ok else "0",
+                str(target.failure_threshold),
+                str(target.success_threshold),
+                str(target.locations),
+                str(target.quorum),
+                history_entry(result),
+                repr(result.ts),
+                "" if result.error is None else str(result.error),
+                result.error_detail or "",
+                target.url,
+                str(RESULTS_MAXLEN),
+                result_id,
+            ],
+        )
+        status, state, alert, stream_id = answer
+        return Observed(
+            status=status,
+            state=state,
+            alert=json.loads(alert) if alert else None,
+            stream_id=stream_id,
+        )

@@ -1,0 +1,197 @@
+#!lua name=trio_monitor
+-- trio-monitor's cluster state in Redis: one atomic call per probe result (observe),
+-- the membership heartbeat with its fencing token, and the cluster's identity.
+-- Loaded with FUNCTION LOAD REPLACE by the first node whose copy is newer (tm_version).
+-- Every key is under the hash tag {tm}, so all of them live in one slot.
+--
+-- Every write here may be repeated (a call cancelled by the caller's deadline may still
+-- have been applied, and is sent again): a result already applied is recognised by its
+-- id (the node's token and a sequence number) and changes nothing.
+
+local VERSION = 1
+
+local function redis_now()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) + tonumber(t[2]) / 1000000
+end
+
+-- The process holding `member` (location/node) is the one whose token the fence
+-- keeps: a newer process of the same member takes it over, the older one is fenced.
+-- An empty fence (a Redis that lost its data) is taken by whoever comes first.
+local function fenced(fence_key, member, token)
+  local held = redis.call('HGET', fence_key, member)
+  if not held then
+    redis.call('HSET', fence_key, member, token)
+    return false
+  end
+  return held ~= token
+end
+
+local function tm_version(keys, args)
+  return VERSION
+end
+
+-- claim(fence; member, token) -> the token it replaced (or false): a new incarnation
+-- takes its member name over.
+local function claim(keys, args)
+  local previous = redis.call('HGET', keys[1], args[1])
+  redis.call('HSET', keys[1], args[1], args[2])
+  return previous
+end
+
+-- heartbeat(members, fence, hashes; member, token, ttl, config_hash)
+--   -> {'fenced'} or {'ok', now, {member, expiry, ...} of the live members, {member, hash, ...}}
+local function heartbeat(keys, args)
+  local members, fence, hashes = keys[1], keys[2], keys[3]
+  local member, token, ttl, config_hash = args[1], args[2], tonumber(args[3]), args[4]
+  if fenced(fence, member, token) then
+    return {'fenced'}
+  end
+  local now = redis_now()
+  redis.call('ZADD', members, now + ttl, member)
+  redis.call('HSET', hashes, member, config_hash)
+  local dead = redis.call('ZRANGEBYSCORE', members, '-inf', '(' .. now)
+  if #dead > 0 then
+    redis.call('ZREM', members, unpack(dead))
+    redis.call('HDEL', hashes, unpack(dead))
+  end
+  local live = redis.call('ZRANGE', members, 0, -1, 'WITHSCORES')
+  return {'ok', tostring(now), live, redis.call('HGETALL', hashes)}
+end
+
+-- leave(members, hashes, fence; member, token): a clean stop takes its lease back.
+local function leave(keys, args)
+  if redis.call('HGET', keys[3], args[1]) == args[2] then
+    redis.call('ZREM', keys[1], args[1])
+    redis.call('HDEL', keys[2], args[1])
+  end
+  return 'ok'
+end
+
+-- cluster_id(id_key; proposed) -> {id, created}: the cluster's identity; a Redis that
+-- came back empty has none, and the node that notices sets a new one.
+local function cluster_id(keys, args)
+  local created = redis.call('SET', keys[1], args[1], 'NX')
+  return {redis.call('GET', keys[1]), created and 1 or 0}
+end
+
+-- The target's verdict over its locations: DOWN when at least `quorum` fresh
+-- locations (heard from within two intervals) see it down, UP when at least
+-- locations - quorum + 1 of them see it up, else what it was (no flapping between).
+local function verdict(t, current, locations, quorum, freshness, now)
+  local down, up = 0, 0
+  local fields = redis.call('HGETALL', t)
+  local seen, states = {}, {}
+  for i = 1, #fields, 2 do
+    local name, value = fields[i], fields[i + 1]
+    local loc, what = string.match(name, '^l:(.*):(%a+)$')
+    if loc then
+      if what == 'seen' then seen[loc] = tonumber(value) end
+      if what == 'st' then states[loc] = value end
+    end
+  end
+  for loc, st in pairs(states) do
+    if seen[loc] and now - seen[loc] <= freshness then
+      if st == 'DOWN' then down = down + 1 elseif st == 'UP' then up = up + 1 end
+    end
+  end
+  if down >= quorum then return 'DOWN' end
+  if up >= locations - quorum + 1 then return 'UP' end
+  return current
+end
+
+-- observe(target, fence, outbox, results, late_ids;
+--         member, token, location, name, interval, age, ok, failure_threshold,
+--         success_threshold, locations, quorum, result, ts, reason, detail, url,
+--         results_maxlen, result_id)
+--   -> {status, state, alert json or '', results stream id or ''}
+-- status: 'applied', 'late' (an older probe than one applied: history only),
+-- 'duplicate' (this very result was applied already: nothing written), 'fenced'.
+-- Results are ordered per (target, location) by their probe's start on Redis's clock
+-- (now - age: no node's clock matters): not by interval slots, since confirmation
+-- probes put several results in one interval.
+local function observe(keys, args)
+  local t, fence, outbox, results, late_ids = keys[1], keys[2], keys[3], keys[4], keys[5]
+  local member, token, loc, name = args[1], args[2], args[3], args[4]
+  local interval, age = tonumber(args[5]), tonumber(args[6])
+  local ok = args[7] == '1'
+  local failure_threshold, success_threshold = tonumber(args[8]), tonumber(args[9])
+  local locations, quorum = tonumber(args[10]), tonumber(args[11])
+  local result, ts, url = args[12], tonumber(args[13]), args[16]
+  local reason = args[14] ~= '' and args[14] or nil
+  local detail = args[15] ~= '' and args[15] or nil
+  local maxlen, result_id = args[17], args[18]
+  if fenced(fence, member, token) then
+    return {'fenced', '', '', ''}
+  end
+  local now = redis_now()
+  -- the probe's start on Redis's clock: no node's clock matters, only its own age count
+  local start = math.floor((now - age) * 1000)
+  local p = 'l:' .. loc .. ':'
+  local last = tonumber(redis.call('HGET', t, p .. 'start') or '-1')
+  local state = redis.call('HGET', t, 'state') or 'UNKNOWN'
+  local function to_history(late)
+    return redis.call('XADD', results, 'MAXLEN', '~', maxlen, '*',
+      'node', member, 'loc', loc, 'late', late, 'r', result)
+  end
+  if redis.call('HGET', t, p .. 'rid') == result_id then
+    return {'duplicate', state, '', ''}  -- sent again: its first call's answer was lost
+  end
+  if start < last then
+    -- an older probe than the newest applied (a spool replayed): history only, once
+    if redis.call('SET', late_ids .. result_id, '1', 'NX', 'EX', 3600) then
+      return {'late', state, '', to_history('1')}
+    end
+    return {'duplicate', state, '', ''}
+  end
+  redis.call('HSET', t, p .. 'start', start, p .. 'seen', now, p .. 'rid', result_id)
+  local failures = tonumber(redis.call('HGET', t, p .. 'f') or '0')
+  local successes = tonumber(redis.call('HGET', t, p .. 's') or '0')
+  local loc_state = redis.call('HGET', t, p .. 'st') or 'UNKNOWN'
+  -- the thresholds as MemoryStateStore applies them (engine/state.py), per location
+  if ok then
+    successes = successes + 1
+    if successes >= success_threshold then
+      loc_state, failures = 'UP', 0
+      redis.call('HDEL', t, p .. 'streak')
+    end
+  else
+    successes, failures = 0, failures + 1
+    if failures == 1 or not redis.call('HGET', t, p .. 'streak') then
+      redis.call('HSET', t, p .. 'streak', ts)
+    end
+    if failures >= failure_threshold then loc_state = 'DOWN' end
+  end
+  redis.call('HSET', t, p .. 'f', failures, p .. 's', successes, p .. 'st', loc_state)
+  local new = verdict(t, state, locations, quorum, 2 * interval, now)
+  local alert = ''
+  if new ~= state then
+    redis.call('HSET', t, 'state', new, 'since', ts)
+    local event
+    if new == 'DOWN' then
+      local since = tonumber(redis.call('HGET', t, p .. 'streak') or ts)
+      redis.call('HSET', t, 'down_since', since, 'since', since)
+      event = {event = 'down', reason = reason, detail = detail, since = since,
+        failures = failures}
+    elseif state == 'DOWN' then
+      local since = tonumber(redis.call('HGET', t, 'down_since') or ts)
+      event = {event = 'up', since = since, detail = detail,
+        downtime_s = math.floor((ts - since) * 1000 + 0.5) / 1000}
+    end
+    if event then
+      local version = redis.call('HINCRBY', t, 'version', 1)
+      event.id = name .. ':' .. version
+      event.ts, event.target, event.url = ts, name, url
+      alert = cjson.encode(event)
+      redis.call('XADD', outbox, '*', 'id', event.id, 'alert', alert)
+    end
+  end
+  return {'applied', new, alert, to_history('0')}
+end
+
+redis.register_function('tm_version', tm_version)
+redis.register_function('tm_claim', claim)
+redis.register_function('tm_heartbeat', heartbeat)
+redis.register_function('tm_leave', leave)
+redis.register_function('tm_cluster_id', cluster_id)
+redis.register_function('tm_observe', observe)

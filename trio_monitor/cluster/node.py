@@ -1,0 +1,475 @@
+"""One cluster node at run time: membership, ownership, results to Redis, alerts once.
+
+    heartbeat (every BEAT s)     its lease in {tm}:members (Redis's clock + TTL), its
+        │                        fencing token checked; the live members ──▶ ownership
+        ▼
+    ownership.owned              this node's share ──▶ Scheduler.select (the target-
+                                 selection seam): a gained target is probed at once
+    outlet "cluster"             every ProbeResult, bounded (drops counted like every
+        │                        consumer's): the spool while Redis is away
+        ▼
+    sender                       ClusterClient.observe, in order, each result sent until
+                                 Redis answers (same result id: a repeat is a no-op)
+    outbox consumers             per notifier, its consumer group on {tm}:outbox:
+                                 XAUTOCLAIM (a dead node's entries), XREADGROUP, deliver
+                                 with Idempotency-Key = the alert id, mark it delivered,
+                                 then XACK
+    fold                         with history: every node's results ({tm}:results) and
+                                 the cluster's alerts ({tm}:outbox) into this node's
+                                 SQLite through its history outlet, each batch followed
+                                 by a StreamMark (stored in the same transaction as the
+                                 records before it): the page, API and reports show
+                                 the whole cluster, and a restart goes on from the mark
+
+A node whose member name a newer process has taken over (its token replaced in the
+fence) stops itself: one error line, and `run` exits 3 (EXIT_TAKEN_OVER, _lifecycle.py).
+
+Redis being away never blocks probing: the share last known stays, results wait in
+the outlet (bounded), beats and consumers retry after a pause.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import secrets
+import sqlite3
+import time
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+import coredis
+import httpx
+import trio
+
+from .._config import ClusterSettings, Config
+from .._records import AlertEvent, ProbeResult, Record, StreamMark
+from ..alerts import base as alert_kinds
+from ..engine.dispatch import Dispatcher, Outlet
+from ..store._sql import get_meta, stream_meta_key
+from . import client as cc
+from .ownership import owned
+from .status import describe
+
+log = logging.getLogger("trio_monitor")
+
+BEAT, TTL = 1.0, 3.0  # seconds between heartbeats; a lease's length
+CALL_TIMEOUT = 5.0  # one Redis call at most (then: sent again, or retried later)
+RETRY = 1.0  # seconds before the next attempt while Redis is away
+RESULTS_QUEUE = 100_000  # results waiting for Redis (the spool) before some are dropped
+CLAIM_IDLE_MS = 30_000  # an outbox entry unacknowledged this long is another node's to take
+READ_BLOCK_MS = 1_000
+DELIVERED_TTL = 7 * 86400  # how long "delivered" marks are kept (s)
+FOLD_BATCH = 1000  # stream entries read at once into history
+
+
+def _is_result(record: Record) -> bool:
+    return isinstance(record, ProbeResult)
+
+
+@attrs.define
+class ClusterStatus:
+    """What the node knows, for the API, the page and the CLI."""
+
+    member: str
+    redis: str  # the URL, redacted
+    redis_ok: bool = False  # the last call answered
+    redis_error: str | None = None
+    cluster_id: str | None = None
+    live: dict[str, float] = attrs.field(factory=dict)  # member -> lease expiry (Redis time)
+    redis_now: float | None = None
+    owned: int = 0
+    sent: int = 0  # results Redis took
+    late: int = 0  # of them, older than one already applied: history only
+    config_hash: str = ""
+    hashes: dict[str, str] = attrs.field(factory=dict)  # member -> its config hash
+    delivered: int = 0  # alerts this node delivered from the outbox
+    fold_lag_s: float | None = None  # how far history's fold is behind Redis's clock
+    taken_over: bool = False
+
+    @property
+    def config_differs(self) -> list[str]:
+        """Live members whose targets or alerting settings differ from this node's."""
+        return sorted(m for m, h in self.hashes.items() if h != self.config_hash)
+
+
+class ClusterNode:
+    """A cluster node's Redis work; `run` in the services nursery, before the scheduler."""
+
+    def __init__(
+        self,
+        config: Config,
+        dispatcher: Dispatcher,
+        select: Callable[[Callable[[str], bool], list[str]], None],
+        stop: Callable[[], None],
+    ) -> None:
+        assert config.cluster is not None
+        self.settings: ClusterSettings = config.cluster
+        self.config = config
+        self.token = secrets.token_hex(16)  # this process incarnation's fencing token
+        self._seq = 0
+        self._select = select
+        self._stop = stop
+        self.outlet = dispatcher.add_outlet("cluster", RESULTS_QUEUE, _is_result)
+        self.status = ClusterStatus(
+            member=self.settings.member,
+            redis=self.settings.redis_shown,
+            config_hash=self.settings.config_hash,
+        )
+        self._owned: frozenset[str] = frozenset()
+        self._differs_logged: list[str] = []  # the members last logged as differing
+        # alone until the first beat answers: every target its own (on its schedule)
+        self._owned = owned(self.settings.member, config.targets, [])
+        self.status.owned = len(self._owned)
+        select(self.owns, [])
+
+    @property
+    def taken_over(self) -> bool:
+        return self.status.taken_over
+
+    @property
+    def alerts_locally(self) -> bool:
+        """Redis is away and `redis_down = "local"`: this node sends its own alerts."""
+        return self.settings.redis_down == "local" and not self.status.redis_ok
+
+    async def reconfigure(self, old: Config, new: Config) -> None:
+        """A reload's targets (`[cluster]` itself needs a restart)."""
+        self.config = new
+        self._reselect(list(self.status.live))
+
+    def owns(self, name: str) -> bool:
+        return name in self._owned
+
+    def describe(self) -> dict[str, Any]:
+        """The cluster as this node sees it (cluster/status.py's shape)."""
+        st = self.status
+        return describe(
+            redis_url=st.redis,
+            redis_ok=st.redis_ok,
+            redis_error=st.redis_error,
+            cluster_id=st.cluster_id,
+            redis_now=st.redis_now,
+            live=st.live,
+            hashes=st.hashes,
+            targets=self.config.targets,
+            config_hash=st.config_hash,
+            node=st.member,
+            owned=self._owned,
+            lag={
+                "queue": self.outlet.send.statistics().current_buffer_used,
+                "fold_s": st.fold_lag_s,
+                "sent": st.sent,
+                "late": st.late,
+                "delivered": st.delivered,
+            },
+        )
+
+    def _reselect(self, members: list[str]) -> None:
+        new = owned(self.settings.member, self.config.targets, members)
+        gained = sorted(new - self._owned)
+        self._owned = new
+        self.status.owned = len(new)
+        self._select(self.owns, gained)
+
+    def _fenced(self) -> None:
+        if not self.status.taken_over:
+            self.status.taken_over = True
+            log.error(
+                "cluster: node %s was taken over by a newer process (another monitor runs "
+                "with node = %r in location %r); stopping",
+                self.settings.member,
+                self.settings.node,
+                self.settings.location,
+            )
+            self._stop()
+
+    def _redis_down(self, exc: BaseException) -> None:
+        text = str(exc) or type(exc).__name__
+        if self.status.redis_ok or self.status.redis_error is None:
+            log.warning("cluster: Redis %s unreachable: %s", self.settings.redis_shown, text)
+        self.status.redis_ok, self.status.redis_error = False, text
+
+    def _redis_up(self) -> None:
+        if not self.status.redis_ok and self.status.redis_error is not None:
+            log.info("cluster: Redis %s reachable again", self.settings.redis_shown)
+        self.status.redis_ok, self.status.redis_error = True, None
+
+    async def run(
+        self,
+        client: httpx.AsyncClient,
+        history: tuple[Outlet, str] | None = None,
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Until the dispatcher closes the outlet (and it is drained): then leave.
+        `history`: the history outlet and its file, to fold the cluster's streams into."""
+        redis = cc.connect(self.settings.redis)
+        async with redis, trio.open_nursery() as nursery:
+            node = cc.ClusterClient(redis, self.settings.member, self.token)
+            with trio.move_on_after(CALL_TIMEOUT):
+                await self._join(node)  # a Redis away at start: the beats try again
+            task_status.started()
+            nursery.start_soon(self._beat, node)
+            if history is not None:
+                nursery.start_soon(self._fold, redis, *history)
+            for key, _, table, group in alert_kinds.configured(self.config.alerts):
+                notifier = alert_kinds.get(key).create(table, client)
+                nursery.start_soon(self._consume, node, group, table.events, notifier)
+            await self._send(node)
+            nursery.cancel_scope.cancel()
+            if not self.status.taken_over:
+                with trio.move_on_after(CALL_TIMEOUT) as leaving:
+                    leaving.shield = True
+                    try:
+                        await node.leave()
+                    except Exception as exc:
+                        if not cc.is_trouble(exc):
+                            raise
+                        log.info("cluster: could not take the lease back: %s", exc)
+
+    async def _join(self, node: cc.ClusterClient) -> bool:
+        """Load the functions, claim the name, learn the cluster's id, beat once."""
+        try:
+            await node.load_functions()
+            previous = await node.claim()
+            if previous is not None:
+                log.info("cluster: %s was held by an earlier process; taking it over", node.member)
+            self.status.cluster_id, created = await node.cluster_id(secrets.token_hex(8))
+            if created:
+                log.info("cluster: new cluster %s", self.status.cluster_id)
+        except Exception as exc:
+            if not cc.is_trouble(exc):
+                raise
+            self._redis_down(exc)
+            return False
+        return await self._beat_once(node)
+
+    async def _beat_once(self, node: cc.ClusterClient) -> bool:
+        try:
+            with trio.fail_after(CALL_TIMEOUT):
+                beat = await node.heartbeat(TTL, self.status.config_hash)
+        except coredis.exceptions.ResponseError as exc:
+            if "not found" in str(exc).lower():  # a Redis that came back empty
+                return await self._join(node)
+            self._redis_down(exc)
+            return False
+        except Exception as exc:
+            if not cc.is_trouble(exc):
+                raise
+            self._redis_down(exc)
+            return False
+        if beat.fenced:
+            self._fenced()
+            return False
+        self._redis_up()
+        changed = set(beat.live) != set(self.status.live)
+        self.status.live, self.status.redis_now, self.status.hashes = (
+            beat.live,
+            beat.now,
+            beat.hashes,
+        )
+        differs = self.status.config_differs
+        if differs and differs != self._differs_logged:  # once per change, not per beat
+            log.error(
+                "cluster: targets or alerting settings differ from this node's on %s: "
+                "every node must read the same [[targets]] and [alerts]",
+                ", ".join(differs),
+            )
+        self._differs_logged = differs
+        if changed:
+            self._reselect(list(beat.live))
+        return True
+
+    async def _beat(self, node: cc.ClusterClient) -> None:
+        while not self.status.taken_over:
+            await trio.sleep(BEAT)
+            await self._beat_once(node)
+
+    async def _send(self, node: cc.ClusterClient) -> None:
+        """Every result to Redis, in order; one that fails is sent again (the same id)
+        until Redis takes it: the outlet holds the rest meanwhile."""
+        async with self.outlet.receive:
+            async for record in self.outlet.receive:
+                assert isinstance(record, ProbeResult)
+                if self.status.taken_over:
+                    continue  # drained, not sent: another process is this node now
+                self._seq += 1
+                await self._observe(node, record, f"{self.token}:{self._seq}")
+
+    async def _observe(self, node: cc.ClusterClient, result: ProbeResult, result_id: str) -> None:
+        target = next((t for t in self.config.targets if t.name == result.target), None)
+        if target is None:
+            return  # removed by a reload meanwhile
+        while True:
+            try:
+                with trio.fail_after(CALL_TIMEOUT):
+                    observed = await node.observe(
+                        target,
+                        result,
+                        age=time.time() - result.ts,
+                        result_id=result_id,
+                    )
+            except Exception as exc:
+                if not cc.is_trouble(exc):
+                    raise
+                self._redis_down(exc)
+                await trio.sleep(RETRY)
+                continue
+            self._redis_up()
+            if observed.status == cc.FENCED:
+                self._fenced()
+            elif observed.status != cc.DUPLICATE:
+                self.status.sent += 1
+                self.status.late += observed.status == cc.LATE
+            return
+
+    async def _consume(
+        self,
+        node: cc.ClusterClient,
+        group: str,
+        events: tuple[str, ...],
+        notifier: alert_kinds.Notifier,
+    ) -> None:
+        """This notifier's share of the outbox: its own pending entries first (a
+        restart), then a dead consumer's (XAUTOCLAIM), then new ones."""
+        redis = node.redis
+        created = False
+        while not self.status.taken_over:
+            try:
+                if not created:
+                    await _create_group(redis, group)
+                    created = True
+                entries = await _take(redis, group, node.member)
+            except Exception as exc:
+                if not cc.is_trouble(exc):
+                    raise
+                self._redis_down(exc)
+                created = False  # an empty Redis lost the group too
+                await trio.sleep(RETRY)
+                continue
+            for entry_id, fields in entries:
+                await self._deliver(redis, group, events, notifier, entry_id, fields)
+
+    async def _deliver(
+        self,
+        redis: coredis.Redis[str],
+        group: str,
+        events: tuple[str, ...],
+        notifier: alert_kinds.Notifier,
+        entry_id: str,
+        fields: dict[str, str],
+    ) -> None:
+        mark = f"{cc.PREFIX}delivered:{group}:{fields.get('id', entry_id)}"
+        while True:
+            try:
+                if not await redis.exists([mark]):
+                    alert = _alert(fields)
+                    if alert is not None and alert.event in events:
+                        if not await notifier.deliver(alert):
+                            log.warning("cluster: %s: gave up on alert %s", group, alert.id)
+                        self.status.delivered += 1
+                    await redis.set(mark, "1", ex=DELIVERED_TTL)  # before the ack
+                await redis.xack(cc.OUTBOX, group, [entry_id])
+                return
+            except Exception as exc:
+                if not cc.is_trouble(exc):
+                    raise
+                self._redis_down(exc)
+                await trio.sleep(RETRY)
+
+    async def _fold(self, redis: coredis.Redis[str], history: Outlet, store_path: str) -> None:
+        """The cluster's results and alerts into this node's history, from where its
+        last StreamMark says, on."""
+        marks = await trio.to_thread.run_sync(_stream_marks, store_path)
+        while True:
+            try:
+                with trio.fail_after(CALL_TIMEOUT + READ_BLOCK_MS / 1000):
+                    answer = await redis.xread(marks, count=FOLD_BATCH, block=READ_BLOCK_MS)
+            except Exception as exc:
+                if not cc.is_trouble(exc):
+                    raise
+                self._redis_down(exc)
+                await trio.sleep(RETRY)
+                continue
+            for stream, entries in (answer or {}).items():
+                for entry in entries:
+                    fields = {str(k): str(v) for k, v in entry.field_values.items()}
+                    record = _folded(str(stream), fields)
+                    if record is not None:
+                        history.offer(record)
+                if entries:
+                    marks[str(stream)] = str(entries[-1].identifier)
+                    history.offer(StreamMark(str(stream), marks[str(stream)]))
+                    if stream == cc.RESULTS and self.status.redis_now is not None:
+                        folded = int(marks[cc.RESULTS].partition("-")[0]) / 1000
+                        self.status.fold_lag_s = round(max(0.0, self.status.redis_now - folded), 3)
+
+
+def _stream_marks(store_path: str) -> dict[str, str]:
+    """How far this node's history has folded in each stream ("0-0": from the start)."""
+    with contextlib.closing(sqlite3.connect(store_path)) as conn:
+        return {
+            stream: str(get_meta(conn, stream_meta_key(stream)) or "0-0")
+            for stream in (cc.RESULTS, cc.OUTBOX)
+        }
+
+
+def _folded(stream: str, fields: dict[str, str]) -> Record | None:
+    """A stream entry as the record history keeps: a result, or an alert."""
+    if stream == cc.OUTBOX:
+        return _alert(fields)
+    try:
+        return cc.from_history_entry(fields["r"])
+    except (KeyError, ValueError, TypeError) as exc:
+        log.error("cluster: a results entry that is no result: %s", exc)
+        return None
+
+
+def _alert(fields: dict[str, str]) -> AlertEvent | None:
+    try:
+        data: dict[str, Any] = json.loads(fields["alert"])
+        known = {a.name for a in attrs.fields(AlertEvent)}
+        return AlertEvent(**{k: v for k, v in data.items() if k in known})
+    except (KeyError, ValueError, TypeError) as exc:
+        log.error("cluster: an outbox entry that is no alert: %s", exc)
+        return None
+
+
+async def _create_group(redis: coredis.Redis[str], group: str) -> None:
+    """The notifier's consumer group, from the stream's end (MKSTREAM): created once."""
+    # another node (or an earlier run) may have made it
+    with contextlib.suppress(coredis.exceptions.StreamDuplicateConsumerGroupError):
+        await redis.xgroup_create(cc.OUTBOX, group, "$", mkstream=True)
+
+
+async def _take(
+    redis: coredis.Redis[str], group: str, consumer: str
+) -> list[tuple[str, dict[str, str]]]:
+    """The next entries for this consumer: its own pending ones (after a restart), then
+    those idle past CLAIM_IDLE_MS (a dead consumer's), then new ones (waiting a while)."""
+    with trio.fail_after(CALL_TIMEOUT + READ_BLOCK_MS / 1000):
+        mine = await redis.xreadgroup(group, consumer, streams={cc.OUTBOX: "0"}, count=10)
+        entries = _entries(mine)
+        if entries:
+            return entries
+        claimed = await redis.xautoclaim(cc.OUTBOX, group, consumer, CLAIM_IDLE_MS, "0-0", count=10)
+        entries = [(e.identifier, dict(e.field_values)) for e in claimed[1] if e.field_values]
+        if entries:
+            return entries
+        new = await redis.xreadgroup(
+            group, consumer, streams={cc.OUTBOX: ">"}, count=10, block=READ_BLOCK_MS
+        )
+        return _entries(new)
+
+
+def _entries(answer: Any) -> list[tuple[str, dict[str, str]]]:
+    if not answer:
+        return []
+    return [
+        (e.identifier, dict(e.field_values))
+        for stream_entries in answer.values()
+        for e in stream_entries
+        if e.field_values
+    ]
