@@ -5,8 +5,8 @@
 writes OUT_DIR/week.jsonl (what `trio-monitor run` would have written for that week:
 probe lines and the alert lines its alerting made), OUT_DIR/live.toml (the config that
 "recorded" it: global thresholds, one pager, no grouping, no dependencies, no
-maintenance), OUT_DIR/candidate.toml (the same with dependencies on the routers, storm
-grouping and the maintenance window) and OUT_DIR/schedule.txt (the outages the week
+maintenance), OUT_DIR/candidate.toml (the same with dependencies on the routers and
+storm grouping) and OUT_DIR/schedule.txt (the outages the week
 holds).
 
 The fleet: 4 routers (core-a .. core-d, one per site, each site its own /24) with the
@@ -94,7 +94,7 @@ def live_config(targets: list[dict], interval: float) -> dict:
 def candidate_config(targets: list[dict], interval: float) -> dict:
     """live.toml plus what issue 13 adds: every service depends on its site's router,
     storm grouping over a probe interval (the fleet's probes are spread over it, so a
-    shared outage's downs are too), and Sunday's maintenance window."""
+    shared outage's downs are too)."""
     doc = live_config(
         [
             {**t, "depends_on": [f"core-{t['labels']['site']}"]}
