@@ -24,8 +24,9 @@ baseline is the `slow` alert with a threshold of 3x the target's normal latency.
 
     python bench/early_warning.py                 # both tables (synthetic, recorded)
     python bench/early_warning.py --sweep         # the parameter grid behind the defaults
-    python bench/early_warning.py --record h.db   # make the recorded set (~6 minutes)
-    python bench/early_warning.py --cpu 10000     # CPU per probe, early warning on vs off
+    python bench/early_warning.py --record h.db   # make the recorded set (9 minutes)
+    python bench/early_warning.py --cpu 10000     # dispatch CPU per probe, on vs off
+    python bench/early_warning.py --cpu-run 10000 # the whole monitor's CPU per probe
 """
 
 from __future__ import annotations
@@ -39,9 +40,11 @@ import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
+from datetime import datetime
 from pathlib import Path
 
 import attrs
@@ -58,6 +61,7 @@ STEP = 30.0
 DAY = 86400.0
 WEEK = 7 * DAY
 HORIZON = 3600.0  # a warning this long before an outage at most is about it
+CERT_HORIZON = 30 * DAY  # ... and for a certificate's renewal (it warns weeks ahead)
 T0 = 1_800_000_000.0 - 8 * 3600  # a Friday, 00:00 UTC
 KINDS = ("ramp", "errors", "size", "sudden")  # what precedes an incident target's outages
 SIGNAL_OF = {"ramp": "latency", "errors": "errors", "size": "size", "cert": "cert"}
@@ -270,7 +274,10 @@ class Score:
     def row(self, name: str) -> str:
         precision = f"{self.true / self.warnings:.2f}" if self.warnings else "-"
         recall = f"{self.caught / self.incidents:.2f}" if self.incidents else "-"
-        lead = f"{statistics.median(self.leads) / 60:.1f}" if self.leads else "-"
+        lead = "-"
+        if self.leads:
+            median = statistics.median(self.leads)
+            lead = f"{median / 60:.1f}" if median < DAY else f"{median / DAY:.1f} days"
         per_week = self.false / self.target_weeks if self.target_weeks else 0.0
         return (
             f"| {name} | {self.warnings} | {precision} | {self.caught}/{self.incidents} "
@@ -291,8 +298,9 @@ def score(
         for a in warns:
             signal = a.signal or event
             hit = None
+            horizon = CERT_HORIZON if signal in ("cert", "cert_expiring") else HORIZON
             for i, o in enumerate(s.outages):
-                if o.down_at is not None and o.start - HORIZON <= a.ts <= o.down_at:
+                if o.down_at is not None and o.start - horizon <= a.ts <= o.down_at:
                     hit = i
                     break
             for key in (signal, "overall"):
@@ -318,16 +326,21 @@ HEAD = (
 )
 
 
-def table(series: list[Series], params: EarlyWarningSection) -> str:
+def table(
+    series: list[Series],
+    params: EarlyWarningSection,
+    static_event: str = "slow",
+    static_name: str = "static `slow` (3x normal latency)",
+) -> str:
     replayed = list(replay(series, params))
     early = score(replayed)
-    static = score(replayed, event="slow")
+    static = score(replayed, event=static_event)
     rows = [HEAD]
     for key in ("latency", "errors", "size", "cert", "sudden"):
         if key in early and (early[key].incidents or early[key].warnings):
             rows.append(early[key].row(f"`degrading` {key}"))
     rows.append(early["overall"].row("**`degrading` overall**"))
-    rows.append(static["overall"].row("static `slow` (3x normal latency)"))
+    rows.append(static["overall"].row(static_name))
     return "\n".join(rows)
 
 
@@ -351,6 +364,15 @@ def sweep(series: list[Series]) -> None:
             f" {sc.false / sc.target_weeks:.2f} |",
             flush=True,
         )
+    for eh in (4.0, 6.0, 9.0):
+        params = EarlyWarningSection(errors_threshold=eh)
+        sc = score(replay(series, params))["errors"]
+        lead = statistics.median(sc.leads) / 60 if sc.leads else 0
+        print(
+            f"| errors_threshold {eh} | {sc.caught}/{sc.incidents} | {lead:.1f} |"
+            f" {sc.false / sc.target_weeks:.2f} |",
+            flush=True,
+        )
 
 
 # --- the recorded set ----------------------------------------------------------------
@@ -361,7 +383,7 @@ def recorded(path: str) -> list[Series]:
     with HistoryReader(path) as reader:
         names = [name for (name,) in reader._conn.execute("SELECT name FROM targets")]
         incidents = reader.incidents(0, math.inf)
-        samples = {n: reader.samples(n, 0, math.inf) for n in names}
+        samples = {n: list(reader.samples(n, 0, math.inf)) for n in names}
         meta = (
             json.loads(Path(path + ".json").read_text()) if os.path.exists(path + ".json") else {}
         )
@@ -408,18 +430,26 @@ def record(path: str, minutes: float) -> None:
         targets, kinds, slow = [], {}, {}
         for i in range(12):
             name = f"steady{i}"
-            base = 5 + 5 * i
-            targets.append({"name": name, "url": f"http://127.0.0.1:{port}/d/{base}"})
+            base = 20 + 10 * i
+            targets.append({"name": name, "url": f"http://127.0.0.1:{port}/j/{base}"})
             slow[name] = 3 * base
-        for i in range(8):
+        for i in range(6):
             name = f"ramp{i}"
-            base = 5 + 5 * i
-            start = now + warm + 20 * i
-            ramp = 60 + 10 * i
-            ms = int(start * 1000)
-            url = f"http://127.0.0.1:{port}/ramp/{ms}/{ms + ramp * 1000}/{base}/{base * 15}"
+            base = 40 + 20 * i
+            ms = int((now + warm + 15 * i) * 1000)
+            until = ms + (150 + 20 * i) * 1000
+            url = f"http://127.0.0.1:{port}/ramp/{ms}/{until}/{base}/{base * 12}"
             targets.append({"name": name, "url": url})
             kinds[name], slow[name] = "ramp", 3 * base
+        for i in range(4):
+            name = f"flaky{i}"
+            base = 10 + 5 * i
+            ms = int((now + warm + 20 * i) * 1000)
+            until = ms + (60 + 15 * i) * 1000
+            targets.append(
+                {"name": name, "url": f"http://127.0.0.1:{port}/flaky/{ms}/{until}/{base}"}
+            )
+            kinds[name], slow[name] = "errors", 3 * base
         doc = {
             "monitor": {"interval": "1s", "timeout": "3s", "retries": 0},
             "early_warning": {"warmup": 150},
@@ -473,21 +503,83 @@ def cpu(targets: int, probes_per_target: int = 30) -> None:
         print(f"early warning {'on ' if early_on else 'off'}: {spent / n * 1e6:.2f} µs/probe")
 
 
+def cpu_run(targets: int, seconds: float = 75.0, interval: float = 30.0) -> None:
+    """The whole monitor's CPU per probe, early warning on vs off (alternated twice):
+    `trio-monitor run` against the farm (100 ports, `targets` HTTP targets at
+    `interval`, history on), CPU from /proc between the first interval's end and the
+    run's end, over the probe lines in that window."""
+    import tomli_w
+    from procs import cpu_seconds
+
+    farm = subprocess.Popen(
+        [sys.executable, str(Path(__file__).with_name("farm.py")), "--ports", "100"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = farm.stdout.readline() if farm.stdout else ""
+        ports = json.loads(line.split(" ", 1)[1])["ports"]
+        work = Path(tempfile.mkdtemp(prefix="early-cpu-"))
+        for run, enabled in enumerate((False, True, False, True)):
+            doc = {
+                "monitor": {"interval": f"{interval:g}s", "timeout": "5s", "retries": 0},
+                "early_warning": {"enabled": enabled},
+                "storage": {"path": str(work / f"h{run}.db")},
+                "targets": [
+                    {"name": f"t{i}", "url": f"http://127.0.0.1:{ports[i % len(ports)]}/d/0?{i}"}
+                    for i in range(targets)
+                ],
+            }
+            cfg = work / f"m{run}.toml"
+            cfg.write_text(tomli_w.dumps(doc))
+            out = work / f"out{run}.jsonl"
+            with out.open("w") as sink:
+                mon = subprocess.Popen(
+                    [sys.executable, "-m", "trio_monitor", "run", "-c", str(cfg)], stdout=sink
+                )
+                time.sleep(interval + 5)
+                began, cpu0 = time.time(), cpu_seconds(mon.pid)
+                time.sleep(seconds)
+                ended, cpu1 = time.time(), cpu_seconds(mon.pid)
+                mon.send_signal(signal.SIGTERM)
+                mon.wait(60)
+            probes = 0
+            with out.open() as lines:
+                for text in lines:
+                    if text.startswith('{"schema":1,"type":"probe"'):
+                        ts = json.loads(text)["ts"]
+                        at = datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
+                        probes += began <= at < ended
+            state = "on " if enabled else "off"
+            print(
+                f"early warning {state}: {(cpu1 - cpu0) / probes * 1e6:.0f} µs CPU/probe"
+                f" ({probes} probes, {cpu1 - cpu0:.1f} s CPU in {ended - began:.0f} s)",
+                flush=True,
+            )
+    finally:
+        farm.send_signal(signal.SIGTERM)
+        farm.wait(10)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--targets", type=int, default=60)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--sweep", action="store_true")
     parser.add_argument("--record", metavar="DB")
-    parser.add_argument("--minutes", type=float, default=6.0)
+    parser.add_argument("--minutes", type=float, default=9.0)
     parser.add_argument("--recorded", metavar="DB", help="replay this history file")
     parser.add_argument("--cpu", type=int, metavar="TARGETS")
+    parser.add_argument("--cpu-run", type=int, metavar="TARGETS")
     args = parser.parse_args()
     if args.record:
         record(args.record, args.minutes)
         return
     if args.cpu:
         cpu(args.cpu)
+        return
+    if args.cpu_run:
+        cpu_run(args.cpu_run)
         return
     series = synthetic(args.targets, 0.5, args.seed)
     if args.sweep:
@@ -497,7 +589,14 @@ def main() -> None:
     print(f"synthetic: {args.targets} targets x 7 days at 30 s, half with daily incidents")
     print(table(series, params))
     print("\ncertificates: 20 targets x 120 days, hourly")
-    print(table(certificates(20, args.seed), params))
+    print(
+        table(
+            certificates(20, args.seed),
+            params,
+            "cert_expiring",
+            "static `cert_expiring` (14 days left)",
+        )
+    )
     if args.recorded:
         print(f"\nrecorded: {args.recorded}")
         print(table(recorded(args.recorded), params))

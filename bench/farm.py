@@ -13,6 +13,15 @@ of a target is encoded in its request path, so every prober sees the same thing:
               while the wall clock (unix ms) is in [from, until): mode `500` answers
               500, mode `hang` never answers; else 200: an outage with a known start
               and end (bench/detection.py)
+    /j/<ms>   200 after <ms> milliseconds with log-normal jitter (sigma 0.15) and, one
+              request in 100, five times slower: a steady but realistic target
+    /ramp/<from_ms>/<until_ms>/<base_ms>/<peak_ms>
+              jittered like /j/<base_ms> before `from`; its delay grows geometrically
+              to <peak_ms> until `until`; 500 after it: an outage with a slow precursor
+    /flaky/<from_ms>/<until_ms>/<base_ms>
+              like /j/<base_ms>, but from `from` to `until` a growing share of
+              requests (up to 40 %) answers 500; all of them after `until`
+              (bench/early_warning.py)
 
 HTTP/1.1 with keep-alive and Content-Length; delays use loop.call_later, never a
 blocking sleep. `/d/<ms>` is also the route with a known delay the latency-overhead
@@ -34,6 +43,8 @@ import argparse
 import asyncio
 import errno
 import json
+import math
+import random
 import signal
 import socket
 import ssl
@@ -79,7 +90,38 @@ def route(path: bytes) -> tuple[bytes, float] | None:
         if not int(parts[2]) <= time.time() * 1000 < int(parts[3]):
             return OK, 0.0
         return None if parts[4] == b"hang" else (ERROR, 0.0)
+    timed = _timed(parts)
+    if timed is not None:
+        return timed
     return NOT_FOUND, 0.0
+
+
+def _jitter(ms: float) -> float:
+    spike = 5.0 if random.random() < 0.01 else 1.0
+    return ms * spike * math.exp(random.gauss(0, 0.15)) / 1000
+
+
+def _timed(parts: list[bytes]) -> tuple[bytes, float] | None:
+    """/j, /ramp and /flaky (see the module's docstring); None: not one of them."""
+    if not all(p.isdigit() for p in parts[2:]) or len(parts) < 3:
+        return None
+    n = [int(p) for p in parts[2:]]
+    now = time.time() * 1000
+    if parts[1] == b"j" and len(n) == 1:
+        return OK, _jitter(n[0])
+    if parts[1] == b"ramp" and len(n) == 4:
+        start, until, base, peak = n
+        if now >= until:
+            return ERROR, 0.0
+        share = min(1.0, max(0.0, (now - start) / max(1, until - start)))
+        return OK, _jitter(base * (peak / base) ** share)
+    if parts[1] == b"flaky" and len(n) == 3:
+        start, until, base = n
+        if now >= until:
+            return ERROR, 0.0
+        share = min(1.0, max(0.0, (now - start) / max(1, until - start)))
+        return (ERROR if random.random() < 0.4 * share else OK), _jitter(base)
+    return None
 
 
 class TargetProtocol(asyncio.Protocol):

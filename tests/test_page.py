@@ -409,6 +409,15 @@ def _fake_api(now: float) -> FakeApi:
             "url": 'https://evil.example/"><script>alert(2)</script>',
             "state": "UP",
             "since": _iso(now - 86400),
+            "degrading": {
+                "ts": _iso(now - 60),
+                "since": _iso(now - 600),
+                "signal": "latency",
+                "baseline": 9.5,
+                "current": 31.0,
+                "score": 1.25,
+                "detail": "latency 31 ms vs 9.5 ms baseline <script>alert(4)</script>",
+            },
             "last": {
                 "ts": _iso(now - 20),
                 "ok": False,
@@ -501,6 +510,8 @@ return [...document.querySelectorAll("#targets .card")].map((c) => ({
   phases: c.querySelector(".phases").hidden ? null : c.querySelector(".phases").textContent,
   phases_p95: c.querySelector(".phases").title,
   err: c.querySelector(".err").hidden ? null : c.querySelector(".err").textContent,
+  warning: c.querySelector(".degrading-note").hidden ? null
+    : c.querySelector(".degrading-note").textContent,
   cert: c.querySelector(".cert").hidden ? null
     : [c.querySelector(".cert").textContent, c.querySelector(".cert").className],
   bars: [...c.querySelectorAll(".bar")].map((b) =>
@@ -624,6 +635,15 @@ def test_status_page_in_headless_chromium(browser, tmp_path):
         assert by["new-service"]["bars"] == [["nodata"] * 24, ["nodata"] * 28]
         assert by["new-service"]["vals"] == ["n/a", "n/a", "no data"]
         assert by["api"]["pill"] == "\u2713 UP"
+        assert by["api"]["warning"] is None
+        # an UP target with an open early warning: yellow, with its evidence (as text)
+        assert by[HOSTILE]["pill"] == "! DEGRADING"
+        assert "st-degrading" in by[HOSTILE]["cls"]
+        assert re.fullmatch(
+            r"degrading: latency 31 ms vs 9\.5 ms baseline <script>alert\(4\)</script>"
+            r" \u00b7 since \d\d:\d\d:\d\d \u00b7 score 1\.3",
+            by[HOSTILE]["warning"],
+        )
         assert re.fullmatch(r"last check \d\d:\d\d:\d\d \u00b7 HTTP 200 \u00b7 43 ms \u00b7 ok",
                             by["api"]["last"])  # fmt: skip
         assert by["api"]["err"] is None

@@ -274,6 +274,7 @@ class FakeReader:
     incident_rows: list[Incident] = attrs.Factory(list)
     change_rows: list[ContentChange] = attrs.Factory(list)
     cert_rows: list[Certificate] = attrs.Factory(list)
+    warning_rows: list = attrs.Factory(list)
     not_stored: int = 0
     calls: list[tuple] = attrs.Factory(list)
     closed: bool = False
@@ -312,6 +313,13 @@ class FakeReader:
 
     def certificates(self, target=None):
         return [c for c in self.cert_rows if target is None or c.target == target]
+
+    def warnings(self, since, until, target=None):
+        return [
+            w
+            for w in self.warning_rows
+            if (target is None or w.target == target) and since <= w.ts < until
+        ]
 
     def unstored(self) -> int:
         return self.not_stored
@@ -1410,6 +1418,59 @@ async def test_certificates_expiring_within_30_days(tmp_path, capsys):
 
 def _day(ts: float) -> str:
     return rfc3339(ts)[:10]
+
+
+async def test_targets_that_warned_and_whether_an_outage_followed(tmp_path, capsys):
+    """`degrading` alerts are kept in history; the report lists them with the outage
+    (an incident of the target beginning within 6 hours) that followed, if one did."""
+    until = T0 + 3600
+
+    def warning(target: str, minute: int) -> AlertEvent:
+        return alert_event(
+            "degrading", target=target, ts=T0 + minute * 60, signal="latency", baseline=90.0,
+            current=400.0, score=1.2, detail=f"latency 400 ms vs 90 ms baseline ({target})",
+        )  # fmt: skip
+
+    records = [
+        _probe("api", 0),
+        _probe("web", 0),
+        warning("api", 10),
+        alert_event("down", target="api", ts=T0 + 25 * 60, since=T0 + 24 * 60, reason="timeout"),
+        warning("web", 30),
+    ]
+    send, receive = trio.open_memory_channel(math.inf)
+    for record in records:
+        send.send_nowait(record)
+    send.close()
+    await StoreWriter(str(tmp_path / "history.db"), StorageSection(), StoreStats()).serve(receive)
+    cfg = write_config(
+        tmp_path,
+        config_doc(
+            *({"name": n, "url": f"https://{n}.example/"} for n in ("api", "web")),
+            storage={"path": "history.db"},
+        ),
+        name="monitor.toml",
+    )
+    window = ["--since", rfc3339(T0), "--until", rfc3339(until)]
+
+    assert main(["report", "-c", str(cfg), *window, "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert [(w["target"], w["signal"], w["lead_s"]) for w in data["warnings"]] == [
+        ("api", "latency", 14 * 60.0),
+        ("web", "latency", None),
+    ]
+    assert data["warnings"][0]["outage_start"] == rfc3339(T0 + 24 * 60)
+
+    assert main(["report", "-c", str(cfg), *window]) == 0
+    text = capsys.readouterr().out
+    section = text[text.index("early warnings (degrading)") :].splitlines()
+    assert section[1].startswith(f"  api at {rfc3339(T0 + 600)}: outage 14m00s later: latency")
+    assert section[2].startswith(f"  web at {rfc3339(T0 + 1800)}: no outage followed: latency")
+
+    assert main(["report", "-c", str(cfg), *window, "--format", "html"]) == 0
+    html = capsys.readouterr().out
+    assert "<h2>Early warnings" in html
+    assert "14m00s later" in html
 
 
 def test_jsonl_probe_lines_give_the_latest_certificate():

@@ -131,9 +131,10 @@ class Rate:
         self.n = 0
         self.p = 0.0
 
-    def update(self, hit: bool, alpha: float) -> None:
+    def update(self, hit: bool, alpha: float, slower: float = 1.0) -> None:
+        """`slower`: also the warm-up's 1/n rate divided by this."""
         n = self.n = self.n + 1
-        a = alpha if alpha * n > 1.0 else 1.0 / n
+        a = alpha if alpha * n > 1.0 else 1.0 / (n * slower)
         self.p += a * ((1.0 if hit else 0.0) - self.p)
 
     def load(self, data: list[float]) -> None:

@@ -35,6 +35,7 @@ SIZE_FLOOR = 0.05
 ERRORS_STEP = 0.02  # p1 is at least p0 + this
 CHURN_STABLE = 0.2  # a page changing more often than this is not watched for churn
 FAST = 0.2  # EW rate of the "current" value shown in a warning
+EXCURSION = 10.0  # how much slower the failure rate learns while its CUSUM is above 0
 SIGNALS = ("latency", "errors", "size", "churn", "cert")
 
 
@@ -192,7 +193,11 @@ class TargetModel:
                         f" (baseline {p0:.1%}), last: {r.error}",
                     )
                 )
-        e.update(not r.ok, 1.0 / p.errors_probes)
+        # during an excursion the rate learns ten times slower: the failures being
+        # counted must not become the baseline they are counted against (a permanent
+        # new rate still is, eventually)
+        slowed = EXCURSION if self.err_cusum.s > 0.0 else 1.0
+        e.update(not r.ok, 1.0 / (p.errors_probes * slowed), slowed)
         if r.tls is not None:
             self._cert(r, p, cert_window, found)
         return found

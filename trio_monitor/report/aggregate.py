@@ -22,11 +22,15 @@ from ..store.records import (
     PhaseHistograms,
     PhaseStats,
     Sample,
+    StoredWarning,
 )
 
 SLOTS = 48  # time slots over [since, until) for the charts
 DEFAULT_SLOWEST = 5  # targets listed by p95
 EXPIRING_WITHIN = 30 * 86400.0  # certificates listed when they expire this soon after `until`
+# an early warning is "followed by an outage" when one of its target's incidents in the
+# report begins within this long after it
+OUTAGE_WITHIN = 6 * 3600.0
 HOUR = 3600
 # kinds whose latency is not a response time (push: the job's run time, start to ping):
 # no place among the slowest
@@ -65,6 +69,7 @@ class _TargetAgg:
     # failed probes by error kind; raw samples only (hourly rollups keep no error kinds)
     errors: dict[str, int] = field(factory=dict)
     certificate: Certificate | None = None  # the latest one known, at any time
+    warnings: list[StoredWarning] = field(factory=list)  # `degrading` alerts in range
     # per slot; floats because an hourly rollup is spread over the slots it overlaps;
     # arrays of doubles, not lists of float objects: 4 x 8 bytes a slot, per target
     slot_checks: array[float] = field(init=False)
@@ -205,6 +210,10 @@ class Aggregator:
         if self.wants(change.target) and self.since <= change.ts < self.until:
             self.target(change.target).changes += 1
 
+    def add_warning(self, warning: StoredWarning) -> None:
+        if self.wants(warning.target) and self.since <= warning.ts < self.until:
+            self.target(warning.target).warnings.append(warning)
+
 
 # --- the report --------------------------------------------------------------------
 
@@ -235,6 +244,21 @@ class IncidentView:
     @property
     def removed(self) -> bool:
         return self.end_reason == "removed"
+
+
+@frozen
+class WarningView:
+    """An early warning (`degrading`), and whether an outage of its target followed."""
+
+    target: str
+    ts: float
+    signal: str
+    detail: str | None
+    outage_start: float | None  # the first incident beginning within OUTAGE_WITHIN after
+
+    @property
+    def lead_s(self) -> float | None:
+        return None if self.outage_start is None else self.outage_start - self.ts
 
 
 @frozen
@@ -275,6 +299,7 @@ class TargetReport:
     # failed probes by error kind, most first (raw samples only: hourly rollups, which
     # replace them after raw_retention, keep no error kinds)
     errors: dict[str, int] = field(factory=dict)
+    warnings: tuple[WarningView, ...] = ()  # early warnings in range, oldest first
 
     @property
     def latency_is_response_time(self) -> bool:
@@ -317,6 +342,11 @@ class Report:
     @property
     def incidents(self) -> list[IncidentView]:
         return sorted((i for t in self.targets for i in t.incidents), key=lambda i: i.start)
+
+    @property
+    def warnings(self) -> list[WarningView]:
+        """Every target's early warnings in range, oldest first."""
+        return sorted((w for t in self.targets for w in t.warnings), key=lambda w: w.ts)
 
     def expiry(self, cert: Certificate) -> str:
         """ "expires on 2026-12-03 (in 6 days)", counted from `until`, and which
@@ -420,7 +450,17 @@ def _target_report(agg: _TargetAgg, a: Aggregator) -> TargetReport:
         phases=agg.phases.stats(),
         kind=agg.kind,
         errors=dict(sorted(agg.errors.items(), key=lambda e: (-e[1], e[0]))),
+        warnings=_warning_views(agg),
     )
+
+
+def _warning_views(agg: _TargetAgg) -> tuple[WarningView, ...]:
+    starts = sorted(i.start for i in agg.incidents)
+    views = []
+    for w in sorted(agg.warnings, key=lambda w: w.ts):
+        after = next((s for s in starts if w.ts <= s <= w.ts + OUTAGE_WITHIN), None)
+        views.append(WarningView(agg.name, w.ts, w.signal, w.detail, after))
+    return tuple(views)
 
 
 def build_report(a: Aggregator, source: dict[str, Any] | None = None) -> Report:

@@ -268,6 +268,23 @@ def render_html(report: Report, slowest: int = DEFAULT_SLOWEST) -> str:
         o.append("</table>")
     else:
         o.append('<p class="muted">No incidents in this range.</p>')
+    warnings = report.warnings
+    if warnings:
+        o.append(
+            '<h2>Early warnings <span class="muted">(degrading; did an outage follow?)</span>'
+            '</h2><table><tr><th class="name">when</th><th class="name">target</th>'
+            '<th class="name">signal</th><th class="name">evidence</th>'
+            '<th class="name">outage</th></tr>'
+        )
+        for w in warnings:
+            followed = "no" if w.lead_s is None else f"{human_duration(w.lead_s)} later"
+            o.append(
+                f'<tr><td class="name">{_e(_short_time(w.ts))}</td>'
+                f'<td class="name">{_e(w.target)}</td><td class="name">{_e(w.signal)}</td>'
+                f'<td class="name">{_e(w.detail or "")}</td>'
+                f'<td class="name">{_e(followed)}</td></tr>'
+            )
+        o.append("</table>")
     expiring = report.expiring()
     if expiring:
         o.append(

@@ -8,7 +8,7 @@ from typing import Any
 
 from .._records import rfc3339
 from ..store.records import ERROR_BOUND
-from .aggregate import DEFAULT_SLOWEST, EXPIRING_WITHIN, Report
+from .aggregate import DEFAULT_SLOWEST, EXPIRING_WITHIN, OUTAGE_WITHIN, Report
 
 REPORT_SCHEMA = 1  # the JSON report's own version: fields are only added within it
 
@@ -108,6 +108,20 @@ def report_dict(report: Report, slowest: int = DEFAULT_SLOWEST) -> dict[str, Any
             for c in report.expiring()
         ],
         "certificates_within_days": EXPIRING_WITHIN / 86400,
+        # early warnings (`degrading`) in range, and the outage that followed (if one
+        # of the target's incidents began within OUTAGE_WITHIN after it)
+        "warnings": [
+            {
+                "target": w.target,
+                "ts": rfc3339(w.ts),
+                "signal": w.signal,
+                "detail": w.detail,
+                "outage_start": None if w.outage_start is None else rfc3339(w.outage_start),
+                "lead_s": _r(w.lead_s),
+            }
+            for w in report.warnings
+        ],
+        "warnings_outage_within_s": OUTAGE_WITHIN,
         # what latency_ms measures for the kinds in the report, where it differs
         "latency_means": report.latency_means(),
     }

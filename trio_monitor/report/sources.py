@@ -31,7 +31,15 @@ from typing import IO, Any, Protocol
 from .._errors import UsageError
 from .._records import PHASES, in_rfc3339_range, rfc3339
 from ..store import HistoryReader
-from ..store.records import Certificate, ContentChange, HourRollup, Incident, Sample, encode_phases
+from ..store.records import (
+    Certificate,
+    ContentChange,
+    HourRollup,
+    Incident,
+    Sample,
+    StoredWarning,
+    encode_phases,
+)
 from .aggregate import HOUR, Aggregator
 from .format import plural
 
@@ -58,6 +66,9 @@ class HistorySource(Protocol):
         self, since: float, until: float, target: str | None = None
     ) -> list[ContentChange]: ...
     def certificates(self, target: str | None = None) -> list[Certificate]: ...
+    def warnings(
+        self, since: float, until: float, target: str | None = None
+    ) -> list[StoredWarning]: ...
     def unstored(self) -> int: ...
 
 
@@ -94,6 +105,8 @@ def feed_store(
             a.add_change(change)
         for cert in reader.certificates(target=single):
             a.add_certificate(cert)
+        for warning in reader.warnings(a.since, a.until, target=single):
+            a.add_warning(warning)
         unstored = reader.unstored()
     return {"kind": "store", "unstored": unstored}
 
@@ -292,6 +305,18 @@ def _alert_line(
             downtime = _amount(rec.get("downtime_s"))
             start = since if since is not None else _in_range(ts - (downtime or 0.0))
         a.add_incident(Incident(target, start, ts, error or "unknown", "up"))
+    elif event == "degrading":
+        a.add_warning(
+            StoredWarning(
+                target,
+                ts,
+                _opt_str(rec.get("signal")) or "?",
+                _amount(rec.get("baseline")),
+                _amount(rec.get("current")),
+                _amount(rec.get("score")),
+                _opt_str(rec.get("detail")),
+            )
+        )
 
 
 def _removed_line(

@@ -96,6 +96,17 @@ def render_text(report: Report, slowest: int = DEFAULT_SLOWEST, width: int = 80)
         for t in failing:
             errors = ", ".join(f"{error} {n}" for error, n in t.errors.items())
             out.append(_fit(f"  {_fit(t.target, max(10, width - 40))}: {errors}", width))
+    warnings = report.warnings
+    if warnings:
+        out += ["", "early warnings (degrading), and whether an outage followed:"]
+        for w in warnings:
+            followed = (
+                "no outage followed"
+                if w.lead_s is None
+                else f"outage {human_duration(w.lead_s)} later"
+            )
+            what = w.detail or w.signal
+            out.append(_fit(f"  {w.target} at {rfc3339(w.ts)}: {followed}: {what}", width))
     expiring = report.expiring()
     if expiring:
         out += ["", f"certificates expiring within {format_duration(EXPIRING_WITHIN)}:"]

@@ -19,6 +19,8 @@
     DOWN: { cls: "down", mark: "\u2715", word: "DOWN" },
     UNKNOWN: { cls: "unknown", mark: "?", word: "UNKNOWN" },
   };
+  // UP, with an open early warning (the target's `degrading`): shown, not counted apart
+  const DEGRADING = { cls: "degrading", mark: "!", word: "DEGRADING" };
   const ORDER = { DOWN: 0, UNKNOWN: 1, UP: 2 };
 
   const $ = (id) => document.getElementById(id);
@@ -232,9 +234,12 @@
     c.phasesEl.hidden = true;
     c.condEl = el("li", "conds");
     c.condEl.hidden = true;
+    c.warnEl = el("li", "degrading-note");
+    c.warnEl.hidden = true;
     c.facts = facts;
     c.factEls = [];
-    facts.append(c.sinceEl, c.suppressedEl, c.lastEl, c.condEl, c.statsEl, c.certEl, c.phasesEl);
+    facts.append(c.sinceEl, c.suppressedEl, c.warnEl, c.lastEl, c.condEl, c.statsEl, c.certEl,
+      c.phasesEl);
     c.errEl = el("p", "err");
     c.errEl.hidden = true;
     info.append(head, c.urlEl, facts, c.errEl);
@@ -256,12 +261,30 @@
     if (observer) observer.observe(c.el);
     return c;
   }
+  // the evidence of an open early warning: what moved, from what to what, since when
+  function showWarning(c, w) {
+    c.warnEl.hidden = !w;
+    if (!w) {
+      c.warnEl.textContent = "";
+      return;
+    }
+    const since = parseTime(w.since);
+    const parts = [str(w.detail) || clip(str(w.signal), 16) + " off its baseline"];
+    if (since !== null) parts.push("since " + hhmmss(since));
+    if (isNum(w.score)) parts.push("score " + w.score.toFixed(1));
+    c.warnEl.textContent = "degrading: " + parts.join(" \u00b7 ");
+    c.warnEl.title = "early warning: signal " + str(w.signal) + ", baseline " + str(w.baseline) +
+      ", current " + str(w.current);
+  }
   function updateCard(c, t) {
     c.state = Object.prototype.hasOwnProperty.call(STATES, t.state) ? t.state : "UNKNOWN";
-    const st = STATES[c.state];
+    const warning = c.state === "UP" && t.degrading && typeof t.degrading === "object"
+      ? t.degrading : null;
+    const st = warning ? DEGRADING : STATES[c.state];
     c.el.className = "card st-" + st.cls;
     c.pill.className = "pill " + st.cls;
     c.pill.textContent = st.mark + " " + st.word;
+    showWarning(c, warning);
     c.urlEl.textContent = str(t.url);
     c.url = str(t.url);
     const since = parseTime(t.since);
