@@ -216,3 +216,96 @@ async def test_a_node_with_other_targets_is_shown_and_logged(
         "targets or alerting settings differ from this node's on default/b" in r.getMessage()
         for r in caplog.records
     )
+
+
+def single(redis: RedisServer, server: TestServer, **cluster: Any):
+    for name in NAMES:
+        server.bodies[name] = b"ok"
+    return cluster_config(redis, server, "a", **cluster)
+
+
+async def test_results_wait_for_redis_and_alerts_with_them_by_default(
+    redis_server: RedisServer, server: TestServer
+) -> None:
+    """redis_down = "wait": while Redis is away, results queue (in order) and nothing is
+    paged; when it returns they go in, and the outage they show is paged once."""
+    async with trio.open_nursery() as nursery:
+        monitor: Monitor = await running(nursery, single(redis_server, server), out=io.BytesIO())
+        assert monitor.cluster is not None
+        node = monitor.cluster
+        await wait_for(lambda: node.status.redis_ok)
+        redis_server.stop()
+        del server.bodies["t3"]
+        await wait_for(lambda: server.hits["/body/t3"] >= 6 and not node.status.redis_ok)
+        assert not list(hooks(server))
+        redis_server.start()
+        await wait_for(lambda: len(list(hooks(server))) == 1)
+        monitor.stop()
+    assert [(key, alert["event"]) for key, alert in hooks(server)] == [("t3:1", "down")]
+
+
+async def test_local_alerts_while_redis_is_away_when_asked(
+    redis_server: RedisServer, server: TestServer
+) -> None:
+    async with trio.open_nursery() as nursery:
+        monitor: Monitor = await running(
+            nursery, single(redis_server, server, redis_down="local"), out=io.BytesIO()
+        )
+        assert monitor.cluster is not None
+        node = monitor.cluster
+        await wait_for(lambda: node.status.redis_ok)
+        redis_server.stop()
+        del server.bodies["t3"]
+        await wait_for(lambda: len(list(hooks(server))) == 1)
+        assert not node.status.redis_ok
+        monitor.stop()
+    [(_, alert)] = hooks(server)
+    assert (alert["event"], alert["target"], alert["id"]) == ("down", "t3", None)
+
+
+async def test_a_restarted_redis_with_its_data_pages_nothing_twice(
+    redis_server: RedisServer, server: TestServer
+) -> None:
+    async with trio.open_nursery() as nursery:
+        monitor: Monitor = await running(nursery, single(redis_server, server), out=io.BytesIO())
+        assert monitor.cluster is not None
+        node = monitor.cluster
+        del server.bodies["t3"]
+        await wait_for(lambda: len(list(hooks(server))) == 1)
+        cluster_id = node.status.cluster_id
+        redis_server.stop()  # SIGTERM: the append-only file is flushed
+        redis_server.start()
+        sent = node.status.sent
+        await wait_for(lambda: node.status.redis_ok and node.status.sent > sent + 8)
+        assert node.status.cluster_id == cluster_id
+        assert len(list(hooks(server))) == 1
+        server.bodies["t3"] = b"ok"
+        await wait_for(lambda: len(list(hooks(server))) == 2)
+        monitor.stop()
+    assert [(key, alert["event"]) for key, alert in hooks(server)] == [
+        ("t3:1", "down"),
+        ("t3:2", "up"),
+    ]
+
+
+async def test_a_redis_back_empty_is_seeded_from_the_nodes_not_paged_again(
+    redis_server: RedisServer, server: TestServer
+) -> None:
+    async with trio.open_nursery() as nursery:
+        monitor: Monitor = await running(nursery, single(redis_server, server), out=io.BytesIO())
+        assert monitor.cluster is not None
+        node = monitor.cluster
+        del server.bodies["t3"]
+        await wait_for(lambda: len(list(hooks(server))) == 1)
+        cluster_id = node.status.cluster_id
+        redis_server.restart_empty()
+        await wait_for(lambda: node.status.cluster_id not in (None, cluster_id))
+        sent = node.status.sent
+        await wait_for(lambda: node.status.sent > sent + 8)  # t3 still down: no page
+        assert len(list(hooks(server))) == 1
+        server.bodies["t3"] = b"ok"
+        await wait_for(lambda: len(list(hooks(server))) == 2)
+        monitor.stop()
+    got = list(hooks(server))
+    assert [(key, alert["event"]) for key, alert in got] == [("t3:1", "down"), ("t3:2", "up")]
+    assert got[1][1]["since"] == got[0][1]["since"]  # the same outage, ended

@@ -212,7 +212,9 @@ class Monitor:
         if config.cluster is not None:
             from .cluster.node import ClusterNode  # coredis: an extra, imported only here
 
-            self.cluster = ClusterNode(config, self.dispatcher, self.scheduler.select, self.stop)
+            self.cluster = ClusterNode(
+                config, self.dispatcher, self.scheduler.select, self.stop, self.state.get
+            )
         self.view = MonitorView(
             lambda: self.config,
             self.state,

@@ -27,7 +27,7 @@ from .._records import ProbeResult
 from .._secrets import redact_url
 
 LIBRARY = resources.files(__package__).joinpath("functions.lua").read_text(encoding="utf-8")
-VERSION = 1  # functions.lua's VERSION
+VERSION = 2  # functions.lua's VERSION
 RESULTS_MAXLEN = 1_000_000  # the results stream is trimmed to about this many entries
 
 PREFIX = "{tm}:"
@@ -52,6 +52,17 @@ def is_trouble(exc: Exception) -> bool:
     if isinstance(exc, ExceptionGroup):
         return exc.split(_TROUBLE)[1] is None
     return isinstance(exc, _TROUBLE)
+
+
+def functions_missing(exc: Exception) -> bool:
+    """Redis answered that our functions are not there: it came back empty."""
+    return "function not found" in str(exc).lower()
+
+
+def alert_version(alert_id: str) -> int | None:
+    """ "api:7" -> 7 (a target name may hold ":" itself)."""
+    _, _, version = alert_id.rpartition(":")
+    return int(version) if version.isdigit() else None
 
 
 def target_key(name: str) -> str:
@@ -168,6 +179,26 @@ class ClusterClient:
         """The cluster's id; `proposed` becomes it when Redis has none. -> (id, created)."""
         answer: Any = await self.redis.fcall("tm_cluster_id", [CLUSTER_ID], [proposed])
         return str(answer[0]), bool(answer[1])
+
+    async def seed(
+        self, target: Target, state: str, failures: int, since: float, version: int
+    ) -> str:
+        """Tell a Redis that came back empty what this node knew of `target` (functions.lua
+        `seed`). -> "seeded", "exists" (already written: left alone) or "fenced"."""
+        answer: Any = await self.redis.fcall(
+            "tm_seed",
+            [target_key(target.name), FENCE],
+            [
+                self.member,
+                self.token,
+                self.location,
+                state,
+                str(failures),
+                repr(since),
+                str(version),
+            ],
+        )
+        return str(answer)
 
     async def observe(
         self,

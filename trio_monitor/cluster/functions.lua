@@ -8,7 +8,7 @@
 -- have been applied, and is sent again): a result already applied is recognised by its
 -- id (the node's token and a sequence number) and changes nothing.
 
-local VERSION = 1
+local VERSION = 2
 
 local function redis_now()
   local t = redis.call('TIME')
@@ -189,7 +189,31 @@ local function observe(keys, args)
   return {'applied', new, alert, to_history('0')}
 end
 
+-- seed(target, fence; member, token, location, state, failures, since, version)
+--   -> 'seeded', 'exists' or 'fenced'. A Redis that came back empty learns from a node's
+--   own state what it knew: the target UP or DOWN (so the next result does not page an
+--   outage again) and its last alert version (so alert ids go on, never repeat). A
+--   target already written (another node, or a result first) is left alone.
+local function seed(keys, args)
+  local t, fence = keys[1], keys[2]
+  if fenced(fence, args[1], args[2]) then
+    return 'fenced'
+  end
+  if redis.call('EXISTS', t) == 1 then
+    return 'exists'
+  end
+  local p = 'l:' .. args[3] .. ':'
+  local state, since = args[4], args[6]
+  redis.call('HSET', t, 'state', state, 'since', since, 'version', args[7],
+    p .. 'st', state, p .. 'f', args[5], p .. 's', 0, p .. 'seen', redis_now())
+  if state == 'DOWN' then
+    redis.call('HSET', t, 'down_since', since, p .. 'streak', since)
+  end
+  return 'seeded'
+end
+
 redis.register_function('tm_version', tm_version)
+redis.register_function('tm_seed', seed)
 redis.register_function('tm_claim', claim)
 redis.register_function('tm_heartbeat', heartbeat)
 redis.register_function('tm_leave', leave)

@@ -33,10 +33,11 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import secrets
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import attrs
@@ -48,6 +49,7 @@ from .._config import ClusterSettings, Config
 from .._records import AlertEvent, ProbeResult, Record, StreamMark
 from ..alerts import base as alert_kinds
 from ..engine.dispatch import Dispatcher, Outlet
+from ..engine.state import DOWN, UP, TargetState
 from ..store._sql import get_meta, stream_meta_key
 from . import client as cc
 from .ownership import owned
@@ -63,6 +65,7 @@ CLAIM_IDLE_MS = 30_000  # an outbox entry unacknowledged this long is another no
 READ_BLOCK_MS = 1_000
 DELIVERED_TTL = 7 * 86400  # how long "delivered" marks are kept (s)
 FOLD_BATCH = 1000  # stream entries read at once into history
+SEED_TIMEOUT = 60.0  # re-seeding an empty Redis (one call per target this node probes)
 
 
 def _is_result(record: Record) -> bool:
@@ -104,6 +107,7 @@ class ClusterNode:
         dispatcher: Dispatcher,
         select: Callable[[Callable[[str], bool], list[str]], None],
         stop: Callable[[], None],
+        states: Callable[[str], TargetState | None] = lambda _: None,
     ) -> None:
         assert config.cluster is not None
         self.settings: ClusterSettings = config.cluster
@@ -118,8 +122,20 @@ class ClusterNode:
             redis=self.settings.redis_shown,
             config_hash=self.settings.config_hash,
         )
+        self._states = states  # this node's own view of its targets (the local store)
         self._owned: frozenset[str] = frozenset()
         self._differs_logged: list[str] = []  # the members last logged as differing
+        # joining (functions, name, groups, re-seeding) and results exclude each other:
+        # nothing reaches a Redis that came back empty before it is seeded again
+        self._lock = trio.Lock()
+        self._versions: dict[str, int] = {}  # target -> its last alert version seen
+        # after Redis was away: the members from before, kept for one lease, so the
+        # first node back does not take every target
+        self._held: frozenset[str] = frozenset()
+        self._held_until = -math.inf
+        self._beat_failed = False  # since the last beat Redis answered
+        self._members: frozenset[str] = frozenset()  # what ownership was last computed on
+        self._groups = [group for *_, group in alert_kinds.configured(config.alerts)]
         # alone until the first beat answers: every target its own (on its schedule)
         self._owned = owned(self.settings.member, config.targets, [])
         self.status.owned = len(self._owned)
@@ -166,8 +182,9 @@ class ClusterNode:
             },
         )
 
-    def _reselect(self, members: list[str]) -> None:
-        new = owned(self.settings.member, self.config.targets, members)
+    def _reselect(self, members: Iterable[str]) -> None:
+        self._members = frozenset(members)
+        new = owned(self.settings.member, self.config.targets, self._members)
         gained = sorted(new - self._owned)
         self._owned = new
         self.status.owned = len(new)
@@ -215,6 +232,7 @@ class ClusterNode:
             if history is not None:
                 nursery.start_soon(self._fold, redis, *history)
             for key, _, table, group in alert_kinds.configured(self.config.alerts):
+                # its consumer group: made by _join
                 notifier = alert_kinds.get(key).create(table, client)
                 nursery.start_soon(self._consume, node, group, table.events, notifier)
             await self._send(node)
@@ -230,15 +248,33 @@ class ClusterNode:
                         log.info("cluster: could not take the lease back: %s", exc)
 
     async def _join(self, node: cc.ClusterClient) -> bool:
-        """Load the functions, claim the name, learn the cluster's id, beat once."""
+        """Load the functions, claim the name, make the notifiers' consumer groups,
+        learn the cluster's id (a new one where we knew another: Redis came back empty,
+        so seed it with what this node knows), beat once."""
         try:
-            await node.load_functions()
-            previous = await node.claim()
-            if previous is not None:
-                log.info("cluster: %s was held by an earlier process; taking it over", node.member)
-            self.status.cluster_id, created = await node.cluster_id(secrets.token_hex(8))
-            if created:
-                log.info("cluster: new cluster %s", self.status.cluster_id)
+            async with self._lock:
+                with trio.fail_after(CALL_TIMEOUT):
+                    await node.load_functions()
+                    previous = await node.claim()
+                    for group in self._groups:
+                        await _create_group(node.redis, group)
+                    known = self.status.cluster_id
+                    self.status.cluster_id, created = await node.cluster_id(secrets.token_hex(8))
+                if previous is not None and known is None:
+                    log.info(
+                        "cluster: %s was held by an earlier process; taking it over", node.member
+                    )
+                if created and known is not None:
+                    log.warning(
+                        "cluster: Redis came back empty (cluster %s is now %s): seeding it with "
+                        "this node's view of its targets, so nothing is paged twice",
+                        known,
+                        self.status.cluster_id,
+                    )
+                    with trio.fail_after(SEED_TIMEOUT):
+                        await self._seed(node)
+                elif created:
+                    log.info("cluster: new cluster %s", self.status.cluster_id)
         except Exception as exc:
             if not cc.is_trouble(exc):
                 raise
@@ -246,25 +282,42 @@ class ClusterNode:
             return False
         return await self._beat_once(node)
 
+    async def _seed(self, node: cc.ClusterClient) -> None:
+        """Each target this node probes, as it sees it (UP or DOWN, its failures, since
+        when) and its last alert version, into an empty Redis."""
+        seeded = 0
+        for target in self.config.targets:
+            st = self._states(target.name)
+            known = st is not None and st.state in (UP, DOWN)
+            if target.name not in self._owned or not (known or target.name in self._versions):
+                continue
+            state = st.state if st is not None and known else UP
+            since = (st.since if st is not None else None) or time.time()
+            failures = st.failures if st is not None else 0
+            version = self._versions.get(target.name, 0)
+            seeded += await node.seed(target, state, failures, since, version) == "seeded"
+        log.info("cluster: seeded %d targets", seeded)
+
     async def _beat_once(self, node: cc.ClusterClient) -> bool:
         try:
             with trio.fail_after(CALL_TIMEOUT):
                 beat = await node.heartbeat(TTL, self.status.config_hash)
-        except coredis.exceptions.ResponseError as exc:
-            if "not found" in str(exc).lower():  # a Redis that came back empty
-                return await self._join(node)
-            self._redis_down(exc)
-            return False
         except Exception as exc:
             if not cc.is_trouble(exc):
                 raise
             self._redis_down(exc)
+            self._beat_failed = True
+            if cc.functions_missing(exc):  # a Redis that came back empty
+                return await self._join(node)
             return False
         if beat.fenced:
             self._fenced()
             return False
+        now = trio.current_time()
+        if self._beat_failed:  # back after Redis was away: the old members for one lease
+            self._held, self._held_until = frozenset(self.status.live), now + TTL
+            self._beat_failed = False
         self._redis_up()
-        changed = set(beat.live) != set(self.status.live)
         self.status.live, self.status.redis_now, self.status.hashes = (
             beat.live,
             beat.now,
@@ -278,8 +331,9 @@ class ClusterNode:
                 ", ".join(differs),
             )
         self._differs_logged = differs
-        if changed:
-            self._reselect(list(beat.live))
+        members = frozenset(beat.live) | (self._held if now < self._held_until else frozenset())
+        if members != self._members:
+            self._reselect(members)
         return True
 
     async def _beat(self, node: cc.ClusterClient) -> None:
@@ -304,20 +358,24 @@ class ClusterNode:
             return  # removed by a reload meanwhile
         while True:
             try:
-                with trio.fail_after(CALL_TIMEOUT):
-                    observed = await node.observe(
-                        target,
-                        result,
-                        age=time.time() - result.ts,
-                        result_id=result_id,
-                    )
+                async with self._lock:
+                    with trio.fail_after(CALL_TIMEOUT):
+                        observed = await node.observe(
+                            target,
+                            result,
+                            age=time.time() - result.ts,
+                            result_id=result_id,
+                        )
             except Exception as exc:
                 if not cc.is_trouble(exc):
                     raise
                 self._redis_down(exc)
-                await trio.sleep(RETRY)
+                if not (cc.functions_missing(exc) and await self._join(node)):
+                    await trio.sleep(RETRY)
                 continue
             self._redis_up()
+            if observed.alert is not None:
+                self._saw(str(observed.alert.get("id", "")))
             if observed.status == cc.FENCED:
                 self._fenced()
             elif observed.status != cc.DUPLICATE:
@@ -335,18 +393,13 @@ class ClusterNode:
         """This notifier's share of the outbox: its own pending entries first (a
         restart), then a dead consumer's (XAUTOCLAIM), then new ones."""
         redis = node.redis
-        created = False
         while not self.status.taken_over:
             try:
-                if not created:
-                    await _create_group(redis, group)
-                    created = True
                 entries = await _take(redis, group, node.member)
             except Exception as exc:
                 if not cc.is_trouble(exc):
                     raise
-                self._redis_down(exc)
-                created = False  # an empty Redis lost the group too
+                self._redis_down(exc)  # (no group: an empty Redis; _join makes it again)
                 await trio.sleep(RETRY)
                 continue
             for entry_id, fields in entries:
@@ -362,6 +415,7 @@ class ClusterNode:
         fields: dict[str, str],
     ) -> None:
         mark = f"{cc.PREFIX}delivered:{group}:{fields.get('id', entry_id)}"
+        self._saw(fields.get("id", ""))
         while True:
             try:
                 if not await redis.exists([mark]):
@@ -378,6 +432,13 @@ class ClusterNode:
                     raise
                 self._redis_down(exc)
                 await trio.sleep(RETRY)
+
+    def _saw(self, alert_id: str) -> None:
+        """Note a target's alert version (ids must go on after Redis came back empty)."""
+        version = cc.alert_version(alert_id)
+        if version is not None:
+            target = alert_id.rpartition(":")[0]
+            self._versions[target] = max(version, self._versions.get(target, 0))
 
     async def _fold(self, redis: coredis.Redis[str], history: Outlet, store_path: str) -> None:
         """The cluster's results and alerts into this node's history, from where its
@@ -396,6 +457,7 @@ class ClusterNode:
             for stream, entries in (answer or {}).items():
                 for entry in entries:
                     fields = {str(k): str(v) for k, v in entry.field_values.items()}
+                    self._saw(fields.get("id", ""))
                     record = _folded(str(stream), fields)
                     if record is not None:
                         history.offer(record)
