@@ -96,6 +96,13 @@ MIGRATIONS: list[tuple[str, ...]] = [
         "ALTER TABLE incidents ADD COLUMN paged REAL",
     ),
     (
+        # runtime silences (store/silences.py): `until` is set to the moment one is
+        # expired early; `match` a JSON object of labels or NULL, `targets` a JSON array
+        """CREATE TABLE silences (
+            id TEXT PRIMARY KEY, start REAL NOT NULL, until REAL NOT NULL, match TEXT,
+            targets TEXT NOT NULL, comment TEXT NOT NULL, author TEXT NOT NULL)""",
+    ),
+    (
         # storm grouping: the group an outage's `down` was folded into, and its cause
         # ("network 10.1.2.0/24"), so a restart rebuilds the open groups
         "ALTER TABLE incidents ADD COLUMN grp TEXT",
