@@ -1087,6 +1087,8 @@ def test_status_page_in_a_storm(browser, tmp_path):
                 " document.getElementById('grid-toggle').getAttribute('aria-pressed')]"
             ) == [want, str(want).lower()]
         assert _severe_logs(browser) == []
+
+
 @pytest.mark.browser
 def test_maintenance_windows_silences_and_held_targets_are_shown(browser):
     now = time.time()
