@@ -65,6 +65,7 @@ PROBE_KEYS = {
     "icmp",
     "push",
     "browser",
+    "labels",
 }
 ROUND_KEYS = {
     "schema",

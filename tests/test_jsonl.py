@@ -9,9 +9,10 @@ from collections.abc import Callable
 
 import pytest
 import trio
-from factories import probe_result
+from factories import config_doc, make_config, probe_result, round_summary
 
-from trio_monitor.sinks.jsonl import RETRY_FIRST, Output, serve_jsonl
+from trio_monitor._config import Config
+from trio_monitor.sinks.jsonl import RETRY_FIRST, LineLabels, Output, serve_jsonl
 
 
 class FlakyFile:
@@ -190,3 +191,32 @@ def test_a_stream_is_never_reopened():
     out.reopen()
     trio.run(trio.to_thread.run_sync, out.write_lines, ["1"])
     assert file.data == b"1\n"
+
+
+async def test_probe_lines_carry_their_targets_labels_from_the_config():
+    def config(team: str) -> Config:
+        return make_config(
+            config_doc(
+                {"url": "http://api.test/", "name": "api", "labels": {"team": team}},
+                {"url": "http://web.test/", "name": "web"},
+            )
+        )
+
+    old = config("payments")
+    labels = LineLabels(old)
+    file = FlakyFile()
+    send, receive = trio.open_memory_channel(100)
+    async with trio.open_nursery() as nursery, send:
+        await nursery.start(serve_jsonl, receive, Output(file, "out.jsonl"), lambda: None, labels)
+        for record in (probe_result("api"), probe_result("web"), round_summary()):
+            await send.send(record)
+        await file.wait_for(lambda f: f.data.count(b"\n") == 3)
+        await labels.reconfigure(old, config("billing"))  # a reload
+        await send.send(probe_result("api"))
+        await file.wait_for(lambda f: f.data.count(b"\n") == 4)
+    lines = [json.loads(line) for line in file.data.decode().splitlines()]
+    assert lines[0]["labels"] == {"team": "payments"}
+    assert list(lines[0])[-1] == "labels"  # added after the record's own fields
+    assert lines[1]["labels"] is None  # present, null: absent values are never missing
+    assert "labels" not in lines[2]  # a round line has none
+    assert lines[3]["labels"] == {"team": "billing"}

@@ -5,12 +5,20 @@ from __future__ import annotations
 
 import math
 
-from factories import alert_event, probe_result, round_summary, tls_details
+import attrs
+from factories import (
+    alert_event,
+    config_doc,
+    make_config,
+    probe_result,
+    round_summary,
+    tls_details,
+)
 from prometheus_client.parser import text_string_to_metric_families
 
 from trio_monitor import ErrorKind
 from trio_monitor._records import DnsAnswer
-from trio_monitor.server.metrics import CONTENT_TYPE, Metrics
+from trio_monitor.server.metrics import CONTENT_TYPE, RESERVED_LABELS, Metrics
 
 T0 = 1_800_000_000.0
 
@@ -284,3 +292,80 @@ def test_tls_probes_export_the_chain_expiry_and_version_like_blackbox():
     # a later probe without a handshake (refused): no certificate to speak of
     m.observe(probe_result("secure", ok=False))
     assert value(m, "probe_ssl_earliest_cert_expiry", target="secure") is None
+
+
+def info(m: Metrics) -> dict[str, dict[str, str]]:
+    """trio_monitor_target_labels as scraped: target -> its labels (all of them, 1 each)."""
+    series = {}
+    for (name, labels), v in samples(m).items():
+        if name == "trio_monitor_target_labels":
+            assert v == 1
+            series[dict(labels)["target"]] = dict(labels)
+    return series
+
+
+def test_each_target_has_an_info_series_with_its_labels():
+    config = make_config(
+        config_doc(
+            {"url": "http://api.test/", "name": "api", "labels": {"team": "payments"}},
+            {"url": "http://web.test/", "name": "web"},
+            monitor={"labels": {"env": "prod"}},
+        )
+    )
+    m = Metrics()
+    m.configure(config)
+    m.observe(probe("api"))
+    assert info(m) == {
+        "api": {"target": "api", "env": "prod", "team": "payments"},
+        "web": {"target": "web", "env": "prod"},  # every target: joins keep them all
+    }
+    # the other series keep their own labels only: the info series is joined onto them
+    assert value(m, "probe_success", target="api") == 1
+    m.configure(attrs.evolve(config, targets=config.targets[1:]))  # a reload removed api
+    assert info(m) == {"web": {"target": "web", "env": "prod"}}
+
+
+def test_target_labels_are_escaped_and_never_shadow_ours():
+    labels = {
+        "team": 'pay "ments" \\ é',
+        "target": "t",  # ours: label_target
+        "label_target": "taken",  # so target's becomes label_label_target
+        "le": "0.5",
+        "job": "j",
+        "__meta": "m",  # Prometheus's own prefix
+        "phase": "p",
+    }
+    config = make_config(config_doc({"url": "http://api.test/", "name": "api", "labels": labels}))
+    m = Metrics()
+    m.configure(config)
+    assert info(m) == {
+        "api": {
+            "target": "api",
+            "team": 'pay "ments" \\ é',
+            "label_label_target": "t",
+            "label_target": "taken",
+            "label_le": "0.5",
+            "label_job": "j",
+            "label___meta": "m",
+            "label_phase": "p",
+        }
+    }
+    text = m.render().decode()
+    assert 'team="pay \\"ments\\" \\\\ é"' in text  # the exposition's escapes
+
+
+def test_every_label_name_of_ours_is_reserved_from_targets_labels():
+    """A target's label of the same name as one of ours is prefixed: the list is whole."""
+    timed = {"dns": 0.5, "connect": 1.0, "tls": 8.0, "ttfb": 20.0, "transfer": 0.5}
+    m = Metrics(lambda: [("web", "latency", 0.5)])
+    m.observe(probe_result("web", phases_ms=timed, tls=tls_details(T0 + 86400)))
+    m.observe(alert_event("down", target="web"))
+    m.observe(round_line(lag_p50_ms=1.0, lag_max_ms=2.0, drops={"output": 1}, given_up={"x": 1}))
+    ours = {
+        name
+        for (sample, labels) in samples(m)
+        if sample != "trio_monitor_target_labels"
+        for name, _ in labels
+    }
+    assert {"target", "phase", "version", "quantile", "result", "event", "signal"} <= ours
+    assert ours <= RESERVED_LABELS

@@ -463,3 +463,105 @@ def test_a_browser_target_shows_its_page_load(browser):
         )
         assert title == "DOMContentLoaded 980 ms \u00b7 LCP 1.10 s \u00b7 512,000 bytes transferred"
         assert _severe_logs(browser) == []
+
+
+LABELS = {
+    "web": {"team": "web", "env": "prod"},
+    "api-health": {"team": "api", "env": "prod"},
+    "smtp": {"team": "mail", "env": "staging"},
+}
+CONTROLS = """
+const value = (id) => document.getElementById(id).value;
+return {
+  label: value("label-filter"), groupBy: value("group-by"),
+  hidden: document.getElementById("label-filter").hidden,
+  search: location.search, hash: location.hash,
+  shown: document.getElementById("shown").textContent,
+  options: [...document.querySelectorAll("#label-filter option")].map((o) => o.textContent),
+  lines: Object.fromEntries([...document.querySelectorAll("#targets .card")].map((c) =>
+    [c.dataset.name, c.querySelector(".labels").hidden ? null
+      : c.querySelector(".labels").textContent])),
+};
+"""
+
+
+def _choose(browser, select: str, value: str) -> None:
+    browser.execute_script(
+        "const s = document.getElementById(arguments[0]); s.value = arguments[1];"
+        " s.dispatchEvent(new Event('change'));",
+        select,
+        value,
+    )
+
+
+@pytest.mark.browser
+def test_filter_by_label_and_group_by_a_label_kept_in_the_address(browser):
+    now = time.time()
+    targets = [t | {"labels": LABELS.get(t["name"], {})} for t in _targets(now)[:4]]
+    api = FakeApi(now, targets, {}, [])
+
+    def shown() -> list[str]:
+        return [c["name"] for c in browser.execute_script(CARDS) if not c["hidden"]]
+
+    def headings() -> list[str]:
+        return [g[1] for g in browser.execute_script(GROUPS) if not g[2]]
+
+    with serve(api) as base:
+        viewport(browser, 1200, 1600, mobile=False)
+        browser.get_log("browser")
+        browser.get(base + "/?label=env=prod#token=x")  # the fake API takes any token
+        wait(browser, "the cards", SETTLED, 1, 4)
+        controls = browser.execute_script(CONTROLS)
+        assert shown() == ["api-health", "web"]  # DOWN first
+        assert controls["label"] == '["env=prod"]'
+        assert not controls["hidden"]
+        assert controls["shown"] == "showing 2 of 4"
+        assert controls["options"] == [
+            "all labels",
+            "env=prod",
+            "env=staging",
+            "team=api",
+            "team=mail",
+            "team=web",
+        ]
+        assert controls["lines"] == {
+            "api-health": "team=api \u00b7 env=prod",
+            "web": "team=web \u00b7 env=prod",
+            "smtp": "team=mail \u00b7 env=staging",
+            "smtps": None,  # no labels, no line
+        }
+        assert headings() == ["Web" + " \u00b7 2 targets, 1 down"]
+
+        _choose(browser, "label-filter", '["team=mail"]')
+        _choose(browser, "group-by", "team")
+        assert shown() == ["smtp"]
+        assert headings() == ["team: mail \u00b7 1 target"]
+        controls = browser.execute_script(CONTROLS)
+        assert controls["search"] == "?label=team=mail&group_by=team"
+        assert controls["hash"] == "#token=x"  # the token stays where it was
+
+        browser.refresh()  # kept on reload
+        wait(browser, "the cards after a reload", SETTLED, 1, 4)
+        controls = browser.execute_script(CONTROLS)
+        assert (controls["label"], controls["groupBy"]) == ('["team=mail"]', "team")
+        assert shown() == ["smtp"]
+
+        _choose(browser, "label-filter", "")
+        assert shown() == ["api-health", "smtp", "web", "smtps"]  # by heading
+        assert headings() == [
+            "team: api \u00b7 1 target, 1 down",
+            "team: mail \u00b7 1 target",
+            "team: web \u00b7 1 target",
+            "No team label \u00b7 1 target",
+        ]
+        assert browser.execute_script("return location.search") == "?group_by=team"
+
+        # several labels in the address: all must match, shown as one choice
+        browser.get(base + "/?label=env=prod&label=team=web")
+        wait(browser, "the cards", SETTLED, 1, 4)
+        controls = browser.execute_script(CONTROLS)
+        assert shown() == ["web"]
+        assert controls["options"][-1] == "env=prod and team=web"
+        _choose(browser, "group-by", "")
+        assert headings() == ["Web \u00b7 2 targets, 1 down"]  # counts: the whole group
+        assert _severe_logs(browser) == []

@@ -40,7 +40,7 @@ from factories import T0, alert_event, probe_result, round_summary, tls_details
 from prometheus_client.parser import text_string_to_metric_families
 
 from trio_monitor import ErrorKind
-from trio_monitor._config import ServerSection, StorageSection
+from trio_monitor._config import Labels, ServerSection, StorageSection
 from trio_monitor._errors import ServerError
 from trio_monitor._palette import COLORS
 from trio_monitor._records import (
@@ -397,10 +397,11 @@ def target_json(s: TargetStatus) -> dict:
         "url": s.url,
         "kind": s.kind,
         "group": s.group,
+        "labels": dict(s.labels),
         "state": s.state,
         "suppressed_by": list(s.suppressed_by) or None,
         "since": None if s.since is None else rfc3339(s.since),
-        "last": None if s.last is None else to_dict(s.last),
+        "last": None if s.last is None else to_dict(s.last, s.labels),
         "interval_s": s.interval_s,
         "checks_24h": s.checks_24h,
         "availability_24h_pct": s.availability_24h_pct,
@@ -435,6 +436,46 @@ async def test_targets_lists_every_target_with_its_state_and_last_probe():
     assert body[0]["phases_24h_ms"]["connect"] == {"p50": 1.05, "p95": 2.0, "count": 2880}
     assert body[0]["phases_24h_ms"]["tls"] is None
     assert body[2]["phases_24h_ms"] == dict.fromkeys(PHASES)
+
+
+def labelled(status: TargetStatus, **labels: str) -> TargetStatus:
+    return attrs.evolve(status, labels=Labels(labels))
+
+
+async def test_targets_carry_their_labels_and_filter_by_them():
+    statuses = [
+        labelled(target_status("pay-api"), team="payments", env="prod"),
+        labelled(target_status("pay-db", "DOWN"), team="payments", env="staging"),
+        target_status("web"),
+    ]
+
+    async def names(client: httpx.AsyncClient, *labels: str) -> list[str]:
+        response = await client.get("/api/v1/targets", params=[("label", x) for x in labels])
+        assert response.status_code == 200
+        return [t["name"] for t in response.json()]
+
+    async with serving(FakeView(*statuses)) as served, served.client() as client:
+        body = (await client.get("/api/v1/targets")).json()
+        assert await names(client, "team=payments") == ["pay-api", "pay-db"]
+        assert await names(client, "team=payments", "env=prod") == ["pay-api"]  # all match
+        assert await names(client, "team=payments", "team=web") == []
+        assert await names(client, "env=") == []  # an empty value is a value
+        assert await names(client, "owner=nobody") == []
+        refused = [
+            await client.get("/api/v1/targets", params={"label": text})
+            for text in ("team", "=payments", "bad-name=x", "9team=x")
+        ]
+    assert {t["name"]: t["labels"] for t in body} == {
+        "pay-api": {"team": "payments", "env": "prod"},
+        "pay-db": {"team": "payments", "env": "staging"},
+        "web": {},
+    }
+    # `last` is the probe line as written: with the target's labels, null without any
+    assert body[0]["last"]["labels"] == {"team": "payments", "env": "prod"}
+    assert body[2]["last"]["labels"] is None
+    for response in refused:
+        assert response.status_code == 400
+        assert "use NAME=VALUE like team=payments" in response.json()["error"]
 
 
 async def test_a_degrading_target_shows_its_open_warning_with_the_evidence():
@@ -1278,6 +1319,8 @@ async def test_openapi_tour(history, tmp_path):
             assert (await client.get(url)).status_code == 404, url
         for url in ["/api/v1/targets/api/history", "/api/v1/incidents"]:
             assert (await client.get(url, params={"since": "x"})).status_code == 400
+        assert (await client.get("/api/v1/targets?label=team")).status_code == 400
+        assert (await client.get("/api/v1/targets?label=team=x&label=env=y")).status_code == 200
         view.store_path = str(garbage)
         for url in ["/api/v1/targets/api/history", "/api/v1/incidents"]:
             assert (await client.get(url)).status_code == 503

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import httpx
 import trio
+from factories import config_doc, write_config
 from fakes import running
 from prometheus_client.parser import text_string_to_metric_families
 from test_lifecycle import LineSink, all_tasks
 
-from trio_monitor import parse_config
+from trio_monitor import load_config, parse_config
 
 
 def config_for(server, interval="100ms", **server_section):
@@ -74,3 +75,73 @@ async def test_token_guards_everything_but_health(server):
             await out.wait_for(lambda o: len(o.of_type("round")) >= 1)
             assert (await client.get("/healthz")).status_code == 200
         monitor.stop()
+
+
+def _info_series(text: str) -> dict[str, dict[str, str]]:
+    """trio_monitor_target_labels, read with Prometheus' own parser: target -> labels."""
+    (family,) = [
+        f for f in text_string_to_metric_families(text) if f.name == "trio_monitor_target_labels"
+    ]
+    return {s.labels["target"]: s.labels for s in family.samples if s.value == 1.0}
+
+
+async def test_a_relabelled_target_shows_its_new_labels_everywhere(server, tmp_path):
+    """JSON lines, the API, the metrics and the `removed` line follow a reload."""
+
+    def write(pay_team: str, *extra: dict) -> None:
+        doc = config_doc(
+            {"name": "pay", "url": server.url("/ok"), "labels": {"team": pay_team}},
+            {"name": "web", "url": server.url("/ok"), "labels": {"env": "dev"}},
+            *extra,
+            monitor={"interval": "200ms", "stagger": "0s", "labels": {"env": "prod"}},
+            server={"listen": "127.0.0.1:0"},
+        )
+        write_config(tmp_path, doc)
+
+    write("payments", {"name": "old", "url": server.url("/ok"), "labels": {"team": "legacy"}})
+    path = tmp_path / "m.toml"
+    out = LineSink()
+
+    def labels_of(name: str) -> object:
+        return [p["labels"] for p in out.of_type("probe") if p["target"] == name][-1]
+
+    async with trio.open_nursery() as nursery:
+        monitor = await running(nursery, load_config(path), out=out, config_path=str(path))
+        await out.wait_for(
+            lambda o: {p["target"] for p in o.of_type("probe")} >= {"pay", "web", "old"}
+        )
+        host, port = monitor.listening
+        async with httpx.AsyncClient(base_url=f"http://{host}:{port}") as client:
+
+            async def seen() -> tuple[dict, dict, dict]:
+                api = {t["name"]: t["labels"] for t in (await client.get("/api/v1/targets")).json()}
+                filtered = (await client.get("/api/v1/targets?label=team=billing")).json()
+                metrics = _info_series((await client.get("/metrics")).text)
+                return api, {t["name"] for t in filtered}, metrics
+
+            assert labels_of("pay") == {"env": "prod", "team": "payments"}
+            assert labels_of("web") == {"env": "dev"}  # its own over [monitor]'s
+            api, billing, metrics = await seen()
+            assert api["pay"] == {"env": "prod", "team": "payments"}
+            assert billing == set()
+            assert metrics["pay"] == {"target": "pay", "env": "prod", "team": "payments"}
+            assert metrics["old"]["team"] == "legacy"
+            write("billing")
+            assert await monitor.reload()
+            probes = len(out.of_type("probe"))
+            await out.wait_for(
+                lambda o: any(
+                    p["target"] == "pay" and p["labels"]["team"] == "billing"
+                    for p in o.of_type("probe")[probes:]
+                )
+            )
+            api, billing, metrics = await seen()
+            assert set(api) == {"pay", "web"}
+            assert api["pay"] == {"env": "prod", "team": "billing"}
+            assert billing == {"pay"}
+            assert metrics["pay"] == {"target": "pay", "env": "prod", "team": "billing"}
+            assert "old" not in metrics
+        monitor.stop()
+    (removed,) = out.of_type("removed")
+    assert removed["target"] == "old"
+    assert removed["labels"] == {"env": "prod", "team": "legacy"}

@@ -51,7 +51,7 @@ from .probes import base as probe_kinds
 from .probes import push
 from .probes.base import Prober
 from .probes.push import PushProber
-from .sinks.jsonl import Output, serve_jsonl
+from .sinks.jsonl import LineLabels, Output, serve_jsonl
 from .store import HistoryReader, StoreStats, open_store, serve_store
 from .store.lock import hold_history_lock
 from .store.outbox import serve_outbox
@@ -198,6 +198,7 @@ class Monitor:
         self.output: Outlet = self.dispatcher.add_outlet(
             "output", OUTPUT_QUEUE, lost=lambda: self.out.lost
         )
+        self.line_labels = LineLabels(config)  # probe lines' labels
         self.history = (
             _History(self.dispatcher, config.cluster is not None)
             if config.store_path is not None
@@ -268,6 +269,7 @@ class Monitor:
             self.early,
             self.dispatcher,  # the alert policy
             self.recent,
+            self.line_labels,
             self.scheduler,
             notifiers,
             *self._probers.values(),
@@ -404,7 +406,7 @@ class Monitor:
         from .server.metrics import Metrics  # prometheus_client: only when served
 
         metrics = Metrics(self.early.scores)
-        metrics.retain(t.name for t in self.config.targets)
+        metrics.configure(self.config)
         metrics.set_concurrency(int(self.scheduler.limiter.total_tokens))
         self.dispatcher.add_observer(metrics.observe)
         return metrics
@@ -416,7 +418,9 @@ class Monitor:
         client = httpx.AsyncClient(timeout=None, trust_env=False)
         baselines_done = trio.Event()
         async with client, trio.open_nursery() as services:
-            await services.start(serve_jsonl, self.output.receive, self.out, self.stop)
+            await services.start(
+                serve_jsonl, self.output.receive, self.out, self.stop, self.line_labels
+            )
             notifiers = Notifiers(
                 self.dispatcher,
                 services,
@@ -505,7 +509,8 @@ class Monitor:
             if target.name not in kept:
                 state = self.state.get(target.name)
                 since = state.since if state is not None and state.state == DOWN else None
-                records.append(TargetRemoved(wall_now, target.name, target.url, since))
+                labels = dict(target.labels) or None
+                records.append(TargetRemoved(wall_now, target.name, target.url, since, labels))
         return records
 
     def _resume(self, outages: list[Incident]) -> None:

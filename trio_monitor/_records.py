@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
@@ -296,6 +297,8 @@ class TargetRemoved:
     target: str
     url: str | None = None  # None when found at start-up (only history knows the name)
     since: float | None = None  # start of the outage this ends; None when it was not down
+    # the target's labels as it was configured; None without any (or found at start-up)
+    labels: dict[str, str] | None = None
 
 
 @frozen
@@ -334,8 +337,13 @@ for _cls, _times in _TIMES:
     )
 
 
-def to_dict(record: Record) -> dict:
-    return {"schema": SCHEMA, "type": record.type, **_converter.unstructure(record)}
+def to_dict(record: Record, labels: Mapping[str, str] | None = None) -> dict:
+    """`labels`: a probe line's, its target's from the config (a probe result does
+    not carry them: probers never see labels); `null` without any, after every field."""
+    line = {"schema": SCHEMA, "type": record.type, **_converter.unstructure(record)}
+    if isinstance(record, ProbeResult):
+        line["labels"] = dict(labels) if labels else None
+    return line
 
 
 def tls_dict(tls: TlsDetails) -> dict:
@@ -343,9 +351,9 @@ def tls_dict(tls: TlsDetails) -> dict:
     return _converter.unstructure(tls)
 
 
-def to_line(record: Record) -> str:
-    """One JSON object, no newline; keys in a stable order."""
-    return json.dumps(to_dict(record), ensure_ascii=False, separators=(",", ":"))
+def to_line(record: Record, labels: Mapping[str, str] | None = None) -> str:
+    """One JSON object, no newline; keys in a stable order (`labels`: see to_dict)."""
+    return json.dumps(to_dict(record, labels), ensure_ascii=False, separators=(",", ":"))
 
 
 # --- reading a JSON line back (`trio-monitor simulate` replays recorded lines) ----

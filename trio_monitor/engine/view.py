@@ -12,14 +12,14 @@ current hour, a blob per finished hour, nothing for targets without phases.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
 import trio
 from attrs import field, frozen
 
-from .._config import Config, Target
+from .._config import NO_LABELS, Config, Target
 from .._records import AlertEvent, ProbeResult, Record
 from ..net.certs import TlsDetails
 from ..policy._grouping import Group, decide, facts
@@ -150,6 +150,7 @@ class TargetStatus:
     # per phase of PHASES: p50/p95 over the same 24 hours; None where it did not happen
     phases_24h: dict[str, PhaseStats | None] = field(factory=dict)
     group: str | None = None  # the target's `group`
+    labels: Mapping[str, str] = NO_LABELS  # the target's labels ([monitor]'s and its own)
     # early warning: its open `degrading` alert (the evidence), None without one
     degrading: AlertEvent | None = None
     # DOWN behind DOWN parents (depends_on): its page waits for them; () otherwise
@@ -245,6 +246,7 @@ class MonitorView:
             tls=self._recent.tls(target.name),
             phases_24h=self._recent.phases(target.name, now),
             group=target.group,
+            labels=target.labels,
             degrading=None if self._warnings is None else self._warnings.warning(target.name),
             suppressed_by=self._suppressed_by(target.name),
         )

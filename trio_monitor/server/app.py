@@ -47,7 +47,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from .._config import ServerSection, parse_when
+from .._config import LABEL_NAME, ServerSection, parse_when
 from .._errors import StoreError
 from .._records import AlertEvent, in_rfc3339_range, rfc3339, tls_dict, to_dict
 from ..policy._grouping import Group
@@ -142,6 +142,16 @@ def _range(request: Request) -> tuple[float, float]:
     return since, until
 
 
+def _label_filter(text: str) -> tuple[str, str]:
+    """`?label=team=payments` -> ("team", "payments")."""
+    name, equals, value = text.partition("=")
+    if not (equals and LABEL_NAME.fullmatch(name)):
+        raise _ApiError(
+            400, f"invalid label {text!r}: use NAME=VALUE like team=payments (repeatable)"
+        )
+    return name, value
+
+
 def _whole_number(text: str) -> bool:
     """ASCII digits only: str.isdigit() also says yes to "²", which int() refuses."""
     return text.isascii() and text.isdigit()
@@ -165,10 +175,11 @@ def _target_json(t: TargetStatus) -> JSONObject:
         "url": t.url,
         "kind": t.kind,
         "group": t.group,
+        "labels": dict(t.labels),
         "state": t.state,
         "suppressed_by": list(t.suppressed_by) or None,
         "since": _time(t.since),
-        "last": None if t.last is None else to_dict(t.last),
+        "last": None if t.last is None else to_dict(t.last, t.labels),
         "interval_s": t.interval_s,
         "checks_24h": t.checks_24h,
         "availability_24h_pct": t.availability_24h_pct,
@@ -339,7 +350,14 @@ class _Api:
         return JSON(self.view.cluster())
 
     async def targets(self, request: Request) -> Response:
-        return JSON([_target_json(t) for t in self.view.targets()])
+        wanted = [_label_filter(text) for text in request.query_params.getlist("label")]
+        return JSON(
+            [
+                _target_json(t)
+                for t in self.view.targets()
+                if all(t.labels.get(name) == value for name, value in wanted)
+            ]
+        )
 
     async def target(self, request: Request) -> Response:
         name, leaf = self._resolve(request, f"{API}/targets/", ("", "history", ARTIFACT))

@@ -43,6 +43,13 @@ Per target (label `target`), from its latest probe, named like the Blackbox expo
     trio_monitor_push_last_ping_timestamp_seconds
                                    a push target's last end signal (ping, fail, exit
                                    code), unix seconds; none before its first
+    trio_monitor_target_labels{target, <its labels>}
+                                   1 for every configured target, with its labels
+                                   (`prometheus_labels`): an info series, joined to the
+                                   others with `* on(target) group_left(team)`. The
+                                   labels are there only, not on every series: targets
+                                   have different label sets, and a series per label set
+                                   on each of a dozen families would multiply them
 
 Process-wide:
 
@@ -81,7 +88,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from .._config import EVENTS, Config
+from .._config import EVENTS, Config, Target
 from .._errors import ErrorKind
 from .._records import PHASES, AlertEvent, ProbeResult, Record, RoundSummary
 
@@ -95,6 +102,48 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 # kinds whose `expect` regex can fail a probe (probe_failed_due_to_regex)
 REGEX_KINDS = frozenset({"tcp", "tls"})
+
+# Label names of ours (and Prometheus's: job and instance come with every scraped series;
+# le and quantile belong to histograms and summaries): a target's label of that name is
+# exported as LABEL_PREFIX + name, so that joining its labels onto our series
+# (group_left) never overwrites one of ours. Names starting with "__" are Prometheus's
+# own and get it too.
+RESERVED_LABELS = frozenset(
+    {
+        "target",
+        "kind",
+        "phase",
+        "version",
+        "quantile",
+        "le",
+        "result",
+        "event",
+        "consumer",
+        "notifier",
+        "signal",
+        "job",
+        "instance",
+    }
+)
+LABEL_PREFIX = "label_"
+
+
+def prometheus_labels(target: Target) -> dict[str, str]:
+    """The target's info series' labels: `target`, then its labels, a name that is
+    reserved (RESERVED_LABELS, "__...") prefixed with LABEL_PREFIX (again, while that
+    is another label's name). Values are any text: the exposition escapes them."""
+    out = {"target": target.name}
+    for name, value in target.labels.items():
+        exported = name
+        while _reserved(exported) or (exported != name and exported in target.labels):
+            exported = LABEL_PREFIX + exported
+        out[exported] = value
+    return out
+
+
+def _reserved(name: str) -> bool:
+    return name in RESERVED_LABELS or name.startswith("__")
+
 
 # phases_ms's keys -> blackbox_exporter's `phase` label values, so its dashboards work
 PHASE_LABELS = dict(
@@ -245,6 +294,12 @@ class Metrics:
         """The probe limit in force, before the first round reports it."""
         self._concurrency.set(limit)
 
+    def configure(self, config: Config) -> None:
+        """The configured targets (at start and after each reload): `retain` them, and
+        their labels' info series."""
+        self.retain(t.name for t in config.targets)
+        self._targets_series.labels = [prometheus_labels(t) for t in config.targets]
+
     def retain(self, names: Iterable[str]) -> None:
         """The configured targets (at start and after each reload): sets
         `trio_monitor_targets` and drops the series of every other target."""
@@ -255,7 +310,7 @@ class Metrics:
     async def reconfigure(self, old: Config, new: Config) -> None:
         kinds = {t.name: t.kind for t in old.targets}
         self.forget([t.name for t in new.targets if kinds.get(t.name, t.kind) != t.kind])
-        self.retain(t.name for t in new.targets)
+        self.configure(new)
 
     def forget(self, names: Iterable[str]) -> None:
         """Drop the per-target series of targets a reload removed."""
@@ -293,9 +348,11 @@ class _TargetSeries(Collector):
 
     def __init__(self) -> None:
         self.latest: dict[str, ProbeResult] = {}
+        self.labels: list[dict[str, str]] = []  # each target's info series (replaced whole)
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         latest = self.latest.copy()  # render() runs in a worker thread; copy() holds the GIL
+        yield _info_family(self.labels)
         label = ["target"]
         success = GaugeMetricFamily(
             "probe_success", "1 if the target's last probe succeeded, else 0", labels=label
@@ -400,6 +457,18 @@ class _TargetSeries(Collector):
             hop_limit,
         )
         yield from dns_families.families()
+
+
+def _info_family(labels: list[dict[str, str]]) -> GaugeMetricFamily:
+    """trio_monitor_target_labels: one sample a target, each with its own label set."""
+    name = "trio_monitor_target_labels"
+    family = GaugeMetricFamily(
+        name,
+        "1 for each configured target, with its labels (join: * on(target) group_left(...))",
+    )
+    for sample in labels:
+        family.add_sample(name, sample, 1)
+    return family
 
 
 class _DnsFamilies:

@@ -47,6 +47,12 @@ def _object(properties: Schema, description: str = "") -> Schema:
 _TIME = {"type": "string", "format": "date-time", "description": "RFC 3339, UTC"}
 _NULLABLE_TIME = _nullable("string", format="date-time", description="RFC 3339, UTC")
 
+_LABELS = {
+    "type": "object",
+    "additionalProperties": {"type": "string"},
+    "description": "the target's labels ([monitor] labels, then its own)",
+}
+
 _TARGET_PROPERTIES: Schema = {
     "name": {"type": "string"},
     "url": {"type": "string"},
@@ -58,6 +64,7 @@ _TARGET_PROPERTIES: Schema = {
     "group": _nullable(
         "string", maxLength=100, description="the target's `group` (a status page heading)"
     ),
+    "labels": {**_LABELS, "description": "the target's labels, {} without any"},
     "state": {"enum": ["UP", "DOWN", "UNKNOWN"]},
     "suppressed_by": {
         "anyOf": [{"type": "array", "items": {"type": "string"}}, {"type": "null"}],
@@ -328,6 +335,10 @@ _SCHEMAS: Schema = {
                     },
                 },
             },
+            "labels": {
+                "anyOf": [_LABELS, {"type": "null"}],
+                "description": "the target's labels; null without any",
+            },
         },
         "One probe, as in the monitor's JSON lines.",
     ),
@@ -503,6 +514,16 @@ _LIMIT = {
     "description": f"rows at most (default and maximum {MAX_ROWS}): the newest, `truncated` "
     "when there were more",
 }
+_LABEL = {
+    "name": "label",
+    "in": "query",
+    "required": False,
+    "schema": {"type": "array", "items": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*="}},
+    "style": "form",
+    "explode": True,
+    "description": "NAME=VALUE (team=payments): only targets with that label value; "
+    "repeatable, all must match",
+}
 _BAD_INPUT = _error_response("malformed since, until or limit, or since not before until")
 _NO_HISTORY = _error_response("unknown target, or history is disabled")
 _UNAVAILABLE = _error_response("the history file cannot be read now")
@@ -661,8 +682,13 @@ def openapi_document(server: ServerSection) -> Schema:
             },
         ),
         f"{API}/targets": _get(
-            "Every target's state",
-            {"200": {"description": "ok", "content": _json_content(_ref("TargetList"))}, **secured},
+            "Every target's state (or those with the labels asked for)",
+            {
+                "200": {"description": "ok", "content": _json_content(_ref("TargetList"))},
+                "400": _error_response("a label filter that is not NAME=VALUE"),
+                **secured,
+            },
+            parameters=[_LABEL],
         ),
         f"{API}/targets/{{name}}": _get(
             "One target, with its recent probes",

@@ -1,5 +1,8 @@
 """The JSON-lines writer: one record a line, written in a worker thread to an `Output`.
 
+Probe lines get their target's `labels` here, from the config (`LineLabels`): a probe
+result does not carry them, so no prober and no other consumer pays for them.
+
 A reader that goes away (EPIPE) stops the monitor. Any other write error (a full disk,
 an I/O error) does not: the lines that could not be written are counted (the round
 line's `dropped`), the error is logged at most once a minute, and writing is retried
@@ -11,14 +14,15 @@ from __future__ import annotations
 import logging
 import math
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import BinaryIO
 
 import trio
 
+from .._config import Config
 from .._errors import UsageError
-from .._records import Record, to_line
+from .._records import ProbeResult, Record, to_line
 
 log = logging.getLogger("trio_monitor")
 
@@ -112,6 +116,25 @@ class Output:
             self._stream.close()
 
 
+class LineLabels:
+    """Each labelled target's labels, by name, for its probe lines: the running
+    config's (a reload's apply from the lines written after it)."""
+
+    def __init__(self, config: Config | None = None) -> None:
+        self._by_name = _labelled(config)
+
+    async def reconfigure(self, old: Config, new: Config) -> None:
+        self._by_name = _labelled(new)
+
+    def of(self, record: Record) -> Mapping[str, str] | None:
+        return self._by_name.get(record.target) if isinstance(record, ProbeResult) else None
+
+
+def _labelled(config: Config | None) -> dict[str, dict[str, str]]:
+    targets = () if config is None else config.targets
+    return {t.name: dict(t.labels) for t in targets if t.labels}
+
+
 def _append(path: Path) -> BinaryIO:
     return path.open("ab", buffering=0)
 
@@ -125,6 +148,7 @@ async def serve_jsonl(
     receive: trio.MemoryReceiveChannel[Record],
     out: Output,
     on_closed: Callable[[], None],
+    labels: LineLabels | None = None,
     *,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
@@ -135,6 +159,11 @@ async def serve_jsonl(
     errors count the lines lost, and writing is tried again after a pause (none when
     stopping: then each batch is tried once).
     """
+    labels = labels or LineLabels()
+
+    def line(record: Record) -> str:
+        return to_line(record, labels.of(record))
+
     pause = RETRY_FIRST
     failing = False
     next_log = -math.inf
@@ -142,19 +171,19 @@ async def serve_jsonl(
         task_status.started()
         written = -math.inf
         async for record in receive:
-            lines = [to_line(record)]
+            lines = [line(record)]
             # at most a thread hop per LINGER (one per record would cost more than
             # encoding it; a line 50 ms later tells a reader no less): gather what comes
             # meanwhile; the first line after a quiet spell, and a close, go at once
             with trio.move_on_at(written + LINGER):
                 try:
                     while len(lines) < BATCH:
-                        lines.append(to_line(await receive.receive()))
+                        lines.append(line(await receive.receive()))
                 except trio.EndOfChannel:
                     pass
             while len(lines) < BATCH:
                 try:
-                    lines.append(to_line(receive.receive_nowait()))
+                    lines.append(line(receive.receive_nowait()))
                 except (trio.WouldBlock, trio.EndOfChannel):
                     break
             written = trio.current_time()

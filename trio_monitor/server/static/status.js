@@ -29,6 +29,7 @@
   const openList = $("open-incidents"), resolvedList = $("resolved-incidents");
   const resolvedBox = $("resolved"), resolvedCount = $("resolved-count");
   const incNote = $("incidents-note"), summaryLine = $("summary-line");
+  const labelBox = $("label-filter"), groupByBox = $("group-by");
   const baseTitle = document.title;
 
   const cards = new Map();
@@ -212,7 +213,8 @@
     return { row, val };
   }
   function makeCard(name) {
-    const c = { name, state: "UNKNOWN", at: { "24h": 0, "7d": 0 }, busy: false, notes: {} };
+    const c = { name, state: "UNKNOWN", at: { "24h": 0, "7d": 0 }, busy: false, notes: {},
+      labels: Object.create(null), labelText: "" };
     c.el = el("article", "card");
     c.el.dataset.name = name;
     const info = el("div", "info");
@@ -238,8 +240,10 @@
     c.warnEl.hidden = true;
     c.facts = facts;
     c.factEls = [];
+    c.labelsEl = el("li", "labels muted");
+    c.labelsEl.hidden = true;
     facts.append(c.sinceEl, c.suppressedEl, c.warnEl, c.lastEl, c.condEl, c.statsEl, c.certEl,
-      c.phasesEl);
+      c.phasesEl, c.labelsEl);
     c.errEl = el("p", "err");
     c.errEl.hidden = true;
     info.append(head, c.urlEl, facts, c.errEl);
@@ -336,6 +340,7 @@
     // the target's latest certificate, or the last probe's (any kind: https, tls, wss)
     updateCert(c, obj(t.tls) || obj(last && last.tls));
     showPhases(c, t.phases_24h_ms);
+    showLabels(c, t.labels);
     c.avail24 = isNum(t.availability_24h_pct) ? t.availability_24h_pct : null;
     c.p95 = isNum(t.p95_24h_ms) ? t.p95_24h_ms : null;
     if (c.avail24 !== null) c.vals["24h"].textContent = pct(c.avail24);
@@ -696,6 +701,88 @@
     }
   }
 
+  // --- labels: the card's line, the label filter and "group by" -----------------------------
+  // Both are kept in the page's address, so a reload (or a shared link) shows the same:
+  // ?label=team=payments (repeatable: all must match) and ?group_by=team.
+  const MAX_LABELS = 32, MAX_LABEL_NAME = 64, MAX_LABEL_VALUE = 200;
+  const hasOwn = (o, k) => Object.prototype.hasOwnProperty.call(o, k);
+  function labelPairs(texts) {
+    const out = [];
+    for (const x of Array.isArray(texts) ? texts : []) {
+      const i = typeof x === "string" ? x.indexOf("=") : -1;
+      if (i > 0) out.push([x.slice(0, i), x.slice(i + 1)]);
+    }
+    return out;
+  }
+  const pairText = ([k, v]) => k + "=" + v;
+  const address = new URLSearchParams(location.search);
+  let labelWanted = labelPairs(address.getAll("label"));
+  let groupBy = address.get("group_by") || "";
+  let lastTargets = [];
+  function showLabels(c, labels) {
+    c.labels = Object.create(null);
+    const o = obj(labels);
+    for (const k of o ? Object.keys(o).slice(0, MAX_LABELS) : []) {
+      if (typeof o[k] === "string") {
+        c.labels[clip(k, MAX_LABEL_NAME)] = clip(o[k], MAX_LABEL_VALUE);
+      }
+    }
+    c.labelText = Object.entries(c.labels).map(pairText).join(" \u00b7 ");
+    c.labelsEl.textContent = c.labelText;
+    c.labelsEl.hidden = c.labelText === "";
+  }
+  const hasWantedLabels = (c) =>
+    labelWanted.every(([k, v]) => hasOwn(c.labels, k) && c.labels[k] === v);
+  // the heading a card goes under: its `group`, or its value of the label chosen
+  function groupOf(c) {
+    if (!groupBy) return c.group;
+    return hasOwn(c.labels, groupBy) ? groupBy + ": " + c.labels[groupBy] : "";
+  }
+  function setOptions(select, options, value) {
+    const signature = JSON.stringify(options);
+    if (select.dataset.options !== signature) {
+      select.dataset.options = signature;
+      select.replaceChildren(...options.map(([v, text]) => {
+        const o = el("option", "", text);
+        o.value = v;
+        return o;
+      }));
+    }
+    select.value = value;
+  }
+  // the choices: every name=value and every label name the targets have (and what the
+  // address asks for, even if no target has it now)
+  function labelControls() {
+    const pairs = new Set(), names = new Set();
+    for (const c of cards.values()) {
+      for (const k of Object.keys(c.labels)) {
+        names.add(k);
+        pairs.add(pairText([k, c.labels[k]]));
+      }
+    }
+    const current = labelWanted.length ? JSON.stringify(labelWanted.map(pairText)) : "";
+    const filters = [["", "all labels"],
+      ...[...pairs].sort(byName).map((p) => [JSON.stringify([p]), p])];
+    if (current && !filters.some(([v]) => v === current)) {
+      filters.push([current, labelWanted.map(pairText).join(" and ")]);
+    }
+    setOptions(labelBox, filters, current);
+    if (groupBy) names.add(groupBy);
+    setOptions(groupByBox, [["", "group by group"],
+      ...[...names].sort(byName).map((k) => [k, "group by " + k])], groupBy);
+    labelBox.hidden = groupByBox.hidden = names.size === 0 && !labelWanted.length;
+  }
+  function keepInAddress() {
+    const enc = (s) => encodeURIComponent(s).replace(/%3D/gi, "=");
+    const parts = [...new URLSearchParams(location.search)]
+      .filter(([k]) => k !== "label" && k !== "group_by")
+      .map(([k, v]) => enc(k) + "=" + enc(v));
+    for (const p of labelWanted) parts.push("label=" + enc(pairText(p)));
+    if (groupBy) parts.push("group_by=" + enc(groupBy));
+    history.replaceState(history.state, "",
+      location.pathname + (parts.length ? "?" + parts.join("&") : "") + location.hash);
+  }
+
   // --- the list, the summary and the incidents -----------------------------------------
   // Targets are listed by group (a heading each, by name; those without a group last,
   // with no heading when no target has one), and in a group by state, then name.
@@ -707,7 +794,8 @@
       g = { name, el: el("section", "group"), count: el("span", "group-count muted") };
       g.el.dataset.group = name;
       g.title = el("h2", "group-title");
-      g.title.append(el("span", "group-name", name || "Other targets"), g.count);
+      g.nameEl = el("span", "group-name");
+      g.title.append(g.nameEl, g.count);
       g.box = el("div", "group-cards");
       g.el.append(g.title, g.box);
       groups.set(name, g);
@@ -719,6 +807,7 @@
     nodes.length === want.length && want.every((n, i) => nodes[i] === n);
   function renderTargets(data) {
     if (!Array.isArray(data)) throw new ApiError("http", 0, "the target list is not a list");
+    lastTargets = data;
     const seen = new Set();
     const counts = { UP: 0, DOWN: 0, UNKNOWN: 0 };
     for (const t of data) {
@@ -746,14 +835,16 @@
       ORDER[a.state] - ORDER[b.state] || byName(a.name, b.name));
     const members = new Map();
     for (const c of order) {
-      if (!members.has(c.group)) members.set(c.group, []);
-      members.get(c.group).push(c);
+      const key = groupOf(c);
+      if (!members.has(key)) members.set(key, []);
+      members.get(key).push(c);
     }
     const names = [...members.keys()].sort((a, b) => (a === "") - (b === "") || byName(a, b));
     const headed = names.some((n) => n !== "");
     for (const [name, g] of groups) if (!members.has(name)) { g.el.remove(); groups.delete(name); }
     const sections = names.map((name) => {
       const g = groupBox(name), cs = members.get(name);
+      g.nameEl.textContent = name || (groupBy ? "No " + groupBy + " label" : "Other targets");
       if (!sameNodes(g.box.children, cs.map((c) => c.el))) g.box.replaceChildren(...cs.map((c) => c.el));
       const down = cs.filter((c) => c.state === "DOWN").length;
       g.count.textContent = " \u00b7 " + cs.length + (cs.length === 1 ? " target" : " targets") +
@@ -777,21 +868,22 @@
       : counts.UNKNOWN ? "no target down; " + counts.UNKNOWN + " not checked yet"
       : "all " + total + " targets up";
     document.title = (counts.DOWN ? "(" + counts.DOWN + " down) " : "") + baseTitle;
+    labelControls();
     applyFilter();
   }
   function applyFilter() {
     const q = filterBox.value.trim().toLowerCase();
     let n = 0;
     for (const c of cards.values()) {
-      const hide = q !== "" && ![c.name, c.url, c.group, c.kind].some((s) =>
-        (s || "").toLowerCase().includes(q));
+      const hide = (q !== "" && ![c.name, c.url, c.group, c.kind, c.labelText].some((s) =>
+        (s || "").toLowerCase().includes(q))) || !hasWantedLabels(c);
       c.el.hidden = hide;
       if (!hide) n++;
     }
     for (const g of groups.values()) {
       g.el.hidden = [...g.box.children].every((node) => node.hidden);
     }
-    shown.textContent = q ? "showing " + n + " of " + cards.size : "";
+    shown.textContent = q || labelWanted.length ? "showing " + n + " of " + cards.size : "";
     pump();
   }
   function incidentItem(i, open) {
@@ -917,7 +1009,7 @@
       openCell(e.target);
     }
   });
-  // --- the cluster panel (cluster mode only: /api/v1/cluster is a 404 otherwise) --------
+  // --- the cluster panel (cluster mode only: /api/v1/cluster is null otherwise) ---------
   function renderCluster(data) {
     const box = $("cluster");
     if (!data || typeof data !== "object" || !Array.isArray(data.members)) {
@@ -995,6 +1087,16 @@
     refresh();
   });
   $("refresh").addEventListener("click", () => refresh());
+  labelBox.addEventListener("change", () => {
+    labelWanted = labelBox.value ? labelPairs(JSON.parse(labelBox.value)) : [];
+    keepInAddress();
+    applyFilter();
+  });
+  groupByBox.addEventListener("change", () => {
+    groupBy = groupByBox.value;
+    keepInAddress();
+    renderTargets(lastTargets);
+  });
   filterBox.addEventListener("input", applyFilter);
   try { if (localStorage.getItem("trio-monitor-grid") === "1") setGrid(true); } catch (e) { /* none */ }
   refresh();
