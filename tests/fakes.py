@@ -99,3 +99,36 @@ async def running(nursery, config, **options):
     return await nursery.start(
         functools.partial(run_monitor, config, handle_signals=False, **options)
     )
+
+
+class Box:
+    """A value a callable hands out, replaced by a test (a config that changes)."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def __call__(self):
+        return self.value
+
+
+def silence_desk(config=None):
+    """A real SilenceDesk over the maintenance stage of a policy (and a dispatcher
+    nobody runs) for `config` (default: targets "api" labelled team=pay, and "db");
+    its config is a Box: `desk.box.value = ...` swaps it (a store path, a reload)."""
+    from trio_monitor.engine.silences import SilenceDesk
+    from trio_monitor.policy import Holds, Policy
+
+    if config is None:
+        config = factories.make_config(
+            config_doc(
+                {"name": "api", "url": "http://127.0.0.1/", "labels": {"team": "pay"}},
+                {"name": "db", "url": "http://127.0.0.2/"},
+            )
+        )
+    state = MemoryStateStore(config.alerts)
+    policy = Policy(config, state)
+    (holds,) = (s for s in policy.stages if isinstance(s, Holds))
+    box = Box(config)
+    desk = SilenceDesk(holds, Dispatcher(state, policy), box)
+    desk.box, desk.holds = box, holds  # type: ignore[attr-defined]
+    return desk

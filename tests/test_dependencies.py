@@ -139,7 +139,8 @@ def test_a_reload_that_drops_the_dependency_pages_the_child_at_the_next_tick():
     fleet.probe("router", ok=False)
     fleet.probe("app", ok=False)
     assert fleet.policy.next_tick() == math.inf
-    fleet.policy.stages[0].configure(config(app=()))
+    (deps,) = (s for s in fleet.policy.stages if isinstance(s, Dependencies))
+    deps.configure(config(app=()))
     assert fleet.policy.next_tick() == fleet.now  # at once
     (page,) = fleet.policy.tick(100.0, wall=5000.0)
     assert (page.target, page.event, page.ts, page.deliverable) == ("app", "down", 5000.0, True)

@@ -186,6 +186,8 @@ class FakeApi:
         self.targets = targets
         self.history = history  # (name, "24h"|"7d") -> samples
         self.incidents = incidents
+        # GET /api/v1/maintenance: nothing held or planned (None: a 404)
+        self.maintenance: dict | None = {"windows": [], "silences": []}
         self.token: str | None = None
         self.mode = "ok"  # "ok" | "drop" (close without answering) | "500"
         self.requests: list[tuple[str, str | None]] = []
@@ -241,6 +243,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._json(
                 200, {"since": _iso(since), "until": _iso(api.now), "incidents": api.incidents}
             )
+        if url.path == "/api/v1/maintenance" and api.maintenance is not None:
+            return self._json(200, api.maintenance)
         m = re.fullmatch(r"/api/v1/targets/(.+)/history", url.path)
         if m:
             name, span = unquote(m.group(1)), query.get("since", ["24h"])[0]
@@ -861,3 +865,56 @@ def test_history_requests_are_bounded_and_lazy(browser):
         refreshes = browser.execute_script("return Number(document.body.dataset.generation)")
         assert len([p for p, _ in api.seen() if p == "/api/v1/targets"]) == refreshes
         assert len(api.seen("/api/v1/incidents")) == refreshes
+
+
+@pytest.mark.browser
+def test_maintenance_windows_silences_and_held_targets_are_shown(browser):
+    now = time.time()
+    api = _fake_api(now)
+    api.targets[0] = {**api.targets[0], "maintenance": "maintenance:weekly-db"}
+    api.targets[1] = {**api.targets[1], "maintenance": "silence:3f9c0a1b2d4e"}
+    held = [api.targets[0]["name"], api.targets[1]["name"]]
+    api.maintenance = {
+        "windows": [
+            {"name": "weekly-db", "start": _iso(now - 600), "end": _iso(now + 3000),
+             "active": True, "targets": [held[0]]},
+            {"name": HOSTILE, "start": _iso(now + 86400), "end": _iso(now + 90000),
+             "active": False, "targets": []},
+        ],
+        "silences": [
+            {"id": "3f9c0a1b2d4e", "start": _iso(now - 60), "until": _iso(now + 7200),
+             "active": True, "match": None, "targets": [held[1]], "comment": "db failover",
+             "author": "alice"},
+        ],
+    }  # fmt: skip
+    with serve(api) as base:
+        _viewport(browser, 1280, 1000, mobile=False)
+        browser.get(base + "/")
+        _wait(browser, "the first refresh", SETTLED, 1, 2)
+        lines = browser.execute_script(
+            "return [...document.querySelectorAll('#maintenance li')].map((li) => li.textContent)"
+        )
+        assert (
+            browser.execute_script("return document.getElementById('maintenance').hidden") is False
+        )
+        assert lines[0].startswith("Maintenance weekly-db: now, until ")
+        assert lines[0].endswith(" \u00b7 1 target")
+        assert lines[1].startswith(f"Maintenance {HOSTILE}: from ")  # as text, never HTML
+        assert lines[2].startswith(f"Silenced {held[1]} until ")
+        assert lines[2].endswith("(alice: db failover)")
+        badges = browser.execute_script(
+            "return [...document.querySelectorAll('#targets .card')].map((c) => {"
+            " const b = c.querySelector('.held');"
+            " return [c.dataset.name, b.hidden ? null : b.textContent, b.title]; })"
+        )
+        shown = {name: (text, title) for name, text, title in badges}
+        assert shown[held[0]] == ("maintenance", "alerts held by maintenance:weekly-db")
+        assert shown[held[1]] == ("silenced", "alerts held by silence:3f9c0a1b2d4e")
+        assert all(text is None for name, (text, _) in shown.items() if name not in held)
+        assert not browser.execute_script("return document.querySelector('img')")
+        # nothing held or planned: the panel goes
+        api.maintenance = {"windows": [], "silences": []}
+        generation = browser.execute_script("return Number(document.body.dataset.generation)")
+        browser.execute_script("document.getElementById('refresh').click()")
+        _wait(browser, "the next refresh", SETTLED, generation + 1, 2)
+        assert browser.execute_script("return document.getElementById('maintenance').hidden")

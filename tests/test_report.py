@@ -276,6 +276,7 @@ class FakeReader:
     cert_rows: list[Certificate] = attrs.Factory(list)
     warning_rows: list = attrs.Factory(list)
     not_stored: int = 0
+    silence_rows: list = attrs.Factory(list)
     calls: list[tuple] = attrs.Factory(list)
     closed: bool = False
 
@@ -323,6 +324,9 @@ class FakeReader:
 
     def unstored(self) -> int:
         return self.not_stored
+
+    def silences(self, since, until):
+        return [s for s in self.silence_rows if s.start < until and s.until > since]
 
     def close(self) -> None:
         self.closed = True
@@ -510,6 +514,37 @@ def test_report_command_reads_the_configured_store(tmp_path, monkeypatch, capsys
     assert err.splitlines() == [
         f"trio-monitor: unknown target 'nope' in {cfg} (known: api, web)",
     ]
+
+
+def test_exclude_maintenance_leaves_held_probes_out_of_availability(tmp_path, monkeypatch, capsys):
+    from trio_monitor.policy import Silence
+
+    # a probe a minute for 30 minutes; down in the window (minutes 10-19) and in a
+    # silence (minutes 25-26)
+    raw = [(_fail if 10 <= i < 20 or 25 <= i < 27 else _ok)("api", T0 + i * 60) for i in range(30)]
+    reader = FakeReader(
+        raw={"api": raw}, silence_rows=[Silence("s1", T0 + 1500, T0 + 1620, targets=("api",))]
+    )
+    _inject(monkeypatch, reader, [])
+    data = config_doc(
+        {"name": "api", "url": "http://127.0.0.1:9/health"},
+        {"name": "web", "url": "http://127.0.0.1:9/"},
+        storage={"path": "history.db"},
+    )
+    data["maintenance"] = [
+        {"name": "w", "targets": ["api"], "start": rfc3339(T0 + 600), "end": rfc3339(T0 + 1200)}
+    ]
+    cfg = write_config(tmp_path, data, name="monitor.toml")
+    window = ["--since", rfc3339(T0), "--until", rfc3339(T0 + 3600), "--format", "json"]
+    assert main(["report", "-c", str(cfg), *window]) == 0
+    plain = json.loads(capsys.readouterr().out)["targets"][0]
+    assert (plain["checks"], plain["held_checks"], plain["availability_pct"]) == (30, 0, 60.0)
+    assert main(["report", "-c", str(cfg), *window, "--exclude-maintenance"]) == 0
+    held = json.loads(capsys.readouterr().out)["targets"][0]
+    assert (held["checks"], held["held_checks"], held["availability_pct"]) == (18, 12, 100.0)
+    code = main(["report", "--jsonl", "-", "--exclude-maintenance"])
+    assert code == 2
+    assert "use -c, not --jsonl" in capsys.readouterr().err
 
 
 async def test_time_nobody_probed_is_no_data_not_downtime(tmp_path, capsys):
@@ -892,7 +927,13 @@ def _bytes_io(data: str | bytes):
 def test_default_range_is_the_last_24_hours(monkeypatch):
     now = T0 + 30 * 3600
     args = argparse.Namespace(
-        since="24h", until=None, slowest=5, target=None, jsonl="-", config=None
+        since="24h",
+        until=None,
+        slowest=5,
+        target=None,
+        jsonl="-",
+        config=None,
+        exclude_maintenance=False,
     )
     lines = "\n".join(
         to_line(_probe("api", m)) for m in (5 * 60, 6 * 60 - 1, 6 * 60, 29 * 60, 30 * 60)

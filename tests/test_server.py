@@ -37,6 +37,7 @@ import trio.lowlevel
 import trio.socket
 import trio.testing
 from factories import T0, alert_event, probe_result, round_summary, tls_details
+from fakes import silence_desk
 from prometheus_client.parser import text_string_to_metric_families
 
 from trio_monitor import ErrorKind
@@ -373,7 +374,7 @@ async def serving(
         public_status_page=public,
         allowed_hosts=allowed_hosts,
     )
-    options = {"page": fake_page} | app_options
+    options = {"page": fake_page, "silences": silence_desk()} | app_options
     app = build_app(view, section, metrics or Metrics(), **options)
     served = Served(section, app)
     with trio.fail_after(WAIT):
@@ -411,6 +412,7 @@ def target_json(s: TargetStatus) -> dict:
             phase: None if p is None else {"p50": p.p50, "p95": p.p95, "count": p.count}
             for phase, p in s.phases_24h.items()
         },
+        "maintenance": None,
         "degrading": None,
     }
 
@@ -1243,13 +1245,15 @@ def test_openapi_document_is_well_formed():
         refs = set(re.findall(r'"#/components/schemas/(\w+)"', str(spec).replace("'", '"')))
         assert refs <= set(spec["components"]["schemas"])
         for path, item in spec["paths"].items():
-            # read-only: logging in and out (only with a token) and the push targets'
-            # pings are the only posts
+            # read-only but for logging in and out (only with a token), the push
+            # targets' pings and silences
             posts = {
                 "/login": {"get", "post"},
                 "/logout": {"post"},
                 "/api/v1/push/{token}": {"get", "post"},
                 "/api/v1/push/{token}/{event}": {"get", "post"},
+                "/api/v1/silences": {"get", "post"},
+                "/api/v1/silences/{id}": {"delete"},
             }
             assert set(item) == posts.get(path, {"get"}), path
             assert path not in ("/login", "/logout") or section.token is not None
@@ -1269,8 +1273,9 @@ async def test_openapi_tour(history, tmp_path):
     garbage.write_bytes(b"x" * 4096)
     view = FakeView(target_status("api"), store_path=path)
     pushed = "a-push-token-0123"  # a push target's: no bearer token needed
+    desk = silence_desk()
     async with (
-        serving(view, token=TOKEN, push=lambda token, *_: token == pushed) as served,
+        serving(view, token=TOKEN, push=lambda token, *_: token == pushed, silences=desk) as served,
         served.client(TOKEN) as client,
         served.client() as anonymous,
     ):
@@ -1329,12 +1334,35 @@ async def test_openapi_tour(history, tmp_path):
         view.healthy = UNHEALTHY
         assert (await client.get("/healthz")).status_code == 503
         for url in served.checker.spec["paths"]:
-            if "{" not in url and url not in ("/login", "/logout"):
+            if "{" not in url and url not in ("/login", "/logout", "/api/v1/silences"):
                 assert (await client.post(url)).status_code == 405
         await tour_login(served, anonymous)
         view.broken = True
         assert (await client.get("/api/v1/targets")).status_code == 500
         assert (await client.get("/no/such/path")).status_code == 404
+        # silences (server/silences.py)
+        silences = "/api/v1/silences"
+        added = await client.post(silences, json={"targets": ["api"], "duration": "1h"})
+        assert added.status_code == 201
+        assert (await client.get(silences)).status_code == 200
+        assert (await client.get("/api/v1/maintenance")).status_code == 200
+        assert (await client.post(silences, json={"duration": "1h"})).status_code == 400
+        assert (await client.post(silences, content=b" " * 70_000)).status_code == 413
+        assert (await client.delete(f"{silences}/{added.json()['id']}")).status_code == 200
+        assert (await client.delete(f"{silences}/{added.json()['id']}")).status_code == 404
+        again = await client.post(silences, json={"match": {}, "duration": "1h"})
+        desk.box.value = attrs.evolve(desk.box.value, store_path=str(garbage))
+        assert (
+            await client.post(silences, json={"match": {}, "duration": "1h"})
+        ).status_code == 503
+        assert (await client.delete(f"{silences}/{again.json()['id']}")).status_code == 503
+        for method, url in [
+            ("GET", silences),
+            ("POST", silences),
+            ("DELETE", f"{silences}/{again.json()['id']}"),
+            ("GET", "/api/v1/maintenance"),
+        ]:
+            assert (await anonymous.request(method, url)).status_code == 401
     spec = served.checker.spec
     documented = {
         (template, status)
@@ -1670,7 +1698,7 @@ def serving_in_thread(
     requests are synchronous, so they cannot share the test's event loop. -> its base URL.
     `page=None`: the real status page."""
     section = ServerSection(listen=("127.0.0.1", 0), token=token)
-    app = build_app(view, section, Metrics(), page=page)
+    app = build_app(view, section, Metrics(), page=page, silences=silence_desk())
     started = threading.Event()
     state: dict[str, Any] = {}
 

@@ -159,6 +159,7 @@ def test_fresh_file_has_the_schema_in_wal_mode(tmp_path):
             "certs",
             "baselines",
             "warnings",
+            "silences",
         }
         sql = {name: text for _, name, _, text in tables}
         for compact in ("samples", "rollups", "changes", "meta", "outbox", "warnings"):

@@ -23,6 +23,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, NewType, get_args, get_origin
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import attrs
 import cattrs
@@ -36,6 +37,7 @@ from cattrs.errors import (
     IterableValidationError,
 )
 from cattrs.gen import make_dict_structure_fn
+from cronsim import CronSim, CronSimError
 
 from ._errors import ConfigError
 from ._secrets import redact_url
@@ -65,6 +67,8 @@ Repeat = NewType("Repeat", float)  # a reminder's interval: 1s up to 30d
 LabelPatterns = NewType("LabelPatterns", tuple)  # ((label, compiled regex), ...)
 NotifierName = NewType("NotifierName", str)  # `name` of an [[alerts.KEY]] table
 Nameserver = NewType("Nameserver", tuple)  # (IP, port) from "10.0.0.53", "[::1]:5353"; port 53
+WallTime = NewType("WallTime", float)  # unix seconds, from a TOML datetime or RFC 3339 text
+WindowLength = NewType("WindowLength", float)  # a maintenance window's duration: 1s up to 31d
 RateLimit = NewType("RateLimit", tuple)  # (alerts, per seconds) from "20/min", "5/10s"; 1s-1d
 GroupWindow = NewType("GroupWindow", float)  # storm grouping's window: "0s" (off) to 10m
 GroupMin = NewType("GroupMin", int)  # targets that make a group: 2 to 100000
@@ -102,6 +106,8 @@ _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 MAX_DURATION = 36500 * 86400.0  # 100 years: anything longer is a typo (or infinity)
 MAX_SIZE = 1 << 30  # 1GiB
+MAX_WINDOW = 31 * 86400.0  # a maintenance window longer than a month is a typo
+MAX_ONE_OFF = 366 * 86400.0  # ... a one-off one, longer than a year
 
 
 def parse_duration(text: object, *, allow_zero: bool = False) -> float:
@@ -472,6 +478,24 @@ def parse_notifier_name(value: object) -> str:
     return value.strip()
 
 
+def parse_wall_time(value: object) -> float:
+    """A TOML offset datetime (`2026-12-01T02:00:00+01:00`) or the same as RFC 3339
+    text -> unix seconds. A local time without an offset is refused: which zone?"""
+    when = value
+    if isinstance(value, str):
+        try:
+            when = datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise _Invalid(
+                f"expected a date and time like 2026-12-01T02:00:00+01:00, got {value!r}"
+            ) from None
+    if not isinstance(when, datetime):
+        raise _Invalid(f"expected a date and time like 2026-12-01T02:00:00+01:00, got {value!r}")
+    if when.tzinfo is None:
+        raise _Invalid(f"{when.isoformat()} has no offset: add one, like +01:00 or Z")
+    return when.timestamp()
+
+
 def _literal(value: object, type_: object) -> object:
     allowed = get_args(type_)
     if value not in allowed:
@@ -766,6 +790,21 @@ class ServerSection:
 
 
 @frozen
+class MaintenanceSection:
+    """A [[maintenance]] window: a one-off (`start`, `end`) or a recurring one (`cron`,
+    `duration`, `timezone`); it holds the alerts of the targets it matches."""
+
+    name: str
+    match: Labels | None = None  # targets with all these labels ({}: every target)
+    targets: tuple[str, ...] = ()  # and these targets by name
+    start: WallTime | None = None
+    end: WallTime | None = None
+    cron: str | None = None  # when each window starts, in `timezone` (cronsim)
+    duration: WindowLength | None = None
+    timezone: str = "UTC"  # an IANA name
+
+
+@frozen
 class ConfigFile:
     monitor: MonitorSection = MonitorSection()
     alerts: AlertsSection = AlertsSection()
@@ -774,6 +813,7 @@ class ConfigFile:
     early_warning: EarlyWarningSection = EarlyWarningSection()
     cluster: ClusterSection | None = None  # no [cluster] section: one process alone
     targets: tuple[TargetSection, ...] = ()
+    maintenance: tuple[MaintenanceSection, ...] = ()
 
 
 # --- what the engine runs --------------------------------------------------------
@@ -812,6 +852,32 @@ class Target:
 
 
 @frozen
+class Maintenance:
+    """A checked [[maintenance]] window (policy/_maintenance.py says when it holds)."""
+
+    name: str
+    match: Labels | None  # None: by name only
+    targets: frozenset[str]
+    start: float | None = None  # a one-off: [start, end) in unix seconds
+    end: float | None = None
+    cron: str | None = None  # a recurring one: starts in `timezone`, lasts `duration`
+    duration: float | None = None
+    timezone: str = "UTC"
+
+    def matches(self, name: str, labels: Mapping[str, str] | None) -> bool:
+        """It holds this target: named in `targets`, or carrying every `match` label."""
+        if name in self.targets:
+            return True
+        return self.match is not None and labels_match(self.match, labels)
+
+
+def labels_match(match: Mapping[str, str], labels: Mapping[str, str] | None) -> bool:
+    """Every label of `match` has that value in `labels` (an empty match: anything)."""
+    have = labels or {}
+    return all(have.get(k) == v for k, v in match.items())
+
+
+@frozen
 class Config:
     monitor: MonitorSection
     alerts: AlertsSection
@@ -820,6 +886,7 @@ class Config:
     storage: StorageSection = StorageSection()
     store_path: str | None = None  # resolved; None: no history kept
     server: ServerSection | None = None  # token resolved from ${ENV}
+    maintenance: tuple[Maintenance, ...] = ()  # [[maintenance]] windows
     early_warning: EarlyWarningSection = EarlyWarningSection()
     cluster: ClusterSettings | None = None  # None: not a cluster node
 
@@ -854,6 +921,8 @@ converter.register_structure_hook(Listen, lambda v, _: Listen(parse_listen(v)))
 converter.register_structure_hook(HostName, lambda v, _: HostName(parse_host_name(v)))
 converter.register_structure_hook(ClusterName, lambda v, _: ClusterName(parse_cluster_name(v)))
 converter.register_structure_hook(Nameserver, lambda v, _: Nameserver(parse_nameserver(v)))
+converter.register_structure_hook(WallTime, lambda v, _: WallTime(parse_wall_time(v)))
+converter.register_structure_hook(WindowLength, _duration_in(1.0, MAX_WINDOW))
 converter.register_structure_hook(GroupWindow, _duration_in(0.0, 600.0))
 converter.register_structure_hook(GroupMin, _integer(2, 100_000))
 converter.register_structure_hook(GroupCause, lambda v, _: parse_group_cause(v))
@@ -1187,6 +1256,81 @@ def notifier_names(alerts: AlertsSection) -> dict[str, str]:
     }
 
 
+def _maintenance_problems(
+    file: ConfigFile, targets: tuple[Target, ...]
+) -> tuple[tuple[Maintenance, ...], list[str]]:
+    """[[maintenance]] windows checked: unique names, what they match, one-off or
+    recurring (a cron expression cronsim takes, a zone zoneinfo knows). -> the windows."""
+    problems: list[str] = []
+    windows = []
+    names = {t.name for t in targets}
+    seen: dict[str, int] = {}
+    for i, w in enumerate(file.maintenance):
+        where = f"maintenance[{i}]"
+        name = w.name.strip()
+        if not name or _has_control_character(name) or len(name) > MAX_NOTIFIER_NAME:
+            problems.append(
+                f"{where}.name: 1 to {MAX_NOTIFIER_NAME} characters, no control characters"
+            )
+        elif name in seen:
+            problems.append(
+                f"{where}.name: duplicate window name {name!r} (first used by maintenance[{seen[name]}])"
+            )
+        seen.setdefault(name, i)
+        if w.match is None and not w.targets:
+            problems.append(
+                f"{where}.match: set match (labels; {{}} for every target) or targets (names)"
+            )
+        for j, target in enumerate(w.targets):
+            if target not in names:
+                problems.append(f"{where}.targets[{j}]: no target named {target!r}")
+        one_off = w.start is not None or w.end is not None
+        if one_off and (w.cron is not None or w.duration is not None):
+            problems.append(
+                f"{where}.cron: a window is one-off (start, end) or recurring (cron, duration), not both"
+            )
+        elif one_off:
+            if w.start is None or w.end is None:
+                key = "start" if w.start is None else "end"
+                problems.append(f"{where}.{key}: a one-off window needs both start and end")
+            elif w.end <= w.start:
+                problems.append(f"{where}.end: must be after start")
+            elif w.end - w.start > MAX_ONE_OFF:
+                problems.append(f"{where}.end: a one-off window lasts a year at most")
+        elif w.cron is None or w.duration is None:
+            key = "cron" if w.cron is None else "duration"
+            problems.append(
+                f"{where}.{key}: set start and end (a one-off window) or cron and duration"
+                " (a recurring one)"
+            )
+        try:
+            zone = ZoneInfo(w.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            problems.append(
+                f'{where}.timezone: unknown time zone {w.timezone!r} (use an IANA name like "Europe/Berlin" or "UTC")'
+            )
+            zone = ZoneInfo("UTC")  # the cron expression is still checked: one pass finds both
+        cron = None if w.cron is None else " ".join(w.cron.split())
+        if cron is not None:
+            try:
+                CronSim(cron, datetime.now(UTC).astimezone(zone))
+            except CronSimError as exc:
+                problems.append(f"{where}.cron: invalid cron expression {cron!r}: {exc}")
+        windows.append(
+            Maintenance(
+                name=name,
+                match=w.match,
+                targets=frozenset(w.targets),
+                start=w.start,
+                end=w.end,
+                cron=cron,
+                duration=w.duration,
+                timezone=w.timezone,
+            )
+        )
+    return tuple(windows), problems
+
+
 def _routing_problems(file: ConfigFile, alerts: AlertsSection, targets: list[Target]) -> list[str]:
     """Names that must exist and be unique: notifiers', `notify`'s and `depends_on`'s;
     and dependencies without cycles."""
@@ -1460,6 +1604,8 @@ def parse_config(
     alerts, targets, problems = _resolve(file, env)
     cluster = _cluster_settings(file.cluster, env, problems, data)
     problems += _monitor_problems(file.monitor) + _storage_problems(file.storage)
+    maintenance, window_problems = _maintenance_problems(file, targets)
+    problems += window_problems
     server = file.server
     if server is not None and server.token is not None:
         try:
@@ -1480,6 +1626,7 @@ def parse_config(
         storage=file.storage,
         store_path=_store_path(file.storage, path, env),
         server=server,
+        maintenance=maintenance,
         early_warning=file.early_warning,
         cluster=cluster,
     )

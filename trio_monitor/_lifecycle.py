@@ -36,7 +36,7 @@ import httpx
 import trio
 
 from ._config import Config, load_config
-from ._errors import ConfigError
+from ._errors import ConfigError, StoreError
 from ._records import AlertEvent, ProbeResult, Record, TargetRemoved
 from ._systemd import SystemdNotifier, serve_watchdog
 from .alerts.base import Notifiers
@@ -44,9 +44,10 @@ from .early import EarlyWarning
 from .early.store import load_models, serve_baselines
 from .engine.dispatch import Dispatcher, Outlet
 from .engine.schedule import Scheduler
+from .engine.silences import SilenceDesk
 from .engine.state import DOWN, MemoryStateStore, StateStore
 from .engine.view import MonitorView, RecentStats
-from .policy import Policy
+from .policy import Holds, Policy
 from .probes import base as probe_kinds
 from .probes import push
 from .probes.base import Prober
@@ -56,6 +57,7 @@ from .store import HistoryReader, StoreStats, open_store, serve_store
 from .store.lock import hold_history_lock
 from .store.outbox import serve_outbox
 from .store.records import Incident
+from .store.silences import active_silences
 
 if TYPE_CHECKING:
     from .cluster.node import ClusterNode
@@ -195,6 +197,9 @@ class Monitor:
             self.policy,
             self.early,
         )
+        (holds,) = (s for s in self.policy.stages if isinstance(s, Holds))
+        self.silences = SilenceDesk(holds, self.dispatcher, lambda: self.config)
+        self._holds = holds
         self.output: Outlet = self.dispatcher.add_outlet(
             "output", OUTPUT_QUEUE, lost=lambda: self.out.lost
         )
@@ -393,7 +398,9 @@ class Monitor:
         # Imported here: starlette and hypercorn cost start-up time a serverless run never needs.
         from .server import build_app, serve_http
 
-        app = build_app(self.view, self.config.server, metrics, push=self.receive_push)
+        app = build_app(
+            self.view, self.config.server, metrics, push=self.receive_push, silences=self.silences
+        )
         server = self.config.server
 
         async def run(task_status: trio.TaskStatus[tuple[str, int]]) -> None:
@@ -432,6 +439,7 @@ class Monitor:
             notifiers.configure(config)
             if self.history is not None:
                 assert config.store_path is not None
+                await self._restore_silences(config.store_path)
                 self._resume(outages)
                 await services.start(
                     serve_store,
@@ -513,6 +521,15 @@ class Monitor:
                 records.append(TargetRemoved(wall_now, target.name, target.url, since, labels))
         return records
 
+    async def _restore_silences(self, path: str) -> None:
+        """Silences added through the API before this start hold again."""
+        try:
+            silences = await trio.to_thread.run_sync(active_silences, path, time.time())
+        except (OSError, sqlite3.Error, StoreError) as exc:
+            log.warning("silences in %s cannot be read now (%s): none hold", path, exc)
+            return
+        self._holds.restore(silences)
+
     def _resume(self, outages: list[Incident]) -> None:
         """Outages still open in history go on: those targets start DOWN. Those of
         targets no longer configured end, at their last stored probe: nothing watched
@@ -525,7 +542,8 @@ class Monitor:
             else:
                 end = incident.start if incident.last_seen is None else incident.last_seen
                 self.dispatcher.publish(TargetRemoved(end, incident.target, since=incident.start))
-        # reminders go on from each page, owed pages (dependencies) wait for their parents
+        # held outages stay held, reminders go on from each page, owed pages
+        # (dependencies) wait for their parents
         self.policy.resume([i for i in outages if i.target in names], now, wall_now)
 
 

@@ -18,7 +18,18 @@ from typing import NoReturn
 from .._errors import ConfigError, MonitorError, UsageError
 from .._lifecycle import EXIT_INTERRUPTED
 from .._version import __version__
-from . import cluster, health, import_gatus, init, push_urls, report, run, simulate, validate
+from . import (
+    cluster,
+    health,
+    import_gatus,
+    init,
+    push_urls,
+    report,
+    run,
+    silence,
+    simulate,
+    validate,
+)
 
 log = logging.getLogger("trio_monitor")
 
@@ -48,6 +59,7 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Comman
     "import": ("convert another monitor's config: import gatus FILE", *_module(import_gatus)),
     "health": ("exit 0 if the running monitor's [server] says it is healthy", *_module(health)),
     "push-urls": ("print each push target's URL (for its crontab line)", *_module(push_urls)),
+    "silence": ("add, list or expire the running monitor's silences", *_module(silence)),
     "simulate": (
         "replay recorded probes through a candidate config's alerting",
         *_module(simulate),

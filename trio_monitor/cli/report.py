@@ -10,9 +10,10 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from .._config import parse_when
+from .._config import Config, parse_when
 from .._errors import UsageError
 from .._records import in_rfc3339_range, rfc3339
+from ..policy import Silence, occurrences
 from ..report import (
     DEFAULT_SLOWEST,
     Aggregator,
@@ -77,6 +78,11 @@ def add_arguments(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument("--format", choices=FORMATS, default="text", help="output format")
     cmd.add_argument("-o", "--output", help="write the report to this file (default stdout)")
     cmd.add_argument("--slowest", type=int, default=DEFAULT_SLOWEST, metavar="N", help="list N")
+    cmd.add_argument(
+        "--exclude-maintenance",
+        action="store_true",
+        help="leave probes out of availability while maintenance or a silence held the target",
+    )
 
 
 def _check_targets(wanted: list[str] | None, known: Iterable[str], where: str) -> None:
@@ -93,6 +99,11 @@ def make_report(args: argparse.Namespace, now: float, *, warn: Warn = warn_stder
     if args.slowest < 0:
         raise UsageError(f"--slowest must be 0 or more, got {args.slowest}")
     agg = Aggregator(since, until, only=args.target)
+    if args.jsonl is not None and args.exclude_maintenance:
+        raise UsageError(
+            "--exclude-maintenance reads the windows from the config and the silences from"
+            " its history: use -c, not --jsonl"
+        )
     if args.jsonl is not None:
         if args.jsonl == "-":
             source = feed_jsonl(agg, sys.stdin.buffer, "<stdin>", warn=warn)
@@ -115,12 +126,38 @@ def make_report(args: argparse.Namespace, now: float, *, warn: Warn = warn_stder
     try:
         with open_history(config.store_path) as reader:
             _check_targets(args.target, {*reader.targets(), *urls}, config_path)
+            if args.exclude_maintenance:
+                agg.held.update(held_spans(config, reader.silences(since, until), since, until))
             source = feed_store(agg, reader, urls, urls, kinds)
     except (OSError, sqlite3.Error) as exc:
         raise UsageError(f"cannot read history {config.store_path}: {exc}") from None
     if source.get("unstored"):
         warn(f"{source['unstored']} probe results were not stored (the store fell behind)")
     return build_report(agg, {**source, "path": config.store_path})
+
+
+def held_spans(
+    config: Config, silences: Iterable[Silence], since: float, until: float
+) -> dict[str, list[tuple[float, float]]]:
+    """Per configured target: the spans in [since, until) its alerts were held, worked
+    out from the config's [[maintenance]] windows and the silences history kept (with
+    the `until` they really ended at). Computed, not recorded: a window is a pure
+    function of the config, and a silence's row says when it held; so nothing is
+    written on the probe path for it (the price: editing a window's schedule changes
+    how past reports leave its time out)."""
+    spans: dict[str, list[tuple[float, float]]] = {}
+    silences = list(silences)
+    for target in config.targets:
+        mine = [
+            span
+            for window in config.maintenance
+            if window.matches(target.name, target.labels)
+            for span in occurrences(window, since, until)
+        ]
+        mine += [(s.start, s.until) for s in silences if s.matches(target.name, target.labels)]
+        if mine:
+            spans[target.name] = mine
+    return spans
 
 
 def command(args: argparse.Namespace) -> int:

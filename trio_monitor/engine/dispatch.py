@@ -142,7 +142,7 @@ class Dispatcher:
                 alerts += self._early.observe(target, result, now)
             if alerts and self._policy is not None:
                 alerts = self._policy.process(alerts, now)
-                self._reschedule()
+                self.reschedule()
         self.publish(result)
         for alert in alerts:
             self.publish(alert)
@@ -155,7 +155,8 @@ class Dispatcher:
             if outlet.accepts(record):
                 outlet.offer(record)
 
-    def _reschedule(self) -> None:
+    def reschedule(self) -> None:
+        """The policy's next due time may have changed (a silence added or expired)."""
         if self._ticker is not None and self._policy is not None:
             self._ticker.deadline = self._policy.next_tick()
 
@@ -175,7 +176,7 @@ class Dispatcher:
     async def reconfigure(self, old: Config, new: Config) -> None:
         if self._policy is not None:
             await self._policy.reconfigure(old, new)
-            self._reschedule()
+            self.reschedule()
 
     def drops(self) -> dict[str, int]:
         """Per consumer: records it did not handle since start."""

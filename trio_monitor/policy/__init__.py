@@ -28,7 +28,12 @@ from ..engine.state import StateStore
 from ..store.records import Incident
 from ._dependencies import Dependencies
 from ._grouping import Grouping
+from ._maintenance import Holds, Silence, next_occurrence, occurrence, occurrences
 from ._reminders import Reminders
+
+__all__ = [
+    "Grouping", "Holds", "Policy", "Silence", "Stage", "next_occurrence", "occurrence", "occurrences",
+]  # fmt: skip
 
 
 class Stage(Protocol):
@@ -58,6 +63,7 @@ class Stage(Protocol):
 def _stages(config: Config, state: StateStore) -> list[Stage]:
     """The stages in their order; each stage's module adds itself here."""
     return [
+        Holds(config, state),  # maintenance windows and silences: hold
         Dependencies(config, state),  # suppress: a child's outage behind a DOWN parent
         # grouping: simultaneous downs with a shared cause -> one group_down
         Grouping(config, state),
@@ -94,7 +100,7 @@ class Policy:
         """Outages still open in history (of configured targets, already DOWN in the
         state store) at start-up: stages that keep per-outage state pick theirs up."""
         for stage in self.stages:
-            if isinstance(stage, Dependencies | Reminders):
+            if isinstance(stage, Holds | Dependencies | Reminders):
                 stage.resume(outages, now, wall)
 
     def suppressed_by(self, name: str) -> tuple[str, ...]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from array import array
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from attrs import define, field, frozen
@@ -58,6 +58,7 @@ class _TargetAgg:
     kind: str | None = None  # the probe kind; None when no source said
     checks: int = 0
     ok: int = 0
+    held: int = 0  # probes left out: in a maintenance window or silence (--exclude-maintenance)
     latency_sum: float = 0.0  # over ok probes with a latency
     latency_n: int = 0
     latency_min: float | None = None
@@ -102,6 +103,7 @@ class Aggregator:
         slots: int = SLOTS,
         only: Iterable[str] | None = None,
         intervals: Mapping[str, float] | None = None,
+        held: Mapping[str, Sequence[tuple[float, float]]] | None = None,
     ) -> None:
         if not since < until:
             raise ValueError("since must be before until")
@@ -113,6 +115,9 @@ class Aggregator:
         # probe interval per target (the config's, or what the data shows): an open
         # incident counts as downtime up to its last probe plus one interval
         self.intervals: dict[str, float] = dict(intervals or {})
+        # report --exclude-maintenance: per target, the [start, end) spans its alerts
+        # were held (maintenance windows, silences); probes in them are left out
+        self.held: dict[str, Sequence[tuple[float, float]]] = dict(held or {})
         self.targets: dict[str, _TargetAgg] = {}
         self.seen: set[str] = set()  # every target name a source mentioned, wanted or not
         self.outside = 0  # samples seen outside the range (JSON lines notes them)
@@ -133,6 +138,9 @@ class Aggregator:
             agg.kind = kind
         return agg
 
+    def _held(self, target: str, ts: float) -> bool:
+        return any(start <= ts < end for start, end in self.held.get(target, ()))
+
     def _slot(self, ts: float) -> int:
         return max(0, min(self.slots - 1, int((ts - self.since) / self.width)))
 
@@ -144,6 +152,9 @@ class Aggregator:
         self.last_ts = s.ts if self.last_ts is None else max(self.last_ts, s.ts)
         if not self.since <= s.ts < self.until:
             self.outside += 1
+            return
+        if self._held(s.target, s.ts):
+            agg.held += 1
             return
         i = self._slot(s.ts)
         agg.checks += 1
@@ -170,6 +181,9 @@ class Aggregator:
         if not self.wants(r.target) or not self.since <= r.hour + HOUR / 2 < self.until:
             return
         agg = self.target(r.target)
+        if self._held(r.target, r.hour + HOUR / 2):  # an hour is held if its middle is
+            agg.held += r.checks
+            return
         latency_n = r.histogram.total
         agg.checks += r.checks
         agg.ok += r.checks - r.failures
@@ -299,6 +313,7 @@ class TargetReport:
     # failed probes by error kind, most first (raw samples only: hourly rollups, which
     # replace them after raw_retention, keep no error kinds)
     errors: dict[str, int] = field(factory=dict)
+    held_checks: int = 0  # probes left out: held by maintenance (--exclude-maintenance)
     warnings: tuple[WarningView, ...] = ()  # early warnings in range, oldest first
 
     @property
@@ -450,6 +465,7 @@ def _target_report(agg: _TargetAgg, a: Aggregator) -> TargetReport:
         phases=agg.phases.stats(),
         kind=agg.kind,
         errors=dict(sorted(agg.errors.items(), key=lambda e: (-e[1], e[0]))),
+        held_checks=agg.held,
         warnings=_warning_views(agg),
     )
 

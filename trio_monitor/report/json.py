@@ -30,6 +30,9 @@ def report_dict(report: Report, slowest: int = DEFAULT_SLOWEST) -> dict[str, Any
                 "ok": t.ok,
                 "failures": t.failures,
                 "availability_pct": _r(t.availability_pct, 4),
+                # probes left out of checks and availability: in maintenance (only with
+                # --exclude-maintenance, else 0)
+                "held_checks": t.held_checks,
                 "latency_ms": {
                     "p50": t.p50,
                     "p95": t.p95,

@@ -30,6 +30,7 @@ from typing import IO, Any, Protocol
 
 from .._errors import UsageError
 from .._records import PHASES, in_rfc3339_range, rfc3339
+from ..policy import Silence
 from ..store import HistoryReader
 from ..store.records import (
     Certificate,
@@ -70,6 +71,7 @@ class HistorySource(Protocol):
         self, since: float, until: float, target: str | None = None
     ) -> list[StoredWarning]: ...
     def unstored(self) -> int: ...
+    def silences(self, since: float, until: float) -> list[Silence]: ...
 
 
 def feed_store(

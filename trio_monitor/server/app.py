@@ -20,6 +20,9 @@ worker thread, so a slow disk never stalls the event loop (or probing).
     GET /api/v1/badges/{name}/uptime.svg        24 h availability
     GET, POST /api/v1/push/{token}[/start|/fail|/{exit code}]   a push target's ping;
                                                 its own token, never the bearer token
+    GET, POST /api/v1/silences; DELETE /api/v1/silences/{id}   runtime silences
+                                                (silences.py; writing needs the token)
+    GET /api/v1/maintenance                     windows holding now or soon, silences
     GET /api/v1/openapi.json                    OpenAPI 3.1 description of all of these
     GET, POST /login; POST /logout              with a token: the browser login (login.py)
 
@@ -59,6 +62,7 @@ from .contract import API, DEFAULT_SINCE, JSON, MAX_ROWS, RECENT, JSONObject, er
 from .login import login_routes
 from .openapi import openapi_document
 from .page import status_page_csp, status_page_html
+from .silences import SILENCES, Desk, SilenceRoutes
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -169,7 +173,7 @@ def _limit(request: Request) -> int:
 # --- JSON shapes (described in openapi_document) ---------------------------------------
 
 
-def _target_json(t: TargetStatus) -> JSONObject:
+def _target_json(t: TargetStatus, held_by: str | None = None) -> JSONObject:
     return {
         "name": t.name,
         "url": t.url,
@@ -189,6 +193,8 @@ def _target_json(t: TargetStatus) -> JSONObject:
             phase: None if p is None else {"p50": p.p50, "p95": p.p95, "count": p.count}
             for phase, p in t.phases_24h.items()
         },
+        # what holds its alerts now: "maintenance:NAME" or "silence:ID"
+        "maintenance": held_by,
         "degrading": None if t.degrading is None else _warning_json(t.degrading),
     }
 
@@ -260,13 +266,15 @@ class _Api:
         metrics: Metrics,
         page: PageFn | None,
         push: PushFn | None = None,
+        silences: Desk | None = None,
     ) -> None:
         self.view, self.server, self.metrics = view, server, metrics
         self._push = push
+        self.desk = silences
         # the real page comes with its CSP; a page given instead (tests) with none
         self.page = page or status_page_html
         self.csp = status_page_csp if page is None else None
-        self.openapi = openapi_document(server)
+        self.openapi = openapi_document(server, silences=silences is not None)
         self._page: tuple[str, dict[str, str]] | None = None
         self._readers = trio.CapacityLimiter(HISTORY_READERS)
 
@@ -344,6 +352,9 @@ class _Api:
         body = await trio.to_thread.run_sync(self.metrics.render, abandon_on_cancel=True)
         return Response(body, headers={"content-type": CONTENT_TYPE, "cache-control": "no-store"})
 
+    def held_by(self, name: str) -> str | None:
+        return None if self.desk is None else self.desk.held_by(name)
+
     async def cluster(self, request: Request) -> Response:
         """The cluster as this node sees it; null when it is none (so the page asks
         every process alike, and a single one answers without an error)."""
@@ -353,7 +364,7 @@ class _Api:
         wanted = [_label_filter(text) for text in request.query_params.getlist("label")]
         return JSON(
             [
-                _target_json(t)
+                _target_json(t, self.held_by(t.name))
                 for t in self.view.targets()
                 if all(t.labels.get(name) == value for name, value in wanted)
             ]
@@ -365,7 +376,7 @@ class _Api:
             return await self._history(request, name)
         if leaf == ARTIFACT:
             return await self._artifact(request, name)
-        body = _target_json(self.status(name))
+        body = _target_json(self.status(name), self.held_by(name))
         body["recent"] = None
         if self.view.store_path is not None:
             try:
@@ -521,10 +532,12 @@ def build_app(
     *,
     page: PageFn | None = None,
     push: PushFn | None = None,
+    silences: Desk | None = None,
 ) -> ASGIApp:
     """The ASGI app. `page` (the HTML for "/") defaults to page.status_page_html;
-    `push` takes push targets' pings (none: every push URL is a 404)."""
-    api = _Api(view, server, metrics, page, push)
+    `push` takes push targets' pings (none: every push URL is a 404); `silences` the
+    running monitor's silences and windows (none: no such paths)."""
+    api = _Api(view, server, metrics, page, push, silences)
     routes = [
         Route("/", api.index),
         Route("/healthz", api.healthz),
@@ -537,6 +550,13 @@ def build_app(
         Route(f"{API}/openapi.json", api.openapi_json),
         Route(f"{API}/cluster", api.cluster),
     ]
+    if silences is not None:
+        desk = SilenceRoutes(silences, server.token is not None)
+        routes += [
+            Route(SILENCES, desk.collection, methods=["GET", "POST"]),
+            Route(SILENCES + "/{id}", desk.one, methods=["DELETE"]),
+            Route(f"{API}/maintenance", desk.maintenance),
+        ]
     if server.token is not None:
         routes += login_routes(server.token)
     app = Starlette(

@@ -101,6 +101,11 @@ _TARGET_PROPERTIES: Schema = {
         "last 24 hours' ok probes, and how many of them had the phase; null for a phase "
         "that did not happen in them (tls on http, dns for an address, ...)",
     ),
+    "maintenance": _nullable(
+        "string",
+        description='what holds its alerts now: "maintenance:NAME" (a [[maintenance]] '
+        'window) or "silence:ID"; null: nothing',
+    ),
     "degrading": {
         "anyOf": [
             _object(
@@ -373,6 +378,55 @@ _SCHEMAS: Schema = {
         },
         "What a dns:// probe's nameserver answered.",
     ),
+    "Silence": _object(
+        {
+            "id": {"type": "string"},
+            "start": _TIME,
+            "until": {**_TIME, "description": "RFC 3339, UTC; the moment it was expired, if early"},
+            "active": {"type": "boolean", "description": "it holds alerts now"},
+            "match": {
+                "type": ["object", "null"],
+                "additionalProperties": {"type": "string"},
+                "description": "labels a target must all have; null: by name only",
+            },
+            "targets": {"type": "array", "items": {"type": "string"}},
+            "comment": {"type": "string"},
+            "author": {"type": "string"},
+        },
+        "A runtime silence: it holds the alerts of the targets it matches.",
+    ),
+    "SilenceList": _object({"silences": {"type": "array", "items": _ref("Silence")}}),
+    "NewSilence": {
+        "type": "object",
+        "additionalProperties": False,
+        "description": "set match or targets (or both: either matches), and until or duration",
+        "properties": {
+            "match": {"type": "object", "additionalProperties": {"type": "string"}},
+            "targets": {"type": "array", "items": {"type": "string"}},
+            "until": {"type": "string", "format": "date-time"},
+            "duration": {"type": "string", "description": 'like "2h" or "1h30m"'},
+            "comment": {"type": "string", "maxLength": 1000},
+            "author": {"type": "string", "maxLength": 1000},
+        },
+    },
+    "Maintenance": _object(
+        {
+            "windows": {
+                "type": "array",
+                "items": _object(
+                    {
+                        "name": {"type": "string"},
+                        "start": _TIME,
+                        "end": _TIME,
+                        "active": {"type": "boolean"},
+                        "targets": {"type": "array", "items": {"type": "string"}},
+                    }
+                ),
+                "description": "[[maintenance]] windows holding now or starting within 7 days",
+            },
+            "silences": {"type": "array", "items": _ref("Silence")},
+        }
+    ),
     "Target": _object(_TARGET_PROPERTIES),
     "TargetList": {"type": "array", "items": _ref("Target")},
     "TargetDetail": _object(
@@ -639,12 +693,70 @@ def _push_paths() -> Schema:
     }
 
 
+_SILENCE_WRITE = _error_response("no [server] token is set: silences cannot be managed")
+
+
+def _silence_paths(secured: Schema, token: bool) -> Schema:
+    """Runtime silences and the maintenance view (server/silences.py); writing needs a
+    token: without one, POST and DELETE answer 403."""
+    refused = {} if token else {"403": _SILENCE_WRITE}
+    ok = {"description": "the silence", "content": _json_content(_ref("Silence"))}
+    return {
+        f"{API}/silences": {
+            **_get(
+                "Silences not over yet, oldest first",
+                {
+                    "200": {"description": "ok", "content": _json_content(_ref("SilenceList"))},
+                    **secured,
+                },
+            ),
+            "post": {
+                "summary": "Add a silence",
+                "requestBody": {"required": True, "content": _json_content(_ref("NewSilence"))},
+                "responses": {
+                    "201": {**ok, "description": "added"},
+                    "400": _error_response("a bad body: one line says what"),
+                    **refused,
+                    "413": _error_response("a body over 64 KiB"),
+                    "503": _error_response("the history file cannot be written now"),
+                    **secured,
+                    "default": _DEFAULT,
+                },
+            },
+        },
+        f"{API}/silences/{{id}}": {
+            "delete": {
+                "summary": "Expire a silence now",
+                "parameters": [
+                    {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+                ],
+                "responses": {
+                    "200": {**ok, "description": "the silence as it ended"},
+                    **refused,
+                    "404": _error_response("no such silence, or it is over"),
+                    "503": _error_response("the history file cannot be written now"),
+                    **secured,
+                    "default": _DEFAULT,
+                },
+            }
+        },
+        f"{API}/maintenance": _get(
+            "Maintenance windows holding now or starting within 7 days, and silences",
+            {
+                "200": {"description": "ok", "content": _json_content(_ref("Maintenance"))},
+                **secured,
+            },
+        ),
+    }
+
+
 def _get(summary: str, responses: Schema, **extra: Any) -> Schema:
     return {"get": {"summary": summary, **extra, "responses": {**responses, "default": _DEFAULT}}}
 
 
-def openapi_document(server: ServerSection) -> Schema:
-    """The OpenAPI 3.1 description of the server as configured (auth included)."""
+def openapi_document(server: ServerSection, *, silences: bool = True) -> Schema:
+    """The OpenAPI 3.1 description of the server as configured (auth included);
+    `silences`: served (a monitor behind the server: always but in tests)."""
     secured = {"401": _UNAUTHORIZED} if server.token is not None else {"421": _MISDIRECTED}
     public = secured if server.token is None or not server.public_status_page else {}
     svg = {
@@ -792,6 +904,8 @@ def openapi_document(server: ServerSection) -> Schema:
         ),
     }
     paths |= _push_paths()
+    if silences:
+        paths |= _silence_paths(secured, server.token is not None)
     if server.token is not None:
         paths |= _login_paths()
     if server.public_status_page:

@@ -1,6 +1,6 @@
 """Rollups and retention: `serve_store_maintenance` rolls every complete hour up into
 `rollups` and prunes raw samples after `raw_retention` and rollups, incidents,
-changes and finished outbox rows (delivered or given up) after `rollup_retention`, a
+changes, silences and finished outbox rows (delivered or given up) after `rollup_retention`, a
 small batch per worker-thread call.
 
 Raw samples are pruned on whole hours, and an hour's rollup is recomputed from its raw
@@ -239,6 +239,10 @@ class StoreMaintenance:
                 while await self._run(_delete_some, sql, args) >= self.rows:
                     pass
         sql = 'DELETE FROM incidents WHERE id IN (SELECT id FROM incidents WHERE "end" < ? LIMIT ?)'
+        while await self._run(_delete_some, sql, (keep, self.rows)) >= self.rows:
+            pass
+        # silences over for longer than rollups are kept: no report reaches back to them
+        sql = "DELETE FROM silences WHERE id IN (SELECT id FROM silences WHERE until < ? LIMIT ?)"
         while await self._run(_delete_some, sql, (keep, self.rows)) >= self.rows:
             pass
         # alerts delivered or given up (`done` set); pending ones stay, to be sent again

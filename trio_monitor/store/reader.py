@@ -8,6 +8,7 @@ import os
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .._errors import StoreError
 from ._sql import (
@@ -23,6 +24,10 @@ from ._sql import (
 )
 from .records import Certificate, ContentChange, HourRollup, Incident, Sample, StoredWarning
 from .schema import BUSY_TIMEOUT, SCHEMA_VERSION, file_version
+from .silences import silences_between
+
+if TYPE_CHECKING:
+    from ..policy import Silence
 
 
 def _names(text: str | None) -> tuple[str, ...] | None:
@@ -205,6 +210,10 @@ class HistoryReader:
             (tid, n),
         ).fetchall()
         return [sample_from_row(target, row) for row in reversed(rows)]
+
+    def silences(self, since: float, until: float) -> list[Silence]:
+        """Runtime silences that held at some time in [since, until), oldest first."""
+        return silences_between(self._conn, since, until)
 
     def unstored(self) -> int:
         """Records the monitor could not store, all runs together."""

@@ -95,6 +95,13 @@ MIGRATIONS: list[tuple[str, ...]] = [
         "ALTER TABLE incidents ADD COLUMN suppressed_by TEXT",
         "ALTER TABLE incidents ADD COLUMN paged REAL",
     ),
+    (
+        # runtime silences (store/silences.py): `until` is set to the moment one is
+        # expired early; `match` a JSON object of labels or NULL, `targets` a JSON array
+        """CREATE TABLE silences (
+            id TEXT PRIMARY KEY, start REAL NOT NULL, until REAL NOT NULL, match TEXT,
+            targets TEXT NOT NULL, comment TEXT NOT NULL, author TEXT NOT NULL)""",
+    ),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -222,7 +222,9 @@
     c.pill = el("span", "pill unknown");
     c.nameEl = el("h2", "name", name);
     c.kindEl = el("span", "kind");  // what it checks: http, tcp, dns, ...
-    head.append(c.pill, c.nameEl, c.kindEl);
+    c.heldEl = el("span", "held");  // what holds its alerts: a window or a silence
+    c.heldEl.hidden = true;
+    head.append(c.pill, c.nameEl, c.kindEl, c.heldEl);
     c.urlEl = el("div", "url");
     const facts = el("ul", "facts");
     c.sinceEl = el("li", "since");
@@ -325,6 +327,7 @@
       c.errEl.textContent = "";
     }
     c.kindEl.textContent = clip(str(t.kind) || str(last && last.kind) || "http", 16);
+    showHeld(c, str(t.maintenance));
     showFacts(c, last ? kindFacts(last) : []);
     showConditions(c, last && Array.isArray(last.conditions) ? last.conditions : []);
     const stats = [];
@@ -963,6 +966,45 @@
     $("incidents").hidden = false;
   }
 
+  // --- maintenance: windows holding now or soon, silences, and held targets' badges -----
+  // (GET api/v1/maintenance; a server without it, or an error, hides the panel)
+  function showHeld(c, holder) {
+    const silence = holder.startsWith("silence:");
+    c.heldEl.hidden = !holder;
+    c.heldEl.textContent = holder ? (silence ? "silenced" : "maintenance") : "";
+    c.heldEl.title = holder ? "alerts held by " + clip(holder, 80) : "";
+  }
+  function windowItem(w) {
+    const start = parseTime(w.start), end = parseTime(w.end);
+    const names = Array.isArray(w.targets) ? w.targets.filter((n) => typeof n === "string") : [];
+    const when = w.active === true
+      ? "now, until " + (end !== null ? dateTime(end) : "?")
+      : "from " + (start !== null ? dateTime(start) : "?") + " to " +
+        (end !== null ? dateTime(end) : "?");
+    const li = el("li", w.active === true ? "active" : "upcoming",
+      "Maintenance " + clip(str(w.name), 64) + ": " + when + " \u00b7 " +
+      (names.length === 1 ? "1 target" : names.length + " targets"));
+    li.title = names.slice(0, 50).join(", ");
+    return li;
+  }
+  function silenceItem(s) {
+    const until = parseTime(s.until);
+    const names = Array.isArray(s.targets) ? s.targets.filter((n) => typeof n === "string") : [];
+    const labels = obj(s.match) ? Object.keys(s.match).map((k) => k + "=" + str(s.match[k])) : [];
+    const what = names.concat(labels.length ? ["{" + labels.join(", ") + "}"] : []).join(" ");
+    const note = [str(s.author), str(s.comment)].filter(Boolean).join(": ");
+    return el("li", "silence", "Silenced " + clip(what, 120) + " until " +
+      (until !== null ? dateTime(until) : "?") + (note ? " (" + clip(note, 120) + ")" : ""));
+  }
+  function renderMaintenance(data) {
+    const box = $("maintenance");
+    const windows = data && Array.isArray(data.windows) ? data.windows.filter(obj) : [];
+    const silences = data && Array.isArray(data.silences) ?
+      data.silences.filter((s) => obj(s) && s.active === true) : [];
+    $("maintenance-list").replaceChildren(...windows.map(windowItem), ...silences.map(silenceItem));
+    box.hidden = windows.length + silences.length === 0;
+  }
+
   // --- the grid view: one small coloured cell per target, for fleets of hundreds ---------
   // A toggle (remembered in localStorage). Each cell is its card, restyled: focusable,
   // named by aria-label and a tooltip on hover and focus; Enter or a click opens that
@@ -1045,12 +1087,14 @@
     clearTimeout(timer);
     body.dataset.refreshing = "1";
     try {
-      const [targets, incidents, cluster] = await Promise.allSettled([
+      const [targets, incidents, cluster, maintenance] = await Promise.allSettled([
         api("api/v1/targets"), api("api/v1/incidents?since=7d"), api("api/v1/cluster"),
+        api("api/v1/maintenance"),
       ]);
       if (targets.status === "rejected") throw targets.reason;
       renderTargets(targets.value);
       renderCluster(cluster.status === "fulfilled" ? cluster.value : null);
+      renderMaintenance(maintenance.status === "fulfilled" ? maintenance.value : null);
       if (incidents.status === "fulfilled") {
         renderIncidents(incidents.value);
       } else {
