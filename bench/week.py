@@ -5,8 +5,8 @@
 writes OUT_DIR/week.jsonl (what `trio-monitor run` would have written for that week:
 probe lines and the alert lines its alerting made), OUT_DIR/live.toml (the config that
 "recorded" it: global thresholds, one pager, no grouping, no dependencies, no
-maintenance), OUT_DIR/candidate.toml (the same with dependencies on the routers and
-storm grouping) and OUT_DIR/schedule.txt (the outages the week
+maintenance), OUT_DIR/candidate.toml (the same with dependencies on the routers,
+storm grouping and Sunday's maintenance window) and OUT_DIR/schedule.txt (the outages the week
 holds).
 
 The fleet: 4 routers (core-a .. core-d, one per site, each site its own /24) with the
@@ -94,7 +94,7 @@ def live_config(targets: list[dict], interval: float) -> dict:
 def candidate_config(targets: list[dict], interval: float) -> dict:
     """live.toml plus what issue 13 adds: every service depends on its site's router,
     storm grouping over a probe interval (the fleet's probes are spread over it, so a
-    shared outage's downs are too)."""
+    shared outage's downs are too), and Sunday's maintenance window."""
     doc = live_config(
         [
             {**t, "depends_on": [f"core-{t['labels']['site']}"]}
@@ -105,6 +105,17 @@ def candidate_config(targets: list[dict], interval: float) -> dict:
         interval,
     )
     doc["alerts"] |= {"group_window": f"{interval:g}s", "group_min": 3}
+    # the work is 02:00-04:00; the window ends 10 minutes later, as an operator would
+    # declare it: a target still DOWN when a window ends is paged then, and the fleet's
+    # probes are spread over the interval (one ending at 04:00 pages 37 targets)
+    doc["maintenance"] = [
+        {
+            "name": "site-a-upgrade",
+            "match": {"site": "a"},
+            "start": "2026-11-22T02:00:00Z",
+            "end": "2026-11-22T04:10:00Z",
+        }
+    ]
     return doc
 
 

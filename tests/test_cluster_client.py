@@ -28,7 +28,9 @@ async def node(redis_server: RedisServer) -> AsyncIterator[Node]:
     """node(member, token) -> a ClusterClient on the test's Redis, library loaded."""
     redis = cc.connect(redis_server.url)
     async with redis:
-        await cc.ClusterClient(redis, "default/loader", "t0").load_functions()
+        loader = cc.ClusterClient(redis, "default/loader", "t0")
+        await loader.load_functions()
+        await loader.cluster_id("test-cluster")  # without one a beat says Redis is empty
 
         def make(member: str = "default/a", token: str = "t1") -> cc.ClusterClient:
             return cc.ClusterClient(redis, member, token)
@@ -170,8 +172,18 @@ async def test_heartbeat_lists_live_members_and_drops_expired_leases(node: Node)
 
 async def test_cluster_id_is_set_once(node: Node) -> None:
     client = node()
-    assert await client.cluster_id("c1") == ("c1", True)
-    assert await client.cluster_id("c2") == ("c1", False)
+    assert await client.cluster_id("c1") == ("test-cluster", False)  # the fixture's
+    await client.redis.delete([cc.CLUSTER_ID])
+    assert await client.cluster_id("c2") == ("c2", True)
+    assert (await send(client, make_target(name="api"), True)).status == cc.APPLIED
+
+
+async def test_without_a_cluster_id_nothing_is_written(node: Node) -> None:
+    client = node()
+    await client.redis.delete([cc.CLUSTER_ID])
+    assert (await send(client, make_target(name="api"), False)).status == cc.EMPTY
+    assert (await client.heartbeat(3.0, "h")).empty
+    assert await client.redis.exists([cc.target_key("api"), cc.RESULTS, cc.MEMBERS]) == 0
 
 
 @pytest.mark.fuzz
@@ -210,6 +222,7 @@ def test_one_location_decides_as_the_memory_store_does(
         async with cc.connect(redis_server.url) as redis:
             client = cc.ClusterClient(redis, f"default/{name}", name)
             await client.load_functions()
+            await client.cluster_id("property")
             for i, ok in enumerate(oks):
                 ts = T0 + i
                 _, expected = oracle.observe(target, probe_result(name, ok=ok, ts=ts), float(i))

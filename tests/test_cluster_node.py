@@ -309,3 +309,29 @@ async def test_a_redis_back_empty_is_seeded_from_the_nodes_not_paged_again(
     got = list(hooks(server))
     assert [(key, alert["event"]) for key, alert in got] == [("t3:1", "down"), ("t3:2", "up")]
     assert got[1][1]["since"] == got[0][1]["since"]  # the same outage, ended
+
+
+async def test_a_flushed_redis_with_the_functions_left_is_seeded_too(
+    redis_server: RedisServer, server: TestServer
+) -> None:
+    """FLUSHALL (the functions stay): the beat finds no cluster id and the node joins
+    again, seeding what it knows: no second page."""
+    async with trio.open_nursery() as nursery:
+        monitor: Monitor = await running(nursery, single(redis_server, server), out=io.BytesIO())
+        assert monitor.cluster is not None
+        node = monitor.cluster
+        del server.bodies["t3"]
+        await wait_for(lambda: len(list(hooks(server))) == 1)
+        cluster_id = node.status.cluster_id
+        async with cc.connect(redis_server.url) as redis:
+            await redis.flushall()
+        await wait_for(lambda: node.status.cluster_id not in (None, cluster_id))
+        sent = node.status.sent
+        await wait_for(lambda: node.status.sent > sent + 8)
+        server.bodies["t3"] = b"ok"
+        await wait_for(lambda: len(list(hooks(server))) == 2)
+        monitor.stop()
+    assert [(key, alert["event"]) for key, alert in hooks(server)] == [
+        ("t3:1", "down"),
+        ("t3:2", "up"),
+    ]

@@ -773,6 +773,69 @@ def test_ranges(data, message):
     assert problems(data) == [f"m.toml: {message}"]
 
 
+@pytest.mark.parametrize(
+    ("alerts", "message"),
+    [
+        ({"group_window": "11m"}, "alerts.group_window: must be from 0ms to 10m, got '11m'"),
+        (
+            {"group_window": "-1s"},
+            "alerts.group_window: invalid duration '-1s'"
+            ' (use e.g. "500ms", "10s", "5m", "1h30m")',
+        ),
+        (
+            {"group_window": 10},
+            'alerts.group_window: expected a duration string like "500ms", "10s", "5m", got 10',
+        ),
+        ({"group_min": 1}, "alerts.group_min: must be 2 or more, got 1"),
+        ({"group_min": 100_001}, "alerts.group_min: must be 100000 or less, got 100001"),
+        ({"group_min": "3"}, "alerts.group_min: expected an integer, got '3'"),
+        ({"group_min": 2.5}, "alerts.group_min: expected an integer, got 2.5"),
+        ({"group_min": True}, "alerts.group_min: expected an integer, got True"),
+        ({"group_by": "network"}, "alerts.group_by: expected an array, got 'network'"),
+        (
+            {"group_by": ["network", "subnet"]},
+            "alerts.group_by[1]: expected one of address, certificate, resolver, network,"
+            " error or label:NAME, got 'subnet'",
+        ),
+        (
+            {"group_by": [3]},
+            "alerts.group_by[0]: expected one of address, certificate, resolver, network,"
+            " error or label:NAME, got 3",
+        ),
+        (
+            {"group_by": ["network", "error", "network"]},
+            "alerts.group_by: each cause once, got network twice",
+        ),
+        (
+            {"group_by": ["label:"]},
+            "alerts.group_by[0]: label name '': letters, digits and _ (not a digit first),"
+            " at most 64",
+        ),
+        (
+            {"group_by": ["label:bad name"]},
+            "alerts.group_by[0]: label name 'bad name': letters, digits and _ (not a digit"
+            " first), at most 64",
+        ),
+        (
+            {"group_by": []},
+            'alerts.group_by: at least one cause (group_window = "0s" turns grouping off)',
+        ),
+    ],
+)
+def test_grouping_settings_problems(alerts, message):
+    assert problems({"alerts": alerts, "targets": [{"url": URL}]}) == [f"m.toml: {message}"]
+
+
+def test_grouping_settings_problems_are_one_line_each():
+    bad = {"group_window": "1h", "group_min": 1, "group_by": ["rack"]}
+    assert problems({"alerts": bad}) == [
+        "m.toml: alerts.group_window: must be from 0ms to 10m, got '1h'",
+        "m.toml: alerts.group_min: must be 2 or more, got 1",
+        "m.toml: alerts.group_by[0]: expected one of address, certificate, resolver, network,"
+        " error or label:NAME, got 'rack'",
+    ]
+
+
 def test_the_ends_of_each_range_are_valid():
     config = parse_config(
         {

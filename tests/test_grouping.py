@@ -4,6 +4,7 @@ a down target's failure gives, and the stage: window, fold, group_up, flush, rel
 from __future__ import annotations
 
 import json
+import signal
 
 import pytest
 from factories import alert_event, probe_result, write_config
@@ -16,7 +17,8 @@ from trio_monitor._config import GROUP_BY
 from trio_monitor.engine.state import MemoryStateStore
 from trio_monitor.net.certs import TlsDetails
 from trio_monitor.policy import Policy
-from trio_monitor.policy._grouping import Facts, Grouping, decide, facts
+from trio_monitor.policy._grouping import Facts, Group, Grouping, decide, facts
+from trio_monitor.store.records import Incident
 
 # --- the decision: a pure function, property-tested ---------------------------------
 
@@ -283,6 +285,33 @@ def test_a_reload_that_removes_a_groups_last_open_member_closes_the_group():
     assert (group_up.event, group_up.group, group_up.ts) == ("group_up", group_down.group, 130.0)
 
 
+def test_restored_groups_fold_new_downs_and_send_one_group_up():
+    """`resume` (history's open incidents at start-up): a cause reads back as the group
+    it names (labels too), members' ups are marked, the last one sends the group_up."""
+    assert Group.of_cause("label team=pay", ["b", "a"]) == Group(
+        "label:team", "pay", ("a", "b"), None
+    )
+    assert Group.of_cause("network 10.1.2.0/24", ["a"]).cause == "network 10.1.2.0/24"
+    g = stage()
+    open_ = [("n1", 100.0, "group-1", "label team=pay"), ("n2", 90.0, "group-1", "label team=pay"),
+             ("gone", 80.0, "group-1", "label team=pay"), ("far", 95.0, "group-2", "address 192.0.2.9"),
+             ("n4", 99.0, None, None)]  # fmt: skip
+    g.resume([Incident(t, s, None, "connect", group=i, cause=c) for t, s, i, c in open_], 0.0, 1.0)
+    # a later down sharing the restored group's cause joins it at once
+    (folded,) = g.process([refused("n3", 200.0)], now=0.0)
+    assert (folded.group, folded.cause, folded.deliverable) == ("group-1", "label team=pay", False)
+    ups = [alert_event("up", n, ts=300.0 + i) for i, n in enumerate(("n1", "n2", "n3", "far"))]
+    out = g.process(ups, now=1.0)
+    assert [(a.event, a.target, a.group) for a in out] == [
+        ("up", "n1", "group-1"), ("up", "n2", "group-1"), ("up", "n3", "group-1"),
+        ("group_up", "group-1", "group-1"), ("up", "far", "group-2"), ("group_up", "group-2", "group-2"),
+    ]  # fmt: skip
+    group_up = out[3]
+    assert (group_up.members, group_up.since, group_up.ts) == (("n1", "n2", "n3"), 90.0, 302.0)
+    assert group_up.labels == {"team": "pay"}
+    assert group_up.detail == "all 3 targets of the group (label team=pay) are up"
+
+
 def test_the_policy_runs_grouping_by_default_and_its_stage_reads_the_state_store():
     state = MemoryStateStore(FLEET.alerts)
     policy = Policy(FLEET, state)
@@ -328,3 +357,38 @@ async def test_targets_that_fail_together_page_once_and_recover_once(server, tmp
     downs = [a for a in alerts_seen if a["event"] == "down"]
     assert sorted(a["target"] for a in downs) == keys  # recorded, marked, not paged
     assert {a["group"] for a in downs} == {page["group"]}
+
+
+@pytest.mark.subprocess
+async def test_an_open_group_survives_a_restart_and_recovers_as_one_group_up(server, tmp_path):
+    """The group is paged, the monitor stops (SIGTERM) and starts again while its members
+    are still down: no page then (the outages go on), and their recovery is one
+    `group_up` with the group's id and since, not one `up` per member."""
+    keys = [f"r{i}" for i in range(4)]
+    targets = [{"name": k, "url": server.url(f"/body/{k}")} for k in keys]
+    webhook = {"url": server.url("/hook"), "timeout": "5s"}
+    alerts = {"failure_threshold": 1, "group_window": "1s", "webhook": [webhook]}
+    path = write_config(tmp_path, cli_config(*targets, alerts=alerts))
+    async with start_monitor(path) as first:
+        await server.wait_received(1)
+        _, group_down = await first.wait_record(lambda r: r.get("event") == "group_down")
+        first.send(signal.SIGTERM)
+        assert await first.wait_exit() == 0
+    async with start_monitor(path) as second:
+        for k in keys:  # a few probes of the restarted monitor, still failing
+            await second.wait_record(lambda r, k=k: r["type"] == "probe" and r["target"] == k)
+        for k in keys:
+            server.bodies[k] = b"back"
+        _, group_up = await second.wait_record(lambda r: r.get("event") == "group_up")
+        await server.wait_received(2)
+        second.send(signal.SIGTERM)
+        assert await second.wait_exit() == 0
+    pages = [json.loads(b) for b in server.received]
+    assert [p["event"] for p in pages] == ["group_down", "group_up"]
+    assert pages[1]["group"] == group_up["group"] == group_down["group"]
+    assert pages[1]["members"] == keys
+    assert pages[1]["cause"] == group_down["cause"] == "address 127.0.0.1"
+    assert pages[1]["since"] == group_down["since"]
+    ups = [r for r in second.records() if r["type"] == "alert" and r["event"] == "up"]
+    assert sorted(u["target"] for u in ups) == keys  # recorded, marked, not paged
+    assert {u["group"] for u in ups} == {group_down["group"]}

@@ -186,6 +186,7 @@ class FakeApi:
         self.targets = targets
         self.history = history  # (name, "24h"|"7d") -> samples
         self.incidents = incidents
+        self.groups: list[dict] = []  # `groups` of /api/v1/incidents: open outages by cause
         # GET /api/v1/maintenance: nothing held or planned (None: a 404)
         self.maintenance: dict | None = {"windows": [], "silences": []}
         self.token: str | None = None
@@ -241,7 +242,13 @@ class _Handler(BaseHTTPRequestHandler):
         if url.path == "/api/v1/incidents":
             since = api.now - 7 * 86400
             return self._json(
-                200, {"since": _iso(since), "until": _iso(api.now), "incidents": api.incidents}
+                200,
+                {
+                    "since": _iso(since),
+                    "until": _iso(api.now),
+                    "incidents": api.incidents,
+                    "groups": api.groups,
+                },
             )
         if url.path == "/api/v1/maintenance" and api.maintenance is not None:
             return self._json(200, api.maintenance)
@@ -865,6 +872,221 @@ def test_history_requests_are_bounded_and_lazy(browser):
         refreshes = browser.execute_script("return Number(document.body.dataset.generation)")
         assert len([p for p, _ in api.seen() if p == "/api/v1/targets"]) == refreshes
         assert len(api.seen("/api/v1/incidents")) == refreshes
+
+
+# --- a storm: 500 targets, 58 of them down ----------------------------------------------
+
+# (name prefix, how many, url of the i-th, the probe's error, its detail): three shared
+# causes (a /24 refusing connections, a /24 timing out, names the resolver cannot find),
+# then targets down each for its own reason
+STORM = [
+    ("rack-a", 20, "http://10.1.2.{i}:8080/", "connect", "cannot connect to {ip} (Connection refused)"),
+    ("rack-b", 14, "http://10.7.0.{i}/health", "timeout", "no answer within 10 s"),
+    ("svc", 12, "https://svc-{i}.internal/", "dns", "no such name"),
+    ("odd", 12, "https://odd{i}.example{i}.net/", "status", "HTTP 5{i:02d}"),
+]  # fmt: skip
+STORM_DOWN = sum(n for _, n, *_ in STORM)
+STORM_TARGETS = 500
+
+
+def _storm_api(now: float) -> FakeApi:
+    """A fleet of 500 targets, 58 down; `groups` made by the server's own grouping code
+    (policy/_grouping.py's facts and decide, app.py's JSON), so it is what the API says."""
+    from trio_monitor._config import GROUP_BY
+    from trio_monitor.policy._grouping import decide, facts
+    from trio_monitor.server.app import _group_json
+
+    api = _fake_api(now)
+    up = api.targets[0]
+    targets, incidents, down = [], [], []
+    for prefix, n, url, error, detail in STORM:
+        for i in range(1, n + 1):
+            name, target_url = f"{prefix}-{i:02d}", url.format(i=i)
+            text = detail.format(i=i, ip=f"10.1.2.{i}:8080")
+            start = now - 600 - 7 * len(down)
+            last = {
+                "ts": _iso(now - 5),
+                "ok": False,
+                "status": None,
+                "latency_ms": None,
+                "error": error,
+                "error_detail": text,
+                "kind": "http",
+            }
+            targets.append(
+                {**up, "name": name, "url": target_url, "state": "DOWN", "since": _iso(start)}
+                | {"last": last, "tls": None}
+            )
+            incidents.append(
+                {"target": name, "start": _iso(start), "end": None, "duration_s": 600.0}
+                | {"error": error}
+            )
+            down.append(facts(name, target_url, error, text, {}, None, None))
+    for i in range(STORM_TARGETS - len(targets)):
+        targets.append({**up, "name": f"web-{i:03d}", "url": f"https://web-{i:03d}.example/"})
+    groups, _ = decide(down, GROUP_BY, 3)
+    api.targets, api.incidents, api.history = targets, incidents, {}
+    api.groups = [_group_json(g, {i["target"]: i["error"] for i in incidents}) for g in groups]
+    return api
+
+
+# the list and the incidents rendered (history bars are not waited for)
+RENDERED = """
+const b = document.body;
+return Number(b.dataset.generation) >= (arguments[0] || 1) &&
+  document.querySelectorAll("#targets .card").length === arguments[1] &&
+  !document.getElementById("incidents").hidden;
+"""
+
+# what the first screen shows: incident lines on it, where the first card starts
+FIRST_SCREEN = """
+window.scrollTo(0, 0);
+const vh = innerHeight;
+const onScreen = (e) => {
+  if (!e.checkVisibility()) return false;  // not rendered (in a closed <details>)
+  const r = e.getBoundingClientRect();
+  return r.bottom > 0 && r.top < vh;
+};
+const card = document.querySelector("#targets .card").getBoundingClientRect();
+return {
+  lines: [...document.querySelectorAll("#open-incidents li")].filter(onScreen).length,
+  first_card_top: Math.round(card.top),
+  viewport: vh,
+};
+"""
+
+GROUPS = """
+return [...document.querySelectorAll("#open-incidents > li.inc-group, #open-incidents > li.inc-more")]
+  .map((li) => ({
+    cls: li.className,
+    count: li.dataset.count || null,
+    summary: li.querySelector("summary").textContent,
+    open: li.querySelector("details").open,
+    shown: [...li.querySelectorAll("details li")].filter((e) => e.checkVisibility()).length,
+  }));
+"""  # fmt: skip
+
+
+def storm_first_screen(browser, base: str) -> dict:
+    """Open the storm page at 1280x1000: how many incident lines its first screen shows
+    and how far down its first target card starts (also run on the page before grouping
+    to measure the difference: see README's "Storm grouping")."""
+    _viewport(browser, 1280, 1000, mobile=False)
+    browser.get(base + "/")
+    browser.execute_script("localStorage.clear()")
+    browser.get(base + "/")
+    _wait(browser, "the storm's list and incidents", RENDERED, 1, STORM_TARGETS)
+    result: dict = browser.execute_script(FIRST_SCREEN)
+    return result
+
+
+@pytest.mark.browser
+def test_status_page_in_a_storm(browser, tmp_path):
+    """500 targets, 58 down, most of them in three groups: the first screen shows the
+    groups collapsed with their counts and the first card; groups open by click and by
+    keyboard (and stay open across a refresh); the grid view works from the keyboard and
+    is remembered; nothing is logged."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    api = _storm_api(time.time())
+    assert sorted(g["count"] for g in api.groups) == [12, 14, 20]
+    browser.get_log("browser")  # drop what earlier pages logged
+    with serve(api) as base:
+        screen = storm_first_screen(browser, base)
+        _screenshot(browser, tmp_path / "storm-first-screen.png")
+        # the first card starts on the first screen, with room for its head and facts
+        assert screen["first_card_top"] + 150 <= screen["viewport"], screen
+        # three groups, five singles and one "7 more" line, not 58 lines
+        assert screen["lines"] == 3 + 5 + 1, screen
+        groups = browser.execute_script(GROUPS)
+        assert groups == [
+            {"cls": "inc-group", "count": str(g["count"]), "summary": g["detail"], "open": False}
+            | {"shown": 0}
+            for g in api.groups
+        ] + [{"cls": "inc-more", "count": None, "summary": "7 more open incidents"}
+             | {"open": False, "shown": 0}]  # fmt: skip
+        assert api.groups[1]["detail"] == (
+            "20 targets on 10.1.2.0/24 failing with connect: connection refused"
+        )
+
+        # a click opens a group: its members' lines show
+        summaries = browser.find_elements(
+            By.CSS_SELECTOR, "#open-incidents > li > details > summary"
+        )
+        summaries[0].click()
+        # the keyboard too: Tab to the next group's summary, Enter
+        ActionChains(browser).send_keys(Keys.TAB).perform()
+        assert browser.switch_to.active_element == summaries[1]
+        ActionChains(browser).send_keys(Keys.ENTER).perform()
+        opened = [(g["open"], g["shown"]) for g in browser.execute_script(GROUPS)]
+        assert opened == [(True, 12), (True, 20), (False, 0), (False, 0)]
+        # a refresh re-renders the incidents: what was open stays open, focus stays put
+        gen = browser.execute_script("return Number(document.body.dataset.generation)")
+        browser.execute_script("document.getElementById('refresh').click()")
+        _wait(browser, "a refresh", RENDERED, gen + 1, STORM_TARGETS)
+        opened = [(g["open"], g["shown"]) for g in browser.execute_script(GROUPS)]
+        assert opened == [(True, 12), (True, 20), (False, 0), (False, 0)]
+        assert (
+            browser.execute_script("return document.activeElement.textContent")
+            == api.groups[1]["detail"]
+        )
+
+        # the grid view: one cell per target, the whole fleet on the first screen
+        toggle = browser.find_element(By.ID, "grid-toggle")
+        toggle.click()
+        assert toggle.get_attribute("aria-pressed") == "true"
+        cells = browser.execute_script(
+            "return [...document.querySelectorAll('#targets.grid .card')].map((c) => {"
+            " const r = c.getBoundingClientRect();"
+            " return [c.dataset.name, r.width, r.height, Math.round(r.top)]; })"
+        )
+        assert len(cells) == STORM_TARGETS
+        assert all(w == h == 18 for _, w, h, _ in cells), cells[:3]
+        # ten rows of 51 cells at 1280 px: the whole fleet fits in less than a screen
+        assert cells[-1][3] + 18 - cells[0][3] <= 250
+        first_down = sorted(n for n, *_ in cells[:STORM_DOWN])
+        assert [n for n, *_ in cells[:STORM_DOWN]] == first_down  # DOWN first, by name
+        # Tab from the toggle: past the incidents' summaries, to the cells, one by one
+        toggle.click()  # off and on again: focus on the toggle, as a keyboard user has it
+        toggle.click()
+        for _ in range(12):
+            ActionChains(browser).send_keys(Keys.TAB).perform()
+            if browser.execute_script("return document.activeElement.classList.contains('card')"):
+                break
+        focused = browser.execute_script(
+            "const e = document.activeElement;"
+            " return [e.dataset.name, e.getAttribute('role'), e.getAttribute('aria-label'),"
+            " getComputedStyle(e, '::after').content]"
+        )
+        assert focused == [cells[0][0], "button", f"{cells[0][0]}: down", f'"{cells[0][0]}: down"']
+        ActionChains(browser).send_keys(Keys.TAB).perform()
+        assert browser.execute_script("return document.activeElement.dataset.name") == cells[1][0]
+        # the tooltip of a focused cell never makes the page scroll sideways
+        _no_horizontal_scroll(browser, 1280)
+        _screenshot(browser, tmp_path / "storm-grid.png")
+        # Enter opens the cell's card: the list again, that card focused and on screen
+        ActionChains(browser).send_keys(Keys.ENTER).perform()
+        opened_card = browser.execute_script(
+            "const e = document.activeElement, r = e.getBoundingClientRect();"
+            " return [document.getElementById('targets').classList.contains('grid'),"
+            " e.dataset.name, Math.round(r.top), innerHeight]"
+        )
+        assert opened_card[:2] == [False, cells[1][0]]
+        assert 0 <= opened_card[2] < opened_card[3] - 150, opened_card  # on screen
+        assert toggle.get_attribute("aria-pressed") == "false"
+
+        # the choice is remembered on reload, both ways
+        for want in (True, False):
+            browser.find_element(By.ID, "grid-toggle").click()
+            browser.refresh()
+            _wait(browser, "the reloaded page", RENDERED, 1, STORM_TARGETS)
+            assert browser.execute_script(
+                "return [document.getElementById('targets').classList.contains('grid'),"
+                " document.getElementById('grid-toggle').getAttribute('aria-pressed')]"
+            ) == [want, str(want).lower()]
+        assert _severe_logs(browser) == []
 
 
 @pytest.mark.browser

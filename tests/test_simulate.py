@@ -46,11 +46,21 @@ FLEET = {
             {"name": "payments", "match": {"team": "payments"}, "events": ["down", "up"]},
         ],
     },
+    # kept's outage begins inside a window and outlasts it: one down at the window's end
+    "maintenance": [
+        {
+            "name": "upgrade",
+            "targets": ["kept"],
+            "start": rfc3339(WALL0 + 100),
+            "end": rfc3339(WALL0 + 200),
+        }
+    ],
     "targets": [
         {"name": "pay", "url": "http://127.0.0.1/p", "labels": {"team": "payments"}},
         {"name": "web", "url": "http://127.0.0.1/w", "labels": {"team": "web"}},
         *[{"name": f"s{i}", "url": f"http://127.0.0.1/s{i}"} for i in range(1, 5)],
         {"name": "child", "url": "http://127.0.0.2/c", "depends_on": ["pay"]},
+        {"name": "kept", "url": "http://127.0.0.3/k"},
         {
             "name": "db",
             "url": "http://127.0.0.1/d",
@@ -65,6 +75,7 @@ SCRIPT = [
     *[(t, "pay", t not in (60, 90, 120)) for t in range(0, 300, 30)],
     *[(t + 5, "web", t not in (30, 60, 90, 120, 210, 240, 330, 360, 450)) for t in range(0, 600, 30)],
     *[(t + 10, "db", t != 150) for t in range(0, 300, 30)],
+    *[(t + 20, "kept", not 120 <= t <= 240) for t in range(0, 330, 30)],
     # a child fails while its parent is down, and for a while after
     *[(t + 15, "child", not 60 <= t <= 180) for t in range(0, 300, 30)],
     # a storm: four targets on one address fail together (one group_down, one group_up)
@@ -115,6 +126,13 @@ async def test_a_replay_of_the_live_monitors_lines_sends_what_it_sent(autojump_c
     events = {a.event for a in delivered["ops"]}
     assert {"down", "up", "flapping", "group_down", "group_up", "reminder"} <= events
     assert any(a.target == "child" and a.event == "down" for a in delivered["ops"])  # released
+    kept = [
+        (a.event, a.ts) for a in delivered["ops"] if a.target == "kept" and a.event != "reminder"
+    ]
+    assert kept == [
+        ("down", WALL0 + 200),  # held, then sent at the window's end
+        ("up", WALL0 + 290),
+    ]
     doc = replay_lines(config, lines)
     for n in doc["notifiers"]:
         # listed by time (an alert a stage held back keeps its ts but is delivered later)

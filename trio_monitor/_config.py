@@ -620,6 +620,8 @@ def parse_group_cause(value: object) -> str:
 
 def _group_by(value: object, _type: object) -> tuple[str, ...]:
     causes = converter.structure(value, tuple[GroupCause, ...])
+    if not causes:  # would group nothing, silently
+        raise _Invalid('at least one cause (group_window = "0s" turns grouping off)')
     twice = sorted({c for c in causes if causes.count(c) > 1})
     if twice:
         raise _Invalid(f"each cause once, got {', '.join(twice)} twice")

@@ -533,7 +533,8 @@ class Monitor:
     def _resume(self, outages: list[Incident]) -> None:
         """Outages still open in history go on: those targets start DOWN. Those of
         targets no longer configured end, at their last stored probe: nothing watched
-        them after it (`removed`, through the history outlet)."""
+        them after it (`removed`, through the history outlet). Storm groups that were
+        open go on too, so their members' recovery sends one `group_up`."""
         names = {t.name for t in self.config.targets}
         now, wall_now = trio.current_time(), time.time()
         for incident in outages:
@@ -543,7 +544,7 @@ class Monitor:
                 end = incident.start if incident.last_seen is None else incident.last_seen
                 self.dispatcher.publish(TargetRemoved(end, incident.target, since=incident.start))
         # held outages stay held, reminders go on from each page, owed pages
-        # (dependencies) wait for their parents
+        # (dependencies) wait for their parents, open storm groups take their members back
         self.policy.resume([i for i in outages if i.target in names], now, wall_now)
 
 

@@ -27,7 +27,7 @@ from .._records import ProbeResult
 from .._secrets import redact_url
 
 LIBRARY = resources.files(__package__).joinpath("functions.lua").read_text(encoding="utf-8")
-VERSION = 2  # functions.lua's VERSION
+VERSION = 3  # functions.lua's VERSION
 RESULTS_MAXLEN = 1_000_000  # the results stream is trimmed to about this many entries
 
 PREFIX = "{tm}:"
@@ -40,6 +40,7 @@ CLUSTER_ID = PREFIX + "id"
 LATE_IDS = PREFIX + "late:"
 
 APPLIED, LATE, DUPLICATE, FENCED = "applied", "late", "duplicate", "fenced"
+EMPTY = "empty"  # a beat found no cluster id: Redis lost its data
 
 
 # Redis's trouble: connection loss, timeouts (ours: trio.TooSlowError), error answers
@@ -108,9 +109,11 @@ class Observed:
 @frozen
 class Heartbeat:
     """A beat's answer: Redis's time, the live members (`location/node` -> lease expiry)
-    and each member's config hash. `fenced`: a newer process holds this member's name."""
+    and each member's config hash. `fenced`: a newer process holds this member's name;
+    `empty`: Redis has no cluster id (its data is gone: join again, and seed it)."""
 
     fenced: bool
+    empty: bool = False
     now: float = 0.0
     live: dict[str, float] = attrs.field(factory=dict)
     hashes: dict[str, str] = attrs.field(factory=dict)
@@ -157,11 +160,13 @@ class ClusterClient:
     async def heartbeat(self, ttl: float, config_hash: str) -> Heartbeat:
         answer: Any = await self.redis.fcall(
             "tm_heartbeat",
-            [MEMBERS, FENCE, CONFIG_HASHES],
+            [MEMBERS, FENCE, CONFIG_HASHES, CLUSTER_ID],
             [self.member, self.token, repr(ttl), config_hash],
         )
         if answer[0] == FENCED:
             return Heartbeat(fenced=True)
+        if answer[0] == EMPTY:
+            return Heartbeat(fenced=False, empty=True)
         live, hashes = answer[2], answer[3]
         return Heartbeat(
             fenced=False,
@@ -214,7 +219,7 @@ class ClusterClient:
         unique per result, the same when the call is sent again."""
         answer: Any = await self.redis.fcall(
             "tm_observe",
-            [target_key(target.name), FENCE, OUTBOX, RESULTS, LATE_IDS],
+            [target_key(target.name), FENCE, OUTBOX, RESULTS, LATE_IDS, CLUSTER_ID],
             [
                 self.member,
                 self.token,

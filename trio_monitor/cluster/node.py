@@ -313,6 +313,9 @@ class ClusterNode:
         if beat.fenced:
             self._fenced()
             return False
+        if beat.empty:  # flushed, or a new Redis that has our functions already
+            self._beat_failed = True
+            return await self._join(node)
         now = trio.current_time()
         if self._beat_failed:  # back after Redis was away: the old members for one lease
             self._held, self._held_until = frozenset(self.status.live), now + TTL
@@ -374,6 +377,9 @@ class ClusterNode:
                     await trio.sleep(RETRY)
                 continue
             self._redis_up()
+            if observed.status == cc.EMPTY:  # flushed: join and seed, then send it again
+                await self._join(node)
+                continue
             if observed.alert is not None:
                 self._saw(str(observed.alert.get("id", "")))
             if observed.status == cc.FENCED:

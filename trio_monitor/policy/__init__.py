@@ -100,7 +100,7 @@ class Policy:
         """Outages still open in history (of configured targets, already DOWN in the
         state store) at start-up: stages that keep per-outage state pick theirs up."""
         for stage in self.stages:
-            if isinstance(stage, Holds | Dependencies | Reminders):
+            if isinstance(stage, Holds | Dependencies | Grouping | Reminders):
                 stage.resume(outages, now, wall)
 
     def suppressed_by(self, name: str) -> tuple[str, ...]:

@@ -34,6 +34,7 @@ from .._config import Config, Target
 from .._records import AlertEvent, ProbeResult, rfc3339
 from ..conditions import ip_of
 from ..engine.state import StateStore
+from ..store.records import Incident
 
 # how each cause reads after "N targets ..."
 _PHRASES = {
@@ -82,6 +83,15 @@ class Group:
         if self.by.startswith("label:"):
             return f"label {self.by.removeprefix('label:')}={self.value}"
         return f"{self.by} {self.value}"
+
+    @classmethod
+    def of_cause(cls, cause: str, members: Iterable[str]) -> Group:
+        """The group a stored `cause` names (the inverse of `cause`; its error unknown)."""
+        by, _, value = cause.partition(" ")
+        if by == "label":
+            name, _, value = value.partition("=")
+            by = f"label:{name}"
+        return cls(by, value, tuple(sorted(members)), None)
 
     def describe(self, errors: Iterable[str | None] = ()) -> str:
         """ "14 targets on 10.1.2.0/24 failing with connect: connection refused"."""
@@ -194,11 +204,11 @@ def _recovers(alert: AlertEvent) -> bool:
     return alert.event == "up" or (alert.event == "flap_end" and alert.state == "UP")
 
 
-def _shared_labels(alerts: Iterable[AlertEvent]) -> dict[str, str] | None:
+def _shared_labels(labels: Iterable[Mapping[str, str] | None]) -> dict[str, str] | None:
     """The labels every member has, with the same value (routing reads them)."""
     common: dict[str, str] | None = None
-    for alert in alerts:
-        mine = dict(alert.labels or {})
+    for each in labels:
+        mine = dict(each or {})
         common = mine if common is None else {k: v for k, v in common.items() if mine.get(k) == v}
     return common or None
 
@@ -241,6 +251,28 @@ class Grouping:
             if not group.down:
                 del self._open[group.id]
                 self._closing.append(group)
+
+    def resume(self, outages: Iterable[Incident], now: float, wall: float) -> None:
+        """Groups open when the monitor last stopped, from history's open incidents of
+        targets still configured (their `group` and `cause`): the members recover into
+        them, the last one's recovery sends the `group_up`."""
+        found: dict[str, list[tuple[str, float, str]]] = {}
+        for i in outages:
+            if (
+                i.group
+                and i.cause
+                and i.target in self._targets
+                and i.target not in self._member_of
+            ):
+                found.setdefault(i.group, []).append((i.target, i.start, i.cause))
+        for gid, members in found.items():
+            names = sorted(m for m, _, _ in members)
+            labels = _shared_labels(dict(self._targets[m].labels) for m in names)
+            group = Group.of_cause(members[0][2], names)
+            state = _Open(gid, group, min(s for _, s, _ in members), names, set(names), labels)
+            self._open[gid] = state
+            for name in names:
+                self._member_of[name] = state
 
     def next_tick(self) -> float | None:
         return -math.inf if self._closing else self._due
@@ -289,7 +321,7 @@ class Grouping:
                 group.members.append(alert.target)
                 group.down.add(alert.target)
                 self._member_of[alert.target] = group
-                return [attrs.evolve(alert, group=group.id)]
+                return [_folded(alert, group)]
         self._waiting[alert.target] = (alert, found)
         if self._due is None:
             self._due = now + self._window
@@ -314,19 +346,17 @@ class Grouping:
         waiting, self._waiting, self._due = self._waiting, {}, None
         groups, _ = decide((f for _, f in waiting.values()), self._by, self._min)
         out: list[AlertEvent] = []
-        grouped: dict[str, str] = {}
+        grouped: dict[str, _Open] = {}
         for group in groups:
             downs = [waiting[m][0] for m in group.members]
             since = min(d.ts if d.since is None else d.since for d in downs)
             key = f"{group.cause}\n{since!r}\n{' '.join(group.members)}"
             gid = "group-" + hashlib.sha256(key.encode()).hexdigest()[:10]
-            state = _Open(
-                gid, group, since, list(group.members), set(group.members), _shared_labels(downs)
-            )
+            labels = _shared_labels(d.labels for d in downs)
+            state = _Open(gid, group, since, list(group.members), set(group.members), labels)
             self._open[gid] = state
             for member in group.members:
-                self._member_of[member] = state
-                grouped[member] = gid
+                self._member_of[member] = grouped[member] = state
             out.append(
                 AlertEvent(
                     ts=wall,
@@ -344,7 +374,7 @@ class Grouping:
             )
         for alert, _ in waiting.values():  # in the order they came
             folded = grouped.get(alert.target)
-            out.append(alert if folded is None else attrs.evolve(alert, group=folded))
+            out.append(alert if folded is None else _folded(alert, folded))
         return out
 
     def _group_up(self, group: _Open, end: float) -> AlertEvent:
@@ -363,6 +393,12 @@ class Grouping:
             cause=group.group.cause,
             members=tuple(group.members),
         )
+
+
+def _folded(down: AlertEvent, group: _Open) -> AlertEvent:
+    """A member's own down, marked with its group (not delivered) and the group's cause:
+    its incident keeps both, so a restart rebuilds the group (`Grouping.resume`)."""
+    return attrs.evolve(down, group=group.id, cause=group.group.cause)
 
 
 def _shared_reason(downs: Sequence[AlertEvent]) -> str | None:

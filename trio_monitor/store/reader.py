@@ -140,13 +140,14 @@ class HistoryReader:
             'SELECT t.name, i.start, i."end", i.error, i.end_reason,'
             ' CASE WHEN i."end" IS NULL THEN max(i.start, coalesce('
             "(SELECT max(s.ts) FROM samples s WHERE s.target_id = i.target_id), i.start))"
-            " END, i.suppressed_by, i.paged FROM incidents i JOIN targets t ON t.id = i.target_id"
+            " END, i.suppressed_by, i.paged, i.grp, i.cause"
+            " FROM incidents i JOIN targets t ON t.id = i.target_id"
             ' WHERE i.start < ? AND (i."end" IS NULL OR i."end" > ?)'
         )
         rows = self._select(sql, (until, since), target, "i.start, i.id")
         return [
-            Incident(name, start, end, error, reason, seen, _names(suppressed), paged)
-            for name, start, end, error, reason, seen, suppressed, paged in rows
+            Incident(name, start, end, error, reason, seen, _names(suppressed), paged, grp, cause)
+            for name, start, end, error, reason, seen, suppressed, paged, grp, cause in rows
         ]
 
     def changes(self, since: float, until: float, target: str | None = None) -> list[ContentChange]:

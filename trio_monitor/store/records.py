@@ -238,6 +238,9 @@ class Incident:
     # the parents that were DOWN when its `down` came (depends_on): not paged then
     suppressed_by: tuple[str, ...] | None = None
     paged: float | None = None  # when its page (a deliverable `down`) went out; None: not yet
+    # storm grouping: the group its `down` was folded into, and the group's cause
+    group: str | None = None
+    cause: str | None = None
 
     def duration(self, until: float) -> float:
         return (until if self.end is None else self.end) - self.start

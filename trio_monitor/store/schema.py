@@ -102,6 +102,12 @@ MIGRATIONS: list[tuple[str, ...]] = [
             id TEXT PRIMARY KEY, start REAL NOT NULL, until REAL NOT NULL, match TEXT,
             targets TEXT NOT NULL, comment TEXT NOT NULL, author TEXT NOT NULL)""",
     ),
+    (
+        # storm grouping: the group an outage's `down` was folded into, and its cause
+        # ("network 10.1.2.0/24"), so a restart rebuilds the open groups
+        "ALTER TABLE incidents ADD COLUMN grp TEXT",
+        "ALTER TABLE incidents ADD COLUMN cause TEXT",
+    ),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

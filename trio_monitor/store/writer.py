@@ -51,9 +51,10 @@ class StoreStats:
 # Backlog entries, one per record, as compact tuples:
 #   ("s", target, ts, ok, status, latency_ms, error, phases, change)
 #        phases: records.encode_phases; change: (previous, new) | None
-#   ("d", target, start, error, suppressed_by, paged)            a "down" alert
+#   ("d", target, start, error, suppressed_by, paged, group, cause)  a "down" alert
 #        suppressed_by: a JSON array of the DOWN parents, or None; paged: the alert's
-#        ts when it was delivered (not held, suppressed or folded), else None
+#        ts when it was delivered (not held, suppressed or folded), else None; group and
+#        cause: the storm group it was folded into
 #   ("u", target, end)                                           an "up" alert
 #   ("r", target, end)                                           a removed target
 #   ("c", target, seen, subject, issuer, not_after, earliest_not_after, earliest_subject)
@@ -71,7 +72,7 @@ SampleOp = tuple[
     bytes | None,
     tuple[str | None, str | None] | None,
 ]
-DownOp = tuple[Literal["d"], str, float, str, str | None, float | None]
+DownOp = tuple[Literal["d"], str, float, str, str | None, float | None, str | None, str | None]
 EndOp = tuple[Literal["u", "r"], str, float]
 CertOp = tuple[Literal["c"], str, float, str, str, float, float, str]
 WarnOp = tuple[Literal["w"], str, float, str, float | None, float | None, float | None, str | None]
@@ -126,8 +127,8 @@ def _write_batch(
             ).fetchone()
             if open_ is None:
                 conn.execute(
-                    "INSERT INTO incidents (target_id, start, error, suppressed_by, paged)"
-                    " VALUES (?, ?, ?, ?, ?)",
+                    "INSERT INTO incidents (target_id, start, error, suppressed_by, paged,"
+                    " grp, cause) VALUES (?, ?, ?, ?, ?, ?, ?)",
                     (tid, *op[2:]),
                 )
             elif op[5] is not None:  # the page of an outage whose `down` was not sent
@@ -278,6 +279,8 @@ class StoreWriter:
                 record.reason or "flapping",
                 None if record.suppressed_by is None else json.dumps(record.suppressed_by),
                 record.ts if record.deliverable else None,
+                record.group,
+                record.cause,
             )
         elif isinstance(record, AlertEvent) and record.event == "up":
             op = ("u", record.target, record.ts)

@@ -916,15 +916,30 @@
   // cause, as storm grouping groups their downs) first, each one collapsed line with its
   // count; then at most OPEN_SHOWN others, the rest behind one "N more" line, so a mass
   // outage never pushes the targets off the first screen.
+  // Each collapsed line has a key (its group's cause, or "more"): a refresh re-renders
+  // the list, and what the reader opened stays open, the line they focused focused.
   const OPEN_SHOWN = 5;
-  function collapsed(summaryText, items, cls) {
+  function collapsed(key, summaryText, items, cls) {
     const li = el("li", cls);
+    li.dataset.key = key;
     const d = el("details");
     const ul = el("ul");
     ul.replaceChildren(...items);
     d.append(el("summary", "", summaryText), ul);
     li.append(d);
     return li;
+  }
+  function keepOpen(render) {
+    const opened = new Set([...openList.querySelectorAll("li[data-key] > details[open]")]
+      .map((d) => d.parentNode.dataset.key));
+    const active = document.activeElement;
+    const focused = active && active.tagName === "SUMMARY" && openList.contains(active)
+      ? active.closest("li[data-key]").dataset.key : null;
+    render();
+    for (const li of openList.querySelectorAll("li[data-key]")) {
+      if (opened.has(li.dataset.key)) li.firstChild.open = true;
+      if (li.dataset.key === focused) li.querySelector("summary").focus();
+    }
   }
   function groupedIncidents(open, groupsData) {
     const byTarget = new Map(open.map((i) => [str(i.target), i]));
@@ -935,7 +950,8 @@
       const members = g.members.map(str).filter((m) => byTarget.has(m) && !inGroup.has(m));
       if (members.length < 2) continue;
       members.forEach((m) => inGroup.add(m));
-      const li = collapsed(str(g.detail) || members.length + " targets down",
+      const li = collapsed("group " + str(g.cause),
+        str(g.detail) || members.length + " targets down",
         members.map((m) => incidentItem(byTarget.get(m), true)), "inc-group");
       li.dataset.count = String(members.length);
       out.push(li);
@@ -945,7 +961,7 @@
     const rest = alone.slice(OPEN_SHOWN, 100 + OPEN_SHOWN);
     if (rest.length) {
       const more = alone.length - OPEN_SHOWN;
-      out.push(collapsed(more + " more open incident" + (more === 1 ? "" : "s"),
+      out.push(collapsed("more", more + " more open incident" + (more === 1 ? "" : "s"),
         rest.map((i) => incidentItem(i, true)), "inc-more"));
     }
     return out;
@@ -957,8 +973,9 @@
       .sort((a, b) => (parseTime(b.start) || 0) - (parseTime(a.start) || 0));
     const done = all.filter((i) => !(i.end === null || i.end === undefined))
       .sort((a, b) => (parseTime(b.end) || 0) - (parseTime(a.end) || 0));
-    openList.replaceChildren(...groupedIncidents(open, data && data.groups));
-    if (!open.length) openList.replaceChildren(el("li", "muted", "No open incidents."));
+    keepOpen(() => openList.replaceChildren(...(open.length
+      ? groupedIncidents(open, data && data.groups)
+      : [el("li", "muted", "No open incidents.")])));
     resolvedList.replaceChildren(...done.slice(0, 20).map((i) => incidentItem(i, false)));
     resolvedCount.textContent = String(done.length);
     resolvedBox.hidden = done.length === 0;
