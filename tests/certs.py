@@ -14,8 +14,6 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-NOW = dt.datetime.now(dt.UTC)
-
 
 def _name(cn: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
@@ -66,16 +64,19 @@ def make_chain(
     intermediate_until: dt.timedelta = dt.timedelta(days=365),
     subject: str = "localhost",
 ) -> Chain:
-    """Root -> intermediate -> leaf (127.0.0.1, localhost), valid from/until NOW + ..."""
+    """Root -> intermediate -> leaf (127.0.0.1, localhost), valid from/until now + ...
+    (the time of this call, not of the import: a suite that runs long before a test
+    made its certificates stale by that much)."""
+    now = dt.datetime.now(dt.UTC)
     root_key, mid_key, leaf_key = (ec.generate_private_key(ec.SECP256R1()) for _ in range(3))
-    long_ago, far = NOW - dt.timedelta(days=3650), NOW + dt.timedelta(days=3650)
+    long_ago, far = now - dt.timedelta(days=3650), now + dt.timedelta(days=3650)
     root = _cert("Test Root", root_key, "Test Root", root_key, long_ago, far, ca=True)
     mid = _cert(
         "Test Intermediate", mid_key, "Test Root", root_key, long_ago,
-        NOW + intermediate_until, ca=True,
+        now + intermediate_until, ca=True,
     )  # fmt: skip
     leaf = _cert(
-        subject, leaf_key, "Test Intermediate", mid_key, NOW + leaf_from, NOW + leaf_until,
+        subject, leaf_key, "Test Intermediate", mid_key, now + leaf_from, now + leaf_until,
         ca=False,
         sans=(x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))),
     )  # fmt: skip

@@ -42,11 +42,14 @@ def hooked(server) -> list[dict]:
 
 def monitored(server, tmp_path, *, maintenance=(), port=None, name="svc"):
     """A config probing /body/svc (404, so DOWN, until server.bodies["svc"] is set) every
-    200 ms, paging a loopback webhook at once (failure_threshold 1)."""
+    200 ms, paging a loopback webhook at once (failure_threshold 1, no grouping window:
+    a lone target has nothing to group with, and 10 s of waiting per page would only
+    stretch these tests)."""
     doc = cli_config(
         {"name": name, "url": server.url(f"/body/{name}"), "labels": {"team": "pay"}},
         alerts={
             "failure_threshold": 1,
+            "group_window": "0s",
             "webhook": [{"url": server.url("/hook"), "retries": 0, "timeout": "5s"}],
         },
     )
