@@ -254,12 +254,12 @@ def test_any_template_text_is_accepted_or_one_error_line(text):
 def test_summaries_per_event():
     assert templates.summary(alert()) == SUMMARY
     up = alert_event("up", "api", downtime_s=3723.0)
-    assert templates.summary(up) == "UP api: down for 1h 2m"
+    assert templates.summary(up) == "UP api: down for 1h02m"
     slow = alert_event("slow", "api", latency_ms=2300.4, slow_ms=1000.0)
     assert templates.summary(slow) == "SLOW api: 2300 ms (slow above 1000 ms)"
     reminder = alert("reminder", since=alert().ts - 7260.0)
     assert templates.summary(reminder) == (
-        "REMINDER api: still down after 2h 1m: connect: connection refused"
+        "REMINDER api: still down after 2h01m: connect: connection refused"
     )
     group = alert_event("group_down", "group", cause="14 targets on 10.1.2.0/24 failing")
     assert templates.summary(group) == "GROUP_DOWN group: 14 targets on 10.1.2.0/24 failing"

@@ -157,6 +157,19 @@ def parse_when(text: str, now: float) -> float:
         raise ValueError(str(exc)) from None
 
 
+def human_duration(seconds: float) -> str:
+    """For people, to the minute or second: 12 -> '12s', 130 -> '2m10s', 7260 -> '2h01m',
+    93600 -> '1d02h' (reports, reminders)."""
+    s = round(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
+
+
 def format_duration(seconds: float) -> str:
     """The shortest exact string parse_duration reads back."""
     ms = round(seconds * 1000)

@@ -101,9 +101,9 @@ class Exec:
         assert process.stdout is not None
         assert process.stderr is not None
         stderr = bytearray()
-        killed = False
+        deadline = trio.move_on_after(self.config.timeout)
         try:
-            with trio.move_on_after(self.config.timeout):
+            with deadline:
                 async with trio.open_nursery() as pipes:
                     pipes.start_soon(_feed, process.stdin, (to_line(alert) + "\n").encode())
                     pipes.start_soon(_discard, process.stdout)
@@ -114,12 +114,13 @@ class Exec:
                         pipes.cancel_scope.deadline, trio.current_time() + AFTER_EXIT
                     )
         finally:
-            if process.returncode is None:  # timed out, or we are being cancelled
-                killed = True
+            # Timed out (the command may have died of the pipes we closed meanwhile: it
+            # is still the timeout), or we are being cancelled: the whole group goes.
+            if deadline.cancelled_caught or process.returncode is None:
                 _kill_group(process.pid)
                 with trio.move_on_after(AFTER_EXIT, shield=True):
                     await process.wait()
-        if killed:
+        if deadline.cancelled_caught:
             return Attempt(f"killed after {self.config.timeout:g}s (process group)")
         if process.returncode == 0:
             return DELIVERED

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 from attrs import frozen
 
+from .._config import human_duration
 from .._records import AlertEvent, rfc3339, to_line
 
 if TYPE_CHECKING:
@@ -54,17 +55,6 @@ class TemplateError(ValueError):
     """A template that cannot be used: its message is one user-facing line."""
 
 
-def _duration(seconds: float) -> str:
-    """3723.4 -> "1h 2m 3s"; the largest two units, for people."""
-    total = round(seconds)
-    parts: list[str] = []
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        if total >= size or (unit == "s" and not parts):
-            parts.append(f"{total // size}{unit}")
-            total %= size
-    return " ".join(parts[:2])
-
-
 def title(alert: AlertEvent) -> str:
     """ "DOWN api": the event in capitals and the target."""
     return f"{alert.event.upper()} {alert.target}"
@@ -74,7 +64,7 @@ def _details(alert: AlertEvent) -> list[str]:
     """What follows the title in the summary, per event."""
     match alert.event:
         case "up" if alert.downtime_s is not None:
-            return [f"down for {_duration(alert.downtime_s)}"]
+            return [f"down for {human_duration(alert.downtime_s)}"]
         case "slow" if alert.latency_ms is not None:
             return [f"{alert.latency_ms:.0f} ms (slow above {alert.slow_ms or 0:.0f} ms)"]
         case "flapping" | "flap_end" if alert.changes is not None:
@@ -82,7 +72,7 @@ def _details(alert: AlertEvent) -> list[str]:
         case "cert_expiring" if alert.days_left is not None:
             return [f"certificate expires in {alert.days_left:.1f} days"]
         case "reminder" if alert.since is not None:
-            still = f"still down after {_duration(alert.ts - alert.since)}"
+            still = f"still down after {human_duration(alert.ts - alert.since)}"
             return [still, *(part for part in (alert.reason, alert.detail) if part)]
         case "group_down" | "group_up" if alert.cause:
             return [alert.cause]
@@ -102,7 +92,7 @@ def context(alert: AlertEvent) -> dict[str, Any]:
         "key": alert.key,
         "time": rfc3339(alert.ts),
         "since_time": None if alert.since is None else rfc3339(alert.since),
-        "downtime": None if alert.downtime_s is None else _duration(alert.downtime_s),
+        "downtime": None if alert.downtime_s is None else human_duration(alert.downtime_s),
         "title": title(alert),
         "summary": summary(alert),
         "json": to_line(alert),

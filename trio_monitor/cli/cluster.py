@@ -61,7 +61,7 @@ async def _status(config: Config) -> dict[str, Any]:
     try:
         with trio.fail_after(TIMEOUT):
             async with cc.connect(settings.redis) as redis:
-                now = (await redis.time()).timestamp()
+                now = await cc.redis_time(redis)
                 live = dict(await redis.zrange(cc.MEMBERS, 0, -1, withscores=True))
                 hashes = await redis.hgetall(cc.CONFIG_HASHES)
                 cluster_id = await redis.get(cc.CLUSTER_ID)

@@ -129,6 +129,15 @@ def shown(url: str) -> str:
     return redact_url(url)
 
 
+async def redis_time(redis: coredis.Redis[str]) -> float:
+    """Redis's clock in unix seconds, to the microsecond. Not coredis's `time()`: its
+    callback divides the microseconds by 1000, so it is up to a second behind (a
+    member's lease then looked longer than it was granted)."""
+    answer: Any = await redis.eval("return redis.call('TIME')", [], [])
+    seconds, micros = answer
+    return int(seconds) + int(micros) / 1e6
+
+
 class ClusterClient:
     """One node's calls into the Functions library as `member` (location/node) holding
     `token` (its process incarnation's fencing token)."""

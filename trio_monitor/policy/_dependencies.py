@@ -25,6 +25,7 @@ from .._config import Config
 from .._records import AlertEvent
 from ..engine.state import DOWN, StateStore
 from ..store.records import Incident
+from ._resume import resumed_down
 
 
 def _parents_text(parents: tuple[str, ...]) -> str:
@@ -135,15 +136,8 @@ class Dependencies:
         for incident in outages:
             target = self._targets.get(incident.target)
             if target is not None and incident.suppressed_by and incident.paged is None:
-                self._suppressed[target.name] = AlertEvent(
-                    ts=incident.start,
-                    target=target.name,
-                    url=target.url,
-                    event="down",
-                    reason=incident.error,
-                    since=incident.start,
-                    labels=dict(target.labels) or None,
-                    suppressed_by=incident.suppressed_by,
+                self._suppressed[target.name] = resumed_down(
+                    target, incident, suppressed_by=incident.suppressed_by
                 )
         self._recheck = bool(self._suppressed)
         self._now = max(self._now, now)

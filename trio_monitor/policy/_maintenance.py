@@ -33,6 +33,7 @@ from .._config import Config, Maintenance, labels_match
 from .._records import AlertEvent, rfc3339
 from ..engine.state import DOWN, StateStore
 from ..store.records import Incident
+from ._resume import resumed_down
 
 MAINTENANCE, SILENCE = "maintenance:", "silence:"
 
@@ -183,16 +184,7 @@ class Holds:
                 continue
             hold = holder(self._windows, self._silences.values(), target.name, target.labels, wall)
             if hold is not None:
-                down = AlertEvent(
-                    ts=incident.start,
-                    target=target.name,
-                    url=target.url,
-                    event="down",
-                    reason=incident.error,
-                    since=incident.start,
-                    labels=dict(target.labels) or None,
-                )
-                self._held[target.name] = _Held(down, hold[0], hold[2])
+                self._held[target.name] = _Held(resumed_down(target, incident), hold[0], hold[2])
 
     def windows(self) -> tuple[Maintenance, ...]:
         return self._windows

@@ -26,25 +26,15 @@ import heapq
 import math
 from collections.abc import Iterable
 
+import attrs
 from attrs import define
 
-from .._config import Config, Target
+from .._config import Config, Target, human_duration
 from .._records import AlertEvent
 from ..alerts.routing import reminder_intervals
 from ..engine.state import DOWN, StateStore
 from ..store.records import Incident
-
-
-def downtime_text(seconds: float) -> str:
-    """45 -> '45s', 303 -> '5m 3s', 7200 -> '2h 0m', 93600 -> '1d 2h'."""
-    s = round(seconds)
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m {s % 60}s"
-    if s < 86400:
-        return f"{s // 3600}h {s % 3600 // 60}m"
-    return f"{s // 86400}d {s % 86400 // 3600}h"
+from ._resume import resumed_down
 
 
 def _pages(alert: AlertEvent) -> bool:
@@ -149,7 +139,7 @@ class Reminders:
             url=page.url,
             event="reminder",
             reason=reason,
-            detail=f"still down after {downtime_text(downtime)}" + (f": {cause}" if cause else ""),
+            detail=f"still down after {human_duration(downtime)}" + (f": {cause}" if cause else ""),
             since=since,
             downtime_s=round(downtime, 3),
             labels=page.labels,
@@ -187,12 +177,5 @@ class Reminders:
 
 def _page(target: Target, incident: Incident) -> AlertEvent:
     """The page of an outage resumed from history (its `down`, as far as it is kept)."""
-    return AlertEvent(
-        ts=incident.paged if incident.paged is not None else incident.start,
-        target=target.name,
-        url=target.url,
-        event="down",
-        reason=incident.error,
-        since=incident.start,
-        labels=dict(target.labels) or None,
-    )
+    page = resumed_down(target, incident)
+    return page if incident.paged is None else attrs.evolve(page, ts=incident.paged)

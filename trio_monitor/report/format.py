@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
+from .._config import human_duration as duration_for_people
 from ..store.records import PhaseStats
 
 
 def human_duration(seconds: float | None) -> str:
-    """12 -> '12s', 130 -> '2m10s', 7260 -> '2h01m', 93600 -> '1d02h'."""
-    if seconds is None:
-        return "-"
-    s = round(seconds)
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    if s < 86400:
-        return f"{s // 3600}h{s % 3600 // 60:02d}m"
-    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
+    """12 -> '12s', 130 -> '2m10s', 7260 -> '2h01m', 93600 -> '1d02h'; None -> '-'."""
+    return "-" if seconds is None else duration_for_people(seconds)
 
 
 def fmt_ms(value: float | None) -> str:
