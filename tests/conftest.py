@@ -10,6 +10,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import httpx
 import line_kind
 import memory_notifier
 import pytest
@@ -106,3 +107,16 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
         pytest.skip(reason)
     with start_redis(tmp_path / "redis") as server:
         yield server
+
+
+@pytest.fixture
+def fast_backoff(monkeypatch):
+    """Notifiers retry after a millisecond, not a second (alerts/base.py BACKOFF)."""
+    monkeypatch.setattr("trio_monitor.alerts.base.BACKOFF", 0.001)
+
+
+@pytest.fixture
+async def client():
+    """An httpx client like the notifiers' own (timeouts are theirs)."""
+    async with httpx.AsyncClient(timeout=None) as client:
+        yield client

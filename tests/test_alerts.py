@@ -7,7 +7,6 @@ import json
 import os
 import sys
 
-import httpx
 import pytest
 import trio
 from factories import alert_event
@@ -19,16 +18,7 @@ from trio_monitor.alerts.webhook import Webhook
 from trio_monitor.engine.dispatch import Dispatcher
 from trio_monitor.engine.state import MemoryStateStore
 
-
-@pytest.fixture(autouse=True)
-def fast_backoff(monkeypatch):
-    monkeypatch.setattr("trio_monitor.alerts.base.BACKOFF", 0.001)
-
-
-@pytest.fixture
-async def client():
-    async with httpx.AsyncClient(timeout=None) as client:
-        yield client
+pytestmark = pytest.mark.usefixtures("fast_backoff")
 
 
 def alert(event="down", target="api"):

@@ -10,7 +10,6 @@ import sys
 import threading
 import urllib.parse
 
-import httpx
 import pytest
 import trio
 import trio.testing
@@ -28,16 +27,7 @@ from trio_monitor.alerts.webhook import Webhook
 from trio_monitor.engine.dispatch import Dispatcher
 from trio_monitor.engine.state import MemoryStateStore
 
-
-@pytest.fixture(autouse=True)
-def fast_backoff(monkeypatch):
-    monkeypatch.setattr("trio_monitor.alerts.base.BACKOFF", 0.001)
-
-
-@pytest.fixture
-async def client():
-    async with httpx.AsyncClient(timeout=None) as client:
-        yield client
+pytestmark = pytest.mark.usefixtures("fast_backoff")
 
 
 def alert(event="down", target="api", **fields):

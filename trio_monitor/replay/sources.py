@@ -18,6 +18,7 @@ deliverable alert lines are routed through the candidate's notifiers.
 
 from __future__ import annotations
 
+import abc
 import heapq
 import json
 import os
@@ -49,7 +50,7 @@ class Sent:
     status: str  # "delivered" | "given_up" | "pending" (outbox); "recorded" (JSON lines)
 
 
-class Recording:
+class Recording(abc.ABC):
     """What every source has: its range, the targets it held, the alerts it sent and
     notes for the reader (stderr)."""
 
@@ -62,11 +63,13 @@ class Recording:
         self.names: set[str] = set()  # every target the recording has (complete after probes)
         self.notes: list[str] = []
 
+    @abc.abstractmethod
     def probes(self, targets: Mapping[str, Target]) -> Iterator[ProbeResult]:
-        raise NotImplementedError
+        """The recorded results in time order, of the targets in `targets`."""
 
+    @abc.abstractmethod
     def sent(self) -> list[Sent]:
-        raise NotImplementedError
+        """The alerts the recording says were sent."""
 
 
 def _sample_result(target: Target, s: Sample) -> ProbeResult:
