@@ -16,26 +16,13 @@ from typing import Any
 
 import pytest
 
+from trio_monitor.probes.browser.chromium import QUIET
+
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 WAIT_S = 30
 
-FLAGS = (
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--no-default-browser-check",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-default-apps",
-    "--disable-extensions",
-    "--hide-scrollbars",
-    "--force-device-scale-factor=1",
-    "--window-size=1280,1000",
-)
+FLAGS = (*QUIET, "--force-device-scale-factor=1")
 
 
 def missing() -> str | None:

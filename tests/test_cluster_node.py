@@ -224,6 +224,24 @@ def single(redis: RedisServer, server: TestServer, **cluster: Any):
     return cluster_config(redis, server, "a", **cluster)
 
 
+async def paged_down(nursery: trio.Nursery, redis: RedisServer, server: TestServer):
+    """One node running, its target t3 down and paged once."""
+    monitor: Monitor = await running(nursery, single(redis, server), out=io.BytesIO())
+    assert monitor.cluster is not None
+    del server.bodies["t3"]
+    await wait_for(lambda: len(list(hooks(server))) == 1)
+    return monitor, monitor.cluster
+
+
+async def no_second_page_then_up(node: Any, server: TestServer) -> None:
+    """Redis is back (results go in again) without a second page; then t3 recovers."""
+    sent = node.status.sent
+    await wait_for(lambda: node.status.redis_ok and node.status.sent > sent + 8)
+    assert len(list(hooks(server))) == 1  # t3 still down: no page
+    server.bodies["t3"] = b"ok"
+    await wait_for(lambda: len(list(hooks(server))) == 2)
+
+
 async def test_results_wait_for_redis_and_alerts_with_them_by_default(
     redis_server: RedisServer, server: TestServer
 ) -> None:
@@ -267,20 +285,12 @@ async def test_a_restarted_redis_with_its_data_pages_nothing_twice(
     redis_server: RedisServer, server: TestServer
 ) -> None:
     async with trio.open_nursery() as nursery:
-        monitor: Monitor = await running(nursery, single(redis_server, server), out=io.BytesIO())
-        assert monitor.cluster is not None
-        node = monitor.cluster
-        del server.bodies["t3"]
-        await wait_for(lambda: len(list(hooks(server))) == 1)
+        monitor, node = await paged_down(nursery, redis_server, server)
         cluster_id = node.status.cluster_id
         redis_server.stop()  # SIGTERM: the append-only file is flushed
         redis_server.start()
-        sent = node.status.sent
-        await wait_for(lambda: node.status.redis_ok and node.status.sent > sent + 8)
+        await no_second_page_then_up(node, server)
         assert node.status.cluster_id == cluster_id
-        assert len(list(hooks(server))) == 1
-        server.bodies["t3"] = b"ok"
-        await wait_for(lambda: len(list(hooks(server))) == 2)
         monitor.stop()
     assert [(key, alert["event"]) for key, alert in hooks(server)] == [
         ("t3:1", "down"),
@@ -292,19 +302,11 @@ async def test_a_redis_back_empty_is_seeded_from_the_nodes_not_paged_again(
     redis_server: RedisServer, server: TestServer
 ) -> None:
     async with trio.open_nursery() as nursery:
-        monitor: Monitor = await running(nursery, single(redis_server, server), out=io.BytesIO())
-        assert monitor.cluster is not None
-        node = monitor.cluster
-        del server.bodies["t3"]
-        await wait_for(lambda: len(list(hooks(server))) == 1)
+        monitor, node = await paged_down(nursery, redis_server, server)
         cluster_id = node.status.cluster_id
         redis_server.restart_empty()
         await wait_for(lambda: node.status.cluster_id not in (None, cluster_id))
-        sent = node.status.sent
-        await wait_for(lambda: node.status.sent > sent + 8)  # t3 still down: no page
-        assert len(list(hooks(server))) == 1
-        server.bodies["t3"] = b"ok"
-        await wait_for(lambda: len(list(hooks(server))) == 2)
+        await no_second_page_then_up(node, server)
         monitor.stop()
     got = list(hooks(server))
     assert [(key, alert["event"]) for key, alert in got] == [("t3:1", "down"), ("t3:2", "up")]
@@ -317,19 +319,12 @@ async def test_a_flushed_redis_with_the_functions_left_is_seeded_too(
     """FLUSHALL (the functions stay): the beat finds no cluster id and the node joins
     again, seeding what it knows: no second page."""
     async with trio.open_nursery() as nursery:
-        monitor: Monitor = await running(nursery, single(redis_server, server), out=io.BytesIO())
-        assert monitor.cluster is not None
-        node = monitor.cluster
-        del server.bodies["t3"]
-        await wait_for(lambda: len(list(hooks(server))) == 1)
+        monitor, node = await paged_down(nursery, redis_server, server)
         cluster_id = node.status.cluster_id
         async with cc.connect(redis_server.url) as redis:
             await redis.flushall()
         await wait_for(lambda: node.status.cluster_id not in (None, cluster_id))
-        sent = node.status.sent
-        await wait_for(lambda: node.status.sent > sent + 8)
-        server.bodies["t3"] = b"ok"
-        await wait_for(lambda: len(list(hooks(server))) == 2)
+        await no_second_page_then_up(node, server)
         monitor.stop()
     assert [(key, alert["event"]) for key, alert in hooks(server)] == [
         ("t3:1", "down"),

@@ -462,6 +462,32 @@ def test_feed_store_asks_for_the_range_and_passes_incidents_and_changes():
     assert build_report(b).targets[2].ongoing == 1
 
 
+async def _stored(tmp_path: Path, records: list) -> StoreStats:
+    """`records` written to tmp_path/history.db by the history writer."""
+    send, receive = trio.open_memory_channel(math.inf)
+    for record in records:
+        send.send_nowait(record)
+    send.close()
+    stats = StoreStats()
+    await StoreWriter(str(tmp_path / "history.db"), StorageSection(), stats).serve(receive)
+    return stats
+
+
+def _reports(tmp_path: Path, capsys, names: tuple[str, ...], until: float) -> tuple:
+    """`report` from T0 to `until` over tmp_path/history.db for these HTTPS targets:
+    (the JSON, the text, the HTML)."""
+    targets = ({"name": n, "url": f"https://{n}.example/"} for n in names)
+    cfg = write_config(
+        tmp_path, config_doc(*targets, storage={"path": "history.db"}), name="monitor.toml"
+    )
+    window = ["-c", str(cfg), "--since", rfc3339(T0), "--until", rfc3339(until)]
+    outputs = []
+    for form in ("json", "text", "html"):
+        assert main(["report", *window, "--format", form]) == 0
+        outputs.append(capsys.readouterr().out)
+    return json.loads(outputs[0]), outputs[1], outputs[2]
+
+
 def _config(tmp_path: Path, *, storage: dict | None = None) -> Path:
     data = config_doc(
         {"name": "api", "url": "http://127.0.0.1:9/health"},
@@ -558,11 +584,7 @@ async def test_time_nobody_probed_is_no_data_not_downtime(tmp_path, capsys):
         records.append(_probe("web", minute))
         if minute == 31:
             records.append(_alert("api", 31, "down", 30))
-    send, receive = trio.open_memory_channel(math.inf)
-    for record in records:
-        send.send_nowait(record)
-    send.close()
-    await StoreWriter(str(tmp_path / "history.db"), StorageSection(), StoreStats()).serve(receive)
+    await _stored(tmp_path, records)
     cfg = write_config(
         tmp_path,
         config_doc(
@@ -1417,33 +1439,15 @@ async def test_certificates_expiring_within_30_days(tmp_path, capsys):
         chain = tls_details(until + 90 * DAY, earliest_not_after=until + 5 * DAY)
         records.append(_probe("chain", minute, tls=attrs.evolve(chain, earliest_subject="CN=I")))
         records.append(_probe("old", minute, tls=tls_details(until - 2 * DAY, subject="CN=old")))
-    send, receive = trio.open_memory_channel(math.inf)
-    for record in records:
-        send.send_nowait(record)
-    send.close()
-    stats = StoreStats()
-    await StoreWriter(str(tmp_path / "history.db"), StorageSection(), stats).serve(receive)
+    stats = await _stored(tmp_path, records)
     # one row per sample, plus one per certificate seen: api's two, one each for the others
     assert stats.stored == len(records) + 5
-    cfg = write_config(
-        tmp_path,
-        config_doc(
-            *({"name": n, "url": f"https://{n}.example/"} for n in ("api", "web", "chain", "old")),
-            storage={"path": "history.db"},
-        ),
-        name="monitor.toml",
-    )
-    window = ["--since", rfc3339(T0), "--until", rfc3339(until)]
-
-    assert main(["report", "-c", str(cfg), *window, "--format", "json"]) == 0
-    data = json.loads(capsys.readouterr().out)
+    data, text, html = _reports(tmp_path, capsys, ("api", "web", "chain", "old"), until)
     listed = data["certificates_expiring"]
     assert [(c["target"], c["days_left"]) for c in listed] == [("old", -2.0), ("chain", 5.0)]
     assert listed[1]["earliest_subject"] == "CN=I"
     assert listed[1]["not_after"] == rfc3339(until + 90 * DAY)
 
-    assert main(["report", "-c", str(cfg), *window]) == 0
-    text = capsys.readouterr().out
     section = text[text.index("certificates expiring within 30d:") :].splitlines()
     assert section[1:3] == [
         "  old: CN=old " + "expired on " + _day(until - 2 * DAY) + " (2 days ago)",
@@ -1451,8 +1455,6 @@ async def test_certificates_expiring_within_30_days(tmp_path, capsys):
     ]
     assert "api" not in "\n".join(section[:3])  # renewed: 80 days left
 
-    assert main(["report", "-c", str(cfg), *window, "--format", "html"]) == 0
-    html = capsys.readouterr().out
     assert "<h2>Certificates expiring within 30d</h2>" in html
     assert "chain (CN=I) expires on" in html
 
@@ -1479,37 +1481,18 @@ async def test_targets_that_warned_and_whether_an_outage_followed(tmp_path, caps
         alert_event("down", target="api", ts=T0 + 25 * 60, since=T0 + 24 * 60, reason="timeout"),
         warning("web", 30),
     ]
-    send, receive = trio.open_memory_channel(math.inf)
-    for record in records:
-        send.send_nowait(record)
-    send.close()
-    await StoreWriter(str(tmp_path / "history.db"), StorageSection(), StoreStats()).serve(receive)
-    cfg = write_config(
-        tmp_path,
-        config_doc(
-            *({"name": n, "url": f"https://{n}.example/"} for n in ("api", "web")),
-            storage={"path": "history.db"},
-        ),
-        name="monitor.toml",
-    )
-    window = ["--since", rfc3339(T0), "--until", rfc3339(until)]
-
-    assert main(["report", "-c", str(cfg), *window, "--format", "json"]) == 0
-    data = json.loads(capsys.readouterr().out)
+    await _stored(tmp_path, records)
+    data, text, html = _reports(tmp_path, capsys, ("api", "web"), until)
     assert [(w["target"], w["signal"], w["lead_s"]) for w in data["warnings"]] == [
         ("api", "latency", 14 * 60.0),
         ("web", "latency", None),
     ]
     assert data["warnings"][0]["outage_start"] == rfc3339(T0 + 24 * 60)
 
-    assert main(["report", "-c", str(cfg), *window]) == 0
-    text = capsys.readouterr().out
     section = text[text.index("early warnings (degrading)") :].splitlines()
     assert section[1].startswith(f"  api at {rfc3339(T0 + 600)}: outage 14m00s later: latency")
     assert section[2].startswith(f"  web at {rfc3339(T0 + 1800)}: no outage followed: latency")
 
-    assert main(["report", "-c", str(cfg), *window, "--format", "html"]) == 0
-    html = capsys.readouterr().out
     assert "<h2>Early warnings" in html
     assert "14m00s later" in html
 

@@ -42,11 +42,11 @@ KILL_WAIT = 5.0  # seconds to wait for the killed process to be reaped
 MEMORY_EVERY = 2.0  # seconds between two looks at the process tree's memory
 MAX_MESSAGE = 64 << 20  # a DevTools message (a page's text, later a screenshot)
 
-FLAGS = (
+# headless, quiet: nothing fetched or started that a check did not ask for (the tests'
+# selenium Chromium runs with these too)
+QUIET = (
     "--headless=new",
     "--no-sandbox",  # a monitor's service user; the pages are the operator's own targets
-    "--remote-debugging-port=0",  # a free port, written to DevToolsActivePort
-    "--remote-allow-origins=*",
     "--disable-gpu",
     "--disable-quic",
     "--no-first-run",
@@ -56,10 +56,15 @@ FLAGS = (
     "--disable-sync",
     "--disable-default-apps",
     "--disable-extensions",
-    "--disable-breakpad",
     "--hide-scrollbars",
-    "--mute-audio",
     "--window-size=1280,1000",
+)
+FLAGS = (
+    *QUIET,
+    "--remote-debugging-port=0",  # a free port, written to DevToolsActivePort
+    "--remote-allow-origins=*",
+    "--disable-breakpad",
+    "--mute-audio",
     "about:blank",
 )
 
