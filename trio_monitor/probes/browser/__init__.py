@@ -38,6 +38,8 @@ if TYPE_CHECKING:  # trio-websocket is loaded by a config with browser targets o
     from .probe import BrowserPlan
 
 log = logging.getLogger("trio_monitor")
+# killed Chromium processes leave its cgroup within LEAVE_TRIES x LEAVE_EVERY seconds
+LEAVE_TRIES, LEAVE_EVERY = 40, 0.05
 
 __all__ = ["KIND", "PLACEHOLDERS", "BrowserPlan", "BrowserProber", "BrowserSpec"]
 
@@ -106,10 +108,18 @@ class BrowserProber:
                 )
         return self.cpu_share
 
-    def close(self) -> None:
-        """After every Chromium is gone: its cgroup goes too."""
-        if self.cpu_share is not None:
-            self.cpu_share.remove()
+    async def close(self) -> None:
+        """After every Chromium is killed: its cgroup goes too, once the processes have
+        left it (bounded: one left behind is removed at the next start)."""
+        share = self.cpu_share
+        if share is None:
+            return
+        # polled: cgroup v1 tells no one when a group empties
+        with trio.CancelScope(shield=True):
+            for _ in range(LEAVE_TRIES):
+                if share.remove():
+                    return
+                await trio.sleep(LEAVE_EVERY)
 
     @property
     def running(self) -> Chromium | None:
@@ -144,7 +154,7 @@ async def open_browser_prober(config: Config) -> AsyncIterator[BrowserProber]:
             finally:
                 nursery.cancel_scope.cancel()  # every Chromium is killed as its task ends
     finally:
-        prober.close()
+        await prober.close()
 
 
 def _describe(result: ProbeResult) -> str:

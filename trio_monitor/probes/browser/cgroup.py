@@ -63,17 +63,19 @@ class CpuShare:
         enter = 'echo $$ 2>/dev/null > "$0"; exec "$@"'
         return ["/bin/sh", "-c", enter, str(self.path / "cgroup.procs"), *command]
 
-    def remove(self) -> None:
-        """Remove the browser's group, once Chromium is gone (an exited process leaves
-        its group at once, before it is reaped), and on v1 the monitor's and theirs,
-        the monitor moving back first. One still busy is left for the next start."""
+    def remove(self) -> bool:
+        """Remove the browser's group, and on v1 the monitor's and theirs, the monitor
+        moving back first. -> gone? Not while a killed Chromium process is still
+        leaving it (SIGKILL takes effect a moment later): try again."""
         with contextlib.suppress(OSError):
             self.path.rmdir()
-        if self._v1:
-            group = self.path.parent
-            with contextlib.suppress(OSError):
-                (group.parent / "cgroup.procs").write_text(str(os.getpid()))
-            _remove_v1(group)
+        if not self._v1:
+            return not self.path.exists()
+        group = self.path.parent
+        with contextlib.suppress(OSError):
+            (group.parent / "cgroup.procs").write_text(str(os.getpid()))
+        _remove_v1(group)
+        return not group.exists()
 
 
 def open_cpu_share(
