@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -203,6 +204,56 @@ def test_browser_keys_and_their_problems(tmp_path, monkeypatch):
     # an http(s) URL without `kind` stays an HTTP target
     (h,) = config({"name": "h", "url": "http://127.0.0.1:1/"}).targets  # type: ignore[attr-defined]
     assert h.kind == "http"
+
+
+@pytest.fixture
+def fake_chromium(tmp_path, monkeypatch) -> None:
+    """A `chromium` on PATH that config load finds (never run)."""
+    (tmp_path / "chromium").write_text("#!/bin/sh\n")
+    (tmp_path / "chromium").chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+
+
+def test_css_selectors_are_checked_at_load_with_a_real_parser(fake_chromium):
+    base = {"name": "b", "kind": "browser", "url": "http://127.0.0.1:1/"}
+    wait_for = ["selector:div[", "selector:", "selector:>>>", "selector:p::before"]
+    steps = [{"click": "a:contains(x)"}, {"fill": "#a :foo", "value": "v"}]
+    steps += [{"press": "a", "selector": "a,"}, {"wait_for": "selector:#x ~"}]
+    targets = [base | {"name": f"w{i}", "wait_for": w} for i, w in enumerate(wait_for)]
+    assert problems(*targets, base | {"name": "s", "steps": steps}) == [
+        "<memory>: targets[0].wait_for: not a CSS selector (malformed attribute selector at"
+        " position 3): 'div['",
+        '<memory>: targets[1].wait_for: must be "load", "networkidle" or "selector:CSS", got'
+        " 'selector:'",
+        "<memory>: targets[2].wait_for: not a CSS selector (invalid character '>' position 0):"
+        " '>>>'",
+        "<memory>: targets[3].wait_for: a pseudo-element never matches an element: 'p::before'",
+        "<memory>: targets[4].steps[0].click: not a CSS selector (:contains() is not CSS;"
+        " Chromium refuses it): 'a:contains(x)'",
+        "<memory>: targets[4].steps[1].fill: not a CSS selector (unknown pseudo-class ':foo'):"
+        " '#a :foo'",
+        "<memory>: targets[4].steps[2].selector: not a CSS selector (invalid character ','"
+        " position 1): 'a,'",
+        "<memory>: targets[4].steps[3].wait_for: not a CSS selector (invalid character ' '"
+        " position 2): '#x ~'",
+    ]
+    # CSS Level 4, and Chromium's pseudo-classes that soupsieve does not know
+    good = [":not(.a, .b) > li:nth-child(2n+1 of .x)", "main:has(> h1):is(.a, .b)"]
+    good += ["form:user-invalid input:-webkit-autofill:valid", 'a[href$=".pdf" i]']
+    targets = [
+        base | {"name": f"g{i}", "wait_for": f"selector:{css}"} for i, css in enumerate(good)
+    ]
+    assert [t.spec.selector for t in config(*targets).targets] == good  # type: ignore[attr-defined]
+
+
+def test_without_the_browser_extra_a_browser_target_is_one_line(fake_chromium, monkeypatch):
+    monkeypatch.setitem(sys.modules, "soupsieve", None)  # import soupsieve: ImportError
+    target = {"name": "b", "kind": "browser", "url": "http://127.0.0.1:1/"}
+    assert problems(target | {"wait_for": "selector:#app"}, target | {"name": "c"}) == [
+        "<memory>: targets[0].kind: browser targets need the browser extra"
+        " (pip install 'trio-monitor[browser]')"
+    ]
+    config({"name": "h", "url": "http://127.0.0.1:1/"})  # no browser target: not needed
 
 
 @pytest.mark.subprocess

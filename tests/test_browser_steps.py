@@ -307,7 +307,8 @@ def test_steps_are_checked_at_load_one_line_each(tmp_path, monkeypatch):
                 " got no action",
                 ": one action per step (goto, click, fill, press, wait_for, expect_text),"
                 " got 2 actions (click, fill)",
-                ".click: not a CSS selector (unclosed ']'): \"div[data-x='1'\"",
+                ".click: not a CSS selector (malformed attribute selector at position 3):"
+                " \"div[data-x='1'\"",
                 ".goto: must be an http:// or https:// URL, got 'ftp://127.0.0.1/'",
                 ".value: set value or value_file (one of them)",
                 ".value: environment variable NOT_SET_ANYWHERE is not set",
@@ -318,7 +319,7 @@ def test_steps_are_checked_at_load_one_line_each(tmp_path, monkeypatch):
                 ".value: unknown key for a click step",
                 ".expect_text: must not be empty",
                 f".value_file: cannot read {tmp_path / 'none'}: No such file or directory",
-                ".click: not a CSS selector (a combinator at an end): '> a'",
+                ".click: not a CSS selector (invalid character '>' position 0): '> a'",
             ]
         )
     ]

@@ -31,7 +31,8 @@ from .cdp import (
     PageSession,
     describe_exception,
 )
-from .config import WAIT_IDLE, WAIT_SELECTOR, BrowserSpec
+from .config import BrowserSpec
+from .css import WAIT_IDLE, WAIT_SELECTOR
 from .steps import StepRun
 
 if TYPE_CHECKING:
