@@ -226,6 +226,25 @@ async def test_a_failed_probe_keeps_a_png_and_the_console_log(server, prober, tm
 
 
 @browser_test
+@pytest.mark.parametrize("condition", ["[SELECTOR].#hello == Goodbye", "[DOM] == pat(*Goodbye*)"])
+async def test_a_probe_failed_by_its_conditions_alone_keeps_them_too(
+    server, prober, tmp_path, condition
+):
+    """The page loaded fine, its checks passed: only a condition failed. The screenshot
+    is taken while the page is still open."""
+    server.pages["welcome"] = WELCOME
+    result = await run(prober, page_target(server, "welcome", conditions=[condition]))
+    assert (result.ok, result.error, result.status) == (False, ErrorKind.CONDITION, 200)
+    details = result.browser
+    assert details is not None
+    assert details.screenshot is not None, "no screenshot for a conditions-only failure"
+    assert (tmp_path / details.screenshot).read_bytes().startswith(PNG_MAGIC)
+    assert details.console_log == details.screenshot.removesuffix(".png") + ".log"
+    log = (tmp_path / details.console_log).read_text()
+    assert "error: welcome page: widget failed to load" in log
+
+
+@browser_test
 async def test_only_the_newest_artifacts_are_kept(server, tmp_path):
     server.pages["welcome"] = WELCOME
     cfg = attrs.evolve(config(), store_path=str(tmp_path / "h.db"))  # type: ignore[misc]

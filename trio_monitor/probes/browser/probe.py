@@ -330,6 +330,53 @@ def facts(result: ProbeResult, text: str | None, elements: dict[str, Any]) -> di
     return found
 
 
+def _result(
+    plan: BrowserPlan,
+    round_no: int,
+    ts: float,
+    load: _Load,
+    steps: StepRun,
+    seen: _Page | None,
+    failure: ProbeFailure | None,
+) -> ProbeResult:
+    """The probe's line: `failure` (the load's own), else the checks', else the
+    conditions'."""
+    target = plan.target
+    read = load.read or {}
+    text = _text(load)
+    document = None if seen is None else seen.document
+    if failure is None and seen is not None:
+        failure = _checks(plan.spec, seen, text or "")
+    final_url = None if document is None or not seen or not seen.redirected else document.get("url")
+    result = ProbeResult(
+        ts=ts,
+        target=target.name,
+        url=target.url,
+        ok=failure is None,
+        status=None if document is None else document.get("status"),
+        latency_ms=load.latency_ms,
+        error=failure.kind if failure else None,
+        error_detail=masked(failure.detail, plan.spec.secrets) if failure else None,
+        attempts=1,
+        round=round_no,
+        bytes=0 if text is None else len(text.encode()),
+        slow=bool(
+            failure is None
+            and target.slow
+            and load.latency_ms
+            and load.latency_ms > target.slow * 1000
+        ),
+        final_url=final_url,
+        remote_addr=_remote_addr(document),
+        kind="browser",
+        browser=_details(seen, load, steps),
+    )
+    if target.conditions:
+        elements = read.get("elements") if isinstance(read.get("elements"), dict) else {}
+        result = apply(result, target.conditions, facts(result, text, elements or {}))
+    return result
+
+
 async def probe(
     prober: BrowserProber, plan: BrowserPlan, round_no: int, deadlines: set[trio.CancelScope]
 ) -> ProbeResult:
@@ -363,7 +410,8 @@ async def probe(
                             screenshot = await capture(page)  # what the page shows now
                             raise
                         seen.final = True
-                        if _checks(plan.spec, seen, _text(load) or "") is not None:
+                        # any failure, conditions' too, is seen while the page is open
+                        if not _result(plan, round_no, ts, load, steps, seen, None).ok:
                             screenshot = await capture(page)
                     finally:
                         await chromium.close_page(page)
@@ -384,38 +432,7 @@ async def probe(
                 # a step cut short or never begun (the deadline came while lcp_ms was
                 # awaited); without steps left, only lcp_ms was missed
                 failure = steps.timed_out(target.timeout)
-    read = load.read or {}
-    text = _text(load)
-    document = None if seen is None else seen.document
-    if failure is None and seen is not None:
-        failure = _checks(plan.spec, seen, text or "")
-    final_url = None if document is None or not seen or not seen.redirected else document.get("url")
-    result = ProbeResult(
-        ts=ts,
-        target=target.name,
-        url=target.url,
-        ok=failure is None,
-        status=None if document is None else document.get("status"),
-        latency_ms=load.latency_ms,
-        error=failure.kind if failure else None,
-        error_detail=masked(failure.detail, plan.spec.secrets) if failure else None,
-        attempts=1,
-        round=round_no,
-        bytes=0 if text is None else len(text.encode()),
-        slow=bool(
-            failure is None
-            and target.slow
-            and load.latency_ms
-            and load.latency_ms > target.slow * 1000
-        ),
-        final_url=final_url,
-        remote_addr=_remote_addr(document),
-        kind="browser",
-        browser=_details(seen, load, steps),
-    )
-    if target.conditions:
-        elements = read.get("elements") if isinstance(read.get("elements"), dict) else {}
-        result = apply(result, target.conditions, facts(result, text, elements or {}))
+    result = _result(plan, round_no, ts, load, steps, seen, failure)
     if result.ok or console is None or result.browser is None:
         return result
     shot, log = await prober.artifacts.save(target.name, ts, screenshot, console.text())
