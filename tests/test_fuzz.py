@@ -319,3 +319,37 @@ def test_the_url_fast_path_says_what_httpx_says(url):
         parsed = httpx.URL(url)
         assert str(parsed) == url
         assert not parsed.userinfo
+
+
+# --- browser targets' CSS selectors ----------------------------------------------------
+
+CSS_PIECES = st.sampled_from(
+    [
+        *("div", "#a", ".b", "*", "[", "]", "(", ")", ":", "::", ">", "+", "~", ",", " "),
+        *("'", '"', "\\", "|", "=", "^=", "$=", "i]", ":not(", ":has(", ":nth-child(", " of "),
+        *(":valid", ":-webkit-autofill", ":contains(", ":-soup-contains(", "::before", "\x00"),
+    ]
+)
+SELECTORS = st.one_of(st.lists(CSS_PIECES, max_size=12).map("".join), st.text(max_size=40))
+
+
+@EXAMPLES
+@given(css=SELECTORS)
+@example(css="div[")
+@example(css=">>>")
+@example(css=":not(" * 200)
+def test_any_css_selector_validates_or_is_one_line(css, tmp_path_factory):
+    """wait_for's and a step's selector: accepted, or one problem line each."""
+    path = tmp_path_factory.getbasetemp() / "chromium"
+    path.write_text("#!/bin/sh\n")
+    path.chmod(0o755)
+    target = {"name": "b", "kind": "browser", "url": "http://127.0.0.1:1/"}
+    doc = {"monitor": {"chromium": str(path)}, "targets": []}
+    doc["targets"] = [target | {"wait_for": f"selector:{css}", "steps": [{"click": css}]}]
+    problems: list[str] = []
+    try:
+        parse_config(doc, env={})
+    except ConfigError as exc:
+        problems = exc.problems
+    assert all(len(line.splitlines()) == 1 for line in problems)
+    assert all(line.startswith("<memory>: targets[0].") for line in problems)

@@ -111,8 +111,18 @@ def test_the_cycle_finder_finds_one():
 def test_the_cli_loads_no_server_dependencies():
     """Start-up of a run without [server] does not pay for starlette, hypercorn or
     prometheus_client, nor for what only some configs or commands need: WebSocket
-    targets (trio_websocket), JSON paths in conditions (jsonpath), `import gatus` (yaml)."""
-    heavy = ("starlette", "hypercorn", "prometheus_client", "trio_websocket", "jsonpath", "yaml")
+    targets (trio_websocket), JSON paths in conditions (jsonpath), `import gatus` (yaml),
+    browser targets' selector checks (soupsieve, bs4)."""
+    heavy = (
+        "starlette",
+        "hypercorn",
+        "prometheus_client",
+        "trio_websocket",
+        "jsonpath",
+        "yaml",
+        "soupsieve",
+        "bs4",
+    )
     code = (
         "import sys, trio_monitor.cli.main; "
         f"print(' '.join(m for m in {heavy!r} if m in sys.modules))"
