@@ -45,7 +45,7 @@ from .early.store import load_models, serve_baselines
 from .engine.dispatch import Dispatcher, Outlet
 from .engine.schedule import Scheduler
 from .engine.silences import SilenceDesk
-from .engine.state import DOWN, MemoryStateStore, StateStore
+from .engine.state import DOWN, MemoryStateStore
 from .engine.view import MonitorView, RecentStats
 from .policy import Holds, Policy
 from .probes import base as probe_kinds
@@ -192,10 +192,10 @@ class Monitor:
         self.state = MemoryStateStore(config.alerts)
         self.policy = Policy(config, self.state)
         self.early = EarlyWarning.for_config(config, self.state)
-        self.dispatcher = Dispatcher(
-            self.state if config.cluster is None else self._cluster_state(),
-            self.policy,
-            self.early,
+        self.dispatcher = (
+            Dispatcher(self.state, self.policy, self.early)
+            if config.cluster is None
+            else self._cluster_dispatcher()
         )
         (holds,) = (s for s in self.policy.stages if isinstance(s, Holds))
         self.silences = SilenceDesk(holds, self.dispatcher, lambda: self.config)
@@ -238,13 +238,23 @@ class Monitor:
         self._serving = trio.Event()
         self.ready = False  # serving, and systemd told so: the watchdog may ping from now on
 
-    def _cluster_state(self) -> StateStore:
+    def _cluster_dispatcher(self) -> Dispatcher:
         """Redis decides a cluster's verdicts: the local store paces probes, and its
-        alerts go out only while Redis is away with redis_down = "local"."""
-        from .cluster.state import ClusterStateStore
+        alerts go out here only while Redis is away with redis_down = "local"; a
+        result's own events and early warnings go to the outbox (the node's)."""
+        from .cluster.state import ClusterStateStore, ClusterWarnings
 
-        return ClusterStateStore(
-            self.state, lambda: self.cluster is not None and self.cluster.alerts_locally
+        def locally() -> bool:
+            return self.cluster is not None and self.cluster.alerts_locally
+
+        def send(alert: AlertEvent) -> None:
+            if self.cluster is not None:
+                self.cluster.offer_event(alert)
+
+        return Dispatcher(
+            ClusterStateStore(self.state, locally, send),
+            self.policy,
+            ClusterWarnings(self.early, locally, send),
         )
 
     def receive_push(self, token: str, event: str, exit_code: int | None) -> bool:

@@ -8,7 +8,7 @@
 -- have been applied, and is sent again): a result already applied is recognised by its
 -- id (the node's token and a sequence number) and changes nothing.
 
-local VERSION = 4
+local VERSION = 5
 
 local function redis_now()
   local t = redis.call('TIME')
@@ -227,7 +227,33 @@ local function seed(keys, args)
   return 'seeded'
 end
 
+-- event(target, fence, outbox, event_ids, cluster_id; member, token, id, alert, ttl,
+--       versioned, joined) -> {status, id}: an alert that is no verdict change (a result's
+-- `slow`, `content_changed`, certificate alerts; early warning's `degrading`) into the
+-- outbox once across the cluster: its id (made by the node from the result, so the
+-- same when sent again) is remembered for `ttl` seconds and a second one is a
+-- 'duplicate'. `versioned`: the target's verdict version ends the id (`@vN`): one
+-- such alert per id between two verdict changes, whichever node sends it first.
+local function event(keys, args)
+  if not_joined(keys[5], args[7]) then
+    return {'empty', ''}
+  end
+  if fenced(keys[2], args[1], args[2]) then
+    return {'fenced', ''}
+  end
+  local id = args[3]
+  if args[6] == '1' then
+    id = id .. '@v' .. (redis.call('HGET', keys[1], 'version') or '0')
+  end
+  if not redis.call('SET', keys[4] .. id, '1', 'NX', 'EX', tonumber(args[5])) then
+    return {'duplicate', id}
+  end
+  redis.call('XADD', keys[3], '*', 'id', id, 'alert', args[4])
+  return {'applied', id}
+end
+
 redis.register_function('tm_version', tm_version)
+redis.register_function('tm_event', event)
 redis.register_function('tm_seed', seed)
 redis.register_function('tm_claim', claim)
 redis.register_function('tm_heartbeat', heartbeat)
