@@ -79,7 +79,8 @@ class TestServer:
     - ``/basic/<user>/<password>`` -> 200 ``welcome <user>`` with that user's Basic
       ``Authorization``, else 401 with a ``WWW-Authenticate: Basic`` challenge
     - ``/body/<key>`` -> 200 ``bodies[key]``, 404 if missing
-    - ``/page/<key>`` -> 200 ``pages[key]`` as text/html (UTF-8), 404 if missing
+    - ``/page/<key>`` -> 200 ``pages[key]`` as text/html (UTF-8), 404 if missing; while
+      ``page_resets > 0`` (decrementing), aborted as ``/reset``
     - ``/gate`` -> waits for ``gate.set()``, then 200 ``gate``
     - ``POST /hook`` -> 500 while ``hook_failures > 0`` (decrementing), else
       200 and the body is appended to ``received``
@@ -105,6 +106,7 @@ class TestServer:
         self.max_in_flight: int = 0
         self.connections: int = 0
         self.hook_failures: int = 0
+        self.page_resets: int = 0
         self.received: list[bytes] = []
         self.errors: list[Exception] = []  # per-connection errors (diagnostics)
         self._changed = trio.Event()
@@ -221,7 +223,8 @@ class TestServer:
             await respond(200, b"slow")
         elif req.path == "/hang":
             await trio.sleep_forever()
-        elif req.path == "/reset":
+        elif req.path == "/reset" or (head == "page" and self.page_resets > 0):
+            self.page_resets -= head == "page"
             raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             await raw.aclose()  # linger (1, 0): close sends RST
             return _After.ABORTED

@@ -12,18 +12,21 @@ from __future__ import annotations
 import os
 import re
 import signal
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 import trio
 from chromium import CHROMIUM
-from factories import write_config
+from factories import config_doc, make_config, write_config
+from fakes import FakeProber, dispatcher_for
 from servers import TestServer
 from test_cli import WAIT, check_probe, cli_config, parse_lines, run_cli, start_monitor
 
 from trio_monitor import ConfigError, ErrorKind, ProbeResult, parse_config
 from trio_monitor._records import to_dict
+from trio_monitor.engine.schedule import Scheduler
 from trio_monitor.probes.browser import BrowserProber, chromium, open_browser_prober
 from trio_monitor.probes.http import open_http_prober
 
@@ -203,6 +206,125 @@ def test_browser_keys_and_their_problems(tmp_path, monkeypatch):
     # an http(s) URL without `kind` stays an HTTP target
     (h,) = config({"name": "h", "url": "http://127.0.0.1:1/"}).targets  # type: ignore[attr-defined]
     assert h.kind == "http"
+
+
+@pytest.fixture
+def fake_chromium(tmp_path, monkeypatch) -> None:
+    """A `chromium` on PATH that config load finds (never run)."""
+    (tmp_path / "chromium").write_text("#!/bin/sh\n")
+    (tmp_path / "chromium").chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+
+
+class _FakeBrowserProber(FakeProber):
+    def prepare(self, target):
+        return BrowserProber.prepare(self, target)  # type: ignore[arg-type]  # the real plan
+
+
+async def test_a_failed_browser_target_is_confirmed_as_any_other(fake_chromium, autojump_clock):
+    """Confirmation probes (confirm_interval, recover_interval) are the scheduler's,
+    whatever the kind: a failing browser target is probed again at confirm_interval."""
+    target = {"name": "b", "kind": "browser", "url": "http://127.0.0.1:1/", "timeout": "1s"}
+    doc = config_doc(target, monitor={"stagger": "0s", "interval": "30s", "confirm_interval": "2s"})
+    prober = _FakeBrowserProber({"b": 1.0}, fail_during={"b": (30.0, 40.5)})
+    records: list = []
+    scheduler = Scheduler(
+        make_config(doc), {"browser": prober}, dispatcher_for(make_config(doc), records)
+    )
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(scheduler.run)
+        await trio.sleep(65)
+        scheduler.stop()
+    # failures from 30 on: confirmed every 2 s; the first success (42) ends it
+    assert prober.starts["b"] == [0, 30, 32, 34, 36, 38, 40, 42, 60]
+    assert [r.confirm for r in records if isinstance(r, ProbeResult)][:4] == [
+        False,
+        False,
+        True,
+        True,
+    ]
+
+
+@browser_test
+@pytest.mark.parametrize("retries", [0, 1])
+async def test_a_failed_navigation_is_retried_in_a_fresh_context(
+    server, prober, monkeypatch, retries
+):
+    """As HTTP targets: a connection the page's server reset is tried again while
+    `retries` last, each attempt in a browser context of its own."""
+    contexts: list[str] = []
+    opened = chromium.Chromium.open_page
+
+    async def open_page(self):
+        page = await opened(self)
+        contexts.append(page.context_id)
+        if len(contexts) > 1:  # the second attempt finds the server answering
+            server.page_resets = 0
+        return page
+
+    monkeypatch.setattr(chromium.Chromium, "open_page", open_page)
+    server.pages["app"] = APP
+    server.page_resets = 1000  # Chromium resends a reset request itself, a few times
+    result = await load(
+        prober, page_target(server, "app", contains="Dashboard ready", retries=retries)
+    )
+    assert result.attempts == retries + 1
+    assert len(set(contexts)) == len(contexts) == retries + 1
+    if retries:
+        assert result.ok, result.error_detail
+        assert result.browser.requests == 1  # type: ignore[union-attr]  # the last attempt's
+    else:
+        assert (result.ok, result.error) == (False, ErrorKind.CONNECT)
+        assert result.error_detail == "net::ERR_CONNECTION_RESET"
+
+
+@browser_test
+async def test_a_page_that_answers_is_never_retried(server, prober):
+    result = await load(prober, page_target(server, "app", retries=2))  # no such page: 404
+    assert (result.ok, result.error, result.attempts) == (False, ErrorKind.STATUS, 1)
+    assert server.hits["/page/app"] == 1
+
+
+def test_css_selectors_are_checked_at_load_with_a_real_parser(fake_chromium):
+    base = {"name": "b", "kind": "browser", "url": "http://127.0.0.1:1/"}
+    wait_for = ["selector:div[", "selector:", "selector:>>>", "selector:p::before"]
+    steps = [{"click": "a:contains(x)"}, {"fill": "#a :foo", "value": "v"}]
+    steps += [{"press": "a", "selector": "a,"}, {"wait_for": "selector:#x ~"}]
+    targets = [base | {"name": f"w{i}", "wait_for": w} for i, w in enumerate(wait_for)]
+    assert problems(*targets, base | {"name": "s", "steps": steps}) == [
+        "<memory>: targets[0].wait_for: not a CSS selector (malformed attribute selector at"
+        " position 3): 'div['",
+        '<memory>: targets[1].wait_for: must be "load", "networkidle" or "selector:CSS", got'
+        " 'selector:'",
+        "<memory>: targets[2].wait_for: not a CSS selector (invalid character '>' position 0):"
+        " '>>>'",
+        "<memory>: targets[3].wait_for: a pseudo-element never matches an element: 'p::before'",
+        "<memory>: targets[4].steps[0].click: not a CSS selector (:contains() is not CSS;"
+        " Chromium refuses it): 'a:contains(x)'",
+        "<memory>: targets[4].steps[1].fill: not a CSS selector (unknown pseudo-class ':foo'):"
+        " '#a :foo'",
+        "<memory>: targets[4].steps[2].selector: not a CSS selector (invalid character ','"
+        " position 1): 'a,'",
+        "<memory>: targets[4].steps[3].wait_for: not a CSS selector (invalid character ' '"
+        " position 2): '#x ~'",
+    ]
+    # CSS Level 4, and Chromium's pseudo-classes that soupsieve does not know
+    good = [":not(.a, .b) > li:nth-child(2n+1 of .x)", "main:has(> h1):is(.a, .b)"]
+    good += ["form:user-invalid input:-webkit-autofill:valid", 'a[href$=".pdf" i]']
+    targets = [
+        base | {"name": f"g{i}", "wait_for": f"selector:{css}"} for i, css in enumerate(good)
+    ]
+    assert [t.spec.selector for t in config(*targets).targets] == good  # type: ignore[attr-defined]
+
+
+def test_without_the_browser_extra_a_browser_target_is_one_line(fake_chromium, monkeypatch):
+    monkeypatch.setitem(sys.modules, "soupsieve", None)  # import soupsieve: ImportError
+    target = {"name": "b", "kind": "browser", "url": "http://127.0.0.1:1/"}
+    assert problems(target | {"wait_for": "selector:#app"}, target | {"name": "c"}) == [
+        "<memory>: targets[0].kind: browser targets need the browser extra"
+        " (pip install 'trio-monitor[browser]')"
+    ]
+    config({"name": "h", "url": "http://127.0.0.1:1/"})  # no browser target: not needed
 
 
 @pytest.mark.subprocess

@@ -7,6 +7,7 @@ cdp.py       the Chrome DevTools Protocol over trio-websocket: commands, events,
 chromium.py  one Chromium process: start, DevTools connection, watchdogs, kill
 probe.py     plan; one probe: a fresh browser context, navigate, wait, steps, checks
 steps.py     the `steps` key: parsed and checked at load, run through a PageSession
+css.py       CSS selectors (wait_for's, the steps') checked at load with soupsieve
 artifacts.py a failed probe's screenshot and console log, kept in the state directory
 cgroup.py    Chromium's CPU share: a cgroup with a low weight, where one can be made
 
