@@ -600,7 +600,9 @@ async def test_metrics_show_a_browser_targets_page_load_and_chromiums_restarts(s
         for s in family.samples
     }
     app = (("target", "app"),)
-    assert found["probe_browser_load_seconds", app] == line["browser"]["load_ms"] / 1000
+    assert found["probe_browser_load_seconds", app] == pytest.approx(
+        line["browser"]["load_ms"] / 1000
+    )
     assert found["probe_browser_requests", app] == 1
     assert found["probe_browser_console_errors", app] == 0
     assert found["probe_http_status_code", app] == 200
