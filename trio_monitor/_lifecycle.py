@@ -32,14 +32,13 @@ from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
-import httpx
 import trio
 
 from ._config import Config, load_config
 from ._errors import ConfigError, StoreError
 from ._records import AlertEvent, ProbeResult, Record, TargetRemoved
 from ._systemd import SystemdNotifier, serve_watchdog
-from .alerts.base import Notifiers
+from .alerts.base import Notifiers, notifiers_client
 from .early import EarlyWarning
 from .early.store import load_models, serve_baselines
 from .engine.dispatch import Dispatcher, Outlet
@@ -120,8 +119,9 @@ async def _open_history(config: Config) -> list[Incident]:
 async def open_probers(
     config: Config, overrides: Mapping[str, Prober[Any]] | None = None
 ) -> AsyncIterator[dict[str, Prober[Any]]]:
-    """A prober for every registered kind (each opened only when first used would save
-    little: a prober costs nothing until it probes). `overrides` replace kinds (tests)."""
+    """A prober for every registered kind: one costs nothing until it prepares a target
+    (a kind that needs a heavy library defers it: probes/base.OnFirstPrepare).
+    `overrides` replace kinds (tests)."""
     async with contextlib.AsyncExitStack() as stack:
         probers = dict(overrides or {})
         for kind in probe_kinds.kinds():
@@ -434,8 +434,7 @@ class Monitor:
     async def _serve(self, outages: list[Incident], task_status: trio.TaskStatus[Monitor]) -> int:
         config = self.config
         served = config.server is not None and not self._once
-        # the notifiers' client (the probers have their own transports)
-        client = httpx.AsyncClient(timeout=None, trust_env=False)
+        client = notifiers_client()  # the probers have their own transports
         baselines_done = trio.Event()
         async with client, trio.open_nursery() as services:
             await services.start(
