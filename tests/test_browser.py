@@ -16,13 +16,16 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 import pytest
 import trio
 from chromium import CHROMIUM
 from factories import config_doc, make_config, write_config
-from fakes import FakeProber, dispatcher_for
+from fakes import FakeProber, dispatcher_for, running
+from prometheus_client.parser import text_string_to_metric_families
 from servers import TestServer
 from test_cli import WAIT, check_probe, cli_config, parse_lines, run_cli, start_monitor
+from test_lifecycle import LineSink
 
 from trio_monitor import ConfigError, ErrorKind, ProbeResult, parse_config
 from trio_monitor._records import to_dict
@@ -504,6 +507,7 @@ async def test_a_killed_chromium_fails_the_probe_in_flight_and_the_next_one_rest
     assert (result.ok, result.error) == (False, ErrorKind.BROWSER)
     assert result.error_detail == "Chromium was killed (SIGKILL)"
     assert prober.running is None
+    assert prober.restarts == {"crash": 1, "hang": 0, "memory": 0, "reload": 0}  # metrics
     await first.ended.wait()
     assert not alive(first.pid)
     again = await load(prober, page_target(server, "app", contains="Dashboard ready"))
@@ -526,6 +530,7 @@ async def test_a_chromium_that_stops_answering_is_killed_and_replaced(server, pr
     assert result.error_detail == "Chromium did not answer Target.createBrowserContext within 1s"
     await first.ended.wait()
     assert not alive(first.pid)  # SIGKILL ends a stopped process too
+    assert prober.restarts == {"crash": 0, "hang": 1, "memory": 0, "reload": 0}
     again = await load(prober, page_target(server, "app"))
     assert again.ok, again.error_detail
 
@@ -538,6 +543,7 @@ async def test_a_chromium_over_its_memory_cap_is_restarted_and_the_probe_says_so
     async with open_browser_prober(config(browser_memory="64MiB")) as capped:  # type: ignore[arg-type]
         with trio.fail_after(WAIT):
             result = await load(capped, hanging(server))
+    assert capped.restarts == {"crash": 0, "hang": 0, "memory": 1, "reload": 0}
     assert (result.ok, result.error) == (False, ErrorKind.BROWSER)
     assert result.error_detail is not None
     assert re.fullmatch(
@@ -568,6 +574,44 @@ async def test_pages_wait_for_a_browser_slot_before_their_deadline_starts(server
     assert results["app"].ok, results["app"].error_detail
     assert results["app"].ts - results["slow"].ts < 1
     assert server.max_in_flight == 1
+
+
+@browser_test
+async def test_metrics_show_a_browser_targets_page_load_and_chromiums_restarts(server):
+    server.pages["app"] = APP
+    doc = config_doc(
+        page_target(server, "app", contains="Dashboard ready"),
+        monitor={"interval": "1h", "stagger": "0s", "retries": 0},
+        server={"listen": "127.0.0.1:0"},
+    )
+    out = LineSink()
+    async with trio.open_nursery() as nursery:
+        monitor = await running(nursery, make_config(doc), out=out)
+        await out.wait_for(lambda o: o.of_type("probe"))
+        host, port = monitor.listening
+        async with httpx.AsyncClient() as client:
+            text = (await client.get(f"http://{host}:{port}/metrics")).text
+        monitor.stop()
+    (line,) = out.of_type("probe")
+    assert line["ok"], line["error_detail"]
+    found = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+    app = (("target", "app"),)
+    assert found["probe_browser_load_seconds", app] == pytest.approx(
+        line["browser"]["load_ms"] / 1000
+    )
+    assert found["probe_browser_requests", app] == 1
+    assert found["probe_browser_console_errors", app] == 0
+    assert found["probe_http_status_code", app] == 200
+    restarts = {
+        labels[0][1]: count
+        for (name, labels), count in found.items()
+        if name == "trio_monitor_browser_restarts_total"
+    }
+    assert restarts == {"crash": 0, "hang": 0, "memory": 0, "reload": 0}
 
 
 # --- the console script --------------------------------------------------------------
@@ -656,6 +700,7 @@ async def test_a_reload_applies_the_limit_and_restarts_chromium_for_a_new_cap(se
     capped = config(page_target(server, "app"), browser_memory="2GiB")
     await prober.reconfigure(before, capped)  # type: ignore[arg-type]
     assert prober.running is None
+    assert prober.restarts["reload"] == 1
     again = await load(prober, page_target(server, "app"))
     assert again.ok, again.error_detail
     assert prober.running is not None

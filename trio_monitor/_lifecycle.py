@@ -50,6 +50,7 @@ from .policy import Holds, Policy
 from .probes import base as probe_kinds
 from .probes import push
 from .probes.base import Prober
+from .probes.browser import BrowserProber
 from .probes.push import PushProber
 from .sinks.jsonl import LineLabels, Output, serve_jsonl
 from .store import HistoryReader, StoreStats, open_store, serve_store
@@ -431,7 +432,9 @@ class Monitor:
     def _start_metrics(self) -> Metrics:
         from .server.metrics import Metrics  # prometheus_client: only when served
 
-        metrics = Metrics(self.early.scores)
+        browser = self._probers.get("browser")
+        restarts = browser.restarts if isinstance(browser, BrowserProber) else None
+        metrics = Metrics(self.early.scores, None if restarts is None else lambda: restarts)
         metrics.configure(self.config)
         metrics.set_concurrency(int(self.scheduler.limiter.total_tokens))
         self.dispatcher.add_observer(metrics.observe)

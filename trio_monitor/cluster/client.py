@@ -49,7 +49,7 @@ EVENT_IDS = PREFIX + "event:"  # result events and warnings sent: their ids, for
 APPLIED, LATE, DUPLICATE, FENCED = "applied", "late", "duplicate", "fenced"
 # alerts of one result (not verdict changes): into the outbox by `event`, once
 RESULT_EVENTS = frozenset({"slow", "content_changed", "cert_expiring", "cert_renewed"})
-EMPTY = "empty"  # a beat found no cluster id: Redis lost its data
+EMPTY = "empty"  # not the cluster (id) the node joined: Redis lost its data
 
 
 # Redis's trouble: connection loss, timeouts (ours: trio.TooSlowError), error answers
@@ -191,13 +191,18 @@ async def redis_time(redis: coredis.Redis[str]) -> float:
 
 class ClusterClient:
     """One node's calls into the Functions library as `member` (location/node) holding
-    `token` (its process incarnation's fencing token)."""
+    `token` (its process incarnation's fencing token), in the cluster whose id it
+    joined (`cluster`, set by `cluster_id`): beats and results are refused (EMPTY) by
+    a Redis whose id is another, or none."""
 
-    def __init__(self, redis: coredis.Redis[str], member: str, token: str) -> None:
+    def __init__(
+        self, redis: coredis.Redis[str], member: str, token: str, cluster: str = ""
+    ) -> None:
         self.redis = redis
         self.member = member
         self.location = member.partition("/")[0]
         self.token = token
+        self.cluster = cluster
 
     async def load_functions(self) -> int:
         """Load functions.lua unless Redis has this version or a newer one. -> the
@@ -221,7 +226,7 @@ class ClusterClient:
         answer: Any = await self.redis.fcall(
             "tm_heartbeat",
             [MEMBERS, FENCE, CONFIG_HASHES, CLUSTER_ID],
-            [self.member, self.token, repr(ttl), config_hash],
+            [self.member, self.token, repr(ttl), config_hash, self.cluster],
         )
         if answer[0] == FENCED:
             return Heartbeat(fenced=True)
@@ -241,9 +246,11 @@ class ClusterClient:
         )
 
     async def cluster_id(self, proposed: str) -> tuple[str, bool]:
-        """The cluster's id; `proposed` becomes it when Redis has none. -> (id, created)."""
+        """The cluster's id, joined; `proposed` becomes it when Redis has none.
+        -> (id, created)."""
         answer: Any = await self.redis.fcall("tm_cluster_id", [CLUSTER_ID], [proposed])
-        return str(answer[0]), bool(answer[1])
+        self.cluster = str(answer[0])
+        return self.cluster, bool(answer[1])
 
     async def seed(
         self, target: Target, state: str, failures: int, since: float, version: int
@@ -281,6 +288,7 @@ class ClusterClient:
                 alert_body(alert),
                 str(math.ceil(ttl)),
                 "1" if versioned else "0",
+                self.cluster,
             ],
         )
         return str(answer[0]), str(answer[1])
@@ -336,6 +344,7 @@ class ClusterClient:
                 target.url,
                 str(RESULTS_MAXLEN),
                 result_id,
+                self.cluster,
             ],
         )
         status, state, alert, stream_id = answer
