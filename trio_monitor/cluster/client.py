@@ -30,7 +30,7 @@ from .._records import AlertEvent, ProbeResult
 from .._secrets import redact_url
 
 LIBRARY = resources.files(__package__).joinpath("functions.lua").read_text(encoding="utf-8")
-VERSION = 5  # functions.lua's VERSION
+VERSION = 6  # functions.lua's VERSION
 RESULTS_MAXLEN = 1_000_000  # the results stream is trimmed to about this many entries
 
 PREFIX = "{tm}:"
@@ -300,7 +300,7 @@ class ClusterClient:
         answer: Any = await self.redis.fcall(
             "tm_alert",
             [ALERTS, ALERT_IDS, CLUSTER_ID],
-            [alert.id, alert_body(alert), str(math.ceil(ttl))],
+            [alert.id, alert_body(alert), str(math.ceil(ttl)), self.cluster],
         )
         return str(answer)
 

@@ -8,7 +8,7 @@
 -- have been applied, and is sent again): a result already applied is recognised by its
 -- id (the node's token and a sequence number) and changes nothing.
 
-local VERSION = 5
+local VERSION = 6
 
 local function redis_now()
   local t = redis.call('TIME')
@@ -252,12 +252,12 @@ local function event(keys, args)
   return {'applied', id}
 end
 
--- alert(alerts, alert_ids, cluster_id; id, alert, ttl) -> 'applied', 'duplicate' or
--- 'empty': one alert of the policy (cluster/policy.py) into the stream the notifiers
--- read, once: every node computes the same alerts with the same ids, and the first to
--- send one puts it in; its id is remembered for `ttl` seconds.
+-- alert(alerts, alert_ids, cluster_id; id, alert, ttl, joined) -> 'applied',
+-- 'duplicate' or 'empty': one alert of the policy (cluster/policy.py) into the stream
+-- the notifiers read, once: every node computes the same alerts with the same ids, and
+-- the first to send one puts it in; its id is remembered for `ttl` seconds.
 local function alert(keys, args)
-  if redis.call('EXISTS', keys[3]) == 0 then
+  if not_joined(keys[3], args[4]) then
     return 'empty'
   end
   if not redis.call('SET', keys[2] .. args[1], '1', 'NX', 'EX', tonumber(args[3])) then

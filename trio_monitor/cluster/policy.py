@@ -42,6 +42,9 @@ from ..policy import Holds, Policy, Silence
 
 # an output: (its time on the stream's clock, its id, the alert carrying that id)
 Output = tuple[float, str, AlertEvent]
+# a reminder this far behind what was read (s), and its next one due too, is left out:
+# nobody ran the policy for that long (every node was away); a node merely slow is not
+STALE_S = 60.0
 
 
 def stream_time(entry_id: str) -> float:
@@ -109,8 +112,8 @@ class ClusterPolicy:
 
     def until(self, frontier: float, *, inclusive: bool = True) -> list[Output]:
         """Tick every due time up to `frontier` (the stream read through it), each at
-        its own time. A reminder that a later one of its grid already replaces by then
-        (nobody ran the policy for a while) is left out."""
+        its own time. A reminder that a later one of its grid replaces and that is
+        STALE_S behind (nobody ran the policy for a while) is left out."""
         out: list[Output] = []
         while (due := self.policy.next_tick()) < frontier or (inclusive and due == frontier):
             self.clock = at = max(due, self.clock)
@@ -145,5 +148,5 @@ def _superseded(alert: AlertEvent, frontier: float) -> bool:
     return (
         alert.event == "reminder"
         and alert.repeat_s is not None
-        and alert.ts + alert.repeat_s <= frontier
+        and alert.ts + max(alert.repeat_s, STALE_S) <= frontier
     )
