@@ -484,25 +484,16 @@ class ClusterNode:
         cluster's mark (`tm_policed`) only to learn the policy's state (those alerts
         were sent), then sending each alert it makes (`tm_alert`: once across the
         cluster) and moving the mark on."""
-        redis = node.redis
         position, sent_through = "0-0", -math.inf
-        quiet: float | None = None  # the mark at start: alerts up to it are not sent
+        # the mark at start: the alerts up to it are made again, not sent
+        mark = await self._until_taken(node, functools.partial(node.redis.get, cc.POLICED), str)
+        quiet = int(mark or 0) / 1000
         while not self.status.taken_over:
-            try:
-                with trio.fail_after(2 * CALL_TIMEOUT + READ_BLOCK_MS / 1000):
-                    if quiet is None:
-                        quiet = int(await redis.get(cc.POLICED) or 0) / 1000
-                    start = await cc.redis_time(redis)
-                    answer = await redis.xread(
-                        {cc.OUTBOX: position}, count=FOLD_BATCH, block=READ_BLOCK_MS
-                    )
-            except Exception as exc:
-                if not cc.is_trouble(exc):
-                    raise
-                self._redis_down(exc)
-                await trio.sleep(RETRY)
+            read = await self._read(node.redis, {cc.OUTBOX: position})
+            if read is None:
                 continue
-            entries = [e for stream_entries in (answer or {}).values() for e in stream_entries]
+            start, answer = read
+            entries = [e for stream_entries in answer.values() for e in stream_entries]
             made: list[Output] = []
             for entry in entries:
                 position = str(entry.identifier)
@@ -510,11 +501,12 @@ class ClusterNode:
                 self._saw(fields.get("id", ""))
                 alert = _alert(fields) if "alert" in fields else None
                 made += self.policy.entry(position, fields, alert)
-            # read through `start`, unless a full batch says there is more (a stream id
-            # is never below Redis's clock when it was added: later entries come after)
-            full = len(entries) == FOLD_BATCH
-            frontier = stream_time(position) if full else math.floor(start * 1000 - 1) / 1000
-            made += self.policy.until(max(frontier, self.policy.clock))
+            # read through the ms before `start` (a stream id is never below Redis's
+            # clock when it was added: later entries come after), or before the last
+            # entry's when a full batch says there is more (more may share its ms)
+            last = stream_time(position) if len(entries) == FOLD_BATCH else start
+            frontier = (math.floor(last * 1000) - 1) / 1000
+            made += self.policy.until(frontier)
             for at, _, alert in made:
                 if at > quiet:
                     await self._until_taken(
@@ -587,21 +579,32 @@ class ClusterNode:
             target = alert_id.rpartition(":")[0]
             self._versions[target] = max(version, self._versions.get(target, 0))
 
+    async def _read(
+        self, redis: coredis.Redis[str], streams: dict[str, str]
+    ) -> tuple[float, dict[Any, Any]] | None:
+        """Redis's clock, then the entries after `streams`' ids (waiting a while for
+        some). -> (that time, the entries by stream); None after trouble (a pause)."""
+        try:
+            with trio.fail_after(2 * CALL_TIMEOUT + READ_BLOCK_MS / 1000):
+                start = await cc.redis_time(redis)
+                answer = await redis.xread(streams, count=FOLD_BATCH, block=READ_BLOCK_MS)
+        except Exception as exc:
+            if not cc.is_trouble(exc):
+                raise
+            self._redis_down(exc)
+            await trio.sleep(RETRY)
+            return None
+        return start, dict(answer or {})
+
     async def _fold(self, redis: coredis.Redis[str], history: Outlet, store_path: str) -> None:
         """The cluster's results and alerts into this node's history, from where its
         last StreamMark says, on."""
         marks = await trio.to_thread.run_sync(_stream_marks, store_path)
         while True:
-            try:
-                with trio.fail_after(CALL_TIMEOUT + READ_BLOCK_MS / 1000):
-                    answer = await redis.xread(marks, count=FOLD_BATCH, block=READ_BLOCK_MS)
-            except Exception as exc:
-                if not cc.is_trouble(exc):
-                    raise
-                self._redis_down(exc)
-                await trio.sleep(RETRY)
+            read = await self._read(redis, marks)
+            if read is None:
                 continue
-            for stream, entries in (answer or {}).items():
+            for stream, entries in read[1].items():
                 for entry in entries:
                     fields = {str(k): str(v) for k, v in entry.field_values.items()}
                     self._saw(fields.get("id", ""))
