@@ -32,7 +32,8 @@ RUN if [ "$WITH_CHROMIUM" = "true" ]; then \
 
 COPY pyproject.toml README.md /src/
 COPY trio_monitor /src/trio_monitor
-RUN pip install --no-cache-dir /src && rm -rf /src
+RUN if [ "$WITH_CHROMIUM" = "true" ]; then extra="[browser]"; else extra=""; fi \
+    && pip install --no-cache-dir "/src$extra" && rm -rf /src
 
 USER trio-monitor
 WORKDIR /var/lib/trio-monitor

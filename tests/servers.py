@@ -20,6 +20,7 @@ import json
 import socket
 import ssl
 import struct
+import time
 import urllib.parse
 from functools import partial
 
@@ -78,7 +79,8 @@ class TestServer:
     - ``/basic/<user>/<password>`` -> 200 ``welcome <user>`` with that user's Basic
       ``Authorization``, else 401 with a ``WWW-Authenticate: Basic`` challenge
     - ``/body/<key>`` -> 200 ``bodies[key]``, 404 if missing
-    - ``/page/<key>`` -> 200 ``pages[key]`` as text/html (UTF-8), 404 if missing
+    - ``/page/<key>`` -> 200 ``pages[key]`` as text/html (UTF-8), 404 if missing; while
+      ``page_resets > 0`` (decrementing), aborted as ``/reset``
     - ``/gate`` -> waits for ``gate.set()``, then 200 ``gate``
     - ``POST /hook`` -> 500 while ``hook_failures > 0`` (decrementing), else
       200 and the body is appended to ``received``
@@ -93,6 +95,9 @@ class TestServer:
         self.scheme: str = "https" if ssl_context is not None else "http"
         self.ssl_context = ssl_context
         self.hits: collections.Counter[str] = collections.Counter()
+        # path -> when each request for it came (wall clock: comparable with the
+        # JSON lines of a monitor in another process)
+        self.hit_times: collections.defaultdict[str, list[float]] = collections.defaultdict(list)
         self.requests: list[dict] = []
         self.bodies: dict[str, bytes] = {}
         self.pages: dict[str, str] = {}
@@ -101,6 +106,7 @@ class TestServer:
         self.max_in_flight: int = 0
         self.connections: int = 0
         self.hook_failures: int = 0
+        self.page_resets: int = 0
         self.received: list[bytes] = []
         self.errors: list[Exception] = []  # per-connection errors (diagnostics)
         self._changed = trio.Event()
@@ -164,6 +170,7 @@ class TestServer:
                 if request is None:  # client closed the connection
                     break
                 self.hits[request.path] += 1
+                self.hit_times[request.path].append(time.time())
                 self.requests.append(
                     {
                         "method": request.method,
@@ -216,7 +223,8 @@ class TestServer:
             await respond(200, b"slow")
         elif req.path == "/hang":
             await trio.sleep_forever()
-        elif req.path == "/reset":
+        elif req.path == "/reset" or (head == "page" and self.page_resets > 0):
+            self.page_resets -= head == "page"
             raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             await raw.aclose()  # linger (1, 0): close sends RST
             return _After.ABORTED

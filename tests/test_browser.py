@@ -12,18 +12,24 @@ from __future__ import annotations
 import os
 import re
 import signal
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 import pytest
 import trio
 from chromium import CHROMIUM
-from factories import write_config
+from factories import config_doc, make_config, write_config
+from fakes import FakeProber, dispatcher_for, running
+from prometheus_client.parser import text_string_to_metric_families
 from servers import TestServer
 from test_cli import WAIT, check_probe, cli_config, parse_lines, run_cli, start_monitor
+from test_lifecycle import LineSink
 
 from trio_monitor import ConfigError, ErrorKind, ProbeResult, parse_config
 from trio_monitor._records import to_dict
+from trio_monitor.engine.schedule import Scheduler
 from trio_monitor.probes.browser import BrowserProber, chromium, open_browser_prober
 from trio_monitor.probes.http import open_http_prober
 
@@ -205,6 +211,125 @@ def test_browser_keys_and_their_problems(tmp_path, monkeypatch):
     assert h.kind == "http"
 
 
+@pytest.fixture
+def fake_chromium(tmp_path, monkeypatch) -> None:
+    """A `chromium` on PATH that config load finds (never run)."""
+    (tmp_path / "chromium").write_text("#!/bin/sh\n")
+    (tmp_path / "chromium").chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+
+
+class _FakeBrowserProber(FakeProber):
+    def prepare(self, target):
+        return BrowserProber.prepare(self, target)  # type: ignore[arg-type]  # the real plan
+
+
+async def test_a_failed_browser_target_is_confirmed_as_any_other(fake_chromium, autojump_clock):
+    """Confirmation probes (confirm_interval, recover_interval) are the scheduler's,
+    whatever the kind: a failing browser target is probed again at confirm_interval."""
+    target = {"name": "b", "kind": "browser", "url": "http://127.0.0.1:1/", "timeout": "1s"}
+    doc = config_doc(target, monitor={"stagger": "0s", "interval": "30s", "confirm_interval": "2s"})
+    prober = _FakeBrowserProber({"b": 1.0}, fail_during={"b": (30.0, 40.5)})
+    records: list = []
+    scheduler = Scheduler(
+        make_config(doc), {"browser": prober}, dispatcher_for(make_config(doc), records)
+    )
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(scheduler.run)
+        await trio.sleep(65)
+        scheduler.stop()
+    # failures from 30 on: confirmed every 2 s; the first success (42) ends it
+    assert prober.starts["b"] == [0, 30, 32, 34, 36, 38, 40, 42, 60]
+    assert [r.confirm for r in records if isinstance(r, ProbeResult)][:4] == [
+        False,
+        False,
+        True,
+        True,
+    ]
+
+
+@browser_test
+@pytest.mark.parametrize("retries", [0, 1])
+async def test_a_failed_navigation_is_retried_in_a_fresh_context(
+    server, prober, monkeypatch, retries
+):
+    """As HTTP targets: a connection the page's server reset is tried again while
+    `retries` last, each attempt in a browser context of its own."""
+    contexts: list[str] = []
+    opened = chromium.Chromium.open_page
+
+    async def open_page(self):
+        page = await opened(self)
+        contexts.append(page.context_id)
+        if len(contexts) > 1:  # the second attempt finds the server answering
+            server.page_resets = 0
+        return page
+
+    monkeypatch.setattr(chromium.Chromium, "open_page", open_page)
+    server.pages["app"] = APP
+    server.page_resets = 1000  # Chromium resends a reset request itself, a few times
+    result = await load(
+        prober, page_target(server, "app", contains="Dashboard ready", retries=retries)
+    )
+    assert result.attempts == retries + 1
+    assert len(set(contexts)) == len(contexts) == retries + 1
+    if retries:
+        assert result.ok, result.error_detail
+        assert result.browser.requests == 1  # type: ignore[union-attr]  # the last attempt's
+    else:
+        assert (result.ok, result.error) == (False, ErrorKind.CONNECT)
+        assert result.error_detail == "net::ERR_CONNECTION_RESET"
+
+
+@browser_test
+async def test_a_page_that_answers_is_never_retried(server, prober):
+    result = await load(prober, page_target(server, "app", retries=2))  # no such page: 404
+    assert (result.ok, result.error, result.attempts) == (False, ErrorKind.STATUS, 1)
+    assert server.hits["/page/app"] == 1
+
+
+def test_css_selectors_are_checked_at_load_with_a_real_parser(fake_chromium):
+    base = {"name": "b", "kind": "browser", "url": "http://127.0.0.1:1/"}
+    wait_for = ["selector:div[", "selector:", "selector:>>>", "selector:p::before"]
+    steps = [{"click": "a:contains(x)"}, {"fill": "#a :foo", "value": "v"}]
+    steps += [{"press": "a", "selector": "a,"}, {"wait_for": "selector:#x ~"}]
+    targets = [base | {"name": f"w{i}", "wait_for": w} for i, w in enumerate(wait_for)]
+    assert problems(*targets, base | {"name": "s", "steps": steps}) == [
+        "<memory>: targets[0].wait_for: not a CSS selector (malformed attribute selector at"
+        " position 3): 'div['",
+        '<memory>: targets[1].wait_for: must be "load", "networkidle" or "selector:CSS", got'
+        " 'selector:'",
+        "<memory>: targets[2].wait_for: not a CSS selector (invalid character '>' position 0):"
+        " '>>>'",
+        "<memory>: targets[3].wait_for: a pseudo-element never matches an element: 'p::before'",
+        "<memory>: targets[4].steps[0].click: not a CSS selector (:contains() is not CSS;"
+        " Chromium refuses it): 'a:contains(x)'",
+        "<memory>: targets[4].steps[1].fill: not a CSS selector (unknown pseudo-class ':foo'):"
+        " '#a :foo'",
+        "<memory>: targets[4].steps[2].selector: not a CSS selector (invalid character ','"
+        " position 1): 'a,'",
+        "<memory>: targets[4].steps[3].wait_for: not a CSS selector (invalid character ' '"
+        " position 2): '#x ~'",
+    ]
+    # CSS Level 4, and Chromium's pseudo-classes that soupsieve does not know
+    good = [":not(.a, .b) > li:nth-child(2n+1 of .x)", "main:has(> h1):is(.a, .b)"]
+    good += ["form:user-invalid input:-webkit-autofill:valid", 'a[href$=".pdf" i]']
+    targets = [
+        base | {"name": f"g{i}", "wait_for": f"selector:{css}"} for i, css in enumerate(good)
+    ]
+    assert [t.spec.selector for t in config(*targets).targets] == good  # type: ignore[attr-defined]
+
+
+def test_without_the_browser_extra_a_browser_target_is_one_line(fake_chromium, monkeypatch):
+    monkeypatch.setitem(sys.modules, "soupsieve", None)  # import soupsieve: ImportError
+    target = {"name": "b", "kind": "browser", "url": "http://127.0.0.1:1/"}
+    assert problems(target | {"wait_for": "selector:#app"}, target | {"name": "c"}) == [
+        "<memory>: targets[0].kind: browser targets need the browser extra"
+        " (pip install 'trio-monitor[browser]')"
+    ]
+    config({"name": "h", "url": "http://127.0.0.1:1/"})  # no browser target: not needed
+
+
 @pytest.mark.subprocess
 async def test_validate_names_the_package_when_chromium_is_missing(tmp_path):
     target = {"name": "b", "kind": "browser", "url": "http://127.0.0.1:1/"}
@@ -382,6 +507,7 @@ async def test_a_killed_chromium_fails_the_probe_in_flight_and_the_next_one_rest
     assert (result.ok, result.error) == (False, ErrorKind.BROWSER)
     assert result.error_detail == "Chromium was killed (SIGKILL)"
     assert prober.running is None
+    assert prober.restarts == {"crash": 1, "hang": 0, "memory": 0, "reload": 0}  # metrics
     await first.ended.wait()
     assert not alive(first.pid)
     again = await load(prober, page_target(server, "app", contains="Dashboard ready"))
@@ -404,6 +530,7 @@ async def test_a_chromium_that_stops_answering_is_killed_and_replaced(server, pr
     assert result.error_detail == "Chromium did not answer Target.createBrowserContext within 1s"
     await first.ended.wait()
     assert not alive(first.pid)  # SIGKILL ends a stopped process too
+    assert prober.restarts == {"crash": 0, "hang": 1, "memory": 0, "reload": 0}
     again = await load(prober, page_target(server, "app"))
     assert again.ok, again.error_detail
 
@@ -416,6 +543,7 @@ async def test_a_chromium_over_its_memory_cap_is_restarted_and_the_probe_says_so
     async with open_browser_prober(config(browser_memory="64MiB")) as capped:  # type: ignore[arg-type]
         with trio.fail_after(WAIT):
             result = await load(capped, hanging(server))
+    assert capped.restarts == {"crash": 0, "hang": 0, "memory": 1, "reload": 0}
     assert (result.ok, result.error) == (False, ErrorKind.BROWSER)
     assert result.error_detail is not None
     assert re.fullmatch(
@@ -446,6 +574,44 @@ async def test_pages_wait_for_a_browser_slot_before_their_deadline_starts(server
     assert results["app"].ok, results["app"].error_detail
     assert results["app"].ts - results["slow"].ts < 1
     assert server.max_in_flight == 1
+
+
+@browser_test
+async def test_metrics_show_a_browser_targets_page_load_and_chromiums_restarts(server):
+    server.pages["app"] = APP
+    doc = config_doc(
+        page_target(server, "app", contains="Dashboard ready"),
+        monitor={"interval": "1h", "stagger": "0s", "retries": 0},
+        server={"listen": "127.0.0.1:0"},
+    )
+    out = LineSink()
+    async with trio.open_nursery() as nursery:
+        monitor = await running(nursery, make_config(doc), out=out)
+        await out.wait_for(lambda o: o.of_type("probe"))
+        host, port = monitor.listening
+        async with httpx.AsyncClient() as client:
+            text = (await client.get(f"http://{host}:{port}/metrics")).text
+        monitor.stop()
+    (line,) = out.of_type("probe")
+    assert line["ok"], line["error_detail"]
+    found = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+    app = (("target", "app"),)
+    assert found["probe_browser_load_seconds", app] == pytest.approx(
+        line["browser"]["load_ms"] / 1000
+    )
+    assert found["probe_browser_requests", app] == 1
+    assert found["probe_browser_console_errors", app] == 0
+    assert found["probe_http_status_code", app] == 200
+    restarts = {
+        labels[0][1]: count
+        for (name, labels), count in found.items()
+        if name == "trio_monitor_browser_restarts_total"
+    }
+    assert restarts == {"crash": 0, "hang": 0, "memory": 0, "reload": 0}
 
 
 # --- the console script --------------------------------------------------------------
@@ -534,6 +700,7 @@ async def test_a_reload_applies_the_limit_and_restarts_chromium_for_a_new_cap(se
     capped = config(page_target(server, "app"), browser_memory="2GiB")
     await prober.reconfigure(before, capped)  # type: ignore[arg-type]
     assert prober.running is None
+    assert prober.restarts["reload"] == 1
     again = await load(prober, page_target(server, "app"))
     assert again.ok, again.error_detail
     assert prober.running is not None

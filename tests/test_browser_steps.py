@@ -226,6 +226,25 @@ async def test_a_failed_probe_keeps_a_png_and_the_console_log(server, prober, tm
 
 
 @browser_test
+@pytest.mark.parametrize("condition", ["[SELECTOR].#hello == Goodbye", "[DOM] == pat(*Goodbye*)"])
+async def test_a_probe_failed_by_its_conditions_alone_keeps_them_too(
+    server, prober, tmp_path, condition
+):
+    """The page loaded fine, its checks passed: only a condition failed. The screenshot
+    is taken while the page is still open."""
+    server.pages["welcome"] = WELCOME
+    result = await run(prober, page_target(server, "welcome", conditions=[condition]))
+    assert (result.ok, result.error, result.status) == (False, ErrorKind.CONDITION, 200)
+    details = result.browser
+    assert details is not None
+    assert details.screenshot is not None, "no screenshot for a conditions-only failure"
+    assert (tmp_path / details.screenshot).read_bytes().startswith(PNG_MAGIC)
+    assert details.console_log == details.screenshot.removesuffix(".png") + ".log"
+    log = (tmp_path / details.console_log).read_text()
+    assert "error: welcome page: widget failed to load" in log
+
+
+@browser_test
 async def test_only_the_newest_artifacts_are_kept(server, tmp_path):
     server.pages["welcome"] = WELCOME
     cfg = attrs.evolve(config(), store_path=str(tmp_path / "h.db"))  # type: ignore[misc]
@@ -307,7 +326,8 @@ def test_steps_are_checked_at_load_one_line_each(tmp_path, monkeypatch):
                 " got no action",
                 ": one action per step (goto, click, fill, press, wait_for, expect_text),"
                 " got 2 actions (click, fill)",
-                ".click: not a CSS selector (unclosed ']'): \"div[data-x='1'\"",
+                ".click: not a CSS selector (malformed attribute selector at position 3):"
+                " \"div[data-x='1'\"",
                 ".goto: must be an http:// or https:// URL, got 'ftp://127.0.0.1/'",
                 ".value: set value or value_file (one of them)",
                 ".value: environment variable NOT_SET_ANYWHERE is not set",
@@ -318,7 +338,7 @@ def test_steps_are_checked_at_load_one_line_each(tmp_path, monkeypatch):
                 ".value: unknown key for a click step",
                 ".expect_text: must not be empty",
                 f".value_file: cannot read {tmp_path / 'none'}: No such file or directory",
-                ".click: not a CSS selector (a combinator at an end): '> a'",
+                ".click: not a CSS selector (invalid character '>' position 0): '> a'",
             ]
         )
     ]

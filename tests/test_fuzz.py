@@ -106,8 +106,8 @@ def test_report_options_are_one_line_at_worst(tmp_path, options):
 def test_any_argv_parses_or_is_one_line(argv, monkeypatch):
     """Every command's parser (the commands themselves replaced: nothing runs): a usage
     error is one line on stderr, exit 2."""
-    for name, (help_text, add_arguments, _) in cli_main.COMMANDS.items():
-        monkeypatch.setitem(cli_main.COMMANDS, name, (help_text, add_arguments, lambda _: 0))
+    for name in cli_main.COMMANDS:
+        monkeypatch.setattr(cli_main.command_module(name), "command", lambda _: 0)
     for command in ([], ["run"], ["report"], ["validate"], ["init"], ["health"]):
         code, err = _run_main([*command, *argv])
         assert code in (0, 2), err
@@ -319,3 +319,37 @@ def test_the_url_fast_path_says_what_httpx_says(url):
         parsed = httpx.URL(url)
         assert str(parsed) == url
         assert not parsed.userinfo
+
+
+# --- browser targets' CSS selectors ----------------------------------------------------
+
+CSS_PIECES = st.sampled_from(
+    [
+        *("div", "#a", ".b", "*", "[", "]", "(", ")", ":", "::", ">", "+", "~", ",", " "),
+        *("'", '"', "\\", "|", "=", "^=", "$=", "i]", ":not(", ":has(", ":nth-child(", " of "),
+        *(":valid", ":-webkit-autofill", ":contains(", ":-soup-contains(", "::before", "\x00"),
+    ]
+)
+SELECTORS = st.one_of(st.lists(CSS_PIECES, max_size=12).map("".join), st.text(max_size=40))
+
+
+@EXAMPLES
+@given(css=SELECTORS)
+@example(css="div[")
+@example(css=">>>")
+@example(css=":not(" * 200)
+def test_any_css_selector_validates_or_is_one_line(css, tmp_path_factory):
+    """wait_for's and a step's selector: accepted, or one problem line each."""
+    path = tmp_path_factory.getbasetemp() / "chromium"
+    path.write_text("#!/bin/sh\n")
+    path.chmod(0o755)
+    target = {"name": "b", "kind": "browser", "url": "http://127.0.0.1:1/"}
+    doc = {"monitor": {"chromium": str(path)}, "targets": []}
+    doc["targets"] = [target | {"wait_for": f"selector:{css}", "steps": [{"click": css}]}]
+    problems: list[str] = []
+    try:
+        parse_config(doc, env={})
+    except ConfigError as exc:
+        problems = exc.problems
+    assert all(len(line.splitlines()) == 1 for line in problems)
+    assert all(line.startswith("<memory>: targets[0].") for line in problems)

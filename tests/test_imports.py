@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import trio
 from factories import probe_result
+from servers import closed_port
 from test_server import write_history
 
 PACKAGE = Path(__file__).resolve().parent.parent / "trio_monitor"
@@ -50,7 +51,7 @@ def _top_level_imports(tree: ast.Module) -> list[ast.stmt]:
             out.extend(
                 s for s in stmt.body + stmt.orelse if isinstance(s, ast.Import | ast.ImportFrom)
             )
-        elif isinstance(stmt, ast.Try):
+        elif isinstance(stmt, ast.Try | ast.With):
             out.extend(s for s in stmt.body if isinstance(s, ast.Import | ast.ImportFrom))
     return out
 
@@ -110,8 +111,18 @@ def test_the_cycle_finder_finds_one():
 def test_the_cli_loads_no_server_dependencies():
     """Start-up of a run without [server] does not pay for starlette, hypercorn or
     prometheus_client, nor for what only some configs or commands need: WebSocket
-    targets (trio_websocket), JSON paths in conditions (jsonpath), `import gatus` (yaml)."""
-    heavy = ("starlette", "hypercorn", "prometheus_client", "trio_websocket", "jsonpath", "yaml")
+    targets (trio_websocket), JSON paths in conditions (jsonpath), `import gatus` (yaml),
+    browser targets' selector checks (soupsieve, bs4)."""
+    heavy = (
+        "starlette",
+        "hypercorn",
+        "prometheus_client",
+        "trio_websocket",
+        "jsonpath",
+        "yaml",
+        "soupsieve",
+        "bs4",
+    )
     code = (
         "import sys, trio_monitor.cli.main; "
         f"print(' '.join(m for m in {heavy!r} if m in sys.modules))"
@@ -150,3 +161,32 @@ def test_validate_and_report_load_no_server_dependencies(tmp_path, argv):
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path
     )
     assert done.stdout.strip() == "0", done.stdout + done.stderr
+
+
+@pytest.mark.subprocess
+@pytest.mark.parametrize(
+    ("target", "loaded"),
+    [
+        ('url = "http://127.0.0.1:{port}/"', ""),
+        ('url = "dns://example.test"\nresolver = "127.0.0.1:{port}"\ntimeout = "0.2s"', "dns"),
+    ],
+)
+def test_a_run_loads_what_its_targets_use(tmp_path, target, loaded):
+    """A run pays at start-up only for what it uses: no dnspython without a dns:// target,
+    no httpcore nor CA bundle while no notifier sends and no https:// target connects
+    (docs/architecture.md, start-up)."""
+    (tmp_path / "m.toml").write_text(
+        "[storage]\nenabled = false\n[[targets]]\n" + target.format(port=closed_port()) + "\n"
+    )
+    code = (
+        "import sys\n"
+        "from trio_monitor.cli.main import main\n"
+        "from trio_monitor.net import tls\n"
+        "main(['run', '--once', '-q', '-c', 'm.toml', '-o', 'out.jsonl'])\n"
+        "heavy = {'dns', 'httpcore'} & {m.partition('.')[0] for m in sys.modules}\n"
+        "print(' '.join(sorted(heavy)), len(tls._defaults))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path
+    )
+    assert done.stdout.split() == [*loaded.split(), "0"], done.stdout + done.stderr

@@ -17,7 +17,8 @@ from factories import (
 from prometheus_client.parser import text_string_to_metric_families
 
 from trio_monitor import ErrorKind
-from trio_monitor._records import DnsAnswer
+from trio_monitor._records import BrowserDetails, DnsAnswer
+from trio_monitor.probes.browser import RESTART_REASONS
 from trio_monitor.server.metrics import CONTENT_TYPE, RESERVED_LABELS, Metrics
 
 T0 = 1_800_000_000.0
@@ -357,7 +358,7 @@ def test_target_labels_are_escaped_and_never_shadow_ours():
 def test_every_label_name_of_ours_is_reserved_from_targets_labels():
     """A target's label of the same name as one of ours is prefixed: the list is whole."""
     timed = {"dns": 0.5, "connect": 1.0, "tls": 8.0, "ttfb": 20.0, "transfer": 0.5}
-    m = Metrics(lambda: [("web", "latency", 0.5)])
+    m = Metrics(lambda: [("web", "latency", 0.5)], lambda: {"crash": 1})
     m.observe(probe_result("web", phases_ms=timed, tls=tls_details(T0 + 86400)))
     m.observe(alert_event("down", target="web"))
     m.observe(round_line(lag_p50_ms=1.0, lag_max_ms=2.0, drops={"output": 1}, given_up={"x": 1}))
@@ -367,5 +368,46 @@ def test_every_label_name_of_ours_is_reserved_from_targets_labels():
         if sample != "trio_monitor_target_labels"
         for name, _ in labels
     }
-    assert {"target", "phase", "version", "quantile", "result", "event", "signal"} <= ours
+    assert {"target", "phase", "version", "quantile", "result", "event", "signal", "reason"} <= ours
     assert ours <= RESERVED_LABELS
+
+
+def test_browser_targets_export_their_page_loads_timings_and_counts():
+    m = Metrics()
+    page = BrowserDetails(185.1, 188.0, 180.0, 3, 1, 2, 2780)
+    m.observe(probe_result("shop", kind="browser", status=200, latency_ms=248.4, browser=page))
+    unpainted = BrowserDetails(90.0, None, None, 1, 0, 0, 300)
+    m.observe(probe_result("blank", kind="browser", status=503, browser=unpainted, ok=False))
+    m.observe(probe_result("api"))
+    assert value(m, "probe_browser_dom_content_loaded_seconds", target="shop") == 0.1851
+    assert value(m, "probe_browser_load_seconds", target="shop") == 0.188
+    assert value(m, "probe_browser_lcp_seconds", target="shop") == 0.18
+    assert value(m, "probe_browser_requests", target="shop") == 3
+    assert value(m, "probe_browser_failed_requests", target="shop") == 1
+    assert value(m, "probe_browser_console_errors", target="shop") == 2
+    assert value(m, "probe_browser_transfer_bytes", target="shop") == 2780
+    assert value(m, "probe_http_status_code", target="shop") == 200  # the page's
+    assert value(m, "probe_duration_seconds", target="shop") == 0.2484
+    # what the page did not reach is missing, not 0
+    assert value(m, "probe_browser_dom_content_loaded_seconds", target="blank") == 0.09
+    assert value(m, "probe_browser_load_seconds", target="blank") is None
+    assert value(m, "probe_browser_lcp_seconds", target="blank") is None
+    assert value(m, "probe_http_status_code", target="blank") == 503
+    assert value(m, "probe_browser_requests", target="api") is None  # not a browser target
+    assert value(m, "probe_http_duration_seconds", target="shop", phase="connect") is None
+
+
+def test_chromium_restarts_are_counted_by_reason_from_the_browser_prober():
+    counts = dict.fromkeys(RESTART_REASONS, 0)
+    m = Metrics(browser_restarts=lambda: counts)
+    assert {r: value(m, "trio_monitor_browser_restarts_total", reason=r) for r in counts} == {
+        "crash": 0,
+        "hang": 0,
+        "memory": 0,
+        "reload": 0,
+    }
+    counts["memory"] += 2
+    counts["crash"] += 1
+    assert value(m, "trio_monitor_browser_restarts_total", reason="memory") == 2
+    assert value(m, "trio_monitor_browser_restarts_total", reason="crash") == 1
+    assert value(Metrics(), "trio_monitor_browser_restarts_total", reason="crash") is None

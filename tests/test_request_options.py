@@ -519,4 +519,4 @@ def test_server_name_never_follows_a_redirect_to_another_host():
 
     assert hop("/next").extensions["sni_hostname"] == "www.example.test"
     assert "sni_hostname" not in hop("https://other.example.test/").extensions
-    assert hop("https://other.example.test/").extensions[SSL_CONTEXT] is target.spec.tls.context
+    assert hop("https://other.example.test/").extensions[SSL_CONTEXT] is target.spec.tls

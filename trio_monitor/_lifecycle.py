@@ -32,25 +32,25 @@ from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
-import httpx
 import trio
 
 from ._config import Config, load_config
 from ._errors import ConfigError, StoreError
 from ._records import AlertEvent, ProbeResult, Record, TargetRemoved
 from ._systemd import SystemdNotifier, serve_watchdog
-from .alerts.base import Notifiers
+from .alerts.base import Notifiers, notifiers_client
 from .early import EarlyWarning
 from .early.store import load_models, serve_baselines
 from .engine.dispatch import Dispatcher, Outlet
 from .engine.schedule import Scheduler
 from .engine.silences import SilenceDesk
-from .engine.state import DOWN, MemoryStateStore, StateStore
+from .engine.state import DOWN, MemoryStateStore
 from .engine.view import MonitorView, RecentStats
 from .policy import Holds, Policy
 from .probes import base as probe_kinds
 from .probes import push
 from .probes.base import Prober
+from .probes.browser import BrowserProber
 from .probes.push import PushProber
 from .sinks.jsonl import LineLabels, Output, serve_jsonl
 from .store import HistoryReader, StoreStats, open_store, serve_store
@@ -119,8 +119,9 @@ async def _open_history(config: Config) -> list[Incident]:
 async def open_probers(
     config: Config, overrides: Mapping[str, Prober[Any]] | None = None
 ) -> AsyncIterator[dict[str, Prober[Any]]]:
-    """A prober for every registered kind (each opened only when first used would save
-    little: a prober costs nothing until it probes). `overrides` replace kinds (tests)."""
+    """A prober for every registered kind: one costs nothing until it prepares a target
+    (a kind that needs a heavy library defers it: probes/base.OnFirstPrepare).
+    `overrides` replace kinds (tests)."""
     async with contextlib.AsyncExitStack() as stack:
         probers = dict(overrides or {})
         for kind in probe_kinds.kinds():
@@ -192,10 +193,10 @@ class Monitor:
         self.state = MemoryStateStore(config.alerts)
         self.policy = Policy(config, self.state)
         self.early = EarlyWarning.for_config(config, self.state)
-        self.dispatcher = Dispatcher(
-            self.state if config.cluster is None else self._cluster_state(),
-            self.policy,
-            self.early,
+        self.dispatcher = (
+            Dispatcher(self.state, self.policy, self.early)
+            if config.cluster is None
+            else self._cluster_dispatcher()
         )
         (holds,) = (s for s in self.policy.stages if isinstance(s, Holds))
         self.silences = SilenceDesk(holds, self.dispatcher, lambda: self.config)
@@ -238,13 +239,23 @@ class Monitor:
         self._serving = trio.Event()
         self.ready = False  # serving, and systemd told so: the watchdog may ping from now on
 
-    def _cluster_state(self) -> StateStore:
+    def _cluster_dispatcher(self) -> Dispatcher:
         """Redis decides a cluster's verdicts: the local store paces probes, and its
-        alerts go out only while Redis is away with redis_down = "local"."""
-        from .cluster.state import ClusterStateStore
+        alerts go out here only while Redis is away with redis_down = "local"; a
+        result's own events and early warnings go to the outbox (the node's)."""
+        from .cluster.state import ClusterStateStore, ClusterWarnings
 
-        return ClusterStateStore(
-            self.state, lambda: self.cluster is not None and self.cluster.alerts_locally
+        def locally() -> bool:
+            return self.cluster is not None and self.cluster.alerts_locally
+
+        def send(alert: AlertEvent) -> None:
+            if self.cluster is not None:
+                self.cluster.offer_event(alert)
+
+        return Dispatcher(
+            ClusterStateStore(self.state, locally, send),
+            self.policy,
+            ClusterWarnings(self.early, locally, send),
         )
 
     def receive_push(self, token: str, event: str, exit_code: int | None) -> bool:
@@ -412,7 +423,9 @@ class Monitor:
     def _start_metrics(self) -> Metrics:
         from .server.metrics import Metrics  # prometheus_client: only when served
 
-        metrics = Metrics(self.early.scores)
+        browser = self._probers.get("browser")
+        restarts = browser.restarts if isinstance(browser, BrowserProber) else None
+        metrics = Metrics(self.early.scores, None if restarts is None else lambda: restarts)
         metrics.configure(self.config)
         metrics.set_concurrency(int(self.scheduler.limiter.total_tokens))
         self.dispatcher.add_observer(metrics.observe)
@@ -421,8 +434,7 @@ class Monitor:
     async def _serve(self, outages: list[Incident], task_status: trio.TaskStatus[Monitor]) -> int:
         config = self.config
         served = config.server is not None and not self._once
-        # the notifiers' client (the probers have their own transports)
-        client = httpx.AsyncClient(timeout=None, trust_env=False)
+        client = notifiers_client()  # the probers have their own transports
         baselines_done = trio.Event()
         async with client, trio.open_nursery() as services:
             await services.start(

@@ -69,8 +69,8 @@ async def _status(config: Config) -> dict[str, Any]:
         if not cc.is_trouble(exc):
             raise
         return shown(
-            redis_ok=False,
-            redis_error=str(exc) or type(exc).__name__,
+            redis_ok=cc.trouble_kind(exc) not in cc.OUTAGES,
+            redis_error=cc.trouble_text(exc),
             cluster_id=None,
             redis_now=None,
             live={},
@@ -88,7 +88,7 @@ async def _status(config: Config) -> dict[str, Any]:
 
 def _text(body: dict[str, Any]) -> str:
     redis = body["redis"]
-    state = "ok" if redis["ok"] else f"unreachable: {redis['error']}"
+    state = "ok" if redis["error"] is None else str(redis["error"])
     lines = [f"redis {redis['url']}: {state}", f"cluster {body['cluster_id'] or '-'}"]
     locations = ", ".join(f"{loc} ({n})" for loc, n in body["locations"].items()) or "-"
     lines.append(f"locations: {locations}")

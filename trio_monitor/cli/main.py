@@ -8,32 +8,19 @@ problem on stderr, never a traceback. stdout carries JSON lines only.
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import os
 import sys
-from collections.abc import Callable
 from types import ModuleType
 from typing import NoReturn
 
+from .. import _gc
 from .._errors import ConfigError, MonitorError, UsageError
 from .._lifecycle import EXIT_INTERRUPTED
 from .._version import __version__
-from . import (
-    cluster,
-    health,
-    import_gatus,
-    init,
-    push_urls,
-    report,
-    run,
-    silence,
-    simulate,
-    validate,
-)
 
 log = logging.getLogger("trio_monitor")
-
-Command = Callable[[argparse.Namespace], int]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -46,37 +33,45 @@ def _one_line(text: str) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
-def _module(module: ModuleType) -> tuple[Callable[[argparse.ArgumentParser], None], Command]:
-    return module.add_arguments, module.command
-
-
-# name -> (help, how its arguments are added, what runs it)
-COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Command]] = {
-    "run": ("probe the targets until stopped", *_module(run)),
-    "validate": ("check the config without probing", *_module(validate)),
-    "init": ("write a commented starter config", *_module(init)),
-    "report": ("availability, latency and incidents from history or JSON lines", *_module(report)),
-    "import": ("convert another monitor's config: import gatus FILE", *_module(import_gatus)),
-    "health": ("exit 0 if the running monitor's [server] says it is healthy", *_module(health)),
-    "push-urls": ("print each push target's URL (for its crontab line)", *_module(push_urls)),
-    "silence": ("add, list or expire the running monitor's silences", *_module(silence)),
-    "simulate": (
-        "replay recorded probes through a candidate config's alerting",
-        *_module(simulate),
-    ),
-    "cluster": ("cluster status: members, leases and shares, from Redis", *_module(cluster)),
+# name -> (help, its module in this package: add_arguments(parser) and command(args) -> int).
+# A command's module is imported only when that command runs: `run` does not pay for
+# report's renderers, the replay engine or the Gatus importer at every start.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("probe the targets until stopped", "run"),
+    "validate": ("check the config without probing", "validate"),
+    "init": ("write a commented starter config", "init"),
+    "report": ("availability, latency and incidents from history or JSON lines", "report"),
+    "import": ("convert another monitor's config: import gatus FILE", "import_gatus"),
+    "health": ("exit 0 if the running monitor's [server] says it is healthy", "health"),
+    "push-urls": ("print each push target's URL (for its crontab line)", "push_urls"),
+    "silence": ("add, list or expire the running monitor's silences", "silence"),
+    "simulate": ("replay recorded probes through a candidate config's alerting", "simulate"),
+    "cluster": ("cluster status: members, leases and shares, from Redis", "cluster"),
 }
 
 
-def _parser() -> argparse.ArgumentParser:
+def command_module(name: str) -> ModuleType:
+    with _gc.paused():  # as the package's own import (__init__.py)
+        return importlib.import_module(f"{__package__}.{COMMANDS[name][1]}")
+
+
+def _chosen(argv: list[str]) -> str | None:
+    """The command argv names: its first word that is not an option (the top level's
+    options, --help and --version, take no value)."""
+    return next((word for word in argv if not word.startswith("-")), None)
+
+
+def _parser(chosen: str | None) -> argparse.ArgumentParser:
     parser = _Parser(
         prog="trio-monitor",
         description="Probe HTTP(S) endpoints and write one JSON object per line to stdout.",
     )
     parser.add_argument("--version", action="version", version=f"trio-monitor {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    for name, (help_text, add_arguments, _) in COMMANDS.items():
-        add_arguments(commands.add_parser(name, help=help_text))
+    for name, (help_text, _) in COMMANDS.items():
+        sub = commands.add_parser(name, help=help_text)
+        if name == chosen:
+            command_module(name).add_arguments(sub)
     return parser
 
 
@@ -90,9 +85,11 @@ def _setup_logging(quiet: bool) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        args = _parser().parse_args(argv)
+        words = sys.argv[1:] if argv is None else argv
+        args = _parser(_chosen(words)).parse_args(words)
         _setup_logging(getattr(args, "quiet", False))
-        return COMMANDS[args.command][2](args)
+        code: int = command_module(args.command).command(args)
+        return code
     except ConfigError as exc:
         for line in exc.problems:  # each already names its file: "monitor.toml: key.path: ..."
             print(_one_line(line), file=sys.stderr)

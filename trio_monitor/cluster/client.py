@@ -13,6 +13,7 @@ copy or an older one (`tm_version`): the newest node's library wins, never an ol
 from __future__ import annotations
 
 import json
+import math
 from importlib import resources
 from typing import Any
 
@@ -23,11 +24,11 @@ from attrs import frozen
 
 from .._config import Target
 from .._errors import ErrorKind
-from .._records import ProbeResult
+from .._records import AlertEvent, ProbeResult
 from .._secrets import redact_url
 
 LIBRARY = resources.files(__package__).joinpath("functions.lua").read_text(encoding="utf-8")
-VERSION = 3  # functions.lua's VERSION
+VERSION = 5  # functions.lua's VERSION
 RESULTS_MAXLEN = 1_000_000  # the results stream is trimmed to about this many entries
 
 PREFIX = "{tm}:"
@@ -38,13 +39,32 @@ RESULTS = PREFIX + "results"
 OUTBOX = PREFIX + "outbox"
 CLUSTER_ID = PREFIX + "id"
 LATE_IDS = PREFIX + "late:"
+EVENT_IDS = PREFIX + "event:"  # result events and warnings sent: their ids, for a while
 
 APPLIED, LATE, DUPLICATE, FENCED = "applied", "late", "duplicate", "fenced"
-EMPTY = "empty"  # a beat found no cluster id: Redis lost its data
+# alerts of one result (not verdict changes): into the outbox by `event`, once
+RESULT_EVENTS = frozenset({"slow", "content_changed", "cert_expiring", "cert_renewed"})
+EMPTY = "empty"  # not the cluster (id) the node joined: Redis lost its data
 
 
 # Redis's trouble: connection loss, timeouts (ours: trio.TooSlowError), error answers
 _TROUBLE = (coredis.exceptions.RedisError, OSError, trio.TooSlowError)
+
+# what kind of trouble, for the log line and /api/v1/cluster's `redis.error`: only the
+# first three are Redis being away; the others are answers (Redis is there, and said no)
+UNREACHABLE, TIMEOUT, LOADING = "unreachable", "timeout", "loading"
+REFUSED, ERROR_REPLY = "refused", "error reply"
+OUTAGES = frozenset({UNREACHABLE, TIMEOUT, LOADING})
+
+# most specific first: coredis's BusyLoadingError is a ConnectionError, its stream group
+# errors (StreamConsumerError) and FunctionError are no ResponseError
+_KINDS: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], str], ...] = (
+    (coredis.exceptions.BusyLoadingError, LOADING),
+    ((coredis.exceptions.ConnectionError, OSError), UNREACHABLE),
+    (trio.TooSlowError, TIMEOUT),
+    ((coredis.exceptions.AuthenticationError, coredis.exceptions.AuthorizationError), REFUSED),
+    (coredis.exceptions.RedisError, ERROR_REPLY),
+)
 
 
 def is_trouble(exc: Exception) -> bool:
@@ -53,6 +73,26 @@ def is_trouble(exc: Exception) -> bool:
     if isinstance(exc, ExceptionGroup):
         return exc.split(_TROUBLE)[1] is None
     return isinstance(exc, _TROUBLE)
+
+
+def trouble_kind(exc: BaseException) -> str:
+    """Which trouble `is_trouble` saw: UNREACHABLE, TIMEOUT, LOADING (Redis is away),
+    REFUSED (authentication) or ERROR_REPLY (WRONGTYPE, a script's error, NOSCRIPT,
+    a stream group's error: Redis answered). A group's first exception decides."""
+    while isinstance(exc, BaseExceptionGroup):
+        exc = exc.exceptions[0]
+    return next((kind for classes, kind in _KINDS if isinstance(exc, classes)), UNREACHABLE)
+
+
+def trouble_text(exc: BaseException) -> str:
+    """`redis.error`: the kind, then what was said; an error reply also names its class
+    (coredis drops Redis's code: "error reply: WrongTypeError: Operation against ...")."""
+    while isinstance(exc, BaseExceptionGroup):
+        exc = exc.exceptions[0]
+    kind, said = trouble_kind(exc), str(exc)
+    if kind == ERROR_REPLY or not said:
+        said = f"{type(exc).__name__}: {said}" if said else type(exc).__name__
+    return f"{kind}: {said}"
 
 
 def functions_missing(exc: Exception) -> bool:
@@ -140,13 +180,18 @@ async def redis_time(redis: coredis.Redis[str]) -> float:
 
 class ClusterClient:
     """One node's calls into the Functions library as `member` (location/node) holding
-    `token` (its process incarnation's fencing token)."""
+    `token` (its process incarnation's fencing token), in the cluster whose id it
+    joined (`cluster`, set by `cluster_id`): beats and results are refused (EMPTY) by
+    a Redis whose id is another, or none."""
 
-    def __init__(self, redis: coredis.Redis[str], member: str, token: str) -> None:
+    def __init__(
+        self, redis: coredis.Redis[str], member: str, token: str, cluster: str = ""
+    ) -> None:
         self.redis = redis
         self.member = member
         self.location = member.partition("/")[0]
         self.token = token
+        self.cluster = cluster
 
     async def load_functions(self) -> int:
         """Load functions.lua unless Redis has this version or a newer one. -> the
@@ -170,7 +215,7 @@ class ClusterClient:
         answer: Any = await self.redis.fcall(
             "tm_heartbeat",
             [MEMBERS, FENCE, CONFIG_HASHES, CLUSTER_ID],
-            [self.member, self.token, repr(ttl), config_hash],
+            [self.member, self.token, repr(ttl), config_hash, self.cluster],
         )
         if answer[0] == FENCED:
             return Heartbeat(fenced=True)
@@ -190,9 +235,11 @@ class ClusterClient:
         )
 
     async def cluster_id(self, proposed: str) -> tuple[str, bool]:
-        """The cluster's id; `proposed` becomes it when Redis has none. -> (id, created)."""
+        """The cluster's id, joined; `proposed` becomes it when Redis has none.
+        -> (id, created)."""
         answer: Any = await self.redis.fcall("tm_cluster_id", [CLUSTER_ID], [proposed])
-        return str(answer[0]), bool(answer[1])
+        self.cluster = str(answer[0])
+        return self.cluster, bool(answer[1])
 
     async def seed(
         self, target: Target, state: str, failures: int, since: float, version: int
@@ -213,6 +260,28 @@ class ClusterClient:
             ],
         )
         return str(answer)
+
+    async def event(
+        self, alert: AlertEvent, alert_id: str, *, ttl: float, versioned: bool = False
+    ) -> tuple[str, str]:
+        """One alert that is no verdict change into the outbox, unless an alert with its
+        id (`versioned`: plus the target's verdict version) went in within `ttl` seconds
+        (functions.lua `event`). -> (status, the id it went in with)."""
+        body = {k: v for k, v in attrs.asdict(alert).items() if v is not None and k != "id"}
+        answer: Any = await self.redis.fcall(
+            "tm_event",
+            [target_key(alert.target), FENCE, OUTBOX, EVENT_IDS, CLUSTER_ID],
+            [
+                self.member,
+                self.token,
+                alert_id,
+                json.dumps(body, separators=(",", ":")),
+                str(math.ceil(ttl)),
+                "1" if versioned else "0",
+                self.cluster,
+            ],
+        )
+        return str(answer[0]), str(answer[1])
 
     async def observe(
         self,
@@ -248,6 +317,7 @@ class ClusterClient:
                 target.url,
                 str(RESULTS_MAXLEN),
                 result_id,
+                self.cluster,
             ],
         )
         status, state, alert, stream_id = answer

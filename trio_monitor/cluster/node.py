@@ -37,17 +37,18 @@ import math
 import secrets
 import sqlite3
 import time
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, TypeVar
 
 import attrs
 import coredis
 import httpx
 import trio
 
-from .._config import ClusterSettings, Config
+from .._config import ChannelSection, ClusterSettings, Config
 from .._records import AlertEvent, ProbeResult, Record, StreamMark
 from ..alerts import base as alert_kinds
+from ..alerts import routing
 from ..engine.dispatch import Dispatcher, Outlet
 from ..engine.state import DOWN, UP, TargetState
 from ..store._sql import get_meta, stream_meta_key
@@ -66,6 +67,11 @@ READ_BLOCK_MS = 1_000
 DELIVERED_TTL = 7 * 86400  # how long "delivered" marks are kept (s)
 FOLD_BATCH = 1000  # stream entries read at once into history
 SEED_TIMEOUT = 60.0  # re-seeding an empty Redis (one call per target this node probes)
+# one `degrading` per target and signal between two verdict changes, across the cluster,
+# for at most this long (s): a later episode without an outage between warns again
+WARNING_TTL = 86400
+
+_Answer = TypeVar("_Answer")
 
 
 def _is_result(record: Record) -> bool:
@@ -123,6 +129,7 @@ class ClusterNode:
             config_hash=self.settings.config_hash,
         )
         self._states = states  # this node's own view of its targets (the local store)
+        self._targets = {t.name: t for t in config.targets}  # routing's view of them
         self._owned: frozenset[str] = frozenset()
         self._differs_logged: list[str] = []  # the members last logged as differing
         # joining (functions, name, groups, re-seeding) and results exclude each other:
@@ -134,6 +141,7 @@ class ClusterNode:
         self._held: frozenset[str] = frozenset()
         self._held_until = -math.inf
         self._beat_failed = False  # since the last beat Redis answered
+        self._away = False  # an outage was logged (its end will be)
         self._members: frozenset[str] = frozenset()  # what ownership was last computed on
         self._groups = [group for *_, group in alert_kinds.configured(config.alerts)]
         # alone until the first beat answers: every target its own (on its schedule)
@@ -153,7 +161,13 @@ class ClusterNode:
     async def reconfigure(self, old: Config, new: Config) -> None:
         """A reload's targets (`[cluster]` itself needs a restart)."""
         self.config = new
+        self._targets = {t.name: t for t in new.targets}
         self._reselect(list(self.status.live))
+
+    def offer_event(self, alert: AlertEvent) -> None:
+        """An alert of one result (`slow`, `content_changed`, certificates) or an early
+        warning, for the outbox: queued with the results, in order (the same spool)."""
+        self.outlet.offer(alert)
 
     def owns(self, name: str) -> bool:
         return name in self._owned
@@ -203,15 +217,28 @@ class ClusterNode:
             self._stop()
 
     def _redis_down(self, exc: BaseException) -> None:
-        text = str(exc) or type(exc).__name__
-        if self.status.redis_ok or self.status.redis_error is None:
-            log.warning("cluster: Redis %s unreachable: %s", self.settings.redis_shown, text)
+        """A call failed: Redis away (an outage: logged once, alerts wait or go local)
+        or an answer that is an error (Redis is there: logged once per distinct error,
+        shown as `redis.error` while `ok` stays true)."""
+        text = cc.trouble_text(exc)
+        if cc.trouble_kind(exc) not in cc.OUTAGES:
+            if text != self.status.redis_error:
+                log.error("cluster: Redis %s answered %s", self.settings.redis_shown, text)
+            self.status.redis_error = text
+            return
+        if not self._away:
+            log.warning("cluster: Redis %s %s", self.settings.redis_shown, text)
+        self._away = True
         self.status.redis_ok, self.status.redis_error = False, text
 
     def _redis_up(self) -> None:
-        if not self.status.redis_ok and self.status.redis_error is not None:
+        """A call answered: an outage is over (an error answer stays shown until
+        another trouble replaces it)."""
+        if self._away:
             log.info("cluster: Redis %s reachable again", self.settings.redis_shown)
-        self.status.redis_ok, self.status.redis_error = True, None
+            self.status.redis_error = None
+        self._away = False
+        self.status.redis_ok = True
 
     async def run(
         self,
@@ -231,10 +258,10 @@ class ClusterNode:
             nursery.start_soon(self._beat, node)
             if history is not None:
                 nursery.start_soon(self._fold, redis, *history)
-            for key, _, table, group in alert_kinds.configured(self.config.alerts):
+            for key, name, table, group in alert_kinds.configured(self.config.alerts):
                 # its consumer group: made by _join
                 notifier = alert_kinds.get(key).create(table, client)
-                nursery.start_soon(self._consume, node, group, table.events, notifier)
+                nursery.start_soon(self._consume, node, group, self._router(table, name), notifier)
             await self._send(node)
             nursery.cancel_scope.cancel()
             if not self.status.taken_over:
@@ -264,7 +291,9 @@ class ClusterNode:
                     log.info(
                         "cluster: %s was held by an earlier process; taking it over", node.member
                     )
-                if created and known is not None:
+                # another id than the one known: Redis came back empty, whichever node
+                # set the new id (tm_seed leaves what another node seeded alone)
+                if known is not None and known != self.status.cluster_id:
                     log.warning(
                         "cluster: Redis came back empty (cluster %s is now %s): seeding it with "
                         "this node's view of its targets, so nothing is paged twice",
@@ -349,26 +378,66 @@ class ClusterNode:
         until Redis takes it: the outlet holds the rest meanwhile."""
         async with self.outlet.receive:
             async for record in self.outlet.receive:
-                assert isinstance(record, ProbeResult)
                 if self.status.taken_over:
                     continue  # drained, not sent: another process is this node now
+                if isinstance(record, AlertEvent):
+                    await self._event(node, record)
+                    continue
+                assert isinstance(record, ProbeResult)
                 self._seq += 1
                 await self._observe(node, record, f"{self.token}:{self._seq}")
+
+    async def _event(self, node: cc.ClusterClient, alert: AlertEvent) -> None:
+        """One alert of a result, or a warning, into the outbox once across the cluster.
+        Its id is the same from whichever node and however often it is sent: a result's
+        event is named by the result (target, event, location, its time to the ms), a
+        `degrading` by target and signal, to which Redis adds the verdict version."""
+        warning = alert.event == "degrading"
+        if warning:
+            alert_id = f"{alert.target}:degrading/{alert.signal}"
+        else:
+            alert_id = (
+                f"{alert.target}:{alert.event}@{self.settings.location}/{alert.ts * 1000:.0f}"
+            )
+        ttl = WARNING_TTL if warning else DELIVERED_TTL
+        status, _ = await self._until_taken(
+            node,
+            lambda: node.event(alert, alert_id, ttl=ttl, versioned=warning),
+            lambda answer: answer[0],
+        )
+        if status == cc.FENCED:
+            self._fenced()
 
     async def _observe(self, node: cc.ClusterClient, result: ProbeResult, result_id: str) -> None:
         target = next((t for t in self.config.targets if t.name == result.target), None)
         if target is None:
             return  # removed by a reload meanwhile
+        observed = await self._until_taken(
+            node,
+            lambda: node.observe(target, result, age=time.time() - result.ts, result_id=result_id),
+            lambda observed: observed.status,
+        )
+        if observed.alert is not None:
+            self._saw(str(observed.alert.get("id", "")))
+        if observed.status == cc.FENCED:
+            self._fenced()
+        elif observed.status != cc.DUPLICATE:
+            self.status.sent += 1
+            self.status.late += observed.status == cc.LATE
+
+    async def _until_taken(
+        self,
+        node: cc.ClusterClient,
+        call: Callable[[], Awaitable[_Answer]],
+        status: Callable[[_Answer], str],
+    ) -> _Answer:
+        """`call` (idempotent) until Redis takes it: sent again after trouble, and after
+        joining again when Redis came back empty (then first seeded: never before)."""
         while True:
             try:
                 async with self._lock:
                     with trio.fail_after(CALL_TIMEOUT):
-                        observed = await node.observe(
-                            target,
-                            result,
-                            age=time.time() - result.ts,
-                            result_id=result_id,
-                        )
+                        answer = await call()
             except Exception as exc:
                 if not cc.is_trouble(exc):
                     raise
@@ -377,23 +446,21 @@ class ClusterNode:
                     await trio.sleep(RETRY)
                 continue
             self._redis_up()
-            if observed.status == cc.EMPTY:  # flushed: join and seed, then send it again
+            if status(answer) == cc.EMPTY:  # flushed: join and seed, then send it again
                 await self._join(node)
                 continue
-            if observed.alert is not None:
-                self._saw(str(observed.alert.get("id", "")))
-            if observed.status == cc.FENCED:
-                self._fenced()
-            elif observed.status != cc.DUPLICATE:
-                self.status.sent += 1
-                self.status.late += observed.status == cc.LATE
-            return
+            return answer
+
+    def _router(self, table: ChannelSection, name: str) -> Callable[[AlertEvent], bool]:
+        """Notifier `name`'s routing (alerts/routing.py: `events`, `match`, `match_re`,
+        the target's `notify`) over the config of the moment (a reload's targets)."""
+        return lambda alert: routing.accepts(table, name, self._targets)(alert)
 
     async def _consume(
         self,
         node: cc.ClusterClient,
         group: str,
-        events: tuple[str, ...],
+        accepts: Callable[[AlertEvent], bool],
         notifier: alert_kinds.Notifier,
     ) -> None:
         """This notifier's share of the outbox: its own pending entries first (a
@@ -409,13 +476,13 @@ class ClusterNode:
                 await trio.sleep(RETRY)
                 continue
             for entry_id, fields in entries:
-                await self._deliver(redis, group, events, notifier, entry_id, fields)
+                await self._deliver(redis, group, accepts, notifier, entry_id, fields)
 
     async def _deliver(
         self,
         redis: coredis.Redis[str],
         group: str,
-        events: tuple[str, ...],
+        accepts: Callable[[AlertEvent], bool],
         notifier: alert_kinds.Notifier,
         entry_id: str,
         fields: dict[str, str],
@@ -426,7 +493,7 @@ class ClusterNode:
             try:
                 if not await redis.exists([mark]):
                     alert = _alert(fields)
-                    if alert is not None and alert.event in events:
+                    if alert is not None and accepts(alert):
                         if not await notifier.deliver(alert):
                             log.warning("cluster: %s: gave up on alert %s", group, alert.id)
                         self.status.delivered += 1
@@ -498,6 +565,7 @@ def _folded(stream: str, fields: dict[str, str]) -> Record | None:
 def _alert(fields: dict[str, str]) -> AlertEvent | None:
     try:
         data: dict[str, Any] = json.loads(fields["alert"])
+        data.setdefault("id", fields.get("id"))  # `event` keeps it beside the alert
         known = {a.name for a in attrs.fields(AlertEvent)}
         return AlertEvent(**{k: v for k, v in data.items() if k in known})
     except (KeyError, ValueError, TypeError) as exc:

@@ -53,10 +53,24 @@ class TlsSetting:
 
 @frozen
 class Tls:
-    """A target's TLS setting and the context built from it (compared by setting only)."""
+    """A target's TLS setting and the context built from it (compared by setting only).
+
+    A setting without files cannot fail to build, so its context is built when a
+    connection first needs it: loading the CA bundle is a twentieth of every start, and
+    a config of http:// targets never needs it."""
 
     setting: TlsSetting
-    context: ssl.SSLContext = field(eq=False, repr=False)
+    _built: ssl.SSLContext | None = field(eq=False, repr=False, alias="built")
+
+    @property
+    def context(self) -> ssl.SSLContext:
+        if self._built is not None:
+            return self._built
+        with _lock:
+            context = _defaults.get(self.setting)
+            if context is None:
+                context = _defaults[self.setting] = _build(self.setting, {})
+        return context
 
 
 _lock = threading.Lock()  # a reload loads its config in a worker thread
@@ -132,11 +146,12 @@ def load_tls(
         http2=http2,
         digest=digest.hexdigest() if files else "",
     )
+    if not files:
+        return Tls(setting, None)
     with _lock:
-        cache = _contexts if files else _defaults
-        context = cache.get(setting)
+        context = _contexts.get(setting)
         if context is None:
-            context = cache[setting] = _build(setting, files)
+            context = _contexts[setting] = _build(setting, files)
     return Tls(setting, context)
 
 

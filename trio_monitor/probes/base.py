@@ -18,7 +18,7 @@ import re
 import warnings
 from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 import trio
 from attrs import field, frozen
@@ -121,6 +121,28 @@ class Prober(Protocol[P]):
     async def reconfigure(self, old: Config, new: Config) -> None:
         """A reload was applied: release what no target of `new` uses any more."""
         ...
+
+
+class OnFirstPrepare(Generic[P]):
+    """A prober built when it prepares its first target: a kind no target uses costs a run
+    nothing (for dns://, importing dnspython: a tenth of every start)."""
+
+    def __init__(self, build: Callable[[], Prober[P]]) -> None:
+        self._build = build
+        self._prober: Prober[P] | None = None
+
+    def prepare(self, target: Target) -> P:
+        if self._prober is None:
+            self._prober = self._build()
+        return self._prober.prepare(target)
+
+    async def probe(self, plan: P, round_no: int, deadlines: set[trio.CancelScope]) -> ProbeResult:
+        assert self._prober is not None  # plans come from prepare()
+        return await self._prober.probe(plan, round_no, deadlines)
+
+    async def reconfigure(self, old: Config, new: Config) -> None:
+        if self._prober is not None:
+            await self._prober.reconfigure(old, new)
 
 
 # Resolves one [[targets]] table of the kind (already structured as its section class)

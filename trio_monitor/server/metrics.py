@@ -13,7 +13,8 @@ Per target (label `target`), from its latest probe, named like the Blackbox expo
 
     probe_success                  1 ok, 0 failed
     probe_duration_seconds         latency of the last attempt; NaN without a response
-    probe_http_status_code         final status; 0 without a response
+    probe_http_status_code         final status; 0 without a response (http, and browser:
+                                   the page's)
     probe_content_length_bytes     body bytes read (after decoding, at most max_body)
     probe_ssl_earliest_cert_expiry the earliest not_after (unix seconds) in the chain
                                    the server presented; only when the last probe got one
@@ -43,6 +44,13 @@ Per target (label `target`), from its latest probe, named like the Blackbox expo
     trio_monitor_push_last_ping_timestamp_seconds
                                    a push target's last end signal (ping, fail, exit
                                    code), unix seconds; none before its first
+    probe_browser_dom_content_loaded_seconds, probe_browser_load_seconds,
+    probe_browser_lcp_seconds      browser targets: DOMContentLoaded, the load event and
+                                   the largest contentful paint of the last probe (since
+                                   navigation start); only when it got that far
+    probe_browser_requests, probe_browser_failed_requests, probe_browser_console_errors,
+    probe_browser_transfer_bytes   browser targets: the last probe's requests, failed
+                                   sub-requests, uncaught script errors, bytes received
     trio_monitor_target_labels{target, <its labels>}
                                    1 for every configured target, with its labels
                                    (`prometheus_labels`): an info series, joined to the
@@ -77,20 +85,26 @@ Process-wide:
                                            alerts a notifier gave up on after its retries
                                            (its failed ones; its dropped ones are
                                            consumer_dropped_total{consumer=NOTIFIER})
+    trio_monitor_browser_restarts_total{reason}
+                                           Chromium killed and started again for the next
+                                           probe: "crash" (it exited, or its DevTools
+                                           connection closed), "hang" (a browser command
+                                           unanswered), "memory" (over browser_memory),
+                                           "reload" (a new executable or memory cap)
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from .._config import EVENTS, Config, Target
 from .._errors import ErrorKind
-from .._records import PHASES, AlertEvent, ProbeResult, Record, RoundSummary
+from .._records import PHASES, AlertEvent, BrowserDetails, ProbeResult, Record, RoundSummary
 
 Score = tuple[str, str, float]  # (target, signal, score)
 
@@ -100,6 +114,8 @@ __all__ = ["CONTENT_TYPE", "Metrics"]
 # writes for our plain metric names is the same in its "1.0.0" variant).
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
+# kinds with an HTTP status (probe_http_status_code): browser targets, the page's
+STATUS_KINDS = frozenset({"http", "browser"})
 # kinds whose `expect` regex can fail a probe (probe_failed_due_to_regex)
 REGEX_KINDS = frozenset({"tcp", "tls"})
 
@@ -121,6 +137,7 @@ RESERVED_LABELS = frozenset(
         "consumer",
         "notifier",
         "signal",
+        "reason",
         "job",
         "instance",
     }
@@ -154,12 +171,18 @@ PHASE_LABELS = dict(
 class Metrics:
     """The monitor's Prometheus metrics, in a registry of their own."""
 
-    def __init__(self, anomaly_scores: Callable[[], Iterable[Score]] | None = None) -> None:
+    def __init__(
+        self,
+        anomaly_scores: Callable[[], Iterable[Score]] | None = None,
+        browser_restarts: Callable[[], Mapping[str, int]] | None = None,
+    ) -> None:
         self.registry = registry = CollectorRegistry(auto_describe=True)
         self._targets_series = _TargetSeries()
         registry.register(self._targets_series)
         if anomaly_scores is not None:
             registry.register(_AnomalyScores(anomaly_scores))
+        if browser_restarts is not None:
+            registry.register(_BrowserRestarts(browser_restarts))
         self._round_duration = Gauge(
             "trio_monitor_round_duration_seconds",
             "Duration of the last finished round",
@@ -342,6 +365,23 @@ class _AnomalyScores(Collector):
         yield family
 
 
+class _BrowserRestarts(Collector):
+    """Chromium's restarts by reason (the browser prober's counts, read when scraped)."""
+
+    def __init__(self, counts: Callable[[], Mapping[str, int]]) -> None:
+        self.counts = counts
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily(
+            "trio_monitor_browser_restarts",
+            "Chromium killed and started again for the next probe, by reason",
+            labels=["reason"],
+        )
+        for reason, count in dict(self.counts()).items():
+            family.add_metric([reason], count)
+        yield family
+
+
 class _TargetSeries(Collector):
     """The per-target series, from each target's latest result (the monitor's state keeps
     the same record, so this costs a dict entry a target)."""
@@ -414,12 +454,15 @@ class _TargetSeries(Collector):
             labels=label,
         )
         dns_families = _DnsFamilies(label)
+        browser_families = _BrowserFamilies(label)
         for name, r in latest.items():
             success.add_metric([name], 1 if r.ok else 0)
             if r.phases_ms is not None and (dns_ms := r.phases_ms.get("dns")) is not None:
                 lookup.add_metric([name], _seconds(dns_ms))
             if r.kind == "dns":
                 dns_families.add(name, r)
+            if r.browser is not None:
+                browser_families.add(name, r.browser)
             if r.kind in REGEX_KINDS:
                 regex.add_metric([name], 1 if r.error == ErrorKind.CONTENT else 0)
             if r.push is not None and r.push.last_ping is not None:
@@ -428,8 +471,9 @@ class _TargetSeries(Collector):
                 [name], math.nan if r.latency_ms is None else _seconds(r.latency_ms)
             )
             size.add_metric([name], r.bytes)
-            if r.kind == "http":  # the HTTP status only for targets of a kind that has one
+            if r.kind in STATUS_KINDS:  # the HTTP status only for kinds that have one
                 status.add_metric([name], r.status or 0)
+            if r.kind == "http":
                 # blackbox_exporter creates every phase at 0 and adds the ones that
                 # happened: a phase that did not happen is 0, never missing
                 measured = r.phases_ms or {}
@@ -457,6 +501,7 @@ class _TargetSeries(Collector):
             hop_limit,
         )
         yield from dns_families.families()
+        yield from browser_families.families()
 
 
 def _info_family(labels: list[dict[str, str]]) -> GaugeMetricFamily:
@@ -500,6 +545,51 @@ class _DnsFamilies:
     def families(self) -> Iterator[GaugeMetricFamily]:
         yield self.succeeded
         yield from self.sections
+
+
+class _BrowserFamilies:
+    """Browser targets' series: their last page load's timings and counts."""
+
+    TIMES = (
+        ("dom_content_loaded", "DOMContentLoaded"),
+        ("load", "The load event"),
+        ("lcp", "The largest contentful paint"),
+    )
+    COUNTS = (
+        ("requests", "Requests the page made, the document included"),
+        ("failed_requests", "Sub-requests that failed (network error, HTTP 400 and above)"),
+        ("console_errors", "Uncaught script errors"),
+        ("transfer_bytes", "Bytes received over the network (encoded, headers included)"),
+    )
+
+    def __init__(self, label: list[str]) -> None:
+        self.times = [
+            GaugeMetricFamily(
+                f"probe_browser_{key}_seconds",
+                f"{what} of the target's last page load, since navigation start",
+                labels=label,
+            )
+            for key, what in self.TIMES
+        ]
+        self.counts = [
+            GaugeMetricFamily(
+                f"probe_browser_{key}", f"{what}, in the target's last page load", labels=label
+            )
+            for key, what in self.COUNTS
+        ]
+
+    def add(self, name: str, page: BrowserDetails) -> None:
+        times = (page.dom_content_loaded_ms, page.load_ms, page.lcp_ms)
+        for family, ms in zip(self.times, times, strict=True):
+            if ms is not None:
+                family.add_metric([name], _seconds(ms))
+        counts = (page.requests, page.failed_requests, page.console_errors, page.transfer_bytes)
+        for family, count in zip(self.counts, counts, strict=True):
+            family.add_metric([name], count)
+
+    def families(self) -> Iterator[GaugeMetricFamily]:
+        yield from self.times
+        yield from self.counts
 
 
 def _icmp_series(

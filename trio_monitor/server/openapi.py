@@ -228,7 +228,11 @@ _SCHEMAS: Schema = {
                 {
                     "url": {"type": "string", "description": "its password shown as ***"},
                     "ok": {"type": "boolean", "description": "the last call answered"},
-                    "error": _nullable("string"),
+                    "error": _nullable(
+                        "string",
+                        description="KIND: what was said; KIND is unreachable, timeout or "
+                        "loading (Redis away) or error reply, refused (an answer)",
+                    ),
                 }
             ),
             "cluster_id": _nullable("string"),

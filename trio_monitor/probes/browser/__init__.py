@@ -7,6 +7,7 @@ cdp.py       the Chrome DevTools Protocol over trio-websocket: commands, events,
 chromium.py  one Chromium process: start, DevTools connection, watchdogs, kill
 probe.py     plan; one probe: a fresh browser context, navigate, wait, steps, checks
 steps.py     the `steps` key: parsed and checked at load, run through a PageSession
+css.py       CSS selectors (wait_for's, the steps') checked at load with soupsieve
 artifacts.py a failed probe's screenshot and console log, kept in the state directory
 cgroup.py    Chromium's CPU share: a cgroup with a low weight, where one can be made
 
@@ -40,6 +41,8 @@ if TYPE_CHECKING:  # trio-websocket is loaded by a config with browser targets o
 log = logging.getLogger("trio_monitor")
 # killed Chromium processes leave its cgroup within LEAVE_TRIES x LEAVE_EVERY seconds
 LEAVE_TRIES, LEAVE_EVERY = 40, 0.05
+# chromium.py's causes (CRASH, HANG, MEMORY, RELOAD): that module loads trio-websocket
+RESTART_REASONS = ("crash", "hang", "memory", "reload")
 
 __all__ = ["KIND", "PLACEHOLDERS", "BrowserPlan", "BrowserProber", "BrowserSpec"]
 
@@ -56,6 +59,9 @@ class BrowserProber:
         self._chromium: Chromium | None = None
         self._starting = trio.Lock()
         self.artifacts = ArtifactStore(state_dir(config), config.monitor.browser_artifacts_keep)
+        # Chromiums killed (then started again for the next probe), by cause: every
+        # cause from the start, at 0 (chromium.CRASH, ...)
+        self.restarts = dict.fromkeys(RESTART_REASONS, 0)
 
     def prepare(self, target: Target) -> BrowserPlan:
         from .probe import prepare
@@ -83,7 +89,9 @@ class BrowserProber:
                 executable = chromium_path(self._monitor)
                 if executable is None:
                     raise BrowserTrouble("Chromium is not installed (apt-get install chromium)")
-                current = Chromium(executable, self._monitor.browser_memory, self._share())
+                current = Chromium(
+                    executable, self._monitor.browser_memory, self._share(), self.restarts
+                )
                 try:
                     await self._nursery.start(current.run)
                 except trio.TooSlowError:
@@ -141,7 +149,7 @@ class BrowserProber:
         uses = any(t.kind == KIND.name for t in new.targets)
         if self._chromium is not None and (changed or not uses):
             # kept: the next probe waits for it to be gone before starting another
-            self._chromium.fail("Chromium was restarted by a config reload")
+            self._chromium.fail("Chromium was restarted by a config reload", "reload")
 
 
 @asynccontextmanager

@@ -76,13 +76,25 @@ _SETPRIV = shutil.which("setpriv")
 _DIE_WITH_US = (_SETPRIV, "--pdeathsig", "KILL", "--") if _SETPRIV else ()
 
 
+# why a Chromium was killed (trio_monitor_browser_restarts_total's `reason`)
+CRASH, HANG, MEMORY, RELOAD = "crash", "hang", "memory", "reload"
+
+
 class Chromium:
     """One Chromium process and its DevTools connection, for as long as it is healthy."""
 
-    def __init__(self, executable: str, memory_cap: int, cpu_share: CpuShare | None = None) -> None:
+    def __init__(
+        self,
+        executable: str,
+        memory_cap: int,
+        cpu_share: CpuShare | None = None,
+        restarts: dict[str, int] | None = None,
+    ) -> None:
         self.executable = executable
         self.memory_cap = memory_cap
         self._cpu_share = cpu_share
+        # the prober's counts of failures by cause (its restarts: metrics)
+        self._restarts = {} if restarts is None else restarts
         self.trouble: str | None = None  # why it was (or is being) killed
         self.pid: int | None = None
         self.profile: Path | None = None
@@ -130,7 +142,7 @@ class Chromium:
                             max_message_size=MAX_MESSAGE,
                         )
                     self._connection = Connection(ws)
-                    self._connection.on_hang = self.fail
+                    self._connection.on_hang = lambda reason: self.fail(reason, HANG)
                     nursery.start_soon(self._read, process)
                     nursery.start_soon(self._exit, process)
                     nursery.start_soon(self._watch_memory)
@@ -153,10 +165,12 @@ class Chromium:
             shutil.rmtree(profile, ignore_errors=True)
             self.ended.set()
 
-    def fail(self, reason: str) -> None:
-        """Kill it: probes inside `guard()` are cut short and report `reason`."""
+    def fail(self, reason: str, cause: str) -> None:
+        """Kill it: probes inside `guard()` are cut short and report `reason`; the first
+        failure's `cause` (CRASH, HANG, MEMORY, RELOAD) is counted."""
         if self.trouble is None:
             self.trouble = reason
+            self._restarts[cause] = self._restarts.get(cause, 0) + 1
         if self._connection is not None:
             self._connection.broken(self.trouble)
         for guard in self._guards:
@@ -222,12 +236,13 @@ class Chromium:
         self.fail(
             _exited(process.returncode)
             if process.returncode is not None
-            else "the DevTools connection closed"
+            else "the DevTools connection closed",
+            CRASH,
         )
 
     async def _exit(self, process: trio.Process) -> None:
         await process.wait()
-        self.fail(_exited(process.returncode))
+        self.fail(_exited(process.returncode), CRASH)
 
     async def _watch_memory(self) -> None:
         assert self.pid is not None
@@ -237,7 +252,8 @@ class Chromium:
             if used > self.memory_cap:
                 self.fail(
                     f"Chromium used {used / 2**20:.0f} MiB, over browser_memory "
-                    f"({self.memory_cap / 2**20:.0f} MiB): restarted"
+                    f"({self.memory_cap / 2**20:.0f} MiB): restarted",
+                    MEMORY,
                 )
 
 

@@ -19,6 +19,7 @@ from attrs import frozen
 from ..._config import Count, MonitorSection, TargetSection
 from ...conditions import COMMON, Type
 from ..base import Resolve
+from .css import WAIT_LOAD, WAIT_SELECTOR, missing, parser, wait_problem, wait_selector
 from .steps import Step, parse_steps
 
 PLACEHOLDERS: Mapping[str, Type] = {
@@ -29,7 +30,6 @@ PLACEHOLDERS: Mapping[str, Type] = {
 }
 
 INSTALL = "apt-get install chromium"
-WAIT_LOAD, WAIT_IDLE, WAIT_SELECTOR = "load", "networkidle", "selector:"
 
 
 @frozen
@@ -84,14 +84,12 @@ def _missing(m: MonitorSection, where: str) -> str:
 
 
 def _wait_for(value: str, where: str, problems: list[str]) -> tuple[str, str | None]:
-    if value in (WAIT_LOAD, WAIT_IDLE):
-        return value, None
-    if value.startswith(WAIT_SELECTOR) and value[len(WAIT_SELECTOR) :].strip():
-        return WAIT_SELECTOR, value[len(WAIT_SELECTOR) :].strip()
-    problems.append(
-        f'{where}.wait_for: must be "load", "networkidle" or "selector:CSS", got {value!r}'
-    )
-    return WAIT_LOAD, None
+    problem = wait_problem(value)
+    if problem is not None:
+        problems.append(f"{where}.wait_for: {problem}")
+        return WAIT_LOAD, None
+    selector = wait_selector(value)
+    return (value, None) if selector is None else (WAIT_SELECTOR, selector)  # load, networkidle
 
 
 def browser_resolver(m: MonitorSection, env: Mapping[str, str], problems: list[str]) -> Resolve:
@@ -103,6 +101,8 @@ def browser_resolver(m: MonitorSection, env: Mapping[str, str], problems: list[s
             checked = True
             if chromium_path(m) is None:
                 problems.append(_missing(m, where))
+            if parser() is None:
+                problems.append(missing(where))
         assert t.url is not None  # a kind with URL schemes has one (_config.py checks)
         wait_for, selector = _wait_for(t.wait_for, where, problems)
         return BrowserSpec(

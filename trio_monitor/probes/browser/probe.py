@@ -11,6 +11,7 @@ status (400 and above: `status`), uncaught script errors, failed sub-requests an
 from __future__ import annotations
 
 import json
+import random
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +23,7 @@ from ..._errors import ErrorKind, ProbeFailure
 from ..._records import BrowserDetails, ProbeResult
 from ...conditions import apply, common_facts, keys
 from ...net.addr import with_port
+from ..base import retry_after
 from .artifacts import ConsoleLog, capture, masked
 from .cdp import (
     BrowserTrouble,
@@ -31,11 +33,13 @@ from .cdp import (
     PageSession,
     describe_exception,
 )
-from .config import WAIT_IDLE, WAIT_SELECTOR, BrowserSpec
+from .config import BrowserSpec
+from .css import WAIT_IDLE, WAIT_SELECTOR
 from .steps import StepRun
 
 if TYPE_CHECKING:
     from . import BrowserProber
+    from .chromium import Chromium
 
 MAX_TEXT = 1 << 20  # characters of the rendered text read (contains, [DOM])
 POLL = 0.05  # seconds between two looks for wait_for's selector
@@ -43,6 +47,7 @@ POLL = 0.05  # seconds between two looks for wait_for's selector
 # page that shows nothing never has one
 PAINT_WAIT = 0.25
 DETAILS_SHOWN = 3  # failed requests or script errors named in error_detail
+_RNG = random.Random()  # retry jitter only
 
 # Largest contentful paint is only reported to an observer: one is registered in every
 # document before its own scripts run; the last entry it saw is the LCP
@@ -329,60 +334,18 @@ def facts(result: ProbeResult, text: str | None, elements: dict[str, Any]) -> di
     return found
 
 
-async def probe(
-    prober: BrowserProber, plan: BrowserPlan, round_no: int, deadlines: set[trio.CancelScope]
+def _result(
+    plan: BrowserPlan,
+    round_no: int,
+    ts: float,
+    attempt: _Attempt,
+    failure: ProbeFailure | None,
+    attempts: int = 1,
 ) -> ProbeResult:
-    """Load the page once within the target's timeout. Never raises but Cancelled."""
+    """The probe's line from its last attempt: `failure` (the load's own), else the
+    checks', else the conditions'."""
     target = plan.target
-    ts = time.time()
-    load = _Load()
-    steps = StepRun(plan.spec.steps)
-    seen: _Page | None = None
-    console: ConsoleLog | None = None
-    screenshot: bytes | None = None
-    failure: ProbeFailure | None = None
-    async with prober.limiter:  # before the deadline: waiting for a page slot is our load
-        try:
-            chromium = await prober.chromium()
-        except BrowserTrouble as exc:
-            failure = ProbeFailure(ErrorKind.BROWSER, str(exc))
-        else:
-            with chromium.guard(), trio.move_on_after(target.timeout) as deadline:
-                deadlines.add(deadline)
-                try:
-                    page = await chromium.open_page()
-                    try:
-                        seen = _Page(page)
-                        console = ConsoleLog(page, plan.spec.secrets)
-                        try:
-                            await _load(page, plan, seen, load)
-                            await steps.run(page, seen)
-                        except BaseException:
-                            seen.final = True
-                            screenshot = await capture(page)  # what the page shows now
-                            raise
-                        seen.final = True
-                        if _checks(plan.spec, seen, _text(load) or "") is not None:
-                            screenshot = await capture(page)
-                    finally:
-                        await chromium.close_page(page)
-                except ProbeFailure as exc:
-                    failure = exc
-                except (BrowserTrouble, CdpError, PageScriptError) as exc:
-                    # a command refused or a script of ours that threw: Chromium's trouble
-                    failure = ProbeFailure(ErrorKind.BROWSER, str(exc))
-                finally:
-                    deadlines.discard(deadline)
-            if chromium.trouble is not None:
-                failure = ProbeFailure(ErrorKind.BROWSER, chromium.trouble)
-            elif deadline.cancelled_caught and load.read is None:  # the page was not ready
-                failure = ProbeFailure(
-                    ErrorKind.TIMEOUT, f"no {load.stage} within {target.timeout:g}s"
-                )
-            elif deadline.cancelled_caught:
-                # a step cut short or never begun (the deadline came while lcp_ms was
-                # awaited); without steps left, only lcp_ms was missed
-                failure = steps.timed_out(target.timeout)
+    load, seen = attempt.load, attempt.seen
     read = load.read or {}
     text = _text(load)
     document = None if seen is None else seen.document
@@ -398,7 +361,7 @@ async def probe(
         latency_ms=load.latency_ms,
         error=failure.kind if failure else None,
         error_detail=masked(failure.detail, plan.spec.secrets) if failure else None,
-        attempts=1,
+        attempts=attempts,
         round=round_no,
         bytes=0 if text is None else len(text.encode()),
         slow=bool(
@@ -410,12 +373,109 @@ async def probe(
         final_url=final_url,
         remote_addr=_remote_addr(document),
         kind="browser",
-        browser=_details(seen, load, steps),
+        browser=_details(seen, load, attempt.steps),
     )
     if target.conditions:
         elements = read.get("elements") if isinstance(read.get("elements"), dict) else {}
         result = apply(result, target.conditions, facts(result, text, elements or {}))
+    return result
+
+
+class _Attempt:
+    """One attempt's page in its own browser context: the last attempt's is reported."""
+
+    __slots__ = ("console", "load", "screenshot", "seen", "steps")
+
+    def __init__(self, spec: BrowserSpec) -> None:
+        self.load = _Load()
+        self.steps = StepRun(spec.steps)
+        self.seen: _Page | None = None
+        self.console: ConsoleLog | None = None
+        self.screenshot: bytes | None = None  # a failed attempt's, taken before its close
+
+    @property
+    def navigation_failed(self) -> bool:
+        """The page's own navigation failed (not a step's goto): worth a retry."""
+        return self.load.started is not None and self.load.read is None
+
+
+async def _attempt(
+    chromium: Chromium, plan: BrowserPlan, attempt: _Attempt, round_no: int, ts: float
+) -> None:
+    """Load the page in a fresh context, run the steps, and take a screenshot while the
+    page is open if the probe fails (conditions included); ProbeFailure for a navigation
+    or a step that failed."""
+    page = await chromium.open_page()
+    try:
+        seen = attempt.seen = _Page(page)
+        attempt.console = ConsoleLog(page, plan.spec.secrets)
+        try:
+            await _load(page, plan, seen, attempt.load)
+            await attempt.steps.run(page, seen)
+        except BaseException:
+            seen.final = True
+            attempt.screenshot = await capture(page)  # what the page shows now
+            raise
+        seen.final = True
+        # any failure, conditions' too, is seen while the page is open
+        if not _result(plan, round_no, ts, attempt, None).ok:
+            attempt.screenshot = await capture(page)
+    finally:
+        await chromium.close_page(page)
+
+
+async def probe(
+    prober: BrowserProber, plan: BrowserPlan, round_no: int, deadlines: set[trio.CancelScope]
+) -> ProbeResult:
+    """Load the page within the target's timeout: again, in a fresh context, after a
+    `dns`, `connect` or `protocol` failure of its navigation while `retries` last (as
+    HTTP targets). Never raises but Cancelled."""
+    target = plan.target
+    ts = time.time()
+    attempt = _Attempt(plan.spec)
+    attempts = 1
+    failure: ProbeFailure | None = None
+    async with prober.limiter:  # before the deadline: waiting for a page slot is our load
+        try:
+            chromium = await prober.chromium()
+        except BrowserTrouble as exc:
+            failure = ProbeFailure(ErrorKind.BROWSER, str(exc))
+        else:
+            with chromium.guard(), trio.move_on_after(target.timeout) as deadline:
+                deadlines.add(deadline)
+                try:
+                    for retry in range(target.retries + 1):
+                        if retry:
+                            attempts += 1
+                            attempt, failure = _Attempt(plan.spec), None
+                        try:
+                            await _attempt(chromium, plan, attempt, round_no, ts)
+                            break
+                        except ProbeFailure as exc:
+                            failure = exc
+                        if not attempt.navigation_failed or not await retry_after(
+                            failure, retry, target.retries, deadline, _RNG
+                        ):
+                            break
+                except (BrowserTrouble, CdpError, PageScriptError) as exc:
+                    # a command refused or a script of ours that threw: Chromium's trouble
+                    failure = ProbeFailure(ErrorKind.BROWSER, str(exc))
+                finally:
+                    deadlines.discard(deadline)
+            load = attempt.load
+            if chromium.trouble is not None:
+                failure = ProbeFailure(ErrorKind.BROWSER, chromium.trouble)
+            elif deadline.cancelled_caught and load.read is None:  # the page was not ready
+                failure = ProbeFailure(
+                    ErrorKind.TIMEOUT, f"no {load.stage} within {target.timeout:g}s"
+                )
+            elif deadline.cancelled_caught:
+                # a step cut short or never begun (the deadline came while lcp_ms was
+                # awaited); without steps left, only lcp_ms was missed
+                failure = attempt.steps.timed_out(target.timeout)
+    result = _result(plan, round_no, ts, attempt, failure, attempts)
+    console = attempt.console
     if result.ok or console is None or result.browser is None:
         return result
-    shot, log = await prober.artifacts.save(target.name, ts, screenshot, console.text())
+    shot, log = await prober.artifacts.save(target.name, ts, attempt.screenshot, console.text())
     return evolve(result, browser=evolve(result.browser, screenshot=shot, console_log=log))

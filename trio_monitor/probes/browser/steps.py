@@ -31,6 +31,7 @@ from ..._config import _Invalid, expand_env, expand_path
 from ..._errors import ErrorKind, ProbeFailure
 from ..._records import BrowserStep
 from ..._secrets import MASK
+from .css import selector_problem, wait_problem
 
 if TYPE_CHECKING:  # trio-websocket is loaded by a config with browser targets only
     from .cdp import PageSession
@@ -80,41 +81,6 @@ class Step:
 
 
 # --- config ------------------------------------------------------------------------
-
-# cheap checks a selector must pass (the page's querySelector has the last word)
-_BRACKETS = {"[": "]", "(": ")"}
-
-
-def _selector_problem(css: str) -> str | None:
-    """Why `css` cannot be a CSS selector, if a cheap look can tell: empty, unbalanced
-    brackets or quotes, a combinator at either end."""
-    text = css.strip()
-    if not text:
-        return "must be a CSS selector, got an empty one"
-    stack: list[str] = []
-    quote: str | None = None
-    for char in text:
-        if quote is not None:
-            quote = None if char == quote else quote
-        elif char in "'\"":
-            quote = char
-        elif char in _BRACKETS:
-            stack.append(_BRACKETS[char])
-        elif char in "])" and (not stack or stack.pop() != char):
-            return f"not a CSS selector (unbalanced {char!r}): {css!r}"
-    if quote is not None or stack:
-        return f"not a CSS selector (unclosed {quote or stack[-1]!r}): {css!r}"
-    if text[0] in ">+~," or text[-1] in ">+~,":
-        return f"not a CSS selector (a combinator at an end): {css!r}"
-    return None
-
-
-def _wait_problem(value: str) -> str | None:
-    if value in ("load", "networkidle"):
-        return None
-    if value.startswith("selector:"):
-        return _selector_problem(value.removeprefix("selector:"))
-    return f'must be "load", "networkidle" or "selector:CSS", got {value!r}'
 
 
 def _goto_problem(value: str) -> str | None:
@@ -172,9 +138,9 @@ def _one_step(
         return None
     problem = {
         "goto": _goto_problem,
-        "click": _selector_problem,
-        "fill": _selector_problem,
-        "wait_for": _wait_problem,
+        "click": selector_problem,
+        "fill": selector_problem,
+        "wait_for": wait_problem,
     }.get(action, lambda _: None)(arg)
     if action == "press":
         selector = table.get("selector")
@@ -183,7 +149,7 @@ def _one_step(
         elif selector is not None and not isinstance(selector, str):
             problems.append(f"{where}.selector: must be a CSS selector (text)")
             return None
-        elif selector is not None and (why := _selector_problem(selector)):
+        elif selector is not None and (why := selector_problem(selector)):
             problems.append(f"{where}.selector: {why}")
             return None
         if problem is None:

@@ -16,7 +16,7 @@ from typing import Any
 from ..._config import Config
 from ..._records import ProbeResult
 from ...conditions import COMMON, Type
-from ..base import ProbeKind, Prober, register
+from ..base import OnFirstPrepare, ProbeKind, Prober, register
 from .config import RECORD_TYPES, DnsSpec, DnsTargetSection, dns_resolver
 
 __all__ = ["KIND", "PLACEHOLDERS", "RECORD_TYPES", "DnsSpec", "open_dns_prober"]
@@ -33,15 +33,19 @@ PLACEHOLDERS: Mapping[str, Type] = {
 async def open_dns_prober(
     config: Config, resolv_conf: str | Path | None = None
 ) -> AsyncIterator[Prober[Any]]:
-    """The run's DnsProber; `resolv_conf`: where the default nameserver is read (None:
-    the system's file)."""
-    # dnspython is imported when a run opens the prober: `validate` and `report`
-    # never pay for it (tests/test_imports.py)
-    from ...net.dns import system_nameservers
-    from .probe import DnsProber
+    """The run's DnsProber, built at the first dns:// target it prepares; `resolv_conf`:
+    where the default nameserver is read (None: the system's file)."""
 
-    servers = system_nameservers() if resolv_conf is None else system_nameservers(resolv_conf)
-    yield DnsProber(servers[0])
+    def build() -> Prober[Any]:
+        # dnspython is imported when a dns:// target is first prepared: `validate`,
+        # `report` and runs without one never pay for it (tests/test_imports.py)
+        from ...net.dns import system_nameservers
+        from .probe import DnsProber
+
+        servers = system_nameservers() if resolv_conf is None else system_nameservers(resolv_conf)
+        return DnsProber(servers[0])
+
+    yield OnFirstPrepare(build)
 
 
 def _describe(result: ProbeResult) -> str:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import random
-import ssl
 import time
 from collections.abc import AsyncIterable
 
@@ -25,6 +24,7 @@ from ..._secrets import redact_url
 from ...conditions import apply, common_facts, needs
 from ...net.certs import TlsDetails
 from ...net.errors import invalid_certificate
+from ...net.tls import Tls
 from ..base import retry_after
 from .config import HttpSpec, _fallback
 from .errors import classify
@@ -71,11 +71,10 @@ _BODY_HEADERS = ("content-type", "content-length")  # dropped with the body on a
 
 
 @functools.lru_cache(maxsize=256)
-def _extensions(
-    context: ssl.SSLContext, server_name: str | None, options: ConnOptions
-) -> dict[str, object]:
-    """One extensions dict per distinct (context, SNI name, options), shared by the plans."""
-    extensions: dict[str, object] = {SSL_CONTEXT: context, CONN: options}
+def _extensions(tls: Tls, server_name: str | None, options: ConnOptions) -> dict[str, object]:
+    """One extensions dict per distinct (TLS setting, SNI name, options), shared by the
+    plans."""
+    extensions: dict[str, object] = {SSL_CONTEXT: tls, CONN: options}
     if server_name is not None:
         extensions["sni_hostname"] = server_name  # httpcore's name; our transport's too
     return extensions
@@ -113,7 +112,7 @@ def prepare(target: Target) -> HttpPlan:
     spec: HttpSpec = target.spec
     headers = _shared_headers(spec.headers)
     options = ConnOptions(spec.connection == "reuse", spec.ip_family, spec.resolver)
-    extensions = _extensions(spec.tls.context, spec.server_name, options)
+    extensions = _extensions(spec.tls, spec.server_name, options)
     request = _first_hop(spec.method, spec.url, headers, spec.body)
     request.extensions = extensions  # shared: nothing writes to a request's extensions
     url = request.url

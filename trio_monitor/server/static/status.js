@@ -1078,8 +1078,9 @@
     const redis = data.redis || {};
     const locs = Object.entries(data.locations || {}).map(([l, n]) => l + " (" + n + ")");
     const lag = data.lag || {};
-    let line = "Redis " + str(redis.url) + ": " + (redis.ok ? "ok" : "unreachable" +
-      (redis.error ? " (" + str(redis.error) + ")" : "")) + " \u00b7 this node " +
+    // redis.error names its kind ("unreachable: ...", "error reply: WRONGTYPE ...")
+    let line = "Redis " + str(redis.url) + ": " +
+      (redis.error ? str(redis.error) : redis.ok ? "ok" : "unreachable") + " \u00b7 this node " +
       str(data.node) + ", " + (Array.isArray(data.owned) ? data.owned.length : 0) +
       " targets \u00b7 locations: " + (locs.join(", ") || "none");
     if (typeof lag.fold_s === "number") line += " \u00b7 history " + lag.fold_s + " s behind";

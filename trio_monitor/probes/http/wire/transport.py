@@ -33,7 +33,7 @@ from ....net.addr import ip_literal, with_port
 from ....net.certs import TlsDetails, tls_details
 from ....net.resolvers import Resolvers
 from ....net.sockets import Conn, ConnectFailed, connect_first
-from ....net.tls import load_tls
+from ....net.tls import Tls, load_tls
 from .exchange import CURRENT_EXCHANGE, Exchange
 from .parse import ResponseReader
 
@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from ....net.dns import Resolver
 
 IDLE_EXPIRY: Final = 90.0  # s an idle pooled connection is kept (nginx keeps them 75 s)
-SSL_CONTEXT: Final = "trio_monitor.ssl_context"  # request extension: an ssl.SSLContext
+SSL_CONTEXT: Final = "trio_monitor.ssl_context"  # request extension: a net.tls.Tls
 CONN: Final = "trio_monitor.conn"  # request extension: ConnOptions
 
 # scheme, host, port, TLS context (None for http), SNI name. The context object itself,
@@ -151,9 +151,9 @@ class ProbeTransport(httpx.AsyncBaseTransport):
     def _context(self, request: httpx.Request) -> ssl.SSLContext | None:
         if request.url.raw_scheme != b"https":
             return None
-        context = request.extensions.get(SSL_CONTEXT)
-        # a request not from a plan verifies, with the shared default context
-        return load_tls(True).context if context is None else context
+        tls: Tls = request.extensions.get(SSL_CONTEXT) or load_tls(True)
+        # (a request not from a plan verifies, with the shared default context)
+        return tls.context
 
     def resolver(self, nameserver: tuple[str, int] | None) -> Resolver:
         """The resolver asking `nameserver` (None: the system's settings)."""
