@@ -425,20 +425,21 @@ class Latency:
     busy_cores: float  # the whole machine (nodes, Redis, farm and the rest), T0 to the end
 
 
-def confirming() -> float:
-    """First failed probe -> DOWN with 500s (answered at once): the confirmation probes."""
-    return (DEFAULTS["failure_threshold"] - 1) * DEFAULTS["confirm_interval"]
+def confirming(interval: float) -> float:
+    """First failed probe -> DOWN with 500s (answered at once): the confirmation probes
+    (confirm_interval is at most the interval)."""
+    return (DEFAULTS["failure_threshold"] - 1) * min(DEFAULTS["confirm_interval"], interval)
 
 
 def bound(interval: float) -> float:
     """README's "Confirmation probes" bound, outage -> `down`, plus the outbox's read."""
-    return interval + confirming() + DEFAULTS["timeout"] + OUTBOX_READ
+    return interval + confirming(interval) + DEFAULTS["timeout"] + OUTBOX_READ
 
 
 def expected_p50(interval: float) -> float:
     """Outage -> `down` for a median outage: half an interval to the next scheduled
     probe (outages spread evenly over one), then the confirmation probes."""
-    return interval / 2 + confirming()
+    return interval / 2 + confirming(interval)
 
 
 def latency_run(
@@ -634,7 +635,8 @@ def write_report(
             lines.append(
                 f"| {r.locations} / {r.quorum} | {len(r.to_down)}/{r.outages} | {fmt(r.to_down)}"
                 f" | {expected_p50(args.interval):g} | {bound(args.interval):g}"
-                f" | {fmt(r.fail_to_down)} | {confirming():g} | {r.false_downs} | {r.repeated}"
+                f" | {fmt(r.fail_to_down)} | {confirming(args.interval):g}"
+                f" | {r.false_downs} | {r.repeated}"
                 f" | {'SHORT' if r.warmup_short else 'full interval'} | {r.busy_cores:.2f} |"
             )
         lines.append("")
