@@ -20,6 +20,7 @@ import json
 import socket
 import ssl
 import struct
+import time
 import urllib.parse
 from functools import partial
 
@@ -94,6 +95,9 @@ class TestServer:
         self.scheme: str = "https" if ssl_context is not None else "http"
         self.ssl_context = ssl_context
         self.hits: collections.Counter[str] = collections.Counter()
+        # path -> when each request for it came (wall clock: comparable with the
+        # JSON lines of a monitor in another process)
+        self.hit_times: collections.defaultdict[str, list[float]] = collections.defaultdict(list)
         self.requests: list[dict] = []
         self.bodies: dict[str, bytes] = {}
         self.pages: dict[str, str] = {}
@@ -166,6 +170,7 @@ class TestServer:
                 if request is None:  # client closed the connection
                     break
                 self.hits[request.path] += 1
+                self.hit_times[request.path].append(time.time())
                 self.requests.append(
                     {
                         "method": request.method,

@@ -42,7 +42,7 @@ async def test_status_as_json_has_the_documented_shape(
         await node.load_functions()
         await node.cluster_id("c-1")
         await node.heartbeat(30.0, settings.config_hash)
-        await cc.ClusterClient(redis, "us/b", "token-2").heartbeat(30.0, "another-hash")
+        await cc.ClusterClient(redis, "us/b", "token-2", "c-1").heartbeat(30.0, "another-hash")
     done = await run_cli("cluster", "status", "-c", str(path), "--format", "json", cwd=tmp_path)
     assert done.code == 0, done.stderr
     body = json.loads(done.stdout)

@@ -182,7 +182,7 @@ async def test_an_event_id_goes_into_the_outbox_once(redis_server: RedisServer) 
         loader = cc.ClusterClient(redis, "default/a", "t1")
         await loader.load_functions()
         await loader.cluster_id("test-cluster")
-        other = cc.ClusterClient(redis, "west/b", "t2")
+        other = cc.ClusterClient(redis, "west/b", "t2", "test-cluster")
         target = make_target(name="api")
         warning = alert_event("degrading", "api", signal="latency")
         assert await loader.event(warning, "api:degrading/latency", ttl=60, versioned=True) == (

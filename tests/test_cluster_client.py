@@ -33,7 +33,7 @@ async def node(redis_server: RedisServer) -> AsyncIterator[Node]:
         await loader.cluster_id("test-cluster")  # without one a beat says Redis is empty
 
         def make(member: str = "default/a", token: str = "t1") -> cc.ClusterClient:
-            return cc.ClusterClient(redis, member, token)
+            return cc.ClusterClient(redis, member, token, cluster="test-cluster")
 
         yield make
 
@@ -184,6 +184,19 @@ async def test_without_a_cluster_id_nothing_is_written(node: Node) -> None:
     assert (await send(client, make_target(name="api"), False)).status == cc.EMPTY
     assert (await client.heartbeat(3.0, "h")).empty
     assert await client.redis.exists([cc.target_key("api"), cc.RESULTS, cc.MEMBERS]) == 0
+
+
+async def test_a_node_writes_only_into_the_cluster_it_joined(node: Node) -> None:
+    """Redis came back empty and another node set a new id first: this node's beats and
+    results are refused until it joins that cluster itself (and seeds what it knows)."""
+    client, first = node(), node("default/b", "t2")
+    await client.redis.delete([cc.CLUSTER_ID])
+    assert await first.cluster_id("new") == ("new", True)
+    assert (await send(client, make_target(name="api"), False)).status == cc.EMPTY
+    assert (await client.heartbeat(3.0, "h")).empty
+    assert await client.redis.exists([cc.target_key("api"), cc.RESULTS, cc.MEMBERS]) == 0
+    assert await client.cluster_id("mine") == ("new", False)
+    assert (await send(client, make_target(name="api"), False)).status == cc.APPLIED
 
 
 @pytest.mark.fuzz

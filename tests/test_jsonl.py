@@ -153,7 +153,7 @@ def test_a_file_output_appends_and_closes_without_error(tmp_path):
     path = tmp_path / "out.jsonl"
     path.write_bytes(b"old\n")
     out = Output.file(path)
-    out.write_lines(["new"])
+    out.write_lines([b"new\n"])
     out.close()
     assert path.read_bytes() == b"old\nnew\n"
 
@@ -162,11 +162,11 @@ def test_reopen_writes_the_next_lines_to_a_new_file_at_the_path(tmp_path, caplog
     caplog.set_level(logging.INFO, "trio_monitor")
     path, rotated = tmp_path / "out.jsonl", tmp_path / "out.jsonl.1"
     out = Output.file(path)
-    out.write_lines(["1"])
+    out.write_lines([b"1\n"])
     path.rename(rotated)
-    out.write_lines(["2"])  # until asked, into the file it has open
+    out.write_lines([b"2\n"])  # until asked, into the file it has open
     out.reopen()
-    out.write_lines(["3", "4"])
+    out.write_lines([b"3\n", b"4\n"])
     out.close()
     assert (rotated.read_bytes(), path.read_bytes()) == (b"1\n2\n", b"3\n4\n")
     assert f"reopened output {path}" in caplog.text
@@ -179,7 +179,7 @@ def test_a_file_that_cannot_be_reopened_keeps_the_old_one(tmp_path, caplog):
     rotated = path.rename(tmp_path / "out.jsonl.1")
     path.parent.rmdir()
     out.reopen()
-    out.write_lines(["1"])
+    out.write_lines([b"1\n"])
     out.close()
     assert rotated.read_bytes() == b"1\n"
     assert f"cannot reopen output {path}: No such file or directory" in caplog.text
@@ -189,7 +189,7 @@ def test_a_stream_is_never_reopened():
     file = FlakyFile()
     out = Output(file, "stdout")
     out.reopen()
-    trio.run(trio.to_thread.run_sync, out.write_lines, ["1"])
+    trio.run(trio.to_thread.run_sync, out.write_lines, [b"1\n"])
     assert file.data == b"1\n"
 
 
@@ -220,3 +220,17 @@ async def test_probe_lines_carry_their_targets_labels_from_the_config():
     assert lines[1]["labels"] is None  # present, null: absent values are never missing
     assert "labels" not in lines[2]  # a round line has none
     assert lines[3]["labels"] == {"team": "billing"}
+
+
+def test_a_batch_cut_short_counts_the_lines_not_wholly_written():
+    """Lines go out in one write per batch; a write that stops inside the second of
+    three lines keeps the first, loses two, and the next batch starts a line afresh."""
+    file = FlakyFile()
+    out = Output(file, "out.jsonl")
+    file.full, file.room = True, len(b"one\ntw")
+    with pytest.raises(OSError, match="No space left on device"):
+        trio.run(trio.to_thread.run_sync, out.write_lines, [b"one\n", b"two\n", b"three\n"])
+    assert out.lost == 2
+    file.full = False
+    trio.run(trio.to_thread.run_sync, out.write_lines, [b"four\n"])
+    assert file.data == b"one\ntw\nfour\n"

@@ -28,7 +28,7 @@ from .._records import AlertEvent, ProbeResult
 from .._secrets import redact_url
 
 LIBRARY = resources.files(__package__).joinpath("functions.lua").read_text(encoding="utf-8")
-VERSION = 4  # functions.lua's VERSION
+VERSION = 5  # functions.lua's VERSION
 RESULTS_MAXLEN = 1_000_000  # the results stream is trimmed to about this many entries
 
 PREFIX = "{tm}:"
@@ -44,7 +44,7 @@ EVENT_IDS = PREFIX + "event:"  # result events and warnings sent: their ids, for
 APPLIED, LATE, DUPLICATE, FENCED = "applied", "late", "duplicate", "fenced"
 # alerts of one result (not verdict changes): into the outbox by `event`, once
 RESULT_EVENTS = frozenset({"slow", "content_changed", "cert_expiring", "cert_renewed"})
-EMPTY = "empty"  # a beat found no cluster id: Redis lost its data
+EMPTY = "empty"  # not the cluster (id) the node joined: Redis lost its data
 
 
 # Redis's trouble: connection loss, timeouts (ours: trio.TooSlowError), error answers
@@ -180,13 +180,18 @@ async def redis_time(redis: coredis.Redis[str]) -> float:
 
 class ClusterClient:
     """One node's calls into the Functions library as `member` (location/node) holding
-    `token` (its process incarnation's fencing token)."""
+    `token` (its process incarnation's fencing token), in the cluster whose id it
+    joined (`cluster`, set by `cluster_id`): beats and results are refused (EMPTY) by
+    a Redis whose id is another, or none."""
 
-    def __init__(self, redis: coredis.Redis[str], member: str, token: str) -> None:
+    def __init__(
+        self, redis: coredis.Redis[str], member: str, token: str, cluster: str = ""
+    ) -> None:
         self.redis = redis
         self.member = member
         self.location = member.partition("/")[0]
         self.token = token
+        self.cluster = cluster
 
     async def load_functions(self) -> int:
         """Load functions.lua unless Redis has this version or a newer one. -> the
@@ -210,7 +215,7 @@ class ClusterClient:
         answer: Any = await self.redis.fcall(
             "tm_heartbeat",
             [MEMBERS, FENCE, CONFIG_HASHES, CLUSTER_ID],
-            [self.member, self.token, repr(ttl), config_hash],
+            [self.member, self.token, repr(ttl), config_hash, self.cluster],
         )
         if answer[0] == FENCED:
             return Heartbeat(fenced=True)
@@ -230,9 +235,11 @@ class ClusterClient:
         )
 
     async def cluster_id(self, proposed: str) -> tuple[str, bool]:
-        """The cluster's id; `proposed` becomes it when Redis has none. -> (id, created)."""
+        """The cluster's id, joined; `proposed` becomes it when Redis has none.
+        -> (id, created)."""
         answer: Any = await self.redis.fcall("tm_cluster_id", [CLUSTER_ID], [proposed])
-        return str(answer[0]), bool(answer[1])
+        self.cluster = str(answer[0])
+        return self.cluster, bool(answer[1])
 
     async def seed(
         self, target: Target, state: str, failures: int, since: float, version: int
@@ -271,6 +278,7 @@ class ClusterClient:
                 json.dumps(body, separators=(",", ":")),
                 str(math.ceil(ttl)),
                 "1" if versioned else "0",
+                self.cluster,
             ],
         )
         return str(answer[0]), str(answer[1])
@@ -309,6 +317,7 @@ class ClusterClient:
                 target.url,
                 str(RESULTS_MAXLEN),
                 result_id,
+                self.cluster,
             ],
         )
         status, state, alert, stream_id = answer

@@ -8,7 +8,7 @@
 -- have been applied, and is sent again): a result already applied is recognised by its
 -- id (the node's token and a sequence number) and changes nothing.
 
-local VERSION = 4
+local VERSION = 5
 
 local function redis_now()
   local t = redis.call('TIME')
@@ -39,13 +39,20 @@ local function claim(keys, args)
   return previous
 end
 
--- heartbeat(members, fence, hashes, cluster_id; member, token, ttl, config_hash)
---   -> {'empty'} (no cluster id: the data is gone, the node joins again), {'fenced'}, or
+-- The cluster `id_key` holds is not the one the node joined (`joined`): Redis lost its
+-- data (no id, or a new one another node set since), so the node must join again, and
+-- seed what it knows, before it writes anything.
+local function not_joined(id_key, joined)
+  return redis.call('GET', id_key) ~= joined
+end
+
+-- heartbeat(members, fence, hashes, cluster_id; member, token, ttl, config_hash, joined)
+--   -> {'empty'} (not the cluster it joined: the node joins again), {'fenced'}, or
 --   {'ok', now, {member, expiry, ...} of the live members, {member, hash, ...}}
 local function heartbeat(keys, args)
   local members, fence, hashes = keys[1], keys[2], keys[3]
   local member, token, ttl, config_hash = args[1], args[2], tonumber(args[3]), args[4]
-  if redis.call('EXISTS', keys[4]) == 0 then
+  if not_joined(keys[4], args[5]) then
     return {'empty'}
   end
   if fenced(fence, member, token) then
@@ -107,17 +114,17 @@ end
 -- observe(target, fence, outbox, results, late_ids, cluster_id;
 --         member, token, location, name, interval, age, ok, failure_threshold,
 --         success_threshold, locations, quorum, result, ts, reason, detail, url,
---         results_maxlen, result_id)
+--         results_maxlen, result_id, joined)
 --   -> {status, state, alert json or '', results stream id or ''}
 -- status: 'applied', 'late' (an older probe than one applied: history only),
 -- 'duplicate' (this very result was applied already: nothing written), 'fenced',
--- 'empty' (no cluster id: nothing written).
+-- 'empty' (not the cluster the node joined: nothing written).
 -- Results are ordered per (target, location) by their probe's start on Redis's clock
 -- (now - age: no node's clock matters): not by interval slots, since confirmation
 -- probes put several results in one interval.
 local function observe(keys, args)
   local t, fence, outbox, results, late_ids = keys[1], keys[2], keys[3], keys[4], keys[5]
-  if redis.call('EXISTS', keys[6]) == 0 then
+  if not_joined(keys[6], args[19]) then
     return {'empty', '', '', ''}  -- Redis lost its data: the node joins (and seeds) first
   end
   local member, token, loc, name = args[1], args[2], args[3], args[4]
@@ -221,14 +228,14 @@ local function seed(keys, args)
 end
 
 -- event(target, fence, outbox, event_ids, cluster_id; member, token, id, alert, ttl,
---       versioned) -> {status, id}: an alert that is no verdict change (a result's
+--       versioned, joined) -> {status, id}: an alert that is no verdict change (a result's
 -- `slow`, `content_changed`, certificate alerts; early warning's `degrading`) into the
 -- outbox once across the cluster: its id (made by the node from the result, so the
 -- same when sent again) is remembered for `ttl` seconds and a second one is a
 -- 'duplicate'. `versioned`: the target's verdict version ends the id (`@vN`): one
 -- such alert per id between two verdict changes, whichever node sends it first.
 local function event(keys, args)
-  if redis.call('EXISTS', keys[5]) == 0 then
+  if not_joined(keys[5], args[7]) then
     return {'empty', ''}
   end
   if fenced(keys[2], args[1], args[2]) then

@@ -291,7 +291,9 @@ class ClusterNode:
                     log.info(
                         "cluster: %s was held by an earlier process; taking it over", node.member
                     )
-                if created and known is not None:
+                # another id than the one known: Redis came back empty, whichever node
+                # set the new id (tm_seed leaves what another node seeded alone)
+                if known is not None and known != self.status.cluster_id:
                     log.warning(
                         "cluster: Redis came back empty (cluster %s is now %s): seeding it with "
                         "this node's view of its targets, so nothing is paged twice",
