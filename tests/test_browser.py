@@ -705,5 +705,10 @@ async def test_a_reload_applies_the_limit_and_restarts_chromium_for_a_new_cap(se
     assert again.ok, again.error_detail
     assert prober.running is not None
     assert prober.running.memory_cap == 2 << 30
-    await prober.reconfigure(capped, config())  # type: ignore[arg-type]
+    assert prober.running.idle  # SCHED_IDLE: a weight above 0
+    equal = config(page_target(server, "app"), browser_memory="2GiB", browser_cpu_weight=0)
+    await prober.reconfigure(capped, equal)  # type: ignore[arg-type]
+    assert prober.running is None  # its policy is set when it starts
+    assert prober.restarts["reload"] == 2
+    await prober.reconfigure(equal, config())  # type: ignore[arg-type]
     assert prober.running is None  # no browser target left: no Chromium
