@@ -15,8 +15,9 @@ minute per core; and the Chromium processes' peak summed PSS (the browser worker
 
 Part 2, isolation: 2,000 HTTP targets at a 10 s interval over the farm (history off),
 once alone and with 20 browser targets (10 s interval, browser_concurrency 2) in the
-same process, once with Chromium in a CPU share of its own (`browser_cpu_weight` 10,
-the default: probes/browser/cgroup.py) and once as an equal (0), for `--seconds` each
+same process, once with Chromium yielding the CPU (`browser_cpu_weight` 10, the
+default: a cgroup share, probes/browser/cgroup.py, and SCHED_IDLE, chromium.py) and once
+as an equal (0), for `--seconds` each
 after a warm-up. Compared: the HTTP probes' latency_ms p50 / p99, the rounds' start
 lag (lag_max_ms, p50 and max over the window's round lines) and skipped probes. The
 browser work runs in Chromium's processes; the monitor's loop only exchanges DevTools

@@ -5,11 +5,14 @@ where this machine allows one (CI runs as root on cgroup v1)."""
 from __future__ import annotations
 
 import os
+from functools import partial
 from pathlib import Path
 
 import pytest
-from test_browser import APP, browser_test, config, load, page_target
+import trio
+from test_browser import APP, WAIT, browser_test, config, load, page_target
 
+from trio_monitor.probes.browser import chromium as chromium_module
 from trio_monitor.probes.browser import open_browser_prober
 from trio_monitor.probes.browser.cgroup import PREFIX, Unavailable, open_cpu_share
 
@@ -119,6 +122,44 @@ async def test_a_real_chromium_runs_in_its_share_and_the_group_goes_with_it(serv
         assert (share.path / "cpu.shares").read_text().strip() == "102"
     assert not share.path.parent.exists()
     assert PREFIX not in cgroup_of("self")  # the monitor moved back
+
+
+def policies(group: int) -> dict[int, tuple[bytes, list[int]]]:
+    """Each process of process group `group`: pid -> (command line, its threads' policies)."""
+    found = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_bytes()
+            if int(stat[stat.rindex(b")") + 2 :].split()[2]) == group:
+                tids = os.listdir(f"/proc/{pid}/task")
+                command = Path(f"/proc/{pid}/cmdline").read_bytes()
+                found[int(pid)] = (command, [os.sched_getscheduler(int(t)) for t in tids])
+        except OSError:  # gone meanwhile
+            continue
+    return found
+
+
+@browser_test
+@pytest.mark.parametrize(("weight", "policy"), [(10, os.SCHED_IDLE), (0, os.SCHED_OTHER)])
+async def test_chromium_runs_under_sched_idle_with_a_weight(server, weight, policy):
+    """Every thread of every Chromium process, the renderer showing a page included,
+    under SCHED_IDLE: a monitor thread that wakes preempts any of them at once."""
+    if not chromium_module.IDLE:
+        pytest.skip("no chrt (util-linux) here")
+    server.pages["app"] = APP
+    waiting = page_target(server, "app", wait_for="selector:#never", timeout="20s")
+    found: dict[int, tuple[bytes, list[int]]] = {}
+    opened = open_browser_prober(config(browser_cpu_weight=weight))  # type: ignore[arg-type]
+    async with opened as prober, trio.open_nursery() as nursery:
+        nursery.start_soon(partial(load, prober, waiting, browser_cpu_weight=weight))
+        with trio.fail_after(WAIT):  # the page shown, its renderer running
+            while not any(b"--type=renderer" in c for c, _ in found.values()):
+                await trio.sleep(0.05)
+                running = prober.running
+                found = {} if running is None else policies(running.pid)  # type: ignore[arg-type]
+        nursery.cancel_scope.cancel()
+    assert {p for _, threads in found.values() for p in threads} == {policy}
+    assert sum(len(threads) for _, threads in found.values()) > 20
 
 
 @browser_test

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from ..._config import Config, Target
+from ..._config import Config, MonitorSection, Target
 from ..._records import ProbeResult
 from ..base import ProbeKind, register
 from .artifacts import ArtifactStore, state_dir
@@ -90,7 +90,11 @@ class BrowserProber:
                 if executable is None:
                     raise BrowserTrouble("Chromium is not installed (apt-get install chromium)")
                 current = Chromium(
-                    executable, self._monitor.browser_memory, self._share(), self.restarts
+                    executable,
+                    self._monitor.browser_memory,
+                    self._share(),
+                    self.restarts,
+                    idle=_yields(self._monitor),
                 )
                 try:
                     await self._nursery.start(current.run)
@@ -103,9 +107,16 @@ class BrowserProber:
 
     def _share(self) -> CpuShare | None:
         """Chromium's CPU share (cgroup.py), set up when the first Chromium starts."""
+        from .chromium import IDLE
+
         weight = self._monitor.browser_cpu_weight
         if not self._cpu_tried and weight:
             self._cpu_tried = True
+            if not IDLE:
+                log.warning(
+                    "browser: no chrt on PATH (util-linux): Chromium runs at the normal"
+                    " scheduling policy, and may delay the monitor's probes"
+                )
             try:
                 self.cpu_share = open_cpu_share(weight)
             except Unavailable as exc:
@@ -145,11 +156,20 @@ class BrowserProber:
         self.artifacts.keep = new.monitor.browser_artifacts_keep
         before, after = old.monitor, new.monitor
         self._monitor = after
-        changed = (before.chromium, before.browser_memory) != (after.chromium, after.browser_memory)
+        changed = (before.chromium, before.browser_memory, _yields(before)) != (
+            after.chromium,
+            after.browser_memory,
+            _yields(after),
+        )
         uses = any(t.kind == KIND.name for t in new.targets)
         if self._chromium is not None and (changed or not uses):
             # kept: the next probe waits for it to be gone before starting another
             self._chromium.fail("Chromium was restarted by a config reload", "reload")
+
+
+def _yields(monitor: MonitorSection) -> bool:
+    """Chromium yields the CPU to the monitor (SCHED_IDLE, a cgroup share): a weight."""
+    return monitor.browser_cpu_weight > 0
 
 
 @asynccontextmanager

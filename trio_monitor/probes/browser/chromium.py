@@ -13,6 +13,14 @@ ends, killing the whole process group (SIGKILL: a throwaway profile needs no cle
 exit), the crash handlers it started, and removing the profile. The prober starts a
 new one for the next probe. A cancelled run (the prober closing, a hard stop) kills the
 same way; a monitor killed outright takes Chromium with it (its parent-death signal).
+
+With `idle` (browser_cpu_weight above 0) Chromium runs under SCHED_IDLE: util-linux's
+`chrt --idle 0` sets it and execs Chromium, whose every process and thread inherits it
+(Chromium changes its threads' nice values, never their policy). The kernel then lets
+any task of the normal policy that wakes up, a monitor thread with a socket ready,
+preempt a running Chromium thread at once (a cgroup weight alone only evens the CPU out
+over time, so the woken thread could wait a slice behind a renderer), and sends wakeups
+to CPUs that run only idle tasks.
 """
 
 from __future__ import annotations
@@ -74,6 +82,9 @@ FLAGS = (
 # setpriv, which then execs it). Its own children end with it.
 _SETPRIV = shutil.which("setpriv")
 _DIE_WITH_US = (_SETPRIV, "--pdeathsig", "KILL", "--") if _SETPRIV else ()
+# SCHED_IDLE for Chromium and everything it forks (util-linux's chrt, in every Debian)
+_CHRT = shutil.which("chrt")
+IDLE = (_CHRT, "--idle", "0") if _CHRT else ()
 
 
 # why a Chromium was killed (trio_monitor_browser_restarts_total's `reason`)
@@ -89,10 +100,12 @@ class Chromium:
         memory_cap: int,
         cpu_share: CpuShare | None = None,
         restarts: dict[str, int] | None = None,
+        idle: bool = False,
     ) -> None:
         self.executable = executable
         self.memory_cap = memory_cap
         self._cpu_share = cpu_share
+        self.idle = idle  # under SCHED_IDLE (where chrt is)
         # the prober's counts of failures by cause (its restarts: metrics)
         self._restarts = {} if restarts is None else restarts
         self.trouble: str | None = None  # why it was (or is being) killed
@@ -116,7 +129,13 @@ class Chromium:
         stream: trio.SocketStream | None = None
         try:
             with self._scope:
-                argv = [*_DIE_WITH_US, self.executable, *FLAGS, f"--user-data-dir={profile}"]
+                argv = [
+                    *_DIE_WITH_US,
+                    *(IDLE if self.idle else ()),
+                    self.executable,
+                    *FLAGS,
+                    f"--user-data-dir={profile}",
+                ]
                 if self._cpu_share is not None:
                     argv = self._cpu_share.argv(argv)
                 process = await trio.lowlevel.open_process(
