@@ -222,6 +222,13 @@ class Monitor:
             self.cluster = ClusterNode(
                 config, self.dispatcher, self.scheduler.select, self.stop, self.state.get
             )
+            # the cluster's alerts, holds and owed pages are its policy's (cluster/policy.py)
+            self.silences = SilenceDesk(
+                self.cluster.policy.holds,
+                self.dispatcher,
+                lambda: self.config,
+                share=self.cluster.share_silence,
+            )
         self.view = MonitorView(
             lambda: self.config,
             self.state,
@@ -229,7 +236,9 @@ class Monitor:
             self.recent,
             time.time,
             self.early,
-            suppressed_by=self.policy.suppressed_by,
+            suppressed_by=(
+                self.policy if self.cluster is None else self.cluster.policy.policy
+            ).suppressed_by,
             cluster=lambda: None if self.cluster is None else self.cluster.describe(),
         )
         self._probers = probers

@@ -3,8 +3,10 @@
 Everything the cluster shares lives under the hash tag `{tm}` (one slot): targets'
 state `{tm}:t:NAME`, the member set `{tm}:members` (sorted by lease expiry on Redis's
 clock), the fencing tokens `{tm}:fence`, each member's config hash `{tm}:config`, the
-streams `{tm}:results` (every result, for every node's history) and `{tm}:outbox`
-(alerts, read by one consumer group per notifier), and the cluster's id `{tm}:id`.
+streams `{tm}:results` (every result, for every node's history), `{tm}:outbox` (the
+verdicts' alerts, result events, warnings and silences, read by every node's policy)
+and `{tm}:alerts` (the policy's alerts: read by one consumer group per notifier, and
+into every node's history), and the cluster's id `{tm}:id`.
 
 functions.lua (package data) is loaded with FUNCTION LOAD REPLACE when Redis has no
 copy or an older one (`tm_version`): the newest node's library wins, never an older.
@@ -28,7 +30,7 @@ from .._records import AlertEvent, ProbeResult
 from .._secrets import redact_url
 
 LIBRARY = resources.files(__package__).joinpath("functions.lua").read_text(encoding="utf-8")
-VERSION = 5  # functions.lua's VERSION
+VERSION = 6  # functions.lua's VERSION
 RESULTS_MAXLEN = 1_000_000  # the results stream is trimmed to about this many entries
 
 PREFIX = "{tm}:"
@@ -36,7 +38,10 @@ MEMBERS = PREFIX + "members"
 FENCE = PREFIX + "fence"
 CONFIG_HASHES = PREFIX + "config"
 RESULTS = PREFIX + "results"
-OUTBOX = PREFIX + "outbox"
+OUTBOX = PREFIX + "outbox"  # verdicts' alerts, result events, warnings, silences
+ALERTS = PREFIX + "alerts"  # what the policy made of them (cluster/policy.py): delivered
+ALERT_IDS = PREFIX + "alert:"  # the policy's alerts sent: their ids, for a while
+POLICED = PREFIX + "policed"  # the outbox's time (ms) through which they are all sent
 CLUSTER_ID = PREFIX + "id"
 LATE_IDS = PREFIX + "late:"
 EVENT_IDS = PREFIX + "event:"  # result events and warnings sent: their ids, for a while
@@ -132,6 +137,12 @@ def from_history_entry(text: str) -> ProbeResult:
     if fields["error"] is not None:
         fields["error"] = ErrorKind(fields["error"])
     return ProbeResult(**fields)
+
+
+def alert_body(alert: AlertEvent) -> str:
+    """An alert as the streams carry it (JSON without its id: the entry has it)."""
+    body = {k: v for k, v in attrs.asdict(alert).items() if v is not None and k != "id"}
+    return json.dumps(body, separators=(",", ":"))
 
 
 @frozen
@@ -267,7 +278,6 @@ class ClusterClient:
         """One alert that is no verdict change into the outbox, unless an alert with its
         id (`versioned`: plus the target's verdict version) went in within `ttl` seconds
         (functions.lua `event`). -> (status, the id it went in with)."""
-        body = {k: v for k, v in attrs.asdict(alert).items() if v is not None and k != "id"}
         answer: Any = await self.redis.fcall(
             "tm_event",
             [target_key(alert.target), FENCE, OUTBOX, EVENT_IDS, CLUSTER_ID],
@@ -275,13 +285,30 @@ class ClusterClient:
                 self.member,
                 self.token,
                 alert_id,
-                json.dumps(body, separators=(",", ":")),
+                alert_body(alert),
                 str(math.ceil(ttl)),
                 "1" if versioned else "0",
                 self.cluster,
             ],
         )
         return str(answer[0]), str(answer[1])
+
+    async def alert(self, alert: AlertEvent, *, ttl: float) -> str:
+        """One alert of the policy into {tm}:alerts unless its id went in within `ttl`
+        seconds (functions.lua `alert`). -> "applied", "duplicate" or "empty"."""
+        assert alert.id is not None
+        answer: Any = await self.redis.fcall(
+            "tm_alert",
+            [ALERTS, ALERT_IDS, CLUSTER_ID],
+            [alert.id, alert_body(alert), str(math.ceil(ttl)), self.cluster],
+        )
+        return str(answer)
+
+    async def policed(self, through: float) -> float:
+        """The policy's alerts up to `through` (the outbox's clock) are all sent.
+        -> the mark (it never goes back)."""
+        answer: Any = await self.redis.fcall("tm_policed", [POLICED], [f"{through * 1000:.0f}"])
+        return int(answer) / 1000
 
     async def observe(
         self,

@@ -8,7 +8,7 @@
 -- have been applied, and is sent again): a result already applied is recognised by its
 -- id (the node's token and a sequence number) and changes nothing.
 
-local VERSION = 5
+local VERSION = 6
 
 local function redis_now()
   local t = redis.call('TIME')
@@ -252,6 +252,35 @@ local function event(keys, args)
   return {'applied', id}
 end
 
+-- alert(alerts, alert_ids, cluster_id; id, alert, ttl, joined) -> 'applied',
+-- 'duplicate' or 'empty': one alert of the policy (cluster/policy.py) into the stream
+-- the notifiers read, once: every node computes the same alerts with the same ids, and
+-- the first to send one puts it in; its id is remembered for `ttl` seconds.
+local function alert(keys, args)
+  if not_joined(keys[3], args[4]) then
+    return 'empty'
+  end
+  if not redis.call('SET', keys[2] .. args[1], '1', 'NX', 'EX', tonumber(args[3])) then
+    return 'duplicate'
+  end
+  redis.call('XADD', keys[1], '*', 'id', args[1], 'alert', args[2])
+  return 'applied'
+end
+
+-- policed(mark; ms) -> the mark: the outbox's time (ms) through which the policy's
+-- alerts are all sent; it only moves on. A node that starts makes the policy's alerts
+-- up to it again without sending them (they were sent), and sends what comes after.
+local function policed(keys, args)
+  local mark = tonumber(redis.call('GET', keys[1]) or '0')
+  if tonumber(args[1]) > mark then
+    redis.call('SET', keys[1], args[1])
+    return args[1]
+  end
+  return tostring(mark)
+end
+
+redis.register_function('tm_alert', alert)
+redis.register_function('tm_policed', policed)
 redis.register_function('tm_version', tm_version)
 redis.register_function('tm_event', event)
 redis.register_function('tm_seed', seed)

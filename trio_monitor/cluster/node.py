@@ -10,12 +10,16 @@
         ▼
     sender                       ClusterClient.observe, in order, each result sent until
                                  Redis answers (same result id: a repeat is a no-op)
-    outbox consumers             per notifier, its consumer group on {tm}:outbox:
+    policy                       the whole {tm}:outbox, in order, through this node's
+                                 alert policy on the stream's clock (cluster/policy.py):
+                                 every node makes the same alerts, `tm_alert` puts each
+                                 into {tm}:alerts once
+    alerts consumers             per notifier, its consumer group on {tm}:alerts:
                                  XAUTOCLAIM (a dead node's entries), XREADGROUP, deliver
                                  with Idempotency-Key = the alert id, mark it delivered,
                                  then XACK
     fold                         with history: every node's results ({tm}:results) and
-                                 the cluster's alerts ({tm}:outbox) into this node's
+                                 the cluster's alerts ({tm}:alerts) into this node's
                                  SQLite through its history outlet, each batch followed
                                  by a StreamMark (stored in the same transaction as the
                                  records before it): the page, API and reports show
@@ -31,6 +35,7 @@ the outlet (bounded), beats and consumers retry after a pause.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import math
@@ -46,14 +51,17 @@ import httpx
 import trio
 
 from .._config import ChannelSection, ClusterSettings, Config
+from .._errors import StoreError
 from .._records import AlertEvent, ProbeResult, Record, StreamMark
 from ..alerts import base as alert_kinds
 from ..alerts import routing
 from ..engine.dispatch import Dispatcher, Outlet
 from ..engine.state import DOWN, UP, TargetState
+from ..policy import Silence
 from ..store._sql import get_meta, stream_meta_key
 from . import client as cc
 from .ownership import owned
+from .policy import ClusterPolicy, Output, silence_entry, stream_time
 from .status import describe
 
 log = logging.getLogger("trio_monitor")
@@ -144,6 +152,8 @@ class ClusterNode:
         self._away = False  # an outage was logged (its end will be)
         self._members: frozenset[str] = frozenset()  # what ownership was last computed on
         self._groups = [group for *_, group in alert_kinds.configured(config.alerts)]
+        self.policy = ClusterPolicy(config)  # the cluster's alerts through the policy
+        self._redis: coredis.Redis[str] | None = None  # while running: silences are sent
         # alone until the first beat answers: every target its own (on its schedule)
         self._owned = owned(self.settings.member, config.targets, [])
         self.status.owned = len(self._owned)
@@ -162,12 +172,27 @@ class ClusterNode:
         """A reload's targets (`[cluster]` itself needs a restart)."""
         self.config = new
         self._targets = {t.name: t for t in new.targets}
+        await self.policy.reconfigure(old, new)
         self._reselect(list(self.status.live))
 
     def offer_event(self, alert: AlertEvent) -> None:
         """An alert of one result (`slow`, `content_changed`, certificates) or an early
         warning, for the outbox: queued with the results, in order (the same spool)."""
         self.outlet.offer(alert)
+
+    async def share_silence(self, silence: Silence) -> None:
+        """A silence added or expired through this node's API, into the outbox: every
+        node's policy holds with it from that point of the stream on (and a restarted
+        node reads it there again). Raises StoreError while Redis cannot take it."""
+        try:
+            if self._redis is None:
+                raise OSError("not connected yet")
+            with trio.fail_after(CALL_TIMEOUT):
+                await self._redis.xadd(cc.OUTBOX, {"silence": silence_entry(silence)})
+        except Exception as exc:
+            if not (isinstance(exc, OSError) or cc.is_trouble(exc)):
+                raise
+            raise StoreError(f"Redis {self.settings.redis_shown}: {exc}") from None
 
     def owns(self, name: str) -> bool:
         return name in self._owned
@@ -251,11 +276,13 @@ class ClusterNode:
         `history`: the history outlet and its file, to fold the cluster's streams into."""
         redis = cc.connect(self.settings.redis)
         async with redis, trio.open_nursery() as nursery:
+            self._redis = redis
             node = cc.ClusterClient(redis, self.settings.member, self.token)
             with trio.move_on_after(CALL_TIMEOUT):
                 await self._join(node)  # a Redis away at start: the beats try again
             task_status.started()
             nursery.start_soon(self._beat, node)
+            nursery.start_soon(self._police, node)
             if history is not None:
                 nursery.start_soon(self._fold, redis, *history)
             for key, name, table, group in alert_kinds.configured(self.config.alerts):
@@ -263,6 +290,7 @@ class ClusterNode:
                 notifier = alert_kinds.get(key).create(table, client)
                 nursery.start_soon(self._consume, node, group, self._router(table, name), notifier)
             await self._send(node)
+            self._redis = None
             nursery.cancel_scope.cancel()
             if not self.status.taken_over:
                 with trio.move_on_after(CALL_TIMEOUT) as leaving:
@@ -451,6 +479,44 @@ class ClusterNode:
                 continue
             return answer
 
+    async def _police(self, node: cc.ClusterClient) -> None:
+        """The outbox through the policy (cluster/policy.py), from its start: up to the
+        cluster's mark (`tm_policed`) only to learn the policy's state (those alerts
+        were sent), then sending each alert it makes (`tm_alert`: once across the
+        cluster) and moving the mark on."""
+        position, sent_through = "0-0", -math.inf
+        # the mark at start: the alerts up to it are made again, not sent
+        mark = await self._until_taken(node, functools.partial(node.redis.get, cc.POLICED), str)
+        quiet = int(mark or 0) / 1000
+        while not self.status.taken_over:
+            read = await self._read(node.redis, {cc.OUTBOX: position})
+            if read is None:
+                continue
+            start, answer = read
+            entries = [e for stream_entries in answer.values() for e in stream_entries]
+            made: list[Output] = []
+            for entry in entries:
+                position = str(entry.identifier)
+                fields = {str(k): str(v) for k, v in entry.field_values.items()}
+                self._saw(fields.get("id", ""))
+                alert = _alert(fields) if "alert" in fields else None
+                made += self.policy.entry(position, fields, alert)
+            # read through the ms before `start` (a stream id is never below Redis's
+            # clock when it was added: later entries come after), or before the last
+            # entry's when a full batch says there is more (more may share its ms)
+            last = stream_time(position) if len(entries) == FOLD_BATCH else start
+            frontier = (math.floor(last * 1000) - 1) / 1000
+            made += self.policy.until(frontier)
+            for at, _, alert in made:
+                if at > quiet:
+                    await self._until_taken(
+                        node, functools.partial(node.alert, alert, ttl=DELIVERED_TTL), str
+                    )
+            if frontier > max(quiet, sent_through):
+                sent_through = await self._until_taken(
+                    node, functools.partial(node.policed, frontier), str
+                )
+
     def _router(self, table: ChannelSection, name: str) -> Callable[[AlertEvent], bool]:
         """Notifier `name`'s routing (alerts/routing.py: `events`, `match`, `match_re`,
         the target's `notify`) over the config of the moment (a reload's targets)."""
@@ -498,7 +564,7 @@ class ClusterNode:
                             log.warning("cluster: %s: gave up on alert %s", group, alert.id)
                         self.status.delivered += 1
                     await redis.set(mark, "1", ex=DELIVERED_TTL)  # before the ack
-                await redis.xack(cc.OUTBOX, group, [entry_id])
+                await redis.xack(cc.ALERTS, group, [entry_id])
                 return
             except Exception as exc:
                 if not cc.is_trouble(exc):
@@ -513,21 +579,32 @@ class ClusterNode:
             target = alert_id.rpartition(":")[0]
             self._versions[target] = max(version, self._versions.get(target, 0))
 
+    async def _read(
+        self, redis: coredis.Redis[str], streams: dict[str, str]
+    ) -> tuple[float, dict[Any, Any]] | None:
+        """Redis's clock, then the entries after `streams`' ids (waiting a while for
+        some). -> (that time, the entries by stream); None after trouble (a pause)."""
+        try:
+            with trio.fail_after(2 * CALL_TIMEOUT + READ_BLOCK_MS / 1000):
+                start = await cc.redis_time(redis)
+                answer = await redis.xread(streams, count=FOLD_BATCH, block=READ_BLOCK_MS)
+        except Exception as exc:
+            if not cc.is_trouble(exc):
+                raise
+            self._redis_down(exc)
+            await trio.sleep(RETRY)
+            return None
+        return start, dict(answer or {})
+
     async def _fold(self, redis: coredis.Redis[str], history: Outlet, store_path: str) -> None:
         """The cluster's results and alerts into this node's history, from where its
         last StreamMark says, on."""
         marks = await trio.to_thread.run_sync(_stream_marks, store_path)
         while True:
-            try:
-                with trio.fail_after(CALL_TIMEOUT + READ_BLOCK_MS / 1000):
-                    answer = await redis.xread(marks, count=FOLD_BATCH, block=READ_BLOCK_MS)
-            except Exception as exc:
-                if not cc.is_trouble(exc):
-                    raise
-                self._redis_down(exc)
-                await trio.sleep(RETRY)
+            read = await self._read(redis, marks)
+            if read is None:
                 continue
-            for stream, entries in (answer or {}).items():
+            for stream, entries in read[1].items():
                 for entry in entries:
                     fields = {str(k): str(v) for k, v in entry.field_values.items()}
                     self._saw(fields.get("id", ""))
@@ -547,13 +624,13 @@ def _stream_marks(store_path: str) -> dict[str, str]:
     with contextlib.closing(sqlite3.connect(store_path)) as conn:
         return {
             stream: str(get_meta(conn, stream_meta_key(stream)) or "0-0")
-            for stream in (cc.RESULTS, cc.OUTBOX)
+            for stream in (cc.RESULTS, cc.ALERTS)
         }
 
 
 def _folded(stream: str, fields: dict[str, str]) -> Record | None:
     """A stream entry as the record history keeps: a result, or an alert."""
-    if stream == cc.OUTBOX:
+    if stream == cc.ALERTS:
         return _alert(fields)
     try:
         return cc.from_history_entry(fields["r"])
@@ -577,7 +654,7 @@ async def _create_group(redis: coredis.Redis[str], group: str) -> None:
     """The notifier's consumer group, from the stream's end (MKSTREAM): created once."""
     # another node (or an earlier run) may have made it
     with contextlib.suppress(coredis.exceptions.StreamDuplicateConsumerGroupError):
-        await redis.xgroup_create(cc.OUTBOX, group, "$", mkstream=True)
+        await redis.xgroup_create(cc.ALERTS, group, "$", mkstream=True)
 
 
 async def _take(
@@ -586,16 +663,16 @@ async def _take(
     """The next entries for this consumer: its own pending ones (after a restart), then
     those idle past CLAIM_IDLE_MS (a dead consumer's), then new ones (waiting a while)."""
     with trio.fail_after(CALL_TIMEOUT + READ_BLOCK_MS / 1000):
-        mine = await redis.xreadgroup(group, consumer, streams={cc.OUTBOX: "0"}, count=10)
+        mine = await redis.xreadgroup(group, consumer, streams={cc.ALERTS: "0"}, count=10)
         entries = _entries(mine)
         if entries:
             return entries
-        claimed = await redis.xautoclaim(cc.OUTBOX, group, consumer, CLAIM_IDLE_MS, "0-0", count=10)
+        claimed = await redis.xautoclaim(cc.ALERTS, group, consumer, CLAIM_IDLE_MS, "0-0", count=10)
         entries = [(e.identifier, dict(e.field_values)) for e in claimed[1] if e.field_values]
         if entries:
             return entries
         new = await redis.xreadgroup(
-            group, consumer, streams={cc.OUTBOX: ">"}, count=10, block=READ_BLOCK_MS
+            group, consumer, streams={cc.ALERTS: ">"}, count=10, block=READ_BLOCK_MS
         )
         return _entries(new)
 

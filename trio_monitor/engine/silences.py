@@ -5,13 +5,17 @@ store/silences.py), then handed to the policy's maintenance stage (policy/_maint
 `Holds`), and the dispatcher is told, so a hold that ends (an expired silence) releases
 its `down` at once. A store error leaves everything as it was (the API says 503).
 Without history, silences live in memory only, until the monitor stops.
+
+A cluster node (`share`: cluster/node.py) neither stores nor applies them itself: it
+puts them into the cluster's outbox, and every node's policy (its `holds`) takes them
+from there, at the same point of the stream.
 """
 
 from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING
 
 import attrs
@@ -46,8 +50,10 @@ class SilenceDesk:
         dispatcher: Dispatcher,
         config: Callable[[], Config],
         wall: Callable[[], float] = time.time,
+        share: Callable[[Silence], Awaitable[None]] | None = None,
     ) -> None:
         self._holds, self._dispatcher, self._config, self._wall = holds, dispatcher, config, wall
+        self._share = share
 
     def target_names(self) -> set[str]:
         return {t.name for t in self._config().targets}
@@ -73,6 +79,9 @@ class SilenceDesk:
             comment=comment,
             author=author,
         )
+        if self._share is not None:
+            await self._share(silence)
+            return silence
         await self._save(silence)
         self._holds.silence(silence)
         self._dispatcher.reschedule()
@@ -85,6 +94,9 @@ class SilenceDesk:
             return None
         now = self._wall()
         ended = attrs.evolve(current, until=max(now, current.start))
+        if self._share is not None:
+            await self._share(ended)
+            return ended
         await self._save(ended)
         self._holds.expire(silence_id, now)
         self._dispatcher.reschedule()

@@ -60,9 +60,14 @@ class TargetState:
     cert_alerted: float | None = None
 
 
-class StateStore(Protocol):
+class StateView(Protocol):
+    """What the alert policy reads of targets' states (policy/): a StateStore, or a
+    cluster's verdicts (cluster/policy.py)."""
+
     def get(self, name: str) -> TargetState | None: ...
 
+
+class StateStore(StateView, Protocol):
     def observe(
         self, target: Target, result: ProbeResult, now: float
     ) -> tuple[ProbeResult, list[AlertEvent]]:

@@ -24,7 +24,7 @@ from typing import Protocol
 
 from .._config import Config
 from .._records import AlertEvent
-from ..engine.state import StateStore
+from ..engine.state import StateView
 from ..store.records import Incident
 from ._dependencies import Dependencies
 from ._grouping import Grouping
@@ -60,7 +60,7 @@ class Stage(Protocol):
         ...
 
 
-def _stages(config: Config, state: StateStore) -> list[Stage]:
+def _stages(config: Config, state: StateView) -> list[Stage]:
     """The stages in their order; each stage's module adds itself here."""
     return [
         Holds(config, state),  # maintenance windows and silences: hold
@@ -75,7 +75,7 @@ class Policy:
     """The stages, run in order; what a stage's `tick` makes goes through the later ones."""
 
     def __init__(
-        self, config: Config, state: StateStore, stages: Sequence[Stage] | None = None
+        self, config: Config, state: StateView, stages: Sequence[Stage] | None = None
     ) -> None:
         self.stages = list(_stages(config, state) if stages is None else stages)
 

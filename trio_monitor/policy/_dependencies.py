@@ -23,7 +23,7 @@ import attrs
 
 from .._config import Config
 from .._records import AlertEvent
-from ..engine.state import DOWN, StateStore
+from ..engine.state import DOWN, StateView
 from ..store.records import Incident
 from ._resume import resumed_down
 
@@ -34,7 +34,7 @@ def _parents_text(parents: tuple[str, ...]) -> str:
 
 
 class Dependencies:
-    def __init__(self, config: Config, state: StateStore) -> None:
+    def __init__(self, config: Config, state: StateView) -> None:
         self._state = state
         # child -> its suppressed `down` (marked), while the child's page is owed
         self._suppressed: dict[str, AlertEvent] = {}

@@ -33,7 +33,7 @@ from attrs import frozen
 from .._config import Config, Target
 from .._records import AlertEvent, ProbeResult, rfc3339
 from ..conditions import ip_of
-from ..engine.state import StateStore
+from ..engine.state import StateView
 from ..store.records import Incident
 
 # how each cause reads after "N targets ..."
@@ -228,7 +228,7 @@ class _Open:
 class Grouping:
     """The grouping stage (see the module's docstring)."""
 
-    def __init__(self, config: Config, state: StateStore | None) -> None:
+    def __init__(self, config: Config, state: StateView | None) -> None:
         self._state = state
         self._waiting: dict[str, tuple[AlertEvent, Facts]] = {}  # the window's downs
         self._due: float | None = None  # the window's end

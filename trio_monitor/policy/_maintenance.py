@@ -31,7 +31,7 @@ from cronsim import CronSim
 
 from .._config import Config, Maintenance, labels_match
 from .._records import AlertEvent, rfc3339
-from ..engine.state import DOWN, StateStore
+from ..engine.state import DOWN, StateView
 from ..store.records import Incident
 from ._resume import resumed_down
 
@@ -134,7 +134,7 @@ class Holds:
     """The stage: marks alerts of held targets, remembers the `down`s it held, and at
     each hold's end sends one `down` for a target that is still DOWN."""
 
-    def __init__(self, config: Config, state: StateStore) -> None:
+    def __init__(self, config: Config, state: StateView) -> None:
         self._windows = config.maintenance
         self._targets = {t.name: t for t in config.targets}
         self._state = state

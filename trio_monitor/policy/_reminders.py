@@ -32,7 +32,7 @@ from attrs import define
 from .._config import Config, Target, human_duration
 from .._records import AlertEvent
 from ..alerts.routing import reminder_intervals
-from ..engine.state import DOWN, StateStore
+from ..engine.state import DOWN, StateView
 from ..store.records import Incident
 from ._resume import resumed_down
 
@@ -59,7 +59,7 @@ class _Outage:
 
 
 class Reminders:
-    def __init__(self, config: Config, state: StateStore) -> None:
+    def __init__(self, config: Config, state: StateView) -> None:
         self._state = state
         self._outages: dict[str, _Outage] = {}  # by the page's target (a group's id)
         # (due, target, interval, generation, reminder number): the earliest first
