@@ -166,6 +166,8 @@ async def test_a_silence_made_through_one_node_holds_what_the_other_delivers(
             await wait_for(lambda: [s.id for s in node_b.policy.holds.silences(0)] == [silence])
             listed = await http.get("/api/v1/silences")
             assert [s["id"] for s in listed.json()["silences"]] == [silence]
+            # each node's own alerts (Redis away, redis_down = "local") are held too
+            await wait_for(lambda: [s.id for s in b._holds.silences(0)] == [silence])
             down(server, "t1")
             await wait_for(lambda: "t1" in node_b.policy.holds._held)
             assert node_b.policy.holds._held["t1"].by == f"silence:{silence}"

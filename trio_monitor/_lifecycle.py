@@ -46,7 +46,7 @@ from .engine.schedule import Scheduler
 from .engine.silences import SilenceDesk
 from .engine.state import DOWN, MemoryStateStore
 from .engine.view import MonitorView, RecentStats
-from .policy import Holds, Policy
+from .policy import Holds, Policy, Silence
 from .probes import base as probe_kinds
 from .probes import push
 from .probes.base import Prober
@@ -220,7 +220,12 @@ class Monitor:
             from .cluster.node import ClusterNode  # coredis: an extra, imported only here
 
             self.cluster = ClusterNode(
-                config, self.dispatcher, self.scheduler.select, self.stop, self.state.get
+                config,
+                self.dispatcher,
+                self.scheduler.select,
+                self.stop,
+                self.state.get,
+                self._silenced_locally,
             )
             # the cluster's alerts, holds and owed pages are its policy's (cluster/policy.py)
             self.silences = SilenceDesk(
@@ -247,6 +252,11 @@ class Monitor:
         self._reconfigurables: list[Reconfigurable] = []
         self._serving = trio.Event()
         self.ready = False  # serving, and systemd told so: the watchdog may ping from now on
+
+    def _silenced_locally(self, silence: Silence) -> None:
+        """A cluster's silence holds this node's own alerts too (redis_down = "local")."""
+        self._holds.silence(silence)
+        self.dispatcher.reschedule()
 
     def _cluster_dispatcher(self) -> Dispatcher:
         """Redis decides a cluster's verdicts: the local store paces probes, and its

@@ -122,6 +122,7 @@ class ClusterNode:
         select: Callable[[Callable[[str], bool], list[str]], None],
         stop: Callable[[], None],
         states: Callable[[str], TargetState | None] = lambda _: None,
+        silenced: Callable[[Silence], None] = lambda _: None,
     ) -> None:
         assert config.cluster is not None
         self.settings: ClusterSettings = config.cluster
@@ -152,7 +153,9 @@ class ClusterNode:
         self._away = False  # an outage was logged (its end will be)
         self._members: frozenset[str] = frozenset()  # what ownership was last computed on
         self._groups = [group for *_, group in alert_kinds.configured(config.alerts)]
-        self.policy = ClusterPolicy(config)  # the cluster's alerts through the policy
+        # the cluster's alerts through the policy; `silenced`: the cluster's silences,
+        # for the alerts this node sends itself (Redis away, redis_down = "local")
+        self.policy = ClusterPolicy(config, silenced)
         self._redis: coredis.Redis[str] | None = None  # while running: silences are sent
         # alone until the first beat answers: every target its own (on its schedule)
         self._owned = owned(self.settings.member, config.targets, [])

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import attrs
@@ -86,8 +86,11 @@ def _silence(text: str) -> Silence:
 class ClusterPolicy:
     """One node's run of the policy over the outbox, on the stream's clock."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(
+        self, config: Config, silenced: Callable[[Silence], None] = lambda _: None
+    ) -> None:
         self.verdicts = Verdicts()
+        self._silenced = silenced  # told each silence too (the node's local alerts)
         self.policy = Policy(config, self.verdicts)
         (self.holds,) = (s for s in self.policy.stages if isinstance(s, Holds))
         self.clock = -math.inf  # the stream time processed through
@@ -103,7 +106,9 @@ class ClusterPolicy:
         out = self.until(t, inclusive=False)
         self.clock = max(self.clock, t)
         if "silence" in fields:
-            self.holds.silence(_silence(fields["silence"]))  # held from the next tick on
+            silence = _silence(fields["silence"])
+            self.holds.silence(silence)  # held from the next tick on
+            self._silenced(silence)
             return out + self.until(t)
         if alert is None:
             return out
