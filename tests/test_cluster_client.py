@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Callable
 import attrs
 import pytest
 import trio
-from factories import make_config, make_target, probe_result
+from factories import alert_event, make_config, make_target, probe_result
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from redis_server import RedisServer
@@ -249,3 +249,18 @@ def test_one_location_decides_as_the_memory_store_does(
                 ]
 
     trio.run(check)
+
+
+async def test_the_alert_streams_are_trimmed_as_the_results_stream(node: Node) -> None:
+    """The outbox and {tm}:alerts keep about ALERTS_MAXLEN entries (XADD MAXLEN ~): with
+    the library's cap lowered to 10, 500 alerts leave far fewer than 500 entries."""
+    assert f"local ALERTS_MAXLEN = {cc.ALERTS_MAXLEN}\n" in cc.LIBRARY  # one cap, two languages
+    client = node()
+    small = cc.LIBRARY.replace(
+        f"local ALERTS_MAXLEN = {cc.ALERTS_MAXLEN}\n", "local ALERTS_MAXLEN = 10\n"
+    )
+    await client.redis.function_load(small, replace=True)
+    for n in range(500):
+        alert = attrs.evolve(alert_event("down", f"t{n}"), id=f"t{n}:1")
+        assert await client.alert(alert, ttl=60) == "applied"
+    assert await client.redis.xlen(cc.ALERTS) < 250

@@ -30,8 +30,9 @@ from .._records import AlertEvent, ProbeResult
 from .._secrets import redact_url
 
 LIBRARY = resources.files(__package__).joinpath("functions.lua").read_text(encoding="utf-8")
-VERSION = 6  # functions.lua's VERSION
+VERSION = 7  # functions.lua's VERSION
 RESULTS_MAXLEN = 1_000_000  # the results stream is trimmed to about this many entries
+ALERTS_MAXLEN = 100_000  # the outbox and alerts streams too (functions.lua's)
 
 PREFIX = "{tm}:"
 MEMBERS = PREFIX + "members"

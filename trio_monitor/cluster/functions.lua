@@ -8,7 +8,10 @@
 -- have been applied, and is sent again): a result already applied is recognised by its
 -- id (the node's token and a sequence number) and changes nothing.
 
-local VERSION = 6
+local VERSION = 7
+-- the outbox and the alerts stream are trimmed to about this many entries (XADD MAXLEN
+-- ~): Redis's memory and a starting node's replay stay bounded whatever the alert rate
+local ALERTS_MAXLEN = 100000
 
 local function redis_now()
   local t = redis.call('TIME')
@@ -198,7 +201,7 @@ local function observe(keys, args)
       event.id = name .. ':' .. version
       event.ts, event.target, event.url = ts, name, url
       alert = cjson.encode(event)
-      redis.call('XADD', outbox, '*', 'id', event.id, 'alert', alert)
+      redis.call('XADD', outbox, 'MAXLEN', '~', ALERTS_MAXLEN, '*', 'id', event.id, 'alert', alert)
     end
   end
   return {'applied', new, alert, to_history('0')}
@@ -248,7 +251,7 @@ local function event(keys, args)
   if not redis.call('SET', keys[4] .. id, '1', 'NX', 'EX', tonumber(args[5])) then
     return {'duplicate', id}
   end
-  redis.call('XADD', keys[3], '*', 'id', id, 'alert', args[4])
+  redis.call('XADD', keys[3], 'MAXLEN', '~', ALERTS_MAXLEN, '*', 'id', id, 'alert', args[4])
   return {'applied', id}
 end
 
@@ -263,7 +266,7 @@ local function alert(keys, args)
   if not redis.call('SET', keys[2] .. args[1], '1', 'NX', 'EX', tonumber(args[3])) then
     return 'duplicate'
   end
-  redis.call('XADD', keys[1], '*', 'id', args[1], 'alert', args[2])
+  redis.call('XADD', keys[1], 'MAXLEN', '~', ALERTS_MAXLEN, '*', 'id', args[1], 'alert', args[2])
   return 'applied'
 end
 

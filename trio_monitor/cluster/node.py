@@ -191,7 +191,13 @@ class ClusterNode:
             if self._redis is None:
                 raise OSError("not connected yet")
             with trio.fail_after(CALL_TIMEOUT):
-                await self._redis.xadd(cc.OUTBOX, {"silence": silence_entry(silence)})
+                await self._redis.xadd(
+                    cc.OUTBOX,
+                    {"silence": silence_entry(silence)},
+                    trim_strategy=coredis.PureToken.MAXLEN,
+                    threshold=cc.ALERTS_MAXLEN,
+                    trim_operator=coredis.PureToken.APPROXIMATELY,
+                )
         except Exception as exc:
             if not (isinstance(exc, OSError) or cc.is_trouble(exc)):
                 raise
