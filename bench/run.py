@@ -92,6 +92,8 @@ APPENDICES = (
     ROOT / "docs" / "benchmarks-profile.md",  # what profiling found (written by hand)
     ROOT / "docs" / "benchmarks-store.md",  # bench/store_size.py's
     ROOT / "docs" / "benchmarks-fleet.md",  # bench/fleet.py's figures (written by hand)
+    ROOT / "docs" / "benchmarks-week.md",  # bench/week.py's recorded week (by hand)
+    ROOT / "docs" / "benchmarks-early.md",  # bench/early_warning.py's figures (by hand)
 )
 SETUP_COMMAND = (
     "python3 -m venv .venv && .venv/bin/pip install -q -e '.[bench]'"
