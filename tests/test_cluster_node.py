@@ -135,6 +135,12 @@ async def test_two_nodes_share_the_targets_and_page_once(
         assert body["locations"] == {"default": 2}
         assert body["owned"] == sorted(mine)
         assert body["redis"] == {"url": redis_server.url, "ok": True, "error": None}
+        # node a's page shows the targets node b probes as b sees them, with their checks
+
+        def shown_up(monitor: Monitor) -> bool:
+            return all(t.state == "UP" and t.checks_24h for t in monitor.view.targets())
+
+        await wait_for(lambda: shown_up(a) and shown_up(b))
         # an outage: paged once, by whichever node's consumer takes it; then recovery
         del server.bodies["t3"]
         await wait_for(lambda: len(list(hooks(server))) == 1)

@@ -1237,6 +1237,14 @@ def test_cluster_node_defaults_to_the_host_name(monkeypatch):
     assert parse_config({}, env={}).cluster is None
 
 
+def test_cluster_node_and_location_take_env_one_file_for_every_node():
+    """README's walk-through: `node = "${NODE}"`, each process started with its own."""
+    cluster = {"redis": "redis://127.0.0.1/", "node": "${NODE}", "location": "${SITE}"}
+    config = parse_config({"cluster": cluster}, env={"NODE": "n2", "SITE": "eu-west"})
+    assert config.cluster is not None
+    assert config.cluster.member == "eu-west/n2"
+
+
 def test_targets_default_to_one_location_and_quorum():
     target = only_target({"targets": [{"url": URL}]})
     assert (target.locations, target.quorum) == (1, 1)
@@ -1257,6 +1265,18 @@ def test_targets_default_to_one_location_and_quorum():
             {},
             {},
             "m.toml: cluster.node: expected 1-64 letters, digits, '_', '.' or '-', got 'eu/1a'",
+        ),
+        (
+            {"redis": "redis://127.0.0.1/", "node": "${NODE}"},
+            {},
+            {},
+            "m.toml: cluster.node: environment variable NODE is not set",
+        ),
+        (
+            {"redis": "redis://127.0.0.1/", "location": "${SITE}x/y"},
+            {},
+            {"SITE": "eu"},
+            "m.toml: cluster.location: expected 1-64 letters, digits, '_', '.' or '-', got 'eux/y'",
         ),
         (
             {"redis": "redis://127.0.0.1/", "redis_down": "panic"},

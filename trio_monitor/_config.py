@@ -90,7 +90,6 @@ AddressPolicy = Literal["first", "all"]  # which addresses behind a name a probe
 IcmpSocket = Literal["auto", "dgram", "raw"]  # the ICMP socket kind (probes/icmp/)
 # cluster mode without Redis: alerts wait for it (fail-safe) or go out locally (fail-open)
 RedisDownPolicy = Literal["wait", "local"]
-ClusterName = NewType("ClusterName", str)  # a node or location name: [A-Za-z0-9_.-], 1-64
 
 EVENTS: tuple[Event, ...] = get_args(Event)
 USER_AGENT = f"trio-monitor/{__version__} (+https://github.com/trio-monitor/trio-monitor)"
@@ -735,8 +734,8 @@ class ClusterSection:
     """[cluster]: run as one node of a cluster sharing targets and state in Redis."""
 
     redis: str  # redis:// or rediss:// URL; ${ENV} expanded (a password)
-    node: ClusterName | None = None  # default: the host name
-    location: ClusterName = ClusterName("default")
+    node: str | None = None  # default: the host name; ${ENV} expanded (one file, many nodes)
+    location: str = "default"  # ${ENV} expanded
     redis_down: RedisDownPolicy = "wait"
 
 
@@ -934,7 +933,6 @@ converter.register_structure_hook(NotifierName, lambda v, _: parse_notifier_name
 converter.register_structure_hook(RateLimit, lambda v, _: RateLimit(parse_rate_limit(v)))
 converter.register_structure_hook(Listen, lambda v, _: Listen(parse_listen(v)))
 converter.register_structure_hook(HostName, lambda v, _: HostName(parse_host_name(v)))
-converter.register_structure_hook(ClusterName, lambda v, _: ClusterName(parse_cluster_name(v)))
 converter.register_structure_hook(Nameserver, lambda v, _: Nameserver(parse_nameserver(v)))
 converter.register_structure_hook(WallTime, lambda v, _: WallTime(parse_wall_time(v)))
 converter.register_structure_hook(WindowLength, _duration_in(1.0, MAX_WINDOW))
@@ -1448,20 +1446,31 @@ def _cluster_settings(
             problems.append(
                 f"cluster.redis: expected a redis:// or rediss:// URL, got {redact_url(redis)!r}"
             )
-    node = section.node
-    if node is None:
+    if section.node is None:
         try:
-            node = ClusterName(parse_cluster_name(socket.gethostname().split(".")[0]))
+            node = parse_cluster_name(socket.gethostname().split(".")[0])
         except _Invalid:
             problems.append("cluster.node: the host name is no node name: set `node`")
-            node = ClusterName("node")
+            node = "node"
+    else:
+        node = _cluster_name(section.node, "cluster.node", env, problems)
     return ClusterSettings(
         redis=redis,
         node=node,
-        location=section.location,
+        location=_cluster_name(section.location, "cluster.location", env, problems),
         redis_down=section.redis_down,
         config_hash=_shared_hash(data),
     )
+
+
+def _cluster_name(value: str, key: str, env: Mapping[str, str], problems: list[str]) -> str:
+    """A node or location name with its ${ENV} expanded, checked (a placeholder when it
+    is not one, the problem noted)."""
+    try:
+        return parse_cluster_name(expand_env(value, env))
+    except _Invalid as exc:
+        problems.append(f"{key}: {exc}")
+        return "node"
 
 
 class _Conditions:

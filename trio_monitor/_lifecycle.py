@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 import trio
 
-from ._config import Config, load_config
+from ._config import Config, Target, load_config
 from ._errors import ConfigError, StoreError
 from ._records import AlertEvent, ProbeResult, Record, TargetRemoved
 from ._systemd import SystemdNotifier, serve_watchdog
@@ -226,6 +226,7 @@ class Monitor:
                 self.stop,
                 self.state.get,
                 self._silenced_locally,
+                self._peer_result,
             )
             # the cluster's alerts, holds and owed pages are its policy's (cluster/policy.py)
             self.silences = SilenceDesk(
@@ -252,6 +253,13 @@ class Monitor:
         self._reconfigurables: list[Reconfigurable] = []
         self._serving = trio.Event()
         self.ready = False  # serving, and systemd told so: the watchdog may ping from now on
+
+    def _peer_result(self, target: Target, result: ProbeResult) -> None:
+        """A result another cluster node probed (its fold): this node's stats and its
+        picture of the target follow it; the alerts this makes are dropped, a cluster's
+        are Redis's."""
+        self.recent.observe(result)
+        self.state.observe(target, result, trio.current_time())
 
     def _silenced_locally(self, silence: Silence) -> None:
         """A cluster's silence holds this node's own alerts too (redis_down = "local")."""

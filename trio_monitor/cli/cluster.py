@@ -95,6 +95,6 @@ def _text(body: dict[str, Any]) -> str:
     for m in body["members"]:
         matches = "config ok" if m["config_matches"] else "CONFIG DIFFERS"
         lines.append(
-            f"  {m['member']}  lease {m['lease_left_s']:.1f}s  {m['targets']} targets  {matches}"
+            f"  {m['member']}  lease {m['lease_left_s']:.1f}s  {m['targets']} target{'' if m['targets'] == 1 else 's'}  {matches}"
         )
     return "\n".join(lines)

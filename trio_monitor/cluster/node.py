@@ -50,7 +50,7 @@ import coredis
 import httpx
 import trio
 
-from .._config import ChannelSection, ClusterSettings, Config
+from .._config import ChannelSection, ClusterSettings, Config, Target
 from .._errors import StoreError
 from .._records import AlertEvent, ProbeResult, Record, StreamMark
 from ..alerts import base as alert_kinds
@@ -123,6 +123,7 @@ class ClusterNode:
         stop: Callable[[], None],
         states: Callable[[str], TargetState | None] = lambda _: None,
         silenced: Callable[[Silence], None] = lambda _: None,
+        peer: Callable[[Target, ProbeResult], None] = lambda *_: None,
     ) -> None:
         assert config.cluster is not None
         self.settings: ClusterSettings = config.cluster
@@ -138,6 +139,9 @@ class ClusterNode:
             config_hash=self.settings.config_hash,
         )
         self._states = states  # this node's own view of its targets (the local store)
+        # a result another node probed, as the fold reads it: this node's page, API and
+        # stats show the target as that node sees it (alerts stay the cluster's)
+        self._peer = peer
         self._targets = {t.name: t for t in config.targets}  # routing's view of them
         self._owned: frozenset[str] = frozenset()
         self._differs_logged: list[str] = []  # the members last logged as differing
@@ -620,12 +624,22 @@ class ClusterNode:
                     record = _folded(str(stream), fields)
                     if record is not None:
                         history.offer(record)
+                        if isinstance(record, ProbeResult) and self._of_a_peer(record, fields):
+                            self._peer(self._targets[record.target], record)
                 if entries:
                     marks[str(stream)] = str(entries[-1].identifier)
                     history.offer(StreamMark(str(stream), marks[str(stream)]))
                     if stream == cc.RESULTS and self.status.redis_now is not None:
                         folded = int(marks[cc.RESULTS].partition("-")[0]) / 1000
                         self.status.fold_lag_s = round(max(0.0, self.status.redis_now - folded), 3)
+
+    def _of_a_peer(self, result: ProbeResult, fields: dict[str, str]) -> bool:
+        """A current result another node probed, of a target this config has."""
+        return (
+            fields.get("node") != self.settings.member
+            and fields.get("late") == "0"
+            and result.target in self._targets
+        )
 
 
 def _stream_marks(store_path: str) -> dict[str, str]:
