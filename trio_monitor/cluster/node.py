@@ -634,11 +634,14 @@ class ClusterNode:
                         self.status.fold_lag_s = round(max(0.0, self.status.redis_now - folded), 3)
 
     def _of_a_peer(self, result: ProbeResult, fields: dict[str, str]) -> bool:
-        """A current result another node probed, of a target this config has."""
+        """A current result another node probed, of a target this config has and this
+        node does not probe itself (one it probes too, from another location, keeps its
+        own picture and pacing: the verdict across locations is Redis's)."""
         return (
             fields.get("node") != self.settings.member
             and fields.get("late") == "0"
             and result.target in self._targets
+            and not self.owns(result.target)
         )
 
 
