@@ -17,7 +17,7 @@ from factories import alert_event, make_config
 from fakes import running
 from redis_server import RedisServer
 from servers import TestServer
-from test_cluster_node import wait_for
+from test_cluster_node import WAIT_S, wait_for
 
 from trio_monitor._lifecycle import Monitor
 from trio_monitor._records import AlertEvent
@@ -371,6 +371,12 @@ def test_every_reading_of_the_outbox_makes_the_same_alerts() -> None:
     )
 
 
+async def policed_alerts(redis: Any) -> list[Any]:
+    """The entries of {tm}:alerts the cluster's mark ({tm}:policed) covers."""
+    mark = int(await redis.get(cc.POLICED) or 0)
+    return list(await redis.xrange(cc.ALERTS, "-", str(mark)))
+
+
 async def test_a_restarted_node_rebuilds_the_policy_and_sends_nothing_twice(
     redis_server: RedisServer, server: TestServer
 ) -> None:
@@ -388,13 +394,20 @@ async def test_a_restarted_node_rebuilds_the_policy_and_sends_nothing_twice(
         [group] = first.cluster._groups
         down(server, "t1")
         await wait_for(lambda: len(delivered(server)) >= 3)  # down, reminders 1 and 2
+        # the mark moves after the alerts it covers are in the stream, and a consumer
+        # may deliver them first: wait for it to pass reminder 1 before the stop
+        async with cc.connect(redis_server.url) as redis:
+            with trio.fail_after(WAIT_S):
+                while True:  # Redis's state, polled as wait_for polls
+                    if len(await policed_alerts(redis)) >= 2:
+                        break
+                    await trio.sleep(0.05)
         first.stop()
     told = len(delivered(server))
     async with cc.connect(redis_server.url) as redis:
         # the ids of the alerts the mark covers, sent and delivered, dropped as if past
         # their TTL: the mark alone keeps the replay from sending those again
-        mark = int(await redis.get(cc.POLICED) or 0)
-        covered = await redis.xrange(cc.ALERTS, "-", str(mark))
+        covered = await policed_alerts(redis)
         assert len(covered) >= 2  # the down, reminder 1
         for entry in covered:
             alert_id = entry.field_values["id"]
