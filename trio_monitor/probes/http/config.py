@@ -367,7 +367,8 @@ def http_resolver(m: MonitorSection, env: Mapping[str, str], problems: list[str]
             problems.append(f"{where}.min_addresses_ok: {ONLY_WITH_ALL_ADDRESSES}")
         assert t.url is not None  # an http target has one (_config.py checks)
         # most URLs are already as httpx writes them, without userinfo: parsing one is
-        # the costly part of loading a big config
+        # the costly part of loading a big config (and then the spec holds nothing of
+        # the URL but its text, in `url`: KIND.spec_url)
         url = None if is_normal_url(t.url, _SCHEMES) else httpx.URL(t.url)
         authorization = _authorization(t, where, url, env, problems)
         if authorization is not None:
