@@ -238,8 +238,16 @@ def _normal_origin(origin: str, schemes: frozenset[str]) -> bool:
 def is_normal_url(value: str, schemes: frozenset[str]) -> bool:
     """A valid URL of one of `schemes`, without userinfo, that httpx writes back as it is
     (so it needs no parsing: `str(httpx.URL(value)) == value`), told cheaply."""
+    return normal_origin(value, schemes) is not None
+
+
+def normal_origin(value: str, schemes: frozenset[str]) -> str | None:
+    """The origin ("scheme://host[:port]") of a normal URL (is_normal_url), else None;
+    what follows it is the path and the query, as httpx would keep them."""
     match = _NORMAL_URL.fullmatch(value)
-    return match is not None and _normal_origin(match["origin"], schemes)
+    if match is None or not _normal_origin(match["origin"], schemes):
+        return None
+    return match["origin"]
 
 
 def parse_url(value: object, schemes: Iterable[str] = ("http", "https")) -> str:
