@@ -830,7 +830,7 @@ class MaintenanceSection:
 class _Sibling:
     """A [[targets]] table like an earlier one, `first`, but for its name and URL (of
     the same kind, in httpx's own form): nothing to structure, and it resolves like
-    `first` (_alike). Most tables of a config of thousands of targets are such."""
+    `first` (_Alike). Most tables of a config of thousands of targets are such."""
 
     first: TargetSection
     name: str | None
@@ -1017,36 +1017,9 @@ def _kind_of(table: Mapping[str, object]) -> probe_kinds.ProbeKind:
     return probe_kinds.for_scheme(scheme) or probe_kinds.get(DEFAULT_KIND)
 
 
-def _structure_target(value: object, _type: object) -> TargetTable:
-    if not isinstance(value, Mapping):
-        raise _Invalid(f"expected a table, got {value!r}")
-    kind = _kind_of(value)
-    key = _alike_key(value, kind)
-    if key is not None and (first := _FIRSTS.get(key)) is not None:
-        return _Sibling(first, value.get("name"), value["url"])
-    section = converter.structure(value, kind.section)
-    if section.url is None:
-        if kind.url_schemes:
-            raise _key_problem("url", "required key missing")
-        return section
-    if not kind.url_schemes:
-        raise _key_problem("url", f"kind {kind.name!r} takes no url: remove it")
-    if section.url.partition("://")[0].lower() not in kind.url_schemes:
-        schemes = " or ".join(f"{s}://" for s in sorted(kind.url_schemes))
-        got = redact_url(section.url)
-        raise _key_problem("url", f"kind {kind.name!r} takes {schemes} URLs, got {got!r}")
-    if key is not None:
-        if len(_FIRSTS) >= MAX_FIRSTS:
-            _FIRSTS.clear()  # a bound, not a policy: a config has few distinct tables
-        _FIRSTS[key] = section
-    return section
-
-
-converter.register_structure_hook_func(lambda t: t == TargetTable, _structure_target)
-
-# Structured tables by what siblings share: kind and every key but name and url (a
-# pure function of them, so kept across loads). Structuring a table through cattrs
-# costs more than resolving it; a config of 50,000 targets has a handful of these.
+# Structured tables by what their siblings share: kind and every key but name and url
+# (structuring through cattrs cost more than resolving; a config of 50,000 targets has
+# a handful of these). Filled while a document is structured; parse_config empties it.
 _FIRSTS: dict[tuple[object, ...], TargetSection] = {}
 MAX_FIRSTS = 1024
 _OWN_KEYS = frozenset({"name", "url"})  # what siblings differ in
@@ -1085,6 +1058,34 @@ def _alike_key(table: Mapping[str, object], kind: probe_kinds.ProbeKind) -> tupl
     except _Unshared:
         return None
     return (kind.name, kind.section, *rest)
+
+
+def _structure_target(value: object, _type: object) -> TargetTable:
+    if not isinstance(value, Mapping):
+        raise _Invalid(f"expected a table, got {value!r}")
+    kind = _kind_of(value)
+    key = _alike_key(value, kind)
+    if key is not None and (first := _FIRSTS.get(key)) is not None:
+        return _Sibling(first, value.get("name"), value["url"])
+    section = converter.structure(value, kind.section)
+    if section.url is None:
+        if kind.url_schemes:
+            raise _key_problem("url", "required key missing")
+        return section
+    if not kind.url_schemes:
+        raise _key_problem("url", f"kind {kind.name!r} takes no url: remove it")
+    if section.url.partition("://")[0].lower() not in kind.url_schemes:
+        schemes = " or ".join(f"{s}://" for s in sorted(kind.url_schemes))
+        got = redact_url(section.url)
+        raise _key_problem("url", f"kind {kind.name!r} takes {schemes} URLs, got {got!r}")
+    if key is not None:
+        if len(_FIRSTS) >= MAX_FIRSTS:
+            _FIRSTS.clear()  # a bound: a config has few distinct tables, some have many
+        _FIRSTS[key] = section
+    return section
+
+
+converter.register_structure_hook_func(lambda t: t == TargetTable, _structure_target)
 
 
 def _structure_alerts(value: object, _type: object) -> AlertsSection:
@@ -1773,6 +1774,8 @@ def parse_config(
         file = converter.structure(data, ConfigFile)
     except (ClassValidationError, IterableValidationError) as exc:
         raise ConfigError([f"{path}: {line}" for line in _structure_problems(exc)]) from None
+    finally:
+        _FIRSTS.clear()  # holds the document's values (a token, say): not kept past it
     alerts, targets, problems = _resolve(file, env)
     cluster = _cluster_settings(file.cluster, env, problems, data)
     problems += _monitor_problems(file.monitor) + _storage_problems(file.storage)
