@@ -32,7 +32,14 @@ from ..._records import ProbeResult
 from ..base import ProbeKind, register
 from .artifacts import ArtifactStore, state_dir
 from .cgroup import CpuShare, Unavailable, open_cpu_share
-from .config import PLACEHOLDERS, BrowserSpec, BrowserTargetSection, browser_resolver, chromium_path
+from .config import (
+    PLACEHOLDERS,
+    BrowserSpec,
+    BrowserTargetSection,
+    browser_resolver,
+    chromium_path,
+    selector_key_problem,
+)
 
 if TYPE_CHECKING:  # trio-websocket is loaded by a config with browser targets only
     from .chromium import Chromium
@@ -198,5 +205,6 @@ KIND = ProbeKind(
     open=open_browser_prober,
     describe=_describe,
     placeholders=PLACEHOLDERS,
+    key_problem=selector_key_problem,
 )
 register(KIND)
