@@ -328,6 +328,26 @@ def test_css_selectors_are_checked_at_load_with_a_real_parser(fake_chromium):
     assert [t.spec.selector for t in config(*targets).targets] == good  # type: ignore[attr-defined]
 
 
+def test_the_selectors_conditions_read_are_checked_at_load(fake_chromium):
+    base = {"name": "b", "kind": "browser", "url": "http://127.0.0.1:1/"}
+    conditions = ["[SELECTOR].p::before == x", "[STATUS] == 200", "[SELECTOR].a:contains(x) == y"]
+    conditions += ["len([SELECTOR].#a :foo) > 1", "[SELECTOR].main:has(> h1) == Welcome"]
+    assert problems(
+        base | {"conditions": conditions}, base | {"name": "c", "conditions": conditions[:1]}
+    ) == [
+        "<memory>: targets[0].conditions[0]: '[SELECTOR].p::before == x': a pseudo-element"
+        " never matches an element: 'p::before'",
+        "<memory>: targets[0].conditions[2]: '[SELECTOR].a:contains(x) == y': not a CSS"
+        " selector (:contains() is not CSS; Chromium refuses it): 'a:contains(x)'",
+        "<memory>: targets[0].conditions[3]: 'len([SELECTOR].#a :foo) > 1': not a CSS selector"
+        " (unknown pseudo-class ':foo'): '#a :foo'",
+        "<memory>: targets[1].conditions[0]: '[SELECTOR].p::before == x': a pseudo-element"
+        " never matches an element: 'p::before'",
+    ]
+    good = ["[SELECTOR].main:has(> h1) == Welcome", "[SELECTOR].#app .x:valid == ok"]
+    assert len(config(base | {"conditions": good}).targets[0].conditions) == 2  # type: ignore[attr-defined]
+
+
 def test_without_the_browser_extra_a_browser_target_is_one_line(fake_chromium, monkeypatch):
     monkeypatch.setitem(sys.modules, "soupsieve", None)  # import soupsieve: ImportError
     target = {"name": "b", "kind": "browser", "url": "http://127.0.0.1:1/"}

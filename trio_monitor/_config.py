@@ -1496,8 +1496,11 @@ class _Conditions:
             key = (kind.name, text)
             if key not in self._cache:
                 try:
-                    self._cache[key] = compile_condition(
-                        text, kind.placeholders, kind=kind.name, known=self._known
+                    self._cache[key] = _readable(
+                        compile_condition(
+                            text, kind.placeholders, kind=kind.name, known=self._known
+                        ),
+                        kind,
                     )
                 except ConditionError as exc:
                     self._cache[key] = f"{text!r}: {exc}"
@@ -1507,6 +1510,15 @@ class _Conditions:
             else:
                 compiled.append(found)
         return tuple(compiled)
+
+
+def _readable(condition: Condition, kind: probe_kinds.ProbeKind) -> Condition:
+    """`condition`, once the kind says it can read each key it names (ConditionError)."""
+    for name, key in sorted(condition.keys):
+        problem = kind.key_problem(name, key)
+        if problem is not None:
+            raise ConditionError(problem)
+    return condition
 
 
 MAX_GROUP = 100  # characters: a heading, not a paragraph

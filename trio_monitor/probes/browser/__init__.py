@@ -30,7 +30,14 @@ from ..._config import Config, MonitorSection, Target
 from ..._records import ProbeResult
 from ..base import ProbeKind, register
 from .artifacts import ArtifactStore, state_dir
-from .config import PLACEHOLDERS, BrowserSpec, BrowserTargetSection, browser_resolver, chromium_path
+from .config import (
+    PLACEHOLDERS,
+    BrowserSpec,
+    BrowserTargetSection,
+    browser_resolver,
+    chromium_path,
+    selector_key_problem,
+)
 
 if TYPE_CHECKING:  # trio-websocket is loaded by a config with browser targets only
     from .chromium import Chromium
@@ -166,5 +173,6 @@ KIND = ProbeKind(
     open=open_browser_prober,
     describe=_describe,
     placeholders=PLACEHOLDERS,
+    key_problem=selector_key_problem,
 )
 register(KIND)
