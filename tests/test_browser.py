@@ -206,6 +206,14 @@ def test_browser_keys_and_their_problems(tmp_path, monkeypatch):
         "<memory>: monitor.browser_concurrency: must be 1 or more, got 0",
         "<memory>: monitor.browser_memory: must be from 64MiB to 64GiB, got '1MiB'",
     ]
+    assert config(base, browser_cpu="equal").monitor.browser_cpu == "equal"  # type: ignore[attr-defined]
+    assert problems(base, browser_cpu="low") == [
+        '<memory>: monitor.browser_cpu: must be one of "idle", "equal", got \'low\''
+    ]
+    # a key of an earlier design: the line says what replaced it
+    assert problems(base, browser_cpu_weight=10) == [
+        '<memory>: monitor.browser_cpu_weight: replaced by browser_cpu = "idle" | "equal"'
+    ]
     # an http(s) URL without `kind` stays an HTTP target
     (h,) = config({"name": "h", "url": "http://127.0.0.1:1/"}).targets  # type: ignore[attr-defined]
     assert h.kind == "http"
@@ -726,8 +734,8 @@ async def test_a_reload_applies_the_limit_and_restarts_chromium_for_a_new_cap(se
     assert again.ok, again.error_detail
     assert prober.running is not None
     assert prober.running.memory_cap == 2 << 30
-    assert prober.running.idle  # SCHED_IDLE: a weight above 0
-    equal = config(page_target(server, "app"), browser_memory="2GiB", browser_cpu_weight=0)
+    assert prober.running.idle  # SCHED_IDLE: browser_cpu = "idle", the default
+    equal = config(page_target(server, "app"), browser_memory="2GiB", browser_cpu="equal")
     await prober.reconfigure(capped, equal)  # type: ignore[arg-type]
     assert prober.running is None  # its policy is set when it starts
     assert prober.restarts["reload"] == 2
