@@ -15,13 +15,12 @@ minute per core; and the Chromium processes' peak summed PSS (the browser worker
 
 Part 2, isolation: 2,000 HTTP targets at a 10 s interval over the farm (history off),
 once alone and with 20 browser targets (10 s interval, browser_concurrency 2) in the
-same process, once with Chromium yielding the CPU (`browser_cpu_weight` 10, the
-default: a cgroup share, probes/browser/cgroup.py, and SCHED_IDLE, chromium.py) and once
-as an equal (0), for `--seconds` each
-after a warm-up. Compared: the HTTP probes' latency_ms p50 / p99, the rounds' start
+same process, once with Chromium as an equal (`browser_cpu = "equal"`) and once yielding
+the CPU (`"idle"`, the default: SCHED_IDLE in the monitor's own scheduling group,
+probes/browser/chromium.py), for `--seconds` each after a warm-up. Compared: the HTTP probes' latency_ms p50 / p99, the rounds' start
 lag (lag_max_ms, p50 and max over the window's round lines) and skipped probes. The
 browser work runs in Chromium's processes; the monitor's loop only exchanges DevTools
-messages, so with its CPU share the runs should differ by no more than run-to-run
+messages, so at SCHED_IDLE the runs should differ by no more than run-to-run
 noise. `--concurrency ""` skips part 1.
 """
 
@@ -166,7 +165,7 @@ def throughput(children: Children, workdir: Path, ports: list[int], c: int, seco
 
 
 def isolation(
-    children: Children, workdir: Path, ports: list[int], browsers: int, weight: int, seconds: float
+    children: Children, workdir: Path, ports: list[int], browsers: int, cpu: str, seconds: float
 ) -> tuple[str, list[float]]:
     targets: list[dict] = [
         {"name": f"http-{i}", "url": f"http://127.0.0.1:{ports[i % len(ports)]}/d/0"}
@@ -182,12 +181,12 @@ def isolation(
     ]
     monitor = {"interval": "10s", "timeout": "10s", "retries": 0, "browser_concurrency": 2}
     doc = {
-        "monitor": {**monitor, "browser_cpu_weight": weight},
+        "monitor": {**monitor, "browser_cpu": cpu},
         "storage": {"enabled": False},
         "targets": targets,
     }
-    name = f"isolation-{browsers}-{weight}"
-    lines, start, cpu, _ = run_monitor(children, workdir, name, doc, seconds)
+    name = f"isolation-{browsers}-{cpu}"
+    lines, start, cpu_s, _ = run_monitor(children, workdir, name, doc, seconds)
     probes = [r for r in in_window(lines, "probe", start, seconds) if r["kind"] == "http"]
     latency = sorted(r["latency_ms"] for r in probes if r["ok"] and r["latency_ms"] is not None)
     rounds = in_window(lines, "round", start, seconds)
@@ -201,11 +200,13 @@ def isolation(
     def q(values: list[float], p: float) -> float:
         return values[min(len(values) - 1, int(p * len(values)))] if values else float("nan")
 
-    log(f"{browsers} browser targets: {len(probes)} HTTP probes, {failed} failed, CPU {cpu:.1f} s")
-    share = f"{weight}" if browsers else "n/a"
+    log(
+        f"{browsers} browser targets: {len(probes)} HTTP probes, {failed} failed, CPU {cpu_s:.1f} s"
+    )
+    policy = f'"{cpu}"' if browsers else "n/a"
     row = (
-        f"| {browsers} | {share} | {len(probes)} | {failed} | {q(latency, 0.5):.2f} | {q(latency, 0.99):.2f} |"
-        f" {q(lags, 0.5):.1f} | {q(lags, 1.0):.1f} | {skipped} | {browser_ok} | {cpu:.1f} |"
+        f"| {browsers} | {policy} | {len(probes)} | {failed} | {q(latency, 0.5):.2f} | {q(latency, 0.99):.2f} |"
+        f" {q(lags, 0.5):.1f} | {q(lags, 1.0):.1f} | {skipped} | {browser_ok} | {cpu_s:.1f} |"
     )
     return row, latency
 
@@ -230,11 +231,11 @@ def main(argv: list[str] | None = None) -> int:
                 if c
             ]
             isolated = [
-                isolation(children, workdir, farm.ports, browsers, weight, args.seconds)[0]
-                for browsers, weight in (
-                    (0, 10),
-                    (BROWSER_BESIDE_HTTP, 0),
-                    (BROWSER_BESIDE_HTTP, 10),
+                isolation(children, workdir, farm.ports, browsers, cpu, args.seconds)[0]
+                for browsers, cpu in (
+                    (0, "idle"),
+                    (BROWSER_BESIDE_HTTP, "equal"),
+                    (BROWSER_BESIDE_HTTP, "idle"),
                 )
             ]
     finally:
@@ -257,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
             f"## Isolation ({HTTP_TARGETS:,} HTTP targets at 10 s, with and without"
             f" {BROWSER_BESIDE_HTTP} browser targets)",
             "",
-            "| browser targets | browser_cpu_weight | HTTP probes | HTTP failed"
+            "| browser targets | browser_cpu | HTTP probes | HTTP failed"
             " | HTTP latency p50 ms | p99 ms | round lag p50 ms | max ms | skipped | browser ok"
             " | CPU s |",
             "|---|---|---|---|---|---|---|---|---|---|---|",

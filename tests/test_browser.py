@@ -206,6 +206,14 @@ def test_browser_keys_and_their_problems(tmp_path, monkeypatch):
         "<memory>: monitor.browser_concurrency: must be 1 or more, got 0",
         "<memory>: monitor.browser_memory: must be from 64MiB to 64GiB, got '1MiB'",
     ]
+    assert config(base, browser_cpu="equal").monitor.browser_cpu == "equal"  # type: ignore[attr-defined]
+    assert problems(base, browser_cpu="low") == [
+        '<memory>: monitor.browser_cpu: must be one of "idle", "equal", got \'low\''
+    ]
+    # a key of an earlier design: the line says what replaced it
+    assert problems(base, browser_cpu_weight=10) == [
+        '<memory>: monitor.browser_cpu_weight: replaced by browser_cpu = "idle" | "equal"'
+    ]
     # an http(s) URL without `kind` stays an HTTP target
     (h,) = config({"name": "h", "url": "http://127.0.0.1:1/"}).targets  # type: ignore[attr-defined]
     assert h.kind == "http"
@@ -318,6 +326,26 @@ def test_css_selectors_are_checked_at_load_with_a_real_parser(fake_chromium):
         base | {"name": f"g{i}", "wait_for": f"selector:{css}"} for i, css in enumerate(good)
     ]
     assert [t.spec.selector for t in config(*targets).targets] == good  # type: ignore[attr-defined]
+
+
+def test_the_selectors_conditions_read_are_checked_at_load(fake_chromium):
+    base = {"name": "b", "kind": "browser", "url": "http://127.0.0.1:1/"}
+    conditions = ["[SELECTOR].p::before == x", "[STATUS] == 200", "[SELECTOR].a:contains(x) == y"]
+    conditions += ["len([SELECTOR].#a :foo) > 1", "[SELECTOR].main:has(> h1) == Welcome"]
+    assert problems(
+        base | {"conditions": conditions}, base | {"name": "c", "conditions": conditions[:1]}
+    ) == [
+        "<memory>: targets[0].conditions[0]: '[SELECTOR].p::before == x': a pseudo-element"
+        " never matches an element: 'p::before'",
+        "<memory>: targets[0].conditions[2]: '[SELECTOR].a:contains(x) == y': not a CSS"
+        " selector (:contains() is not CSS; Chromium refuses it): 'a:contains(x)'",
+        "<memory>: targets[0].conditions[3]: 'len([SELECTOR].#a :foo) > 1': not a CSS selector"
+        " (unknown pseudo-class ':foo'): '#a :foo'",
+        "<memory>: targets[1].conditions[0]: '[SELECTOR].p::before == x': a pseudo-element"
+        " never matches an element: 'p::before'",
+    ]
+    good = ["[SELECTOR].main:has(> h1) == Welcome", "[SELECTOR].#app .x:valid == ok"]
+    assert len(config(base | {"conditions": good}).targets[0].conditions) == 2  # type: ignore[attr-defined]
 
 
 def test_without_the_browser_extra_a_browser_target_is_one_line(fake_chromium, monkeypatch):
@@ -706,8 +734,8 @@ async def test_a_reload_applies_the_limit_and_restarts_chromium_for_a_new_cap(se
     assert again.ok, again.error_detail
     assert prober.running is not None
     assert prober.running.memory_cap == 2 << 30
-    assert prober.running.idle  # SCHED_IDLE: a weight above 0
-    equal = config(page_target(server, "app"), browser_memory="2GiB", browser_cpu_weight=0)
+    assert prober.running.idle  # SCHED_IDLE: browser_cpu = "idle", the default
+    equal = config(page_target(server, "app"), browser_memory="2GiB", browser_cpu="equal")
     await prober.reconfigure(capped, equal)  # type: ignore[arg-type]
     assert prober.running is None  # its policy is set when it starts
     assert prober.restarts["reload"] == 2

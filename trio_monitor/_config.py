@@ -88,6 +88,8 @@ ConnectionPolicy = Literal["fresh", "reuse"]
 IpFamily = Literal["any", "ipv4", "ipv6"]  # the records a name resolves to (net/dns.py)
 AddressPolicy = Literal["first", "all"]  # which addresses behind a name a probe checks
 IcmpSocket = Literal["auto", "dgram", "raw"]  # the ICMP socket kind (probes/icmp/)
+# Chromium's scheduling policy (probes/browser/chromium.py): SCHED_IDLE, or the normal one
+BrowserCpu = Literal["idle", "equal"]
 # cluster mode without Redis: alerts wait for it (fail-safe) or go out locally (fail-open)
 RedisDownPolicy = Literal["wait", "local"]
 
@@ -602,9 +604,9 @@ class MonitorSection:
     # tree's memory (PSS) above which it is restarted, and the executable (unset: PATH's)
     browser_concurrency: Positive = Positive(2)
     browser_memory: MemorySize = MemorySize(1 << 30)
-    # Chromium's share of the CPU against the monitor's 100 when both want it, through a
-    # cgroup of its own where one can be made (probes/browser/cgroup.py); 0: none
-    browser_cpu_weight: Count = Count(10)
+    # "idle": Chromium runs under SCHED_IDLE, any monitor thread that wakes preempts it
+    # (probes/browser/chromium.py); "equal": the normal policy, as the monitor's
+    browser_cpu: BrowserCpu = "idle"
     chromium: str | None = None
     # a failed browser probe's screenshot and console log: how many probes' worth are
     # kept per target in the state directory (0: none; probes/browser/artifacts.py)
@@ -1145,13 +1147,18 @@ def _key_path(cattrs_path: str) -> str:
     return path.lstrip(".") or "(top level)"
 
 
+# keys that were replaced (by key path): what to write instead, not just "unknown key"
+_REPLACED = {"monitor.browser_cpu_weight": 'replaced by browser_cpu = "idle" | "equal"'}
+
+
 def _structure_problems(exc: BaseException) -> list[str]:
     lines = []
     for line in cattrs.transform_error(exc, "$", _format_exception):
         message, _, path = line.rpartition(" @ ")
         if message.startswith(_UNKNOWN):
             for key in message.removeprefix(_UNKNOWN).split("\0"):
-                lines.append(f"{_key_path(f'{path}.{key}')}: unknown key")
+                key_path = _key_path(f"{path}.{key}")
+                lines.append(f"{key_path}: {_REPLACED.get(key_path, 'unknown key')}")
         else:
             lines.append(f"{_key_path(path)}: {message}")
     return lines
@@ -1635,8 +1642,11 @@ class _Conditions:
             key = (kind.name, text)
             if key not in self._cache:
                 try:
-                    self._cache[key] = compile_condition(
-                        text, kind.placeholders, kind=kind.name, known=self._known
+                    self._cache[key] = _readable(
+                        compile_condition(
+                            text, kind.placeholders, kind=kind.name, known=self._known
+                        ),
+                        kind,
                     )
                 except ConditionError as exc:
                     self._cache[key] = f"{text!r}: {exc}"
@@ -1646,6 +1656,15 @@ class _Conditions:
             else:
                 compiled.append(found)
         return tuple(compiled)
+
+
+def _readable(condition: Condition, kind: probe_kinds.ProbeKind) -> Condition:
+    """`condition`, once the kind says it can read each key it names (ConditionError)."""
+    for name, key in sorted(condition.keys):
+        problem = kind.key_problem(name, key)
+        if problem is not None:
+            raise ConditionError(problem)
+    return condition
 
 
 MAX_GROUP = 100  # characters: a heading, not a paragraph

@@ -6,6 +6,7 @@ added within a schema version; renaming or removing one bumps SCHEMA.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -374,10 +375,15 @@ def _time_from_text(value: Any, _: Any) -> float | None:
     return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
 
 
-_reader = cattrs.Converter()  # fields a newer version added are ignored
-for _cls, _times in _TIMES:
-    _fields: dict[str, Any] = {name: override(struct_hook=_time_from_text) for name in _times}
-    _reader.register_structure_hook(_cls, make_dict_structure_fn(_cls, _reader, **_fields))
+@functools.cache
+def _reader() -> cattrs.Converter:
+    """Built at the first line read back: generating its functions costs every start of
+    every command a few milliseconds, and only `simulate` reads lines."""
+    reader = cattrs.Converter()  # fields a newer version added are ignored
+    for cls, times in _TIMES:
+        fields: dict[str, Any] = {name: override(struct_hook=_time_from_text) for name in times}
+        reader.register_structure_hook(cls, make_dict_structure_fn(cls, reader, **fields))
+    return reader
 
 
 def from_dict(data: dict[str, Any]) -> ProbeResult | AlertEvent:
@@ -386,4 +392,4 @@ def from_dict(data: dict[str, Any]) -> ProbeResult | AlertEvent:
     kind = {"probe": ProbeResult, "alert": AlertEvent}.get(data.get("type"))  # type: ignore[arg-type]
     if kind is None:
         raise ValueError(f"not a probe or alert line (type {data.get('type')!r})")
-    return _reader.structure(data, kind)
+    return _reader().structure(data, kind)

@@ -195,6 +195,10 @@ class ProbeKind:
     # type; conditions.COMMON has those of every kind that connects); its probe hands
     # their values to conditions.apply
     placeholders: Mapping[str, Type] = field(factory=dict)
+    # (placeholder, key) -> why a condition cannot read that key, naming it (browser:
+    # the CSS selector after [SELECTOR]), None when it can; checked at load, so a key that
+    # could never be read is a config problem, not a probe failing at every run
+    key_problem: Callable[[str, str], str | None] = lambda name, key: None
     # why its targets need a [server] section (push: pings arrive there); "": they don't
     needs_server: str = ""
     # other kinds' schemes its URLs may have: such a target chooses it with `kind`

@@ -9,7 +9,6 @@ probe.py     plan; one probe: a fresh browser context, navigate, wait, steps, ch
 steps.py     the `steps` key: parsed and checked at load, run through a PageSession
 css.py       CSS selectors (wait_for's, the steps') checked at load with soupsieve
 artifacts.py a failed probe's screenshot and console log, kept in the state directory
-cgroup.py    Chromium's CPU share: a cgroup with a low weight, where one can be made
 
 The prober owns one Chromium, started by the first probe that needs it, restarted after
 any trouble, killed (its whole process group) when the prober closes. Every probe gets
@@ -31,16 +30,20 @@ from ..._config import Config, MonitorSection, Target
 from ..._records import ProbeResult
 from ..base import ProbeKind, register
 from .artifacts import ArtifactStore, state_dir
-from .cgroup import CpuShare, Unavailable, open_cpu_share
-from .config import PLACEHOLDERS, BrowserSpec, BrowserTargetSection, browser_resolver, chromium_path
+from .config import (
+    PLACEHOLDERS,
+    BrowserSpec,
+    BrowserTargetSection,
+    browser_resolver,
+    chromium_path,
+    selector_key_problem,
+)
 
 if TYPE_CHECKING:  # trio-websocket is loaded by a config with browser targets only
     from .chromium import Chromium
     from .probe import BrowserPlan
 
 log = logging.getLogger("trio_monitor")
-# killed Chromium processes leave its cgroup within LEAVE_TRIES x LEAVE_EVERY seconds
-LEAVE_TRIES, LEAVE_EVERY = 40, 0.05
 # chromium.py's causes (CRASH, HANG, MEMORY, RELOAD): that module loads trio-websocket
 RESTART_REASONS = ("crash", "hang", "memory", "reload")
 
@@ -53,8 +56,7 @@ class BrowserProber:
     def __init__(self, config: Config, nursery: trio.Nursery) -> None:
         self._nursery = nursery
         self._monitor = config.monitor
-        self.cpu_share: CpuShare | None = None
-        self._cpu_tried = False
+        self._warned_no_chrt = False
         self.limiter = trio.CapacityLimiter(config.monitor.browser_concurrency)
         self._chromium: Chromium | None = None
         self._starting = trio.Lock()
@@ -92,9 +94,8 @@ class BrowserProber:
                 current = Chromium(
                     executable,
                     self._monitor.browser_memory,
-                    self._share(),
                     self.restarts,
-                    idle=_yields(self._monitor),
+                    idle=self._idle(),
                 )
                 try:
                     await self._nursery.start(current.run)
@@ -105,40 +106,19 @@ class BrowserProber:
                 self._chromium = current
             return current
 
-    def _share(self) -> CpuShare | None:
-        """Chromium's CPU share (cgroup.py), set up when the first Chromium starts."""
+    def _idle(self) -> bool:
+        """Chromium is to run under SCHED_IDLE (browser_cpu = "idle"); without chrt one
+        warning says it cannot."""
         from .chromium import IDLE
 
-        weight = self._monitor.browser_cpu_weight
-        if not self._cpu_tried and weight:
-            self._cpu_tried = True
-            if not IDLE:
-                log.warning(
-                    "browser: no chrt on PATH (util-linux): Chromium runs at the normal"
-                    " scheduling policy, and may delay the monitor's probes"
-                )
-            try:
-                self.cpu_share = open_cpu_share(weight)
-            except Unavailable as exc:
-                log.warning(
-                    "browser: Chromium shares the CPU with the monitor as an equal (%s);"
-                    " see browser_cpu_weight in the README",
-                    exc,
-                )
-        return self.cpu_share
-
-    async def close(self) -> None:
-        """After every Chromium is killed: its cgroup goes too, once the processes have
-        left it (bounded: one left behind is removed at the next start)."""
-        share = self.cpu_share
-        if share is None:
-            return
-        # polled: cgroup v1 tells no one when a group empties
-        with trio.CancelScope(shield=True):
-            for _ in range(LEAVE_TRIES):
-                if share.remove():
-                    return
-                await trio.sleep(LEAVE_EVERY)
+        idle = _yields(self._monitor)
+        if idle and not IDLE and not self._warned_no_chrt:
+            self._warned_no_chrt = True
+            log.warning(
+                "browser: no chrt on PATH (util-linux): Chromium runs at the normal"
+                " scheduling policy, and may delay the monitor's probes"
+            )
+        return idle
 
     @property
     def running(self) -> Chromium | None:
@@ -147,11 +127,9 @@ class BrowserProber:
         return current if current is not None and current.trouble is None else None
 
     async def reconfigure(self, old: Config, new: Config) -> None:
-        """New limits apply now; a new executable or memory cap with the next Chromium
-        (the running one is stopped, its probes report why)."""
+        """New limits apply now; a new executable, memory cap or browser_cpu with the
+        next Chromium (the running one is stopped, its probes report why)."""
         self.limiter.total_tokens = new.monitor.browser_concurrency
-        if self.cpu_share is not None:  # 0 (none): as much as the monitor
-            self.cpu_share.set_weight(new.monitor.browser_cpu_weight or 100)
         self.artifacts.root = state_dir(new)
         self.artifacts.keep = new.monitor.browser_artifacts_keep
         before, after = old.monitor, new.monitor
@@ -168,21 +146,18 @@ class BrowserProber:
 
 
 def _yields(monitor: MonitorSection) -> bool:
-    """Chromium yields the CPU to the monitor (SCHED_IDLE, a cgroup share): a weight."""
-    return monitor.browser_cpu_weight > 0
+    """Chromium yields the CPU to the monitor (SCHED_IDLE): set when it starts."""
+    return monitor.browser_cpu == "idle"
 
 
 @asynccontextmanager
 async def open_browser_prober(config: Config) -> AsyncIterator[BrowserProber]:
-    try:
-        async with trio.open_nursery() as nursery:
-            prober = BrowserProber(config, nursery)
-            try:
-                yield prober
-            finally:
-                nursery.cancel_scope.cancel()  # every Chromium is killed as its task ends
-    finally:
-        await prober.close()
+    async with trio.open_nursery() as nursery:
+        prober = BrowserProber(config, nursery)
+        try:
+            yield prober
+        finally:
+            nursery.cancel_scope.cancel()  # every Chromium is killed as its task ends
 
 
 def _describe(result: ProbeResult) -> str:
@@ -198,5 +173,6 @@ KIND = ProbeKind(
     open=open_browser_prober,
     describe=_describe,
     placeholders=PLACEHOLDERS,
+    key_problem=selector_key_problem,
 )
 register(KIND)

@@ -1,10 +1,11 @@
 """One headless Chromium process: started, connected, watched, killed.
 
-`Chromium.run` (a task of the prober's nursery) starts Debian's chromium in a session
-and process group of its own with a private profile directory, reads the DevTools port
-from the profile's DevToolsActivePort file, connects one WebSocket (`cdp.Connection`)
-and reads it; beside it a task waits for the process to exit and a watchdog sums the
-process tree's memory (PSS, from /proc) against `browser_memory`.
+`Chromium.run` (a task of the prober's nursery) starts Debian's chromium in a process
+group of its own (in the monitor's session: see below) with a private profile
+directory, reads the DevTools port from the profile's DevToolsActivePort file, connects
+one WebSocket (`cdp.Connection`) and reads it; beside it a task waits for the process
+to exit and a watchdog sums the process tree's memory (PSS, from /proc) against
+`browser_memory`.
 
 Any trouble (the process exited, the connection closed, a browser-level command went
 unanswered, the memory cap) is `fail(reason)`: the reason is kept, every probe inside
@@ -14,13 +15,19 @@ exit), the crash handlers it started, and removing the profile. The prober start
 new one for the next probe. A cancelled run (the prober closing, a hard stop) kills the
 same way; a monitor killed outright takes Chromium with it (its parent-death signal).
 
-With `idle` (browser_cpu_weight above 0) Chromium runs under SCHED_IDLE: util-linux's
+With `idle` (browser_cpu = "idle") Chromium runs under SCHED_IDLE: util-linux's
 `chrt --idle 0` sets it and execs Chromium, whose every process and thread inherits it
 (Chromium changes its threads' nice values, never their policy). The kernel then lets
 any task of the normal policy that wakes up, a monitor thread with a socket ready,
-preempt a running Chromium thread at once (a cgroup weight alone only evens the CPU out
-over time, so the woken thread could wait a slice behind a renderer), and sends wakeups
-to CPUs that run only idle tasks.
+preempt a running Chromium thread at once, and sends wakeups to CPUs that run only idle
+tasks. That holds only between tasks of one scheduling group, so Chromium stays in the
+monitor's: its session, not a new one (with autogroup, /proc/sys/kernel/
+sched_autogroup_enabled, each session is a group of its own that competes with the
+monitor's as an equal, SCHED_IDLE inside it or not: 2,000 HTTP probes' p99 latency went
+from 1.5 to 4 ms beside 20 browser targets), and no cgroup of its own (one more level
+where Chromium's group is a normal entity that finishes its slice before a woken monitor
+thread runs: p99 2.8 ms at a weight of 10). Under systemd or Docker the monitor's group
+is its service's cgroup, Chromium's too.
 """
 
 from __future__ import annotations
@@ -40,7 +47,6 @@ import trio
 import trio_websocket
 
 from .cdp import Connection, PageSession
-from .cgroup import CpuShare
 
 START_TIMEOUT = 30.0  # seconds Chromium has to write its DevTools port and accept us
 # seconds Chromium has to answer a browser-level command (contexts, targets): the
@@ -66,6 +72,11 @@ QUIET = (
     "--disable-extensions",
     "--hide-scrollbars",
     "--window-size=1280,1000",
+    # every browser context (a probe's) opens a headless window, for which Chromium 156
+    # builds two WebUI renderers of top chrome (the omnibox popups: targets of type
+    # browser_ui) that no one ever sees: without them a probe costs Chromium 0.25
+    # CPU-seconds instead of 0.64 (bench/browser.py's page, measured)
+    "--disable-features=WebUIOmniboxPopup,WebUIOmniboxAimPopup",
 )
 FLAGS = (
     *QUIET,
@@ -98,13 +109,11 @@ class Chromium:
         self,
         executable: str,
         memory_cap: int,
-        cpu_share: CpuShare | None = None,
         restarts: dict[str, int] | None = None,
         idle: bool = False,
     ) -> None:
         self.executable = executable
         self.memory_cap = memory_cap
-        self._cpu_share = cpu_share
         self.idle = idle  # under SCHED_IDLE (where chrt is)
         # the prober's counts of failures by cause (its restarts: metrics)
         self._restarts = {} if restarts is None else restarts
@@ -136,14 +145,14 @@ class Chromium:
                     *FLAGS,
                     f"--user-data-dir={profile}",
                 ]
-                if self._cpu_share is not None:
-                    argv = self._cpu_share.argv(argv)
                 process = await trio.lowlevel.open_process(
                     argv,
                     stdin=subprocess.DEVNULL,
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,
-                    start_new_session=True,  # its own process group: killed as one
+                    # its own process group (killed as one), the monitor's session
+                    # (its scheduling group: SCHED_IDLE ranks Chromium below us there)
+                    process_group=0,
                     env={**os.environ, "HOME": str(profile)},
                 )
                 self.pid = process.pid

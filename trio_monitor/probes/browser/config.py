@@ -19,7 +19,15 @@ from attrs import frozen
 from ..._config import Count, MonitorSection, TargetSection
 from ...conditions import COMMON, Type
 from ..base import Resolve
-from .css import WAIT_LOAD, WAIT_SELECTOR, missing, parser, wait_problem, wait_selector
+from .css import (
+    WAIT_LOAD,
+    WAIT_SELECTOR,
+    missing,
+    parser,
+    selector_problem,
+    wait_problem,
+    wait_selector,
+)
 from .steps import Step, parse_steps
 
 PLACEHOLDERS: Mapping[str, Type] = {
@@ -30,6 +38,11 @@ PLACEHOLDERS: Mapping[str, Type] = {
 }
 
 INSTALL = "apt-get install chromium"
+
+
+def selector_key_problem(placeholder: str, key: str) -> str | None:
+    """Why a condition's [SELECTOR].css cannot select anything in Chromium, or None."""
+    return selector_problem(key) if placeholder == "SELECTOR" else None
 
 
 @frozen
