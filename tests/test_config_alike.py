@@ -117,6 +117,17 @@ def test_a_table_with_a_problem_says_what_the_generic_path_says(rest, own, monke
     assert fast == generic
 
 
+def test_a_value_nested_past_the_stack_loads_as_the_generic_path_loads_it(monkeypatch):
+    """No key for it (a RecursionError): its table is structured alone, not a traceback."""
+    deep: list[Any] = []
+    for _ in range(950):
+        deep = [deep]
+    fast, generic = _both(
+        _doc({"json": deep}, {"name": "t1", "url": "http://b.test/"}), monkeypatch
+    )
+    assert fast == generic
+
+
 NAMES = st.one_of(st.none(), st.sampled_from(["t0", "t1", "", " t ", "a\tb", 3]), st.text())
 URLS = st.builds(
     "".join,

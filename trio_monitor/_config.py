@@ -1057,7 +1057,7 @@ def _alike_key(table: Mapping[str, object], kind: probe_kinds.ProbeKind) -> tupl
         return None
     try:
         rest = [(k, _shared(v)) for k, v in table.items() if k not in _OWN_KEYS]
-    except _Unshared:
+    except (_Unshared, RecursionError):  # arrays nested past the stack: as the generic path
         return None
     return (kind.name, kind.section, *rest)
 
