@@ -38,10 +38,10 @@ def _outcome(doc: dict[str, Any]) -> object:
         return exc.problems
 
 
-def _both(doc: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> tuple[object, object]:
+def _both(doc: dict[str, Any]) -> tuple[object, object]:
     """(with siblings, the generic path): each table structured and resolved alone."""
     fast = _outcome(doc)
-    with monkeypatch.context() as patch:
+    with pytest.MonkeyPatch.context() as patch:
         patch.setattr(_config, "_alike_key", lambda table, kind: None)
         generic = _outcome(doc)
     return fast, generic
@@ -100,9 +100,9 @@ PROBLEMS = [  # siblings whose tables have problems of each kind
 
 
 @pytest.mark.parametrize(("rest", "own"), SIBLINGS)
-def test_a_sibling_loads_into_what_the_generic_path_makes(rest, own, monkeypatch):
+def test_a_sibling_loads_into_what_the_generic_path_makes(rest, own):
     doc = _doc(rest, own, {**own, "name": "t2"})
-    fast, generic = _both(doc, monkeypatch)
+    fast, generic = _both(doc)
     assert isinstance(fast, tuple), fast
     assert fast == generic
     # ... and it was one: not structured again
@@ -110,53 +110,59 @@ def test_a_sibling_loads_into_what_the_generic_path_makes(rest, own, monkeypatch
 
 
 @pytest.mark.parametrize(("rest", "own"), PROBLEMS)
-def test_a_table_with_a_problem_says_what_the_generic_path_says(rest, own, monkeypatch):
+def test_a_table_with_a_problem_says_what_the_generic_path_says(rest, own):
     # the first sibling's problem, then the same table again (its resolution cached or not)
-    fast, generic = _both(_doc(rest, own, own), monkeypatch)
+    fast, generic = _both(_doc(rest, own, own))
     assert isinstance(fast, list), fast
     assert fast == generic
 
 
-def test_a_value_nested_past_the_stack_loads_as_the_generic_path_loads_it(monkeypatch):
+def test_a_value_nested_past_the_stack_loads_as_the_generic_path_loads_it():
     """No key for it (a RecursionError): its table is structured alone, not a traceback."""
     deep: list[Any] = []
     for _ in range(950):
         deep = [deep]
-    fast, generic = _both(
-        _doc({"json": deep}, {"name": "t1", "url": "http://b.test/"}), monkeypatch
-    )
+    fast, generic = _both(_doc({"json": deep}, {"name": "t1", "url": "http://b.test/"}))
     assert fast == generic
 
 
-NAMES = st.one_of(st.none(), st.sampled_from(["t0", "t1", "", " t ", "a\tb", 3]), st.text())
-URLS = st.builds(
-    "".join,
-    st.tuples(
-        st.sampled_from(["http://", "https://", "HTTP://", "tcp://", ""]),
-        st.sampled_from(["127.0.0.1", "a.test", "A.test", "[::1]", "u:p@a.test", "a..b"]),
-        st.sampled_from(["", ":1", ":80", ":443", ":0", ":99999"]),
-        st.sampled_from(["", "/", "/x", "/%zz", "/./x", "/x?q", "#f"]),
-    ),
-)
-REST = st.dictionaries(
-    st.sampled_from(
-        [
-            *("interval", "timeout", "retries", "expect_status", "headers", "contains"),
-            *("kind", "depends_on", "min_addresses_ok", "labels", "verify_tls", "method", "bogus"),
-        ]
-    ),
-    st.one_of(
-        st.sampled_from(["10s", "0s", "1h", "GET", "http", "tcp", "x", " "]),
-        st.integers(-1, 3),
-        st.booleans(),
-        st.floats(allow_nan=True),
-        st.lists(st.sampled_from([200, "2xx", "t0", "9xx"]), max_size=2),
-        st.dictionaries(
-            st.sampled_from(["X-A", "team", "Host"]), st.sampled_from(["b", "${TOKEN}"])
+NAMES = st.one_of(st.none(), st.sampled_from(["t0", "t1", "t2", "", " t ", "a\tb", 3]), st.text())
+URLS = st.one_of(
+    st.sampled_from(["http://127.0.0.1:1/", "http://a.test/x?q", "https://[::1]:8443/"]),
+    st.builds(
+        "".join,
+        st.tuples(
+            st.sampled_from(["http://", "https://", "HTTP://", "tcp://", ""]),
+            st.sampled_from(["127.0.0.1", "a.test", "A.test", "[::1]", "u:p@a.test", "a..b"]),
+            st.sampled_from(["", ":1", ":80", ":443", ":0", ":99999"]),
+            st.sampled_from(["", "/", "/x", "/%zz", "/./x", "/x?q", "#f"]),
         ),
     ),
-    max_size=3,
 )
+VALUES = {  # a few good values of each key, and bad ones
+    "interval": ["10s", "1m", "0s", 5, 1.5],
+    "timeout": ["2s", "1h"],
+    "retries": [0, 2, True],
+    "expect_status": [[200], [200, "3xx"], ["9xx"], []],
+    "headers": [
+        {"X-A": "b", "Accept": "*/*"},
+        {"X-A": "${TOKEN}"},
+        {"Host": "h"},
+        {"X-A": "${NOPE}"},
+    ],
+    "contains": ["ok", ""],
+    "kind": ["http", "tcp"],
+    "depends_on": [["t0"], ["t1"], []],
+    "labels": [{"team": "a"}, {"0bad": "x"}],
+    "min_addresses_ok": [1],
+    "verify_tls": [False],
+    "method": ["GET", "G T"],
+    "bogus": [1],
+}
+REST = st.lists(
+    st.sampled_from([(key, value) for key, values in VALUES.items() for value in values]),
+    max_size=3,
+).map(dict)
 
 
 @pytest.mark.fuzz
@@ -164,9 +170,5 @@ REST = st.dictionaries(
 @given(rest=REST, tables=st.lists(st.tuples(NAMES, URLS), min_size=1, max_size=4))
 def test_any_tables_load_as_the_generic_path_loads_them(rest, tables):
     own = [{"url": url} if name is None else {"name": name, "url": url} for name, url in tables]
-    doc = _doc(rest, *own)
-    fast = _outcome(doc)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(_config, "_alike_key", lambda table, kind: None)
-        generic = _outcome(doc)
+    fast, generic = _both(_doc(rest, *own))
     assert fast == generic
