@@ -26,6 +26,7 @@ from trio_monitor._errors import UsageError
 from trio_monitor._records import rfc3339, to_line
 from trio_monitor.cli import main as cli_main
 from trio_monitor.cli.main import main
+from trio_monitor.probes.http.probe import parsed_url
 from trio_monitor.report import Aggregator, build_report, feed_jsonl
 from trio_monitor.report.html import render_html
 from trio_monitor.report.json import render_json
@@ -319,6 +320,29 @@ def test_the_url_fast_path_says_what_httpx_says(url):
         parsed = httpx.URL(url)
         assert str(parsed) == url
         assert not parsed.userinfo
+
+
+@EXAMPLES
+@given(url=URLS)
+@example(url="http://a.test:8080")
+@example(url="http://a.test/x?")
+@example(url="https://[::1]:8443/a%2Fb?q=/?")
+def test_a_plan_s_url_is_the_one_httpx_parses(url):
+    """A plan's URL (probes/http/probe.py parsed_url) is built from its origin's parse,
+    without parsing the URL again, when it is normal: it must be what httpx makes of it,
+    down to httpx's private parse result (what its transport reads)."""
+    try:
+        expected = httpx.URL(url)
+    except httpx.InvalidURL:
+        return
+    got = parsed_url(url)
+    assert got._uri_reference == expected._uri_reference
+    assert (got.raw_scheme, got.raw_host, got.port, got.raw_path) == (
+        expected.raw_scheme,
+        expected.raw_host,
+        expected.port,
+        expected.raw_path,
+    )
 
 
 # --- browser targets' CSS selectors ----------------------------------------------------

@@ -19,7 +19,7 @@ import re
 import shlex
 import socket
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, NewType, get_args, get_origin
@@ -240,8 +240,16 @@ def _normal_origin(origin: str, schemes: frozenset[str]) -> bool:
 def is_normal_url(value: str, schemes: frozenset[str]) -> bool:
     """A valid URL of one of `schemes`, without userinfo, that httpx writes back as it is
     (so it needs no parsing: `str(httpx.URL(value)) == value`), told cheaply."""
+    return normal_origin(value, schemes) is not None
+
+
+def normal_origin(value: str, schemes: frozenset[str]) -> str | None:
+    """The origin ("scheme://host[:port]") of a normal URL (is_normal_url), else None;
+    what follows it is the path and the query, as httpx would keep them."""
     match = _NORMAL_URL.fullmatch(value)
-    return match is not None and _normal_origin(match["origin"], schemes)
+    if match is None or not _normal_origin(match["origin"], schemes):
+        return None
+    return match["origin"]
 
 
 def parse_url(value: object, schemes: Iterable[str] = ("http", "https")) -> str:
@@ -821,6 +829,24 @@ class MaintenanceSection:
 
 
 @frozen
+class _Sibling:
+    """A [[targets]] table like an earlier one, `first`, but for its name and URL (of
+    the same kind, in httpx's own form): nothing to structure, and it resolves like
+    `first` (_Alike). Most tables of a config of thousands of targets are such."""
+
+    first: TargetSection
+    name: str | None
+    url: TargetUrl
+
+    def section(self) -> TargetSection:
+        """The section its table structures into (for a sibling resolved on its own)."""
+        return attrs.evolve(self.first, name=self.name, url=self.url)
+
+
+TargetTable = TargetSection | _Sibling
+
+
+@frozen
 class ConfigFile:
     monitor: MonitorSection = MonitorSection()
     alerts: AlertsSection = AlertsSection()
@@ -828,7 +854,7 @@ class ConfigFile:
     server: ServerSection | None = None  # no [server] section: no server
     early_warning: EarlyWarningSection = EarlyWarningSection()
     cluster: ClusterSection | None = None  # no [cluster] section: one process alone
-    targets: tuple[TargetSection, ...] = ()
+    targets: tuple[TargetTable, ...] = ()
     maintenance: tuple[MaintenanceSection, ...] = ()
 
 
@@ -993,10 +1019,56 @@ def _kind_of(table: Mapping[str, object]) -> probe_kinds.ProbeKind:
     return probe_kinds.for_scheme(scheme) or probe_kinds.get(DEFAULT_KIND)
 
 
-def _structure_target(value: object, _type: object) -> TargetSection:
+# Structured tables by what their siblings share: kind and every key but name and url
+# (structuring through cattrs cost more than resolving; a config of 50,000 targets has
+# a handful of these). Filled while a document is structured; parse_config empties it.
+_FIRSTS: dict[tuple[object, ...], TargetSection] = {}
+MAX_FIRSTS = 1024
+_OWN_KEYS = frozenset({"name", "url"})  # what siblings differ in
+
+
+class _Unshared(Exception):
+    """A value `_shared` does not key (a date, a time): its table is structured alone."""
+
+
+def _shared(value: object) -> object:
+    """`value` as a key that tells apart every two values cattrs may structure apart:
+    the type with each scalar (True is 1, and 1 is 1.0, to `==`), a float by its repr
+    (-0.0 is 0.0), arrays and tables in their order (headers are sent in it)."""
+    if isinstance(value, dict):
+        return (dict, tuple((k, _shared(v)) for k, v in value.items()))
+    if isinstance(value, list):
+        return (list, tuple(_shared(v) for v in value))
+    if type(value) in (str, int, bool):
+        return (type(value), value)
+    if type(value) is float:
+        return (float, repr(value))
+    raise _Unshared
+
+
+def _alike_key(table: Mapping[str, object], kind: probe_kinds.ProbeKind) -> tuple | None:
+    """What `table` shares with its siblings, if it may have any: its kind resolves
+    look-alike targets once (`spec_url`), its URL is of that kind in httpx's own form
+    (its spec depends on nothing else of it), and its name is a string if set."""
+    url, name = table.get("url"), table.get("name", "")
+    if kind.spec_url is None or not isinstance(url, str) or not isinstance(name, str):
+        return None
+    if not is_normal_url(url, kind.url_schemes):
+        return None
+    try:
+        rest = [(k, _shared(v)) for k, v in table.items() if k not in _OWN_KEYS]
+    except (_Unshared, RecursionError):  # arrays nested past the stack: as the generic path
+        return None
+    return (kind.name, kind.section, *rest)
+
+
+def _structure_target(value: object, _type: object) -> TargetTable:
     if not isinstance(value, Mapping):
         raise _Invalid(f"expected a table, got {value!r}")
     kind = _kind_of(value)
+    key = _alike_key(value, kind)
+    if key is not None and (first := _FIRSTS.get(key)) is not None:
+        return _Sibling(first, value.get("name"), value["url"])
     section = converter.structure(value, kind.section)
     if section.url is None:
         if kind.url_schemes:
@@ -1008,10 +1080,14 @@ def _structure_target(value: object, _type: object) -> TargetSection:
         schemes = " or ".join(f"{s}://" for s in sorted(kind.url_schemes))
         got = redact_url(section.url)
         raise _key_problem("url", f"kind {kind.name!r} takes {schemes} URLs, got {got!r}")
+    if key is not None:
+        if len(_FIRSTS) >= MAX_FIRSTS:
+            _FIRSTS.clear()  # a bound: a config has few distinct tables, some have many
+        _FIRSTS[key] = section
     return section
 
 
-converter.register_structure_hook_func(lambda t: t is TargetSection, _structure_target)
+converter.register_structure_hook_func(lambda t: t == TargetTable, _structure_target)
 
 
 def _structure_alerts(value: object, _type: object) -> AlertsSection:
@@ -1198,27 +1274,25 @@ def _resolve(
     )
 
     targets: list[Target] = []
-    first_seen: dict[str, int] = {}
+    names = _Names()
     conditions = _Conditions()
-    for i, t in enumerate(file.targets):
+    # by id of a table's section, when it resolved without a problem: its siblings
+    # (the same table at other names and URLs) resolve alike
+    resolved: dict[int, _Alike] = {}
+    for i, entry in enumerate(file.targets):
+        if isinstance(entry, _Sibling) and (alike := resolved.get(id(entry.first))) is not None:
+            # a URL in httpx's own form has no userinfo: it is shown as it is
+            name = names.check(i, entry.name, entry.url, alike.kind, problems)
+            targets.append(alike.at(name, entry.url))
+            continue
         where = f"targets[{i}]"
+        t = entry.section() if isinstance(entry, _Sibling) else entry
         kind = _kind_of({"kind": t.kind, "url": t.url})
         # what is shown (the kind's spec keeps what it sends); a kind without URLs
         # (push) shows "KIND:NAME"
         url = None if t.url is None else redact_url(t.url)
-        name = (url or "") if t.name is None else t.name.strip()
-        if t.url is None and t.name is None:
-            problems.append(f"{where}.name: required key missing (a {kind.name} target has no url)")
-        elif not name:
-            problems.append(f"{where}.name: must not be empty")
-        elif _has_control_character(name):
-            # a newline, NUL or ESC would break log lines, terminals and API paths
-            problems.append(f"{where}.name: must not contain control characters, got {name!r}")
-        elif name in first_seen:
-            problems.append(
-                f"{where}.name: duplicate target name {name!r} (first used by targets[{first_seen[name]}])"
-            )
-        first_seen.setdefault(name, i)
+        name = names.check(i, t.name, url, kind, problems)
+        known = len(problems)  # those of the table's other keys follow
         group = _group(t.group, f"{where}.group", problems)
         if kind.needs_server and server is None:
             problems.append(
@@ -1233,38 +1307,108 @@ def _resolve(
         ):
             if own is not None and own > interval:
                 problems.append(f"{where}.{key}: {_longer_than_interval(own, interval)}")
-        targets.append(
-            Target(
-                name=name,
-                url=f"{kind.name}:{name}" if url is None else url,
-                kind=kind.name,
-                interval=interval,
-                confirm_interval=min(confirm, interval),
-                recover_interval=min(recover, interval),
-                timeout=inherit(t.timeout, m.timeout),
-                retries=inherit(t.retries, m.retries),
-                slow=inherit(t.slow, m.slow),
-                content_alert=t.content_alert,
-                spec=resolvers[kind.name](t, where, problems),
-                cert_alerts=_cert_alerts(t, m, where, problems),
-                conditions=conditions.compile(t.conditions, kind, where, problems),
-                group=group,
-                labels=Labels({**m.labels, **t.labels}),
-                depends_on=t.depends_on,
-                failure_threshold=inherit(
-                    t.alerts.failure_threshold, file.alerts.failure_threshold
-                ),
-                success_threshold=inherit(
-                    t.alerts.success_threshold, file.alerts.success_threshold
-                ),
-                notify=t.alerts.notify,
-                repeat=t.alerts.repeat,
-                early_warning=inherit(t.early_warning, file.early_warning.enabled),
-                **_spread(t, file.cluster, where, problems),
-            )
+        target = Target(
+            name=name,
+            url=f"{kind.name}:{name}" if url is None else url,
+            kind=kind.name,
+            interval=interval,
+            confirm_interval=min(confirm, interval),
+            recover_interval=min(recover, interval),
+            timeout=inherit(t.timeout, m.timeout),
+            retries=inherit(t.retries, m.retries),
+            slow=inherit(t.slow, m.slow),
+            content_alert=t.content_alert,
+            spec=resolvers[kind.name](t, where, problems),
+            cert_alerts=_cert_alerts(t, m, where, problems),
+            conditions=conditions.compile(t.conditions, kind, where, problems),
+            group=group,
+            labels=Labels({**m.labels, **t.labels}),
+            depends_on=t.depends_on,
+            failure_threshold=inherit(t.alerts.failure_threshold, file.alerts.failure_threshold),
+            success_threshold=inherit(t.alerts.success_threshold, file.alerts.success_threshold),
+            notify=t.alerts.notify,
+            repeat=t.alerts.repeat,
+            early_warning=inherit(t.early_warning, file.early_warning.enabled),
+            **_spread(t, file.cluster, where, problems),
         )
-    problems += _routing_problems(file, alerts, targets)
+        targets.append(target)
+        if len(problems) == known and kind.spec_url is not None:
+            section = entry.first if isinstance(entry, _Sibling) else entry
+            resolved[id(section)] = _Alike(target, kind)
+    problems += _routing_problems(alerts, targets)
     return alerts, tuple(targets), problems
+
+
+class _Names:
+    """Checks targets' names, in file order: each one set (or a URL to stand for it),
+    printable and unique."""
+
+    def __init__(self) -> None:
+        self._first_seen: dict[str, int] = {}
+
+    def check(
+        self,
+        i: int,
+        own: str | None,
+        url: str | None,
+        kind: probe_kinds.ProbeKind,
+        problems: list[str],
+    ) -> str:
+        """The name of targets[i]: `own`, stripped, or its URL as shown."""
+        name = (url or "") if own is None else own.strip()
+        where = f"targets[{i}]"
+        if url is None and own is None:
+            problems.append(f"{where}.name: required key missing (a {kind.name} target has no url)")
+        elif not name:
+            problems.append(f"{where}.name: must not be empty")
+        elif _has_control_character(name):
+            # a newline, NUL or ESC would break log lines, terminals and API paths
+            problems.append(f"{where}.name: must not contain control characters, got {name!r}")
+        elif name in self._first_seen:
+            first = self._first_seen[name]
+            problems.append(
+                f"{where}.name: duplicate target name {name!r} (first used by targets[{first}])"
+            )
+        self._first_seen.setdefault(name, i)
+        return name
+
+
+class _Alike:
+    """The Targets of a table's siblings: the table's own at their names and URLs (the
+    kind's `spec_url` names the field of its spec that holds the URL). Built by position
+    from its values read once: attrs.evolve reads every field and passes each by name at
+    every copy (2.2 us a Target and its spec, against 6 us)."""
+
+    def __init__(self, like: Target, kind: probe_kinds.ProbeKind) -> None:
+        assert kind.spec_url is not None  # only such kinds' tables have siblings
+        self.kind = kind
+        self._like = like
+
+    @functools.cached_property
+    def _layout(self) -> tuple[list[Any], list[int], list[Any], int]:
+        """Made at the first sibling: most tables have none."""
+        assert self.kind.spec_url is not None
+        target, at = _by_position(self._like, "name", "url", "spec")
+        spec, (url_at,) = _by_position(self._like.spec, self.kind.spec_url)
+        return target, at, spec, url_at
+
+    def at(self, name: str, url: str) -> Target:
+        target, (name_at, url_at, spec_at), spec, spec_url_at = self._layout
+        spec_args = spec.copy()
+        spec_args[spec_url_at] = url
+        args = target.copy()
+        args[name_at], args[url_at] = name, url
+        args[spec_at] = type(self._like.spec)(*spec_args)
+        return Target(*args)
+
+
+def _by_position(instance: Any, *names: str) -> tuple[list[Any], list[int]]:
+    """An attrs instance's values, in the order its class takes them, and where the
+    fields `names` are among them."""
+    fields = attrs.fields(type(instance))
+    assert all(f.init and not f.kw_only for f in fields)  # each taken by position
+    order = [f.name for f in fields]
+    return [getattr(instance, name) for name in order], [order.index(name) for name in names]
 
 
 def notifier_names(alerts: AlertsSection) -> dict[str, str]:
@@ -1351,7 +1495,7 @@ def _maintenance_problems(
     return tuple(windows), problems
 
 
-def _routing_problems(file: ConfigFile, alerts: AlertsSection, targets: list[Target]) -> list[str]:
+def _routing_problems(alerts: AlertsSection, targets: list[Target]) -> list[str]:
     """Names that must exist and be unique: notifiers', `notify`'s and `depends_on`'s;
     and dependencies without cycles."""
     problems = []
@@ -1365,8 +1509,8 @@ def _routing_problems(file: ConfigFile, alerts: AlertsSection, targets: list[Tar
                 )
             seen.setdefault(name, f"alerts.{key}[{i}]")
     names = {t.name for t in targets}
-    for i, (section, target) in enumerate(zip(file.targets, targets, strict=True)):
-        for j, notifier in enumerate(section.alerts.notify or ()):
+    for i, target in enumerate(targets):
+        for j, notifier in enumerate(target.notify or ()):
             if notifier not in seen:
                 known = ", ".join(sorted(seen)) or "none configured"
                 problems.append(
@@ -1382,9 +1526,11 @@ def _routing_problems(file: ConfigFile, alerts: AlertsSection, targets: list[Tar
     return problems
 
 
-def dependency_cycle(targets: Iterable[Target]) -> list[str] | None:
+def dependency_cycle(targets: Collection[Target]) -> list[str] | None:
     """A cycle of `depends_on` (its names, the first repeated at the end), if any.
     Depth first without recursion: a chain of thousands of targets is fine."""
+    if not any(t.depends_on for t in targets):
+        return None  # the common case, told without a graph
     parents = {t.name: [p for p in t.depends_on if p != t.name] for t in targets}
     ON_PATH, DONE = 1, 2
     seen: dict[str, int] = {}
@@ -1644,6 +1790,8 @@ def parse_config(
         file = converter.structure(data, ConfigFile)
     except (ClassValidationError, IterableValidationError) as exc:
         raise ConfigError([f"{path}: {line}" for line in _structure_problems(exc)]) from None
+    finally:
+        _FIRSTS.clear()  # holds the document's values (a token, say): not kept past it
     alerts, targets, problems = _resolve(file, env)
     cluster = _cluster_settings(file.cluster, env, problems, data)
     problems += _monitor_problems(file.monitor) + _storage_problems(file.storage)

@@ -204,6 +204,11 @@ class ProbeKind:
     # other kinds' schemes its URLs may have: such a target chooses it with `kind`
     # (browser: http:// and https:// pages, whose scheme chooses http)
     shared_schemes: frozenset[str] = frozenset()
+    # the field of its spec that holds the target's URL, when the spec depends on a URL
+    # in httpx's own form without userinfo (_config.is_normal_url) through that field
+    # only: then the tables of a big config that differ only in name and such a URL
+    # are resolved once (_config.py `_Sibling`); None: each is resolved on its own
+    spec_url: str | None = None
 
     @property
     def url_schemes(self) -> frozenset[str]:

@@ -99,6 +99,7 @@ KIND = ProbeKind(
     resolver=http_resolver,
     open=open_http_prober,
     describe=_describe,
+    spec_url="url",  # config.py http_resolver: `url` is the URL's text when it is normal
     placeholders={
         **COMMON,
         "STATUS": Type.NUMBER,

@@ -333,7 +333,7 @@ def _proxy(value: str, key: str, env: Mapping[str, str], problems: list[str]) ->
     return text
 
 
-_SCHEMES = frozenset({"http", "https"})
+SCHEMES = frozenset({"http", "https"})
 
 
 def _fallback(proxy: str | None, http2: bool) -> bool:
@@ -367,8 +367,9 @@ def http_resolver(m: MonitorSection, env: Mapping[str, str], problems: list[str]
             problems.append(f"{where}.min_addresses_ok: {ONLY_WITH_ALL_ADDRESSES}")
         assert t.url is not None  # an http target has one (_config.py checks)
         # most URLs are already as httpx writes them, without userinfo: parsing one is
-        # the costly part of loading a big config
-        url = None if is_normal_url(t.url, _SCHEMES) else httpx.URL(t.url)
+        # the costly part of loading a big config (and then the spec holds nothing of
+        # the URL but its text, in `url`: KIND.spec_url)
+        url = None if is_normal_url(t.url, SCHEMES) else httpx.URL(t.url)
         authorization = _authorization(t, where, url, env, problems)
         if authorization is not None:
             headers["authorization"] = authorization

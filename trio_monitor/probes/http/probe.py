@@ -12,12 +12,13 @@ import hashlib
 import random
 import time
 from collections.abc import AsyncIterable
+from typing import Any
 
 import httpx
 import trio
 from attrs import frozen
 
-from ..._config import HEADER_ENCODING, Target
+from ..._config import HEADER_ENCODING, Target, normal_origin
 from ..._errors import ErrorKind, ProbeFailure
 from ..._records import ProbeResult
 from ..._secrets import redact_url
@@ -26,7 +27,7 @@ from ...net.certs import TlsDetails
 from ...net.errors import invalid_certificate
 from ...net.tls import Tls
 from ..base import retry_after
-from .config import HttpSpec, _fallback
+from .config import SCHEMES, HttpSpec, _fallback
 from .errors import classify
 from .fallback import Route
 from .wire import CONN, CURRENT_EXCHANGE, SSL_CONTEXT, ConnOptions, Exchange, ProbeBody
@@ -88,13 +89,32 @@ def _shared_headers(configured: tuple[tuple[str, str], ...]) -> httpx.Headers:
     )
 
 
+@functools.lru_cache(maxsize=4096)
+def _parsed_origin(origin: str) -> Any:
+    return httpx.URL(origin)._uri_reference
+
+
+def parsed_url(text: str) -> httpx.URL:
+    """`httpx.URL(text)`, without parsing a URL the config found in httpx's own form
+    (most are; parsing was half the cost of a plan): its origin's parse, cached, with
+    its path and query. httpx keeps a URL as a private `ParseResult`: tests/test_fuzz.py
+    pins that this one is the one httpx makes."""
+    origin = normal_origin(text, SCHEMES)
+    if origin is None:
+        return httpx.URL(text)
+    path, mark, query = text[len(origin) :].partition("?")
+    url = httpx.URL.__new__(httpx.URL)
+    url._uri_reference = _parsed_origin(origin)._replace(path=path, query=query if mark else None)
+    return url
+
+
 def _first_hop(method: str, url: str, headers: httpx.Headers, body: bytes | None) -> httpx.Request:
     """The request `httpx.Request(method, url, headers=headers, content=body)` builds
     (its automatic `Host` first, and `Content-Length`, `0` for a bodiless POST, PUT or
     PATCH), but holding the header entries of `headers` and the empty body shared, not
-    a copy of each per target, and with the URL parsed once."""
+    a copy of each per target, and with the URL parsed once at most."""
     request = httpx.Request(
-        method, url, stream=_NO_BODY if body is None else httpx.ByteStream(body)
+        method, parsed_url(url), stream=_NO_BODY if body is None else httpx.ByteStream(body)
     )
     auto = []
     if "host" not in headers:
