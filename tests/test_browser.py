@@ -13,6 +13,7 @@ import os
 import re
 import signal
 import sys
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -543,6 +544,33 @@ async def test_a_killed_chromium_fails_the_probe_in_flight_and_the_next_one_rest
     assert again.ok, again.error_detail
     assert prober.running is not None
     assert prober.running is not first
+
+
+def _trio_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("Trio thread")]
+
+
+@browser_test
+async def test_chromium_outlives_the_thread_that_started_it(server, prober, monkeypatch):
+    # trio's idle worker threads end after IDLE_TIMEOUT (10 s); the kernel sends
+    # Chromium's parent-death SIGKILL when the thread that forked it ends
+    monkeypatch.setattr(trio._core._thread_cache, "IDLE_TIMEOUT", 0.01)
+    monkeypatch.setattr(chromium, "MEMORY_EVERY", 3600.0)  # no watchdog thread meanwhile
+    server.pages["app"] = APP
+    assert (await load(prober, page_target(server, "app"))).ok
+    first = prober.running
+    assert first is not None
+    assert first.pid is not None
+    with trio.fail_after(WAIT):  # every idle worker thread has ended: one waits for Chromium
+        while True:
+            if len(_trio_threads()) <= 1:
+                break
+            await trio.sleep(0.01)
+    again = await load(prober, page_target(server, "app", contains="Dashboard ready"))
+    assert again.ok, again.error_detail
+    assert prober.running is first
+    assert alive(first.pid)
+    assert prober.restarts["crash"] == 0
 
 
 @browser_test

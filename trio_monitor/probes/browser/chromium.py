@@ -90,7 +90,8 @@ FLAGS = (
 
 # Chromium is killed with us even when we cannot do it (SIGKILL, the OOM killer): the
 # kernel sends it SIGKILL when we die (prctl PR_SET_PDEATHSIG, set by util-linux's
-# setpriv, which then execs it). Its own children end with it.
+# setpriv, which then execs it). Its own children end with it. The kernel sends it when
+# the *thread* that forked it ends, so that thread stays until Chromium exits (_spawn).
 _SETPRIV = shutil.which("setpriv")
 _DIE_WITH_US = (_SETPRIV, "--pdeathsig", "KILL", "--") if _SETPRIV else ()
 # SCHED_IDLE for Chromium and everything it forks (util-linux's chrt, in every Debian)
@@ -134,7 +135,7 @@ class Chromium:
         """Start Chromium, report started, and watch it until it fails or is cancelled."""
         profile = Path(tempfile.mkdtemp(prefix="trio-monitor-chromium-"))
         self.profile = profile
-        process: trio.Process | None = None
+        process: _Process | None = None
         stream: trio.SocketStream | None = None
         try:
             with self._scope:
@@ -145,16 +146,7 @@ class Chromium:
                     *FLAGS,
                     f"--user-data-dir={profile}",
                 ]
-                process = await trio.lowlevel.open_process(
-                    argv,
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                    # its own process group (killed as one), the monitor's session
-                    # (its scheduling group: SCHED_IDLE ranks Chromium below us there)
-                    process_group=0,
-                    env={**os.environ, "HOME": str(profile)},
-                )
+                process = await _spawn(argv, {**os.environ, "HOME": str(profile)})
                 self.pid = process.pid
                 async with trio.open_nursery() as nursery:
                     with trio.fail_after(START_TIMEOUT):
@@ -256,7 +248,7 @@ class Chromium:
                     bound=BROWSER_BOUND,
                 )
 
-    async def _read(self, process: trio.Process) -> None:
+    async def _read(self, process: _Process) -> None:
         await self.connection.read()
         # the connection closes when the process dies: say how it died if it did
         with trio.move_on_after(1.0):
@@ -268,7 +260,7 @@ class Chromium:
             CRASH,
         )
 
-    async def _exit(self, process: trio.Process) -> None:
+    async def _exit(self, process: _Process) -> None:
         await process.wait()
         self.fail(_exited(process.returncode), CRASH)
 
@@ -285,6 +277,66 @@ class Chromium:
                 )
 
 
+class _Process:
+    """Chromium's process, as `_spawn` started it: its pid, and its exit once the thread
+    that forked it has reaped it."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None  # set when it has exited
+        self._exited = trio.Event()
+
+    def exited(self, code: int) -> None:
+        self.returncode = code
+        self._exited.set()
+
+    async def wait(self) -> int:
+        await self._exited.wait()
+        assert self.returncode is not None
+        return self.returncode
+
+
+async def _spawn(argv: list[str], env: dict[str, str]) -> _Process:
+    """Start `argv` from a thread that then waits for it to exit.
+
+    Not trio.lowlevel.open_process: it forks from a worker thread that goes back to
+    trio's thread cache, and a cached thread ends after 10 s without work. The kernel
+    sends the parent-death signal when the thread that forked ends, not its process: a
+    healthy Chromium was SIGKILLed whenever its thread retired (under load, every few
+    minutes). Here that thread lives exactly as long as Chromium."""
+    token = trio.lowlevel.current_trio_token()
+    started: trio.MemorySendChannel[_Process | BaseException]
+    started, receive = trio.open_memory_channel(1)
+
+    def fork_and_wait() -> None:
+        try:
+            popen = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                # its own process group (killed as one), the monitor's session (its
+                # scheduling group: SCHED_IDLE ranks Chromium below us there)
+                process_group=0,
+                env=env,
+            )
+        except BaseException as exc:  # no such file, no memory: the caller's error
+            token.run_sync_soon(started.send_nowait, exc)
+            return
+        process = _Process(popen.pid)
+        token.run_sync_soon(started.send_nowait, process)
+        code = popen.wait()
+        with contextlib.suppress(trio.RunFinishedError):  # the monitor has ended meanwhile
+            token.run_sync_soon(process.exited, code)
+
+    trio.lowlevel.start_thread_soon(fork_and_wait, lambda _: None)
+    with trio.CancelScope(shield=True):  # a fork, quick; once started, it is ours to kill
+        outcome = await receive.receive()
+    if isinstance(outcome, BaseException):
+        raise outcome
+    return outcome
+
+
 def _exited(code: int | None) -> str:
     if code is not None and code < 0:
         try:
@@ -295,7 +347,7 @@ def _exited(code: int | None) -> str:
     return f"Chromium exited (code {code})"
 
 
-def _kill(process: trio.Process, profile: Path) -> None:
+def _kill(process: _Process, profile: Path) -> None:
     """SIGKILL to its whole process group (the browser, its zygotes and renderers), and
     to the crash handlers it started (they leave the group, and would only end once they
     notice the browser is gone): those that name its profile, their HOME."""
@@ -317,11 +369,11 @@ def _naming(text: bytes) -> list[int]:
     return found
 
 
-async def _devtools_port(profile: Path, process: trio.Process) -> tuple[int, str]:
+async def _devtools_port(profile: Path, process: _Process) -> tuple[int, str]:
     """The DevTools port and path (/devtools/browser/ID), once Chromium has written them."""
     port_file = profile / "DevToolsActivePort"
     while True:
-        if process.returncode is not None or process.poll() is not None:
+        if process.returncode is not None:
             raise OSError(_exited(process.returncode))
         try:
             lines = port_file.read_text().split("\n")
