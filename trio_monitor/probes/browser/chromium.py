@@ -40,6 +40,7 @@ import subprocess
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -178,11 +179,13 @@ class Chromium:
             with trio.CancelScope(shield=True):
                 if stream is not None:
                     await trio.aclose_forcefully(stream)  # closed now, without a goodbye
+                # what reads all of /proc and what removes a directory tree go to a
+                # thread: tens of milliseconds the probes beside it would wait for
                 if process is not None:
-                    _kill(process, profile)
+                    await trio.to_thread.run_sync(_kill, process, profile)
                     with trio.move_on_after(KILL_WAIT):
                         await process.wait()
-            shutil.rmtree(profile, ignore_errors=True)
+                await trio.to_thread.run_sync(partial(shutil.rmtree, profile, ignore_errors=True))
             self.ended.set()
 
     def fail(self, reason: str, cause: str) -> None:
