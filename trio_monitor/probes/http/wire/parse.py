@@ -177,8 +177,9 @@ class ResponseReader:
     # --- the reading side --------------------------------------------------------
 
     async def read_head(self) -> tuple[int, list[tuple[bytes, bytes]]]:
+        """Read until the head is complete; called right after the request went out."""
         while not self._head_done:
-            data = await self._conn.recv()
+            data = await self._conn.recv(wait_first=self._received == 0)
             if not data:
                 self._eof()
             else:
