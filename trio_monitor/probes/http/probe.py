@@ -297,7 +297,7 @@ async def _read_body(
     stream = response.stream
     chunks: AsyncIterable[bytes] = (
         stream
-        if isinstance(stream, ProbeBody) and "content-encoding" not in response.headers
+        if isinstance(stream, ProbeBody) and not stream.encoded
         else response.aiter_bytes()
     )
     try:

@@ -120,6 +120,11 @@ class ProbeBody(httpx.AsyncByteStream):
         self._reader = reader
         self._closed = False
 
+    @property
+    def encoded(self) -> bool:
+        """The body has a Content-Encoding: only httpx's decoding iterators read it."""
+        return self._reader.encoded
+
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self
 
