@@ -296,9 +296,7 @@ async def _read_body(
     # nothing to decode: straight from our transport, without httpx's generator layers
     stream = response.stream
     chunks: AsyncIterable[bytes] = (
-        stream
-        if isinstance(stream, ProbeBody) and not stream.encoded
-        else response.aiter_bytes()
+        stream if isinstance(stream, ProbeBody) and not stream.encoded else response.aiter_bytes()
     )
     try:
         async for chunk in chunks:
