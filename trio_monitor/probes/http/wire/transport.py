@@ -200,7 +200,9 @@ class ProbeTransport(httpx.AsyncBaseTransport):
         if key is None or not reusable or conn.closed:
             conn.close()
             return
-        idle = self._idle.setdefault(key, [])
+        idle = self._idle.get(key)
+        if idle is None:
+            idle = self._idle[key] = []
         if len(idle) >= self._per_host:
             conn.close()
         else:
