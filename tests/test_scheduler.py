@@ -455,6 +455,30 @@ async def test_a_limiter_that_cannot_block_is_not_taken():
     assert await held(("b", False), ("c", True)) == (0, 1, {})  # the share (5) can block
 
 
+async def test_a_free_token_is_taken_without_a_scheduling_point_and_waiters_go_first():
+    monitor = MonitorSection(concurrency=Positive(1), per_host=Positive(1))
+    limits = Limits(monitor)
+    limits.apply(monitor, ["a", "a"])  # both limiters can block
+    with trio.testing.assert_no_checkpoints():  # acquire() alone would pass through one
+        async with limits.hold("a"):
+            pass
+    order = []
+
+    async def probe(name):
+        async with limits.hold("a"):
+            order.append(name)
+            await trio.sleep(0)
+
+    async with trio.open_nursery() as nursery:
+        async with limits.hold("a"):
+            nursery.start_soon(probe, "waiting")
+            await trio.testing.wait_all_tasks_blocked()  # parked for the tokens
+        # released: the parked probe has them now, a newcomer waits behind it
+        nursery.start_soon(probe, "newcomer")
+    assert order == ["waiting", "newcomer"]
+    assert (limits.limiter.borrowed_tokens, limits._by_key["a"].borrowed_tokens) == (0, 0)
+
+
 async def test_select_probes_only_owned_targets_and_a_gained_one_at_once(autojump_clock):
     """The target-selection seam (a cluster node's share): an unowned target's due
     times pass unprobed; one gained is probed at once, then on its own cadence."""
