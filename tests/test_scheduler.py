@@ -467,7 +467,7 @@ async def test_a_free_token_is_taken_without_a_scheduling_point_and_waiters_go_f
     async def probe(name):
         async with limits.hold("a"):
             order.append(name)
-            await trio.sleep(0)
+            await trio.lowlevel.checkpoint()
 
     async with trio.open_nursery() as nursery:
         async with limits.hold("a"):
