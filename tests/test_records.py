@@ -1,10 +1,12 @@
-"""The records' JSON form: the fast paths of the per-probe encoding give exactly what
-the plain ones did (datetime's formatting, cattrs' default unstructuring)."""
+"""The per-probe encodings' fast paths give exactly what the plain ones did: the records'
+JSON form (datetime's formatting, cattrs' default unstructuring), latency buckets and
+phase codes (store/records.py)."""
 
 from __future__ import annotations
 
 import math
 import re
+from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -19,6 +21,7 @@ from hypothesis import strategies as st
 
 from trio_monitor import _records
 from trio_monitor._records import (
+    PHASES,
     SCHEMA,
     TS_MAX,
     TS_MIN,
@@ -33,6 +36,14 @@ from trio_monitor._records import (
     to_json,
 )
 from trio_monitor.net.certs import TlsDetails
+from trio_monitor.store.records import (
+    BASE,
+    FLOOR_MS,
+    MAX_BUCKET,
+    PhaseHistograms,
+    bucket_of,
+    encode_phases,
+)
 
 EXAMPLES = settings(max_examples=2000, deadline=None, database=None)
 
@@ -163,3 +174,47 @@ def _outcome(encode: Callable[[], bytes]) -> bytes | type[Exception]:
         return encode()
     except Exception as exc:
         return type(exc)
+
+
+# --- store/records.py: latency buckets and phase codes -----------------------------
+
+
+def _reference_bucket(ms: float) -> int:
+    """bucket_of as it was written first."""
+    if ms < FLOOR_MS:
+        return 0
+    return min(MAX_BUCKET, int(math.log(ms / FLOOR_MS) / math.log(BASE)) + 1)
+
+
+MS = st.floats(0.0, 1e300) | st.sampled_from([FLOOR_MS, 0.0999999, 1e30, 1e40, 5e-324])
+PHASE_MS = st.dictionaries(st.sampled_from(PHASES), st.none() | MS)
+
+
+@pytest.mark.fuzz
+@EXAMPLES
+@given(ms=MS)
+def test_bucket_of_is_the_min_formula(ms: float):
+    assert bucket_of(ms) == _reference_bucket(ms)
+
+
+@pytest.mark.fuzz
+@EXAMPLES
+@given(samples=st.lists(PHASE_MS, max_size=5))
+def test_phase_codes_and_their_histograms_are_the_reference_ones(
+    samples: list[dict[str, float | None]],
+):
+    """Each phase's code is 0 (it did not happen) or its bucket + 1, the top bucket
+    sharing the one below's; PhaseHistograms counts phase index * 256 + bucket."""
+    histograms, expected = PhaseHistograms(), Counter[int]()
+    for phases in samples:
+        code = encode_phases(phases)
+        codes = [
+            0 if (ms := phases.get(p)) is None else min(_reference_bucket(ms), 254) + 1
+            for p in PHASES
+        ]
+        assert code == bytes(codes)
+        assert code is not None
+        histograms.add(code)
+        expected.update(i * 256 + c - 1 for i, c in enumerate(codes) if c)
+    assert histograms.counts == dict(expected)
+    assert encode_phases(None) is None
