@@ -93,14 +93,23 @@ def test_rfc3339_out_of_range_raises_as_datetime_does(ts: float):
         rfc3339(ts)
 
 
-def test_rfc3339_cache_is_per_second(monkeypatch: pytest.MonkeyPatch):
-    """A second's text is formatted once, then reused for every time in that second."""
-    monkeypatch.setattr(_records, "_second", (math.nan, ""))
+def test_rfc3339_formats_a_second_once(monkeypatch: pytest.MonkeyPatch):
+    """A second's text is formatted once, then reused for every time in that second,
+    also after other seconds (an HTTPS line's certificate times) came between."""
+    seconds: dict[float, str] = {}
+    monkeypatch.setattr(_records, "_seconds", seconds)
     assert rfc3339(1_800_000_000.25) == "2027-01-15T08:00:00.250Z"
-    assert _records._second == (1_800_000_000.0, "2027-01-15T08:00:00")
-    assert rfc3339(1_800_000_000.9999) == "2027-01-15T08:00:00.999Z"
+    assert rfc3339(1_900_000_000.0) == "2030-03-17T17:46:40.000Z"
+    assert seconds == {
+        1_800_000_000.0: "2027-01-15T08:00:00",
+        1_900_000_000.0: "2030-03-17T17:46:40",
+    }
+    seconds[1_800_000_000.0] = "cached"
+    assert rfc3339(1_800_000_000.9999) == "cached.999Z"
     assert rfc3339(1_800_000_000.9999996) == "2027-01-15T08:00:01.000Z"  # rounds over
-    assert _records._second == (1_800_000_000.0, "2027-01-15T08:00:00")
+    monkeypatch.setattr(_records, "_SECONDS_KEPT", 2)
+    assert rfc3339(2_000_000_000.5) == "2033-05-18T03:33:20.500Z"
+    assert seconds == {2_000_000_000.0: "2033-05-18T03:33:20"}  # full: emptied first
 
 
 # --- to_dict / to_json: what the converter's default unstructuring gave -------------

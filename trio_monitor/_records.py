@@ -38,28 +38,29 @@ def in_rfc3339_range(ts: float) -> bool:
     return TS_MIN <= ts <= TS_MAX
 
 
-# the last whole second written and its text up to the seconds: a round's lines share
-# their second, so most calls format only the milliseconds (a tuple: replaced whole,
-# so a worker thread calling too reads a consistent pair)
-_second: tuple[float, str] = (math.nan, "")
+# whole seconds already written, as text up to the seconds: a round's lines share their
+# second, and an HTTPS line's certificate times are the same every probe (a dict, not
+# the last one: those would take turns); emptied when full
+_SECONDS_KEPT = 1024
+_seconds: dict[float, str] = {}
 
 
 def rfc3339(ts: float) -> str:
     """Unix seconds -> '2026-11-27T21:56:58.123Z', as datetime writes it: rounded to
     microseconds (half even, like `datetime.fromtimestamp`), then cut to milliseconds.
     ValueError / OverflowError (datetime's) out of range."""
-    global _second
     frac, whole = math.modf(ts)  # the split fromtimestamp makes before rounding
-    second, text = _second
-    if whole == second and frac >= 0.0:
+    if frac >= 0.0:  # negative times keep datetime's way: rare, and its carry differs
         us = round(frac * 1e6)
         if us < 1_000_000:  # else it rounds into the next second
+            text = _seconds.get(whole)
+            if text is None:
+                if len(_seconds) >= _SECONDS_KEPT:
+                    _seconds.clear()
+                stamp = datetime.fromtimestamp(whole, UTC).isoformat(timespec="seconds")
+                text = _seconds[whole] = stamp[:-6]
             return f"{text}.{us // 1000:03d}Z"
-    text = datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")[:-6]
-    # negative times (fractions below 0) keep datetime's way: rare, and its carry differs
-    if frac >= 0.0 and round(frac * 1e6) < 1_000_000:
-        _second = (whole, text[:-4])
-    return text + "Z"
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
 @frozen
