@@ -98,8 +98,8 @@ def encode_phases(phases_ms: Mapping[str, float | None] | None) -> bytes | None:
     if phases_ms is None:
         return None
     get = phases_ms.get
-    # a list, not a generator: bytes() of one costs twice as much (every probe, in the
-    # view and in the history writer)
+    # a list, not a generator (a tenth faster: every probe, in the view and in the
+    # history writer)
     return bytes(
         [
             0 if (ms := get(phase)) is None else min(bucket_of(ms), MAX_BUCKET - 1) + 1
@@ -118,9 +118,6 @@ class PhaseStats:
     count: int
 
 
-_PHASE_BASES = tuple(range(0, 256 * len(PHASES), 256))  # each phase's first key
-
-
 @define
 class PhaseHistograms:
     """One latency histogram per phase of PHASES, in one dict keyed by
@@ -130,11 +127,10 @@ class PhaseHistograms:
 
     def add(self, code: bytes) -> None:
         """One sample's `encode_phases` code."""
-        counts = self.counts
-        for base, byte in zip(_PHASE_BASES, code, strict=False):  # phases it knows
+        for i, byte in enumerate(code[: len(PHASES)]):
             if byte:
-                key = base + byte - 1
-                counts[key] = counts.get(key, 0) + 1
+                key = i * 256 + byte - 1
+                self.counts[key] = self.counts.get(key, 0) + 1
 
     def merge(self, other: PhaseHistograms) -> None:
         for key, n in other.counts.items():
