@@ -213,8 +213,9 @@ def test_phase_codes_and_their_histograms_are_the_reference_ones(
     samples: list[dict[str, float | None]],
 ):
     """Each phase's code is 0 (it did not happen) or its bucket + 1, the top bucket
-    sharing the one below's; PhaseHistograms counts phase index * 256 + bucket."""
-    histograms, expected = PhaseHistograms(), Counter[int]()
+    sharing the one below's; PhaseHistograms counts phase index * 256 + bucket, from
+    the code or (add_phases, the view's way) straight from the phases."""
+    histograms, direct, expected = PhaseHistograms(), PhaseHistograms(), Counter[int]()
     for phases in samples:
         code = encode_phases(phases)
         codes = [
@@ -224,6 +225,8 @@ def test_phase_codes_and_their_histograms_are_the_reference_ones(
         assert code == bytes(codes)
         assert code is not None
         histograms.add(code)
+        direct.add_phases(phases)
         expected.update(i * 256 + c - 1 for i, c in enumerate(codes) if c)
     assert histograms.counts == dict(expected)
+    assert direct.counts == histograms.counts  # add_phases: the same without the code
     assert encode_phases(None) is None
