@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from collections.abc import Mapping
+import math
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from types import NoneType, UnionType
+from typing import Any, ClassVar, Union, get_args, get_origin
 
 import cattrs
 import orjson
 from attrs import field, frozen
+from cattrs.fns import identity
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
 from ._errors import ErrorKind
@@ -35,9 +38,29 @@ def in_rfc3339_range(ts: float) -> bool:
     return TS_MIN <= ts <= TS_MAX
 
 
+# whole seconds already written, as text up to the seconds: a round's lines share their
+# second, and an HTTPS line's certificate times are the same every probe (a dict, not
+# the last one: those would take turns); emptied when full
+_SECONDS_KEPT = 1024
+_seconds: dict[float, str] = {}
+
+
 def rfc3339(ts: float) -> str:
-    """Unix seconds -> '2026-11-27T21:56:58.123Z'."""
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """Unix seconds -> '2026-11-27T21:56:58.123Z', as datetime writes it: rounded to
+    microseconds (half even, like `datetime.fromtimestamp`), then cut to milliseconds.
+    ValueError / OverflowError (datetime's) out of range."""
+    frac, whole = math.modf(ts)  # the split fromtimestamp makes before rounding
+    if frac >= 0.0:  # negative times keep datetime's way: rare, and its carry differs
+        us = round(frac * 1e6)
+        if us < 1_000_000:  # else it rounds into the next second
+            text = _seconds.get(whole)
+            if text is None:
+                if len(_seconds) >= _SECONDS_KEPT:
+                    _seconds.clear()
+                stamp = datetime.fromtimestamp(whole, UTC).isoformat(timespec="seconds")
+                text = _seconds[whole] = stamp[:-6]
+            return f"{text}.{us // 1000:03d}Z"
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
 @frozen
@@ -318,6 +341,22 @@ Record = ProbeResult | RoundSummary | AlertEvent | TargetRemoved | StreamMark
 _converter = cattrs.Converter()
 
 
+def _plain_or_none(t: Any) -> bool:
+    """`X | None` where X is unstructured as itself (int, str, a StrEnum, ...): so is the
+    union, and cattrs' generated functions read such a field instead of calling a
+    None-check on it (21 calls a probe line)."""
+    args = get_args(t)
+    return (
+        get_origin(t) in (Union, UnionType)
+        and len(args) == 2
+        and NoneType in args
+        and _converter.get_unstructure_hook(args[args[0] is NoneType]) is identity
+    )
+
+
+_converter.register_unstructure_hook_func(_plain_or_none, identity)
+
+
 def _time_or_none(ts: float | None) -> str | None:
     return None if ts is None else rfc3339(ts)
 
@@ -338,11 +377,19 @@ for _cls, _times in _TIMES:
     )
 
 
+# each record class's generated function, called directly: the converter's dispatch
+# by class is a twentieth of a probe line's encoding
+_UNSTRUCTURE: dict[type, Callable[[Any], dict[str, Any]]] = {
+    cls: _converter.get_unstructure_hook(cls)
+    for cls in (ProbeResult, RoundSummary, AlertEvent, TargetRemoved, StreamMark)
+}
+
+
 def to_dict(record: Record, labels: Mapping[str, str] | None = None) -> dict:
     """`labels`: a probe line's, its target's from the config (a probe result does
     not carry them: probers never see labels); `null` without any, after every field."""
-    line = {"schema": SCHEMA, "type": record.type, **_converter.unstructure(record)}
-    if isinstance(record, ProbeResult):
+    line = {"schema": SCHEMA, "type": record.type, **_UNSTRUCTURE[type(record)](record)}
+    if record.type == "probe":
         line["labels"] = dict(labels) if labels else None
     return line
 

@@ -35,11 +35,25 @@ SEASON_MIN = 30  # samples in a slot before its offset is used
 DAY = 86400.0
 
 
+# [start, end) of the last hour asked about, and its slot: nearly every probe falls in
+# the hour of the one before (an empty range until the first)
+_hour: tuple[float, float, int] = (0.0, 0.0, 0)
+
+
 def season_slot(ts: float) -> int:
     """Hour of day (UTC), + 24 on Saturdays and Sundays."""
-    days, into = divmod(int(ts), 86400)
+    global _hour
+    start, end, slot = _hour
+    if start <= ts < end:
+        return slot
+    second = int(ts)
+    days, into = divmod(second, 86400)
     weekend = (days + 3) % 7 >= 5  # 1970-01-01 was a Thursday: Monday is 0
-    return into // 3600 + (24 if weekend else 0)
+    slot = into // 3600 + (24 if weekend else 0)
+    if ts >= 0.0:  # int() truncates: below 0, [start, end) is not the hour's seconds
+        start = float(second - into % 3600)
+        _hour = (start, start + 3600.0, slot)
+    return slot
 
 
 class Level:
@@ -62,11 +76,12 @@ class Level:
             self.level, self.scale = y, floor
             return
         a = alpha if alpha * n > 1.0 else 1.0 / n
-        r = y - self.level
-        b = CLIP * (self.scale if self.scale > floor else floor)
-        self.level += a * (b if r > b else -b if r < -b else r)
+        level, scale = self.level, self.scale  # locals: read once (a few times a probe)
+        r = y - level
+        b = CLIP * (scale if scale > floor else floor)
+        self.level = level + a * (b if r > b else -b if r < -b else r)
         ar = -r if r < 0 else r
-        self.scale += a * ((b if ar > b else ar) - self.scale)
+        self.scale = scale + a * ((b if ar > b else ar) - scale)
 
     def load(self, data: list[float]) -> None:
         self.n, self.level, self.scale = int(data[0]), float(data[1]), float(data[2])
@@ -93,25 +108,34 @@ class Seasonal(Level):
         return 0.0
 
     def observe(
-        self, y: float, ts: float, slot: int, alpha: float, season_alpha: float, floor: float
+        self,
+        y: float,
+        ts: float,
+        slot: int,
+        offset: float,
+        alpha: float,
+        season_alpha: float,
+        floor: float,
     ) -> None:
-        """Learn from y at ts in `slot` (call after reading z with `offset(slot)`)."""
-        self.update(y - self.offset(slot), alpha, floor)
-        if self.n == 1:
-            self.slow = y
+        """Learn from y at ts in `slot`, whose `offset(slot)` the caller read z with."""
+        self.update(y - offset, alpha, floor)
+        n = self.n
+        if n == 1:
+            slow = y
         else:
+            slow = self.slow
             w = (ts - self.last) / DAY  # a day's memory, whatever the interval
-            self.slow += (y - self.slow) * (
-                1.0 if w > 1.0 else w if w > 1.0 / self.n else 1.0 / self.n
-            )
-        self.last = ts
-        c = self.counts[slot]
+            slow += (y - slow) * (1.0 if w > 1.0 else w if w > 1.0 / n else 1.0 / n)
+        self.slow, self.last = slow, ts
+        counts, offsets = self.counts, self.offsets
+        c = counts[slot]
         if c < 255:
-            self.counts[slot] = c + 1
+            counts[slot] = c + 1
         a = season_alpha if season_alpha * (c + 1) > 1.0 else 1.0 / (c + 1)
-        r = y - self.slow - self.offsets[slot]
-        b = CLIP * (self.scale if self.scale > floor else floor)
-        self.offsets[slot] += a * (b if r > b else -b if r < -b else r)
+        r = y - slow - offsets[slot]
+        scale = self.scale
+        b = CLIP * (scale if scale > floor else floor)
+        offsets[slot] += a * (b if r > b else -b if r < -b else r)
 
     def load(self, data: list[Any]) -> None:
         super().load(data[:3])

@@ -63,11 +63,13 @@ class Cusum:
         self.alarmed = False
 
     def step(self, x: float, ts: float, h: float) -> bool:
-        s = self.s + x
+        before = self.s
+        s = before + x
         if s <= 0.0:
-            self.s, self.start, self.alarmed = 0.0, 0.0, False
+            if before != 0.0 or self.alarmed:  # most steps: already at rest
+                self.s, self.start, self.alarmed = 0.0, 0.0, False
             return False
-        if self.s == 0.0:
+        if before == 0.0:
             self.start = ts
         # capped, so an episode ends soon after the signal is back to normal
         self.s = s if s < 2 * h else 2 * h
@@ -78,6 +80,29 @@ class Cusum:
 
     def reset(self) -> None:
         self.s, self.start, self.alarmed = 0.0, 0.0, False
+
+
+def _bernoulli(rate: float, hit: bool, p: EarlyWarningSection) -> tuple[float, float, float]:
+    """A Bernoulli CUSUM's baseline p0 (`rate`, at least errors_floor), the rate p1 it
+    watches for, and this probe's step: the log-likelihood ratio of p1 against p0."""
+    floor, ratio = p.errors_floor, p.errors_ratio
+    if rate > floor:
+        return _llr(rate, ratio, hit)
+    # at the floor (a target that never fails, a page that never changes: most probes)
+    # all three are constants of the settings, computed once (a handful of keys)
+    key = (floor, ratio, hit)
+    step = _AT_FLOOR.get(key)
+    if step is None:
+        step = _AT_FLOOR[key] = _llr(floor, ratio, hit)
+    return step
+
+
+def _llr(p0: float, ratio: float, hit: bool) -> tuple[float, float, float]:
+    p1 = min(0.5, max(ratio * p0, p0 + ERRORS_STEP))
+    return p0, p1, math.log(p1 / p0) if hit else math.log((1 - p1) / (1 - p0))
+
+
+_AT_FLOOR: dict[tuple[float, float, bool], tuple[float, float, float]] = {}
 
 
 def _clip(z: float) -> float:
@@ -178,9 +203,7 @@ class TargetModel:
         # errors: failures below the DOWN threshold (an outage resets everything)
         e = self.errors
         if e.n >= p.warmup:
-            p0 = e.p if e.p > p.errors_floor else p.errors_floor
-            p1 = min(0.5, max(p.errors_ratio * p0, p0 + ERRORS_STEP))
-            x = math.log(p1 / p0) if not r.ok else math.log((1 - p1) / (1 - p0))
+            p0, p1, x = _bernoulli(e.p, not r.ok, p)
             if self.err_cusum.step(x, ts, p.errors_threshold):
                 found.append(
                     Finding(
@@ -204,14 +227,17 @@ class TargetModel:
 
     def _latency(self, r: ProbeResult, p: EarlyWarningSection, found: list[Finding]) -> None:
         assert r.latency_ms is not None
+        ts = r.ts
         y = math.log(r.latency_ms)
         lat = self.latency
-        slot = season_slot(r.ts)
-        pred = lat.level + lat.offset(slot)
-        z = (y - pred) / (lat.scale if lat.scale > LATENCY_FLOOR else LATENCY_FLOOR)
+        slot = season_slot(ts)
+        offset = lat.offset(slot)
+        pred = lat.level + offset
+        scale = lat.scale
+        z = (y - pred) / (scale if scale > LATENCY_FLOOR else LATENCY_FLOOR)
         self.lat_fast += FAST * (y - pred - self.lat_fast)
         if lat.n >= p.warmup and self.lat_cusum.step(
-            _clip(z) - p.latency_slack, r.ts, p.latency_threshold
+            _clip(z) - p.latency_slack, ts, p.latency_threshold
         ):
             base, now = math.exp(pred), math.exp(pred + self.lat_fast)
             found.append(
@@ -225,14 +251,16 @@ class TargetModel:
                 )
             )
         alpha = 1.0 / p.baseline_probes
-        lat.observe(y, r.ts, slot, alpha, 1.0 / p.season_probes, LATENCY_FLOOR)
-        if r.phases_ms:
-            for name, ms in r.phases_ms.items():
+        lat.observe(y, ts, slot, offset, alpha, 1.0 / p.season_probes, LATENCY_FLOOR)
+        phases_ms = r.phases_ms
+        if phases_ms:
+            levels, log = self.phases, math.log  # locals: up to five phases a probe
+            for name, ms in phases_ms.items():
                 if ms:
-                    level = self.phases.get(name)
+                    level = levels.get(name)
                     if level is None:
-                        level = self.phases[name] = Level()
-                    level.update(math.log(ms), alpha, LATENCY_FLOOR)
+                        level = levels[name] = Level()
+                    level.update(log(ms), alpha, LATENCY_FLOOR)
 
     def _phase_note(self, r: ProbeResult) -> str:
         """The phase that moved most, in its own scales."""
@@ -271,9 +299,7 @@ class TargetModel:
         size.update(y, 1.0 / p.baseline_probes, SIZE_FLOOR)
         churn = self.churn
         if churn.n >= p.warmup and churn.p < CHURN_STABLE:
-            p0 = churn.p if churn.p > p.errors_floor else p.errors_floor
-            p1 = min(0.5, max(p.errors_ratio * p0, p0 + ERRORS_STEP))
-            x = math.log(p1 / p0) if r.content_changed else math.log((1 - p1) / (1 - p0))
+            p0, p1, x = _bernoulli(churn.p, r.content_changed, p)
             if self.churn_cusum.step(x, r.ts, p.churn_threshold):
                 found.append(
                     Finding(

@@ -23,7 +23,7 @@ from .._config import NO_LABELS, Config, Target
 from .._records import AlertEvent, ProbeResult, Record
 from ..net.certs import TlsDetails
 from ..policy._grouping import Group, decide, facts
-from ..store.records import Histogram, PhaseHistograms, PhaseStats, encode_phases
+from ..store.records import Histogram, PhaseHistograms, PhaseStats
 from .state import DOWN, TargetState
 
 HOURS = 24
@@ -90,11 +90,10 @@ class RecentStats:
             slot.ok += 1
             if result.latency_ms is not None:
                 slot.histogram().add(result.latency_ms)  # the current hour: not a blob yet
-            code = encode_phases(result.phases_ms)
-            if code is not None:
+            if result.phases_ms is not None:
                 if not isinstance(slot.phases, PhaseHistograms):
                     slot.phases = PhaseHistograms()
-                slot.phases.add(code)
+                slot.phases.add_phases(result.phases_ms)
 
     def summary(self, name: str, now: float) -> tuple[int, float | None, float | None]:
         """-> (checks, availability %, p95 ms) over the 24 hours before `now`."""
