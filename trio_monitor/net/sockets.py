@@ -37,7 +37,7 @@ RECV_SIZE = 64 * 1024
 class Conn:
     """One connection to one address. Owns its socket: `close()` it."""
 
-    __slots__ = ("_sock", "details", "peer", "reused", "tls")
+    __slots__ = ("_poll", "_sock", "details", "peer", "reused", "tls")
 
     def __init__(self, sock: socket.socket, peer: tuple[str, int]) -> None:
         self._sock: socket.socket | ssl.SSLSocket = sock
@@ -45,6 +45,7 @@ class Conn:
         self.tls: ssl.SSLSocket | None = None
         self.details: TlsDetails | None = None  # of `tls`'s certificates, read once
         self.reused = False
+        self._poll: select.poll | None = None  # made at the first idle check, kept
 
     @property
     def local_ip(self) -> str:
@@ -93,9 +94,13 @@ class Conn:
             view = view[sent:]
         await checkpoint_if_cancelled()
 
-    async def recv(self) -> bytes:
-        """Up to RECV_SIZE bytes; b"" at the end of the stream."""
+    async def recv(self, *, wait_first: bool = False) -> bytes:
+        """Up to RECV_SIZE bytes; b"" at the end of the stream. `wait_first`: the caller
+        expects nothing yet (a request just sent): wait for readability before the
+        first system call instead of after one that would almost always fail."""
         sock = self._sock
+        if wait_first and not (isinstance(sock, ssl.SSLSocket) and sock.pending()):
+            await wait_readable(sock)
         while True:
             try:
                 data = sock.recv(RECV_SIZE)
@@ -115,8 +120,10 @@ class Conn:
         fd = sock.fileno()
         if fd < 0 or (isinstance(sock, ssl.SSLSocket) and sock.pending()):
             return False
-        poll = select.poll()  # not select(): descriptors above 1023 are common here
-        poll.register(fd, select.POLLIN)
+        poll = self._poll  # not select(): descriptors above 1023 are common here
+        if poll is None:  # a pooled connection is checked at every reuse: once is enough
+            poll = self._poll = select.poll()
+            poll.register(fd, select.POLLIN)
         return not poll.poll(0)
 
     def close(self) -> None:

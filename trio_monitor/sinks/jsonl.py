@@ -22,6 +22,7 @@ import trio
 
 from .._config import Config
 from .._errors import UsageError
+from .._linger import linger
 from .._records import ProbeResult, Record, to_json
 
 log = logging.getLogger("trio_monitor")
@@ -173,13 +174,8 @@ async def serve_jsonl(
             lines = [line(record)]
             # at most a thread hop per LINGER (one per record would cost more than
             # encoding it; a line 50 ms later tells a reader no less): gather what comes
-            # meanwhile; the first line after a quiet spell, and a close, go at once
-            with trio.move_on_at(written + LINGER):
-                try:
-                    while len(lines) < BATCH:
-                        lines.append(line(await receive.receive()))
-                except trio.EndOfChannel:
-                    pass
+            # meanwhile; the first line after a quiet spell goes at once
+            await linger(receive, written + LINGER, BATCH - 1)
             while len(lines) < BATCH:
                 try:
                     lines.append(line(receive.receive_nowait()))

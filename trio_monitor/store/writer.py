@@ -23,6 +23,7 @@ import trio
 from attrs import define
 
 from .._config import StorageSection
+from .._linger import linger
 from .._records import AlertEvent, ProbeResult, Record, StreamMark, TargetRemoved
 from ._db import Db, ErrorLog, environmental, log, one_line, reason
 from ._sql import UNSTORED, set_meta, stream_meta_key, transaction
@@ -32,7 +33,7 @@ from .schema import BUSY_TIMEOUT, Connect
 BATCH = 1000  # records taken from the channel for one transaction at most
 # at most one transaction per LINGER seconds: probes spread over their intervals arrive
 # one by one, and a transaction (and thread hop) per record would cost more than storing
-# it; the first record after a quiet spell, and a stop, are written at once
+# it; the first record after a quiet spell is written at once
 LINGER = 0.2
 BACKLOG = 50_000  # records held while the file cannot be written; beyond: oldest dropped
 RETRY_MIN, RETRY_MAX = 1.0, 30.0  # backoff between write attempts after a failure
@@ -417,11 +418,7 @@ class StoreWriter:
                             self.add(await receive.receive())
                             taken = 1
                             # gather what comes until LINGER after the last transaction
-                            # (the channel's close ends the wait: EndOfChannel)
-                            with trio.move_on_at(self._flushed + self.linger):
-                                while taken < self.batch:
-                                    self.add(await receive.receive())
-                                    taken += 1
+                            await linger(receive, self._flushed + self.linger, self.batch - taken)
                             while taken < self.batch:
                                 self.add(receive.receive_nowait())
                                 taken += 1

@@ -212,8 +212,12 @@ def _ms(seconds: float | None) -> float | None:
 
 
 async def _close(response: httpx.Response) -> None:
-    if isinstance(response.stream, ProbeBody):
-        await response.aclose()  # no checkpoint inside: nothing to cancel, nothing to shield
+    stream = response.stream
+    if isinstance(stream, ProbeBody):
+        # no checkpoint inside: nothing to cancel, nothing to shield; and no need for
+        # httpx's error-context wrapper around it (it raises nothing)
+        response.is_closed = True
+        await stream.aclose()
         return
     # Another transport's close may wait, and this runs in `finally`, possibly after our
     # deadline cancelled us: shield it, but bound it.
@@ -292,9 +296,7 @@ async def _read_body(
     # nothing to decode: straight from our transport, without httpx's generator layers
     stream = response.stream
     chunks: AsyncIterable[bytes] = (
-        stream
-        if isinstance(stream, ProbeBody) and "content-encoding" not in response.headers
-        else response.aiter_bytes()
+        stream if isinstance(stream, ProbeBody) and not stream.encoded else response.aiter_bytes()
     )
     try:
         async for chunk in chunks:

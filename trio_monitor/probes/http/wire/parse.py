@@ -17,6 +17,7 @@ from ....net.sockets import Conn
 MAX_HEAD = 64 * 1024  # bytes of status line and headers
 MAX_HEADERS = 256
 _HTTP = b"HTTP/"
+_FRAMING = (b"content-length", b"transfer-encoding")
 
 
 class _HeadDone(Exception):
@@ -43,6 +44,7 @@ class ResponseReader:
         "_body",
         "_complete",
         "_conn",
+        "_encoded",
         "_expect_body",
         "_framed",
         "_head_bytes",
@@ -69,6 +71,7 @@ class ResponseReader:
         self._trailing = False
         self._keep_alive = False
         self._framed = False  # Content-Length or chunked: the body's end is known
+        self._encoded = False  # Content-Encoding: httpx must decode the body
         self._expect_body = True
         self._body: list[bytes] = []
         self._received = 0
@@ -102,9 +105,12 @@ class ResponseReader:
         self._status = status
         self._head_done = True
         self._keep_alive = parser.should_keep_alive()
-        self._framed = any(
-            name.lower() in (b"content-length", b"transfer-encoding") for name, _ in self._headers
-        )
+        for name, _ in self._headers:
+            lower = name.lower()
+            if lower in _FRAMING:
+                self._framed = True
+            elif lower == b"content-encoding":
+                self._encoded = True
         self._expect_body = not (self._is_head or status in (204, 304))
         if self._is_head:
             raise _HeadDone
@@ -177,8 +183,9 @@ class ResponseReader:
     # --- the reading side --------------------------------------------------------
 
     async def read_head(self) -> tuple[int, list[tuple[bytes, bytes]]]:
+        """Read until the head is complete; called right after the request went out."""
         while not self._head_done:
-            data = await self._conn.recv()
+            data = await self._conn.recv(wait_first=self._received == 0)
             if not data:
                 self._eof()
             else:
@@ -202,6 +209,11 @@ class ResponseReader:
         if self._body:
             return self._body.pop(0)
         return b""
+
+    @property
+    def encoded(self) -> bool:
+        """The body has a Content-Encoding (read it through httpx, which decodes)."""
+        return self._encoded
 
     @property
     def reusable(self) -> bool:

@@ -87,24 +87,50 @@ def _request_head(request: httpx.Request, close: bool) -> bytes:
     return b"".join(parts)
 
 
-# A plan's first-hop request is sent by every probe of its target: its bytes are built
-# once (per connection policy), held as long as the request is.
-_WIRE: weakref.WeakKeyDictionary[httpx.Request, dict[bool, bytes]] = weakref.WeakKeyDictionary()
+class _Sending:
+    """What the transport derives from a request before it sends it: the TLS context,
+    the pool key, and the bytes on the wire (per connection policy)."""
+
+    __slots__ = ("context", "key", "wire")
+
+    def __init__(self, request: httpx.Request) -> None:
+        url = request.url
+        scheme = url.raw_scheme
+        self.context: ssl.SSLContext | None = None
+        if scheme == b"https":
+            tls: Tls = request.extensions.get(SSL_CONTEXT) or load_tls(True)
+            # (a request not from a plan verifies, with the shared default context)
+            self.context = tls.context
+        sni = request.extensions.get("sni_hostname")
+        self.key: OriginKey = (scheme, url.raw_host, _port(url), self.context, sni)
+        self.wire: dict[bool, bytes] = {}  # Connection: close? -> head and body
+
+    async def data(self, request: httpx.Request, close: bool) -> bytes:
+        data = self.wire.get(close)
+        if data is not None:
+            return data
+        stream = request.stream
+        if isinstance(stream, httpx.ByteStream):
+            body = b"".join(stream)  # the common case: bytes built once per target
+        else:
+            body = b"".join([part async for part in stream])  # type: ignore[union-attr]
+        data = _request_head(request, close) + body
+        if isinstance(stream, httpx.ByteStream):  # (a streamed body may differ next time)
+            self.wire[close] = data
+        return data
 
 
-async def _request_bytes(request: httpx.Request, close: bool) -> bytes:
-    built = _WIRE.get(request)
-    if built is not None and close in built:
-        return built[close]
-    stream = request.stream
-    if isinstance(stream, httpx.ByteStream):
-        body = b"".join(stream)  # the common case: bytes built once per target
-    else:
-        body = b"".join([part async for part in stream])  # type: ignore[union-attr]
-    data = _request_head(request, close) + body
-    if isinstance(stream, httpx.ByteStream):  # (a streamed body may differ next time)
-        _WIRE.setdefault(request, {})[close] = data
-    return data
+# A plan's first-hop request is sent by every probe of its target: what sending it
+# takes is worked out once, held as long as the request is (httpx.URL's properties are
+# computed anew at every access).
+_SENDING: weakref.WeakKeyDictionary[httpx.Request, _Sending] = weakref.WeakKeyDictionary()
+
+
+def _sending(request: httpx.Request) -> _Sending:
+    sending = _SENDING.get(request)
+    if sending is None:
+        sending = _SENDING[request] = _Sending(request)
+    return sending
 
 
 class ProbeBody(httpx.AsyncByteStream):
@@ -119,6 +145,11 @@ class ProbeBody(httpx.AsyncByteStream):
         self._conn = conn
         self._reader = reader
         self._closed = False
+
+    @property
+    def encoded(self) -> bool:
+        """The body has a Content-Encoding: only httpx's decoding iterators read it."""
+        return self._reader.encoded
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self
@@ -148,13 +179,6 @@ class ProbeTransport(httpx.AsyncBaseTransport):
         self._idle: dict[OriginKey, list[tuple[float, Conn]]] = {}
         self._resolvers = Resolvers()
 
-    def _context(self, request: httpx.Request) -> ssl.SSLContext | None:
-        if request.url.raw_scheme != b"https":
-            return None
-        tls: Tls = request.extensions.get(SSL_CONTEXT) or load_tls(True)
-        # (a request not from a plan verifies, with the shared default context)
-        return tls.context
-
     def resolver(self, nameserver: tuple[str, int] | None) -> Resolver:
         """The resolver asking `nameserver` (None: the system's settings)."""
         return self._resolvers.get(nameserver)
@@ -176,7 +200,9 @@ class ProbeTransport(httpx.AsyncBaseTransport):
         if key is None or not reusable or conn.closed:
             conn.close()
             return
-        idle = self._idle.setdefault(key, [])
+        idle = self._idle.get(key)
+        if idle is None:
+            idle = self._idle[key] = []
         if len(idle) >= self._per_host:
             conn.close()
         else:
@@ -249,16 +275,15 @@ class ProbeTransport(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         exchange = CURRENT_EXCHANGE.get() or Exchange()
         options: ConnOptions = request.extensions.get(CONN, _DEFAULT_OPTIONS)
-        context = self._context(request)
-        url = request.url
+        sending = _sending(request)
+        context = sending.context
         key: OriginKey | None = None
         conn: Conn | None = None
-        pinned = _pinned(exchange, url)
+        pinned = _pinned(exchange, request.url)
         if options.reuse and pinned is None:
-            sni = request.extensions.get("sni_hostname")
-            key = (url.raw_scheme, url.raw_host, _port(url), context, sni)
+            key = sending.key
             conn = self._take_idle(key)
-        data = await _request_bytes(request, close=key is None)
+        data = await sending.data(request, close=key is None)
         while True:
             if conn is None:
                 conn = await self._open(request, context, options, exchange, pinned)
