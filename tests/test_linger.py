@@ -4,7 +4,7 @@ queue up asleep rather than waiting in receive(), which would wake them per reco
 import trio
 import trio.testing
 
-from trio_monitor._linger import linger
+from trio_monitor._linger import close_channel, linger
 
 
 class Steps(trio.abc.Instrument):
@@ -54,3 +54,28 @@ async def test_a_full_batch_is_taken_at_once(autojump_clock):
     assert trio.current_time() == started
     await linger(receive, started + 1.0, 11)
     assert trio.current_time() == started + 1.0
+
+
+async def test_a_close_ends_the_linger_at_once(autojump_clock):
+    send, receive = trio.open_memory_channel(100)
+    taken = []
+
+    async def consumer():
+        async for record in receive:
+            taken.append(record)
+            await linger(receive, trio.current_time() + 1.0, 10)
+            while True:
+                try:
+                    taken.append(receive.receive_nowait())
+                except (trio.WouldBlock, trio.EndOfChannel):
+                    break
+
+    started = trio.current_time()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(consumer)
+        send.send_nowait(1)
+        await trio.testing.wait_all_tasks_blocked()  # lingering
+        send.send_nowait(2)
+        close_channel(send, receive)
+    assert taken == [1, 2]
+    assert trio.current_time() == started  # not a second later

@@ -322,7 +322,7 @@ class Notifiers:
         self._closed = True
         self._report.close()
         for r in (r for rs in self._running.values() for r in rs):
-            r.outlet.send.close()
+            r.outlet.close()
 
     async def reconfigure(self, old: Config, new: Config) -> None:
         self.configure(new)

@@ -31,6 +31,7 @@ from typing import Protocol
 import trio
 
 from .._config import Config, Target
+from .._linger import close_channel
 from .._records import AlertEvent, ProbeResult, Record
 from ..policy import Policy
 from .state import StateStore
@@ -79,6 +80,10 @@ class Outlet:
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass  # that consumer has finished (its output was closed) or we are closing
 
+    def close(self) -> None:
+        """No more records: the consumer drains what it has (at once), then ends."""
+        close_channel(self.send, self.receive)
+
 
 class Warnings(Protocol):
     """Early warning (trio_monitor/early/): `degrading` alerts after the state's."""
@@ -123,7 +128,7 @@ class Dispatcher:
             self._downstream.remove(outlet)
         else:
             self._outlets.remove(outlet)
-        outlet.send.close()
+        outlet.close()
 
     def add_observer(self, observe: Callable[[Record], None]) -> None:
         """Called inline with every record: must be synchronous and cheap."""
@@ -194,4 +199,4 @@ class Dispatcher:
         if self._ticker is not None:
             self._ticker.cancel()
         for outlet in self._outlets:
-            outlet.send.close()
+            outlet.close()
