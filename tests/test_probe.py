@@ -752,6 +752,7 @@ def test_a_plans_first_request_is_the_one_httpx_builds(extra):
     assert plan.request.method == expected.method
     assert plan.request.url == expected.url
     assert plan.request.headers.raw == expected.headers.raw
+    assert plan.request.headers.multi_items() == expected.headers.multi_items()
     assert b"".join(plan.request.stream) == b""  # type: ignore[arg-type]
 
 

@@ -108,23 +108,32 @@ def parsed_url(text: str) -> httpx.URL:
     return url
 
 
-def _first_hop(method: str, url: str, headers: httpx.Headers, body: bytes | None) -> httpx.Request:
+@functools.lru_cache(maxsize=256)
+def _has_host(configured: tuple[tuple[str, str], ...]) -> bool:
+    return "host" in _shared_headers(configured)
+
+
+def _first_hop(
+    method: str, url: str, configured: tuple[tuple[str, str], ...], body: bytes | None
+) -> httpx.Request:
     """The request `httpx.Request(method, url, headers=headers, content=body)` builds
     (its automatic `Host` first, and `Content-Length`, `0` for a bodiless POST, PUT or
-    PATCH), but holding the header entries of `headers` and the empty body shared, not
-    a copy of each per target, and with the URL parsed once at most."""
+    PATCH), but holding the header entries of the shared `headers` and the empty body,
+    not a copy of each per target, and with the URL parsed once at most."""
     request = httpx.Request(
         method, parsed_url(url), stream=_NO_BODY if body is None else httpx.ByteStream(body)
     )
     auto = []
-    if "host" not in headers:
+    if not _has_host(configured):
         auto.append((b"Host", request.url.netloc))
     if body is not None:  # the config refuses Content-Length in `headers`
         auto.append((b"Content-Length", str(len(body)).encode()))
     elif method in _BODYLESS_NEEDS_LENGTH:
         auto.append((b"Content-Length", b"0"))
     request.headers = httpx.Headers(auto, encoding=HEADER_ENCODING)
-    request.headers.update(headers)  # appends the shared entries (no key of `auto` is in them)
+    # what `update(headers)` does when no key of `auto` is among them (the config sees
+    # to that), without its lookups: a few µs a target, at every start
+    request.headers._list += _shared_headers(configured)._list
     return request
 
 
@@ -133,7 +142,7 @@ def prepare(target: Target) -> HttpPlan:
     headers = _shared_headers(spec.headers)
     options = ConnOptions(spec.connection == "reuse", spec.ip_family, spec.resolver)
     extensions = _extensions(spec.tls, spec.server_name, options)
-    request = _first_hop(spec.method, spec.url, headers, spec.body)
+    request = _first_hop(spec.method, spec.url, spec.headers, spec.body)
     request.extensions = extensions  # shared: nothing writes to a request's extensions
     url = request.url
     return HttpPlan(
