@@ -12,8 +12,8 @@ _LINGERING: dict[trio.MemoryReceiveChannel[Any], trio.CancelScope] = {}
 
 async def linger(receive: trio.MemoryReceiveChannel[Any], until: float, batch: int) -> None:
     """Wait until `until` (trio time) for more records to queue on `receive`, unless
-    `batch` are waiting already, or until `close_channel(send, receive)` ends the channel; then
-    take them with `receive_nowait()`.
+    `batch` are waiting already, or until `close_channel(send, receive)` ends the
+    channel; then take them with `receive_nowait()`.
 
     Asleep, not in `receive()`: a task waiting there is woken by every record sent, a
     pass through the scheduler per record, which costs more than handling it. A channel
