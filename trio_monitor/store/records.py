@@ -91,6 +91,12 @@ class Histogram:
 # --- phase timings ---------------------------------------------------------------
 
 
+def _phase_bucket(ms: float) -> int:
+    """A phase's bucket: the top one counts as the one below (both are far beyond any
+    timeout), so that bucket + 1 fits a byte of `encode_phases`."""
+    return min(bucket_of(ms), MAX_BUCKET - 1)
+
+
 def encode_phases(phases_ms: Mapping[str, float | None] | None) -> bytes | None:
     """phases_ms -> 5 bytes, one a phase (0: it did not happen, else its bucket + 1; the
     top bucket shares a code with the one below: both are far beyond any timeout).
@@ -100,12 +106,7 @@ def encode_phases(phases_ms: Mapping[str, float | None] | None) -> bytes | None:
     get = phases_ms.get
     # a list, not a generator (a tenth faster: every probe, in the view and in the
     # history writer)
-    return bytes(
-        [
-            0 if (ms := get(phase)) is None else min(bucket_of(ms), MAX_BUCKET - 1) + 1
-            for phase in PHASES
-        ]
-    )
+    return bytes([0 if (ms := get(phase)) is None else _phase_bucket(ms) + 1 for phase in PHASES])
 
 
 @frozen
@@ -139,7 +140,7 @@ class PhaseHistograms:
         get = phases_ms.get
         for i, phase in enumerate(PHASES):
             if (ms := get(phase)) is not None:
-                key = i * 256 + min(bucket_of(ms), MAX_BUCKET - 1)
+                key = i * 256 + _phase_bucket(ms)
                 counts[key] = counts.get(key, 0) + 1
 
     def merge(self, other: PhaseHistograms) -> None:
